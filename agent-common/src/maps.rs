@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The only place userspace spells a map or program name.
+
+/// Ring buffer carrying every event (file, XDP) to userspace. Kernel writes, agent reads.
+pub const EVENTS: &str = "RAMPART_EVENTS";
+/// IPv4 CIDRs to drop in XDP (`LpmTrie<[u8; 4], u32>`, value = reason code). Agent writes, XDP reads.
+pub const BLOCK_V4: &str = "RAMPART_BLOCK_V4";
+/// IPv6 CIDRs to drop in XDP (`LpmTrie<[u8; 16], u32>`). Agent writes, XDP reads.
+pub const BLOCK_V6: &str = "RAMPART_BLOCK_V6";
+/// Per-CPU XDP verdict counters, indexed by [`crate::xdp::XdpReason`]. XDP writes, agent reads.
+pub const XDP_STATS_TOTAL: &str = "RAMPART_XDP_STATS_TOTAL";
+/// Watched trees for the file sensor: `LpmTrie<[u8; PREFIX_MAX_LEN], u32>` keyed on path
+/// bytes ("/var/www/" = 72 bits), value `WATCH_INCLUDE`/`WATCH_EXCLUDE`. Agent writes, kernel reads.
+pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
+/// openat() calls in flight (`PendingOpen`), keyed by pid_tgid, between sys_enter and sys_exit. Kernel only.
+pub const OPEN_PENDING: &str = "RAMPART_OPEN_PENDING";
+/// Open-for-write sessions under watched roots, keyed by [`crate::OpenKey`]. Kernel only.
+pub const OPEN_WRITES: &str = "RAMPART_OPEN_WRITES";
+/// Per-CPU file sensor counters, indexed by [`crate::FileStat`]. Kernel writes, agent reads.
+pub const FILE_STATS_TOTAL: &str = "RAMPART_FILE_STATS_TOTAL";
+/// Scratch space for building a file path (per-CPU, one entry). Kernel only.
+pub const PATH_SCRATCH: &str = "RAMPART_PATH_SCRATCH";
+
+/// Every map the kernel object must define; a test loads the object and checks each one.
+pub const ALL: &[&str] = &[
+    EVENTS,
+    BLOCK_V4,
+    BLOCK_V6,
+    XDP_STATS_TOTAL,
+    WATCH_PREFIXES,
+    OPEN_PENDING,
+    OPEN_WRITES,
+    FILE_STATS_TOTAL,
+    PATH_SCRATCH,
+];
+
+/// Program names (the kernel function names).
+pub mod progs {
+    pub const XDP_FIREWALL: &str = "rampart_xdp";
+    pub const SYS_ENTER_OPENAT: &str = "sys_enter_openat";
+    pub const SYS_EXIT_OPENAT: &str = "sys_exit_openat";
+    pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
+}

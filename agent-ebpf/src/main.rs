@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Rampart kernel programs. Entry points are thin: each calls a `try_*` body and
+//! fails open (passes the packet / emits nothing) on its own errors, counting them.
+#![no_std]
+#![no_main]
+
+mod file;
+mod xdp;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program; the verifier rejects any path that gets here.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Configuration: `/etc/rampart/rampart.yaml` plus `conf.d/*.yaml` drop-ins merged in
+//! name order (maps merge, scalars replace, lists append), or `--config FILE` (with its
+//! own sibling `conf.d/`), or the embedded default. Everything is validated before any
+//! kernel program is loaded or any port bound.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// The embedded default configuration (also shipped as config/rampart.yaml).
+pub const DEFAULT_YAML: &str = include_str!("../../config/rampart.yaml");
+pub const DEFAULT_PATH: &str = "/etc/rampart/rampart.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{path}: invalid YAML: {source}")]
+    Yaml { path: String, #[source] source: serde_yaml_ng::Error },
+    #[error("{path}: key `{key}`: {reason}")]
+    Invalid { path: String, key: String, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite store, TLS material and token digests live.
+    pub state_dir: PathBuf,
+    pub webui: WebUi,
+    pub firewall: Firewall,
+    pub watch: Watch,
+    pub sensors: Sensors,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebUi {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Read-only credential for /metrics only.
+    #[serde(default)]
+    pub metrics_token: String,
+    /// Legacy single admin token; becomes a `legacy-auth-token` admin entry.
+    #[serde(default)]
+    pub auth_token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub token: String,
+    pub scope: TokenScope,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Admin,
+    Read,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Interfaces the XDP firewall attaches to. Empty: maps are loaded, nothing attached.
+    pub interfaces: Vec<String>,
+    /// `auto` (native, else generic), `native` or `generic`.
+    pub xdp_mode: XdpMode,
+    /// Capacity of the IPv4 block trie.
+    pub max_entries_v4: u32,
+    /// Capacity of the IPv6 block trie.
+    pub max_entries_v6: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// Directory trees whose file writes the kernel reports.
+    pub paths: Vec<PathBuf>,
+    /// Largest file the agent reads for content checks.
+    pub max_scan_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensors {
+    /// Kernel-to-agent ring buffer size in bytes (power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// Capacity of the bounded channel between the ring buffer reader and detection.
+    pub event_channel_size: usize,
+    /// Concurrent open-for-write sessions the kernel tracks.
+    pub max_open_files: u32,
+}
+
+/// Merge `over` into `base`: maps merge key by key, lists append, scalars replace.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Sequence(b), Value::Sequence(o)) => b.extend(o),
+        (slot, o) => *slot = o,
+    }
+}
+
+fn parse_value(path: &str, text: &str) -> Result<Value, ConfigError> {
+    let v: Value = serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml { path: path.into(), source })?;
+    // An empty drop-in is fine.
+    Ok(if v.is_null() { Value::Mapping(Default::default()) } else { v })
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_layers(vec![("<embedded default>".into(), DEFAULT_YAML.into())])
+    }
+
+    /// Load `path` over the embedded defaults, then `conf.d/*.yaml` beside it in name order.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })
+        };
+        let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
+        layers.push((path.display().to_string(), read(path)?));
+        let confd = path.parent().unwrap_or(Path::new(".")).join("conf.d");
+        if confd.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&confd)
+                .map_err(|source| ConfigError::Read { path: confd.clone(), source })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            files.sort();
+            for f in files {
+                layers.push((f.display().to_string(), read(&f)?));
+            }
+        }
+        Self::from_layers(layers)
+    }
+
+    /// Merge layers (name, YAML text) in order and validate. Lists in the embedded
+    /// default are *replaced* by the first file that sets them, so an operator's
+    /// `watch.paths` is not appended to the defaults; later drop-ins append.
+    pub fn from_layers(layers: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        let mut merged = Value::Null;
+        let mut names = Vec::new();
+        for (i, (name, text)) in layers.iter().enumerate() {
+            let v = parse_value(name, text)?;
+            if i == 0 {
+                merged = v;
+            } else if i == 1 {
+                replace_lists_from(&mut merged, v);
+            } else {
+                merge(&mut merged, v);
+            }
+            names.push(name.as_str());
+        }
+        let source = names.join(" + ");
+        let cfg: Config = serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
+            path: source.clone(),
+            key: e.path().to_string(),
+            reason: e.inner().to_string(),
+        })?;
+        cfg.validate().map_err(|(key, reason)| ConfigError::Invalid { path: source, key, reason })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, r: String| Err((k.to_string(), r));
+        let rb = self.sensors.ringbuf_bytes;
+        if rb < 4096 || !rb.is_power_of_two() {
+            return err("sensors.ringbuf_bytes", format!("{rb} must be a power of two ≥ 4096"));
+        }
+        if self.sensors.event_channel_size == 0 {
+            return err("sensors.event_channel_size", "must be > 0".into());
+        }
+        if self.sensors.max_open_files == 0 {
+            return err("sensors.max_open_files", "must be > 0".into());
+        }
+        if self.firewall.max_entries_v4 == 0 || self.firewall.max_entries_v6 == 0 {
+            return err("firewall.max_entries_v4", "block map capacities must be > 0".into());
+        }
+        if self.watch.paths.len() > agent_common::MAX_WATCH_PREFIXES as usize {
+            return err(
+                "watch.paths",
+                format!("at most {} watched trees (got {})", agent_common::MAX_WATCH_PREFIXES, self.watch.paths.len()),
+            );
+        }
+        for (i, p) in self.watch.paths.iter().enumerate() {
+            let s = p.to_string_lossy();
+            if !p.is_absolute() {
+                return err(&format!("watch.paths[{i}]"), format!("{s:?} must be an absolute path"));
+            }
+            if s.len() + 1 > agent_common::PREFIX_MAX_LEN {
+                return err(&format!("watch.paths[{i}]"), format!("longer than {} bytes", agent_common::PREFIX_MAX_LEN - 1));
+            }
+        }
+        for (i, iface) in self.firewall.interfaces.iter().enumerate() {
+            if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
+                return err(&format!("firewall.interfaces[{i}]"), format!("{iface:?} is not an interface name"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.webui.tokens.iter().enumerate() {
+            if t.name.trim().is_empty() {
+                return err(&format!("webui.tokens[{i}].name"), "must not be empty".into());
+            }
+            if t.token.len() < 16 {
+                return err(&format!("webui.tokens[{i}].token"), "must be at least 16 characters".into());
+            }
+            if !names.insert(t.name.as_str()) {
+                return err(&format!("webui.tokens[{i}].name"), format!("duplicate token name {:?}", t.name));
+            }
+        }
+        if !self.webui.metrics_token.is_empty() && self.webui.metrics_token.len() < 16 {
+            return err("webui.metrics_token", "must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Like `merge`, but lists in `over` replace lists in `base` (operator file over defaults).
+fn replace_lists_from(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => replace_lists_from(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, o) => *slot = o,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(extra: &[&str]) -> Vec<(String, String)> {
+        let mut v = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
+        for (i, e) in extra.iter().enumerate() {
+            v.push((format!("layer{i}.yaml"), e.to_string()));
+        }
+        v
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.webui.listen.port(), 9443);
+        assert!(c.firewall.interfaces.is_empty(), "the default must not attach XDP anywhere");
+        assert!(c.firewall.max_entries_v4 >= 1_000_000);
+    }
+
+    #[test]
+    fn dropins_merge_maps_replace_scalars_append_lists() {
+        let c = Config::from_layers(layers(&[
+            "watch:\n  paths: [/srv/a]\nwebui:\n  listen: 127.0.0.1:1\n",
+            "watch:\n  paths: [/srv/b]\n",
+        ]))
+        .expect("valid");
+        assert_eq!(c.watch.paths, vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
+        assert_eq!(c.webui.listen.port(), 1);
+        // Untouched keys keep their defaults.
+        assert_eq!(c.sensors.ringbuf_bytes, Config::embedded().expect("default").sensors.ringbuf_bytes);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = Config::from_layers(layers(&["webui:\n  listn: 1.2.3.4:5\n"])).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("webui") && msg.contains("listn"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (yaml, key) in [
+            ("sensors:\n  ringbuf_bytes: 5000\n", "sensors.ringbuf_bytes"),
+            ("watch:\n  paths: [relative/dir]\n", "watch.paths[0]"),
+            ("webui:\n  listen: not-an-address\n", "webui.listen"),
+            ("webui:\n  tokens: [{name: a, token: short, scope: admin}]\n", "webui.tokens[0].token"),
+            ("webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, scope: root}]\n", "webui.tokens[0].scope"),
+            ("firewall:\n  interfaces: ['a/b']\n", "firewall.interfaces[0]"),
+        ] {
+            let e = Config::from_layers(layers(&[yaml])).unwrap_err();
+            assert!(e.to_string().contains(key), "{yaml:?}: expected key {key} in {e}");
+        }
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error_not_a_panic() {
+        let e = Config::from_layers(layers(&["webui: [unclosed\n"])).unwrap_err();
+        assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
+    }
+
+    #[test]
+    fn load_reads_confd_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let main = dir.path().join("rampart.yaml");
+        std::fs::write(&main, "state_dir: /tmp/x\n").expect("write");
+        std::fs::create_dir(dir.path().join("conf.d")).expect("mkdir");
+        std::fs::write(dir.path().join("conf.d/20-b.yaml"), "state_dir: /tmp/b\n").expect("write");
+        std::fs::write(dir.path().join("conf.d/10-a.yaml"), "state_dir: /tmp/a\n").expect("write");
+        std::fs::write(dir.path().join("conf.d/ignored.txt"), "state_dir: /tmp/z\n").expect("write");
+        let c = Config::load(&main).expect("load");
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/b"));
+    }
+}

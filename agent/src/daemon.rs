@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `rampart run`: wire the pipeline together and run until SIGINT/SIGTERM.
+//!
+//! ring buffer reader --(bounded mpsc)--> detection --> store --> broadcast --> SSE
+
+use std::{sync::Arc, time::Instant};
+
+use agent_common::maps;
+use anyhow::{Context, Result};
+use api::model::Finding;
+use aya::maps::{LpmTrie, PerCpuArray, RingBuf};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::{
+    backend::{AgentBackend, KernelStats},
+    config::Config,
+    detect,
+    events::{self, FileActivity, PipelineStats},
+    firewall::{BlockMaps, Firewall},
+    loader::{self, Component},
+    store::{self, Store},
+    tls, tokens,
+};
+
+/// Capacity of the findings broadcast; an SSE client further behind is dropped.
+const FINDINGS_BROADCAST: usize = 1024;
+const STORE_QUEUE: usize = 1024;
+const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn hash_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn prepare_state_dir(cfg: &Config) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
+    std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("securing state dir {}", cfg.state_dir.display()))?;
+    Ok(())
+}
+
+/// Run the agent until a shutdown signal.
+pub async fn run(cfg: Config, config_text: String) -> Result<()> {
+    prepare_state_dir(&cfg)?;
+    let (token_set, fresh_token) = tokens::build(&cfg)?;
+    let tls = tls::load_or_generate(&cfg.state_dir, cfg.webui.listen.ip())?;
+    let store = Store::open(&cfg.state_dir.join("rampart.db"), STORE_QUEUE).context("opening the SQLite store")?;
+
+    // Kernel side.
+    loader::ensure_mounts().context("mounting tracefs/bpffs")?;
+    let mut ebpf = loader::load(&cfg).context(
+        "loading the kernel programs (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN, and a kernel with BTF; see docs/kernel.md)",
+    )?;
+    loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
+    let mut components: Vec<Component> =
+        loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
+    for iface in &cfg.firewall.interfaces {
+        // An interface that cannot take XDP is an error the operator must see: refuse to
+        // start rather than run believing the blocklist is enforced.
+        let c = loader::attach_xdp(&mut ebpf, iface, cfg.firewall.xdp_mode)
+            .with_context(|| format!("attaching XDP to {iface} (firewall.interfaces)"))?;
+        tracing::info!(iface = %iface, mode = c.mode.unwrap_or("?"), "XDP firewall attached.");
+        components.push(c);
+    }
+    if cfg.firewall.interfaces.is_empty() {
+        components.push(Component {
+            name: maps::progs::XDP_FIREWALL.into(),
+            kind: "xdp",
+            target: String::new(),
+            state: "not_configured",
+            mode: None,
+            reason: Some("firewall.interfaces is empty".into()),
+        });
+    }
+    let block_maps = BlockMaps {
+        v4: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V4)?)?,
+        v6: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V6)?)?,
+    };
+    let kernel_stats = KernelStats {
+        xdp: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::XDP_STATS_TOTAL)?)?,
+        file: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::FILE_STATS_TOTAL)?)?,
+    };
+    let ring = RingBuf::try_from(loader::take_map(&mut ebpf, maps::EVENTS)?)?;
+
+    let own_ips = vec![cfg.webui.listen.ip()];
+    let firewall = Arc::new(Firewall::new(block_maps, store.clone(), &own_ips));
+    let restored = firewall.restore().await.context("restoring blocks from the store")?;
+    tracing::info!(count = restored, "Block list loaded into the kernel.");
+
+    // Pipeline.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let pipeline = Arc::new(PipelineStats::default());
+    let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
+    let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
+    let reader = tokio::spawn(events::run_reader(
+        ring,
+        cfg.watch.paths.clone(),
+        act_tx,
+        pipeline.clone(),
+        shutdown_rx.clone(),
+    ));
+    let detector = tokio::spawn(detection(act_rx, store.clone(), findings_tx.clone(), cfg.watch.max_scan_bytes));
+    let sweeper = tokio::spawn(sweep(firewall.clone(), shutdown_rx.clone()));
+
+    let started_at = store::now_rfc3339();
+    let exe = std::env::current_exe().ok().and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+    let backend = Arc::new(AgentBackend {
+        store: store.clone(),
+        firewall: firewall.clone(),
+        findings_tx,
+        started: Instant::now(),
+        started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16].to_string(),
+        started_at,
+        config_hash: hash_hex(config_text.as_bytes()),
+        binary_hash: hash_hex(&exe),
+        components,
+        pipeline,
+        kernel: std::sync::Mutex::new(kernel_stats),
+        watched: cfg.watch.paths.clone(),
+    });
+    let state = api::ApiState::new(backend, token_set);
+    let mut api_shutdown = shutdown_rx.clone();
+    let (addr, server) = api::serve(state, cfg.webui.listen, &tls.cert_pem, &tls.key_pem, async move {
+        let _ = api_shutdown.changed().await;
+    })
+    .with_context(|| format!("binding the API on {} (webui.listen)", cfg.webui.listen))?;
+    let server = tokio::spawn(server);
+    tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");
+    if let Some(token) = fresh_token {
+        // Printed once, to stdout only: never logged.
+        println!("Generated admin API token (shown once; only its SHA-256 is stored): {token}");
+    }
+
+    wait_for_signal().await?;
+    tracing::info!("Shutting down.");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    match reader.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "Ring buffer reader failed."),
+        Err(e) => tracing::error!(error = %e, "Ring buffer reader panicked."),
+        Ok(Ok(())) => {}
+    }
+    // The reader dropped its sender: detection drains what is queued, then ends.
+    let _ = detector.await;
+    let _ = sweeper.await;
+    store.flush().await.context("flushing the store")?;
+    // Dropping the Ebpf detaches every program. Block maps are dropped with the firewall.
+    drop(ebpf);
+    tracing::info!("Programs detached; store flushed. Bye.");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}
+
+async fn detection(
+    mut rx: mpsc::Receiver<FileActivity>,
+    store: Store,
+    tx: broadcast::Sender<Finding>,
+    max_bytes: u64,
+) {
+    while let Some(act) = rx.recv().await {
+        let path = act.path.clone();
+        let res = tokio::task::spawn_blocking(move || detect::check_file(&act, max_bytes)).await;
+        let new = match res {
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => continue,
+            Ok(Err(skip)) => {
+                tracing::trace!(path = %path.display(), reason = %skip, "Not scanned.");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Scan task failed.");
+                continue;
+            }
+        };
+        match store.insert_finding(new).await {
+            Ok(f) => {
+                tracing::info!(check = %f.check, path = f.path.as_deref().unwrap_or(""), "Finding.");
+                // No subscribers is fine.
+                let _ = tx.send(f);
+            }
+            Err(e) => tracing::error!(error = %e, "Storing a finding failed."),
+        }
+    }
+}
+
+async fn sweep(fw: Arc<Firewall>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = fw.sweep().await {
+                    tracing::error!(error = %e, "Expiry sweep failed.");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

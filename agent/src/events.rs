@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Ring buffer reader: decode kernel events and pass them on through a bounded channel.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use agent_common::{file_flags, EventHeader, EventKind, FileEvent, EVENT_VERSION};
+use aya::maps::{MapData, RingBuf};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+
+/// A write session on a watched file, as the agent sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileActivity {
+    pub path: PathBuf,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+    pub open_flags: u32,
+    pub truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u16),
+    #[error("event version {0}, expected {EVENT_VERSION}")]
+    Version(u8),
+    #[error("event says {claimed} bytes, ring buffer item has {actual}")]
+    Length { claimed: u32, actual: usize },
+    #[error("path length {0} out of range")]
+    PathLen(u32),
+}
+
+/// Pipeline counters, exported in /api/v1/health and /metrics.
+#[derive(Default, Debug)]
+pub struct PipelineStats {
+    pub received: AtomicU64,
+    pub decode_errors: AtomicU64,
+    /// Events dropped because the detection queue was full.
+    pub queue_dropped: AtomicU64,
+    /// Relative paths that resolved outside the watched trees (filtered here).
+    pub unwatched: AtomicU64,
+    /// Relative paths whose process was gone before we could resolve them.
+    pub unresolved: AtomicU64,
+}
+
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is a repr(C) Copy wire type valid for any bit pattern.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Decode one ring buffer item. Never panics on hostile or truncated input.
+pub fn decode(bytes: &[u8]) -> Result<(FileEvent, EventKind), DecodeError> {
+    let h: EventHeader = read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+    let kind = EventKind::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
+    if h.version != EVENT_VERSION {
+        return Err(DecodeError::Version(h.version));
+    }
+    match kind {
+        EventKind::FileWriteClose => {
+            let want = std::mem::size_of::<FileEvent>();
+            if h.len as usize != want || bytes.len() < want {
+                return Err(DecodeError::Length { claimed: h.len, actual: bytes.len() });
+            }
+            let ev: FileEvent = read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+            if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
+                return Err(DecodeError::PathLen(ev.path_len));
+            }
+            Ok((ev, kind))
+        }
+    }
+}
+
+/// Turn a decoded event into a [`FileActivity`], resolving relative paths through
+/// /proc (cwd or the dirfd) and applying the watch filter the kernel could not.
+pub fn to_activity(ev: &FileEvent, watched: &[PathBuf], stats: &PipelineStats) -> Option<FileActivity> {
+    let raw = cstr(&ev.path[..ev.path_len as usize]);
+    let path = if ev.flags & file_flags::RELATIVE != 0 {
+        let base = if ev.dirfd == libc::AT_FDCWD {
+            std::fs::read_link(format!("/proc/{}/cwd", ev.tgid))
+        } else {
+            std::fs::read_link(format!("/proc/{}/fd/{}", ev.tgid, ev.dirfd))
+        };
+        let Ok(base) = base else {
+            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let p = normalize(&base.join(&raw));
+        if !watched.iter().any(|w| p.starts_with(w)) {
+            stats.unwatched.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        p
+    } else {
+        PathBuf::from(raw)
+    };
+    Some(FileActivity {
+        path,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        uid: ev.uid,
+        gid: ev.gid,
+        comm: cstr(&ev.comm),
+        open_flags: ev.open_flags,
+        truncated: ev.flags & file_flags::TRUNCATED != 0,
+    })
+}
+
+/// Lexical normalization ("a/./b/../c" -> "a/c") without touching the filesystem.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Read the ring buffer until `shutdown` fires, sending activity to `tx`.
+pub async fn run_reader(
+    ring: RingBuf<MapData>,
+    watched: Vec<PathBuf>,
+    tx: mpsc::Sender<FileActivity>,
+    stats: Arc<PipelineStats>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // SAFETY: the RingBuf owns its map fd; it stays open and unchanged until the
+    // AsyncFd (which owns the RingBuf) is dropped.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
+    loop {
+        let mut guard = tokio::select! {
+            g = fd.readable_mut() => g?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            match decode(&item) {
+                Ok((ev, EventKind::FileWriteClose)) => {
+                    let Some(act) = to_activity(&ev, &watched, &stats) else { continue };
+                    if tx.try_send(act).is_err() {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "Undecodable kernel event.");
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{COMM_LEN, PATH_MAX_LEN};
+
+    fn event(path: &str, flags: u32) -> FileEvent {
+        let mut ev = FileEvent {
+            header: EventHeader {
+                kind: EventKind::FileWriteClose as u16,
+                version: EVENT_VERSION,
+                _pad: 0,
+                len: std::mem::size_of::<FileEvent>() as u32,
+                ktime_ns: 1,
+            },
+            pid: 10,
+            tgid: std::process::id(),
+            uid: 33,
+            gid: 33,
+            open_flags: 0o101,
+            fd: 3,
+            dirfd: libc::AT_FDCWD,
+            flags,
+            comm: [0; COMM_LEN],
+            path_len: path.len() as u32,
+            _pad: 0,
+            path: [0; PATH_MAX_LEN],
+        };
+        ev.path[..path.len()].copy_from_slice(path.as_bytes());
+        ev.comm[..3].copy_from_slice(b"php");
+        ev
+    }
+
+    fn bytes(ev: &FileEvent) -> Vec<u8> {
+        // SAFETY: FileEvent is repr(C) plain data.
+        unsafe { std::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), std::mem::size_of::<FileEvent>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_a_file_event() {
+        let b = bytes(&event("/var/www/a.php", 0));
+        let (ev, kind) = decode(&b).expect("decode");
+        assert_eq!(kind, EventKind::FileWriteClose);
+        let act = to_activity(&ev, &[], &PipelineStats::default()).expect("activity");
+        assert_eq!(act.path, PathBuf::from("/var/www/a.php"));
+        assert_eq!(act.comm, "php");
+        assert_eq!(act.uid, 33);
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_never_a_panic() {
+        let good = bytes(&event("/x", 0));
+        assert!(matches!(decode(&[]), Err(DecodeError::Short(0))));
+        assert!(matches!(decode(&good[..10]), Err(DecodeError::Short(10))));
+        assert!(matches!(decode(&good[..100]), Err(DecodeError::Length { .. })));
+        let mut bad_kind = good.clone();
+        bad_kind[0] = 0xff;
+        assert!(matches!(decode(&bad_kind), Err(DecodeError::UnknownKind(_))));
+        let mut bad_ver = good.clone();
+        bad_ver[2] = 99;
+        assert!(matches!(decode(&bad_ver), Err(DecodeError::Version(99))));
+        let mut bad_len = event("/x", 0);
+        bad_len.path_len = 9999;
+        assert!(matches!(decode(&bytes(&bad_len)), Err(DecodeError::PathLen(9999))));
+        // Every truncation of a valid event is rejected cleanly.
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_cwd_and_filter() {
+        let cwd = std::env::current_dir().expect("cwd");
+        let stats = PipelineStats::default();
+        let ev = event("sub/../x.php", file_flags::RELATIVE);
+        let act = to_activity(&ev, &[cwd.clone()], &stats).expect("resolved");
+        assert_eq!(act.path, cwd.join("x.php"));
+        assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats).is_none());
+        assert_eq!(stats.unwatched.load(Ordering::Relaxed), 1);
+    }
+}

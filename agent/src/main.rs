@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `rampart`: the agent daemon and its CLI.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use agent::config::{self, Config};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Exit status for bad configuration (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+const ENV_LOG: &str = "RAMPART_LOG";
+const ENV_LOG_FORMAT: &str = "RAMPART_LOG_FORMAT";
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "eBPF-accelerated protection agent for hosting servers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Config file (drop-ins from conf.d/ beside it are merged). Default: /etc/rampart/rampart.yaml.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Use the embedded default config instead of a file.
+    #[arg(long, conflicts_with = "config")]
+    default_config: bool,
+    /// Override state_dir.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent in the foreground.
+    Run(ConfigArgs),
+    /// Check a configuration and exit (non-zero with the key and reason on error).
+    Validate(ConfigArgs),
+}
+
+fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigError> {
+    let (mut cfg, text) = if args.default_config {
+        (Config::embedded()?, config::DEFAULT_YAML.to_string())
+    } else {
+        let path = args.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+        let cfg = Config::load(&path)?;
+        (cfg, std::fs::read_to_string(&path).unwrap_or_default())
+    };
+    if let Some(d) = &args.state_dir {
+        cfg.state_dir = d.clone();
+    }
+    Ok((cfg, text))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var(ENV_LOG_FORMAT).is_ok_and(|v| v == "json") {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.cmd {
+        Cmd::Validate(args) => match load_config(&args) {
+            Ok(_) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("invalid configuration: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        Cmd::Run(args) => {
+            let (cfg, text) = match load_config(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("invalid configuration: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(agent::daemon::run(cfg, text)).context("rampart run") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

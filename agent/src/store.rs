@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The SQLite store. One `rusqlite::Connection` lives on its own thread and runs
+//! closures sent over a bounded channel; replies come back over oneshot channels.
+//! No rusqlite call ever runs on a tokio worker.
+
+use std::{path::Path, thread};
+
+use api::model::{BlockEntry, Finding, Severity};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store thread has stopped")]
+    Closed,
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the store thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Schema migrations; index + 1 = `PRAGMA user_version` after applying.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE findings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_name TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '',
+        ts TEXT NOT NULL,
+        path TEXT, pid INTEGER, uid INTEGER, process TEXT, ip TEXT, account TEXT,
+        status TEXT NOT NULL DEFAULT 'active'
+     );
+     CREATE INDEX findings_ts ON findings(ts);
+     CREATE TABLE blocks (
+        ip TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        blocked_at TEXT NOT NULL,
+        expires_at TEXT,
+        expires_unix INTEGER
+     );",
+];
+
+/// A finding before it has an id.
+#[derive(Clone, Debug)]
+pub struct NewFinding {
+    pub check: String,
+    pub severity: Severity,
+    pub message: String,
+    pub details: String,
+    pub path: Option<String>,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub process: Option<String>,
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "Applied store migration.");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating and migrating) the database at `path` and start its thread.
+    pub fn open(path: &Path, queue: usize) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a finding or block acknowledged to a caller survives power loss / kill -9.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        let (tx, mut rx) = mpsc::channel::<Job>(queue);
+        thread::Builder::new()
+            .name("rampart-store".into())
+            .spawn(move || {
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut conn);
+                }
+                if let Err((_, e)) = conn.close() {
+                    tracing::error!(error = %e, "Closing the store failed.");
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("spawning store thread: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Run `f` on the store thread and return its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn insert_finding(&self, f: NewFinding) -> Result<Finding, StoreError> {
+        self.call(move |c| {
+            let ts = now_rfc3339();
+            c.execute(
+                "INSERT INTO findings (check_name, severity, message, details, ts, path, pid, uid, process)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![f.check, f.severity.as_str(), f.message, f.details, ts, f.path, f.pid, f.uid, f.process],
+            )?;
+            Ok(Finding {
+                id: c.last_insert_rowid(),
+                check: f.check,
+                severity: f.severity,
+                message: f.message,
+                details: f.details,
+                timestamp: ts,
+                path: f.path,
+                pid: f.pid,
+                uid: f.uid,
+                process: f.process,
+                ip: None,
+                account: None,
+            })
+        })
+        .await
+    }
+
+    /// Active findings, newest first, at most `limit`.
+    pub async fn active_findings(&self, limit: u32) -> Result<Vec<Finding>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account
+                 FROM findings WHERE status = 'active' ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<u32>>(7)?,
+                    r.get::<_, Option<u32>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, check, sev, message, details, timestamp, path, pid, uid, process, ip, account) = row?;
+                let severity = Severity::parse(&sev).ok_or_else(|| StoreError::Corrupt(format!("severity {sev:?}")))?;
+                out.push(Finding { id, check, severity, message, details, timestamp, path, pid, uid, process, ip, account });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Active findings per severity.
+    pub async fn severity_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|c| {
+            let mut st =
+                c.prepare("SELECT severity, COUNT(*) FROM findings WHERE status = 'active' GROUP BY severity")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Insert or replace a block; returns the stored entry.
+    pub async fn upsert_block(&self, e: BlockEntry, expires_unix: Option<i64>) -> Result<BlockEntry, StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO blocks (ip, reason, source, blocked_at, expires_at, expires_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(ip) DO UPDATE SET reason = excluded.reason, source = excluded.source,
+                   blocked_at = excluded.blocked_at, expires_at = excluded.expires_at,
+                   expires_unix = excluded.expires_unix",
+                params![e.ip, e.reason, e.source, e.blocked_at, e.expires_at, expires_unix],
+            )?;
+            Ok(e)
+        })
+        .await
+    }
+
+    pub async fn delete_block(&self, ip: String) -> Result<bool, StoreError> {
+        self.call(move |c| Ok(c.execute("DELETE FROM blocks WHERE ip = ?1", [ip])? > 0)).await
+    }
+
+    pub async fn blocks(&self) -> Result<Vec<BlockEntry>, StoreError> {
+        self.call(|c| {
+            let mut st =
+                c.prepare("SELECT ip, reason, source, blocked_at, expires_at FROM blocks ORDER BY blocked_at, ip")?;
+            let rows = st.query_map([], |r| {
+                Ok(BlockEntry {
+                    ip: r.get(0)?,
+                    reason: r.get(1)?,
+                    source: r.get(2)?,
+                    blocked_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Blocks whose expiry is at or before `now_unix`.
+    pub async fn expired_blocks(&self, now_unix: i64) -> Result<Vec<String>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare("SELECT ip FROM blocks WHERE expires_unix IS NOT NULL AND expires_unix <= ?1")?;
+            let rows = st.query_map([now_unix], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Is `ip` (canonical form) stored as blocked?
+    pub async fn block(&self, ip: String) -> Result<Option<BlockEntry>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT ip, reason, source, blocked_at, expires_at FROM blocks WHERE ip = ?1",
+                [ip],
+                |r| {
+                    Ok(BlockEntry {
+                        ip: r.get(0)?,
+                        reason: r.get(1)?,
+                        source: r.get(2)?,
+                        blocked_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Wait until every job queued before this call has run (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|c| {
+            c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(check: &str) -> NewFinding {
+        NewFinding {
+            check: check.into(),
+            severity: Severity::Critical,
+            message: "m".into(),
+            details: String::new(),
+            path: Some("/var/www/x.php".into()),
+            pid: Some(1),
+            uid: Some(33),
+            process: Some("php-fpm".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn findings_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("s.db");
+        {
+            let s = Store::open(&db, 8).expect("open");
+            let a = s.insert_finding(finding("a")).await.expect("insert");
+            let b = s.insert_finding(finding("b")).await.expect("insert");
+            assert!(b.id > a.id);
+            s.flush().await.expect("flush");
+        }
+        let s = Store::open(&db, 8).expect("reopen");
+        let all = s.active_findings(10).await.expect("list");
+        assert_eq!(all.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(all[0].path.as_deref(), Some("/var/www/x.php"));
+        assert_eq!(s.severity_counts().await.expect("counts"), vec![("critical".to_string(), 2)]);
+    }
+
+    #[tokio::test]
+    async fn blocks_upsert_expire_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let e = |ip: &str| BlockEntry {
+            ip: ip.into(),
+            reason: "r".into(),
+            source: "api".into(),
+            blocked_at: now_rfc3339(),
+            expires_at: None,
+        };
+        s.upsert_block(e("203.0.113.5"), Some(100)).await.expect("upsert");
+        s.upsert_block(e("203.0.113.5"), Some(100)).await.expect("upsert twice");
+        s.upsert_block(e("198.51.100.0/24"), None).await.expect("upsert");
+        assert_eq!(s.blocks().await.expect("list").len(), 2, "upsert must not double an entry");
+        assert_eq!(s.expired_blocks(99).await.expect("expired"), Vec::<String>::new());
+        assert_eq!(s.expired_blocks(100).await.expect("expired"), vec!["203.0.113.5".to_string()]);
+        assert!(s.delete_block("203.0.113.5".into()).await.expect("delete"));
+        assert!(!s.delete_block("203.0.113.5".into()).await.expect("delete again"));
+        assert!(s.block("198.51.100.0/24".into()).await.expect("get").is_some());
+    }
+}

@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Rampart's HTTPS API. The contract is `shared/spec/csm-api.md`: paths, token scopes,
+//! CSRF and status codes follow it so dashboards written for that API work unchanged.
+//!
+//! Everything is driven by one table, [`routes::ROUTES`]: dispatch, the scope each route
+//! needs, `docs/src/api.md` and the authorization tests all read it.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod model;
+pub mod routes;
+mod handlers;
+mod server;
+
+pub use auth::{Scope, TokenSet};
+pub use error::ApiError;
+pub use server::{filter, serve, ApiState, Backend};
