@@ -16,3 +16,8 @@ mod server;
 pub use auth::{Scope, TokenSet};
 pub use error::ApiError;
 pub use server::{filter, serve, ApiState, Backend};
+
+/// Largest accepted request body, in bytes.
+pub const fn server_max_body() -> usize {
+    server::MAX_BODY_BYTES
+}

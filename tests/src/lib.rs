@@ -1,1 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Helpers for the privileged tests: scoped network namespaces, the agent as a
+//! child process, and the rule that a kernel test may skip locally but never in CI.
+//!
+//! Everything a test creates is removed in `Drop`, so a failing assertion still
+//! cleans up (namespaces, veths, the agent process).
 
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Where `cargo xtask test` built the agent binary.
+pub fn rampart_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    root.join("target").join(profile).join("rampart")
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Call when a kernel feature a test needs is missing. Locally the test is skipped
+/// with the reason printed (returns false); in CI it fails.
+#[must_use]
+pub fn feature_available(feature: &str, available: Result<(), String>) -> bool {
+    match available {
+        Ok(()) => true,
+        Err(reason) if in_ci() => panic!("{feature} unavailable in CI (skips are failures there): {reason}"),
+        Err(reason) => {
+            eprintln!("SKIP: {feature} unavailable: {reason}");
+            false
+        }
+    }
+}
+
+pub fn is_root() -> Result<(), String> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Ok(())
+    } else {
+        Err("needs root (run through `cargo xtask test`)".into())
+    }
+}
+
+pub fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{cmd} {args:?}: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Two network namespaces joined by a veth pair, with RFC 5737 addresses:
+/// `a` (192.0.2.1, where the agent runs) and `b` (192.0.2.2, the peer).
+pub struct NetPair {
+    pub ns_a: String,
+    pub ns_b: String,
+    pub if_a: String,
+    pub if_b: String,
+    pub ip_a: &'static str,
+    pub ip_b: &'static str,
+}
+
+impl NetPair {
+    pub fn create() -> Result<Self, String> {
+        let id = format!("{}{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed));
+        let p = NetPair {
+            ns_a: format!("rt-a-{id}"),
+            ns_b: format!("rt-b-{id}"),
+            if_a: format!("rta{id}"),
+            if_b: format!("rtb{id}"),
+            ip_a: "192.0.2.1",
+            ip_b: "192.0.2.2",
+        };
+        // From here on Drop cleans up whatever was created.
+        sh("ip", &["netns", "add", &p.ns_a])?;
+        sh("ip", &["netns", "add", &p.ns_b])?;
+        sh("ip", &["link", "add", &p.if_a, "netns", &p.ns_a, "type", "veth", "peer", "name", &p.if_b, "netns", &p.ns_b])?;
+        for (ns, ifc, ip) in [(&p.ns_a, &p.if_a, p.ip_a), (&p.ns_b, &p.if_b, p.ip_b)] {
+            sh("ip", &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifc])?;
+            sh("ip", &["-n", ns, "link", "set", ifc, "up"])?;
+            sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(p)
+    }
+
+    /// One ping from `b` to `a`; true when answered.
+    pub fn ping_a_from_b(&self) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns_b, "ping", "-c", "1", "-W", "1", self.ip_a])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Run `f` on a thread that has entered namespace `ns` (threads it spawns inherit it).
+    pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{ns}");
+        let handle = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        });
+        match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        // Deleting the namespaces removes the veth pair with them.
+        let _ = sh("ip", &["netns", "del", &self.ns_a]);
+        let _ = sh("ip", &["netns", "del", &self.ns_b]);
+    }
+}
+
+/// The agent running as a child process; SIGTERM + wait on drop.
+pub struct AgentProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Start `rampart run --config cfg`, inside network namespace `ns` when given.
+    pub fn start(ns: Option<&str>, config: &Path, log: PathBuf) -> Self {
+        let bin = rampart_bin();
+        assert!(bin.exists(), "{} not built (run through `cargo xtask test`)", bin.display());
+        let out = std::fs::File::create(&log).expect("agent log");
+        let err = out.try_clone().expect("agent log");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RAMPART_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawning rampart");
+        AgentProcess { child: Some(child), log }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Fail with the agent's log if it exited.
+    pub fn assert_running(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!("agent exited early ({status}); log:\n{}", self.log_text());
+            }
+        }
+    }
+
+    /// SIGTERM and wait up to `timeout`; returns the exit status.
+    pub fn stop(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if self.stop(Duration::from_secs(10)).is_none() && self.child.is_some() {
+            eprintln!("agent did not stop in time; killed");
+        }
+    }
+}
+
+/// A random API token.
+pub fn token() -> String {
+    let mut b = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+    hex::encode(b)
+}
+
+/// Wait for `cond` up to `timeout`, polling every 50 ms.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Ethernet frames for XDP fixtures.
+pub mod packet {
+    pub const ETH_P_IP: u16 = 0x0800;
+    pub const ETH_P_IPV6: u16 = 0x86DD;
+    pub const ETH_P_ARP: u16 = 0x0806;
+    pub const ETH_P_8021Q: u16 = 0x8100;
+
+    fn eth(proto: u16, vlans: &[u16]) -> Vec<u8> {
+        let mut p = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        for vid in vlans {
+            p.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+            p.extend_from_slice(&vid.to_be_bytes());
+        }
+        p.extend_from_slice(&proto.to_be_bytes());
+        p
+    }
+
+    /// An IPv4/UDP packet from `src` (optionally VLAN-tagged).
+    pub fn ipv4(src: [u8; 4], vlans: &[u16]) -> Vec<u8> {
+        let mut p = eth(ETH_P_IP, vlans);
+        let ip: [u8; 20] = [
+            0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, src[0], src[1], src[2], src[3], 192, 0, 2, 1,
+        ];
+        p.extend_from_slice(&ip);
+        p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+        p
+    }
+
+    /// An IPv6/UDP packet from `src`.
+    pub fn ipv6(src: [u8; 16]) -> Vec<u8> {
+        let mut p = eth(ETH_P_IPV6, &[]);
+        p.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 17, 64]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+        p
+    }
+
+    /// An ARP frame (not IP).
+    pub fn arp() -> Vec<u8> {
+        let mut p = eth(ETH_P_ARP, &[]);
+        p.extend_from_slice(&[0u8; 28]);
+        p
+    }
+}

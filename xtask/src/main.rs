@@ -1,1 +1,70 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0-only
+//! Project automation: `cargo xtask <command>`.
+
+mod bench;
+mod bootstrap;
+mod docs;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building the kernel programs and running the tests needs.
+    Bootstrap,
+    /// Build everything and run the agent in the foreground with the embedded default config.
+    Run {
+        /// State directory (SQLite, TLS, token digest).
+        #[arg(long, default_value = ".rampart")]
+        state_dir: String,
+    },
+    /// Unit tests, then the privileged end-to-end tests (root; kernel tests must not skip in CI).
+    Test,
+    /// Benchmarks; writes bench/results.json and the README performance table.
+    Bench,
+    /// Regenerate generated docs (API route table, README performance table).
+    Docs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Command::Bootstrap => bootstrap::run(),
+        Command::Run { state_dir } => run(&state_dir),
+        Command::Test => test(),
+        Command::Bench => bench::run(),
+        Command::Docs => docs::run(),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(state_dir: &str) -> anyhow::Result<()> {
+    bootstrap::run()?;
+    util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
+    let bin = util::root()?.join("target/debug/rampart");
+    util::exec_root(&bin, &["run", "--default-config", "--state-dir", state_dir])
+}
+
+fn test() -> anyhow::Result<()> {
+    bootstrap::run()?;
+    util::step("unit tests (cargo test --workspace)");
+    util::cargo(&["test", "--workspace", "--exclude", "integration-test"])?;
+    util::step("privileged end-to-end tests (tests/, as root)");
+    bootstrap::mounts()?;
+    util::cargo_root(&["test", "--package", "integration-test", "--", "--test-threads=1"])
+}

@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Authorization over the whole route table: every route, every credential kind.
+//! The backend here is a small in-memory implementation of the trait; what is under
+//! test is the auth and dispatch layer, which is the real one.
+
+use std::sync::Arc;
+
+use api::{
+    auth::{digest, Grant, CSRF_HEADER},
+    model::{BlockEntry, BlockRequest, Finding},
+    routes::ROUTES,
+    ApiError, ApiState, Backend, Scope, TokenSet,
+};
+use tokio::sync::broadcast;
+use warp::http::StatusCode;
+
+struct MemBackend {
+    tx: broadcast::Sender<Finding>,
+}
+
+#[async_trait::async_trait]
+impl Backend for MemBackend {
+    async fn status(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({"version": "test"}))
+    }
+    async fn health(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({"status": "ok"}))
+    }
+    async fn components(&self) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({"components": []}))
+    }
+    fn capabilities(&self) -> Vec<&'static str> {
+        vec!["events.sse.v1"]
+    }
+    async fn findings(&self) -> Result<Vec<Finding>, ApiError> {
+        Ok(vec![])
+    }
+    async fn block_ip(&self, req: BlockRequest, _actor: &str) -> Result<BlockEntry, ApiError> {
+        Ok(BlockEntry {
+            ip: req.ip,
+            reason: req.reason,
+            source: "api".into(),
+            blocked_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: None,
+        })
+    }
+    async fn blocked_ips(&self) -> Result<Vec<BlockEntry>, ApiError> {
+        Ok(vec![])
+    }
+    async fn metrics(&self) -> Result<String, ApiError> {
+        Ok(String::new())
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Finding> {
+        self.tx.subscribe()
+    }
+}
+
+const ADMIN: &str = "admin-token-0123456789";
+const READ: &str = "read-token-0123456789";
+const METRICS: &str = "metrics-token-0123456789";
+
+fn state() -> Arc<ApiState<MemBackend>> {
+    let mut t = TokenSet::new([9; 32]);
+    t.add_plain("op", ADMIN, Grant::Admin);
+    t.add_plain("panel", READ, Grant::Read);
+    t.add_plain("prom", METRICS, Grant::Metrics);
+    ApiState::new(Arc::new(MemBackend { tx: broadcast::channel(4).0 }), t)
+}
+
+async fn status_of(method: &str, path: &str, auth: Option<&str>) -> StatusCode {
+    let f = api::filter(state());
+    let mut req = warp::test::request().method(method).path(path).body(r#"{"ip":"203.0.113.5"}"#);
+    if let Some(tok) = auth {
+        req = req.header("authorization", format!("Bearer {tok}"));
+    }
+    // `filter` (not `reply`) so an SSE stream is not read to its (never) end.
+    req.filter(&f).await.expect("the API filter never rejects").status()
+}
+
+#[tokio::test]
+async fn every_route_enforces_its_scope() {
+    for r in ROUTES {
+        assert_eq!(status_of(r.method, r.path, None).await, StatusCode::UNAUTHORIZED, "{} {} no token", r.method, r.path);
+        assert_eq!(
+            status_of(r.method, r.path, Some("not-a-token")).await,
+            StatusCode::UNAUTHORIZED,
+            "{} {} bad token",
+            r.method,
+            r.path
+        );
+        let admin = status_of(r.method, r.path, Some(ADMIN)).await;
+        assert!(admin.is_success(), "{} {} admin got {admin}", r.method, r.path);
+        let read = status_of(r.method, r.path, Some(READ)).await;
+        match r.scope {
+            Scope::Read => assert!(read.is_success(), "{} {} read got {read}", r.method, r.path),
+            Scope::Admin | Scope::Metrics => {
+                assert_eq!(read, StatusCode::FORBIDDEN, "{} {} read token", r.method, r.path)
+            }
+        }
+        let metrics = status_of(r.method, r.path, Some(METRICS)).await;
+        if r.scope == Scope::Metrics {
+            assert!(metrics.is_success(), "{} metrics token got {metrics}", r.path);
+        } else {
+            assert_eq!(metrics, StatusCode::FORBIDDEN, "{} {}: metrics token is for /metrics only", r.method, r.path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn errors_are_json_with_code() {
+    let f = api::filter(state());
+    for (method, path, want) in [
+        ("GET", "/api/v1/nope", StatusCode::NOT_FOUND),
+        ("DELETE", "/api/v1/status", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let resp = warp::test::request().method(method).path(path).header("authorization", format!("Bearer {ADMIN}")).reply(&f).await;
+        assert_eq!(resp.status(), want);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON error body");
+        assert_eq!(body["code"], want.as_u16());
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let resp = warp::test::request().path("/api/v1/status").reply(&f).await;
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_and_oversized_413() {
+    let f = api::filter(state());
+    let post = |body: Vec<u8>| {
+        warp::test::request()
+            .method("POST")
+            .path("/api/v1/block-ip")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(body)
+    };
+    for bad in [&b""[..], b"{", b"[]", b"{\"ip\": 5}", b"{\"ip\":\"1.2.3.4\",\"unknown\":1}", b"\xff\xfe"] {
+        let resp = post(bad.to_vec()).reply(&f).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "body {:?}", String::from_utf8_lossy(bad));
+    }
+    let resp = post(vec![b' '; api::server_max_body() + 1]).reply(&f).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn cookie_sessions_need_csrf_for_writes() {
+    let st = state();
+    let f = api::filter(st.clone());
+    let cookie = format!("csm_auth={ADMIN}");
+    let get = warp::test::request().path("/api/v1/status").header("cookie", &cookie).reply(&f).await;
+    assert_eq!(get.status(), StatusCode::OK);
+    let csrf = get.headers()[CSRF_HEADER].to_str().expect("csrf header").to_string();
+    assert_eq!(csrf, st.tokens.csrf_for(&hex::encode(digest(ADMIN))));
+    let body = r#"{"ip":"203.0.113.5"}"#;
+    let no_csrf = warp::test::request().method("POST").path("/api/v1/block-ip").header("cookie", &cookie).body(body).reply(&f).await;
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let ok = warp::test::request()
+        .method("POST")
+        .path("/api/v1/block-ip")
+        .header("cookie", &cookie)
+        .header(CSRF_HEADER, &csrf)
+        .body(body)
+        .reply(&f)
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    // Bearer writes are CSRF-exempt.
+    let bearer = warp::test::request()
+        .method("POST")
+        .path("/api/v1/block-ip")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(body)
+        .reply(&f)
+        .await;
+    assert_eq!(bearer.status(), StatusCode::OK);
+}

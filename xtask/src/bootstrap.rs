@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Install the toolchain the kernel programs need, detecting what is already there.
+//!
+//! Verified recipe (README "Requirements"): Debian's rustc-web (rustc 1.96, LLVM 22)
+//! with rust-web-src for `-Z build-std=core`, and bpf-linker 0.13.0 built against
+//! LLVM 22. The rustup toolchains here have no rust-src and cannot download it.
+
+use std::{path::Path, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{self, output, step};
+
+/// Debian packages: compiler + core sources + LLVM for bpf-linker, and the network
+/// tools the end-to-end tests use.
+const APT_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "rust-web-src",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "iputils-ping",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const EBPF_RUSTC: &str = "/usr/bin/rustc";
+const CORE_SRC: &str = "/usr/lib/rustlib/src/rust/library/core";
+
+fn dpkg_installed(pkg: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", pkg]).is_some_and(|s| s.contains("install ok installed"))
+}
+
+pub fn run() -> Result<()> {
+    step("bootstrap: checking the eBPF toolchain");
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if missing.is_empty() {
+        eprintln!("apt packages: all present ({})", APT_PACKAGES.join(", "));
+    } else {
+        if !util::is_root() {
+            bail!("missing Debian packages {missing:?}; run `sudo cargo xtask bootstrap` or install them with apt-get");
+        }
+        eprintln!("apt packages missing: {}; installing (apt-get update + install)", missing.join(", "));
+        util::run(Command::new("apt-get").arg("update").arg("-q"))?;
+        util::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let rustc = output(EBPF_RUSTC, &["--version"]).context("Debian rustc-web did not install /usr/bin/rustc")?;
+    if !Path::new(CORE_SRC).exists() {
+        bail!("{CORE_SRC} missing after installing rust-web-src");
+    }
+    eprintln!("kernel-program compiler: {} (core sources present)", rustc.trim());
+
+    let have = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if have.contains(BPF_LINKER_VERSION) {
+        eprintln!("bpf-linker: {}", have.trim());
+    } else {
+        eprintln!("bpf-linker {BPF_LINKER_VERSION} missing (found {:?}); cargo install (LLVM 22, ~1 min)", have.trim());
+        let path = format!("{LLVM_PREFIX}/bin:{}", util::path_env());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path)
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("LLVM_SYS_221_PREFIX", LLVM_PREFIX)
+            .status()
+            .context("running cargo install bpf-linker")?;
+        if !status.success() {
+            bail!("cargo install bpf-linker {BPF_LINKER_VERSION} failed ({status}); is llvm-22-dev installed?");
+        }
+    }
+    Ok(())
+}
+
+fn mounted(target: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(target)))
+        .unwrap_or(false)
+}
+
+/// Mount bpffs, tracefs and securityfs where missing (the tests and the agent need them).
+pub fn mounts() -> Result<()> {
+    for (fstype, target) in
+        [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing"), ("securityfs", "/sys/kernel/security")]
+    {
+        if mounted(target) {
+            continue;
+        }
+        eprintln!("mounting {fstype} at {target}");
+        let mut c = if util::is_root() { Command::new("mount") } else {
+            let mut c = Command::new("sudo");
+            c.arg("mount");
+            c
+        };
+        util::run(c.args(["-t", fstype, fstype, target]))?;
+    }
+    Ok(())
+}
