@@ -65,6 +65,8 @@ fn test() -> anyhow::Result<()> {
     util::step("unit tests (cargo test --workspace)");
     util::cargo(&["test", "--workspace", "--exclude", "integration-test"])?;
     util::step("privileged end-to-end tests (tests/, as root)");
+    // The end-to-end tests run the real binary; `cargo test` alone does not build it.
+    util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
     bootstrap::mounts()?;
     util::cargo_root(&["test", "--package", "integration-test", "--", "--test-threads=1"])
 }
