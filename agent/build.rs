@@ -20,7 +20,12 @@ fn main() -> Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.parent().context("agent has no parent dir")?;
     let ebpf_dir = root.join("agent-ebpf");
-    for p in ["agent-ebpf/src", "agent-ebpf/Cargo.toml", "agent-ebpf/Cargo.lock", "agent-common/src"] {
+    for p in [
+        "agent-ebpf/src",
+        "agent-ebpf/Cargo.toml",
+        "agent-ebpf/Cargo.lock",
+        "agent-common/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed={ENV_EBPF_RUSTC}");
@@ -35,7 +40,10 @@ fn main() -> Result<()> {
         if (k.starts_with("CARGO_") && k != "CARGO_HOME")
             || k.starts_with("RUSTC")
             || k.contains("RUSTFLAGS")
-            || matches!(k.as_str(), "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS")
+            || matches!(
+                k.as_str(),
+                "TARGET" | "HOST" | "OUT_DIR" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+            )
         {
             cmd.env_remove(k);
         }
@@ -44,7 +52,15 @@ fn main() -> Result<()> {
         .env("RUSTC", &rustc)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS", "fallback")
-        .args(["build", "--release", "--locked", "-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     let status = cmd.status().context("running cargo for agent-ebpf")?;
@@ -61,7 +77,9 @@ fn preflight(rustc: &str) -> Result<()> {
     let src = Command::new(rustc)
         .args(["--print", "sysroot"])
         .output()
-        .with_context(|| format!("{rustc} not found: run `cargo xtask bootstrap` (installs Debian rustc-web)"))?;
+        .with_context(|| {
+            format!("{rustc} not found: run `cargo xtask bootstrap` (installs Debian rustc-web)")
+        })?;
     let sysroot = String::from_utf8_lossy(&src.stdout).trim().to_string();
     let core_src = Path::new(&sysroot).join("lib/rustlib/src/rust/library/core");
     if !core_src.exists() {
@@ -77,5 +95,9 @@ fn preflight(rustc: &str) -> Result<()> {
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
-    env::var_os("PATH").and_then(|paths| env::split_paths(&paths).map(|d| d.join(bin)).find(|p| p.is_file()))
+    env::var_os("PATH").and_then(|paths| {
+        env::split_paths(&paths)
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file())
+    })
 }

@@ -97,7 +97,8 @@ pub struct OpenInfo {
     pub path: [u8; PATH_MAX_LEN],
 }
 const _: () = assert!(core::mem::size_of::<OpenInfo>() == 20 + PATH_MAX_LEN);
-const _: () = assert!(core::mem::offset_of!(OpenInfo, path) == core::mem::offset_of!(OpenInfo, lpm_bits) + 4);
+const _: () =
+    assert!(core::mem::offset_of!(OpenInfo, path) == core::mem::offset_of!(OpenInfo, lpm_bits) + 4);
 
 /// An openat() in flight (sys_enter -> sys_exit). Only the user pointer is kept: the
 /// path is read at sys_exit, when the kernel has already faulted the page in.
@@ -117,7 +118,6 @@ pub struct OpenKey {
     pub fd: u32,
 }
 
-
 /// Indexes of `RAMPART_FILE_STATS_TOTAL`. Stable numbers.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,12 @@ pub enum FileStat {
 
 impl FileStat {
     pub const COUNT: u32 = 4;
-    pub const ALL: [FileStat; 4] = [Self::Emitted, Self::RingbufFull, Self::PathReadError, Self::MapFull];
+    pub const ALL: [FileStat; 4] = [
+        Self::Emitted,
+        Self::RingbufFull,
+        Self::PathReadError,
+        Self::MapFull,
+    ];
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Emitted => "emitted",

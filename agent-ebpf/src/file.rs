@@ -10,8 +10,8 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PendingOpen, EVENT_VERSION,
-    MAX_WATCH_PREFIXES, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
+    file_flags, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PendingOpen,
+    EVENT_VERSION, MAX_WATCH_PREFIXES, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -112,13 +112,21 @@ fn try_sys_enter_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     }
     let dirfd: u64 = unsafe { ctx.read_at(ARG0) }.map_err(|_| FileStat::PathReadError)?;
     let filename: u64 = unsafe { ctx.read_at(ARG1) }.map_err(|_| FileStat::PathReadError)?;
-    let pending = PendingOpen { filename, open_flags: flags, dirfd: dirfd as i32 };
-    OPEN_PENDING.insert(&bpf_get_current_pid_tgid(), &pending, 0).map_err(|_| FileStat::MapFull)
+    let pending = PendingOpen {
+        filename,
+        open_flags: flags,
+        dirfd: dirfd as i32,
+    };
+    OPEN_PENDING
+        .insert(&bpf_get_current_pid_tgid(), &pending, 0)
+        .map_err(|_| FileStat::MapFull)
 }
 
 fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     let id = bpf_get_current_pid_tgid();
-    let Some(pending) = OPEN_PENDING.get_ptr(&id) else { return Ok(()) };
+    let Some(pending) = OPEN_PENDING.get_ptr(&id) else {
+        return Ok(());
+    };
     // SAFETY: value pointer from a successful lookup; copied before the remove.
     let pending = unsafe { *pending };
     let _ = OPEN_PENDING.remove(&id);
@@ -147,15 +155,25 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     } else if !watched(info) {
         return Ok(());
     }
-    let key = OpenKey { tgid: (id >> 32) as u32, fd: ret as u32 };
-    OPEN_WRITES.insert(&key, &*info, 0).map_err(|_| FileStat::MapFull)
+    let key = OpenKey {
+        tgid: (id >> 32) as u32,
+        fd: ret as u32,
+    };
+    OPEN_WRITES
+        .insert(&key, &*info, 0)
+        .map_err(|_| FileStat::MapFull)
 }
 
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
     let id = bpf_get_current_pid_tgid();
     let fd: u64 = unsafe { ctx.read_at(ARG0) }.map_err(|_| FileStat::PathReadError)?;
-    let key = OpenKey { tgid: (id >> 32) as u32, fd: fd as u32 };
-    let Some(info) = OPEN_WRITES.get_ptr(&key) else { return Ok(()) };
+    let key = OpenKey {
+        tgid: (id >> 32) as u32,
+        fd: fd as u32,
+    };
+    let Some(info) = OPEN_WRITES.get_ptr(&key) else {
+        return Ok(());
+    };
     let res = emit(id, fd as i32, info);
     let _ = OPEN_WRITES.remove(&key);
     res

@@ -23,7 +23,12 @@ use crate::{
     store::{Store, StoreError},
 };
 
-pub const CAPABILITIES: &[&str] = &["confd.dropins.v1", "events.sse.v1", "firewall.xdp.v1", "sensors.file.tracepoint.v1"];
+pub const CAPABILITIES: &[&str] = &[
+    "confd.dropins.v1",
+    "events.sse.v1",
+    "firewall.xdp.v1",
+    "sensors.file.tracepoint.v1",
+];
 
 /// Per-CPU kernel counters.
 pub struct KernelStats {
@@ -37,10 +42,16 @@ fn sum(arr: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
 
 impl KernelStats {
     pub fn xdp(&self) -> Vec<(&'static str, u64)> {
-        XdpReason::ALL.iter().map(|r| (r.as_str(), sum(&self.xdp, *r as u32))).collect()
+        XdpReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), sum(&self.xdp, *r as u32)))
+            .collect()
     }
     pub fn file(&self) -> Vec<(&'static str, u64)> {
-        FileStat::ALL.iter().map(|s| (s.as_str(), sum(&self.file, *s as u32))).collect()
+        FileStat::ALL
+            .iter()
+            .map(|s| (s.as_str(), sum(&self.file, *s as u32)))
+            .collect()
     }
 }
 
@@ -60,7 +71,11 @@ pub struct AgentBackend {
 }
 
 fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
-    serde_json::Value::Object(v.into_iter().map(|(k, n)| (k.to_string(), json!(n))).collect())
+    serde_json::Value::Object(
+        v.into_iter()
+            .map(|(k, n)| (k.to_string(), json!(n)))
+            .collect(),
+    )
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -103,7 +118,11 @@ impl api::Backend for AgentBackend {
         let counts = self.store.severity_counts().await.map_err(store_err)?;
         let mut sev = serde_json::Map::new();
         for s in api::model::Severity::ALL {
-            let n = counts.iter().find(|(k, _)| k == s.as_str()).map(|(_, n)| *n).unwrap_or(0);
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
             sev.insert(s.as_str().into(), n.into());
         }
         let blocks = self.firewall.list().await.map_err(fw_err)?.len();
@@ -127,7 +146,10 @@ impl api::Backend for AgentBackend {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        let degraded = self.components.iter().any(|c| c.state != "attached" && c.state != "not_configured");
+        let degraded = self
+            .components
+            .iter()
+            .any(|c| c.state != "attached" && c.state != "not_configured");
         let (xdp, file) = self.kernel(|k| (k.xdp(), k.file()));
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },
@@ -153,8 +175,15 @@ impl api::Backend for AgentBackend {
     }
 
     async fn block_ip(&self, req: BlockRequest, actor: &str) -> Result<BlockEntry, ApiError> {
-        let reason = if req.reason.is_empty() { format!("blocked via API by {actor}") } else { req.reason };
-        self.firewall.block(&req.ip, &reason, "api", req.duration).await.map_err(fw_err)
+        let reason = if req.reason.is_empty() {
+            format!("blocked via API by {actor}")
+        } else {
+            req.reason
+        };
+        self.firewall
+            .block(&req.ip, &reason, "api", req.duration)
+            .await
+            .map_err(fw_err)
     }
 
     async fn blocked_ips(&self) -> Result<Vec<BlockEntry>, ApiError> {
@@ -165,26 +194,44 @@ impl api::Backend for AgentBackend {
         use std::fmt::Write;
         let (xdp, file) = self.kernel(|k| (k.xdp(), k.file()));
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP rampart_xdp_packets_total Packets seen by the XDP firewall, by verdict reason.");
+        let _ = writeln!(
+            s,
+            "# HELP rampart_xdp_packets_total Packets seen by the XDP firewall, by verdict reason."
+        );
         let _ = writeln!(s, "# TYPE rampart_xdp_packets_total counter");
         for (k, v) in xdp {
             let _ = writeln!(s, "rampart_xdp_packets_total{{reason=\"{k}\"}} {v}");
         }
-        let _ = writeln!(s, "# HELP rampart_file_sensor_total File sensor outcomes in the kernel.");
+        let _ = writeln!(
+            s,
+            "# HELP rampart_file_sensor_total File sensor outcomes in the kernel."
+        );
         let _ = writeln!(s, "# TYPE rampart_file_sensor_total counter");
         for (k, v) in file {
             let _ = writeln!(s, "rampart_file_sensor_total{{outcome=\"{k}\"}} {v}");
         }
         let p = &self.pipeline;
         for (name, v) in [
-            ("rampart_events_received_total", p.received.load(Ordering::Relaxed)),
-            ("rampart_events_decode_errors_total", p.decode_errors.load(Ordering::Relaxed)),
-            ("rampart_events_queue_dropped_total", p.queue_dropped.load(Ordering::Relaxed)),
+            (
+                "rampart_events_received_total",
+                p.received.load(Ordering::Relaxed),
+            ),
+            (
+                "rampart_events_decode_errors_total",
+                p.decode_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "rampart_events_queue_dropped_total",
+                p.queue_dropped.load(Ordering::Relaxed),
+            ),
         ] {
             let _ = writeln!(s, "# TYPE {name} counter\n{name} {v}");
         }
         let blocks = self.firewall.list().await.map_err(fw_err)?.len();
-        let _ = writeln!(s, "# TYPE rampart_blocked_entries gauge\nrampart_blocked_entries {blocks}");
+        let _ = writeln!(
+            s,
+            "# TYPE rampart_blocked_entries gauge\nrampart_blocked_entries {blocks}"
+        );
         Ok(s)
     }
 

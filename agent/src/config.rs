@@ -19,11 +19,23 @@ pub const DEFAULT_PATH: &str = "/etc/rampart/rampart.yaml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: invalid YAML: {source}")]
-    Yaml { path: String, #[source] source: serde_yaml_ng::Error },
+    Yaml {
+        path: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
     #[error("{path}: key `{key}`: {reason}")]
-    Invalid { path: String, key: String, reason: String },
+    Invalid {
+        path: String,
+        key: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,9 +139,16 @@ pub fn merge(base: &mut Value, over: Value) {
 }
 
 fn parse_value(path: &str, text: &str) -> Result<Value, ConfigError> {
-    let v: Value = serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml { path: path.into(), source })?;
+    let v: Value = serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml {
+        path: path.into(),
+        source,
+    })?;
     // An empty drop-in is fine.
-    Ok(if v.is_null() { Value::Mapping(Default::default()) } else { v })
+    Ok(if v.is_null() {
+        Value::Mapping(Default::default())
+    } else {
+        v
+    })
 }
 
 impl Config {
@@ -141,14 +160,20 @@ impl Config {
     /// Load `path` over the embedded defaults, then `conf.d/*.yaml` beside it in name order.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })
         };
         let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
         layers.push((path.display().to_string(), read(path)?));
         let confd = path.parent().unwrap_or(Path::new(".")).join("conf.d");
         if confd.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&confd)
-                .map_err(|source| ConfigError::Read { path: confd.clone(), source })?
+                .map_err(|source| ConfigError::Read {
+                    path: confd.clone(),
+                    source,
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
                 .collect();
@@ -178,12 +203,18 @@ impl Config {
             names.push(name.as_str());
         }
         let source = names.join(" + ");
-        let cfg: Config = serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
-            path: source.clone(),
-            key: e.path().to_string(),
-            reason: e.inner().to_string(),
-        })?;
-        cfg.validate().map_err(|(key, reason)| ConfigError::Invalid { path: source, key, reason })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
+                path: source.clone(),
+                key: e.path().to_string(),
+                reason: e.inner().to_string(),
+            })?;
+        cfg.validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                path: source,
+                key,
+                reason,
+            })?;
         Ok(cfg)
     }
 
@@ -191,7 +222,10 @@ impl Config {
         let err = |k: &str, r: String| Err((k.to_string(), r));
         let rb = self.sensors.ringbuf_bytes;
         if rb < 4096 || !rb.is_power_of_two() {
-            return err("sensors.ringbuf_bytes", format!("{rb} must be a power of two ≥ 4096"));
+            return err(
+                "sensors.ringbuf_bytes",
+                format!("{rb} must be a power of two ≥ 4096"),
+            );
         }
         if self.sensors.event_channel_size == 0 {
             return err("sensors.event_channel_size", "must be > 0".into());
@@ -200,42 +234,70 @@ impl Config {
             return err("sensors.max_open_files", "must be > 0".into());
         }
         if self.firewall.max_entries_v4 == 0 || self.firewall.max_entries_v6 == 0 {
-            return err("firewall.max_entries_v4", "block map capacities must be > 0".into());
+            return err(
+                "firewall.max_entries_v4",
+                "block map capacities must be > 0".into(),
+            );
         }
         if self.watch.paths.len() > agent_common::MAX_WATCH_PREFIXES as usize {
             return err(
                 "watch.paths",
-                format!("at most {} watched trees (got {})", agent_common::MAX_WATCH_PREFIXES, self.watch.paths.len()),
+                format!(
+                    "at most {} watched trees (got {})",
+                    agent_common::MAX_WATCH_PREFIXES,
+                    self.watch.paths.len()
+                ),
             );
         }
         for (i, p) in self.watch.paths.iter().enumerate() {
             let s = p.to_string_lossy();
             if !p.is_absolute() {
-                return err(&format!("watch.paths[{i}]"), format!("{s:?} must be an absolute path"));
+                return err(
+                    &format!("watch.paths[{i}]"),
+                    format!("{s:?} must be an absolute path"),
+                );
             }
             if s.len() + 1 > agent_common::PREFIX_MAX_LEN {
-                return err(&format!("watch.paths[{i}]"), format!("longer than {} bytes", agent_common::PREFIX_MAX_LEN - 1));
+                return err(
+                    &format!("watch.paths[{i}]"),
+                    format!("longer than {} bytes", agent_common::PREFIX_MAX_LEN - 1),
+                );
             }
         }
         for (i, iface) in self.firewall.interfaces.iter().enumerate() {
             if iface.is_empty() || iface.len() > 15 || iface.contains('/') {
-                return err(&format!("firewall.interfaces[{i}]"), format!("{iface:?} is not an interface name"));
+                return err(
+                    &format!("firewall.interfaces[{i}]"),
+                    format!("{iface:?} is not an interface name"),
+                );
             }
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.webui.tokens.iter().enumerate() {
             if t.name.trim().is_empty() {
-                return err(&format!("webui.tokens[{i}].name"), "must not be empty".into());
+                return err(
+                    &format!("webui.tokens[{i}].name"),
+                    "must not be empty".into(),
+                );
             }
             if t.token.len() < 16 {
-                return err(&format!("webui.tokens[{i}].token"), "must be at least 16 characters".into());
+                return err(
+                    &format!("webui.tokens[{i}].token"),
+                    "must be at least 16 characters".into(),
+                );
             }
             if !names.insert(t.name.as_str()) {
-                return err(&format!("webui.tokens[{i}].name"), format!("duplicate token name {:?}", t.name));
+                return err(
+                    &format!("webui.tokens[{i}].name"),
+                    format!("duplicate token name {:?}", t.name),
+                );
             }
         }
         if !self.webui.metrics_token.is_empty() && self.webui.metrics_token.len() < 16 {
-            return err("webui.metrics_token", "must be at least 16 characters".into());
+            return err(
+                "webui.metrics_token",
+                "must be at least 16 characters".into(),
+            );
         }
         Ok(())
     }
@@ -274,7 +336,10 @@ mod tests {
     fn embedded_default_is_valid() {
         let c = Config::embedded().expect("embedded config");
         assert_eq!(c.webui.listen.port(), 9443);
-        assert!(c.firewall.interfaces.is_empty(), "the default must not attach XDP anywhere");
+        assert!(
+            c.firewall.interfaces.is_empty(),
+            "the default must not attach XDP anywhere"
+        );
         assert!(c.firewall.max_entries_v4 >= 1_000_000);
     }
 
@@ -285,10 +350,16 @@ mod tests {
             "watch:\n  paths: [/srv/b]\n",
         ]))
         .expect("valid");
-        assert_eq!(c.watch.paths, vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
+        assert_eq!(
+            c.watch.paths,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
         assert_eq!(c.webui.listen.port(), 1);
         // Untouched keys keep their defaults.
-        assert_eq!(c.sensors.ringbuf_bytes, Config::embedded().expect("default").sensors.ringbuf_bytes);
+        assert_eq!(
+            c.sensors.ringbuf_bytes,
+            Config::embedded().expect("default").sensors.ringbuf_bytes
+        );
     }
 
     #[test]
@@ -304,12 +375,24 @@ mod tests {
             ("sensors:\n  ringbuf_bytes: 5000\n", "sensors.ringbuf_bytes"),
             ("watch:\n  paths: [relative/dir]\n", "watch.paths[0]"),
             ("webui:\n  listen: not-an-address\n", "webui.listen"),
-            ("webui:\n  tokens: [{name: a, token: short, scope: admin}]\n", "webui.tokens[0].token"),
-            ("webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, scope: root}]\n", "webui.tokens[0].scope"),
-            ("firewall:\n  interfaces: ['a/b']\n", "firewall.interfaces[0]"),
+            (
+                "webui:\n  tokens: [{name: a, token: short, scope: admin}]\n",
+                "webui.tokens[0].token",
+            ),
+            (
+                "webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, scope: root}]\n",
+                "webui.tokens[0].scope",
+            ),
+            (
+                "firewall:\n  interfaces: ['a/b']\n",
+                "firewall.interfaces[0]",
+            ),
         ] {
             let e = Config::from_layers(layers(&[yaml])).unwrap_err();
-            assert!(e.to_string().contains(key), "{yaml:?}: expected key {key} in {e}");
+            assert!(
+                e.to_string().contains(key),
+                "{yaml:?}: expected key {key} in {e}"
+            );
         }
     }
 
@@ -327,7 +410,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("conf.d")).expect("mkdir");
         std::fs::write(dir.path().join("conf.d/20-b.yaml"), "state_dir: /tmp/b\n").expect("write");
         std::fs::write(dir.path().join("conf.d/10-a.yaml"), "state_dir: /tmp/a\n").expect("write");
-        std::fs::write(dir.path().join("conf.d/ignored.txt"), "state_dir: /tmp/z\n").expect("write");
+        std::fs::write(dir.path().join("conf.d/ignored.txt"), "state_dir: /tmp/z\n")
+            .expect("write");
         let c = Config::load(&main).expect("load");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/b"));
     }

@@ -34,7 +34,8 @@ fn hash_hex(data: &[u8]) -> String {
 
 fn prepare_state_dir(cfg: &Config) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("securing state dir {}", cfg.state_dir.display()))?;
     Ok(())
@@ -45,7 +46,8 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     prepare_state_dir(&cfg)?;
     let (token_set, fresh_token) = tokens::build(&cfg)?;
     let tls = tls::load_or_generate(&cfg.state_dir, cfg.webui.listen.ip())?;
-    let store = Store::open(&cfg.state_dir.join("rampart.db"), STORE_QUEUE).context("opening the SQLite store")?;
+    let store = Store::open(&cfg.state_dir.join("rampart.db"), STORE_QUEUE)
+        .context("opening the SQLite store")?;
 
     // Kernel side.
     loader::ensure_mounts().context("mounting tracefs/bpffs")?;
@@ -85,7 +87,10 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
 
     let own_ips = vec![cfg.webui.listen.ip()];
     let firewall = Arc::new(Firewall::new(block_maps, store.clone(), &own_ips));
-    let restored = firewall.restore().await.context("restoring blocks from the store")?;
+    let restored = firewall
+        .restore()
+        .await
+        .context("restoring blocks from the store")?;
     tracing::info!(count = restored, "Block list loaded into the kernel.");
 
     // Pipeline.
@@ -100,17 +105,26 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         pipeline.clone(),
         shutdown_rx.clone(),
     ));
-    let detector = tokio::spawn(detection(act_rx, store.clone(), findings_tx.clone(), cfg.watch.max_scan_bytes));
+    let detector = tokio::spawn(detection(
+        act_rx,
+        store.clone(),
+        findings_tx.clone(),
+        cfg.watch.max_scan_bytes,
+    ));
     let sweeper = tokio::spawn(sweep(firewall.clone(), shutdown_rx.clone()));
 
     let started_at = store::now_rfc3339();
-    let exe = std::env::current_exe().ok().and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
     let backend = Arc::new(AgentBackend {
         store: store.clone(),
         firewall: firewall.clone(),
         findings_tx,
         started: Instant::now(),
-        started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16].to_string(),
+        started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16]
+            .to_string(),
         started_at,
         config_hash: hash_hex(config_text.as_bytes()),
         binary_hash: hash_hex(&exe),
@@ -121,9 +135,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     });
     let state = api::ApiState::new(backend, token_set);
     let mut api_shutdown = shutdown_rx.clone();
-    let (addr, server) = api::serve(state, cfg.webui.listen, &tls.cert_pem, &tls.key_pem, async move {
-        let _ = api_shutdown.changed().await;
-    })
+    let (addr, server) = api::serve(
+        state,
+        cfg.webui.listen,
+        &tls.cert_pem,
+        &tls.key_pem,
+        async move {
+            let _ = api_shutdown.changed().await;
+        },
+    )
     .with_context(|| format!("binding the API on {} (webui.listen)", cfg.webui.listen))?;
     let server = tokio::spawn(server);
     tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");

@@ -11,7 +11,9 @@ use crate::{events::FileActivity, store::NewFinding};
 
 /// PHP calls that run code or commands: the core of most webshells.
 const PHP_DANGEROUS_CALLS: &[&str] = &["eval(", "system(", "assert(", "shell_exec(", "passthru("];
-const PHP_EXTENSIONS: &[&str] = &["php", "phtml", "php3", "php4", "php5", "php7", "phar", "inc"];
+const PHP_EXTENSIONS: &[&str] = &[
+    "php", "phtml", "php3", "php4", "php5", "php7", "phar", "inc",
+];
 
 pub const CHECK_PHP_WEBSHELL: &str = "php_webshell";
 
@@ -57,7 +59,9 @@ pub fn check_file(act: &FileActivity, max_bytes: u64) -> Result<Option<NewFindin
         return Err(ScanSkip::NotRegular);
     }
     let mut buf = Vec::new();
-    f.take(max_bytes).read_to_end(&mut buf).map_err(ScanSkip::Open)?;
+    f.take(max_bytes)
+        .read_to_end(&mut buf)
+        .map_err(ScanSkip::Open)?;
     let hits = php_calls_in(&buf);
     if hits.is_empty() {
         return Ok(None);
@@ -67,7 +71,13 @@ pub fn check_file(act: &FileActivity, max_bytes: u64) -> Result<Option<NewFindin
         check: CHECK_PHP_WEBSHELL.into(),
         severity: Severity::Critical,
         message: format!("PHP file with code-execution calls written: {path}"),
-        details: format!("matched: {}; writer: {} (pid {}, uid {})", hits.join(", "), act.comm, act.tgid, act.uid),
+        details: format!(
+            "matched: {}; writer: {} (pid {}, uid {})",
+            hits.join(", "),
+            act.comm,
+            act.tgid,
+            act.uid
+        ),
         path: Some(path),
         pid: Some(act.tgid),
         uid: Some(act.uid),
@@ -94,8 +104,14 @@ mod tests {
 
     #[test]
     fn finds_webshell_calls_case_insensitively() {
-        assert_eq!(php_calls_in(b"<?php SYSTEM($_GET['c']); ?>"), vec!["system("]);
-        assert_eq!(php_calls_in(b"<?php eval(base64_decode($x));"), vec!["eval("]);
+        assert_eq!(
+            php_calls_in(b"<?php SYSTEM($_GET['c']); ?>"),
+            vec!["system("]
+        );
+        assert_eq!(
+            php_calls_in(b"<?php eval(base64_decode($x));"),
+            vec!["eval("]
+        );
         assert!(php_calls_in(b"<?php echo 'hello'; // evaluation").is_empty());
     }
 
@@ -104,22 +120,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let shell = dir.path().join("x.php");
         std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
-        let f = check_file(&act(&shell), 1 << 20).expect("scanned").expect("finding");
+        let f = check_file(&act(&shell), 1 << 20)
+            .expect("scanned")
+            .expect("finding");
         assert_eq!(f.check, CHECK_PHP_WEBSHELL);
         assert_eq!(f.path.as_deref(), Some(shell.to_str().expect("utf8")));
         assert!(f.details.contains("system("));
 
         let clean = dir.path().join("ok.php");
         std::fs::write(&clean, "<?php echo 1;").expect("write");
-        assert!(check_file(&act(&clean), 1 << 20).expect("scanned").is_none());
+        assert!(check_file(&act(&clean), 1 << 20)
+            .expect("scanned")
+            .is_none());
 
         let txt = dir.path().join("x.txt");
         std::fs::write(&txt, "system(").expect("write");
-        assert!(matches!(check_file(&act(&txt), 1 << 20), Err(ScanSkip::NotPhp)));
+        assert!(matches!(
+            check_file(&act(&txt), 1 << 20),
+            Err(ScanSkip::NotPhp)
+        ));
 
         let link = dir.path().join("link.php");
         std::os::unix::fs::symlink(&shell, &link).expect("symlink");
-        assert!(matches!(check_file(&act(&link), 1 << 20), Err(ScanSkip::Open(_))));
+        assert!(matches!(
+            check_file(&act(&link), 1 << 20),
+            Err(ScanSkip::Open(_))
+        ));
     }
 
     #[test]

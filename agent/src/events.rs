@@ -77,7 +77,10 @@ pub fn decode(bytes: &[u8]) -> Result<(FileEvent, EventKind), DecodeError> {
         EventKind::FileWriteClose => {
             let want = std::mem::size_of::<FileEvent>();
             if h.len as usize != want || bytes.len() < want {
-                return Err(DecodeError::Length { claimed: h.len, actual: bytes.len() });
+                return Err(DecodeError::Length {
+                    claimed: h.len,
+                    actual: bytes.len(),
+                });
             }
             let ev: FileEvent = read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
             if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
@@ -90,7 +93,11 @@ pub fn decode(bytes: &[u8]) -> Result<(FileEvent, EventKind), DecodeError> {
 
 /// Turn a decoded event into a [`FileActivity`], resolving relative paths through
 /// /proc (cwd or the dirfd) and applying the watch filter the kernel could not.
-pub fn to_activity(ev: &FileEvent, watched: &[PathBuf], stats: &PipelineStats) -> Option<FileActivity> {
+pub fn to_activity(
+    ev: &FileEvent,
+    watched: &[PathBuf],
+    stats: &PipelineStats,
+) -> Option<FileActivity> {
     let raw = cstr(&ev.path[..ev.path_len as usize]);
     let path = if ev.flags & file_flags::RELATIVE != 0 {
         let base = if ev.dirfd == libc::AT_FDCWD {
@@ -159,7 +166,9 @@ pub async fn run_reader(
             stats.received.fetch_add(1, Ordering::Relaxed);
             match decode(&item) {
                 Ok((ev, EventKind::FileWriteClose)) => {
-                    let Some(act) = to_activity(&ev, &watched, &stats) else { continue };
+                    let Some(act) = to_activity(&ev, &watched, &stats) else {
+                        continue;
+                    };
                     if tx.try_send(act).is_err() {
                         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -208,8 +217,13 @@ mod tests {
 
     fn bytes(ev: &FileEvent) -> Vec<u8> {
         // SAFETY: FileEvent is repr(C) plain data.
-        unsafe { std::slice::from_raw_parts((ev as *const FileEvent).cast::<u8>(), std::mem::size_of::<FileEvent>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const FileEvent).cast::<u8>(),
+                std::mem::size_of::<FileEvent>(),
+            )
+        }
+        .to_vec()
     }
 
     #[test]
@@ -228,16 +242,25 @@ mod tests {
         let good = bytes(&event("/x", 0));
         assert!(matches!(decode(&[]), Err(DecodeError::Short(0))));
         assert!(matches!(decode(&good[..10]), Err(DecodeError::Short(10))));
-        assert!(matches!(decode(&good[..100]), Err(DecodeError::Length { .. })));
+        assert!(matches!(
+            decode(&good[..100]),
+            Err(DecodeError::Length { .. })
+        ));
         let mut bad_kind = good.clone();
         bad_kind[0] = 0xff;
-        assert!(matches!(decode(&bad_kind), Err(DecodeError::UnknownKind(_))));
+        assert!(matches!(
+            decode(&bad_kind),
+            Err(DecodeError::UnknownKind(_))
+        ));
         let mut bad_ver = good.clone();
         bad_ver[2] = 99;
         assert!(matches!(decode(&bad_ver), Err(DecodeError::Version(99))));
         let mut bad_len = event("/x", 0);
         bad_len.path_len = 9999;
-        assert!(matches!(decode(&bytes(&bad_len)), Err(DecodeError::PathLen(9999))));
+        assert!(matches!(
+            decode(&bytes(&bad_len)),
+            Err(DecodeError::PathLen(9999))
+        ));
         // Every truncation of a valid event is rejected cleanly.
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
@@ -249,7 +272,7 @@ mod tests {
         let cwd = std::env::current_dir().expect("cwd");
         let stats = PipelineStats::default();
         let ev = event("sub/../x.php", file_flags::RELATIVE);
-        let act = to_activity(&ev, &[cwd.clone()], &stats).expect("resolved");
+        let act = to_activity(&ev, std::slice::from_ref(&cwd), &stats).expect("resolved");
         assert_eq!(act.path, cwd.join("x.php"));
         assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats).is_none());
         assert_eq!(stats.unwatched.load(Ordering::Relaxed), 1);

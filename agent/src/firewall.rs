@@ -33,9 +33,12 @@ pub fn parse_target(input: &str) -> Result<IpNet, FirewallError> {
         return Err(FirewallError::Invalid("ip is required".into()));
     }
     let net: IpNet = if s.contains('/') {
-        s.parse().map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid CIDR")))?
+        s.parse()
+            .map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid CIDR")))?
     } else {
-        let ip: IpAddr = s.parse().map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid IP address")))?;
+        let ip: IpAddr = s
+            .parse()
+            .map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid IP address")))?;
         IpNet::from(ip)
     };
     if let IpAddr::V6(v6) = net.addr() {
@@ -46,10 +49,15 @@ pub fn parse_target(input: &str) -> Result<IpNet, FirewallError> {
         }
     }
     if net.prefix_len() == 0 {
-        return Err(FirewallError::Invalid(format!("{s:?} would block every address")));
+        return Err(FirewallError::Invalid(format!(
+            "{s:?} would block every address"
+        )));
     }
     if net.trunc() != net {
-        return Err(FirewallError::Invalid(format!("{s:?} has host bits set; did you mean {}?", net.trunc())));
+        return Err(FirewallError::Invalid(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        )));
     }
     Ok(net)
 }
@@ -71,14 +79,24 @@ pub struct BlockMaps {
 impl BlockMaps {
     fn insert(&mut self, net: &IpNet) -> Result<(), aya::maps::MapError> {
         match net {
-            IpNet::V4(n) => self.v4.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0),
-            IpNet::V6(n) => self.v6.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0),
+            IpNet::V4(n) => {
+                self.v4
+                    .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0)
+            }
+            IpNet::V6(n) => {
+                self.v6
+                    .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0)
+            }
         }
     }
     fn remove(&mut self, net: &IpNet) -> Result<(), aya::maps::MapError> {
         let r = match net {
-            IpNet::V4(n) => self.v4.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
-            IpNet::V6(n) => self.v6.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+            IpNet::V4(n) => self
+                .v4
+                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+            IpNet::V6(n) => self
+                .v6
+                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
         };
         match r {
             Err(aya::maps::MapError::KeyNotFound) => Ok(()),
@@ -106,7 +124,11 @@ impl Firewall {
                 protected.push(IpNet::from(*ip));
             }
         }
-        Self { maps: Mutex::new(maps), store, protected }
+        Self {
+            maps: Mutex::new(maps),
+            store,
+            protected,
+        }
     }
 
     fn check_protected(&self, net: &IpNet) -> Result<(), FirewallError> {
@@ -141,16 +163,25 @@ impl Firewall {
         let net = parse_target(target)?;
         self.check_protected(&net)?;
         let now = time::OffsetDateTime::now_utc();
-        let expires = duration.filter(|d| *d > 0).map(|d| now + time::Duration::seconds(d.min(i64::MAX as u64) as i64));
+        let expires = duration
+            .filter(|d| *d > 0)
+            .map(|d| now + time::Duration::seconds(d.min(i64::MAX as u64) as i64));
         let entry = BlockEntry {
             ip: canonical(&net),
-            reason: if reason.trim().is_empty() { "manual block".into() } else { reason.trim().to_string() },
+            reason: if reason.trim().is_empty() {
+                "manual block".into()
+            } else {
+                reason.trim().to_string()
+            },
             source: source.to_string(),
             blocked_at: now_rfc3339(),
             expires_at: expires.map(rfc3339),
         };
         // Store first (source of truth); if the kernel refuses, undo the store write.
-        let entry = self.store.upsert_block(entry, expires.map(|t| t.unix_timestamp())).await?;
+        let entry = self
+            .store
+            .upsert_block(entry, expires.map(|t| t.unix_timestamp()))
+            .await?;
         if let Err(e) = self.with_maps(|m| m.insert(&net)) {
             let _ = self.store.delete_block(entry.ip.clone()).await;
             return Err(e.into());
@@ -180,7 +211,9 @@ impl Firewall {
                     self.with_maps(|m| m.insert(&net))?;
                     n += 1;
                 }
-                Err(err) => tracing::error!(ip = %e.ip, error = %err, "Stored block is invalid; skipped."),
+                Err(err) => {
+                    tracing::error!(ip = %e.ip, error = %err, "Stored block is invalid; skipped.")
+                }
             }
         }
         Ok(n)
@@ -204,11 +237,26 @@ mod tests {
 
     #[test]
     fn parse_accepts_ips_and_cidrs_canonically() {
-        assert_eq!(canonical(&parse_target(" 203.0.113.5 ").expect("v4")), "203.0.113.5");
-        assert_eq!(canonical(&parse_target("203.0.113.5/32").expect("v4/32")), "203.0.113.5");
-        assert_eq!(canonical(&parse_target("198.51.100.0/24").expect("cidr")), "198.51.100.0/24");
-        assert_eq!(canonical(&parse_target("2001:DB8::1").expect("v6")), "2001:db8::1");
-        assert_eq!(canonical(&parse_target("2001:db8::/32").expect("v6 cidr")), "2001:db8::/32");
+        assert_eq!(
+            canonical(&parse_target(" 203.0.113.5 ").expect("v4")),
+            "203.0.113.5"
+        );
+        assert_eq!(
+            canonical(&parse_target("203.0.113.5/32").expect("v4/32")),
+            "203.0.113.5"
+        );
+        assert_eq!(
+            canonical(&parse_target("198.51.100.0/24").expect("cidr")),
+            "198.51.100.0/24"
+        );
+        assert_eq!(
+            canonical(&parse_target("2001:DB8::1").expect("v6")),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            canonical(&parse_target("2001:db8::/32").expect("v6 cidr")),
+            "2001:db8::/32"
+        );
     }
 
     #[test]

@@ -25,17 +25,33 @@ pub enum LoaderError {
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("program {name}: {source}")]
-    Program { name: &'static str, #[source] source: ProgramError },
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
     #[error("map {0} missing from the eBPF object")]
     MissingMap(&'static str),
     #[error("program {0} missing from the eBPF object")]
     MissingProgram(&'static str),
     #[error("map {name}: {source}")]
-    Map { name: &'static str, #[source] source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
     #[error("mounting {target}: {source}")]
-    Mount { target: &'static str, #[source] source: std::io::Error },
+    Mount {
+        target: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("XDP on {iface}: {source}")]
-    XdpAttach { iface: String, #[source] source: ProgramError },
+    XdpAttach {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
 }
 
 /// State of one kernel component, for /api/v1/components and /api/v1/health.
@@ -61,12 +77,20 @@ fn mount_if_missing(target: &'static str, fstype: &str) -> Result<(), LoaderErro
         return Ok(());
     }
     std::fs::create_dir_all(p).map_err(|source| LoaderError::Mount { target, source })?;
-    let c = |s: &str| CString::new(s).map_err(|e| LoaderError::Mount { target, source: std::io::Error::other(e) });
+    let c = |s: &str| {
+        CString::new(s).map_err(|e| LoaderError::Mount {
+            target,
+            source: std::io::Error::other(e),
+        })
+    };
     let (src, dst, ty) = (c(fstype)?, c(target)?, c(fstype)?);
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
-        return Err(LoaderError::Mount { target, source: std::io::Error::last_os_error() });
+        return Err(LoaderError::Mount {
+            target,
+            source: std::io::Error::last_os_error(),
+        });
     }
     tracing::info!(target, fstype, "Mounted.");
     Ok(())
@@ -87,7 +111,10 @@ pub fn ensure_mounts() -> Result<(), LoaderError> {
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF memory to it (< 5.11).
 pub fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "Could not raise RLIMIT_MEMLOCK.");
@@ -113,14 +140,25 @@ pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError>
 }
 
 /// Write the watched trees into the kernel's watch trie ("/var/www" -> "/var/www/").
-pub fn set_watch_prefixes(ebpf: &mut Ebpf, paths: &[std::path::PathBuf]) -> Result<(), LoaderError> {
-    let map = ebpf.map_mut(maps::WATCH_PREFIXES).ok_or(LoaderError::MissingMap(maps::WATCH_PREFIXES))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
-        LpmTrie::try_from(map).map_err(|source| LoaderError::Map { name: maps::WATCH_PREFIXES, source })?;
+pub fn set_watch_prefixes(
+    ebpf: &mut Ebpf,
+    paths: &[std::path::PathBuf],
+) -> Result<(), LoaderError> {
+    let map = ebpf
+        .map_mut(maps::WATCH_PREFIXES)
+        .ok_or(LoaderError::MissingMap(maps::WATCH_PREFIXES))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> = LpmTrie::try_from(map)
+        .map_err(|source| LoaderError::Map {
+            name: maps::WATCH_PREFIXES,
+            source,
+        })?;
     for p in paths {
         let (bits, data) = watch_key(p);
         trie.insert(&Key::new(bits, data), WATCH_INCLUDE, 0)
-            .map_err(|source| LoaderError::Map { name: maps::WATCH_PREFIXES, source })?;
+            .map_err(|source| LoaderError::Map {
+                name: maps::WATCH_PREFIXES,
+                source,
+            })?;
     }
     Ok(())
 }
@@ -153,8 +191,10 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
             .ok_or(LoaderError::MissingProgram(name))?
             .try_into()
             .map_err(|source| LoaderError::Program { name, source })?;
-        prog.load().map_err(|source| LoaderError::Program { name, source })?;
-        prog.attach(category, event).map_err(|source| LoaderError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        prog.attach(category, event)
+            .map_err(|source| LoaderError::Program { name, source })?;
         out.push(Component {
             name: name.to_string(),
             kind: "tracepoint",
@@ -168,7 +208,11 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
 }
 
 /// Load the XDP program (once) and attach it to `iface`, native first when `mode` is auto.
-pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: config::XdpMode) -> Result<Component, LoaderError> {
+pub fn attach_xdp(
+    ebpf: &mut Ebpf,
+    iface: &str,
+    mode: config::XdpMode,
+) -> Result<Component, LoaderError> {
     let name = progs::XDP_FIREWALL;
     let prog: &mut Xdp = ebpf
         .program_mut(name)
@@ -176,7 +220,8 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: config::XdpMode) -> Result
         .try_into()
         .map_err(|source| LoaderError::Program { name, source })?;
     if prog.fd().is_err() {
-        prog.load().map_err(|source| LoaderError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| LoaderError::Program { name, source })?;
     }
     let attempts: &[(XdpMode, &'static str)] = match mode {
         config::XdpMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
@@ -187,7 +232,9 @@ pub fn attach_xdp(ebpf: &mut Ebpf, iface: &str, mode: config::XdpMode) -> Result
     for (m, label) in attempts {
         match prog.attach(iface, *m) {
             Ok(_) => {
-                let reason = last.take().map(|e: ProgramError| format!("native refused: {e}"));
+                let reason = last
+                    .take()
+                    .map(|e: ProgramError| format!("native refused: {e}"));
                 return Ok(Component {
                     name: name.to_string(),
                     kind: "xdp",
@@ -218,9 +265,12 @@ pub fn load_xdp(ebpf: &mut Ebpf) -> Result<std::os::fd::RawFd, LoaderError> {
         .try_into()
         .map_err(|source| LoaderError::Program { name, source })?;
     if prog.fd().is_err() {
-        prog.load().map_err(|source| LoaderError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| LoaderError::Program { name, source })?;
     }
-    let fd = prog.fd().map_err(|source| LoaderError::Program { name, source })?;
+    let fd = prog
+        .fd()
+        .map_err(|source| LoaderError::Program { name, source })?;
     Ok(fd.as_fd().as_raw_fd())
 }
 
@@ -275,5 +325,8 @@ pub fn test_run(prog_fd: std::os::fd::RawFd, data: &[u8], repeat: u32) -> std::i
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(TestRun { retval: attr.retval, duration_ns: attr.duration })
+    Ok(TestRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+    })
 }

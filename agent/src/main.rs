@@ -13,7 +13,11 @@ const ENV_LOG: &str = "RAMPART_LOG";
 const ENV_LOG_FORMAT: &str = "RAMPART_LOG_FORMAT";
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "eBPF-accelerated protection agent for hosting servers")]
+#[command(
+    name = "rampart",
+    version,
+    about = "eBPF-accelerated protection agent for hosting servers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -44,7 +48,10 @@ fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigErro
     let (mut cfg, text) = if args.default_config {
         (Config::embedded()?, config::DEFAULT_YAML.to_string())
     } else {
-        let path = args.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+        let path = args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
         let cfg = Config::load(&path)?;
         (cfg, std::fs::read_to_string(&path).unwrap_or_default())
     };
@@ -57,7 +64,9 @@ fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigErro
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var(ENV_LOG_FORMAT).is_ok_and(|v| v == "json") {
         b.json().init();
     } else {
@@ -87,14 +96,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("starting the runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(agent::daemon::run(cfg, text)).context("rampart run") {
+            match rt
+                .block_on(agent::daemon::run(cfg, text))
+                .context("rampart run")
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

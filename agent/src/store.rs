@@ -28,8 +28,7 @@ pub struct Store {
 }
 
 /// Schema migrations; index + 1 = `PRAGMA user_version` after applying.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE findings (
+const MIGRATIONS: &[&str] = &["CREATE TABLE findings (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         check_name TEXT NOT NULL,
         severity TEXT NOT NULL,
@@ -47,8 +46,7 @@ const MIGRATIONS: &[&str] = &[
         blocked_at TEXT NOT NULL,
         expires_at TEXT,
         expires_unix INTEGER
-     );",
-];
+     );"];
 
 /// A finding before it has an id.
 #[derive(Clone, Debug)]
@@ -68,7 +66,8 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -184,8 +183,9 @@ impl Store {
     /// Active findings per severity.
     pub async fn severity_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.call(|c| {
-            let mut st =
-                c.prepare("SELECT severity, COUNT(*) FROM findings WHERE status = 'active' GROUP BY severity")?;
+            let mut st = c.prepare(
+                "SELECT severity, COUNT(*) FROM findings WHERE status = 'active' GROUP BY severity",
+            )?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -193,7 +193,11 @@ impl Store {
     }
 
     /// Insert or replace a block; returns the stored entry.
-    pub async fn upsert_block(&self, e: BlockEntry, expires_unix: Option<i64>) -> Result<BlockEntry, StoreError> {
+    pub async fn upsert_block(
+        &self,
+        e: BlockEntry,
+        expires_unix: Option<i64>,
+    ) -> Result<BlockEntry, StoreError> {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO blocks (ip, reason, source, blocked_at, expires_at, expires_unix)
@@ -201,7 +205,14 @@ impl Store {
                  ON CONFLICT(ip) DO UPDATE SET reason = excluded.reason, source = excluded.source,
                    blocked_at = excluded.blocked_at, expires_at = excluded.expires_at,
                    expires_unix = excluded.expires_unix",
-                params![e.ip, e.reason, e.source, e.blocked_at, e.expires_at, expires_unix],
+                params![
+                    e.ip,
+                    e.reason,
+                    e.source,
+                    e.blocked_at,
+                    e.expires_at,
+                    expires_unix
+                ],
             )?;
             Ok(e)
         })
@@ -209,7 +220,8 @@ impl Store {
     }
 
     pub async fn delete_block(&self, ip: String) -> Result<bool, StoreError> {
-        self.call(move |c| Ok(c.execute("DELETE FROM blocks WHERE ip = ?1", [ip])? > 0)).await
+        self.call(move |c| Ok(c.execute("DELETE FROM blocks WHERE ip = ?1", [ip])? > 0))
+            .await
     }
 
     pub async fn blocks(&self) -> Result<Vec<BlockEntry>, StoreError> {
@@ -233,7 +245,9 @@ impl Store {
     /// Blocks whose expiry is at or before `now_unix`.
     pub async fn expired_blocks(&self, now_unix: i64) -> Result<Vec<String>, StoreError> {
         self.call(move |c| {
-            let mut st = c.prepare("SELECT ip FROM blocks WHERE expires_unix IS NOT NULL AND expires_unix <= ?1")?;
+            let mut st = c.prepare(
+                "SELECT ip FROM blocks WHERE expires_unix IS NOT NULL AND expires_unix <= ?1",
+            )?;
             let rows = st.query_map([now_unix], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -301,9 +315,15 @@ mod tests {
         }
         let s = Store::open(&db, 8).expect("reopen");
         let all = s.active_findings(10).await.expect("list");
-        assert_eq!(all.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            all.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
         assert_eq!(all[0].path.as_deref(), Some("/var/www/x.php"));
-        assert_eq!(s.severity_counts().await.expect("counts"), vec![("critical".to_string(), 2)]);
+        assert_eq!(
+            s.severity_counts().await.expect("counts"),
+            vec![("critical".to_string(), 2)]
+        );
     }
 
     #[tokio::test]
@@ -317,14 +337,37 @@ mod tests {
             blocked_at: now_rfc3339(),
             expires_at: None,
         };
-        s.upsert_block(e("203.0.113.5"), Some(100)).await.expect("upsert");
-        s.upsert_block(e("203.0.113.5"), Some(100)).await.expect("upsert twice");
-        s.upsert_block(e("198.51.100.0/24"), None).await.expect("upsert");
-        assert_eq!(s.blocks().await.expect("list").len(), 2, "upsert must not double an entry");
-        assert_eq!(s.expired_blocks(99).await.expect("expired"), Vec::<String>::new());
-        assert_eq!(s.expired_blocks(100).await.expect("expired"), vec!["203.0.113.5".to_string()]);
+        s.upsert_block(e("203.0.113.5"), Some(100))
+            .await
+            .expect("upsert");
+        s.upsert_block(e("203.0.113.5"), Some(100))
+            .await
+            .expect("upsert twice");
+        s.upsert_block(e("198.51.100.0/24"), None)
+            .await
+            .expect("upsert");
+        assert_eq!(
+            s.blocks().await.expect("list").len(),
+            2,
+            "upsert must not double an entry"
+        );
+        assert_eq!(
+            s.expired_blocks(99).await.expect("expired"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            s.expired_blocks(100).await.expect("expired"),
+            vec!["203.0.113.5".to_string()]
+        );
         assert!(s.delete_block("203.0.113.5".into()).await.expect("delete"));
-        assert!(!s.delete_block("203.0.113.5".into()).await.expect("delete again"));
-        assert!(s.block("198.51.100.0/24".into()).await.expect("get").is_some());
+        assert!(!s
+            .delete_block("203.0.113.5".into())
+            .await
+            .expect("delete again"));
+        assert!(s
+            .block("198.51.100.0/24".into())
+            .await
+            .expect("get")
+            .is_some());
     }
 }

@@ -44,10 +44,13 @@ pub fn build(cfg: &Config) -> Result<(api::TokenSet, Option<String>)> {
 fn bootstrap_digest(state_dir: &Path) -> Result<([u8; 32], Option<String>)> {
     let path = state_dir.join(BOOTSTRAP_TOKEN_FILE);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let bytes = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
-        let digest: [u8; 32] =
-            bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not a SHA-256 digest", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let bytes =
+            hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+        let digest: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a SHA-256 digest", path.display()))?;
         return Ok((digest, None));
     }
     let mut raw = [0u8; 32];
@@ -69,7 +72,8 @@ mod tests {
         cfg.state_dir = dir.path().to_path_buf();
         let (_, first) = build(&cfg).expect("build");
         let token = first.expect("a token on first start");
-        let stored = std::fs::read_to_string(dir.path().join(BOOTSTRAP_TOKEN_FILE)).expect("digest file");
+        let stored =
+            std::fs::read_to_string(dir.path().join(BOOTSTRAP_TOKEN_FILE)).expect("digest file");
         assert!(!stored.contains(&token), "the raw token must not be stored");
         let (set, second) = build(&cfg).expect("rebuild");
         assert!(second.is_none(), "the token is shown only once");
@@ -84,7 +88,10 @@ mod tests {
     }
     fn warp_headers(token: &str) -> warp::http::HeaderMap {
         let mut h = warp::http::HeaderMap::new();
-        h.insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        h.insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
         h
     }
 }

@@ -76,7 +76,10 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl TokenSet {
     /// `csrf_key` must be secret (random per install or per start).
     pub fn new(csrf_key: [u8; 32]) -> Self {
-        Self { entries: Vec::new(), csrf_key }
+        Self {
+            entries: Vec::new(),
+            csrf_key,
+        }
     }
 
     pub fn add_plain(&mut self, name: &str, token: &str, grant: Grant) {
@@ -84,7 +87,11 @@ impl TokenSet {
     }
 
     pub fn add_digest(&mut self, name: &str, digest: [u8; 32], grant: Grant) {
-        self.entries.push(Entry { name: name.to_string(), digest, grant });
+        self.entries.push(Entry {
+            name: name.to_string(),
+            digest,
+            grant,
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -115,23 +122,31 @@ impl TokenSet {
     /// Authenticate and authorize one request for a route of `scope`.
     /// 401: no or unknown credential. 403: known credential without the scope, or
     /// a cookie session writing without a valid CSRF token.
-    pub fn authorize(&self, method: &Method, headers: &HeaderMap, scope: Scope) -> Result<Principal, ApiError> {
+    pub fn authorize(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Result<Principal, ApiError> {
         let (token, via_cookie) = match bearer(headers) {
             Some(t) => (t, false),
             None => match cookie(headers, COOKIE_NAME) {
                 Some(t) => (t, true),
-                None => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "authentication required")),
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "authentication required",
+                    ))
+                }
             },
         };
         let Some(entry) = self.lookup(&token) else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"));
         };
-        let allowed = match (scope, entry.grant) {
-            (_, Grant::Admin) => true,
-            (Scope::Read, Grant::Read) => true,
-            (Scope::Metrics, Grant::Metrics) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (scope, entry.grant),
+            (_, Grant::Admin) | (Scope::Read, Grant::Read) | (Scope::Metrics, Grant::Metrics)
+        );
         if !allowed {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -142,19 +157,36 @@ impl TokenSet {
         let writes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if via_cookie && writes {
             let expected = self.csrf_for(&token_digest);
-            let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let presented = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if !ct_eq(&digest(presented), &digest(&expected)) {
-                return Err(ApiError::new(StatusCode::FORBIDDEN, "missing or invalid X-CSRF-Token"));
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing or invalid X-CSRF-Token",
+                ));
             }
         }
-        Ok(Principal { name: entry.name.clone(), grant: entry.grant, via_cookie, token_digest })
+        Ok(Principal {
+            name: entry.name.clone(),
+            grant: entry.grant,
+            via_cookie,
+            token_digest,
+        })
     }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(warp::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(warp::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -196,13 +228,30 @@ mod tests {
         let metrics = hdr("authorization", "Bearer metrics-secret");
         assert!(s.authorize(&Method::POST, &admin, Scope::Admin).is_ok());
         assert!(s.authorize(&Method::GET, &read, Scope::Read).is_ok());
-        assert_eq!(s.authorize(&Method::POST, &read, Scope::Admin).unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(s.authorize(&Method::GET, &metrics, Scope::Read).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            s.authorize(&Method::POST, &read, Scope::Admin)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            s.authorize(&Method::GET, &metrics, Scope::Read)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
         assert!(s.authorize(&Method::GET, &metrics, Scope::Metrics).is_ok());
         let bad = hdr("authorization", "Bearer nope");
-        assert_eq!(s.authorize(&Method::GET, &bad, Scope::Read).unwrap_err().status, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            s.authorize(&Method::GET, &HeaderMap::new(), Scope::Read).unwrap_err().status,
+            s.authorize(&Method::GET, &bad, Scope::Read)
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            s.authorize(&Method::GET, &HeaderMap::new(), Scope::Read)
+                .unwrap_err()
+                .status,
             StatusCode::UNAUTHORIZED
         );
     }
@@ -212,9 +261,19 @@ mod tests {
         let s = set();
         let mut h = hdr("cookie", "theme=dark; csm_auth=admin-secret");
         assert!(s.authorize(&Method::GET, &h, Scope::Admin).is_ok());
-        assert_eq!(s.authorize(&Method::POST, &h, Scope::Admin).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            s.authorize(&Method::POST, &h, Scope::Admin)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
         h.insert(CSRF_HEADER, HeaderValue::from_static("wrong"));
-        assert_eq!(s.authorize(&Method::POST, &h, Scope::Admin).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            s.authorize(&Method::POST, &h, Scope::Admin)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
         let csrf = s.csrf_for(&hex::encode(digest("admin-secret")));
         h.insert(CSRF_HEADER, HeaderValue::from_str(&csrf).expect("csrf"));
         assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_ok());

@@ -19,7 +19,10 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -34,11 +37,17 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> warp::reply::Response {
-        let body = Body { error: &self.message, code: self.status.as_u16() };
-        let mut resp = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        let body = Body {
+            error: &self.message,
+            code: self.status.as_u16(),
+        };
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(warp::http::header::WWW_AUTHENTICATE, warp::http::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                warp::http::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }

@@ -25,7 +25,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     if body.is_empty() {
         return Err(ApiError::bad_request("request body required (JSON)"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 pub(crate) async fn handle<B: Backend>(
@@ -57,7 +58,9 @@ pub(crate) async fn handle<B: Backend>(
         Handler::BlockIp => {
             let req: BlockRequest = parse_json(&body)?;
             let entry = b.block_ip(req, &principal.name).await?;
-            json(&serde_json::json!({ "status": "blocked", "ip": entry.ip, "expires_at": entry.expires_at }))
+            json(
+                &serde_json::json!({ "status": "blocked", "ip": entry.ip, "expires_at": entry.expires_at }),
+            )
         }
         Handler::Metrics => {
             let mut text = b.metrics().await?;
@@ -67,7 +70,8 @@ pub(crate) async fn handle<B: Backend>(
                  rampart_sse_clients_dropped_total {}\n",
                 state.sse_lagged_total.load(Ordering::Relaxed)
             ));
-            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response()
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                .into_response()
         }
         Handler::Events => sse(state),
     })
@@ -91,11 +95,22 @@ fn sse<B: Backend>(state: &Arc<ApiState<B>>) -> warp::reply::Response {
         .filter_map(|item| async move {
             let finding = item.ok()?;
             let data = serde_json::to_string(&finding).ok()?;
-            Some(Ok::<_, Infallible>(warp::sse::Event::default().id(finding.id.to_string()).data(data)))
+            Some(Ok::<_, Infallible>(
+                warp::sse::Event::default()
+                    .id(finding.id.to_string())
+                    .data(data),
+            ))
         });
-    let reply = warp::sse::reply(warp::sse::keep_alive().interval(Duration::from_secs(15)).stream(stream));
+    let reply = warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(Duration::from_secs(15))
+            .stream(stream),
+    );
     let mut resp = reply.into_response();
-    resp.headers_mut().insert("x-accel-buffering", warp::http::HeaderValue::from_static("no"));
+    resp.headers_mut().insert(
+        "x-accel-buffering",
+        warp::http::HeaderValue::from_static("no"),
+    );
     *resp.status_mut() = StatusCode::OK;
     resp
 }

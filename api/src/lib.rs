@@ -8,9 +8,9 @@
 
 pub mod auth;
 pub mod error;
+mod handlers;
 pub mod model;
 pub mod routes;
-mod handlers;
 mod server;
 
 pub use auth::{Scope, TokenSet};

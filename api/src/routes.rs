@@ -28,8 +28,20 @@ pub struct Route {
     pub summary: &'static str,
 }
 
-const fn r(method: &'static str, path: &'static str, scope: Scope, handler: Handler, summary: &'static str) -> Route {
-    Route { method, path, scope, handler, summary }
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    scope: Scope,
+    handler: Handler,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+        handler,
+        summary,
+    }
 }
 
 /// Every route the API serves. Scopes follow csm-api.md "Token scopes": read scope
@@ -60,9 +72,15 @@ pub fn find(method: &str, path: &str) -> Result<&'static Route, ApiError> {
         }
     }
     if path_known {
-        Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} not allowed on {path}")))
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} not allowed on {path}"),
+        ))
     } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")))
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {path}"),
+        ))
     }
 }
 
@@ -70,7 +88,13 @@ pub fn find(method: &str, path: &str) -> Result<&'static Route, ApiError> {
 pub fn markdown() -> String {
     let mut s = String::from("| Method | Path | Scope | What |\n|---|---|---|---|\n");
     for r in ROUTES {
-        s.push_str(&format!("| {} | `{}` | {} | {} |\n", r.method, r.path, r.scope.as_str(), r.summary));
+        s.push_str(&format!(
+            "| {} | `{}` | {} | {} |\n",
+            r.method,
+            r.path,
+            r.scope.as_str(),
+            r.summary
+        ));
     }
     s
 }
@@ -83,7 +107,12 @@ mod tests {
     fn no_duplicate_routes() {
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[i + 1..] {
-                assert!(!(a.method == b.method && a.path == b.path), "duplicate route {} {}", a.method, a.path);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "duplicate route {} {}",
+                    a.method,
+                    a.path
+                );
             }
         }
     }
@@ -92,24 +121,43 @@ mod tests {
     fn writes_need_admin() {
         for r in ROUTES {
             if r.method != "GET" {
-                assert_eq!(r.scope, Scope::Admin, "{} {} writes and must need admin", r.method, r.path);
+                assert_eq!(
+                    r.scope,
+                    Scope::Admin,
+                    "{} {} writes and must need admin",
+                    r.method,
+                    r.path
+                );
             }
         }
     }
 
     #[test]
     fn find_distinguishes_404_and_405() {
-        assert_eq!(find("GET", "/api/v1/status").map(|r| r.handler).ok(), Some(Handler::Status));
-        assert_eq!(find("DELETE", "/api/v1/status").unwrap_err().status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(find("GET", "/api/v1/nope").unwrap_err().status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            find("GET", "/api/v1/status").map(|r| r.handler).ok(),
+            Some(Handler::Status)
+        );
+        assert_eq!(
+            find("DELETE", "/api/v1/status").unwrap_err().status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            find("GET", "/api/v1/nope").unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
     }
 
     /// docs/src/api.md must carry the table as generated from ROUTES
     /// (regenerate with `cargo xtask docs`).
     #[test]
     fn docs_match_route_table() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/api.md"))
-            .expect("docs/src/api.md");
-        assert!(doc.contains(&markdown()), "docs/src/api.md is stale: run `cargo xtask docs`");
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/src/api.md"))
+                .expect("docs/src/api.md");
+        assert!(
+            doc.contains(&markdown()),
+            "docs/src/api.md is stale: run `cargo xtask docs`"
+        );
     }
 }

@@ -48,7 +48,11 @@ pub struct ApiState<B: Backend> {
 
 impl<B: Backend> ApiState<B> {
     pub fn new(backend: Arc<B>, tokens: TokenSet) -> Arc<Self> {
-        Arc::new(Self { backend, tokens, sse_lagged_total: AtomicU64::new(0) })
+        Arc::new(Self {
+            backend,
+            tokens,
+            sse_lagged_total: AtomicU64::new(0),
+        })
     }
 }
 
@@ -60,7 +64,10 @@ async fn read_body(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
         if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {MAX_BODY_BYTES} bytes")));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body over {MAX_BODY_BYTES} bytes"),
+            ));
         }
         buf.extend_from_slice(chunk.chunk());
     }
@@ -77,19 +84,30 @@ pub fn filter<B: Backend>(
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
-        .then(move |method: Method, path: FullPath, headers: HeaderMap, query: String, body| {
-            let state = state.clone();
-            async move {
-                let started = std::time::Instant::now();
-                let resp = match dispatch(&state, &method, path.as_str(), &headers, &query, body).await {
-                    Ok(r) => r,
-                    Err(e) => e.into_response(),
-                };
-                tracing::debug!(%method, path = path.as_str(), status = resp.status().as_u16(),
+        .then(
+            move |method: Method, path: FullPath, headers: HeaderMap, query: String, body| {
+                let state = state.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let resp = match dispatch(
+                        &state,
+                        &method,
+                        path.as_str(),
+                        &headers,
+                        &query,
+                        body,
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    };
+                    tracing::debug!(%method, path = path.as_str(), status = resp.status().as_u16(),
                     elapsed_us = started.elapsed().as_micros() as u64, "request");
-                resp
-            }
-        })
+                    resp
+                }
+            },
+        )
 }
 
 async fn dispatch<B: Backend>(
@@ -102,7 +120,11 @@ async fn dispatch<B: Backend>(
 ) -> Result<warp::reply::Response, ApiError> {
     let route = routes::find(method.as_str(), path)?;
     let principal = state.tokens.authorize(method, headers, route.scope)?;
-    let body = if *method == Method::GET || *method == Method::HEAD { Bytes::new() } else { read_body(body).await? };
+    let body = if *method == Method::GET || *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        read_body(body).await?
+    };
     crate::handlers::handle(state, route, &principal, query, body).await
 }
 
@@ -115,5 +137,9 @@ pub fn serve<B: Backend>(
     key_pem: &[u8],
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl Future<Output = ()> + 'static), warp::Error> {
-    warp::serve(filter(state)).tls().cert(cert_pem).key(key_pem).try_bind_with_graceful_shutdown(addr, shutdown)
+    warp::serve(filter(state))
+        .tls()
+        .cert(cert_pem)
+        .key(key_pem)
+        .try_bind_with_graceful_shutdown(addr, shutdown)
 }

@@ -64,23 +64,40 @@ fn state() -> Arc<ApiState<MemBackend>> {
     t.add_plain("op", ADMIN, Grant::Admin);
     t.add_plain("panel", READ, Grant::Read);
     t.add_plain("prom", METRICS, Grant::Metrics);
-    ApiState::new(Arc::new(MemBackend { tx: broadcast::channel(4).0 }), t)
+    ApiState::new(
+        Arc::new(MemBackend {
+            tx: broadcast::channel(4).0,
+        }),
+        t,
+    )
 }
 
 async fn status_of(method: &str, path: &str, auth: Option<&str>) -> StatusCode {
     let f = api::filter(state());
-    let mut req = warp::test::request().method(method).path(path).body(r#"{"ip":"203.0.113.5"}"#);
+    let mut req = warp::test::request()
+        .method(method)
+        .path(path)
+        .body(r#"{"ip":"203.0.113.5"}"#);
     if let Some(tok) = auth {
         req = req.header("authorization", format!("Bearer {tok}"));
     }
     // `filter` (not `reply`) so an SSE stream is not read to its (never) end.
-    req.filter(&f).await.expect("the API filter never rejects").status()
+    req.filter(&f)
+        .await
+        .expect("the API filter never rejects")
+        .status()
 }
 
 #[tokio::test]
 async fn every_route_enforces_its_scope() {
     for r in ROUTES {
-        assert_eq!(status_of(r.method, r.path, None).await, StatusCode::UNAUTHORIZED, "{} {} no token", r.method, r.path);
+        assert_eq!(
+            status_of(r.method, r.path, None).await,
+            StatusCode::UNAUTHORIZED,
+            "{} {} no token",
+            r.method,
+            r.path
+        );
         assert_eq!(
             status_of(r.method, r.path, Some("not-a-token")).await,
             StatusCode::UNAUTHORIZED,
@@ -89,19 +106,40 @@ async fn every_route_enforces_its_scope() {
             r.path
         );
         let admin = status_of(r.method, r.path, Some(ADMIN)).await;
-        assert!(admin.is_success(), "{} {} admin got {admin}", r.method, r.path);
+        assert!(
+            admin.is_success(),
+            "{} {} admin got {admin}",
+            r.method,
+            r.path
+        );
         let read = status_of(r.method, r.path, Some(READ)).await;
         match r.scope {
             Scope::Read => assert!(read.is_success(), "{} {} read got {read}", r.method, r.path),
             Scope::Admin | Scope::Metrics => {
-                assert_eq!(read, StatusCode::FORBIDDEN, "{} {} read token", r.method, r.path)
+                assert_eq!(
+                    read,
+                    StatusCode::FORBIDDEN,
+                    "{} {} read token",
+                    r.method,
+                    r.path
+                )
             }
         }
         let metrics = status_of(r.method, r.path, Some(METRICS)).await;
         if r.scope == Scope::Metrics {
-            assert!(metrics.is_success(), "{} metrics token got {metrics}", r.path);
+            assert!(
+                metrics.is_success(),
+                "{} metrics token got {metrics}",
+                r.path
+            );
         } else {
-            assert_eq!(metrics, StatusCode::FORBIDDEN, "{} {}: metrics token is for /metrics only", r.method, r.path);
+            assert_eq!(
+                metrics,
+                StatusCode::FORBIDDEN,
+                "{} {}: metrics token is for /metrics only",
+                r.method,
+                r.path
+            );
         }
     }
 }
@@ -113,7 +151,12 @@ async fn errors_are_json_with_code() {
         ("GET", "/api/v1/nope", StatusCode::NOT_FOUND),
         ("DELETE", "/api/v1/status", StatusCode::METHOD_NOT_ALLOWED),
     ] {
-        let resp = warp::test::request().method(method).path(path).header("authorization", format!("Bearer {ADMIN}")).reply(&f).await;
+        let resp = warp::test::request()
+            .method(method)
+            .path(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .reply(&f)
+            .await;
         assert_eq!(resp.status(), want);
         let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON error body");
         assert_eq!(body["code"], want.as_u16());
@@ -133,9 +176,21 @@ async fn bad_bodies_are_400_and_oversized_413() {
             .header("authorization", format!("Bearer {ADMIN}"))
             .body(body)
     };
-    for bad in [&b""[..], b"{", b"[]", b"{\"ip\": 5}", b"{\"ip\":\"1.2.3.4\",\"unknown\":1}", b"\xff\xfe"] {
+    for bad in [
+        &b""[..],
+        b"{",
+        b"[]",
+        b"{\"ip\": 5}",
+        b"{\"ip\":\"1.2.3.4\",\"unknown\":1}",
+        b"\xff\xfe",
+    ] {
         let resp = post(bad.to_vec()).reply(&f).await;
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "body {:?}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "body {:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let resp = post(vec![b' '; api::server_max_body() + 1]).reply(&f).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -146,12 +201,25 @@ async fn cookie_sessions_need_csrf_for_writes() {
     let st = state();
     let f = api::filter(st.clone());
     let cookie = format!("csm_auth={ADMIN}");
-    let get = warp::test::request().path("/api/v1/status").header("cookie", &cookie).reply(&f).await;
+    let get = warp::test::request()
+        .path("/api/v1/status")
+        .header("cookie", &cookie)
+        .reply(&f)
+        .await;
     assert_eq!(get.status(), StatusCode::OK);
-    let csrf = get.headers()[CSRF_HEADER].to_str().expect("csrf header").to_string();
+    let csrf = get.headers()[CSRF_HEADER]
+        .to_str()
+        .expect("csrf header")
+        .to_string();
     assert_eq!(csrf, st.tokens.csrf_for(&hex::encode(digest(ADMIN))));
     let body = r#"{"ip":"203.0.113.5"}"#;
-    let no_csrf = warp::test::request().method("POST").path("/api/v1/block-ip").header("cookie", &cookie).body(body).reply(&f).await;
+    let no_csrf = warp::test::request()
+        .method("POST")
+        .path("/api/v1/block-ip")
+        .header("cookie", &cookie)
+        .body(body)
+        .reply(&f)
+        .await;
     assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
     let ok = warp::test::request()
         .method("POST")

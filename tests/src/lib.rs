@@ -16,7 +16,11 @@ use std::{
 /// Where `cargo xtask test` built the agent binary.
 pub fn rampart_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     root.join("target").join(profile).join("rampart")
 }
 
@@ -30,7 +34,9 @@ pub fn in_ci() -> bool {
 pub fn feature_available(feature: &str, available: Result<(), String>) -> bool {
     match available {
         Ok(()) => true,
-        Err(reason) if in_ci() => panic!("{feature} unavailable in CI (skips are failures there): {reason}"),
+        Err(reason) if in_ci() => {
+            panic!("{feature} unavailable in CI (skips are failures there): {reason}")
+        }
         Err(reason) => {
             eprintln!("SKIP: {feature} unavailable: {reason}");
             false
@@ -48,11 +54,18 @@ pub fn is_root() -> Result<(), String> {
 }
 
 pub fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("{cmd} {args:?}: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)))
+        Err(format!(
+            "{cmd} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
     }
 }
 
@@ -71,7 +84,11 @@ pub struct NetPair {
 
 impl NetPair {
     pub fn create() -> Result<Self, String> {
-        let id = format!("{}{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let p = NetPair {
             ns_a: format!("rt-a-{id}"),
             ns_b: format!("rt-b-{id}"),
@@ -83,9 +100,18 @@ impl NetPair {
         // From here on Drop cleans up whatever was created.
         sh("ip", &["netns", "add", &p.ns_a])?;
         sh("ip", &["netns", "add", &p.ns_b])?;
-        sh("ip", &["link", "add", &p.if_a, "netns", &p.ns_a, "type", "veth", "peer", "name", &p.if_b, "netns", &p.ns_b])?;
+        sh(
+            "ip",
+            &[
+                "link", "add", &p.if_a, "netns", &p.ns_a, "type", "veth", "peer", "name", &p.if_b,
+                "netns", &p.ns_b,
+            ],
+        )?;
         for (ns, ifc, ip) in [(&p.ns_a, &p.if_a, p.ip_a), (&p.ns_b, &p.if_b, p.ip_b)] {
-            sh("ip", &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifc])?;
+            sh(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", ifc],
+            )?;
             sh("ip", &["-n", ns, "link", "set", ifc, "up"])?;
             sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
@@ -95,7 +121,9 @@ impl NetPair {
     /// One ping from `b` to `a`; true when answered.
     pub fn ping_a_from_b(&self) -> bool {
         Command::new("ip")
-            .args(["netns", "exec", &self.ns_b, "ping", "-c", "1", "-W", "1", self.ip_a])
+            .args([
+                "netns", "exec", &self.ns_b, "ping", "-c", "1", "-W", "1", self.ip_a,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -135,7 +163,11 @@ impl AgentProcess {
     /// Start `rampart run --config cfg`, inside network namespace `ns` when given.
     pub fn start(ns: Option<&str>, config: &Path, log: PathBuf) -> Self {
         let bin = rampart_bin();
-        assert!(bin.exists(), "{} not built (run through `cargo xtask test`)", bin.display());
+        assert!(
+            bin.exists(),
+            "{} not built (run through `cargo xtask test`)",
+            bin.display()
+        );
         let out = std::fs::File::create(&log).expect("agent log");
         let err = out.try_clone().expect("agent log");
         let mut cmd = match ns {
@@ -156,7 +188,10 @@ impl AgentProcess {
             .stderr(err)
             .spawn()
             .expect("spawning rampart");
-        AgentProcess { child: Some(child), log }
+        AgentProcess {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -32,7 +32,10 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
             return;
         }
     };
-    assert!(net.ping_a_from_b(), "baseline: peer must reach the agent's host before any block");
+    assert!(
+        net.ping_a_from_b(),
+        "baseline: peer must reach the agent's host before any block"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let www = dir.path().join("www");
@@ -60,7 +63,11 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         agent.assert_running();
         cert_path.exists()
     });
-    assert!(ready, "agent did not create its certificate; log:\n{}", agent.log_text());
+    assert!(
+        ready,
+        "agent did not create its certificate; log:\n{}",
+        agent.log_text()
+    );
     let cert = std::fs::read(&cert_path).expect("cert");
 
     let ns_b = net.ns_b.clone();
@@ -71,15 +78,26 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         let c = client(&cert);
         let base = "https://127.0.0.1:9443";
         let up = wait_for(Duration::from_secs(30), || {
-            c.get(format!("{base}/api/v1/health")).bearer_auth(&read).send().is_ok_and(|r| r.status() == 200)
+            c.get(format!("{base}/api/v1/health"))
+                .bearer_auth(&read)
+                .send()
+                .is_ok_and(|r| r.status() == 200)
         });
         assert!(up, "API did not come up");
 
         // Unauthenticated and wrong-scope requests.
-        let r = c.get(format!("{base}/api/v1/findings")).send().expect("request");
+        let r = c
+            .get(format!("{base}/api/v1/findings"))
+            .send()
+            .expect("request");
         assert_eq!(r.status(), 401);
         let body = serde_json::json!({"ip": ip_b, "reason": "e2e"});
-        let r = c.post(format!("{base}/api/v1/block-ip")).bearer_auth(&read).json(&body).send().expect("request");
+        let r = c
+            .post(format!("{base}/api/v1/block-ip"))
+            .bearer_auth(&read)
+            .json(&body)
+            .send()
+            .expect("request");
         assert_eq!(r.status(), 403, "a read token must not block");
         let r = c
             .post(format!("{base}/api/v1/block-ip"))
@@ -97,10 +115,20 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         assert_eq!(r.status(), 422, "loopback must never be blocked");
 
         // Block the peer.
-        let r = c.post(format!("{base}/api/v1/block-ip")).bearer_auth(&admin).json(&body).send().expect("request");
+        let r = c
+            .post(format!("{base}/api/v1/block-ip"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .expect("request");
         assert_eq!(r.status(), 200, "block-ip: {:?}", r.text());
-        let listed: serde_json::Value =
-            c.get(format!("{base}/api/v1/blocked-ips")).bearer_auth(&read).send().expect("list").json().expect("json");
+        let listed: serde_json::Value = c
+            .get(format!("{base}/api/v1/blocked-ips"))
+            .bearer_auth(&read)
+            .send()
+            .expect("list")
+            .json()
+            .expect("json");
         assert_eq!(listed[0]["ip"], ip_b, "{listed}");
 
         let ping = std::process::Command::new("ip")
@@ -108,16 +136,29 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
             .output()
             .expect("ping");
         assert!(!ping.status.success(), "peer ping must fail once blocked");
-        let metrics = c.get(format!("{base}/metrics")).bearer_auth(&admin).send().expect("metrics").text().expect("text");
+        let metrics = c
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&admin)
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text");
         let dropped: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("rampart_xdp_packets_total{reason=\"blocked\"} "))
             .and_then(|v| v.trim().parse().ok())
             .expect("blocked counter in /metrics");
-        assert!(dropped >= 2, "XDP blocked counter must count the dropped pings ({dropped})");
+        assert!(
+            dropped >= 2,
+            "XDP blocked counter must count the dropped pings ({dropped})"
+        );
 
         // SSE: open the stream, then write a webshell into the watched dir.
-        let resp = c.get(format!("{base}/api/v1/events")).bearer_auth(&read).send().expect("sse");
+        let resp = c
+            .get(format!("{base}/api/v1/events"))
+            .bearer_auth(&read)
+            .send()
+            .expect("sse");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let shell = www2.join("shell.php");
@@ -128,11 +169,17 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         let mut lines = BufReader::new(resp).lines();
         let (mut id, mut data) = (None, None);
         loop {
-            let line = lines.next().expect("SSE stream ended").expect("SSE read (timeout?)");
+            let line = lines
+                .next()
+                .expect("SSE stream ended")
+                .expect("SSE read (timeout?)");
             if let Some(v) = line.strip_prefix("id:") {
                 id = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("data:") {
-                assert!(data.is_none(), "one JSON object per data: line, one data line per event");
+                assert!(
+                    data.is_none(),
+                    "one JSON object per data: line, one data line per event"
+                );
                 data = Some(v.trim().to_string());
             } else if line.is_empty() && data.is_some() {
                 break;
@@ -141,7 +188,10 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         let finding: serde_json::Value =
             serde_json::from_str(&data.expect("data")).expect("data: line is one JSON object");
         let id_seen = id.as_deref() == Some(&finding["id"].to_string()[..]);
-        assert!(id_seen, "each SSE event carries the finding id as its id: field ({id:?})");
+        assert!(
+            id_seen,
+            "each SSE event carries the finding id as its id: field ({id:?})"
+        );
         (finding, shell)
     });
     let (finding, shell) = outcome;
@@ -152,7 +202,9 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
 
     // Clean shutdown: exit 0, programs detached (the peer can ping again: the XDP
     // program is gone with the agent in this skeleton; pinning is the firewall issue).
-    let status = agent.stop(Duration::from_secs(15)).expect("agent stops on SIGTERM");
+    let status = agent
+        .stop(Duration::from_secs(15))
+        .expect("agent stops on SIGTERM");
     assert!(status.success(), "agent exit status {status}");
     assert!(net.ping_a_from_b(), "XDP must be detached after shutdown");
 }

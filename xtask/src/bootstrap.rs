@@ -29,19 +29,27 @@ const EBPF_RUSTC: &str = "/usr/bin/rustc";
 const CORE_SRC: &str = "/usr/lib/rustlib/src/rust/library/core";
 
 fn dpkg_installed(pkg: &str) -> bool {
-    output("dpkg-query", &["-W", "-f=${Status}", pkg]).is_some_and(|s| s.contains("install ok installed"))
+    output("dpkg-query", &["-W", "-f=${Status}", pkg])
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 pub fn run() -> Result<()> {
     step("bootstrap: checking the eBPF toolchain");
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if missing.is_empty() {
         eprintln!("apt packages: all present ({})", APT_PACKAGES.join(", "));
     } else {
         if !util::is_root() {
             bail!("missing Debian packages {missing:?}; run `sudo cargo xtask bootstrap` or install them with apt-get");
         }
-        eprintln!("apt packages missing: {}; installing (apt-get update + install)", missing.join(", "));
+        eprintln!(
+            "apt packages missing: {}; installing (apt-get update + install)",
+            missing.join(", ")
+        );
         util::run(Command::new("apt-get").arg("update").arg("-q"))?;
         util::run(
             Command::new("apt-get")
@@ -50,21 +58,34 @@ pub fn run() -> Result<()> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
-    let rustc = output(EBPF_RUSTC, &["--version"]).context("Debian rustc-web did not install /usr/bin/rustc")?;
+    let rustc = output(EBPF_RUSTC, &["--version"])
+        .context("Debian rustc-web did not install /usr/bin/rustc")?;
     if !Path::new(CORE_SRC).exists() {
         bail!("{CORE_SRC} missing after installing rust-web-src");
     }
-    eprintln!("kernel-program compiler: {} (core sources present)", rustc.trim());
+    eprintln!(
+        "kernel-program compiler: {} (core sources present)",
+        rustc.trim()
+    );
 
     let have = output("bpf-linker", &["--version"]).unwrap_or_default();
     if have.contains(BPF_LINKER_VERSION) {
         eprintln!("bpf-linker: {}", have.trim());
     } else {
-        eprintln!("bpf-linker {BPF_LINKER_VERSION} missing (found {:?}); cargo install (LLVM 22, ~1 min)", have.trim());
+        eprintln!(
+            "bpf-linker {BPF_LINKER_VERSION} missing (found {:?}); cargo install (LLVM 22, ~1 min)",
+            have.trim()
+        );
         let path = format!("{LLVM_PREFIX}/bin:{}", util::path_env());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
+            .args([
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("PATH", path)
             .env("LLVM_PREFIX", LLVM_PREFIX)
@@ -86,14 +107,18 @@ fn mounted(target: &str) -> bool {
 
 /// Mount bpffs, tracefs and securityfs where missing (the tests and the agent need them).
 pub fn mounts() -> Result<()> {
-    for (fstype, target) in
-        [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing"), ("securityfs", "/sys/kernel/security")]
-    {
+    for (fstype, target) in [
+        ("bpf", "/sys/fs/bpf"),
+        ("tracefs", "/sys/kernel/tracing"),
+        ("securityfs", "/sys/kernel/security"),
+    ] {
         if mounted(target) {
             continue;
         }
         eprintln!("mounting {fstype} at {target}");
-        let mut c = if util::is_root() { Command::new("mount") } else {
+        let mut c = if util::is_root() {
+            Command::new("mount")
+        } else {
             let mut c = Command::new("sudo");
             c.arg("mount");
             c

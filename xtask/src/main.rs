@@ -68,5 +68,11 @@ fn test() -> anyhow::Result<()> {
     // The end-to-end tests run the real binary; `cargo test` alone does not build it.
     util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
     bootstrap::mounts()?;
-    util::cargo_root(&["test", "--package", "integration-test", "--", "--test-threads=1"])
+    util::cargo_root(&[
+        "test",
+        "--package",
+        "integration-test",
+        "--",
+        "--test-threads=1",
+    ])
 }

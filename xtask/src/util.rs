@@ -8,7 +8,10 @@ use anyhow::{bail, Context, Result};
 
 pub fn root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(dir.parent().context("xtask has no parent directory")?.to_path_buf())
+    Ok(dir
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
 }
 
 pub fn step(what: &str) {
@@ -29,7 +32,10 @@ pub fn path_env() -> String {
 
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.env("PATH", path_env()).status().with_context(|| format!("starting {shown}"))?;
+    let status = cmd
+        .env("PATH", path_env())
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
     if !status.success() {
         bail!("{shown} failed: {status}");
     }
@@ -54,7 +60,11 @@ pub fn cargo_root(args: &[&str]) -> Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new("sudo");
-    c.arg("-E").arg(format!("PATH={}", path_env())).arg(cargo).args(args).current_dir(root()?);
+    c.arg("-E")
+        .arg(format!("PATH={}", path_env()))
+        .arg(cargo)
+        .args(args)
+        .current_dir(root()?);
     run(&mut c)
 }
 
@@ -76,6 +86,12 @@ pub fn exec_root(bin: &Path, args: &[&str]) -> Result<()> {
 }
 
 pub fn output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).env("PATH", path_env()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(cmd)
+        .args(args)
+        .env("PATH", path_env())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

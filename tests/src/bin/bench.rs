@@ -23,7 +23,11 @@ fn metric(value: f64, unit: &str, baseline: &str) -> serde_json::Value {
 fn ns_per_packet(fd: std::os::fd::RawFd, pkt: &[u8], rounds: usize) -> Result<f64> {
     let mut v = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        v.push(loader::test_run(fd, pkt, REPEAT).context("BPF_PROG_TEST_RUN")?.duration_ns as f64);
+        v.push(
+            loader::test_run(fd, pkt, REPEAT)
+                .context("BPF_PROG_TEST_RUN")?
+                .duration_ns as f64,
+        );
     }
     v.sort_by(|a, b| a.total_cmp(b));
     Ok(v[v.len() / 2])
@@ -60,15 +64,33 @@ fn main() -> Result<()> {
     let load_s = started.elapsed().as_secs_f64();
     let million = ns_per_packet(fd, &pkt, 5)?;
     eprintln!("xdp: {million:.1} ns/packet with {n} entries (loaded in {load_s:.2}s, one syscall per entry)");
-    results.insert("xdp_ns_per_pkt_1", metric(one, "ns/packet", "BPF_PROG_TEST_RUN, 1 block entry"));
-    results.insert("xdp_ns_per_pkt_1m", metric(million, "ns/packet", "BPF_PROG_TEST_RUN, 1,000,001 block entries"));
+    results.insert(
+        "xdp_ns_per_pkt_1",
+        metric(one, "ns/packet", "BPF_PROG_TEST_RUN, 1 block entry"),
+    );
+    results.insert(
+        "xdp_ns_per_pkt_1m",
+        metric(
+            million,
+            "ns/packet",
+            "BPF_PROG_TEST_RUN, 1,000,001 block entries",
+        ),
+    );
     results.insert(
         "xdp_growth_1m_vs_1",
-        metric(million / one, "ratio", "ns/packet at 1M entries ÷ at 1 entry, same run (target ≤ 1.2)"),
+        metric(
+            million / one,
+            "ratio",
+            "ns/packet at 1M entries ÷ at 1 entry, same run (target ≤ 1.2)",
+        ),
     );
     results.insert(
         "map_insert_entries_per_s",
-        metric(f64::from(n - 1) / load_s, "entries/s", "direct per-entry map updates (no batching, no store)"),
+        metric(
+            f64::from(n - 1) / load_s,
+            "entries/s",
+            "direct per-entry map updates (no batching, no store)",
+        ),
     );
 
     if let Some(dir) = out.parent() {
