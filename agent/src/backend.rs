@@ -63,7 +63,8 @@ pub struct AgentBackend {
     pub started_at: String,
     pub started_at_token: String,
     pub config_hash: String,
-    pub binary_hash: String,
+    /// Filled in by a background task at start (empty until then).
+    pub binary_hash: Arc<std::sync::OnceLock<String>>,
     pub components: Vec<Component>,
     pub pipeline: Arc<PipelineStats>,
     pub kernel: Mutex<KernelStats>,
@@ -137,7 +138,7 @@ impl api::Backend for AgentBackend {
             "blocklist_size": blocks,
             "capabilities": CAPABILITIES,
             "config_hash": self.config_hash,
-            "binary_hash": self.binary_hash,
+            "binary_hash": self.binary_hash.get().map(String::as_str).unwrap_or(""),
             "latest_scan": null,
             "last_scan_time": null,
             "challenge_pending": 0,

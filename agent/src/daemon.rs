@@ -114,10 +114,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let sweeper = tokio::spawn(sweep(firewall.clone(), shutdown_rx.clone()));
 
     let started_at = store::now_rfc3339();
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| std::fs::read(p).ok())
-        .unwrap_or_default();
+    // Hashing our own binary takes seconds for a debug build: off the start-up path.
+    let binary_hash = Arc::new(std::sync::OnceLock::new());
+    let bh = binary_hash.clone();
+    tokio::task::spawn_blocking(move || {
+        let exe = std::env::current_exe()
+            .and_then(std::fs::read)
+            .unwrap_or_default();
+        let _ = bh.set(hash_hex(&exe));
+    });
     let backend = Arc::new(AgentBackend {
         store: store.clone(),
         firewall: firewall.clone(),
@@ -127,7 +132,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             .to_string(),
         started_at,
         config_hash: hash_hex(config_text.as_bytes()),
-        binary_hash: hash_hex(&exe),
+        binary_hash,
         components,
         pipeline,
         kernel: std::sync::Mutex::new(kernel_stats),
