@@ -7,6 +7,24 @@ pub const EVENTS: &str = "RAMPART_EVENTS";
 pub const BLOCK_V4: &str = "RAMPART_BLOCK_V4";
 /// IPv6 CIDRs to drop in XDP (`LpmTrie<[u8; 16], u32>`). Agent writes, XDP reads.
 pub const BLOCK_V6: &str = "RAMPART_BLOCK_V6";
+/// IPv4 CIDRs never dropped (`LpmTrie<[u8; 4], u32>`). Agent writes, XDP reads.
+pub const ALLOW_V4: &str = "RAMPART_ALLOW_V4";
+/// IPv6 CIDRs never dropped. Agent writes, XDP reads.
+pub const ALLOW_V6: &str = "RAMPART_ALLOW_V6";
+/// Firewall policy (`Array<XdpConfig>`, one entry). Agent writes, XDP reads.
+pub const XDP_CONFIG: &str = "RAMPART_XDP_CONFIG";
+/// Per-source packet token buckets (`LruHashMap<[u8; 16], RateState>`). XDP only.
+pub const RATE_STATE: &str = "RAMPART_RATE_STATE";
+/// Per-source SYN token buckets. XDP only.
+pub const SYN_STATE: &str = "RAMPART_SYN_STATE";
+/// Per-source port-scan windows (`LruHashMap<[u8; 16], ScanState>`). XDP only.
+pub const SCAN_STATE: &str = "RAMPART_SCAN_STATE";
+/// Allowed inbound TCP ports, a 65536-bit bitmap (`Array<u64>`). Agent writes, XDP reads.
+pub const PORTS_TCP: &str = "RAMPART_PORTS_TCP";
+/// Allowed inbound UDP ports bitmap. Agent writes, XDP reads.
+pub const PORTS_UDP: &str = "RAMPART_PORTS_UDP";
+/// Per-CPU token bucket for sampled drop events (`PerCpuArray<RateState>`). XDP only.
+pub const XDP_SAMPLE: &str = "RAMPART_XDP_SAMPLE";
 /// Per-CPU XDP verdict counters, indexed by [`crate::xdp::XdpReason`]. XDP writes, agent reads.
 pub const XDP_STATS_TOTAL: &str = "RAMPART_XDP_STATS_TOTAL";
 /// Watched trees for the file sensor: `LpmTrie<[u8; PREFIX_MAX_LEN], u32>` keyed on path
@@ -26,6 +44,15 @@ pub const ALL: &[&str] = &[
     EVENTS,
     BLOCK_V4,
     BLOCK_V6,
+    ALLOW_V4,
+    ALLOW_V6,
+    XDP_CONFIG,
+    RATE_STATE,
+    SYN_STATE,
+    SCAN_STATE,
+    PORTS_TCP,
+    PORTS_UDP,
+    XDP_SAMPLE,
     XDP_STATS_TOTAL,
     WATCH_PREFIXES,
     OPEN_PENDING,
@@ -33,6 +60,10 @@ pub const ALL: &[&str] = &[
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
 ];
+
+/// Maps pinned under the pin directory so enforcement and the blocklist survive an
+/// agent restart or crash. Checked against the expected layout at start.
+pub const PINNED: &[&str] = &[BLOCK_V4, BLOCK_V6, ALLOW_V4, ALLOW_V6];
 
 /// Program names (the kernel function names).
 pub mod progs {

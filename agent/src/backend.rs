@@ -9,18 +9,20 @@ use std::{
 
 use agent_common::{xdp::XdpReason, FileStat};
 use api::{
-    model::{BlockEntry, BlockRequest, Finding},
+    model::{BlockEntry, BlockRequest, Finding, FirewallOp, FwList as ApiList},
     ApiError,
 };
 use aya::maps::{MapData, PerCpuArray};
 use serde_json::json;
 use tokio::sync::broadcast;
+use warp::http::StatusCode;
 
 use crate::{
     events::PipelineStats,
     firewall::{Firewall, FirewallError},
     loader::Component,
-    store::{Store, StoreError},
+    policy::{PolicyError, PolicyManager},
+    store::{FwList, Store, StoreError},
 };
 
 pub const CAPABILITIES: &[&str] = &[
@@ -69,6 +71,7 @@ pub struct AgentBackend {
     pub pipeline: Arc<PipelineStats>,
     pub kernel: Mutex<KernelStats>,
     pub watched: Vec<PathBuf>,
+    pub policy: Arc<PolicyManager>,
 }
 
 fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
@@ -86,10 +89,37 @@ fn store_err(e: StoreError) -> ApiError {
 fn fw_err(e: FirewallError) -> ApiError {
     match e {
         FirewallError::Invalid(m) => ApiError::bad_request(m),
+        e @ FirewallError::Import(_) => ApiError::bad_request(e.to_string()),
         FirewallError::Refused(m) => ApiError::unprocessable(m),
+        FirewallError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
         FirewallError::Store(e) => store_err(e),
         FirewallError::Map(e) => ApiError::internal("block map", &e),
     }
+}
+
+fn policy_err(e: PolicyError) -> ApiError {
+    match e {
+        // csm-api.md: invalid field values return 422 and do not touch disk.
+        e @ PolicyError::Invalid { .. } => ApiError::unprocessable(e.to_string()),
+        e @ (PolicyError::NothingPending | PolicyError::AlreadyPending(_)) => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+        }
+        PolicyError::Store(e) => store_err(e),
+        e @ (PolicyError::Kernel(_) | PolicyError::Corrupt(_)) => {
+            ApiError::internal("firewall policy", &e)
+        }
+    }
+}
+
+fn list_of(l: ApiList) -> FwList {
+    match l {
+        ApiList::Block => FwList::Blocks,
+        ApiList::Allow => FwList::Allows,
+    }
+}
+
+fn is_subnet(ip: &str) -> bool {
+    crate::firewall::parse_target(ip, true).is_ok_and(|n| n.prefix_len() < n.max_prefix_len())
 }
 
 impl AgentBackend {
@@ -126,7 +156,7 @@ impl api::Backend for AgentBackend {
                 .unwrap_or(0);
             sev.insert(s.as_str().into(), n.into());
         }
-        let blocks = self.firewall.list().await.map_err(fw_err)?.len();
+        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime": self.started.elapsed().as_secs(),
@@ -228,15 +258,242 @@ impl api::Backend for AgentBackend {
         ] {
             let _ = writeln!(s, "# TYPE {name} counter\n{name} {v}");
         }
-        let blocks = self.firewall.list().await.map_err(fw_err)?.len();
+        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
+        let allows = self.store.count(FwList::Allows).await.map_err(store_err)?;
         let _ = writeln!(
             s,
             "# TYPE rampart_blocked_entries gauge\nrampart_blocked_entries {blocks}"
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE rampart_allowed_entries gauge\nrampart_allowed_entries {allows}"
         );
         Ok(s)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
         self.findings_tx.subscribe()
+    }
+
+    async fn firewall(
+        &self,
+        op: FirewallOp,
+        actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let fw = &self.firewall;
+        let ok = |v| Ok((StatusCode::OK, v));
+        match op {
+            FirewallOp::Status => ok(self.firewall_status().await?),
+            FirewallOp::List { list, subnets_only } => {
+                let mut v = fw.entries(list_of(list)).await.map_err(fw_err)?;
+                if subnets_only {
+                    v.retain(|e| is_subnet(&e.ip));
+                }
+                ok(json!(v))
+            }
+            FirewallOp::Audit { limit } => ok(json!(self
+                .store
+                .audit_log(limit)
+                .await
+                .map_err(store_err)?)),
+            FirewallOp::Check { ip } => ok(json!(fw.check(&ip).await.map_err(fw_err)?)),
+            FirewallOp::Add {
+                list,
+                ip,
+                reason,
+                duration,
+                force,
+                source,
+            } => {
+                let list = list_of(list);
+                let reason = if reason.trim().is_empty() && source == "threat" {
+                    "threat intelligence".into()
+                } else {
+                    reason
+                };
+                let e = fw
+                    .add(list, &ip, &reason, source, duration, force, actor)
+                    .await
+                    .map_err(fw_err)?;
+                if source == "decision" {
+                    return Ok((
+                        StatusCode::CREATED,
+                        json!({ "decision": decision(&e, list, 0) }),
+                    ));
+                }
+                let status = if list == FwList::Blocks {
+                    "blocked"
+                } else {
+                    "allowed"
+                };
+                ok(json!({ "status": status, "ip": e.ip, "expires_at": e.expires_at }))
+            }
+            FirewallOp::Remove { list, ips, bulk } => {
+                let list = list_of(list);
+                let gone = fw.remove(list, &ips, actor).await.map_err(fw_err)?;
+                if bulk {
+                    let not_found: Vec<&String> = ips
+                        .iter()
+                        .filter(|i| {
+                            crate::firewall::parse_target(i, true)
+                                .map(|n| !gone.contains(&crate::firewall::canonical(&n)))
+                                .unwrap_or(true)
+                        })
+                        .collect();
+                    return ok(
+                        json!({ "status": "ok", "unblocked": gone, "not_found": not_found }),
+                    );
+                }
+                let what = if list == FwList::Blocks {
+                    "blocked"
+                } else {
+                    "allowed"
+                };
+                match gone.first() {
+                    Some(ip) => ok(
+                        json!({ "status": format!("un{what}").replace("unallowed", "removed"), "ip": ip }),
+                    ),
+                    None => Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{} is not {what}", ips.join(", ")),
+                    )),
+                }
+            }
+            FirewallOp::Flush => ok(
+                json!({ "status": "flushed", "removed": fw.flush(actor).await.map_err(fw_err)? }),
+            ),
+            FirewallOp::Unban { ip } => {
+                let gone = fw
+                    .remove(FwList::Blocks, std::slice::from_ref(&ip), actor)
+                    .await
+                    .map_err(fw_err)?;
+                let Some(ip) = gone.first() else {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{ip} is not blocked"),
+                    ));
+                };
+                // cPHulk is cPanel's brute-force store; only cPanel hosts have it.
+                let cphulk = if std::path::Path::new("/usr/local/cpanel/bin/hulk-unban-ip").exists()
+                {
+                    let st = tokio::process::Command::new("/usr/local/cpanel/bin/hulk-unban-ip")
+                        .arg(ip)
+                        .status()
+                        .await;
+                    if st.is_ok_and(|s| s.success()) {
+                        "flushed"
+                    } else {
+                        "failed"
+                    }
+                } else {
+                    "not_installed"
+                };
+                ok(json!({ "status": "unbanned", "ip": ip, "cphulk": cphulk }))
+            }
+            FirewallOp::TentativeApply { changes } => {
+                let rb = self
+                    .policy
+                    .tentative_apply(changes)
+                    .await
+                    .map_err(policy_err)?;
+                ok(json!({ "status": "applied", "restart": false, "rollback": rb.to_json() }))
+            }
+            FirewallOp::Rollback => match self.policy.pending().await.map_err(policy_err)? {
+                Some(rb) => ok(rb.to_json()),
+                None => ok(json!({ "pending": false })),
+            },
+            FirewallOp::Confirm => {
+                let p = self.policy.confirm().await.map_err(policy_err)?;
+                ok(json!({ "status": "confirmed", "policy": p }))
+            }
+            FirewallOp::Revert => {
+                let p = self.policy.revert(actor).await.map_err(policy_err)?;
+                ok(json!({ "status": "reverted", "policy": p }))
+            }
+            FirewallOp::Decisions { limit } => {
+                let mut all = Vec::new();
+                for list in [FwList::Blocks, FwList::Allows] {
+                    all.extend(
+                        fw.entries(list)
+                            .await
+                            .map_err(fw_err)?
+                            .into_iter()
+                            .map(|e| (e, list)),
+                    );
+                }
+                all.sort_by(|a, b| b.0.blocked_at.cmp(&a.0.blocked_at));
+                let v: Vec<_> = all
+                    .iter()
+                    .take(limit as usize)
+                    .enumerate()
+                    .map(|(i, (e, l))| decision(e, *l, i + 1))
+                    .collect();
+                ok(json!({ "decisions": v }))
+            }
+            FirewallOp::SecurityStatus => {
+                let attached = self
+                    .components
+                    .iter()
+                    .any(|c| c.kind == "xdp" && c.state == "attached");
+                let p = self.policy.current().await.map_err(policy_err)?;
+                ok(json!({
+                    "enabled": attached,
+                    "firewall": { "enabled": attached, "mode": "xdp" },
+                    "rate_limit": { "enabled": p.rate_limit.pps > 0 || p.syn_limit.pps > 0 },
+                    "acl": { "enabled": !p.tcp_in.is_empty() || !p.udp_in.is_empty() },
+                    "port_scan": { "enabled": p.port_scan.ports > 0 },
+                    "waf": { "mode": "disabled" },
+                    "crowdsec": { "mode": "disabled" },
+                }))
+            }
+        }
+    }
+}
+
+/// A Charon-style decision record.
+fn decision(e: &BlockEntry, list: FwList, id: usize) -> serde_json::Value {
+    json!({
+        "id": id,
+        "source": e.source,
+        "ip": e.ip,
+        "action": if list == FwList::Blocks { "block" } else { "allow" },
+        "reason": e.reason,
+        "timestamp": e.blocked_at,
+        "expires_at": e.expires_at,
+    })
+}
+
+impl AgentBackend {
+    async fn firewall_status(&self) -> Result<serde_json::Value, ApiError> {
+        let blocks = self
+            .firewall
+            .entries(FwList::Blocks)
+            .await
+            .map_err(fw_err)?;
+        let subnets = blocks.iter().filter(|e| is_subnet(&e.ip)).count();
+        let allowed = self.store.count(FwList::Allows).await.map_err(store_err)?;
+        let xdp = self.kernel(|k| k.xdp());
+        let top: Vec<_> = self
+            .store
+            .top_dropped(10)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|(ip, n, last)| json!({ "ip": ip, "samples": n, "last_seen": last }))
+            .collect();
+        let interfaces: Vec<&Component> =
+            self.components.iter().filter(|c| c.kind == "xdp").collect();
+        Ok(json!({
+            "enabled": interfaces.iter().any(|c| c.state == "attached"),
+            "enforcing": self.firewall.enforcing(),
+            "interfaces": interfaces,
+            "blocked": blocks.len(),
+            "blocked_subnets": subnets,
+            "allowed": allowed,
+            "policy": self.policy.current().await.map_err(policy_err)?,
+            "rollback": self.policy.pending().await.map_err(policy_err)?.map(|r| r.to_json()),
+            "counters": counters(xdp),
+            "top_dropped": top,
+        }))
     }
 }

@@ -86,10 +86,145 @@ pub struct Firewall {
     pub interfaces: Vec<String>,
     /// `auto` (native, else generic), `native` or `generic`.
     pub xdp_mode: XdpMode,
+    /// bpffs directory for the pinned block/allow maps and XDP links.
+    pub pin_dir: PathBuf,
     /// Capacity of the IPv4 block trie.
     pub max_entries_v4: u32,
     /// Capacity of the IPv6 block trie.
     pub max_entries_v6: u32,
+    /// Capacity of each allow trie.
+    pub max_allow_entries: u32,
+    /// Sources tracked at once for rate limits and scan detection (LRU).
+    pub max_tracked_sources: u32,
+    /// Addresses/CIDRs never dropped and never blockable (infra, admin).
+    pub allow: Vec<String>,
+    /// Seconds a tentatively applied firewall policy waits for confirmation.
+    pub tentative_timeout_secs: u64,
+    /// Runtime policy (hot-applied; `/api/v1/settings/firewall/*` edits it).
+    #[serde(flatten)]
+    pub policy: FirewallPolicy,
+}
+
+/// Firewall policy that can change at run time without reloading programs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallPolicy {
+    /// Per-source packet rate (all protocols). `pps: 0` = off.
+    pub rate_limit: RateLimit,
+    /// Per-source TCP SYN rate. `pps: 0` = off.
+    pub syn_limit: RateLimit,
+    pub port_scan: PortScan,
+    /// Allowed inbound TCP ports ("22", "80", "30000-30100"). Empty = all allowed.
+    pub tcp_in: Vec<PortSpec>,
+    /// Allowed inbound UDP ports. Empty = all allowed.
+    pub udp_in: Vec<PortSpec>,
+    /// Sampled drop events per second per CPU sent to the agent.
+    pub drop_samples_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub pps: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortScan {
+    /// Distinct destination ports from one source within the window that make a
+    /// `port_scan` finding. 0 = off.
+    pub ports: u32,
+    pub window_ms: u32,
+}
+
+/// A port or an inclusive range, written `443` or `"30000-30100"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "String")]
+pub struct PortSpec {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl From<PortSpec> for String {
+    fn from(p: PortSpec) -> String {
+        if p.first == p.last {
+            p.first.to_string()
+        } else {
+            format!("{}-{}", p.first, p.last)
+        }
+    }
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("{v:?} is not a port (1-65535)"))
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => (parse(s)?, parse(s)?),
+        };
+        if first == 0 || last < first {
+            return Err(format!("{s:?} is not a port or range (1-65535, low-high)"));
+        }
+        Ok(PortSpec { first, last })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let s = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FirewallPolicy {
+    /// Check values the kernel would misbehave with; (key, reason) on error.
+    pub fn validate(&self, prefix: &str) -> Result<(), (String, String)> {
+        for (name, r) in [
+            ("rate_limit", self.rate_limit),
+            ("syn_limit", self.syn_limit),
+        ] {
+            if r.pps > 0 && r.burst == 0 {
+                return Err((
+                    format!("{prefix}{name}.burst"),
+                    "must be ≥ 1 when pps is set".into(),
+                ));
+            }
+            if r.pps > 100_000_000 || r.burst > 100_000_000 {
+                return Err((
+                    format!("{prefix}{name}"),
+                    "pps and burst must be ≤ 100000000".into(),
+                ));
+            }
+        }
+        if self.port_scan.ports > 256 {
+            return Err((
+                format!("{prefix}port_scan.ports"),
+                "at most 256 distinct ports are tracked".into(),
+            ));
+        }
+        if self.port_scan.ports > 0 && self.port_scan.window_ms == 0 {
+            return Err((
+                format!("{prefix}port_scan.window_ms"),
+                "must be > 0 when ports is set".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -394,6 +529,31 @@ mod tests {
                 "{yaml:?}: expected key {key} in {e}"
             );
         }
+    }
+
+    #[test]
+    fn port_specs_parse() {
+        let c = Config::from_layers(layers(&[
+            "firewall:\n  tcp_in: [22, '80', '30000-30100']\n",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            c.firewall.policy.tcp_in,
+            vec![
+                PortSpec {
+                    first: 22,
+                    last: 22
+                },
+                PortSpec {
+                    first: 80,
+                    last: 80
+                },
+                PortSpec {
+                    first: 30000,
+                    last: 30100
+                }
+            ]
+        );
     }
 
     #[test]

@@ -5,9 +5,13 @@
 
 use std::{sync::Arc, time::Instant};
 
-use agent_common::maps;
+use agent_common::{
+    maps,
+    xdp::{XdpEvent, XdpReason},
+    EventKind,
+};
 use anyhow::{Context, Result};
-use api::model::Finding;
+use api::model::{Finding, Severity};
 use aya::maps::{LpmTrie, PerCpuArray, RingBuf};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -17,16 +21,23 @@ use crate::{
     config::Config,
     detect,
     events::{self, FileActivity, PipelineStats},
-    firewall::{BlockMaps, Firewall},
+    firewall::{self, Firewall, KernelLists},
     loader::{self, Component},
-    store::{self, Store},
+    policy::PolicyManager,
+    store::{self, NewFinding, Store},
     tls, tokens,
 };
 
 /// Capacity of the findings broadcast; an SSE client further behind is dropped.
 const FINDINGS_BROADCAST: usize = 1024;
 const STORE_QUEUE: usize = 1024;
-const EXPIRY_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+/// Firewall expiry runs every this many housekeeping seconds.
+const EXPIRY_SWEEP_TICKS: u64 = 5;
+const DROP_SAMPLE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+/// Drop samples buffered between flushes (beyond: dropped, the kernel samples anyway).
+const MAX_PENDING_SAMPLES: usize = 10_000;
+/// Newest drop samples kept in the store.
+const DROP_SAMPLES_KEPT: i64 = 100_000;
 
 fn hash_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -57,13 +68,65 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
     let mut components: Vec<Component> =
         loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
+    let lists = KernelLists {
+        block_v4: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V4)?)?,
+        block_v6: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V6)?)?,
+        allow_v4: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::ALLOW_V4)?)?,
+        allow_v6: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::ALLOW_V6)?)?,
+    };
+    let policy_maps = loader::PolicyMaps::take(&mut ebpf)?;
+    let kernel_stats = KernelStats {
+        xdp: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::XDP_STATS_TOTAL)?)?,
+        file: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::FILE_STATS_TOTAL)?)?,
+    };
+    let ring = RingBuf::try_from(loader::take_map(&mut ebpf, maps::EVENTS)?)?;
+
+    // Lists and policy are in place before XDP attaches (or replaces the program of
+    // a previous run), so enforcement is right from the first packet.
+    let mut protected = firewall::own_addresses();
+    protected.push(ipnet::IpNet::from(cfg.webui.listen.ip()));
+    protected.retain(|n| !n.addr().is_unspecified());
+    let firewall = Arc::new(Firewall::new(Some(lists), store.clone(), protected));
+    firewall
+        .sync_config_allows(&cfg.firewall.allow)
+        .await
+        .context("applying firewall.allow")?;
+    let [blocks, allows] = firewall
+        .reconcile()
+        .await
+        .context("reconciling pinned maps with the store")?;
+    tracing::info!(
+        blocks = blocks.stored,
+        allows = allows.stored,
+        added = blocks.added_to_kernel + allows.added_to_kernel,
+        removed = blocks.removed_from_kernel + allows.removed_from_kernel,
+        "Firewall lists reconciled (the store wins)."
+    );
+    let policy = Arc::new(PolicyManager::new(
+        store.clone(),
+        cfg.firewall.policy.clone(),
+        cfg.firewall.tentative_timeout_secs,
+        Some(policy_maps),
+    ));
+    policy
+        .start()
+        .await
+        .context("applying the firewall policy")?;
+
+    let mut attachments = Vec::new();
     for iface in &cfg.firewall.interfaces {
         // An interface that cannot take XDP is an error the operator must see: refuse to
         // start rather than run believing the blocklist is enforced.
-        let c = loader::attach_xdp(&mut ebpf, iface, cfg.firewall.xdp_mode)
-            .with_context(|| format!("attaching XDP to {iface} (firewall.interfaces)"))?;
-        tracing::info!(iface = %iface, mode = c.mode.unwrap_or("?"), "XDP firewall attached.");
-        components.push(c);
+        let a = loader::attach_xdp(
+            &mut ebpf,
+            iface,
+            cfg.firewall.xdp_mode,
+            &cfg.firewall.pin_dir,
+        )
+        .with_context(|| format!("attaching XDP to {iface} (firewall.interfaces)"))?;
+        tracing::info!(iface = %iface, mode = a.component.mode.unwrap_or("kept"), "XDP firewall attached.");
+        components.push(a.component.clone());
+        attachments.push(a);
     }
     if cfg.firewall.interfaces.is_empty() {
         components.push(Component {
@@ -75,33 +138,20 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             reason: Some("firewall.interfaces is empty".into()),
         });
     }
-    let block_maps = BlockMaps {
-        v4: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V4)?)?,
-        v6: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V6)?)?,
-    };
-    let kernel_stats = KernelStats {
-        xdp: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::XDP_STATS_TOTAL)?)?,
-        file: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::FILE_STATS_TOTAL)?)?,
-    };
-    let ring = RingBuf::try_from(loader::take_map(&mut ebpf, maps::EVENTS)?)?;
-
-    let own_ips = vec![cfg.webui.listen.ip()];
-    let firewall = Arc::new(Firewall::new(block_maps, store.clone(), &own_ips));
-    let restored = firewall
-        .restore()
-        .await
-        .context("restoring blocks from the store")?;
-    tracing::info!(count = restored, "Block list loaded into the kernel.");
 
     // Pipeline.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pipeline = Arc::new(PipelineStats::default());
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
+    let (net_tx, net_rx) = mpsc::channel::<XdpEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
     let reader = tokio::spawn(events::run_reader(
         ring,
         cfg.watch.paths.clone(),
-        act_tx,
+        events::Sinks {
+            files: act_tx,
+            net: net_tx,
+        },
         pipeline.clone(),
         shutdown_rx.clone(),
     ));
@@ -111,7 +161,12 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         findings_tx.clone(),
         cfg.watch.max_scan_bytes,
     ));
-    let sweeper = tokio::spawn(sweep(firewall.clone(), shutdown_rx.clone()));
+    let net_events = tokio::spawn(network_events(net_rx, store.clone(), findings_tx.clone()));
+    let sweeper = tokio::spawn(housekeeping(
+        firewall.clone(),
+        policy.clone(),
+        shutdown_rx.clone(),
+    ));
 
     let started_at = store::now_rfc3339();
     // Hashing our own binary takes seconds for a debug build: off the start-up path.
@@ -137,6 +192,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         pipeline,
         kernel: std::sync::Mutex::new(kernel_stats),
         watched: cfg.watch.paths.clone(),
+        policy,
     });
     let state = api::ApiState::new(backend, token_set);
     let mut api_shutdown = shutdown_rx.clone();
@@ -168,9 +224,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     }
     // The reader dropped its sender: detection drains what is queued, then ends.
     let _ = detector.await;
+    let _ = net_events.await;
     let _ = sweeper.await;
     store.flush().await.context("flushing the store")?;
-    // Dropping the Ebpf detaches every program. Block maps are dropped with the firewall.
+    // A deliberate stop detaches XDP (its link pins go); the block/allow maps stay
+    // pinned and are reconciled at the next start. A crash leaves the pinned links
+    // attached, so the blocklist stays enforced until the agent is back.
+    for a in attachments {
+        a.detach();
+    }
     drop(ebpf);
     tracing::info!("Programs detached; store flushed. Bye.");
     Ok(())
@@ -219,13 +281,75 @@ async fn detection(
     }
 }
 
-async fn sweep(fw: Arc<Firewall>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+/// Port scans become findings; sampled drops go to the store in batches (for the
+/// threat view and /firewall/status).
+async fn network_events(
+    mut rx: mpsc::Receiver<XdpEvent>,
+    store: Store,
+    tx: broadcast::Sender<Finding>,
+) {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(DROP_SAMPLE_FLUSH);
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { break };
+                let ip = events::xdp_source(&ev).to_string();
+                let reason = XdpReason::from_u32(ev.reason).map(XdpReason::as_str).unwrap_or("unknown");
+                if ev.header.kind == EventKind::PortScan as u16 {
+                    let f = NewFinding {
+                        check: "port_scan".into(),
+                        severity: Severity::Warning,
+                        message: format!("Port scan from {ip}: {} distinct ports", ev.distinct_ports),
+                        details: format!("last port {} proto {}; interface index {}", ev.dport, ev.proto, ev.ifindex),
+                        path: None,
+                        pid: None,
+                        uid: None,
+                        process: None,
+                        ip: Some(ip),
+                    };
+                    match store.insert_finding(f).await {
+                        Ok(f) => { let _ = tx.send(f); }
+                        Err(e) => tracing::error!(error = %e, "Storing a port_scan finding failed."),
+                    }
+                } else if samples.len() < MAX_PENDING_SAMPLES {
+                    samples.push((ip, reason.to_string(), ev.proto, ev.dport));
+                }
+            }
+            _ = tick.tick() => {
+                if !samples.is_empty() {
+                    if let Err(e) = store.add_drop_samples(std::mem::take(&mut samples), DROP_SAMPLES_KEPT).await {
+                        tracing::error!(error = %e, "Storing drop samples failed.");
+                    }
+                }
+            }
+        }
+    }
+    if !samples.is_empty() {
+        let _ = store.add_drop_samples(samples, DROP_SAMPLES_KEPT).await;
+    }
+}
+
+/// Once a second: revert an expired tentative policy; every few seconds: expire
+/// firewall entries.
+async fn housekeeping(
+    fw: Arc<Firewall>,
+    policy: Arc<PolicyManager>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = fw.sweep().await {
-                    tracing::error!(error = %e, "Expiry sweep failed.");
+                n += 1;
+                if let Err(e) = policy.tick().await {
+                    tracing::error!(error = %e, "Firewall rollback timer failed.");
+                }
+                if n % EXPIRY_SWEEP_TICKS == 0 {
+                    if let Err(e) = fw.sweep().await {
+                        tracing::error!(error = %e, "Expiry sweep failed.");
+                    }
                 }
             }
             _ = shutdown.changed() => return,

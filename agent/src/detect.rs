@@ -82,6 +82,7 @@ pub fn check_file(act: &FileActivity, max_bytes: u64) -> Result<Option<NewFindin
         pid: Some(act.tgid),
         uid: Some(act.uid),
         process: Some(act.comm.clone()),
+        ip: None,
     }))
 }
 

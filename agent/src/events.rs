@@ -9,7 +9,7 @@ use std::{
     },
 };
 
-use agent_common::{file_flags, EventHeader, EventKind, FileEvent, EVENT_VERSION};
+use agent_common::{file_flags, xdp::XdpEvent, EventHeader, EventKind, FileEvent, EVENT_VERSION};
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
@@ -66,8 +66,26 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// A decoded kernel event.
+#[derive(Clone, Copy)]
+pub enum Decoded {
+    File(FileEvent),
+    Xdp(XdpEvent),
+}
+
+fn exact<T: Copy>(h: &EventHeader, bytes: &[u8]) -> Result<T, DecodeError> {
+    let want = std::mem::size_of::<T>();
+    if h.len as usize != want || bytes.len() < want {
+        return Err(DecodeError::Length {
+            claimed: h.len,
+            actual: bytes.len(),
+        });
+    }
+    read(bytes).ok_or(DecodeError::Short(bytes.len()))
+}
+
 /// Decode one ring buffer item. Never panics on hostile or truncated input.
-pub fn decode(bytes: &[u8]) -> Result<(FileEvent, EventKind), DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     let h: EventHeader = read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
     let kind = EventKind::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
     if h.version != EVENT_VERSION {
@@ -75,19 +93,22 @@ pub fn decode(bytes: &[u8]) -> Result<(FileEvent, EventKind), DecodeError> {
     }
     match kind {
         EventKind::FileWriteClose => {
-            let want = std::mem::size_of::<FileEvent>();
-            if h.len as usize != want || bytes.len() < want {
-                return Err(DecodeError::Length {
-                    claimed: h.len,
-                    actual: bytes.len(),
-                });
-            }
-            let ev: FileEvent = read(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+            let ev: FileEvent = exact(&h, bytes)?;
             if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
                 return Err(DecodeError::PathLen(ev.path_len));
             }
-            Ok((ev, kind))
+            Ok(Decoded::File(ev))
         }
+        EventKind::XdpDrop | EventKind::PortScan => Ok(Decoded::Xdp(exact(&h, bytes)?)),
+    }
+}
+
+/// Source address of an XDP event.
+pub fn xdp_source(ev: &XdpEvent) -> std::net::IpAddr {
+    if ev.family == 4 {
+        std::net::IpAddr::from([ev.src[12], ev.src[13], ev.src[14], ev.src[15]])
+    } else {
+        std::net::IpAddr::from(ev.src)
     }
 }
 
@@ -145,11 +166,17 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Read the ring buffer until `shutdown` fires, sending activity to `tx`.
+/// Where decoded events go; each a bounded queue.
+pub struct Sinks {
+    pub files: mpsc::Sender<FileActivity>,
+    pub net: mpsc::Sender<XdpEvent>,
+}
+
+/// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
 pub async fn run_reader(
     ring: RingBuf<MapData>,
     watched: Vec<PathBuf>,
-    tx: mpsc::Sender<FileActivity>,
+    sinks: Sinks,
     stats: Arc<PipelineStats>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -165,11 +192,16 @@ pub async fn run_reader(
         while let Some(item) = ring.next() {
             stats.received.fetch_add(1, Ordering::Relaxed);
             match decode(&item) {
-                Ok((ev, EventKind::FileWriteClose)) => {
+                Ok(Decoded::File(ev)) => {
                     let Some(act) = to_activity(&ev, &watched, &stats) else {
                         continue;
                     };
-                    if tx.try_send(act).is_err() {
+                    if sinks.files.try_send(act).is_err() {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Decoded::Xdp(ev)) => {
+                    if sinks.net.try_send(ev).is_err() {
                         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -229,8 +261,9 @@ mod tests {
     #[test]
     fn decodes_a_file_event() {
         let b = bytes(&event("/var/www/a.php", 0));
-        let (ev, kind) = decode(&b).expect("decode");
-        assert_eq!(kind, EventKind::FileWriteClose);
+        let Ok(Decoded::File(ev)) = decode(&b) else {
+            panic!("not a file event")
+        };
         let act = to_activity(&ev, &[], &PipelineStats::default()).expect("activity");
         assert_eq!(act.path, PathBuf::from("/var/www/a.php"));
         assert_eq!(act.comm, "php");

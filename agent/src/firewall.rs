@@ -1,33 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! IP/CIDR blocking: SQLite is the source of truth, the XDP LPM tries enforce it.
+//! IP/CIDR blocking and allowing. SQLite is the source of truth; the pinned XDP LPM
+//! tries enforce it. Every change is audited.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Mutex,
-};
+use std::{collections::HashSet, net::IpAddr, sync::Mutex};
 
 use agent_common::xdp::BlockValue;
 use api::model::BlockEntry;
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
 use ipnet::IpNet;
+use serde::Serialize;
 
-use crate::store::{now_rfc3339, rfc3339, Store, StoreError};
+use crate::store::{now_rfc3339, rfc3339, FwList, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
+    /// Malformed input (400).
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed but refused by policy (422).
     #[error("{0}")]
     Refused(String),
+    /// Nothing to act on (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad lines in a bulk import: (line number, reason). Nothing was applied.
+    #[error("{} bad line(s); nothing applied: {}", .0.len(), .0.iter().take(5).map(|(n, e)| format!("line {n}: {e}")).collect::<Vec<_>>().join("; "))]
+    Import(Vec<(usize, String)>),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("updating the kernel block map: {0}")]
+    #[error("updating the kernel map: {0}")]
     Map(#[from] aya::maps::MapError),
 }
 
 /// Parse an IP or CIDR the way an operator writes it, into its canonical network.
-/// Rejects what is almost certainly a mistake instead of guessing.
-pub fn parse_target(input: &str) -> Result<IpNet, FirewallError> {
+/// Rejects what is almost certainly a mistake instead of guessing. `/0` needs `force`.
+pub fn parse_target(input: &str, force: bool) -> Result<IpNet, FirewallError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(FirewallError::Invalid("ip is required".into()));
@@ -44,13 +51,13 @@ pub fn parse_target(input: &str) -> Result<IpNet, FirewallError> {
     if let IpAddr::V6(v6) = net.addr() {
         if v6.to_ipv4_mapped().is_some() {
             return Err(FirewallError::Invalid(format!(
-                "{s:?} is an IPv4-mapped IPv6 address; block the IPv4 form instead"
+                "{s:?} is an IPv4-mapped IPv6 address; use the IPv4 form instead"
             )));
         }
     }
-    if net.prefix_len() == 0 {
+    if net.prefix_len() == 0 && !force {
         return Err(FirewallError::Invalid(format!(
-            "{s:?} would block every address"
+            "{s:?} covers every address; pass force to mean it"
         )));
     }
     if net.trunc() != net {
@@ -71,64 +78,158 @@ pub fn canonical(net: &IpNet) -> String {
     }
 }
 
-pub struct BlockMaps {
-    pub v4: LpmTrie<MapData, [u8; 4], BlockValue>,
-    pub v6: LpmTrie<MapData, [u8; 16], BlockValue>,
+/// The four pinned tries.
+pub struct KernelLists {
+    pub block_v4: LpmTrie<MapData, [u8; 4], BlockValue>,
+    pub block_v6: LpmTrie<MapData, [u8; 16], BlockValue>,
+    pub allow_v4: LpmTrie<MapData, [u8; 4], BlockValue>,
+    pub allow_v6: LpmTrie<MapData, [u8; 16], BlockValue>,
 }
 
-impl BlockMaps {
-    fn insert(&mut self, net: &IpNet) -> Result<(), aya::maps::MapError> {
-        match net {
-            IpNet::V4(n) => {
-                self.v4
-                    .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0)
-            }
-            IpNet::V6(n) => {
-                self.v6
-                    .insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), 1, 0)
-            }
-        }
+fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
+    match r {
+        Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        other => other,
     }
-    fn remove(&mut self, net: &IpNet) -> Result<(), aya::maps::MapError> {
-        let r = match net {
-            IpNet::V4(n) => self
-                .v4
-                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
-            IpNet::V6(n) => self
-                .v6
-                .remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+}
+
+impl KernelLists {
+    fn insert(&mut self, list: FwList, net: &IpNet) -> Result<(), aya::maps::MapError> {
+        let (v4, v6) = match list {
+            FwList::Blocks => (&mut self.block_v4, &mut self.block_v6),
+            FwList::Allows => (&mut self.allow_v4, &mut self.allow_v6),
         };
-        match r {
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            other => other,
+        match net {
+            IpNet::V4(n) => v4.insert(
+                &Key::new(u32::from(n.prefix_len()), n.addr().octets()),
+                1,
+                0,
+            ),
+            IpNet::V6(n) => v6.insert(
+                &Key::new(u32::from(n.prefix_len()), n.addr().octets()),
+                1,
+                0,
+            ),
         }
     }
+
+    fn remove(&mut self, list: FwList, net: &IpNet) -> Result<(), aya::maps::MapError> {
+        let (v4, v6) = match list {
+            FwList::Blocks => (&mut self.block_v4, &mut self.block_v6),
+            FwList::Allows => (&mut self.allow_v4, &mut self.allow_v6),
+        };
+        ignore_missing(match net {
+            IpNet::V4(n) => v4.remove(&Key::new(u32::from(n.prefix_len()), n.addr().octets())),
+            IpNet::V6(n) => v6.remove(&Key::new(u32::from(n.prefix_len()), n.addr().octets())),
+        })
+    }
+
+    /// Every entry in the kernel tries of `list`.
+    fn keys(&self, list: FwList) -> Result<Vec<IpNet>, aya::maps::MapError> {
+        let (v4, v6) = match list {
+            FwList::Blocks => (&self.block_v4, &self.block_v6),
+            FwList::Allows => (&self.allow_v4, &self.allow_v6),
+        };
+        let mut out = Vec::new();
+        for k in v4.keys() {
+            let k = k?;
+            let ip = std::net::Ipv4Addr::from(k.data());
+            if let Ok(n) = ipnet::Ipv4Net::new(ip, k.prefix_len() as u8) {
+                out.push(IpNet::V4(n));
+            }
+        }
+        for k in v6.keys() {
+            let k = k?;
+            let ip = std::net::Ipv6Addr::from(k.data());
+            if let Ok(n) = ipnet::Ipv6Net::new(ip, k.prefix_len() as u8) {
+                out.push(IpNet::V6(n));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Answer of `check`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckResult {
+    pub ip: String,
+    /// "drop" or "pass" for traffic from this address (source rules only).
+    pub verdict: &'static str,
+    pub blocked: bool,
+    pub allowed: bool,
+    /// The most specific block covering the address.
+    pub blocked_by: Option<BlockEntry>,
+    /// The most specific allow covering the address (allow wins).
+    pub allowed_by: Option<BlockEntry>,
+}
+
+/// What start-up reconciliation did, per list.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Reconciled {
+    pub stored: usize,
+    pub added_to_kernel: usize,
+    pub removed_from_kernel: usize,
 }
 
 pub struct Firewall {
-    maps: Mutex<BlockMaps>,
+    kernel: Option<Mutex<KernelLists>>,
     store: Store,
-    /// Never blocked: loopback, unspecified, the API's own address, configured infra.
+    /// Never blocked: loopback and this host's own addresses.
     protected: Vec<IpNet>,
 }
 
-impl Firewall {
-    pub fn new(maps: BlockMaps, store: Store, extra_protected: &[IpAddr]) -> Self {
-        let mut protected: Vec<IpNet> = vec![
-            IpNet::from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0))),
-            IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
-        ];
-        protected[0] = "127.0.0.0/8".parse().unwrap_or(protected[0]);
-        for ip in extra_protected {
-            if !ip.is_unspecified() {
-                protected.push(IpNet::from(*ip));
+/// Loopback, plus every address on this host's interfaces (in this namespace).
+pub fn own_addresses() -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = vec![
+        "127.0.0.0/8"
+            .parse()
+            .unwrap_or_else(|_| IpNet::from(IpAddr::from([127, 0, 0, 1]))),
+        IpNet::from(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+    ];
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(s4) = sa.as_sockaddr_in() {
+                v.push(IpNet::from(IpAddr::V4(s4.ip())));
+            } else if let Some(s6) = sa.as_sockaddr_in6() {
+                v.push(IpNet::from(IpAddr::V6(s6.ip())));
             }
         }
+    }
+    v
+}
+
+impl Firewall {
+    /// `kernel` is None for tools that work on the store alone (the CLI when the
+    /// agent has never pinned its maps); the agent applies the store at its next start.
+    pub fn new(kernel: Option<KernelLists>, store: Store, protected: Vec<IpNet>) -> Self {
         Self {
-            maps: Mutex::new(maps),
+            kernel: kernel.map(Mutex::new),
             store,
             protected,
         }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn enforcing(&self) -> bool {
+        self.kernel.is_some()
+    }
+
+    fn with_kernel<T>(
+        &self,
+        f: impl FnOnce(&mut KernelLists) -> Result<T, aya::maps::MapError>,
+    ) -> Result<Option<T>, aya::maps::MapError> {
+        let Some(k) = &self.kernel else {
+            return Ok(None);
+        };
+        let mut g = match k.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut g).map(Some)
     }
 
     fn check_protected(&self, net: &IpNet) -> Result<(), FirewallError> {
@@ -144,15 +245,109 @@ impl Firewall {
         Ok(())
     }
 
-    fn with_maps<T>(&self, f: impl FnOnce(&mut BlockMaps) -> T) -> T {
-        let mut g = match self.maps.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut g)
+    /// Refuse to block what an allow entry covers or overlaps: allow would win in the
+    /// kernel anyway, and the operator should see the conflict.
+    async fn check_not_allowed(&self, nets: &[IpNet]) -> Result<(), FirewallError> {
+        let allows: Vec<(IpNet, BlockEntry)> = self
+            .store
+            .entries(FwList::Allows)
+            .await?
+            .into_iter()
+            .filter_map(|e| parse_target(&e.ip, true).ok().map(|n| (n, e)))
+            .collect();
+        for net in nets {
+            if let Some((_, e)) = allows
+                .iter()
+                .find(|(a, _)| a.contains(net) || net.contains(a))
+            {
+                return Err(FirewallError::Refused(format!(
+                    "{} overlaps allowed {} ({}); remove the allow entry first",
+                    canonical(net),
+                    e.ip,
+                    e.reason
+                )));
+            }
+        }
+        Ok(())
     }
 
-    /// Block `target` (IP or CIDR) for `duration` seconds (None/0 = permanent).
+    fn entry(
+        net: &IpNet,
+        reason: &str,
+        source: &str,
+        duration: Option<u64>,
+    ) -> (BlockEntry, Option<i64>) {
+        let now = time::OffsetDateTime::now_utc();
+        let expires = duration.filter(|d| *d > 0).map(|d| {
+            now + time::Duration::seconds(
+                i64::try_from(d)
+                    .unwrap_or(i64::MAX / 2)
+                    .min(100 * 365 * 86400),
+            )
+        });
+        let reason = reason.trim();
+        (
+            BlockEntry {
+                ip: canonical(net),
+                reason: if reason.is_empty() {
+                    "manual".into()
+                } else {
+                    reason.to_string()
+                },
+                source: source.to_string(),
+                blocked_at: now_rfc3339(),
+                expires_at: expires.map(rfc3339),
+            },
+            expires.map(|t| t.unix_timestamp()),
+        )
+    }
+
+    /// Block (or allow) `target` for `duration` seconds (None/0 = permanent).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add(
+        &self,
+        list: FwList,
+        target: &str,
+        reason: &str,
+        source: &str,
+        duration: Option<u64>,
+        force: bool,
+        actor: &str,
+    ) -> Result<BlockEntry, FirewallError> {
+        let net = parse_target(target, force)?;
+        if list == FwList::Blocks {
+            self.check_protected(&net)?;
+            self.check_not_allowed(&[net]).await?;
+        }
+        let (entry, exp) = Self::entry(&net, reason, source, duration);
+        // Store first (source of truth); if the kernel refuses, undo the store write.
+        self.store
+            .upsert_entries(list, vec![(entry.clone(), exp)])
+            .await?;
+        if let Err(e) = self.with_kernel(|k| k.insert(list, &net)) {
+            let _ = self
+                .store
+                .delete_entries(list, vec![entry.ip.clone()])
+                .await;
+            return Err(e.into());
+        }
+        let action = if list == FwList::Blocks {
+            "block"
+        } else {
+            "allow"
+        };
+        self.store
+            .audit(
+                action,
+                &entry.ip,
+                actor,
+                &format!("{} (source {source})", entry.reason),
+            )
+            .await?;
+        tracing::info!(ip = %entry.ip, action, source, actor, "Firewall entry added.");
+        Ok(entry)
+    }
+
     pub async fn block(
         &self,
         target: &str,
@@ -160,74 +355,245 @@ impl Firewall {
         source: &str,
         duration: Option<u64>,
     ) -> Result<BlockEntry, FirewallError> {
-        let net = parse_target(target)?;
-        self.check_protected(&net)?;
-        let now = time::OffsetDateTime::now_utc();
-        let expires = duration
-            .filter(|d| *d > 0)
-            .map(|d| now + time::Duration::seconds(d.min(i64::MAX as u64) as i64));
-        let entry = BlockEntry {
-            ip: canonical(&net),
-            reason: if reason.trim().is_empty() {
-                "manual block".into()
-            } else {
-                reason.trim().to_string()
-            },
-            source: source.to_string(),
-            blocked_at: now_rfc3339(),
-            expires_at: expires.map(rfc3339),
-        };
-        // Store first (source of truth); if the kernel refuses, undo the store write.
-        let entry = self
+        self.add(
+            FwList::Blocks,
+            target,
+            reason,
+            source,
+            duration,
+            false,
+            source,
+        )
+        .await
+    }
+
+    /// Remove entries; returns the canonical forms that existed. Invalid input fails
+    /// before anything changes.
+    pub async fn remove(
+        &self,
+        list: FwList,
+        targets: &[String],
+        actor: &str,
+    ) -> Result<Vec<String>, FirewallError> {
+        let nets = targets
+            .iter()
+            .map(|t| parse_target(t, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let gone = self
             .store
-            .upsert_block(entry, expires.map(|t| t.unix_timestamp()))
+            .delete_entries(list, nets.iter().map(canonical).collect())
             .await?;
-        if let Err(e) = self.with_maps(|m| m.insert(&net)) {
-            let _ = self.store.delete_block(entry.ip.clone()).await;
-            return Err(e.into());
+        self.with_kernel(|k| nets.iter().try_for_each(|n| k.remove(list, n)))?;
+        let action = if list == FwList::Blocks {
+            "unblock"
+        } else {
+            "remove_allow"
+        };
+        for ip in &gone {
+            self.store.audit(action, ip, actor, "").await?;
         }
-        tracing::info!(ip = %entry.ip, source, reason = %entry.reason, "Blocked.");
-        Ok(entry)
+        Ok(gone)
     }
 
     pub async fn unblock(&self, target: &str) -> Result<bool, FirewallError> {
-        let net = parse_target(target)?;
-        let existed = self.store.delete_block(canonical(&net)).await?;
-        self.with_maps(|m| m.remove(&net))?;
-        Ok(existed)
+        Ok(!self
+            .remove(FwList::Blocks, &[target.to_string()], "api")
+            .await?
+            .is_empty())
     }
 
     pub async fn list(&self) -> Result<Vec<BlockEntry>, FirewallError> {
-        Ok(self.store.blocks().await?)
+        Ok(self.store.entries(FwList::Blocks).await?)
     }
 
-    /// Load every stored block into the kernel maps (start-up). Returns how many.
-    pub async fn restore(&self) -> Result<usize, FirewallError> {
-        let entries = self.store.blocks().await?;
-        let mut n = 0;
-        for e in &entries {
-            match parse_target(&e.ip) {
-                Ok(net) => {
-                    self.with_maps(|m| m.insert(&net))?;
-                    n += 1;
-                }
-                Err(err) => {
-                    tracing::error!(ip = %e.ip, error = %err, "Stored block is invalid; skipped.")
-                }
-            }
-        }
+    pub async fn entries(&self, list: FwList) -> Result<Vec<BlockEntry>, FirewallError> {
+        Ok(self.store.entries(list).await?)
+    }
+
+    /// Remove every block (allows stay). Returns how many.
+    pub async fn flush(&self, actor: &str) -> Result<usize, FirewallError> {
+        let all: Vec<String> = self
+            .store
+            .entries(FwList::Blocks)
+            .await?
+            .into_iter()
+            .map(|e| e.ip)
+            .collect();
+        let n = self.remove(FwList::Blocks, &all, actor).await?.len();
+        self.store
+            .audit("flush", "*", actor, &format!("{n} entries"))
+            .await?;
         Ok(n)
     }
 
-    /// Remove expired blocks from the maps and the store.
+    /// Which rules cover `ip`: longest-prefix match over the stored lists.
+    pub async fn check(&self, ip: &str) -> Result<CheckResult, FirewallError> {
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| FirewallError::Invalid(format!("{ip:?} is not a valid IP address")))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let candidates: Vec<String> = (0..=max)
+            .rev()
+            .filter_map(|len| IpNet::new(addr, len).ok().map(|n| canonical(&n.trunc())))
+            .collect();
+        let mut found = [None, None];
+        for (i, list) in [FwList::Blocks, FwList::Allows].into_iter().enumerate() {
+            for c in &candidates {
+                if let Some(e) = self.store.entry(list, c.clone()).await? {
+                    found[i] = Some(e);
+                    break;
+                }
+            }
+        }
+        let [blocked_by, allowed_by] = found;
+        let (blocked, allowed) = (blocked_by.is_some(), allowed_by.is_some());
+        Ok(CheckResult {
+            ip: addr.to_string(),
+            verdict: if blocked && !allowed { "drop" } else { "pass" },
+            blocked,
+            allowed,
+            blocked_by,
+            allowed_by,
+        })
+    }
+
+    /// Bulk-add lines of "IP or CIDR [# comment]" to `list`. Every line is checked
+    /// first; any bad line fails the whole import with line numbers, nothing applied.
+    pub async fn import(
+        &self,
+        list: FwList,
+        text: &str,
+        reason: &str,
+        source: &str,
+        actor: &str,
+    ) -> Result<usize, FirewallError> {
+        let mut errors = Vec::new();
+        let mut nets = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            match parse_target(line, false) {
+                Ok(net) => {
+                    if list == FwList::Blocks {
+                        if let Err(e) = self.check_protected(&net) {
+                            errors.push((i + 1, e.to_string()));
+                            continue;
+                        }
+                    }
+                    if seen.insert(net) {
+                        nets.push(net);
+                    }
+                }
+                Err(e) => errors.push((i + 1, e.to_string())),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(FirewallError::Import(errors));
+        }
+        if list == FwList::Blocks {
+            self.check_not_allowed(&nets).await?;
+        }
+        let entries: Vec<_> = nets
+            .iter()
+            .map(|n| Self::entry(n, reason, source, None))
+            .collect();
+        self.store.upsert_entries(list, entries).await?;
+        let res = self.with_kernel(|k| nets.iter().try_for_each(|n| k.insert(list, n)));
+        if let Err(e) = res {
+            // Roll back both sides so nothing is half-applied.
+            let ips: Vec<String> = nets.iter().map(canonical).collect();
+            let _ = self.store.delete_entries(list, ips).await;
+            let _ = self.with_kernel(|k| nets.iter().try_for_each(|n| k.remove(list, n)));
+            return Err(e.into());
+        }
+        self.store
+            .audit("import", &format!("{} entries", nets.len()), actor, reason)
+            .await?;
+        Ok(nets.len())
+    }
+
+    /// Make the kernel tries match the store exactly (start-up; SQLite wins).
+    pub async fn reconcile(&self) -> Result<[Reconciled; 2], FirewallError> {
+        let mut out = [Reconciled::default(), Reconciled::default()];
+        for (i, list) in [FwList::Blocks, FwList::Allows].into_iter().enumerate() {
+            let stored: HashSet<IpNet> = self
+                .store
+                .entries(list)
+                .await?
+                .iter()
+                .filter_map(|e| match parse_target(&e.ip, true) {
+                    Ok(n) => Some(n),
+                    Err(err) => {
+                        tracing::error!(ip = %e.ip, error = %err, "Stored firewall entry is invalid; skipped.");
+                        None
+                    }
+                })
+                .collect();
+            out[i].stored = stored.len();
+            let r = self.with_kernel(|k| {
+                let in_kernel: HashSet<IpNet> = k.keys(list)?.into_iter().collect();
+                let (mut added, mut removed) = (0, 0);
+                for n in in_kernel.difference(&stored) {
+                    k.remove(list, n)?;
+                    removed += 1;
+                }
+                for n in stored.difference(&in_kernel) {
+                    k.insert(list, n)?;
+                    added += 1;
+                }
+                Ok((added, removed))
+            })?;
+            if let Some((a, r)) = r {
+                out[i].added_to_kernel = a;
+                out[i].removed_from_kernel = r;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make the `config` allow entries match `firewall.allow`.
+    pub async fn sync_config_allows(&self, allow: &[String]) -> Result<(), FirewallError> {
+        let want: Vec<IpNet> = allow
+            .iter()
+            .map(|a| parse_target(a, false))
+            .collect::<Result<_, _>>()?;
+        let want_txt: HashSet<String> = want.iter().map(canonical).collect();
+        let stale: Vec<String> = self
+            .store
+            .entries(FwList::Allows)
+            .await?
+            .into_iter()
+            .filter(|e| e.source == "config" && !want_txt.contains(&e.ip))
+            .map(|e| e.ip)
+            .collect();
+        if !stale.is_empty() {
+            self.remove(FwList::Allows, &stale, "config").await?;
+        }
+        for n in &want {
+            let (e, exp) = Self::entry(n, "firewall.allow", "config", None);
+            self.store
+                .upsert_entries(FwList::Allows, vec![(e, exp)])
+                .await?;
+            self.with_kernel(|k| k.insert(FwList::Allows, n))?;
+        }
+        Ok(())
+    }
+
+    /// Remove expired blocks and allows from the kernel and the store.
     pub async fn sweep(&self) -> Result<usize, FirewallError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let expired = self.store.expired_blocks(now).await?;
-        for ip in &expired {
-            self.unblock(ip).await?;
-            tracing::info!(ip = %ip, "Block expired.");
+        let mut n = 0;
+        for list in [FwList::Blocks, FwList::Allows] {
+            let expired = self.store.expired(list, now).await?;
+            if !expired.is_empty() {
+                n += self.remove(list, &expired, "expiry").await?.len();
+            }
         }
-        Ok(expired.len())
+        Ok(n)
     }
 }
 
@@ -238,24 +604,28 @@ mod tests {
     #[test]
     fn parse_accepts_ips_and_cidrs_canonically() {
         assert_eq!(
-            canonical(&parse_target(" 203.0.113.5 ").expect("v4")),
+            canonical(&parse_target(" 203.0.113.5 ", false).expect("v4")),
             "203.0.113.5"
         );
         assert_eq!(
-            canonical(&parse_target("203.0.113.5/32").expect("v4/32")),
+            canonical(&parse_target("203.0.113.5/32", false).expect("v4/32")),
             "203.0.113.5"
         );
         assert_eq!(
-            canonical(&parse_target("198.51.100.0/24").expect("cidr")),
+            canonical(&parse_target("198.51.100.0/24", false).expect("cidr")),
             "198.51.100.0/24"
         );
         assert_eq!(
-            canonical(&parse_target("2001:DB8::1").expect("v6")),
+            canonical(&parse_target("2001:DB8::1", false).expect("v6")),
             "2001:db8::1"
         );
         assert_eq!(
-            canonical(&parse_target("2001:db8::/32").expect("v6 cidr")),
+            canonical(&parse_target("2001:db8::/32", false).expect("v6 cidr")),
             "2001:db8::/32"
+        );
+        assert_eq!(
+            canonical(&parse_target("0.0.0.0/0", true).expect("forced /0")),
+            "0.0.0.0/0"
         );
     }
 
@@ -271,8 +641,136 @@ mod tests {
             ("203.0.113.5/24", "did you mean 203.0.113.0/24"),
             ("evil; rm -rf /", "not a valid"),
         ] {
-            let e = parse_target(bad).unwrap_err().to_string();
+            let e = parse_target(bad, false).unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    fn fw(dir: &std::path::Path) -> Firewall {
+        let store = Store::open(&dir.join("s.db"), 16).expect("store");
+        Firewall::new(None, store, vec!["192.0.2.1/32".parse().expect("net")])
+    }
+
+    #[tokio::test]
+    async fn store_only_block_allow_check_and_conflicts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = fw(dir.path());
+        f.add(
+            FwList::Blocks,
+            "198.51.100.0/24",
+            "scan",
+            "api",
+            None,
+            false,
+            "op",
+        )
+        .await
+        .expect("block /24");
+        f.add(
+            FwList::Blocks,
+            "198.51.100.7",
+            "brute",
+            "api",
+            Some(60),
+            false,
+            "op",
+        )
+        .await
+        .expect("block /32");
+        let c = f.check("198.51.100.7").await.expect("check");
+        assert_eq!(c.verdict, "drop");
+        assert_eq!(
+            c.blocked_by.expect("match").ip,
+            "198.51.100.7",
+            "most specific wins"
+        );
+        assert_eq!(
+            f.check("198.51.100.8")
+                .await
+                .expect("check")
+                .blocked_by
+                .expect("match")
+                .ip,
+            "198.51.100.0/24"
+        );
+        assert_eq!(f.check("203.0.113.1").await.expect("check").verdict, "pass");
+
+        // Own address and allowed addresses cannot be blocked; nothing changes.
+        let e = f
+            .add(FwList::Blocks, "192.0.2.0/24", "", "api", None, false, "op")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, FirewallError::Refused(_)), "{e}");
+        f.add(
+            FwList::Allows,
+            "203.0.113.9",
+            "monitoring",
+            "api",
+            None,
+            false,
+            "op",
+        )
+        .await
+        .expect("allow");
+        let e = f
+            .add(
+                FwList::Blocks,
+                "203.0.113.0/24",
+                "",
+                "api",
+                None,
+                false,
+                "op",
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("203.0.113.9"), "{e}");
+        assert_eq!(f.list().await.expect("list").len(), 2);
+
+        assert_eq!(
+            f.remove(FwList::Blocks, &["198.51.100.7".into()], "op")
+                .await
+                .expect("rm"),
+            vec!["198.51.100.7"]
+        );
+        assert!(f
+            .remove(FwList::Blocks, &["198.51.100.7".into()], "op")
+            .await
+            .expect("rm")
+            .is_empty());
+        assert_eq!(f.flush("op").await.expect("flush"), 1);
+        assert!(f.list().await.expect("list").is_empty());
+        let audit = f.store().audit_log(10).await.expect("audit");
+        assert_eq!(audit[0].action, "flush");
+        assert!(audit
+            .iter()
+            .any(|a| a.action == "allow" && a.target == "203.0.113.9"));
+    }
+
+    #[tokio::test]
+    async fn import_is_all_or_nothing_with_line_numbers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = fw(dir.path());
+        let bad = "# header\n198.51.100.1\n\nnot-an-ip\n203.0.113.0/24 # comment\n192.0.2.1\n198.51.100.5/24\n";
+        match f.import(FwList::Blocks, bad, "list", "cli", "op").await {
+            Err(FirewallError::Import(errs)) => {
+                let lines: Vec<usize> = errs.iter().map(|(n, _)| *n).collect();
+                assert_eq!(lines, vec![4, 6, 7], "{errs:?}");
+            }
+            other => panic!("expected import error, got {other:?}"),
+        }
+        assert!(
+            f.list().await.expect("list").is_empty(),
+            "nothing may be half-applied"
+        );
+        let good =
+            "198.51.100.1\n198.51.100.1\n203.0.113.0/24 # dup above is fine\n2001:db8::/48\n";
+        assert_eq!(
+            f.import(FwList::Blocks, good, "list", "cli", "op")
+                .await
+                .expect("import"),
+            3
+        );
+        assert_eq!(f.list().await.expect("list").len(), 3);
     }
 }

@@ -3,12 +3,14 @@
 //! the privileged tests drive the same modules.
 
 pub mod backend;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod events;
 pub mod firewall;
 pub mod loader;
+pub mod policy;
 pub mod store;
 pub mod tls;
 pub mod tokens;

@@ -7,10 +7,13 @@ use std::{
     path::Path,
 };
 
+use agent_common::xdp::{port_policy, XdpConfig, PORT_BITMAP_WORDS};
 use agent_common::{maps, maps::progs, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{
-    maps::{lpm_trie::Key, LpmTrie, Map, MapData},
-    programs::{ProgramError, TracePoint, Xdp, XdpMode},
+    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapInfo, MapType},
+    programs::{
+        links::FdLink, links::PinnedLink, xdp::XdpLink, ProgramError, TracePoint, Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use serde::Serialize;
@@ -52,6 +55,8 @@ pub enum LoaderError {
         #[source]
         source: ProgramError,
     },
+    #[error("pinning under {path}: {reason}")]
+    Pin { path: String, reason: String },
 }
 
 /// State of one kernel component, for /api/v1/components and /api/v1/health.
@@ -121,18 +126,163 @@ pub fn raise_memlock() {
     }
 }
 
-/// Load the object with every map sized from config. Nothing is attached yet.
+/// Expected (type, key size, value size, capacity) of each pinned map.
+fn pinned_layout(cfg: &Config, name: &str) -> Option<(MapType, u32, u32, u32)> {
+    let fw = &cfg.firewall;
+    Some(match name {
+        maps::BLOCK_V4 => (MapType::LpmTrie, 8, 4, fw.max_entries_v4),
+        maps::BLOCK_V6 => (MapType::LpmTrie, 20, 4, fw.max_entries_v6),
+        maps::ALLOW_V4 => (MapType::LpmTrie, 8, 4, fw.max_allow_entries),
+        maps::ALLOW_V6 => (MapType::LpmTrie, 20, 4, fw.max_allow_entries),
+        _ => return None,
+    })
+}
+
+/// Remove pinned maps whose layout or capacity no longer matches (an upgrade or a
+/// config change): aya would reuse them blindly. The store reloads their contents.
+fn drop_stale_pins(cfg: &Config) -> Result<(), LoaderError> {
+    for name in maps::PINNED {
+        let path = cfg.firewall.pin_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some((ty, k, v, max)) = pinned_layout(cfg, name) else {
+            continue;
+        };
+        let ok = match MapInfo::from_pin(&path) {
+            Ok(info) => {
+                info.map_type().ok() == Some(ty)
+                    && info.key_size() == k
+                    && info.value_size() == v
+                    && info.max_entries() == max
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            tracing::warn!(map = name, path = %path.display(), "Pinned map does not match this build/config; recreating it (the store refills it).");
+            std::fs::remove_file(&path).map_err(|e| LoaderError::Pin {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Load the object with every map sized from config; block/allow maps are pinned
+/// under `firewall.pin_dir` (reused when they exist). Nothing is attached yet.
 pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
     raise_memlock();
+    let pin_dir = &cfg.firewall.pin_dir;
+    std::fs::create_dir_all(pin_dir).map_err(|e| LoaderError::Pin {
+        path: pin_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    drop_stale_pins(cfg)?;
     let pending = cfg.sensors.max_open_files.clamp(1024, 65536);
+    let fw = &cfg.firewall;
     let ebpf = EbpfLoader::new()
+        .default_map_pin_directory(pin_dir)
         .map_max_entries(maps::EVENTS, cfg.sensors.ringbuf_bytes)
-        .map_max_entries(maps::BLOCK_V4, cfg.firewall.max_entries_v4)
-        .map_max_entries(maps::BLOCK_V6, cfg.firewall.max_entries_v6)
+        .map_max_entries(maps::BLOCK_V4, fw.max_entries_v4)
+        .map_max_entries(maps::BLOCK_V6, fw.max_entries_v6)
+        .map_max_entries(maps::ALLOW_V4, fw.max_allow_entries)
+        .map_max_entries(maps::ALLOW_V6, fw.max_allow_entries)
+        .map_max_entries(maps::RATE_STATE, fw.max_tracked_sources)
+        .map_max_entries(maps::SYN_STATE, fw.max_tracked_sources)
+        .map_max_entries(maps::SCAN_STATE, fw.max_tracked_sources)
         .map_max_entries(maps::OPEN_WRITES, cfg.sensors.max_open_files)
         .map_max_entries(maps::OPEN_PENDING, pending)
         .load(OBJECT)?;
     Ok(ebpf)
+}
+
+/// The maps that carry the runtime firewall policy.
+pub struct PolicyMaps {
+    pub config: Array<MapData, XdpConfig>,
+    pub tcp: Array<MapData, u64>,
+    pub udp: Array<MapData, u64>,
+}
+
+impl PolicyMaps {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, LoaderError> {
+        let arr = |ebpf: &mut Ebpf, name: &'static str| -> Result<Map, LoaderError> {
+            take_map(ebpf, name)
+        };
+        Ok(Self {
+            config: Array::try_from(arr(ebpf, maps::XDP_CONFIG)?).map_err(|source| {
+                LoaderError::Map {
+                    name: maps::XDP_CONFIG,
+                    source,
+                }
+            })?,
+            tcp: Array::try_from(arr(ebpf, maps::PORTS_TCP)?).map_err(|source| {
+                LoaderError::Map {
+                    name: maps::PORTS_TCP,
+                    source,
+                }
+            })?,
+            udp: Array::try_from(arr(ebpf, maps::PORTS_UDP)?).map_err(|source| {
+                LoaderError::Map {
+                    name: maps::PORTS_UDP,
+                    source,
+                }
+            })?,
+        })
+    }
+
+    /// Write `policy` to the kernel: ports first, then the config that enables them.
+    pub fn apply(&mut self, policy: &config::FirewallPolicy) -> Result<(), LoaderError> {
+        let mut flags = 0;
+        for (specs, map, flag, name) in [
+            (
+                &policy.tcp_in,
+                &mut self.tcp,
+                port_policy::TCP,
+                maps::PORTS_TCP,
+            ),
+            (
+                &policy.udp_in,
+                &mut self.udp,
+                port_policy::UDP,
+                maps::PORTS_UDP,
+            ),
+        ] {
+            let bits = port_bitmap(specs);
+            for (i, w) in bits.iter().enumerate() {
+                map.set(i as u32, *w, 0)
+                    .map_err(|source| LoaderError::Map { name, source })?;
+            }
+            if !specs.is_empty() {
+                flags |= flag;
+            }
+        }
+        let c = XdpConfig {
+            rate_pps: policy.rate_limit.pps,
+            rate_burst: policy.rate_limit.burst,
+            syn_pps: policy.syn_limit.pps,
+            syn_burst: policy.syn_limit.burst,
+            scan_ports: policy.port_scan.ports,
+            scan_window_ms: policy.port_scan.window_ms,
+            port_policy: flags,
+            sample_per_sec: policy.drop_samples_per_sec,
+        };
+        self.config.set(0, c, 0).map_err(|source| LoaderError::Map {
+            name: maps::XDP_CONFIG,
+            source,
+        })
+    }
+}
+
+/// 65536-bit bitmap of the ports in `specs`.
+pub fn port_bitmap(specs: &[config::PortSpec]) -> Vec<u64> {
+    let mut bits = vec![0u64; PORT_BITMAP_WORDS as usize];
+    for s in specs {
+        for p in s.first..=s.last {
+            bits[usize::from(p / 64)] |= 1 << (p % 64);
+        }
+    }
+    bits
 }
 
 pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError> {
@@ -207,12 +357,33 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
     Ok(out)
 }
 
-/// Load the XDP program (once) and attach it to `iface`, native first when `mode` is auto.
+/// An XDP attachment whose link is pinned under the pin dir, so it outlives the agent
+/// (kill -9, crash). `detach` removes the pin; dropping the last fd then detaches.
+pub struct XdpAttachment {
+    pub component: Component,
+    link: FdLink,
+    pin: std::path::PathBuf,
+}
+
+impl XdpAttachment {
+    /// Remove the pin and detach (clean shutdown).
+    pub fn detach(self) {
+        if let Err(e) = std::fs::remove_file(&self.pin) {
+            tracing::warn!(pin = %self.pin.display(), error = %e, "Removing the XDP link pin failed.");
+        }
+        drop(self.link);
+    }
+}
+
+/// Attach the XDP program to `iface` and pin the link. If a pinned link from an
+/// earlier run exists (the agent was killed), the new program replaces the old one
+/// on that link atomically: there is no moment without enforcement.
 pub fn attach_xdp(
     ebpf: &mut Ebpf,
     iface: &str,
     mode: config::XdpMode,
-) -> Result<Component, LoaderError> {
+    pin_dir: &Path,
+) -> Result<XdpAttachment, LoaderError> {
     let name = progs::XDP_FIREWALL;
     let prog: &mut Xdp = ebpf
         .program_mut(name)
@@ -223,6 +394,49 @@ pub fn attach_xdp(
         prog.load()
             .map_err(|source| LoaderError::Program { name, source })?;
     }
+    let pin = pin_dir.join(format!("link_xdp_{iface}"));
+    let xerr = |source| LoaderError::XdpAttach {
+        iface: iface.to_string(),
+        source,
+    };
+    let to_fd = |prog: &mut Xdp, id| -> Result<FdLink, LoaderError> {
+        let link = prog.take_link(id).map_err(xerr)?;
+        FdLink::try_from(link).map_err(|e| LoaderError::Pin {
+            path: pin.display().to_string(),
+            reason: format!("XDP attached through netlink, cannot pin the link: {e}"),
+        })
+    };
+    if pin.exists() {
+        match PinnedLink::from_pin(&pin) {
+            Ok(pinned) => {
+                let old: FdLink = pinned.into();
+                let xdp_link = XdpLink::try_from(old).map_err(|e| LoaderError::Pin {
+                    path: pin.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let id = prog.attach_to_link(xdp_link).map_err(xerr)?;
+                let link = to_fd(prog, id)?;
+                return Ok(XdpAttachment {
+                    component: Component {
+                        name: name.to_string(),
+                        kind: "xdp",
+                        target: iface.to_string(),
+                        state: "attached",
+                        mode: None,
+                        reason: Some(
+                            "replaced the program on the link pinned by the previous run".into(),
+                        ),
+                    },
+                    link,
+                    pin,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(pin = %pin.display(), error = %e, "Stale XDP link pin; removing it.");
+                let _ = std::fs::remove_file(&pin);
+            }
+        }
+    }
     let attempts: &[(XdpMode, &'static str)] = match mode {
         config::XdpMode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "generic")],
         config::XdpMode::Native => &[(XdpMode::Driver, "native")],
@@ -231,17 +445,26 @@ pub fn attach_xdp(
     let mut last = None;
     for (m, label) in attempts {
         match prog.attach(iface, *m) {
-            Ok(_) => {
+            Ok(id) => {
+                let link = to_fd(prog, id)?;
+                let pinned = link.pin(&pin).map_err(|e| LoaderError::Pin {
+                    path: pin.display().to_string(),
+                    reason: e.to_string(),
+                })?;
                 let reason = last
                     .take()
                     .map(|e: ProgramError| format!("native refused: {e}"));
-                return Ok(Component {
-                    name: name.to_string(),
-                    kind: "xdp",
-                    target: iface.to_string(),
-                    state: "attached",
-                    mode: Some(label),
-                    reason,
+                return Ok(XdpAttachment {
+                    component: Component {
+                        name: name.to_string(),
+                        kind: "xdp",
+                        target: iface.to_string(),
+                        state: "attached",
+                        mode: Some(label),
+                        reason,
+                    },
+                    link: pinned.into(),
+                    pin,
                 });
             }
             Err(e) => {
@@ -254,6 +477,42 @@ pub fn attach_xdp(
         iface: iface.to_string(),
         source: last.unwrap_or(ProgramError::AlreadyAttached),
     })
+}
+
+/// Open the pinned block/allow maps of a running (or killed) agent, for the CLI.
+/// None when the agent has not pinned them yet.
+pub fn open_pinned_lists(
+    pin_dir: &Path,
+) -> Result<Option<crate::firewall::KernelLists>, LoaderError> {
+    let open = |name: &'static str| -> Result<Option<MapData>, LoaderError> {
+        let p = pin_dir.join(name);
+        if !p.exists() {
+            return Ok(None);
+        }
+        MapData::from_pin(&p)
+            .map(Some)
+            .map_err(|source| LoaderError::Map { name, source })
+    };
+    let (Some(b4), Some(b6), Some(a4), Some(a6)) = (
+        open(maps::BLOCK_V4)?,
+        open(maps::BLOCK_V6)?,
+        open(maps::ALLOW_V4)?,
+        open(maps::ALLOW_V6)?,
+    ) else {
+        return Ok(None);
+    };
+    fn lpm<const N: usize>(
+        m: MapData,
+        name: &'static str,
+    ) -> Result<LpmTrie<MapData, [u8; N], agent_common::xdp::BlockValue>, LoaderError> {
+        LpmTrie::try_from(Map::LpmTrie(m)).map_err(|source| LoaderError::Map { name, source })
+    }
+    Ok(Some(crate::firewall::KernelLists {
+        block_v4: lpm(b4, maps::BLOCK_V4)?,
+        block_v6: lpm(b6, maps::BLOCK_V6)?,
+        allow_v4: lpm(a4, maps::ALLOW_V4)?,
+        allow_v6: lpm(a6, maps::ALLOW_V6)?,
+    }))
 }
 
 /// Load the XDP program without attaching it (for BPF_PROG_TEST_RUN).

@@ -42,6 +42,13 @@ enum Cmd {
     Run(ConfigArgs),
     /// Check a configuration and exit (non-zero with the key and reason on error).
     Validate(ConfigArgs),
+    /// Manage the XDP firewall's block and allow lists.
+    Firewall {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[command(subcommand)]
+        cmd: agent::cli::FirewallCmd,
+    },
 }
 
 fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigError> {
@@ -88,6 +95,36 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Cmd::Firewall { args, cmd } => {
+            let cfg = match load_config(&args) {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    eprintln!("invalid configuration: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(agent::cli::firewall(&cfg, cmd)) {
+                Ok(agent::cli::Outcome::Ok) => ExitCode::SUCCESS,
+                Ok(agent::cli::Outcome::BadInput(msg)) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(agent::cli::EX_DATAERR)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Run(args) => {
             let (cfg, text) = match load_config(&args) {
                 Ok(c) => c,

@@ -28,7 +28,8 @@ pub struct Store {
 }
 
 /// Schema migrations; index + 1 = `PRAGMA user_version` after applying.
-const MIGRATIONS: &[&str] = &["CREATE TABLE findings (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE findings (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         check_name TEXT NOT NULL,
         severity TEXT NOT NULL,
@@ -46,7 +47,72 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE findings (
         blocked_at TEXT NOT NULL,
         expires_at TEXT,
         expires_unix INTEGER
-     );"];
+     );",
+    "CREATE TABLE allows (
+        ip TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        expires_unix INTEGER
+     );
+     CREATE TABLE firewall_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE drop_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        ts_unix INTEGER NOT NULL,
+        ip TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        proto INTEGER NOT NULL,
+        dport INTEGER NOT NULL
+     );
+     CREATE INDEX drop_samples_ts ON drop_samples(ts_unix);
+     CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+     );",
+];
+
+/// Which firewall list a row lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwList {
+    Blocks,
+    Allows,
+}
+
+impl FwList {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocks",
+            Self::Allows => "allows",
+        }
+    }
+    fn time_col(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocked_at",
+            Self::Allows => "created_at",
+        }
+    }
+}
+
+/// One firewall audit record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub timestamp: String,
+    pub action: String,
+    pub target: String,
+    pub actor: String,
+    pub details: String,
+}
 
 /// A finding before it has an id.
 #[derive(Clone, Debug)]
@@ -59,6 +125,7 @@ pub struct NewFinding {
     pub pid: Option<u32>,
     pub uid: Option<u32>,
     pub process: Option<String>,
+    pub ip: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -124,9 +191,9 @@ impl Store {
         self.call(move |c| {
             let ts = now_rfc3339();
             c.execute(
-                "INSERT INTO findings (check_name, severity, message, details, ts, path, pid, uid, process)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![f.check, f.severity.as_str(), f.message, f.details, ts, f.path, f.pid, f.uid, f.process],
+                "INSERT INTO findings (check_name, severity, message, details, ts, path, pid, uid, process, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![f.check, f.severity.as_str(), f.message, f.details, ts, f.path, f.pid, f.uid, f.process, f.ip],
             )?;
             Ok(Finding {
                 id: c.last_insert_rowid(),
@@ -139,7 +206,7 @@ impl Store {
                 pid: f.pid,
                 uid: f.uid,
                 process: f.process,
-                ip: None,
+                ip: f.ip,
                 account: None,
             })
         })
@@ -192,42 +259,84 @@ impl Store {
         .await
     }
 
+    /// Insert or replace entries of `list` in one transaction (all or nothing).
+    pub async fn upsert_entries(
+        &self,
+        list: FwList,
+        entries: Vec<(BlockEntry, Option<i64>)>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let sql = format!(
+                    "INSERT INTO {t} (ip, reason, source, {tc}, expires_at, expires_unix)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(ip) DO UPDATE SET reason = excluded.reason, source = excluded.source,
+                       {tc} = excluded.{tc}, expires_at = excluded.expires_at,
+                       expires_unix = excluded.expires_unix",
+                    t = list.table(),
+                    tc = list.time_col()
+                );
+                let mut st = tx.prepare_cached(&sql)?;
+                for (e, exp) in &entries {
+                    st.execute(params![e.ip, e.reason, e.source, e.blocked_at, e.expires_at, exp])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Insert or replace a block; returns the stored entry.
     pub async fn upsert_block(
         &self,
         e: BlockEntry,
         expires_unix: Option<i64>,
     ) -> Result<BlockEntry, StoreError> {
+        self.upsert_entries(FwList::Blocks, vec![(e.clone(), expires_unix)])
+            .await?;
+        Ok(e)
+    }
+
+    /// Delete entries; returns those that existed.
+    pub async fn delete_entries(
+        &self,
+        list: FwList,
+        ips: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO blocks (ip, reason, source, blocked_at, expires_at, expires_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(ip) DO UPDATE SET reason = excluded.reason, source = excluded.source,
-                   blocked_at = excluded.blocked_at, expires_at = excluded.expires_at,
-                   expires_unix = excluded.expires_unix",
-                params![
-                    e.ip,
-                    e.reason,
-                    e.source,
-                    e.blocked_at,
-                    e.expires_at,
-                    expires_unix
-                ],
-            )?;
-            Ok(e)
+            let tx = c.transaction()?;
+            let mut gone = Vec::new();
+            {
+                let mut st =
+                    tx.prepare_cached(&format!("DELETE FROM {} WHERE ip = ?1", list.table()))?;
+                for ip in ips {
+                    if st.execute([&ip])? > 0 {
+                        gone.push(ip);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(gone)
         })
         .await
     }
 
     pub async fn delete_block(&self, ip: String) -> Result<bool, StoreError> {
-        self.call(move |c| Ok(c.execute("DELETE FROM blocks WHERE ip = ?1", [ip])? > 0))
-            .await
+        Ok(!self
+            .delete_entries(FwList::Blocks, vec![ip])
+            .await?
+            .is_empty())
     }
 
-    pub async fn blocks(&self) -> Result<Vec<BlockEntry>, StoreError> {
-        self.call(|c| {
-            let mut st =
-                c.prepare("SELECT ip, reason, source, blocked_at, expires_at FROM blocks ORDER BY blocked_at, ip")?;
+    pub async fn entries(&self, list: FwList) -> Result<Vec<BlockEntry>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT ip, reason, source, {tc}, expires_at FROM {t} ORDER BY {tc}, ip",
+                t = list.table(),
+                tc = list.time_col()
+            ))?;
             let rows = st.query_map([], |r| {
                 Ok(BlockEntry {
                     ip: r.get(0)?,
@@ -242,23 +351,47 @@ impl Store {
         .await
     }
 
-    /// Blocks whose expiry is at or before `now_unix`.
-    pub async fn expired_blocks(&self, now_unix: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn blocks(&self) -> Result<Vec<BlockEntry>, StoreError> {
+        self.entries(FwList::Blocks).await
+    }
+
+    pub async fn count(&self, list: FwList) -> Result<i64, StoreError> {
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT ip FROM blocks WHERE expires_unix IS NOT NULL AND expires_unix <= ?1",
-            )?;
+            Ok(
+                c.query_row(&format!("SELECT COUNT(*) FROM {}", list.table()), [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
+    /// Entries whose expiry is at or before `now_unix`.
+    pub async fn expired(&self, list: FwList, now_unix: i64) -> Result<Vec<String>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT ip FROM {} WHERE expires_unix IS NOT NULL AND expires_unix <= ?1",
+                list.table()
+            ))?;
             let rows = st.query_map([now_unix], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
 
-    /// Is `ip` (canonical form) stored as blocked?
-    pub async fn block(&self, ip: String) -> Result<Option<BlockEntry>, StoreError> {
+    pub async fn expired_blocks(&self, now_unix: i64) -> Result<Vec<String>, StoreError> {
+        self.expired(FwList::Blocks, now_unix).await
+    }
+
+    /// One entry by canonical address/CIDR.
+    pub async fn entry(&self, list: FwList, ip: String) -> Result<Option<BlockEntry>, StoreError> {
         self.call(move |c| {
             Ok(c.query_row(
-                "SELECT ip, reason, source, blocked_at, expires_at FROM blocks WHERE ip = ?1",
+                &format!(
+                    "SELECT ip, reason, source, {tc}, expires_at FROM {t} WHERE ip = ?1",
+                    t = list.table(),
+                    tc = list.time_col()
+                ),
                 [ip],
                 |r| {
                     Ok(BlockEntry {
@@ -271,6 +404,126 @@ impl Store {
                 },
             )
             .optional()?)
+        })
+        .await
+    }
+
+    pub async fn block(&self, ip: String) -> Result<Option<BlockEntry>, StoreError> {
+        self.entry(FwList::Blocks, ip).await
+    }
+
+    pub async fn audit(
+        &self,
+        action: &str,
+        target: &str,
+        actor: &str,
+        details: &str,
+    ) -> Result<(), StoreError> {
+        let (action, target, actor, details) = (
+            action.to_string(),
+            target.to_string(),
+            actor.to_string(),
+            details.to_string(),
+        );
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO firewall_audit (ts, action, target, actor, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now_rfc3339(), action, target, actor, details],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Newest first.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, ts, action, target, actor, details FROM firewall_audit ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    actor: r.get(4)?,
+                    details: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
+        })
+        .await
+    }
+
+    /// Set (Some) or delete (None) several settings in one transaction.
+    pub async fn set_settings(&self, kv: Vec<(String, Option<String>)>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            for (k, v) in kv {
+                match v {
+                    Some(v) => tx.execute(
+                        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        params![k, v, now_rfc3339()],
+                    )?,
+                    None => tx.execute("DELETE FROM settings WHERE key = ?1", [k])?,
+                };
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Record sampled XDP drops; keeps at most `keep` newest rows.
+    pub async fn add_drop_samples(
+        &self,
+        rows: Vec<(String, String, u8, u16)>,
+        keep: i64,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let now = time::OffsetDateTime::now_utc();
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO drop_samples (ts, ts_unix, ip, reason, proto, dport) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (ip, reason, proto, dport) in rows {
+                    st.execute(params![rfc3339(now), now.unix_timestamp(), ip, reason, proto, dport])?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM drop_samples WHERE id <= (SELECT MAX(id) FROM drop_samples) - ?1",
+                [keep],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sources with the most sampled drops: (ip, count, last seen).
+    pub async fn top_dropped(&self, limit: u32) -> Result<Vec<(String, i64, String)>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT ip, COUNT(*), MAX(ts) FROM drop_samples GROUP BY ip ORDER BY COUNT(*) DESC, ip LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -299,6 +552,7 @@ mod tests {
             pid: Some(1),
             uid: Some(33),
             process: Some("php-fpm".into()),
+            ip: None,
         }
     }
 

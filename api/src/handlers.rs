@@ -12,7 +12,9 @@ use warp::{http::StatusCode, Reply};
 
 use crate::{
     auth::Principal,
-    model::BlockRequest,
+    model::{
+        BlockRequest, BulkIpRequest, DecisionRequest, FirewallOp, FwList, IpRequest, ListRequest,
+    },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
 };
@@ -29,14 +31,177 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// Value of `key` in a query string (`a=1&b=2`), percent-decoded.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `?limit=` within 1..=max, or `default`. A non-number is a 400.
+fn limit(query: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+    match query_param(query, "limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(|n| n.min(max))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a positive integer, got {v:?}"))
+            }),
+    }
+}
+
+/// Parse the route's request into a firewall operation.
+fn firewall_op(
+    handler: Handler,
+    query: &str,
+    body: &Bytes,
+) -> Result<Option<FirewallOp>, ApiError> {
+    let add = |list, r: ListRequest, source| FirewallOp::Add {
+        list,
+        ip: r.ip,
+        reason: r.reason,
+        duration: r.duration,
+        force: r.force,
+        source,
+    };
+    Ok(Some(match handler {
+        Handler::FirewallStatus => FirewallOp::Status,
+        Handler::FirewallAllowed => FirewallOp::List {
+            list: FwList::Allow,
+            subnets_only: false,
+        },
+        Handler::FirewallSubnets => FirewallOp::List {
+            list: FwList::Block,
+            subnets_only: true,
+        },
+        Handler::FirewallAudit => FirewallOp::Audit {
+            limit: limit(query, 100, 5000)?,
+        },
+        Handler::FirewallCheck => FirewallOp::Check {
+            ip: query_param(query, "ip")
+                .ok_or_else(|| ApiError::bad_request("ip query parameter required"))?,
+        },
+        Handler::UnblockIp => FirewallOp::Remove {
+            list: FwList::Block,
+            ips: vec![parse_json::<IpRequest>(body)?.ip],
+            bulk: false,
+        },
+        Handler::UnblockBulk => {
+            let r: BulkIpRequest = parse_json(body)?;
+            if r.ips.is_empty() {
+                return Err(ApiError::bad_request("ips must not be empty"));
+            }
+            FirewallOp::Remove {
+                list: FwList::Block,
+                ips: r.ips,
+                bulk: true,
+            }
+        }
+        Handler::AllowIp => add(FwList::Allow, parse_json(body)?, "api"),
+        Handler::RemoveAllow => FirewallOp::Remove {
+            list: FwList::Allow,
+            ips: vec![parse_json::<IpRequest>(body)?.ip],
+            bulk: false,
+        },
+        Handler::DenySubnet => {
+            let r: ListRequest = parse_json(body)?;
+            if !r.ip.contains('/') {
+                return Err(ApiError::bad_request(format!(
+                    "{:?} is not a CIDR (use block-ip for one address)",
+                    r.ip
+                )));
+            }
+            add(FwList::Block, r, "api")
+        }
+        Handler::RemoveSubnet => FirewallOp::Remove {
+            list: FwList::Block,
+            ips: vec![parse_json::<ListRequest>(body)?.ip],
+            bulk: false,
+        },
+        Handler::FirewallFlush => FirewallOp::Flush,
+        Handler::FirewallUnban => FirewallOp::Unban {
+            ip: parse_json::<IpRequest>(body)?.ip,
+        },
+        Handler::ThreatBlockIp => {
+            let mut r: ListRequest = parse_json(body)?;
+            r.duration = None; // permanent by definition
+            add(FwList::Block, r, "threat")
+        }
+        Handler::FirewallTentativeApply => FirewallOp::TentativeApply {
+            changes: parse_json(body)?,
+        },
+        Handler::FirewallRollback => FirewallOp::Rollback,
+        Handler::FirewallConfirm => FirewallOp::Confirm,
+        Handler::FirewallRevert => FirewallOp::Revert,
+        Handler::SecurityDecisions => FirewallOp::Decisions {
+            limit: limit(query, 50, 5000)?,
+        },
+        Handler::SecurityCreateDecision => {
+            let r: DecisionRequest = parse_json(body)?;
+            let list = match r.action.as_str() {
+                "block" | "ban" => FwList::Block,
+                "allow" => FwList::Allow,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "action must be block or allow, got {other:?}"
+                    )))
+                }
+            };
+            FirewallOp::Add {
+                list,
+                ip: r.ip,
+                reason: r.details,
+                duration: r.duration,
+                force: false,
+                source: "decision",
+            }
+        }
+        Handler::SecurityStatus => FirewallOp::SecurityStatus,
+        _ => return Ok(None),
+    }))
+}
+
 pub(crate) async fn handle<B: Backend>(
     state: &Arc<ApiState<B>>,
     route: &Route,
     principal: &Principal,
-    _query: &str,
+    query: &str,
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let b = &state.backend;
+    if let Some(op) = firewall_op(route.handler, query, &body)? {
+        let (status, v) = b.firewall(op, &principal.name).await?;
+        return Ok(warp::reply::with_status(json(&v), status).into_response());
+    }
     Ok(match route.handler {
         Handler::Status => {
             let mut resp = json(&b.status().await?);
@@ -74,6 +239,13 @@ pub(crate) async fn handle<B: Backend>(
                 .into_response()
         }
         Handler::Events => sse(state),
+        // Every firewall handler returned above.
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not implemented",
+            ))
+        }
     })
 }
 

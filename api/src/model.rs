@@ -77,3 +77,98 @@ pub struct BlockEntry {
     /// RFC 3339 expiry, or null for permanent.
     pub expires_at: Option<String>,
 }
+
+/// `{"ip": "..."}` bodies (unblock-ip, remove-allow, unban).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRequest {
+    pub ip: String,
+}
+
+/// Body of `POST /api/v1/unblock-bulk`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkIpRequest {
+    pub ips: Vec<String>,
+}
+
+/// Body of `POST /api/v1/firewall/allow-ip`, `/firewall/deny-subnet`, `/threat/block-ip`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {
+    /// Address or CIDR (`cidr` and `subnet` are accepted as aliases).
+    #[serde(alias = "cidr", alias = "subnet")]
+    pub ip: String,
+    #[serde(default)]
+    pub reason: String,
+    /// Seconds until expiry; absent or 0 = permanent.
+    #[serde(default)]
+    pub duration: Option<u64>,
+    /// Required to act on a /0.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Body of `POST /api/v1/security/decisions` (Charon).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    pub ip: String,
+    /// "block" or "allow".
+    pub action: String,
+    #[serde(default)]
+    pub details: String,
+    #[serde(default)]
+    pub duration: Option<u64>,
+}
+
+/// Which firewall list an operation targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwList {
+    Block,
+    Allow,
+}
+
+/// A firewall operation, parsed and shape-checked by the API layer.
+#[derive(Clone, Debug)]
+pub enum FirewallOp {
+    Status,
+    List {
+        list: FwList,
+        subnets_only: bool,
+    },
+    Audit {
+        limit: u32,
+    },
+    Check {
+        ip: String,
+    },
+    Add {
+        list: FwList,
+        ip: String,
+        reason: String,
+        duration: Option<u64>,
+        force: bool,
+        source: &'static str,
+    },
+    /// Remove from a list; `bulk` answers with per-item results instead of 404.
+    Remove {
+        list: FwList,
+        ips: Vec<String>,
+        bulk: bool,
+    },
+    Flush,
+    Unban {
+        ip: String,
+    },
+    TentativeApply {
+        changes: serde_json::Value,
+    },
+    Rollback,
+    Confirm,
+    Revert,
+    Decisions {
+        limit: u32,
+    },
+    SecurityStatus,
+}

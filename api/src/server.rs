@@ -15,7 +15,7 @@ use warp::{
 };
 
 use crate::{
-    model::{BlockEntry, BlockRequest, Finding},
+    model::{BlockEntry, BlockRequest, Finding, FirewallOp},
     routes, ApiError, TokenSet,
 };
 
@@ -37,6 +37,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn metrics(&self) -> Result<String, ApiError>;
     /// Findings as they are dispatched.
     fn subscribe(&self) -> broadcast::Receiver<Finding>;
+    /// Every firewall route: the API parses and checks the request, the backend acts.
+    /// Returns the response body and its status.
+    async fn firewall(
+        &self,
+        op: FirewallOp,
+        actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError>;
 }
 
 pub struct ApiState<B: Backend> {

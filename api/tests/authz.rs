@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use api::{
     auth::{digest, Grant, CSRF_HEADER},
-    model::{BlockEntry, BlockRequest, Finding},
+    model::{BlockEntry, BlockRequest, Finding, FirewallOp},
     routes::ROUTES,
     ApiError, ApiState, Backend, Scope, TokenSet,
 };
@@ -53,6 +53,19 @@ impl Backend for MemBackend {
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
         self.tx.subscribe()
     }
+    async fn firewall(
+        &self,
+        _op: FirewallOp,
+        _actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        Ok((StatusCode::OK, serde_json::json!({})))
+    }
+}
+
+/// Authorization passed: anything but 401/403 (a route may still reject the
+/// test's one-size body with 400; that is not what this test checks).
+fn authorized(s: StatusCode) -> bool {
+    s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN
 }
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -107,14 +120,14 @@ async fn every_route_enforces_its_scope() {
         );
         let admin = status_of(r.method, r.path, Some(ADMIN)).await;
         assert!(
-            admin.is_success(),
+            authorized(admin),
             "{} {} admin got {admin}",
             r.method,
             r.path
         );
         let read = status_of(r.method, r.path, Some(READ)).await;
         match r.scope {
-            Scope::Read => assert!(read.is_success(), "{} {} read got {read}", r.method, r.path),
+            Scope::Read => assert!(authorized(read), "{} {} read got {read}", r.method, r.path),
             Scope::Admin | Scope::Metrics => {
                 assert_eq!(
                     read,
@@ -128,7 +141,7 @@ async fn every_route_enforces_its_scope() {
         let metrics = status_of(r.method, r.path, Some(METRICS)).await;
         if r.scope == Scope::Metrics {
             assert!(
-                metrics.is_success(),
+                authorized(metrics),
                 "{} metrics token got {metrics}",
                 r.path
             );
@@ -194,6 +207,71 @@ async fn bad_bodies_are_400_and_oversized_413() {
     }
     let resp = post(vec![b' '; api::server_max_body() + 1]).reply(&f).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn firewall_bodies_are_checked_before_the_backend() {
+    let f = api::filter(state());
+    for (path, body, want) in [
+        (
+            "/api/v1/unblock-bulk",
+            r#"{"ips": []}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/unblock-bulk",
+            r#"{"ips": "1.2.3.4"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/firewall/deny-subnet",
+            r#"{"cidr": "203.0.113.5"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/firewall/deny-subnet",
+            r#"{"cidr": "203.0.113.0/24"}"#,
+            StatusCode::OK,
+        ),
+        (
+            "/api/v1/firewall/allow-ip",
+            r#"{"ip": "203.0.113.5", "bogus": 1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/security/decisions",
+            r#"{"ip": "203.0.113.5", "action": "nuke"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/settings/firewall/tentative-apply",
+            "",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let resp = warp::test::request()
+            .method("POST")
+            .path(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(body)
+            .reply(&f)
+            .await;
+        assert_eq!(resp.status(), want, "{path} {body}");
+    }
+    for (q, want) in [
+        ("/api/v1/firewall/check", StatusCode::BAD_REQUEST),
+        ("/api/v1/firewall/check?ip=203.0.113.5", StatusCode::OK),
+        ("/api/v1/firewall/audit?limit=abc", StatusCode::BAD_REQUEST),
+        ("/api/v1/firewall/audit?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/v1/firewall/audit?limit=10", StatusCode::OK),
+    ] {
+        let resp = warp::test::request()
+            .path(q)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .reply(&f)
+            .await;
+        assert_eq!(resp.status(), want, "{q}");
+    }
 }
 
 #[tokio::test]

@@ -241,6 +241,131 @@ impl Drop for AgentProcess {
     }
 }
 
+/// A bpffs directory for one test's pinned maps and links; removed on drop
+/// (unpinning detaches whatever only the pins kept alive).
+pub struct PinDir(pub PathBuf);
+
+impl PinDir {
+    pub fn new() -> Self {
+        let p = PathBuf::from(format!(
+            "/sys/fs/bpf/rampart-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        PinDir(p)
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The embedded config with test-sized maps and `pins` as the pin directory.
+pub fn test_config(pins: &PinDir) -> agent::config::Config {
+    let mut cfg = agent::config::Config::embedded().expect("embedded config");
+    cfg.firewall.pin_dir = pins.0.clone();
+    cfg.firewall.max_entries_v4 = 1024;
+    cfg.firewall.max_entries_v6 = 1024;
+    cfg.firewall.max_allow_entries = 64;
+    cfg.firewall.max_tracked_sources = 1024;
+    cfg.sensors.ringbuf_bytes = 1 << 16;
+    cfg
+}
+
+/// A TCP listener on `addr` inside namespace `ns`, accepting until dropped.
+pub struct Listener {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    pub fn start(ns: &str, addr: std::net::SocketAddr) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = format!("/run/netns/{ns}");
+        let st = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("netns");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let l = std::net::TcpListener::bind(addr).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = tx.send(());
+            while !st.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => drop(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("listener ready");
+        Listener {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One TCP connect from namespace `ns` to `addr` (1 s timeout); true when it connects.
+pub fn tcp_connects(ns: &str, addr: std::net::SocketAddr) -> bool {
+    NetPair::in_ns(ns, move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    })
+}
+
+/// `count` pings from `ns` to `ip`, `interval` seconds apart; returns how many were answered.
+pub fn pings_answered(ns: &str, ip: &str, count: u32, interval: &str) -> u32 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            interval,
+            "-W",
+            "1",
+            ip,
+        ])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "... 10 packets transmitted, 4 received, ..."
+    text.split(',')
+        .find_map(|part| {
+            part.trim()
+                .strip_suffix(" received")
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// A random API token.
 pub fn token() -> String {
     let mut b = [0u8; 24];
@@ -274,6 +399,30 @@ pub mod packet {
             p.extend_from_slice(&vid.to_be_bytes());
         }
         p.extend_from_slice(&proto.to_be_bytes());
+        p
+    }
+
+    /// An IPv4/TCP segment from `src` to `dport` with TCP `flags` (0x02 SYN, 0x10 ACK).
+    pub fn tcp4(src: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+        let mut p = eth(ETH_P_IP, &[]);
+        let ip: [u8; 20] = [
+            0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, src[0], src[1], src[2], src[3], 192, 0, 2, 1,
+        ];
+        p.extend_from_slice(&ip);
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = flags;
+        p.extend_from_slice(&tcp);
+        p
+    }
+
+    /// An IPv4/UDP datagram from `src` to `dport`.
+    pub fn udp4(src: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = ipv4(src, &[]);
+        let n = p.len();
+        p[n - 6..n - 4].copy_from_slice(&dport.to_be_bytes());
         p
     }
 
