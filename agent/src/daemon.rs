@@ -346,7 +346,7 @@ async fn housekeeping(
                 if let Err(e) = policy.tick().await {
                     tracing::error!(error = %e, "Firewall rollback timer failed.");
                 }
-                if n % EXPIRY_SWEEP_TICKS == 0 {
+                if n.is_multiple_of(EXPIRY_SWEEP_TICKS) {
                     if let Err(e) = fw.sweep().await {
                         tracing::error!(error = %e, "Expiry sweep failed.");
                     }

@@ -68,6 +68,10 @@ fn cstr(bytes: &[u8]) -> String {
 
 /// A decoded kernel event.
 #[derive(Clone, Copy)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a short-lived stack value per event; boxing would allocate per event"
+)]
 pub enum Decoded {
     File(FileEvent),
     Xdp(XdpEvent),

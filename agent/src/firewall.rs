@@ -86,9 +86,16 @@ pub struct KernelLists {
     pub allow_v6: LpmTrie<MapData, [u8; 16], BlockValue>,
 }
 
+/// Removing an absent key is not an error (aya reports it as KeyNotFound or as the
+/// delete syscall's ENOENT).
 fn ignore_missing(r: Result<(), aya::maps::MapError>) -> Result<(), aya::maps::MapError> {
     match r {
         Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }

@@ -5,6 +5,8 @@
 //! Everything a test creates is removed in `Drop`, so a failing assertion still
 //! cleans up (namespaces, veths, the agent process).
 
+pub mod harness;
+
 use std::{
     io::Read,
     path::{Path, PathBuf},
@@ -72,7 +74,8 @@ pub fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Two network namespaces joined by a veth pair, with RFC 5737 addresses:
-/// `a` (192.0.2.1, where the agent runs) and `b` (192.0.2.2, the peer).
+/// `a` (198.51.100.1, where the agent runs) and `b` (198.51.100.2, the peer).
+/// (Not 192.0.2.0/24: CI machines of this kind carry 192.0.2.2 on their own eth0.)
 pub struct NetPair {
     pub ns_a: String,
     pub ns_b: String,
@@ -94,8 +97,8 @@ impl NetPair {
             ns_b: format!("rt-b-{id}"),
             if_a: format!("rta{id}"),
             if_b: format!("rtb{id}"),
-            ip_a: "192.0.2.1",
-            ip_b: "192.0.2.2",
+            ip_a: "198.51.100.1",
+            ip_b: "198.51.100.2",
         };
         // From here on Drop cleans up whatever was created.
         sh("ip", &["netns", "add", &p.ns_a])?;
@@ -170,10 +173,13 @@ impl AgentProcess {
         );
         let out = std::fs::File::create(&log).expect("agent log");
         let err = out.try_clone().expect("agent log");
+        // nsenter --net enters only the network namespace. `ip netns exec` would also
+        // unshare the mount namespace and remount /sys, hiding the host's bpffs: the
+        // agent's pins would then die with it.
         let mut cmd = match ns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bin);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(&bin);
                 c
             }
             None => Command::new(&bin),

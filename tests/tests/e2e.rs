@@ -9,16 +9,8 @@ use std::{
     time::Duration,
 };
 
-use integration_test::{feature_available, is_root, token, wait_for, AgentProcess, NetPair};
-
-fn client(cert_pem: &[u8]) -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("agent cert"))
-        .tls_built_in_root_certs(false)
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
+use integration_test::{feature_available, harness::Harness, is_root, NetPair};
+use serde_json::json;
 
 #[test]
 fn block_via_api_drops_peer_and_webshell_reaches_sse() {
@@ -36,134 +28,73 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         net.ping_a_from_b(),
         "baseline: peer must reach the agent's host before any block"
     );
+    let mut h = Harness::start(net, "");
+    let ip_b = h.net.ip_b;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let www = dir.path().join("www");
-    std::fs::create_dir(&www).expect("mkdir www");
-    let state = dir.path().join("state");
-    let (admin, read) = (token(), token());
-    let cfg = dir.path().join("rampart.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "state_dir: {state}\n\
-             webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n\
-             firewall:\n  interfaces: [{iface}]\n\
-             watch:\n  paths: [{www}]\n",
-            state = state.display(),
-            iface = net.if_a,
-            www = www.display(),
-        ),
-    )
-    .expect("config");
-    let mut agent = AgentProcess::start(Some(&net.ns_a), &cfg, dir.path().join("agent.log"));
-
-    let cert_path = state.join("tls/cert.pem");
-    let ready = wait_for(Duration::from_secs(60), || {
-        agent.assert_running();
-        cert_path.exists()
-    });
-    assert!(
-        ready,
-        "agent did not create its certificate; log:\n{}",
-        agent.log_text()
+    // Unauthenticated, wrong-scope and malformed requests.
+    assert_eq!(h.request("GET", "/api/v1/findings", "", None).0, 401);
+    let read = h.read.clone();
+    let body = json!({"ip": ip_b, "reason": "e2e"});
+    assert_eq!(
+        h.request("POST", "/api/v1/block-ip", &read, Some(body.clone()))
+            .0,
+        403,
+        "a read token must not block"
     );
-    let cert = std::fs::read(&cert_path).expect("cert");
+    assert_eq!(
+        h.post("/api/v1/block-ip", json!({"ip": "not-an-ip"})).0,
+        400,
+        "malformed ip"
+    );
+    assert_eq!(
+        h.post("/api/v1/block-ip", json!({"ip": "127.0.0.1"})).0,
+        422,
+        "loopback must never be blocked"
+    );
+    assert_eq!(
+        h.post("/api/v1/block-ip", json!({"ip": h.net.ip_a})).0,
+        422,
+        "own address must never be blocked"
+    );
 
-    let ns_b = net.ns_b.clone();
-    let ip_a = net.ip_a;
-    let ip_b = net.ip_b;
-    let www2 = www.clone();
-    let outcome = NetPair::in_ns(&net.ns_a.clone(), move || {
-        let c = client(&cert);
-        let base = "https://127.0.0.1:9443";
-        let up = wait_for(Duration::from_secs(30), || {
-            c.get(format!("{base}/api/v1/health"))
-                .bearer_auth(&read)
-                .send()
-                .is_ok_and(|r| r.status() == 200)
-        });
-        assert!(up, "API did not come up");
+    // Block the peer.
+    let (s, v) = h.post("/api/v1/block-ip", body);
+    assert_eq!(s, 200, "{v}");
+    let (_, listed) = h.get("/api/v1/blocked-ips", &read);
+    assert_eq!(listed[0]["ip"], ip_b, "{listed}");
+    assert!(!h.net.ping_a_from_b(), "peer ping must fail once blocked");
+    let (_, metrics) = h.get("/metrics", &h.admin.clone());
+    let metrics = metrics.as_str().expect("metrics text").to_string();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_xdp_packets_total{reason=\"blocked\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("blocked counter in /metrics");
+    assert!(
+        dropped >= 1,
+        "XDP blocked counter must count the dropped ping ({dropped})"
+    );
 
-        // Unauthenticated and wrong-scope requests.
-        let r = c
-            .get(format!("{base}/api/v1/findings"))
-            .send()
-            .expect("request");
-        assert_eq!(r.status(), 401);
-        let body = serde_json::json!({"ip": ip_b, "reason": "e2e"});
-        let r = c
-            .post(format!("{base}/api/v1/block-ip"))
-            .bearer_auth(&read)
-            .json(&body)
-            .send()
-            .expect("request");
-        assert_eq!(r.status(), 403, "a read token must not block");
-        let r = c
-            .post(format!("{base}/api/v1/block-ip"))
-            .bearer_auth(&admin)
-            .body("{not json")
-            .send()
-            .expect("request");
-        assert_eq!(r.status(), 400, "malformed body");
-        let r = c
-            .post(format!("{base}/api/v1/block-ip"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"ip": "127.0.0.1"}))
-            .send()
-            .expect("request");
-        assert_eq!(r.status(), 422, "loopback must never be blocked");
-
-        // Block the peer.
-        let r = c
-            .post(format!("{base}/api/v1/block-ip"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .expect("request");
-        assert_eq!(r.status(), 200, "block-ip: {:?}", r.text());
-        let listed: serde_json::Value = c
-            .get(format!("{base}/api/v1/blocked-ips"))
-            .bearer_auth(&read)
-            .send()
-            .expect("list")
-            .json()
-            .expect("json");
-        assert_eq!(listed[0]["ip"], ip_b, "{listed}");
-
-        let ping = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns_b, "ping", "-c", "2", "-W", "1", ip_a])
-            .output()
-            .expect("ping");
-        assert!(!ping.status.success(), "peer ping must fail once blocked");
-        let metrics = c
-            .get(format!("{base}/metrics"))
-            .bearer_auth(&admin)
-            .send()
-            .expect("metrics")
-            .text()
-            .expect("text");
-        let dropped: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("rampart_xdp_packets_total{reason=\"blocked\"} "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("blocked counter in /metrics");
-        assert!(
-            dropped >= 2,
-            "XDP blocked counter must count the dropped pings ({dropped})"
-        );
-
-        // SSE: open the stream, then write a webshell into the watched dir.
+    // SSE: open the stream, then write a webshell into the watched dir.
+    let cert = std::fs::read(h.state().join("tls/cert.pem")).expect("cert");
+    let www = h.www.clone();
+    let (finding, shell) = NetPair::in_ns(&h.net.ns_a, move || {
+        let c = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("cert"))
+            .tls_built_in_root_certs(false)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
         let resp = c
-            .get(format!("{base}/api/v1/events"))
+            .get("https://127.0.0.1:9443/api/v1/events")
             .bearer_auth(&read)
             .send()
             .expect("sse");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        let shell = www2.join("shell.php");
+        let shell = www.join("shell.php");
         std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write webshell");
-        std::fs::write(www2.join("clean.php"), "<?php echo 'hi';").expect("write clean file");
+        std::fs::write(www.join("clean.php"), "<?php echo 'hi';").expect("write clean file");
         // Read whole events (fields in any order, ended by a blank line), skipping
         // keep-alive comments.
         let mut lines = BufReader::new(resp).lines();
@@ -187,24 +118,27 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         }
         let finding: serde_json::Value =
             serde_json::from_str(&data.expect("data")).expect("data: line is one JSON object");
-        let id_seen = id.as_deref() == Some(&finding["id"].to_string()[..]);
-        assert!(
-            id_seen,
-            "each SSE event carries the finding id as its id: field ({id:?})"
+        assert_eq!(
+            id.as_deref(),
+            Some(&finding["id"].to_string()[..]),
+            "SSE id: is the finding id"
         );
         (finding, shell)
     });
-    let (finding, shell) = outcome;
     assert_eq!(finding["check"], "php_webshell");
     assert_eq!(finding["severity"], "critical");
     assert_eq!(finding["path"], shell.display().to_string());
     assert_eq!(finding["uid"], 0);
 
-    // Clean shutdown: exit 0, programs detached (the peer can ping again: the XDP
-    // program is gone with the agent in this skeleton; pinning is the firewall issue).
-    let status = agent
-        .stop(Duration::from_secs(15))
-        .expect("agent stops on SIGTERM");
-    assert!(status.success(), "agent exit status {status}");
-    assert!(net.ping_a_from_b(), "XDP must be detached after shutdown");
+    // Clean shutdown: exit 0 and XDP detached (the peer can ping again); the
+    // blocklist stays pinned for the next start.
+    h.stop();
+    assert!(
+        h.net.ping_a_from_b(),
+        "XDP must be detached after a clean shutdown"
+    );
+    assert!(
+        h.pins.0.join(agent_common::maps::BLOCK_V4).exists(),
+        "block map stays pinned"
+    );
 }

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! An agent running in namespace `a` of a [`NetPair`], with XDP on its veth end,
+//! and an HTTPS client that talks to it from inside that namespace.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::{token, wait_for, AgentProcess, NetPair, PinDir};
+
+pub struct Harness {
+    pub net: NetPair,
+    pub dir: tempfile::TempDir,
+    pub pins: PinDir,
+    pub config: PathBuf,
+    pub agent: Option<AgentProcess>,
+    pub admin: String,
+    pub read: String,
+    pub www: PathBuf,
+}
+
+impl Harness {
+    /// Set up namespaces and a config (`extra` is appended to the YAML); start the agent.
+    pub fn start(net: NetPair, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir www");
+        let pins = PinDir::new();
+        let (admin, read) = (token(), token());
+        let config = dir.path().join("rampart.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {state}\n\
+                 webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n\
+                 firewall:\n  interfaces: [{iface}]\n  pin_dir: {pins}\n  max_entries_v4: 4096\n  max_entries_v6: 4096\n{extra}\
+                 watch:\n  paths: [{www}]\n",
+                state = dir.path().join("state").display(),
+                iface = net.if_a,
+                pins = pins.0.display(),
+                www = www.display(),
+            ),
+        )
+        .expect("config");
+        let mut h = Harness {
+            net,
+            dir,
+            pins,
+            config,
+            agent: None,
+            admin,
+            read,
+            www,
+        };
+        h.restart();
+        h
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// (Re)start the agent and wait until its API answers.
+    pub fn restart(&mut self) {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = self.dir.path().join(format!("agent-{n}.log"));
+        let mut agent = AgentProcess::start(Some(&self.net.ns_a), &self.config, log);
+        let cert = self.state().join("tls/cert.pem");
+        let ok = wait_for(Duration::from_secs(60), || {
+            agent.assert_running();
+            cert.exists()
+        });
+        assert!(ok, "agent did not start; log:\n{}", agent.log_text());
+        self.agent = Some(agent);
+        let up = wait_for(Duration::from_secs(30), || {
+            self.agent.as_mut().expect("agent").assert_running();
+            self.get("/api/v1/health", &self.read.clone()).0 == 200
+        });
+        assert!(up, "API did not come up; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.agent
+            .as_ref()
+            .map(|a| a.log_text())
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL the agent: no clean-up runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let pid = nix::unistd::Pid::from_raw(a.pid().expect("pid") as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+            // Reap it (nsenter execs the agent, so the child is the agent itself).
+            let _ = a.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// SIGTERM and wait; asserts a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let st = a
+                .stop(Duration::from_secs(15))
+                .expect("agent stops on SIGTERM");
+            assert!(
+                st.success(),
+                "agent exit status {st}; log:\n{}",
+                a.log_text()
+            );
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        let (method, url, token) = (
+            method.to_string(),
+            format!("https://127.0.0.1:9443{path}"),
+            token.to_string(),
+        );
+        NetPair::in_ns(&self.net.ns_a, move || {
+            let c = reqwest::blocking::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("cert"))
+                .tls_built_in_root_certs(false)
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client");
+            let mut rb = c
+                .request(method.parse().expect("method"), &url)
+                .bearer_auth(token);
+            if let Some(b) = body {
+                rb = rb.json(&b);
+            }
+            match rb.send() {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let text = r.text().unwrap_or_default();
+                    (
+                        status,
+                        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+                    )
+                }
+                Err(e) => (0, serde_json::Value::String(e.to_string())),
+            }
+        })
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        self.request("GET", path, token, None)
+    }
+
+    pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let admin = self.admin.clone();
+        self.request("POST", path, &admin, Some(body))
+    }
+
+    /// The XDP verdict counter for `reason` from /api/v1/firewall/status.
+    pub fn counter(&self, reason: &str) -> u64 {
+        let (s, v) = self.get("/api/v1/firewall/status", &self.admin.clone());
+        assert_eq!(s, 200, "{v}");
+        v["counters"][reason]
+            .as_u64()
+            .unwrap_or_else(|| panic!("counter {reason} in {v}"))
+    }
+
+    /// Run `rampart firewall ARGS` with this harness's config; (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new(crate::rampart_bin())
+            .arg("firewall")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("rampart firewall");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}

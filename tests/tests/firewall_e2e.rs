@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The XDP firewall end to end between two network namespaces (RFC 5737 addresses):
+//! block/unblock over the API and CLI, allow beats block, enforcement through
+//! kill -9, reconciliation with the store at restart, rate limits through a
+//! tentative policy that reverts unless confirmed.
+
+use std::{net::SocketAddr, time::Duration};
+
+use aya::maps::lpm_trie::Key;
+use integration_test::{
+    feature_available, harness::Harness, is_root, pings_answered, tcp_connects, wait_for, Listener,
+    NetPair,
+};
+use serde_json::json;
+
+fn net_or_skip() -> Option<NetPair> {
+    if !feature_available("root + network namespaces", is_root()) {
+        return None;
+    }
+    match NetPair::create() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            assert!(feature_available("network namespaces + veth", Err(e)));
+            None
+        }
+    }
+}
+
+fn reachable(h: &Harness, svc: SocketAddr) -> (bool, bool) {
+    (
+        pings_answered(&h.net.ns_b, h.net.ip_a, 2, "0.2") > 0,
+        tcp_connects(&h.net.ns_b, svc),
+    )
+}
+
+#[test]
+fn block_unblock_allow_kill9_and_reconcile() {
+    let Some(net) = net_or_skip() else { return };
+    let svc: SocketAddr = format!("{}:8080", net.ip_a).parse().expect("addr");
+    let _listener = Listener::start(&net.ns_a, svc);
+    let mut h = Harness::start(net, "");
+    let b = h.net.ip_b;
+    assert_eq!(reachable(&h, svc), (true, true), "baseline");
+
+    // Block: ping and TCP connect fail, the counter rises.
+    let before = h.counter("blocked");
+    assert_eq!(
+        h.post("/api/v1/block-ip", json!({"ip": b, "reason": "test"}))
+            .0,
+        200
+    );
+    assert_eq!(reachable(&h, svc), (false, false), "blocked");
+    assert!(h.counter("blocked") > before, "blocked counter must rise");
+    let (_, c) = h.get(&format!("/api/v1/firewall/check?ip={b}"), &h.admin.clone());
+    assert_eq!(c["verdict"], "drop", "{c}");
+
+    // Unblock: traffic flows; a second unblock is a 404.
+    assert_eq!(h.post("/api/v1/unblock-ip", json!({"ip": b})).0, 200);
+    assert_eq!(reachable(&h, svc), (true, true), "unblocked");
+    assert_eq!(h.post("/api/v1/unblock-ip", json!({"ip": b})).0, 404);
+
+    // Allow beats block in the kernel; blocking an allowed address is refused.
+    assert_eq!(h.post("/api/v1/block-ip", json!({"ip": b})).0, 200);
+    let allowed_before = h.counter("allowed");
+    assert_eq!(
+        h.post(
+            "/api/v1/firewall/allow-ip",
+            json!({"ip": b, "reason": "monitoring"})
+        )
+        .0,
+        200
+    );
+    assert_eq!(reachable(&h, svc), (true, true), "allow beats block");
+    assert!(h.counter("allowed") > allowed_before);
+    let (s, v) = h.post("/api/v1/block-ip", json!({"ip": b}));
+    assert_eq!(s, 422, "blocking an allowed address: {v}");
+    assert_eq!(
+        h.post("/api/v1/firewall/remove-allow", json!({"ip": b})).0,
+        200
+    );
+    assert_eq!(
+        reachable(&h, svc),
+        (false, false),
+        "block applies again without the allow"
+    );
+
+    // Charon decisions list what is in force.
+    let (s, d) = h.post(
+        "/api/v1/security/decisions",
+        json!({"ip": "203.0.113.50", "action": "block", "details": "manual"}),
+    );
+    assert_eq!(s, 201, "{d}");
+    let (_, list) = h.get("/api/v1/security/decisions?limit=10", &h.admin.clone());
+    let ips: Vec<&str> = list["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter_map(|d| d["ip"].as_str())
+        .collect();
+    assert!(ips.contains(&"203.0.113.50") && ips.contains(&b), "{list}");
+
+    // The CLI acts on the running agent's pinned maps at once; bad input changes nothing.
+    let bad = h.dir.path().join("bad.txt");
+    std::fs::write(&bad, "203.0.113.1\nnot-an-ip\n").expect("write");
+    let (code, _, err) = h.cli(&["import", bad.to_str().expect("utf8")]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    let (_, c) = h.get("/api/v1/firewall/check?ip=203.0.113.1", &h.admin.clone());
+    assert_eq!(c["verdict"], "pass", "nothing half-imported: {c}");
+    let (code, out, err) = h.cli(&["unblock", b]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        reachable(&h, svc),
+        (true, true),
+        "CLI unblock is enforced at once"
+    );
+    let good = h.dir.path().join("good.txt");
+    std::fs::write(
+        &good,
+        format!("# attackers\n{b}\n203.0.113.128/25 # scanners\n"),
+    )
+    .expect("write");
+    let (code, out, err) = h.cli(&["import", good.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        reachable(&h, svc),
+        (false, false),
+        "CLI import is enforced at once"
+    );
+
+    // kill -9: the pinned link keeps XDP attached with the pinned blocklist.
+    h.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        reachable(&h, svc),
+        (false, false),
+        "still blocked with the agent dead"
+    );
+
+    // While it is down, make the store and the kernel disagree: the store wins.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let store = agent::store::Store::open(&h.state().join("rampart.db"), 8).expect("store");
+        assert!(store.delete_block(b.to_string()).await.expect("delete"));
+        let e = api::model::BlockEntry {
+            ip: "203.0.113.77".into(),
+            reason: "added offline".into(),
+            source: "test".into(),
+            blocked_at: agent::store::now_rfc3339(),
+            expires_at: None,
+        };
+        store.upsert_block(e, None).await.expect("upsert");
+        store.flush().await.expect("flush");
+    });
+    h.restart();
+    assert_eq!(
+        reachable(&h, svc),
+        (true, true),
+        "reconciled: the block removed from the store is gone"
+    );
+    let lists = agent::loader::open_pinned_lists(&h.pins.0)
+        .expect("open")
+        .expect("pinned");
+    assert!(
+        lists
+            .block_v4
+            .get(&Key::new(32, [203, 0, 113, 77]), 0)
+            .is_ok(),
+        "store-only block added to the kernel"
+    );
+    assert!(
+        lists
+            .block_v4
+            .get(&Key::new(25, [203, 0, 113, 128]), 0)
+            .is_ok(),
+        "kept"
+    );
+    let (_, st) = h.get("/api/v1/firewall/status", &h.admin.clone());
+    assert_eq!(st["blocked"], 3, "{st}"); // 203.0.113.50, 203.0.113.128/25, 203.0.113.77
+    assert_eq!(st["blocked_subnets"], 1, "{st}");
+    let (_, audit) = h.get("/api/v1/firewall/audit?limit=100", &h.admin.clone());
+    assert!(
+        audit
+            .as_array()
+            .expect("audit")
+            .iter()
+            .any(|a| a["action"] == "import"),
+        "{audit}"
+    );
+
+    // Flush removes every block.
+    let (s, v) = h.post("/api/v1/firewall/flush", json!({}));
+    assert_eq!((s, v["removed"].as_u64()), (200, Some(3)), "{v}");
+    h.stop();
+}
+
+#[test]
+fn rate_limit_by_tentative_policy_reverts_unless_confirmed() {
+    let Some(net) = net_or_skip() else { return };
+    let mut h = Harness::start(net, "  tentative_timeout_secs: 3\n");
+    let (ns_b, ip_a) = (h.net.ns_b.clone(), h.net.ip_a);
+    let flood = || pings_answered(&ns_b, ip_a, 30, "0.01");
+    assert!(flood() >= 28, "baseline flood is answered");
+
+    // Invalid policy values: 422, nothing changes.
+    let (s, v) = h.post(
+        "/api/v1/settings/firewall/tentative-apply",
+        json!({"rate_limit": {"pps": 5, "burst": 0}}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(
+        h.post("/api/v1/settings/firewall/confirm", json!({})).0,
+        409,
+        "nothing pending"
+    );
+
+    // Tentative rate limit: the flood's excess is dropped.
+    let (s, v) = h.post(
+        "/api/v1/settings/firewall/tentative-apply",
+        json!({"rate_limit": {"pps": 2, "burst": 2}}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let before = h.counter("rate_limited");
+    let answered = flood();
+    assert!(
+        answered <= 8,
+        "rate limit must drop most of a 100 pps flood ({answered}/30 answered)"
+    );
+    assert!(
+        h.counter("rate_limited") - before >= u64::from(30 - answered),
+        "every drop is counted"
+    );
+    let (_, rb) = h.get("/api/v1/settings/firewall/rollback", &h.admin.clone());
+    assert_eq!(rb["pending"], true, "{rb}");
+
+    // Not confirmed: reverted by the timer.
+    let admin = h.admin.clone();
+    assert!(
+        wait_for(Duration::from_secs(10), || h
+            .get("/api/v1/settings/firewall/rollback", &admin)
+            .1["pending"]
+            == false),
+        "tentative policy was not reverted"
+    );
+    assert!(
+        flood() >= 28,
+        "after the revert the flood is answered again"
+    );
+    let (_, audit) = h.get("/api/v1/firewall/audit", &admin);
+    let a = &audit[0];
+    assert_eq!(
+        (a["action"].as_str(), a["actor"].as_str()),
+        (Some("policy_revert"), Some("rollback_timer")),
+        "{audit}"
+    );
+
+    // Confirmed: kept past the timer, and across a restart.
+    assert_eq!(
+        h.post(
+            "/api/v1/settings/firewall/tentative-apply",
+            json!({"rate_limit": {"pps": 2, "burst": 2}})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        h.post("/api/v1/settings/firewall/confirm", json!({})).0,
+        200
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, st) = h.get("/api/v1/firewall/status", &admin);
+    assert_eq!(st["policy"]["rate_limit"]["pps"], 2, "{st}");
+    h.stop();
+    h.restart();
+    assert!(flood() <= 8, "confirmed policy survives a restart");
+
+    // Pending across a restart: reverted when the deadline passes while down.
+    assert_eq!(
+        h.post(
+            "/api/v1/settings/firewall/tentative-apply",
+            json!({"rate_limit": {"pps": 0, "burst": 0}})
+        )
+        .0,
+        200
+    );
+    h.kill9();
+    std::thread::sleep(Duration::from_secs(4));
+    h.restart();
+    let (_, st) = h.get("/api/v1/firewall/status", &admin);
+    assert_eq!(
+        st["policy"]["rate_limit"]["pps"], 2,
+        "expired tentative change reverted at start: {st}"
+    );
+    assert_eq!(st["rollback"], serde_json::Value::Null, "{st}");
+    h.stop();
+}
