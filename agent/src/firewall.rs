@@ -6,7 +6,9 @@ use std::{collections::HashSet, net::IpAddr, sync::Mutex};
 
 use agent_common::xdp::BlockValue;
 use api::model::BlockEntry;
-use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
+use std::os::fd::AsFd;
+
+use aya::maps::{lpm_trie::Key, IterableMap, LpmTrie, MapData};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -129,6 +131,52 @@ impl KernelLists {
             IpNet::V4(n) => v4.remove(&Key::new(u32::from(n.prefix_len()), n.addr().octets())),
             IpNet::V6(n) => v6.remove(&Key::new(u32::from(n.prefix_len()), n.addr().octets())),
         })
+    }
+
+    /// Insert many entries with BPF_MAP_UPDATE_BATCH (64k per syscall); per-entry
+    /// updates where the kernel has no batch support for LPM tries.
+    fn insert_many(&mut self, list: FwList, nets: &[IpNet]) -> Result<(), aya::maps::MapError> {
+        const CHUNK: usize = 65536;
+        let (v4, v6) = match list {
+            FwList::Blocks => (&mut self.block_v4, &mut self.block_v6),
+            FwList::Allows => (&mut self.allow_v4, &mut self.allow_v6),
+        };
+        let mut k4 = Vec::new();
+        let mut k6 = Vec::new();
+        for n in nets {
+            match n {
+                IpNet::V4(n) => {
+                    k4.extend_from_slice(&u32::from(n.prefix_len()).to_ne_bytes());
+                    k4.extend_from_slice(&n.addr().octets());
+                }
+                IpNet::V6(n) => {
+                    k6.extend_from_slice(&u32::from(n.prefix_len()).to_ne_bytes());
+                    k6.extend_from_slice(&n.addr().octets());
+                }
+            }
+        }
+        let one = 1u32.to_ne_bytes();
+        let batched = [(&k4, 8usize, v4.map().fd().as_fd()), (&k6, 20usize, v6.map().fd().as_fd())]
+            .into_iter()
+            .all(|(keys, key_len, fd)| {
+                keys.chunks(CHUNK * key_len).all(|chunk| {
+                    let count = chunk.len() / key_len;
+                    let values: Vec<u8> = one.iter().copied().cycle().take(count * 4).collect();
+                    matches!(crate::loader::map_update_batch(fd, chunk, &values, count as u32), Ok(n) if n as usize == count)
+                })
+            });
+        if batched {
+            return Ok(());
+        }
+        // No batch support (older kernels) or a partial batch: per entry (idempotent),
+        // which also reports the exact failing key.
+        tracing::debug!("BPF_MAP_UPDATE_BATCH unavailable or partial; inserting per entry.");
+        self.insert_rest(list, nets)
+    }
+
+    /// Per-entry insert of everything (idempotent; used after a batch fell back).
+    fn insert_rest(&mut self, list: FwList, nets: &[IpNet]) -> Result<(), aya::maps::MapError> {
+        nets.iter().try_for_each(|n| self.insert(list, n))
     }
 
     /// Every entry in the kernel tries of `list`.
@@ -509,7 +557,7 @@ impl Firewall {
             .map(|n| Self::entry(n, reason, source, None))
             .collect();
         self.store.upsert_entries(list, entries).await?;
-        let res = self.with_kernel(|k| nets.iter().try_for_each(|n| k.insert(list, n)));
+        let res = self.with_kernel(|k| k.insert_many(list, &nets));
         if let Err(e) = res {
             // Roll back both sides so nothing is half-applied.
             let ips: Vec<String> = nets.iter().map(canonical).collect();
@@ -548,10 +596,9 @@ impl Firewall {
                     k.remove(list, n)?;
                     removed += 1;
                 }
-                for n in stored.difference(&in_kernel) {
-                    k.insert(list, n)?;
-                    added += 1;
-                }
+                let missing: Vec<IpNet> = stored.difference(&in_kernel).copied().collect();
+                k.insert_many(list, &missing)?;
+                added += missing.len();
                 Ok((added, removed))
             })?;
             if let Some((a, r)) = r {

@@ -533,6 +533,48 @@ pub fn load_xdp(ebpf: &mut Ebpf) -> Result<std::os::fd::RawFd, LoaderError> {
     Ok(fd.as_fd().as_raw_fd())
 }
 
+/// BPF_MAP_UPDATE_BATCH: insert `count` keys/values (packed arrays) in one syscall.
+/// Returns how many the kernel applied; Err(EINVAL/ENOTSUPP) where the map type has
+/// no batch operations.
+pub fn map_update_batch(
+    map_fd: std::os::fd::BorrowedFd<'_>,
+    keys: &[u8],
+    values: &[u8],
+    count: u32,
+) -> std::io::Result<u32> {
+    // union bpf_attr, `batch` member.
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+        _pad: [u64; 8],
+    }
+    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: map_fd.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: attr is a valid zero-padded bpf_attr; keys/values outlive the call and
+    // hold `count` packed elements (checked by the caller).
+    let rc = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32)
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(attr.count)
+}
+
 /// Result of one BPF_PROG_TEST_RUN.
 #[derive(Debug, Clone, Copy)]
 pub struct TestRun {

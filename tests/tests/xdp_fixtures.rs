@@ -521,3 +521,46 @@ fn pinned_lists_survive_reload_and_stale_pins_are_replaced() {
     let info = aya::maps::MapInfo::from_pin(pins.0.join(maps::BLOCK_V4)).expect("info");
     assert_eq!(info.max_entries(), 2048);
 }
+
+#[test]
+fn bulk_import_uses_batches_and_is_enforced() {
+    if !feature_available("BPF (root)", is_root()) {
+        return;
+    }
+    let pins = PinDir::new();
+    let mut cfg = test_config(&pins);
+    cfg.firewall.max_entries_v4 = 200_000;
+    cfg.firewall.max_entries_v6 = 1024;
+    let mut ebpf = loader::load(&cfg).expect("load");
+    let fd = loader::load_xdp(&mut ebpf).expect("xdp");
+    let mut policy = loader::PolicyMaps::take(&mut ebpf).expect("policy");
+    policy.apply(&quiet_policy()).expect("policy");
+    // `ebpf` stays alive: it owns the program `fd` runs.
+    let lists = loader::open_pinned_lists(&pins.0).expect("open").expect("pinned");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = agent::store::Store::open(&dir.path().join("s.db"), 8).expect("store");
+    let fw = agent::firewall::Firewall::new(Some(lists), store, vec![]);
+    // 150k host routes (more than two 64k batches) plus v6 and CIDRs.
+    let mut text = String::new();
+    for i in 0..150_000u32 {
+        let a = (0x0A00_0000u32 + i).to_be_bytes();
+        text.push_str(&format!("{}.{}.{}.{}\n", a[0], a[1], a[2], a[3]));
+    }
+    text.push_str("203.0.113.0/24\n2001:db8:1::/48\n2001:db8:2::7\n");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let n = rt.block_on(fw.import(agent::store::FwList::Blocks, &text, "bulk", "test", "test")).expect("import");
+    assert_eq!(n, 150_003);
+    let lists = loader::open_pinned_lists(&pins.0).expect("open").expect("pinned");
+    assert_eq!(lists.block_v4.keys().count(), 150_001, "every v4 entry is in the kernel");
+    assert_eq!(lists.block_v6.keys().count(), 2);
+    for (name, pkt) in [
+        ("first imported", packet::ipv4([10, 0, 0, 0], &[])),
+        ("last imported", packet::ipv4((0x0A00_0000u32 + 149_999).to_be_bytes(), &[])),
+        ("imported /24", packet::ipv4([203, 0, 113, 200], &[])),
+        ("imported v6 /48", packet::ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9])),
+    ] {
+        assert_eq!(loader::test_run(fd, &pkt, 1).expect("run").retval, XDP_DROP, "{name}");
+    }
+    let next = packet::ipv4((0x0A00_0000u32 + 150_000).to_be_bytes(), &[]);
+    assert_eq!(loader::test_run(fd, &next, 1).expect("run").retval, XDP_PASS, "one past the list");
+}
