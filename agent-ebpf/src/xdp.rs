@@ -371,8 +371,14 @@ fn try_rampart_xdp(ctx: &XdpContext) -> Result<(u32, XdpReason), XdpReason> {
         return Ok((xdp_action::XDP_PASS, XdpReason::Allowed));
     }
     let cfg = *XDP_CONFIG.get(0).ok_or(XdpReason::Error)?;
+    // The clock only matters to the rate, scan and sampling rules.
+    let timed = cfg.rate_pps | cfg.syn_pps | cfg.scan_ports | cfg.sample_per_sec != 0;
     // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = if timed {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        0
+    };
     let drop = if blocked {
         Some(XdpReason::Blocked)
     } else if cfg.rate_pps > 0

@@ -567,7 +567,12 @@ pub fn map_update_batch(
     // SAFETY: attr is a valid zero-padded bpf_attr; keys/values outlive the call and
     // hold `count` packed elements (checked by the caller).
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_BATCH, &mut attr as *mut BatchAttr, std::mem::size_of::<BatchAttr>() as u32)
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            &mut attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());

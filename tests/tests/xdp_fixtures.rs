@@ -536,7 +536,9 @@ fn bulk_import_uses_batches_and_is_enforced() {
     let mut policy = loader::PolicyMaps::take(&mut ebpf).expect("policy");
     policy.apply(&quiet_policy()).expect("policy");
     // `ebpf` stays alive: it owns the program `fd` runs.
-    let lists = loader::open_pinned_lists(&pins.0).expect("open").expect("pinned");
+    let lists = loader::open_pinned_lists(&pins.0)
+        .expect("open")
+        .expect("pinned");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = agent::store::Store::open(&dir.path().join("s.db"), 8).expect("store");
     let fw = agent::firewall::Firewall::new(Some(lists), store, vec![]);
@@ -547,20 +549,45 @@ fn bulk_import_uses_batches_and_is_enforced() {
         text.push_str(&format!("{}.{}.{}.{}\n", a[0], a[1], a[2], a[3]));
     }
     text.push_str("203.0.113.0/24\n2001:db8:1::/48\n2001:db8:2::7\n");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    let n = rt.block_on(fw.import(agent::store::FwList::Blocks, &text, "bulk", "test", "test")).expect("import");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let n = rt
+        .block_on(fw.import(agent::store::FwList::Blocks, &text, "bulk", "test", "test"))
+        .expect("import");
     assert_eq!(n, 150_003);
-    let lists = loader::open_pinned_lists(&pins.0).expect("open").expect("pinned");
-    assert_eq!(lists.block_v4.keys().count(), 150_001, "every v4 entry is in the kernel");
+    let lists = loader::open_pinned_lists(&pins.0)
+        .expect("open")
+        .expect("pinned");
+    assert_eq!(
+        lists.block_v4.keys().count(),
+        150_001,
+        "every v4 entry is in the kernel"
+    );
     assert_eq!(lists.block_v6.keys().count(), 2);
     for (name, pkt) in [
         ("first imported", packet::ipv4([10, 0, 0, 0], &[])),
-        ("last imported", packet::ipv4((0x0A00_0000u32 + 149_999).to_be_bytes(), &[])),
+        (
+            "last imported",
+            packet::ipv4((0x0A00_0000u32 + 149_999).to_be_bytes(), &[]),
+        ),
         ("imported /24", packet::ipv4([203, 0, 113, 200], &[])),
-        ("imported v6 /48", packet::ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9])),
+        (
+            "imported v6 /48",
+            packet::ipv6([0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]),
+        ),
     ] {
-        assert_eq!(loader::test_run(fd, &pkt, 1).expect("run").retval, XDP_DROP, "{name}");
+        assert_eq!(
+            loader::test_run(fd, &pkt, 1).expect("run").retval,
+            XDP_DROP,
+            "{name}"
+        );
     }
     let next = packet::ipv4((0x0A00_0000u32 + 150_000).to_be_bytes(), &[]);
-    assert_eq!(loader::test_run(fd, &next, 1).expect("run").retval, XDP_PASS, "one past the list");
+    assert_eq!(
+        loader::test_run(fd, &next, 1).expect("run").retval,
+        XDP_PASS,
+        "one past the list"
+    );
 }

@@ -7,8 +7,18 @@ use crate::{bootstrap, docs, util};
 
 pub fn run() -> Result<()> {
     bootstrap::run()?;
+    bootstrap::bench_tools()?;
     bootstrap::mounts()?;
     util::step("benchmarks (release build, as root)");
+    // The bulk-load benchmark runs the real CLI.
+    util::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "agent",
+        "--bin",
+        "rampart",
+    ])?;
     let out = util::root()?.join("bench/results.json");
     util::cargo_root(&[
         "run",

@@ -33,31 +33,45 @@ fn dpkg_installed(pkg: &str) -> bool {
         .is_some_and(|s| s.contains("install ok installed"))
 }
 
-pub fn run() -> Result<()> {
-    step("bootstrap: checking the eBPF toolchain");
-    let missing: Vec<&str> = APT_PACKAGES
+/// Comparison tools the benchmarks measure against.
+const BENCH_PACKAGES: &[&str] = &["nftables", "iptables"];
+
+/// Install the Debian packages of `packages` that are missing.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
-        eprintln!("apt packages: all present ({})", APT_PACKAGES.join(", "));
-    } else {
-        if !util::is_root() {
-            bail!("missing Debian packages {missing:?}; run `sudo cargo xtask bootstrap` or install them with apt-get");
-        }
-        eprintln!(
-            "apt packages missing: {}; installing (apt-get update + install)",
-            missing.join(", ")
-        );
-        util::run(Command::new("apt-get").arg("update").arg("-q"))?;
-        util::run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        eprintln!("apt packages: all present ({})", packages.join(", "));
+        return Ok(());
     }
+    if !util::is_root() {
+        bail!("missing Debian packages {missing:?}; run `sudo cargo xtask bootstrap` or install them with apt-get");
+    }
+    eprintln!(
+        "apt packages missing: {}; installing (apt-get update + install)",
+        missing.join(", ")
+    );
+    util::run(Command::new("apt-get").arg("update").arg("-q"))?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// What `cargo xtask bench` needs on top of the build toolchain.
+pub fn bench_tools() -> Result<()> {
+    step("bootstrap: benchmark comparison tools");
+    apt_install(BENCH_PACKAGES)
+}
+
+pub fn run() -> Result<()> {
+    step("bootstrap: checking the eBPF toolchain");
+    apt_install(APT_PACKAGES)?;
     let rustc = output(EBPF_RUSTC, &["--version"])
         .context("Debian rustc-web did not install /usr/bin/rustc")?;
     if !Path::new(CORE_SRC).exists() {
