@@ -564,20 +564,31 @@ pub fn map_update_batch(
         map_fd: map_fd.as_raw_fd() as u32,
         ..Default::default()
     };
-    // SAFETY: attr is a valid zero-padded bpf_attr; keys/values outlive the call and
-    // hold `count` packed elements (checked by the caller).
+    // SAFETY: keys/values outlive the call and hold `count` packed elements (the
+    // caller's contract); attr is the command's zero-padded bpf_attr member.
+    unsafe { sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    Ok(attr.count)
+}
+
+/// The bpf(2) syscall with `attr` as the command's `union bpf_attr` member.
+///
+/// # Safety
+/// `attr` must be the repr(C), zero-padded member `cmd` expects, and every pointer in
+/// it must be valid for what the kernel reads or writes during the call.
+unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<()> {
+    // SAFETY: the caller's contract.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_MAP_UPDATE_BATCH,
-            &mut attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as u32,
+            cmd,
+            attr as *mut A,
+            std::mem::size_of::<A>() as u32,
         )
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(attr.count)
+    Ok(())
 }
 
 /// Result of one BPF_PROG_TEST_RUN.
@@ -619,18 +630,8 @@ pub fn test_run(prog_fd: std::os::fd::RawFd, data: &[u8], repeat: u32) -> std::i
         repeat,
         ..Default::default()
     };
-    // SAFETY: attr is a valid, zero-padded bpf_attr; data outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestAttr,
-            std::mem::size_of::<TestAttr>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // SAFETY: data outlives the call; attr is the command's zero-padded member.
+    unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
     Ok(TestRun {
         retval: attr.retval,
         duration_ns: attr.duration,

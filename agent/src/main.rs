@@ -68,6 +68,27 @@ fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigErro
     Ok((cfg, text))
 }
 
+/// Load the config (exit 64 on error) and build a tokio runtime (exit 1 on error).
+fn config_and_runtime(
+    args: &ConfigArgs,
+    multi_thread: bool,
+) -> Result<((Config, String), tokio::runtime::Runtime), ExitCode> {
+    let loaded = load_config(args).map_err(|e| {
+        eprintln!("invalid configuration: {e}");
+        ExitCode::from(EX_USAGE)
+    })?;
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = b.enable_all().build().map_err(|e| {
+        eprintln!("starting the runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((loaded, rt))
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
@@ -96,22 +117,9 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Firewall { args, cmd } => {
-            let cfg = match load_config(&args) {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    eprintln!("invalid configuration: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
-            };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("starting the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let ((cfg, _), rt) = match config_and_runtime(&args, false) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             match rt.block_on(agent::cli::firewall(&cfg, cmd)) {
                 Ok(agent::cli::Outcome::Ok) => ExitCode::SUCCESS,
@@ -126,22 +134,9 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run(args) => {
-            let (cfg, text) = match load_config(&args) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("invalid configuration: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
-            };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("starting the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let ((cfg, text), rt) = match config_and_runtime(&args, true) {
+                Ok(v) => v,
+                Err(code) => return code,
             };
             match rt
                 .block_on(agent::daemon::run(cfg, text))

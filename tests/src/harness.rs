@@ -6,6 +6,17 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{token, wait_for, AgentProcess, NetPair, PinDir};
 
+/// An HTTPS client that trusts only the agent's certificate (build it inside the
+/// namespace whose loopback it talks to).
+pub fn client(cert_pem: &[u8]) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("agent cert"))
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
 pub struct Harness {
     pub net: NetPair,
     pub dir: tempfile::TempDir,
@@ -124,12 +135,7 @@ impl Harness {
             token.to_string(),
         );
         NetPair::in_ns(&self.net.ns_a, move || {
-            let c = reqwest::blocking::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("cert"))
-                .tls_built_in_root_certs(false)
-                .timeout(Duration::from_secs(20))
-                .build()
-                .expect("client");
+            let c = client(&cert);
             let mut rb = c
                 .request(method.parse().expect("method"), &url)
                 .bearer_auth(token);

@@ -4,12 +4,9 @@
 //! Blocking the peer through the API stops its ping; a read token cannot block; a PHP
 //! webshell written into the watched dir arrives as a finding on an open SSE stream.
 
-use std::{
-    io::{BufRead, BufReader},
-    time::Duration,
-};
+use std::io::{BufRead, BufReader};
 
-use integration_test::{feature_available, harness::Harness, is_root, NetPair};
+use integration_test::{feature_available, harness, harness::Harness, is_root, NetPair};
 use serde_json::json;
 
 #[test]
@@ -79,12 +76,7 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
     let cert = std::fs::read(h.state().join("tls/cert.pem")).expect("cert");
     let www = h.www.clone();
     let (finding, shell) = NetPair::in_ns(&h.net.ns_a, move || {
-        let c = reqwest::blocking::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&cert).expect("cert"))
-            .tls_built_in_root_certs(false)
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client");
+        let c = harness::client(&cert);
         let resp = c
             .get("https://127.0.0.1:9443/api/v1/events")
             .bearer_auth(&read)
