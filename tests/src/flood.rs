@@ -100,3 +100,65 @@ pub fn flood(ns: &str, iface: &str, frame: Vec<u8>, dur: Duration) -> u64 {
         }
     })
 }
+
+/// A TAP device created inside namespace `ns`: frames written to it arrive as if from
+/// a wire. The kernel runs native XDP on the written buffer before it builds an skb
+/// (tun_build_skb), like a NIC driver, which veth cannot show.
+pub struct Tap {
+    fd: std::os::fd::OwnedFd,
+    pub name: String,
+}
+
+impl Tap {
+    pub fn create(ns: &str, name: &str) -> Self {
+        let name = name.to_string();
+        let n2 = name.clone();
+        let fd = NetPair::in_ns(ns, move || {
+            use std::os::fd::FromRawFd;
+            // SAFETY: open + TUNSETIFF ioctl with a zeroed, filled ifreq.
+            unsafe {
+                let fd = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR);
+                assert!(fd >= 0, "/dev/net/tun: {}", std::io::Error::last_os_error());
+                let mut ifr: libc::ifreq = std::mem::zeroed();
+                for (i, b) in n2.bytes().take(15).enumerate() {
+                    ifr.ifr_name[i] = b as libc::c_char;
+                }
+                ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+                const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+                let rc = libc::ioctl(fd, TUNSETIFF, &mut ifr);
+                assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+                std::os::fd::OwnedFd::from_raw_fd(fd)
+            }
+        });
+        crate::sh(
+            "ip",
+            &["-n", ns, "addr", "add", "198.51.100.1/24", "dev", &name],
+        )
+        .expect("tap addr");
+        crate::sh("ip", &["-n", ns, "link", "set", &name, "up"]).expect("tap up");
+        Tap { fd, name }
+    }
+
+    /// MAC of the tap (frames must be addressed to it to reach the stack).
+    pub fn mac(&self, ns: &str) -> [u8; 6] {
+        mac(ns, &self.name)
+    }
+
+    /// Write `frame` as fast as possible for `dur`; returns frames written.
+    pub fn flood(&self, frame: &[u8], dur: Duration) -> u64 {
+        use std::os::fd::AsRawFd;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < dur {
+            for _ in 0..256 {
+                // SAFETY: writing a valid buffer to our tap fd.
+                if unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
+                    > 0
+                {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
+}
