@@ -124,8 +124,21 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             &cfg.firewall.pin_dir,
         )
         .with_context(|| format!("attaching XDP to {iface} (firewall.interfaces)"))?;
-        tracing::info!(iface = %iface, mode = a.component.mode.unwrap_or("kept"), "XDP firewall attached.");
-        components.push(a.component.clone());
+        // A reused link keeps the mode it was attached in; remember it across runs.
+        let key = format!("xdp.mode.{iface}");
+        let mut component = a.component.clone();
+        match component.mode {
+            Some(m) => store.set_settings(vec![(key, Some(m.to_string()))]).await?,
+            None => {
+                component.mode = match store.setting(&key).await?.as_deref() {
+                    Some("native") => Some("native"),
+                    Some("generic") => Some("generic"),
+                    _ => None,
+                }
+            }
+        }
+        tracing::info!(iface = %iface, mode = component.mode.unwrap_or("unknown"), "XDP firewall attached.");
+        components.push(component);
         attachments.push(a);
     }
     if cfg.firewall.interfaces.is_empty() {

@@ -59,6 +59,34 @@ fn block_unblock_allow_kill9_and_reconcile() {
     assert_eq!(reachable(&h, svc), (true, true), "unblocked");
     assert_eq!(h.post("/api/v1/unblock-ip", json!({"ip": b})).0, 404);
 
+    // Expiry: a timed block lifts by itself (swept from the store and the kernel).
+    let (s, v) = h.post("/api/v1/block-ip", json!({"ip": b, "duration": 4}));
+    assert_eq!(s, 200, "{v}");
+    assert!(v["expires_at"].is_string(), "{v}");
+    assert_eq!(
+        pings_answered(&h.net.ns_b, h.net.ip_a, 1, "0.2"),
+        0,
+        "timed block applies"
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || pings_answered(
+            &h.net.ns_b,
+            h.net.ip_a,
+            1,
+            "0.2"
+        ) == 1),
+        "timed block must expire"
+    );
+    let (_, audit) = h.get("/api/v1/firewall/audit?limit=5", &h.admin.clone());
+    assert!(
+        audit
+            .as_array()
+            .expect("audit")
+            .iter()
+            .any(|a| a["action"] == "unblock" && a["actor"] == "expiry"),
+        "{audit}"
+    );
+
     // Allow beats block in the kernel; blocking an allowed address is refused.
     assert_eq!(h.post("/api/v1/block-ip", json!({"ip": b})).0, 200);
     let allowed_before = h.counter("allowed");
@@ -160,6 +188,19 @@ fn block_unblock_allow_kill9_and_reconcile() {
         reachable(&h, svc),
         (true, true),
         "reconciled: the block removed from the store is gone"
+    );
+    let (_, comps) = h.get("/api/v1/components", &h.read.clone());
+    let xdp = comps["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["kind"] == "xdp")
+        .cloned();
+    let xdp = xdp.expect("xdp component");
+    assert_eq!(xdp["state"], "attached", "{xdp}");
+    assert!(
+        xdp["mode"] == "native" || xdp["mode"] == "generic",
+        "mode remembered for the reused link: {xdp}"
     );
     let lists = agent::loader::open_pinned_lists(&h.pins.0)
         .expect("open")
