@@ -22,7 +22,7 @@ use crate::{
     firewall::{Firewall, FirewallError},
     loader::Component,
     policy::{PolicyError, PolicyManager},
-    store::{FwList, Store, StoreError},
+    store::{EntryQuery, FwList, Store, StoreError},
 };
 
 pub const CAPABILITIES: &[&str] = &[
@@ -116,10 +116,6 @@ fn list_of(l: ApiList) -> FwList {
         ApiList::Block => FwList::Blocks,
         ApiList::Allow => FwList::Allows,
     }
-}
-
-fn is_subnet(ip: &str) -> bool {
-    crate::firewall::parse_target(ip, true).is_ok_and(|n| n.prefix_len() < n.max_prefix_len())
 }
 
 impl AgentBackend {
@@ -285,11 +281,15 @@ impl api::Backend for AgentBackend {
         match op {
             FirewallOp::Status => ok(self.firewall_status().await?),
             FirewallOp::List { list, subnets_only } => {
-                let mut v = fw.entries(list_of(list)).await.map_err(fw_err)?;
-                if subnets_only {
-                    v.retain(|e| is_subnet(&e.ip));
-                }
-                ok(json!(v))
+                let q = EntryQuery {
+                    subnets_only,
+                    ..Default::default()
+                };
+                ok(json!(self
+                    .store
+                    .query_entries(list_of(list), q)
+                    .await
+                    .map_err(store_err)?))
             }
             FirewallOp::Audit { limit } => ok(json!(self
                 .store
@@ -411,15 +411,16 @@ impl api::Backend for AgentBackend {
                 ok(json!({ "status": "reverted", "policy": p }))
             }
             FirewallOp::Decisions { limit } => {
+                // The newest `limit` of each list, merged: at most 2 × limit rows read.
+                let q = EntryQuery {
+                    newest_first: true,
+                    limit: Some(limit),
+                    ..Default::default()
+                };
                 let mut all = Vec::new();
                 for list in [FwList::Blocks, FwList::Allows] {
-                    all.extend(
-                        fw.entries(list)
-                            .await
-                            .map_err(fw_err)?
-                            .into_iter()
-                            .map(|e| (e, list)),
-                    );
+                    let rows = self.store.query_entries(list, q).await.map_err(store_err)?;
+                    all.extend(rows.into_iter().map(|e| (e, list)));
                 }
                 all.sort_by(|a, b| b.0.blocked_at.cmp(&a.0.blocked_at));
                 let v: Vec<_> = all
@@ -465,12 +466,12 @@ fn decision(e: &BlockEntry, list: FwList, id: usize) -> serde_json::Value {
 
 impl AgentBackend {
     async fn firewall_status(&self) -> Result<serde_json::Value, ApiError> {
-        let blocks = self
-            .firewall
-            .entries(FwList::Blocks)
+        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
+        let subnets = self
+            .store
+            .count_subnets(FwList::Blocks)
             .await
-            .map_err(fw_err)?;
-        let subnets = blocks.iter().filter(|e| is_subnet(&e.ip)).count();
+            .map_err(store_err)?;
         let allowed = self.store.count(FwList::Allows).await.map_err(store_err)?;
         let xdp = self.kernel(|k| k.xdp());
         let top: Vec<_> = self
@@ -487,7 +488,7 @@ impl AgentBackend {
             "enabled": interfaces.iter().any(|c| c.state == "attached"),
             "enforcing": self.firewall.enforcing(),
             "interfaces": interfaces,
-            "blocked": blocks.len(),
+            "blocked": blocks,
             "blocked_subnets": subnets,
             "allowed": allowed,
             "policy": self.policy.current().await.map_err(policy_err)?,

@@ -103,6 +103,14 @@ impl FwList {
     }
 }
 
+/// How `query_entries` filters and orders.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryQuery {
+    pub subnets_only: bool,
+    pub newest_first: bool,
+    pub limit: Option<u32>,
+}
+
 /// One firewall audit record.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
@@ -330,13 +338,28 @@ impl Store {
             .is_empty())
     }
 
+    /// Every entry of `list`, oldest first.
     pub async fn entries(&self, list: FwList) -> Result<Vec<BlockEntry>, StoreError> {
+        self.query_entries(list, EntryQuery::default()).await
+    }
+
+    /// Entries of `list` filtered and ordered in SQL (lists can hold millions).
+    pub async fn query_entries(
+        &self,
+        list: FwList,
+        q: EntryQuery,
+    ) -> Result<Vec<BlockEntry>, StoreError> {
         self.call(move |c| {
-            let mut st = c.prepare(&format!(
-                "SELECT ip, reason, source, {tc}, expires_at FROM {t} ORDER BY {tc}, ip",
+            let sql = format!(
+                "SELECT ip, reason, source, {tc}, expires_at FROM {t} {filter} ORDER BY {tc} {dir}, ip {limit}",
                 t = list.table(),
-                tc = list.time_col()
-            ))?;
+                tc = list.time_col(),
+                // Canonical entries carry a '/' exactly when they are subnets.
+                filter = if q.subnets_only { "WHERE ip LIKE '%/%'" } else { "" },
+                dir = if q.newest_first { "DESC" } else { "ASC" },
+                limit = q.limit.map(|n| format!("LIMIT {n}")).unwrap_or_default(),
+            );
+            let mut st = c.prepare(&sql)?;
             let rows = st.query_map([], |r| {
                 Ok(BlockEntry {
                     ip: r.get(0)?,
@@ -347,6 +370,18 @@ impl Store {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Number of subnet (CIDR) entries in `list`.
+    pub async fn count_subnets(&self, list: FwList) -> Result<i64, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT COUNT(*) FROM {} WHERE ip LIKE '%/%'", list.table()),
+                [],
+                |r| r.get(0),
+            )?)
         })
         .await
     }
