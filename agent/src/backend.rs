@@ -29,6 +29,7 @@ pub const CAPABILITIES: &[&str] = &[
     "confd.dropins.v1",
     "events.sse.v1",
     "firewall.xdp.v1",
+    "firewall.tentative_apply.v1",
     "sensors.file.tracepoint.v1",
 ];
 

@@ -659,4 +659,47 @@ mod tests {
             .expect("get")
             .is_some());
     }
+
+    #[tokio::test]
+    async fn entry_queries_filter_order_and_limit_in_sql() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let e = |ip: &str, at: &str| {
+            let entry = BlockEntry {
+                ip: ip.into(),
+                reason: "r".into(),
+                source: "t".into(),
+                blocked_at: at.into(),
+                expires_at: None,
+            };
+            (entry, None)
+        };
+        s.upsert_entries(
+            FwList::Blocks,
+            vec![
+                e("203.0.113.1", "2026-01-01T00:00:01Z"),
+                e("203.0.113.0/25", "2026-01-01T00:00:02Z"),
+                e("2001:db8::/32", "2026-01-01T00:00:03Z"),
+                e("2001:db8::1", "2026-01-01T00:00:04Z"),
+            ],
+        )
+        .await
+        .expect("upsert");
+        assert_eq!(s.count_subnets(FwList::Blocks).await.expect("count"), 2);
+        let q = EntryQuery {
+            subnets_only: true,
+            ..Default::default()
+        };
+        let subnets = s.query_entries(FwList::Blocks, q).await.expect("subnets");
+        let ips: Vec<&str> = subnets.iter().map(|e| e.ip.as_str()).collect();
+        assert_eq!(ips, ["203.0.113.0/25", "2001:db8::/32"]);
+        let q = EntryQuery {
+            newest_first: true,
+            limit: Some(2),
+            ..Default::default()
+        };
+        let newest = s.query_entries(FwList::Blocks, q).await.expect("newest");
+        let ips: Vec<&str> = newest.iter().map(|e| e.ip.as_str()).collect();
+        assert_eq!(ips, ["2001:db8::1", "2001:db8::/32"]);
+    }
 }

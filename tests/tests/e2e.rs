@@ -59,6 +59,19 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
     assert_eq!(s, 200, "{v}");
     let (_, listed) = h.get("/api/v1/blocked-ips", &read);
     assert_eq!(listed[0]["ip"], ip_b, "{listed}");
+    let (_, caps) = h.get("/api/v1/capabilities", &read);
+    for c in [
+        "events.sse.v1",
+        "firewall.xdp.v1",
+        "firewall.tentative_apply.v1",
+    ] {
+        assert!(
+            caps["capabilities"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == c)),
+            "{c} in {caps}"
+        );
+    }
     assert!(!h.net.ping_a_from_b(), "peer ping must fail once blocked");
     let (_, metrics) = h.get("/metrics", &h.admin.clone());
     let metrics = metrics.as_str().expect("metrics text").to_string();
