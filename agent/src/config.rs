@@ -47,6 +47,10 @@ pub struct Config {
     pub firewall: Firewall,
     pub watch: Watch,
     pub sensors: Sensors,
+    /// Infrastructure addresses (CSM's top-level `infra_ips`): never dropped and never
+    /// blockable, like `firewall.allow`.
+    #[serde(default)]
+    pub infra_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,9 +104,33 @@ pub struct Firewall {
     pub allow: Vec<String>,
     /// Seconds a tentatively applied firewall policy waits for confirmation.
     pub tentative_timeout_secs: u64,
-    /// Runtime policy (hot-applied; `/api/v1/settings/firewall/*` edits it).
-    #[serde(flatten)]
-    pub policy: FirewallPolicy,
+    // The runtime policy (hot-applied; `/api/v1/settings/firewall/*` edits it). These
+    // are plain fields, not a flattened struct, so errors name the exact key.
+    /// Per-source packet rate (all protocols). `pps: 0` = off.
+    pub rate_limit: RateLimit,
+    /// Per-source TCP SYN rate. `pps: 0` = off.
+    pub syn_limit: RateLimit,
+    pub port_scan: PortScan,
+    /// Allowed inbound TCP ports. Empty = all allowed.
+    pub tcp_in: Vec<PortSpec>,
+    /// Allowed inbound UDP ports. Empty = all allowed.
+    pub udp_in: Vec<PortSpec>,
+    /// Sampled drop events per second per CPU sent to the agent.
+    pub drop_samples_per_sec: u32,
+}
+
+impl Firewall {
+    /// The policy part of this section.
+    pub fn policy(&self) -> FirewallPolicy {
+        FirewallPolicy {
+            rate_limit: self.rate_limit,
+            syn_limit: self.syn_limit,
+            port_scan: self.port_scan,
+            tcp_in: self.tcp_in.clone(),
+            udp_in: self.udp_in.clone(),
+            drop_samples_per_sec: self.drop_samples_per_sec,
+        }
+    }
 }
 
 /// Firewall policy that can change at run time without reloading programs.
@@ -287,6 +315,16 @@ fn parse_value(path: &str, text: &str) -> Result<Value, ConfigError> {
 }
 
 impl Config {
+    /// Every never-block entry: `firewall.allow` plus `infra_ips`.
+    pub fn allow_entries(&self) -> Vec<String> {
+        self.firewall
+            .allow
+            .iter()
+            .chain(&self.infra_ips)
+            .cloned()
+            .collect()
+    }
+
     /// The embedded default configuration.
     pub fn embedded() -> Result<Self, ConfigError> {
         Self::from_layers(vec![("<embedded default>".into(), DEFAULT_YAML.into())])
@@ -368,11 +406,35 @@ impl Config {
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());
         }
-        if self.firewall.max_entries_v4 == 0 || self.firewall.max_entries_v6 == 0 {
-            return err(
-                "firewall.max_entries_v4",
-                "block map capacities must be > 0".into(),
-            );
+        for (k, v) in [
+            ("firewall.max_entries_v4", self.firewall.max_entries_v4),
+            ("firewall.max_entries_v6", self.firewall.max_entries_v6),
+            (
+                "firewall.max_allow_entries",
+                self.firewall.max_allow_entries,
+            ),
+            (
+                "firewall.max_tracked_sources",
+                self.firewall.max_tracked_sources,
+            ),
+        ] {
+            if v == 0 {
+                return err(k, "must be > 0".into());
+            }
+        }
+        self.firewall.policy().validate("firewall.")?;
+        for (key, list) in [
+            ("firewall.allow", &self.firewall.allow),
+            ("infra_ips", &self.infra_ips),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                if let Err(e) = crate::firewall::parse_target(a, false) {
+                    return err(&format!("{key}[{i}]"), e.to_string());
+                }
+            }
+        }
+        if !self.firewall.pin_dir.starts_with("/sys/fs/bpf") {
+            return err("firewall.pin_dir", "must be under /sys/fs/bpf".into());
         }
         if self.watch.paths.len() > agent_common::MAX_WATCH_PREFIXES as usize {
             return err(
@@ -522,6 +584,23 @@ mod tests {
                 "firewall:\n  interfaces: ['a/b']\n",
                 "firewall.interfaces[0]",
             ),
+            ("firewall:\n  tcp_in: [22, '80-70']\n", "firewall.tcp_in"),
+            ("firewall:\n  udp_in: [0]\n", "firewall.udp_in"),
+            (
+                "firewall:\n  rate_limit: {pps: 10, burst: 0}\n",
+                "firewall.rate_limit.burst",
+            ),
+            (
+                "firewall:\n  port_scan: {ports: 300, window_ms: 10}\n",
+                "firewall.port_scan.ports",
+            ),
+            (
+                "firewall:\n  max_tracked_sources: 0\n",
+                "firewall.max_tracked_sources",
+            ),
+            ("firewall:\n  allow: ['10.0.0.1/8']\n", "firewall.allow[0]"),
+            ("infra_ips: ['198.51.100.1', 'x']\n", "infra_ips[1]"),
+            ("firewall:\n  pin_dir: /tmp/pins\n", "firewall.pin_dir"),
         ] {
             let e = Config::from_layers(layers(&[yaml])).unwrap_err();
             assert!(
@@ -538,7 +617,7 @@ mod tests {
         ]))
         .expect("valid");
         assert_eq!(
-            c.firewall.policy.tcp_in,
+            c.firewall.tcp_in,
             vec![
                 PortSpec {
                     first: 22,

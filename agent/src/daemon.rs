@@ -88,7 +88,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     protected.retain(|n| !n.addr().is_unspecified());
     let firewall = Arc::new(Firewall::new(Some(lists), store.clone(), protected));
     firewall
-        .sync_config_allows(&cfg.firewall.allow)
+        .sync_config_allows(&cfg.allow_entries())
         .await
         .context("applying firewall.allow")?;
     let [blocks, allows] = firewall
@@ -104,7 +104,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     );
     let policy = Arc::new(PolicyManager::new(
         store.clone(),
-        cfg.firewall.policy.clone(),
+        cfg.firewall.policy(),
         cfg.firewall.tentative_timeout_secs,
         Some(policy_maps),
     ));

@@ -248,7 +248,7 @@ mod tests {
         let store = Store::open(&dir.join("s.db"), 8).expect("store");
         PolicyManager::new(
             store,
-            Config::embedded().expect("cfg").firewall.policy,
+            Config::embedded().expect("cfg").firewall.policy(),
             timeout,
             None,
         )
@@ -320,7 +320,7 @@ mod tests {
         assert!(m.pending().await.expect("pending").is_none());
         assert_eq!(
             m.current().await.expect("current"),
-            Config::embedded().expect("cfg").firewall.policy
+            Config::embedded().expect("cfg").firewall.policy()
         );
     }
 }

@@ -60,7 +60,7 @@ fn quiet_policy() -> FirewallPolicy {
     let mut p = agent::config::Config::embedded()
         .expect("cfg")
         .firewall
-        .policy;
+        .policy();
     p.port_scan.ports = 0;
     p.drop_samples_per_sec = 0;
     p

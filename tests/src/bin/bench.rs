@@ -209,7 +209,7 @@ fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result
         let (kept, counters, label) = NetPair::in_ns(&ns, move || -> Result<_> {
             let mut ebpf = loader::load(&cfg)?;
             let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
-            let mut p = cfg.firewall.policy.clone();
+            let mut p = cfg.firewall.policy();
             p.port_scan.ports = 0;
             p.drop_samples_per_sec = 0;
             pol.apply(&p)?;
@@ -397,7 +397,7 @@ fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Re
         let (kept, counters) = NetPair::in_ns(ns, move || -> Result<_> {
             let mut ebpf = loader::load(&cfg)?;
             let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
-            let mut p = cfg.firewall.policy.clone();
+            let mut p = cfg.firewall.policy();
             p.port_scan.ports = 0;
             p.drop_samples_per_sec = 0;
             pol.apply(&p)?;
