@@ -42,6 +42,19 @@ fn block_unblock_allow_kill9_and_reconcile() {
     let b = h.net.ip_b;
     assert_eq!(reachable(&h, svc), (true, true), "baseline");
 
+    // A port scan from the peer becomes a port_scan finding (default: 24 ports in 10 s).
+    let ip_a: std::net::IpAddr = h.net.ip_a.parse().expect("ip");
+    for port in 20000..20040u16 {
+        let _ = tcp_connects(&h.net.ns_b, SocketAddr::new(ip_a, port));
+    }
+    let read = h.read.clone();
+    let scan_seen = wait_for(Duration::from_secs(10), || {
+        let (_, f) = h.get("/api/v1/findings", &read);
+        f.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["check"] == "port_scan" && x["ip"] == b))
+    });
+    assert!(scan_seen, "no port_scan finding for {b}; log:\n{}", h.log());
+
     // Block: ping and TCP connect fail, the counter rises.
     let before = h.counter("blocked");
     assert_eq!(
@@ -51,6 +64,14 @@ fn block_unblock_allow_kill9_and_reconcile() {
     );
     assert_eq!(reachable(&h, svc), (false, false), "blocked");
     assert!(h.counter("blocked") > before, "blocked counter must rise");
+    let admin = h.admin.clone();
+    let sampled = wait_for(Duration::from_secs(10), || {
+        let (_, st) = h.get("/api/v1/firewall/status", &admin);
+        st["top_dropped"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["ip"] == b))
+    });
+    assert!(sampled, "sampled drops of {b} must reach top_dropped");
     let (_, c) = h.get(&format!("/api/v1/firewall/check?ip={b}"), &h.admin.clone());
     assert_eq!(c["verdict"], "drop", "{c}");
 
