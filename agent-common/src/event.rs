@@ -22,6 +22,8 @@ pub const COMM_LEN: usize = 16;
 pub enum EventKind {
     /// A file opened for writing under a watched root was closed.
     FileWriteClose = 2,
+    /// An outbound connect (cgroup connect4/connect6).
+    Connect = 3,
     /// XDP dropped a packet (sampled, rate-bounded).
     XdpDrop = 32,
     /// XDP saw a source cross the port-scan threshold.
@@ -32,6 +34,7 @@ impl EventKind {
     pub fn from_u16(v: u16) -> Option<Self> {
         match v {
             2 => Some(Self::FileWriteClose),
+            3 => Some(Self::Connect),
             32 => Some(Self::XdpDrop),
             33 => Some(Self::PortScan),
             _ => None,

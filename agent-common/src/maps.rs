@@ -39,6 +39,13 @@ pub const FILE_STATS_TOTAL: &str = "RAMPART_FILE_STATS_TOTAL";
 /// Scratch space for building a file path (per-CPU, one entry). Kernel only.
 pub const PATH_SCRATCH: &str = "RAMPART_PATH_SCRATCH";
 
+/// Egress policy (`Array<EgressConfig>`, one entry). Agent writes, connect programs read.
+pub const EGRESS_CONFIG: &str = "RAMPART_EGRESS_CONFIG";
+/// UIDs allowed direct SMTP egress (`HashMap<u32, u32>`). Agent writes, connect programs read.
+pub const SAFE_UIDS: &str = "RAMPART_SAFE_UIDS";
+/// Per-CPU egress counters indexed by `EgressStat`. Kernel writes, agent reads.
+pub const EGRESS_STATS_TOTAL: &str = "RAMPART_EGRESS_STATS_TOTAL";
+
 /// Every map the kernel object must define; a test loads the object and checks each one.
 pub const ALL: &[&str] = &[
     EVENTS,
@@ -59,6 +66,9 @@ pub const ALL: &[&str] = &[
     OPEN_WRITES,
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
+    EGRESS_CONFIG,
+    SAFE_UIDS,
+    EGRESS_STATS_TOTAL,
 ];
 
 /// Maps pinned under the pin directory so enforcement and the blocklist survive an
@@ -71,4 +81,6 @@ pub mod progs {
     pub const SYS_ENTER_OPENAT: &str = "sys_enter_openat";
     pub const SYS_EXIT_OPENAT: &str = "sys_exit_openat";
     pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
+    pub const CONNECT4: &str = "rampart_connect4";
+    pub const CONNECT6: &str = "rampart_connect6";
 }

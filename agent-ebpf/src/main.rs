@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod egress;
 mod file;
 mod xdp;
 

@@ -37,6 +37,7 @@ pub const CAPABILITIES: &[&str] = &[
 pub struct KernelStats {
     pub xdp: PerCpuArray<MapData, u64>,
     pub file: PerCpuArray<MapData, u64>,
+    pub egress: PerCpuArray<MapData, u64>,
 }
 
 fn sum(arr: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
@@ -48,6 +49,12 @@ impl KernelStats {
         XdpReason::ALL
             .iter()
             .map(|r| (r.as_str(), sum(&self.xdp, *r as u32)))
+            .collect()
+    }
+    pub fn egress(&self) -> Vec<(&'static str, u64)> {
+        agent_common::egress::EgressStat::ALL
+            .iter()
+            .map(|s| (s.as_str(), sum(&self.egress, *s as u32)))
             .collect()
     }
     pub fn file(&self) -> Vec<(&'static str, u64)> {
@@ -178,7 +185,7 @@ impl api::Backend for AgentBackend {
             .components
             .iter()
             .any(|c| c.state != "attached" && c.state != "not_configured");
-        let (xdp, file) = self.kernel(|k| (k.xdp(), k.file()));
+        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },
             "components": self.components,
@@ -186,6 +193,7 @@ impl api::Backend for AgentBackend {
             "kernel": {
                 "xdp": counters(xdp),
                 "file_sensor": counters(file),
+                "egress": counters(egress),
             },
         }))
     }
@@ -220,7 +228,7 @@ impl api::Backend for AgentBackend {
 
     async fn metrics(&self) -> Result<String, ApiError> {
         use std::fmt::Write;
-        let (xdp, file) = self.kernel(|k| (k.xdp(), k.file()));
+        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -237,6 +245,11 @@ impl api::Backend for AgentBackend {
         let _ = writeln!(s, "# TYPE rampart_file_sensor_total counter");
         for (k, v) in file {
             let _ = writeln!(s, "rampart_file_sensor_total{{outcome=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(s, "# HELP rampart_egress_connects_total Outbound connects checked by the egress sensor, by outcome.");
+        let _ = writeln!(s, "# TYPE rampart_egress_connects_total counter");
+        for (k, v) in egress {
+            let _ = writeln!(s, "rampart_egress_connects_total{{outcome=\"{k}\"}} {v}");
         }
         let p = &self.pipeline;
         for (name, v) in [

@@ -51,6 +51,28 @@ pub struct Config {
     /// blockable, like `firewall.allow`.
     #[serde(default)]
     pub infra_ips: Vec<String>,
+    pub egress: Egress,
+}
+
+/// Outbound connect sensor (cgroup connect4/connect6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Egress {
+    /// Attach the connect programs.
+    pub enabled: bool,
+    /// cgroup v2 directory the programs attach to (and its subtree). Empty: the
+    /// cgroup2 root, i.e. the whole host.
+    pub cgroup: PathBuf,
+    /// Ports whose direct use by unsafe users is a finding (direct SMTP egress).
+    pub smtp_ports: Vec<u16>,
+    /// Users (names or numeric UIDs) allowed to connect to those ports: the MTA.
+    pub safe_users: Vec<String>,
+    /// Deny violations (connect() fails with EPERM) ...
+    pub enforce: bool,
+    /// ... unless in dry run: report `dry_run` decisions, deny nothing.
+    pub dry_run: bool,
+    /// Report every outbound connect, not only violations.
+    pub all_connects: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -433,6 +455,23 @@ impl Config {
                 }
             }
         }
+        if self.egress.smtp_ports.len() > agent_common::egress::MAX_EGRESS_PORTS
+            || self.egress.smtp_ports.contains(&0)
+        {
+            return err(
+                "egress.smtp_ports",
+                format!(
+                    "1 to {} ports, each 1-65535",
+                    agent_common::egress::MAX_EGRESS_PORTS
+                ),
+            );
+        }
+        if !self.egress.cgroup.as_os_str().is_empty() && !self.egress.cgroup.is_absolute() {
+            return err(
+                "egress.cgroup",
+                "must be an absolute path (or empty for the cgroup2 root)".into(),
+            );
+        }
         if !self.firewall.pin_dir.starts_with("/sys/fs/bpf") {
             return err("firewall.pin_dir", "must be under /sys/fs/bpf".into());
         }
@@ -601,6 +640,9 @@ mod tests {
             ("firewall:\n  allow: ['10.0.0.1/8']\n", "firewall.allow[0]"),
             ("infra_ips: ['198.51.100.1', 'x']\n", "infra_ips[1]"),
             ("firewall:\n  pin_dir: /tmp/pins\n", "firewall.pin_dir"),
+            ("egress:\n  smtp_ports: [25, 0]\n", "egress.smtp_ports"),
+            ("egress:\n  cgroup: relative\n", "egress.cgroup"),
+            ("egress:\n  enforce: maybe\n", "egress.enforce"),
         ] {
             let e = Config::from_layers(layers(&[yaml])).unwrap_err();
             assert!(

@@ -5,11 +5,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use agent_common::{
-    maps,
-    xdp::{XdpEvent, XdpReason},
-    EventKind,
-};
+use agent_common::{egress::Decision, maps, xdp::XdpReason, EventKind};
 use anyhow::{Context, Result};
 use api::model::{Finding, Severity};
 use aya::maps::{LpmTrie, PerCpuArray, RingBuf};
@@ -20,7 +16,7 @@ use crate::{
     backend::{AgentBackend, KernelStats},
     config::Config,
     detect,
-    events::{self, FileActivity, PipelineStats},
+    events::{self, FileActivity, NetEvent, PipelineStats},
     firewall::{self, Firewall, KernelLists},
     loader::{self, Component},
     policy::PolicyManager,
@@ -68,6 +64,23 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
     let mut components: Vec<Component> =
         loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
+    if cfg.egress.enabled {
+        // A sensor that cannot attach is reported, not fatal: the firewall still runs.
+        match loader::attach_egress(&mut ebpf, &cfg.egress) {
+            Ok(c) => components.extend(c),
+            Err(e) => {
+                tracing::error!(error = %e, "Egress sensor not attached.");
+                components.push(Component {
+                    name: maps::progs::CONNECT4.into(),
+                    kind: "cgroup_sock_addr",
+                    target: cfg.egress.cgroup.display().to_string(),
+                    state: "failed",
+                    mode: None,
+                    reason: Some(e.to_string()),
+                });
+            }
+        }
+    }
     let lists = KernelLists {
         block_v4: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V4)?)?,
         block_v6: LpmTrie::try_from(loader::take_map(&mut ebpf, maps::BLOCK_V6)?)?,
@@ -78,6 +91,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let kernel_stats = KernelStats {
         xdp: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::XDP_STATS_TOTAL)?)?,
         file: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::FILE_STATS_TOTAL)?)?,
+        egress: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::EGRESS_STATS_TOTAL)?)?,
     };
     let ring = RingBuf::try_from(loader::take_map(&mut ebpf, maps::EVENTS)?)?;
 
@@ -156,7 +170,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pipeline = Arc::new(PipelineStats::default());
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
-    let (net_tx, net_rx) = mpsc::channel::<XdpEvent>(cfg.sensors.event_channel_size);
+    let (net_tx, net_rx) = mpsc::channel::<NetEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
     let reader = tokio::spawn(events::run_reader(
         ring,
@@ -283,21 +297,27 @@ async fn detection(
                 continue;
             }
         };
-        match store.insert_finding(new).await {
-            Ok(f) => {
-                tracing::info!(check = %f.check, path = f.path.as_deref().unwrap_or(""), "Finding.");
-                // No subscribers is fine.
-                let _ = tx.send(f);
-            }
-            Err(e) => tracing::error!(error = %e, "Storing a finding failed."),
-        }
+        dispatch(&store, &tx, new).await;
     }
 }
 
-/// Port scans become findings; sampled drops go to the store in batches (for the
-/// threat view and /firewall/status).
+/// Store a finding and send it to SSE subscribers.
+async fn dispatch(store: &Store, tx: &broadcast::Sender<Finding>, f: NewFinding) {
+    let check = f.check.clone();
+    match store.insert_finding(f).await {
+        Ok(f) => {
+            tracing::info!(check = %f.check, ip = f.ip.as_deref().unwrap_or(""), path = f.path.as_deref().unwrap_or(""), "Finding.");
+            // No subscribers is fine.
+            let _ = tx.send(f);
+        }
+        Err(e) => tracing::error!(check, error = %e, "Storing a finding failed."),
+    }
+}
+
+/// Port scans and SMTP egress become findings; sampled drops go to the store in
+/// batches (for the threat view and /firewall/status).
 async fn network_events(
-    mut rx: mpsc::Receiver<XdpEvent>,
+    mut rx: mpsc::Receiver<NetEvent>,
     store: Store,
     tx: broadcast::Sender<Finding>,
 ) {
@@ -306,27 +326,53 @@ async fn network_events(
     loop {
         tokio::select! {
             ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                let ip = events::xdp_source(&ev).to_string();
-                let reason = XdpReason::from_u32(ev.reason).map(XdpReason::as_str).unwrap_or("unknown");
-                if ev.header.kind == EventKind::PortScan as u16 {
-                    let f = NewFinding {
-                        check: "port_scan".into(),
-                        severity: Severity::Warning,
-                        message: format!("Port scan from {ip}: {} distinct ports", ev.distinct_ports),
-                        details: format!("last port {} proto {}; interface index {}", ev.dport, ev.proto, ev.ifindex),
-                        path: None,
-                        pid: None,
-                        uid: None,
-                        process: None,
-                        ip: Some(ip),
-                    };
-                    match store.insert_finding(f).await {
-                        Ok(f) => { let _ = tx.send(f); }
-                        Err(e) => tracing::error!(error = %e, "Storing a port_scan finding failed."),
+                match ev {
+                    None => break,
+                    Some(NetEvent::Xdp(ev)) => {
+                        let ip = events::xdp_source(&ev).to_string();
+                        if ev.header.kind == EventKind::PortScan as u16 {
+                            let f = NewFinding {
+                                check: "port_scan".into(),
+                                severity: Severity::Warning,
+                                message: format!("Port scan from {ip}: {} distinct ports", ev.distinct_ports),
+                                details: format!("last port {} proto {}; interface index {}", ev.dport, ev.proto, ev.ifindex),
+                                path: None,
+                                pid: None,
+                                uid: None,
+                                process: None,
+                                ip: Some(ip),
+                            };
+                            dispatch(&store, &tx, f).await;
+                        } else if samples.len() < MAX_PENDING_SAMPLES {
+                            let reason = XdpReason::from_u32(ev.reason).map(XdpReason::as_str).unwrap_or("unknown");
+                            samples.push((ip, reason.to_string(), ev.proto, ev.dport));
+                        }
                     }
-                } else if samples.len() < MAX_PENDING_SAMPLES {
-                    samples.push((ip, reason.to_string(), ev.proto, ev.dport));
+                    Some(NetEvent::Connect(ev)) => {
+                        let Some(decision) = Decision::from_u32(ev.decision) else { continue };
+                        if decision == Decision::Allowed {
+                            continue; // all_connects reporting: counted, not a finding
+                        }
+                        let dest = events::connect_dest(&ev);
+                        let comm = events::comm_str(&ev.comm);
+                        let f = NewFinding {
+                            check: "smtp_egress".into(),
+                            severity: Severity::High,
+                            message: format!(
+                                "Direct SMTP connection to {dest}:{} by uid {} ({comm}){}",
+                                ev.dport,
+                                ev.uid,
+                                if decision == Decision::Denied { ", denied" } else { "" }
+                            ),
+                            details: format!("decision: {}; pid {}", decision.as_str(), ev.tgid),
+                            path: None,
+                            pid: Some(ev.tgid),
+                            uid: Some(ev.uid),
+                            process: Some(comm),
+                            ip: Some(dest.to_string()),
+                        };
+                        dispatch(&store, &tx, f).await;
+                    }
                 }
             }
             _ = tick.tick() => {

@@ -9,7 +9,10 @@ use std::{
     },
 };
 
-use agent_common::{file_flags, xdp::XdpEvent, EventHeader, EventKind, FileEvent, EVENT_VERSION};
+use agent_common::{
+    egress::ConnectEvent, file_flags, xdp::XdpEvent, EventHeader, EventKind, FileEvent,
+    EVENT_VERSION,
+};
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
@@ -61,6 +64,11 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A kernel `comm` as text.
+pub fn comm_str(comm: &[u8]) -> String {
+    cstr(comm)
+}
+
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
@@ -75,6 +83,14 @@ fn cstr(bytes: &[u8]) -> String {
 pub enum Decoded {
     File(FileEvent),
     Xdp(XdpEvent),
+    Connect(ConnectEvent),
+}
+
+/// Network events for the network task.
+#[derive(Clone, Copy, Debug)]
+pub enum NetEvent {
+    Xdp(XdpEvent),
+    Connect(ConnectEvent),
 }
 
 fn exact<T: Copy>(h: &EventHeader, bytes: &[u8]) -> Result<T, DecodeError> {
@@ -104,6 +120,16 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             Ok(Decoded::File(ev))
         }
         EventKind::XdpDrop | EventKind::PortScan => Ok(Decoded::Xdp(exact(&h, bytes)?)),
+        EventKind::Connect => Ok(Decoded::Connect(exact(&h, bytes)?)),
+    }
+}
+
+/// Destination of a connect event.
+pub fn connect_dest(ev: &ConnectEvent) -> std::net::IpAddr {
+    if ev.family == 4 {
+        std::net::IpAddr::from([ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]])
+    } else {
+        std::net::IpAddr::from(ev.daddr)
     }
 }
 
@@ -173,7 +199,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// Where decoded events go; each a bounded queue.
 pub struct Sinks {
     pub files: mpsc::Sender<FileActivity>,
-    pub net: mpsc::Sender<XdpEvent>,
+    pub net: mpsc::Sender<NetEvent>,
 }
 
 /// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
@@ -205,7 +231,12 @@ pub async fn run_reader(
                     }
                 }
                 Ok(Decoded::Xdp(ev)) => {
-                    if sinks.net.try_send(ev).is_err() {
+                    if sinks.net.try_send(NetEvent::Xdp(ev)).is_err() {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Decoded::Connect(ev)) => {
+                    if sinks.net.try_send(NetEvent::Connect(ev)).is_err() {
                         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }

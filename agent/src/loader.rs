@@ -515,6 +515,128 @@ pub fn open_pinned_lists(
     }))
 }
 
+/// The mount point of the cgroup v2 (unified) hierarchy.
+pub fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split(' ').next() == Some("cgroup2"))
+            .then(|| pre.split(' ').nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
+/// UIDs for user names or numeric UIDs; unknown names are returned separately.
+pub fn resolve_uids(users: &[String]) -> (Vec<u32>, Vec<String>) {
+    let (mut uids, mut unknown) = (Vec::new(), Vec::new());
+    for u in users {
+        if let Ok(n) = u.parse::<u32>() {
+            uids.push(n);
+        } else if let Ok(Some(user)) = nix::unistd::User::from_name(u) {
+            uids.push(user.uid.as_raw());
+        } else {
+            unknown.push(u.clone());
+        }
+    }
+    (uids, unknown)
+}
+
+/// Attach the connect4/connect6 programs to the configured cgroup and write the egress
+/// policy. Returns the components. The attachment is a bpf_link, which always coexists
+/// with other links on the cgroup; aya passes the mode as link flags, and links take
+/// no ALLOW_MULTI flag (EINVAL), so the mode is `Single`.
+pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Component>, LoaderError> {
+    use agent_common::egress::{mode, EgressConfig, MAX_EGRESS_PORTS};
+    use aya::programs::{links::CgroupAttachMode, CgroupSockAddr};
+
+    let dir = if cfg.cgroup.as_os_str().is_empty() {
+        cgroup2_root().ok_or(LoaderError::Pin {
+            path: "cgroup2".into(),
+            reason: "no cgroup v2 mount found".into(),
+        })?
+    } else {
+        cfg.cgroup.clone()
+    };
+    let cg = std::fs::File::open(&dir).map_err(|e| LoaderError::Pin {
+        path: dir.display().to_string(),
+        reason: format!("opening the cgroup: {e}"),
+    })?;
+    // Policy first, so the programs enforce the right thing from their first call.
+    let mut ports = [0u16; MAX_EGRESS_PORTS];
+    for (slot, p) in ports.iter_mut().zip(&cfg.smtp_ports) {
+        *slot = *p;
+    }
+    let policy = EgressConfig {
+        mode: match (cfg.enforce, cfg.dry_run) {
+            (false, _) => mode::OBSERVE,
+            (true, true) => mode::DRY_RUN,
+            (true, false) => mode::ENFORCE,
+        },
+        all_connects: u32::from(cfg.all_connects),
+        nports: cfg.smtp_ports.len().min(MAX_EGRESS_PORTS) as u32,
+        _pad: 0,
+        ports,
+    };
+    {
+        let map = ebpf
+            .map_mut(maps::EGRESS_CONFIG)
+            .ok_or(LoaderError::MissingMap(maps::EGRESS_CONFIG))?;
+        let mut arr: Array<&mut MapData, EgressConfig> =
+            Array::try_from(map).map_err(|source| LoaderError::Map {
+                name: maps::EGRESS_CONFIG,
+                source,
+            })?;
+        arr.set(0, policy, 0).map_err(|source| LoaderError::Map {
+            name: maps::EGRESS_CONFIG,
+            source,
+        })?;
+    }
+    let (uids, unknown) = resolve_uids(&cfg.safe_users);
+    if !unknown.is_empty() {
+        tracing::debug!(users = ?unknown, "egress.safe_users not on this host; skipped.");
+    }
+    {
+        let map = ebpf
+            .map_mut(maps::SAFE_UIDS)
+            .ok_or(LoaderError::MissingMap(maps::SAFE_UIDS))?;
+        let mut safe: aya::maps::HashMap<&mut MapData, u32, u32> =
+            aya::maps::HashMap::try_from(map).map_err(|source| LoaderError::Map {
+                name: maps::SAFE_UIDS,
+                source,
+            })?;
+        for uid in uids {
+            safe.insert(uid, 1, 0).map_err(|source| LoaderError::Map {
+                name: maps::SAFE_UIDS,
+                source,
+            })?;
+        }
+    }
+    let mut out = Vec::new();
+    for name in [progs::CONNECT4, progs::CONNECT6] {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or(LoaderError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        prog.attach(&cg, CgroupAttachMode::Single)
+            .map_err(|source| LoaderError::Program { name, source })?;
+        out.push(Component {
+            name: name.to_string(),
+            kind: "cgroup_sock_addr",
+            target: dir.display().to_string(),
+            state: "attached",
+            mode: Some(match policy.mode {
+                mode::ENFORCE => "enforce",
+                mode::DRY_RUN => "dry_run",
+                _ => "observe",
+            }),
+            reason: None,
+        });
+    }
+    Ok(out)
+}
+
 /// Load the XDP program without attaching it (for BPF_PROG_TEST_RUN).
 pub fn load_xdp(ebpf: &mut Ebpf) -> Result<std::os::fd::RawFd, LoaderError> {
     let name = progs::XDP_FIREWALL;

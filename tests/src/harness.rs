@@ -29,8 +29,14 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Set up namespaces and a config (`extra` is appended to the YAML); start the agent.
+    /// Set up namespaces and a config (`extra` goes into the `firewall:` section); start
+    /// the agent. The egress sensor is off: tests must not attach to the host's root cgroup.
     pub fn start(net: NetPair, extra: &str) -> Self {
+        Self::start_with(net, extra, "egress:\n  enabled: false\n")
+    }
+
+    /// Like `start`, with `top` (top-level YAML sections, e.g. `egress:`) appended.
+    pub fn start_with(net: NetPair, extra: &str, top: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let www = dir.path().join("www");
         std::fs::create_dir(&www).expect("mkdir www");
@@ -43,7 +49,7 @@ impl Harness {
                 "state_dir: {state}\n\
                  webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n\
                  firewall:\n  interfaces: [{iface}]\n  pin_dir: {pins}\n  max_entries_v4: 4096\n  max_entries_v6: 4096\n{extra}\
-                 watch:\n  paths: [{www}]\n",
+                 watch:\n  paths: [{www}]\n{top}",
                 state = dir.path().join("state").display(),
                 iface = net.if_a,
                 pins = pins.0.display(),
