@@ -127,6 +127,28 @@ fn list_of(l: ApiList) -> FwList {
 }
 
 impl AgentBackend {
+    /// Every loss counter: kernel ring buffer reserve failures per program, then the
+    /// userspace queue.
+    pub fn losses(&self) -> Vec<(&'static str, u64)> {
+        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
+        let pick = |v: &[(&'static str, u64)], key: &str| {
+            v.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, n)| *n)
+                .unwrap_or(0)
+        };
+        vec![
+            ("file_ringbuf_full", pick(&file, "ringbuf_full")),
+            ("file_map_full", pick(&file, "map_full")),
+            ("xdp_event_lost", pick(&xdp, "event_lost")),
+            ("egress_ringbuf_full", pick(&egress, "ringbuf_full")),
+            (
+                "queue_dropped",
+                self.pipeline.queue_dropped.load(Ordering::Relaxed),
+            ),
+        ]
+    }
+
     fn kernel<T>(&self, f: impl FnOnce(&KernelStats) -> T) -> T {
         let g = match self.kernel.lock() {
             Ok(g) => g,
@@ -190,6 +212,7 @@ impl api::Backend for AgentBackend {
             "status": if degraded { "degraded" } else { "ok" },
             "components": self.components,
             "pipeline": self.pipeline_json(),
+            "losses": counters(self.losses()),
             "kernel": {
                 "xdp": counters(xdp),
                 "file_sensor": counters(file),

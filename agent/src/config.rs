@@ -303,6 +303,9 @@ pub struct Sensors {
     pub event_channel_size: usize,
     /// Concurrent open-for-write sessions the kernel tracks.
     pub max_open_files: u32,
+    /// Seconds between checks for lost events; any loss in a window is an
+    /// `event_loss` finding.
+    pub loss_window_secs: u64,
 }
 
 /// Merge `over` into `base`: maps merge key by key, lists append, scalars replace.
@@ -424,6 +427,9 @@ impl Config {
         }
         if self.sensors.event_channel_size == 0 {
             return err("sensors.event_channel_size", "must be > 0".into());
+        }
+        if self.sensors.loss_window_secs == 0 {
+            return err("sensors.loss_window_secs", "must be > 0".into());
         }
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());

@@ -221,6 +221,11 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         watched: cfg.watch.paths.clone(),
         policy,
     });
+    let loss = tokio::spawn(loss_watch(
+        backend.clone(),
+        std::time::Duration::from_secs(cfg.sensors.loss_window_secs),
+        shutdown_rx.clone(),
+    ));
     let state = api::ApiState::new(backend, token_set);
     let mut api_shutdown = shutdown_rx.clone();
     let (addr, server) = api::serve(
@@ -253,6 +258,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let _ = detector.await;
     let _ = net_events.await;
     let _ = sweeper.await;
+    let _ = loss.await;
     store.flush().await.context("flushing the store")?;
     // A deliberate stop detaches XDP (its link pins go); the block/allow maps stay
     // pinned and are reconciled at the next start. A crash leaves the pinned links
@@ -386,6 +392,49 @@ async fn network_events(
     }
     if !samples.is_empty() {
         let _ = store.add_drop_samples(samples, DROP_SAMPLES_KEPT).await;
+    }
+}
+
+/// Every window: if any event was lost (a kernel ring buffer was full, or a userspace
+/// queue was), raise an `event_loss` finding saying where and how many.
+async fn loss_watch(
+    b: Arc<AgentBackend>,
+    window: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(window);
+    let mut last = b.losses();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = b.losses();
+                let delta: Vec<(&str, u64)> = now
+                    .iter()
+                    .zip(&last)
+                    .filter(|(n, l)| n.1 > l.1)
+                    .map(|(n, l)| (n.0, n.1 - l.1))
+                    .collect();
+                last = now;
+                if delta.is_empty() {
+                    continue;
+                }
+                let total: u64 = delta.iter().map(|d| d.1).sum();
+                let parts: Vec<String> = delta.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let f = NewFinding {
+                    check: "event_loss".into(),
+                    severity: Severity::Warning,
+                    message: format!("{total} events lost in the last {}s", window.as_secs()),
+                    details: format!("{}; raise sensors.ringbuf_bytes or sensors.event_channel_size", parts.join(", ")),
+                    path: None,
+                    pid: None,
+                    uid: None,
+                    process: None,
+                    ip: None,
+                };
+                dispatch(&b.store, &b.findings_tx, f).await;
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
