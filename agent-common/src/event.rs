@@ -24,6 +24,8 @@ pub enum EventKind {
     FileWriteClose = 2,
     /// An outbound connect (cgroup connect4/connect6).
     Connect = 3,
+    /// A program was exec'd (sched_process_exec).
+    Exec = 1,
     /// XDP dropped a packet (sampled, rate-bounded).
     XdpDrop = 32,
     /// XDP saw a source cross the port-scan threshold.
@@ -35,6 +37,7 @@ impl EventKind {
         match v {
             2 => Some(Self::FileWriteClose),
             3 => Some(Self::Connect),
+            1 => Some(Self::Exec),
             32 => Some(Self::XdpDrop),
             33 => Some(Self::PortScan),
             _ => None,

@@ -8,6 +8,7 @@
 
 pub mod egress;
 pub mod event;
+pub mod exec;
 pub mod maps;
 pub mod xdp;
 

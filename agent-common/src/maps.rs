@@ -46,6 +46,17 @@ pub const SAFE_UIDS: &str = "RAMPART_SAFE_UIDS";
 /// Per-CPU egress counters indexed by `EgressStat`. Kernel writes, agent reads.
 pub const EGRESS_STATS_TOTAL: &str = "RAMPART_EGRESS_STATS_TOTAL";
 
+/// Exec policy (`Array<ExecConfig>`, one entry). Agent writes, exec program reads.
+pub const EXEC_CONFIG: &str = "RAMPART_EXEC_CONFIG";
+/// Cgroup ids the exec policy is scoped to (`HashMap<u64, u32>`). Agent writes.
+pub const EXEC_SCOPE: &str = "RAMPART_EXEC_SCOPE";
+/// World-writable trees (`LpmTrie<[u8; PREFIX_MAX_LEN], u32>`, like the watch trie).
+pub const EXEC_DENY_PREFIXES: &str = "RAMPART_EXEC_DENY_PREFIXES";
+/// Per-CPU exec counters indexed by `ExecStat`. Kernel writes, agent reads.
+pub const EXEC_STATS_TOTAL: &str = "RAMPART_EXEC_STATS_TOTAL";
+/// Scratch for the exec path (per-CPU `OpenInfo`). Kernel only.
+pub const EXEC_SCRATCH: &str = "RAMPART_EXEC_SCRATCH";
+
 /// Every map the kernel object must define; a test loads the object and checks each one.
 pub const ALL: &[&str] = &[
     EVENTS,
@@ -69,6 +80,11 @@ pub const ALL: &[&str] = &[
     EGRESS_CONFIG,
     SAFE_UIDS,
     EGRESS_STATS_TOTAL,
+    EXEC_CONFIG,
+    EXEC_SCOPE,
+    EXEC_DENY_PREFIXES,
+    EXEC_STATS_TOTAL,
+    EXEC_SCRATCH,
 ];
 
 /// Maps pinned under the pin directory so enforcement and the blocklist survive an
@@ -83,4 +99,5 @@ pub mod progs {
     pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
     pub const CONNECT4: &str = "rampart_connect4";
     pub const CONNECT6: &str = "rampart_connect6";
+    pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
 }

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod egress;
+mod exec;
 mod file;
 mod xdp;
 

@@ -38,6 +38,7 @@ pub struct KernelStats {
     pub xdp: PerCpuArray<MapData, u64>,
     pub file: PerCpuArray<MapData, u64>,
     pub egress: PerCpuArray<MapData, u64>,
+    pub exec: PerCpuArray<MapData, u64>,
 }
 
 fn sum(arr: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
@@ -49,6 +50,12 @@ impl KernelStats {
         XdpReason::ALL
             .iter()
             .map(|r| (r.as_str(), sum(&self.xdp, *r as u32)))
+            .collect()
+    }
+    pub fn exec(&self) -> Vec<(&'static str, u64)> {
+        agent_common::exec::ExecStat::ALL
+            .iter()
+            .map(|s| (s.as_str(), sum(&self.exec, *s as u32)))
             .collect()
     }
     pub fn egress(&self) -> Vec<(&'static str, u64)> {
@@ -130,7 +137,7 @@ impl AgentBackend {
     /// Every loss counter: kernel ring buffer reserve failures per program, then the
     /// userspace queue.
     pub fn losses(&self) -> Vec<(&'static str, u64)> {
-        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
+        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
         let pick = |v: &[(&'static str, u64)], key: &str| {
             v.iter()
                 .find(|(k, _)| *k == key)
@@ -142,6 +149,7 @@ impl AgentBackend {
             ("file_map_full", pick(&file, "map_full")),
             ("xdp_event_lost", pick(&xdp, "event_lost")),
             ("egress_ringbuf_full", pick(&egress, "ringbuf_full")),
+            ("exec_ringbuf_full", pick(&exec, "ringbuf_full")),
             (
                 "queue_dropped",
                 self.pipeline.queue_dropped.load(Ordering::Relaxed),
@@ -207,7 +215,7 @@ impl api::Backend for AgentBackend {
             .components
             .iter()
             .any(|c| c.state != "attached" && c.state != "not_configured");
-        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
+        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },
             "components": self.components,
@@ -217,6 +225,7 @@ impl api::Backend for AgentBackend {
                 "xdp": counters(xdp),
                 "file_sensor": counters(file),
                 "egress": counters(egress),
+                "exec": counters(exec),
             },
         }))
     }
@@ -251,7 +260,7 @@ impl api::Backend for AgentBackend {
 
     async fn metrics(&self) -> Result<String, ApiError> {
         use std::fmt::Write;
-        let (xdp, file, egress) = self.kernel(|k| (k.xdp(), k.file(), k.egress()));
+        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -273,6 +282,14 @@ impl api::Backend for AgentBackend {
         let _ = writeln!(s, "# TYPE rampart_egress_connects_total counter");
         for (k, v) in egress {
             let _ = writeln!(s, "rampart_egress_connects_total{{outcome=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP rampart_exec_total Execs checked by the exec sensor, by outcome."
+        );
+        let _ = writeln!(s, "# TYPE rampart_exec_total counter");
+        for (k, v) in exec {
+            let _ = writeln!(s, "rampart_exec_total{{outcome=\"{k}\"}} {v}");
         }
         let p = &self.pipeline;
         for (name, v) in [

@@ -52,6 +52,24 @@ pub struct Config {
     #[serde(default)]
     pub infra_ips: Vec<String>,
     pub egress: Egress,
+    pub exec: Exec,
+}
+
+/// Exec sensor (sched_process_exec) and its stop rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exec {
+    pub enabled: bool,
+    /// Only processes directly in this cgroup v2 directory; empty = every process.
+    pub cgroup: PathBuf,
+    /// Trees anyone can write to: executing from them is a finding.
+    pub world_writable: Vec<PathBuf>,
+    /// Kill such execs before their first instruction ...
+    pub enforce: bool,
+    /// ... unless in dry run: report `dry_run`, kill nothing.
+    pub dry_run: bool,
+    /// Report every exec (busy hosts: many events).
+    pub all_execs: bool,
 }
 
 /// Outbound connect sensor (cgroup connect4/connect6).
@@ -472,6 +490,20 @@ impl Config {
                 ),
             );
         }
+        if !self.exec.cgroup.as_os_str().is_empty() && !self.exec.cgroup.is_absolute() {
+            return err(
+                "exec.cgroup",
+                "must be an absolute path (or empty for every process)".into(),
+            );
+        }
+        for (i, p) in self.exec.world_writable.iter().enumerate() {
+            if !p.is_absolute() || p.to_string_lossy().len() + 1 > agent_common::PREFIX_MAX_LEN {
+                return err(
+                    &format!("exec.world_writable[{i}]"),
+                    "must be an absolute path shorter than 128 bytes".into(),
+                );
+            }
+        }
         if !self.egress.cgroup.as_os_str().is_empty() && !self.egress.cgroup.is_absolute() {
             return err(
                 "egress.cgroup",
@@ -648,6 +680,7 @@ mod tests {
             ("firewall:\n  pin_dir: /tmp/pins\n", "firewall.pin_dir"),
             ("egress:\n  smtp_ports: [25, 0]\n", "egress.smtp_ports"),
             ("egress:\n  cgroup: relative\n", "egress.cgroup"),
+            ("exec:\n  world_writable: [tmp]\n", "exec.world_writable[0]"),
             ("egress:\n  enforce: maybe\n", "egress.enforce"),
         ] {
             let e = Config::from_layers(layers(&[yaml])).unwrap_err();

@@ -16,7 +16,7 @@ use crate::{
     backend::{AgentBackend, KernelStats},
     config::Config,
     detect,
-    events::{self, FileActivity, NetEvent, PipelineStats},
+    events::{self, FileActivity, PipelineStats, SensorEvent},
     firewall::{self, Firewall, KernelLists},
     loader::{self, Component},
     policy::PolicyManager,
@@ -64,6 +64,23 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
     let mut components: Vec<Component> =
         loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
+    if cfg.exec.enabled {
+        // Like egress: a sensor that cannot attach is reported, not fatal.
+        match loader::attach_exec(&mut ebpf, &cfg.exec) {
+            Ok(c) => components.push(c),
+            Err(e) => {
+                tracing::error!(error = %e, "Exec sensor not attached.");
+                components.push(Component {
+                    name: maps::progs::SCHED_PROCESS_EXEC.into(),
+                    kind: "tracepoint",
+                    target: "sched:sched_process_exec".into(),
+                    state: "failed",
+                    mode: None,
+                    reason: Some(e.to_string()),
+                });
+            }
+        }
+    }
     if cfg.egress.enabled {
         // A sensor that cannot attach is reported, not fatal: the firewall still runs.
         match loader::attach_egress(&mut ebpf, &cfg.egress) {
@@ -92,6 +109,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         xdp: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::XDP_STATS_TOTAL)?)?,
         file: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::FILE_STATS_TOTAL)?)?,
         egress: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::EGRESS_STATS_TOTAL)?)?,
+        exec: PerCpuArray::try_from(loader::take_map(&mut ebpf, maps::EXEC_STATS_TOTAL)?)?,
     };
     let ring = RingBuf::try_from(loader::take_map(&mut ebpf, maps::EVENTS)?)?;
 
@@ -170,7 +188,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let pipeline = Arc::new(PipelineStats::default());
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
-    let (net_tx, net_rx) = mpsc::channel::<NetEvent>(cfg.sensors.event_channel_size);
+    let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
     let reader = tokio::spawn(events::run_reader(
         ring,
@@ -323,7 +341,7 @@ async fn dispatch(store: &Store, tx: &broadcast::Sender<Finding>, f: NewFinding)
 /// Port scans and SMTP egress become findings; sampled drops go to the store in
 /// batches (for the threat view and /firewall/status).
 async fn network_events(
-    mut rx: mpsc::Receiver<NetEvent>,
+    mut rx: mpsc::Receiver<SensorEvent>,
     store: Store,
     tx: broadcast::Sender<Finding>,
 ) {
@@ -334,7 +352,7 @@ async fn network_events(
             ev = rx.recv() => {
                 match ev {
                     None => break,
-                    Some(NetEvent::Xdp(ev)) => {
+                    Some(SensorEvent::Xdp(ev)) => {
                         let ip = events::xdp_source(&ev).to_string();
                         if ev.header.kind == EventKind::PortScan as u16 {
                             let f = NewFinding {
@@ -354,7 +372,30 @@ async fn network_events(
                             samples.push((ip, reason.to_string(), ev.proto, ev.dport));
                         }
                     }
-                    Some(NetEvent::Connect(ev)) => {
+                    Some(SensorEvent::Exec(ev)) => {
+                        let Some(decision) = Decision::from_u32(ev.decision) else { continue };
+                        if decision == Decision::Allowed {
+                            continue; // all_execs reporting: counted, not a finding
+                        }
+                        let path = events::exec_path(&ev);
+                        let comm = events::comm_str(&ev.comm);
+                        let f = NewFinding {
+                            check: "exec_world_writable".into(),
+                            severity: Severity::High,
+                            message: format!(
+                                "Executed from a world-writable tree: {path}{}",
+                                if decision == Decision::Denied { " (killed)" } else { "" }
+                            ),
+                            details: format!("decision: {}; {}", decision.as_str(), lineage(ev.tgid)),
+                            path: Some(path),
+                            pid: Some(ev.tgid),
+                            uid: Some(ev.uid),
+                            process: Some(comm),
+                            ip: None,
+                        };
+                        dispatch(&store, &tx, f).await;
+                    }
+                    Some(SensorEvent::Connect(ev)) => {
                         let Some(decision) = Decision::from_u32(ev.decision) else { continue };
                         if decision == Decision::Allowed {
                             continue; // all_connects reporting: counted, not a finding
@@ -392,6 +433,26 @@ async fn network_events(
     }
     if !samples.is_empty() {
         let _ = store.add_drop_samples(samples, DROP_SAMPLES_KEPT).await;
+    }
+}
+
+/// Parent and grandparent of `pid`, best effort from /proc (a killed or short-lived
+/// process may be gone already).
+fn lineage(pid: u32) -> String {
+    let parent = |p: u32| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // comm may contain spaces and parens: the fields after the last ')' are fixed.
+        let rest = stat.rsplit_once(')')?.1;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
+        Some((ppid, comm.trim().to_string()))
+    };
+    match parent(pid) {
+        Some((pp, pc)) => match parent(pp) {
+            Some((gp, gc)) => format!("parent {pc} ({pp}), grandparent {gc} ({gp})"),
+            None => format!("parent {pc} ({pp})"),
+        },
+        None => "lineage unavailable (process gone)".into(),
     }
 }
 

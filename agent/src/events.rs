@@ -10,8 +10,8 @@ use std::{
 };
 
 use agent_common::{
-    egress::ConnectEvent, file_flags, xdp::XdpEvent, EventHeader, EventKind, FileEvent,
-    EVENT_VERSION,
+    egress::ConnectEvent, exec::ExecEvent, file_flags, xdp::XdpEvent, EventHeader, EventKind,
+    FileEvent, EVENT_VERSION,
 };
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
@@ -64,6 +64,11 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// The exec'd path of an exec event.
+pub fn exec_path(ev: &ExecEvent) -> String {
+    cstr(&ev.path[..(ev.path_len as usize).min(ev.path.len())])
+}
+
 /// A kernel `comm` as text.
 pub fn comm_str(comm: &[u8]) -> String {
     cstr(comm)
@@ -76,21 +81,23 @@ fn cstr(bytes: &[u8]) -> String {
 
 /// A decoded kernel event.
 #[derive(Clone, Copy)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a short-lived stack value per event; boxing would allocate per event"
-)]
 pub enum Decoded {
     File(FileEvent),
     Xdp(XdpEvent),
     Connect(ConnectEvent),
+    Exec(ExecEvent),
 }
 
-/// Network events for the network task.
+/// Events for the sensor task (network, egress, exec).
 #[derive(Clone, Copy, Debug)]
-pub enum NetEvent {
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved by value through a bounded channel; boxing would allocate per event"
+)]
+pub enum SensorEvent {
     Xdp(XdpEvent),
     Connect(ConnectEvent),
+    Exec(ExecEvent),
 }
 
 fn exact<T: Copy>(h: &EventHeader, bytes: &[u8]) -> Result<T, DecodeError> {
@@ -121,6 +128,13 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         }
         EventKind::XdpDrop | EventKind::PortScan => Ok(Decoded::Xdp(exact(&h, bytes)?)),
         EventKind::Connect => Ok(Decoded::Connect(exact(&h, bytes)?)),
+        EventKind::Exec => {
+            let ev: ExecEvent = exact(&h, bytes)?;
+            if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
+                return Err(DecodeError::PathLen(ev.path_len));
+            }
+            Ok(Decoded::Exec(ev))
+        }
     }
 }
 
@@ -199,7 +213,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// Where decoded events go; each a bounded queue.
 pub struct Sinks {
     pub files: mpsc::Sender<FileActivity>,
-    pub net: mpsc::Sender<NetEvent>,
+    pub net: mpsc::Sender<SensorEvent>,
 }
 
 /// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
@@ -231,12 +245,17 @@ pub async fn run_reader(
                     }
                 }
                 Ok(Decoded::Xdp(ev)) => {
-                    if sinks.net.try_send(NetEvent::Xdp(ev)).is_err() {
+                    if sinks.net.try_send(SensorEvent::Xdp(ev)).is_err() {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Decoded::Exec(ev)) => {
+                    if sinks.net.try_send(SensorEvent::Exec(ev)).is_err() {
                         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(Decoded::Connect(ev)) => {
-                    if sinks.net.try_send(NetEvent::Connect(ev)).is_err() {
+                    if sinks.net.try_send(SensorEvent::Connect(ev)).is_err() {
                         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -637,6 +637,82 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
     Ok(out)
 }
 
+/// Attach the exec sensor to `sched:sched_process_exec` with its policy, scope and
+/// world-writable trees.
+pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, LoaderError> {
+    use std::os::unix::fs::MetadataExt;
+
+    use agent_common::{egress::mode, exec::ExecConfig, WATCH_INCLUDE};
+    let policy = ExecConfig {
+        mode: match (cfg.enforce, cfg.dry_run) {
+            (false, _) => mode::OBSERVE,
+            (true, true) => mode::DRY_RUN,
+            (true, false) => mode::ENFORCE,
+        },
+        scoped: u32::from(!cfg.cgroup.as_os_str().is_empty()),
+        all_execs: u32::from(cfg.all_execs),
+        _pad: 0,
+    };
+    let map_err = |name: &'static str| move |source| LoaderError::Map { name, source };
+    if policy.scoped != 0 {
+        // A cgroup v2 id is its directory's inode number.
+        let id = std::fs::metadata(&cfg.cgroup)
+            .map_err(|e| LoaderError::Pin {
+                path: cfg.cgroup.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .ino();
+        let map = ebpf
+            .map_mut(maps::EXEC_SCOPE)
+            .ok_or(LoaderError::MissingMap(maps::EXEC_SCOPE))?;
+        let mut scope: aya::maps::HashMap<&mut MapData, u64, u32> =
+            aya::maps::HashMap::try_from(map).map_err(map_err(maps::EXEC_SCOPE))?;
+        scope.insert(id, 1, 0).map_err(map_err(maps::EXEC_SCOPE))?;
+    }
+    {
+        let map = ebpf
+            .map_mut(maps::EXEC_DENY_PREFIXES)
+            .ok_or(LoaderError::MissingMap(maps::EXEC_DENY_PREFIXES))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
+            LpmTrie::try_from(map).map_err(map_err(maps::EXEC_DENY_PREFIXES))?;
+        for p in &cfg.world_writable {
+            let (bits, data) = watch_key(p);
+            trie.insert(&Key::new(bits, data), WATCH_INCLUDE, 0)
+                .map_err(map_err(maps::EXEC_DENY_PREFIXES))?;
+        }
+    }
+    {
+        let map = ebpf
+            .map_mut(maps::EXEC_CONFIG)
+            .ok_or(LoaderError::MissingMap(maps::EXEC_CONFIG))?;
+        let mut arr: Array<&mut MapData, ExecConfig> =
+            Array::try_from(map).map_err(map_err(maps::EXEC_CONFIG))?;
+        arr.set(0, policy, 0).map_err(map_err(maps::EXEC_CONFIG))?;
+    }
+    let name = progs::SCHED_PROCESS_EXEC;
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoaderError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| LoaderError::Program { name, source })?;
+    prog.load()
+        .map_err(|source| LoaderError::Program { name, source })?;
+    prog.attach("sched", "sched_process_exec")
+        .map_err(|source| LoaderError::Program { name, source })?;
+    Ok(Component {
+        name: name.to_string(),
+        kind: "tracepoint",
+        target: "sched:sched_process_exec".into(),
+        state: "attached",
+        mode: Some(match policy.mode {
+            mode::ENFORCE => "enforce",
+            mode::DRY_RUN => "dry_run",
+            _ => "observe",
+        }),
+        reason: None,
+    })
+}
+
 /// Load the XDP program without attaching it (for BPF_PROG_TEST_RUN).
 pub fn load_xdp(ebpf: &mut Ebpf) -> Result<std::os::fd::RawFd, LoaderError> {
     let name = progs::XDP_FIREWALL;

@@ -30,9 +30,13 @@ pub struct Harness {
 
 impl Harness {
     /// Set up namespaces and a config (`extra` goes into the `firewall:` section); start
-    /// the agent. The egress sensor is off: tests must not attach to the host's root cgroup.
+    /// the agent. The egress and exec sensors are off: tests scope them to a test cgroup.
     pub fn start(net: NetPair, extra: &str) -> Self {
-        Self::start_with(net, extra, "egress:\n  enabled: false\n")
+        Self::start_with(
+            net,
+            extra,
+            "egress:\n  enabled: false\nexec:\n  enabled: false\n",
+        )
     }
 
     /// Like `start`, with `top` (top-level YAML sections, e.g. `egress:`) appended.

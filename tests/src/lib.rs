@@ -373,6 +373,28 @@ pub fn pings_answered(ns: &str, ip: &str, count: u32, interval: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// A cgroup v2 directory for one test; removed on drop (its processes have exited).
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn create() -> Result<Self, String> {
+        let root = agent::loader::cgroup2_root().ok_or("no cgroup v2 mount")?;
+        let p = root.join(format!(
+            "rampart-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+        Ok(TestCgroup(p))
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// A random API token.
 pub fn token() -> String {
     let mut b = [0u8; 24];

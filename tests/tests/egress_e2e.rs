@@ -3,40 +3,11 @@
 //! user outside `egress.safe_users` are findings; in dry run they still connect, when
 //! enforcing they fail with EPERM; processes outside the cgroup are untouched.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
+use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
+
+use integration_test::{
+    feature_available, harness::Harness, is_root, wait_for, Listener, NetPair, TestCgroup,
 };
-
-use integration_test::{feature_available, harness::Harness, is_root, wait_for, Listener, NetPair};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A cgroup v2 directory for this test; removed on drop.
-struct TestCgroup(PathBuf);
-
-impl TestCgroup {
-    fn create() -> Result<Self, String> {
-        let root = agent::loader::cgroup2_root().ok_or("no cgroup v2 mount")?;
-        let p = root.join(format!(
-            "rampart-test-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
-        Ok(TestCgroup(p))
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Our children have exited by now, so the cgroup is empty.
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 /// Connect to `addr` from namespace `ns` as `uid`, inside `cgroup` when given.
 /// Ok(()) when connected, Err(stderr) otherwise.
@@ -95,7 +66,7 @@ fn smtp_egress_dry_run_then_enforced_only_in_scope() {
     let smtp: SocketAddr = format!("{}:25", net.ip_b).parse().expect("addr");
     let _mta = Listener::start(&net.ns_b, smtp);
     let egress = format!(
-        "egress:\n  enabled: true\n  cgroup: {}\n  enforce: true\n  dry_run: true\n",
+        "exec:\n  enabled: false\negress:\n  enabled: true\n  cgroup: {}\n  enforce: true\n  dry_run: true\n",
         cg.0.display()
     );
     let mut h = Harness::start_with(net, "", &egress);

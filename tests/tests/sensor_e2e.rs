@@ -30,7 +30,7 @@ fn tiny_ring_buffer_losses_are_counted_exactly() {
             return;
         }
     };
-    let top = "egress:\n  enabled: false\nsensors:\n  ringbuf_bytes: 4096\n  loss_window_secs: 1\n";
+    let top = "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  ringbuf_bytes: 4096\n  loss_window_secs: 1\n";
     let h = Harness::start_with(net, "", top);
     let (e0, l0, r0) = file_counters(&h);
     const N: u64 = 3000;

@@ -90,7 +90,7 @@ impl Fixture {
         while let Some(item) = self.ring.next() {
             match events::decode(&item) {
                 Ok(Decoded::Xdp(ev)) => out.push(ev),
-                Ok(Decoded::File(_) | Decoded::Connect(_)) => {}
+                Ok(Decoded::File(_) | Decoded::Connect(_) | Decoded::Exec(_)) => {}
                 Err(e) => panic!("undecodable event: {e}"),
             }
         }
@@ -118,6 +118,7 @@ fn object_defines_every_named_map() {
         maps::progs::SYS_ENTER_CLOSE,
         maps::progs::CONNECT4,
         maps::progs::CONNECT6,
+        maps::progs::SCHED_PROCESS_EXEC,
     ] {
         assert!(
             ebpf.program(prog).is_some(),

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Exec sensor (sched:sched_process_exec) wire types.
+
+use crate::{EventHeader, COMM_LEN, PATH_MAX_LEN};
+
+/// The single entry of `RAMPART_EXEC_CONFIG`. Modes as in [`crate::egress::mode`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecConfig {
+    pub mode: u32,
+    /// 1: only processes in a cgroup listed in `RAMPART_EXEC_SCOPE`.
+    pub scoped: u32,
+    /// 1: report every exec, not only from world-writable trees.
+    pub all_execs: u32,
+    pub _pad: u32,
+}
+
+/// An exec.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `comm` of the new image (the kernel sets it before this tracepoint).
+    pub comm: [u8; COMM_LEN],
+    pub cgroup_id: u64,
+    /// [`crate::egress::Decision`] as u32 (Allowed for plain reporting).
+    pub decision: u32,
+    pub path_len: u32,
+    pub path: [u8; PATH_MAX_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 16 + 16 + 8 + 8 + PATH_MAX_LEN);
+
+/// Indexes of `RAMPART_EXEC_STATS_TOTAL`. Stable numbers.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecStat {
+    Checked = 0,
+    Violations = 1,
+    Killed = 2,
+    RingbufFull = 3,
+}
+
+impl ExecStat {
+    pub const COUNT: u32 = 4;
+    pub const ALL: [ExecStat; 4] = [
+        Self::Checked,
+        Self::Violations,
+        Self::Killed,
+        Self::RingbufFull,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Checked => "checked",
+            Self::Violations => "violations",
+            Self::Killed => "killed",
+            Self::RingbufFull => "ringbuf_full",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: repr(C), Copy, explicit padding, any bit pattern valid.
+    unsafe impl aya::Pod for ExecConfig {}
+}

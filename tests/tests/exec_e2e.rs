@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The exec sensor's stop rule end to end, scoped to a test cgroup and a test
+//! "world-writable" directory: in dry run a script there runs and is reported; when
+//! enforcing it is killed before its first line runs (it would create a file);
+//! outside the cgroup, or outside the tree, nothing is touched.
+
+use std::{
+    os::unix::fs::PermissionsExt, os::unix::process::ExitStatusExt, path::Path, process::Command,
+    time::Duration,
+};
+
+use integration_test::{
+    feature_available, harness::Harness, is_root, wait_for, NetPair, TestCgroup,
+};
+
+/// Run `script` through `sh -c 'exec SCRIPT'`, first joining `cgroup` when given.
+fn run(cgroup: Option<&Path>, script: &Path) -> std::process::ExitStatus {
+    let join = cgroup
+        .map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display()))
+        .unwrap_or_default();
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{join}exec {}", script.display()))
+        .status()
+        .expect("sh")
+}
+
+fn exec_findings(h: &Harness) -> Vec<serde_json::Value> {
+    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+    f.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["check"] == "exec_world_writable")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
+    if !feature_available("root + cgroup v2", is_root()) {
+        return;
+    }
+    let net = match NetPair::create() {
+        Ok(n) => n,
+        Err(e) => {
+            assert!(feature_available("network namespaces + veth", Err(e)));
+            return;
+        }
+    };
+    let cg = match TestCgroup::create() {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(feature_available("cgroup v2", Err(e)));
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ww = dir.path().join("ww");
+    std::fs::create_dir(&ww).expect("mkdir");
+    std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let marker = dir.path().join("ran");
+    let script = ww.join("dropper.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\n", marker.display())).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let safe = dir.path().join("safe.sh");
+    std::fs::write(
+        &safe,
+        format!("#!/bin/sh\ntouch {}.safe\n", marker.display()),
+    )
+    .expect("script");
+    std::fs::set_permissions(&safe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: true\n  cgroup: {}\n  world_writable: [{}]\n  enforce: true\n  dry_run: true\n",
+        cg.0.display(),
+        ww.display()
+    );
+    let mut h = Harness::start_with(net, "", &top);
+
+    // Dry run: the script runs and is reported with its path and decision.
+    assert!(run(Some(&cg.0), &script).success());
+    assert!(marker.exists(), "dry run must not stop the script");
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h)
+            .iter()
+            .any(|f| f["path"] == script.display().to_string())),
+        "no exec_world_writable finding; log:\n{}",
+        h.log()
+    );
+    let f = exec_findings(&h).into_iter().next().expect("finding");
+    assert!(
+        f["details"].as_str().is_some_and(|d| d.contains("dry_run")),
+        "{f}"
+    );
+    assert_eq!(f["severity"], "high");
+
+    // Enforce: killed before its first line; the file is never created.
+    let cfg = std::fs::read_to_string(&h.config).expect("config");
+    std::fs::write(&h.config, cfg.replace("dry_run: true", "dry_run: false")).expect("config");
+    h.stop();
+    h.restart();
+    std::fs::remove_file(&marker).expect("rm marker");
+    let st = run(Some(&cg.0), &script);
+    assert_eq!(st.signal(), Some(9), "killed by SIGKILL, got {st}");
+    assert!(
+        !marker.exists(),
+        "the script must not have run a single line"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
+            |f| f["details"].as_str().is_some_and(|d| d.contains("denied"))
+        )),
+        "no denied finding"
+    );
+    // Outside the tree, and outside the cgroup, nothing is stopped.
+    assert!(
+        run(Some(&cg.0), &safe).success(),
+        "a script outside the world-writable tree runs"
+    );
+    assert!(
+        run(None, &script).success(),
+        "outside the test cgroup nothing is checked"
+    );
+    assert!(marker.exists());
+    let (_, metrics) = h.get("/metrics", &h.admin.clone());
+    let killed: u64 = metrics
+        .as_str()
+        .expect("metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_exec_total{outcome=\"killed\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("killed counter");
+    assert_eq!(killed, 1, "exactly the one enforced exec");
+    h.stop();
+}
