@@ -515,6 +515,27 @@ pub fn open_pinned_lists(
     }))
 }
 
+/// A sensor's kernel mode from its `enforce`/`dry_run` switches: enforcement is
+/// always dry run first.
+fn enforcement_mode(enforce: bool, dry_run: bool) -> u32 {
+    use agent_common::egress::mode;
+    match (enforce, dry_run) {
+        (false, _) => mode::OBSERVE,
+        (true, true) => mode::DRY_RUN,
+        (true, false) => mode::ENFORCE,
+    }
+}
+
+/// The mode's name for /api/v1/components.
+fn mode_label(m: u32) -> &'static str {
+    use agent_common::egress::mode;
+    match m {
+        mode::ENFORCE => "enforce",
+        mode::DRY_RUN => "dry_run",
+        _ => "observe",
+    }
+}
+
 /// The mount point of the cgroup v2 (unified) hierarchy.
 pub fn cgroup2_root() -> Option<std::path::PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -545,7 +566,7 @@ pub fn resolve_uids(users: &[String]) -> (Vec<u32>, Vec<String>) {
 /// with other links on the cgroup; aya passes the mode as link flags, and links take
 /// no ALLOW_MULTI flag (EINVAL), so the mode is `Single`.
 pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Component>, LoaderError> {
-    use agent_common::egress::{mode, EgressConfig, MAX_EGRESS_PORTS};
+    use agent_common::egress::{EgressConfig, MAX_EGRESS_PORTS};
     use aya::programs::{links::CgroupAttachMode, CgroupSockAddr};
 
     let dir = if cfg.cgroup.as_os_str().is_empty() {
@@ -566,11 +587,7 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
         *slot = *p;
     }
     let policy = EgressConfig {
-        mode: match (cfg.enforce, cfg.dry_run) {
-            (false, _) => mode::OBSERVE,
-            (true, true) => mode::DRY_RUN,
-            (true, false) => mode::ENFORCE,
-        },
+        mode: enforcement_mode(cfg.enforce, cfg.dry_run),
         all_connects: u32::from(cfg.all_connects),
         nports: cfg.smtp_ports.len().min(MAX_EGRESS_PORTS) as u32,
         _pad: 0,
@@ -626,11 +643,7 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
             kind: "cgroup_sock_addr",
             target: dir.display().to_string(),
             state: "attached",
-            mode: Some(match policy.mode {
-                mode::ENFORCE => "enforce",
-                mode::DRY_RUN => "dry_run",
-                _ => "observe",
-            }),
+            mode: Some(mode_label(policy.mode)),
             reason: None,
         });
     }
@@ -642,13 +655,9 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
 pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, LoaderError> {
     use std::os::unix::fs::MetadataExt;
 
-    use agent_common::{egress::mode, exec::ExecConfig, WATCH_INCLUDE};
+    use agent_common::{exec::ExecConfig, WATCH_INCLUDE};
     let policy = ExecConfig {
-        mode: match (cfg.enforce, cfg.dry_run) {
-            (false, _) => mode::OBSERVE,
-            (true, true) => mode::DRY_RUN,
-            (true, false) => mode::ENFORCE,
-        },
+        mode: enforcement_mode(cfg.enforce, cfg.dry_run),
         scoped: u32::from(!cfg.cgroup.as_os_str().is_empty()),
         all_execs: u32::from(cfg.all_execs),
         _pad: 0,
@@ -704,11 +713,7 @@ pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, Loa
         kind: "tracepoint",
         target: "sched:sched_process_exec".into(),
         state: "attached",
-        mode: Some(match policy.mode {
-            mode::ENFORCE => "enforce",
-            mode::DRY_RUN => "dry_run",
-            _ => "observe",
-        }),
+        mode: Some(mode_label(policy.mode)),
         reason: None,
     })
 }

@@ -395,6 +395,32 @@ impl Drop for TestCgroup {
     }
 }
 
+/// The prelude of every namespace test: root, then a fresh [`NetPair`]. None means
+/// skip (locally; in CI a missing feature panics instead).
+pub fn net_or_skip() -> Option<NetPair> {
+    if !feature_available("root + network namespaces", is_root()) {
+        return None;
+    }
+    match NetPair::create() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            assert!(feature_available("network namespaces + veth", Err(e)));
+            None
+        }
+    }
+}
+
+/// A [`TestCgroup`], or None to skip (as [`net_or_skip`]).
+pub fn cgroup_or_skip() -> Option<TestCgroup> {
+    match TestCgroup::create() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            assert!(feature_available("cgroup v2", Err(e)));
+            None
+        }
+    }
+}
+
 /// A random API token.
 pub fn token() -> String {
     let mut b = [0u8; 24];

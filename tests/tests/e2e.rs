@@ -6,20 +6,13 @@
 
 use std::io::{BufRead, BufReader};
 
-use integration_test::{feature_available, harness, harness::Harness, is_root, NetPair};
+use integration_test::{harness, harness::Harness, NetPair};
 use serde_json::json;
 
 #[test]
 fn block_via_api_drops_peer_and_webshell_reaches_sse() {
-    if !feature_available("root + network namespaces", is_root()) {
+    let Some(net) = integration_test::net_or_skip() else {
         return;
-    }
-    let net = match NetPair::create() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(feature_available("network namespaces + veth", Err(e)));
-            return;
-        }
     };
     assert!(
         net.ping_a_from_b(),

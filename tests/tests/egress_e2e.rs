@@ -5,9 +5,7 @@
 
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
-use integration_test::{
-    feature_available, harness::Harness, is_root, wait_for, Listener, NetPair, TestCgroup,
-};
+use integration_test::{harness::Harness, wait_for, Listener};
 
 /// Connect to `addr` from namespace `ns` as `uid`, inside `cgroup` when given.
 /// Ok(()) when connected, Err(stderr) otherwise.
@@ -46,22 +44,11 @@ fn smtp_findings(h: &Harness) -> Vec<serde_json::Value> {
 
 #[test]
 fn smtp_egress_dry_run_then_enforced_only_in_scope() {
-    if !feature_available("root + network namespaces + cgroup v2", is_root()) {
+    let Some(net) = integration_test::net_or_skip() else {
         return;
-    }
-    let net = match NetPair::create() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(feature_available("network namespaces + veth", Err(e)));
-            return;
-        }
     };
-    let cg = match TestCgroup::create() {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(feature_available("cgroup v2", Err(e)));
-            return;
-        }
+    let Some(cg) = integration_test::cgroup_or_skip() else {
+        return;
     };
     let smtp: SocketAddr = format!("{}:25", net.ip_b).parse().expect("addr");
     let _mta = Listener::start(&net.ns_b, smtp);

@@ -9,9 +9,7 @@ use std::{
     time::Duration,
 };
 
-use integration_test::{
-    feature_available, harness::Harness, is_root, wait_for, NetPair, TestCgroup,
-};
+use integration_test::{harness::Harness, wait_for};
 
 /// Run `script` through `sh -c 'exec SCRIPT'`, first joining `cgroup` when given.
 fn run(cgroup: Option<&Path>, script: &Path) -> std::process::ExitStatus {
@@ -39,22 +37,11 @@ fn exec_findings(h: &Harness) -> Vec<serde_json::Value> {
 
 #[test]
 fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
-    if !feature_available("root + cgroup v2", is_root()) {
+    let Some(net) = integration_test::net_or_skip() else {
         return;
-    }
-    let net = match NetPair::create() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(feature_available("network namespaces + veth", Err(e)));
-            return;
-        }
     };
-    let cg = match TestCgroup::create() {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(feature_available("cgroup v2", Err(e)));
-            return;
-        }
+    let Some(cg) = integration_test::cgroup_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let ww = dir.path().join("ww");

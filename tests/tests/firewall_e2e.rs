@@ -7,24 +7,8 @@
 use std::{net::SocketAddr, time::Duration};
 
 use aya::maps::lpm_trie::Key;
-use integration_test::{
-    feature_available, harness::Harness, is_root, pings_answered, tcp_connects, wait_for, Listener,
-    NetPair,
-};
+use integration_test::{harness::Harness, pings_answered, tcp_connects, wait_for, Listener};
 use serde_json::json;
-
-fn net_or_skip() -> Option<NetPair> {
-    if !feature_available("root + network namespaces", is_root()) {
-        return None;
-    }
-    match NetPair::create() {
-        Ok(n) => Some(n),
-        Err(e) => {
-            assert!(feature_available("network namespaces + veth", Err(e)));
-            None
-        }
-    }
-}
 
 fn reachable(h: &Harness, svc: SocketAddr) -> (bool, bool) {
     (
@@ -35,7 +19,9 @@ fn reachable(h: &Harness, svc: SocketAddr) -> (bool, bool) {
 
 #[test]
 fn block_unblock_allow_kill9_and_reconcile() {
-    let Some(net) = net_or_skip() else { return };
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
     let svc: SocketAddr = format!("{}:8080", net.ip_a).parse().expect("addr");
     let _listener = Listener::start(&net.ns_a, svc);
     let mut h = Harness::start(net, "");
@@ -261,7 +247,9 @@ fn block_unblock_allow_kill9_and_reconcile() {
 
 #[test]
 fn rate_limit_by_tentative_policy_reverts_unless_confirmed() {
-    let Some(net) = net_or_skip() else { return };
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
     let mut h = Harness::start(net, "  tentative_timeout_secs: 3\n");
     let (ns_b, ip_a) = (h.net.ns_b.clone(), h.net.ip_a);
     let flood = || pings_answered(&ns_b, ip_a, 30, "0.01");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use integration_test::{feature_available, harness::Harness, is_root, wait_for, NetPair};
+use integration_test::{harness::Harness, wait_for};
 
 fn file_counters(h: &Harness) -> (u64, u64, u64) {
     let (s, v) = h.get("/api/v1/health", &h.read.clone());
@@ -20,15 +20,8 @@ fn file_counters(h: &Harness) -> (u64, u64, u64) {
 
 #[test]
 fn tiny_ring_buffer_losses_are_counted_exactly() {
-    if !feature_available("root + network namespaces", is_root()) {
+    let Some(net) = integration_test::net_or_skip() else {
         return;
-    }
-    let net = match NetPair::create() {
-        Ok(n) => n,
-        Err(e) => {
-            assert!(feature_available("network namespaces + veth", Err(e)));
-            return;
-        }
     };
     let top = "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  ringbuf_bytes: 4096\n  loss_window_secs: 1\n";
     let h = Harness::start_with(net, "", top);

@@ -97,7 +97,6 @@ fn main() -> Result<()> {
 
     bulk_load(&mut results)?;
     drop_rates(&mut results)?;
-    tap_drop_rates(&mut results)?;
 
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -162,20 +161,13 @@ fn bulk_load(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
 }
 
 const FLOOD: std::time::Duration = std::time::Duration::from_secs(3);
+/// The flooding peer's address, dropped by every mechanism.
+const PEER: [u8; 4] = [198, 51, 100, 2];
 
-/// Packets dropped per second by `read_drops` while flooding from the peer.
-fn drop_rate(net: &NetPair, read_drops: &dyn Fn() -> Result<u64>) -> Result<(f64, u64)> {
-    let dst = flood::mac(&net.ns_a, &net.if_a);
-    let src = flood::mac(&net.ns_b, &net.if_b);
-    let frame = flood::frame(dst, src, [198, 51, 100, 2], [198, 51, 100, 1]);
-    let before = read_drops()?;
-    let started = Instant::now();
-    let sent = flood::flood(&net.ns_b, &net.if_b, frame, FLOOD);
-    let secs = started.elapsed().as_secs_f64();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let dropped = read_drops()? - before;
-    Ok((dropped as f64 / secs, sent))
-}
+/// Reads a mechanism's drop counter.
+type DropCounter = Box<dyn Fn() -> Result<u64>>;
+/// Installs a mechanism in (namespace, interface) and returns its counter.
+type Setup<'a> = dyn Fn(&str, &str) -> Result<DropCounter> + 'a;
 
 fn sh_in(ns: &str, cmd: &[&str]) -> Result<String> {
     let mut args = vec!["netns", "exec", ns];
@@ -183,76 +175,54 @@ fn sh_in(ns: &str, cmd: &[&str]) -> Result<String> {
     integration_test::sh("ip", &args).map_err(anyhow::Error::msg)
 }
 
-/// XDP vs nftables netdev ingress vs iptables raw PREROUTING, each dropping a UDP
-/// flood from the peer's address on the same veth, in one run.
-fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
-    for tool in ["nft", "iptables-legacy"] {
-        anyhow::ensure!(
-            std::process::Command::new("which")
-                .arg(tool)
-                .output()?
-                .status
-                .success(),
-            "{tool} missing (cargo xtask bench installs nftables and iptables)"
-        );
-    }
-    // XDP, native (driver) mode and generic (SKB) mode on the same kind of veth.
-    let mut xdp_rates = Vec::new();
-    for mode in [
-        agent::config::XdpMode::Native,
-        agent::config::XdpMode::Generic,
-    ] {
-        let net = NetPair::create().map_err(anyhow::Error::msg)?;
-        let pins = PinDir::new();
-        let cfg = integration_test::test_config(&pins);
-        let (iface, ns) = (net.if_a.clone(), net.ns_a.clone());
-        let (kept, counters, label) = NetPair::in_ns(&ns, move || -> Result<_> {
-            let mut ebpf = loader::load(&cfg)?;
-            let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
-            let mut p = cfg.firewall.policy();
-            p.port_scan.ports = 0;
-            p.drop_samples_per_sec = 0;
-            pol.apply(&p)?;
-            let mut v4: LpmTrie<MapData, [u8; 4], u32> =
-                LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).context("v4")?)?;
-            v4.insert(&Key::new(32, [198, 51, 100, 2]), 1, 0)?;
-            let counters: aya::maps::PerCpuArray<MapData, u64> = aya::maps::PerCpuArray::try_from(
-                ebpf.take_map(maps::XDP_STATS_TOTAL).context("stats")?,
-            )?;
-            let a = loader::attach_xdp(&mut ebpf, &iface, mode, &cfg.firewall.pin_dir)?;
-            let label = a.component.mode.unwrap_or("?");
-            Ok(((ebpf, a, pol, v4), counters, label))
-        })?;
-        let read = || -> Result<u64> {
-            Ok(counters
-                .get(&(agent_common::xdp::XdpReason::Blocked as u32), 0)?
-                .iter()
-                .sum())
-        };
-        let (rate, sent) = drop_rate(&net, &read)?;
-        eprintln!("xdp ({label}): {rate:.0} drops/s ({sent} sent)");
-        let (ebpf, attachment, _pol, _v4) = kept;
-        attachment.detach();
-        drop(ebpf);
-        xdp_rates.push((label, rate));
-    }
-    let (mode, xdp) = xdp_rates[0];
-    let (_, xdp_generic) = xdp_rates[1];
+/// Rampart's XDP program on `iface` in `ns` (mode as given), blocking the peer. The
+/// loaded object and attachment live as long as the returned counter.
+fn xdp_drop(
+    ns: &str,
+    iface: &str,
+    mode: agent::config::XdpMode,
+    label: &std::cell::Cell<&'static str>,
+) -> Result<DropCounter> {
+    let pins = PinDir::new();
+    let cfg = integration_test::test_config(&pins);
+    let iface = iface.to_string();
+    let (kept, counters, l) = NetPair::in_ns(ns, move || -> Result<_> {
+        let mut ebpf = loader::load(&cfg)?;
+        let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
+        let mut p = cfg.firewall.policy();
+        p.port_scan.ports = 0;
+        p.drop_samples_per_sec = 0;
+        pol.apply(&p)?;
+        let mut v4: LpmTrie<MapData, [u8; 4], u32> =
+            LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).context("v4")?)?;
+        v4.insert(&Key::new(32, PEER), 1, 0)?;
+        let counters: aya::maps::PerCpuArray<MapData, u64> = aya::maps::PerCpuArray::try_from(
+            ebpf.take_map(maps::XDP_STATS_TOTAL).context("stats")?,
+        )?;
+        let a = loader::attach_xdp(&mut ebpf, &iface, mode, &cfg.firewall.pin_dir)?;
+        let l = a.component.mode.unwrap_or("?");
+        Ok(((ebpf, a, pol, v4), counters, l))
+    })?;
+    label.set(l);
+    Ok(Box::new(move || {
+        let _alive = (&kept, &pins);
+        Ok(counters
+            .get(&(agent_common::xdp::XdpReason::Blocked as u32), 0)?
+            .iter()
+            .sum())
+    }))
+}
 
-    // nftables: netdev ingress hook on the same kind of veth.
-    let net = NetPair::create().map_err(anyhow::Error::msg)?;
+/// An nftables netdev ingress rule dropping the peer on `iface` in `ns`.
+fn nft_drop(ns: &str, iface: &str) -> Result<DropCounter> {
     let rules = format!(
-        "table netdev rampart_bench {{\n  chain ingress {{\n    type filter hook ingress device {} priority -500;\n    ip saddr 198.51.100.2 counter drop\n  }}\n}}\n",
-        net.if_a
+        "table netdev rampart_bench {{\n  chain ingress {{\n    type filter hook ingress device {iface} priority -500;\n    ip saddr 198.51.100.2 counter drop\n  }}\n}}\n"
     );
-    let rules_file = tempfile::NamedTempFile::new()?;
-    std::fs::write(rules_file.path(), rules)?;
-    sh_in(
-        &net.ns_a,
-        &["nft", "-f", &rules_file.path().to_string_lossy()],
-    )?;
-    let ns = net.ns_a.clone();
-    let nft_read = || -> Result<u64> {
+    let f = tempfile::NamedTempFile::new()?;
+    std::fs::write(f.path(), rules)?;
+    sh_in(ns, &["nft", "-f", &f.path().to_string_lossy()])?;
+    let ns = ns.to_string();
+    Ok(Box::new(move || {
         let out = sh_in(
             &ns,
             &["nft", "-j", "list", "table", "netdev", "rampart_bench"],
@@ -268,15 +238,13 @@ fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result
                 })
             })
             .context("nft counter")
-    };
-    let (nft, nft_sent) = drop_rate(&net, &nft_read)?;
-    eprintln!("nft netdev ingress: {nft:.0} drops/s ({nft_sent} sent)");
-    drop(net);
+    }))
+}
 
-    // iptables (legacy x_tables) raw PREROUTING.
-    let net = NetPair::create().map_err(anyhow::Error::msg)?;
+/// An iptables-legacy raw PREROUTING rule dropping the peer in `ns`.
+fn ipt_drop(ns: &str, _iface: &str) -> Result<DropCounter> {
     sh_in(
-        &net.ns_a,
+        ns,
         &[
             "iptables-legacy",
             "-t",
@@ -289,8 +257,8 @@ fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result
             "DROP",
         ],
     )?;
-    let ns = net.ns_a.clone();
-    let ipt_read = || -> Result<u64> {
+    let ns = ns.to_string();
+    Ok(Box::new(move || {
         let out = sh_in(
             &ns,
             &[
@@ -308,10 +276,69 @@ fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result
             .find(|l| l.contains("DROP"))
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .context("iptables counter")
-    };
-    let (ipt, ipt_sent) = drop_rate(&net, &ipt_read)?;
-    eprintln!("iptables raw PREROUTING: {ipt:.0} drops/s ({ipt_sent} sent)");
-    drop(net);
+    }))
+}
+
+/// Drops per second by `setup`'s mechanism on a fresh veth pair, flooded from the peer.
+fn veth_rate(setup: &Setup<'_>) -> Result<(f64, u64)> {
+    let net = NetPair::create().map_err(anyhow::Error::msg)?;
+    let read = setup(&net.ns_a, &net.if_a)?;
+    let dst = flood::mac(&net.ns_a, &net.if_a);
+    let src = flood::mac(&net.ns_b, &net.if_b);
+    let frame = flood::frame(dst, src, PEER, [198, 51, 100, 1]);
+    let before = read()?;
+    let started = Instant::now();
+    let sent = flood::flood(&net.ns_b, &net.if_b, frame, FLOOD);
+    let secs = started.elapsed().as_secs_f64();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok(((read()? - before) as f64 / secs, sent))
+}
+
+/// Drops per second by `setup`'s mechanism on a TAP device written from userspace.
+fn tap_rate(setup: &Setup<'_>) -> Result<(f64, u64)> {
+    let ns = format!("rt-tap-{}", std::process::id());
+    integration_test::sh("ip", &["netns", "add", &ns]).map_err(anyhow::Error::msg)?;
+    let res = (|| {
+        let tap = flood::Tap::create(&ns, "rtap0");
+        let read = setup(&ns, &tap.name)?;
+        let frame = flood::frame(tap.mac(&ns), [2, 0, 0, 0, 0, 2], PEER, [198, 51, 100, 1]);
+        let before = read()?;
+        let started = Instant::now();
+        let sent = tap.flood(&frame, FLOOD);
+        let secs = started.elapsed().as_secs_f64();
+        Ok(((read()? - before) as f64 / secs, sent))
+    })();
+    let _ = integration_test::sh("ip", &["netns", "del", &ns]);
+    res
+}
+
+/// XDP vs nftables netdev ingress vs iptables raw PREROUTING, each dropping a UDP
+/// flood from the peer's address, on veth and on TAP, in one run.
+fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
+    for tool in ["nft", "iptables-legacy"] {
+        anyhow::ensure!(
+            std::process::Command::new("which")
+                .arg(tool)
+                .output()?
+                .status
+                .success(),
+            "{tool} missing (cargo xtask bench installs nftables and iptables)"
+        );
+    }
+    use agent::config::XdpMode;
+    let label = std::cell::Cell::new("?");
+    let (xdp, xdp_sent) = veth_rate(&|ns, i| xdp_drop(ns, i, XdpMode::Native, &label))?;
+    let mode = label.get();
+    eprintln!("xdp ({mode}): {xdp:.0} drops/s ({xdp_sent} sent)");
+    let (xdp_generic, sent) = veth_rate(&|ns, i| xdp_drop(ns, i, XdpMode::Generic, &label))?;
+    eprintln!(
+        "xdp ({}): {xdp_generic:.0} drops/s ({sent} sent)",
+        label.get()
+    );
+    let (nft, sent) = veth_rate(&nft_drop)?;
+    eprintln!("nft netdev ingress: {nft:.0} drops/s ({sent} sent)");
+    let (ipt, sent) = veth_rate(&ipt_drop)?;
+    eprintln!("iptables raw PREROUTING: {ipt:.0} drops/s ({sent} sent)");
 
     let base =
         "veth flood from the peer netns (AF_PACKET sendmmsg, qdisc bypass), 3 s each, same run";
@@ -355,161 +382,24 @@ fn drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result
             "XDP drops/s ÷ iptables raw PREROUTING drops/s",
         ),
     );
-    Ok(())
-}
 
-/// Reads a mechanism's drop counter.
-type DropCounter = Box<dyn Fn() -> Result<u64>>;
-/// Installs a mechanism in (namespace, tap device) and returns its counter.
-type Setup<'a> = dyn Fn(&str, &str) -> Result<DropCounter> + 'a;
-
-/// The same comparison on a TAP device in a test namespace, written from userspace:
-/// native XDP runs before the skb exists (as on a NIC), the netfilter hooks after.
-fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
-    let run = |setup: &Setup| -> Result<(f64, u64)> {
-        let ns = format!("rt-tap-{}", std::process::id());
-        integration_test::sh("ip", &["netns", "add", &ns]).map_err(anyhow::Error::msg)?;
-        let res = (|| {
-            let tap = flood::Tap::create(&ns, "rtap0");
-            let read = setup(&ns, &tap.name)?;
-            let frame = flood::frame(
-                tap.mac(&ns),
-                [2, 0, 0, 0, 0, 2],
-                [198, 51, 100, 2],
-                [198, 51, 100, 1],
-            );
-            let before = read()?;
-            let started = Instant::now();
-            let sent = tap.flood(&frame, FLOOD);
-            let secs = started.elapsed().as_secs_f64();
-            let dropped = read()? - before;
-            Ok((dropped as f64 / secs, sent))
-        })();
-        let _ = integration_test::sh("ip", &["netns", "del", &ns]);
-        res
-    };
-
-    let pins = PinDir::new();
-    let cfg = integration_test::test_config(&pins);
-    let keep: std::sync::Mutex<Vec<Box<dyn std::any::Any>>> = std::sync::Mutex::new(Vec::new());
-    let (xdp, xdp_sent) = run(&|ns, iface| {
-        let (cfg, iface) = (cfg.clone(), iface.to_string());
-        let (kept, counters) = NetPair::in_ns(ns, move || -> Result<_> {
-            let mut ebpf = loader::load(&cfg)?;
-            let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
-            let mut p = cfg.firewall.policy();
-            p.port_scan.ports = 0;
-            p.drop_samples_per_sec = 0;
-            pol.apply(&p)?;
-            let mut v4: LpmTrie<MapData, [u8; 4], u32> =
-                LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).context("v4")?)?;
-            v4.insert(&Key::new(32, [198, 51, 100, 2]), 1, 0)?;
-            let counters: aya::maps::PerCpuArray<MapData, u64> = aya::maps::PerCpuArray::try_from(
-                ebpf.take_map(maps::XDP_STATS_TOTAL).context("stats")?,
-            )?;
-            let a = loader::attach_xdp(
-                &mut ebpf,
-                &iface,
-                agent::config::XdpMode::Native,
-                &cfg.firewall.pin_dir,
-            )?;
-            anyhow::ensure!(a.component.mode == Some("native"), "tap refused native XDP");
-            Ok(((ebpf, a, pol, v4), counters))
-        })?;
-        let (ebpf, a, pol, v4) = kept;
-        // The link pin goes with the namespace's device; keep the rest alive for the run.
-        let mut k = keep.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        k.push(Box::new(ebpf));
-        k.push(Box::new(pol));
-        k.push(Box::new(v4));
-        drop(a);
-        Ok(Box::new(move || {
-            Ok(counters
-                .get(&(agent_common::xdp::XdpReason::Blocked as u32), 0)?
-                .iter()
-                .sum())
-        }))
-    })?;
-    eprintln!("tap, xdp native: {xdp:.0} drops/s ({xdp_sent} written)");
-    keep.lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clear();
-
-    let (nft, nft_sent) = run(&|ns, iface| {
-        let rules = format!(
-            "table netdev rampart_bench {{\n  chain ingress {{\n    type filter hook ingress device {iface} priority -500;\n    ip saddr 198.51.100.2 counter drop\n  }}\n}}\n"
-        );
-        let f = tempfile::NamedTempFile::new()?;
-        std::fs::write(f.path(), rules)?;
-        sh_in(ns, &["nft", "-f", &f.path().to_string_lossy()])?;
-        let ns = ns.to_string();
-        Ok(Box::new(move || {
-            let out = sh_in(
-                &ns,
-                &["nft", "-j", "list", "table", "netdev", "rampart_bench"],
-            )?;
-            let v: serde_json::Value = serde_json::from_str(&out)?;
-            v["nftables"]
-                .as_array()
-                .and_then(|a| {
-                    a.iter().find_map(|o| {
-                        o["rule"]["expr"]
-                            .as_array()
-                            .and_then(|e| e.iter().find_map(|x| x["counter"]["packets"].as_u64()))
-                    })
-                })
-                .context("nft counter")
-        }))
-    })?;
-    eprintln!("tap, nft netdev ingress: {nft:.0} drops/s ({nft_sent} written)");
-
-    let (ipt, ipt_sent) = run(&|ns, _iface| {
-        sh_in(
-            ns,
-            &[
-                "iptables-legacy",
-                "-t",
-                "raw",
-                "-A",
-                "PREROUTING",
-                "-s",
-                "198.51.100.2",
-                "-j",
-                "DROP",
-            ],
-        )?;
-        let ns = ns.to_string();
-        Ok(Box::new(move || {
-            let out = sh_in(
-                &ns,
-                &[
-                    "iptables-legacy",
-                    "-t",
-                    "raw",
-                    "-L",
-                    "PREROUTING",
-                    "-v",
-                    "-x",
-                    "-n",
-                ],
-            )?;
-            out.lines()
-                .find(|l| l.contains("DROP"))
-                .and_then(|l| l.split_whitespace().next()?.parse().ok())
-                .context("iptables counter")
-        }))
-    })?;
-    eprintln!("tap, iptables raw PREROUTING: {ipt:.0} drops/s ({ipt_sent} written)");
-
+    // TAP: native XDP runs on the written buffer before an skb exists, like a NIC.
+    let (txdp, sent) = tap_rate(&|ns, i| xdp_drop(ns, i, XdpMode::Native, &label))?;
+    anyhow::ensure!(label.get() == "native", "tap refused native XDP");
+    eprintln!("tap, xdp native: {txdp:.0} drops/s ({sent} written)");
+    let (tnft, sent) = tap_rate(&nft_drop)?;
+    eprintln!("tap, nft netdev ingress: {tnft:.0} drops/s ({sent} written)");
+    let (tipt, sent) = tap_rate(&ipt_drop)?;
+    eprintln!("tap, iptables raw PREROUTING: {tipt:.0} drops/s ({sent} written)");
     let base = "TAP device in a test netns, frames written from userspace for 3 s each, same run";
     results.insert(
         "tap_xdp_drops_per_s",
-        metric(xdp, "packets/s", &format!("XDP native on tap; {base}")),
+        metric(txdp, "packets/s", &format!("XDP native on tap; {base}")),
     );
     results.insert(
         "tap_nft_drops_per_s",
         metric(
-            nft,
+            tnft,
             "packets/s",
             &format!("nftables netdev ingress; {base}"),
         ),
@@ -517,7 +407,7 @@ fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Re
     results.insert(
         "tap_iptables_drops_per_s",
         metric(
-            ipt,
+            tipt,
             "packets/s",
             &format!("iptables-legacy raw PREROUTING; {base}"),
         ),
@@ -525,7 +415,7 @@ fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Re
     results.insert(
         "tap_xdp_vs_nft_drop_ratio",
         metric(
-            xdp / nft,
+            txdp / tnft,
             "ratio",
             "XDP native ÷ nftables netdev ingress on tap (XDP before skb allocation)",
         ),
@@ -533,7 +423,7 @@ fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Re
     results.insert(
         "tap_xdp_vs_iptables_drop_ratio",
         metric(
-            xdp / ipt,
+            txdp / tipt,
             "ratio",
             "XDP native ÷ iptables raw PREROUTING on tap",
         ),
@@ -541,7 +431,7 @@ fn tap_drop_rates(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Re
     results.insert(
         "tap_nft_extra_ns_per_drop",
         metric(
-            (1.0 / nft - 1.0 / xdp) * 1e9,
+            (1.0 / tnft - 1.0 / txdp) * 1e9,
             "ns/packet",
             "per-packet time of the nft run minus the XDP run on tap (the sender's cost cancels)",
         ),
