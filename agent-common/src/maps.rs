@@ -100,4 +100,5 @@ pub mod progs {
     pub const CONNECT4: &str = "rampart_connect4";
     pub const CONNECT6: &str = "rampart_connect6";
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    pub const LSM_PROBE: &str = "rampart_lsm_probe";
 }

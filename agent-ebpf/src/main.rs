@@ -7,6 +7,7 @@
 mod egress;
 mod exec;
 mod file;
+mod lsm;
 mod xdp;
 
 #[cfg(not(test))]

@@ -211,10 +211,8 @@ impl api::Backend for AgentBackend {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        let degraded = self
-            .components
-            .iter()
-            .any(|c| c.state != "attached" && c.state != "not_configured");
+        // "unavailable" (a backend this kernel lacks, with a fallback) is not degraded.
+        let degraded = self.components.iter().any(|c| c.state == "failed");
         let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },

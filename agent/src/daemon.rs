@@ -64,6 +64,27 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
     let mut components: Vec<Component> =
         loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
+    // Backend probe: BPF-LSM first (observe + deny), else the tracepoint sensors
+    // above; the reason goes to /api/v1/components.
+    let lsm = loader::probe_lsm(&mut ebpf);
+    if let Err(why) = &lsm {
+        tracing::warn!(reason = %why, "BPF-LSM unavailable; sensors use tracepoints.");
+        for c in components.iter_mut().filter(|c| c.kind == "tracepoint") {
+            c.reason = Some(format!("tracepoint backend: BPF-LSM unavailable: {why}"));
+        }
+    }
+    components.push(Component {
+        name: "lsm".into(),
+        kind: "lsm",
+        target: "bprm_check_security".into(),
+        state: if lsm.is_ok() {
+            "available"
+        } else {
+            "unavailable"
+        },
+        mode: None,
+        reason: lsm.err(),
+    });
     if cfg.exec.enabled {
         // Like egress: a sensor that cannot attach is reported, not fatal.
         match loader::attach_exec(&mut ebpf, &cfg.exec) {

@@ -536,6 +536,34 @@ fn mode_label(m: u32) -> &'static str {
     }
 }
 
+/// Can this kernel run BPF-LSM programs? Loads (does not attach) the probe program.
+/// Err carries the reason, e.g. "BPF_PROG_LOAD: Operation not permitted (os error 1)".
+pub fn probe_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
+    use aya::{programs::Lsm, Btf};
+    let listed = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.trim().split(',').any(|m| m == "bpf"))
+        .unwrap_or(false);
+    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    let name = progs::LSM_PROBE;
+    let prog: &mut Lsm = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    prog.load("bprm_check_security", &btf).map_err(|e| {
+        let why = match &e {
+            ProgramError::LoadError { io_error, .. } => format!("BPF_PROG_LOAD: {io_error}"),
+            other => other.to_string(),
+        };
+        let lsm = if listed {
+            "bpf is in the active LSM list"
+        } else {
+            "bpf is not in the active LSM list"
+        };
+        format!("{why} ({lsm})")
+    })
+}
+
 /// The mount point of the cgroup v2 (unified) hierarchy.
 pub fn cgroup2_root() -> Option<std::path::PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;

@@ -52,6 +52,42 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
     assert_eq!(s, 200, "{v}");
     let (_, listed) = h.get("/api/v1/blocked-ips", &read);
     assert_eq!(listed[0]["ip"], ip_b, "{listed}");
+    // Backend probe: BPF-LSM is either available or reported with the reason why not
+    // (this CI kernel refuses LSM programs with EPERM: the one allowed "skip").
+    let (_, comps) = h.get("/api/v1/components", &read);
+    let lsm = comps["components"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["kind"] == "lsm"))
+        .cloned();
+    let lsm = lsm.expect("lsm probe component");
+    match lsm["state"].as_str() {
+        Some("available") => {}
+        Some("unavailable") => {
+            let why = lsm["reason"].as_str().unwrap_or("");
+            assert!(
+                why.contains("BPF_PROG_LOAD") || why.contains("BTF"),
+                "reason must say why: {lsm}"
+            );
+            eprintln!("SKIP (allowed): BPF-LSM unavailable on this kernel: {why}");
+            let tp = comps["components"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["kind"] == "tracepoint"))
+                .cloned();
+            let tp = tp.expect("tracepoint component");
+            assert!(
+                tp["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("tracepoint backend")),
+                "fallback said: {tp}"
+            );
+        }
+        other => panic!("unexpected lsm state {other:?}: {lsm}"),
+    }
+    let (_, health) = h.get("/api/v1/health", &read);
+    assert_eq!(
+        health["status"], "ok",
+        "an unavailable backend with a fallback is not degraded: {health}"
+    );
     let (_, caps) = h.get("/api/v1/capabilities", &read);
     for c in [
         "events.sse.v1",

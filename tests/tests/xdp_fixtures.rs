@@ -119,6 +119,7 @@ fn object_defines_every_named_map() {
         maps::progs::CONNECT4,
         maps::progs::CONNECT6,
         maps::progs::SCHED_PROCESS_EXEC,
+        maps::progs::LSM_PROBE,
     ] {
         assert!(
             ebpf.program(prog).is_some(),
