@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Events written to the `RAMPART_EVENTS` ring buffer.
 
+/// File events do not wake the reader until this much is pending; the agent drains
+/// the ring every `DRAIN_INTERVAL_MS` as well, bounding a lone event's wait.
+pub const DRAIN_INTERVAL_MS: u64 = 2;
+
 /// Wire format version carried in every header; bump on any layout change.
 pub const EVENT_VERSION: u8 = 1;
 /// Bytes of a path the kernel copies (including the NUL).

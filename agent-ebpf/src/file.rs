@@ -49,6 +49,13 @@ static FILE_STATS_TOTAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(FileSt
 #[map(name = "RAMPART_PATH_SCRATCH")]
 static PATH_SCRATCH: PerCpuArray<OpenInfo> = PerCpuArray::with_max_entries(1, 0);
 
+// bpf_ringbuf_query / submit flags (include/uapi/linux/bpf.h).
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+/// Pending bytes that wake the reader (≈200 file events).
+const WAKEUP_BYTES: u64 = 64 * 1024;
+
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
@@ -208,7 +215,16 @@ fn emit(id: u64, fd: i32, info: *const OpenInfo) -> Result<(), FileStat> {
         (*ev)._pad = 0;
         (*ev).path = (*info).path;
     }
-    entry.submit(0);
+    // Adaptive wakeup: file events come in bursts, and waking the reader for each one
+    // costs a context switch per event. Wake it only once WAKEUP_BYTES are pending;
+    // the agent drains the ring on a short timer too, so a lone event waits at most
+    // that long.
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags);
     bump(FileStat::Emitted);
     Ok(())
 }

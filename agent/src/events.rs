@@ -227,45 +227,63 @@ pub async fn run_reader(
     // SAFETY: the RingBuf owns its map fd; it stays open and unchanged until the
     // AsyncFd (which owns the RingBuf) is dropped.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
+    // File events are submitted without a wakeup until a batch is pending (see
+    // agent-ebpf file.rs), so also drain on a short timer.
+    let mut drain = tokio::time::interval(std::time::Duration::from_millis(
+        agent_common::DRAIN_INTERVAL_MS,
+    ));
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = tokio::select! {
-            g = fd.readable_mut() => g?,
+        tokio::select! {
+            g = fd.readable_mut() => {
+                let mut g = g?;
+                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats);
+                g.clear_ready();
+            }
+            _ = drain.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats),
             _ = shutdown.changed() => return Ok(()),
-        };
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            stats.received.fetch_add(1, Ordering::Relaxed);
-            match decode(&item) {
-                Ok(Decoded::File(ev)) => {
-                    let Some(act) = to_activity(&ev, &watched, &stats) else {
-                        continue;
-                    };
-                    if sinks.files.try_send(act).is_err() {
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ok(Decoded::Xdp(ev)) => {
-                    if sinks.net.try_send(SensorEvent::Xdp(ev)).is_err() {
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ok(Decoded::Exec(ev)) => {
-                    if sinks.net.try_send(SensorEvent::Exec(ev)).is_err() {
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ok(Decoded::Connect(ev)) => {
-                    if sinks.net.try_send(SensorEvent::Connect(ev)).is_err() {
-                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Err(e) => {
-                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(error = %e, "Undecodable kernel event.");
+        }
+    }
+}
+
+/// Decode and route everything pending in the ring.
+fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    watched: &[PathBuf],
+    sinks: &Sinks,
+    stats: &PipelineStats,
+) {
+    while let Some(item) = ring.next() {
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        match decode(&item) {
+            Ok(Decoded::File(ev)) => {
+                let Some(act) = to_activity(&ev, watched, stats) else {
+                    continue;
+                };
+                if sinks.files.try_send(act).is_err() {
+                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Ok(Decoded::Xdp(ev)) => {
+                if sinks.net.try_send(SensorEvent::Xdp(ev)).is_err() {
+                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Decoded::Exec(ev)) => {
+                if sinks.net.try_send(SensorEvent::Exec(ev)).is_err() {
+                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Decoded::Connect(ev)) => {
+                if sinks.net.try_send(SensorEvent::Connect(ev)).is_err() {
+                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "Undecodable kernel event.");
+            }
         }
-        guard.clear_ready();
     }
 }
 
