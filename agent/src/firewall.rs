@@ -450,13 +450,6 @@ impl Firewall {
         Ok(gone)
     }
 
-    pub async fn unblock(&self, target: &str) -> Result<bool, FirewallError> {
-        Ok(!self
-            .remove(FwList::Blocks, &[target.to_string()], "api")
-            .await?
-            .is_empty())
-    }
-
     pub async fn list(&self) -> Result<Vec<BlockEntry>, FirewallError> {
         Ok(self.store.entries(FwList::Blocks).await?)
     }

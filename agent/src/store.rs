@@ -386,10 +386,6 @@ impl Store {
         .await
     }
 
-    pub async fn blocks(&self) -> Result<Vec<BlockEntry>, StoreError> {
-        self.entries(FwList::Blocks).await
-    }
-
     pub async fn count(&self, list: FwList) -> Result<i64, StoreError> {
         self.call(move |c| {
             Ok(
@@ -412,10 +408,6 @@ impl Store {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
-    }
-
-    pub async fn expired_blocks(&self, now_unix: i64) -> Result<Vec<String>, StoreError> {
-        self.expired(FwList::Blocks, now_unix).await
     }
 
     /// One entry by canonical address/CIDR.
@@ -636,16 +628,16 @@ mod tests {
             .await
             .expect("upsert");
         assert_eq!(
-            s.blocks().await.expect("list").len(),
+            s.entries(FwList::Blocks).await.expect("list").len(),
             2,
             "upsert must not double an entry"
         );
         assert_eq!(
-            s.expired_blocks(99).await.expect("expired"),
+            s.expired(FwList::Blocks, 99).await.expect("expired"),
             Vec::<String>::new()
         );
         assert_eq!(
-            s.expired_blocks(100).await.expect("expired"),
+            s.expired(FwList::Blocks, 100).await.expect("expired"),
             vec!["203.0.113.5".to_string()]
         );
         assert!(s.delete_block("203.0.113.5".into()).await.expect("delete"));
