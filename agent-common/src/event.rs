@@ -6,7 +6,7 @@
 pub const DRAIN_INTERVAL_MS: u64 = 2;
 
 /// Wire format version carried in every header; bump on any layout change.
-pub const EVENT_VERSION: u8 = 1;
+pub const EVENT_VERSION: u8 = 2;
 /// Bytes of a path the kernel copies (including the NUL).
 pub const PATH_MAX_LEN: usize = 256;
 /// Bytes of a path the watch LPM trie keys on: watched prefixes are at most this long.
@@ -17,6 +17,10 @@ pub const MAX_WATCH_PREFIXES: u32 = 256;
 pub const WATCH_INCLUDE: u32 = 1;
 /// Value in `RAMPART_WATCH_PREFIXES`: the tree is excluded (longest prefix wins).
 pub const WATCH_EXCLUDE: u32 = 2;
+/// Bytes of a base name the sensitive-name map keys on (longer names never match).
+pub const NAME_MAX_LEN: usize = 64;
+/// Capacity of the sensitive-file maps.
+pub const MAX_SENSITIVE: u32 = 256;
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
 
@@ -26,6 +30,14 @@ pub const COMM_LEN: usize = 16;
 pub enum EventKind {
     /// A file opened for writing under a watched root was closed.
     FileWriteClose = 2,
+    /// A file under a watched root was unlinked ([`PathEvent`]).
+    FileUnlink = 4,
+    /// A file was renamed into, out of or within a watched root ([`PathEvent`], two paths).
+    FileRename = 5,
+    /// A file under a watched root was made executable ([`PathEvent`], `mode` set).
+    FileChmod = 6,
+    /// A web-server user opened a sensitive file ([`FileEvent`]).
+    SensitiveRead = 7,
     /// An outbound connect (cgroup connect4/connect6).
     Connect = 3,
     /// A program was exec'd (sched_process_exec).
@@ -40,6 +52,10 @@ impl EventKind {
     pub fn from_u16(v: u16) -> Option<Self> {
         match v {
             2 => Some(Self::FileWriteClose),
+            4 => Some(Self::FileUnlink),
+            5 => Some(Self::FileRename),
+            6 => Some(Self::FileChmod),
+            7 => Some(Self::SensitiveRead),
             3 => Some(Self::Connect),
             1 => Some(Self::Exec),
             32 => Some(Self::XdpDrop),
@@ -70,7 +86,19 @@ pub mod file_flags {
     pub const RELATIVE: u32 = 1 << 0;
     /// The path was longer than `PATH_MAX_LEN` and was cut.
     pub const TRUNCATED: u32 = 1 << 1;
+    /// This open created the file (the kernel's FMODE_CREATED).
+    pub const CREATED: u32 = 1 << 2;
+    /// `ino`, `dev`, `mode` and `size` were read from the inode (needs BTF offsets).
+    pub const META: u32 = 1 << 3;
+    /// [`super::PathEvent`]: the second path is relative (to `dirfd2`).
+    pub const RELATIVE2: u32 = 1 << 4;
+    /// [`super::PathEvent`]: the second path was cut.
+    pub const TRUNCATED2: u32 = 1 << 5;
 }
+
+/// The kernel's FMODE_CREATED (include/linux/fs.h), set in `file->f_mode` by an
+/// open that created the file.
+pub const FMODE_CREATED: u32 = 1 << 20;
 
 /// A write session on a watched file ended (close of an fd opened for writing).
 #[repr(C)]
@@ -89,13 +117,102 @@ pub struct FileEvent {
     pub dirfd: i32,
     /// [`file_flags`].
     pub flags: u32,
+    /// Inode number, size in bytes at close, device (kernel `dev_t`: major << 20 |
+    /// minor) and `i_mode`; valid when `flags` has [`file_flags::META`].
+    pub ino: u64,
+    pub size: i64,
+    pub dev: u32,
+    pub mode: u32,
     pub comm: [u8; COMM_LEN],
     /// Bytes of `path` in use, without the NUL.
     pub path_len: u32,
     pub _pad: u32,
     pub path: [u8; PATH_MAX_LEN],
 }
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 16 + 32 + 16 + 8 + PATH_MAX_LEN);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 16 + 32 + 24 + 16 + 8 + PATH_MAX_LEN);
+
+/// Unlink, rename or chmod of a watched path. Each path is preceded by a u32 so that
+/// `&lpm_bits` / `&lpm_bits2` are LPM trie keys in place, as in [`OpenInfo`].
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathEvent {
+    pub header: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// New mode for chmod; 0 otherwise.
+    pub mode: u32,
+    /// [`file_flags`] (RELATIVE/TRUNCATED for `path`, RELATIVE2/TRUNCATED2 for `path2`).
+    pub flags: u32,
+    /// Directory fd of each path (AT_FDCWD = -100).
+    pub dirfd: i32,
+    pub dirfd2: i32,
+    pub comm: [u8; COMM_LEN],
+    pub path_len: u32,
+    pub path2_len: u32,
+    pub lpm_bits: u32,
+    /// Unlinked / chmod'ed path; the old name for rename.
+    pub path: [u8; PATH_MAX_LEN],
+    pub lpm_bits2: u32,
+    /// The new name for rename; empty otherwise.
+    pub path2: [u8; PATH_MAX_LEN],
+}
+const _: () = assert!(
+    core::mem::offset_of!(PathEvent, path) == core::mem::offset_of!(PathEvent, lpm_bits) + 4
+);
+const _: () = assert!(
+    core::mem::offset_of!(PathEvent, path2) == core::mem::offset_of!(PathEvent, lpm_bits2) + 4
+);
+const _: () =
+    assert!(core::mem::size_of::<PathEvent>() == 16 + 32 + 16 + 12 + 2 * PATH_MAX_LEN + 4);
+
+/// Operations in [`PendingPath::op`].
+pub mod path_op {
+    pub const UNLINK: u32 = 1;
+    pub const RENAME: u32 = 2;
+    pub const CHMOD: u32 = 3;
+    /// fchmod(fd): the path comes from the open-for-write session of that fd.
+    pub const FCHMOD: u32 = 4;
+}
+
+/// An unlink/rename/chmod in flight (sys_enter -> sys_exit), keyed by pid_tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingPath {
+    pub op: u32,
+    pub mode: u32,
+    pub dirfd: i32,
+    pub dirfd2: i32,
+    /// User pointers to the path(s); for FCHMOD `ptr` is the fd.
+    pub ptr: u64,
+    pub ptr2: u64,
+}
+
+/// Struct member offsets resolved from the running kernel's BTF by the agent (see
+/// agent/src/btf.rs): the single entry of `RAMPART_KERNEL_OFFSETS`. `valid == 0`
+/// (no BTF) means the programs skip everything that walks kernel structs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub valid: u32,
+    pub task_files: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_f_mode: u32,
+    pub file_f_inode: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_size: u32,
+    pub sb_s_dev: u32,
+    /// `linux_binprm.filename` (the LSM exec hook).
+    pub bprm_filename: u32,
+}
 
 /// What the kernel keeps for an open-for-write session.
 ///
@@ -146,15 +263,21 @@ pub enum FileStat {
     PathReadError = 2,
     /// An open-tracking map was full: session not tracked.
     MapFull = 3,
+    /// Unlink/rename/chmod events submitted.
+    PathEmitted = 4,
+    /// Sensitive-file reads by web users submitted.
+    SensitiveEmitted = 5,
 }
 
 impl FileStat {
-    pub const COUNT: u32 = 4;
-    pub const ALL: [FileStat; 4] = [
+    pub const COUNT: u32 = 6;
+    pub const ALL: [FileStat; 6] = [
         Self::Emitted,
         Self::RingbufFull,
         Self::PathReadError,
         Self::MapFull,
+        Self::PathEmitted,
+        Self::SensitiveEmitted,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -162,6 +285,8 @@ impl FileStat {
             Self::RingbufFull => "ringbuf_full",
             Self::PathReadError => "path_read_error",
             Self::MapFull => "map_full",
+            Self::PathEmitted => "path_emitted",
+            Self::SensitiveEmitted => "sensitive_emitted",
         }
     }
 }
@@ -173,4 +298,6 @@ mod user {
     unsafe impl aya::Pod for OpenKey {}
     unsafe impl aya::Pod for PendingOpen {}
     unsafe impl aya::Pod for OpenInfo {}
+    unsafe impl aya::Pod for PendingPath {}
+    unsafe impl aya::Pod for KernelOffsets {}
 }

@@ -38,6 +38,26 @@ pub const OPEN_WRITES: &str = "RAMPART_OPEN_WRITES";
 pub const FILE_STATS_TOTAL: &str = "RAMPART_FILE_STATS_TOTAL";
 /// Scratch space for building a file path (per-CPU, one entry). Kernel only.
 pub const PATH_SCRATCH: &str = "RAMPART_PATH_SCRATCH";
+/// Unlink/rename/chmod calls in flight (`PendingPath`), keyed by pid_tgid. Kernel only.
+pub const PATH_PENDING: &str = "RAMPART_PATH_PENDING";
+/// Scratch `PathEvent` (per-CPU, one entry). Kernel only.
+pub const PATH_EVENT_SCRATCH: &str = "RAMPART_PATH_EVENT_SCRATCH";
+/// Struct offsets from the kernel's BTF (`Array<KernelOffsets>`, one entry). Agent writes.
+pub const KERNEL_OFFSETS: &str = "RAMPART_KERNEL_OFFSETS";
+/// UIDs of web-server users whose reads of sensitive files are reported (`HashMap<u32, u32>`).
+pub const WEB_UIDS: &str = "RAMPART_WEB_UIDS";
+/// Sensitive files and trees by absolute path (`LpmTrie<[u8; PREFIX_MAX_LEN], u32>`; a
+/// file's key includes its NUL so "/etc/shadow" does not match "/etc/shadow-"). Agent writes.
+pub const SENSITIVE_PREFIXES: &str = "RAMPART_SENSITIVE_PREFIXES";
+/// Sensitive files by base name, anywhere (`HashMap<[u8; NAME_MAX_LEN], u32>`, zero-padded).
+pub const SENSITIVE_NAMES: &str = "RAMPART_SENSITIVE_NAMES";
+/// Sensitive files by identity, for the LSM file_open hook (`HashMap<[u64; 2], u32>`,
+/// key = [kernel dev_t, inode]). Agent writes (stat of each configured path).
+pub const SENSITIVE_INODES: &str = "RAMPART_SENSITIVE_INODES";
+/// Sensitive-read enforcement mode (`Array<u32>`, one entry, `egress::mode`). Agent writes.
+pub const SENSITIVE_MODE: &str = "RAMPART_SENSITIVE_MODE";
+/// Scratch for a base-name key (per-CPU, one entry). Kernel only.
+pub const NAME_SCRATCH: &str = "RAMPART_NAME_SCRATCH";
 
 /// Egress policy (`Array<EgressConfig>`, one entry). Agent writes, connect programs read.
 pub const EGRESS_CONFIG: &str = "RAMPART_EGRESS_CONFIG";
@@ -77,6 +97,15 @@ pub const ALL: &[&str] = &[
     OPEN_WRITES,
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
+    PATH_PENDING,
+    PATH_EVENT_SCRATCH,
+    KERNEL_OFFSETS,
+    WEB_UIDS,
+    SENSITIVE_PREFIXES,
+    SENSITIVE_NAMES,
+    NAME_SCRATCH,
+    SENSITIVE_INODES,
+    SENSITIVE_MODE,
     EGRESS_CONFIG,
     SAFE_UIDS,
     EGRESS_STATS_TOTAL,
@@ -97,8 +126,29 @@ pub mod progs {
     pub const SYS_ENTER_OPENAT: &str = "sys_enter_openat";
     pub const SYS_EXIT_OPENAT: &str = "sys_exit_openat";
     pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
+    /// creat(path, mode): an open for writing with O_CREAT|O_TRUNC.
+    pub const SYS_ENTER_CREAT: &str = "sys_enter_creat";
+    /// open(path, flags, mode) (legacy, not on every architecture).
+    pub const SYS_ENTER_OPEN: &str = "sys_enter_open";
+    /// openat2(dfd, path, how, size): flags come from `how`.
+    pub const SYS_ENTER_OPENAT2: &str = "sys_enter_openat2";
+    pub const SYS_ENTER_UNLINKAT: &str = "sys_enter_unlinkat";
+    pub const SYS_ENTER_UNLINK: &str = "sys_enter_unlink";
+    /// renameat and renameat2 (same first four arguments).
+    pub const SYS_ENTER_RENAMEAT: &str = "sys_enter_renameat";
+    pub const SYS_ENTER_RENAME: &str = "sys_enter_rename";
+    /// fchmodat and fchmodat2 (same first three arguments).
+    pub const SYS_ENTER_FCHMODAT: &str = "sys_enter_fchmodat";
+    pub const SYS_ENTER_CHMOD: &str = "sys_enter_chmod";
+    pub const SYS_ENTER_FCHMOD: &str = "sys_enter_fchmod";
+    /// The exit of every unlink/rename/chmod syscall.
+    pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     pub const CONNECT4: &str = "rampart_connect4";
     pub const CONNECT6: &str = "rampart_connect6";
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
     pub const LSM_PROBE: &str = "rampart_lsm_probe";
+    /// LSM sensors: built for kernels with BPF-LSM, loaded only where the probe passes.
+    pub const LSM_FILE_OPEN: &str = "rampart_lsm_file_open";
+    pub const LSM_BPRM_CHECK: &str = "rampart_lsm_bprm_check";
+    pub const LSM_SOCKET_CONNECT: &str = "rampart_lsm_socket_connect";
 }

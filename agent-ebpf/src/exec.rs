@@ -57,23 +57,37 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
+    // __data_loc: low 16 bits = offset of the string in the record.
+    // SAFETY: offset from the tracepoint format.
+    let loc: u32 = unsafe { ctx.read_at(FILENAME_LOC) }.map_err(|_| ())?;
+    let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
+    if exec_decision(src)? == Decision::Denied {
+        // SAFETY: plain helper call; signals the current (exec'ing) task.
+        if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+            bump(ExecStat::Killed);
+        }
+    }
+    Ok(())
+}
+
+/// Check an exec of the path at kernel address `src` against the policy, report it,
+/// and return the decision (the caller enforces: SIGKILL here, -EPERM in the LSM).
+/// `Allowed` also when nothing applies.
+pub(crate) fn exec_decision(src: *const u8) -> Result<Decision, ()> {
     let cfg = EXEC_CONFIG.get(0).ok_or(())?;
     if cfg.mode == mode::OFF {
-        return Ok(());
+        return Ok(Decision::Allowed);
     }
     // SAFETY: plain helper call.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     if cfg.scoped != 0 && unsafe { EXEC_SCOPE.get(&cgroup_id) }.is_none() {
-        return Ok(());
+        return Ok(Decision::Allowed);
     }
     bump(ExecStat::Checked);
     let scratch = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: per-CPU scratch, exclusively ours during this run.
     let info = unsafe { &mut *scratch };
-    // __data_loc: low 16 bits = offset of the string in the record.
-    let loc: u32 = unsafe { ctx.read_at(FILENAME_LOC) }.map_err(|_| ())?;
-    let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
-    // SAFETY: the string lives in the tracepoint record.
+    // SAFETY: a kernel string (tracepoint record or bprm->filename).
     let n = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut info.path) }
         .map_err(|_| ())?
         .len();
@@ -92,16 +106,10 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     } else if cfg.all_execs != 0 {
         Decision::Allowed
     } else {
-        return Ok(());
+        return Ok(Decision::Allowed);
     };
-    if decision == Decision::Denied {
-        // SAFETY: plain helper call; signals the current (exec'ing) task.
-        if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-            bump(ExecStat::Killed);
-        }
-    }
     emit(info, cgroup_id, decision);
-    Ok(())
+    Ok(decision)
 }
 
 fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision) {

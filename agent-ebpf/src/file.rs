@@ -4,24 +4,31 @@
 //! sys_enter_openat remembers write-opens (flags, filename pointer); sys_exit_openat
 //! reads the path, keeps it if it is under a watched tree (or relative, which
 //! userspace resolves) and binds it to the returned fd; and
-//! sys_enter_close emits the event.
+//! sys_enter_close emits the event. creat/open/openat2 feed the same sessions.
+//! unlink/rename/chmod(+x) of watched paths are reported at their syscall exits (only
+//! when they succeeded), and read-only opens of sensitive files by web-server users at
+//! sys_exit_openat. Inode metadata comes from the open file through struct offsets
+//! the agent resolved from BTF (`kstruct`).
 //!
 //! Error policy: on our own errors we emit nothing and count why; the syscall is
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PendingOpen,
-    EVENT_VERSION, MAX_WATCH_PREFIXES, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
+    file_flags, path_op, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PathEvent,
+    PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE, MAX_WATCH_PREFIXES,
+    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
+
+use crate::kstruct;
 
 /// Events to userspace. Real size set at load from `sensors.ringbuf_bytes`.
 #[map(name = "RAMPART_EVENTS")]
@@ -33,9 +40,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
 static WATCH_PREFIXES: LpmTrie<[u8; PREFIX_MAX_LEN], u32> =
     LpmTrie::with_max_entries(MAX_WATCH_PREFIXES, 0);
 
-/// openat() for writing in flight: pid_tgid -> filename pointer and flags.
+/// openat() for writing in flight: pid_tgid -> filename pointer and flags. LRU: a
+/// thread killed inside the syscall never reaches the exit that removes its entry.
 #[map(name = "RAMPART_OPEN_PENDING")]
-static OPEN_PENDING: HashMap<u64, PendingOpen> = HashMap::with_max_entries(1, 0);
+static OPEN_PENDING: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries(1, 0);
 
 /// Open-for-write sessions: (tgid, fd) -> path. LRU so fds closed by exit() cannot leak it full.
 #[map(name = "RAMPART_OPEN_WRITES")]
@@ -48,6 +56,28 @@ static FILE_STATS_TOTAL: PerCpuArray<u64> = PerCpuArray::with_max_entries(FileSt
 /// Scratch buffer: an OpenInfo is too large for the 512-byte BPF stack.
 #[map(name = "RAMPART_PATH_SCRATCH")]
 static PATH_SCRATCH: PerCpuArray<OpenInfo> = PerCpuArray::with_max_entries(1, 0);
+
+/// unlink/rename/chmod in flight: pid_tgid -> user pointers. Sized like OPEN_PENDING.
+#[map(name = "RAMPART_PATH_PENDING")]
+static PATH_PENDING: LruHashMap<u64, PendingPath> = LruHashMap::with_max_entries(1, 0);
+
+#[map(name = "RAMPART_PATH_EVENT_SCRATCH")]
+static PATH_EVENT_SCRATCH: PerCpuArray<PathEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Web-server UIDs: their read-only opens are checked against the sensitive maps.
+#[map(name = "RAMPART_WEB_UIDS")]
+static WEB_UIDS: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
+#[map(name = "RAMPART_SENSITIVE_PREFIXES")]
+static SENSITIVE_PREFIXES: LpmTrie<[u8; PREFIX_MAX_LEN], u32> =
+    LpmTrie::with_max_entries(MAX_SENSITIVE, 0);
+
+#[map(name = "RAMPART_SENSITIVE_NAMES")]
+static SENSITIVE_NAMES: HashMap<[u8; NAME_MAX_LEN], u32> =
+    HashMap::with_max_entries(MAX_SENSITIVE, 0);
+
+#[map(name = "RAMPART_NAME_SCRATCH")]
+static NAME_SCRATCH: PerCpuArray<[u8; NAME_MAX_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
 // bpf_ringbuf_query / submit flags (include/uapi/linux/bpf.h).
 const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -66,6 +96,10 @@ const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 const ARG0: usize = 16;
 const ARG1: usize = 24;
 const ARG2: usize = 32;
+const ARG3: usize = 40;
+const AT_FDCWD: i32 = -100;
+/// Any execute bit: chmod to executable.
+const EXEC_BITS: u32 = 0o111;
 
 #[inline(always)]
 fn bump(stat: FileStat) {
@@ -99,30 +133,154 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Is the path in `info` under a watched tree? One LPM lookup over its first
-/// PREFIX_MAX_LEN bytes; `lpm_bits` + `path` form the key in place.
+/// The LPM key formed in place by a `lpm_bits: u32` directly followed by a path.
+///
+/// # Safety
+/// `bits` must be immediately followed by at least PREFIX_MAX_LEN bytes of the same
+/// object (asserted for OpenInfo and PathEvent in agent-common).
 #[inline(always)]
-fn watched(info: &mut OpenInfo) -> bool {
-    info.lpm_bits = (PREFIX_MAX_LEN * 8) as u32;
-    // SAFETY: OpenInfo is repr(C) with `path` right after `lpm_bits` (asserted in
-    // agent-common), so these 4 + PREFIX_MAX_LEN bytes are a valid packed Key.
-    let key = unsafe { &*(&info.lpm_bits as *const u32).cast::<Key<[u8; PREFIX_MAX_LEN]>>() };
+unsafe fn key_at(bits: &mut u32) -> &Key<[u8; PREFIX_MAX_LEN]> {
+    *bits = (PREFIX_MAX_LEN * 8) as u32;
+    unsafe { &*(bits as *const u32).cast::<Key<[u8; PREFIX_MAX_LEN]>>() }
+}
+
+/// Is the path after `bits` under a watched tree (and not excluded)? One LPM lookup
+/// over its first PREFIX_MAX_LEN bytes.
+#[inline(always)]
+fn watched_at(bits: &mut u32) -> bool {
+    // SAFETY: callers pass `lpm_bits` of an OpenInfo or PathEvent (see key_at).
+    let key = unsafe { key_at(bits) };
     matches!(WATCH_PREFIXES.get(key), Some(v) if *v == WATCH_INCLUDE)
 }
 
-fn try_sys_enter_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
-    // SAFETY: offsets from the tracepoint format.
-    let flags: u64 = unsafe { ctx.read_at(ARG2) }.map_err(|_| FileStat::PathReadError)?;
-    let flags = flags as u32;
-    if flags & WRITE_FLAGS == 0 {
-        return Ok(());
+#[inline(always)]
+fn watched(info: &mut OpenInfo) -> bool {
+    watched_at(&mut info.lpm_bits)
+}
+
+/// Is the absolute path in `info` a sensitive file: by full path or tree (LPM), or by
+/// base name anywhere (hash of the zero-padded last component)?
+#[inline(always)]
+fn sensitive(info: &mut OpenInfo) -> bool {
+    let n = info.path_len as usize;
+    if info.path[0] == b'/' {
+        // SAFETY: see key_at.
+        let key = unsafe { key_at(&mut info.lpm_bits) };
+        if SENSITIVE_PREFIXES.get(key).is_some() {
+            return true;
+        }
     }
-    let dirfd: u64 = unsafe { ctx.read_at(ARG0) }.map_err(|_| FileStat::PathReadError)?;
-    let filename: u64 = unsafe { ctx.read_at(ARG1) }.map_err(|_| FileStat::PathReadError)?;
+    let Some(name) = NAME_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, ours for this run.
+    let name = unsafe { &mut *name };
+    // Find the last '/'. The running result is kept in map memory (`lpm_bits`, whose
+    // key use is over), which the verifier does not track: both branches of each
+    // iteration then reach the same state and are pruned. Kept in a register, every
+    // possible value was explored separately, past the 1M-instruction limit.
+    // Volatile, so LLVM cannot carry the value in a register instead.
+    let slot: *mut u32 = &mut info.lpm_bits;
+    // SAFETY: `slot` points into our per-CPU scratch value.
+    unsafe { core::ptr::write_volatile(slot, 0) };
+    for i in 0..PATH_MAX_LEN {
+        if i >= n {
+            break;
+        }
+        if info.path[i] == b'/' {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(slot, i as u32 + 1) };
+        }
+    }
+    // SAFETY: as above.
+    let start = (unsafe { core::ptr::read_volatile(slot) } as usize) & (PATH_MAX_LEN - 1);
+    if n <= start || n - start >= NAME_MAX_LEN {
+        return false;
+    }
+    let len = (n - start) & (NAME_MAX_LEN - 1);
+    // One helper copy (no loop for the verifier to unroll); bytes past the path's end
+    // are stale or past the buffer, and the loop below zeroes them.
+    // SAFETY: probe read into a buffer we own; the source is our own map value.
+    if unsafe { bpf_probe_read_kernel_buf(info.path.as_ptr().add(start), name) }.is_err() {
+        return false;
+    }
+    for (j, b) in name.iter_mut().enumerate() {
+        if j >= len {
+            *b = 0;
+        }
+    }
+    // SAFETY: map lookup with a key of the map's size.
+    unsafe { SENSITIVE_NAMES.get(&*name) }.is_some()
+}
+
+#[tracepoint]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    // creat(pathname, mode) == open(pathname, O_CREAT|O_WRONLY|O_TRUNC, mode).
+    let r = arg(&ctx, ARG0).and_then(|p| remember_open(AT_FDCWD, p, O_CREAT | O_WRONLY | O_TRUNC));
+    if let Err(stat) = r {
+        bump(stat);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    // open(pathname, flags, mode).
+    let r = arg(&ctx, ARG0).and_then(|p| remember_open(AT_FDCWD, p, arg(&ctx, ARG1)? as u32));
+    if let Err(stat) = r {
+        bump(stat);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_sys_enter_openat2(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, off: usize) -> Result<u64, FileStat> {
+    // SAFETY: offsets from the tracepoint format (stable ABI).
+    unsafe { ctx.read_at::<u64>(off) }.map_err(|_| FileStat::PathReadError)
+}
+
+fn try_sys_enter_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
+    let flags = arg(ctx, ARG2)? as u32;
+    remember_open(arg(ctx, ARG0)? as i32, arg(ctx, ARG1)?, flags)
+}
+
+fn try_sys_enter_openat2(ctx: &TracePointContext) -> Result<(), FileStat> {
+    // struct open_how { u64 flags; u64 mode; u64 resolve; } in user memory.
+    let how = arg(ctx, ARG2)?;
+    // SAFETY: probe read of user memory.
+    let flags: u64 =
+        unsafe { bpf_probe_read_user(how as *const u64) }.map_err(|_| FileStat::PathReadError)?;
+    remember_open(arg(ctx, ARG0)? as i32, arg(ctx, ARG1)?, flags as u32)
+}
+
+/// Is `uid` a web-server user (for the sensitive-read checks)?
+#[inline(always)]
+pub(crate) fn is_web_uid(uid: u32) -> bool {
+    // SAFETY: plain lookup.
+    unsafe { WEB_UIDS.get(&uid) }.is_some()
+}
+
+/// Remember an open in flight if it is for writing, or a read by a web-server user
+/// (a candidate sensitive read).
+#[inline(always)]
+fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> {
+    if flags & WRITE_FLAGS == 0 {
+        if !is_web_uid(bpf_get_current_uid_gid() as u32) {
+            return Ok(());
+        }
+    }
     let pending = PendingOpen {
         filename,
         open_flags: flags,
-        dirfd: dirfd as i32,
+        dirfd,
     };
     OPEN_PENDING
         .insert(&bpf_get_current_pid_tgid(), &pending, 0)
@@ -155,12 +313,33 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     if n >= PATH_MAX_LEN - 1 {
         info.flags |= file_flags::TRUNCATED;
     }
+    if pending.open_flags & WRITE_FLAGS == 0 {
+        // A read by a web-server user (remember_open checked the uid).
+        if sensitive(info) {
+            emit_file(
+                EventKind::SensitiveRead,
+                id,
+                ret as i32,
+                info,
+                FileStat::SensitiveEmitted,
+            )?;
+        }
+        return Ok(());
+    }
     if info.path[0] != b'/' {
         // Relative to cwd or dirfd: the kernel cannot resolve it without walking
         // task structs, so userspace does (see docs/kernel.md).
         info.flags |= file_flags::RELATIVE;
     } else if !watched(info) {
         return Ok(());
+    }
+    if let Some(o) = kstruct::offsets() {
+        let created = kstruct::current_file(o, ret as u32)
+            .and_then(|f| kstruct::file_mode(o, f))
+            .is_some_and(|m| m & FMODE_CREATED != 0);
+        if created {
+            info.flags |= file_flags::CREATED;
+        }
     }
     let key = OpenKey {
         tgid: (id >> 32) as u32,
@@ -181,12 +360,27 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
     let Some(info) = OPEN_WRITES.get_ptr(&key) else {
         return Ok(());
     };
-    let res = emit(id, fd as i32, info);
+    // SAFETY: live map value.
+    let res = emit_file(
+        EventKind::FileWriteClose,
+        id,
+        fd as i32,
+        unsafe { &*info },
+        FileStat::Emitted,
+    );
     let _ = OPEN_WRITES.remove(&key);
     res
 }
 
-fn emit(id: u64, fd: i32, info: *const OpenInfo) -> Result<(), FileStat> {
+fn emit_file(
+    kind: EventKind,
+    id: u64,
+    fd: i32,
+    info: &OpenInfo,
+    counter: FileStat,
+) -> Result<(), FileStat> {
+    let meta = kstruct::offsets()
+        .and_then(|o| kstruct::current_file(o, fd as u32).and_then(|f| kstruct::inode_meta(o, f)));
     let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
         return Err(FileStat::RingbufFull);
     };
@@ -196,7 +390,7 @@ fn emit(id: u64, fd: i32, info: *const OpenInfo) -> Result<(), FileStat> {
     // `info` at a live map value.
     unsafe {
         (*ev).header = EventHeader {
-            kind: EventKind::FileWriteClose as u16,
+            kind: kind as u16,
             version: EVENT_VERSION,
             _pad: 0,
             len: core::mem::size_of::<FileEvent>() as u32,
@@ -206,25 +400,267 @@ fn emit(id: u64, fd: i32, info: *const OpenInfo) -> Result<(), FileStat> {
         (*ev).tgid = (id >> 32) as u32;
         (*ev).uid = uid_gid as u32;
         (*ev).gid = (uid_gid >> 32) as u32;
-        (*ev).open_flags = (*info).open_flags;
+        (*ev).open_flags = info.open_flags;
         (*ev).fd = fd;
-        (*ev).dirfd = (*info).dirfd;
-        (*ev).flags = (*info).flags;
+        (*ev).dirfd = info.dirfd;
+        (*ev).flags = info.flags;
+        match &meta {
+            Some(m) => {
+                (*ev).flags |= file_flags::META;
+                (*ev).ino = m.ino;
+                (*ev).size = m.size;
+                (*ev).dev = m.dev;
+                (*ev).mode = m.mode;
+            }
+            None => {
+                (*ev).ino = 0;
+                (*ev).size = 0;
+                (*ev).dev = 0;
+                (*ev).mode = 0;
+            }
+        }
         (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
-        (*ev).path_len = (*info).path_len;
+        (*ev).path_len = info.path_len;
         (*ev)._pad = 0;
-        (*ev).path = (*info).path;
+        (*ev).path = info.path;
     }
     // Adaptive wakeup: file events come in bursts, and waking the reader for each one
     // costs a context switch per event. Wake it only once WAKEUP_BYTES are pending;
     // the agent drains the ring on a short timer too, so a lone event waits at most
     // that long.
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+    entry.submit(wakeup_flags());
+    bump(counter);
+    Ok(())
+}
+
+/// Ring submit flags for a file event: wake the reader only once a batch is pending.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
+    }
+}
+
+// ---- unlink / rename / chmod ---------------------------------------------------
+
+#[inline(always)]
+fn remember_path(p: PendingPath) -> u32 {
+    if PATH_PENDING
+        .insert(&bpf_get_current_pid_tgid(), &p, 0)
+        .is_err()
+    {
+        bump(FileStat::MapFull);
+    }
+    0
+}
+
+#[inline(always)]
+fn pending(op: u32, dirfd: i32, ptr: u64, dirfd2: i32, ptr2: u64, mode: u32) -> PendingPath {
+    PendingPath {
+        op,
+        mode,
+        dirfd,
+        dirfd2,
+        ptr,
+        ptr2,
+    }
+}
+
+/// unlinkat(dfd, pathname, flag)
+#[tracepoint]
+pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1)) {
+        (Ok(dfd), Ok(p)) => remember_path(pending(path_op::UNLINK, dfd as i32, p, 0, 0, 0)),
+        _ => 0,
+    }
+}
+
+/// unlink(pathname)
+#[tracepoint]
+pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
+    match arg(&ctx, ARG0) {
+        Ok(p) => remember_path(pending(path_op::UNLINK, AT_FDCWD, p, 0, 0, 0)),
+        Err(_) => 0,
+    }
+}
+
+/// renameat(olddfd, oldname, newdfd, newname) and renameat2(..., flags)
+#[tracepoint]
+pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+    match (
+        arg(&ctx, ARG0),
+        arg(&ctx, ARG1),
+        arg(&ctx, ARG2),
+        arg(&ctx, ARG3),
+    ) {
+        (Ok(d1), Ok(p1), Ok(d2), Ok(p2)) => {
+            remember_path(pending(path_op::RENAME, d1 as i32, p1, d2 as i32, p2, 0))
+        }
+        _ => 0,
+    }
+}
+
+/// rename(oldname, newname)
+#[tracepoint]
+pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1)) {
+        (Ok(p1), Ok(p2)) => remember_path(pending(path_op::RENAME, AT_FDCWD, p1, AT_FDCWD, p2, 0)),
+        _ => 0,
+    }
+}
+
+/// fchmodat(dfd, filename, mode) and fchmodat2(..., flags): only to executable.
+#[tracepoint]
+pub fn sys_enter_fchmodat(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1), arg(&ctx, ARG2)) {
+        (Ok(d), Ok(p), Ok(m)) if m as u32 & EXEC_BITS != 0 => {
+            remember_path(pending(path_op::CHMOD, d as i32, p, 0, 0, m as u32))
+        }
+        _ => 0,
+    }
+}
+
+/// chmod(filename, mode)
+#[tracepoint]
+pub fn sys_enter_chmod(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1)) {
+        (Ok(p), Ok(m)) if m as u32 & EXEC_BITS != 0 => {
+            remember_path(pending(path_op::CHMOD, AT_FDCWD, p, 0, 0, m as u32))
+        }
+        _ => 0,
+    }
+}
+
+/// fchmod(fd, mode): reported when the fd is a tracked write session (a dropper
+/// writing a file, then making it executable before closing it).
+#[tracepoint]
+pub fn sys_enter_fchmod(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1)) {
+        (Ok(fd), Ok(m)) if m as u32 & EXEC_BITS != 0 => {
+            remember_path(pending(path_op::FCHMOD, 0, fd, 0, 0, m as u32))
+        }
+        _ => 0,
+    }
+}
+
+/// Exit of every unlink/rename/chmod syscall: on success, read the path(s) and
+/// report if either is watched.
+#[tracepoint]
+pub fn sys_exit_path(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_sys_exit_path(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+/// Read a user path into `dst`; returns its length and sets flag bits.
+#[inline(always)]
+fn read_path(
+    ptr: u64,
+    dst: &mut [u8; PATH_MAX_LEN],
+    relative: u32,
+    truncated: u32,
+    flags: &mut u32,
+) -> Result<u32, FileStat> {
+    // SAFETY: probe read of user memory into a buffer we own.
+    let n = unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, dst) }
+        .map_err(|_| FileStat::PathReadError)?
+        .len();
+    if n >= PATH_MAX_LEN - 1 {
+        *flags |= truncated;
+    }
+    if dst[0] != b'/' {
+        *flags |= relative;
+    }
+    Ok(n as u32)
+}
+
+fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = PATH_PENDING.get_ptr(&id) else {
+        return Ok(());
     };
-    entry.submit(flags);
-    bump(FileStat::Emitted);
+    // SAFETY: value pointer from a successful lookup; copied before the remove.
+    let p = unsafe { *p };
+    let _ = PATH_PENDING.remove(&id);
+    let ret: i64 = unsafe { ctx.read_at(ARG0) }.unwrap_or(-1);
+    if ret != 0 {
+        return Ok(());
+    }
+    let scratch = PATH_EVENT_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
+    // SAFETY: per-CPU scratch, exclusively ours for this run.
+    let ev = unsafe { &mut *scratch };
+    ev.flags = 0;
+    ev.mode = p.mode;
+    ev.dirfd = p.dirfd;
+    ev.dirfd2 = p.dirfd2;
+    ev.path2_len = 0;
+    ev.path2[0] = 0;
+    let kind = match p.op {
+        path_op::UNLINK => EventKind::FileUnlink,
+        path_op::RENAME => EventKind::FileRename,
+        _ => EventKind::FileChmod,
+    };
+    let interesting = if p.op == path_op::FCHMOD {
+        // The path of a tracked write session on that fd (already known watched).
+        let key = OpenKey {
+            tgid: (id >> 32) as u32,
+            fd: p.ptr as u32,
+        };
+        let Some(info) = OPEN_WRITES.get_ptr(&key) else {
+            return Ok(());
+        };
+        // SAFETY: live map value.
+        let info = unsafe { &*info };
+        ev.path = info.path;
+        ev.path_len = info.path_len;
+        ev.flags = info.flags & (file_flags::RELATIVE | file_flags::TRUNCATED);
+        ev.dirfd = info.dirfd;
+        true
+    } else {
+        ev.path_len = read_path(
+            p.ptr,
+            &mut ev.path,
+            file_flags::RELATIVE,
+            file_flags::TRUNCATED,
+            &mut ev.flags,
+        )?;
+        // Relative paths go to userspace, which resolves and filters them.
+        let mut hit = ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits);
+        if p.op == path_op::RENAME {
+            ev.path2_len = read_path(
+                p.ptr2,
+                &mut ev.path2,
+                file_flags::RELATIVE2,
+                file_flags::TRUNCATED2,
+                &mut ev.flags,
+            )?;
+            hit = hit || ev.flags & file_flags::RELATIVE2 != 0 || watched_at(&mut ev.lpm_bits2);
+        }
+        hit
+    };
+    if !interesting {
+        return Ok(());
+    }
+    let ug = bpf_get_current_uid_gid();
+    ev.header = EventHeader {
+        kind: kind as u16,
+        version: EVENT_VERSION,
+        _pad: 0,
+        len: core::mem::size_of::<PathEvent>() as u32,
+        // SAFETY: plain helper call.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    ev.pid = id as u32;
+    ev.tgid = (id >> 32) as u32;
+    ev.uid = ug as u32;
+    ev.gid = (ug >> 32) as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+    EVENTS
+        .output::<PathEvent>(&*ev, wakeup_flags())
+        .map_err(|_| FileStat::RingbufFull)?;
+    bump(FileStat::PathEmitted);
     Ok(())
 }

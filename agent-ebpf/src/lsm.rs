@@ -1,14 +1,169 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! BPF-LSM capability probe. The agent loads this at start to learn whether the
-//! kernel accepts LSM programs (many do not: this one refuses every trampoline
-//! program with EPERM), and reports the result and the backend each sensor falls
-//! back to. It never denies: it returns the verdict of earlier LSM programs.
+//! BPF-LSM programs: the enforcing backend where the kernel allows LSM programs
+//! (many do not: this CI kernel refuses every trampoline program with EPERM). The
+//! agent loads `rampart_lsm_probe` first; only if that loads does it load and attach
+//! the sensors below. Each one:
+//! - returns the verdict of earlier LSM programs when it is already a denial (never
+//!   overturns one),
+//! - fails open on its own errors (returns 0),
+//! - denies only in enforce mode with dry run off; otherwise reports the decision.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
+use agent_common::{
+    egress::{mode, Decision},
+    EventHeader, EventKind, FileEvent, EVENT_VERSION,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+        bpf_probe_read_kernel,
+    },
+    macros::{lsm, map},
+    maps::{Array, HashMap},
+    programs::LsmContext,
+};
+
+use crate::{egress, exec, file, kstruct};
+
+const EPERM: i32 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[map(name = "RAMPART_SENSITIVE_INODES")]
+static SENSITIVE_INODES: HashMap<[u64; 2], u32> = HashMap::with_max_entries(256, 0);
+
+#[map(name = "RAMPART_SENSITIVE_MODE")]
+static SENSITIVE_MODE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// `bprm_check_security(struct linux_binprm *bprm, int ret)`: arg 1 is the verdict so far.
 #[lsm(hook = "bprm_check_security")]
 pub fn rampart_lsm_probe(ctx: LsmContext) -> i32 {
     // Never overturn an earlier denial; never deny ourselves.
     ctx.arg::<i32>(1)
+}
+
+/// Exec from a world-writable tree: denied with EPERM before the new image exists
+/// (the tracepoint backend can only kill it after).
+#[lsm(hook = "bprm_check_security")]
+pub fn rampart_lsm_bprm_check(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    let Some(o) = kstruct::offsets() else {
+        return 0;
+    };
+    let bprm: u64 = ctx.arg(0);
+    // SAFETY: probe read of a kernel pointer field.
+    let Ok(filename) =
+        (unsafe { bpf_probe_read_kernel((bprm + o.bprm_filename as u64) as *const u64) })
+    else {
+        return 0;
+    };
+    match exec::exec_decision(filename as *const u8) {
+        Ok(Decision::Denied) => -EPERM,
+        _ => 0,
+    }
+}
+
+/// Direct SMTP egress by a UID outside the safe list (the same policy as the cgroup
+/// connect programs, for kernels where the LSM runs for every socket).
+/// `socket_connect(struct socket *sock, struct sockaddr *address, int addrlen, int ret)`.
+#[lsm(hook = "socket_connect")]
+pub fn rampart_lsm_socket_connect(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(3);
+    if ret != 0 {
+        return ret;
+    }
+    let addr: u64 = ctx.arg(1);
+    // SAFETY: probe reads of the sockaddr the kernel already copied in.
+    let family: u16 = unsafe { bpf_probe_read_kernel(addr as *const u16) }.unwrap_or(0);
+    let port: u16 = unsafe { bpf_probe_read_kernel((addr + 2) as *const u16) }.unwrap_or(0);
+    let mut daddr = [0u8; 16];
+    match family {
+        AF_INET => {
+            let a: [u8; 4] =
+                unsafe { bpf_probe_read_kernel((addr + 4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+            daddr[..4].copy_from_slice(&a);
+        }
+        AF_INET6 => {
+            daddr =
+                unsafe { bpf_probe_read_kernel((addr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+        }
+        _ => return 0,
+    }
+    let fam = if family == AF_INET { 4 } else { 6 };
+    match egress::try_connect(fam, port as u32, daddr) {
+        Ok(false) => -EPERM,
+        _ => 0,
+    }
+}
+
+/// A web-server user opening a sensitive file (matched by device and inode, which
+/// the agent resolved from the configured paths): reported, and denied when
+/// enforcing. `file_open(struct file *file, int ret)`.
+#[lsm(hook = "file_open")]
+pub fn rampart_lsm_file_open(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    let uid = bpf_get_current_uid_gid() as u32;
+    if !file::is_web_uid(uid) {
+        return 0;
+    }
+    let Some(o) = kstruct::offsets() else {
+        return 0;
+    };
+    let f: u64 = ctx.arg(0);
+    let Some(m) = kstruct::inode_meta(o, f) else {
+        return 0;
+    };
+    // SAFETY: plain lookup.
+    if unsafe { SENSITIVE_INODES.get(&[m.dev as u64, m.ino]) }.is_none() {
+        return 0;
+    }
+    let mode = SENSITIVE_MODE.get(0).copied().unwrap_or(mode::OFF);
+    let decision = match mode {
+        mode::ENFORCE => Decision::Denied,
+        mode::DRY_RUN => Decision::DryRun,
+        _ => Decision::Observed,
+    };
+    if let Some(mut entry) = file::EVENTS.reserve::<FileEvent>(0) {
+        let ev = entry.as_mut_ptr();
+        let id = bpf_get_current_pid_tgid();
+        // SAFETY: reserved ring memory of size_of::<FileEvent>(); every field written.
+        unsafe {
+            (*ev).header = EventHeader {
+                kind: EventKind::SensitiveRead as u16,
+                version: EVENT_VERSION,
+                _pad: 0,
+                len: core::mem::size_of::<FileEvent>() as u32,
+                ktime_ns: bpf_ktime_get_ns(),
+            };
+            (*ev).pid = id as u32;
+            (*ev).tgid = (id >> 32) as u32;
+            (*ev).uid = uid;
+            (*ev).gid = (bpf_get_current_uid_gid() >> 32) as u32;
+            // The decision rides in open_flags' place for LSM events; the path is
+            // resolved by userspace from (dev, ino).
+            (*ev).open_flags = decision as u32;
+            (*ev).fd = -1;
+            (*ev).dirfd = 0;
+            (*ev).flags = agent_common::file_flags::META;
+            (*ev).ino = m.ino;
+            (*ev).size = m.size;
+            (*ev).dev = m.dev;
+            (*ev).mode = m.mode;
+            (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+            (*ev).path_len = 0;
+            (*ev)._pad = 0;
+            (*ev).path = [0u8; agent_common::PATH_MAX_LEN];
+        }
+        entry.submit(0);
+    }
+    if decision == Decision::Denied {
+        -EPERM
+    } else {
+        0
+    }
 }

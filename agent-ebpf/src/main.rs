@@ -7,6 +7,7 @@
 mod egress;
 mod exec;
 mod file;
+mod kstruct;
 mod lsm;
 mod xdp;
 

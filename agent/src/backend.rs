@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
 use crate::{
-    events::PipelineStats,
+    events::{FileOp, PipelineStats},
     firewall::{Firewall, FirewallError},
     loader::Component,
     policy::{PolicyError, PolicyManager},
@@ -30,8 +30,24 @@ pub const CAPABILITIES: &[&str] = &[
     "events.sse.v1",
     "firewall.xdp.v1",
     "firewall.tentative_apply.v1",
-    "sensors.file.tracepoint.v1",
 ];
+
+/// The capability flag for a sensor served by a backend (feature-detect: which
+/// sensors run here, and how).
+fn sensor_capability(sensor: &str, backend: &str) -> Option<&'static str> {
+    Some(match (sensor, backend) {
+        ("file", "tracepoint") => "sensors.file.tracepoint.v1",
+        ("file", "fanotify") => "sensors.file.fanotify.v1",
+        ("file", "lsm") => "sensors.file.lsm.v1",
+        ("sensitive_read", "tracepoint") => "sensors.sensitive_read.tracepoint.v1",
+        ("sensitive_read", "lsm") => "sensors.sensitive_read.lsm.v1",
+        ("file_metadata", "btf") => "sensors.file_metadata.btf.v1",
+        ("exec", "tracepoint") => "sensors.exec.tracepoint.v1",
+        ("exec", "lsm") => "sensors.exec.lsm.v1",
+        ("egress", "cgroup") => "sensors.egress.cgroup.v1",
+        _ => return None,
+    })
+}
 
 /// Per-CPU kernel counters.
 pub struct KernelStats {
@@ -83,6 +99,8 @@ pub struct AgentBackend {
     /// Filled in by a background task at start (empty until then).
     pub binary_hash: Arc<std::sync::OnceLock<String>>,
     pub components: Vec<Component>,
+    /// Which backend serves each sensor, and why.
+    pub sensors: Vec<crate::daemon::SensorBackend>,
     pub pipeline: Arc<PipelineStats>,
     pub kernel: Mutex<KernelStats>,
     pub watched: Vec<PathBuf>,
@@ -173,6 +191,13 @@ impl AgentBackend {
             "queue_dropped": p.queue_dropped.load(Ordering::Relaxed),
             "unwatched": p.unwatched.load(Ordering::Relaxed),
             "unresolved": p.unresolved.load(Ordering::Relaxed),
+            "file_ops": {
+                "write_close": p.file_ops[FileOp::WriteClose as usize].load(Ordering::Relaxed),
+                "unlink": p.file_ops[FileOp::Unlink as usize].load(Ordering::Relaxed),
+                "rename": p.file_ops[FileOp::Rename as usize].load(Ordering::Relaxed),
+                "chmod": p.file_ops[FileOp::Chmod as usize].load(Ordering::Relaxed),
+                "sensitive_read": p.file_ops[FileOp::SensitiveRead as usize].load(Ordering::Relaxed),
+            },
         })
     }
 }
@@ -200,7 +225,7 @@ impl api::Backend for AgentBackend {
             "severity_counts": sev,
             "store": { "status": "ok" },
             "blocklist_size": blocks,
-            "capabilities": CAPABILITIES,
+            "capabilities": self.capabilities(),
             "config_hash": self.config_hash,
             "binary_hash": self.binary_hash.get().map(String::as_str).unwrap_or(""),
             "latest_scan": null,
@@ -217,6 +242,7 @@ impl api::Backend for AgentBackend {
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },
             "components": self.components,
+            "sensors": self.sensors,
             "pipeline": self.pipeline_json(),
             "losses": counters(self.losses()),
             "kernel": {
@@ -229,11 +255,17 @@ impl api::Backend for AgentBackend {
     }
 
     async fn components(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(json!({ "components": self.components }))
+        Ok(json!({ "components": self.components, "sensors": self.sensors }))
     }
 
     fn capabilities(&self) -> Vec<&'static str> {
-        CAPABILITIES.to_vec()
+        let mut caps = CAPABILITIES.to_vec();
+        caps.extend(
+            self.sensors
+                .iter()
+                .filter_map(|s| sensor_capability(s.sensor, s.backend)),
+        );
+        caps
     }
 
     async fn findings(&self) -> Result<Vec<Finding>, ApiError> {

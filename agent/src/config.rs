@@ -324,6 +324,37 @@ pub struct Sensors {
     /// Seconds between checks for lost events; any loss in a window is an
     /// `event_loss` finding.
     pub loss_window_secs: u64,
+    /// Which backend watches files: `auto` (BPF-LSM where the kernel allows it, else
+    /// syscall tracepoints, else fanotify), or one forced.
+    pub file_backend: FileBackend,
+    /// Reads of sensitive files by web-server users.
+    pub sensitive: Sensitive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileBackend {
+    Auto,
+    Tracepoint,
+    Fanotify,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensitive {
+    /// Web-server users (names or UIDs; unknown names are skipped).
+    pub web_users: Vec<String>,
+    /// Absolute paths: a file ("/etc/shadow") matches exactly, a tree ends in "/".
+    pub paths: Vec<PathBuf>,
+    /// Base names matched anywhere ("wp-config.php", "id_rsa").
+    pub names: Vec<String>,
+    /// Reads by processes whose comm starts with one of these are not findings (the
+    /// PHP interpreter reading wp-config.php is normal; a web server reading it is not).
+    pub exempt_comms: Vec<String>,
+    /// Deny such reads (`paths` that are files) where BPF-LSM is available, only when
+    /// `dry_run` is false. Tracepoints and fanotify cannot deny: they report.
+    pub enforce: bool,
+    pub dry_run: bool,
 }
 
 /// Merge `over` into `base`: maps merge key by key, lists append, scalars replace.
@@ -448,6 +479,29 @@ impl Config {
         }
         if self.sensors.loss_window_secs == 0 {
             return err("sensors.loss_window_secs", "must be > 0".into());
+        }
+        for (i, p) in self.sensors.sensitive.paths.iter().enumerate() {
+            let s = p.to_string_lossy();
+            if !p.is_absolute() || s.len() >= agent_common::PREFIX_MAX_LEN {
+                return err(
+                    &format!("sensors.sensitive.paths[{i}]"),
+                    format!(
+                        "must be an absolute path shorter than {} bytes",
+                        agent_common::PREFIX_MAX_LEN
+                    ),
+                );
+            }
+        }
+        for (i, n) in self.sensors.sensitive.names.iter().enumerate() {
+            if n.is_empty() || n.contains('/') || n.len() >= agent_common::NAME_MAX_LEN {
+                return err(
+                    &format!("sensors.sensitive.names[{i}]"),
+                    format!(
+                        "must be a base name (no '/') of 1..{} bytes",
+                        agent_common::NAME_MAX_LEN - 1
+                    ),
+                );
+            }
         }
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());

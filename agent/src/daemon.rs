@@ -16,7 +16,7 @@ use crate::{
     backend::{AgentBackend, KernelStats},
     config::Config,
     detect,
-    events::{self, FileActivity, PipelineStats, SensorEvent},
+    events::{self, FileActivity, FileOp, PipelineStats, SensorEvent},
     firewall::{self, Firewall, KernelLists},
     loader::{self, Component},
     policy::PolicyManager,
@@ -62,16 +62,62 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         "loading the kernel programs (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN, and a kernel with BTF; see docs/kernel.md)",
     )?;
     loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths)?;
-    let mut components: Vec<Component> =
-        loader::attach_file_sensor(&mut ebpf).context("attaching the file sensor tracepoints")?;
-    // Backend probe: BPF-LSM first (observe + deny), else the tracepoint sensors
-    // above; the reason goes to /api/v1/components.
+    let mut sensors: Vec<SensorBackend> = Vec::new();
+    let offsets = loader::set_kernel_offsets(&mut ebpf);
+    if let Err(why) = &offsets {
+        tracing::warn!(reason = %why, "No kernel struct offsets: file events carry no inode metadata.");
+    }
+    let s = &cfg.sensors.sensitive;
+    let (web_uids, unknown) = loader::resolve_uids(&s.web_users);
+    if !unknown.is_empty() {
+        tracing::info!(users = ?unknown, "sensors.sensitive.web_users: unknown users skipped.");
+    }
+    loader::set_sensitive(&mut ebpf, &web_uids, &s.paths, &s.names)?;
+    let missing = loader::set_sensitive_inodes(
+        &mut ebpf,
+        &s.paths,
+        loader::enforcement_mode(s.enforce, s.dry_run),
+    )?;
+    if !missing.is_empty() {
+        tracing::debug!(paths = ?missing, "Sensitive paths that are not files here (trees, or absent): matched by path only.");
+    }
+    // Backend probe: BPF-LSM first (observe + deny), else tracepoints, else fanotify;
+    // each sensor's backend and the reason go to /api/v1/components, /health and
+    // /capabilities.
     let lsm = loader::probe_lsm(&mut ebpf);
     if let Err(why) = &lsm {
-        tracing::warn!(reason = %why, "BPF-LSM unavailable; sensors use tracepoints.");
-        for c in components.iter_mut().filter(|c| c.kind == "tracepoint") {
-            c.reason = Some(format!("tracepoint backend: BPF-LSM unavailable: {why}"));
-        }
+        tracing::warn!(reason = %why, "BPF-LSM unavailable; sensors fall back.");
+    }
+    let lsm_why = lsm
+        .as_ref()
+        .err()
+        .map(|w| format!("BPF-LSM unavailable: {w}"));
+    let (mut components, file_backend, fanotify) =
+        choose_file_backend(&cfg, &mut ebpf, lsm_why.as_deref())?;
+    let sensitive_backend = if file_backend.backend == "fanotify" {
+        SensorBackend::new(
+            "sensitive_read",
+            "none",
+            Some("the fanotify backend does not report sensitive reads".into()),
+        )
+    } else {
+        SensorBackend::new(
+            "sensitive_read",
+            file_backend.backend,
+            file_backend.reason.clone(),
+        )
+    };
+    sensors.push(file_backend);
+    sensors.push(sensitive_backend);
+    sensors.push(SensorBackend::new(
+        "file_metadata",
+        if offsets.is_ok() { "btf" } else { "none" },
+        offsets.err(),
+    ));
+    if lsm.is_ok() {
+        // Deny hooks where the kernel allows them; observation stays on the sensors
+        // above (LSM has no hook for the end of a write session).
+        components.extend(loader::attach_lsm_sensors(&mut ebpf));
     }
     components.push(Component {
         name: "lsm".into(),
@@ -88,8 +134,12 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     if cfg.exec.enabled {
         // Like egress: a sensor that cannot attach is reported, not fatal.
         match loader::attach_exec(&mut ebpf, &cfg.exec) {
-            Ok(c) => components.push(c),
+            Ok(c) => {
+                components.push(c);
+                sensors.push(SensorBackend::new("exec", "tracepoint", lsm_why.clone()));
+            }
             Err(e) => {
+                sensors.push(SensorBackend::new("exec", "none", Some(e.to_string())));
                 tracing::error!(error = %e, "Exec sensor not attached.");
                 components.push(Component {
                     name: maps::progs::SCHED_PROCESS_EXEC.into(),
@@ -105,8 +155,12 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     if cfg.egress.enabled {
         // A sensor that cannot attach is reported, not fatal: the firewall still runs.
         match loader::attach_egress(&mut ebpf, &cfg.egress) {
-            Ok(c) => components.extend(c),
+            Ok(c) => {
+                components.extend(c);
+                sensors.push(SensorBackend::new("egress", "cgroup", None));
+            }
             Err(e) => {
+                sensors.push(SensorBackend::new("egress", "none", Some(e.to_string())));
                 tracing::error!(error = %e, "Egress sensor not attached.");
                 components.push(Component {
                     name: maps::progs::CONNECT4.into(),
@@ -211,6 +265,18 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
     let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
+    // The ring carries every kernel event; with the fanotify backend file activity
+    // comes from fanotify instead, into the same queue.
+    let fan_task = fanotify.map(|f| {
+        tokio::spawn(f.run(
+            events::Sinks {
+                files: act_tx.clone(),
+                net: net_tx.clone(),
+            },
+            pipeline.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
     let reader = tokio::spawn(events::run_reader(
         ring,
         cfg.watch.paths.clone(),
@@ -226,6 +292,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         store.clone(),
         findings_tx.clone(),
         cfg.watch.max_scan_bytes,
+        cfg.sensors.sensitive.exempt_comms.clone(),
     ));
     let net_events = tokio::spawn(network_events(net_rx, store.clone(), findings_tx.clone()));
     let sweeper = tokio::spawn(housekeeping(
@@ -255,6 +322,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         config_hash: hash_hex(config_text.as_bytes()),
         binary_hash,
         components,
+        sensors,
         pipeline,
         kernel: std::sync::Mutex::new(kernel_stats),
         watched: cfg.watch.paths.clone(),
@@ -293,6 +361,13 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         Err(e) => tracing::error!(error = %e, "Ring buffer reader panicked."),
         Ok(Ok(())) => {}
     }
+    if let Some(t) = fan_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "fanotify reader failed."),
+            Err(e) => tracing::error!(error = %e, "fanotify reader panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
     // The reader dropped its sender: detection drains what is queued, then ends.
     let _ = detector.await;
     let _ = net_events.await;
@@ -321,13 +396,117 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
+/// Pick the file sensor's backend: tracepoints unless fanotify is forced, and
+/// fanotify when `auto` and the tracepoints cannot attach. Returns the components,
+/// the report, and the fanotify sensor to run (if that is the backend).
+fn choose_file_backend(
+    cfg: &Config,
+    ebpf: &mut aya::Ebpf,
+    lsm_why: Option<&str>,
+) -> Result<(
+    Vec<Component>,
+    SensorBackend,
+    Option<crate::fanotify::FanotifySensor>,
+)> {
+    use crate::config::FileBackend;
+    let fanotify = |reason: String| -> Result<_> {
+        let f = crate::fanotify::FanotifySensor::new(&cfg.watch.paths)
+            .context("starting the fanotify file sensor")?;
+        tracing::info!(reason = %reason, "File sensor: fanotify backend.");
+        let c = Component {
+            name: "fanotify".into(),
+            kind: "fanotify",
+            target: cfg
+                .watch
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            state: "attached",
+            mode: None,
+            reason: Some(reason.clone()),
+        };
+        Ok((
+            vec![c],
+            SensorBackend::new("file", "fanotify", Some(reason)),
+            Some(f),
+        ))
+    };
+    match cfg.sensors.file_backend {
+        FileBackend::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
+        mode => match loader::attach_file_sensor(ebpf) {
+            Ok(mut comps) => {
+                let reason = match mode {
+                    FileBackend::Tracepoint => {
+                        Some("forced by sensors.file_backend: tracepoint".to_string())
+                    }
+                    _ => lsm_why.map(str::to_string),
+                };
+                for c in &mut comps {
+                    if c.reason.is_none() {
+                        c.reason = reason.as_ref().map(|r| format!("tracepoint backend: {r}"));
+                    }
+                }
+                Ok((
+                    comps,
+                    SensorBackend::new("file", "tracepoint", reason),
+                    None,
+                ))
+            }
+            Err(e) if mode == FileBackend::Auto => {
+                tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
+                fanotify(format!("tracepoints failed: {e}"))
+            }
+            Err(e) => Err(e).context("attaching the file sensor tracepoints"),
+        },
+    }
+}
+
+/// Which backend serves a sensor, and why (for /components, /health, /capabilities).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SensorBackend {
+    pub sensor: &'static str,
+    pub backend: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SensorBackend {
+    pub fn new(sensor: &'static str, backend: &'static str, reason: Option<String>) -> Self {
+        Self {
+            sensor,
+            backend,
+            reason,
+        }
+    }
+}
+
 async fn detection(
     mut rx: mpsc::Receiver<FileActivity>,
     store: Store,
     tx: broadcast::Sender<Finding>,
     max_bytes: u64,
+    exempt_comms: Vec<String>,
 ) {
     while let Some(act) = rx.recv().await {
+        match act.op {
+            FileOp::WriteClose | FileOp::Rename => {}
+            FileOp::SensitiveRead => {
+                if exempt_comms
+                    .iter()
+                    .any(|c| act.comm.starts_with(c.as_str()))
+                {
+                    continue;
+                }
+                dispatch(&store, &tx, detect::sensitive_read(&act)).await;
+                continue;
+            }
+            FileOp::Unlink | FileOp::Chmod => {
+                tracing::debug!(op = act.op.as_str(), path = %act.path.display(), pid = act.tgid, uid = act.uid, comm = %act.comm, "File activity.");
+                continue;
+            }
+        }
         let path = act.path.clone();
         let res = tokio::task::spawn_blocking(move || detect::check_file(&act, max_bytes)).await;
         let new = match res {

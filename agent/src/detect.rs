@@ -86,21 +86,41 @@ pub fn check_file(act: &FileActivity, max_bytes: u64) -> Result<Option<NewFindin
     }))
 }
 
+pub const CHECK_SENSITIVE_READ: &str = "sensitive_read";
+
+/// A web-server user read a sensitive file (the kernel matched path and uid).
+pub fn sensitive_read(act: &FileActivity) -> NewFinding {
+    let path = act.path.display().to_string();
+    let exe = act
+        .exe
+        .as_ref()
+        .map(|e| e.display().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    NewFinding {
+        check: CHECK_SENSITIVE_READ.into(),
+        severity: Severity::High,
+        message: format!("Web-server user {} read {path}", act.uid),
+        details: format!("reader: {} (pid {}, exe {exe})", act.comm, act.tgid),
+        path: Some(path),
+        pid: Some(act.tgid),
+        uid: Some(act.uid),
+        process: Some(act.comm.clone()),
+        ip: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn act(path: &Path) -> FileActivity {
-        FileActivity {
-            path: path.to_path_buf(),
-            pid: 1,
-            tgid: 1,
-            uid: 33,
-            gid: 33,
-            comm: "php-fpm".into(),
-            open_flags: 0o101,
-            truncated: false,
-        }
+        FileActivity::new(
+            crate::events::FileOp::WriteClose,
+            path.to_path_buf(),
+            1,
+            33,
+            "php-fpm".into(),
+        )
     }
 
     #[test]

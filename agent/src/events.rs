@@ -11,22 +11,95 @@ use std::{
 
 use agent_common::{
     egress::ConnectEvent, exec::ExecEvent, file_flags, xdp::XdpEvent, EventHeader, EventKind,
-    FileEvent, EVENT_VERSION,
+    FileEvent, PathEvent, EVENT_VERSION,
 };
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 
-/// A write session on a watched file, as the agent sees it.
+/// What happened to a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOp {
+    /// A write session ended (close of an fd opened for writing).
+    WriteClose,
+    Unlink,
+    /// `path` is the new name, `old_path` the old one.
+    Rename,
+    /// Made executable; `new_mode` is the mode set.
+    Chmod,
+    /// A web-server user opened a sensitive file for reading.
+    SensitiveRead,
+}
+
+impl FileOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WriteClose => "write_close",
+            Self::Unlink => "unlink",
+            Self::Rename => "rename",
+            Self::Chmod => "chmod",
+            Self::SensitiveRead => "sensitive_read",
+        }
+    }
+}
+
+/// Inode facts, read by the kernel from the open file (or by fanotify's fstat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    pub ino: u64,
+    /// Userspace `st_dev` encoding (as `stat` reports it).
+    pub dev: u64,
+    pub mode: u32,
+    pub size: i64,
+}
+
+/// File activity in a watched tree, as the agent sees it, whichever backend saw it.
+/// Absent options mean unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileActivity {
+    pub op: FileOp,
     pub path: PathBuf,
+    pub old_path: Option<PathBuf>,
     pub pid: u32,
     pub tgid: u32,
     pub uid: u32,
     pub gid: u32,
     pub comm: String,
+    /// The writer's executable (/proc/<tgid>/exe when the event arrived).
+    pub exe: Option<PathBuf>,
     pub open_flags: u32,
+    /// The open that began this write session created the file.
+    pub created: bool,
     pub truncated: bool,
+    pub meta: Option<FileMeta>,
+    pub new_mode: Option<u32>,
+}
+
+impl FileActivity {
+    /// An activity with everything but the essentials unknown.
+    pub fn new(op: FileOp, path: PathBuf, tgid: u32, uid: u32, comm: String) -> Self {
+        Self {
+            op,
+            path,
+            old_path: None,
+            pid: tgid,
+            tgid,
+            uid,
+            gid: 0,
+            comm,
+            exe: None,
+            open_flags: 0,
+            created: false,
+            truncated: false,
+            meta: None,
+            new_mode: None,
+        }
+    }
+}
+
+/// The kernel's `dev_t` (major << 20 | minor) in userspace `st_dev` encoding.
+pub fn kernel_dev_to_user(dev: u32) -> u64 {
+    libc::makedev(dev >> 20, dev & 0xf_ffff)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,6 +127,14 @@ pub struct PipelineStats {
     pub unwatched: AtomicU64,
     /// Relative paths whose process was gone before we could resolve them.
     pub unresolved: AtomicU64,
+    /// File activity by operation (write_close, unlink, rename, chmod, sensitive_read).
+    pub file_ops: [AtomicU64; 5],
+}
+
+impl PipelineStats {
+    pub fn count_op(&self, op: FileOp) {
+        self.file_ops[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
@@ -81,8 +162,13 @@ fn cstr(bytes: &[u8]) -> String {
 
 /// A decoded kernel event.
 #[derive(Clone, Copy)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one ring item; boxing would allocate per event"
+)]
 pub enum Decoded {
     File(FileEvent),
+    Path(PathEvent),
     Xdp(XdpEvent),
     Connect(ConnectEvent),
     Exec(ExecEvent),
@@ -119,7 +205,16 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::Version(h.version));
     }
     match kind {
-        EventKind::FileWriteClose => {
+        EventKind::FileUnlink | EventKind::FileRename | EventKind::FileChmod => {
+            let ev: PathEvent = exact(&h, bytes)?;
+            for len in [ev.path_len, ev.path2_len] {
+                if len as usize >= agent_common::PATH_MAX_LEN {
+                    return Err(DecodeError::PathLen(len));
+                }
+            }
+            Ok(Decoded::Path(ev))
+        }
+        EventKind::FileWriteClose | EventKind::SensitiveRead => {
             let ev: FileEvent = exact(&h, bytes)?;
             if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
                 return Err(DecodeError::PathLen(ev.path_len));
@@ -156,42 +251,131 @@ pub fn xdp_source(ev: &XdpEvent) -> std::net::IpAddr {
     }
 }
 
-/// Turn a decoded event into a [`FileActivity`], resolving relative paths through
-/// /proc (cwd or the dirfd) and applying the watch filter the kernel could not.
+/// A path from an event: absolute as sent, or relative to the process's cwd or
+/// `dirfd`, resolved through /proc (None when the process is gone).
+fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf> {
+    let raw = cstr(raw);
+    if !relative {
+        return Some(PathBuf::from(raw));
+    }
+    let base = if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{tgid}/cwd"))
+    } else {
+        std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}"))
+    };
+    base.ok().map(|b| normalize(&b.join(raw)))
+}
+
+fn exe_of(tgid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{tgid}/exe")).ok()
+}
+
+fn is_watched(p: &Path, watched: &[PathBuf]) -> bool {
+    watched.iter().any(|w| p.starts_with(w))
+}
+
+/// Turn a write-close or sensitive-read event into a [`FileActivity`], resolving
+/// relative paths through /proc and applying the watch filter the kernel could not.
 pub fn to_activity(
     ev: &FileEvent,
     watched: &[PathBuf],
     stats: &PipelineStats,
 ) -> Option<FileActivity> {
-    let raw = cstr(&ev.path[..ev.path_len as usize]);
-    let path = if ev.flags & file_flags::RELATIVE != 0 {
-        let base = if ev.dirfd == libc::AT_FDCWD {
-            std::fs::read_link(format!("/proc/{}/cwd", ev.tgid))
-        } else {
-            std::fs::read_link(format!("/proc/{}/fd/{}", ev.tgid, ev.dirfd))
-        };
-        let Ok(base) = base else {
-            stats.unresolved.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        let p = normalize(&base.join(&raw));
-        if !watched.iter().any(|w| p.starts_with(w)) {
-            stats.unwatched.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        p
-    } else {
-        PathBuf::from(raw)
+    let relative = ev.flags & file_flags::RELATIVE != 0;
+    let Some(path) = resolve(
+        &ev.path[..ev.path_len as usize],
+        relative,
+        ev.tgid,
+        ev.dirfd,
+    ) else {
+        stats.unresolved.fetch_add(1, Ordering::Relaxed);
+        return None;
     };
+    let op = if ev.header.kind == EventKind::SensitiveRead as u16 {
+        FileOp::SensitiveRead
+    } else {
+        FileOp::WriteClose
+    };
+    // Sensitive files are matched by the kernel wherever they are.
+    if relative && op == FileOp::WriteClose && !is_watched(&path, watched) {
+        stats.unwatched.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     Some(FileActivity {
+        op,
         path,
+        old_path: None,
         pid: ev.pid,
         tgid: ev.tgid,
         uid: ev.uid,
         gid: ev.gid,
         comm: cstr(&ev.comm),
+        exe: exe_of(ev.tgid),
         open_flags: ev.open_flags,
+        created: ev.flags & file_flags::CREATED != 0,
         truncated: ev.flags & file_flags::TRUNCATED != 0,
+        meta: (ev.flags & file_flags::META != 0).then(|| FileMeta {
+            ino: ev.ino,
+            dev: kernel_dev_to_user(ev.dev),
+            mode: ev.mode,
+            size: ev.size,
+        }),
+        new_mode: None,
+    })
+}
+
+/// Turn an unlink/rename/chmod event into a [`FileActivity`]. A rename is kept when
+/// either name is watched (moving a file into a web root matters as much as out).
+pub fn path_activity(
+    ev: &PathEvent,
+    watched: &[PathBuf],
+    stats: &PipelineStats,
+) -> Option<FileActivity> {
+    let rel1 = ev.flags & file_flags::RELATIVE != 0;
+    let p1 = resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd);
+    let (op, path, old_path) = if ev.header.kind == EventKind::FileRename as u16 {
+        let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
+        let p2 = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2);
+        let (Some(old), Some(new)) = (p1, p2) else {
+            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if (rel1 || rel2) && !is_watched(&old, watched) && !is_watched(&new, watched) {
+            stats.unwatched.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        (FileOp::Rename, new, Some(old))
+    } else {
+        let Some(p) = p1 else {
+            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if rel1 && !is_watched(&p, watched) {
+            stats.unwatched.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let op = if ev.header.kind == EventKind::FileUnlink as u16 {
+            FileOp::Unlink
+        } else {
+            FileOp::Chmod
+        };
+        (op, p, None)
+    };
+    Some(FileActivity {
+        op,
+        path,
+        old_path,
+        pid: ev.pid,
+        tgid: ev.tgid,
+        uid: ev.uid,
+        gid: ev.gid,
+        comm: cstr(&ev.comm),
+        exe: exe_of(ev.tgid),
+        open_flags: 0,
+        created: false,
+        truncated: ev.flags & (file_flags::TRUNCATED | file_flags::TRUNCATED2) != 0,
+        meta: None,
+        new_mode: (op == FileOp::Chmod).then_some(ev.mode),
     })
 }
 
@@ -246,6 +430,14 @@ pub async fn run_reader(
     }
 }
 
+/// Count and queue one file activity (a full queue is a counted drop, never a wait).
+pub fn send_activity(sinks: &Sinks, stats: &PipelineStats, act: FileActivity) {
+    stats.count_op(act.op);
+    if sinks.files.try_send(act).is_err() {
+        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Decode and route everything pending in the ring.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
@@ -257,11 +449,13 @@ fn drain_ring(
         stats.received.fetch_add(1, Ordering::Relaxed);
         match decode(&item) {
             Ok(Decoded::File(ev)) => {
-                let Some(act) = to_activity(&ev, watched, stats) else {
-                    continue;
-                };
-                if sinks.files.try_send(act).is_err() {
-                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(act) = to_activity(&ev, watched, stats) {
+                    send_activity(sinks, stats, act);
+                }
+            }
+            Ok(Decoded::Path(ev)) => {
+                if let Some(act) = path_activity(&ev, watched, stats) {
+                    send_activity(sinks, stats, act);
                 }
             }
             Ok(Decoded::Xdp(ev)) => {
@@ -309,6 +503,10 @@ mod tests {
             fd: 3,
             dirfd: libc::AT_FDCWD,
             flags,
+            ino: 0,
+            size: 0,
+            dev: 0,
+            mode: 0,
             comm: [0; COMM_LEN],
             path_len: path.len() as u32,
             _pad: 0,

@@ -3,11 +3,13 @@
 //! the privileged tests drive the same modules.
 
 pub mod backend;
+pub mod btf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod events;
+pub mod fanotify;
 pub mod firewall;
 pub mod loader;
 pub mod policy;

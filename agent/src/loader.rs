@@ -8,9 +8,9 @@ use std::{
 };
 
 use agent_common::xdp::{port_policy, XdpConfig, PORT_BITMAP_WORDS};
-use agent_common::{maps, maps::progs, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, Map, MapData, MapInfo, MapType},
+    maps::{lpm_trie::Key, Array, HashMap as AyaHashMap, LpmTrie, Map, MapData, MapInfo, MapType},
     programs::{
         links::FdLink, links::PinnedLink, xdp::XdpLink, ProgramError, TracePoint, Xdp, XdpMode,
     },
@@ -193,6 +193,7 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
         .map_max_entries(maps::SCAN_STATE, fw.max_tracked_sources)
         .map_max_entries(maps::OPEN_WRITES, cfg.sensors.max_open_files)
         .map_max_entries(maps::OPEN_PENDING, pending)
+        .map_max_entries(maps::PATH_PENDING, pending)
         .load(OBJECT)?;
     Ok(ebpf)
 }
@@ -328,33 +329,225 @@ pub fn watch_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
     ((n * 8) as u32, data)
 }
 
-/// Load and attach the file sensor's tracepoints.
+/// The file sensor's programs and the syscall tracepoints each one serves. The
+/// first three are required; the others are attached where the syscall exists on
+/// this architecture (arm64 has no open/creat/unlink/rename/chmod, older kernels no
+/// openat2/fchmodat2). Exits are listed before enters: an enter without its exit
+/// would only leave stale pending entries (LRU maps, so harmless, but pointless).
+const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
+    (progs::SYS_EXIT_OPENAT, &["sys_exit_openat"], true),
+    (progs::SYS_ENTER_OPENAT, &["sys_enter_openat"], true),
+    (progs::SYS_ENTER_CLOSE, &["sys_enter_close"], true),
+    (
+        progs::SYS_EXIT_OPENAT,
+        &["sys_exit_open", "sys_exit_creat", "sys_exit_openat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_OPEN, &["sys_enter_open"], false),
+    (progs::SYS_ENTER_CREAT, &["sys_enter_creat"], false),
+    (progs::SYS_ENTER_OPENAT2, &["sys_enter_openat2"], false),
+    (
+        progs::SYS_EXIT_PATH,
+        &[
+            "sys_exit_unlinkat",
+            "sys_exit_unlink",
+            "sys_exit_renameat",
+            "sys_exit_renameat2",
+            "sys_exit_rename",
+            "sys_exit_fchmodat",
+            "sys_exit_fchmodat2",
+            "sys_exit_chmod",
+            "sys_exit_fchmod",
+        ],
+        false,
+    ),
+    (progs::SYS_ENTER_UNLINKAT, &["sys_enter_unlinkat"], false),
+    (progs::SYS_ENTER_UNLINK, &["sys_enter_unlink"], false),
+    (
+        progs::SYS_ENTER_RENAMEAT,
+        &["sys_enter_renameat", "sys_enter_renameat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_RENAME, &["sys_enter_rename"], false),
+    (
+        progs::SYS_ENTER_FCHMODAT,
+        &["sys_enter_fchmodat", "sys_enter_fchmodat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_CHMOD, &["sys_enter_chmod"], false),
+    (progs::SYS_ENTER_FCHMOD, &["sys_enter_fchmod"], false),
+];
+
+/// Does this kernel have the syscall tracepoint `event`?
+fn tracepoint_exists(event: &str) -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| Path::new(t).join("events/syscalls").join(event).exists())
+}
+
+/// Load and attach the file sensor's tracepoints; one component per program.
 pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError> {
-    let mut out = Vec::new();
-    for (name, category, event) in [
-        (progs::SYS_ENTER_OPENAT, "syscalls", "sys_enter_openat"),
-        (progs::SYS_EXIT_OPENAT, "syscalls", "sys_exit_openat"),
-        (progs::SYS_ENTER_CLOSE, "syscalls", "sys_enter_close"),
-    ] {
+    let mut out: Vec<Component> = Vec::new();
+    for (name, events, required) in FILE_TRACEPOINTS {
+        let name: &'static str = name;
         let prog: &mut TracePoint = ebpf
             .program_mut(name)
             .ok_or(LoaderError::MissingProgram(name))?
             .try_into()
             .map_err(|source| LoaderError::Program { name, source })?;
-        prog.load()
-            .map_err(|source| LoaderError::Program { name, source })?;
-        prog.attach(category, event)
-            .map_err(|source| LoaderError::Program { name, source })?;
-        out.push(Component {
-            name: name.to_string(),
-            kind: "tracepoint",
-            target: format!("{category}:{event}"),
-            state: "attached",
-            mode: None,
-            reason: None,
-        });
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        for event in *events {
+            if !required && !tracepoint_exists(event) {
+                missing.push(*event);
+                continue;
+            }
+            prog.attach("syscalls", event)
+                .map_err(|source| LoaderError::Program { name, source })?;
+            attached.push(format!("syscalls:{event}"));
+        }
+        let reason =
+            (!missing.is_empty()).then(|| format!("not on this kernel: {}", missing.join(", ")));
+        match out.iter_mut().find(|c| c.name == name) {
+            Some(c) => {
+                if !attached.is_empty() {
+                    c.target = format!("{},{}", c.target, attached.join(","));
+                }
+                if reason.is_some() {
+                    c.reason = reason;
+                }
+            }
+            None => out.push(Component {
+                name: name.to_string(),
+                kind: "tracepoint",
+                target: attached.join(","),
+                state: if attached.is_empty() {
+                    "unavailable"
+                } else {
+                    "attached"
+                },
+                mode: None,
+                reason,
+            }),
+        }
     }
     Ok(out)
+}
+
+/// Write the struct offsets resolved from BTF. Without them (no BTF, or a member
+/// changed size) file events carry no inode metadata; the reason is returned.
+pub fn set_kernel_offsets(ebpf: &mut Ebpf) -> Result<(), String> {
+    let offsets = crate::btf::Btf::from_file(Path::new(crate::btf::VMLINUX))
+        .and_then(|b| b.kernel_offsets())
+        .map_err(|e| e.to_string())?;
+    let map = ebpf
+        .map_mut(maps::KERNEL_OFFSETS)
+        .ok_or_else(|| format!("map {} missing", maps::KERNEL_OFFSETS))?;
+    let mut arr: Array<&mut MapData, agent_common::KernelOffsets> =
+        Array::try_from(map).map_err(|e| e.to_string())?;
+    arr.set(0, offsets, 0).map_err(|e| e.to_string())
+}
+
+/// Web-server UIDs and sensitive files for the sensitive-read report.
+pub fn set_sensitive(
+    ebpf: &mut Ebpf,
+    web_uids: &[u32],
+    paths: &[std::path::PathBuf],
+    names: &[String],
+) -> Result<(), LoaderError> {
+    let merr = |name: &'static str| move |source| LoaderError::Map { name, source };
+    {
+        let map = ebpf
+            .map_mut(maps::WEB_UIDS)
+            .ok_or(LoaderError::MissingMap(maps::WEB_UIDS))?;
+        let mut m: AyaHashMap<&mut MapData, u32, u32> =
+            AyaHashMap::try_from(map).map_err(merr(maps::WEB_UIDS))?;
+        for uid in web_uids {
+            m.insert(uid, 1, 0).map_err(merr(maps::WEB_UIDS))?;
+        }
+    }
+    {
+        let map = ebpf
+            .map_mut(maps::SENSITIVE_PREFIXES)
+            .ok_or(LoaderError::MissingMap(maps::SENSITIVE_PREFIXES))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
+            LpmTrie::try_from(map).map_err(merr(maps::SENSITIVE_PREFIXES))?;
+        for p in paths {
+            let (bits, data) = sensitive_key(p);
+            trie.insert(&Key::new(bits, data), 1, 0)
+                .map_err(merr(maps::SENSITIVE_PREFIXES))?;
+        }
+    }
+    let map = ebpf
+        .map_mut(maps::SENSITIVE_NAMES)
+        .ok_or(LoaderError::MissingMap(maps::SENSITIVE_NAMES))?;
+    let mut m: AyaHashMap<&mut MapData, [u8; NAME_MAX_LEN], u32> =
+        AyaHashMap::try_from(map).map_err(merr(maps::SENSITIVE_NAMES))?;
+    for n in names {
+        let mut key = [0u8; NAME_MAX_LEN];
+        let b = n.as_bytes();
+        // Config validation keeps names shorter than NAME_MAX_LEN.
+        let len = b.len().min(NAME_MAX_LEN - 1);
+        key[..len].copy_from_slice(&b[..len]);
+        m.insert(key, 1, 0).map_err(merr(maps::SENSITIVE_NAMES))?;
+    }
+    Ok(())
+}
+
+/// Sensitive files by (kernel dev_t, inode) for the LSM file_open hook, and the
+/// enforcement mode. Paths that do not exist (yet) are skipped and returned.
+pub fn set_sensitive_inodes(
+    ebpf: &mut Ebpf,
+    paths: &[std::path::PathBuf],
+    mode: u32,
+) -> Result<Vec<std::path::PathBuf>, LoaderError> {
+    use std::os::unix::fs::MetadataExt;
+    let merr = |name: &'static str| move |source| LoaderError::Map { name, source };
+    let mut missing = Vec::new();
+    {
+        let map = ebpf
+            .map_mut(maps::SENSITIVE_INODES)
+            .ok_or(LoaderError::MissingMap(maps::SENSITIVE_INODES))?;
+        let mut m: AyaHashMap<&mut MapData, [u64; 2], u32> =
+            AyaHashMap::try_from(map).map_err(merr(maps::SENSITIVE_INODES))?;
+        for p in paths {
+            match std::fs::metadata(p) {
+                Ok(md) if md.is_file() => {
+                    let dev = md.dev();
+                    // Userspace st_dev -> the kernel's dev_t (major << 20 | minor).
+                    let kdev = (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev));
+                    m.insert([kdev, md.ino()], 1, 0)
+                        .map_err(merr(maps::SENSITIVE_INODES))?;
+                }
+                _ => missing.push(p.clone()),
+            }
+        }
+    }
+    let map = ebpf
+        .map_mut(maps::SENSITIVE_MODE)
+        .ok_or(LoaderError::MissingMap(maps::SENSITIVE_MODE))?;
+    let mut a: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(merr(maps::SENSITIVE_MODE))?;
+    a.set(0, mode, 0).map_err(merr(maps::SENSITIVE_MODE))?;
+    Ok(missing)
+}
+
+/// LPM key for a sensitive path: a tree ("/root/.ssh/", trailing slash) matches
+/// everything under it; a file ("/etc/shadow") matches exactly, its NUL included.
+pub fn sensitive_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
+    let s = p.to_string_lossy();
+    let mut b = s.as_bytes().to_vec();
+    if !s.ends_with('/') {
+        b.push(0);
+    }
+    let n = b.len().min(PREFIX_MAX_LEN);
+    let mut data = [0u8; PREFIX_MAX_LEN];
+    data[..n].copy_from_slice(&b[..n]);
+    ((n * 8) as u32, data)
 }
 
 /// An XDP attachment whose link is pinned under the pin dir, so it outlives the agent
@@ -517,7 +710,7 @@ pub fn open_pinned_lists(
 
 /// A sensor's kernel mode from its `enforce`/`dry_run` switches: enforcement is
 /// always dry run first.
-fn enforcement_mode(enforce: bool, dry_run: bool) -> u32 {
+pub fn enforcement_mode(enforce: bool, dry_run: bool) -> u32 {
     use agent_common::egress::mode;
     match (enforce, dry_run) {
         (false, _) => mode::OBSERVE,
@@ -539,18 +732,57 @@ fn mode_label(m: u32) -> &'static str {
 /// Can this kernel run BPF-LSM programs? Loads (does not attach) the probe program.
 /// Err carries the reason, e.g. "BPF_PROG_LOAD: Operation not permitted (os error 1)".
 pub fn probe_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
+    load_lsm(ebpf, progs::LSM_PROBE, "bprm_check_security")
+}
+
+/// The LSM sensor programs and their hooks: loaded and attached only where the probe
+/// passed (exec deny, SMTP egress deny, sensitive-read deny).
+pub const LSM_SENSORS: &[(&str, &str)] = &[
+    (progs::LSM_BPRM_CHECK, "bprm_check_security"),
+    (progs::LSM_SOCKET_CONNECT, "socket_connect"),
+    (progs::LSM_FILE_OPEN, "file_open"),
+];
+
+/// Attach the LSM sensors (after a successful probe). Returns a component each.
+pub fn attach_lsm_sensors(ebpf: &mut Ebpf) -> Vec<Component> {
+    use aya::programs::Lsm;
+    LSM_SENSORS
+        .iter()
+        .map(|(name, hook)| {
+            let res = load_lsm(ebpf, name, hook).and_then(|()| {
+                let prog: &mut Lsm = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| format!("program {name} missing"))?
+                    .try_into()
+                    .map_err(|e: ProgramError| e.to_string())?;
+                prog.attach().map(|_| ()).map_err(|e| e.to_string())
+            });
+            Component {
+                name: name.to_string(),
+                kind: "lsm",
+                target: hook.to_string(),
+                state: if res.is_ok() { "attached" } else { "failed" },
+                mode: None,
+                reason: res.err(),
+            }
+        })
+        .collect()
+}
+
+/// Load one LSM program for `hook`; the error says why (e.g. "BPF_PROG_LOAD:
+/// Operation not permitted (bpf is in the active LSM list)").
+pub fn load_lsm(ebpf: &mut Ebpf, name: &str, hook: &str) -> Result<(), String> {
     use aya::{programs::Lsm, Btf};
     let listed = std::fs::read_to_string("/sys/kernel/security/lsm")
         .map(|l| l.trim().split(',').any(|m| m == "bpf"))
         .unwrap_or(false);
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
-    let name = progs::LSM_PROBE;
     let prog: &mut Lsm = ebpf
         .program_mut(name)
         .ok_or_else(|| format!("program {name} missing from the object"))?
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    prog.load("bprm_check_security", &btf).map_err(|e| {
+    prog.load(hook, &btf).map_err(|e| {
         let why = match &e {
             ProgramError::LoadError { io_error, .. } => format!("BPF_PROG_LOAD: {io_error}"),
             other => other.to_string(),

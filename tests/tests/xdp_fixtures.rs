@@ -90,7 +90,9 @@ impl Fixture {
         while let Some(item) = self.ring.next() {
             match events::decode(&item) {
                 Ok(Decoded::Xdp(ev)) => out.push(ev),
-                Ok(Decoded::File(_) | Decoded::Connect(_) | Decoded::Exec(_)) => {}
+                Ok(
+                    Decoded::File(_) | Decoded::Path(_) | Decoded::Connect(_) | Decoded::Exec(_),
+                ) => {}
                 Err(e) => panic!("undecodable event: {e}"),
             }
         }

@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The fanotify file-sensor backend: the last fallback, for kernels where neither
+//! BPF-LSM nor the syscall tracepoints can be used (or when `sensors.file_backend:
+//! fanotify` forces it). It produces the same [`FileActivity`] as the kernel
+//! programs: write-close (with `created`), unlink, rename (old and new name) and
+//! chmod to executable, with pid, uid, comm, exe and inode metadata.
+//!
+//! One fanotify group in FID mode (`FAN_REPORT_DFID_NAME`) with a filesystem mark
+//! per watched root: every event names the parent directory by file handle plus the
+//! entry name, and all event types arrive in order on one queue. Directory handles
+//! are resolved with open_by_handle_at (needs CAP_DAC_READ_SEARCH) and cached.
+//! The filter is in userspace, so unwatched activity on the same filesystem costs a
+//! context switch here: the reason this backend comes last.
+
+use std::{
+    collections::{HashMap, HashSet},
+    ffi::CString,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::{ffi::OsStrExt, fs::MetadataExt},
+    },
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Arc},
+};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::events::{self, FileActivity, FileMeta, FileOp, PipelineStats, Sinks};
+
+// include/uapi/linux/fanotify.h values the libc crate may not have.
+const FAN_RENAME: u64 = 0x1000_0000;
+const FAN_EVENT_INFO_TYPE_DFID_NAME: u8 = 2;
+const FAN_EVENT_INFO_TYPE_OLD_DFID_NAME: u8 = 10;
+const FAN_EVENT_INFO_TYPE_NEW_DFID_NAME: u8 = 12;
+const FAN_Q_OVERFLOW: u64 = 0x4000;
+const METADATA_LEN: usize = 24;
+/// Directory handles remembered; the cache is cleared when full or when a
+/// directory is renamed (its cached path would be stale).
+const DIR_CACHE_MAX: usize = 4096;
+/// Created-but-not-yet-closed entries remembered for the `created` flag.
+const CREATED_MAX: usize = 65536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FanotifyError {
+    #[error("fanotify_init: {0}")]
+    Init(std::io::Error),
+    #[error("fanotify_mark {path}: {source}")]
+    Mark {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("opening watched root {path}: {source}")]
+    Root {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// An initialized fanotify group with its marks, ready to run.
+pub struct FanotifySensor {
+    fd: OwnedFd,
+    /// Fds of the watched roots: mount fds for open_by_handle_at (which refuses
+    /// O_PATH fds with EBADF).
+    roots: Vec<OwnedFd>,
+    watched: Vec<PathBuf>,
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+impl FanotifySensor {
+    /// Create the group and mark the filesystem of every watched root that exists.
+    pub fn new(watched: &[PathBuf]) -> Result<Self, FanotifyError> {
+        // SAFETY: plain syscall; the result is checked and owned.
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_NOTIF
+                    | libc::FAN_CLOEXEC
+                    | libc::FAN_NONBLOCK
+                    | libc::FAN_REPORT_DFID_NAME,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+            )
+        };
+        if fd < 0 {
+            return Err(FanotifyError::Init(errno()));
+        }
+        // SAFETY: fd was just returned to us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mask = libc::FAN_CLOSE_WRITE
+            | libc::FAN_CREATE
+            | libc::FAN_DELETE
+            | libc::FAN_ATTRIB
+            | FAN_RENAME
+            | libc::FAN_ONDIR;
+        let mut roots = Vec::new();
+        let mut kept = Vec::new();
+        for root in watched {
+            if !root.exists() {
+                continue;
+            }
+            let c = CString::new(root.as_os_str().as_bytes()).map_err(|e| FanotifyError::Root {
+                path: root.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+            // SAFETY: valid C string; result checked.
+            let rc = unsafe {
+                libc::fanotify_mark(
+                    fd.as_raw_fd(),
+                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                    mask,
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                )
+            };
+            if rc < 0 {
+                return Err(FanotifyError::Mark {
+                    path: root.display().to_string(),
+                    source: errno(),
+                });
+            }
+            // SAFETY: valid C string; result checked and owned.
+            let rfd = unsafe {
+                libc::open(
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if rfd < 0 {
+                return Err(FanotifyError::Root {
+                    path: root.display().to_string(),
+                    source: errno(),
+                });
+            }
+            // SAFETY: just opened.
+            roots.push(unsafe { OwnedFd::from_raw_fd(rfd) });
+            kept.push(root.clone());
+        }
+        Ok(Self {
+            fd,
+            roots,
+            watched: kept,
+        })
+    }
+
+    /// Read events until `shutdown`, sending activity in the watched trees to `sinks`.
+    pub async fn run(
+        self,
+        sinks: Sinks,
+        stats: Arc<PipelineStats>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let Self { fd, roots, watched } = self;
+        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open until dropped.
+        let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
+        let mut st = State {
+            roots,
+            watched,
+            dirs: HashMap::new(),
+            created: HashSet::new(),
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            tokio::select! {
+                g = afd.readable() => {
+                    let mut g = g?;
+                    loop {
+                        // SAFETY: reading into a buffer we own, of its length.
+                        let n = unsafe { libc::read(afd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                        if n < 0 {
+                            let e = errno();
+                            if e.kind() == std::io::ErrorKind::WouldBlock {
+                                g.clear_ready();
+                                break;
+                            }
+                            if e.kind() == std::io::ErrorKind::Interrupted {
+                                continue;
+                            }
+                            return Err(e);
+                        }
+                        for act in st.parse(&buf[..n as usize], &stats) {
+                            events::send_activity(&sinks, &stats, act);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+}
+
+struct State {
+    roots: Vec<OwnedFd>,
+    watched: Vec<PathBuf>,
+    dirs: HashMap<Vec<u8>, PathBuf>,
+    created: HashSet<PathBuf>,
+}
+
+/// One `DFID_NAME`-style info record: directory handle bytes and entry name.
+struct DirEntry<'a> {
+    kind: u8,
+    handle: &'a [u8],
+    name: &'a [u8],
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parse the info records of one event (after the metadata). Malformed records end
+/// the parse of this event; nothing panics.
+fn records(info: &[u8]) -> Vec<DirEntry<'_>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= info.len() {
+        let kind = info[at];
+        let len = u16::from_ne_bytes([info[at + 2], info[at + 3]]) as usize;
+        if len < 4 || at + len > info.len() {
+            break;
+        }
+        let rec = &info[at..at + len];
+        at += len;
+        if !matches!(
+            kind,
+            FAN_EVENT_INFO_TYPE_DFID_NAME
+                | FAN_EVENT_INFO_TYPE_OLD_DFID_NAME
+                | FAN_EVENT_INFO_TYPE_NEW_DFID_NAME
+        ) {
+            continue;
+        }
+        // header(4) fsid(8) file_handle{handle_bytes u32, handle_type i32, f_handle[]} name\0
+        let Some(hb) = u32_at(rec, 12) else { continue };
+        let hend = 20 + hb as usize;
+        let (Some(handle), Some(rest)) = (rec.get(12..hend), rec.get(hend..)) else {
+            continue;
+        };
+        let nlen = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        out.push(DirEntry {
+            kind,
+            handle,
+            name: &rest[..nlen],
+        });
+    }
+    out
+}
+
+/// uid and comm of a process, from /proc (None when it has exited).
+fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let comm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Some((field("Uid:")?, field("Gid:")?, comm))
+}
+
+fn meta_of(path: &Path) -> Option<FileMeta> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    Some(FileMeta {
+        ino: m.ino(),
+        dev: m.dev(),
+        mode: m.mode(),
+        size: m.size() as i64,
+    })
+}
+
+impl State {
+    /// Resolve a directory file handle to its path (cached).
+    fn dir_path(&mut self, handle: &[u8]) -> Option<PathBuf> {
+        if let Some(p) = self.dirs.get(handle) {
+            return Some(p.clone());
+        }
+        // struct file_handle is 4-byte aligned: copy into u32 words.
+        let mut words = vec![0u32; handle.len().div_ceil(4)];
+        for (i, chunk) in handle.chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..chunk.len()].copy_from_slice(chunk);
+            words[i] = u32::from_ne_bytes(w);
+        }
+        let path = self.roots.iter().find_map(|root| {
+            // SAFETY: `words` holds a complete struct file_handle as the kernel sent it;
+            // the returned fd is checked and owned.
+            let fd = unsafe {
+                libc::open_by_handle_at(
+                    root.as_raw_fd(),
+                    words.as_mut_ptr().cast(),
+                    libc::O_PATH | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: just opened.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            fd_path(fd.as_raw_fd())
+        })?;
+        if self.dirs.len() >= DIR_CACHE_MAX {
+            self.dirs.clear();
+        }
+        self.dirs.insert(handle.to_vec(), path.clone());
+        Some(path)
+    }
+
+    fn entry_path(&mut self, e: &DirEntry<'_>) -> Option<PathBuf> {
+        let dir = self.dir_path(e.handle)?;
+        Some(dir.join(std::ffi::OsStr::from_bytes(e.name)))
+    }
+
+    fn watched(&self, p: &Path) -> bool {
+        self.watched.iter().any(|w| p.starts_with(w))
+    }
+
+    fn parse(&mut self, buf: &[u8], stats: &PipelineStats) -> Vec<FileActivity> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + METADATA_LEN <= buf.len() {
+            let Some(event_len) = u32_at(buf, at).map(|l| l as usize) else {
+                break;
+            };
+            if event_len < METADATA_LEN || at + event_len > buf.len() {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            let ev = &buf[at..at + event_len];
+            at += event_len;
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let meta_len = u16::from_ne_bytes([ev[6], ev[7]]) as usize;
+            let mask = u64::from_ne_bytes(ev[8..16].try_into().unwrap_or([0; 8]));
+            let fd = i32::from_ne_bytes(ev[16..20].try_into().unwrap_or([0; 4]));
+            let pid = u32::from_ne_bytes(ev[20..24].try_into().unwrap_or([0; 4]));
+            if fd >= 0 {
+                // FID mode never passes fds; close one defensively rather than leak it.
+                // SAFETY: the kernel handed us this fd.
+                drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+            }
+            if mask & FAN_Q_OVERFLOW != 0 {
+                // The kernel queue overflowed: events were lost (counted like a full ring).
+                stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let recs = records(ev.get(meta_len.max(METADATA_LEN)..).unwrap_or_default());
+            self.activity(mask, pid, &recs, stats, &mut out);
+        }
+        out
+    }
+
+    /// The activity in one event. The kernel merges queued events on the same object
+    /// into one mask (CREATE|CLOSE_WRITE when we read late), so every bit counts, in
+    /// the order they happened.
+    fn activity(
+        &mut self,
+        mask: u64,
+        pid: u32,
+        recs: &[DirEntry<'_>],
+        stats: &PipelineStats,
+        out: &mut Vec<FileActivity>,
+    ) {
+        if let Some(a) = self.rename(mask, pid, recs, stats) {
+            out.push(a);
+        }
+        if mask & libc::FAN_ONDIR != 0 || mask & !FAN_RENAME == 0 {
+            return;
+        }
+        let Some(rec) = recs
+            .iter()
+            .find(|r| r.kind == FAN_EVENT_INFO_TYPE_DFID_NAME)
+        else {
+            return;
+        };
+        let Some(path) = self.entry_path(rec) else {
+            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !self.watched(&path) {
+            stats.unwatched.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if mask & libc::FAN_CREATE != 0 {
+            if self.created.len() >= CREATED_MAX {
+                self.created.clear();
+            }
+            self.created.insert(path.clone());
+        }
+        if mask & libc::FAN_CLOSE_WRITE != 0 {
+            let created = self.created.remove(&path);
+            let mut act = self.base(FileOp::WriteClose, path.clone(), pid);
+            act.created = created;
+            act.meta = meta_of(&act.path);
+            out.push(act);
+        }
+        if mask & libc::FAN_ATTRIB != 0 {
+            // fanotify says "attributes changed", not which: report the change that
+            // made a regular file executable, like the kernel sensors' chmod +x.
+            if let Some(meta) = meta_of(&path) {
+                if meta.mode & libc::S_IFMT == libc::S_IFREG && meta.mode & 0o111 != 0 {
+                    let mut act = self.base(FileOp::Chmod, path.clone(), pid);
+                    act.new_mode = Some(meta.mode & 0o7777);
+                    act.meta = Some(meta);
+                    out.push(act);
+                }
+            }
+        }
+        if mask & libc::FAN_DELETE != 0 {
+            self.created.remove(&path);
+            out.push(self.base(FileOp::Unlink, path, pid));
+        }
+    }
+
+    fn rename(
+        &mut self,
+        mask: u64,
+        pid: u32,
+        recs: &[DirEntry<'_>],
+        stats: &PipelineStats,
+    ) -> Option<FileActivity> {
+        let is_dir = mask & libc::FAN_ONDIR != 0;
+        if mask & FAN_RENAME != 0 {
+            let old = recs
+                .iter()
+                .find(|r| r.kind == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME)?;
+            let new = recs
+                .iter()
+                .find(|r| r.kind == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME)?;
+            let (old, new) = (self.entry_path(old), self.entry_path(new));
+            if is_dir {
+                self.dirs.clear();
+                return None;
+            }
+            let (Some(old), Some(new)) = (old, new) else {
+                stats.unresolved.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            if !self.watched(&old) && !self.watched(&new) {
+                stats.unwatched.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            let mut act = self.base(FileOp::Rename, new, pid);
+            act.old_path = Some(old);
+            return Some(act);
+        }
+        None
+    }
+
+    fn base(&self, op: FileOp, path: PathBuf, pid: u32) -> FileActivity {
+        let (uid, gid, comm) = proc_identity(pid).unwrap_or((u32::MAX, u32::MAX, String::new()));
+        let mut act = FileActivity::new(op, path, pid, uid, comm);
+        act.gid = gid;
+        act.exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        act
+    }
+}
+
+fn fd_path(fd: RawFd) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_event_buffers_are_counted_never_a_panic() {
+        let stats = PipelineStats::default();
+        let mut st = State {
+            roots: Vec::new(),
+            watched: vec![PathBuf::from("/var/www")],
+            dirs: HashMap::new(),
+            created: HashSet::new(),
+        };
+        // event_len shorter than the metadata, and longer than the buffer.
+        let mut ev = vec![0u8; METADATA_LEN];
+        ev[0] = 8;
+        assert!(st.parse(&ev, &stats).is_empty());
+        ev[0] = 200;
+        assert!(st.parse(&ev, &stats).is_empty());
+        assert_eq!(stats.decode_errors.load(Ordering::Relaxed), 2);
+        // A well-formed header with a garbage info record: no activity, no panic.
+        let mut ev = vec![0u8; METADATA_LEN + 8];
+        ev[0] = (METADATA_LEN + 8) as u8;
+        ev[6] = METADATA_LEN as u8;
+        ev[8..16].copy_from_slice(&libc::FAN_CLOSE_WRITE.to_ne_bytes());
+        ev[16..20].copy_from_slice(&(-1i32).to_ne_bytes());
+        ev[METADATA_LEN] = FAN_EVENT_INFO_TYPE_DFID_NAME;
+        ev[METADATA_LEN + 2] = 0xff;
+        assert!(st.parse(&ev, &stats).is_empty());
+        for n in 0..ev.len() {
+            let _ = st.parse(&ev[..n], &stats);
+        }
+        // A record whose handle length runs past its end is skipped.
+        let mut rec = vec![0u8; 24];
+        rec[0] = FAN_EVENT_INFO_TYPE_DFID_NAME;
+        rec[2] = 24;
+        rec[12..16].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(records(&rec).is_empty());
+    }
+}

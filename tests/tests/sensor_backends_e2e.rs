@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The agent end to end with each file backend, and the sensitive-read sensor:
+//! - forced fanotify (`sensors.file_backend: fanotify`): a webshell written into the
+//!   watched dir is still a `php_webshell` finding with the writer's uid, and
+//!   /health, /components and /capabilities say fanotify serves files and why;
+//! - tracepoints: a web-server user (uid 33 here) reading a sensitive file, by path
+//!   or by base name, is a `sensitive_read` finding; root reading it is not, and an
+//!   exempt comm is not.
+
+use std::{os::unix::process::CommandExt, process::Command, time::Duration};
+
+use integration_test::{harness::Harness, wait_for};
+
+fn findings(h: &Harness, check: &str) -> Vec<serde_json::Value> {
+    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+    f.as_array()
+        .map(|a| a.iter().filter(|x| x["check"] == check).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn sensor<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["sensors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sensor"] == name))
+        .unwrap_or_else(|| panic!("sensor {name} in {v}"))
+}
+
+fn has_cap(h: &Harness, cap: &str) -> bool {
+    let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
+    caps["capabilities"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == cap))
+}
+
+#[test]
+fn forced_fanotify_backend_still_reports_webshells() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let top =
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: fanotify\n";
+    let h = Harness::start_with(net, "", top);
+    let (s, health) = h.get("/api/v1/health", &h.read.clone());
+    assert_eq!(s, 200);
+    let file = sensor(&health, "file");
+    assert_eq!(file["backend"], "fanotify", "{health}");
+    assert!(
+        file["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("forced")),
+        "{file}"
+    );
+    assert_eq!(sensor(&health, "sensitive_read")["backend"], "none");
+    let (_, comps) = h.get("/api/v1/components", &h.read.clone());
+    let comps = comps["components"].as_array().cloned().unwrap_or_default();
+    assert!(comps.iter().any(|c| c["kind"] == "fanotify"), "{comps:?}");
+    assert!(
+        !comps.iter().any(|c| c["name"] == "sys_enter_openat"),
+        "tracepoints must not be attached when fanotify is forced: {comps:?}"
+    );
+    assert!(has_cap(&h, "sensors.file.fanotify.v1"));
+    assert!(!has_cap(&h, "sensors.file.tracepoint.v1"));
+
+    let shell = h.www.join("shell.php");
+    std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
+    let found = wait_for(Duration::from_secs(10), || {
+        !findings(&h, "php_webshell").is_empty()
+    });
+    assert!(
+        found,
+        "fanotify backend must still produce the webshell finding"
+    );
+    let f = &findings(&h, "php_webshell")[0];
+    assert_eq!(f["path"], shell.display().to_string(), "{f}");
+    assert_eq!(f["uid"], 0, "{f}");
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    assert!(
+        health["pipeline"]["file_ops"]["write_close"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{health}"
+    );
+}
+
+#[test]
+fn web_user_reading_a_sensitive_file_is_a_finding() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("shadow-copy");
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).expect("site");
+    let wpconfig = site.join("wp-config.php");
+    std::fs::write(&secret, "root:$6$x:19000::::::\n").expect("secret");
+    std::fs::write(&wpconfig, "<?php define('DB_PASSWORD', 'x');").expect("wp-config");
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), site.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    }
+    for p in [&secret, &wpconfig] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  sensitive:\n    web_users: ['33']\n    paths: [{}]\n    exempt_comms: [rampart-exempt]\n",
+        secret.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    assert_eq!(sensor(&health, "sensitive_read")["backend"], "tracepoint");
+    assert!(has_cap(&h, "sensors.sensitive_read.tracepoint.v1"));
+
+    let read_as = |uid: u32, path: &std::path::Path, argv0: &str| {
+        let st = Command::new("cat")
+            .arg0(argv0)
+            .arg(path)
+            .uid(uid)
+            .gid(uid)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("cat");
+        assert!(st.success(), "cat {} as {uid}", path.display());
+    };
+    // Root (not a web user) reads: nothing.
+    read_as(0, &secret, "cat");
+    // The web user reads by full path, then by base name.
+    read_as(33, &secret, "cat");
+    read_as(33, &wpconfig, "cat");
+    let got = wait_for(Duration::from_secs(10), || {
+        findings(&h, "sensitive_read").len() >= 2
+    });
+    let f = findings(&h, "sensitive_read");
+    assert!(got, "two sensitive_read findings expected, got {f:?}");
+    let paths: Vec<&str> = f.iter().filter_map(|x| x["path"].as_str()).collect();
+    assert!(paths.contains(&secret.to_str().expect("utf8")), "{f:?}");
+    assert!(paths.contains(&wpconfig.to_str().expect("utf8")), "{f:?}");
+    for x in &f {
+        assert_eq!(x["uid"], 33, "{x}");
+        assert_eq!(x["process"], "cat", "{x}");
+        assert_eq!(x["severity"], "high", "{x}");
+    }
+    // The kernel counted exactly the two web-user reads (root's was never emitted).
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    assert_eq!(
+        health["kernel"]["file_sensor"]["sensitive_emitted"], 2,
+        "{health}"
+    );
+    // A read by an exempt comm is an event, not a finding.
+    std::fs::copy("/usr/bin/cat", dir.path().join("rampart-exempt")).expect("copy cat");
+    let st = Command::new(dir.path().join("rampart-exempt"))
+        .arg(&wpconfig)
+        .uid(33)
+        .gid(33)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("exempt cat");
+    assert!(st.success());
+    assert!(wait_for(Duration::from_secs(5), || {
+        let (_, h2) = h.get("/api/v1/health", &h.read.clone());
+        h2["pipeline"]["file_ops"]["sensitive_read"] == 3
+    }));
+    assert_eq!(
+        findings(&h, "sensitive_read").len(),
+        2,
+        "exempt comm is no finding"
+    );
+}
