@@ -212,6 +212,11 @@ pub struct KernelOffsets {
     pub sb_s_dev: u32,
     /// `linux_binprm.filename` (the LSM exec hook).
     pub bprm_filename: u32,
+    /// `task_struct.mm`, `mm_struct.arg_start`/`arg_end` (argv of an exec).
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub _pad: u32,
 }
 
 /// What the kernel keeps for an open-for-write session.

@@ -3,6 +3,9 @@
 
 use crate::{EventHeader, COMM_LEN, PATH_MAX_LEN};
 
+/// Bytes of argv the exec event carries (NUL-separated, cut beyond this).
+pub const ARGS_MAX_LEN: usize = 256;
+
 /// The single entry of `RAMPART_EXEC_CONFIG`. Modes as in [`crate::egress::mode`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,9 +33,25 @@ pub struct ExecEvent {
     /// [`crate::egress::Decision`] as u32 (Allowed for plain reporting).
     pub decision: u32,
     pub path_len: u32,
+    /// Parent and grandparent (real_parent chain) tgid and comm, read in the kernel;
+    /// 0 and empty when the BTF offsets are unavailable.
+    pub ppid: u32,
+    pub gppid: u32,
+    pub parent_comm: [u8; COMM_LEN],
+    pub gp_comm: [u8; COMM_LEN],
+    /// Bytes of `args` in use (argv, NUL-separated); `args_truncated` when cut.
+    pub args_len: u32,
+    pub args_truncated: u32,
+    /// The path is under a world-writable tree (`exec.world_writable`).
+    pub world_writable: u32,
+    pub _pad: u32,
+    pub args: [u8; ARGS_MAX_LEN],
     pub path: [u8; PATH_MAX_LEN],
 }
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 16 + 16 + 8 + 8 + PATH_MAX_LEN);
+const _: () = assert!(
+    core::mem::size_of::<ExecEvent>()
+        == 16 + 16 + 16 + 8 + 8 + 8 + 32 + 16 + ARGS_MAX_LEN + PATH_MAX_LEN
+);
 
 /// Indexes of `RAMPART_EXEC_STATS_TOTAL`. Stable numbers.
 #[repr(u32)]

@@ -8,7 +8,7 @@
 
 use agent_common::{
     egress::{mode, Decision},
-    exec::{ExecConfig, ExecEvent, ExecStat},
+    exec::{ExecConfig, ExecEvent, ExecStat, ARGS_MAX_LEN},
     EventHeader, EventKind, OpenInfo, EVENT_VERSION, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
 };
 use aya_ebpf::{
@@ -23,7 +23,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 
-use crate::file::EVENTS;
+use crate::{file::EVENTS, kstruct};
 
 #[map(name = "RAMPART_EXEC_CONFIG")]
 static EXEC_CONFIG: Array<ExecConfig> = Array::with_max_entries(1, 0);
@@ -61,7 +61,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     // SAFETY: offset from the tracepoint format.
     let loc: u32 = unsafe { ctx.read_at(FILENAME_LOC) }.map_err(|_| ())?;
     let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
-    if exec_decision(src)? == Decision::Denied {
+    if exec_decision(src, true)? == Decision::Denied {
         // SAFETY: plain helper call; signals the current (exec'ing) task.
         if unsafe { bpf_send_signal(SIGKILL) } == 0 {
             bump(ExecStat::Killed);
@@ -72,8 +72,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
 
 /// Check an exec of the path at kernel address `src` against the policy, report it,
 /// and return the decision (the caller enforces: SIGKILL here, -EPERM in the LSM).
-/// `Allowed` also when nothing applies.
-pub(crate) fn exec_decision(src: *const u8) -> Result<Decision, ()> {
+/// `Allowed` also when nothing applies. `new_image`: current's mm is the exec'd image
+/// (true after exec; false in the LSM hook, where argv is not read).
+pub(crate) fn exec_decision(src: *const u8, new_image: bool) -> Result<Decision, ()> {
     let cfg = EXEC_CONFIG.get(0).ok_or(())?;
     if cfg.mode == mode::OFF {
         return Ok(Decision::Allowed);
@@ -96,6 +97,7 @@ pub(crate) fn exec_decision(src: *const u8) -> Result<Decision, ()> {
     // SAFETY: `path` follows `lpm_bits` (asserted in agent-common): a packed LPM key.
     let key = unsafe { &*(&info.lpm_bits as *const u32).cast::<Key<[u8; PREFIX_MAX_LEN]>>() };
     let world_writable = matches!(EXEC_DENY_PREFIXES.get(key), Some(v) if *v == WATCH_INCLUDE);
+    info.flags = world_writable as u32;
     let decision = if world_writable {
         bump(ExecStat::Violations);
         match cfg.mode {
@@ -108,11 +110,11 @@ pub(crate) fn exec_decision(src: *const u8) -> Result<Decision, ()> {
     } else {
         return Ok(Decision::Allowed);
     };
-    emit(info, cgroup_id, decision);
+    emit(info, cgroup_id, decision, new_image);
     Ok(decision)
 }
 
-fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision) {
+fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision, new_image: bool) {
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         bump(ExecStat::RingbufFull);
         return;
@@ -120,8 +122,52 @@ fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision) {
     let ev = entry.as_mut_ptr();
     let id = bpf_get_current_pid_tgid();
     let ug = bpf_get_current_uid_gid();
-    // SAFETY: reserved ring buffer memory of size_of::<ExecEvent>().
+    let lineage = kstruct::offsets().map(|o| {
+        let p = kstruct::parent(o, 0);
+        let gp = p.and_then(|(task, _, _)| kstruct::parent(o, task));
+        (p, gp, if new_image { kstruct::current_args(o) } else { None })
+    });
+    // SAFETY: reserved ring buffer memory of size_of::<ExecEvent>(); every field written.
     unsafe {
+        (*ev).ppid = 0;
+        (*ev).gppid = 0;
+        (*ev).parent_comm = [0; 16];
+        (*ev).gp_comm = [0; 16];
+        (*ev).args_len = 0;
+        (*ev).args_truncated = 0;
+        (*ev).world_writable = info.flags;
+        (*ev)._pad = 0;
+        if let Some((p, gp, args)) = lineage {
+            if let Some((_, tgid, comm)) = p {
+                (*ev).ppid = tgid;
+                (*ev).parent_comm = comm;
+            }
+            if let Some((_, tgid, comm)) = gp {
+                (*ev).gppid = tgid;
+                (*ev).gp_comm = comm;
+            }
+            if let Some((start, len)) = args {
+                // The new image's argv, already on its stack: bounded, masked length so
+                // the verifier sees it within the buffer.
+                let n = if len as usize >= ARGS_MAX_LEN {
+                    (*ev).args_truncated = 1;
+                    ARGS_MAX_LEN as u32
+                } else {
+                    len as u32
+                };
+                let n = n & (ARGS_MAX_LEN as u32 * 2 - 1);
+                if n > 0
+                    && n <= ARGS_MAX_LEN as u32
+                    && aya_ebpf::helpers::generated::bpf_probe_read_user(
+                        (*ev).args.as_mut_ptr().cast(),
+                        n,
+                        start as *const core::ffi::c_void,
+                    ) == 0
+                {
+                    (*ev).args_len = n;
+                }
+            }
+        }
         (*ev).header = EventHeader {
             kind: EventKind::Exec as u16,
             version: EVENT_VERSION,

@@ -70,6 +70,17 @@ pub fn inode_meta(o: &KernelOffsets, file: u64) -> Option<InodeMeta> {
     })
 }
 
+/// argv of the current task: user address and length of `mm->arg_start..arg_end`.
+#[inline(always)]
+pub fn current_args(o: &KernelOffsets) -> Option<(u64, u64)> {
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    let mm: u64 = read(task, o.task_mm)?;
+    let start: u64 = read(mm, o.mm_arg_start)?;
+    let end: u64 = read(mm, o.mm_arg_end)?;
+    (end > start).then_some((start, end - start))
+}
+
 /// tgid and comm of `task->real_parent` (of the current task when `task` is 0).
 #[inline(always)]
 pub fn parent(o: &KernelOffsets, task: u64) -> Option<(u64, u32, [u8; 16])> {

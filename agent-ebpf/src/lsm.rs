@@ -59,7 +59,7 @@ pub fn rampart_lsm_bprm_check(ctx: LsmContext) -> i32 {
     else {
         return 0;
     };
-    match exec::exec_decision(filename as *const u8) {
+    match exec::exec_decision(filename as *const u8, false) {
         Ok(Decision::Denied) => -EPERM,
         _ => 0,
     }

@@ -354,6 +354,10 @@ impl Btf {
             inode_i_size: self.sized("inode", "i_size", 8)?,
             sb_s_dev: self.sized("super_block", "s_dev", 4)?,
             bprm_filename: self.sized("linux_binprm", "filename", 8)?,
+            task_mm: self.sized("task_struct", "mm", 8)?,
+            mm_arg_start: self.sized("mm_struct", "arg_start", 8)?,
+            mm_arg_end: self.sized("mm_struct", "arg_end", 8)?,
+            _pad: 0,
         })
     }
 }

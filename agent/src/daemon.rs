@@ -586,7 +586,7 @@ async fn network_events(
                                 "Executed from a world-writable tree: {path}{}",
                                 if decision == Decision::Denied { " (killed)" } else { "" }
                             ),
-                            details: format!("decision: {}; {}", decision.as_str(), lineage(ev.tgid)),
+                            details: exec_details(&ev, decision),
                             path: Some(path),
                             pid: Some(ev.tgid),
                             uid: Some(ev.uid),
@@ -634,6 +634,45 @@ async fn network_events(
     if !samples.is_empty() {
         let _ = store.add_drop_samples(samples, DROP_SAMPLES_KEPT).await;
     }
+}
+
+/// Details of an exec finding: decision, argv, lineage (from the kernel; /proc when
+/// the kernel had no offsets), cwd and exe of the parent (best effort from /proc).
+fn exec_details(ev: &agent_common::exec::ExecEvent, decision: Decision) -> String {
+    let args = events::exec_args(ev);
+    let argv = if args.is_empty() {
+        "unknown".to_string()
+    } else {
+        format!("{:?}{}", args, if ev.args_truncated != 0 { " (cut)" } else { "" })
+    };
+    let lineage = if ev.ppid != 0 {
+        let pexe = std::fs::read_link(format!("/proc/{}/exe", ev.ppid))
+            .map(|p| format!(", exe {}", p.display()))
+            .unwrap_or_default();
+        let mut s = format!(
+            "parent {} ({}{pexe})",
+            events::comm_str(&ev.parent_comm),
+            ev.ppid
+        );
+        if ev.gppid != 0 {
+            s.push_str(&format!(
+                ", grandparent {} ({})",
+                events::comm_str(&ev.gp_comm),
+                ev.gppid
+            ));
+        }
+        s
+    } else {
+        lineage(ev.tgid)
+    };
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", ev.tgid))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "unknown (process gone)".into());
+    format!(
+        "decision: {}; world_writable: {}; argv: {argv}; {lineage}; cwd: {cwd}",
+        decision.as_str(),
+        ev.world_writable != 0
+    )
 }
 
 /// Parent and grandparent of `pid`, best effort from /proc (a killed or short-lived

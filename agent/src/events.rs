@@ -150,6 +150,16 @@ pub fn exec_path(ev: &ExecEvent) -> String {
     cstr(&ev.path[..(ev.path_len as usize).min(ev.path.len())])
 }
 
+/// argv of an exec event (NUL-separated in the kernel's copy).
+pub fn exec_args(ev: &ExecEvent) -> Vec<String> {
+    let n = (ev.args_len as usize).min(ev.args.len());
+    ev.args[..n]
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 /// A kernel `comm` as text.
 pub fn comm_str(comm: &[u8]) -> String {
     cstr(comm)
@@ -162,10 +172,6 @@ fn cstr(bytes: &[u8]) -> String {
 
 /// A decoded kernel event.
 #[derive(Clone, Copy)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "lives on the stack for one ring item; boxing would allocate per event"
-)]
 pub enum Decoded {
     File(FileEvent),
     Path(PathEvent),
@@ -568,6 +574,62 @@ mod tests {
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
         }
+    }
+
+    #[test]
+    fn path_events_decode_and_reject_bad_lengths() {
+        // SAFETY: PathEvent is plain data; all-zero is a valid value.
+        let mut ev: PathEvent = unsafe { std::mem::zeroed() };
+        ev.header = EventHeader {
+            kind: EventKind::FileRename as u16,
+            version: EVENT_VERSION,
+            _pad: 0,
+            len: std::mem::size_of::<PathEvent>() as u32,
+            ktime_ns: 1,
+        };
+        ev.tgid = std::process::id();
+        ev.path[..6].copy_from_slice(b"/w/a.x");
+        ev.path_len = 6;
+        ev.path2[..6].copy_from_slice(b"/w/b.x");
+        ev.path2_len = 6;
+        let raw = |ev: &PathEvent| {
+            // SAFETY: repr(C) plain data.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (ev as *const PathEvent).cast::<u8>(),
+                    std::mem::size_of::<PathEvent>(),
+                )
+            }
+            .to_vec()
+        };
+        let Ok(Decoded::Path(d)) = decode(&raw(&ev)) else {
+            panic!("not a path event")
+        };
+        let act = path_activity(&d, &[], &PipelineStats::default()).expect("activity");
+        assert_eq!(act.op, FileOp::Rename);
+        assert_eq!(act.path, PathBuf::from("/w/b.x"));
+        assert_eq!(act.old_path, Some(PathBuf::from("/w/a.x")));
+        ev.path2_len = 4096;
+        assert!(matches!(decode(&raw(&ev)), Err(DecodeError::PathLen(4096))));
+        let good = raw(&{
+            ev.path2_len = 6;
+            ev
+        });
+        for n in 0..good.len() {
+            assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
+        }
+    }
+
+    #[test]
+    fn exec_args_split_on_nul_and_never_overrun() {
+        // SAFETY: ExecEvent is plain data; all-zero is a valid value.
+        let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
+        let argv = b"/bin/sh\0/tmp/x.sh\0-c\0";
+        ev.args[..argv.len()].copy_from_slice(argv);
+        ev.args_len = argv.len() as u32;
+        assert_eq!(exec_args(&ev), ["/bin/sh", "/tmp/x.sh", "-c"]);
+        ev.args_len = u32::MAX; // hostile length: clamped to the buffer
+        assert_eq!(exec_args(&ev), ["/bin/sh", "/tmp/x.sh", "-c"]);
     }
 
     #[test]

@@ -82,6 +82,20 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         "{f}"
     );
     assert_eq!(f["severity"], "high");
+    // argv and lineage come from the kernel: the interpreter's argv names the script,
+    // and the parent is this test process (the `sh -c` that exec'd it was replaced).
+    let d = f["details"].as_str().unwrap_or("");
+    let argv = d
+        .split_once("argv: ")
+        .and_then(|(_, r)| r.split_once("; parent"))
+        .map(|(a, _)| a)
+        .unwrap_or_else(|| panic!("argv and parent in details: {d}"));
+    assert!(argv.contains(&script.display().to_string()), "{d}");
+    assert!(
+        d.contains(&format!("({}, exe ", std::process::id())),
+        "parent pid and exe in: {d}"
+    );
+    assert!(d.contains("world_writable: true"), "{d}");
 
     // Enforce: killed before its first line; the file is never created.
     let cfg = std::fs::read_to_string(&h.config).expect("config");
