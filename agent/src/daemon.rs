@@ -643,7 +643,11 @@ fn exec_details(ev: &agent_common::exec::ExecEvent, decision: Decision) -> Strin
     let argv = if args.is_empty() {
         "unknown".to_string()
     } else {
-        format!("{:?}{}", args, if ev.args_truncated != 0 { " (cut)" } else { "" })
+        format!(
+            "{:?}{}",
+            args,
+            if ev.args_truncated != 0 { " (cut)" } else { "" }
+        )
     };
     let lineage = if ev.ppid != 0 {
         let pexe = std::fs::read_link(format!("/proc/{}/exe", ev.ppid))

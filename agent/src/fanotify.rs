@@ -158,6 +158,7 @@ impl FanotifySensor {
             watched,
             dirs: HashMap::new(),
             created: HashSet::new(),
+            idents: HashMap::new(),
         };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -178,6 +179,10 @@ impl FanotifySensor {
                             }
                             return Err(e);
                         }
+                        // Identities are cached for one batch: a burst from one
+                        // process costs one /proc read, and a recycled pid cannot
+                        // outlive the batch.
+                        st.idents.clear();
                         for act in st.parse(&buf[..n as usize], &stats) {
                             events::send_activity(&sinks, &stats, act);
                         }
@@ -194,6 +199,8 @@ struct State {
     watched: Vec<PathBuf>,
     dirs: HashMap<Vec<u8>, PathBuf>,
     created: HashSet<PathBuf>,
+    /// pid -> (uid, gid, comm, exe) within one read batch.
+    idents: HashMap<u32, (u32, u32, String, Option<PathBuf>)>,
 }
 
 /// One `DFID_NAME`-style info record: directory handle bytes and entry name.
@@ -451,11 +458,24 @@ impl State {
         None
     }
 
-    fn base(&self, op: FileOp, path: PathBuf, pid: u32) -> FileActivity {
-        let (uid, gid, comm) = proc_identity(pid).unwrap_or((u32::MAX, u32::MAX, String::new()));
+    fn base(&mut self, op: FileOp, path: PathBuf, pid: u32) -> FileActivity {
+        let (uid, gid, comm, exe) = self
+            .idents
+            .entry(pid)
+            .or_insert_with(|| {
+                let (uid, gid, comm) =
+                    proc_identity(pid).unwrap_or((u32::MAX, u32::MAX, String::new()));
+                (
+                    uid,
+                    gid,
+                    comm,
+                    std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+                )
+            })
+            .clone();
         let mut act = FileActivity::new(op, path, pid, uid, comm);
         act.gid = gid;
-        act.exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        act.exe = exe;
         act
     }
 }
@@ -476,6 +496,7 @@ mod tests {
             watched: vec![PathBuf::from("/var/www")],
             dirs: HashMap::new(),
             created: HashSet::new(),
+            idents: HashMap::new(),
         };
         // event_len shorter than the metadata, and longer than the buffer.
         let mut ev = vec![0u8; METADATA_LEN];

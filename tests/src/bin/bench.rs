@@ -454,6 +454,26 @@ fn file_workload(dir: &std::path::Path, n: usize, base: Instant) -> (f64, Vec<u6
     (started.elapsed().as_secs_f64(), closed)
 }
 
+/// A tmpfs mounted on a directory for the life of the value.
+struct TmpfsMount(std::path::PathBuf);
+
+impl TmpfsMount {
+    fn new(dir: &std::path::Path) -> Result<Self> {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4g", "rampart-bench"])
+            .arg(dir)
+            .status()?;
+        anyhow::ensure!(st.success(), "mount tmpfs on {}", dir.display());
+        Ok(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Untar `tarball` into a fresh directory under `dir`; returns seconds.
 fn untar(tarball: &std::path::Path, dir: &std::path::Path, tag: &str) -> Result<f64> {
     let dest = dir.join(tag);
@@ -566,18 +586,28 @@ fn fanotify_runs(
         stats,
         stop_rx,
     ));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c2 = count.clone();
     let counter = rt.spawn(async move {
-        let mut n = 0u64;
         while rx.recv().await.is_some() {
-            n += 1;
+            c2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        n
     });
-    let (t, _) = file_workload(watched, n, Instant::now());
-    let t_untar = untar(tarball, watched, "untar-fan")?;
+    // Delivery is counted on the first run alone (expected: a write-close and an
+    // unlink per file).
+    let (mut t, _) = file_workload(watched, n, Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let events = count.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 1..3 {
+        t = t.min(file_workload(watched, n, Instant::now()).0);
+    }
+    let mut t_untar = f64::MAX;
+    for _ in 0..3 {
+        t_untar = t_untar.min(untar(tarball, watched, "untar-fan")?);
+    }
     let _ = stop_tx.send(true);
     rt.block_on(task)??;
-    let events = rt.block_on(counter)?;
+    rt.block_on(counter)?;
     Ok((t, t_untar, events))
 }
 
@@ -586,18 +616,32 @@ fn fanotify_runs(
 fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
     use std::os::fd::AsRawFd;
     const N: usize = 50_000;
+    // A private tmpfs: this machine's virtual disk adds writeback stalls of seconds
+    // that land in whichever phase runs next (a 27 s baseline against 2.4 s in one
+    // run). On tmpfs the filesystem is cheap, so the sensor's share is the worst case.
     let dir = tempfile::tempdir()?;
-    let watched = dir.path().join("www");
-    let unwatched = dir.path().join("other");
+    let mnt = TmpfsMount::new(dir.path())?;
+    let root = mnt.0.clone();
+    let watched = root.join("www");
+    let unwatched = root.join("other");
     std::fs::create_dir(&watched)?;
     std::fs::create_dir(&unwatched)?;
     let base = Instant::now();
-    let tarball = make_tarball(dir.path(), 20_000)?;
+    let tarball = make_tarball(&root, 20_000)?;
+    // Best of REPS for each timing: noise only ever adds time.
+    const REPS: usize = 3;
+    let best = |f: &mut dyn FnMut() -> Result<f64>| -> Result<f64> {
+        let mut b = f64::MAX;
+        for _ in 0..REPS {
+            b = b.min(f()?);
+        }
+        Ok(b)
+    };
     // Warm-up, then without the sensor.
     file_workload(&watched, 5_000, base);
     untar(&tarball, &watched, "warm")?;
-    let (t_off, _) = file_workload(&watched, N, base);
-    let t_untar_off = untar(&tarball, &watched, "untar-off")?;
+    let t_off = best(&mut || Ok(file_workload(&watched, N, base).0))?;
+    let t_untar_off = best(&mut || untar(&tarball, &watched, "untar-off"))?;
 
     let pins = PinDir::new();
     let mut cfg = integration_test::test_config(&pins);
@@ -642,9 +686,13 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             }
         }
     });
-    let (t_on, closed) = file_workload(&watched, N, base);
-    let (t_unwatched, _) = file_workload(&unwatched, N, base);
-    let t_untar_on = untar(&tarball, &watched, "untar-on")?;
+    // First run: timing and latency; events of later runs are left out of latency.
+    let (t_first, closed) = file_workload(&watched, N, base);
+    let latency_end = base.elapsed().as_nanos() as u64 + 200_000_000;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t_on = t_first.min(best(&mut || Ok(file_workload(&watched, N, base).0))?);
+    let t_unwatched = best(&mut || Ok(file_workload(&unwatched, N, base).0))?;
+    let t_untar_on = best(&mut || untar(&tarball, &watched, "untar-on"))?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let (got, mut ring) = reader
@@ -654,7 +702,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let lost = sum(agent_common::FileStat::RingbufFull as u32)?;
     let mut lat: Vec<f64> = got
         .iter()
-        .filter(|(i, _)| *i < closed.len())
+        .filter(|(i, t)| *i < closed.len() && *t < latency_end)
         .map(|(i, t)| t.saturating_sub(closed[*i]) as f64 / 1e6)
         .collect();
     lat.sort_by(|a, b| a.total_cmp(b));
@@ -679,7 +727,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         pct(0.99),
         got.len()
     );
-    let base_s = "create+write+close+unlink 50k files in one thread, same run";
+    let base_s = "create+write+close+unlink 50k files in one thread on tmpfs, best of 3, same run";
     results.insert(
         "file_overhead_pct",
         metric(
@@ -721,11 +769,19 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         ),
     );
     results.insert(
+        "fanotify_events_delivered_pct",
+        metric(
+            fan_events as f64 / (2 * N) as f64 * 100.0,
+            "%",
+            "fanotify backend: activities delivered / (write-close + unlink per file) in the 50k-file workload; the rest overflowed the kernel's bounded fanotify queue (counted as losses)",
+        ),
+    );
+    results.insert(
         "untar_overhead_pct",
         metric(
             untar_on,
             "%",
-            "tracepoint sensor on vs off: tar -x of 20k small files into the watched tree, same run (target ≤ 5)",
+            "tracepoint sensor on vs off: tar -x of 20k small files into the watched tree on tmpfs, best of 3, same run (target ≤ 5)",
         ),
     );
     results.insert(
@@ -733,7 +789,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         metric(
             untar_fan,
             "%",
-            "fanotify backend on vs off: tar -x of 20k small files into the watched tree, same run",
+            "fanotify backend on vs off: tar -x of 20k small files into the watched tree on tmpfs, best of 3, same run",
         ),
     );
     results.insert(
