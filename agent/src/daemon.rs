@@ -265,6 +265,33 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
     let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
+    // What the missing kernel features cost, said once per start as a finding.
+    let lost: Vec<String> = sensors
+        .iter()
+        .filter(|s| s.backend != "lsm" && s.reason.is_some())
+        .map(|s| {
+            format!(
+                "{} on {}: {}",
+                s.sensor,
+                s.backend,
+                s.reason.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    if let Some(why) = &lsm_why {
+        let f = NewFinding {
+            check: "bpf_unavailable".into(),
+            severity: Severity::Warning,
+            message: "BPF-LSM unavailable: exec, SMTP egress and sensitive reads cannot be denied before they happen; exec is killed after it starts, sensitive reads are only reported".into(),
+            details: format!("{why}; sensors: {}", lost.join("; ")),
+            path: None,
+            pid: None,
+            uid: None,
+            process: None,
+            ip: None,
+        };
+        dispatch(&store, &findings_tx, f).await;
+    }
     // The ring carries every kernel event; with the fanotify backend file activity
     // comes from fanotify instead, into the same queue.
     let fan_task = fanotify.map(|f| {

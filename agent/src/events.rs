@@ -367,6 +367,20 @@ pub fn path_activity(
         };
         (op, p, None)
     };
+    // The kernel has no open file here: stat the result (the renamed or chmod'ed file,
+    // if it still exists). Unlinked files have no metadata (unknown).
+    let meta = (op != FileOp::Unlink)
+        .then(|| std::fs::symlink_metadata(&path).ok())
+        .flatten()
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            FileMeta {
+                ino: m.ino(),
+                dev: m.dev(),
+                mode: m.mode(),
+                size: m.size() as i64,
+            }
+        });
     Some(FileActivity {
         op,
         path,
@@ -380,7 +394,7 @@ pub fn path_activity(
         open_flags: 0,
         created: false,
         truncated: ev.flags & (file_flags::TRUNCATED | file_flags::TRUNCATED2) != 0,
-        meta: None,
+        meta,
         new_mode: (op == FileOp::Chmod).then_some(ev.mode),
     })
 }

@@ -60,6 +60,20 @@ fn forced_fanotify_backend_still_reports_webshells() {
     );
     assert!(has_cap(&h, "sensors.file.fanotify.v1"));
     assert!(!has_cap(&h, "sensors.file.tracepoint.v1"));
+    // What the missing BPF-LSM costs is a finding (this kernel refuses LSM programs).
+    let lsm_missing = comps
+        .iter()
+        .any(|c| c["kind"] == "lsm" && c["state"] == "unavailable");
+    if lsm_missing {
+        let lost = findings(&h, "bpf_unavailable");
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(
+            lost[0]["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("BPF_PROG_LOAD") && d.contains("file on fanotify")),
+            "{lost:?}"
+        );
+    }
 
     let shell = h.www.join("shell.php");
     std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
