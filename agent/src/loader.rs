@@ -290,28 +290,61 @@ pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError>
     ebpf.take_map(name).ok_or(LoaderError::MissingMap(name))
 }
 
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> LoaderError {
+    move |source| LoaderError::Map { name, source }
+}
+
+/// Write the single entry of a one-entry `Array` (a policy or config map).
+fn set_single<V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, v: V) -> Result<(), LoaderError> {
+    let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+    let mut arr: Array<&mut MapData, V> = Array::try_from(map).map_err(map_err(name))?;
+    arr.set(0, v, 0).map_err(map_err(name))
+}
+
+/// Insert each key with value 1 into a `HashMap<K, u32>` used as a set.
+fn insert_set<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: impl IntoIterator<Item = K>,
+) -> Result<(), LoaderError> {
+    let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+    let mut m: AyaHashMap<&mut MapData, K, u32> =
+        AyaHashMap::try_from(map).map_err(map_err(name))?;
+    for k in keys {
+        m.insert(k, 1, 0).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+/// Insert (prefix bits, path bytes) keys into one of the path LPM tries (watched
+/// trees, world-writable trees, sensitive files).
+fn insert_path_prefixes(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: impl IntoIterator<Item = (u32, [u8; PREFIX_MAX_LEN])>,
+    value: u32,
+) -> Result<(), LoaderError> {
+    let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
+        LpmTrie::try_from(map).map_err(map_err(name))?;
+    for (bits, data) in keys {
+        trie.insert(&Key::new(bits, data), value, 0)
+            .map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
 /// Write the watched trees into the kernel's watch trie ("/var/www" -> "/var/www/").
 pub fn set_watch_prefixes(
     ebpf: &mut Ebpf,
     paths: &[std::path::PathBuf],
 ) -> Result<(), LoaderError> {
-    let map = ebpf
-        .map_mut(maps::WATCH_PREFIXES)
-        .ok_or(LoaderError::MissingMap(maps::WATCH_PREFIXES))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> = LpmTrie::try_from(map)
-        .map_err(|source| LoaderError::Map {
-            name: maps::WATCH_PREFIXES,
-            source,
-        })?;
-    for p in paths {
-        let (bits, data) = watch_key(p);
-        trie.insert(&Key::new(bits, data), WATCH_INCLUDE, 0)
-            .map_err(|source| LoaderError::Map {
-                name: maps::WATCH_PREFIXES,
-                source,
-            })?;
-    }
-    Ok(())
+    insert_path_prefixes(
+        ebpf,
+        maps::WATCH_PREFIXES,
+        paths.iter().map(|p| watch_key(p)),
+        WATCH_INCLUDE,
+    )
 }
 
 /// The watch-trie key for a tree: its path with a trailing '/', as a bit prefix.
@@ -444,12 +477,7 @@ pub fn set_kernel_offsets(ebpf: &mut Ebpf) -> Result<(), String> {
     let offsets = crate::btf::Btf::from_file(Path::new(crate::btf::VMLINUX))
         .and_then(|b| b.kernel_offsets())
         .map_err(|e| e.to_string())?;
-    let map = ebpf
-        .map_mut(maps::KERNEL_OFFSETS)
-        .ok_or_else(|| format!("map {} missing", maps::KERNEL_OFFSETS))?;
-    let mut arr: Array<&mut MapData, agent_common::KernelOffsets> =
-        Array::try_from(map).map_err(|e| e.to_string())?;
-    arr.set(0, offsets, 0).map_err(|e| e.to_string())
+    set_single(ebpf, maps::KERNEL_OFFSETS, offsets).map_err(|e| e.to_string())
 }
 
 /// Web-server UIDs and sensitive files for the sensitive-read report.
@@ -459,43 +487,25 @@ pub fn set_sensitive(
     paths: &[std::path::PathBuf],
     names: &[String],
 ) -> Result<(), LoaderError> {
-    let merr = |name: &'static str| move |source| LoaderError::Map { name, source };
-    {
-        let map = ebpf
-            .map_mut(maps::WEB_UIDS)
-            .ok_or(LoaderError::MissingMap(maps::WEB_UIDS))?;
-        let mut m: AyaHashMap<&mut MapData, u32, u32> =
-            AyaHashMap::try_from(map).map_err(merr(maps::WEB_UIDS))?;
-        for uid in web_uids {
-            m.insert(uid, 1, 0).map_err(merr(maps::WEB_UIDS))?;
-        }
-    }
-    {
-        let map = ebpf
-            .map_mut(maps::SENSITIVE_PREFIXES)
-            .ok_or(LoaderError::MissingMap(maps::SENSITIVE_PREFIXES))?;
-        let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
-            LpmTrie::try_from(map).map_err(merr(maps::SENSITIVE_PREFIXES))?;
-        for p in paths {
-            let (bits, data) = sensitive_key(p);
-            trie.insert(&Key::new(bits, data), 1, 0)
-                .map_err(merr(maps::SENSITIVE_PREFIXES))?;
-        }
-    }
-    let map = ebpf
-        .map_mut(maps::SENSITIVE_NAMES)
-        .ok_or(LoaderError::MissingMap(maps::SENSITIVE_NAMES))?;
-    let mut m: AyaHashMap<&mut MapData, [u8; NAME_MAX_LEN], u32> =
-        AyaHashMap::try_from(map).map_err(merr(maps::SENSITIVE_NAMES))?;
-    for n in names {
-        let mut key = [0u8; NAME_MAX_LEN];
-        let b = n.as_bytes();
-        // Config validation keeps names shorter than NAME_MAX_LEN.
-        let len = b.len().min(NAME_MAX_LEN - 1);
-        key[..len].copy_from_slice(&b[..len]);
-        m.insert(key, 1, 0).map_err(merr(maps::SENSITIVE_NAMES))?;
-    }
-    Ok(())
+    insert_set(ebpf, maps::WEB_UIDS, web_uids.iter().copied())?;
+    insert_path_prefixes(
+        ebpf,
+        maps::SENSITIVE_PREFIXES,
+        paths.iter().map(|p| sensitive_key(p)),
+        1,
+    )?;
+    insert_set(
+        ebpf,
+        maps::SENSITIVE_NAMES,
+        names.iter().map(|n| {
+            let mut key = [0u8; NAME_MAX_LEN];
+            let b = n.as_bytes();
+            // Config validation keeps names shorter than NAME_MAX_LEN.
+            let len = b.len().min(NAME_MAX_LEN - 1);
+            key[..len].copy_from_slice(&b[..len]);
+            key
+        }),
+    )
 }
 
 /// Sensitive files by (kernel dev_t, inode) for the LSM file_open hook, and the
@@ -506,33 +516,21 @@ pub fn set_sensitive_inodes(
     mode: u32,
 ) -> Result<Vec<std::path::PathBuf>, LoaderError> {
     use std::os::unix::fs::MetadataExt;
-    let merr = |name: &'static str| move |source| LoaderError::Map { name, source };
     let mut missing = Vec::new();
-    {
-        let map = ebpf
-            .map_mut(maps::SENSITIVE_INODES)
-            .ok_or(LoaderError::MissingMap(maps::SENSITIVE_INODES))?;
-        let mut m: AyaHashMap<&mut MapData, [u64; 2], u32> =
-            AyaHashMap::try_from(map).map_err(merr(maps::SENSITIVE_INODES))?;
-        for p in paths {
-            match std::fs::metadata(p) {
-                Ok(md) if md.is_file() => {
-                    let dev = md.dev();
-                    // Userspace st_dev -> the kernel's dev_t (major << 20 | minor).
-                    let kdev = (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev));
-                    m.insert([kdev, md.ino()], 1, 0)
-                        .map_err(merr(maps::SENSITIVE_INODES))?;
-                }
-                _ => missing.push(p.clone()),
+    let mut keys = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_file() => {
+                let dev = md.dev();
+                // Userspace st_dev -> the kernel's dev_t (major << 20 | minor).
+                let kdev = (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev));
+                keys.push([kdev, md.ino()]);
             }
+            _ => missing.push(p.clone()),
         }
     }
-    let map = ebpf
-        .map_mut(maps::SENSITIVE_MODE)
-        .ok_or(LoaderError::MissingMap(maps::SENSITIVE_MODE))?;
-    let mut a: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(merr(maps::SENSITIVE_MODE))?;
-    a.set(0, mode, 0).map_err(merr(maps::SENSITIVE_MODE))?;
+    insert_set(ebpf, maps::SENSITIVE_INODES, keys)?;
+    set_single(ebpf, maps::SENSITIVE_MODE, mode)?;
     Ok(missing)
 }
 
@@ -853,40 +851,12 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
         _pad: 0,
         ports,
     };
-    {
-        let map = ebpf
-            .map_mut(maps::EGRESS_CONFIG)
-            .ok_or(LoaderError::MissingMap(maps::EGRESS_CONFIG))?;
-        let mut arr: Array<&mut MapData, EgressConfig> =
-            Array::try_from(map).map_err(|source| LoaderError::Map {
-                name: maps::EGRESS_CONFIG,
-                source,
-            })?;
-        arr.set(0, policy, 0).map_err(|source| LoaderError::Map {
-            name: maps::EGRESS_CONFIG,
-            source,
-        })?;
-    }
+    set_single(ebpf, maps::EGRESS_CONFIG, policy)?;
     let (uids, unknown) = resolve_uids(&cfg.safe_users);
     if !unknown.is_empty() {
         tracing::debug!(users = ?unknown, "egress.safe_users not on this host; skipped.");
     }
-    {
-        let map = ebpf
-            .map_mut(maps::SAFE_UIDS)
-            .ok_or(LoaderError::MissingMap(maps::SAFE_UIDS))?;
-        let mut safe: aya::maps::HashMap<&mut MapData, u32, u32> =
-            aya::maps::HashMap::try_from(map).map_err(|source| LoaderError::Map {
-                name: maps::SAFE_UIDS,
-                source,
-            })?;
-        for uid in uids {
-            safe.insert(uid, 1, 0).map_err(|source| LoaderError::Map {
-                name: maps::SAFE_UIDS,
-                source,
-            })?;
-        }
-    }
+    insert_set(ebpf, maps::SAFE_UIDS, uids)?;
     let mut out = Vec::new();
     for name in [progs::CONNECT4, progs::CONNECT6] {
         let prog: &mut CgroupSockAddr = ebpf
@@ -922,7 +892,6 @@ pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, Loa
         all_execs: u32::from(cfg.all_execs),
         _pad: 0,
     };
-    let map_err = |name: &'static str| move |source| LoaderError::Map { name, source };
     if policy.scoped != 0 {
         // A cgroup v2 id is its directory's inode number.
         let id = std::fs::metadata(&cfg.cgroup)
@@ -931,33 +900,15 @@ pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, Loa
                 reason: e.to_string(),
             })?
             .ino();
-        let map = ebpf
-            .map_mut(maps::EXEC_SCOPE)
-            .ok_or(LoaderError::MissingMap(maps::EXEC_SCOPE))?;
-        let mut scope: aya::maps::HashMap<&mut MapData, u64, u32> =
-            aya::maps::HashMap::try_from(map).map_err(map_err(maps::EXEC_SCOPE))?;
-        scope.insert(id, 1, 0).map_err(map_err(maps::EXEC_SCOPE))?;
+        insert_set(ebpf, maps::EXEC_SCOPE, [id])?;
     }
-    {
-        let map = ebpf
-            .map_mut(maps::EXEC_DENY_PREFIXES)
-            .ok_or(LoaderError::MissingMap(maps::EXEC_DENY_PREFIXES))?;
-        let mut trie: LpmTrie<&mut MapData, [u8; PREFIX_MAX_LEN], u32> =
-            LpmTrie::try_from(map).map_err(map_err(maps::EXEC_DENY_PREFIXES))?;
-        for p in &cfg.world_writable {
-            let (bits, data) = watch_key(p);
-            trie.insert(&Key::new(bits, data), WATCH_INCLUDE, 0)
-                .map_err(map_err(maps::EXEC_DENY_PREFIXES))?;
-        }
-    }
-    {
-        let map = ebpf
-            .map_mut(maps::EXEC_CONFIG)
-            .ok_or(LoaderError::MissingMap(maps::EXEC_CONFIG))?;
-        let mut arr: Array<&mut MapData, ExecConfig> =
-            Array::try_from(map).map_err(map_err(maps::EXEC_CONFIG))?;
-        arr.set(0, policy, 0).map_err(map_err(maps::EXEC_CONFIG))?;
-    }
+    insert_path_prefixes(
+        ebpf,
+        maps::EXEC_DENY_PREFIXES,
+        cfg.world_writable.iter().map(|p| watch_key(p)),
+        WATCH_INCLUDE,
+    )?;
+    set_single(ebpf, maps::EXEC_CONFIG, policy)?;
     let name = progs::SCHED_PROCESS_EXEC;
     let prog: &mut TracePoint = ebpf
         .program_mut(name)
