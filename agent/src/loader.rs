@@ -730,7 +730,17 @@ fn mode_label(m: u32) -> &'static str {
 /// Can this kernel run BPF-LSM programs? Loads (does not attach) the probe program.
 /// Err carries the reason, e.g. "BPF_PROG_LOAD: Operation not permitted (os error 1)".
 pub fn probe_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
-    load_lsm(ebpf, progs::LSM_PROBE, "bprm_check_security")
+    load_lsm(
+        ebpf,
+        &kernel_btf()?,
+        progs::LSM_PROBE,
+        "bprm_check_security",
+    )
+}
+
+/// The kernel's BTF as aya needs it to load LSM programs (parsed once per caller).
+pub fn kernel_btf() -> Result<aya::Btf, String> {
+    aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))
 }
 
 /// The LSM sensor programs and their hooks: loaded and attached only where the probe
@@ -744,17 +754,22 @@ pub const LSM_SENSORS: &[(&str, &str)] = &[
 /// Attach the LSM sensors (after a successful probe). Returns a component each.
 pub fn attach_lsm_sensors(ebpf: &mut Ebpf) -> Vec<Component> {
     use aya::programs::Lsm;
+    let btf = kernel_btf();
     LSM_SENSORS
         .iter()
         .map(|(name, hook)| {
-            let res = load_lsm(ebpf, name, hook).and_then(|()| {
-                let prog: &mut Lsm = ebpf
-                    .program_mut(name)
-                    .ok_or_else(|| format!("program {name} missing"))?
-                    .try_into()
-                    .map_err(|e: ProgramError| e.to_string())?;
-                prog.attach().map(|_| ()).map_err(|e| e.to_string())
-            });
+            let res = btf
+                .as_ref()
+                .map_err(String::clone)
+                .and_then(|btf| load_lsm(ebpf, btf, name, hook))
+                .and_then(|()| {
+                    let prog: &mut Lsm = ebpf
+                        .program_mut(name)
+                        .ok_or_else(|| format!("program {name} missing"))?
+                        .try_into()
+                        .map_err(|e: ProgramError| e.to_string())?;
+                    prog.attach().map(|_| ()).map_err(|e| e.to_string())
+                });
             Component {
                 name: name.to_string(),
                 kind: "lsm",
@@ -769,18 +784,17 @@ pub fn attach_lsm_sensors(ebpf: &mut Ebpf) -> Vec<Component> {
 
 /// Load one LSM program for `hook`; the error says why (e.g. "BPF_PROG_LOAD:
 /// Operation not permitted (bpf is in the active LSM list)").
-pub fn load_lsm(ebpf: &mut Ebpf, name: &str, hook: &str) -> Result<(), String> {
-    use aya::{programs::Lsm, Btf};
-    let listed = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map(|l| l.trim().split(',').any(|m| m == "bpf"))
-        .unwrap_or(false);
-    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+pub fn load_lsm(ebpf: &mut Ebpf, btf: &aya::Btf, name: &str, hook: &str) -> Result<(), String> {
+    use aya::programs::Lsm;
     let prog: &mut Lsm = ebpf
         .program_mut(name)
         .ok_or_else(|| format!("program {name} missing from the object"))?
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    prog.load(hook, &btf).map_err(|e| {
+    prog.load(hook, btf).map_err(|e| {
+        let listed = std::fs::read_to_string("/sys/kernel/security/lsm")
+            .map(|l| l.trim().split(',').any(|m| m == "bpf"))
+            .unwrap_or(false);
         let why = match &e {
             ProgramError::LoadError { io_error, .. } => format!("BPF_PROG_LOAD: {io_error}"),
             other => other.to_string(),

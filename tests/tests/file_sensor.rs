@@ -269,8 +269,9 @@ fn lsm_sensor_programs_load_or_report_why_not() {
     let cfg = test_config(&pins);
     let mut ebpf = agent::loader::load(&cfg).expect("load");
     let probe = agent::loader::probe_lsm(&mut ebpf);
+    let btf = agent::loader::kernel_btf().expect("kernel BTF");
     for (name, hook) in agent::loader::LSM_SENSORS {
-        match agent::loader::load_lsm(&mut ebpf, name, hook) {
+        match agent::loader::load_lsm(&mut ebpf, &btf, name, hook) {
             Ok(()) => assert!(probe.is_ok(), "{name} loaded although the probe failed"),
             Err(why) => {
                 assert!(
