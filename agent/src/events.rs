@@ -53,6 +53,21 @@ pub struct FileMeta {
     pub size: i64,
 }
 
+impl FileMeta {
+    /// From `lstat` of `path` now (None when it is gone): for events whose backend
+    /// had no open file to read it from.
+    pub fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(Self {
+            ino: m.ino(),
+            dev: m.dev(),
+            mode: m.mode(),
+            size: m.size() as i64,
+        })
+    }
+}
+
 /// File activity in a watched tree, as the agent sees it, whichever backend saw it.
 /// Absent options mean unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,17 +385,8 @@ pub fn path_activity(
     // The kernel has no open file here: stat the result (the renamed or chmod'ed file,
     // if it still exists). Unlinked files have no metadata (unknown).
     let meta = (op != FileOp::Unlink)
-        .then(|| std::fs::symlink_metadata(&path).ok())
-        .flatten()
-        .map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            FileMeta {
-                ino: m.ino(),
-                dev: m.dev(),
-                mode: m.mode(),
-                size: m.size() as i64,
-            }
-        });
+        .then(|| FileMeta::of(&path))
+        .flatten();
     Some(FileActivity {
         op,
         path,

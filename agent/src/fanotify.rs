@@ -17,7 +17,7 @@ use std::{
     ffi::CString,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
-        unix::{ffi::OsStrExt, fs::MetadataExt},
+        unix::ffi::OsStrExt,
     },
     path::{Path, PathBuf},
     sync::{atomic::Ordering, Arc},
@@ -271,16 +271,6 @@ fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
     Some((field("Uid:")?, field("Gid:")?, comm))
 }
 
-fn meta_of(path: &Path) -> Option<FileMeta> {
-    let m = std::fs::symlink_metadata(path).ok()?;
-    Some(FileMeta {
-        ino: m.ino(),
-        dev: m.dev(),
-        mode: m.mode(),
-        size: m.size() as i64,
-    })
-}
-
 impl State {
     /// Resolve a directory file handle to its path (cached).
     fn dir_path(&mut self, handle: &[u8]) -> Option<PathBuf> {
@@ -402,13 +392,13 @@ impl State {
             let created = self.created.remove(&path);
             let mut act = self.base(FileOp::WriteClose, path.clone(), pid);
             act.created = created;
-            act.meta = meta_of(&act.path);
+            act.meta = FileMeta::of(&act.path);
             out.push(act);
         }
         if mask & libc::FAN_ATTRIB != 0 {
             // fanotify says "attributes changed", not which: report the change that
             // made a regular file executable, like the kernel sensors' chmod +x.
-            if let Some(meta) = meta_of(&path) {
+            if let Some(meta) = FileMeta::of(&path) {
                 if meta.mode & libc::S_IFMT == libc::S_IFREG && meta.mode & 0o111 != 0 {
                     let mut act = self.base(FileOp::Chmod, path.clone(), pid);
                     act.new_mode = Some(meta.mode & 0o7777);
