@@ -287,8 +287,55 @@ fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf>
     base.ok().map(|b| normalize(&b.join(raw)))
 }
 
-fn exe_of(tgid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{tgid}/exe")).ok()
+/// /proc lookups for one batch of events, shared by the ring reader and fanotify:
+/// a burst from one process costs one read, and clearing per batch keeps a
+/// recycled pid (or an exec) from outliving the batch.
+#[derive(Default)]
+pub struct ProcCache {
+    exe: std::collections::HashMap<u32, Option<PathBuf>>,
+    ident: std::collections::HashMap<u32, Option<(u32, u32, String)>>,
+}
+
+impl ProcCache {
+    pub fn clear(&mut self) {
+        self.exe.clear();
+        self.ident.clear();
+    }
+
+    /// The process's executable (None when it has exited).
+    pub fn exe(&mut self, tgid: u32) -> Option<PathBuf> {
+        self.exe
+            .entry(tgid)
+            .or_insert_with(|| std::fs::read_link(format!("/proc/{tgid}/exe")).ok())
+            .clone()
+    }
+
+    /// Real uid, gid and comm of a process (None when it has exited).
+    pub fn identity(&mut self, pid: u32) -> Option<(u32, u32, String)> {
+        self.ident
+            .entry(pid)
+            .or_insert_with(|| proc_identity(pid))
+            .clone()
+    }
+}
+
+fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let comm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Some((field("Uid:")?, field("Gid:")?, comm))
 }
 
 fn is_watched(p: &Path, watched: &[PathBuf]) -> bool {
@@ -301,6 +348,7 @@ pub fn to_activity(
     ev: &FileEvent,
     watched: &[PathBuf],
     stats: &PipelineStats,
+    procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let relative = ev.flags & file_flags::RELATIVE != 0;
     let Some(path) = resolve(
@@ -331,7 +379,7 @@ pub fn to_activity(
         uid: ev.uid,
         gid: ev.gid,
         comm: cstr(&ev.comm),
-        exe: exe_of(ev.tgid),
+        exe: procs.exe(ev.tgid),
         open_flags: ev.open_flags,
         created: ev.flags & file_flags::CREATED != 0,
         truncated: ev.flags & file_flags::TRUNCATED != 0,
@@ -351,6 +399,7 @@ pub fn path_activity(
     ev: &PathEvent,
     watched: &[PathBuf],
     stats: &PipelineStats,
+    procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let rel1 = ev.flags & file_flags::RELATIVE != 0;
     let p1 = resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd);
@@ -396,7 +445,7 @@ pub fn path_activity(
         uid: ev.uid,
         gid: ev.gid,
         comm: cstr(&ev.comm),
-        exe: exe_of(ev.tgid),
+        exe: procs.exe(ev.tgid),
         open_flags: 0,
         created: false,
         truncated: ev.flags & (file_flags::TRUNCATED | file_flags::TRUNCATED2) != 0,
@@ -443,14 +492,15 @@ pub async fn run_reader(
         agent_common::DRAIN_INTERVAL_MS,
     ));
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut procs = ProcCache::default();
     loop {
         tokio::select! {
             g = fd.readable_mut() => {
                 let mut g = g?;
-                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats);
+                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats, &mut procs);
                 g.clear_ready();
             }
-            _ = drain.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats),
+            _ = drain.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats, &mut procs),
             _ = shutdown.changed() => return Ok(()),
         }
     }
@@ -470,17 +520,19 @@ fn drain_ring(
     watched: &[PathBuf],
     sinks: &Sinks,
     stats: &PipelineStats,
+    procs: &mut ProcCache,
 ) {
+    procs.clear();
     while let Some(item) = ring.next() {
         stats.received.fetch_add(1, Ordering::Relaxed);
         match decode(&item) {
             Ok(Decoded::File(ev)) => {
-                if let Some(act) = to_activity(&ev, watched, stats) {
+                if let Some(act) = to_activity(&ev, watched, stats, procs) {
                     send_activity(sinks, stats, act);
                 }
             }
             Ok(Decoded::Path(ev)) => {
-                if let Some(act) = path_activity(&ev, watched, stats) {
+                if let Some(act) = path_activity(&ev, watched, stats, procs) {
                     send_activity(sinks, stats, act);
                 }
             }
@@ -560,7 +612,13 @@ mod tests {
         let Ok(Decoded::File(ev)) = decode(&b) else {
             panic!("not a file event")
         };
-        let act = to_activity(&ev, &[], &PipelineStats::default()).expect("activity");
+        let act = to_activity(
+            &ev,
+            &[],
+            &PipelineStats::default(),
+            &mut ProcCache::default(),
+        )
+        .expect("activity");
         assert_eq!(act.path, PathBuf::from("/var/www/a.php"));
         assert_eq!(act.comm, "php");
         assert_eq!(act.uid, 33);
@@ -625,7 +683,13 @@ mod tests {
         let Ok(Decoded::Path(d)) = decode(&raw(&ev)) else {
             panic!("not a path event")
         };
-        let act = path_activity(&d, &[], &PipelineStats::default()).expect("activity");
+        let act = path_activity(
+            &d,
+            &[],
+            &PipelineStats::default(),
+            &mut ProcCache::default(),
+        )
+        .expect("activity");
         assert_eq!(act.op, FileOp::Rename);
         assert_eq!(act.path, PathBuf::from("/w/b.x"));
         assert_eq!(act.old_path, Some(PathBuf::from("/w/a.x")));
@@ -657,9 +721,10 @@ mod tests {
         let cwd = std::env::current_dir().expect("cwd");
         let stats = PipelineStats::default();
         let ev = event("sub/../x.php", file_flags::RELATIVE);
-        let act = to_activity(&ev, std::slice::from_ref(&cwd), &stats).expect("resolved");
+        let procs = &mut ProcCache::default();
+        let act = to_activity(&ev, std::slice::from_ref(&cwd), &stats, procs).expect("resolved");
         assert_eq!(act.path, cwd.join("x.php"));
-        assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats).is_none());
+        assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats, procs).is_none());
         assert_eq!(stats.unwatched.load(Ordering::Relaxed), 1);
     }
 }

@@ -25,7 +25,7 @@ use std::{
 
 use tokio::io::unix::AsyncFd;
 
-use crate::events::{self, FileActivity, FileMeta, FileOp, PipelineStats, Sinks};
+use crate::events::{self, FileActivity, FileMeta, FileOp, PipelineStats, ProcCache, Sinks};
 
 // include/uapi/linux/fanotify.h values the libc crate may not have.
 const FAN_RENAME: u64 = 0x1000_0000;
@@ -158,7 +158,7 @@ impl FanotifySensor {
             watched,
             dirs: HashMap::new(),
             created: HashSet::new(),
-            idents: HashMap::new(),
+            procs: ProcCache::default(),
         };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -179,10 +179,7 @@ impl FanotifySensor {
                             }
                             return Err(e);
                         }
-                        // Identities are cached for one batch: a burst from one
-                        // process costs one /proc read, and a recycled pid cannot
-                        // outlive the batch.
-                        st.idents.clear();
+                        st.procs.clear();
                         for act in st.parse(&buf[..n as usize], &stats) {
                             events::send_activity(&sinks, &stats, act);
                         }
@@ -199,8 +196,8 @@ struct State {
     watched: Vec<PathBuf>,
     dirs: HashMap<Vec<u8>, PathBuf>,
     created: HashSet<PathBuf>,
-    /// pid -> (uid, gid, comm, exe) within one read batch.
-    idents: HashMap<u32, (u32, u32, String, Option<PathBuf>)>,
+    /// /proc identity and exe, within one read batch.
+    procs: ProcCache,
 }
 
 /// One `DFID_NAME`-style info record: directory handle bytes and entry name.
@@ -249,26 +246,6 @@ fn records(info: &[u8]) -> Vec<DirEntry<'_>> {
         });
     }
     out
-}
-
-/// uid and comm of a process, from /proc (None when it has exited).
-fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| -> Option<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let comm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Name:"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    Some((field("Uid:")?, field("Gid:")?, comm))
 }
 
 impl State {
@@ -449,23 +426,13 @@ impl State {
     }
 
     fn base(&mut self, op: FileOp, path: PathBuf, pid: u32) -> FileActivity {
-        let (uid, gid, comm, exe) = self
-            .idents
-            .entry(pid)
-            .or_insert_with(|| {
-                let (uid, gid, comm) =
-                    proc_identity(pid).unwrap_or((u32::MAX, u32::MAX, String::new()));
-                (
-                    uid,
-                    gid,
-                    comm,
-                    std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
-                )
-            })
-            .clone();
+        let (uid, gid, comm) =
+            self.procs
+                .identity(pid)
+                .unwrap_or((u32::MAX, u32::MAX, String::new()));
         let mut act = FileActivity::new(op, path, pid, uid, comm);
         act.gid = gid;
-        act.exe = exe;
+        act.exe = self.procs.exe(pid);
         act
     }
 }
@@ -486,7 +453,7 @@ mod tests {
             watched: vec![PathBuf::from("/var/www")],
             dirs: HashMap::new(),
             created: HashSet::new(),
-            idents: HashMap::new(),
+            procs: ProcCache::default(),
         };
         // event_len shorter than the metadata, and longer than the buffer.
         let mut ev = vec![0u8; METADATA_LEN];
