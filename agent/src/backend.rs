@@ -30,6 +30,12 @@ pub const CAPABILITIES: &[&str] = &[
     "events.sse.v1",
     "firewall.xdp.v1",
     "firewall.tentative_apply.v1",
+    "events.sse.resume.v1",
+    "detect.signatures.yaml.v1",
+    "detect.signatures.yara_x.v1",
+    "detect.quarantine.v1",
+    "detect.suppressions.v1",
+    "detect.scan_jobs.v1",
 ];
 
 /// The capability flag for a sensor served by a backend (feature-detect: which
@@ -91,7 +97,7 @@ impl KernelStats {
 pub struct AgentBackend {
     pub store: Store,
     pub firewall: Arc<Firewall>,
-    pub findings_tx: broadcast::Sender<Finding>,
+    pub detection: Arc<crate::detection::Detection>,
     pub started: Instant,
     pub started_at: String,
     pub started_at_token: String,
@@ -245,6 +251,7 @@ impl api::Backend for AgentBackend {
             "sensors": self.sensors,
             "pipeline": self.pipeline_json(),
             "losses": counters(self.losses()),
+            "detection": crate::detection::stats_json(&self.detection),
             "kernel": {
                 "xdp": counters(xdp),
                 "file_sensor": counters(file),
@@ -352,7 +359,29 @@ impl api::Backend for AgentBackend {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
-        self.findings_tx.subscribe()
+        self.detection.findings.subscribe()
+    }
+
+    async fn findings_after(&self, id: i64, limit: u32) -> Result<Vec<Finding>, ApiError> {
+        let (rows, _) = self
+            .store
+            .query_findings(crate::store::FindingQuery {
+                after_id: Some(id),
+                limit,
+                oldest_first: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(store_err)?;
+        Ok(rows)
+    }
+
+    async fn detect(
+        &self,
+        op: api::model::DetectOp,
+        actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        self.detect_op(op, actor).await
     }
 
     async fn firewall(

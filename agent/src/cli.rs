@@ -203,3 +203,93 @@ pub async fn firewall(cfg: &Config, cmd: FirewallCmd) -> Result<Outcome> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// What `rampart scan` found.
+#[derive(Debug, Default)]
+pub struct ScanSummary {
+    pub files: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+    pub matches: u64,
+    pub seconds: f64,
+}
+
+/// `rampart scan`: scan files and trees with the rule set, `workers` threads, each
+/// match printed as it is found (one JSON object a line with `json`).
+pub fn scan(
+    rules_dir: Option<&std::path::Path>,
+    builtin: bool,
+    paths: &[PathBuf],
+    workers: usize,
+    max_bytes: u64,
+    json: bool,
+) -> Result<std::result::Result<ScanSummary, crate::signatures::RuleErrors>> {
+    use std::sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex,
+    };
+    let set = match crate::signatures::load(rules_dir, builtin) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        crate::scan::walk(p, &mut |f| {
+            files.push(f);
+            true
+        })
+        .with_context(|| format!("reading {}", p.display()))?;
+    }
+    let started = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let (bytes, matches, skipped) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let out = Mutex::new(std::io::stdout());
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                let mut scanner = set.scanner();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    match crate::scan::scan_file(&set, scanner.as_mut(), f, max_bytes) {
+                        Ok(r) => {
+                            bytes.fetch_add(r.scanned_bytes, Ordering::Relaxed);
+                            matches.fetch_add(r.matches.len() as u64, Ordering::Relaxed);
+                            let mut o = match out.lock() {
+                                Ok(g) => g,
+                                Err(p) => p.into_inner(),
+                            };
+                            for m in r.matches {
+                                use std::io::Write;
+                                let line = if json {
+                                    serde_json::json!({"path": f, "match": m}).to_string()
+                                } else {
+                                    format!(
+                                        "{}: {} ({}) at offset {}: {}",
+                                        f.display(),
+                                        m.rule,
+                                        m.severity.as_str(),
+                                        m.offset,
+                                        m.pattern
+                                    )
+                                };
+                                let _ = writeln!(o, "{line}");
+                            }
+                        }
+                        Err(e) => {
+                            skipped.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(path = %f.display(), reason = %e, "Not scanned.");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(Ok(ScanSummary {
+        files: files.len() as u64,
+        skipped: skipped.into_inner(),
+        bytes: bytes.into_inner(),
+        matches: matches.into_inner(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}

@@ -53,6 +53,49 @@ pub struct Config {
     pub infra_ips: Vec<String>,
     pub egress: Egress,
     pub exec: Exec,
+    pub detection: DetectionConfig,
+    pub quarantine: QuarantineConfig,
+}
+
+/// Signatures, scanning and the findings lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// YAML (`*.yml`, `*.yaml`) and YARA (`*.yar`, `*.yara`) rule files; a missing
+    /// directory means the builtin rules only.
+    pub rules_dir: PathBuf,
+    /// Load the rules that ship in the binary.
+    pub builtin_rules: bool,
+    /// Threads scanning written files.
+    pub scan_workers: usize,
+    /// Files waiting for a scan thread (beyond: back-pressure, counted).
+    pub scan_queue: usize,
+    /// The same (check, key) while active within this many seconds is one finding
+    /// with a count.
+    pub dedup_window_secs: u64,
+    /// Scan every watched tree this often (hours; 0 = never).
+    pub full_scan_interval_hours: u64,
+    /// Dismissed and fixed findings are deleted after this many days (0 = never).
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// Where quarantined files are kept (empty = `<state_dir>/quarantine`).
+    pub dir: PathBuf,
+    /// Quarantine matches of rules marked `auto_quarantine` without asking.
+    pub auto: bool,
+}
+
+impl Config {
+    pub fn quarantine_dir(&self) -> PathBuf {
+        if self.quarantine.dir.as_os_str().is_empty() {
+            self.state_dir.join("quarantine")
+        } else {
+            self.quarantine.dir.clone()
+        }
+    }
 }
 
 /// Exec sensor (sched_process_exec) and its stop rule.
@@ -502,6 +545,26 @@ impl Config {
                     ),
                 );
             }
+        }
+        if self.detection.scan_workers == 0 || self.detection.scan_workers > 64 {
+            return err("detection.scan_workers", "must be 1..=64".into());
+        }
+        if self.detection.scan_queue == 0 {
+            return err("detection.scan_queue", "must be > 0".into());
+        }
+        if !self.detection.rules_dir.as_os_str().is_empty()
+            && !self.detection.rules_dir.is_absolute()
+        {
+            return err(
+                "detection.rules_dir",
+                "must be an absolute path (or empty for none)".into(),
+            );
+        }
+        if !self.quarantine.dir.as_os_str().is_empty() && !self.quarantine.dir.is_absolute() {
+            return err(
+                "quarantine.dir",
+                "must be an absolute path (or empty)".into(),
+            );
         }
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());

@@ -15,11 +15,14 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::{
     backend::{AgentBackend, KernelStats},
     config::Config,
-    detect,
-    events::{self, FileActivity, FileOp, PipelineStats, SensorEvent},
+    detection::{self, Detection},
+    events::{self, FileActivity, PipelineStats, SensorEvent},
+    findings::Findings,
     firewall::{self, Firewall, KernelLists},
     loader::{self, Component},
     policy::PolicyManager,
+    quarantine::Quarantine,
+    scan::{Engine, ScanPool},
     store::{self, NewFinding, Store},
     tls, tokens,
 };
@@ -265,6 +268,66 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let (act_tx, act_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
     let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
+    let findings = Arc::new(
+        Findings::open(
+            store.clone(),
+            findings_tx,
+            cfg.detection.dedup_window_secs,
+            Some(&cfg.state_dir.join("findings.jsonl")),
+        )
+        .await
+        .context("loading suppressions")?,
+    );
+    let rules_dir =
+        (!cfg.detection.rules_dir.as_os_str().is_empty()).then(|| cfg.detection.rules_dir.clone());
+    let engine = Arc::new(
+        tokio::task::spawn_blocking({
+            let (dir, builtin) = (rules_dir, cfg.detection.builtin_rules);
+            move || Engine::new(dir, builtin)
+        })
+        .await
+        .context("compiling rules")?
+        .context("the builtin rules do not compile")?,
+    );
+    let (outcome_tx, outcome_rx) = mpsc::channel(cfg.detection.scan_queue);
+    let pool = ScanPool::start(
+        engine.clone(),
+        cfg.detection.scan_workers,
+        cfg.detection.scan_queue,
+        cfg.watch.max_scan_bytes,
+        outcome_tx,
+    )
+    .context("starting scan workers")?;
+    let quarantine = Arc::new(
+        Quarantine::new(cfg.quarantine_dir(), store.clone()).context("preparing the quarantine")?,
+    );
+    let detection = Arc::new(Detection::new(
+        engine.clone(),
+        pool,
+        quarantine,
+        findings.clone(),
+        cfg.quarantine.auto,
+    ));
+    if let Some(e) = engine.last_error() {
+        let f = NewFinding {
+            details: e
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            ..NewFinding::new(
+                "rules_error",
+                Severity::Warning,
+                format!(
+                    "{} rule error(s) in {}: running with the builtin rules only",
+                    e.errors.len(),
+                    cfg.detection.rules_dir.display()
+                ),
+            )
+        };
+        findings.report(f).await;
+    }
     // What the missing kernel features cost, said once per start as a finding.
     let lost: Vec<String> = sensors
         .iter()
@@ -289,8 +352,9 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             uid: None,
             process: None,
             ip: None,
+            ..Default::default()
         };
-        dispatch(&store, &findings_tx, f).await;
+        findings.report(f).await;
     }
     // The ring carries every kernel event; with the fanotify backend file activity
     // comes from fanotify instead, into the same queue.
@@ -314,14 +378,21 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         pipeline.clone(),
         shutdown_rx.clone(),
     ));
-    let detector = tokio::spawn(detection(
+    let detector = tokio::spawn(detection::file_activity(
         act_rx,
-        store.clone(),
-        findings_tx.clone(),
-        cfg.watch.max_scan_bytes,
+        detection.clone(),
         cfg.sensors.sensitive.exempt_comms.clone(),
     ));
-    let net_events = tokio::spawn(network_events(net_rx, store.clone(), findings_tx.clone()));
+    let scan_results = tokio::spawn(detection::scan_results(outcome_rx, detection.clone()));
+    let scheduler = tokio::spawn(detection::schedule(
+        detection.clone(),
+        cfg.watch.paths.clone(),
+        (cfg.detection.full_scan_interval_hours > 0)
+            .then(|| std::time::Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600)),
+        cfg.detection.retention_days,
+        shutdown_rx.clone(),
+    ));
+    let net_events = tokio::spawn(network_events(net_rx, store.clone(), findings.clone()));
     let sweeper = tokio::spawn(housekeeping(
         firewall.clone(),
         policy.clone(),
@@ -341,7 +412,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let backend = Arc::new(AgentBackend {
         store: store.clone(),
         firewall: firewall.clone(),
-        findings_tx,
+        detection: detection.clone(),
         started: Instant::now(),
         started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16]
             .to_string(),
@@ -397,6 +468,11 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     }
     // The reader dropped its sender: detection drains what is queued, then ends.
     let _ = detector.await;
+    // The pool's senders are gone with the detector and the scheduler; the workers
+    // finish the queue and the results task drains it.
+    let _ = scheduler.await;
+    drop(detection);
+    let _ = scan_results.await;
     let _ = net_events.await;
     let _ = sweeper.await;
     let _ = loss.await;
@@ -509,68 +585,12 @@ impl SensorBackend {
     }
 }
 
-async fn detection(
-    mut rx: mpsc::Receiver<FileActivity>,
-    store: Store,
-    tx: broadcast::Sender<Finding>,
-    max_bytes: u64,
-    exempt_comms: Vec<String>,
-) {
-    while let Some(act) = rx.recv().await {
-        match act.op {
-            FileOp::WriteClose | FileOp::Rename => {}
-            FileOp::SensitiveRead => {
-                if exempt_comms
-                    .iter()
-                    .any(|c| act.comm.starts_with(c.as_str()))
-                {
-                    continue;
-                }
-                dispatch(&store, &tx, detect::sensitive_read(&act)).await;
-                continue;
-            }
-            FileOp::Unlink | FileOp::Chmod => {
-                tracing::debug!(op = act.op.as_str(), path = %act.path.display(), pid = act.tgid, uid = act.uid, comm = %act.comm, "File activity.");
-                continue;
-            }
-        }
-        let path = act.path.clone();
-        let res = tokio::task::spawn_blocking(move || detect::check_file(&act, max_bytes)).await;
-        let new = match res {
-            Ok(Ok(Some(f))) => f,
-            Ok(Ok(None)) => continue,
-            Ok(Err(skip)) => {
-                tracing::trace!(path = %path.display(), reason = %skip, "Not scanned.");
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Scan task failed.");
-                continue;
-            }
-        };
-        dispatch(&store, &tx, new).await;
-    }
-}
-
-/// Store a finding and send it to SSE subscribers.
-async fn dispatch(store: &Store, tx: &broadcast::Sender<Finding>, f: NewFinding) {
-    let check = f.check.clone();
-    match store.insert_finding(f).await {
-        Ok(f) => {
-            tracing::info!(check = %f.check, ip = f.ip.as_deref().unwrap_or(""), path = f.path.as_deref().unwrap_or(""), "Finding.");
-            // No subscribers is fine.
-            let _ = tx.send(f);
-        }
-        Err(e) => tracing::error!(check, error = %e, "Storing a finding failed."),
-    }
-}
-
 /// Port scans and SMTP egress become findings; sampled drops go to the store in
 /// batches (for the threat view and /firewall/status).
 async fn network_events(
     mut rx: mpsc::Receiver<SensorEvent>,
     store: Store,
-    tx: broadcast::Sender<Finding>,
+    findings: Arc<Findings>,
 ) {
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(DROP_SAMPLE_FLUSH);
@@ -592,8 +612,9 @@ async fn network_events(
                                 uid: None,
                                 process: None,
                                 ip: Some(ip),
+                                ..Default::default()
                             };
-                            dispatch(&store, &tx, f).await;
+                            findings.report(f).await;
                         } else if samples.len() < MAX_PENDING_SAMPLES {
                             let reason = XdpReason::from_u32(ev.reason).map(XdpReason::as_str).unwrap_or("unknown");
                             samples.push((ip, reason.to_string(), ev.proto, ev.dport));
@@ -619,8 +640,9 @@ async fn network_events(
                             uid: Some(ev.uid),
                             process: Some(comm),
                             ip: None,
+                            ..Default::default()
                         };
-                        dispatch(&store, &tx, f).await;
+                        findings.report(f).await;
                     }
                     Some(SensorEvent::Connect(ev)) => {
                         let Some(decision) = Decision::from_u32(ev.decision) else { continue };
@@ -644,8 +666,9 @@ async fn network_events(
                             uid: Some(ev.uid),
                             process: Some(comm),
                             ip: Some(dest.to_string()),
+                            ..Default::default()
                         };
-                        dispatch(&store, &tx, f).await;
+                        findings.report(f).await;
                     }
                 }
             }
@@ -761,8 +784,9 @@ async fn loss_watch(
                     uid: None,
                     process: None,
                     ip: None,
+                    ..Default::default()
                 };
-                dispatch(&b.store, &b.findings_tx, f).await;
+                b.detection.findings.report(f).await;
             }
             _ = shutdown.changed() => return,
         }

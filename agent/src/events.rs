@@ -88,6 +88,8 @@ pub struct FileActivity {
     pub truncated: bool,
     pub meta: Option<FileMeta>,
     pub new_mode: Option<u32>,
+    /// When userspace got the event (write → finding latency).
+    pub received_at: std::time::Instant,
 }
 
 impl FileActivity {
@@ -108,6 +110,7 @@ impl FileActivity {
             truncated: false,
             meta: None,
             new_mode: None,
+            received_at: std::time::Instant::now(),
         }
     }
 }
@@ -390,6 +393,7 @@ pub fn to_activity(
             size: ev.size,
         }),
         new_mode: None,
+        received_at: std::time::Instant::now(),
     })
 }
 
@@ -451,6 +455,7 @@ pub fn path_activity(
         truncated: ev.flags & (file_flags::TRUNCATED | file_flags::TRUNCATED2) != 0,
         meta,
         new_mode: (op == FileOp::Chmod).then_some(ev.mode),
+        received_at: std::time::Instant::now(),
     })
 }
 

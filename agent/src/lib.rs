@@ -3,16 +3,21 @@
 //! the privileged tests drive the same modules.
 
 pub mod backend;
+mod backend_detect;
 pub mod btf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod detect;
+pub mod detection;
 pub mod events;
 pub mod fanotify;
+pub mod findings;
 pub mod firewall;
 pub mod loader;
 pub mod policy;
+pub mod quarantine;
+pub mod scan;
+pub mod signatures;
 pub mod store;
 pub mod tls;
 pub mod tokens;

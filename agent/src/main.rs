@@ -49,6 +49,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: agent::cli::FirewallCmd,
     },
+    /// Scan files or trees with the signatures (the builtin rules and
+    /// detection.rules_dir). Exit 0: clean; 3: matches found; 65: rule errors.
+    Scan {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Rules directory instead of detection.rules_dir.
+        #[arg(long)]
+        rules_dir: Option<PathBuf>,
+        /// Without the builtin rules.
+        #[arg(long)]
+        no_builtin: bool,
+        /// Scanning threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// One JSON object per match.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigError> {
@@ -125,6 +145,62 @@ fn main() -> ExitCode {
                 Ok(agent::cli::Outcome::Ok) => ExitCode::SUCCESS,
                 Ok(agent::cli::Outcome::BadInput(msg)) => {
                     eprintln!("error: {msg}");
+                    ExitCode::from(agent::cli::EX_DATAERR)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Scan {
+            args,
+            rules_dir,
+            no_builtin,
+            workers,
+            json,
+            paths,
+        } => {
+            let cfg = match load_config(&args) {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    eprintln!("invalid configuration: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let dir = rules_dir.or_else(|| {
+                (!cfg.detection.rules_dir.as_os_str().is_empty())
+                    .then(|| cfg.detection.rules_dir.clone())
+            });
+            let builtin = cfg.detection.builtin_rules && !no_builtin;
+            match agent::cli::scan(
+                dir.as_deref(),
+                builtin,
+                &paths,
+                workers,
+                cfg.watch.max_scan_bytes,
+                json,
+            ) {
+                Ok(Ok(s)) => {
+                    eprintln!(
+                        "scanned {} files ({} skipped), {:.1} MB in {:.2} s ({:.1} MB/s): {} matches",
+                        s.files,
+                        s.skipped,
+                        s.bytes as f64 / 1e6,
+                        s.seconds,
+                        s.bytes as f64 / 1e6 / s.seconds.max(1e-9),
+                        s.matches
+                    );
+                    if s.matches > 0 {
+                        ExitCode::from(3)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Ok(Err(errors)) => {
+                    for e in errors.0 {
+                        eprintln!("rule error: {e}");
+                    }
                     ExitCode::from(agent::cli::EX_DATAERR)
                 }
                 Err(e) => {

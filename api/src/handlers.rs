@@ -13,7 +13,9 @@ use warp::{http::StatusCode, Reply};
 use crate::{
     auth::Principal,
     model::{
-        BlockRequest, BulkIpRequest, DecisionRequest, FirewallOp, FwList, IpRequest, ListRequest,
+        BlockRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding, FindingRef, FirewallOp,
+        FwList, HistoryQuery, IdRequest, IdsRequest, IpRequest, ListRequest, ScanRequest, Severity,
+        SuppressionRequest,
     },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
@@ -190,14 +192,264 @@ fn firewall_op(
     }))
 }
 
+/// `?name=` as a time: RFC 3339, a date (`2026-11-23`, midnight UTC) or Unix seconds.
+fn time_param(query: &str, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(v) = query_param(query, name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(n) = v.parse::<i64>() {
+        return Ok(Some(n));
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339) {
+        return Ok(Some(t.unix_timestamp()));
+    }
+    let date_fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(&v, &date_fmt) {
+        return Ok(Some(d.midnight().assume_utc().unix_timestamp()));
+    }
+    Err(ApiError::bad_request(format!(
+        "{name} must be RFC 3339, YYYY-MM-DD or Unix seconds, got {v:?}"
+    )))
+}
+
+/// A non-negative integer query parameter within `max`, or `default`.
+fn uint_param(query: &str, name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+    match query_param(query, name) {
+        None => Ok(default),
+        Some(v) => v.parse::<u32>().map(|n| n.min(max)).map_err(|_| {
+            ApiError::bad_request(format!("{name} must be a non-negative integer, got {v:?}"))
+        }),
+    }
+}
+
+fn history_query(query: &str, default_limit: u32, max: u32) -> Result<HistoryQuery, ApiError> {
+    let severity = match query_param(query, "severity").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "severity must be critical, high, warning or info, got {s:?}"
+            ))
+        })?),
+    };
+    let status = query_param(query, "status").filter(|s| !s.is_empty() && s != "all");
+    if let Some(s) = &status {
+        if !["active", "dismissed", "fixed"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "status must be active, dismissed, fixed or all, got {s:?}"
+            )));
+        }
+    }
+    Ok(HistoryQuery {
+        limit: limit(query, default_limit, max)?,
+        offset: uint_param(query, "offset", 0, u32::MAX)?,
+        from: time_param(query, "from")?,
+        to: time_param(query, "to")?,
+        severity,
+        search: query_param(query, "search").filter(|s| !s.is_empty()),
+        check: query_param(query, "check").filter(|s| !s.is_empty()),
+        status,
+    })
+}
+
+fn finding_ref(body: &Bytes) -> Result<FindingRef, ApiError> {
+    let r: FindingRef = parse_json(body)?;
+    if r.id.is_none() && r.ids.is_empty() && (r.check.is_none() || r.message.is_none()) {
+        return Err(ApiError::bad_request(
+            "name the finding: {id}, {ids: [...]} or {check, message}",
+        ));
+    }
+    Ok(r)
+}
+
+fn string_param(query: &str, name: &str) -> Result<String, ApiError> {
+    query_param(query, name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} query parameter required")))
+}
+
+/// Parse the route's request into a detection operation.
+fn detect_op(handler: Handler, query: &str, body: &Bytes) -> Result<Option<DetectOp>, ApiError> {
+    Ok(Some(match handler {
+        Handler::FindingsEnriched => DetectOp::FindingsEnriched,
+        Handler::FindingDetail => {
+            let id = match query_param(query, "id").filter(|v| !v.is_empty()) {
+                Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("id must be an integer, got {v:?}"))
+                })?),
+                None => None,
+            };
+            let r = FindingRef {
+                id,
+                check: query_param(query, "check"),
+                message: query_param(query, "message"),
+                ..Default::default()
+            };
+            if r.id.is_none() && (r.check.is_none() || r.message.is_none()) {
+                return Err(ApiError::bad_request("?id= or ?check=&message= required"));
+            }
+            DetectOp::FindingDetail(r)
+        }
+        Handler::History => DetectOp::History(history_query(query, 50, 1000)?),
+        Handler::HistoryCsv => DetectOp::HistoryRows(history_query(query, 5000, 5000)?),
+        Handler::Stats => DetectOp::Stats,
+        Handler::StatsTrend => DetectOp::StatsTrend {
+            days: uint_param(query, "days", 30, 90)?.max(1),
+        },
+        Handler::StatsTimeline => DetectOp::StatsTimeline {
+            hours: uint_param(query, "hours", 24, 720)?.max(1),
+        },
+        Handler::Dismiss => DetectOp::Dismiss(finding_ref(body)?),
+        Handler::Fix => DetectOp::Fix(finding_ref(body)?),
+        Handler::FixBulk => {
+            let r = finding_ref(body)?;
+            if r.ids.is_empty() {
+                return Err(ApiError::bad_request("ids must not be empty"));
+            }
+            DetectOp::FixBulk(r)
+        }
+        Handler::ScanAccount => {
+            let r: ScanRequest = parse_json(body)?;
+            if r.account.is_none() == r.path.is_none() {
+                return Err(ApiError::bad_request("give exactly one of account or path"));
+            }
+            DetectOp::Scan(r)
+        }
+        Handler::ScanJobs => DetectOp::ScanJobs {
+            id: match query_param(query, "id").filter(|v| !v.is_empty()) {
+                Some(v) => Some(v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("id must be an integer, got {v:?}"))
+                })?),
+                None => None,
+            },
+        },
+        Handler::TestAlert => DetectOp::TestAlert,
+        Handler::Audit => DetectOp::Audit {
+            limit: limit(query, 100, 5000)?,
+        },
+        Handler::Suppressions => DetectOp::Suppressions,
+        Handler::Suppress => DetectOp::Suppress(parse_json::<SuppressionRequest>(body)?),
+        Handler::RulesStatus => DetectOp::RulesStatus,
+        Handler::RulesList => DetectOp::RulesList,
+        Handler::RulesReload => DetectOp::RulesReload,
+        Handler::Quarantine => DetectOp::Quarantine,
+        Handler::QuarantinePreview => DetectOp::QuarantinePreview {
+            id: string_param(query, "id")?,
+        },
+        Handler::QuarantineRestore => DetectOp::QuarantineRestore {
+            id: parse_json::<IdRequest>(body)?.id,
+        },
+        Handler::QuarantineBulkDelete => {
+            let r: IdsRequest = parse_json(body)?;
+            if r.ids.is_empty() {
+                return Err(ApiError::bad_request("ids must not be empty"));
+            }
+            DetectOp::QuarantineDelete { ids: r.ids }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "id",
+    "timestamp",
+    "last_seen",
+    "severity",
+    "check",
+    "message",
+    "path",
+    "ip",
+    "account",
+    "uid",
+    "pid",
+    "process",
+    "rule",
+    "status",
+    "count",
+    "details",
+];
+
+/// One CSV field (RFC 4180). Cells that a spreadsheet would run as a formula get a
+/// leading apostrophe (CSV injection).
+fn csv_field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{v}")
+    } else {
+        v.to_string()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+fn findings_csv(rows: &[Finding]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for f in rows {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let num = |o: Option<u32>| o.map(|n| n.to_string()).unwrap_or_default();
+        let cells = [
+            f.id.to_string(),
+            f.timestamp.clone(),
+            f.last_seen.clone(),
+            f.severity.as_str().to_string(),
+            f.check.clone(),
+            f.message.clone(),
+            opt(&f.path),
+            opt(&f.ip),
+            opt(&f.account),
+            num(f.uid),
+            num(f.pid),
+            opt(&f.process),
+            opt(&f.rule),
+            f.status.clone(),
+            f.count.to_string(),
+            f.details.clone(),
+        ];
+        out.push_str(
+            &cells
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push_str("\r\n");
+    }
+    out
+}
+
 pub(crate) async fn handle<B: Backend>(
     state: &Arc<ApiState<B>>,
     route: &Route,
     principal: &Principal,
     query: &str,
+    last_event_id: Option<i64>,
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let b = &state.backend;
+    if let Some(op) = detect_op(route.handler, query, &body)? {
+        let csv = matches!(op, DetectOp::HistoryRows(_));
+        let (status, v) = b.detect(op, &principal.name).await?;
+        if csv {
+            let rows: Vec<Finding> =
+                serde_json::from_value(v).map_err(|e| ApiError::internal("history rows", &e))?;
+            let mut resp = warp::reply::with_header(
+                findings_csv(&rows),
+                "content-type",
+                "text/csv; charset=utf-8",
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                "content-disposition",
+                warp::http::HeaderValue::from_static(
+                    "attachment; filename=\"rampart-history.csv\"",
+                ),
+            );
+            return Ok(resp);
+        }
+        return Ok(warp::reply::with_status(json(&v), status).into_response());
+    }
     if let Some(op) = firewall_op(route.handler, query, &body)? {
         let (status, v) = b.firewall(op, &principal.name).await?;
         return Ok(warp::reply::with_status(json(&v), status).into_response());
@@ -238,7 +490,7 @@ pub(crate) async fn handle<B: Backend>(
             warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
                 .into_response()
         }
-        Handler::Events => sse(state),
+        Handler::Events => sse(state, last_event_id).await?,
         // Every firewall handler returned above.
         _ => {
             return Err(ApiError::new(
@@ -249,13 +501,34 @@ pub(crate) async fn handle<B: Backend>(
     })
 }
 
-/// SSE stream of findings: `id:` is the finding id, `data:` one JSON object.
-/// A client that falls behind the broadcast buffer is disconnected (and counted)
-/// instead of slowing the pipeline down.
-fn sse<B: Backend>(state: &Arc<ApiState<B>>) -> warp::reply::Response {
+/// Findings replayed to a client resuming with Last-Event-ID, at most.
+const SSE_REPLAY_MAX: u32 = 1000;
+
+fn sse_event(finding: &Finding) -> Option<Result<warp::sse::Event, Infallible>> {
+    let data = serde_json::to_string(finding).ok()?;
+    Some(Ok(warp::sse::Event::default()
+        .id(finding.id.to_string())
+        .data(data)))
+}
+
+/// SSE stream of findings: `id:` is the finding id, `data:` one JSON object. A client
+/// that sends Last-Event-ID first gets the findings it missed (up to
+/// [`SSE_REPLAY_MAX`], from the store), then the live ones, without gaps or
+/// duplicates: it subscribes before reading the store and skips live ids already
+/// replayed. A client that falls behind the broadcast buffer is disconnected (and
+/// counted) instead of slowing the pipeline down.
+async fn sse<B: Backend>(
+    state: &Arc<ApiState<B>>,
+    last_event_id: Option<i64>,
+) -> Result<warp::reply::Response, ApiError> {
     let rx = state.backend.subscribe();
+    let replay = match last_event_id {
+        Some(id) => state.backend.findings_after(id, SSE_REPLAY_MAX).await?,
+        None => Vec::new(),
+    };
+    let high_water = replay.last().map(|f| f.id).or(last_event_id).unwrap_or(0);
     let st = state.clone();
-    let stream = BroadcastStream::new(rx)
+    let live = BroadcastStream::new(rx)
         .take_while(move |item| {
             let lagged = matches!(item, Err(BroadcastStreamRecvError::Lagged(_)));
             if lagged {
@@ -264,15 +537,15 @@ fn sse<B: Backend>(state: &Arc<ApiState<B>>) -> warp::reply::Response {
             }
             std::future::ready(!lagged)
         })
-        .filter_map(|item| async move {
+        .filter_map(move |item| async move {
             let finding = item.ok()?;
-            let data = serde_json::to_string(&finding).ok()?;
-            Some(Ok::<_, Infallible>(
-                warp::sse::Event::default()
-                    .id(finding.id.to_string())
-                    .data(data),
-            ))
+            if finding.id <= high_water {
+                return None;
+            }
+            sse_event(&finding)
         });
+    let stream =
+        futures_util::stream::iter(replay.into_iter().filter_map(|f| sse_event(&f))).chain(live);
     let reply = warp::sse::reply(
         warp::sse::keep_alive()
             .interval(Duration::from_secs(15))
@@ -284,5 +557,5 @@ fn sse<B: Backend>(state: &Arc<ApiState<B>>) -> warp::reply::Response {
         warp::http::HeaderValue::from_static("no"),
     );
     *resp.status_mut() = StatusCode::OK;
-    resp
+    Ok(resp)
 }

@@ -3,12 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
     High,
     Warning,
+    #[default]
     Info,
 }
 
@@ -51,6 +52,32 @@ pub struct Finding {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Tenant attribution (panel webhook / verdict callback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    /// The signature that matched (signature findings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// active, dismissed or fixed.
+    #[serde(default = "active")]
+    pub status: String,
+    /// How often the same (check, key) was seen within the dedup window.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// RFC 3339, UTC: the latest occurrence.
+    #[serde(default)]
+    pub last_seen: String,
+}
+
+fn active() -> String {
+    "active".into()
+}
+fn one() -> u32 {
+    1
 }
 
 /// Body of `POST /api/v1/block-ip`.
@@ -171,4 +198,125 @@ pub enum FirewallOp {
         limit: u32,
     },
     SecurityStatus,
+}
+
+/// History filters (`/api/v1/history`, `/history/csv`).
+#[derive(Clone, Debug, Default)]
+pub struct HistoryQuery {
+    pub limit: u32,
+    pub offset: u32,
+    /// RFC 3339 or a Unix timestamp.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub severity: Option<Severity>,
+    pub search: Option<String>,
+    pub check: Option<String>,
+    /// active, dismissed or fixed.
+    pub status: Option<String>,
+}
+
+/// Which findings an action targets: `{"id": 1}`, `{"ids": [1, 2]}`, or
+/// `{"check": "...", "message": "..."}` (CSM's finding identity).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingRef {
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub ids: Vec<i64>,
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Free text kept in the audit log.
+    #[serde(default)]
+    pub details: String,
+}
+
+/// Body of `POST /api/v1/suppressions`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionRequest {
+    /// add (default) or delete.
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub path_glob: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Body of `POST /api/v1/scan-account`: an account (its home) or an absolute path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// `{"id": "..."}` (quarantine-restore).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdRequest {
+    pub id: String,
+}
+
+/// `{"ids": [...]}` (quarantine/bulk-delete).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsRequest {
+    pub ids: Vec<String>,
+}
+
+/// A detection operation, parsed and shape-checked by the API layer.
+#[derive(Clone, Debug)]
+pub enum DetectOp {
+    FindingsEnriched,
+    FindingDetail(FindingRef),
+    History(HistoryQuery),
+    /// The same rows as History, for the CSV export.
+    HistoryRows(HistoryQuery),
+    Stats,
+    StatsTrend {
+        days: u32,
+    },
+    StatsTimeline {
+        hours: u32,
+    },
+    Dismiss(FindingRef),
+    Fix(FindingRef),
+    FixBulk(FindingRef),
+    Scan(ScanRequest),
+    ScanJobs {
+        id: Option<u64>,
+    },
+    TestAlert,
+    Audit {
+        limit: u32,
+    },
+    Suppressions,
+    Suppress(SuppressionRequest),
+    RulesStatus,
+    RulesList,
+    RulesReload,
+    Quarantine,
+    QuarantinePreview {
+        id: String,
+    },
+    QuarantineRestore {
+        id: String,
+    },
+    QuarantineDelete {
+        ids: Vec<String>,
+    },
 }

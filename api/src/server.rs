@@ -15,7 +15,7 @@ use warp::{
 };
 
 use crate::{
-    model::{BlockEntry, BlockRequest, Finding, FirewallOp},
+    model::{BlockEntry, BlockRequest, DetectOp, Finding, FirewallOp},
     routes, ApiError, TokenSet,
 };
 
@@ -37,6 +37,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn metrics(&self) -> Result<String, ApiError>;
     /// Findings as they are dispatched.
     fn subscribe(&self) -> broadcast::Receiver<Finding>;
+    /// Findings with an id above `id`, oldest first (SSE resume).
+    async fn findings_after(&self, id: i64, limit: u32) -> Result<Vec<Finding>, ApiError>;
+    /// Every findings/rules/quarantine route: the API parses and checks the request,
+    /// the backend acts. Returns the response body and its status.
+    async fn detect(
+        &self,
+        op: DetectOp,
+        actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError>;
     /// Every firewall route: the API parses and checks the request, the backend acts.
     /// Returns the response body and its status.
     async fn firewall(
@@ -132,7 +141,12 @@ async fn dispatch<B: Backend>(
     } else {
         read_body(body).await?
     };
-    crate::handlers::handle(state, route, &principal, query, body).await
+    // SSE resume; an unparsable id is treated as absent (a fresh stream).
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    crate::handlers::handle(state, route, &principal, query, last_event_id, body).await
 }
 
 /// Serve `filter(state)` over TLS on `addr` until `shutdown` resolves.

@@ -53,6 +53,16 @@ impl Backend for MemBackend {
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
         self.tx.subscribe()
     }
+    async fn findings_after(&self, _id: i64, _limit: u32) -> Result<Vec<Finding>, ApiError> {
+        Ok(vec![])
+    }
+    async fn detect(
+        &self,
+        _op: api::model::DetectOp,
+        _actor: &str,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        Ok((StatusCode::OK, serde_json::json!([])))
+    }
     async fn firewall(
         &self,
         _op: FirewallOp,

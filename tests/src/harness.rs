@@ -44,6 +44,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let www = dir.path().join("www");
         std::fs::create_dir(&www).expect("mkdir www");
+        std::fs::create_dir(dir.path().join("rules")).expect("mkdir rules");
         let pins = PinDir::new();
         let (admin, read) = (token(), token());
         let config = dir.path().join("rampart.yaml");
@@ -53,7 +54,9 @@ impl Harness {
                 "state_dir: {state}\n\
                  webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n\
                  firewall:\n  interfaces: [{iface}]\n  pin_dir: {pins}\n  max_entries_v4: 4096\n  max_entries_v6: 4096\n{extra}\
-                 watch:\n  paths: [{www}]\n{top}",
+                 watch:\n  paths: [{www}]\n\
+                 detection:\n  rules_dir: {rules}\n{top}",
+                rules = dir.path().join("rules").display(),
                 state = dir.path().join("state").display(),
                 iface = net.if_a,
                 pins = pins.0.display(),

@@ -159,7 +159,8 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
         );
         (finding, shell)
     });
-    assert_eq!(finding["check"], "php_webshell");
+    assert_eq!(finding["check"], "signature_match");
+    assert_eq!(finding["rule"], "php_exec_request_input");
     assert_eq!(finding["severity"], "critical");
     assert_eq!(finding["path"], shell.display().to_string());
     assert_eq!(finding["uid"], 0);

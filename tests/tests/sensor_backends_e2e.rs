@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The agent end to end with each file backend, and the sensitive-read sensor:
 //! - forced fanotify (`sensors.file_backend: fanotify`): a webshell written into the
-//!   watched dir is still a `php_webshell` finding with the writer's uid, and
+//!   watched dir is still a `signature_match` finding with the writer's uid, and
 //!   /health, /components and /capabilities say fanotify serves files and why;
 //! - tracepoints: a web-server user (uid 33 here) reading a sensitive file, by path
 //!   or by base name, is a `sensitive_read` finding; root reading it is not, and an
@@ -78,13 +78,13 @@ fn forced_fanotify_backend_still_reports_webshells() {
     let shell = h.www.join("shell.php");
     std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
     let found = wait_for(Duration::from_secs(10), || {
-        !findings(&h, "php_webshell").is_empty()
+        !findings(&h, "signature_match").is_empty()
     });
     assert!(
         found,
         "fanotify backend must still produce the webshell finding"
     );
-    let f = &findings(&h, "php_webshell")[0];
+    let f = &findings(&h, "signature_match")[0];
     assert_eq!(f["path"], shell.display().to_string(), "{f}");
     assert_eq!(f["uid"], 0, "{f}");
     let (_, health) = h.get("/api/v1/health", &h.read.clone());

@@ -5,9 +5,12 @@
 
 use std::{path::Path, thread};
 
-use api::model::{BlockEntry, Finding, Severity};
+use api::model::BlockEntry;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
+
+mod findings;
+pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,6 +82,65 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated_at TEXT NOT NULL
      );",
+    // Detection: dedup and lifecycle of findings, correlation fields, suppressions,
+    // the operator audit log and the quarantine.
+    "ALTER TABLE findings ADD COLUMN dedup_key TEXT NOT NULL DEFAULT '';
+     ALTER TABLE findings ADD COLUMN ts_unix INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE findings ADD COLUMN last_seen TEXT NOT NULL DEFAULT '';
+     ALTER TABLE findings ADD COLUMN last_seen_unix INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE findings ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE findings ADD COLUMN rule TEXT;
+     ALTER TABLE findings ADD COLUMN tenant_id TEXT;
+     ALTER TABLE findings ADD COLUMN domain TEXT;
+     ALTER TABLE findings ADD COLUMN mailbox TEXT;
+     ALTER TABLE findings ADD COLUMN status_at TEXT;
+     ALTER TABLE findings ADD COLUMN status_by TEXT;
+     UPDATE findings SET ts_unix = COALESCE(CAST(strftime('%s', ts) AS INTEGER), 0),
+        last_seen = ts, last_seen_unix = COALESCE(CAST(strftime('%s', ts) AS INTEGER), 0),
+        dedup_key = COALESCE(path, ip, account, message);
+     CREATE INDEX findings_dedup ON findings(check_name, dedup_key, status);
+     CREATE INDEX findings_ts_unix ON findings(ts_unix);
+     CREATE INDEX findings_status ON findings(status, id);
+     CREATE TABLE suppressions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        check_name TEXT,
+        path_glob TEXT,
+        account TEXT,
+        ip TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE ui_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '',
+        finding_id INTEGER
+     );
+     CREATE INDEX ui_audit_finding ON ui_audit(finding_id);
+     CREATE TABLE quarantine (
+        id TEXT PRIMARY KEY,
+        original_path TEXT NOT NULL,
+        archive TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        gid INTEGER NOT NULL,
+        mode INTEGER NOT NULL,
+        mtime_sec INTEGER NOT NULL,
+        mtime_nsec INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        quarantined_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        rule TEXT,
+        finding_id INTEGER,
+        actor TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'quarantine',
+        restored_at TEXT
+     );",
 ];
 
 /// Which firewall list a row lives in.
@@ -120,20 +182,6 @@ pub struct AuditEntry {
     pub target: String,
     pub actor: String,
     pub details: String,
-}
-
-/// A finding before it has an id.
-#[derive(Clone, Debug)]
-pub struct NewFinding {
-    pub check: String,
-    pub severity: Severity,
-    pub message: String,
-    pub details: String,
-    pub path: Option<String>,
-    pub pid: Option<u32>,
-    pub uid: Option<u32>,
-    pub process: Option<String>,
-    pub ip: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -193,78 +241,6 @@ impl Store {
         });
         self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    pub async fn insert_finding(&self, f: NewFinding) -> Result<Finding, StoreError> {
-        self.call(move |c| {
-            let ts = now_rfc3339();
-            c.execute(
-                "INSERT INTO findings (check_name, severity, message, details, ts, path, pid, uid, process, ip)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![f.check, f.severity.as_str(), f.message, f.details, ts, f.path, f.pid, f.uid, f.process, f.ip],
-            )?;
-            Ok(Finding {
-                id: c.last_insert_rowid(),
-                check: f.check,
-                severity: f.severity,
-                message: f.message,
-                details: f.details,
-                timestamp: ts,
-                path: f.path,
-                pid: f.pid,
-                uid: f.uid,
-                process: f.process,
-                ip: f.ip,
-                account: None,
-            })
-        })
-        .await
-    }
-
-    /// Active findings, newest first, at most `limit`.
-    pub async fn active_findings(&self, limit: u32) -> Result<Vec<Finding>, StoreError> {
-        self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account
-                 FROM findings WHERE status = 'active' ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = st.query_map([limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<u32>>(7)?,
-                    r.get::<_, Option<u32>>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<String>>(11)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, check, sev, message, details, timestamp, path, pid, uid, process, ip, account) = row?;
-                let severity = Severity::parse(&sev).ok_or_else(|| StoreError::Corrupt(format!("severity {sev:?}")))?;
-                out.push(Finding { id, check, severity, message, details, timestamp, path, pid, uid, process, ip, account });
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Active findings per severity.
-    pub async fn severity_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.call(|c| {
-            let mut st = c.prepare(
-                "SELECT severity, COUNT(*) FROM findings WHERE status = 'active' GROUP BY severity",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
     }
 
     /// Insert or replace entries of `list` in one transaction (all or nothing).
@@ -568,44 +544,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn finding(check: &str) -> NewFinding {
-        NewFinding {
-            check: check.into(),
-            severity: Severity::Critical,
-            message: "m".into(),
-            details: String::new(),
-            path: Some("/var/www/x.php".into()),
-            pid: Some(1),
-            uid: Some(33),
-            process: Some("php-fpm".into()),
-            ip: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn findings_round_trip_and_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("s.db");
-        {
-            let s = Store::open(&db, 8).expect("open");
-            let a = s.insert_finding(finding("a")).await.expect("insert");
-            let b = s.insert_finding(finding("b")).await.expect("insert");
-            assert!(b.id > a.id);
-            s.flush().await.expect("flush");
-        }
-        let s = Store::open(&db, 8).expect("reopen");
-        let all = s.active_findings(10).await.expect("list");
-        assert_eq!(
-            all.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(),
-            ["b", "a"]
-        );
-        assert_eq!(all[0].path.as_deref(), Some("/var/www/x.php"));
-        assert_eq!(
-            s.severity_counts().await.expect("counts"),
-            vec![("critical".to_string(), 2)]
-        );
-    }
 
     #[tokio::test]
     async fn blocks_upsert_expire_delete() {

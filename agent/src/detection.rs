@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Detection: file activity → scan pool → signature findings (and auto-quarantine for
+//! rules marked so); sensitive reads → findings; scheduled scans and retention.
+//!
+//! file events --(bounded)--> [file_activity] --(bounded)--> scan workers
+//!     --(bounded)--> [scan_results] --> findings (store, JSONL, SSE)
+
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc, Mutex},
+    time::Duration,
+};
+
+use api::model::Severity;
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    events::{FileActivity, FileOp},
+    findings::Findings,
+    quarantine::Quarantine,
+    scan::{Engine, Jobs, Origin, ScanOutcome, ScanPool, ScanRequest},
+    signatures::RuleMatch,
+    store::NewFinding,
+};
+
+pub const CHECK_SIGNATURE: &str = "signature_match";
+pub const CHECK_SENSITIVE_READ: &str = "sensitive_read";
+/// Write → finding latencies kept for `/health` percentiles.
+const LATENCY_SAMPLES: usize = 4096;
+
+/// Everything detection shares with the API.
+pub struct Detection {
+    pub engine: Arc<Engine>,
+    pub pool: ScanPool,
+    pub jobs: Arc<Jobs>,
+    pub quarantine: Arc<Quarantine>,
+    pub findings: Arc<Findings>,
+    pub auto_quarantine: bool,
+    /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
+    latencies: Mutex<std::collections::VecDeque<f64>>,
+}
+
+impl Detection {
+    pub fn new(
+        engine: Arc<Engine>,
+        pool: ScanPool,
+        quarantine: Arc<Quarantine>,
+        findings: Arc<Findings>,
+        auto_quarantine: bool,
+    ) -> Self {
+        Self {
+            engine,
+            pool,
+            jobs: Arc::new(Jobs::default()),
+            quarantine,
+            findings,
+            auto_quarantine,
+            latencies: Mutex::new(Default::default()),
+        }
+    }
+
+    fn note_latency(&self, ms: f64) {
+        let mut g = match self.latencies.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.len() == LATENCY_SAMPLES {
+            g.pop_front();
+        }
+        g.push_back(ms);
+    }
+
+    /// p50 and p99 of recent realtime scans (queued → handled), ms.
+    pub fn latency_percentiles(&self) -> Option<(f64, f64)> {
+        let g = match self.latencies.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = g.iter().copied().collect();
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
+    }
+}
+
+/// A web-server user read a sensitive file (the kernel matched path and uid).
+pub fn sensitive_read(act: &FileActivity) -> NewFinding {
+    let path = act.path.display().to_string();
+    let exe = act
+        .exe
+        .as_ref()
+        .map(|e| e.display().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    NewFinding {
+        details: format!("reader: {} (pid {}, exe {exe})", act.comm, act.tgid),
+        path: Some(path.clone()),
+        pid: Some(act.tgid),
+        uid: Some(act.uid),
+        process: Some(act.comm.clone()),
+        ..NewFinding::new(
+            CHECK_SENSITIVE_READ,
+            Severity::High,
+            format!("Web-server user {} read {path}", act.uid),
+        )
+    }
+}
+
+/// The finding for one rule match on one file.
+pub fn signature_finding(req: &ScanRequest, m: &RuleMatch, truncated: bool) -> NewFinding {
+    let path = req.path.display().to_string();
+    let mut details = format!(
+        "rule {} ({}, {}) matched at offset {}: {}",
+        m.rule,
+        match m.kind {
+            crate::signatures::RuleKind::Yaml => "yaml",
+            crate::signatures::RuleKind::Yara => "yara",
+        },
+        m.file,
+        m.offset,
+        m.pattern
+    );
+    if !m.category.is_empty() {
+        details.push_str(&format!("; category {}", m.category));
+    }
+    if !m.description.is_empty() {
+        details.push_str(&format!("; {}", m.description));
+    }
+    if truncated {
+        details.push_str("; only the first watch.max_scan_bytes were scanned");
+    }
+    let mut f = NewFinding {
+        path: Some(path.clone()),
+        rule: Some(m.rule.clone()),
+        ..NewFinding::new(
+            CHECK_SIGNATURE,
+            m.severity,
+            format!("Signature {} matched {path}", m.rule),
+        )
+    };
+    match &req.origin {
+        Origin::Realtime {
+            pid,
+            uid,
+            comm,
+            exe,
+        } => {
+            details.push_str(&format!(
+                "; writer: {comm} (pid {pid}, uid {uid}, exe {})",
+                exe.as_ref()
+                    .map(|e| e.display().to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ));
+            f.pid = Some(*pid);
+            f.uid = Some(*uid);
+            f.process = Some(comm.clone());
+        }
+        Origin::Job(id) => details.push_str(&format!("; scan job {id}")),
+    }
+    f.account = account_of(&req.path);
+    f.details = details;
+    f
+}
+
+/// The hosting account a path belongs to: `/home/<account>/...`.
+pub fn account_of(p: &std::path::Path) -> Option<String> {
+    let mut it = p.components();
+    it.next()?; // root
+    match (it.next(), it.next(), it.next()) {
+        (Some(h), Some(a), Some(_)) if h.as_os_str() == "home" => {
+            Some(a.as_os_str().to_string_lossy().into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// File activity from the sensors: written and renamed files go to the scan pool,
+/// sensitive reads become findings.
+pub async fn file_activity(
+    mut rx: mpsc::Receiver<FileActivity>,
+    det: Arc<Detection>,
+    exempt_comms: Vec<String>,
+) {
+    while let Some(act) = rx.recv().await {
+        match act.op {
+            FileOp::WriteClose | FileOp::Rename => {
+                let req = ScanRequest {
+                    path: act.path.clone(),
+                    origin: Origin::Realtime {
+                        pid: act.tgid,
+                        uid: act.uid,
+                        comm: act.comm.clone(),
+                        exe: act.exe.clone(),
+                    },
+                    queued_at: act.received_at,
+                };
+                if !det.pool.submit(req).await {
+                    return;
+                }
+            }
+            FileOp::SensitiveRead => {
+                if exempt_comms
+                    .iter()
+                    .any(|c| act.comm.starts_with(c.as_str()))
+                {
+                    continue;
+                }
+                det.findings.report(sensitive_read(&act)).await;
+            }
+            FileOp::Unlink | FileOp::Chmod => {
+                tracing::debug!(op = act.op.as_str(), path = %act.path.display(), pid = act.tgid, uid = act.uid, comm = %act.comm, "File activity.");
+            }
+        }
+    }
+}
+
+/// Scan outcomes → findings; auto-quarantine for rules marked so.
+pub async fn scan_results(mut rx: mpsc::Receiver<ScanOutcome>, det: Arc<Detection>) {
+    while let Some(o) = rx.recv().await {
+        let scanned = o.result.is_ok();
+        let matches = o.result.as_ref().map(|r| r.matches.len()).unwrap_or(0);
+        if let Origin::Job(id) = o.req.origin {
+            det.jobs.record(id, scanned, matches);
+        }
+        let Ok(report) = o.result else { continue };
+        let mut quarantined: Option<String> = None;
+        for m in &report.matches {
+            let mut f = signature_finding(&o.req, m, report.truncated);
+            if m.auto_quarantine && det.auto_quarantine && quarantined.is_none() {
+                match det
+                    .quarantine
+                    .quarantine(
+                        &o.req.path,
+                        &format!("auto: rule {}", m.rule),
+                        Some(m.rule.clone()),
+                        None,
+                        "auto_quarantine",
+                    )
+                    .await
+                {
+                    Ok(row) => {
+                        f.details
+                            .push_str(&format!("; auto-quarantined as {}", row.id));
+                        quarantined = Some(row.id);
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %o.req.path.display(), error = %e, "Auto-quarantine failed.");
+                        f.details
+                            .push_str(&format!("; auto-quarantine failed: {e}"));
+                    }
+                }
+            }
+            if let Some(found) = det.findings.report(f).await {
+                if let Some(qid) = &quarantined {
+                    let _ = det
+                        .findings
+                        .store()
+                        .ui_audit(
+                            "auto_quarantine",
+                            "quarantine",
+                            &found.path.clone().unwrap_or_default(),
+                            qid,
+                            Some(found.id),
+                        )
+                        .await;
+                }
+            }
+        }
+        if matches!(o.req.origin, Origin::Realtime { .. }) {
+            det.note_latency(o.req.queued_at.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+/// Scheduled full scans of the watched trees and retention of closed findings.
+pub async fn schedule(
+    det: Arc<Detection>,
+    roots: Vec<PathBuf>,
+    full_scan_every: Option<Duration>,
+    retention_days: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    let mut last_full = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = hourly.tick() => {
+                if retention_days > 0 {
+                    let before = time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(retention_days) * 86400;
+                    match det.findings.store().prune_findings(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(n, "Pruned closed findings past retention."),
+                        Err(e) => tracing::error!(error = %e, "Pruning findings failed."),
+                    }
+                }
+                if let Some(every) = full_scan_every {
+                    if last_full.elapsed() >= every {
+                        last_full = tokio::time::Instant::now();
+                        for r in &roots {
+                            let j = det.jobs.start(r.clone(), None, det.pool.clone());
+                            tracing::info!(job = j.id, root = %r.display(), "Scheduled full scan started.");
+                        }
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Counters for `/health` and `/metrics`.
+pub fn stats_json(det: &Detection) -> serde_json::Value {
+    let f = &det.findings.stats;
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut v = serde_json::json!({
+        "scan": det.pool.stats.json(),
+        "findings": {
+            "new": l(&f.new),
+            "repeats": l(&f.repeats),
+            "suppressed": l(&f.suppressed),
+            "store_errors": l(&f.store_errors),
+        },
+        "rules_version": det.engine.current().version,
+    });
+    if let Some((p50, p99)) = det.latency_percentiles() {
+        v["write_to_scan_ms"] = serde_json::json!({"p50": p50, "p99": p99});
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn accounts_come_from_home_paths_only() {
+        assert_eq!(
+            account_of(Path::new("/home/alice/public_html/x.php")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(account_of(Path::new("/home/alice")), None);
+        assert_eq!(account_of(Path::new("/var/www/x.php")), None);
+    }
+}

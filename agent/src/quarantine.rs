@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The quarantine: a file is copied into a root-only directory (sha256 computed on
+//! the way), recorded with its path, owner, mode and mtime, then removed from where it
+//! was. Restore writes it back byte-identical with the same owner, mode and mtime,
+//! never over an existing file.
+
+use std::{
+    io::{Read, Write},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    fcntl::{OFlag, RenameFlags},
+    sys::stat::Mode,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{QuarantineRow, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> QuarantineError {
+    let context = context.into();
+    move |source| QuarantineError::Io { context, source }
+}
+
+fn nix_io(context: impl Into<String>) -> impl FnOnce(nix::Error) -> QuarantineError {
+    let context = context.into();
+    move |e| QuarantineError::Io {
+        context,
+        source: std::io::Error::from(e),
+    }
+}
+
+/// A quarantine entry as listed (csm-api.md "Cleanup fields").
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub row: QuarantineRow,
+    /// original_missing, live_differs, original_not_file, archive_missing,
+    /// archive_not_file or unknown.
+    pub live_state: &'static str,
+}
+
+/// Preview of a quarantined file.
+#[derive(Clone, Debug, Serialize)]
+pub struct Preview {
+    pub id: String,
+    pub original_path: String,
+    pub size: u64,
+    /// The first bytes, as text (invalid UTF-8 replaced).
+    pub content: String,
+    pub truncated: bool,
+    pub binary: bool,
+}
+
+pub struct Quarantine {
+    dir: PathBuf,
+    store: Store,
+}
+
+fn sha256_file(p: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Copy `src` to `dst` (already open), returning the sha256 of what was copied.
+fn copy_hashing(src: &mut impl Read, dst: &mut impl Write) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n_total = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        n_total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), n_total))
+}
+
+fn fsync_dir(p: &Path) {
+    if let Ok(d) = std::fs::File::open(p) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Quarantine {
+    pub fn new(dir: PathBuf, store: Store) -> Result<Self, QuarantineError> {
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(format!("chmod 0700 {}", dir.display())))?;
+        Ok(Self { dir, store })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Move `path` into the quarantine. Returns the record.
+    pub async fn quarantine(
+        &self,
+        path: &Path,
+        reason: &str,
+        rule: Option<String>,
+        finding_id: Option<i64>,
+        actor: &str,
+    ) -> Result<QuarantineRow, QuarantineError> {
+        if !path.is_absolute() {
+            return Err(QuarantineError::Invalid(format!(
+                "{} is not an absolute path",
+                path.display()
+            )));
+        }
+        let id = hex::encode(rand::random::<[u8; 8]>());
+        let archive = self.dir.join(format!("{id}.bin"));
+        let (p, a) = (path.to_path_buf(), archive.clone());
+        let copied = tokio::task::spawn_blocking(move || -> Result<_, QuarantineError> {
+            let mut src = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&p)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        QuarantineError::NotFound(format!("{} does not exist", p.display()))
+                    }
+                    _ => QuarantineError::Io {
+                        context: format!("opening {}", p.display()),
+                        source: e,
+                    },
+                })?;
+            let meta = src.metadata().map_err(io("fstat"))?;
+            if !meta.is_file() {
+                return Err(QuarantineError::Invalid(format!(
+                    "{} is not a regular file",
+                    p.display()
+                )));
+            }
+            let mut dst = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&a)
+                .map_err(io(format!("creating {}", a.display())))?;
+            let (sha, n) =
+                copy_hashing(&mut src, &mut dst).map_err(io("copying into the quarantine"))?;
+            dst.sync_all().map_err(io("fsync"))?;
+            Ok((meta, sha, n))
+        })
+        .await
+        .map_err(|e| QuarantineError::Invalid(format!("quarantine task failed: {e}")))?;
+        let (meta, sha, size) = match copied {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&archive);
+                return Err(e);
+            }
+        };
+        fsync_dir(&self.dir);
+        let row = QuarantineRow {
+            id: id.clone(),
+            original_path: path.display().to_string(),
+            archive: archive.display().to_string(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            size,
+            sha256: sha,
+            quarantined_at: crate::store::now_rfc3339(),
+            reason: reason.to_string(),
+            rule,
+            finding_id,
+            actor: actor.to_string(),
+            kind: "quarantine".into(),
+            restored_at: None,
+        };
+        // Record first, then remove the original: a crash in between leaves both
+        // copies, never neither.
+        if let Err(e) = self.store.insert_quarantine(row.clone()).await {
+            let _ = std::fs::remove_file(&archive);
+            return Err(e.into());
+        }
+        let still_same = std::fs::symlink_metadata(path)
+            .map(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+            .unwrap_or(false);
+        let removed = if still_same {
+            std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))
+        } else {
+            Err(QuarantineError::Conflict(format!(
+                "{} changed while it was being quarantined",
+                path.display()
+            )))
+        };
+        if let Err(e) = removed {
+            let _ = self.store.delete_quarantine(id).await;
+            let _ = std::fs::remove_file(&archive);
+            return Err(e);
+        }
+        if let Some(parent) = path.parent() {
+            fsync_dir(parent);
+        }
+        tracing::info!(id = %row.id, path = %row.original_path, sha256 = %row.sha256, "Quarantined.");
+        Ok(row)
+    }
+
+    async fn row(&self, id: &str) -> Result<QuarantineRow, QuarantineError> {
+        self.store
+            .quarantine_rows(Some(id.to_string()), false)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| QuarantineError::NotFound(format!("no quarantined file {id:?}")))
+    }
+
+    /// Put a quarantined file back where it was, with its owner, mode and mtime.
+    /// Refuses when something exists at that path now (409) or its directory is gone.
+    pub async fn restore(&self, id: &str) -> Result<QuarantineRow, QuarantineError> {
+        let row = self.row(id).await?;
+        let r = row.clone();
+        tokio::task::spawn_blocking(move || restore_file(&r))
+            .await
+            .map_err(|e| QuarantineError::Invalid(format!("restore task failed: {e}")))??;
+        self.store.mark_restored(row.id.clone()).await?;
+        let _ = std::fs::remove_file(&row.archive);
+        tracing::info!(id = %row.id, path = %row.original_path, "Restored from quarantine.");
+        Ok(row)
+    }
+
+    /// Entries still in quarantine with their live state. An entry whose original
+    /// path holds a byte-identical file again is hidden.
+    pub async fn list(&self) -> Result<Vec<Entry>, QuarantineError> {
+        let rows = self.store.quarantine_rows(None, false).await?;
+        tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .filter_map(|row| {
+                    let state = live_state(&row);
+                    (state != "identical").then_some(Entry {
+                        row,
+                        live_state: state,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| QuarantineError::Invalid(format!("list task failed: {e}")))
+    }
+
+    pub async fn preview(&self, id: &str, max: usize) -> Result<Preview, QuarantineError> {
+        let row = self.row(id).await?;
+        let mut f = std::fs::File::open(&row.archive)
+            .map_err(io(format!("opening the archive of {id}")))?;
+        let mut buf = Vec::new();
+        (&mut f)
+            .take(max as u64)
+            .read_to_end(&mut buf)
+            .map_err(io("reading the archive"))?;
+        let binary = buf.iter().take(8192).any(|b| *b == 0);
+        Ok(Preview {
+            id: row.id,
+            original_path: row.original_path,
+            size: row.size,
+            truncated: (buf.len() as u64) < row.size,
+            content: String::from_utf8_lossy(&buf).into_owned(),
+            binary,
+        })
+    }
+
+    /// Delete quarantined files for good. Returns (deleted, not found).
+    pub async fn delete(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<String>), QuarantineError> {
+        let (mut deleted, mut missing) = (Vec::new(), Vec::new());
+        for id in ids {
+            match self.row(&id).await {
+                Ok(row) => {
+                    match std::fs::remove_file(&row.archive) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(format!("removing {}", row.archive))(e)),
+                    }
+                    self.store.delete_quarantine(id.clone()).await?;
+                    deleted.push(id);
+                }
+                Err(QuarantineError::NotFound(_)) => missing.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((deleted, missing))
+    }
+}
+
+/// "identical" (hidden from lists) or one of the spec's live states.
+fn live_state(row: &QuarantineRow) -> &'static str {
+    match std::fs::symlink_metadata(&row.archive) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return "archive_missing",
+        Err(_) => return "unknown",
+        Ok(m) if !m.is_file() => return "archive_not_file",
+        Ok(_) => {}
+    }
+    match std::fs::symlink_metadata(&row.original_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "original_missing",
+        Err(_) => "unknown",
+        Ok(m) if !m.is_file() => "original_not_file",
+        Ok(m) if m.len() != row.size => "live_differs",
+        Ok(_) => match sha256_file(Path::new(&row.original_path)) {
+            Ok(s) if s == row.sha256 => "identical",
+            Ok(_) => "live_differs",
+            Err(_) => "unknown",
+        },
+    }
+}
+
+fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
+    let target = Path::new(&row.original_path);
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(QuarantineError::Invalid(format!(
+            "bad original path {:?}",
+            row.original_path
+        )));
+    };
+    if std::fs::symlink_metadata(target).is_ok() {
+        return Err(QuarantineError::Conflict(format!(
+            "{} exists; move it away first",
+            target.display()
+        )));
+    }
+    let dir = nix::fcntl::open(
+        parent,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::Error::ENOENT => {
+            QuarantineError::Conflict(format!("directory {} no longer exists", parent.display()))
+        }
+        e => nix_io(format!("opening {}", parent.display()))(e),
+    })?;
+    let dir = unsafe_owned(dir);
+    let tmp_name = format!(".{}.rampart-restore-{}", name.to_string_lossy(), row.id);
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        tmp_name.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(nix_io(format!(
+        "creating a temporary file in {}",
+        parent.display()
+    )))?;
+    let mut out = std::fs::File::from(unsafe_owned(fd));
+    let cleanup = |e: QuarantineError| {
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            tmp_name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        e
+    };
+    let mut src = std::fs::File::open(&row.archive)
+        .map_err(|e| cleanup(io(format!("opening the archive {}", row.archive))(e)))?;
+    let (sha, _) = copy_hashing(&mut src, &mut out).map_err(|e| cleanup(io("copying back")(e)))?;
+    if sha != row.sha256 {
+        return Err(cleanup(QuarantineError::Conflict(format!(
+            "archive of {} is corrupt (sha256 {sha}, recorded {})",
+            row.id, row.sha256
+        ))));
+    }
+    let fd = out.as_raw_fd();
+    let r = (|| -> Result<(), QuarantineError> {
+        nix::unistd::fchown(fd, Some(row.uid.into()), Some(row.gid.into()))
+            .map_err(nix_io("fchown"))?;
+        // After fchown: chown clears setuid/setgid bits.
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(row.mode)).map_err(nix_io("fchmod"))?;
+        let mtime = nix::sys::time::TimeSpec::new(row.mtime_sec, row.mtime_nsec);
+        nix::sys::stat::futimens(fd, &mtime, &mtime).map_err(nix_io("futimens"))?;
+        out.sync_all().map_err(io("fsync"))?;
+        nix::fcntl::renameat2(
+            Some(dir.as_raw_fd()),
+            tmp_name.as_str(),
+            Some(dir.as_raw_fd()),
+            name,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| match e {
+            nix::Error::EEXIST => QuarantineError::Conflict(format!(
+                "{} appeared during the restore",
+                target.display()
+            )),
+            e => nix_io("renaming into place")(e),
+        })
+    })();
+    r.map_err(cleanup)?;
+    let _ = nix::unistd::fsync(dir.as_raw_fd());
+    Ok(())
+}
+
+fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by open(2)/openat(2) and is owned by no one else.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn quarantine_and_restore_keep_bytes_owner_mode_and_mtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
+        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir");
+        let f = www.join("shell.php");
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&f, &content).expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        nix::unistd::chown(&f, Some(33.into()), Some(34.into()))
+            .expect("chown (tests run as root)");
+        let mt = nix::sys::time::TimeSpec::new(1_600_000_000, 123_456_789);
+        nix::sys::stat::utimensat(
+            None,
+            &f,
+            &mt,
+            &mt,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .expect("utimensat");
+        let before = std::fs::metadata(&f).expect("stat");
+
+        let row = q
+            .quarantine(&f, "test", Some("r".into()), None, "op")
+            .await
+            .expect("quarantine");
+        assert!(!f.exists());
+        assert_eq!(row.size, content.len() as u64);
+        assert_eq!(row.sha256, hex::encode(Sha256::digest(&content)));
+        let arch = std::fs::metadata(&row.archive).expect("archive");
+        assert_eq!(arch.permissions().mode() & 0o777, 0o600);
+        let list = q.list().await.expect("list");
+        assert_eq!((list.len(), list[0].live_state), (1, "original_missing"));
+        let p = q.preview(&row.id, 16).await.expect("preview");
+        assert!(p.truncated && p.binary);
+
+        // Something else at the path now: restore refuses, the list says so.
+        std::fs::write(&f, b"new").expect("write");
+        assert!(matches!(
+            q.restore(&row.id).await,
+            Err(QuarantineError::Conflict(_))
+        ));
+        assert_eq!(q.list().await.expect("list")[0].live_state, "live_differs");
+        std::fs::remove_file(&f).expect("rm");
+
+        q.restore(&row.id).await.expect("restore");
+        assert_eq!(std::fs::read(&f).expect("read"), content);
+        let after = std::fs::metadata(&f).expect("stat");
+        assert_eq!(
+            (
+                after.uid(),
+                after.gid(),
+                after.mode(),
+                after.mtime(),
+                after.mtime_nsec()
+            ),
+            (
+                before.uid(),
+                before.gid(),
+                before.mode(),
+                before.mtime(),
+                before.mtime_nsec()
+            )
+        );
+        assert!(q.list().await.expect("list").is_empty());
+        assert!(!Path::new(&row.archive).exists());
+        assert!(matches!(
+            q.restore(&row.id).await,
+            Err(QuarantineError::NotFound(_))
+        ));
+        // No temporary files left behind.
+        assert_eq!(std::fs::read_dir(&www).expect("ls").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_symlinks_dirs_and_missing_files_and_deletes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
+        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
+        let target = dir.path().join("t");
+        std::fs::write(&target, b"x").expect("write");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(q.quarantine(&link, "", None, None, "op").await.is_err());
+        assert!(target.exists() && link.exists());
+        assert!(matches!(
+            q.quarantine(dir.path(), "", None, None, "op").await,
+            Err(QuarantineError::Invalid(_))
+        ));
+        assert!(matches!(
+            q.quarantine(&dir.path().join("nope"), "", None, None, "op")
+                .await,
+            Err(QuarantineError::NotFound(_))
+        ));
+        assert_eq!(
+            std::fs::read_dir(q.dir()).expect("ls").count(),
+            0,
+            "no archive left"
+        );
+        let row = q
+            .quarantine(&target, "", None, None, "op")
+            .await
+            .expect("q");
+        let (d, m) = q
+            .delete(vec![row.id.clone(), "nope".into()])
+            .await
+            .expect("delete");
+        assert_eq!((d, m), (vec![row.id.clone()], vec!["nope".to_string()]));
+        assert!(!Path::new(&row.archive).exists());
+    }
+}

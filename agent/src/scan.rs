@@ -1,0 +1,635 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Scanning files with the signature engine: the reloadable [`Engine`], one-file
+//! [`scan_file`], the bounded worker pool and on-demand scan jobs.
+
+use std::{
+    collections::HashMap,
+    io::Read,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock,
+    },
+};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::signatures::{self, RuleError, RuleErrors, RuleMatch, RuleSet, Target};
+
+/// The last reload that failed (the rule set before it stayed active).
+#[derive(Clone, Debug, Serialize)]
+pub struct LastError {
+    pub at: String,
+    pub errors: Vec<RuleError>,
+}
+
+/// The active rule set, swapped whole on reload.
+pub struct Engine {
+    dir: Option<PathBuf>,
+    builtin: bool,
+    current: RwLock<Arc<RuleSet>>,
+    generation: AtomicU64,
+    last_error: Mutex<Option<LastError>>,
+}
+
+fn read<T: Clone>(l: &RwLock<T>) -> T {
+    match l.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+impl Engine {
+    /// Compile the rules. If the rules directory has errors the engine starts with
+    /// the builtin rules only and keeps the errors for `/rules/status` (protection
+    /// must not wait for a typo to be fixed).
+    pub fn new(dir: Option<PathBuf>, builtin: bool) -> Result<Self, RuleErrors> {
+        let (set, err) = match signatures::load(dir.as_deref(), builtin) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                tracing::error!(error = %e, "Rule files have errors; starting with the builtin rules only.");
+                (signatures::load(None, builtin)?, Some(e))
+            }
+        };
+        let me = Self {
+            dir,
+            builtin,
+            current: RwLock::new(Arc::new(set)),
+            generation: AtomicU64::new(1),
+            last_error: Mutex::new(None),
+        };
+        if let Some(e) = err {
+            me.set_error(e.0);
+        }
+        Ok(me)
+    }
+
+    fn set_error(&self, errors: Vec<RuleError>) {
+        let e = Some(LastError {
+            at: crate::store::now_rfc3339(),
+            errors,
+        });
+        match self.last_error.lock() {
+            Ok(mut g) => *g = e,
+            Err(p) => *p.into_inner() = e,
+        }
+    }
+
+    pub fn current(&self) -> Arc<RuleSet> {
+        read(&self.current)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    pub fn last_error(&self) -> Option<LastError> {
+        match self.last_error.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Recompile from disk (blocking: call from a blocking thread). On error the
+    /// active set stays and the errors are kept.
+    pub fn reload(&self) -> Result<Arc<RuleSet>, RuleErrors> {
+        match signatures::load(self.dir.as_deref(), self.builtin) {
+            Ok(set) => {
+                let set = Arc::new(set);
+                match self.current.write() {
+                    Ok(mut g) => *g = set.clone(),
+                    Err(p) => *p.into_inner() = set.clone(),
+                }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                match self.last_error.lock() {
+                    Ok(mut g) => *g = None,
+                    Err(p) => *p.into_inner() = None,
+                }
+                tracing::info!(version = %set.version, rules = set.rules().len(), "Rules reloaded.");
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Rule reload failed; the previous rules stay active.");
+                self.set_error(e.0.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Why a file was not scanned (counted, never silent).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanSkip {
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("YARA-X: {0}")]
+    Yara(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScanReport {
+    pub matches: Vec<RuleMatch>,
+    pub scanned_bytes: u64,
+    pub size: u64,
+    /// Only the first `max_bytes` were scanned.
+    pub truncated: bool,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Scan one file: at most `max_bytes` are read; a symlink at the final component is
+/// never followed (a link to /etc/shadow must not be read as root), and a FIFO never
+/// blocks the scan.
+pub fn scan_file(
+    set: &RuleSet,
+    scanner: Option<&mut yara_x::Scanner<'_>>,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<ScanReport, ScanSkip> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ScanSkip::Open)?;
+    let meta = f.metadata().map_err(ScanSkip::Open)?;
+    if !meta.is_file() {
+        return Err(ScanSkip::NotRegular);
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(max_bytes) as usize);
+    f.take(max_bytes)
+        .read_to_end(&mut buf)
+        .map_err(ScanSkip::Open)?;
+    let target = Target {
+        path,
+        size: meta.len(),
+        owner: owner_name(meta.uid()),
+    };
+    let mut matches = set.scan_yaml(&target, &buf);
+    if let Some(s) = scanner {
+        matches.extend(set.scan_yara(s, &target, &buf).map_err(ScanSkip::Yara)?);
+    }
+    Ok(ScanReport {
+        matches,
+        scanned_bytes: buf.len() as u64,
+        size: meta.len(),
+        truncated: meta.len() > buf.len() as u64,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    })
+}
+
+/// Who asked for a scan.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// A file event: the writer.
+    Realtime {
+        pid: u32,
+        uid: u32,
+        comm: String,
+        exe: Option<PathBuf>,
+    },
+    /// An on-demand or scheduled job.
+    Job(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct ScanRequest {
+    pub path: PathBuf,
+    pub origin: Origin,
+    /// When the request was made (write → finding latency).
+    pub queued_at: std::time::Instant,
+}
+
+#[derive(Debug)]
+pub struct ScanOutcome {
+    pub req: ScanRequest,
+    pub result: Result<ScanReport, ScanSkip>,
+}
+
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    pub submitted: AtomicU64,
+    pub scanned: AtomicU64,
+    pub bytes: AtomicU64,
+    pub matches: AtomicU64,
+    pub skipped: AtomicU64,
+    pub truncated: AtomicU64,
+    /// Submissions that found the queue full and waited.
+    pub backpressure: AtomicU64,
+}
+
+impl ScanStats {
+    pub fn json(&self) -> serde_json::Value {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "submitted": l(&self.submitted),
+            "scanned": l(&self.scanned),
+            "bytes": l(&self.bytes),
+            "matches": l(&self.matches),
+            "skipped": l(&self.skipped),
+            "truncated": l(&self.truncated),
+            "backpressure": l(&self.backpressure),
+        })
+    }
+}
+
+/// A fixed pool of scan threads behind a bounded queue. Memory is bounded by
+/// `workers × max_bytes` plus the queue of paths.
+#[derive(Clone)]
+pub struct ScanPool {
+    tx: mpsc::Sender<ScanRequest>,
+    pub stats: Arc<ScanStats>,
+}
+
+impl ScanPool {
+    pub fn start(
+        engine: Arc<Engine>,
+        workers: usize,
+        queue: usize,
+        max_bytes: u64,
+        out: mpsc::Sender<ScanOutcome>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<ScanRequest>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(ScanStats::default());
+        for i in 0..workers.max(1) {
+            let (engine, rx, out, stats) = (engine.clone(), rx.clone(), out.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name(format!("rampart-scan-{i}"))
+                .spawn(move || worker(&engine, &rx, &out, &stats, max_bytes))?;
+        }
+        Ok(Self { tx, stats })
+    }
+
+    /// Queue a scan. When the queue is full this waits (counted as back-pressure):
+    /// the file-event queue upstream absorbs it, and drops there are counted too.
+    pub async fn submit(&self, req: ScanRequest) -> bool {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(req) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(req)) => {
+                self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
+                self.tx.send(req).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queue from a blocking thread (directory walks of scan jobs).
+    pub fn submit_blocking(&self, req: ScanRequest) -> bool {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(req) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(req)) => {
+                self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
+                self.tx.blocking_send(req).is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+fn worker(
+    engine: &Engine,
+    rx: &Mutex<mpsc::Receiver<ScanRequest>>,
+    out: &mpsc::Sender<ScanOutcome>,
+    stats: &ScanStats,
+    max_bytes: u64,
+) {
+    let mut pending: Option<ScanRequest> = None;
+    loop {
+        // One scanner per rule set generation; a reload is picked up between files.
+        let set = engine.current();
+        let generation = engine.generation();
+        let mut scanner = set.scanner();
+        loop {
+            let req = match pending.take() {
+                Some(r) => r,
+                None => {
+                    let next = match rx.lock() {
+                        Ok(mut g) => g.blocking_recv(),
+                        Err(p) => p.into_inner().blocking_recv(),
+                    };
+                    match next {
+                        Some(r) => r,
+                        None => return,
+                    }
+                }
+            };
+            if engine.generation() != generation {
+                pending = Some(req);
+                break;
+            }
+            let result = scan_file(&set, scanner.as_mut(), &req.path, max_bytes);
+            match &result {
+                Ok(r) => {
+                    stats.scanned.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes.fetch_add(r.scanned_bytes, Ordering::Relaxed);
+                    stats
+                        .matches
+                        .fetch_add(r.matches.len() as u64, Ordering::Relaxed);
+                    if r.truncated {
+                        stats.truncated.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    tracing::trace!(path = %req.path.display(), reason = %e, "Not scanned.");
+                }
+            }
+            if out.blocking_send(ScanOutcome { req, result }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An on-demand or scheduled scan of a tree.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobInfo {
+    pub id: u64,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// queued, running, done, failed.
+    pub status: String,
+    pub files_found: u64,
+    pub files_scanned: u64,
+    pub files_skipped: u64,
+    pub matches: u64,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the walk has listed every file.
+    #[serde(skip)]
+    walked: bool,
+}
+
+/// Scan jobs, newest kept (at most `MAX_JOBS`).
+#[derive(Default)]
+pub struct Jobs {
+    next: AtomicU64,
+    jobs: Mutex<HashMap<u64, JobInfo>>,
+}
+
+const MAX_JOBS: usize = 200;
+
+impl Jobs {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<u64, JobInfo>) -> T) -> T {
+        match self.jobs.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    pub fn list(&self) -> Vec<JobInfo> {
+        let mut v: Vec<JobInfo> = self.with(|j| j.values().cloned().collect());
+        v.sort_by_key(|j| std::cmp::Reverse(j.id));
+        v
+    }
+
+    pub fn get(&self, id: u64) -> Option<JobInfo> {
+        self.with(|j| j.get(&id).cloned())
+    }
+
+    /// Start a job walking `path` on a blocking thread, feeding `pool`.
+    pub fn start(
+        self: &Arc<Self>,
+        path: PathBuf,
+        account: Option<String>,
+        pool: ScanPool,
+    ) -> JobInfo {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = JobInfo {
+            id,
+            path: path.display().to_string(),
+            account,
+            status: "running".into(),
+            files_found: 0,
+            files_scanned: 0,
+            files_skipped: 0,
+            matches: 0,
+            started_at: crate::store::now_rfc3339(),
+            finished_at: None,
+            error: None,
+            walked: false,
+        };
+        self.with(|j| {
+            if j.len() >= MAX_JOBS {
+                if let Some(oldest) = j.keys().min().copied() {
+                    j.remove(&oldest);
+                }
+            }
+            j.insert(id, info.clone());
+        });
+        let me = self.clone();
+        std::thread::spawn(move || {
+            let mut found = 0u64;
+            let err = walk(&path, &mut |p| {
+                found += 1;
+                me.with(|j| {
+                    if let Some(job) = j.get_mut(&id) {
+                        job.files_found = found;
+                    }
+                });
+                pool.submit_blocking(ScanRequest {
+                    path: p,
+                    origin: Origin::Job(id),
+                    queued_at: std::time::Instant::now(),
+                })
+            })
+            .err();
+            me.with(|j| {
+                if let Some(job) = j.get_mut(&id) {
+                    job.walked = true;
+                    if let Some(e) = err {
+                        job.error = Some(e.to_string());
+                    }
+                    finish_if_done(job);
+                }
+            });
+        });
+        info
+    }
+
+    /// Count one outcome of job `id`.
+    pub fn record(&self, id: u64, scanned: bool, matches: usize) {
+        self.with(|j| {
+            if let Some(job) = j.get_mut(&id) {
+                if scanned {
+                    job.files_scanned += 1;
+                } else {
+                    job.files_skipped += 1;
+                }
+                job.matches += matches as u64;
+                finish_if_done(job);
+            }
+        });
+    }
+}
+
+fn finish_if_done(job: &mut JobInfo) {
+    if job.walked
+        && job.files_scanned + job.files_skipped >= job.files_found
+        && job.finished_at.is_none()
+    {
+        job.status = if job.error.is_some() && job.files_found == 0 {
+            "failed".into()
+        } else {
+            "done".into()
+        };
+        job.finished_at = Some(crate::store::now_rfc3339());
+    }
+}
+
+/// Every regular file under `root`, without following symlinks or leaving its
+/// filesystem. `f` returns false to stop.
+pub fn walk(root: &Path, f: &mut dyn FnMut(PathBuf) -> bool) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(root)?;
+    if meta.is_file() {
+        f(root.to_path_buf());
+        return Ok(());
+    }
+    let dev = meta.dev();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "Scan walk: unreadable directory skipped.");
+                continue;
+            }
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                if e.metadata().map(|m| m.dev() == dev).unwrap_or(false) {
+                    stack.push(e.path());
+                }
+            } else if ft.is_file() && !f(e.path()) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_file_reads_a_bounded_prefix_and_never_follows_links() {
+        let set = signatures::load(None, true).expect("rules");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shell = dir.path().join("x.php");
+        std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
+        let mut sc = set.scanner();
+        let r = scan_file(&set, sc.as_mut(), &shell, 1 << 20).expect("scan");
+        assert!(r.matches.iter().any(|m| m.rule == "php_exec_request_input"));
+        assert!(!r.truncated);
+
+        let big = dir.path().join("big.php");
+        let mut content = vec![b' '; 4096];
+        content.extend_from_slice(b"<?php system($_GET['c']);");
+        std::fs::write(&big, &content).expect("write");
+        let r = scan_file(&set, sc.as_mut(), &big, 4096).expect("scan");
+        assert!(r.matches.is_empty() && r.truncated && r.scanned_bytes == 4096);
+
+        let link = dir.path().join("link.php");
+        std::os::unix::fs::symlink(&shell, &link).expect("symlink");
+        assert!(matches!(
+            scan_file(&set, sc.as_mut(), &link, 1 << 20),
+            Err(ScanSkip::Open(_))
+        ));
+        assert!(matches!(
+            scan_file(&set, sc.as_mut(), dir.path(), 1 << 20),
+            Err(ScanSkip::Open(_) | ScanSkip::NotRegular)
+        ));
+    }
+
+    #[test]
+    fn a_broken_reload_keeps_the_previous_rules() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "rules:\n  - name: mine\n    severity: info\n    patterns: [zzz-marker]\n",
+        )
+        .expect("write");
+        let engine = Engine::new(Some(dir.path().to_path_buf()), false).expect("engine");
+        assert_eq!(engine.current().rules().len(), 1);
+        let g = engine.generation();
+        std::fs::write(dir.path().join("b.yar"), "rule broken {\n condition:\n }\n")
+            .expect("write");
+        let e = engine.reload().expect_err("broken");
+        assert_eq!(e.0[0].file, dir.path().join("b.yar").display().to_string());
+        assert_eq!(engine.generation(), g);
+        assert_eq!(engine.current().rules()[0].name, "mine");
+        assert!(engine.last_error().is_some());
+        std::fs::write(dir.path().join("b.yar"), "rule fixed { condition: true }\n")
+            .expect("write");
+        assert_eq!(engine.reload().expect("fixed").rules().len(), 2);
+        assert!(engine.generation() > g && engine.last_error().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_and_jobs_scan_a_tree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for i in 0..20 {
+            std::fs::write(dir.path().join(format!("ok{i}.php")), "<?php echo 1;").expect("write");
+        }
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("sub/bad.php"),
+            "<?php eval(base64_decode($x));",
+        )
+        .expect("write");
+        let engine = Arc::new(Engine::new(None, true).expect("engine"));
+        let (out_tx, mut out_rx) = mpsc::channel(4);
+        let pool = ScanPool::start(engine, 2, 2, 1 << 20, out_tx).expect("pool");
+        let jobs = Arc::new(Jobs::default());
+        let info = jobs.start(dir.path().to_path_buf(), None, pool.clone());
+        let mut matched = Vec::new();
+        for _ in 0..21 {
+            let o = out_rx.recv().await.expect("outcome");
+            let Origin::Job(id) = o.req.origin else {
+                panic!("job origin")
+            };
+            let r = o.result.expect("scanned");
+            jobs.record(id, true, r.matches.len());
+            if !r.matches.is_empty() {
+                matched.push(o.req.path.clone());
+            }
+        }
+        assert_eq!(matched, vec![dir.path().join("sub/bad.php")]);
+        let done = jobs.get(info.id).expect("job");
+        assert_eq!(
+            (
+                done.status.as_str(),
+                done.files_found,
+                done.files_scanned,
+                done.matches
+            ),
+            ("done", 21, 21, 1)
+        );
+        assert_eq!(pool.stats.scanned.load(Ordering::Relaxed), 21);
+    }
+}

@@ -1,0 +1,1046 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The signature engine: YAML rules (literals, regexes, exclusions, min matches) and
+//! YARA-X rules, compiled together into one immutable [`RuleSet`].
+//!
+//! A rule set is built from the rules embedded in the binary (`agent/rules/`) and the
+//! files in `detection.rules_dir` (`*.yml`/`*.yaml`, `*.yar`/`*.yara`). Building either
+//! succeeds as a whole or fails with every error and its file and line: a reload that
+//! fails leaves the previous set active.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use api::model::Severity;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The rules that ship with Rampart, always loaded unless `detection.builtin_rules` is off.
+pub const BUILTIN_YAML: &str = include_str!("../rules/rampart.yml");
+pub const BUILTIN_YARA: &str = include_str!("../rules/rampart.yar");
+const BUILTIN_YAML_NAME: &str = "<builtin>/rampart.yml";
+const BUILTIN_YARA_NAME: &str = "<builtin>/rampart.yar";
+
+/// The external variables public webshell rule sets (LOKI/THOR style) expect. They are
+/// defined for every YARA-X rule and set per scanned file.
+pub const YARA_EXTERNALS: &[&str] = &["filename", "filepath", "extension", "filetype", "owner"];
+
+/// One problem in one rule file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleError {
+    pub file: String,
+    /// 1-based; 0 when the error has no position (an unreadable file).
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+/// Every error found while building a rule set.
+#[derive(Debug, thiserror::Error)]
+#[error("{} rule error(s): {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    Yaml,
+    Yara,
+}
+
+/// A YAML rule file: `rules: [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlFile {
+    rules: Vec<YamlRuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlRuleSpec {
+    name: String,
+    severity: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    description: String,
+    /// Extensions ("php") or whole file names (".htaccess"); empty = every file.
+    #[serde(default)]
+    file_types: Vec<String>,
+    /// Literal byte strings.
+    #[serde(default)]
+    patterns: Vec<String>,
+    /// Regular expressions (Rust `regex` syntax, over bytes).
+    #[serde(default)]
+    regexes: Vec<String>,
+    /// Literals or regexes are matched ASCII-case-insensitively.
+    #[serde(default)]
+    nocase: bool,
+    /// Distinct patterns + regexes that must match (default 1).
+    #[serde(default)]
+    min_matches: Option<usize>,
+    /// Content that, when present, means "not this rule" (literals).
+    #[serde(default)]
+    exclude_patterns: Vec<String>,
+    /// Paths (globs) the rule never matches.
+    #[serde(default)]
+    exclude_paths: Vec<String>,
+    /// Files bigger than this are not checked by this rule.
+    #[serde(default)]
+    max_file_size: Option<u64>,
+    /// Quarantine a match without asking (only rules marked so).
+    #[serde(default)]
+    auto_quarantine: bool,
+}
+
+/// Metadata of one compiled rule, YAML or YARA (for `/rules/list` and findings).
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    pub kind: RuleKind,
+    pub file: String,
+    pub severity: Severity,
+    pub category: String,
+    pub description: String,
+    pub auto_quarantine: bool,
+}
+
+struct YamlRule {
+    info: usize,
+    file_types: Vec<String>,
+    /// Indices of the rule's literals in the case-sensitive / -insensitive automaton.
+    literal_count: usize,
+    regexes: Vec<regex::bytes::Regex>,
+    min_matches: usize,
+    exclude_paths: Option<globset::GlobSet>,
+    exclude_literals: usize,
+    max_file_size: Option<u64>,
+}
+
+/// Which rule a literal in an automaton belongs to, and whether it is an exclusion.
+#[derive(Clone, Copy)]
+struct LiteralOwner {
+    rule: usize,
+    /// Index among the rule's literals (to count distinct ones).
+    index: usize,
+    exclude: bool,
+}
+
+#[derive(Default)]
+struct LiteralSet {
+    patterns: Vec<Vec<u8>>,
+    owners: Vec<LiteralOwner>,
+}
+
+impl LiteralSet {
+    fn build(self, nocase: bool) -> Result<Option<(AhoCorasick, Vec<LiteralOwner>)>, String> {
+        if self.patterns.is_empty() {
+            return Ok(None);
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(nocase)
+            .match_kind(MatchKind::Standard)
+            .build(&self.patterns)
+            .map_err(|e| e.to_string())?;
+        Ok(Some((ac, self.owners)))
+    }
+}
+
+/// A file a rule set was built from.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleFile {
+    pub file: String,
+    pub kind: RuleKind,
+    pub rules: usize,
+    pub sha256: String,
+}
+
+/// One rule that matched one file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleMatch {
+    pub rule: String,
+    pub kind: RuleKind,
+    pub file: String,
+    pub severity: Severity,
+    pub category: String,
+    pub description: String,
+    /// Byte offset of the first matching pattern (0 for a YARA condition-only rule).
+    pub offset: u64,
+    /// The pattern that matched first (a literal, a regex or a YARA identifier).
+    pub pattern: String,
+    pub auto_quarantine: bool,
+}
+
+/// What the scanner knows of the file besides its bytes.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    pub path: &'a Path,
+    /// The file's size on disk (the scanned bytes may be a prefix).
+    pub size: u64,
+    /// Owner's user name, or the uid as a string.
+    pub owner: String,
+}
+
+/// An immutable, compiled rule set.
+pub struct RuleSet {
+    infos: Vec<RuleInfo>,
+    yaml: Vec<YamlRule>,
+    /// Literal patterns as given.
+    literal_text: Vec<Vec<String>>,
+    regex_text: Vec<Vec<String>>,
+    cs: Option<(AhoCorasick, Vec<LiteralOwner>)>,
+    ci: Option<(AhoCorasick, Vec<LiteralOwner>)>,
+    yara: Option<yara_x::Rules>,
+    /// Map from YARA "namespace:identifier" to its info index.
+    yara_index: HashMap<String, usize>,
+    pub files: Vec<RuleFile>,
+    /// SHA-256 over every source, in load order.
+    pub version: String,
+    pub loaded_at: String,
+    /// Files in the rules directory that were not rule files (reported, not loaded).
+    pub ignored: Vec<String>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.infos.len())
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A rule source to compile: its name (path or `<builtin>/...`) and text.
+pub struct Source {
+    pub name: String,
+    pub kind: RuleKind,
+    pub text: String,
+}
+
+/// The sources of a rule set: the builtin ones (if enabled), then the rules directory
+/// in name order. A missing directory is not an error (only the builtin rules load);
+/// an unreadable file is.
+pub fn sources(
+    dir: Option<&Path>,
+    builtin: bool,
+) -> Result<(Vec<Source>, Vec<String>), RuleErrors> {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    if builtin {
+        out.push(Source {
+            name: BUILTIN_YAML_NAME.into(),
+            kind: RuleKind::Yaml,
+            text: BUILTIN_YAML.into(),
+        });
+        out.push(Source {
+            name: BUILTIN_YARA_NAME.into(),
+            kind: RuleKind::Yara,
+            text: BUILTIN_YARA.into(),
+        });
+    }
+    let Some(dir) = dir else {
+        return Ok((out, ignored));
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, ignored)),
+        Err(e) => {
+            return Err(RuleErrors(vec![RuleError {
+                file: dir.display().to_string(),
+                line: 0,
+                message: format!("cannot read the rules directory: {e}"),
+            }]))
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let mut errors = Vec::new();
+    for p in paths {
+        let kind = match p.extension().and_then(|e| e.to_str()) {
+            Some("yml" | "yaml") => RuleKind::Yaml,
+            Some("yar" | "yara") => RuleKind::Yara,
+            _ => {
+                if p.is_file() {
+                    ignored.push(p.display().to_string());
+                }
+                continue;
+            }
+        };
+        match std::fs::read(&p) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => out.push(Source {
+                    name: p.display().to_string(),
+                    kind,
+                    text,
+                }),
+                Err(e) => errors.push(RuleError {
+                    file: p.display().to_string(),
+                    line: 0,
+                    message: format!("not UTF-8: {e}"),
+                }),
+            },
+            Err(e) => errors.push(RuleError {
+                file: p.display().to_string(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok((out, ignored))
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
+/// Load and compile the rules of `dir` (plus the builtin ones).
+pub fn load(dir: Option<&Path>, builtin: bool) -> Result<RuleSet, RuleErrors> {
+    let (sources, ignored) = sources(dir, builtin)?;
+    let mut set = compile(sources)?;
+    set.ignored = ignored;
+    Ok(set)
+}
+
+/// Line of the `i`-th rule entry (`- name:` or `- ` at the rules list's indentation)
+/// of a YAML rule file, for errors found after parsing.
+fn yaml_rule_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut indent: Option<usize> = None;
+    for (n, l) in text.lines().enumerate() {
+        let trimmed = l.trim_start();
+        if !trimmed.starts_with("- ") && trimmed != "-" {
+            continue;
+        }
+        let ind = l.len() - trimmed.len();
+        match indent {
+            None => {
+                indent = Some(ind);
+                lines.push(n + 1);
+            }
+            Some(i) if i == ind => lines.push(n + 1),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Line of the first occurrence of `needle` at or after line `from` (1-based).
+fn find_line(text: &str, from: usize, needle: &str) -> usize {
+    for (n, l) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        if l.contains(needle) {
+            return n + 1;
+        }
+    }
+    from
+}
+
+fn parse_severity(s: &str) -> Option<Severity> {
+    match s.to_ascii_lowercase().as_str() {
+        "critical" => Some(Severity::Critical),
+        "high" => Some(Severity::High),
+        "warning" | "medium" => Some(Severity::Warning),
+        "info" | "low" => Some(Severity::Info),
+        _ => None,
+    }
+}
+
+/// Where a YARA-X compile error points: the `--> file:line:col` of its report.
+fn yara_error_line(report: &str) -> usize {
+    report
+        .lines()
+        .find_map(|l| {
+            let rest = l.trim_start().strip_prefix("--> ")?;
+            let mut parts = rest.rsplitn(3, ':');
+            let _col = parts.next()?;
+            parts.next()?.trim().parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Compile sources into a rule set; all or nothing.
+pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
+    let mut errors = Vec::new();
+    let mut infos: Vec<RuleInfo> = Vec::new();
+    let mut yaml = Vec::new();
+    let mut literal_text = Vec::new();
+    let mut regex_text = Vec::new();
+    let (mut cs, mut ci) = (LiteralSet::default(), LiteralSet::default());
+    let mut files = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+
+    let mut compiler = yara_x::Compiler::new();
+    compiler.colorize_errors(false);
+    for ext in YARA_EXTERNALS {
+        if let Err(e) = compiler.define_global(ext, "") {
+            errors.push(RuleError {
+                file: "<yara>".into(),
+                line: 0,
+                message: format!("defining external {ext}: {e}"),
+            });
+        }
+    }
+    let mut yara_rules = 0usize;
+    let mut yara_files: Vec<(usize, String)> = Vec::new();
+
+    for src in &sources {
+        hasher.update(src.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(src.text.as_bytes());
+        hasher.update([0]);
+        let sha = hex::encode(Sha256::digest(src.text.as_bytes()));
+        match src.kind {
+            RuleKind::Yaml => {
+                let before = infos.len();
+                let parsed: Result<YamlFile, _> = serde_yaml_ng::from_str(&src.text);
+                let file = match parsed {
+                    Ok(f) => f,
+                    Err(e) => {
+                        errors.push(RuleError {
+                            file: src.name.clone(),
+                            line: e.location().map(|l| l.line()).unwrap_or(0),
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                let lines = yaml_rule_lines(&src.text);
+                for (i, spec) in file.rules.into_iter().enumerate() {
+                    let line = lines.get(i).copied().unwrap_or(0);
+                    let err = |message: String, at: usize| RuleError {
+                        file: src.name.clone(),
+                        line: at,
+                        message,
+                    };
+                    match yaml_rule(spec, infos.len(), &mut cs, &mut ci) {
+                        Ok((info, rule, lits, res)) => {
+                            if let Some(prev) = names.get(&info.name) {
+                                errors.push(err(
+                                    format!("rule {:?} is already defined in {prev}", info.name),
+                                    line,
+                                ));
+                                continue;
+                            }
+                            names.insert(info.name.clone(), src.name.clone());
+                            infos.push(RuleInfo {
+                                file: src.name.clone(),
+                                ..info
+                            });
+                            yaml.push(rule);
+                            literal_text.push(lits);
+                            regex_text.push(res);
+                        }
+                        Err((message, needle)) => {
+                            let at = needle
+                                .map(|n| find_line(&src.text, line, &n))
+                                .unwrap_or(line);
+                            errors.push(err(message, at));
+                        }
+                    }
+                }
+                files.push(RuleFile {
+                    file: src.name.clone(),
+                    kind: RuleKind::Yaml,
+                    rules: infos.len() - before,
+                    sha256: sha,
+                });
+            }
+            RuleKind::Yara => {
+                let code =
+                    yara_x::SourceCode::from(src.text.as_str()).with_origin(src.name.as_str());
+                if let Err(e) = compiler.add_source(code) {
+                    let report = e.to_string();
+                    errors.push(RuleError {
+                        file: src.name.clone(),
+                        line: yara_error_line(&report),
+                        message: report.lines().next().unwrap_or("").to_string(),
+                    });
+                    continue;
+                }
+                yara_files.push((files.len(), src.name.clone()));
+                files.push(RuleFile {
+                    file: src.name.clone(),
+                    kind: RuleKind::Yara,
+                    rules: 0,
+                    sha256: sha,
+                });
+            }
+        }
+    }
+
+    let cs = cs.build(false).map_err(|e| {
+        RuleErrors(vec![RuleError {
+            file: "<literals>".into(),
+            line: 0,
+            message: e,
+        }])
+    });
+    let ci = ci.build(true).map_err(|e| {
+        RuleErrors(vec![RuleError {
+            file: "<literals>".into(),
+            line: 0,
+            message: e,
+        }])
+    });
+    if !errors.is_empty() {
+        return Err(RuleErrors(errors));
+    }
+    let (cs, ci) = (cs?, ci?);
+
+    let mut yara_index = HashMap::new();
+    let yara = if yara_files.is_empty() {
+        None
+    } else {
+        let rules = compiler.build();
+        for r in rules.iter() {
+            let meta = |key: &str| r.metadata().find(|(k, _)| *k == key).map(|(_, v)| v);
+            let text = |key: &str| match meta(key) {
+                Some(yara_x::MetaValue::String(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            let severity = parse_severity(&text("severity")).unwrap_or(Severity::High);
+            let auto = matches!(meta("auto_quarantine"), Some(yara_x::MetaValue::Bool(true)));
+            let ns = r.namespace().to_string();
+            let name = r.identifier().to_string();
+            // Which file: YARA-X does not say per rule; namespaces are per compiler
+            // (one here), so record the first YARA file holding the identifier.
+            let file = yara_files
+                .iter()
+                .find(|(_, f)| {
+                    sources
+                        .iter()
+                        .any(|s| &s.name == f && s.text.contains(&format!("rule {name}")))
+                })
+                .map(|(i, f)| {
+                    files[*i].rules += 1;
+                    f.clone()
+                })
+                .unwrap_or_else(|| "<yara>".into());
+            if let Some(prev) = names.get(&name) {
+                errors.push(RuleError {
+                    file: file.clone(),
+                    line: 0,
+                    message: format!("rule {name:?} is already defined in {prev}"),
+                });
+                continue;
+            }
+            names.insert(name.clone(), file.clone());
+            yara_index.insert(format!("{ns}:{name}"), infos.len());
+            let description = text("description");
+            let category = text("category");
+            infos.push(RuleInfo {
+                name,
+                kind: RuleKind::Yara,
+                file,
+                severity,
+                category,
+                description,
+                auto_quarantine: auto,
+            });
+            yara_rules += 1;
+        }
+        Some(rules)
+    };
+    if !errors.is_empty() {
+        return Err(RuleErrors(errors));
+    }
+    tracing::debug!(yaml = yaml.len(), yara = yara_rules, "Rule set compiled.");
+    Ok(RuleSet {
+        infos,
+        yaml,
+        literal_text,
+        regex_text,
+        cs,
+        ci,
+        yara,
+        yara_index,
+        files,
+        version: hex::encode(hasher.finalize())[..16].to_string(),
+        loaded_at: crate::store::now_rfc3339(),
+        ignored: Vec::new(),
+    })
+}
+
+type YamlBuilt = (RuleInfo, YamlRule, Vec<String>, Vec<String>);
+
+/// Check and compile one YAML rule. An error says what is wrong and a text to find
+/// its line by.
+fn yaml_rule(
+    spec: YamlRuleSpec,
+    index: usize,
+    cs: &mut LiteralSet,
+    ci: &mut LiteralSet,
+) -> Result<YamlBuilt, (String, Option<String>)> {
+    let name = spec.name.trim().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err((
+            format!(
+                "rule name {:?} must be letters, digits, '_', '-' or '.'",
+                spec.name
+            ),
+            Some(spec.name.clone()),
+        ));
+    }
+    let severity = parse_severity(&spec.severity).ok_or_else(|| {
+        (
+            format!(
+                "rule {name}: severity {:?} is not critical, high, warning or info",
+                spec.severity
+            ),
+            Some("severity".to_string()),
+        )
+    })?;
+    let total = spec.patterns.len() + spec.regexes.len();
+    if total == 0 {
+        return Err((
+            format!("rule {name}: needs at least one of patterns or regexes"),
+            None,
+        ));
+    }
+    let min_matches = spec.min_matches.unwrap_or(1);
+    if min_matches == 0 || min_matches > total {
+        return Err((
+            format!("rule {name}: min_matches {min_matches} must be 1..={total} (its patterns + regexes)"),
+            Some("min_matches".to_string()),
+        ));
+    }
+    for p in spec.patterns.iter().chain(&spec.exclude_patterns) {
+        if p.is_empty() {
+            return Err((format!("rule {name}: empty pattern"), None));
+        }
+    }
+    let mut regexes = Vec::new();
+    for r in &spec.regexes {
+        let re = regex::bytes::RegexBuilder::new(r)
+            .case_insensitive(spec.nocase)
+            .size_limit(8 << 20)
+            .build()
+            .map_err(|e| (format!("rule {name}: regex {r:?}: {e}"), Some(r.clone())))?;
+        regexes.push(re);
+    }
+    let exclude_paths = if spec.exclude_paths.is_empty() {
+        None
+    } else {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in &spec.exclude_paths {
+            b.add(globset::Glob::new(g).map_err(|e| {
+                (
+                    format!("rule {name}: exclude_paths {g:?}: {e}"),
+                    Some(g.clone()),
+                )
+            })?);
+        }
+        Some(
+            b.build()
+                .map_err(|e| (format!("rule {name}: exclude_paths: {e}"), None))?,
+        )
+    };
+    let set = if spec.nocase { ci } else { cs };
+    for (i, p) in spec.patterns.iter().enumerate() {
+        set.patterns.push(p.as_bytes().to_vec());
+        set.owners.push(LiteralOwner {
+            rule: index,
+            index: i,
+            exclude: false,
+        });
+    }
+    for (i, p) in spec.exclude_patterns.iter().enumerate() {
+        set.patterns.push(p.as_bytes().to_vec());
+        set.owners.push(LiteralOwner {
+            rule: index,
+            index: i,
+            exclude: true,
+        });
+    }
+    let file_types = spec
+        .file_types
+        .iter()
+        .map(|t| t.trim_start_matches("*.").to_ascii_lowercase())
+        .collect();
+    Ok((
+        RuleInfo {
+            name,
+            kind: RuleKind::Yaml,
+            file: String::new(),
+            severity,
+            category: spec.category,
+            description: spec.description,
+            auto_quarantine: spec.auto_quarantine,
+        },
+        YamlRule {
+            info: index,
+            file_types,
+            literal_count: spec.patterns.len(),
+            regexes,
+            min_matches,
+            exclude_paths,
+            exclude_literals: spec.exclude_patterns.len(),
+            max_file_size: spec.max_file_size,
+        },
+        spec.patterns,
+        spec.regexes,
+    ))
+}
+
+/// A file type for the `filetype` external: by magic, else by extension.
+pub fn file_type(path: &Path, data: &[u8]) -> String {
+    if data.starts_with(b"\x7fELF") {
+        return "ELF".into();
+    }
+    if data.starts_with(b"MZ") {
+        return "EXE".into();
+    }
+    if data.starts_with(b"#!") {
+        return "SCRIPT".into();
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) => {
+            let e = e.to_ascii_lowercase();
+            match e.as_str() {
+                "php" | "phtml" | "php3" | "php4" | "php5" | "php7" | "phar" | "inc" => {
+                    "PHP".into()
+                }
+                "asp" | "aspx" => "ASP".into(),
+                "jsp" => "JSP".into(),
+                "pl" | "cgi" => "PERL".into(),
+                "py" => "PYTHON".into(),
+                "sh" => "SHELL".into(),
+                _ => e.to_ascii_uppercase(),
+            }
+        }
+        None if data
+            .windows(5)
+            .take(1024)
+            .any(|w| w.eq_ignore_ascii_case(b"<?php")) =>
+        {
+            "PHP".into()
+        }
+        None => String::new(),
+    }
+}
+
+impl RuleSet {
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.infos
+    }
+
+    pub fn count(&self, kind: RuleKind) -> usize {
+        self.infos.iter().filter(|i| i.kind == kind).count()
+    }
+
+    pub fn yara(&self) -> Option<&yara_x::Rules> {
+        self.yara.as_ref()
+    }
+
+    /// A YARA-X scanner for this set, with the externals defined and a timeout.
+    pub fn scanner(&self) -> Option<yara_x::Scanner<'_>> {
+        let mut s = yara_x::Scanner::new(self.yara.as_ref()?);
+        s.set_timeout(std::time::Duration::from_secs(10));
+        s.max_matches_per_pattern(10_000);
+        Some(s)
+    }
+
+    fn info_match(&self, info: usize, offset: u64, pattern: String) -> RuleMatch {
+        let i = &self.infos[info];
+        RuleMatch {
+            rule: i.name.clone(),
+            kind: i.kind,
+            file: i.file.clone(),
+            severity: i.severity,
+            category: i.category.clone(),
+            description: i.description.clone(),
+            offset,
+            pattern,
+            auto_quarantine: i.auto_quarantine,
+        }
+    }
+
+    /// Match the YAML rules against `data`.
+    pub fn scan_yaml(&self, target: &Target<'_>, data: &[u8]) -> Vec<RuleMatch> {
+        let n = self.yaml.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Per rule: first offset of each literal, and whether an exclusion was seen.
+        let mut first: Vec<Vec<Option<u64>>> = self
+            .yaml
+            .iter()
+            .map(|r| vec![None; r.literal_count])
+            .collect();
+        let mut excluded = vec![false; n];
+        for (ac, owners) in [&self.cs, &self.ci].into_iter().flatten() {
+            for m in ac.find_overlapping_iter(data) {
+                let o = owners[m.pattern().as_usize()];
+                if o.exclude {
+                    excluded[o.rule] = true;
+                } else if first[o.rule][o.index].is_none() {
+                    first[o.rule][o.index] = Some(m.start() as u64);
+                }
+            }
+        }
+        let path_str = target.path.to_string_lossy();
+        let fname = target
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let ext = target
+            .path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (ri, rule) in self.yaml.iter().enumerate() {
+            if excluded[ri] && rule.exclude_literals > 0 {
+                continue;
+            }
+            if !rule.file_types.is_empty()
+                && !rule.file_types.iter().any(|t| *t == ext || *t == fname)
+            {
+                continue;
+            }
+            if rule.max_file_size.is_some_and(|m| target.size > m) {
+                continue;
+            }
+            if rule
+                .exclude_paths
+                .as_ref()
+                .is_some_and(|g| g.is_match(path_str.as_ref()))
+            {
+                continue;
+            }
+            let mut hits: Vec<(u64, String)> = first[ri]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| o.map(|o| (o, self.literal_text[ri][i].clone())))
+                .collect();
+            // Regexes run only when they can still lift the count to min_matches.
+            if hits.len() + rule.regexes.len() >= rule.min_matches {
+                for (i, re) in rule.regexes.iter().enumerate() {
+                    if let Some(m) = re.find(data) {
+                        hits.push((m.start() as u64, self.regex_text[ri][i].clone()));
+                    }
+                }
+            }
+            if hits.len() >= rule.min_matches {
+                let (offset, pattern) =
+                    hits.into_iter().min_by_key(|(o, _)| *o).unwrap_or_default();
+                out.push(self.info_match(rule.info, offset, pattern));
+            }
+        }
+        out
+    }
+
+    /// Match the YARA rules with `scanner` (from [`RuleSet::scanner`]).
+    pub fn scan_yara(
+        &self,
+        scanner: &mut yara_x::Scanner<'_>,
+        target: &Target<'_>,
+        data: &[u8],
+    ) -> Result<Vec<RuleMatch>, String> {
+        let path = target.path.to_string_lossy();
+        let name = target
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = target
+            .path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let ftype = file_type(target.path, data);
+        for (k, v) in [
+            ("filename", name.as_str()),
+            ("filepath", path.as_ref()),
+            ("extension", ext.as_str()),
+            ("filetype", ftype.as_str()),
+            ("owner", target.owner.as_str()),
+        ] {
+            scanner
+                .set_global(k, v)
+                .map_err(|e| format!("setting {k}: {e}"))?;
+        }
+        let results = scanner.scan(data).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for r in results.matching_rules() {
+            let key = format!("{}:{}", r.namespace(), r.identifier());
+            let Some(&info) = self.yara_index.get(&key) else {
+                continue;
+            };
+            let first = r
+                .patterns()
+                .flat_map(|p| {
+                    let id = p.identifier().to_string();
+                    p.matches()
+                        .map(move |m| (m.range().start as u64, id.clone()))
+                })
+                .min_by_key(|(o, _)| *o);
+            let (offset, pattern) = first.unwrap_or((0, "condition".into()));
+            out.push(self.info_match(info, offset, pattern));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Source {
+        Source {
+            name: "t.yml".into(),
+            kind: RuleKind::Yaml,
+            text: text.into(),
+        }
+    }
+    fn yara(text: &str) -> Source {
+        Source {
+            name: "t.yar".into(),
+            kind: RuleKind::Yara,
+            text: text.into(),
+        }
+    }
+    fn target(p: &str) -> Target<'_> {
+        Target {
+            path: Path::new(p),
+            size: 100,
+            owner: "www-data".into(),
+        }
+    }
+
+    const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+    #[test]
+    fn builtin_rules_compile_and_catch_the_classics() {
+        let set = load(None, true).expect("builtin rules compile");
+        assert!(set.count(RuleKind::Yaml) >= 8, "{:?}", set.rules());
+        assert!(set.count(RuleKind::Yara) >= 3);
+        let mut scanner = set.scanner().expect("yara rules present");
+        let mut all = |p: &str, data: &[u8]| {
+            let t = target(p);
+            let mut m = set.scan_yaml(&t, data);
+            m.extend(set.scan_yara(&mut scanner, &t, data).expect("scan"));
+            m.into_iter().map(|m| m.rule).collect::<Vec<_>>()
+        };
+        assert_eq!(all("/w/eicar.com", EICAR), vec!["eicar_test_file"]);
+        assert!(all("/w/x.php", b"<?php system($_GET['cmd']); ?>")
+            .contains(&"php_exec_request_input".to_string()));
+        assert!(all("/w/x.php", b"<?php @eval(base64_decode($_POST['z']));")
+            .contains(&"php_eval_decoded".to_string()));
+        assert!(all("/w/logo.png", b"\x89PNG....<?php echo 1; ?>")
+            .contains(&"php_in_image".to_string()));
+        assert!(all("/w/index.php", b"<?php echo 'hello';").is_empty());
+        // The same PHP payload as a .txt is not a PHP rule's business.
+        assert!(!all("/w/x.txt", b"<?php system($_GET['cmd']); ?>")
+            .contains(&"php_exec_request_input".to_string()));
+    }
+
+    #[test]
+    fn min_matches_exclusions_offsets_and_case() {
+        let set = compile(vec![yaml(
+            r#"
+rules:
+  - name: two_of
+    severity: high
+    file_types: [php]
+    patterns: ["alpha", "beta"]
+    regexes: ['gam+a\d']
+    min_matches: 2
+    exclude_patterns: ["SAFE-MARKER"]
+    exclude_paths: ["**/vendor/**"]
+  - name: nocase
+    severity: info
+    nocase: true
+    patterns: ["EvAl("]
+"#,
+        )])
+        .expect("compile");
+        let m = set.scan_yaml(&target("/w/a.php"), b"xx beta yy gammma7");
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].rule.as_str(), m[0].offset), ("two_of", 3));
+        assert!(set.scan_yaml(&target("/w/a.php"), b"beta only").is_empty());
+        assert!(set
+            .scan_yaml(&target("/w/a.php"), b"alpha beta SAFE-MARKER")
+            .is_empty());
+        assert!(set
+            .scan_yaml(&target("/w/vendor/x/a.php"), b"alpha beta")
+            .is_empty());
+        assert!(set.scan_yaml(&target("/w/a.js"), b"alpha beta").is_empty());
+        let m = set.scan_yaml(&target("/w/a.js"), b"  EVAL(1)");
+        assert_eq!((m[0].rule.as_str(), m[0].offset), ("nocase", 2));
+    }
+
+    #[test]
+    fn errors_name_file_and_line_and_nothing_half_loads() {
+        let e = compile(vec![yaml(
+            "rules:\n  - name: ok\n    severity: high\n    patterns: [a]\n  - name: bad\n    severity: high\n    regexes: ['(unclosed']\n",
+        )])
+        .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!((e.0[0].file.as_str(), e.0[0].line), ("t.yml", 7), "{e}");
+        assert!(e.0[0].message.contains("bad"), "{e}");
+
+        let e = compile(vec![yaml(
+            "rules:\n  - name: x\n    severity: loud\n    patterns: [a]\n",
+        )])
+        .unwrap_err();
+        assert_eq!(e.0[0].line, 3, "{e}");
+
+        let e = compile(vec![yaml("rules:\n  - name: x\n    sevrity: high\n")]).unwrap_err();
+        assert_eq!(e.0[0].line, 3, "{e}");
+        assert!(e.0[0].message.contains("sevrity"), "{e}");
+
+        let e = compile(vec![yara("rule a {\n condition:\n  true and\n}\n")]).unwrap_err();
+        assert_eq!((e.0[0].file.as_str(), e.0[0].line), ("t.yar", 4), "{e}");
+
+        let e = compile(vec![
+            yaml("rules:\n  - name: dup\n    severity: high\n    patterns: [a]\n"),
+            yara("rule dup { condition: true }"),
+        ])
+        .unwrap_err();
+        assert!(e.0[0].message.contains("already defined"), "{e}");
+    }
+
+    #[test]
+    fn yara_externals_are_set_per_file() {
+        let set = compile(vec![yara(
+            r#"rule by_ext { meta: severity = "warning" auto_quarantine = true
+                 condition: extension == "phtml" and owner == "www-data" and filetype == "PHP" }
+               rule by_path { strings: $a = "zzz" condition: $a and filepath matches /\/uploads\// and filename == "f.txt" }"#,
+        )])
+        .expect("compile");
+        let mut s = set.scanner().expect("scanner");
+        let m = set
+            .scan_yara(&mut s, &target("/w/x.phtml"), b"whatever")
+            .expect("scan");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].severity, Severity::Warning);
+        assert!(m[0].auto_quarantine);
+        let m = set
+            .scan_yara(&mut s, &target("/w/uploads/f.txt"), b"..zzz")
+            .expect("scan");
+        assert_eq!(
+            (m[0].rule.as_str(), m[0].offset, m[0].pattern.as_str()),
+            ("by_path", 2, "$a")
+        );
+        assert!(set
+            .scan_yara(&mut s, &target("/w/other/f.txt"), b"zzz")
+            .expect("scan")
+            .is_empty());
+    }
+}
