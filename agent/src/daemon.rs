@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! `rampart run`: wire the pipeline together and run until SIGINT/SIGTERM.
 //!
-//! ring buffer reader --(bounded mpsc)--> detection --> store --> broadcast --> SSE
+//! ring buffer reader --(bounded)--> detection --(bounded)--> scan workers --(bounded)-->
+//! scan results --> findings (store, JSONL log, broadcast --> SSE)
 
 use std::{sync::Arc, time::Instant};
 
@@ -468,11 +469,16 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     }
     // The reader dropped its sender: detection drains what is queued, then ends.
     let _ = detector.await;
-    // The pool's senders are gone with the detector and the scheduler; the workers
-    // finish the queue and the results task drains it.
+    // Close the scan queue: the workers finish what is queued, the results task
+    // turns it into findings, then ends (bounded: a stuck scan cannot hold shutdown).
     let _ = scheduler.await;
-    drop(detection);
-    let _ = scan_results.await;
+    detection.pool.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), scan_results)
+        .await
+        .is_err()
+    {
+        tracing::warn!("Scans still running after 10 s at shutdown; their results are lost.");
+    }
     let _ = net_events.await;
     let _ = sweeper.await;
     let _ = loss.await;

@@ -253,7 +253,8 @@ impl ScanStats {
 /// `workers × max_bytes` plus the queue of paths.
 #[derive(Clone)]
 pub struct ScanPool {
-    tx: mpsc::Sender<ScanRequest>,
+    /// Shared by every clone, so [`ScanPool::close`] closes the queue for all.
+    tx: Arc<RwLock<Option<mpsc::Sender<ScanRequest>>>>,
     pub stats: Arc<ScanStats>,
 }
 
@@ -274,18 +275,37 @@ impl ScanPool {
                 .name(format!("rampart-scan-{i}"))
                 .spawn(move || worker(&engine, &rx, &out, &stats, max_bytes))?;
         }
-        Ok(Self { tx, stats })
+        Ok(Self {
+            tx: Arc::new(RwLock::new(Some(tx))),
+            stats,
+        })
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<ScanRequest>> {
+        read(&self.tx)
+    }
+
+    /// Stop taking requests: the workers finish what is queued, then exit, and the
+    /// outcome channel closes after the last outcome.
+    pub fn close(&self) {
+        match self.tx.write() {
+            Ok(mut g) => *g = None,
+            Err(p) => *p.into_inner() = None,
+        }
     }
 
     /// Queue a scan. When the queue is full this waits (counted as back-pressure):
     /// the file-event queue upstream absorbs it, and drops there are counted too.
     pub async fn submit(&self, req: ScanRequest) -> bool {
+        let Some(tx) = self.sender() else {
+            return false;
+        };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(req) {
+        match tx.try_send(req) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(req)) => {
                 self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
-                self.tx.send(req).await.is_ok()
+                tx.send(req).await.is_ok()
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
@@ -293,12 +313,15 @@ impl ScanPool {
 
     /// Queue from a blocking thread (directory walks of scan jobs).
     pub fn submit_blocking(&self, req: ScanRequest) -> bool {
+        let Some(tx) = self.sender() else {
+            return false;
+        };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(req) {
+        match tx.try_send(req) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(req)) => {
                 self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
-                self.tx.blocking_send(req).is_ok()
+                tx.blocking_send(req).is_ok()
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }

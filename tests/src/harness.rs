@@ -169,6 +169,52 @@ impl Harness {
         })
     }
 
+    /// Open `/api/v1/events` (with Last-Event-ID when given), run `during` once the
+    /// stream is open, then read events until `until` holds for those received.
+    /// Returns (id, data) per event. Panics if the stream ends or stalls (20 s).
+    pub fn sse(
+        &self,
+        last_event_id: Option<i64>,
+        during: impl FnOnce() + Send + 'static,
+        until: impl Fn(&[(i64, serde_json::Value)]) -> bool + Send + 'static,
+    ) -> Vec<(i64, serde_json::Value)> {
+        use std::io::BufRead;
+        let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        let read = self.read.clone();
+        NetPair::in_ns(&self.net.ns_a, move || {
+            let c = client(&cert);
+            let mut rb = c
+                .get("https://127.0.0.1:9443/api/v1/events")
+                .bearer_auth(&read);
+            if let Some(id) = last_event_id {
+                rb = rb.header("last-event-id", id.to_string());
+            }
+            let resp = rb.send().expect("sse");
+            assert_eq!(resp.status(), 200);
+            during();
+            let mut lines = std::io::BufReader::new(resp).lines();
+            let mut events = Vec::new();
+            let (mut id, mut data) = (None, None);
+            while !until(&events) {
+                let line = lines
+                    .next()
+                    .expect("SSE stream ended")
+                    .expect("SSE read (timeout?)");
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<i64>().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    assert!(data.is_none(), "one data: line per event");
+                    data = Some(serde_json::from_str(v.trim()).expect("data: is one JSON object"));
+                } else if line.is_empty() {
+                    if let Some(d) = data.take() {
+                        events.push((id.take().expect("every event has an id:"), d));
+                    }
+                }
+            }
+            events
+        })
+    }
+
     pub fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
         self.request("GET", path, token, None)
     }

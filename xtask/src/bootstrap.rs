@@ -34,7 +34,7 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 /// Comparison tools the benchmarks measure against.
-const BENCH_PACKAGES: &[&str] = &["nftables", "iptables"];
+const BENCH_PACKAGES: &[&str] = &["nftables", "iptables", "yara"];
 
 /// Install the Debian packages of `packages` that are missing.
 fn apt_install(packages: &[&str]) -> Result<()> {
@@ -61,6 +61,56 @@ fn apt_install(packages: &[&str]) -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Clean PHP the signature false-positive test scans: Debian's WordPress and PHP
+/// libraries, downloaded (not installed) and unpacked under target/.
+const FP_PACKAGES: &[&str] = &[
+    "wordpress",
+    "libphp-phpmailer",
+    "php-phpseclib",
+    "php-getid3",
+    "php-twig",
+];
+
+/// Download and unpack [`FP_PACKAGES`] into `target/fp-corpus/root` (once; the list
+/// of packages is the marker). Returns the unpacked root.
+pub fn fp_corpus() -> Result<std::path::PathBuf> {
+    step("bootstrap: false-positive corpus (Debian PHP packages, unpacked)");
+    let dir = util::root()?.join("target/fp-corpus");
+    let root = dir.join("root");
+    let marker = dir.join("packages");
+    let want = FP_PACKAGES.join("\n");
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == want) && root.is_dir() {
+        eprintln!("fp corpus: present ({})", root.display());
+        return Ok(root);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs).context("creating target/fp-corpus")?;
+    let download = || {
+        Command::new("apt-get")
+            .arg("download")
+            .args(FP_PACKAGES)
+            .current_dir(&debs)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !download() {
+        // A fresh machine may have no package lists yet.
+        util::run(Command::new("apt-get").arg("update").arg("-q"))?;
+        if !download() {
+            bail!("apt-get download {} failed", FP_PACKAGES.join(" "));
+        }
+    }
+    for e in std::fs::read_dir(&debs).context("listing the downloaded packages")? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "deb") {
+            util::run(Command::new("dpkg-deb").arg("-x").arg(&p).arg(&root))?;
+        }
+    }
+    std::fs::write(&marker, want).context("writing the corpus marker")?;
+    Ok(root)
 }
 
 /// What `cargo xtask bench` needs on top of the build toolchain.

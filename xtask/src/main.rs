@@ -68,6 +68,9 @@ fn test() -> anyhow::Result<()> {
     // The end-to-end tests run the real binary; `cargo test` alone does not build it.
     util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
     bootstrap::mounts()?;
+    let corpus = bootstrap::fp_corpus()?;
+    // Read by tests/tests/signatures_fp.rs (sudo -E keeps it).
+    std::env::set_var("RAMPART_FP_CORPUS", &corpus);
     util::cargo_root(&[
         "test",
         "--package",

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! False positives of the builtin signatures over clean PHP: Debian's WordPress,
+//! PHPMailer, phpseclib, getID3 and Twig (unpacked by `cargo xtask test` into
+//! target/fp-corpus, named by RAMPART_FP_CORPUS). Zero matches allowed.
+
+use std::process::Command;
+
+use integration_test::rampart_bin;
+
+#[test]
+fn builtin_rules_do_not_fire_on_clean_php() {
+    let corpus = std::env::var("RAMPART_FP_CORPUS").expect(
+        "RAMPART_FP_CORPUS unset: run through `cargo xtask test`, which unpacks the corpus",
+    );
+    let wp = std::path::Path::new(&corpus).join("usr/share/wordpress/wp-includes");
+    assert!(wp.is_dir(), "corpus incomplete: {} missing", wp.display());
+    let out = Command::new(rampart_bin())
+        .args([
+            "scan",
+            "--default-config",
+            "--rules-dir",
+            "/nonexistent",
+            "--workers",
+            "2",
+            &corpus,
+        ])
+        .output()
+        .expect("run rampart scan");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "false positives:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    // It really scanned the corpus (thousands of files), not an empty tree.
+    let files: u64 = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "scanned")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(files > 2000, "{stderr}");
+}
+
+/// The same scanner on the same tree finds a planted webshell: the zero above is not
+/// a scanner that sees nothing.
+#[test]
+fn a_planted_webshell_in_the_corpus_is_found() {
+    let corpus = std::env::var("RAMPART_FP_CORPUS").expect("RAMPART_FP_CORPUS unset");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = std::path::Path::new(&corpus).join("usr/share/wordpress/wp-includes/version.php");
+    let mut body = std::fs::read(&src).expect("read version.php");
+    body.extend_from_slice(b"\n<?php @eval(base64_decode($_POST['z'])); ?>\n");
+    let planted = dir.path().join("version.php");
+    std::fs::write(&planted, body).expect("write");
+    let out = Command::new(rampart_bin())
+        .args([
+            "scan",
+            "--default-config",
+            "--rules-dir",
+            "/nonexistent",
+            "--json",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run rampart scan");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let rules: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object a line");
+            v["match"]["rule"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(rules.contains(&"php_eval_decoded".to_string()), "{rules:?}");
+}
