@@ -401,15 +401,27 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     ));
 
     let started_at = store::now_rfc3339();
-    // Hashing our own binary takes seconds for a debug build: off the start-up path.
+    // Hashing our own binary takes seconds (a debug build is ~400 MB): off the
+    // start-up path, on a detached thread. Not spawn_blocking: the runtime waits for
+    // those when it shuts down, which held a stop for the whole hash.
     let binary_hash = Arc::new(std::sync::OnceLock::new());
     let bh = binary_hash.clone();
-    tokio::task::spawn_blocking(move || {
-        let exe = std::env::current_exe()
-            .and_then(std::fs::read)
-            .unwrap_or_default();
-        let _ = bh.set(hash_hex(&exe));
-    });
+    let hasher = std::thread::Builder::new()
+        .name("rampart-selfhash".into())
+        .spawn(move || {
+            let hash = std::env::current_exe()
+                .and_then(|p| {
+                    let mut f = std::fs::File::open(p)?;
+                    let mut h = Sha256::new();
+                    std::io::copy(&mut f, &mut h)?;
+                    Ok(hex::encode(h.finalize()))
+                })
+                .unwrap_or_default();
+            let _ = bh.set(hash);
+        });
+    if let Err(e) = hasher {
+        tracing::warn!(error = %e, "Cannot start the binary hash thread; binary_hash stays empty.");
+    }
     let backend = Arc::new(AgentBackend {
         store: store.clone(),
         firewall: firewall.clone(),
@@ -455,6 +467,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     tracing::info!("Shutting down.");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    tracing::info!("API stopped.");
     match reader.await {
         Ok(Err(e)) => tracing::error!(error = %e, "Ring buffer reader failed."),
         Err(e) => tracing::error!(error = %e, "Ring buffer reader panicked."),
@@ -469,6 +482,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     }
     // The reader dropped its sender: detection drains what is queued, then ends.
     let _ = detector.await;
+    tracing::info!("Sensors stopped; draining scans.");
     // Close the scan queue: the workers finish what is queued, the results task
     // turns it into findings, then ends (bounded: a stuck scan cannot hold shutdown).
     let _ = scheduler.await;
@@ -479,6 +493,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     {
         tracing::warn!("Scans still running after 10 s at shutdown; their results are lost.");
     }
+    tracing::info!("Scans drained.");
     let _ = net_events.await;
     let _ = sweeper.await;
     let _ = loss.await;

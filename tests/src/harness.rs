@@ -123,9 +123,12 @@ impl Harness {
     /// SIGTERM and wait; asserts a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut a) = self.agent.take() {
-            let st = a
-                .stop(Duration::from_secs(15))
-                .expect("agent stops on SIGTERM");
+            let st = a.stop(Duration::from_secs(15)).unwrap_or_else(|| {
+                panic!(
+                    "agent did not stop on SIGTERM within 15 s; log:\n{}",
+                    a.log_text()
+                )
+            });
             assert!(
                 st.success(),
                 "agent exit status {st}; log:\n{}",

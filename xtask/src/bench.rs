@@ -20,16 +20,21 @@ pub fn run() -> Result<()> {
         "rampart",
     ])?;
     let out = util::root()?.join("bench/results.json");
-    util::cargo_root(&[
-        "run",
-        "--release",
-        "--package",
-        "integration-test",
-        "--bin",
-        "rampart-bench",
-        "--",
-        "--out",
-        &out.to_string_lossy(),
-    ])?;
+    // The scan benchmark reads the false-positive corpus.
+    let corpus = bootstrap::fp_corpus()?;
+    util::cargo_root_env(
+        &[
+            "run",
+            "--release",
+            "--package",
+            "integration-test",
+            "--bin",
+            "rampart-bench",
+            "--",
+            "--out",
+            &out.to_string_lossy(),
+        ],
+        &[("RAMPART_FP_CORPUS", corpus.as_os_str())],
+    )?;
     docs::perf_table()
 }

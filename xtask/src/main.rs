@@ -70,12 +70,14 @@ fn test() -> anyhow::Result<()> {
     bootstrap::mounts()?;
     let corpus = bootstrap::fp_corpus()?;
     // Read by tests/tests/signatures_fp.rs (sudo -E keeps it).
-    std::env::set_var("RAMPART_FP_CORPUS", &corpus);
-    util::cargo_root(&[
-        "test",
-        "--package",
-        "integration-test",
-        "--",
-        "--test-threads=1",
-    ])
+    util::cargo_root_env(
+        &[
+            "test",
+            "--package",
+            "integration-test",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("RAMPART_FP_CORPUS", corpus.as_os_str())],
+    )
 }

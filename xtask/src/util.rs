@@ -53,15 +53,19 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     run(&mut cargo_cmd(args)?)
 }
 
-/// Run cargo as root (through `sudo -E` when we are not root).
-pub fn cargo_root(args: &[&str]) -> Result<()> {
+/// Run cargo as root (through `sudo -E` when we are not root), with extra
+/// environment variables for cargo and what it runs.
+pub fn cargo_root_env(args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
     if is_root() {
-        return cargo(args);
+        let mut c = cargo_cmd(args)?;
+        c.envs(envs.iter().copied());
+        return run(&mut c);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new("sudo");
     c.arg("-E")
         .arg(format!("PATH={}", path_env()))
+        .envs(envs.iter().copied())
         .arg(cargo)
         .args(args)
         .current_dir(root()?);
