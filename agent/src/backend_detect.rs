@@ -17,7 +17,7 @@ use crate::{
     quarantine::QuarantineError,
     scan::JobInfo,
     signatures::RuleKind,
-    store::{FindingQuery, NewFinding, StoreError, Suppression},
+    store::{FindingQuery, IncidentError, NewFinding, StoreError, Suppression},
 };
 
 fn store_err(e: StoreError) -> ApiError {
@@ -611,6 +611,110 @@ impl AgentBackend {
                 )
                 .await;
                 ok(json!({ "status": "restored", "id": id, "path": row.original_path }))
+            }
+            DetectOp::Incidents {
+                status,
+                kind,
+                limit,
+            } => ok(json!(self
+                .store
+                .incidents(status, kind, limit)
+                .await
+                .map_err(store_err)?)),
+            DetectOp::Incident { id } => {
+                let (inc, ids) = self
+                    .store
+                    .incident(id)
+                    .await
+                    .map_err(store_err)?
+                    .ok_or_else(|| {
+                        ApiError::new(StatusCode::NOT_FOUND, format!("no incident {id}"))
+                    })?;
+                let mut findings = Vec::new();
+                for fid in ids {
+                    if let Some(f) = self.store.finding(fid).await.map_err(store_err)? {
+                        findings.push(f);
+                    }
+                }
+                let mut v = json!(inc);
+                v["findings"] = json!(findings);
+                ok(v)
+            }
+            DetectOp::IncidentStatus {
+                id,
+                status,
+                details,
+            } => {
+                let status: &'static str = crate::store::INCIDENT_STATUSES
+                    .iter()
+                    .find(|s| **s == status)
+                    .copied()
+                    .ok_or_else(|| ApiError::bad_request(format!("bad status {status:?}")))?;
+                match self
+                    .store
+                    .set_incident_status(id, status, details.clone(), actor.to_string())
+                    .await
+                {
+                    Ok(inc) => {
+                        self.audit(
+                            actor,
+                            "incident_status",
+                            &id.to_string(),
+                            &format!("{status}: {details}"),
+                            None,
+                        )
+                        .await;
+                        ok(json!(inc))
+                    }
+                    Err(IncidentError::NotFound(_)) => Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no incident {id}"),
+                    )),
+                    Err(e @ IncidentError::KeyInUse { .. }) => {
+                        Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+                    }
+                    Err(IncidentError::Store(e)) => Err(store_err(e)),
+                }
+            }
+            DetectOp::IncidentGroups {
+                status,
+                kind,
+                limit,
+            } => ok(json!(self
+                .store
+                .incident_groups(status, kind, limit)
+                .await
+                .map_err(store_err)?)),
+            DetectOp::IncidentTimeline { ip, account, hours } => {
+                let since = now_unix() - i64::from(hours) * 3600;
+                let (findings, total) = self
+                    .store
+                    .query_findings(FindingQuery {
+                        ip: ip.clone(),
+                        account: account.clone(),
+                        from_unix: Some(since),
+                        limit: 5000,
+                        oldest_first: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(store_err)?;
+                let incidents: Vec<_> = self
+                    .store
+                    .incidents("all".into(), None, 5000)
+                    .await
+                    .map_err(store_err)?
+                    .into_iter()
+                    .filter(|i| {
+                        (i.kind == "ip" && Some(&i.source) == ip.as_ref())
+                            || (i.kind == "account" && Some(&i.source) == account.as_ref())
+                    })
+                    .collect();
+                ok(json!({
+                    "ip": ip, "account": account, "hours": hours,
+                    "from": rfc3339_of(since), "total": total,
+                    "findings": findings, "incidents": incidents,
+                }))
             }
             DetectOp::QuarantineDelete { ids } => {
                 let (deleted, not_found) = det.quarantine.delete(ids).await.map_err(q_err)?;

@@ -96,6 +96,30 @@ impl Matcher {
     }
 }
 
+/// The correlation key of a finding, in the spec's order: account, mailbox, domain,
+/// process, remote IP. Findings with none (agent health) start no incident.
+pub fn correlation(f: &Finding) -> Option<(&'static str, String)> {
+    if let Some(a) = &f.account {
+        return Some(("account", a.clone()));
+    }
+    if let Some(m) = &f.mailbox {
+        return Some(("mailbox", m.clone()));
+    }
+    if let Some(d) = &f.domain {
+        return Some(("domain", d.clone()));
+    }
+    if let Some(p) = &f.process {
+        return Some((
+            "process",
+            match f.uid {
+                Some(u) => format!("{p} (uid {u})"),
+                None => p.clone(),
+            },
+        ));
+    }
+    f.ip.as_ref().map(|ip| ("ip", ip.clone()))
+}
+
 #[derive(Debug, Default)]
 pub struct FindingStats {
     pub new: AtomicU64,
@@ -203,6 +227,16 @@ impl Findings {
                 self.stats.new.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(id = f.id, check = %f.check, severity = f.severity.as_str(), ip = f.ip.as_deref().unwrap_or(""), path = f.path.as_deref().unwrap_or(""), rule = f.rule.as_deref().unwrap_or(""), "Finding.");
                 self.append_log(&f);
+                if let Some((kind, source)) = correlation(&f) {
+                    let title = format!("{} on {kind} {source}", f.check);
+                    if let Err(e) = self
+                        .store
+                        .attach_incident(f.id, kind, source, f.severity, f.check.clone(), title)
+                        .await
+                    {
+                        tracing::error!(id = f.id, error = %e, "Attaching a finding to its incident failed.");
+                    }
+                }
                 // No subscribers is fine.
                 let _ = self.tx.send(f.clone());
                 Some(f)

@@ -14,8 +14,8 @@ use crate::{
     auth::Principal,
     model::{
         BlockRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding, FindingRef, FirewallOp,
-        FwList, HistoryQuery, IdRequest, IdsRequest, IpRequest, ListRequest, ScanRequest, Severity,
-        SuppressionRequest,
+        FwList, HistoryQuery, IdRequest, IdsRequest, IncidentStatusRequest, IpRequest, ListRequest,
+        ScanRequest, Severity, SuppressionRequest,
     },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
@@ -267,9 +267,85 @@ fn string_param(query: &str, name: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("{name} query parameter required")))
 }
 
+fn incident_status_param(query: &str, default: &str) -> Result<String, ApiError> {
+    let s = query_param(query, "status")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string());
+    if [
+        "active",
+        "all",
+        "open",
+        "contained",
+        "resolved",
+        "dismissed",
+    ]
+    .contains(&s.as_str())
+    {
+        Ok(s)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "status must be active, all, open, contained, resolved or dismissed, got {s:?}"
+        )))
+    }
+}
+
+/// The `{id}` segment of a route path, as an integer.
+fn path_id(route: &Route, path: &str) -> Result<i64, ApiError> {
+    let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
+    v.parse::<i64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {v:?}")))
+}
+
 /// Parse the route's request into a detection operation.
-fn detect_op(handler: Handler, query: &str, body: &Bytes) -> Result<Option<DetectOp>, ApiError> {
-    Ok(Some(match handler {
+fn detect_op(
+    route: &Route,
+    path: &str,
+    query: &str,
+    body: &Bytes,
+) -> Result<Option<DetectOp>, ApiError> {
+    Ok(Some(match route.handler {
+        Handler::Incidents => DetectOp::Incidents {
+            status: incident_status_param(query, "all")?,
+            kind: query_param(query, "kind").filter(|k| !k.is_empty()),
+            limit: limit(query, 500, 5000)?,
+        },
+        Handler::IncidentGroups => DetectOp::IncidentGroups {
+            status: incident_status_param(query, "active")?,
+            kind: query_param(query, "kind").filter(|k| !k.is_empty()),
+            limit: limit(query, 100, 5000)?,
+        },
+        Handler::Incident => DetectOp::Incident {
+            id: path_id(route, path)?,
+        },
+        Handler::IncidentStatus => {
+            let id = path_id(route, path)?;
+            let r: IncidentStatusRequest = parse_json(body)?;
+            if !["open", "contained", "resolved", "dismissed"].contains(&r.status.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "status must be open, contained, resolved or dismissed, got {:?}",
+                    r.status
+                )));
+            }
+            DetectOp::IncidentStatus {
+                id,
+                status: r.status,
+                details: r.details,
+            }
+        }
+        Handler::IncidentTimeline => {
+            let ip = query_param(query, "ip").filter(|v| !v.is_empty());
+            let account = query_param(query, "account").filter(|v| !v.is_empty());
+            if ip.is_none() && account.is_none() {
+                return Err(ApiError::bad_request(
+                    "ip or account query parameter required",
+                ));
+            }
+            DetectOp::IncidentTimeline {
+                ip,
+                account,
+                hours: uint_param(query, "hours", 24, 24 * 90)?.max(1),
+            }
+        }
         Handler::FindingsEnriched => DetectOp::FindingsEnriched,
         Handler::FindingDetail => {
             let id = match query_param(query, "id").filter(|v| !v.is_empty()) {
@@ -423,12 +499,13 @@ pub(crate) async fn handle<B: Backend>(
     state: &Arc<ApiState<B>>,
     route: &Route,
     principal: &Principal,
+    path: &str,
     query: &str,
     last_event_id: Option<i64>,
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let b = &state.backend;
-    if let Some(op) = detect_op(route.handler, query, &body)? {
+    if let Some(op) = detect_op(route, path, query, &body)? {
         let csv = matches!(op, DetectOp::HistoryRows(_));
         let (status, v) = b.detect(op, &principal.name).await?;
         if csv {

@@ -319,4 +319,38 @@ pub enum DetectOp {
     QuarantineDelete {
         ids: Vec<String>,
     },
+    /// `?status=` (active = open + contained, all, or one status), `?kind=`, `?limit=`.
+    Incidents {
+        status: String,
+        kind: Option<String>,
+        limit: u32,
+    },
+    Incident {
+        id: i64,
+    },
+    IncidentStatus {
+        id: i64,
+        status: String,
+        details: String,
+    },
+    IncidentGroups {
+        status: String,
+        kind: Option<String>,
+        limit: u32,
+    },
+    /// Findings and incidents of an IP or account over the last `hours`.
+    IncidentTimeline {
+        ip: Option<String>,
+        account: Option<String>,
+        hours: u32,
+    },
+}
+
+/// Body of `POST /api/v1/incidents/<id>/status`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentStatusRequest {
+    pub status: String,
+    #[serde(default)]
+    pub details: String,
 }

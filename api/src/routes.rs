@@ -61,6 +61,11 @@ pub enum Handler {
     QuarantinePreview,
     QuarantineRestore,
     QuarantineBulkDelete,
+    Incidents,
+    IncidentGroups,
+    Incident,
+    IncidentStatus,
+    IncidentTimeline,
 }
 
 #[derive(Debug)]
@@ -144,22 +149,64 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/quarantine-preview", Scope::Admin, Handler::QuarantinePreview, "First 64 KiB of a quarantined file (?id=)"),
     r("POST", "/api/v1/quarantine-restore", Scope::Admin, Handler::QuarantineRestore, "Restore a quarantined file byte-identical with owner/mode/mtime: {id}; 409 if the path is taken"),
     r("POST", "/api/v1/quarantine/bulk-delete", Scope::Admin, Handler::QuarantineBulkDelete, "Delete quarantined files for good: {ids} -> {deleted, not_found}"),
+    // Incidents (csm-api.md "Incidents"): findings grouped by correlation key.
+    r("GET", "/api/v1/incidents", Scope::Read, Handler::Incidents, "Incidents, most recently updated first (?status=active|all|open|contained|resolved|dismissed, default all; ?kind=; ?limit=)"),
+    r("GET", "/api/v1/incidents/groups", Scope::Read, Handler::IncidentGroups, "Open/contained incidents rolled up by (kind, source) (?status= default active, ?kind=, ?limit=)"),
+    r("GET", "/api/v1/incidents/{id}", Scope::Read, Handler::Incident, "One incident with its findings; 404 if not found"),
+    r("POST", "/api/v1/incidents/{id}/status", Scope::Admin, Handler::IncidentStatus, "Set status {status: open|contained|resolved|dismissed, details?}; 409 when reopening a key that has an open incident"),
+    r("GET", "/api/v1/incident", Scope::Admin, Handler::IncidentTimeline, "Timeline of an IP or account: findings and incidents (?ip=&account=&hours=, default 24)"),
     // Charon Cerberus suite.
     r("GET", "/api/v1/security/decisions", Scope::Admin, Handler::SecurityDecisions, "Charon: current decisions {decisions: [{id, source, ip, action, reason, timestamp, expires_at}]} (?limit=, default 50)"),
     r("POST", "/api/v1/security/decisions", Scope::Admin, Handler::SecurityCreateDecision, "Charon: manual decision {ip, action: block|allow, details?, duration?} -> 201"),
     r("GET", "/api/v1/security/status", Scope::Read, Handler::SecurityStatus, "Charon: enabled flag and mode of each module"),
 ];
 
+/// Does `path` match `pattern`, whose `{name}` segments match any one non-empty
+/// segment?
+pub fn matches(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') && !b.is_empty() => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The value of segment `{name}` of `pattern` in `path`.
+pub fn param<'a>(pattern: &str, path: &'a str, name: &str) -> Option<&'a str> {
+    let want = format!("{{{name}}}");
+    pattern
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(p, _)| *p == want)
+        .map(|(_, v)| v)
+}
+
 /// Find the route for a request: 404 for an unknown path, 405 for a known path
-/// with another method.
+/// with another method. Exact paths win over patterns (`/incidents/groups` over
+/// `/incidents/{id}`).
 pub fn find(method: &str, path: &str) -> Result<&'static Route, ApiError> {
     let mut path_known = false;
-    for route in ROUTES {
-        if route.path == path {
-            if route.method == method || (method == "HEAD" && route.method == "GET") {
-                return Ok(route);
+    let method_ok = |r: &Route| r.method == method || (method == "HEAD" && r.method == "GET");
+    for exact in [true, false] {
+        for route in ROUTES {
+            let hit = if exact {
+                route.path == path
+            } else {
+                route.path.contains('{') && matches(route.path, path)
+            };
+            if hit {
+                if method_ok(route) {
+                    return Ok(route);
+                }
+                path_known = true;
             }
-            path_known = true;
+        }
+        if path_known {
+            break;
         }
     }
     if path_known {
@@ -221,6 +268,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn patterns_match_one_segment_and_exact_paths_win() {
+        assert_eq!(
+            find("GET", "/api/v1/incidents/groups")
+                .map(|r| r.handler)
+                .ok(),
+            Some(Handler::IncidentGroups)
+        );
+        assert_eq!(
+            find("GET", "/api/v1/incidents/42").map(|r| r.handler).ok(),
+            Some(Handler::Incident)
+        );
+        assert_eq!(
+            find("POST", "/api/v1/incidents/42/status")
+                .map(|r| r.handler)
+                .ok(),
+            Some(Handler::IncidentStatus)
+        );
+        assert_eq!(
+            find("GET", "/api/v1/incidents//status").unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            find("DELETE", "/api/v1/incidents/42").unwrap_err().status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            param(
+                "/api/v1/incidents/{id}/status",
+                "/api/v1/incidents/7/status",
+                "id"
+            ),
+            Some("7")
+        );
     }
 
     #[test]

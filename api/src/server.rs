@@ -146,7 +146,7 @@ async fn dispatch<B: Backend>(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
-    crate::handlers::handle(state, route, &principal, query, last_event_id, body).await
+    crate::handlers::handle(state, route, &principal, path, query, last_event_id, body).await
 }
 
 /// Serve `filter(state)` over TLS on `addr` until `shutdown` resolves.

@@ -131,6 +131,44 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
         1
     );
 
+    // Both came from this test's process as root: one incident keyed on it.
+    let (s, incs) = h.get("/api/v1/incidents", &h.read.clone());
+    assert_eq!(s, 200, "{incs}");
+    let inc = incs
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["kind"] == "process"))
+        .unwrap_or_else(|| panic!("a process incident in {incs}"))
+        .clone();
+    let inc_id = inc["id"].as_i64().expect("id");
+    assert_eq!(inc["status"], "open");
+    assert_eq!(
+        inc["severity"], "critical",
+        "the worst of its findings: {inc}"
+    );
+    let (s, one) = h.get(&format!("/api/v1/incidents/{inc_id}"), &h.read.clone());
+    assert_eq!(s, 200, "{one}");
+    let ids: Vec<i64> = one["findings"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(ids.contains(&shell_id) && ids.contains(&eicar_id), "{one}");
+    assert_eq!(h.get("/api/v1/incidents/999999", &h.read.clone()).0, 404);
+    assert_eq!(h.get("/api/v1/incidents/nope", &h.read.clone()).0, 404);
+    let (_, groups) = h.get("/api/v1/incidents/groups", &h.read.clone());
+    assert!(
+        groups
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["latest_id"] == inc_id)),
+        "{groups}"
+    );
+    let status_path = format!("/api/v1/incidents/{inc_id}/status");
+    assert_eq!(h.post(&status_path, json!({ "status": "bogus" })).0, 400);
+    let (s, r) = h.post(
+        &status_path,
+        json!({ "status": "resolved", "details": "operator-marked" }),
+    );
+    assert_eq!((s, r["status"].as_str()), (200, Some("resolved")), "{r}");
+
     // 2. Quarantine through the API (/fix) and restore, byte-identical.
     let before = std::fs::metadata(&shell).expect("stat");
     let (s, fixed) = h.post("/api/v1/fix", json!({ "id": shell_id }));
@@ -317,6 +355,26 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
         "the previous rules keep working after a failed reload"
     );
     std::fs::remove_file(rules.join("broken.yar")).expect("rm");
+
+    // The resolved incident stays closed: later findings of the same process opened
+    // a fresh one, and reopening the old one while that is open is a conflict.
+    let (_, incs) = h.get(
+        "/api/v1/incidents?status=open&kind=process",
+        &h.read.clone(),
+    );
+    let fresh = incs
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["source"] == inc["source"]))
+        .unwrap_or_else(|| panic!("a fresh incident for {} in {incs}", inc["source"]))
+        .clone();
+    assert_ne!(fresh["id"], inc_id);
+    assert_eq!(h.post(&status_path, json!({ "status": "open" })).0, 409);
+    let (s, tl) = h.get(
+        "/api/v1/incident?account=nobody-here&hours=1",
+        &h.admin.clone(),
+    );
+    assert_eq!((s, tl["total"].as_i64()), (200, Some(0)), "{tl}");
+    assert_eq!(h.get("/api/v1/incident", &h.admin.clone()).0, 400);
 
     // 6. Stats, CSV export, audit.
     let (_, stats) = h.get("/api/v1/stats", &h.read.clone());

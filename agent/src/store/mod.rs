@@ -10,7 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 mod findings;
+mod incidents;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
+pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -140,6 +142,30 @@ const MIGRATIONS: &[&str] = &[
         actor TEXT NOT NULL,
         kind TEXT NOT NULL DEFAULT 'quarantine',
         restored_at TEXT
+     );",
+    // Incidents: findings grouped by correlation key; one open per key.
+    "CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_unix INTEGER NOT NULL,
+        finding_count INTEGER NOT NULL DEFAULT 0,
+        checks TEXT NOT NULL DEFAULT '',
+        details TEXT NOT NULL DEFAULT '',
+        status_by TEXT
+     );
+     CREATE UNIQUE INDEX incidents_one_open ON incidents(kind, source)
+        WHERE status IN ('open', 'contained');
+     CREATE INDEX incidents_updated ON incidents(updated_unix);
+     CREATE TABLE incident_findings (
+        incident_id INTEGER NOT NULL,
+        finding_id INTEGER NOT NULL,
+        PRIMARY KEY (incident_id, finding_id)
      );",
 ];
 
