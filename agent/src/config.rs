@@ -77,6 +77,9 @@ pub struct DetectionConfig {
     pub full_scan_interval_hours: u64,
     /// Dismissed and fixed findings are deleted after this many days (0 = never).
     pub retention_days: u32,
+    /// `sh -c COMMAND` run by a web-server user is not a `web_shell_spawn` when
+    /// COMMAND starts with one of these (PHP's mail() runs sendmail through sh).
+    pub web_shell_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -308,6 +308,10 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         quarantine,
         findings.clone(),
         cfg.quarantine.auto,
+        crate::behaviour::Behaviour::new(
+            web_uids.iter().copied(),
+            cfg.detection.web_shell_allow.clone(),
+        ),
     ));
     if let Some(e) = engine.last_error() {
         let f = NewFinding {
@@ -393,7 +397,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         cfg.detection.retention_days,
         shutdown_rx.clone(),
     ));
-    let net_events = tokio::spawn(network_events(net_rx, store.clone(), findings.clone()));
+    let net_events = tokio::spawn(network_events(net_rx, store.clone(), detection.clone()));
     let sweeper = tokio::spawn(housekeeping(
         firewall.clone(),
         policy.clone(),
@@ -608,11 +612,8 @@ impl SensorBackend {
 
 /// Port scans and SMTP egress become findings; sampled drops go to the store in
 /// batches (for the threat view and /firewall/status).
-async fn network_events(
-    mut rx: mpsc::Receiver<SensorEvent>,
-    store: Store,
-    findings: Arc<Findings>,
-) {
+async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: Arc<Detection>) {
+    let findings = &det.findings;
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(DROP_SAMPLE_FLUSH);
     loop {
@@ -643,11 +644,23 @@ async fn network_events(
                     }
                     Some(SensorEvent::Exec(ev)) => {
                         let Some(decision) = Decision::from_u32(ev.decision) else { continue };
-                        if decision == Decision::Allowed {
-                            continue; // all_execs reporting: counted, not a finding
-                        }
                         let path = events::exec_path(&ev);
                         let comm = events::comm_str(&ev.comm);
+                        let info = crate::behaviour::ExecInfo {
+                            path: path.clone().into(),
+                            pid: ev.tgid,
+                            uid: ev.uid,
+                            comm: comm.clone(),
+                            args: events::exec_args(&ev),
+                            parent: format!("{} ({})", events::comm_str(&ev.parent_comm), ev.ppid),
+                            world_writable: ev.world_writable != 0,
+                        };
+                        for f in det.behaviour.on_exec(&info) {
+                            findings.report(f).await;
+                        }
+                        if decision == Decision::Allowed {
+                            continue; // all_execs / web-user reporting: behaviour checks only
+                        }
                         let f = NewFinding {
                             check: "exec_world_writable".into(),
                             severity: Severity::High,
@@ -656,6 +669,8 @@ async fn network_events(
                                 if decision == Decision::Denied { " (killed)" } else { "" }
                             ),
                             details: exec_details(&ev, decision),
+                            // A dry run and a kill of the same file are two findings.
+                            key: Some(format!("{path}|{}", decision.as_str())),
                             path: Some(path),
                             pid: Some(ev.tgid),
                             uid: Some(ev.uid),
@@ -682,6 +697,7 @@ async fn network_events(
                                 if decision == Decision::Denied { ", denied" } else { "" }
                             ),
                             details: format!("decision: {}; pid {}", decision.as_str(), ev.tgid),
+                            key: Some(format!("{dest}|{}|{}", ev.uid, decision.as_str())),
                             path: None,
                             pid: Some(ev.tgid),
                             uid: Some(ev.uid),

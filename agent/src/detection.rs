@@ -36,6 +36,8 @@ pub struct Detection {
     pub quarantine: Arc<Quarantine>,
     pub findings: Arc<Findings>,
     pub auto_quarantine: bool,
+    /// Joins of exec and file events (web shells, dropped/deleted executables).
+    pub behaviour: crate::behaviour::Behaviour,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
     latencies: Mutex<std::collections::VecDeque<f64>>,
 }
@@ -47,8 +49,10 @@ impl Detection {
         quarantine: Arc<Quarantine>,
         findings: Arc<Findings>,
         auto_quarantine: bool,
+        behaviour: crate::behaviour::Behaviour,
     ) -> Self {
         Self {
+            behaviour,
             engine,
             pool,
             jobs: Arc::new(Jobs::default()),
@@ -184,6 +188,9 @@ pub async fn file_activity(
     exempt_comms: Vec<String>,
 ) {
     while let Some(act) = rx.recv().await {
+        for f in det.behaviour.on_file(&act) {
+            det.findings.report(f).await;
+        }
         match act.op {
             FileOp::WriteClose | FileOp::Rename => {
                 let req = ScanRequest {

@@ -4,6 +4,7 @@
 
 pub mod backend;
 mod backend_detect;
+pub mod behaviour;
 pub mod btf;
 pub mod cli;
 pub mod config;

@@ -56,6 +56,8 @@ impl Harness {
                  firewall:\n  interfaces: [{iface}]\n  pin_dir: {pins}\n  max_entries_v4: 4096\n  max_entries_v6: 4096\n{extra}\
                  watch:\n  paths: [{www}]\n\
                  detection:\n  rules_dir: {rules}\n{top}",
+                // `@WWW@` in `top` is the watched directory (for sections that name it).
+                top = top.replace("@WWW@", &www.display().to_string()),
                 rules = dir.path().join("rules").display(),
                 state = dir.path().join("state").display(),
                 iface = net.if_a,
