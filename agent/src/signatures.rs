@@ -191,6 +191,24 @@ pub struct Target<'a> {
     pub owner: String,
 }
 
+impl Target<'_> {
+    /// The base name, as it is.
+    pub fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The extension, lower case, without the dot ("" when none).
+    pub fn extension(&self) -> String {
+        self.path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+}
+
 /// An immutable, compiled rule set.
 pub struct RuleSet {
     infos: Vec<RuleInfo>,
@@ -793,16 +811,8 @@ impl RuleSet {
             }
         }
         let path_str = target.path.to_string_lossy();
-        let fname = target
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let ext = target
-            .path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let fname = target.file_name().to_ascii_lowercase();
+        let ext = target.extension();
         let mut out = Vec::new();
         for (ri, rule) in self.yaml.iter().enumerate() {
             if excluded[ri] && rule.exclude_literals > 0 {
@@ -853,16 +863,8 @@ impl RuleSet {
         data: &[u8],
     ) -> Result<Vec<RuleMatch>, String> {
         let path = target.path.to_string_lossy();
-        let name = target
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = target
-            .path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let name = target.file_name();
+        let ext = target.extension();
         let ftype = file_type(target.path, data);
         for (k, v) in [
             ("filename", name.as_str()),

@@ -31,24 +31,28 @@ fn with_path<'a>(v: &'a [Value], path: &str) -> Vec<&'a Value> {
     v.iter().filter(|f| f["path"] == path).collect()
 }
 
-/// Write `content` owned by 33:33, mode 0640, mtime 1.6e9 outside the watched tree,
-/// then rename it in (the rename is the event; the metadata is final by then).
-fn plant(h: &Harness, name: &str, content: &[u8]) -> std::path::PathBuf {
-    let staging = h.dir.path().join(format!("staging-{name}"));
-    std::fs::write(&staging, content).expect("write");
-    nix::unistd::chown(&staging, Some(33.into()), Some(33.into())).expect("chown");
-    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+/// Write `content` owned by 33:33, mode 0640, mtime 1.6e9 in `staging` (outside the
+/// watched tree), then rename it to `dst` (the rename is the event; the metadata is
+/// final by then).
+fn plant_at(staging: &std::path::Path, dst: &std::path::Path, content: &[u8]) {
+    std::fs::write(staging, content).expect("write");
+    nix::unistd::chown(staging, Some(33.into()), Some(33.into())).expect("chown");
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let t = nix::sys::time::TimeSpec::new(1_600_000_000, 250_000_000);
     nix::sys::stat::utimensat(
         None,
-        &staging,
+        staging,
         &t,
         &t,
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .expect("utimensat");
+    std::fs::rename(staging, dst).expect("rename into the watched dir");
+}
+
+fn plant(h: &Harness, name: &str, content: &[u8]) -> std::path::PathBuf {
     let dst = h.www.join(name);
-    std::fs::rename(&staging, &dst).expect("rename into the watched dir");
+    plant_at(&h.dir.path().join(format!("staging-{name}")), &dst, content);
     dst
 }
 
@@ -66,21 +70,11 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
             move || {
                 // Written in place (write-close) and planted by rename.
                 std::fs::write(w.join("eicar.com"), EICAR).expect("eicar");
-                let staging = d.join("staging-shell.php");
-                std::fs::write(&staging, WEBSHELL).expect("write");
-                nix::unistd::chown(&staging, Some(33.into()), Some(33.into())).expect("chown");
-                std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o640))
-                    .expect("chmod");
-                let t = nix::sys::time::TimeSpec::new(1_600_000_000, 250_000_000);
-                nix::sys::stat::utimensat(
-                    None,
-                    &staging,
-                    &t,
-                    &t,
-                    nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-                )
-                .expect("utimensat");
-                std::fs::rename(&staging, w.join("shell.php")).expect("rename");
+                plant_at(
+                    &d.join("staging-shell.php"),
+                    &w.join("shell.php"),
+                    WEBSHELL.as_bytes(),
+                );
             },
             |ev| {
                 let rules: Vec<&str> = ev.iter().filter_map(|(_, f)| f["rule"].as_str()).collect();

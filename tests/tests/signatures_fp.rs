@@ -7,25 +7,27 @@ use std::process::Command;
 
 use integration_test::rampart_bin;
 
+/// The unpacked corpus (see the module doc).
+fn corpus() -> String {
+    std::env::var("RAMPART_FP_CORPUS")
+        .expect("RAMPART_FP_CORPUS unset: run through `cargo xtask test`, which unpacks the corpus")
+}
+
+/// `rampart scan` with the builtin rules only, plus `extra` arguments.
+fn scan(extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(rampart_bin())
+        .args(["scan", "--default-config", "--rules-dir", "/nonexistent"])
+        .args(extra)
+        .output()
+        .expect("run rampart scan")
+}
+
 #[test]
 fn builtin_rules_do_not_fire_on_clean_php() {
-    let corpus = std::env::var("RAMPART_FP_CORPUS").expect(
-        "RAMPART_FP_CORPUS unset: run through `cargo xtask test`, which unpacks the corpus",
-    );
+    let corpus = corpus();
     let wp = std::path::Path::new(&corpus).join("usr/share/wordpress/wp-includes");
     assert!(wp.is_dir(), "corpus incomplete: {} missing", wp.display());
-    let out = Command::new(rampart_bin())
-        .args([
-            "scan",
-            "--default-config",
-            "--rules-dir",
-            "/nonexistent",
-            "--workers",
-            "2",
-            &corpus,
-        ])
-        .output()
-        .expect("run rampart scan");
+    let out = scan(&["--workers".as_ref(), "2".as_ref(), corpus.as_ref()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -48,24 +50,12 @@ fn builtin_rules_do_not_fire_on_clean_php() {
 /// a scanner that sees nothing.
 #[test]
 fn a_planted_webshell_in_the_corpus_is_found() {
-    let corpus = std::env::var("RAMPART_FP_CORPUS").expect("RAMPART_FP_CORPUS unset");
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = std::path::Path::new(&corpus).join("usr/share/wordpress/wp-includes/version.php");
+    let src = std::path::Path::new(&corpus()).join("usr/share/wordpress/wp-includes/version.php");
     let mut body = std::fs::read(&src).expect("read version.php");
     body.extend_from_slice(b"\n<?php @eval(base64_decode($_POST['z'])); ?>\n");
-    let planted = dir.path().join("version.php");
-    std::fs::write(&planted, body).expect("write");
-    let out = Command::new(rampart_bin())
-        .args([
-            "scan",
-            "--default-config",
-            "--rules-dir",
-            "/nonexistent",
-            "--json",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run rampart scan");
+    std::fs::write(dir.path().join("version.php"), body).expect("write");
+    let out = scan(&["--json".as_ref(), dir.path().as_os_str()]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let rules: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
