@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Syslog framing and OpenSSH's authentication messages.
+//!
+//! The attacker chooses the user name, and it comes before the address in most sshd
+//! messages ("Failed password for USER from IP port N ssh2"). A name like
+//! "x from 203.0.113.9" must not make 203.0.113.9 the source (fail2ban CVE-2013-7176
+//! style injection). So messages are parsed from their fixed suffix backwards, and
+//! the address must parse as an IP.
+
+use std::net::IpAddr;
+
+/// One syslog line: `Mmm dd hh:mm:ss host prog[pid]: msg` (RFC 3164) or
+/// `2026-11-23T15:00:01.123456+00:00 host prog[pid]: msg` (RFC 3339, rsyslog's
+/// high-precision format).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Syslog<'a> {
+    pub timestamp: &'a str,
+    pub host: &'a str,
+    pub program: &'a str,
+    pub pid: Option<u32>,
+    pub message: &'a str,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not a syslog line: {0}")]
+    Framing(&'static str),
+    #[error("not an sshd authentication message")]
+    NotAuth,
+}
+
+const MONTHS: &[&str] = &[
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Split off the first space-separated token (runs of spaces count as one).
+fn token(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start_matches(' ');
+    if s.is_empty() {
+        return None;
+    }
+    match s.find(' ') {
+        Some(i) => Some((&s[..i], &s[i + 1..])),
+        None => Some((s, "")),
+    }
+}
+
+pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
+    let (first, rest) = token(line).ok_or(ParseError::Framing("empty"))?;
+    let (timestamp, rest) = if MONTHS.contains(&first) {
+        let (day, r) = token(rest).ok_or(ParseError::Framing("no day"))?;
+        let (time, r) = token(r).ok_or(ParseError::Framing("no time"))?;
+        if day.parse::<u8>().is_err() || time.len() != 8 || time.as_bytes()[2] != b':' {
+            return Err(ParseError::Framing("bad RFC 3164 timestamp"));
+        }
+        let end = line.len() - r.len();
+        (line[..end].trim_end(), r)
+    } else if first.len() >= 19 && first.as_bytes()[4] == b'-' && first.as_bytes()[10] == b'T' {
+        (first, rest)
+    } else {
+        return Err(ParseError::Framing("no timestamp"));
+    };
+    let (host, rest) = token(rest).ok_or(ParseError::Framing("no host"))?;
+    let (tag, message) = rest
+        .trim_start_matches(' ')
+        .split_once(": ")
+        .ok_or(ParseError::Framing("no tag"))?;
+    let (program, pid) = match tag.split_once('[') {
+        Some((p, r)) => (
+            p,
+            Some(
+                r.strip_suffix(']')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or(ParseError::Framing("bad pid"))?,
+            ),
+        ),
+        None => (tag, None),
+    };
+    if program.is_empty() || program.contains(' ') {
+        return Err(ParseError::Framing("bad program"));
+    }
+    Ok(Syslog {
+        timestamp,
+        host,
+        program,
+        pid,
+        message,
+    })
+}
+
+/// What an sshd message says about an authentication attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SshEvent {
+    /// `Failed <method> for [invalid user ]<user> from <ip> port <n> ssh2`
+    Failed {
+        user: String,
+        ip: IpAddr,
+        method: String,
+        invalid_user: bool,
+    },
+    /// `Invalid user <user> from <ip>[ port <n>]`
+    InvalidUser { user: String, ip: IpAddr },
+    /// `error: maximum authentication attempts exceeded for ... from <ip> port <n> ssh2 [preauth]`
+    MaxAttempts { user: String, ip: IpAddr },
+    /// `Connection closed by|Disconnected from [authenticating user|invalid user] <user> <ip> port <n> [preauth]`
+    PreauthClose { user: Option<String>, ip: IpAddr },
+    /// `Accepted <method> for <user> from <ip> port <n> ssh2`
+    Accepted {
+        user: String,
+        ip: IpAddr,
+        method: String,
+    },
+}
+
+impl SshEvent {
+    pub fn ip(&self) -> IpAddr {
+        match self {
+            Self::Failed { ip, .. }
+            | Self::InvalidUser { ip, .. }
+            | Self::MaxAttempts { ip, .. }
+            | Self::PreauthClose { ip, .. }
+            | Self::Accepted { ip, .. } => *ip,
+        }
+    }
+
+    /// Counts toward brute force.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed { .. } | Self::InvalidUser { .. } | Self::MaxAttempts { .. }
+        )
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Self::Failed { user, .. }
+            | Self::InvalidUser { user, .. }
+            | Self::MaxAttempts { user, .. }
+            | Self::Accepted { user, .. } => Some(user),
+            Self::PreauthClose { user, .. } => user.as_deref(),
+        }
+    }
+}
+
+/// `<head> from <ip> port <n>[ ssh2][ [preauth]]` → (head, ip), parsed from the end.
+fn from_ip_port(s: &str) -> Option<(&str, IpAddr)> {
+    let s = s.trim_end();
+    let s = s.strip_suffix(" [preauth]").unwrap_or(s);
+    let s = s.strip_suffix(" ssh2").unwrap_or(s);
+    let (s, port) = s.rsplit_once(" port ")?;
+    port.parse::<u16>().ok()?;
+    let (head, ip) = s.rsplit_once(" from ")?;
+    Some((head, ip.parse().ok()?))
+}
+
+/// `<head> <ip> port <n>[ [preauth]]` (disconnect messages have no "from").
+fn ip_port(s: &str) -> Option<(&str, IpAddr)> {
+    let s = s.trim_end();
+    let s = s.strip_suffix(" [preauth]").unwrap_or(s);
+    let (s, port) = s.rsplit_once(" port ")?;
+    port.parse::<u16>().ok()?;
+    match s.rsplit_once(' ') {
+        Some((head, ip)) => Some((head, ip.parse().ok()?)),
+        None => Some(("", s.parse().ok()?)),
+    }
+}
+
+/// `user X` / `invalid user X` / `authenticating user X` prefixes.
+fn user_of(head: &str) -> (String, bool) {
+    if let Some(u) = head.strip_prefix("invalid user ") {
+        (u.to_string(), true)
+    } else if let Some(u) = head.strip_prefix("authenticating user ") {
+        (u.to_string(), false)
+    } else if let Some(u) = head.strip_prefix("user ") {
+        (u.to_string(), false)
+    } else {
+        (head.to_string(), false)
+    }
+}
+
+/// Parse an sshd (or sshd-session, OpenSSH ≥ 9.8) message.
+pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
+    let m = message.strip_prefix("error: ").unwrap_or(message);
+    if let Some(rest) = m.strip_prefix("Failed ") {
+        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::NotAuth)?;
+        let (head, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        let (user, invalid_user) = user_of(head);
+        return Ok(SshEvent::Failed {
+            user,
+            ip,
+            method: method.to_string(),
+            invalid_user,
+        });
+    }
+    if let Some(rest) = m.strip_prefix("Accepted ") {
+        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::NotAuth)?;
+        let (user, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        return Ok(SshEvent::Accepted {
+            user: user.to_string(),
+            ip,
+            method: method.to_string(),
+        });
+    }
+    if let Some(rest) = m.strip_prefix("Invalid user ") {
+        // The port is absent in OpenSSH < 7.x.
+        let parsed = from_ip_port(rest).or_else(|| {
+            let (u, ip) = rest.trim_end().rsplit_once(" from ")?;
+            Some((u, ip.parse().ok()?))
+        });
+        let (user, ip) = parsed.ok_or(ParseError::NotAuth)?;
+        return Ok(SshEvent::InvalidUser {
+            user: user.to_string(),
+            ip,
+        });
+    }
+    if let Some(rest) = m.strip_prefix("maximum authentication attempts exceeded for ") {
+        let (head, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        return Ok(SshEvent::MaxAttempts {
+            user: user_of(head).0,
+            ip,
+        });
+    }
+    for prefix in ["Connection closed by ", "Disconnected from "] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            if !rest.trim_end().ends_with("[preauth]") {
+                return Err(ParseError::NotAuth);
+            }
+            let (head, ip) = ip_port(rest).ok_or(ParseError::NotAuth)?;
+            let user = (!head.is_empty()).then(|| user_of(head).0);
+            return Ok(SshEvent::PreauthClose { user, ip });
+        }
+    }
+    Err(ParseError::NotAuth)
+}
+
+/// A whole log line from sshd, or why not.
+pub fn parse_line(line: &str) -> Result<SshEvent, ParseError> {
+    let s = syslog(line)?;
+    if !matches!(s.program, "sshd" | "sshd-session") {
+        return Err(ParseError::NotAuth);
+    }
+    sshd(s.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn real_openssh_lines() {
+        let cases: &[(&str, SshEvent)] = &[
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Failed password for root from 203.0.113.5 port 52414 ssh2",
+                SshEvent::Failed { user: "root".into(), ip: ip("203.0.113.5"), method: "password".into(), invalid_user: false },
+            ),
+            (
+                "Nov  3 05:06:07 web1 sshd[99]: Failed password for invalid user admin from 2001:db8::7 port 4242 ssh2",
+                SshEvent::Failed { user: "admin".into(), ip: ip("2001:db8::7"), method: "password".into(), invalid_user: true },
+            ),
+            (
+                "2026-11-23T15:00:01.123456+00:00 web1 sshd-session[77]: Failed publickey for git from 198.51.100.9 port 1 ssh2",
+                SshEvent::Failed { user: "git".into(), ip: ip("198.51.100.9"), method: "publickey".into(), invalid_user: false },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Invalid user oracle from 203.0.113.5 port 40000",
+                SshEvent::InvalidUser { user: "oracle".into(), ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Invalid user test from 203.0.113.5",
+                SshEvent::InvalidUser { user: "test".into(), ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: error: maximum authentication attempts exceeded for invalid user x from 203.0.113.5 port 2 ssh2 [preauth]",
+                SshEvent::MaxAttempts { user: "x".into(), ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Connection closed by authenticating user root 203.0.113.5 port 3 [preauth]",
+                SshEvent::PreauthClose { user: Some("root".into()), ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Disconnected from 203.0.113.5 port 3 [preauth]",
+                SshEvent::PreauthClose { user: None, ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: Accepted publickey for alice from 198.51.100.2 port 5555 ssh2",
+                SshEvent::Accepted { user: "alice".into(), ip: ip("198.51.100.2"), method: "publickey".into() },
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(line).as_ref(), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn user_names_cannot_inject_an_address() {
+        let e = parse_line(
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for invalid user x from 192.0.2.1 port 1 ssh2 from 203.0.113.5 port 22 ssh2",
+        )
+        .expect("parses");
+        assert_eq!(e.ip(), ip("203.0.113.5"));
+        assert_eq!(e.user(), Some("x from 192.0.2.1 port 1 ssh2"));
+        // A name ending the line in an address-looking way without the real suffix.
+        assert_eq!(
+            parse_line("Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5"),
+            Err(ParseError::NotAuth)
+        );
+    }
+
+    #[test]
+    fn other_programs_noise_and_hostile_lines_are_errors() {
+        for line in [
+            "",
+            "garbage",
+            "Nov 99 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5 port 1 ssh2",
+            "Nov 23 15:00:01 web1 sshd[x]: Failed password for root from 203.0.113.5 port 1 ssh2",
+            "Nov 23 15:00:01 web1 cron[1]: Failed password for root from 203.0.113.5 port 1 ssh2",
+            "Nov 23 15:00:01 web1 sshd[1]: Server listening on 0.0.0.0 port 22.",
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 999.1.1.1 port 1 ssh2",
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5 port 99999 ssh2",
+            "Nov 23 15:00:01 web1 sshd[1]: Connection closed by 203.0.113.5 port 3",
+            "Nov 23 15:00:01 web1 sshd[1]: \u{0}\u{ffff}",
+        ] {
+            assert!(parse_line(line).is_err(), "{line:?}");
+        }
+    }
+}

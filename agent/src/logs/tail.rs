@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Following a log file: complete lines only, across rotation (rename + create: the
+//! old file is read to its end first), truncation and copy-truncate (size below our
+//! offset: start over), and a file that does not exist yet. Driven by inotify events
+//! on the parent directory; no polling loop.
+
+use std::{
+    fs::File,
+    io::{Read, Seek, SeekFrom},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+/// Lines longer than this are cut (and counted); the rest of such a line is skipped.
+pub const MAX_LINE: usize = 16 * 1024;
+/// Bytes read per call at most, so one busy file cannot starve the others.
+const READ_CHUNK: usize = 1 << 20;
+
+/// Where to start reading a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At the end (first start: history is `rampart replay`'s job).
+    End,
+    /// At a saved position, if the file is still the same inode and at least that
+    /// long; else from the beginning of the (rotated) new file.
+    Saved { ino: u64, offset: u64 },
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TailStats {
+    pub lines: u64,
+    pub bytes: u64,
+    pub rotations: u64,
+    pub truncations: u64,
+    pub long_lines: u64,
+}
+
+pub struct Tailer {
+    path: PathBuf,
+    file: Option<File>,
+    ino: u64,
+    offset: u64,
+    partial: Vec<u8>,
+    /// Skipping the rest of an over-long line.
+    skipping: bool,
+    pending_start: Option<Start>,
+    pub stats: TailStats,
+}
+
+impl Tailer {
+    pub fn new(path: PathBuf, start: Start) -> Self {
+        let mut t = Self {
+            path,
+            file: None,
+            ino: 0,
+            offset: 0,
+            partial: Vec::new(),
+            skipping: false,
+            pending_start: Some(start),
+            stats: TailStats::default(),
+        };
+        t.reopen();
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// (inode, offset of the next unread byte): what to save for a restart. Bytes of
+    /// an incomplete last line are not counted as read.
+    pub fn position(&self) -> (u64, u64) {
+        (self.ino, self.offset - self.partial.len() as u64)
+    }
+
+    /// Open the file at `path` (if it exists) according to the pending start.
+    fn reopen(&mut self) {
+        let Ok(f) = File::open(&self.path) else {
+            self.file = None;
+            return;
+        };
+        let Ok(meta) = f.metadata() else { return };
+        let start = self.pending_start.take();
+        let offset = match start {
+            Some(Start::End) => meta.len(),
+            Some(Start::Saved { ino, offset }) if ino == meta.ino() && offset <= meta.len() => offset,
+            // Rotated while we were away, or a file created after we started: all new.
+            _ => 0,
+        };
+        let mut f = f;
+        if f.seek(SeekFrom::Start(offset)).is_err() {
+            return;
+        }
+        self.file = Some(f);
+        self.ino = meta.ino();
+        self.offset = offset;
+        self.partial.clear();
+        self.skipping = false;
+    }
+
+    /// Read what is there now; push complete lines (without the newline) to `out`.
+    pub fn poll(&mut self, out: &mut Vec<String>) {
+        if self.file.is_none() {
+            self.reopen();
+        }
+        // Truncated (copy-truncate) below what we read: start over.
+        if let Some(f) = &self.file {
+            if f.metadata().map(|m| m.len() < self.offset).unwrap_or(false) {
+                self.stats.truncations += 1;
+                self.pending_start = Some(Start::Saved { ino: 0, offset: 0 });
+                self.reopen();
+            }
+        }
+        self.drain(out);
+        // Rotated: the path is another inode now. The old one was read to its end
+        // above; continue with the new one from its start.
+        let now = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+        if now.is_some() && now != Some(self.ino) {
+            self.stats.rotations += 1;
+            self.flush_partial(out);
+            self.pending_start = Some(Start::Saved { ino: 0, offset: 0 });
+            self.reopen();
+            self.drain(out);
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<String>) {
+        let Some(f) = self.file.as_mut() else { return };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < READ_CHUNK {
+            let n = match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            total += n;
+            self.offset += n as u64;
+            self.stats.bytes += n as u64;
+            let mut rest = &buf[..n];
+            while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+                if !self.skipping {
+                    self.partial.extend_from_slice(&rest[..i]);
+                    self.emit(out);
+                }
+                self.skipping = false;
+                self.partial.clear();
+                rest = &rest[i + 1..];
+            }
+            if !self.skipping {
+                self.partial.extend_from_slice(rest);
+                if self.partial.len() > MAX_LINE {
+                    // Emit the cut line now; skip the rest up to its newline.
+                    self.emit(out);
+                    self.partial.clear();
+                    self.skipping = true;
+                }
+            }
+        }
+    }
+
+    /// A rotated file's last line without a newline is still a line.
+    fn flush_partial(&mut self, out: &mut Vec<String>) {
+        if !self.partial.is_empty() && !self.skipping {
+            self.emit(out);
+        }
+        self.partial.clear();
+        self.skipping = false;
+    }
+
+    fn emit(&mut self, out: &mut Vec<String>) {
+        let mut line = std::mem::take(&mut self.partial);
+        if line.len() > MAX_LINE {
+            line.truncate(MAX_LINE);
+            self.stats.long_lines += 1;
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        self.stats.lines += 1;
+        out.push(String::from_utf8_lossy(&line).into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn append(p: &Path, s: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("open");
+        f.write_all(s.as_bytes()).expect("write");
+    }
+
+    fn lines(t: &mut Tailer) -> Vec<String> {
+        let mut v = Vec::new();
+        t.poll(&mut v);
+        v
+    }
+
+    #[test]
+    fn starts_at_end_and_yields_complete_lines_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("auth.log");
+        append(&p, "old line\n");
+        let mut t = Tailer::new(p.clone(), Start::End);
+        assert!(lines(&mut t).is_empty());
+        append(&p, "one\ntw");
+        assert_eq!(lines(&mut t), ["one"]);
+        append(&p, "o\r\nthree\n");
+        assert_eq!(lines(&mut t), ["two", "three"]);
+        assert_eq!(t.position().1, std::fs::metadata(&p).expect("stat").len());
+    }
+
+    #[test]
+    fn rotation_truncation_missing_file_and_resume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("auth.log");
+        let mut t = Tailer::new(p.clone(), Start::End);
+        assert!(lines(&mut t).is_empty(), "a missing file is waited for");
+        append(&p, "created\n");
+        assert_eq!(lines(&mut t), ["created"], "a file created later is read from its start");
+
+        // logrotate: rename, then a new file; the old one's tail is not lost.
+        append(&p, "last of old\nunterminated");
+        std::fs::rename(&p, dir.path().join("auth.log.1")).expect("rename");
+        append(&p, "first of new\n");
+        assert_eq!(lines(&mut t), ["last of old", "unterminated", "first of new"]);
+        assert_eq!(t.stats.rotations, 1);
+
+        // copytruncate: the file shrinks below our offset.
+        std::fs::write(&p, "").expect("truncate");
+        append(&p, "after truncate\n");
+        assert_eq!(lines(&mut t), ["after truncate"]);
+        assert_eq!(t.stats.truncations, 1);
+
+        // Restart: resume where we were; a different inode means start over.
+        let (ino, off) = t.position();
+        append(&p, "while down\n");
+        let mut t2 = Tailer::new(p.clone(), Start::Saved { ino, offset: off });
+        assert_eq!(lines(&mut t2), ["while down"]);
+        let mut t3 = Tailer::new(p.clone(), Start::Saved { ino: ino + 1, offset: off });
+        assert_eq!(lines(&mut t3), ["after truncate", "while down"]);
+    }
+
+    #[test]
+    fn overlong_lines_are_cut_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.log");
+        std::fs::write(&p, "").expect("create");
+        let mut t = Tailer::new(p.clone(), Start::End);
+        append(&p, &format!("{}\nshort\n", "a".repeat(MAX_LINE * 3)));
+        let v = lines(&mut t);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].len(), MAX_LINE);
+        assert_eq!(v[1], "short");
+        assert_eq!(t.stats.long_lines, 1);
+    }
+}
