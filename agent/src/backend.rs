@@ -98,6 +98,8 @@ pub struct AgentBackend {
     pub store: Store,
     pub firewall: Arc<Firewall>,
     pub detection: Arc<crate::detection::Detection>,
+    pub responder: Arc<crate::respond::Responder>,
+    pub log_stats: Arc<crate::logs::LogStats>,
     pub started: Instant,
     pub started_at: String,
     pub started_at_token: String,
@@ -252,6 +254,14 @@ impl api::Backend for AgentBackend {
             "pipeline": self.pipeline_json(),
             "losses": counters(self.losses()),
             "detection": crate::detection::stats_json(&self.detection),
+            "logs": self.log_stats.json(),
+            "auto_response": {
+                "triggered": self.responder.stats.triggered.load(Ordering::Relaxed),
+                "blocked": self.responder.stats.blocked.load(Ordering::Relaxed),
+                "dry_run": self.responder.stats.dry_run.load(Ordering::Relaxed),
+                "refused": self.responder.stats.refused.load(Ordering::Relaxed),
+                "errors": self.responder.stats.errors.load(Ordering::Relaxed),
+            },
             "kernel": {
                 "xdp": counters(xdp),
                 "file_sensor": counters(file),

@@ -55,6 +55,43 @@ pub struct Config {
     pub exec: Exec,
     pub detection: DetectionConfig,
     pub quarantine: QuarantineConfig,
+    pub logs: Logs,
+    pub auto_response: AutoResponse,
+}
+
+/// Log files followed and the scenarios over them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    /// OpenSSH logs (syslog format; a missing file is waited for).
+    pub sshd: Vec<PathBuf>,
+    pub ssh_bruteforce: Scenario,
+    /// Source addresses tracked per scenario, at most.
+    pub max_keys: usize,
+}
+
+/// A leaky bucket: more than `capacity` events while it leaks one per `leak_secs`
+/// triggers; then the source is ignored for `blackhole_secs`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub capacity: u32,
+    pub leak_secs: u64,
+    pub blackhole_secs: u64,
+}
+
+/// What a triggered scenario does besides the finding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoResponse {
+    /// Block sources of triggered scenarios in XDP ...
+    pub enabled: bool,
+    /// ... unless in dry run: the finding says what would have been blocked.
+    pub dry_run: bool,
+    /// First ban; each repeat offence (within a week) doubles it ...
+    pub ban_secs: u64,
+    /// ... up to this.
+    pub max_ban_secs: u64,
 }
 
 /// Signatures, scanning and the findings lifecycle.
@@ -568,6 +605,27 @@ impl Config {
                 "quarantine.dir",
                 "must be an absolute path (or empty)".into(),
             );
+        }
+        let sc = self.logs.ssh_bruteforce;
+        if sc.capacity == 0 || sc.leak_secs == 0 {
+            return err(
+                "logs.ssh_bruteforce",
+                "capacity and leak_secs must be > 0".into(),
+            );
+        }
+        if self.logs.max_keys == 0 {
+            return err("logs.max_keys", "must be > 0".into());
+        }
+        for (i, p) in self.logs.sshd.iter().enumerate() {
+            if !p.is_absolute() || p.file_name().is_none() {
+                return err(
+                    &format!("logs.sshd[{i}]"),
+                    "must be an absolute file path".into(),
+                );
+            }
+        }
+        if self.auto_response.ban_secs == 0 {
+            return err("auto_response.ban_secs", "must be > 0".into());
         }
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());

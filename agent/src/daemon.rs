@@ -398,6 +398,19 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         shutdown_rx.clone(),
     ));
     let net_events = tokio::spawn(network_events(net_rx, store.clone(), detection.clone()));
+    let responder = Arc::new(crate::respond::Responder::new(
+        cfg.auto_response.clone(),
+        firewall.clone(),
+        findings.clone(),
+    ));
+    let log_stats = Arc::new(crate::logs::LogStats::default());
+    let log_task = tokio::spawn(crate::logs::run(
+        cfg.logs.clone(),
+        store.clone(),
+        responder.clone(),
+        log_stats.clone(),
+        shutdown_rx.clone(),
+    ));
     let sweeper = tokio::spawn(housekeeping(
         firewall.clone(),
         policy.clone(),
@@ -430,6 +443,8 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         store: store.clone(),
         firewall: firewall.clone(),
         detection: detection.clone(),
+        responder,
+        log_stats,
         started: Instant::now(),
         started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16]
             .to_string(),
@@ -499,6 +514,11 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     }
     tracing::info!("Scans drained.");
     let _ = net_events.await;
+    match log_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "Log watcher failed."),
+        Err(e) => tracing::error!(error = %e, "Log watcher panicked."),
+        Ok(Ok(())) => {}
+    }
     let _ = sweeper.await;
     let _ = loss.await;
     store.flush().await.context("flushing the store")?;

@@ -49,6 +49,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: agent::cli::FirewallCmd,
     },
+    /// Run historical logs through the parsers and scenarios (dry run: nothing is
+    /// blocked) and print what would have been blocked and why. Exit 0: nothing;
+    /// 3: something would have been blocked.
+    Replay {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Log format: sshd.
+        #[arg(long, default_value = "sshd")]
+        source: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Scan files or trees with the signatures (the builtin rules and
     /// detection.rules_dir). Exit 0: clean; 3: matches found; 65: rule errors.
     Scan {
@@ -86,6 +98,14 @@ fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigErro
         cfg.state_dir = d.clone();
     }
     Ok((cfg, text))
+}
+
+/// Load the config, or the exit status (64) after saying why.
+fn config_only(args: &ConfigArgs) -> Result<Config, ExitCode> {
+    load_config(args).map(|(c, _)| c).map_err(|e| {
+        eprintln!("invalid configuration: {e}");
+        ExitCode::from(EX_USAGE)
+    })
 }
 
 /// Load the config (exit 64 on error) and build a tokio runtime (exit 1 on error).
@@ -153,6 +173,44 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Replay {
+            args,
+            source,
+            files,
+        } => {
+            let cfg = match config_only(&args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if source != "sshd" {
+                eprintln!("unknown --source {source:?} (known: sshd)");
+                return ExitCode::from(EX_USAGE);
+            }
+            match agent::logs::replay(&files, &cfg.logs) {
+                Ok((triggers, stats)) => {
+                    for (t, at) in &triggers {
+                        println!(
+                            "{at}  would block {} ({}): {}; users {}; last line: {}",
+                            t.ip,
+                            t.check,
+                            t.summary,
+                            t.users.join(","),
+                            t.sample
+                        );
+                    }
+                    eprintln!("{}; {} would-be blocks", stats.json(), triggers.len());
+                    if triggers.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Scan {
             args,
             rules_dir,
@@ -161,12 +219,9 @@ fn main() -> ExitCode {
             json,
             paths,
         } => {
-            let cfg = match load_config(&args) {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    eprintln!("invalid configuration: {e}");
-                    return ExitCode::from(EX_USAGE);
-                }
+            let cfg = match config_only(&args) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             let dir = rules_dir.or_else(|| {
                 (!cfg.detection.rules_dir.as_os_str().is_empty())

@@ -141,7 +141,11 @@ impl Responder {
             details: format!(
                 "{}; users tried: {}; {action}; last line: {}",
                 t.summary,
-                if users.is_empty() { "unknown".into() } else { users.join(", ") },
+                if users.is_empty() {
+                    "unknown".into()
+                } else {
+                    users.join(", ")
+                },
                 t.sample
             ),
             // Each ban is its own finding (a repeat offence is news).

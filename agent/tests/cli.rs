@@ -73,3 +73,61 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rampart.yaml"));
 }
+
+/// `rampart replay`: historical sshd lines at their own pace. Six failures in one
+/// second from one address would block it; two failures 20 s apart would not; hostile
+/// lines are counted. Exit 3 when something would have been blocked, 0 when not.
+#[test]
+fn replay_prints_what_would_have_been_blocked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    let mut text = String::new();
+    for i in 0..6 {
+        text.push_str(&format!(
+            "Nov 23 15:00:0{i} web1 sshd[7]: Failed password for invalid user u{i} from 203.0.113.5 port 4{i} ssh2\n"
+        ));
+    }
+    text.push_str(
+        "Nov 23 16:00:01 web1 sshd[7]: Failed password for root from 198.51.100.7 port 1 ssh2\n",
+    );
+    text.push_str(
+        "Nov 23 16:00:21 web1 sshd[7]: Failed password for root from 198.51.100.7 port 1 ssh2\n",
+    );
+    text.push_str("\u{0}garbage\n");
+    std::fs::write(&log, &text).expect("write");
+    let out = rampart()
+        .args(["replay", "--default-config", "--source", "sshd"])
+        .arg(&log)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("would block 203.0.113.5") && stdout.contains("u0,u1,u2,u3,u4,u5"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"malformed\":1"));
+
+    std::fs::write(
+        &log,
+        "Nov 23 16:00:01 web1 sshd[7]: Accepted publickey for a from 198.51.100.7 port 1 ssh2\n",
+    )
+    .expect("write");
+    let out = rampart()
+        .args(["replay", "--default-config"])
+        .arg(&log)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let out = rampart()
+        .args(["replay", "--default-config", "--source", "exim"])
+        .arg(&log)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "unknown source is a usage error"
+    );
+}

@@ -31,18 +31,27 @@ fn failures(ip: &str, n: usize, tag: &str) -> Vec<String> {
 fn ssh_findings(h: &Harness) -> Vec<serde_json::Value> {
     let (_, f) = h.get("/api/v1/findings", &h.read.clone());
     f.as_array()
-        .map(|a| a.iter().filter(|x| x["check"] == "ssh_bruteforce").cloned().collect())
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["check"] == "ssh_bruteforce")
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn logs_stat(h: &Harness, key: &str) -> u64 {
     let (_, v) = h.get("/api/v1/health", &h.read.clone());
-    v["logs"][key].as_u64().unwrap_or_else(|| panic!("logs.{key} in {v}"))
+    v["logs"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("logs.{key} in {v}"))
 }
 
 #[test]
 fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
-    let Some(net) = integration_test::net_or_skip() else { return };
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("auth.log");
     std::fs::write(&log, "").expect("log");
@@ -54,11 +63,16 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     let peer = h.net.ip_b;
     let svc: std::net::SocketAddr = format!("{}:8022", h.net.ip_a).parse().expect("addr");
     let _listener = Listener::start(&h.net.ns_a.clone(), svc);
-    assert!(tcp_connects(&h.net.ns_b, svc), "peer reaches the service before");
+    assert!(
+        tcp_connects(&h.net.ns_b, svc),
+        "peer reaches the service before"
+    );
 
     // Dry run: five failures are below capacity; the sixth overflows → finding only.
     append(&log, &failures(peer, 5, "dry"));
-    assert!(wait_for(Duration::from_secs(10), || logs_stat(&h, "failures") == 5));
+    assert!(wait_for(Duration::from_secs(10), || logs_stat(
+        &h, "failures"
+    ) == 5));
     assert!(ssh_findings(&h).is_empty(), "below capacity: no finding");
     append(&log, &failures(peer, 1, "dry-last"));
     assert!(
@@ -69,19 +83,32 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     let f = &ssh_findings(&h)[0];
     assert_eq!(f["ip"], peer);
     let d = f["details"].as_str().unwrap_or_default();
-    assert!(d.contains("dry run: would block for 600 s") && d.contains("dry0"), "{f}");
+    assert!(
+        d.contains("dry run: would block for 600 s") && d.contains("dry0"),
+        "{f}"
+    );
     assert!(tcp_connects(&h.net.ns_b, svc), "dry run blocks nothing");
-    let (_, st) = h.get(&format!("/api/v1/firewall/check?ip={peer}"), &h.admin.clone());
+    let (_, st) = h.get(
+        &format!("/api/v1/firewall/check?ip={peer}"),
+        &h.admin.clone(),
+    );
     assert_eq!(st["blocked"], false, "{st}");
 
     // Enforce. Restart: the offsets were saved, old lines are not read again.
     let cfg = std::fs::read_to_string(&h.config).expect("config");
-    std::fs::write(&h.config, cfg.replace("dry_run: true\n  ban_secs", "dry_run: false\n  ban_secs"))
-        .expect("config");
+    std::fs::write(
+        &h.config,
+        cfg.replace("dry_run: true\n  ban_secs", "dry_run: false\n  ban_secs"),
+    )
+    .expect("config");
     h.stop();
     h.restart();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(logs_stat(&h, "lines"), 0, "no line read twice after a restart");
+    assert_eq!(
+        logs_stat(&h, "lines"),
+        0,
+        "no line read twice after a restart"
+    );
 
     // logrotate in the middle of the burst: rename + new file.
     append(&log, &failures(peer, 3, "real"));
@@ -92,19 +119,39 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
         "peer not blocked; log:\n{}",
         h.log()
     );
-    assert_eq!(logs_stat(&h, "failures"), 6, "every line of both files, once");
-    let (_, st) = h.get(&format!("/api/v1/firewall/check?ip={peer}"), &h.admin.clone());
+    assert_eq!(
+        logs_stat(&h, "failures"),
+        6,
+        "every line of both files, once"
+    );
+    let (_, st) = h.get(
+        &format!("/api/v1/firewall/check?ip={peer}"),
+        &h.admin.clone(),
+    );
     assert_eq!(st["blocked"], true, "{st}");
     assert_eq!(st["blocked_by"]["source"], "auto_response", "{st}");
-    assert!(st["blocked_by"]["expires_at"].is_string(), "a ban has a TTL: {st}");
+    assert!(
+        st["blocked_by"]["expires_at"].is_string(),
+        "a ban has a TTL: {st}"
+    );
     let blocked = ssh_findings(&h)
         .into_iter()
-        .find(|f| f["details"].as_str().is_some_and(|d| d.contains("blocked in XDP")))
+        .find(|f| {
+            f["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("blocked in XDP"))
+        })
         .expect("a finding for the block");
     assert_eq!(blocked["ip"], peer);
 
     // Hostile lines: counted, never fatal.
-    append(&log, &["\u{0}\u{1}garbage".to_string(), "x".repeat(100_000)]);
-    assert!(wait_for(Duration::from_secs(10), || logs_stat(&h, "malformed") >= 2));
+    append(
+        &log,
+        &["\u{0}\u{1}garbage".to_string(), "x".repeat(100_000)],
+    );
+    assert!(wait_for(Duration::from_secs(10), || logs_stat(
+        &h,
+        "malformed"
+    ) >= 2));
     h.stop();
 }

@@ -147,6 +147,50 @@ impl SshScenario {
     }
 }
 
+fn ssh_spec(cfg: &Logs) -> Spec {
+    let s = cfg.ssh_bruteforce;
+    Spec {
+        capacity: s.capacity,
+        leak: Duration::from_secs(s.leak_secs),
+        blackhole: Duration::from_secs(s.blackhole_secs),
+    }
+}
+
+/// `rampart replay`: run historical sshd logs through the same parser and scenario,
+/// at the pace of their own timestamps, and return what would have triggered.
+pub fn replay(
+    files: &[PathBuf],
+    cfg: &Logs,
+) -> std::io::Result<(Vec<(Trigger, String)>, LogStats)> {
+    use std::io::BufRead;
+    let mut sc = SshScenario::new(ssh_spec(cfg), cfg.max_keys);
+    let stats = LogStats::default();
+    let base = Instant::now();
+    let (mut first, mut last) = (None::<f64>, 0.0f64);
+    let mut out = Vec::new();
+    for f in files {
+        let reader = std::io::BufReader::new(std::fs::File::open(f)?);
+        for line in reader.split(b'\n') {
+            let line = line?;
+            let line =
+                String::from_utf8_lossy(&line[..line.len().min(tail::MAX_LINE)]).into_owned();
+            // The line's own time; lines without one (or going back) keep the last.
+            if let Some(t) = sshd::syslog(&line).ok().and_then(|s| s.seconds()) {
+                let f0 = *first.get_or_insert(t);
+                last = last.max(t - f0);
+            }
+            let now = base + Duration::from_secs_f64(last.max(0.0));
+            if let Some(t) = sc.line(&line, &stats, now) {
+                let ts = sshd::syslog(&line)
+                    .map(|s| s.timestamp.to_string())
+                    .unwrap_or_default();
+                out.push((t, ts));
+            }
+        }
+    }
+    Ok((out, stats))
+}
+
 /// Follow `cfg.sshd` until shutdown.
 pub async fn run(
     cfg: Logs,
@@ -156,8 +200,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .context("inotify_init")?;
+    let inotify =
+        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).context("inotify_init")?;
     let mask = AddWatchFlags::IN_MODIFY
         | AddWatchFlags::IN_CREATE
         | AddWatchFlags::IN_MOVED_TO
@@ -179,7 +223,12 @@ pub async fn run(
         let start = match store.setting(&setting_key(path)).await {
             Ok(Some(v)) => v
                 .split_once(':')
-                .and_then(|(i, o)| Some(Start::Saved { ino: i.parse().ok()?, offset: o.parse().ok()? }))
+                .and_then(|(i, o)| {
+                    Some(Start::Saved {
+                        ino: i.parse().ok()?,
+                        offset: o.parse().ok()?,
+                    })
+                })
                 .unwrap_or(Start::End),
             _ => Start::End,
         };
@@ -195,13 +244,14 @@ pub async fn run(
         let _ = shutdown.changed().await;
         return Ok(());
     }
-    let spec = Spec {
-        capacity: cfg.ssh_bruteforce.capacity,
-        leak: Duration::from_secs(cfg.ssh_bruteforce.leak_secs),
-        blackhole: Duration::from_secs(cfg.ssh_bruteforce.blackhole_secs),
-    };
-    let mut scenario = SshScenario::new(spec, cfg.max_keys);
-    let afd = AsyncFd::new(InotifyFd(inotify)).context("registering inotify with tokio")?;
+    let mut scenario = SshScenario::new(ssh_spec(&cfg), cfg.max_keys);
+    // SAFETY: the Inotify owns its fd, which stays open and unchanged until the
+    // AsyncFd (which owns the Inotify) is dropped.
+    let afd = unsafe {
+        AsyncFd::register_with_interest(InotifyFd(inotify), tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)
+    .context("registering inotify with tokio")?;
     let mut saved: HashMap<PathBuf, (u64, u64)> = HashMap::new();
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let mut all = true; // first round: read whatever arrived before the watch
@@ -269,7 +319,10 @@ async fn save(store: &Store, followed: &[Followed], saved: &mut HashMap<PathBuf,
         let pos = f.tailer.position();
         if pos.0 != 0 && saved.get(f.tailer.path()) != Some(&pos) {
             saved.insert(f.tailer.path().to_path_buf(), pos);
-            kv.push((setting_key(f.tailer.path()), Some(format!("{}:{}", pos.0, pos.1))));
+            kv.push((
+                setting_key(f.tailer.path()),
+                Some(format!("{}:{}", pos.0, pos.1)),
+            ));
         }
     }
     if !kv.is_empty() {
@@ -301,13 +354,25 @@ mod tests {
         for u in ["a", "b", "c", "d", "e"] {
             assert!(sc.line(&line(u, "198.51.100.2"), &stats, t0).is_none());
         }
-        assert!(sc.line(&line("x", "203.0.113.9"), &stats, t0).is_none(), "another source");
-        let t = sc.line(&line("f", "198.51.100.2"), &stats, t0).expect("sixth overflows");
+        assert!(
+            sc.line(&line("x", "203.0.113.9"), &stats, t0).is_none(),
+            "another source"
+        );
+        let t = sc
+            .line(&line("f", "198.51.100.2"), &stats, t0)
+            .expect("sixth overflows");
         assert_eq!(t.ip.to_string(), "198.51.100.2");
         assert_eq!(t.users, ["a", "b", "c", "d", "e", "f"]);
-        assert!(sc.line(&line("g", "198.51.100.2"), &stats, t0).is_none(), "black-holed");
+        assert!(
+            sc.line(&line("g", "198.51.100.2"), &stats, t0).is_none(),
+            "black-holed"
+        );
         sc.line("not syslog", &stats, t0);
-        sc.line("Nov 23 15:00:01 web1 sshd[9]: Server listening on :: port 22.", &stats, t0);
+        sc.line(
+            "Nov 23 15:00:01 web1 sshd[9]: Server listening on :: port 22.",
+            &stats,
+            t0,
+        );
         assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
         assert_eq!(stats.ignored.load(Ordering::Relaxed), 1);
         assert_eq!(stats.failures.load(Ordering::Relaxed), 8);

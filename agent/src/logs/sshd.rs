@@ -50,7 +50,10 @@ pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
     let (timestamp, rest) = if MONTHS.contains(&first) {
         let (day, r) = token(rest).ok_or(ParseError::Framing("no day"))?;
         let (time, r) = token(r).ok_or(ParseError::Framing("no time"))?;
-        if day.parse::<u8>().is_err() || time.len() != 8 || time.as_bytes()[2] != b':' {
+        if !day.parse::<u8>().is_ok_and(|d| (1..=31).contains(&d))
+            || time.len() != 8
+            || time.as_bytes()[2] != b':'
+        {
             return Err(ParseError::Framing("bad RFC 3164 timestamp"));
         }
         let end = line.len() - r.len();
@@ -86,6 +89,28 @@ pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
         pid,
         message,
     })
+}
+
+impl Syslog<'_> {
+    /// Seconds of the timestamp on a line-local clock, for replaying a log at its own
+    /// pace: RFC 3339 as Unix seconds; RFC 3164 (no year) as seconds since the start
+    /// of a non-leap year. Only differences between lines of one file matter.
+    pub fn seconds(&self) -> Option<f64> {
+        if let Ok(t) = time::OffsetDateTime::parse(
+            self.timestamp,
+            &time::format_description::well_known::Rfc3339,
+        ) {
+            return Some(t.unix_timestamp_nanos() as f64 / 1e9);
+        }
+        let mut it = self.timestamp.split_whitespace();
+        let month = MONTHS.iter().position(|m| Some(*m) == it.next())?;
+        let day: u32 = it.next()?.parse().ok()?;
+        let mut hms = it.next()?.split(':').map(|p| p.parse::<u32>().ok());
+        let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+        const BEFORE: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+        let days = BEFORE[month] + day.checked_sub(1)?;
+        Some(f64::from(((days * 24 + h) * 60 + m) * 60 + s))
+    }
 }
 
 /// What an sshd message says about an authentication attempt.
@@ -293,6 +318,15 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(parse_line(line).as_ref(), Ok(want), "{line}");
         }
+    }
+
+    #[test]
+    fn timestamps_give_seconds_for_replay() {
+        let a = syslog("Nov 23 15:00:01 h sshd[1]: x").expect("line");
+        let b = syslog("Nov 23 15:00:11 h sshd[1]: x").expect("line");
+        assert_eq!(b.seconds().zip(a.seconds()).map(|(b, a)| b - a), Some(10.0));
+        let c = syslog("2026-11-23T15:00:01.500000+00:00 h sshd[1]: x").expect("line");
+        assert_eq!(c.seconds().map(|s| s.fract()), Some(0.5));
     }
 
     #[test]

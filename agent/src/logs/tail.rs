@@ -44,8 +44,14 @@ pub struct Tailer {
     /// Skipping the rest of an over-long line.
     skipping: bool,
     pending_start: Option<Start>,
+    /// The last bytes read before `offset`: if they are not there any more, the file
+    /// was truncated and rewritten past our offset before we looked (copy-truncate
+    /// under load), which its size alone cannot show.
+    sig: Vec<u8>,
     pub stats: TailStats,
 }
+
+const SIG_LEN: usize = 32;
 
 impl Tailer {
     pub fn new(path: PathBuf, start: Start) -> Self {
@@ -57,9 +63,14 @@ impl Tailer {
             partial: Vec::new(),
             skipping: false,
             pending_start: Some(start),
+            sig: Vec::new(),
             stats: TailStats::default(),
         };
         t.reopen();
+        if t.file.is_none() {
+            // Not there yet: when it appears, all of it is new.
+            t.pending_start = Some(Start::Saved { ino: 0, offset: 0 });
+        }
         t
     }
 
@@ -83,7 +94,9 @@ impl Tailer {
         let start = self.pending_start.take();
         let offset = match start {
             Some(Start::End) => meta.len(),
-            Some(Start::Saved { ino, offset }) if ino == meta.ino() && offset <= meta.len() => offset,
+            Some(Start::Saved { ino, offset }) if ino == meta.ino() && offset <= meta.len() => {
+                offset
+            }
             // Rotated while we were away, or a file created after we started: all new.
             _ => 0,
         };
@@ -96,6 +109,27 @@ impl Tailer {
         self.offset = offset;
         self.partial.clear();
         self.skipping = false;
+        self.sig.clear();
+    }
+
+    /// Was the file truncated (below our offset, or rewritten past it)?
+    fn truncated(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = &self.file else { return false };
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        if len < self.offset {
+            return true;
+        }
+        if self.sig.is_empty() {
+            return false;
+        }
+        let mut now = vec![0u8; self.sig.len()];
+        match f.read_exact_at(&mut now, self.offset - self.sig.len() as u64) {
+            Ok(()) => now != self.sig,
+            Err(_) => true,
+        }
     }
 
     /// Read what is there now; push complete lines (without the newline) to `out`.
@@ -103,13 +137,11 @@ impl Tailer {
         if self.file.is_none() {
             self.reopen();
         }
-        // Truncated (copy-truncate) below what we read: start over.
-        if let Some(f) = &self.file {
-            if f.metadata().map(|m| m.len() < self.offset).unwrap_or(false) {
-                self.stats.truncations += 1;
-                self.pending_start = Some(Start::Saved { ino: 0, offset: 0 });
-                self.reopen();
-            }
+        // Truncated (copy-truncate): start over.
+        if self.truncated() {
+            self.stats.truncations += 1;
+            self.pending_start = Some(Start::Saved { ino: 0, offset: 0 });
+            self.reopen();
         }
         self.drain(out);
         // Rotated: the path is another inode now. The old one was read to its end
@@ -125,7 +157,10 @@ impl Tailer {
     }
 
     fn drain(&mut self, out: &mut Vec<String>) {
-        let Some(f) = self.file.as_mut() else { return };
+        // Taken out while reading, so lines can be emitted through `self`.
+        let Some(mut f) = self.file.take() else {
+            return;
+        };
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0usize;
         while total < READ_CHUNK {
@@ -135,6 +170,10 @@ impl Tailer {
             };
             total += n;
             self.offset += n as u64;
+            let keep = SIG_LEN.saturating_sub(n).min(self.sig.len());
+            self.sig.drain(..self.sig.len() - keep);
+            self.sig
+                .extend_from_slice(&buf[n.saturating_sub(SIG_LEN)..n]);
             self.stats.bytes += n as u64;
             let mut rest = &buf[..n];
             while let Some(i) = rest.iter().position(|b| *b == b'\n') {
@@ -156,6 +195,7 @@ impl Tailer {
                 }
             }
         }
+        self.file = Some(f);
     }
 
     /// A rotated file's last line without a newline is still a line.
@@ -223,13 +263,20 @@ mod tests {
         let mut t = Tailer::new(p.clone(), Start::End);
         assert!(lines(&mut t).is_empty(), "a missing file is waited for");
         append(&p, "created\n");
-        assert_eq!(lines(&mut t), ["created"], "a file created later is read from its start");
+        assert_eq!(
+            lines(&mut t),
+            ["created"],
+            "a file created later is read from its start"
+        );
 
         // logrotate: rename, then a new file; the old one's tail is not lost.
         append(&p, "last of old\nunterminated");
         std::fs::rename(&p, dir.path().join("auth.log.1")).expect("rename");
         append(&p, "first of new\n");
-        assert_eq!(lines(&mut t), ["last of old", "unterminated", "first of new"]);
+        assert_eq!(
+            lines(&mut t),
+            ["last of old", "unterminated", "first of new"]
+        );
         assert_eq!(t.stats.rotations, 1);
 
         // copytruncate: the file shrinks below our offset.
@@ -243,7 +290,13 @@ mod tests {
         append(&p, "while down\n");
         let mut t2 = Tailer::new(p.clone(), Start::Saved { ino, offset: off });
         assert_eq!(lines(&mut t2), ["while down"]);
-        let mut t3 = Tailer::new(p.clone(), Start::Saved { ino: ino + 1, offset: off });
+        let mut t3 = Tailer::new(
+            p.clone(),
+            Start::Saved {
+                ino: ino + 1,
+                offset: off,
+            },
+        );
         assert_eq!(lines(&mut t3), ["after truncate", "while down"]);
     }
 
