@@ -3,96 +3,20 @@
 //! The backend here is a small in-memory implementation of the trait; what is under
 //! test is the auth and dispatch layer, which is the real one.
 
-use std::sync::Arc;
+mod common;
 
 use api::{
-    auth::{digest, Grant, CSRF_HEADER},
-    model::{BlockEntry, BlockRequest, Finding, FirewallOp},
+    auth::{digest, CSRF_HEADER},
     routes::ROUTES,
-    ApiError, ApiState, Backend, Scope, TokenSet,
+    Scope,
 };
-use tokio::sync::broadcast;
+use common::{state, ADMIN, METRICS, READ};
 use warp::http::StatusCode;
-
-struct MemBackend {
-    tx: broadcast::Sender<Finding>,
-}
-
-#[async_trait::async_trait]
-impl Backend for MemBackend {
-    async fn status(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({"version": "test"}))
-    }
-    async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({"status": "ok"}))
-    }
-    async fn components(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(serde_json::json!({"components": []}))
-    }
-    fn capabilities(&self) -> Vec<&'static str> {
-        vec!["events.sse.v1"]
-    }
-    async fn findings(&self) -> Result<Vec<Finding>, ApiError> {
-        Ok(vec![])
-    }
-    async fn block_ip(&self, req: BlockRequest, _actor: &str) -> Result<BlockEntry, ApiError> {
-        Ok(BlockEntry {
-            ip: req.ip,
-            reason: req.reason,
-            source: "api".into(),
-            blocked_at: "2026-01-01T00:00:00Z".into(),
-            expires_at: None,
-        })
-    }
-    async fn blocked_ips(&self) -> Result<Vec<BlockEntry>, ApiError> {
-        Ok(vec![])
-    }
-    async fn metrics(&self) -> Result<String, ApiError> {
-        Ok(String::new())
-    }
-    fn subscribe(&self) -> broadcast::Receiver<Finding> {
-        self.tx.subscribe()
-    }
-    async fn findings_after(&self, _id: i64, _limit: u32) -> Result<Vec<Finding>, ApiError> {
-        Ok(vec![])
-    }
-    async fn detect(
-        &self,
-        _op: api::model::DetectOp,
-        _actor: &str,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        Ok((StatusCode::OK, serde_json::json!([])))
-    }
-    async fn firewall(
-        &self,
-        _op: FirewallOp,
-        _actor: &str,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        Ok((StatusCode::OK, serde_json::json!({})))
-    }
-}
 
 /// Authorization passed: anything but 401/403 (a route may still reject the
 /// test's one-size body with 400; that is not what this test checks).
 fn authorized(s: StatusCode) -> bool {
     s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN
-}
-
-const ADMIN: &str = "admin-token-0123456789";
-const READ: &str = "read-token-0123456789";
-const METRICS: &str = "metrics-token-0123456789";
-
-fn state() -> Arc<ApiState<MemBackend>> {
-    let mut t = TokenSet::new([9; 32]);
-    t.add_plain("op", ADMIN, Grant::Admin);
-    t.add_plain("panel", READ, Grant::Read);
-    t.add_plain("prom", METRICS, Grant::Metrics);
-    ApiState::new(
-        Arc::new(MemBackend {
-            tx: broadcast::channel(4).0,
-        }),
-        t,
-    )
 }
 
 async fn status_of(method: &str, path: &str, auth: Option<&str>) -> StatusCode {
