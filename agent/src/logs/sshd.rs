@@ -103,7 +103,8 @@ impl Syslog<'_> {
             return Some(t.unix_timestamp_nanos() as f64 / 1e9);
         }
         let mut it = self.timestamp.split_whitespace();
-        let month = MONTHS.iter().position(|m| Some(*m) == it.next())?;
+        let mon = it.next()?;
+        let month = MONTHS.iter().position(|m| *m == mon)?;
         let day: u32 = it.next()?.parse().ok()?;
         let mut hms = it.next()?.split(':').map(|p| p.parse::<u32>().ok());
         let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
