@@ -716,6 +716,88 @@ impl AgentBackend {
                     "findings": findings, "incidents": incidents,
                 }))
             }
+            DetectOp::ThreatStats => {
+                let (n, ips, kinds, hours) = self.store.threat_stats().await.map_err(store_err)?;
+                let blocks = self
+                    .store
+                    .count(crate::store::FwList::Blocks)
+                    .await
+                    .map_err(store_err)?;
+                let now_h = now_unix() / 3600 * 3600;
+                let hourly: Vec<Value> = (0..24)
+                    .map(|i| {
+                        let start = now_h - (23 - i) * 3600;
+                        let n = hours
+                            .iter()
+                            .find(|(h, _)| *h == start)
+                            .map(|(_, n)| *n)
+                            .unwrap_or(0);
+                        json!({ "start": rfc3339_of(start), "events": n })
+                    })
+                    .collect();
+                ok(json!({
+                    "events_24h": n,
+                    "unique_ips_24h": ips,
+                    "by_kind": kinds.into_iter().map(|(k, n)| json!({"kind": k, "events": n})).collect::<Vec<_>>(),
+                    "hourly": hourly,
+                    "blocked_ips": blocks,
+                }))
+            }
+            DetectOp::ThreatTopAttackers { limit } => {
+                let top = self.store.top_attackers(limit).await.map_err(store_err)?;
+                let mut out = Vec::new();
+                for t in top {
+                    let check = self.firewall.check(&t.ip).await.ok();
+                    let mut v = json!(t);
+                    v["blocked"] = json!(check.as_ref().is_some_and(|c| c.blocked));
+                    v["allowed"] = json!(check.as_ref().is_some_and(|c| c.allowed));
+                    out.push(v);
+                }
+                ok(json!(out))
+            }
+            DetectOp::ThreatIp { ip } => {
+                let summary = self.store.threat_ip(ip.clone()).await.map_err(store_err)?;
+                let check = self
+                    .firewall
+                    .check(&ip)
+                    .await
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let recent = self
+                    .store
+                    .threat_events(ip.clone(), 10)
+                    .await
+                    .map_err(store_err)?;
+                ok(json!({
+                    "ip": ip,
+                    "known": summary.is_some(),
+                    "summary": summary,
+                    "blocked": check.blocked,
+                    "allowed": check.allowed,
+                    "blocked_by": check.blocked_by,
+                    "allowed_by": check.allowed_by,
+                    "recent_events": recent,
+                }))
+            }
+            DetectOp::ThreatEvents { ip, limit } => ok(json!(self
+                .store
+                .threat_events(ip, limit)
+                .await
+                .map_err(store_err)?)),
+            DetectOp::ThreatDbStats => {
+                let (events, ips, oldest, newest) =
+                    self.store.threat_db_stats().await.map_err(store_err)?;
+                ok(json!({ "events": events, "ips": ips, "oldest": oldest, "newest": newest }))
+            }
+            DetectOp::ThreatClearIp { ip } => {
+                let n = self
+                    .store
+                    .clear_threat_ip(ip.clone())
+                    .await
+                    .map_err(store_err)?;
+                self.audit(actor, "threat_clear_ip", &ip, &format!("{n} events"), None)
+                    .await;
+                ok(json!({ "status": "cleared", "ip": ip, "cleared": n }))
+            }
             DetectOp::QuarantineDelete { ids } => {
                 let (deleted, not_found) = det.quarantine.delete(ids).await.map_err(q_err)?;
                 for id in &deleted {

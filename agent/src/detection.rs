@@ -301,6 +301,11 @@ pub async fn schedule(
                         Ok(n) => tracing::info!(n, "Pruned closed findings past retention."),
                         Err(e) => tracing::error!(error = %e, "Pruning findings failed."),
                     }
+                    match det.findings.store().prune_threat_events(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(n, "Pruned threat events past retention."),
+                        Err(e) => tracing::error!(error = %e, "Pruning threat events failed."),
+                    }
                 }
                 if let Some(every) = full_scan_every {
                     if last_full.elapsed() >= every {

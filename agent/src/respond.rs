@@ -70,6 +70,10 @@ impl Responder {
         }
     }
 
+    pub fn store(&self) -> &crate::store::Store {
+        self.findings.store()
+    }
+
     /// The ban for the `n`-th offence: ban_secs × 2^(n-1), at most max_ban_secs.
     pub fn ban_for(&self, n: u32) -> u64 {
         let shift = n.saturating_sub(1).min(32);
@@ -132,6 +136,18 @@ impl Responder {
                 }
             }
         };
+        if let Err(e) = self
+            .store()
+            .add_threat_events(vec![(
+                t.ip.to_string(),
+                "auto_response",
+                t.check,
+                action.clone(),
+            )])
+            .await
+        {
+            tracing::warn!(error = %e, "Recording the trigger in the threat database failed.");
+        }
         let mut users = t.users.clone();
         users.sort();
         users.dedup();

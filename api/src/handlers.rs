@@ -153,6 +153,29 @@ fn firewall_op(
         Handler::FirewallUnban => FirewallOp::Unban {
             ip: parse_json::<IpRequest>(body)?.ip,
         },
+        Handler::ThreatWhitelist => FirewallOp::List {
+            list: FwList::Allow,
+            subnets_only: false,
+        },
+        Handler::ThreatWhitelistIp => {
+            let mut r: ListRequest = parse_json(body)?;
+            r.duration = None;
+            add(FwList::Allow, r, "threat")
+        }
+        Handler::ThreatTempWhitelistIp => {
+            let r: ListRequest = parse_json(body)?;
+            if r.duration.unwrap_or(0) == 0 {
+                return Err(ApiError::bad_request(
+                    "duration (seconds, > 0) required for a temporary whitelist",
+                ));
+            }
+            add(FwList::Allow, r, "threat")
+        }
+        Handler::ThreatUnwhitelistIp => FirewallOp::Remove {
+            list: FwList::Allow,
+            ips: vec![parse_json::<IpRequest>(body)?.ip],
+            bulk: false,
+        },
         Handler::ThreatBlockIp => {
             let mut r: ListRequest = parse_json(body)?;
             r.duration = None; // permanent by definition
@@ -289,6 +312,19 @@ fn incident_status_param(query: &str, default: &str) -> Result<String, ApiError>
     }
 }
 
+/// An address in canonical form (the threat database keys on it).
+fn canonical_ip(v: &str) -> Result<String, ApiError> {
+    v.trim()
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| ApiError::bad_request(format!("{v:?} is not an IP address")))
+}
+
+/// `?ip=` as a canonical address.
+fn ip_param(query: &str) -> Result<String, ApiError> {
+    canonical_ip(&string_param(query, "ip")?)
+}
+
 /// The `{id}` segment of a route path, as an integer.
 fn path_id(route: &Route, path: &str) -> Result<i64, ApiError> {
     let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
@@ -304,6 +340,24 @@ fn detect_op(
     body: &Bytes,
 ) -> Result<Option<DetectOp>, ApiError> {
     Ok(Some(match route.handler {
+        Handler::ThreatStats => DetectOp::ThreatStats,
+        Handler::ThreatTopAttackers => DetectOp::ThreatTopAttackers {
+            limit: limit(query, 20, 1000)?,
+        },
+        Handler::ThreatIp => DetectOp::ThreatIp {
+            ip: ip_param(query)?,
+        },
+        Handler::ThreatEvents => DetectOp::ThreatEvents {
+            ip: ip_param(query)?,
+            limit: limit(query, 100, 5000)?,
+        },
+        Handler::ThreatDbStats => DetectOp::ThreatDbStats,
+        Handler::ThreatClearIp => {
+            let ip = parse_json::<IpRequest>(body)?.ip;
+            DetectOp::ThreatClearIp {
+                ip: canonical_ip(&ip)?,
+            }
+        }
         Handler::Incidents => DetectOp::Incidents {
             status: incident_status_param(query, "all")?,
             kind: query_param(query, "kind").filter(|k| !k.is_empty()),

@@ -338,6 +338,21 @@ pub enum DetectOp {
         kind: Option<String>,
         limit: u32,
     },
+    ThreatStats,
+    ThreatTopAttackers {
+        limit: u32,
+    },
+    ThreatIp {
+        ip: String,
+    },
+    ThreatEvents {
+        ip: String,
+        limit: u32,
+    },
+    ThreatDbStats,
+    ThreatClearIp {
+        ip: String,
+    },
     /// Findings and incidents of an IP or account over the last `hours`.
     IncidentTimeline {
         ip: Option<String>,

@@ -144,6 +144,81 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
         .expect("a finding for the block");
     assert_eq!(blocked["ip"], peer);
 
+    // The threat database saw every failure and both triggers (dry run and block).
+    let admin = h.admin.clone();
+    let (s, t) = h.get(&format!("/api/v1/threat/ip?ip={peer}"), &admin);
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["summary"]["events"], 14, "12 failures + 2 triggers: {t}");
+    assert_eq!(t["summary"]["triggers"], 2, "{t}");
+    assert_eq!(
+        t["summary"]["score"], 78,
+        "14 events × 2 + 2 triggers × 25: {t}"
+    );
+    assert_eq!(t["blocked"], true, "{t}");
+    let (_, top) = h.get("/api/v1/threat/top-attackers", &admin);
+    assert_eq!(top[0]["ip"], peer, "{top}");
+    assert_eq!(top[0]["blocked"], true, "{top}");
+    let (_, evs) = h.get(&format!("/api/v1/threat/events?ip={peer}&limit=2"), &admin);
+    assert_eq!(evs.as_array().map(Vec::len), Some(2), "{evs}");
+    assert_eq!(evs[0]["kind"], "ssh_bruteforce", "newest first: {evs}");
+    let (_, st) = h.get("/api/v1/threat/stats", &admin);
+    assert_eq!(
+        (st["events_24h"].as_i64(), st["unique_ips_24h"].as_i64()),
+        (Some(14), Some(1)),
+        "{st}"
+    );
+    assert_eq!(st["hourly"].as_array().map(Vec::len), Some(24), "{st}");
+    assert_eq!(h.get("/api/v1/threat/ip?ip=nope", &admin).0, 400);
+    assert_eq!(
+        h.get("/api/v1/threat/stats", &h.read.clone()).0,
+        403,
+        "threat detail is admin-only"
+    );
+    // Whitelist (another address: allowing the peer would unblock it).
+    let other = "203.0.113.77";
+    assert_eq!(
+        h.post(
+            "/api/v1/threat/temp-whitelist-ip",
+            serde_json::json!({ "ip": other })
+        )
+        .0,
+        400
+    );
+    let (s, w) = h.post(
+        "/api/v1/threat/temp-whitelist-ip",
+        serde_json::json!({ "ip": other, "duration": 600, "reason": "support session" }),
+    );
+    assert_eq!(s, 200, "{w}");
+    let (_, wl) = h.get("/api/v1/threat/whitelist", &admin);
+    assert!(
+        wl.as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["ip"] == other && e["expires_at"].is_string())),
+        "{wl}"
+    );
+    assert_eq!(
+        h.post(
+            "/api/v1/threat/unwhitelist-ip",
+            serde_json::json!({ "ip": other })
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        h.post(
+            "/api/v1/threat/unwhitelist-ip",
+            serde_json::json!({ "ip": other })
+        )
+        .0,
+        404
+    );
+    let (s, c) = h.post("/api/v1/threat/clear-ip", serde_json::json!({ "ip": peer }));
+    assert_eq!((s, c["cleared"].as_i64()), (200, Some(14)), "{c}");
+    let (_, t) = h.get(&format!("/api/v1/threat/ip?ip={peer}"), &admin);
+    assert_eq!(t["known"], false, "{t}");
+    let (_, db) = h.get("/api/v1/threat/db-stats", &admin);
+    assert_eq!(db["events"], 0, "{db}");
+
     // Hostile lines: counted, never fatal.
     append(
         &log,

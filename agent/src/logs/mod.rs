@@ -86,6 +86,9 @@ fn setting_key(p: &std::path::Path) -> String {
 pub struct SshScenario {
     buckets: Buckets<IpAddr>,
     users: HashMap<IpAddr, Vec<String>>,
+    /// Failures seen since the last [`SshScenario::take_failures`]: (ip, user), for
+    /// the threat database.
+    failures: Vec<(IpAddr, String)>,
 }
 
 impl SshScenario {
@@ -93,7 +96,12 @@ impl SshScenario {
         Self {
             buckets: Buckets::new(spec, max_keys),
             users: HashMap::new(),
+            failures: Vec::new(),
         }
+    }
+
+    pub fn take_failures(&mut self) -> Vec<(IpAddr, String)> {
+        std::mem::take(&mut self.failures)
     }
 
     /// One log line; returns a trigger when it overflows its source's bucket.
@@ -116,6 +124,10 @@ impl SshScenario {
         }
         stats.failures.fetch_add(1, Ordering::Relaxed);
         let ip = ev.ip();
+        if self.failures.len() < 100_000 {
+            self.failures
+                .push((ip, ev.user().unwrap_or("").chars().take(64).collect()));
+        }
         if self.users.len() >= self.buckets.spec().capacity as usize * 10_000 {
             self.users.clear();
         }
@@ -305,10 +317,31 @@ async fn process(f: &mut Followed, sc: &mut SshScenario, stats: &LogStats, respo
             return;
         }
         let now = Instant::now();
+        let mut triggers = Vec::new();
         for line in &lines {
             if let Some(t) = sc.line(line, stats, now) {
-                responder.trigger(t).await;
+                triggers.push(t);
             }
+        }
+        // The batch's failures go to the threat database in one transaction, before
+        // the triggers they caused.
+        let events = sc
+            .take_failures()
+            .into_iter()
+            .map(|(ip, user)| {
+                (
+                    ip.to_string(),
+                    "sshd",
+                    "auth_failure",
+                    format!("user {user}"),
+                )
+            })
+            .collect();
+        if let Err(e) = responder.store().add_threat_events(events).await {
+            tracing::warn!(error = %e, "Recording threat events failed.");
+        }
+        for t in triggers {
+            responder.trigger(t).await;
         }
     }
 }

@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 
 mod findings;
 mod incidents;
+mod threat;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
+pub use threat::{ThreatEvent, ThreatIp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -167,6 +169,18 @@ const MIGRATIONS: &[&str] = &[
         finding_id INTEGER NOT NULL,
         PRIMARY KEY (incident_id, finding_id)
      );",
+    // The threat database: per-IP events from log watchers and the responder.
+    "CREATE TABLE threat_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        ts_unix INTEGER NOT NULL,
+        ip TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX threat_events_ip ON threat_events(ip, ts_unix);
+     CREATE INDEX threat_events_ts ON threat_events(ts_unix);",
 ];
 
 /// Which firewall list a row lives in.

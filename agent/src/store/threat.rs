@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The threat database: per-IP events from the log watchers and the responder, with
+//! first/last seen, counts and a score.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{now_rfc3339, Store, StoreError};
+
+/// One event about an address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ThreatEvent {
+    pub id: i64,
+    pub timestamp: String,
+    pub ip: String,
+    /// Where it came from: sshd, auto_response, ...
+    pub source: String,
+    /// auth_failure, ssh_bruteforce, ...
+    pub kind: String,
+    pub detail: String,
+}
+
+/// One address's summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreatIp {
+    pub ip: String,
+    pub events: i64,
+    pub events_24h: i64,
+    pub triggers: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// 0-100: 2 per event in the last 24 h, 25 per triggered scenario, capped.
+    pub score: i64,
+}
+
+/// Kinds that are triggered scenarios (scored higher).
+const TRIGGER_KINDS: &str = "('ssh_bruteforce')";
+
+fn score(events_24h: i64, triggers: i64) -> i64 {
+    (events_24h * 2 + triggers * 25).min(100)
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreatIp> {
+    let (e24, trig): (i64, i64) = (r.get(2)?, r.get(3)?);
+    Ok(ThreatIp {
+        ip: r.get(0)?,
+        events: r.get(1)?,
+        events_24h: e24,
+        triggers: trig,
+        first_seen: r.get(4)?,
+        last_seen: r.get(5)?,
+        score: score(e24, trig),
+    })
+}
+
+fn summary_sql(filter: &str, order_limit: &str) -> String {
+    format!(
+        "SELECT ip, COUNT(*), SUM(ts_unix >= ?1), SUM(kind IN {TRIGGER_KINDS}), MIN(ts), MAX(ts)
+         FROM threat_events {filter} GROUP BY ip {order_limit}"
+    )
+}
+
+impl Store {
+    /// Record events (ip, source, kind, detail) in one transaction.
+    pub async fn add_threat_events(
+        &self,
+        events: Vec<(String, &'static str, &'static str, String)>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.call(move |c| {
+            let (ts, unix) = (now_rfc3339(), unix_now());
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO threat_events (ts, ts_unix, ip, source, kind, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (ip, source, kind, detail) in &events {
+                    st.execute(params![ts, unix, ip, source, kind, detail])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn threat_ip(&self, ip: String) -> Result<Option<ThreatIp>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                &summary_sql("WHERE ip = ?2", ""),
+                params![unix_now() - 86400, ip],
+                summary_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Addresses with the most events in the last `hours`.
+    pub async fn top_attackers(&self, limit: u32) -> Result<Vec<ThreatIp>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(&summary_sql("", "ORDER BY 3 DESC, 2 DESC, ip LIMIT ?2"))?;
+            let rows = st.query_map(params![unix_now() - 86400, limit], summary_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// One address's events, newest first.
+    pub async fn threat_events(
+        &self,
+        ip: String,
+        limit: u32,
+    ) -> Result<Vec<ThreatEvent>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, ts, ip, source, kind, detail FROM threat_events WHERE ip = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![ip, limit], |r| {
+                Ok(ThreatEvent {
+                    id: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    ip: r.get(2)?,
+                    source: r.get(3)?,
+                    kind: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Events of the last 24 h: total, distinct IPs, per kind, per hour (start unix).
+    #[allow(clippy::type_complexity)]
+    pub async fn threat_stats(
+        &self,
+    ) -> Result<(i64, i64, Vec<(String, i64)>, Vec<(i64, i64)>), StoreError> {
+        self.call(|c| {
+            let since = unix_now() - 86400;
+            let (n, ips): (i64, i64) = c.query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT ip) FROM threat_events WHERE ts_unix >= ?1",
+                [since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let mut st = c.prepare(
+                "SELECT kind, COUNT(*) FROM threat_events WHERE ts_unix >= ?1 GROUP BY kind ORDER BY 2 DESC",
+            )?;
+            let kinds = st
+                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut st = c.prepare(
+                "SELECT (ts_unix / 3600) * 3600 AS h, COUNT(*) FROM threat_events
+                 WHERE ts_unix >= ?1 GROUP BY h ORDER BY h",
+            )?;
+            let hours = st
+                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok((n, ips, kinds, hours))
+        })
+        .await
+    }
+
+    /// (events, distinct IPs, oldest, newest) over the whole database.
+    pub async fn threat_db_stats(
+        &self,
+    ) -> Result<(i64, i64, Option<String>, Option<String>), StoreError> {
+        self.call(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT ip), MIN(ts), MAX(ts) FROM threat_events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?)
+        })
+        .await
+    }
+
+    /// Forget an address; returns the events deleted.
+    pub async fn clear_threat_ip(&self, ip: String) -> Result<usize, StoreError> {
+        self.call(move |c| Ok(c.execute("DELETE FROM threat_events WHERE ip = ?1", [ip])?))
+            .await
+    }
+
+    /// Delete events older than `before_unix`.
+    pub async fn prune_threat_events(&self, before_unix: i64) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM threat_events WHERE ts_unix < ?1",
+                [before_unix],
+            )?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_summaries_scores_and_clearing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let mut ev = Vec::new();
+        for i in 0..6 {
+            ev.push((
+                "203.0.113.5".to_string(),
+                "sshd",
+                "auth_failure",
+                format!("user u{i}"),
+            ));
+        }
+        ev.push((
+            "203.0.113.5".to_string(),
+            "auto_response",
+            "ssh_bruteforce",
+            "blocked".into(),
+        ));
+        ev.push((
+            "198.51.100.7".to_string(),
+            "sshd",
+            "auth_failure",
+            "user root".into(),
+        ));
+        s.add_threat_events(ev).await.expect("add");
+        let a = s
+            .threat_ip("203.0.113.5".into())
+            .await
+            .expect("ip")
+            .expect("known");
+        assert_eq!((a.events, a.events_24h, a.triggers, a.score), (7, 7, 1, 39));
+        assert!(s.threat_ip("192.0.2.1".into()).await.expect("ip").is_none());
+        let top = s.top_attackers(10).await.expect("top");
+        assert_eq!(
+            top.iter().map(|t| t.ip.as_str()).collect::<Vec<_>>(),
+            ["203.0.113.5", "198.51.100.7"]
+        );
+        let evs = s
+            .threat_events("203.0.113.5".into(), 3)
+            .await
+            .expect("events");
+        assert_eq!((evs.len(), evs[0].kind.as_str()), (3, "ssh_bruteforce"));
+        let (n, ips, kinds, hours) = s.threat_stats().await.expect("stats");
+        assert_eq!(
+            (n, ips, kinds[0].clone(), hours.len()),
+            (8, 2, ("auth_failure".into(), 7), 1)
+        );
+        assert_eq!(
+            s.clear_threat_ip("203.0.113.5".into())
+                .await
+                .expect("clear"),
+            7
+        );
+        assert_eq!(s.threat_db_stats().await.expect("db").0, 1);
+        assert_eq!(
+            s.prune_threat_events(unix_now() + 10).await.expect("prune"),
+            1
+        );
+    }
+}
