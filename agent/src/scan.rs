@@ -297,35 +297,43 @@ impl ScanPool {
     /// Queue a scan. When the queue is full this waits (counted as back-pressure):
     /// the file-event queue upstream absorbs it, and drops there are counted too.
     pub async fn submit(&self, req: ScanRequest) -> bool {
-        let Some(tx) = self.sender() else {
-            return false;
-        };
-        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(req) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(req)) => {
-                self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
-                tx.send(req).await.is_ok()
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        match self.try_submit(req) {
+            Submitted::Done(ok) => ok,
+            Submitted::Wait(tx, req) => tx.send(req).await.is_ok(),
         }
     }
 
     /// Queue from a blocking thread (directory walks of scan jobs).
     pub fn submit_blocking(&self, req: ScanRequest) -> bool {
+        match self.try_submit(req) {
+            Submitted::Done(ok) => ok,
+            Submitted::Wait(tx, req) => tx.blocking_send(req).is_ok(),
+        }
+    }
+
+    /// The part of a submission that never waits: queued, closed, or full (counted
+    /// as back-pressure; the caller waits its own way).
+    fn try_submit(&self, req: ScanRequest) -> Submitted {
         let Some(tx) = self.sender() else {
-            return false;
+            return Submitted::Done(false);
         };
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(req) {
-            Ok(()) => true,
+            Ok(()) => Submitted::Done(true),
             Err(mpsc::error::TrySendError::Full(req)) => {
                 self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
-                tx.blocking_send(req).is_ok()
+                Submitted::Wait(tx, req)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => Submitted::Done(false),
         }
     }
+}
+
+enum Submitted {
+    /// Queued (true), or the pool is closed (false).
+    Done(bool),
+    /// The queue is full: wait on this sender.
+    Wait(mpsc::Sender<ScanRequest>, ScanRequest),
 }
 
 fn worker(
