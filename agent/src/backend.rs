@@ -123,7 +123,7 @@ fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
     )
 }
 
-fn store_err(e: StoreError) -> ApiError {
+pub(crate) fn store_err(e: StoreError) -> ApiError {
     ApiError::internal("store", &e)
 }
 

@@ -12,17 +12,13 @@ use serde_json::{json, Value};
 use warp::http::StatusCode;
 
 use crate::{
-    backend::AgentBackend,
+    backend::{store_err, AgentBackend},
     detection::CHECK_SIGNATURE,
     quarantine::QuarantineError,
     scan::JobInfo,
     signatures::RuleKind,
-    store::{FindingQuery, IncidentError, NewFinding, StoreError, Suppression},
+    store::{now_unix, FindingQuery, IncidentError, NewFinding, Suppression},
 };
-
-fn store_err(e: StoreError) -> ApiError {
-    ApiError::internal("store", &e)
-}
 
 fn q_err(e: QuarantineError) -> ApiError {
     match e {
@@ -46,10 +42,6 @@ fn query_of(h: HistoryQuery) -> FindingQuery {
         offset: h.offset,
         ..Default::default()
     }
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Per-severity counts as a JSON object with every severity and a total.

@@ -352,11 +352,6 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             severity: Severity::Warning,
             message: "BPF-LSM unavailable: exec, SMTP egress and sensitive reads cannot be denied before they happen; exec is killed after it starts, sensitive reads are only reported".into(),
             details: format!("{why}; sensors: {}", lost.join("; ")),
-            path: None,
-            pid: None,
-            uid: None,
-            process: None,
-            ip: None,
             ..Default::default()
         };
         findings.report(f).await;
@@ -649,10 +644,6 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                                 severity: Severity::Warning,
                                 message: format!("Port scan from {ip}: {} distinct ports", ev.distinct_ports),
                                 details: format!("last port {} proto {}; interface index {}", ev.dport, ev.proto, ev.ifindex),
-                                path: None,
-                                pid: None,
-                                uid: None,
-                                process: None,
                                 ip: Some(ip),
                                 ..Default::default()
                             };
@@ -695,7 +686,6 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                             pid: Some(ev.tgid),
                             uid: Some(ev.uid),
                             process: Some(comm),
-                            ip: None,
                             ..Default::default()
                         };
                         findings.report(f).await;
@@ -718,7 +708,6 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                             ),
                             details: format!("decision: {}; pid {}", decision.as_str(), ev.tgid),
                             key: Some(format!("{dest}|{}|{}", ev.uid, decision.as_str())),
-                            path: None,
                             pid: Some(ev.tgid),
                             uid: Some(ev.uid),
                             process: Some(comm),
@@ -836,11 +825,6 @@ async fn loss_watch(
                     severity: Severity::Warning,
                     message: format!("{total} events lost in the last {}s", window.as_secs()),
                     details: format!("{}; raise sensors.ringbuf_bytes or sensors.event_channel_size", parts.join(", ")),
-                    path: None,
-                    pid: None,
-                    uid: None,
-                    process: None,
-                    ip: None,
                     ..Default::default()
                 };
                 b.detection.findings.report(f).await;

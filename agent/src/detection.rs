@@ -295,7 +295,7 @@ pub async fn schedule(
         tokio::select! {
             _ = hourly.tick() => {
                 if retention_days > 0 {
-                    let before = time::OffsetDateTime::now_utc().unix_timestamp() - i64::from(retention_days) * 86400;
+                    let before = crate::store::now_unix() - i64::from(retention_days) * 86400;
                     match det.findings.store().prune_findings(before).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(n, "Pruned closed findings past retention."),

@@ -632,7 +632,7 @@ impl Firewall {
 
     /// Remove expired blocks and allows from the kernel and the store.
     pub async fn sweep(&self) -> Result<usize, FirewallError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = crate::store::now_unix();
         let mut n = 0;
         for list in [FwList::Blocks, FwList::Allows] {
             let expired = self.store.expired(list, now).await?;

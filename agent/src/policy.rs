@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::FirewallPolicy,
     loader::{LoaderError, PolicyMaps},
-    store::{rfc3339, Store, StoreError},
+    store::{now_unix, rfc3339, Store, StoreError},
 };
 
 const KEY_POLICY: &str = "firewall.policy";
@@ -51,10 +51,6 @@ pub struct PolicyManager {
     timeout_secs: u64,
     /// None for store-only tools; the agent always has the maps.
     maps: Option<Mutex<PolicyMaps>>,
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn decode<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, PolicyError> {

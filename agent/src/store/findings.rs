@@ -261,10 +261,6 @@ fn where_of(q: &FindingQuery) -> (String, Vec<Value>) {
     (w, args)
 }
 
-fn unix(t: time::OffsetDateTime) -> i64 {
-    t.unix_timestamp()
-}
-
 impl Store {
     /// Record a finding: if the same (check, key) is active and was last seen within
     /// `window_secs`, count it there; otherwise insert a new one. One transaction, on
@@ -276,7 +272,7 @@ impl Store {
     ) -> Result<Recorded, StoreError> {
         self.call(move |c| {
             let now = time::OffsetDateTime::now_utc();
-            let (ts, ts_unix) = (rfc3339(now), unix(now));
+            let (ts, ts_unix) = (rfc3339(now), now.unix_timestamp());
             let key = f.dedup_key();
             let tx = c.transaction()?;
             let since = ts_unix - i64::try_from(window_secs).unwrap_or(i64::MAX / 2);

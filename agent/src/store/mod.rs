@@ -228,6 +228,11 @@ pub fn now_rfc3339() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
 }
 
+/// Unix seconds now (UTC).
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now_rfc3339, Store, StoreError};
+use super::{now_rfc3339, now_unix, Store, StoreError};
 
 /// One event about an address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -40,10 +40,6 @@ fn score(events_24h: i64, triggers: i64) -> i64 {
     (events_24h * 2 + triggers * 25).min(100)
 }
 
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreatIp> {
     let (e24, trig): (i64, i64) = (r.get(2)?, r.get(3)?);
     Ok(ThreatIp {
@@ -74,7 +70,7 @@ impl Store {
             return Ok(());
         }
         self.call(move |c| {
-            let (ts, unix) = (now_rfc3339(), unix_now());
+            let (ts, unix) = (now_rfc3339(), now_unix());
             let tx = c.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -95,7 +91,7 @@ impl Store {
         self.call(move |c| {
             Ok(c.query_row(
                 &summary_sql("WHERE ip = ?2", ""),
-                params![unix_now() - 86400, ip],
+                params![now_unix() - 86400, ip],
                 summary_row,
             )
             .optional()?)
@@ -107,7 +103,7 @@ impl Store {
     pub async fn top_attackers(&self, limit: u32) -> Result<Vec<ThreatIp>, StoreError> {
         self.call(move |c| {
             let mut st = c.prepare(&summary_sql("", "ORDER BY 3 DESC, 2 DESC, ip LIMIT ?2"))?;
-            let rows = st.query_map(params![unix_now() - 86400, limit], summary_row)?;
+            let rows = st.query_map(params![now_unix() - 86400, limit], summary_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -145,7 +141,7 @@ impl Store {
         &self,
     ) -> Result<(i64, i64, Vec<(String, i64)>, Vec<(i64, i64)>), StoreError> {
         self.call(|c| {
-            let since = unix_now() - 86400;
+            let since = now_unix() - 86400;
             let (n, ips): (i64, i64) = c.query_row(
                 "SELECT COUNT(*), COUNT(DISTINCT ip) FROM threat_events WHERE ts_unix >= ?1",
                 [since],
@@ -261,7 +257,7 @@ mod tests {
         );
         assert_eq!(s.threat_db_stats().await.expect("db").0, 1);
         assert_eq!(
-            s.prune_threat_events(unix_now() + 10).await.expect("prune"),
+            s.prune_threat_events(now_unix() + 10).await.expect("prune"),
             1
         );
     }
