@@ -1,0 +1,16 @@
+//! The privileged end-to-end tests, as one binary: each module was its own test crate,
+//! and every such crate links the whole agent (yara-x, wasmtime, aya), ~100 MB apiece.
+//! Run by `cargo xtask test` as root, one test at a time.
+
+mod behaviour_e2e;
+mod detection_e2e;
+mod e2e;
+mod egress_e2e;
+mod exec_e2e;
+mod file_sensor;
+mod firewall_e2e;
+mod logs_e2e;
+mod sensor_backends_e2e;
+mod sensor_e2e;
+mod signatures_fp;
+mod xdp_fixtures;
