@@ -65,9 +65,72 @@ pub struct Config {
 pub struct Logs {
     /// OpenSSH logs (syslog format; a missing file is waited for).
     pub sshd: Vec<PathBuf>,
-    pub ssh_bruteforce: Scenario,
-    /// Source addresses tracked per scenario, at most.
+    /// exim mainlogs.
+    pub exim: Vec<PathBuf>,
+    /// Syslog files dovecot writes to.
+    pub dovecot: Vec<PathBuf>,
+    /// Syslog files pure-ftpd/proftpd write to, and proftpd's own log.
+    pub ftp: Vec<PathBuf>,
+    /// cPanel/WHM login_log.
+    pub cpanel: Vec<PathBuf>,
+    /// Apache/nginx access logs (common, combined, vhost_combined).
+    pub access: Vec<PathBuf>,
+    /// ModSecurity audit logs (serial or JSON) or error_logs with its lines.
+    pub modsec: Vec<PathBuf>,
+    pub scenarios: Scenarios,
+    /// Keys (addresses, accounts) tracked per scenario, at most.
     pub max_keys: usize,
+}
+
+impl Logs {
+    /// The files configured for one source.
+    pub fn paths(&self, source: crate::logs::Source) -> &[PathBuf] {
+        use crate::logs::Source;
+        match source {
+            Source::Sshd => &self.sshd,
+            Source::Exim => &self.exim,
+            Source::Dovecot => &self.dovecot,
+            Source::Ftp => &self.ftp,
+            Source::Cpanel => &self.cpanel,
+            Source::Access => &self.access,
+            Source::Modsec => &self.modsec,
+        }
+    }
+}
+
+/// The leaky-bucket scenarios (see docs/src/logs.md for what each counts).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenarios {
+    pub ssh_bruteforce: Scenario,
+    pub mail_bruteforce: Scenario,
+    pub ftp_bruteforce: Scenario,
+    pub cpanel_bruteforce: Scenario,
+    pub wp_login_flood: Scenario,
+    pub xmlrpc_abuse: Scenario,
+    pub http_probing: Scenario,
+    pub modsec_blocks: Scenario,
+    pub smtp_rcpt_scan: Scenario,
+    pub account_bruteforce: Scenario,
+    pub mail_relay_abuse: Scenario,
+}
+
+impl Scenarios {
+    pub fn all(&self) -> [(&'static str, Scenario); 11] {
+        [
+            ("ssh_bruteforce", self.ssh_bruteforce),
+            ("mail_bruteforce", self.mail_bruteforce),
+            ("ftp_bruteforce", self.ftp_bruteforce),
+            ("cpanel_bruteforce", self.cpanel_bruteforce),
+            ("wp_login_flood", self.wp_login_flood),
+            ("xmlrpc_abuse", self.xmlrpc_abuse),
+            ("http_probing", self.http_probing),
+            ("modsec_blocks", self.modsec_blocks),
+            ("smtp_rcpt_scan", self.smtp_rcpt_scan),
+            ("account_bruteforce", self.account_bruteforce),
+            ("mail_relay_abuse", self.mail_relay_abuse),
+        ]
+    }
 }
 
 /// A leaky bucket: more than `capacity` events while it leaks one per `leak_secs`
@@ -606,22 +669,25 @@ impl Config {
                 "must be an absolute path (or empty)".into(),
             );
         }
-        let sc = self.logs.ssh_bruteforce;
-        if sc.capacity == 0 || sc.leak_secs == 0 {
-            return err(
-                "logs.ssh_bruteforce",
-                "capacity and leak_secs must be > 0".into(),
-            );
+        for (name, sc) in self.logs.scenarios.all() {
+            if sc.capacity == 0 || sc.leak_secs == 0 {
+                return err(
+                    &format!("logs.scenarios.{name}"),
+                    "capacity and leak_secs must be > 0".into(),
+                );
+            }
         }
         if self.logs.max_keys == 0 {
             return err("logs.max_keys", "must be > 0".into());
         }
-        for (i, p) in self.logs.sshd.iter().enumerate() {
-            if !p.is_absolute() || p.file_name().is_none() {
-                return err(
-                    &format!("logs.sshd[{i}]"),
-                    "must be an absolute file path".into(),
-                );
+        for source in crate::logs::Source::ALL {
+            for (i, p) in self.logs.paths(source).iter().enumerate() {
+                if !p.is_absolute() || p.file_name().is_none() {
+                    return err(
+                        &format!("logs.{}[{i}]", source.name()),
+                        "must be an absolute file path".into(),
+                    );
+                }
             }
         }
         if self.auto_response.ban_secs == 0 {

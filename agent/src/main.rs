@@ -50,12 +50,12 @@ enum Cmd {
         cmd: agent::cli::FirewallCmd,
     },
     /// Run historical logs through the parsers and scenarios (dry run: nothing is
-    /// blocked) and print what would have been blocked and why. Exit 0: nothing;
-    /// 3: something would have been blocked.
+    /// blocked) and print what would have been blocked or reported and why. Exit 0:
+    /// nothing; 3: something would have been.
     Replay {
         #[command(flatten)]
         args: ConfigArgs,
-        /// Log format: sshd.
+        /// Log format: sshd, exim, dovecot, ftp, cpanel, access or modsec.
         #[arg(long, default_value = "sshd")]
         source: String,
         #[arg(required = true)]
@@ -182,24 +182,37 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if source != "sshd" {
-                eprintln!("unknown --source {source:?} (known: sshd)");
+            let Some(source) = agent::logs::Source::from_name(&source) else {
+                let known: Vec<&str> = agent::logs::Source::ALL.iter().map(|s| s.name()).collect();
+                eprintln!("unknown --source {source:?} (known: {})", known.join(", "));
                 return ExitCode::from(EX_USAGE);
-            }
-            match agent::logs::replay(&files, &cfg.logs) {
-                Ok((triggers, stats)) => {
-                    for (t, at) in &triggers {
-                        println!(
-                            "{at}  would block {} ({}): {}; users {}; last line: {}",
-                            t.ip,
-                            t.check,
-                            t.summary,
-                            t.users.join(","),
-                            t.sample
-                        );
+            };
+            match agent::logs::replay(source, &files, &cfg.logs) {
+                Ok((replayed, stats)) => {
+                    let mut n = 0;
+                    for r in &replayed {
+                        for t in &r.outputs.triggers {
+                            n += 1;
+                            println!(
+                                "{}  would block {} ({}): {}; users {}; last line: {}",
+                                r.at,
+                                t.ip,
+                                t.check,
+                                t.summary,
+                                t.users.join(","),
+                                t.sample
+                            );
+                        }
+                        for a in &r.outputs.alerts {
+                            n += 1;
+                            println!(
+                                "{}  would report {}: {}; {}",
+                                r.at, a.check, a.message, a.details
+                            );
+                        }
                     }
-                    eprintln!("{}; {} would-be blocks", stats.json(), triggers.len());
-                    if triggers.is_empty() {
+                    eprintln!("{}; {n} would-be actions", stats.json());
+                    if n == 0 {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::from(3)

@@ -104,6 +104,13 @@ impl Responder {
         e.0
     }
 
+    /// A per-account scenario overflowed: many addresses, none to block; the finding
+    /// is the response.
+    pub async fn alert(&self, f: NewFinding) {
+        self.stats.triggered.fetch_add(1, Ordering::Relaxed);
+        self.findings.report(f).await;
+    }
+
     /// Act on a trigger: the finding always, the block when enabled and not in dry run.
     pub async fn trigger(&self, t: Trigger) {
         self.stats.triggered.fetch_add(1, Ordering::Relaxed);

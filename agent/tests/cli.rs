@@ -123,7 +123,7 @@ fn replay_prints_what_would_have_been_blocked() {
         .expect("run");
     assert_eq!(out.status.code(), Some(0));
     let out = rampart()
-        .args(["replay", "--default-config", "--source", "exim"])
+        .args(["replay", "--default-config", "--source", "smtp"])
         .arg(&log)
         .output()
         .expect("run");
@@ -132,4 +132,105 @@ fn replay_prints_what_would_have_been_blocked() {
         Some(64),
         "unknown source is a usage error"
     );
+}
+
+/// Every source replays through its own grammar into its scenario: six mail logins
+/// from one address (dovecot and exim), a cPanel burst, an access-log probe of
+/// distinct paths, ModSecurity denials in a serial audit log, and a mail flood from
+/// one account (a finding, not a block).
+#[test]
+fn replay_reads_every_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let burst = |f: &dyn Fn(usize) -> String, n: usize| (0..n).map(f).collect::<String>();
+    let modsec = |i: usize| {
+        format!(
+            "--r{i}-A--\n[23/Nov/2026:15:00:0{} +0000] U{i} 203.0.113.20 1 192.0.2.2 443\n--r{i}-B--\nGET /?q=union+select HTTP/1.1\nHost: shop.example\n--r{i}-H--\nMessage: Access denied with code 403 (phase 2). [id \"942100\"] [msg \"SQLi\"]\n--r{i}-Z--\n",
+            i % 10
+        )
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "dovecot",
+            burst(
+                &|i| {
+                    format!("Nov 23 15:00:0{i} m dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u{i}@example.com>, method=PLAIN, rip=203.0.113.10, lip=192.0.2.2, TLS\n")
+                },
+                6,
+            ),
+            "would block 203.0.113.10 (mail_bruteforce)",
+        ),
+        (
+            "exim",
+            burst(
+                &|i| {
+                    format!("2026-11-23 15:00:0{i} dovecot_login authenticator failed for (x) [203.0.113.11]:1: 535 Incorrect authentication data (set_id=u{i})\n")
+                },
+                6,
+            ),
+            "would block 203.0.113.11 (mail_bruteforce)",
+        ),
+        (
+            "ftp",
+            burst(
+                &|i| {
+                    format!("Nov 23 15:00:0{i} w pure-ftpd: (?@203.0.113.12) [WARNING] Authentication failed for user [u{i}]\n")
+                },
+                6,
+            ),
+            "would block 203.0.113.12 (ftp_bruteforce)",
+        ),
+        (
+            "cpanel",
+            burst(
+                &|i| {
+                    format!("203.0.113.13 - root [11/23/2026:15:00:0{i} -0000] \"POST /login/?login_only=1 HTTP/1.1\" FAILED LOGIN whostmgrd: login attempt to root account\n")
+                },
+                6,
+            ),
+            "would block 203.0.113.13 (cpanel_bruteforce)",
+        ),
+        (
+            "access",
+            burst(
+                &|i| {
+                    format!("203.0.113.14 - - [23/Nov/2026:15:00:0{} +0000] \"GET /probe{i}.php HTTP/1.1\" 404 0 \"-\" \"x\"\n", i % 10)
+                },
+                11,
+            ),
+            "would block 203.0.113.14 (http_probing)",
+        ),
+        (
+            "modsec",
+            burst(&modsec, 6),
+            "would block 203.0.113.20 (modsec_blocks)",
+        ),
+        (
+            "exim",
+            burst(
+                &|i| {
+                    format!("2026-11-23 15:00:0{i} 1tAbcD-00012{i}-Ab <= shop@h.example U=shop P=local S=1 for {}\n", (0..50).map(|r| format!("r{r}@example.net")).collect::<Vec<_>>().join(" "))
+                },
+                5,
+            ),
+            "would report mail_relay_abuse",
+        ),
+    ];
+    for (source, text, want) in cases {
+        let log = dir.path().join(format!("{source}.log"));
+        std::fs::write(&log, &text).expect("write");
+        let out = rampart()
+            .args(["replay", "--default-config", "--source", source])
+            .arg(&log)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{source}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(want), "{source}: want {want:?} in {stdout}");
+        assert_eq!(stdout.lines().count(), 1, "{source}: one action: {stdout}");
+    }
 }

@@ -41,6 +41,18 @@ impl Harness {
 
     /// Like `start`, with `top` (top-level YAML sections, e.g. `egress:`) appended.
     pub fn start_with(net: NetPair, extra: &str, top: &str) -> Self {
+        // The host's own logs are never read by a test: every log source the test
+        // does not set is empty.
+        let mut top = top.to_string();
+        let empty: String = agent::logs::Source::ALL
+            .iter()
+            .filter(|s| !top.contains(&format!("\n  {}:", s.name())))
+            .map(|s| format!("  {}: []\n", s.name()))
+            .collect();
+        match top.find("logs:\n") {
+            Some(i) => top.insert_str(i + 6, &empty),
+            None => top.push_str(&format!("logs:\n{empty}")),
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let www = dir.path().join("www");
         std::fs::create_dir(&www).expect("mkdir www");

@@ -78,6 +78,12 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
     /// Add one event for `key` at `now`.
     pub fn add(&mut self, key: K, now: Instant) -> Outcome {
+        self.add_n(key, 1, now)
+    }
+
+    /// Add `n` events at once (a line that reports several attempts, a message to
+    /// several recipients).
+    pub fn add_n(&mut self, key: K, n: u32, now: Instant) -> Outcome {
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_keys {
             self.make_room(now);
         }
@@ -98,8 +104,8 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             }
             b.blackhole_until = None;
         }
-        b.level_ns = level + leak;
-        let events = b.level_ns.div_ceil(leak) as u32;
+        b.level_ns = level.saturating_add(leak.saturating_mul(u128::from(n.max(1))));
+        let events = u32::try_from(b.level_ns.div_ceil(leak)).unwrap_or(u32::MAX);
         if events > spec.capacity {
             b.level_ns = 0;
             b.blackhole_until = Some(now + spec.blackhole);

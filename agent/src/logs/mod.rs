@@ -1,19 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Log watchers: follow log files (inotify on their directories), parse each line
-//! with its source's grammar, feed failures into leaky-bucket scenarios per source
-//! IP, and hand overflows to the [`Responder`](crate::respond::Responder).
+//! with its source's grammar, feed the events into leaky-bucket scenarios per source
+//! IP and per account, hand overflows to the [`Responder`](crate::respond::Responder),
+//! and keep what the API reports on (threat, ModSecurity and mail events) in the store.
 //!
-//! Sources so far: OpenSSH (`logs.sshd`). Offsets are saved in the store every few
-//! seconds and at shutdown, so a restart neither re-reads nor skips lines.
+//! Sources: OpenSSH, exim, dovecot, pure-ftpd/proftpd, cPanel/WHM, Apache/nginx
+//! access logs and ModSecurity (see [`Source`]). Offsets are saved in the store every
+//! few seconds and at shutdown, so a restart neither re-reads nor skips lines.
 
+pub mod access;
 pub mod bucket;
+pub mod cpanel;
+pub mod dovecot;
+pub mod event;
+pub mod exim;
+pub mod ftp;
+pub mod grammar;
+pub mod modsec;
+pub mod scenario;
 pub mod sshd;
+pub mod syslog;
 pub mod tail;
 
 use std::{
     collections::HashMap,
     ffi::OsString,
-    net::IpAddr,
     os::fd::{AsFd, AsRawFd, RawFd},
     path::PathBuf,
     sync::{
@@ -26,33 +37,49 @@ use std::{
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
-use crate::{
-    config::Logs,
-    respond::{Responder, Trigger},
-    store::Store,
-};
-use bucket::{Buckets, Outcome, Spec};
+pub use event::{Event, Parser, Source};
+pub use scenario::{Outputs, Scenarios};
+
+use crate::{config::Logs, respond::Responder, store::Store};
 use tail::{Start, Tailer};
 
 const SAVE_EVERY: Duration = Duration::from_secs(5);
-/// User names remembered per source IP for a finding, at most.
-const USERS_PER_IP: usize = 20;
+
+/// Why a line is not an event.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not in the source's format at all (counted as malformed, never fatal).
+    #[error("malformed line: {0}")]
+    Framing(&'static str),
+    /// Well-formed, but nothing a scenario or report counts.
+    #[error("not a security-relevant line")]
+    Irrelevant,
+}
 
 #[derive(Debug, Default)]
 pub struct LogStats {
     pub lines: AtomicU64,
+    /// Events (a multi-line ModSecurity record is one).
     pub parsed: AtomicU64,
-    /// Lines of the right program that are not authentication events.
+    /// Well-formed lines that are not events.
     pub ignored: AtomicU64,
-    /// Lines that are not syslog lines at all (counted, never fatal).
+    /// Lines not in their source's format (counted, never fatal).
     pub malformed: AtomicU64,
+    /// Failed login attempts.
     pub failures: AtomicU64,
     pub triggers: AtomicU64,
+    /// Lines per source, in [`Source::ALL`] order.
+    pub by_source: [AtomicU64; 7],
 }
 
 impl LogStats {
     pub fn json(&self) -> serde_json::Value {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let by: serde_json::Map<String, serde_json::Value> = Source::ALL
+            .iter()
+            .zip(&self.by_source)
+            .map(|(s, n)| (s.name().to_string(), l(n).into()))
+            .collect();
         serde_json::json!({
             "lines": l(&self.lines),
             "parsed": l(&self.parsed),
@@ -60,7 +87,31 @@ impl LogStats {
             "malformed": l(&self.malformed),
             "failures": l(&self.failures),
             "triggers": l(&self.triggers),
+            "lines_by_source": by,
         })
+    }
+
+    /// Count one line and parse it.
+    pub fn parse(&self, parser: &mut Parser, line: &str) -> Option<Event> {
+        self.lines.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = Source::ALL.iter().position(|s| *s == parser.source()) {
+            self.by_source[i].fetch_add(1, Ordering::Relaxed);
+        }
+        match parser.feed(line) {
+            Ok(Some(ev)) => {
+                self.parsed.fetch_add(1, Ordering::Relaxed);
+                Some(ev)
+            }
+            Ok(None) => None,
+            Err(ParseError::Framing(_)) => {
+                self.malformed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(ParseError::Irrelevant) => {
+                self.ignored.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 }
 
@@ -73,109 +124,35 @@ impl AsRawFd for InotifyFd {
 }
 
 struct Followed {
+    source: Source,
+    parser: Parser,
     tailer: Tailer,
     dir: WatchDescriptor,
     name: OsString,
 }
 
-fn setting_key(p: &std::path::Path) -> String {
-    format!("logs.offset.{}", p.display())
+fn setting_key(source: Source, p: &std::path::Path) -> String {
+    format!("logs.offset.{}.{}", source.name(), p.display())
 }
 
-/// The SSH brute-force scenario over parsed sshd events.
-pub struct SshScenario {
-    buckets: Buckets<IpAddr>,
-    users: HashMap<IpAddr, Vec<String>>,
-    /// Failures seen since the last [`SshScenario::take_failures`]: (ip, user), for
-    /// the threat database.
-    failures: Vec<(IpAddr, String)>,
+/// One would-be action of a replay.
+pub struct Replayed {
+    /// The line's own timestamp text, as far as the source has one.
+    pub at: String,
+    pub outputs: Outputs,
 }
 
-impl SshScenario {
-    pub fn new(spec: Spec, max_keys: usize) -> Self {
-        Self {
-            buckets: Buckets::new(spec, max_keys),
-            users: HashMap::new(),
-            failures: Vec::new(),
-        }
-    }
-
-    pub fn take_failures(&mut self) -> Vec<(IpAddr, String)> {
-        std::mem::take(&mut self.failures)
-    }
-
-    /// One log line; returns a trigger when it overflows its source's bucket.
-    pub fn line(&mut self, line: &str, stats: &LogStats, now: Instant) -> Option<Trigger> {
-        stats.lines.fetch_add(1, Ordering::Relaxed);
-        let ev = match sshd::parse_line(line) {
-            Ok(ev) => ev,
-            Err(sshd::ParseError::Framing(_)) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Err(sshd::ParseError::NotAuth) => {
-                stats.ignored.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
-        stats.parsed.fetch_add(1, Ordering::Relaxed);
-        if !ev.is_failure() {
-            return None;
-        }
-        stats.failures.fetch_add(1, Ordering::Relaxed);
-        let ip = ev.ip();
-        if self.failures.len() < 100_000 {
-            self.failures
-                .push((ip, ev.user().unwrap_or("").chars().take(64).collect()));
-        }
-        if self.users.len() >= self.buckets.spec().capacity as usize * 10_000 {
-            self.users.clear();
-        }
-        let users = self.users.entry(ip).or_default();
-        if let Some(u) = ev.user() {
-            if users.len() < USERS_PER_IP && !users.iter().any(|x| x == u) {
-                users.push(u.chars().take(64).collect());
-            }
-        }
-        match self.buckets.add(ip, now) {
-            Outcome::Overflow(n) => {
-                stats.triggers.fetch_add(1, Ordering::Relaxed);
-                let spec = self.buckets.spec();
-                Some(Trigger {
-                    check: "ssh_bruteforce",
-                    ip,
-                    events: n,
-                    summary: format!(
-                        "{n} failed SSH logins (bucket of {} leaking one per {} s)",
-                        spec.capacity,
-                        spec.leak.as_secs()
-                    ),
-                    sample: line.chars().take(300).collect(),
-                    users: self.users.remove(&ip).unwrap_or_default(),
-                })
-            }
-            Outcome::Filling(_) | Outcome::Blackholed => None,
-        }
-    }
-}
-
-fn ssh_spec(cfg: &Logs) -> Spec {
-    let s = cfg.ssh_bruteforce;
-    Spec {
-        capacity: s.capacity,
-        leak: Duration::from_secs(s.leak_secs),
-        blackhole: Duration::from_secs(s.blackhole_secs),
-    }
-}
-
-/// `rampart replay`: run historical sshd logs through the same parser and scenario,
-/// at the pace of their own timestamps, and return what would have triggered.
+/// `rampart replay`: run historical logs of one source through the same parser and
+/// scenarios, at the pace of their own timestamps, and return what would have
+/// triggered (blocks and account findings), in order.
 pub fn replay(
+    source: Source,
     files: &[PathBuf],
     cfg: &Logs,
-) -> std::io::Result<(Vec<(Trigger, String)>, LogStats)> {
+) -> std::io::Result<(Vec<Replayed>, LogStats)> {
     use std::io::BufRead;
-    let mut sc = SshScenario::new(ssh_spec(cfg), cfg.max_keys);
+    let mut sc = Scenarios::new(cfg);
+    let mut parser = Parser::new(source);
     let stats = LogStats::default();
     let base = Instant::now();
     let (mut first, mut last) = (None::<f64>, 0.0f64);
@@ -187,23 +164,33 @@ pub fn replay(
             let line =
                 String::from_utf8_lossy(&line[..line.len().min(tail::MAX_LINE)]).into_owned();
             // The line's own time; lines without one (or going back) keep the last.
-            if let Some(t) = sshd::syslog(&line).ok().and_then(|s| s.seconds()) {
+            if let Some(t) = parser.seconds(&line) {
                 let f0 = *first.get_or_insert(t);
                 last = last.max(t - f0);
             }
             let now = base + Duration::from_secs_f64(last.max(0.0));
-            if let Some(t) = sc.line(&line, &stats, now) {
-                let ts = sshd::syslog(&line)
-                    .map(|s| s.timestamp.to_string())
-                    .unwrap_or_default();
-                out.push((t, ts));
+            let Some(ev) = stats.parse(&mut parser, &line) else {
+                continue;
+            };
+            let mut o = Outputs::default();
+            sc.event(source, ev, &line, &stats, now, &mut o);
+            if !o.triggers.is_empty() || !o.alerts.is_empty() {
+                let at = parser.timestamp(&line).unwrap_or("").to_string();
+                out.push(Replayed {
+                    at,
+                    outputs: Outputs {
+                        triggers: o.triggers,
+                        alerts: o.alerts,
+                        ..Outputs::default()
+                    },
+                });
             }
         }
     }
     Ok((out, stats))
 }
 
-/// Follow `cfg.sshd` until shutdown.
+/// Follow every configured log until shutdown.
 pub async fn run(
     cfg: Logs,
     store: Store,
@@ -221,42 +208,46 @@ pub async fn run(
         | AddWatchFlags::IN_DELETE
         | AddWatchFlags::IN_CLOSE_WRITE;
     let mut followed = Vec::new();
-    for path in &cfg.sshd {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            continue;
-        };
-        let wd = match inotify.add_watch(dir, mask) {
-            Ok(wd) => wd,
-            Err(e) => {
-                tracing::info!(path = %path.display(), error = %e, "Log directory not watchable; source skipped.");
+    for source in Source::ALL {
+        for path in cfg.paths(source) {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
-            }
-        };
-        let start = match store.setting(&setting_key(path)).await {
-            Ok(Some(v)) => v
-                .split_once(':')
-                .and_then(|(i, o)| {
-                    Some(Start::Saved {
-                        ino: i.parse().ok()?,
-                        offset: o.parse().ok()?,
+            };
+            let wd = match inotify.add_watch(dir, mask) {
+                Ok(wd) => wd,
+                Err(e) => {
+                    tracing::debug!(source = source.name(), path = %path.display(), error = %e, "Log directory not watchable; file skipped.");
+                    continue;
+                }
+            };
+            let start = match store.setting(&setting_key(source, path)).await {
+                Ok(Some(v)) => v
+                    .split_once(':')
+                    .and_then(|(i, o)| {
+                        Some(Start::Saved {
+                            ino: i.parse().ok()?,
+                            offset: o.parse().ok()?,
+                        })
                     })
-                })
-                .unwrap_or(Start::End),
-            _ => Start::End,
-        };
-        tracing::info!(path = %path.display(), ?start, "Following log.");
-        followed.push(Followed {
-            tailer: Tailer::new(path.clone(), start),
-            dir: wd,
-            name: name.to_os_string(),
-        });
+                    .unwrap_or(Start::End),
+                _ => Start::End,
+            };
+            tracing::info!(source = source.name(), path = %path.display(), ?start, "Following log.");
+            followed.push(Followed {
+                source,
+                parser: Parser::new(source),
+                tailer: Tailer::new(path.clone(), start),
+                dir: wd,
+                name: name.to_os_string(),
+            });
+        }
     }
     if followed.is_empty() {
         tracing::info!("No log sources to follow.");
         let _ = shutdown.changed().await;
         return Ok(());
     }
-    let mut scenario = SshScenario::new(ssh_spec(&cfg), cfg.max_keys);
+    let mut scenario = Scenarios::new(&cfg);
     // SAFETY: the Inotify owns its fd, which stays open and unchanged until the
     // AsyncFd (which owns the Inotify) is dropped.
     let afd = unsafe {
@@ -264,7 +255,7 @@ pub async fn run(
     }
     .map_err(std::io::Error::from)
     .context("registering inotify with tokio")?;
-    let mut saved: HashMap<PathBuf, (u64, u64)> = HashMap::new();
+    let mut saved: HashMap<String, (u64, u64)> = HashMap::new();
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     let mut all = true; // first round: read whatever arrived before the watch
     loop {
@@ -309,7 +300,7 @@ pub async fn run(
     }
 }
 
-async fn process(f: &mut Followed, sc: &mut SshScenario, stats: &LogStats, responder: &Responder) {
+async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, responder: &Responder) {
     loop {
         let mut lines = Vec::new();
         f.tailer.poll(&mut lines);
@@ -317,45 +308,41 @@ async fn process(f: &mut Followed, sc: &mut SshScenario, stats: &LogStats, respo
             return;
         }
         let now = Instant::now();
-        let mut triggers = Vec::new();
+        let mut out = Outputs::default();
         for line in &lines {
-            if let Some(t) = sc.line(line, stats, now) {
-                triggers.push(t);
+            if let Some(ev) = stats.parse(&mut f.parser, line) {
+                sc.event(f.source, ev, line, stats, now, &mut out);
             }
         }
-        // The batch's failures go to the threat database in one transaction, before
-        // the triggers they caused.
-        let events = sc
-            .take_failures()
-            .into_iter()
-            .map(|(ip, user)| {
-                (
-                    ip.to_string(),
-                    "sshd",
-                    "auth_failure",
-                    format!("user {user}"),
-                )
-            })
-            .collect();
-        if let Err(e) = responder.store().add_threat_events(events).await {
-            tracing::warn!(error = %e, "Recording threat events failed.");
+        // The batch's events go to the store in one transaction, before the triggers
+        // they caused.
+        let Outputs {
+            triggers,
+            alerts,
+            threat,
+            waf,
+            mail,
+        } = out;
+        if let Err(e) = responder.store().add_log_batch(threat, waf, mail).await {
+            tracing::warn!(source = f.source.name(), error = %e, "Recording log events failed.");
         }
         for t in triggers {
             responder.trigger(t).await;
         }
+        for a in alerts {
+            responder.alert(a).await;
+        }
     }
 }
 
-async fn save(store: &Store, followed: &[Followed], saved: &mut HashMap<PathBuf, (u64, u64)>) {
+async fn save(store: &Store, followed: &[Followed], saved: &mut HashMap<String, (u64, u64)>) {
     let mut kv = Vec::new();
     for f in followed {
         let pos = f.tailer.position();
-        if pos.0 != 0 && saved.get(f.tailer.path()) != Some(&pos) {
-            saved.insert(f.tailer.path().to_path_buf(), pos);
-            kv.push((
-                setting_key(f.tailer.path()),
-                Some(format!("{}:{}", pos.0, pos.1)),
-            ));
+        let key = setting_key(f.source, f.tailer.path());
+        if pos.0 != 0 && saved.get(&key) != Some(&pos) {
+            saved.insert(key.clone(), pos);
+            kv.push((key, Some(format!("{}:{}", pos.0, pos.1))));
         }
     }
     if !kv.is_empty() {
@@ -370,45 +357,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn six_failures_from_one_ip_trigger_once_with_the_users_tried() {
+    fn six_ssh_failures_from_one_ip_trigger_once_and_stats_count_every_line() {
+        let cfg = crate::config::Config::embedded().expect("config").logs;
         let stats = LogStats::default();
-        let mut sc = SshScenario::new(
-            Spec {
-                capacity: 5,
-                leak: Duration::from_secs(10),
-                blackhole: Duration::from_secs(60),
-            },
-            1000,
-        );
+        let mut sc = Scenarios::new(&cfg);
+        let mut p = Parser::new(Source::Sshd);
         let t0 = Instant::now();
         let line = |u: &str, ip: &str| {
             format!("Nov 23 15:00:01 web1 sshd[9]: Failed password for invalid user {u} from {ip} port 4242 ssh2")
         };
+        let mut feed = |l: &str| {
+            let mut out = Outputs::default();
+            if let Some(ev) = stats.parse(&mut p, l) {
+                sc.event(Source::Sshd, ev, l, &stats, t0, &mut out);
+            }
+            out.triggers
+        };
         for u in ["a", "b", "c", "d", "e"] {
-            assert!(sc.line(&line(u, "198.51.100.2"), &stats, t0).is_none());
+            assert!(feed(&line(u, "198.51.100.2")).is_empty());
         }
-        assert!(
-            sc.line(&line("x", "203.0.113.9"), &stats, t0).is_none(),
-            "another source"
-        );
-        let t = sc
-            .line(&line("f", "198.51.100.2"), &stats, t0)
-            .expect("sixth overflows");
-        assert_eq!(t.ip.to_string(), "198.51.100.2");
-        assert_eq!(t.users, ["a", "b", "c", "d", "e", "f"]);
-        assert!(
-            sc.line(&line("g", "198.51.100.2"), &stats, t0).is_none(),
-            "black-holed"
-        );
-        sc.line("not syslog", &stats, t0);
-        sc.line(
-            "Nov 23 15:00:01 web1 sshd[9]: Server listening on :: port 22.",
-            &stats,
-            t0,
-        );
+        assert!(feed(&line("x", "203.0.113.9")).is_empty(), "another source");
+        let t = feed(&line("f", "198.51.100.2"));
+        assert_eq!(t.len(), 1, "sixth overflows");
+        assert_eq!(t[0].ip.to_string(), "198.51.100.2");
+        assert_eq!(t[0].users, ["a", "b", "c", "d", "e", "f"]);
+        assert!(feed(&line("g", "198.51.100.2")).is_empty(), "black-holed");
+        feed("not syslog");
+        feed("Nov 23 15:00:01 web1 sshd[9]: Server listening on :: port 22.");
+        assert_eq!(stats.lines.load(Ordering::Relaxed), 10);
         assert_eq!(stats.malformed.load(Ordering::Relaxed), 1);
         assert_eq!(stats.ignored.load(Ordering::Relaxed), 1);
         assert_eq!(stats.failures.load(Ordering::Relaxed), 8);
         assert_eq!(stats.triggers.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.json()["lines_by_source"]["sshd"], 10);
     }
 }

@@ -9,110 +9,8 @@
 
 use std::net::IpAddr;
 
-/// One syslog line: `Mmm dd hh:mm:ss host prog[pid]: msg` (RFC 3164) or
-/// `2026-11-23T15:00:01.123456+00:00 host prog[pid]: msg` (RFC 3339, rsyslog's
-/// high-precision format).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Syslog<'a> {
-    pub timestamp: &'a str,
-    pub host: &'a str,
-    pub program: &'a str,
-    pub pid: Option<u32>,
-    pub message: &'a str,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParseError {
-    #[error("not a syslog line: {0}")]
-    Framing(&'static str),
-    #[error("not an sshd authentication message")]
-    NotAuth,
-}
-
-const MONTHS: &[&str] = &[
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Split off the first space-separated token (runs of spaces count as one).
-fn token(s: &str) -> Option<(&str, &str)> {
-    let s = s.trim_start_matches(' ');
-    if s.is_empty() {
-        return None;
-    }
-    match s.find(' ') {
-        Some(i) => Some((&s[..i], &s[i + 1..])),
-        None => Some((s, "")),
-    }
-}
-
-pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
-    let (first, rest) = token(line).ok_or(ParseError::Framing("empty"))?;
-    let (timestamp, rest) = if MONTHS.contains(&first) {
-        let (day, r) = token(rest).ok_or(ParseError::Framing("no day"))?;
-        let (time, r) = token(r).ok_or(ParseError::Framing("no time"))?;
-        if !day.parse::<u8>().is_ok_and(|d| (1..=31).contains(&d))
-            || time.len() != 8
-            || time.as_bytes()[2] != b':'
-        {
-            return Err(ParseError::Framing("bad RFC 3164 timestamp"));
-        }
-        let end = line.len() - r.len();
-        (line[..end].trim_end(), r)
-    } else if first.len() >= 19 && first.as_bytes()[4] == b'-' && first.as_bytes()[10] == b'T' {
-        (first, rest)
-    } else {
-        return Err(ParseError::Framing("no timestamp"));
-    };
-    let (host, rest) = token(rest).ok_or(ParseError::Framing("no host"))?;
-    let (tag, message) = rest
-        .trim_start_matches(' ')
-        .split_once(": ")
-        .ok_or(ParseError::Framing("no tag"))?;
-    let (program, pid) = match tag.split_once('[') {
-        Some((p, r)) => (
-            p,
-            Some(
-                r.strip_suffix(']')
-                    .and_then(|n| n.parse().ok())
-                    .ok_or(ParseError::Framing("bad pid"))?,
-            ),
-        ),
-        None => (tag, None),
-    };
-    if program.is_empty() || program.contains(' ') {
-        return Err(ParseError::Framing("bad program"));
-    }
-    Ok(Syslog {
-        timestamp,
-        host,
-        program,
-        pid,
-        message,
-    })
-}
-
-impl Syslog<'_> {
-    /// Seconds of the timestamp on a line-local clock, for replaying a log at its own
-    /// pace: RFC 3339 as Unix seconds; RFC 3164 (no year) as seconds since the start
-    /// of a non-leap year. Only differences between lines of one file matter.
-    pub fn seconds(&self) -> Option<f64> {
-        if let Ok(t) = time::OffsetDateTime::parse(
-            self.timestamp,
-            &time::format_description::well_known::Rfc3339,
-        ) {
-            return Some(t.unix_timestamp_nanos() as f64 / 1e9);
-        }
-        let mut it = self.timestamp.split_whitespace();
-        let mon = it.next()?;
-        let month = MONTHS.iter().position(|m| *m == mon)?;
-        let day: u32 = it.next()?.parse().ok()?;
-        let mut hms = it.next()?.split(':').map(|p| p.parse::<u32>().ok());
-        let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-        const BEFORE: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-        let days = BEFORE[month] + day.checked_sub(1)?;
-        Some(f64::from(((days * 24 + h) * 60 + m) * 60 + s))
-    }
-}
+pub use super::syslog::syslog;
+use super::ParseError;
 
 /// What an sshd message says about an authentication attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,8 +106,8 @@ fn user_of(head: &str) -> (String, bool) {
 pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
     let m = message.strip_prefix("error: ").unwrap_or(message);
     if let Some(rest) = m.strip_prefix("Failed ") {
-        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::NotAuth)?;
-        let (head, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::Irrelevant)?;
+        let (head, ip) = from_ip_port(rest).ok_or(ParseError::Irrelevant)?;
         let (user, invalid_user) = user_of(head);
         return Ok(SshEvent::Failed {
             user,
@@ -219,8 +117,8 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
         });
     }
     if let Some(rest) = m.strip_prefix("Accepted ") {
-        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::NotAuth)?;
-        let (user, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        let (method, rest) = rest.split_once(" for ").ok_or(ParseError::Irrelevant)?;
+        let (user, ip) = from_ip_port(rest).ok_or(ParseError::Irrelevant)?;
         return Ok(SshEvent::Accepted {
             user: user.to_string(),
             ip,
@@ -233,14 +131,14 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
             let (u, ip) = rest.trim_end().rsplit_once(" from ")?;
             Some((u, ip.parse().ok()?))
         });
-        let (user, ip) = parsed.ok_or(ParseError::NotAuth)?;
+        let (user, ip) = parsed.ok_or(ParseError::Irrelevant)?;
         return Ok(SshEvent::InvalidUser {
             user: user.to_string(),
             ip,
         });
     }
     if let Some(rest) = m.strip_prefix("maximum authentication attempts exceeded for ") {
-        let (head, ip) = from_ip_port(rest).ok_or(ParseError::NotAuth)?;
+        let (head, ip) = from_ip_port(rest).ok_or(ParseError::Irrelevant)?;
         return Ok(SshEvent::MaxAttempts {
             user: user_of(head).0,
             ip,
@@ -249,21 +147,21 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
     for prefix in ["Connection closed by ", "Disconnected from "] {
         if let Some(rest) = m.strip_prefix(prefix) {
             if !rest.trim_end().ends_with("[preauth]") {
-                return Err(ParseError::NotAuth);
+                return Err(ParseError::Irrelevant);
             }
-            let (head, ip) = ip_port(rest).ok_or(ParseError::NotAuth)?;
+            let (head, ip) = ip_port(rest).ok_or(ParseError::Irrelevant)?;
             let user = (!head.is_empty()).then(|| user_of(head).0);
             return Ok(SshEvent::PreauthClose { user, ip });
         }
     }
-    Err(ParseError::NotAuth)
+    Err(ParseError::Irrelevant)
 }
 
 /// A whole log line from sshd, or why not.
 pub fn parse_line(line: &str) -> Result<SshEvent, ParseError> {
     let s = syslog(line)?;
     if !matches!(s.program, "sshd" | "sshd-session") {
-        return Err(ParseError::NotAuth);
+        return Err(ParseError::Irrelevant);
     }
     sshd(s.message)
 }
@@ -322,15 +220,6 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_give_seconds_for_replay() {
-        let a = syslog("Nov 23 15:00:01 h sshd[1]: x").expect("line");
-        let b = syslog("Nov 23 15:00:11 h sshd[1]: x").expect("line");
-        assert_eq!(b.seconds().zip(a.seconds()).map(|(b, a)| b - a), Some(10.0));
-        let c = syslog("2026-11-23T15:00:01.500000+00:00 h sshd[1]: x").expect("line");
-        assert_eq!(c.seconds().map(|s| s.fract()), Some(0.5));
-    }
-
-    #[test]
     fn user_names_cannot_inject_an_address() {
         let e = parse_line(
             "Nov 23 15:00:01 web1 sshd[1]: Failed password for invalid user x from 192.0.2.1 port 1 ssh2 from 203.0.113.5 port 22 ssh2",
@@ -341,7 +230,7 @@ mod tests {
         // A name ending the line in an address-looking way without the real suffix.
         assert_eq!(
             parse_line("Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5"),
-            Err(ParseError::NotAuth)
+            Err(ParseError::Irrelevant)
         );
     }
 

@@ -11,9 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 
 mod findings;
 mod incidents;
+mod logdata;
 mod threat;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
+pub use logdata::Window;
 pub use threat::{ThreatEvent, ThreatIp};
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +183,43 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX threat_events_ip ON threat_events(ip, ts_unix);
      CREATE INDEX threat_events_ts ON threat_events(ts_unix);",
+    // What the log watchers parsed for the ModSecurity and email reports.
+    "CREATE TABLE waf_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        ts_unix INTEGER NOT NULL,
+        ip TEXT NOT NULL,
+        host TEXT NOT NULL,
+        method TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        status INTEGER,
+        denied INTEGER NOT NULL,
+        unique_id TEXT NOT NULL
+     );
+     CREATE INDEX waf_events_ts ON waf_events(ts_unix);
+     CREATE INDEX waf_events_ip ON waf_events(ip, ts_unix);
+     CREATE TABLE waf_rule_hits (
+        event_id INTEGER NOT NULL,
+        ts_unix INTEGER NOT NULL,
+        rule_id TEXT NOT NULL,
+        msg TEXT NOT NULL,
+        severity TEXT NOT NULL
+     );
+     CREATE INDEX waf_rule_hits_event ON waf_rule_hits(event_id);
+     CREATE INDEX waf_rule_hits_rule ON waf_rule_hits(rule_id, ts_unix);
+     CREATE TABLE mail_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL,
+        ts_unix INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ip TEXT,
+        account TEXT,
+        provider TEXT,
+        code TEXT,
+        count INTEGER NOT NULL DEFAULT 1,
+        detail TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX mail_events_kind ON mail_events(kind, ts_unix);",
 ];
 
 /// Which firewall list a row lives in.

@@ -33,9 +33,6 @@ pub struct ThreatIp {
     pub score: i64,
 }
 
-/// Kinds that are triggered scenarios (scored higher).
-const TRIGGER_KINDS: &str = "('ssh_bruteforce')";
-
 fn score(events_24h: i64, triggers: i64) -> i64 {
     (events_24h * 2 + triggers * 25).min(100)
 }
@@ -55,7 +52,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThreatIp> {
 
 fn summary_sql(filter: &str, order_limit: &str) -> String {
     format!(
-        "SELECT ip, COUNT(*), SUM(ts_unix >= ?1), SUM(kind IN {TRIGGER_KINDS}), MIN(ts), MAX(ts)
+        "SELECT ip, COUNT(*), SUM(ts_unix >= ?1), SUM(source = 'auto_response'), MIN(ts), MAX(ts)
          FROM threat_events {filter} GROUP BY ip {order_limit}"
     )
 }
@@ -185,13 +182,24 @@ impl Store {
             .await
     }
 
-    /// Delete events older than `before_unix`.
+    /// Delete threat, ModSecurity and mail events older than `before_unix`.
     pub async fn prune_threat_events(&self, before_unix: i64) -> Result<usize, StoreError> {
         self.call(move |c| {
-            Ok(c.execute(
-                "DELETE FROM threat_events WHERE ts_unix < ?1",
-                [before_unix],
-            )?)
+            let tx = c.transaction()?;
+            let mut n = 0;
+            for table in [
+                "threat_events",
+                "waf_events",
+                "waf_rule_hits",
+                "mail_events",
+            ] {
+                n += tx.execute(
+                    &format!("DELETE FROM {table} WHERE ts_unix < ?1"),
+                    [before_unix],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
         })
         .await
     }

@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! What the log grammars produce: one [`Event`] per security-relevant record, and the
+//! [`Source`] kinds that say which grammar a file is read with.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::{access, cpanel, dovecot, exim, ftp, modsec, sshd, ParseError};
+
+/// A log file's kind: which grammar reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// OpenSSH through syslog (auth.log, secure).
+    Sshd,
+    /// exim's mainlog.
+    Exim,
+    /// dovecot through syslog (maillog, mail.log).
+    Dovecot,
+    /// pure-ftpd and proftpd, through syslog or proftpd's own log.
+    Ftp,
+    /// cPanel/WHM's login_log.
+    Cpanel,
+    /// Apache/nginx access logs: common, combined, vhost_combined.
+    Access,
+    /// ModSecurity: the audit log (serial, v2 or v3 JSON) or Apache error_log lines.
+    Modsec,
+}
+
+impl Source {
+    pub const ALL: [Source; 7] = [
+        Source::Sshd,
+        Source::Exim,
+        Source::Dovecot,
+        Source::Ftp,
+        Source::Cpanel,
+        Source::Access,
+        Source::Modsec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Sshd => "sshd",
+            Source::Exim => "exim",
+            Source::Dovecot => "dovecot",
+            Source::Ftp => "ftp",
+            Source::Cpanel => "cpanel",
+            Source::Access => "access",
+            Source::Modsec => "modsec",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Source> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// A login attempt's service, for the scenario that counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    Ssh,
+    /// SMTP AUTH (exim) and IMAP/POP3 (dovecot).
+    Mail,
+    Ftp,
+    /// cPanel, WHM and webmail logins.
+    Cpanel,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Ssh => "ssh",
+            Service::Mail => "mail",
+            Service::Ftp => "ftp",
+            Service::Cpanel => "cpanel",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebHit {
+    pub ip: IpAddr,
+    pub vhost: Option<String>,
+    pub method: String,
+    /// The path without its query string, as sent (still escaped).
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailEvent {
+    /// exim refused a recipient for a connecting client (dictionary attacks, relaying).
+    RcptRejected { ip: IpAddr, rcpt: String },
+    /// An outbound delivery was deferred by the receiving provider.
+    Deferred {
+        /// gmail, microsoft, yahoo, ... or the MX's registrable domain.
+        provider: String,
+        mx: String,
+        /// This host's sending address, when exim logs it (`I=`).
+        local_ip: Option<IpAddr>,
+        /// `421 4.7.28` or exim's `(-44)` errno when no SMTP code was given.
+        code: String,
+        reason: String,
+    },
+    /// A message accepted for delivery from a local account (PHP mail, sendmail) or
+    /// an authenticated SMTP user.
+    Outbound {
+        account: String,
+        sender: String,
+        /// Recipients counted on the arrival line (`for a b c`).
+        recipients: u32,
+        /// The submitting client's address for SMTP submissions.
+        ip: Option<IpAddr>,
+    },
+    /// cPanel's exim logs the working directory of a script that ran sendmail.
+    Script { account: String, cwd: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WafRule {
+    pub id: String,
+    pub msg: String,
+    pub severity: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WafHit {
+    pub ip: IpAddr,
+    pub host: String,
+    pub method: String,
+    pub uri: String,
+    /// The response status, where the record has one.
+    pub status: Option<u16>,
+    /// The request was refused (not only logged).
+    pub denied: bool,
+    pub unique_id: String,
+    pub rules: Vec<WafRule>,
+}
+
+/// One security-relevant record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A login attempt. `attempts` > 1 when one line reports several (dovecot's
+    /// "auth failed, 3 attempts").
+    Auth {
+        service: Service,
+        ip: IpAddr,
+        user: Option<String>,
+        ok: bool,
+        attempts: u32,
+    },
+    Web(WebHit),
+    Mail(MailEvent),
+    Waf(WafHit),
+}
+
+impl Event {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Event::Auth { ip, .. } => Some(*ip),
+            Event::Web(w) => Some(w.ip),
+            Event::Waf(w) => Some(w.ip),
+            Event::Mail(MailEvent::RcptRejected { ip, .. }) => Some(*ip),
+            Event::Mail(MailEvent::Outbound { ip, .. }) => *ip,
+            Event::Mail(_) => None,
+        }
+    }
+}
+
+/// A source's grammar with whatever it keeps between lines (ModSecurity's serial
+/// audit log spreads one record over many lines).
+pub struct Parser {
+    source: Source,
+    modsec: modsec::Assembler,
+}
+
+impl Parser {
+    pub fn new(source: Source) -> Self {
+        Self {
+            source,
+            modsec: modsec::Assembler::default(),
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// One line. `Ok(None)`: part of a record that is not complete yet.
+    pub fn feed(&mut self, line: &str) -> Result<Option<Event>, ParseError> {
+        match self.source {
+            Source::Sshd => sshd::parse_line(line).map(|e| Some(e.into())),
+            Source::Exim => exim::parse_line(line).map(Some),
+            Source::Dovecot => dovecot::parse_line(line).map(Some),
+            Source::Ftp => ftp::parse_line(line).map(Some),
+            Source::Cpanel => cpanel::parse_line(line).map(Some),
+            Source::Access => access::parse_line(line).map(|h| Some(Event::Web(h))),
+            Source::Modsec => self.modsec.feed(line).map(|h| h.map(Event::Waf)),
+        }
+    }
+
+    /// The line's own timestamp, as written.
+    pub fn timestamp<'a>(&self, line: &'a str) -> Option<&'a str> {
+        match self.source {
+            Source::Sshd | Source::Dovecot | Source::Ftp => {
+                Some(super::syslog::syslog(line).ok()?.timestamp)
+            }
+            Source::Exim => line.get(..19),
+            Source::Cpanel | Source::Access | Source::Modsec => {
+                let start = line.find('[')?;
+                Some(super::grammar::bracketed(&line[start..])?.0)
+            }
+        }
+    }
+
+    /// The line's own time in seconds on a file-local clock, for replay.
+    pub fn seconds(&self, line: &str) -> Option<f64> {
+        match self.source {
+            Source::Sshd | Source::Dovecot | Source::Ftp => {
+                super::syslog::syslog(line).ok()?.seconds()
+            }
+            Source::Exim => exim::seconds(line),
+            Source::Cpanel | Source::Access | Source::Modsec => clf_seconds(line),
+        }
+    }
+}
+
+/// Seconds of the first `[dd/Mon/yyyy:hh:mm:ss zone]` (or cPanel's
+/// `[mm/dd/yyyy:hh:mm:ss zone]`) on the line, file-local.
+fn clf_seconds(line: &str) -> Option<f64> {
+    let start = line.find('[')?;
+    let (inner, _) = super::grammar::bracketed(&line[start..])?;
+    let (date, rest) = inner.split_once(':')?;
+    let mut hms = rest.split(' ').next()?.split(':');
+    let (h, m, s): (u32, u32, f64) = (
+        hms.next()?.parse().ok()?,
+        hms.next()?.parse().ok()?,
+        hms.next()?.parse().ok()?,
+    );
+    let mut d = date.split('/');
+    let (a, b, y) = (d.next()?, d.next()?, d.next()?);
+    let y: i64 = y.parse().ok()?;
+    let (day, month): (u32, u32) = match b.parse::<u32>() {
+        Ok(day) => (day, a.parse().ok()?),
+        Err(_) => {
+            const M: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            (a.parse().ok()?, M.iter().position(|x| *x == b)? as u32 + 1)
+        }
+    };
+    super::grammar::civil_seconds(y, month, day, h, m, s)
+}
+
+impl From<sshd::SshEvent> for Event {
+    fn from(e: sshd::SshEvent) -> Self {
+        Event::Auth {
+            service: Service::Ssh,
+            ip: e.ip(),
+            user: e.user().map(|u| super::grammar::bounded(u, 64)),
+            ok: matches!(e, sshd::SshEvent::Accepted { .. }),
+            attempts: u32::from(e.is_failure()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_times_order_lines_in_both_date_orders() {
+        let a = clf_seconds("1.2.3.4 - - [23/Nov/2026:15:00:01 +0000] \"GET / HTTP/1.1\"");
+        let b = clf_seconds("1.2.3.4 - - [23/Nov/2026:15:00:11 +0000] \"GET / HTTP/1.1\"");
+        assert_eq!(b.zip(a).map(|(b, a)| b - a), Some(10.0));
+        let c = clf_seconds("1.2.3.4 - root [11/23/2026:15:00:01 -0000] \"POST /\"");
+        assert_eq!(a, c, "cPanel's month-first date is the same instant");
+        assert_eq!(clf_seconds("no time here"), None);
+    }
+
+    #[test]
+    fn source_names_round_trip() {
+        for s in Source::ALL {
+            assert_eq!(Source::from_name(s.name()), Some(s));
+        }
+        assert_eq!(Source::from_name("smtp"), None);
+    }
+}

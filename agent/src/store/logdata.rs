@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! What the log watchers keep for the reports: ModSecurity records (with the rules
+//! they name) and mail events (rejected recipients, deferrals, outbound volume,
+//! sending scripts), written in one transaction per batch with the batch's threat
+//! events; and the roll-ups `/api/v1/modsec/*` and `/api/v1/email/*` serve.
+
+use rusqlite::params;
+use serde_json::{json, Value};
+
+use super::{now_rfc3339, now_unix, Store, StoreError};
+use crate::logs::event::{MailEvent, WafHit};
+
+/// A time window for the report queries (Unix seconds, inclusive).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+    pub limit: u32,
+}
+
+impl Window {
+    pub fn last_day(limit: u32) -> Self {
+        let now = now_unix();
+        Self {
+            from: now - 86400,
+            to: now,
+            limit,
+        }
+    }
+}
+
+fn rows(
+    st: &mut rusqlite::Statement<'_>,
+    p: impl rusqlite::Params,
+    f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Value>,
+) -> Result<Vec<Value>, StoreError> {
+    let it = st.query_map(p, f)?;
+    Ok(it.collect::<Result<_, _>>()?)
+}
+
+impl Store {
+    /// One batch from a log file: threat events (ip, source, kind, detail), WAF
+    /// records and mail events, in one transaction.
+    pub async fn add_log_batch(
+        &self,
+        threat: Vec<(String, &'static str, &'static str, String)>,
+        waf: Vec<WafHit>,
+        mail: Vec<MailEvent>,
+    ) -> Result<(), StoreError> {
+        if threat.is_empty() && waf.is_empty() && mail.is_empty() {
+            return Ok(());
+        }
+        self.call(move |c| {
+            let (ts, unix) = (now_rfc3339(), now_unix());
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO threat_events (ts, ts_unix, ip, source, kind, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (ip, source, kind, detail) in &threat {
+                    st.execute(params![ts, unix, ip, source, kind, detail])?;
+                }
+                let mut ev = tx.prepare_cached(
+                    "INSERT INTO waf_events (ts, ts_unix, ip, host, method, uri, status, denied, unique_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                let mut rule = tx.prepare_cached(
+                    "INSERT INTO waf_rule_hits (event_id, ts_unix, rule_id, msg, severity)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for h in &waf {
+                    ev.execute(params![
+                        ts,
+                        unix,
+                        h.ip.to_string(),
+                        h.host,
+                        h.method,
+                        h.uri,
+                        h.status,
+                        h.denied,
+                        h.unique_id
+                    ])?;
+                    let id = tx.last_insert_rowid();
+                    for r in &h.rules {
+                        rule.execute(params![id, unix, r.id, r.msg, r.severity])?;
+                    }
+                }
+                let mut m = tx.prepare_cached(
+                    "INSERT INTO mail_events (ts, ts_unix, kind, ip, account, provider, code, count, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for e in &mail {
+                    #[allow(clippy::type_complexity)]
+                    let (kind, ip, account, provider, code, count, detail): (&str, Option<String>, Option<&str>, Option<&str>, Option<&str>, u32, &str) = match e {
+                        MailEvent::RcptRejected { ip, rcpt } => ("rcpt_rejected", Some(ip.to_string()), None, None, None, 1, rcpt),
+                        MailEvent::Deferred { provider, local_ip, code, reason, .. } => ("deferred", local_ip.map(|i| i.to_string()), None, Some(provider), Some(code), 1, reason),
+                        MailEvent::Outbound { account, sender, recipients, ip } => ("outbound", ip.map(|i| i.to_string()), Some(account), None, None, *recipients, sender),
+                        MailEvent::Script { account, cwd } => ("script", None, Some(account), None, None, 1, cwd),
+                    };
+                    m.execute(params![ts, unix, kind, ip, account, provider, code, count, detail])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `/modsec/stats`: totals, the last 24 h, top rules and hosts.
+    pub async fn modsec_stats(&self) -> Result<Value, StoreError> {
+        self.call(|c| {
+            let day = now_unix() - 86400;
+            let (total, denied, last): (i64, i64, Option<String>) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(denied), 0), MAX(ts) FROM waf_events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let (e24, d24, ips24): (i64, i64, i64) = c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(denied), 0), COUNT(DISTINCT ip) FROM waf_events WHERE ts_unix >= ?1",
+                [day],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let top_rules = rows(
+                &mut c.prepare(
+                    "SELECT rule_id, MAX(msg), COUNT(*) FROM waf_rule_hits WHERE ts_unix >= ?1
+                     GROUP BY rule_id ORDER BY 3 DESC, 1 LIMIT 10",
+                )?,
+                [day],
+                |r| Ok(json!({"id": r.get::<_, String>(0)?, "msg": r.get::<_, String>(1)?, "count": r.get::<_, i64>(2)?})),
+            )?;
+            let top_hosts = rows(
+                &mut c.prepare(
+                    "SELECT host, COUNT(*) FROM waf_events WHERE ts_unix >= ?1
+                     GROUP BY host ORDER BY 2 DESC, 1 LIMIT 10",
+                )?,
+                [day],
+                |r| Ok(json!({"host": r.get::<_, String>(0)?, "count": r.get::<_, i64>(1)?})),
+            )?;
+            Ok(json!({
+                "total_events": total,
+                "total_blocked": denied,
+                "events_24h": e24,
+                "blocked_24h": d24,
+                "unique_ips_24h": ips24,
+                "last_event": last,
+                "top_rules": top_rules,
+                "top_hosts": top_hosts,
+            }))
+        })
+        .await
+    }
+
+    /// `/modsec/blocks`: denied requests aggregated per IP, most first.
+    pub async fn modsec_blocks(&self, w: Window) -> Result<Vec<Value>, StoreError> {
+        self.call(move |c| {
+            rows(
+                &mut c.prepare(
+                    "SELECT e.ip, COUNT(DISTINCT e.id), MIN(e.ts), MAX(e.ts),
+                            GROUP_CONCAT(DISTINCT r.rule_id), GROUP_CONCAT(DISTINCT e.host),
+                            (SELECT uri FROM waf_events x WHERE x.ip = e.ip AND x.denied = 1 ORDER BY x.id DESC LIMIT 1)
+                     FROM waf_events e LEFT JOIN waf_rule_hits r ON r.event_id = e.id
+                     WHERE e.denied = 1 AND e.ts_unix BETWEEN ?1 AND ?2
+                     GROUP BY e.ip ORDER BY 2 DESC, 4 DESC LIMIT ?3",
+                )?,
+                params![w.from, w.to, w.limit],
+                |r| {
+                    let split = |s: Option<String>| -> Vec<String> {
+                        s.map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default()
+                    };
+                    Ok(json!({
+                        "ip": r.get::<_, String>(0)?,
+                        "count": r.get::<_, i64>(1)?,
+                        "first_seen": r.get::<_, String>(2)?,
+                        "last_seen": r.get::<_, String>(3)?,
+                        "rules": split(r.get(4)?),
+                        "hosts": split(r.get(5)?),
+                        "last_uri": r.get::<_, Option<String>>(6)?,
+                    }))
+                },
+            )
+        })
+        .await
+    }
+
+    /// `/modsec/events`: records newest first, optionally of one IP.
+    pub async fn modsec_events(
+        &self,
+        w: Window,
+        ip: Option<String>,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT e.id, e.ts, e.ip, e.host, e.method, e.uri, e.status, e.denied, e.unique_id,
+                        (SELECT json_group_array(json_object('id', rule_id, 'msg', msg, 'severity', severity))
+                         FROM waf_rule_hits WHERE event_id = e.id)
+                 FROM waf_events e
+                 WHERE e.ts_unix BETWEEN ?1 AND ?2 AND (?4 IS NULL OR e.ip = ?4)
+                 ORDER BY e.id DESC LIMIT ?3",
+            )?;
+            rows(&mut st, params![w.from, w.to, w.limit, ip], |r| {
+                let rules: String = r.get(9)?;
+                Ok(json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "timestamp": r.get::<_, String>(1)?,
+                    "ip": r.get::<_, String>(2)?,
+                    "host": r.get::<_, String>(3)?,
+                    "method": r.get::<_, String>(4)?,
+                    "uri": r.get::<_, String>(5)?,
+                    "status": r.get::<_, Option<i64>>(6)?,
+                    "action": if r.get::<_, bool>(7)? { "blocked" } else { "logged" },
+                    "unique_id": r.get::<_, String>(8)?,
+                    "rules": serde_json::from_str::<Value>(&rules).unwrap_or(Value::Null),
+                }))
+            })
+        })
+        .await
+    }
+
+    /// `/modsec/rules`: the rules the log has named, with hits.
+    pub async fn modsec_rules(&self) -> Result<Vec<Value>, StoreError> {
+        self.call(|c| {
+            rows(
+                &mut c.prepare(
+                    "SELECT rule_id, MAX(msg), MAX(severity), COUNT(*), MAX(ts_unix)
+                     FROM waf_rule_hits GROUP BY rule_id ORDER BY 4 DESC, 1",
+                )?,
+                [],
+                |r| {
+                    let last: i64 = r.get(4)?;
+                    Ok(json!({
+                        "id": r.get::<_, String>(0)?,
+                        "msg": r.get::<_, String>(1)?,
+                        "severity": r.get::<_, String>(2)?,
+                        "hits": r.get::<_, i64>(3)?,
+                        "last_seen": time::OffsetDateTime::from_unix_timestamp(last).map(super::rfc3339).unwrap_or_default(),
+                    }))
+                },
+            )
+        })
+        .await
+    }
+
+    /// `/email/stats`: counts of the last 24 h.
+    pub async fn email_stats(&self) -> Result<Value, StoreError> {
+        self.call(|c| {
+            let day = now_unix() - 86400;
+            let mut per_kind = serde_json::Map::new();
+            {
+                let mut st = c.prepare(
+                    "SELECT kind, COUNT(*), COALESCE(SUM(count), 0) FROM mail_events WHERE ts_unix >= ?1 GROUP BY kind",
+                )?;
+                let it = st.query_map([day], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+                for row in it {
+                    let (k, n, sum) = row?;
+                    per_kind.insert(k, json!({"events": n, "count": sum}));
+                }
+            }
+            let auth_failures: i64 = c.query_row(
+                "SELECT COUNT(*) FROM threat_events WHERE ts_unix >= ?1 AND kind = 'auth_failure' AND source IN ('exim', 'dovecot')",
+                [day],
+                |r| r.get(0),
+            )?;
+            let top_senders = rows(
+                &mut c.prepare(
+                    "SELECT account, COUNT(*), SUM(count) FROM mail_events WHERE kind = 'outbound' AND ts_unix >= ?1
+                     GROUP BY account ORDER BY 3 DESC, 1 LIMIT 10",
+                )?,
+                [day],
+                |r| Ok(json!({"account": r.get::<_, String>(0)?, "messages": r.get::<_, i64>(1)?, "recipients": r.get::<_, i64>(2)?})),
+            )?;
+            let n = |k: &str, f: &str| per_kind.get(k).and_then(|v| v[f].as_i64()).unwrap_or(0);
+            Ok(json!({
+                "window_hours": 24,
+                "auth_failures": auth_failures,
+                "rejected_recipients": n("rcpt_rejected", "events"),
+                "deferrals": n("deferred", "events"),
+                "outbound_messages": n("outbound", "events"),
+                "outbound_recipients": n("outbound", "count"),
+                "script_sends": n("script", "events"),
+                "top_senders": top_senders,
+            }))
+        })
+        .await
+    }
+
+    /// `/email/deferrals`: per provider and sending IP, with reason codes.
+    pub async fn email_deferrals(&self, w: Window) -> Result<Vec<Value>, StoreError> {
+        self.call(move |c| {
+            let groups = rows(
+                &mut c.prepare(
+                    "SELECT provider, COALESCE(ip, ''), COUNT(*), MIN(ts), MAX(ts),
+                            (SELECT detail FROM mail_events x WHERE x.kind = 'deferred' AND x.provider = m.provider ORDER BY x.id DESC LIMIT 1)
+                     FROM mail_events m WHERE kind = 'deferred' AND ts_unix BETWEEN ?1 AND ?2
+                     GROUP BY provider, COALESCE(ip, '') ORDER BY 3 DESC, 1 LIMIT ?3",
+                )?,
+                params![w.from, w.to, w.limit],
+                |r| {
+                    Ok(json!({
+                        "provider": r.get::<_, String>(0)?,
+                        "sending_ip": r.get::<_, String>(1)?,
+                        "count": r.get::<_, i64>(2)?,
+                        "first_seen": r.get::<_, String>(3)?,
+                        "last_seen": r.get::<_, String>(4)?,
+                        "sample_reason": r.get::<_, Option<String>>(5)?,
+                    }))
+                },
+            )?;
+            let mut st = c.prepare(
+                "SELECT code, COUNT(*) FROM mail_events WHERE kind = 'deferred' AND provider = ?1
+                 AND COALESCE(ip, '') = ?2 AND ts_unix BETWEEN ?3 AND ?4 GROUP BY code ORDER BY 2 DESC, 1 LIMIT 10",
+            )?;
+            let mut out = Vec::with_capacity(groups.len());
+            for mut g in groups {
+                let codes = rows(
+                    &mut st,
+                    params![g["provider"].as_str(), g["sending_ip"].as_str(), w.from, w.to],
+                    |r| Ok(json!({"code": r.get::<_, String>(0)?, "count": r.get::<_, i64>(1)?})),
+                )?;
+                g["codes"] = Value::Array(codes);
+                out.push(g);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The scripts that sent mail for `account` in the window: (cwd, count, last seen).
+    pub async fn email_scripts(
+        &self,
+        account: String,
+        w: Window,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.call(move |c| {
+            rows(
+                &mut c.prepare(
+                    "SELECT detail, COUNT(*), MAX(ts) FROM mail_events WHERE kind = 'script' AND account = ?1
+                     AND ts_unix BETWEEN ?2 AND ?3 GROUP BY detail ORDER BY 2 DESC LIMIT 20",
+                )?,
+                params![account, w.from, w.to],
+                |r| Ok(json!({"script": r.get::<_, String>(0)?, "count": r.get::<_, i64>(1)?, "last_seen": r.get::<_, String>(2)?})),
+            )
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::event::WafRule;
+
+    fn waf(ip: &str, denied: bool, rules: &[&str]) -> WafHit {
+        WafHit {
+            ip: ip.parse().expect("ip"),
+            host: "shop.example".into(),
+            method: "GET".into(),
+            uri: "/x".into(),
+            status: Some(403),
+            denied,
+            unique_id: "u".into(),
+            rules: rules
+                .iter()
+                .map(|id| WafRule {
+                    id: (*id).into(),
+                    msg: format!("rule {id}"),
+                    severity: "CRITICAL".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn modsec_and_mail_rollups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let waf_rows = vec![
+            waf("203.0.113.5", true, &["942100", "949110"]),
+            waf("203.0.113.5", true, &["942100"]),
+            waf("198.51.100.7", false, &["920350"]),
+        ];
+        let mail = vec![
+            MailEvent::Deferred {
+                provider: "gmail".into(),
+                mx: "mx.google.com".into(),
+                local_ip: Some("192.0.2.2".parse().expect("ip")),
+                code: "421 4.7.28".into(),
+                reason: "rate".into(),
+            },
+            MailEvent::Deferred {
+                provider: "gmail".into(),
+                mx: "mx.google.com".into(),
+                local_ip: Some("192.0.2.2".parse().expect("ip")),
+                code: "421 4.7.0".into(),
+                reason: "tls".into(),
+            },
+            MailEvent::Deferred {
+                provider: "microsoft".into(),
+                mx: "x.outlook.com".into(),
+                local_ip: None,
+                code: "451 4.7.500".into(),
+                reason: "r".into(),
+            },
+            MailEvent::Outbound {
+                account: "shop".into(),
+                sender: "a@b".into(),
+                recipients: 3,
+                ip: None,
+            },
+            MailEvent::Script {
+                account: "shop".into(),
+                cwd: "/home/shop/public_html".into(),
+            },
+            MailEvent::RcptRejected {
+                ip: "203.0.113.7".parse().expect("ip"),
+                rcpt: "x@y".into(),
+            },
+        ];
+        s.add_log_batch(
+            vec![(
+                "203.0.113.9".into(),
+                "dovecot",
+                "auth_failure",
+                "mail user a".into(),
+            )],
+            waf_rows,
+            mail,
+        )
+        .await
+        .expect("batch");
+        let st = s.modsec_stats().await.expect("stats");
+        assert_eq!(
+            (
+                st["total_events"].as_i64(),
+                st["total_blocked"].as_i64(),
+                st["unique_ips_24h"].as_i64()
+            ),
+            (Some(3), Some(2), Some(2))
+        );
+        assert_eq!(st["top_rules"][0]["id"], "942100");
+        assert_eq!(st["top_rules"][0]["count"], 2);
+        let w = Window::last_day(50);
+        let b = s.modsec_blocks(w).await.expect("blocks");
+        assert_eq!(b.len(), 1, "warnings are not blocks: {b:?}");
+        assert_eq!(
+            (b[0]["ip"].as_str(), b[0]["count"].as_i64()),
+            (Some("203.0.113.5"), Some(2))
+        );
+        let ev = s
+            .modsec_events(w, Some("198.51.100.7".into()))
+            .await
+            .expect("events");
+        assert_eq!(
+            (
+                ev.len(),
+                ev[0]["action"].as_str(),
+                ev[0]["rules"][0]["id"].as_str()
+            ),
+            (1, Some("logged"), Some("920350"))
+        );
+        assert_eq!(s.modsec_rules().await.expect("rules").len(), 3);
+
+        let es = s.email_stats().await.expect("email stats");
+        assert_eq!(
+            (
+                es["auth_failures"].as_i64(),
+                es["deferrals"].as_i64(),
+                es["outbound_recipients"].as_i64(),
+                es["rejected_recipients"].as_i64()
+            ),
+            (Some(1), Some(3), Some(3), Some(1))
+        );
+        let d = s.email_deferrals(w).await.expect("deferrals");
+        assert_eq!(
+            (
+                d[0]["provider"].as_str(),
+                d[0]["sending_ip"].as_str(),
+                d[0]["count"].as_i64()
+            ),
+            (Some("gmail"), Some("192.0.2.2"), Some(2))
+        );
+        assert_eq!(d[0]["codes"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            s.email_scripts("shop".into(), w).await.expect("scripts")[0]["script"],
+            "/home/shop/public_html"
+        );
+        // Retention takes every table.
+        assert_eq!(
+            s.prune_threat_events(now_unix() + 10).await.expect("prune"),
+            1 + 3 + 4 + 6
+        );
+        assert_eq!(s.modsec_stats().await.expect("stats")["total_events"], 0);
+    }
+}
