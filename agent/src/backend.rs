@@ -36,6 +36,8 @@ pub const CAPABILITIES: &[&str] = &[
     "detect.quarantine.v1",
     "detect.suppressions.v1",
     "detect.scan_jobs.v1",
+    "logs.watchers.v1",
+    "webui.undo.v1",
 ];
 
 /// The capability flag for a sensor served by a backend (feature-detect: which
@@ -113,6 +115,9 @@ pub struct AgentBackend {
     pub kernel: Mutex<KernelStats>,
     pub watched: Vec<PathBuf>,
     pub policy: Arc<PolicyManager>,
+    /// The log sources configured (reports answer 503 when the host has none).
+    pub logs: crate::config::Logs,
+    pub undo: crate::undo::Undo,
 }
 
 fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
@@ -453,8 +458,18 @@ impl api::Backend for AgentBackend {
             }
             FirewallOp::Remove { list, ips, bulk } => {
                 let list = list_of(list);
+                let before = if bulk && list == FwList::Blocks {
+                    self.snapshot_blocks(&ips).await?
+                } else {
+                    Vec::new()
+                };
                 let gone = fw.remove(list, &ips, actor).await.map_err(fw_err)?;
                 if bulk {
+                    let removed: Vec<_> = before
+                        .into_iter()
+                        .filter(|i| gone.contains(&i.ip))
+                        .collect();
+                    let token = self.record_unblock_undo(actor, removed);
                     let not_found: Vec<&String> = ips
                         .iter()
                         .filter(|i| {
@@ -463,9 +478,12 @@ impl api::Backend for AgentBackend {
                                 .unwrap_or(true)
                         })
                         .collect();
-                    return ok(
-                        json!({ "status": "ok", "unblocked": gone, "not_found": not_found }),
-                    );
+                    let mut v =
+                        json!({ "status": "ok", "unblocked": gone, "not_found": not_found });
+                    if let Some(t) = token {
+                        v["undo_token"] = json!(t);
+                    }
+                    return ok(v);
                 }
                 let what = if list == FwList::Blocks {
                     "blocked"

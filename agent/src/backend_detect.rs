@@ -176,7 +176,7 @@ impl AgentBackend {
         )
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         actor: &str,
         action: &str,
@@ -201,6 +201,17 @@ impl AgentBackend {
         let ok = |v| Ok((StatusCode::OK, v));
         let det = &self.detection;
         match op {
+            op @ (DetectOp::ThreatBulk(_)
+            | DetectOp::UndoPending
+            | DetectOp::UndoRun { .. }
+            | DetectOp::ModsecStats
+            | DetectOp::ModsecBlocks(_)
+            | DetectOp::ModsecEvents { .. }
+            | DetectOp::ModsecRules
+            | DetectOp::EmailStats
+            | DetectOp::EmailDeferrals(_)
+            | DetectOp::EmailRelayAbuse(_)
+            | DetectOp::EmailGroups { .. }) => self.report_op(op, actor).await,
             DetectOp::FindingsEnriched => {
                 let rows = self.store.active_findings(1000).await.map_err(store_err)?;
                 let quarantined = self

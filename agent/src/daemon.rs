@@ -452,6 +452,8 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         kernel: std::sync::Mutex::new(kernel_stats),
         watched: cfg.watch.paths.clone(),
         policy,
+        logs: cfg.logs.clone(),
+        undo: crate::undo::Undo::default(),
     });
     let loss = tokio::spawn(loss_watch(
         backend.clone(),

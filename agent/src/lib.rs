@@ -4,6 +4,7 @@
 
 pub mod backend;
 mod backend_detect;
+mod backend_reports;
 pub mod behaviour;
 pub mod btf;
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod signatures;
 pub mod store;
 pub mod tls;
 pub mod tokens;
+pub mod undo;

@@ -332,6 +332,24 @@ fn path_id(route: &Route, path: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {v:?}")))
 }
 
+/// Addresses one bulk request may name, at most.
+const BULK_MAX: usize = 1000;
+
+/// `?from=&to=&limit=` of a report.
+fn window(query: &str, default_limit: u32) -> Result<crate::model::Window, ApiError> {
+    let w = crate::model::Window {
+        from: time_param(query, "from")?,
+        to: time_param(query, "to")?,
+        limit: limit(query, default_limit, 5000)?,
+    };
+    if let (Some(f), Some(t)) = (w.from, w.to) {
+        if f > t {
+            return Err(ApiError::bad_request("from must not be after to"));
+        }
+    }
+    Ok(w)
+}
+
 /// Parse the route's request into a detection operation.
 fn detect_op(
     route: &Route,
@@ -356,6 +374,71 @@ fn detect_op(
             let ip = parse_json::<IpRequest>(body)?.ip;
             DetectOp::ThreatClearIp {
                 ip: canonical_ip(&ip)?,
+            }
+        }
+        Handler::ThreatBulkAction => {
+            let r: crate::model::BulkActionRequest = parse_json(body)?;
+            const ACTIONS: [&str; 5] = ["block", "unblock", "whitelist", "unwhitelist", "clear"];
+            if !ACTIONS.contains(&r.action.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "action must be one of {}, got {:?}",
+                    ACTIONS.join(", "),
+                    r.action
+                )));
+            }
+            if r.ips.is_empty() || r.ips.len() > BULK_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "ips must hold 1 to {BULK_MAX} addresses, got {}",
+                    r.ips.len()
+                )));
+            }
+            DetectOp::ThreatBulk(r)
+        }
+        Handler::UndoPending => DetectOp::UndoPending,
+        Handler::UndoRun => {
+            // An empty body is "the latest".
+            let r: crate::model::UndoRunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                Default::default()
+            } else {
+                parse_json(body)?
+            };
+            DetectOp::UndoRun {
+                id: Some(r.id).filter(|i| !i.is_empty()),
+            }
+        }
+        Handler::ModsecStats => DetectOp::ModsecStats,
+        Handler::ModsecBlocks => DetectOp::ModsecBlocks(window(query, 100)?),
+        Handler::ModsecEvents => DetectOp::ModsecEvents {
+            window: window(query, 100)?,
+            ip: match query_param(query, "ip").filter(|v| !v.is_empty()) {
+                Some(ip) => Some(canonical_ip(&ip)?),
+                None => None,
+            },
+        },
+        Handler::ModsecRules => DetectOp::ModsecRules,
+        Handler::EmailStats => DetectOp::EmailStats,
+        Handler::EmailDeferrals => DetectOp::EmailDeferrals(window(query, 100)?),
+        Handler::EmailRelayAbuse => DetectOp::EmailRelayAbuse(window(query, 100)?),
+        Handler::EmailGroups => {
+            let kind = query_param(query, "kind").filter(|k| !k.is_empty());
+            if let Some(k) = &kind {
+                const KINDS: [&str; 5] = [
+                    "compromised_account",
+                    "spam_outbreak",
+                    "auth_failure",
+                    "queue_alert",
+                    "malware",
+                ];
+                if !KINDS.contains(&k.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "kind must be one of {}, got {k:?}",
+                        KINDS.join(", ")
+                    )));
+                }
+            }
+            DetectOp::EmailGroups {
+                window: window(query, 100)?,
+                kind,
             }
         }
         Handler::Incidents => DetectOp::Incidents {

@@ -353,12 +353,61 @@ pub enum DetectOp {
     ThreatClearIp {
         ip: String,
     },
+    ThreatBulk(BulkActionRequest),
+    UndoPending,
+    UndoRun {
+        id: Option<String>,
+    },
+    ModsecStats,
+    ModsecBlocks(Window),
+    ModsecEvents {
+        window: Window,
+        ip: Option<String>,
+    },
+    ModsecRules,
+    EmailStats,
+    EmailDeferrals(Window),
+    EmailRelayAbuse(Window),
+    EmailGroups {
+        window: Window,
+        kind: Option<String>,
+    },
     /// Findings and incidents of an IP or account over the last `hours`.
     IncidentTimeline {
         ip: Option<String>,
         account: Option<String>,
         hours: u32,
     },
+}
+
+/// A report's time window (Unix seconds; `None` = unbounded) and row limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: u32,
+}
+
+/// Body of `POST /api/v1/threat/bulk-action`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkActionRequest {
+    /// block, unblock, whitelist, unwhitelist or clear.
+    pub action: String,
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+    /// Seconds, for block and whitelist; absent or 0 = permanent.
+    #[serde(default)]
+    pub duration: Option<u64>,
+}
+
+/// Body of `POST /api/v1/undo/run`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoRunRequest {
+    #[serde(default)]
+    pub id: String,
 }
 
 /// Body of `POST /api/v1/incidents/<id>/status`.

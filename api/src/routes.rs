@@ -76,6 +76,17 @@ pub enum Handler {
     ThreatTempWhitelistIp,
     ThreatClearIp,
     ThreatUnwhitelistIp,
+    ThreatBulkAction,
+    UndoPending,
+    UndoRun,
+    ModsecStats,
+    ModsecBlocks,
+    ModsecEvents,
+    ModsecRules,
+    EmailStats,
+    EmailDeferrals,
+    EmailRelayAbuse,
+    EmailGroups,
 }
 
 #[derive(Debug)]
@@ -142,6 +153,19 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/threat/temp-whitelist-ip", Scope::Admin, Handler::ThreatTempWhitelistIp, "Whitelist until it expires: {ip, duration (seconds), reason?}"),
     r("POST", "/api/v1/threat/clear-ip", Scope::Admin, Handler::ThreatClearIp, "Forget an address's events: {ip} -> {cleared}"),
     r("POST", "/api/v1/threat/unwhitelist-ip", Scope::Admin, Handler::ThreatUnwhitelistIp, "Remove from the whitelist: {ip}; 404 when absent"),
+    r("POST", "/api/v1/threat/bulk-action", Scope::Admin, Handler::ThreatBulkAction, "Bulk {action: block|unblock|whitelist|unwhitelist|clear, ips, reason?, duration?} -> per-IP results and an undo_token (not for clear)"),
+    // Bulk-action undo (csm-api.md "Bulk-action undo"): 30 s, per operator.
+    r("GET", "/api/v1/undo/pending", Scope::Admin, Handler::UndoPending, "Latest pending undo entry for this operator (empty object if none)"),
+    r("POST", "/api/v1/undo/run", Scope::Admin, Handler::UndoRun, "Consume an entry and dispatch its inverse: {id} (empty: latest) -> {status, action, inverse, count}; 410 when missing, consumed or expired"),
+    // ModSecurity and mail reports from the parsed logs; 503 when the host has no such log.
+    r("GET", "/api/v1/modsec/stats", Scope::Read, Handler::ModsecStats, "WAF statistics: totals, last 24 h, top rules and hosts"),
+    r("GET", "/api/v1/modsec/blocks", Scope::Read, Handler::ModsecBlocks, "Denied requests aggregated per IP (?from=&to=&limit=)"),
+    r("GET", "/api/v1/modsec/events", Scope::Read, Handler::ModsecEvents, "WAF records, newest first, with their rules (?ip=&from=&to=&limit=)"),
+    r("GET", "/api/v1/modsec/rules", Scope::Admin, Handler::ModsecRules, "Rules the audit log has named, with hits and last seen"),
+    r("GET", "/api/v1/email/stats", Scope::Admin, Handler::EmailStats, "Mail counts of the last 24 h: auth failures, rejected recipients, deferrals, outbound volume, top senders"),
+    r("GET", "/api/v1/email/deferrals", Scope::Read, Handler::EmailDeferrals, "Outbound deferrals per provider and sending IP with reason codes, from exim's mainlog (?from=&to=&limit=)"),
+    r("GET", "/api/v1/email/relay-abuse", Scope::Read, Handler::EmailRelayAbuse, "Outbound mail floods per account with the sending scripts (?from=&to=&limit=)"),
+    r("GET", "/api/v1/email/groups", Scope::Read, Handler::EmailGroups, "Mail findings grouped per server row, kind=auth_failure|spam_outbreak|compromised_account|queue_alert|malware (?kind=&from=&to=&limit=)"),
     r("POST", "/api/v1/settings/firewall/tentative-apply", Scope::Admin, Handler::FirewallTentativeApply, "Apply firewall policy keys now and arm the rollback timer (firewall.tentative_timeout_secs)"),
     r("GET", "/api/v1/settings/firewall/rollback", Scope::Admin, Handler::FirewallRollback, "Pending rollback state: {pending, deadline, seconds_left, proposed, previous}"),
     r("POST", "/api/v1/settings/firewall/confirm", Scope::Admin, Handler::FirewallConfirm, "Keep the tentative firewall policy"),

@@ -144,7 +144,7 @@ async fn bad_bodies_are_400_and_oversized_413() {
 }
 
 #[tokio::test]
-async fn firewall_bodies_are_checked_before_the_backend() {
+async fn bodies_and_queries_are_checked_before_the_backend() {
     let f = api::filter(state());
     for (path, body, want) in [
         (
@@ -182,6 +182,38 @@ async fn firewall_bodies_are_checked_before_the_backend() {
             "",
             StatusCode::BAD_REQUEST,
         ),
+        (
+            "/api/v1/threat/bulk-action",
+            r#"{"action": "nuke", "ips": ["203.0.113.5"]}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/threat/bulk-action",
+            r#"{"action": "block", "ips": []}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/threat/bulk-action",
+            r#"{"action": "block"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/threat/bulk-action",
+            r#"{"action": "block", "ips": ["203.0.113.5"], "duration": -1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/threat/bulk-action",
+            r#"{"action": "block", "ips": ["203.0.113.5"]}"#,
+            StatusCode::OK,
+        ),
+        ("/api/v1/undo/run", "", StatusCode::OK),
+        ("/api/v1/undo/run", r#"{"id": "abc"}"#, StatusCode::OK),
+        (
+            "/api/v1/undo/run",
+            r#"{"token": "abc"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let resp = warp::test::request()
             .method("POST")
@@ -198,6 +230,27 @@ async fn firewall_bodies_are_checked_before_the_backend() {
         ("/api/v1/firewall/audit?limit=abc", StatusCode::BAD_REQUEST),
         ("/api/v1/firewall/audit?limit=0", StatusCode::BAD_REQUEST),
         ("/api/v1/firewall/audit?limit=10", StatusCode::OK),
+        (
+            "/api/v1/modsec/events?ip=not-an-ip",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/modsec/blocks?from=2026-11-23&to=2026-11-01",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/modsec/blocks?from=yesterday",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/v1/email/groups?kind=everything",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/api/v1/email/groups?kind=auth_failure", StatusCode::OK),
+        (
+            "/api/v1/email/deferrals?from=2026-11-01&to=2026-11-23&limit=5",
+            StatusCode::OK,
+        ),
     ] {
         let resp = warp::test::request()
             .path(q)

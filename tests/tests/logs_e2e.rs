@@ -230,3 +230,206 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     ) >= 2));
     h.stop();
 }
+
+fn findings_of(h: &Harness, check: &str) -> Vec<serde_json::Value> {
+    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+    f.as_array()
+        .map(|a| a.iter().filter(|x| x["check"] == check).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn blocked(h: &Harness, ip: &str) -> bool {
+    let (_, st) = h.get(&format!("/api/v1/firewall/check?ip={ip}"), &h.admin.clone());
+    st["blocked"] == true
+}
+
+/// Mail, ModSecurity and the operator's undo, end to end: a dovecot line reporting
+/// six failed attempts from the peer blocks it in XDP; ModSecurity records and exim
+/// deferrals written to their logs show in `/modsec/*` and `/email/*` (503 while the
+/// host has no such log); a bulk block and a bulk unblock are undone within 30 s, a
+/// second undo of the same token is 410.
+#[test]
+fn mail_bruteforce_reports_and_bulk_undo() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (maillog, exim, modsec) = (
+        dir.path().join("maillog"),
+        dir.path().join("exim_mainlog"),
+        dir.path().join("modsec_audit.log"),
+    );
+    std::fs::write(&maillog, "").expect("log");
+    std::fs::write(&exim, "").expect("log");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  dovecot: [{}]\n  exim: [{}]\n  modsec: [{}]\nauto_response:\n  enabled: true\n  dry_run: false\n  ban_secs: 600\n",
+        maillog.display(),
+        exim.display(),
+        modsec.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let (admin, read) = (h.admin.clone(), h.read.clone());
+    let peer = h.net.ip_b;
+    let svc: std::net::SocketAddr = format!("{}:8025", h.net.ip_a).parse().expect("addr");
+    let _listener = Listener::start(&h.net.ns_a.clone(), svc);
+    assert!(
+        tcp_connects(&h.net.ns_b, svc),
+        "peer reaches the service before"
+    );
+
+    // No ModSecurity log on this "host" yet: 503 with the paths looked at.
+    let (s, e) = h.get("/api/v1/modsec/stats", &read);
+    assert_eq!(s, 503, "{e}");
+    assert!(e.to_string().contains("modsec_audit.log"), "{e}");
+    let (s, st) = h.get("/api/v1/email/stats", &admin);
+    assert_eq!((s, st["deferrals"].as_i64()), (200, Some(0)), "{st}");
+
+    // One dovecot line stands for six attempts: over the capacity of five.
+    append(&maillog, &[format!("Nov 23 15:00:01 mail dovecot: imap-login: Disconnected (auth failed, 6 attempts in 14 secs): user=<info@example.com>, method=PLAIN, rip={peer}, lip=192.0.2.2, TLS, session=<x>")]);
+    assert!(
+        wait_for(Duration::from_secs(10), || !tcp_connects(&h.net.ns_b, svc)),
+        "peer not blocked; log:\n{}",
+        h.log()
+    );
+    let f = findings_of(&h, "mail_bruteforce");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0]["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("info@example.com") && d.contains("blocked in XDP")),
+        "{}",
+        f[0]
+    );
+
+    // ModSecurity (serial audit log, created after the start) and exim deferrals.
+    append(&modsec, &[
+        "--a1-A--".into(),
+        "[23/Nov/2026:15:00:01 +0000] Uq1 203.0.113.50 5000 192.0.2.2 443".into(),
+        "--a1-B--".into(),
+        "GET /?id=1+union+select HTTP/1.1".into(),
+        "Host: shop.example".into(),
+        "--a1-H--".into(),
+        "Message: Access denied with code 403 (phase 2). [id \"942100\"] [msg \"SQL Injection Attack\"] [severity \"CRITICAL\"]".into(),
+        "--a1-Z--".into(),
+    ]);
+    append(&exim, &[
+        "2026-11-23 15:00:02 1tAbcD-000123-Ab == bob@gmail.com R=lookuphost T=remote_smtp defer (-44) H=gmail-smtp-in.l.google.com [142.250.1.27] I=[192.0.2.2]:40000: SMTP error from remote mail server after RCPT TO:<bob@gmail.com>: 421-4.7.28 Unusual rate".into(),
+    ]);
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let (s, v) = h.get("/api/v1/modsec/stats", &read);
+            s == 200 && v["total_blocked"] == 1
+        }),
+        "modsec record not reported; log:\n{}",
+        h.log()
+    );
+    let (_, b) = h.get("/api/v1/modsec/blocks", &read);
+    assert_eq!(
+        (b[0]["ip"].as_str(), b[0]["rules"][0].as_str()),
+        (Some("203.0.113.50"), Some("942100")),
+        "{b}"
+    );
+    let (_, ev) = h.get("/api/v1/modsec/events?ip=203.0.113.50", &read);
+    assert_eq!(
+        (ev[0]["host"].as_str(), ev[0]["action"].as_str()),
+        (Some("shop.example"), Some("blocked")),
+        "{ev}"
+    );
+    assert_eq!(
+        h.get("/api/v1/modsec/rules", &read).0,
+        403,
+        "rules need admin"
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        let (_, d) = h.get("/api/v1/email/deferrals", &read);
+        d[0]["provider"] == "gmail"
+    }));
+    let (_, d) = h.get("/api/v1/email/deferrals", &read);
+    assert_eq!(
+        (
+            d[0]["sending_ip"].as_str(),
+            d[0]["codes"][0]["code"].as_str()
+        ),
+        (Some("192.0.2.2"), Some("421 4.7.28")),
+        "{d}"
+    );
+    let (_, g) = h.get("/api/v1/email/groups?kind=auth_failure", &read);
+    assert_eq!(
+        (g[0]["kind"].as_str(), g[0]["ip"].as_str()),
+        (Some("auth_failure"), Some(peer)),
+        "{g}"
+    );
+
+    // Bulk block two addresses, see the pending undo, run it: both unblocked.
+    let (s, r) = h.post("/api/v1/threat/bulk-action", serde_json::json!({"action": "block", "ips": ["203.0.113.60", "203.0.113.61", "not-an-ip"], "reason": "campaign"}));
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["succeeded"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["failed"][0]["ip"], "not-an-ip", "{r}");
+    let token = r["undo_token"].as_str().expect("undo_token").to_string();
+    assert!(blocked(&h, "203.0.113.60") && blocked(&h, "203.0.113.61"));
+    let (_, p) = h.get("/api/v1/undo/pending", &admin);
+    assert_eq!(
+        (
+            p["id"].as_str(),
+            p["inverse"].as_str(),
+            p["summary"].as_str()
+        ),
+        (
+            Some(token.as_str()),
+            Some("threat_bulk_unblock"),
+            Some("Blocked 2 IPs")
+        ),
+        "{p}"
+    );
+    assert_eq!(
+        h.get("/api/v1/undo/pending", &read).0,
+        403,
+        "undo is admin-only"
+    );
+    let (s, u) = h.post("/api/v1/undo/run", serde_json::json!({"id": token}));
+    assert_eq!(
+        (s, u["count"].as_i64(), u["action"].as_str()),
+        (200, Some(2), Some("threat_bulk_block")),
+        "{u}"
+    );
+    assert!(!blocked(&h, "203.0.113.60") && !blocked(&h, "203.0.113.61"));
+    let (s, _) = h.post("/api/v1/undo/run", serde_json::json!({"id": token}));
+    assert_eq!(s, 410, "a token is good once");
+
+    // Bulk unblock the auto-blocked peer, then undo: it is blocked again, with a TTL.
+    let (s, r) = h.post("/api/v1/unblock-bulk", serde_json::json!({"ips": [peer]}));
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        wait_for(Duration::from_secs(5), || tcp_connects(&h.net.ns_b, svc)),
+        "unblocked"
+    );
+    assert!(r["undo_token"].is_string(), "{r}");
+    let (s, u) = h.post("/api/v1/undo/run", serde_json::json!({}));
+    assert_eq!(
+        (s, u["inverse"].as_str(), u["count"].as_i64()),
+        (200, Some("firewall_bulk_reblock"), Some(1)),
+        "{u}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || !tcp_connects(&h.net.ns_b, svc)),
+        "reblocked"
+    );
+    let (_, st) = h.get(&format!("/api/v1/firewall/check?ip={peer}"), &admin);
+    assert!(
+        st["blocked_by"]["expires_at"].is_string(),
+        "the ban keeps its TTL: {st}"
+    );
+    let (_, audit) = h.get("/api/v1/audit", &admin);
+    for action in [
+        "threat_bulk_block",
+        "undo_threat_bulk_block",
+        "undo_firewall_bulk_unblock",
+    ] {
+        assert!(
+            audit
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["action"] == action)),
+            "{action} in {audit}"
+        );
+    }
+}

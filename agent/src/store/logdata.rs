@@ -325,6 +325,49 @@ impl Store {
         .await
     }
 
+    /// Findings of `checks` in the window grouped by their key (mailbox, account or
+    /// IP), most recent first: the rows of `/email/groups` and `/email/relay-abuse`.
+    pub async fn finding_groups(
+        &self,
+        checks: Vec<&'static str>,
+        w: Window,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.call(move |c| {
+            let marks = vec!["?"; checks.len()].join(",");
+            let sql = format!(
+                "SELECT g.c, g.k, g.n, g.s, g.fs, g.ls, l.severity, g.ids, l.message, g.a, g.i
+                 FROM (SELECT check_name c, COALESCE(mailbox, account, ip, dedup_key) k, COUNT(*) n,
+                              SUM(count) s, MIN(ts) fs, MAX(last_seen) ls, GROUP_CONCAT(id) ids,
+                              MAX(id) last_id, MAX(account) a, MAX(ip) i, MAX(last_seen_unix) lsu
+                       FROM findings WHERE check_name IN ({marks}) AND last_seen_unix >= ? AND ts_unix <= ?
+                       GROUP BY c, k) g
+                 JOIN findings l ON l.id = g.last_id
+                 ORDER BY g.lsu DESC LIMIT ?"
+            );
+            let mut p: Vec<rusqlite::types::Value> = checks.iter().map(|c| rusqlite::types::Value::Text((*c).to_string())).collect();
+            p.push(w.from.into());
+            p.push(w.to.into());
+            p.push(i64::from(w.limit).into());
+            rows(&mut c.prepare(&sql)?, rusqlite::params_from_iter(p), |r| {
+                let ids: String = r.get(7)?;
+                Ok(json!({
+                    "check": r.get::<_, String>(0)?,
+                    "key": r.get::<_, String>(1)?,
+                    "findings": r.get::<_, i64>(2)?,
+                    "count": r.get::<_, i64>(3)?,
+                    "first_seen": r.get::<_, String>(4)?,
+                    "last_seen": r.get::<_, String>(5)?,
+                    "severity": r.get::<_, String>(6)?,
+                    "finding_ids": ids.split(',').filter_map(|i| i.parse::<i64>().ok()).collect::<Vec<_>>(),
+                    "message": r.get::<_, Option<String>>(8)?,
+                    "account": r.get::<_, Option<String>>(9)?,
+                    "ip": r.get::<_, Option<String>>(10)?,
+                }))
+            })
+        })
+        .await
+    }
+
     /// The scripts that sent mail for `account` in the window: (cwd, count, last seen).
     pub async fn email_scripts(
         &self,
@@ -484,6 +527,19 @@ mod tests {
             s.email_scripts("shop".into(), w).await.expect("scripts")[0]["script"],
             "/home/shop/public_html"
         );
+        for (check, ip, mailbox) in [("mail_bruteforce", "203.0.113.5", None), ("mail_bruteforce", "203.0.113.5", None), ("account_bruteforce", "", Some("ceo@example.com")), ("ssh_bruteforce", "203.0.113.5", None)] {
+            let f = super::super::NewFinding {
+                ip: (!ip.is_empty()).then(|| ip.to_string()),
+                mailbox: mailbox.map(String::from),
+                key: Some(format!("{ip}{mailbox:?}")),
+                ..super::super::NewFinding::new(check, api::model::Severity::High, format!("{check} m"))
+            };
+            s.record_finding(f, 0).await.expect("finding");
+        }
+        let g = s.finding_groups(vec!["mail_bruteforce", "account_bruteforce"], w).await.expect("groups");
+        assert_eq!(g.len(), 2, "{g:?}");
+        let bf = g.iter().find(|r| r["check"] == "mail_bruteforce").expect("row");
+        assert_eq!((bf["key"].as_str(), bf["findings"].as_i64(), bf["count"].as_i64(), bf["message"].as_str()), (Some("203.0.113.5"), Some(1), Some(2), Some("mail_bruteforce m")), "a repeat counts on the finding: {bf}");
         // Retention takes every table.
         assert_eq!(
             s.prune_threat_events(now_unix() + 10).await.expect("prune"),
