@@ -155,6 +155,10 @@ pub struct AutoResponse {
     pub ban_secs: u64,
     /// ... up to this.
     pub max_ban_secs: u64,
+    /// Addresses of one /24 (/64) banned within `subnet_window_secs` that escalate
+    /// to a subnet ban; 0 = never.
+    pub subnet_threshold: u32,
+    pub subnet_window_secs: u64,
 }
 
 /// Signatures, scanning and the findings lifecycle.

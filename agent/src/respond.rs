@@ -5,6 +5,7 @@
 //! allowed, loopback and this host's own addresses are never blocked: the firewall
 //! refuses them, and the finding says so.
 
+use ipnet::IpNet;
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -56,7 +57,20 @@ pub struct Responder {
     firewall: Arc<Firewall>,
     findings: Arc<Findings>,
     offences: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Banned (or would-be banned) addresses per /24 or /64, for escalation.
+    subnets: Mutex<HashMap<IpNet, Vec<(IpAddr, Instant)>>>,
     pub stats: ResponseStats,
+}
+
+/// The /24 (IPv4) or /64 (IPv6) around an address.
+pub fn subnet_of(ip: IpAddr) -> IpNet {
+    let (v, len) = match ip {
+        IpAddr::V4(_) => (ip, 24),
+        IpAddr::V6(_) => (ip, 64),
+    };
+    IpNet::new(v, len)
+        .map(|n| n.trunc())
+        .unwrap_or_else(|_| IpNet::from(ip))
 }
 
 impl Responder {
@@ -66,6 +80,7 @@ impl Responder {
             firewall,
             findings,
             offences: Mutex::new(HashMap::new()),
+            subnets: Mutex::new(HashMap::new()),
             stats: ResponseStats::default(),
         }
     }
@@ -102,6 +117,84 @@ impl Responder {
         e.0 += 1;
         e.1 = now;
         e.0
+    }
+
+    /// Count a ban toward its subnet; `Some(n)` when this one reaches the threshold
+    /// (n distinct addresses in the window), once per window.
+    fn subnet_count(&self, ip: IpAddr) -> Option<(IpNet, usize)> {
+        let threshold = self.cfg.subnet_threshold as usize;
+        if threshold == 0 {
+            return None;
+        }
+        let window = Duration::from_secs(self.cfg.subnet_window_secs);
+        let net = subnet_of(ip);
+        let mut g = match self.subnets.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let now = Instant::now();
+        if g.len() >= MAX_OFFENDERS {
+            g.retain(|_, v| v.iter().any(|(_, at)| now.duration_since(*at) < window));
+            if g.len() >= MAX_OFFENDERS {
+                g.clear();
+            }
+        }
+        let v = g.entry(net).or_default();
+        v.retain(|(_, at)| now.duration_since(*at) < window);
+        if !v.iter().any(|(a, _)| *a == ip) {
+            v.push((ip, now));
+        }
+        if v.len() >= threshold {
+            let n = v.len();
+            v.clear(); // the subnet ban covers them; start counting afresh
+            Some((net, n))
+        } else {
+            None
+        }
+    }
+
+    /// Many addresses of one subnet were banned: ban the subnet (or say so in dry run).
+    async fn escalate(&self, t: &Trigger, net: IpNet, n: usize) {
+        let ttl = self.cfg.max_ban_secs.max(self.cfg.ban_secs);
+        let action = if self.cfg.dry_run {
+            self.stats.dry_run.fetch_add(1, Ordering::Relaxed);
+            format!("dry run: would block {net} for {ttl} s")
+        } else {
+            let reason = format!("subnet escalation: {n} addresses banned ({})", t.check);
+            match self
+                .firewall
+                .block(&net.to_string(), &reason, "auto_response", Some(ttl))
+                .await
+            {
+                Ok(_) => {
+                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                    format!("blocked {net} in XDP for {ttl} s")
+                }
+                Err(FirewallError::Refused(why)) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    format!("{net} not blocked: {why}")
+                }
+                Err(e) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(subnet = %net, error = %e, "Subnet escalation block failed.");
+                    format!("{net} block failed: {e}")
+                }
+            }
+        };
+        let f = NewFinding {
+            ip: Some(net.to_string()),
+            details: format!(
+                "{n} addresses of {net} were banned within {} s, the last for {}; {action}",
+                self.cfg.subnet_window_secs, t.check
+            ),
+            key: Some(net.to_string()),
+            ..NewFinding::new(
+                "subnet_escalation",
+                Severity::High,
+                format!("Subnet {net}: {n} banned addresses"),
+            )
+        };
+        self.findings.report(f).await;
     }
 
     /// A per-account scenario overflowed: many addresses, none to block; the finding
@@ -155,6 +248,12 @@ impl Responder {
         {
             tracing::warn!(error = %e, "Recording the trigger in the threat database failed.");
         }
+        let banned = self.cfg.enabled && (self.cfg.dry_run || action.starts_with("blocked in XDP"));
+        if banned {
+            if let Some((net, n)) = self.subnet_count(t.ip) {
+                self.escalate(&t, net, n).await;
+            }
+        }
         let mut users = t.users.clone();
         users.sort();
         users.dedup();
@@ -180,5 +279,98 @@ impl Responder {
             )
         };
         self.findings.report(f).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FwList, Store};
+
+    async fn responder(dry_run: bool) -> (Responder, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
+        let fw = Arc::new(Firewall::new(None, store.clone(), Vec::new()));
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        let findings = Arc::new(
+            Findings::open(store.clone(), tx, 3600, None)
+                .await
+                .expect("findings"),
+        );
+        let cfg = AutoResponse {
+            enabled: true,
+            dry_run,
+            ban_secs: 60,
+            max_ban_secs: 3600,
+            subnet_threshold: 3,
+            subnet_window_secs: 3600,
+        };
+        (Responder::new(cfg, fw, findings), store, dir)
+    }
+
+    fn trigger(ip: &str) -> Trigger {
+        Trigger {
+            check: "ssh_bruteforce",
+            ip: ip.parse().expect("ip"),
+            events: 6,
+            summary: "6 failed SSH logins".into(),
+            sample: "line".into(),
+            users: vec!["root".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn bans_escalate_and_many_addresses_of_one_subnet_ban_the_subnet() {
+        let (r, store, _d) = responder(false).await;
+        assert_eq!((r.ban_for(1), r.ban_for(2), r.ban_for(10)), (60, 120, 3600));
+        for ip in ["203.0.113.5", "203.0.113.5", "203.0.113.6", "198.51.100.9"] {
+            r.trigger(trigger(ip)).await;
+        }
+        let subnets =
+            |v: Vec<api::model::BlockEntry>| v.into_iter().filter(|e| e.ip.contains('/')).count();
+        assert_eq!(
+            subnets(store.entries(FwList::Blocks).await.expect("entries")),
+            0,
+            "two addresses of the /24 so far"
+        );
+        r.trigger(trigger("203.0.113.7")).await;
+        let blocks = store.entries(FwList::Blocks).await.expect("entries");
+        let net = blocks
+            .iter()
+            .find(|e| e.ip == "203.0.113.0/24")
+            .expect("the /24 is banned");
+        assert!(net.reason.contains("3 addresses"), "{net:?}");
+        assert!(net.expires_at.is_some(), "for max_ban_secs");
+        let f = store.active_findings(100).await.expect("findings");
+        assert!(f
+            .iter()
+            .any(|f| f.check == "subnet_escalation" && f.ip.as_deref() == Some("203.0.113.0/24")));
+        assert_eq!(
+            subnet_of("2001:db8:1:2:3::9".parse().expect("ip")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+    }
+
+    #[tokio::test]
+    async fn dry_run_reports_the_subnet_it_would_ban() {
+        let (r, store, _d) = responder(true).await;
+        for ip in ["203.0.113.5", "203.0.113.6", "203.0.113.7"] {
+            r.trigger(trigger(ip)).await;
+        }
+        assert!(store
+            .entries(FwList::Blocks)
+            .await
+            .expect("entries")
+            .is_empty());
+        let f = store.active_findings(100).await.expect("findings");
+        let s = f
+            .iter()
+            .find(|f| f.check == "subnet_escalation")
+            .expect("finding");
+        assert!(
+            s.details.contains("dry run: would block 203.0.113.0/24"),
+            "{}",
+            s.details
+        );
     }
 }
