@@ -15,6 +15,7 @@ pub mod dovecot;
 pub mod event;
 pub mod exim;
 pub mod ftp;
+pub mod fuzz;
 pub mod grammar;
 pub mod modsec;
 pub mod scenario;
@@ -310,8 +311,17 @@ async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, respond
         let now = Instant::now();
         let mut out = Outputs::default();
         for line in &lines {
-            if let Some(ev) = stats.parse(&mut f.parser, line) {
-                sc.event(f.source, ev, line, stats, now, &mut out);
+            // A grammar bug must cost one line, not the watcher: the line counts as
+            // malformed and the source's parser starts afresh.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Some(ev) = stats.parse(&mut f.parser, line) {
+                    sc.event(f.source, ev, line, stats, now, &mut out);
+                }
+            }));
+            if step.is_err() {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(source = f.source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
+                f.parser = Parser::new(f.source);
             }
         }
         // The batch's events go to the store in one transaction, before the triggers

@@ -61,7 +61,7 @@ fn boundary(line: &str) -> Option<(&str, u8)> {
         && sec[0].is_ascii_uppercase()
         && !id.is_empty()
         && id.bytes().all(|b| b.is_ascii_alphanumeric()))
-    .then_some((id, sec[0]))
+    .then(|| (id, sec[0]))
 }
 
 fn rules_of(messages: &[String]) -> Vec<WafRule> {
@@ -483,6 +483,12 @@ Action: Intercepted (phase 2)
         let mut a = Assembler::default();
         assert_eq!(
             a.feed("stray text"),
+            Err(ParseError::Framing("outside an audit record"))
+        );
+        // Found by the mutation test: a boundary-like line with no section letter
+        // (a request body can put one in the log) panicked.
+        assert_eq!(
+            a.feed("--a1---"),
             Err(ParseError::Framing("outside an audit record"))
         );
         assert_eq!(
