@@ -77,6 +77,8 @@ pub struct Logs {
     pub access: Vec<PathBuf>,
     /// ModSecurity audit logs (serial or JSON) or error_logs with its lines.
     pub modsec: Vec<PathBuf>,
+    /// The journal, for daemons that log only there.
+    pub journald: Journald,
     pub scenarios: Scenarios,
     /// Keys (addresses, accounts) tracked per scenario, at most.
     pub max_keys: usize,
@@ -95,6 +97,43 @@ impl Logs {
             Source::Access => &self.access,
             Source::Modsec => &self.modsec,
         }
+    }
+}
+
+/// journald as a source (see docs/src/logs.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journald {
+    pub mode: JournaldMode,
+    /// A journal directory instead of the system journal (empty: the system's).
+    pub directory: PathBuf,
+    /// `SYSLOG_IDENTIFIER` → the source whose grammar reads its messages.
+    pub identifiers: std::collections::BTreeMap<String, crate::logs::Source>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournaldMode {
+    /// For each source none of whose configured files exists at start.
+    Auto,
+    /// For every identifier (a source also read from a file would count twice).
+    On,
+    Off,
+}
+
+impl Logs {
+    /// The identifiers the journal is read for, after `mode`.
+    pub fn journal_identifiers(&self) -> std::collections::BTreeMap<String, crate::logs::Source> {
+        self.journald
+            .identifiers
+            .iter()
+            .filter(|(_, s)| match self.journald.mode {
+                JournaldMode::Off => false,
+                JournaldMode::On => true,
+                JournaldMode::Auto => !self.paths(**s).iter().any(|p| p.exists()),
+            })
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 }
 
@@ -680,6 +719,13 @@ impl Config {
                     "capacity and leak_secs must be > 0".into(),
                 );
             }
+        }
+        let jd = &self.logs.journald.directory;
+        if !jd.as_os_str().is_empty() && !jd.is_absolute() {
+            return err(
+                "logs.journald.directory",
+                "must be an absolute path (or empty for the system journal)".into(),
+            );
         }
         if self.logs.max_keys == 0 {
             return err("logs.max_keys", "must be > 0".into());

@@ -49,6 +49,11 @@ impl Harness {
             .filter(|s| !top.contains(&format!("\n  {}:", s.name())))
             .map(|s| format!("  {}: []\n", s.name()))
             .collect();
+        let empty = if top.contains("\n  journald:") {
+            empty
+        } else {
+            format!("{empty}  journald:\n    mode: off\n")
+        };
         match top.find("logs:\n") {
             Some(i) => top.insert_str(i + 6, &empty),
             None => top.push_str(&format!("logs:\n{empty}")),

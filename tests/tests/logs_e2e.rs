@@ -433,3 +433,118 @@ fn mail_bruteforce_reports_and_bulk_undo() {
         );
     }
 }
+
+/// Append entries to a journal file in `dir`, as journald would: the export format
+/// through systemd-journal-remote (the real journal file writer), read back by the
+/// agent's `journalctl --directory`.
+fn journal_append(dir: &Path, entries: &[(&str, String)]) {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut export = String::new();
+    for (ident, msg) in entries {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={ident}\n_PID=4242\nMESSAGE={msg}\n\n",
+            1_795_446_000_000_000u64 + n * 1_000_000,
+            n * 1000
+        ));
+    }
+    let f = dir.join("export.txt");
+    std::fs::write(&f, export).expect("export");
+    let out = std::process::Command::new("/lib/systemd/systemd-journal-remote")
+        .arg(format!("--output={}", dir.join("remote.journal").display()))
+        .arg(&f)
+        .output()
+        .expect("systemd-journal-remote (apt package systemd-journal-remote)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&f).expect("rm export");
+}
+
+/// sshd logging only to the journal: failed logins in journal entries trigger like
+/// log lines, other identifiers are ignored, and the cursor survives a restart.
+#[test]
+fn journald_entries_trigger_and_resume_after_restart() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let jdir = tempfile::tempdir().expect("tempdir");
+    journal_append(jdir.path(), &[("cron", "before the agent".into())]);
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  journald:\n    mode: on\n    directory: {}\nauto_response:\n  enabled: true\n  dry_run: true\n",
+        jdir.path().display()
+    );
+    let mut h = Harness::start_with(net, "", &top);
+    assert!(
+        wait_for(Duration::from_secs(10), || h
+            .log()
+            .contains("Following the journal.")),
+        "{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let peer = h.net.ip_b;
+    let mut entries: Vec<(&str, String)> = (0..6)
+        .map(|i| {
+            (
+                "sshd",
+                format!(
+                    "Failed password for invalid user j{i} from {peer} port {} ssh2",
+                    40000 + i
+                ),
+            )
+        })
+        .collect();
+    entries.push((
+        "cron",
+        format!("Failed password for root from {peer} port 1 ssh2"),
+    ));
+    journal_append(jdir.path(), &entries);
+    assert!(
+        wait_for(Duration::from_secs(10), || !findings_of(
+            &h,
+            "ssh_bruteforce"
+        )
+        .is_empty()),
+        "no finding from the journal; log:\n{}",
+        h.log()
+    );
+    let f = &findings_of(&h, "ssh_bruteforce")[0];
+    assert_eq!(f["ip"], peer, "{f}");
+    assert!(
+        f["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("j0") && d.contains("dry run")),
+        "{f}"
+    );
+    assert_eq!(logs_stat(&h, "failures"), 6, "the cron entry is not sshd's");
+    assert_eq!(logs_stat(&h, "lines"), 6);
+
+    // Restart: the cursor was saved; nothing is read twice, new entries are read.
+    h.stop();
+    h.restart();
+    assert!(wait_for(Duration::from_secs(10), || h
+        .log()
+        .contains("Following the journal.")));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        logs_stat(&h, "lines"),
+        0,
+        "no entry read twice after a restart"
+    );
+    journal_append(
+        jdir.path(),
+        &[(
+            "sshd",
+            format!("Failed password for root from {peer} port 2 ssh2"),
+        )],
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || logs_stat(&h, "failures") == 1),
+        "{}",
+        h.log()
+    );
+    h.stop();
+}

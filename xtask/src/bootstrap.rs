@@ -11,8 +11,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::{self, output, step};
 
-/// Debian packages: compiler + core sources + LLVM for bpf-linker, and the network
-/// tools the end-to-end tests use.
+/// Debian packages: compiler + core sources + LLVM for bpf-linker, the network tools
+/// the end-to-end tests use, and systemd-journal-remote, which writes the real journal
+/// files the journald test reads (it upgrades systemd to the same point release).
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "rust-web-src",
@@ -22,6 +23,7 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "iproute2",
     "iputils-ping",
+    "systemd-journal-remote",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -34,7 +36,9 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 /// Comparison tools the benchmarks measure against.
-const BENCH_PACKAGES: &[&str] = &["nftables", "iptables", "yara"];
+// fail2ban: only `fail2ban-regex` is used, as the log-parsing baseline (no init
+// starts its service on these machines).
+const BENCH_PACKAGES: &[&str] = &["nftables", "iptables", "yara", "fail2ban"];
 
 /// Install the Debian packages of `packages` that are missing.
 fn apt_install(packages: &[&str]) -> Result<()> {

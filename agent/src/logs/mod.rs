@@ -17,6 +17,7 @@ pub mod exim;
 pub mod ftp;
 pub mod fuzz;
 pub mod grammar;
+pub mod journal;
 pub mod modsec;
 pub mod scenario;
 pub mod sshd;
@@ -243,7 +244,24 @@ pub async fn run(
             });
         }
     }
-    if followed.is_empty() {
+    let idents = cfg.journal_identifiers();
+    let mut journal = None;
+    let mut jcursor: Option<String> = None;
+    if !idents.is_empty() {
+        let saved = store.setting(journal::CURSOR_KEY).await.ok().flatten();
+        match journal::Journal::spawn(&idents, &cfg.journald.directory, saved.as_deref()) {
+            Ok(j) => {
+                tracing::info!(identifiers = ?idents.keys().collect::<Vec<_>>(), resume = saved.is_some(), "Following the journal.");
+                jcursor = saved;
+                journal = Some(j);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "journalctl could not start; the journal is not read.")
+            }
+        }
+    }
+    let mut jparsers: HashMap<Source, Parser> = HashMap::new();
+    if followed.is_empty() && journal.is_none() {
         tracing::info!("No log sources to follow.");
         let _ = shutdown.changed().await;
         return Ok(());
@@ -292,9 +310,63 @@ pub async fn run(
                     }
                 }
             }
-            _ = save_tick.tick() => save(&store, &followed, &mut saved).await,
+            line = async {
+                match journal.as_mut() {
+                    Some(j) => j.next_line().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let Some(first) = line else {
+                    tracing::warn!("journalctl ended; the journal is no longer read.");
+                    if let Some(j) = journal.take() {
+                        j.stop().await;
+                    }
+                    continue;
+                };
+                // What is already buffered joins the batch (one store transaction).
+                let mut batch = vec![first];
+                while batch.len() < 1000 {
+                    let Some(j) = journal.as_mut() else { break };
+                    match tokio::time::timeout(Duration::ZERO, j.next_line()).await {
+                        Ok(Some(l)) => batch.push(l),
+                        _ => break,
+                    }
+                }
+                let mut by_source: Vec<(Source, Vec<String>)> = Vec::new();
+                for json in &batch {
+                    match journal::entry(json, &idents) {
+                        Ok(Some((source, line, cursor))) => {
+                            if cursor.is_some() {
+                                jcursor = cursor;
+                            }
+                            match by_source.last_mut() {
+                                Some((s, lines)) if *s == source => lines.push(line),
+                                _ => by_source.push((source, vec![line])),
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(why) => {
+                            stats.lines.fetch_add(1, Ordering::Relaxed);
+                            stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(why, "Unreadable journal entry.");
+                        }
+                    }
+                }
+                for (source, lines) in by_source {
+                    let parser = jparsers.entry(source).or_insert_with(|| Parser::new(source));
+                    feed(source, parser, &lines, &mut scenario, &stats, &responder).await;
+                }
+            }
+            _ = save_tick.tick() => {
+                save(&store, &followed, &mut saved).await;
+                save_cursor(&store, jcursor.as_deref(), &mut saved).await;
+            }
             _ = shutdown.changed() => {
                 save(&store, &followed, &mut saved).await;
+                save_cursor(&store, jcursor.as_deref(), &mut saved).await;
+                if let Some(j) = journal.take() {
+                    j.stop().await;
+                }
                 return Ok(());
             }
         }
@@ -308,20 +380,34 @@ async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, respond
         if lines.is_empty() {
             return;
         }
+        feed(f.source, &mut f.parser, &lines, sc, stats, responder).await;
+    }
+}
+
+/// Lines of one source: parse, run the scenarios, store the batch, act on triggers.
+async fn feed(
+    source: Source,
+    parser: &mut Parser,
+    lines: &[String],
+    sc: &mut Scenarios,
+    stats: &LogStats,
+    responder: &Responder,
+) {
+    {
         let now = Instant::now();
         let mut out = Outputs::default();
-        for line in &lines {
+        for line in lines {
             // A grammar bug must cost one line, not the watcher: the line counts as
             // malformed and the source's parser starts afresh.
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if let Some(ev) = stats.parse(&mut f.parser, line) {
-                    sc.event(f.source, ev, line, stats, now, &mut out);
+                if let Some(ev) = stats.parse(parser, line) {
+                    sc.event(source, ev, line, stats, now, &mut out);
                 }
             }));
             if step.is_err() {
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(source = f.source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
-                f.parser = Parser::new(f.source);
+                tracing::error!(source = source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
+                *parser = Parser::new(source);
             }
         }
         // The batch's events go to the store in one transaction, before the triggers
@@ -334,7 +420,7 @@ async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, respond
             mail,
         } = out;
         if let Err(e) = responder.store().add_log_batch(threat, waf, mail).await {
-            tracing::warn!(source = f.source.name(), error = %e, "Recording log events failed.");
+            tracing::warn!(source = source.name(), error = %e, "Recording log events failed.");
         }
         for t in triggers {
             responder.trigger(t).await;
@@ -342,6 +428,28 @@ async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, respond
         for a in alerts {
             responder.alert(a).await;
         }
+    }
+}
+
+async fn save_cursor(store: &Store, cursor: Option<&str>, saved: &mut HashMap<String, (u64, u64)>) {
+    // The cursor's hash stands in the offsets map, so an unchanged one is not rewritten.
+    let Some(c) = cursor else { return };
+    let mark = (
+        c.len() as u64,
+        c.bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+    );
+    if saved.get(journal::CURSOR_KEY) == Some(&mark) {
+        return;
+    }
+    match store
+        .set_settings(vec![(journal::CURSOR_KEY.to_string(), Some(c.to_string()))])
+        .await
+    {
+        Ok(()) => {
+            saved.insert(journal::CURSOR_KEY.to_string(), mark);
+        }
+        Err(e) => tracing::warn!(error = %e, "Saving the journal cursor failed."),
     }
 }
 

@@ -527,19 +527,48 @@ mod tests {
             s.email_scripts("shop".into(), w).await.expect("scripts")[0]["script"],
             "/home/shop/public_html"
         );
-        for (check, ip, mailbox) in [("mail_bruteforce", "203.0.113.5", None), ("mail_bruteforce", "203.0.113.5", None), ("account_bruteforce", "", Some("ceo@example.com")), ("ssh_bruteforce", "203.0.113.5", None)] {
+        for (check, ip, mailbox) in [
+            ("mail_bruteforce", "203.0.113.5", None),
+            ("mail_bruteforce", "203.0.113.5", None),
+            ("account_bruteforce", "", Some("ceo@example.com")),
+            ("ssh_bruteforce", "203.0.113.5", None),
+        ] {
             let f = super::super::NewFinding {
                 ip: (!ip.is_empty()).then(|| ip.to_string()),
                 mailbox: mailbox.map(String::from),
                 key: Some(format!("{ip}{mailbox:?}")),
-                ..super::super::NewFinding::new(check, api::model::Severity::High, format!("{check} m"))
+                ..super::super::NewFinding::new(
+                    check,
+                    api::model::Severity::High,
+                    format!("{check} m"),
+                )
             };
             s.record_finding(f, 0).await.expect("finding");
         }
-        let g = s.finding_groups(vec!["mail_bruteforce", "account_bruteforce"], w).await.expect("groups");
+        let g = s
+            .finding_groups(vec!["mail_bruteforce", "account_bruteforce"], w)
+            .await
+            .expect("groups");
         assert_eq!(g.len(), 2, "{g:?}");
-        let bf = g.iter().find(|r| r["check"] == "mail_bruteforce").expect("row");
-        assert_eq!((bf["key"].as_str(), bf["findings"].as_i64(), bf["count"].as_i64(), bf["message"].as_str()), (Some("203.0.113.5"), Some(1), Some(2), Some("mail_bruteforce m")), "a repeat counts on the finding: {bf}");
+        let bf = g
+            .iter()
+            .find(|r| r["check"] == "mail_bruteforce")
+            .expect("row");
+        assert_eq!(
+            (
+                bf["key"].as_str(),
+                bf["findings"].as_i64(),
+                bf["count"].as_i64(),
+                bf["message"].as_str()
+            ),
+            (
+                Some("203.0.113.5"),
+                Some(1),
+                Some(2),
+                Some("mail_bruteforce m")
+            ),
+            "a repeat counts on the finding: {bf}"
+        );
         // Retention takes every table.
         assert_eq!(
             s.prune_threat_events(now_unix() + 10).await.expect("prune"),
