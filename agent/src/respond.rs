@@ -119,6 +119,29 @@ impl Responder {
         e.0
     }
 
+    /// Block `target` for `ttl` seconds, counting the outcome; `Err` says why not.
+    async fn ban(&self, target: &str, reason: &str, ttl: u64) -> Result<(), String> {
+        match self
+            .firewall
+            .block(target, reason, "auto_response", Some(ttl))
+            .await
+        {
+            Ok(_) => {
+                self.stats.blocked.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(FirewallError::Refused(why)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(format!("not blocked: {why}"))
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target, error = %e, "Auto-response block failed.");
+                Err(format!("block failed: {e}"))
+            }
+        }
+    }
+
     /// Count a ban toward its subnet; `Some(n)` when this one reaches the threshold
     /// (n distinct addresses in the window), once per window.
     fn subnet_count(&self, ip: IpAddr) -> Option<(IpNet, usize)> {
@@ -161,24 +184,9 @@ impl Responder {
             format!("dry run: would block {net} for {ttl} s")
         } else {
             let reason = format!("subnet escalation: {n} addresses banned ({})", t.check);
-            match self
-                .firewall
-                .block(&net.to_string(), &reason, "auto_response", Some(ttl))
-                .await
-            {
-                Ok(_) => {
-                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-                    format!("blocked {net} in XDP for {ttl} s")
-                }
-                Err(FirewallError::Refused(why)) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    format!("{net} not blocked: {why}")
-                }
-                Err(e) => {
-                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(subnet = %net, error = %e, "Subnet escalation block failed.");
-                    format!("{net} block failed: {e}")
-                }
+            match self.ban(&net.to_string(), &reason, ttl).await {
+                Ok(()) => format!("blocked {net} in XDP for {ttl} s"),
+                Err(why) => format!("{net} {why}"),
             }
         };
         let f = NewFinding {
@@ -216,24 +224,9 @@ impl Responder {
             format!("dry run: would block for {ttl} s (offence {n})")
         } else {
             let reason = format!("{}: {}", t.check, t.summary);
-            match self
-                .firewall
-                .block(&t.ip.to_string(), &reason, "auto_response", Some(ttl))
-                .await
-            {
-                Ok(_) => {
-                    self.stats.blocked.fetch_add(1, Ordering::Relaxed);
-                    format!("blocked in XDP for {ttl} s (offence {n})")
-                }
-                Err(FirewallError::Refused(why)) => {
-                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    format!("not blocked: {why}")
-                }
-                Err(e) => {
-                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(ip = %t.ip, error = %e, "Auto-response block failed.");
-                    format!("block failed: {e}")
-                }
+            match self.ban(&t.ip.to_string(), &reason, ttl).await {
+                Ok(()) => format!("blocked in XDP for {ttl} s (offence {n})"),
+                Err(why) => why,
             }
         };
         if let Err(e) = self

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now_rfc3339, now_unix, Store, StoreError};
+use super::{now_unix, Store, StoreError};
 
 /// One event about an address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,25 +63,7 @@ impl Store {
         &self,
         events: Vec<(String, &'static str, &'static str, String)>,
     ) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.call(move |c| {
-            let (ts, unix) = (now_rfc3339(), now_unix());
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO threat_events (ts, ts_unix, ip, source, kind, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (ip, source, kind, detail) in &events {
-                    st.execute(params![ts, unix, ip, source, kind, detail])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        self.add_log_batch(events, Vec::new(), Vec::new()).await
     }
 
     pub async fn threat_ip(&self, ip: String) -> Result<Option<ThreatIp>, StoreError> {
