@@ -28,6 +28,10 @@ pub enum SshEvent {
     MaxAttempts { user: String, ip: IpAddr },
     /// `Connection closed by|Disconnected from [authenticating user|invalid user] <user> <ip> port <n> [preauth]`
     PreauthClose { user: Option<String>, ip: IpAddr },
+    /// `pam_unix(sshd:auth): authentication failure; ... rhost=<ip>[ user=<user>]` and
+    /// `PAM <n> more authentication failures; ... rhost=<ip>[ user=<user>]`. sshd logs
+    /// its own `Failed ...` line for each attempt as well, so these do not count again.
+    Pam { user: Option<String>, ip: IpAddr },
     /// `Accepted <method> for <user> from <ip> port <n> ssh2`
     Accepted {
         user: String,
@@ -43,6 +47,7 @@ impl SshEvent {
             | Self::InvalidUser { ip, .. }
             | Self::MaxAttempts { ip, .. }
             | Self::PreauthClose { ip, .. }
+            | Self::Pam { ip, .. }
             | Self::Accepted { ip, .. } => *ip,
         }
     }
@@ -61,7 +66,7 @@ impl SshEvent {
             | Self::InvalidUser { user, .. }
             | Self::MaxAttempts { user, .. }
             | Self::Accepted { user, .. } => Some(user),
-            Self::PreauthClose { user, .. } => user.as_deref(),
+            Self::PreauthClose { user, .. } | Self::Pam { user, .. } => user.as_deref(),
         }
     }
 }
@@ -100,6 +105,27 @@ fn user_of(head: &str) -> (String, bool) {
     } else {
         (head.to_string(), false)
     }
+}
+
+/// The `key=value` list of a PAM failure. `rhost` precedes `user`, and the user name
+/// (the client's) is last: `user=` is the last such key, and `rhost=` is read up to
+/// the next space.
+fn pam(m: &str) -> Result<SshEvent, ParseError> {
+    let (_, kv) = m.split_once("; ").ok_or(ParseError::Irrelevant)?;
+    let (before_user, user) = match kv.rfind(" user=") {
+        Some(i) => (&kv[..i], Some(kv[i + 6..].trim_end().to_string())),
+        None => (kv, None),
+    };
+    let rhost = before_user
+        .split(' ')
+        .find_map(|t| t.strip_prefix("rhost="))
+        .ok_or(ParseError::Irrelevant)?;
+    // A host name (UseDNS yes) cannot be blocked.
+    let ip = rhost.parse().map_err(|_| ParseError::Irrelevant)?;
+    Ok(SshEvent::Pam {
+        user: user.filter(|u| !u.is_empty()),
+        ip,
+    })
 }
 
 /// Parse an sshd (or sshd-session, OpenSSH ≥ 9.8) message.
@@ -143,6 +169,11 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
             user: user_of(head).0,
             ip,
         });
+    }
+    if m.starts_with("pam_unix(sshd:auth): authentication failure;")
+        || (m.starts_with("PAM ") && m.contains(" more authentication failure"))
+    {
+        return pam(m);
     }
     for prefix in ["Connection closed by ", "Disconnected from "] {
         if let Some(rest) = m.strip_prefix(prefix) {
@@ -210,6 +241,14 @@ mod tests {
                 SshEvent::PreauthClose { user: None, ip: ip("203.0.113.5") },
             ),
             (
+                "Nov 23 15:00:01 web1 sshd[1234]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5  user=root",
+                SshEvent::Pam { user: Some("root".into()), ip: ip("203.0.113.5") },
+            ),
+            (
+                "Nov 23 15:00:01 web1 sshd[1234]: PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::7",
+                SshEvent::Pam { user: None, ip: ip("2001:db8::7") },
+            ),
+            (
                 "Nov 23 15:00:01 web1 sshd[1234]: Accepted publickey for alice from 198.51.100.2 port 5555 ssh2",
                 SshEvent::Accepted { user: "alice".into(), ip: ip("198.51.100.2"), method: "publickey".into() },
             ),
@@ -227,6 +266,18 @@ mod tests {
         .expect("parses");
         assert_eq!(e.ip(), ip("203.0.113.5"));
         assert_eq!(e.user(), Some("x from 192.0.2.1 port 1 ssh2"));
+        let e = parse_line(
+            "Nov 23 15:00:01 web1 sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5  user=a rhost=192.0.2.1",
+        )
+        .expect("parses");
+        assert_eq!(
+            (e.ip(), e.user()),
+            (ip("203.0.113.5"), Some("a rhost=192.0.2.1"))
+        );
+        assert!(
+            !e.is_failure(),
+            "sshd logs its own Failed line for the attempt"
+        );
         // A name ending the line in an address-looking way without the real suffix.
         assert_eq!(
             parse_line("Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5"),
