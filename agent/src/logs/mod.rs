@@ -393,41 +393,39 @@ async fn feed(
     stats: &LogStats,
     responder: &Responder,
 ) {
-    {
-        let now = Instant::now();
-        let mut out = Outputs::default();
-        for line in lines {
-            // A grammar bug must cost one line, not the watcher: the line counts as
-            // malformed and the source's parser starts afresh.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if let Some(ev) = stats.parse(parser, line) {
-                    sc.event(source, ev, line, stats, now, &mut out);
-                }
-            }));
-            if step.is_err() {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(source = source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
-                *parser = Parser::new(source);
+    let now = Instant::now();
+    let mut out = Outputs::default();
+    for line in lines {
+        // A grammar bug must cost one line, not the watcher: the line counts as
+        // malformed and the source's parser starts afresh.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(ev) = stats.parse(parser, line) {
+                sc.event(source, ev, line, stats, now, &mut out);
             }
+        }));
+        if step.is_err() {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(source = source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
+            *parser = Parser::new(source);
         }
-        // The batch's events go to the store in one transaction, before the triggers
-        // they caused.
-        let Outputs {
-            triggers,
-            alerts,
-            threat,
-            waf,
-            mail,
-        } = out;
-        if let Err(e) = responder.store().add_log_batch(threat, waf, mail).await {
-            tracing::warn!(source = source.name(), error = %e, "Recording log events failed.");
-        }
-        for t in triggers {
-            responder.trigger(t).await;
-        }
-        for a in alerts {
-            responder.alert(a).await;
-        }
+    }
+    // The batch's events go to the store in one transaction, before the triggers
+    // they caused.
+    let Outputs {
+        triggers,
+        alerts,
+        threat,
+        waf,
+        mail,
+    } = out;
+    if let Err(e) = responder.store().add_log_batch(threat, waf, mail).await {
+        tracing::warn!(source = source.name(), error = %e, "Recording log events failed.");
+    }
+    for t in triggers {
+        responder.trigger(t).await;
+    }
+    for a in alerts {
+        responder.alert(a).await;
     }
 }
 
