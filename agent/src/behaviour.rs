@@ -99,6 +99,9 @@ impl<V> Recent<V> {
             }
         }
     }
+    fn get(&self, k: &Path) -> Option<&V> {
+        self.map.get(k)
+    }
     fn take(&mut self, k: &Path) -> Option<V> {
         // The order queue keeps a stale key; it is skipped when it comes up.
         self.map.remove(k)
@@ -212,19 +215,34 @@ impl Behaviour {
     /// A file event: remember writes; join unlinks with earlier execs.
     pub fn on_file(&self, act: &FileActivity) -> Vec<NewFinding> {
         let w = Writer {
-            at: Instant::now(),
+            at: act.received_at,
             pid: act.tgid,
             uid: act.uid,
             comm: act.comm.clone(),
         };
         match act.op {
             FileOp::WriteClose | FileOp::Rename | FileOp::Chmod => {
-                self.with(|s| {
+                let late = self.with(|s| {
                     // A new file at a deleted path: the old unlink joins nothing.
                     s.unlinks.take(&act.path);
-                    s.writes.insert(act.path.clone(), w)
+                    // File events pass a queue the exec path does not, so the exec of
+                    // a file written just before may be handled first. The write's
+                    // ring receipt time orders them: read off its ring before the
+                    // exec was handled means written before it was run.
+                    let ran = s
+                        .execs
+                        .get(&act.path)
+                        .filter(|(at, e)| e.world_writable && act.received_at <= *at)
+                        .map(|(_, e)| e.clone());
+                    if ran.is_none() {
+                        s.writes.insert(act.path.clone(), w.clone());
+                    }
+                    ran
                 });
-                Vec::new()
+                match late {
+                    Some(e) => vec![dropped(&e, &w)],
+                    None => Vec::new(),
+                }
             }
             FileOp::Unlink => {
                 let exec = self.with(|s| {
@@ -367,6 +385,14 @@ mod tests {
             checks(&b.on_exec(&exec("/tmp/w", std::process::id(), 33, &["/tmp/w"]))),
             [CHECK_DROPPED]
         );
+        // The write read off its ring before the exec, but handled after it (the file
+        // pipeline's queue): still written, then run.
+        let early = act(FileOp::WriteClose, "/tmp/v", 79);
+        assert!(b.on_exec(&exec("/tmp/v", 80, 33, &["/tmp/v"])).is_empty());
+        assert_eq!(checks(&b.on_file(&early)), [CHECK_DROPPED]);
+        // A write after the run is not a drop.
+        assert!(b.on_exec(&exec("/tmp/u", 81, 33, &["/tmp/u"])).is_empty());
+        assert!(b.on_file(&act(FileOp::WriteClose, "/tmp/u", 82)).is_empty());
         // Not world-writable: written then run is no finding.
         b.on_file(&act(FileOp::WriteClose, "/home/a/bin/tool", 5));
         assert!(b
