@@ -190,23 +190,22 @@ impl AgentBackend {
                 } else {
                     FwList::Allows
                 };
-                // Each address alone, so one bad entry does not fail the rest.
+                // One read of the list for the undo; then each address alone, so one
+                // bad entry does not fail the rest.
+                let mut before = self.snapshot(list, &r.ips).await?;
                 for ip in &r.ips {
-                    let before = match self.snapshot(list, std::slice::from_ref(ip)).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            failed.push(json!({"ip": ip, "error": e.message}));
-                            continue;
-                        }
-                    };
                     match self
                         .firewall
                         .remove(list, std::slice::from_ref(ip), actor)
                         .await
                     {
                         Ok(gone) if !gone.is_empty() => {
+                            let (mine, rest) = std::mem::take(&mut before)
+                                .into_iter()
+                                .partition::<Vec<_>, _>(|i| gone.contains(&i.ip));
+                            before = rest;
+                            undo_items.extend(mine);
                             ok_ips.extend(gone);
-                            undo_items.extend(before);
                         }
                         Ok(_) => failed.push(json!({"ip": ip, "error": "not listed"})),
                         Err(e) => failed.push(json!({"ip": ip, "error": e.to_string()})),

@@ -31,19 +31,18 @@ pub fn parse_line(line: &str) -> Result<Event, ParseError> {
     }
 }
 
-fn login(service: &str, m: &str) -> Result<Event, ParseError> {
+fn login(service: &str, text: &str) -> Result<Event, ParseError> {
     if !service.ends_with("-login") {
         return Err(ParseError::Irrelevant);
     }
-    let text = m;
-    let rip = m.rfind(", rip=").ok_or(ParseError::Irrelevant)?;
-    let ip_text = &m[rip + 6..];
+    let rip = text.rfind(", rip=").ok_or(ParseError::Irrelevant)?;
+    let ip_text = &text[rip + 6..];
     let ip = ip_text
         .split(',')
         .next()
         .and_then(|x| x.trim().parse().ok())
         .ok_or(ParseError::Framing("rip= is not an address"))?;
-    let head = &m[..rip];
+    let head = &text[..rip];
     let user = head.find("user=<").and_then(|u| {
         let v = &head[u + 6..];
         let end = v.rfind(">, method=").or_else(|| v.rfind('>'))?;

@@ -148,12 +148,15 @@ fn auth_failure(text: &str) -> Result<Event, ParseError> {
     })
 }
 
-fn rcpt_rejected(text: &str) -> Result<Event, ParseError> {
-    let h = text
-        .match_indices("H=")
-        .find(|(i, _)| *i == 0 || text.as_bytes()[i - 1] == b' ')
+/// Where the `H=` field starts (a token of its own, not the tail of another).
+fn h_field(s: &str) -> Option<usize> {
+    s.match_indices("H=")
         .map(|(i, _)| i)
-        .ok_or(ParseError::Framing("no H="))?;
+        .find(|i| *i == 0 || s.as_bytes()[i - 1] == b' ')
+}
+
+fn rcpt_rejected(text: &str) -> Result<Event, ParseError> {
+    let h = h_field(text).ok_or(ParseError::Framing("no H="))?;
     let r = text.find(" rejected RCPT ").ok_or(ParseError::Irrelevant)?;
     if r < h {
         return Err(ParseError::Framing("H= after the rejection"));
@@ -210,10 +213,7 @@ fn arrival(text: &str) -> Result<Event, ParseError> {
         (None, Some(u)) if local => u,
         _ => return Err(ParseError::Irrelevant),
     };
-    let ip = own
-        .match_indices("H=")
-        .find(|(i, _)| *i == 0 || own.as_bytes()[i - 1] == b' ')
-        .and_then(|(h, _)| client_ip(&own[h + 2..]));
+    let ip = h_field(own).and_then(|h| client_ip(&own[h + 2..]));
     let recipients = text
         .rfind(" for ")
         .map_or(1, |i| text[i + 5..].split_whitespace().count().max(1));

@@ -63,7 +63,9 @@ pub fn entry(
     let ts = t
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|_| "unformattable time")?;
-    let host = field(&v, "_HOSTNAME").unwrap_or_else(|| "localhost".into());
+    let host = field(&v, "_HOSTNAME")
+        .filter(|h| !h.is_empty() && !h.contains(' '))
+        .unwrap_or_else(|| "localhost".into());
     let pid = field(&v, "SYSLOG_PID")
         .or_else(|| field(&v, "_PID"))
         .and_then(|p| p.parse::<u32>().ok());
@@ -73,11 +75,6 @@ pub fn entry(
     };
     // One line per entry: a multi-line message is joined.
     let message = bounded(&message.replace(['\n', '\r'], " "), super::tail::MAX_LINE);
-    let host = if host.is_empty() || host.contains(' ') {
-        "localhost".to_string()
-    } else {
-        host
-    };
     Ok(Some((
         source,
         format!("{ts} {host} {tag}: {message}"),

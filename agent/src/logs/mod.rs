@@ -260,6 +260,8 @@ pub async fn run(
             }
         }
     }
+    // The cursor last written to the store (an unchanged one is not rewritten).
+    let mut jsaved = jcursor.clone();
     let mut jparsers: HashMap<Source, Parser> = HashMap::new();
     if followed.is_empty() && journal.is_none() {
         tracing::info!("No log sources to follow.");
@@ -359,11 +361,11 @@ pub async fn run(
             }
             _ = save_tick.tick() => {
                 save(&store, &followed, &mut saved).await;
-                save_cursor(&store, jcursor.as_deref(), &mut saved).await;
+                save_cursor(&store, jcursor.as_deref(), &mut jsaved).await;
             }
             _ = shutdown.changed() => {
                 save(&store, &followed, &mut saved).await;
-                save_cursor(&store, jcursor.as_deref(), &mut saved).await;
+                save_cursor(&store, jcursor.as_deref(), &mut jsaved).await;
                 if let Some(j) = journal.take() {
                     j.stop().await;
                 }
@@ -429,24 +431,16 @@ async fn feed(
     }
 }
 
-async fn save_cursor(store: &Store, cursor: Option<&str>, saved: &mut HashMap<String, (u64, u64)>) {
-    // The cursor's hash stands in the offsets map, so an unchanged one is not rewritten.
+async fn save_cursor(store: &Store, cursor: Option<&str>, saved: &mut Option<String>) {
     let Some(c) = cursor else { return };
-    let mark = (
-        c.len() as u64,
-        c.bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
-    );
-    if saved.get(journal::CURSOR_KEY) == Some(&mark) {
+    if saved.as_deref() == Some(c) {
         return;
     }
     match store
         .set_settings(vec![(journal::CURSOR_KEY.to_string(), Some(c.to_string()))])
         .await
     {
-        Ok(()) => {
-            saved.insert(journal::CURSOR_KEY.to_string(), mark);
-        }
+        Ok(()) => *saved = Some(c.to_string()),
         Err(e) => tracing::warn!(error = %e, "Saving the journal cursor failed."),
     }
 }
