@@ -61,15 +61,19 @@ pub enum ExecStat {
     Violations = 1,
     Killed = 2,
     RingbufFull = 3,
+    /// Denied before the new image existed (the fanotify backend's FAN_DENY; the
+    /// LSM's -EPERM). Counted in userspace.
+    Denied = 4,
 }
 
 impl ExecStat {
-    pub const COUNT: u32 = 4;
-    pub const ALL: [ExecStat; 4] = [
+    pub const COUNT: u32 = 5;
+    pub const ALL: [ExecStat; 5] = [
         Self::Checked,
         Self::Violations,
         Self::Killed,
         Self::RingbufFull,
+        Self::Denied,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -77,6 +81,7 @@ impl ExecStat {
             Self::Violations => "violations",
             Self::Killed => "killed",
             Self::RingbufFull => "ringbuf_full",
+            Self::Denied => "denied",
         }
     }
 }

@@ -52,6 +52,7 @@ fn sensor_capability(sensor: &str, backend: &str) -> Option<&'static str> {
         ("file_metadata", "btf") => "sensors.file_metadata.btf.v1",
         ("exec", "tracepoint") => "sensors.exec.tracepoint.v1",
         ("exec", "lsm") => "sensors.exec.lsm.v1",
+        ("exec", "fanotify") => "sensors.exec.fanotify.v1",
         ("egress", "cgroup") => "sensors.egress.cgroup.v1",
         _ => return None,
     })
@@ -76,10 +77,14 @@ impl KernelStats {
             .map(|r| (r.as_str(), sum(&self.xdp, *r as u32)))
             .collect()
     }
-    pub fn exec(&self) -> Vec<(&'static str, u64)> {
+    /// Exec outcomes: the kernel program's counters plus the fanotify backend's.
+    pub fn exec(&self, user: &PipelineStats) -> Vec<(&'static str, u64)> {
         agent_common::exec::ExecStat::ALL
             .iter()
-            .map(|s| (s.as_str(), sum(&self.exec, *s as u32)))
+            .map(|s| {
+                let u = user.exec[*s as usize].load(Ordering::Relaxed);
+                (s.as_str(), sum(&self.exec, *s as u32) + u)
+            })
             .collect()
     }
     pub fn egress(&self) -> Vec<(&'static str, u64)> {
@@ -168,7 +173,8 @@ impl AgentBackend {
     /// Every loss counter: kernel ring buffer reserve failures per program, then the
     /// userspace queue.
     pub fn losses(&self) -> Vec<(&'static str, u64)> {
-        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
+        let (xdp, file, egress, exec) =
+            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
         let pick = |v: &[(&'static str, u64)], key: &str| {
             v.iter()
                 .find(|(k, _)| *k == key)
@@ -251,7 +257,8 @@ impl api::Backend for AgentBackend {
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
         // "unavailable" (a backend this kernel lacks, with a fallback) is not degraded.
         let degraded = self.components.iter().any(|c| c.state == "failed");
-        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
+        let (xdp, file, egress, exec) =
+            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
         Ok(json!({
             "status": if degraded { "degraded" } else { "ok" },
             "components": self.components,
@@ -312,7 +319,8 @@ impl api::Backend for AgentBackend {
 
     async fn metrics(&self) -> Result<String, ApiError> {
         use std::fmt::Write;
-        let (xdp, file, egress, exec) = self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec()));
+        let (xdp, file, egress, exec) =
+            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
         let mut s = String::new();
         let _ = writeln!(
             s,

@@ -259,6 +259,10 @@ pub struct Exec {
     pub dry_run: bool,
     /// Report every exec (busy hosts: many events).
     pub all_execs: bool,
+    /// With the fanotify backend: the filesystems (of these paths) whose execs it
+    /// sees, besides those of the world-writable trees. Each exec there waits for
+    /// the agent's answer (microseconds).
+    pub fanotify_roots: Vec<PathBuf>,
 }
 
 /// Outbound connect sensor (cgroup connect4/connect6).
@@ -515,14 +519,17 @@ pub struct Sensors {
     pub loss_window_secs: u64,
     /// Which backend watches files: `auto` (BPF-LSM where the kernel allows it, else
     /// syscall tracepoints, else fanotify), or one forced.
-    pub file_backend: FileBackend,
+    pub file_backend: BackendChoice,
+    /// Which backend watches execs: `auto` (BPF-LSM, else the sched_process_exec
+    /// tracepoint, else fanotify), or one forced.
+    pub exec_backend: BackendChoice,
     /// Reads of sensitive files by web-server users.
     pub sensitive: Sensitive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FileBackend {
+pub enum BackendChoice {
     Auto,
     Tracepoint,
     Fanotify,
@@ -790,6 +797,14 @@ impl Config {
                 "must be an absolute path (or empty for every process)".into(),
             );
         }
+        for (i, p) in self.exec.fanotify_roots.iter().enumerate() {
+            if !p.is_absolute() {
+                return err(
+                    &format!("exec.fanotify_roots[{i}]"),
+                    "must be an absolute path".into(),
+                );
+            }
+        }
         for (i, p) in self.exec.world_writable.iter().enumerate() {
             if !p.is_absolute() || p.to_string_lossy().len() + 1 > agent_common::PREFIX_MAX_LEN {
                 return err(
@@ -975,6 +990,10 @@ mod tests {
             ("egress:\n  smtp_ports: [25, 0]\n", "egress.smtp_ports"),
             ("egress:\n  cgroup: relative\n", "egress.cgroup"),
             ("exec:\n  world_writable: [tmp]\n", "exec.world_writable[0]"),
+            (
+                "exec:\n  fanotify_roots: [home]\n",
+                "exec.fanotify_roots[0]",
+            ),
             ("egress:\n  enforce: maybe\n", "egress.enforce"),
         ] {
             let e = Config::from_layers(layers(&[yaml])).unwrap_err();

@@ -135,27 +135,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         mode: None,
         reason: lsm.err(),
     });
-    if cfg.exec.enabled {
-        // Like egress: a sensor that cannot attach is reported, not fatal.
-        match loader::attach_exec(&mut ebpf, &cfg.exec) {
-            Ok(c) => {
-                components.push(c);
-                sensors.push(SensorBackend::new("exec", "tracepoint", lsm_why.clone()));
-            }
-            Err(e) => {
-                sensors.push(SensorBackend::new("exec", "none", Some(e.to_string())));
-                tracing::error!(error = %e, "Exec sensor not attached.");
-                components.push(Component {
-                    name: maps::progs::SCHED_PROCESS_EXEC.into(),
-                    kind: "tracepoint",
-                    target: "sched:sched_process_exec".into(),
-                    state: "failed",
-                    mode: None,
-                    reason: Some(e.to_string()),
-                });
-            }
-        }
-    }
+    let fan_exec = if cfg.exec.enabled {
+        let (comps, backend, fan) =
+            choose_exec_backend(&cfg, &mut ebpf, lsm_why.as_deref(), &web_uids);
+        components.extend(comps);
+        sensors.push(backend);
+        fan
+    } else {
+        None
+    };
     if cfg.egress.enabled {
         // A sensor that cannot attach is reported, not fatal: the firewall still runs.
         match loader::attach_egress(&mut ebpf, &cfg.egress) {
@@ -350,7 +338,14 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         let f = NewFinding {
             check: "bpf_unavailable".into(),
             severity: Severity::Warning,
-            message: "BPF-LSM unavailable: exec, SMTP egress and sensitive reads cannot be denied before they happen; exec is killed after it starts, sensitive reads are only reported".into(),
+            message: format!(
+                "BPF-LSM unavailable: sensitive reads are only reported, never denied; {}",
+                match sensors.iter().find(|s| s.sensor == "exec").map(|s| s.backend) {
+                    Some("tracepoint") => "a stopped exec is killed once its image is loaded, before its first instruction",
+                    Some("fanotify") => "a stopped exec is denied through a fanotify permission event, in userspace",
+                    _ => "execs are not watched",
+                }
+            ),
             details: format!("{why}; sensors: {}", lost.join("; ")),
             ..Default::default()
         };
@@ -367,6 +362,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             pipeline.clone(),
             shutdown_rx.clone(),
         ))
+    });
+    // The fanotify exec backend answers held execs: its own thread, never the runtime's.
+    let fan_exec_task = fan_exec.map(|f| {
+        let sinks = events::Sinks {
+            files: act_tx.clone(),
+            net: net_tx.clone(),
+        };
+        let (stats, rx) = (pipeline.clone(), shutdown_rx.clone());
+        tokio::task::spawn_blocking(move || f.run(sinks, stats, rx))
     });
     let reader = tokio::spawn(events::run_reader(
         ring,
@@ -489,6 +493,13 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         Err(e) => tracing::error!(error = %e, "Ring buffer reader panicked."),
         Ok(Ok(())) => {}
     }
+    if let Some(t) = fan_exec_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "fanotify exec sensor failed."),
+            Err(e) => tracing::error!(error = %e, "fanotify exec sensor panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(t) = fan_task {
         match t.await {
             Ok(Err(e)) => tracing::error!(error = %e, "fanotify reader failed."),
@@ -553,7 +564,7 @@ fn choose_file_backend(
     SensorBackend,
     Option<crate::fanotify::FanotifySensor>,
 )> {
-    use crate::config::FileBackend;
+    use crate::config::BackendChoice;
     let fanotify = |reason: String| -> Result<_> {
         let f = crate::fanotify::FanotifySensor::new(&cfg.watch.paths)
             .context("starting the fanotify file sensor")?;
@@ -579,11 +590,11 @@ fn choose_file_backend(
         ))
     };
     match cfg.sensors.file_backend {
-        FileBackend::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
+        BackendChoice::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
         mode => match loader::attach_file_sensor(ebpf) {
             Ok(mut comps) => {
                 let reason = match mode {
-                    FileBackend::Tracepoint => {
+                    BackendChoice::Tracepoint => {
                         Some("forced by sensors.file_backend: tracepoint".to_string())
                     }
                     _ => lsm_why.map(str::to_string),
@@ -599,12 +610,109 @@ fn choose_file_backend(
                     None,
                 ))
             }
-            Err(e) if mode == FileBackend::Auto => {
+            Err(e) if mode == BackendChoice::Auto => {
                 tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
                 fanotify(format!("tracepoints failed: {e}"))
             }
             Err(e) => Err(e).context("attaching the file sensor tracepoints"),
         },
+    }
+}
+
+/// Pick the exec sensor's backend: the sched_process_exec tracepoint unless fanotify
+/// is forced, and fanotify when `auto` and the tracepoint cannot attach. A sensor that
+/// cannot start at all is reported (backend "none"), not fatal.
+fn choose_exec_backend(
+    cfg: &Config,
+    ebpf: &mut aya::Ebpf,
+    lsm_why: Option<&str>,
+    web_uids: &[u32],
+) -> (
+    Vec<Component>,
+    SensorBackend,
+    Option<crate::fanotify_exec::FanotifyExec>,
+) {
+    use crate::config::BackendChoice;
+    let fanotify = |reason: String| {
+        let started = crate::fanotify_exec::ExecPolicy::new(&cfg.exec, web_uids)
+            .and_then(|p| crate::fanotify_exec::FanotifyExec::new(p, &cfg.exec.fanotify_roots));
+        match started {
+            Ok(f) => {
+                tracing::info!(reason = %reason, marked = ?f.marked, "Exec sensor: fanotify backend.");
+                let c = Component {
+                    name: "fanotify_exec".into(),
+                    kind: "fanotify",
+                    target: f
+                        .marked
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    state: "attached",
+                    mode: Some(loader::mode_label(loader::enforcement_mode(
+                        cfg.exec.enforce,
+                        cfg.exec.dry_run,
+                    ))),
+                    reason: Some(reason.clone()),
+                };
+                (
+                    vec![c],
+                    SensorBackend::new("exec", "fanotify", Some(reason)),
+                    Some(f),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Exec sensor not started.");
+                let why = format!("{reason}; fanotify: {e}");
+                let c = Component {
+                    name: "fanotify_exec".into(),
+                    kind: "fanotify",
+                    target: String::new(),
+                    state: "failed",
+                    mode: None,
+                    reason: Some(why.clone()),
+                };
+                (vec![c], SensorBackend::new("exec", "none", Some(why)), None)
+            }
+        }
+    };
+    if cfg.sensors.exec_backend == BackendChoice::Fanotify {
+        return fanotify("forced by sensors.exec_backend: fanotify".into());
+    }
+    match loader::attach_exec(ebpf, &cfg.exec) {
+        Ok(c) => {
+            let reason = match cfg.sensors.exec_backend {
+                BackendChoice::Tracepoint => {
+                    Some("forced by sensors.exec_backend: tracepoint".to_string())
+                }
+                _ => lsm_why.map(str::to_string),
+            };
+            (
+                vec![c],
+                SensorBackend::new("exec", "tracepoint", reason),
+                None,
+            )
+        }
+        Err(e) if cfg.sensors.exec_backend == BackendChoice::Auto => {
+            tracing::warn!(error = %e, "Exec tracepoint failed; falling back to fanotify.");
+            fanotify(format!("tracepoint failed: {e}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Exec sensor not attached.");
+            let c = Component {
+                name: maps::progs::SCHED_PROCESS_EXEC.into(),
+                kind: "tracepoint",
+                target: "sched:sched_process_exec".into(),
+                state: "failed",
+                mode: None,
+                reason: Some(e.to_string()),
+            };
+            (
+                vec![c],
+                SensorBackend::new("exec", "none", Some(e.to_string())),
+                None,
+            )
+        }
     }
 }
 

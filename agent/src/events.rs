@@ -147,6 +147,9 @@ pub struct PipelineStats {
     pub unresolved: AtomicU64,
     /// File activity by operation (write_close, unlink, rename, chmod, sensitive_read).
     pub file_ops: [AtomicU64; 5],
+    /// Exec outcomes counted in userspace (the fanotify exec backend), indexed like
+    /// the kernel's [`agent_common::exec::ExecStat`].
+    pub exec: [AtomicU64; agent_common::exec::ExecStat::COUNT as usize],
 }
 
 impl PipelineStats {

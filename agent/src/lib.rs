@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod detection;
 pub mod events;
 pub mod fanotify;
+pub mod fanotify_exec;
 pub mod findings;
 pub mod firewall;
 pub mod loader;

@@ -718,7 +718,7 @@ pub fn enforcement_mode(enforce: bool, dry_run: bool) -> u32 {
 }
 
 /// The mode's name for /api/v1/components.
-fn mode_label(m: u32) -> &'static str {
+pub fn mode_label(m: u32) -> &'static str {
     use agent_common::egress::mode;
     match m {
         mode::ENFORCE => "enforce",

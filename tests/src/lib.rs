@@ -395,6 +395,34 @@ impl Drop for TestCgroup {
     }
 }
 
+/// A tmpfs mounted on a directory for the life of the value: a filesystem of the
+/// test's own, so whole-filesystem marks (fanotify) stay inside the test.
+pub struct TmpfsMount(pub PathBuf);
+
+impl TmpfsMount {
+    pub fn new(dir: &std::path::Path, size: &str) -> Result<Self, String> {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "rampart-test"])
+            .arg(dir)
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err(format!("mount tmpfs on {}: {st}", dir.display()));
+        }
+        Ok(Self(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        // Lazy: a process of a failed test may still hold it.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// The prelude of every namespace test: root, then a fresh [`NetPair`]. None means
 /// skip (locally; in CI a missing feature panics instead).
 pub fn net_or_skip() -> Option<NetPair> {

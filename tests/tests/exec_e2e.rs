@@ -2,7 +2,8 @@
 //! The exec sensor's stop rule end to end, scoped to a test cgroup and a test
 //! "world-writable" directory: in dry run a script there runs and is reported; when
 //! enforcing it is killed before its first line runs (it would create a file);
-//! outside the cgroup, or outside the tree, nothing is touched.
+//! outside the cgroup, or outside the tree, nothing is touched. Both exec backends:
+//! the sched_process_exec tracepoint (kill) and the fanotify fallback (deny).
 
 use std::{
     os::unix::fs::PermissionsExt, os::unix::process::ExitStatusExt, path::Path, process::Command,
@@ -33,6 +34,50 @@ fn exec_findings(h: &Harness) -> Vec<serde_json::Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What every exec backend reports for a dry run of `script` run by this process
+/// through `sh -c 'exec SCRIPT'`: decision, argv naming the script, the parent
+/// (this test process, its pid and exe) and the world-writable flag.
+fn assert_same_dry_run_finding(h: &Harness, script: &Path) {
+    let f = exec_findings(h)
+        .into_iter()
+        .find(|f| f["path"] == script.display().to_string())
+        .expect("finding");
+    assert!(
+        f["details"].as_str().is_some_and(|d| d.contains("dry_run")),
+        "{f}"
+    );
+    assert_eq!(f["severity"], "high");
+    // The interpreter's argv names the script, and the parent is this test process
+    // (the `sh -c` that exec'd it was replaced).
+    let d = f["details"].as_str().unwrap_or("");
+    let argv = d
+        .split_once("argv: ")
+        .and_then(|(_, r)| r.split_once("; parent"))
+        .map(|(a, _)| a)
+        .unwrap_or_else(|| panic!("argv and parent in details: {d}"));
+    assert!(
+        argv.contains(&script.display().to_string()),
+        "{d} {}",
+        h.log()
+    );
+    assert!(
+        d.contains(&format!("({}, exe ", std::process::id())),
+        "parent pid and exe in: {d}"
+    );
+    assert!(d.contains("world_writable: true"), "{d}");
+}
+
+fn metric(h: &Harness, prefix: &str) -> u64 {
+    let (_, metrics) = h.get("/metrics", &h.admin.clone());
+    metrics
+        .as_str()
+        .expect("metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} in metrics"))
 }
 
 #[test]
@@ -76,27 +121,7 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         "no exec_world_writable finding; log:\n{}",
         h.log()
     );
-    let f = exec_findings(&h).into_iter().next().expect("finding");
-    assert!(
-        f["details"].as_str().is_some_and(|d| d.contains("dry_run")),
-        "{f}"
-    );
-    assert_eq!(f["severity"], "high");
-    // argv and lineage come from the kernel: the interpreter's argv names the script,
-    // and the parent is this test process (the `sh -c` that exec'd it was replaced).
-    let d = f["details"].as_str().unwrap_or("");
-    let argv = d
-        .split_once("argv: ")
-        .and_then(|(_, r)| r.split_once("; parent"))
-        .map(|(a, _)| a)
-        .unwrap_or_else(|| panic!("argv and parent in details: {d}"));
-    assert!(argv.contains(&script.display().to_string()), "{d}");
-    assert!(
-        d.contains(&format!("({}, exe ", std::process::id())),
-        "parent pid and exe in: {d}"
-    );
-    assert!(d.contains("world_writable: true"), "{d}");
-
+    assert_same_dry_run_finding(&h, &script);
     // Enforce: killed before its first line; the file is never created.
     let cfg = std::fs::read_to_string(&h.config).expect("config");
     std::fs::write(&h.config, cfg.replace("dry_run: true", "dry_run: false")).expect("config");
@@ -125,14 +150,131 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         "outside the test cgroup nothing is checked"
     );
     assert!(marker.exists());
-    let (_, metrics) = h.get("/metrics", &h.admin.clone());
-    let killed: u64 = metrics
-        .as_str()
-        .expect("metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix("rampart_exec_total{outcome=\"killed\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("killed counter");
+    let killed = metric(&h, "rampart_exec_total{outcome=\"killed\"} ");
     assert_eq!(killed, 1, "exactly the one enforced exec");
+    h.stop();
+}
+
+/// The fanotify fallback (`sensors.exec_backend: fanotify`), on a tmpfs of the
+/// test's own (the only filesystem marked): the same dry-run finding as the
+/// tracepoint; the interpreter the script names, on the same filesystem, is followed
+/// as part of the exec and not counted as one; enforcing, the exec is denied before
+/// the new image exists (execve fails, no signal) and the script never runs.
+#[test]
+fn fanotify_exec_backend_reports_the_same_and_denies_before_the_image_exists() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let Some(cg) = integration_test::cgroup_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = dir.path().join("fs");
+    std::fs::create_dir(&fs).expect("mkdir");
+    let _mnt = integration_test::TmpfsMount::new(&fs, "64m").expect("tmpfs");
+    let ww = fs.join("ww");
+    std::fs::create_dir(&ww).expect("mkdir");
+    std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    // The interpreter lives on the marked filesystem too, outside the tree.
+    let bin = fs.join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let interp = bin.join("sh");
+    std::fs::copy(std::fs::canonicalize("/bin/sh").expect("sh"), &interp).expect("cp sh");
+    let marker = dir.path().join("ran");
+    let script = ww.join("dropper.sh");
+    // It lives long enough for its argv to be read (the fallback reads it from /proc).
+    std::fs::write(
+        &script,
+        format!(
+            "#!{}\ntouch {}\nsleep 0.2\n",
+            interp.display(),
+            marker.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let safe = fs.join("safe.sh");
+    std::fs::write(
+        &safe,
+        format!("#!{}\ntouch {}.safe\n", interp.display(), marker.display()),
+    )
+    .expect("script");
+    std::fs::set_permissions(&safe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let top = format!(
+        "egress:\n  enabled: false\nsensors:\n  exec_backend: fanotify\nexec:\n  enabled: true\n  cgroup: {}\n  world_writable: [{}]\n  fanotify_roots: [{}]\n  enforce: true\n  dry_run: true\n",
+        cg.0.display(),
+        ww.display(),
+        fs.display()
+    );
+    let mut h = Harness::start_with(net, "", &top);
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    let exec = health["sensors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sensor"] == "exec"))
+        .cloned()
+        .unwrap_or_else(|| panic!("exec sensor in {health}"));
+    assert_eq!(exec["backend"], "fanotify", "{health}");
+    assert!(
+        exec["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("forced")),
+        "{exec}"
+    );
+    let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
+    assert!(
+        caps["capabilities"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c == "sensors.exec.fanotify.v1")),
+        "{caps}"
+    );
+
+    assert!(run(Some(&cg.0), &script).success());
+    assert!(marker.exists(), "dry run must not stop the script");
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h)
+            .iter()
+            .any(|f| f["path"] == script.display().to_string())),
+        "no exec_world_writable finding; log:\n{}",
+        h.log()
+    );
+    assert_same_dry_run_finding(&h, &script);
+    // One exec checked: the interpreter's open was part of it.
+    assert_eq!(metric(&h, "rampart_exec_total{outcome=\"checked\"} "), 1);
+    assert_eq!(metric(&h, "rampart_exec_total{outcome=\"violations\"} "), 1);
+
+    let cfg = std::fs::read_to_string(&h.config).expect("config");
+    std::fs::write(&h.config, cfg.replace("dry_run: true", "dry_run: false")).expect("config");
+    h.stop();
+    h.restart();
+    std::fs::remove_file(&marker).expect("rm marker");
+    let st = run(Some(&cg.0), &script);
+    assert!(!st.success(), "the exec must fail: {st}");
+    assert_eq!(st.signal(), None, "denied, not killed: {st}");
+    assert!(
+        !marker.exists(),
+        "the script must not have run a single line"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
+            |f| f["details"].as_str().is_some_and(|d| d.contains("denied"))
+        )),
+        "no denied finding"
+    );
+    assert!(
+        run(Some(&cg.0), &safe).success(),
+        "a script outside the world-writable tree runs"
+    );
+    assert!(
+        run(None, &script).success(),
+        "outside the test cgroup nothing is checked"
+    );
+    assert!(marker.exists());
+    assert_eq!(metric(&h, "rampart_exec_total{outcome=\"denied\"} "), 1);
+    assert_eq!(
+        metric(&h, "rampart_exec_total{outcome=\"checked\"} "),
+        2,
+        "the denied script and the safe one"
+    );
     h.stop();
 }

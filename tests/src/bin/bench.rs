@@ -477,26 +477,6 @@ fn file_workload(dir: &std::path::Path, n: usize, base: Instant) -> (f64, Vec<u6
     (started.elapsed().as_secs_f64(), closed)
 }
 
-/// A tmpfs mounted on a directory for the life of the value.
-struct TmpfsMount(std::path::PathBuf);
-
-impl TmpfsMount {
-    fn new(dir: &std::path::Path) -> Result<Self> {
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4g", "rampart-bench"])
-            .arg(dir)
-            .status()?;
-        anyhow::ensure!(st.success(), "mount tmpfs on {}", dir.display());
-        Ok(Self(dir.to_path_buf()))
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// Untar `tarball` into a fresh directory under `dir`; returns seconds.
 fn untar(tarball: &std::path::Path, dir: &std::path::Path, tag: &str) -> Result<f64> {
     let dest = dir.join(tag);
@@ -643,7 +623,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // that land in whichever phase runs next (a 27 s baseline against 2.4 s in one
     // run). On tmpfs the filesystem is cheap, so the sensor's share is the worst case.
     let dir = tempfile::tempdir()?;
-    let mnt = TmpfsMount::new(dir.path())?;
+    let mnt = integration_test::TmpfsMount::new(dir.path(), "4g").map_err(anyhow::Error::msg)?;
     let root = mnt.0.clone();
     let watched = root.join("www");
     let unwatched = root.join("other");
