@@ -26,6 +26,7 @@ use aya_ebpf::{
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
+    EbpfContext,
 };
 
 use crate::kstruct;
@@ -241,10 +242,14 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A syscall tracepoint's u64 field at `off`: a direct load from the record (the
+/// verifier allows aligned constant-offset reads of a tracepoint context), not a
+/// bpf_probe_read_kernel helper call per argument.
 #[inline(always)]
 fn arg(ctx: &TracePointContext, off: usize) -> Result<u64, FileStat> {
-    // SAFETY: offsets from the tracepoint format (stable ABI).
-    unsafe { ctx.read_at::<u64>(off) }.map_err(|_| FileStat::PathReadError)
+    // SAFETY: offsets from the tracepoint format (stable ABI), 8-byte aligned, inside
+    // the record.
+    Ok(unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(off).cast::<u64>()) })
 }
 
 fn try_sys_enter_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
@@ -268,14 +273,36 @@ pub(crate) fn is_web_uid(uid: u32) -> bool {
     unsafe { WEB_UIDS.get(&uid) }.is_some()
 }
 
-/// Remember an open in flight if it is for writing, or a read by a web-server user
-/// (a candidate sensitive read).
+/// Enter-side filter: false when the path at user address `ptr` is absolute and
+/// not under a watched tree, so there is nothing to remember for the exit. Any doubt
+/// (unreadable yet, relative) is true and the exit decides, as it always did. Most
+/// file activity on a host is outside the watched trees: this spares it the pending
+/// map's insert and remove (measured in docs/src/benchmarks.md).
+#[inline(always)]
+fn may_be_watched(ptr: u64) -> bool {
+    let Some(scratch) = PATH_SCRATCH.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: per-CPU scratch entry, exclusively ours for the duration of this program.
+    let info = unsafe { &mut *scratch };
+    // SAFETY: probe read of user memory into a buffer we own.
+    let n = match unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut info.path) } {
+        Ok(s) => s.len(),
+        Err(_) => return true,
+    };
+    n == 0 || info.path[0] != b'/' || watched(info)
+}
+
+/// Remember an open in flight if it is for writing (under a watched tree, or maybe),
+/// or a read by a web-server user (a candidate sensitive read).
 #[inline(always)]
 fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> {
     if flags & WRITE_FLAGS == 0 {
         if !is_web_uid(bpf_get_current_uid_gid() as u32) {
             return Ok(());
         }
+    } else if !may_be_watched(filename) {
+        return Ok(());
     }
     let pending = PendingOpen {
         filename,
@@ -295,7 +322,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     // SAFETY: value pointer from a successful lookup; copied before the remove.
     let pending = unsafe { *pending };
     let _ = OPEN_PENDING.remove(&id);
-    let ret: i64 = unsafe { ctx.read_at(ARG0) }.unwrap_or(-1);
+    let ret = arg(ctx, ARG0)? as i64;
     if ret < 0 {
         return Ok(());
     }
@@ -352,7 +379,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
 
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
     let id = bpf_get_current_pid_tgid();
-    let fd: u64 = unsafe { ctx.read_at(ARG0) }.map_err(|_| FileStat::PathReadError)?;
+    let fd = arg(ctx, ARG0)?;
     let key = OpenKey {
         tgid: (id >> 32) as u32,
         fd: fd as u32,
@@ -447,6 +474,15 @@ fn wakeup_flags() -> u64 {
 
 #[inline(always)]
 fn remember_path(p: PendingPath) -> u32 {
+    // fchmod names an fd, not a path; a rename matters if either name may be watched.
+    let skip = match p.op {
+        path_op::FCHMOD => false,
+        path_op::RENAME => !may_be_watched(p.ptr) && !may_be_watched(p.ptr2),
+        _ => !may_be_watched(p.ptr),
+    };
+    if skip {
+        return 0;
+    }
     if PATH_PENDING
         .insert(&bpf_get_current_pid_tgid(), &p, 0)
         .is_err()
@@ -585,7 +621,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
     // SAFETY: value pointer from a successful lookup; copied before the remove.
     let p = unsafe { *p };
     let _ = PATH_PENDING.remove(&id);
-    let ret: i64 = unsafe { ctx.read_at(ARG0) }.unwrap_or(-1);
+    let ret = arg(ctx, ARG0)? as i64;
     if ret != 0 {
         return Ok(());
     }
