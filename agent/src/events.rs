@@ -325,7 +325,8 @@ impl ProcCache {
     }
 }
 
-fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
+/// Real uid, gid and name of a process, from /proc/<pid>/status.
+pub(crate) fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |k: &str| -> Option<u32> {
         status

@@ -69,6 +69,32 @@ fn errno() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
+/// Mark the whole filesystem that `path` is on for `mask` events of group `fd`.
+/// Returns the path as a C string for further calls.
+pub(crate) fn mark_filesystem(fd: RawFd, path: &Path, mask: u64) -> Result<CString, FanotifyError> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|e| FanotifyError::Root {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    // SAFETY: valid C string; result checked.
+    let rc = unsafe {
+        libc::fanotify_mark(
+            fd,
+            libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+            mask,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+        )
+    };
+    if rc < 0 {
+        return Err(FanotifyError::Mark {
+            path: path.display().to_string(),
+            source: errno(),
+        });
+    }
+    Ok(c)
+}
+
 impl FanotifySensor {
     /// Create the group and mark the filesystem of every watched root that exists.
     pub fn new(watched: &[PathBuf]) -> Result<Self, FanotifyError> {
@@ -99,26 +125,7 @@ impl FanotifySensor {
             if !root.exists() {
                 continue;
             }
-            let c = CString::new(root.as_os_str().as_bytes()).map_err(|e| FanotifyError::Root {
-                path: root.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-            // SAFETY: valid C string; result checked.
-            let rc = unsafe {
-                libc::fanotify_mark(
-                    fd.as_raw_fd(),
-                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-                    mask,
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                )
-            };
-            if rc < 0 {
-                return Err(FanotifyError::Mark {
-                    path: root.display().to_string(),
-                    source: errno(),
-                });
-            }
+            let c = mark_filesystem(fd.as_raw_fd(), root, mask)?;
             // SAFETY: valid C string; result checked and owned.
             let rfd = unsafe {
                 libc::open(

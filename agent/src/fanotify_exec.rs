@@ -25,7 +25,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    ffi::CString,
     fs::File,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -45,7 +44,7 @@ use agent_common::{
 use crate::{
     config,
     events::{PipelineStats, SensorEvent, Sinks},
-    fanotify::FanotifyError,
+    fanotify::{mark_filesystem, FanotifyError},
 };
 
 const METADATA_LEN: usize = 24;
@@ -179,26 +178,7 @@ impl FanotifyExec {
             if !devs.insert(meta.dev()) {
                 continue;
             }
-            let c = CString::new(root.as_os_str().as_bytes()).map_err(|e| FanotifyError::Root {
-                path: root.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-            // SAFETY: valid C string; result checked.
-            let rc = unsafe {
-                libc::fanotify_mark(
-                    fd.as_raw_fd(),
-                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-                    libc::FAN_OPEN_EXEC_PERM,
-                    libc::AT_FDCWD,
-                    c.as_ptr(),
-                )
-            };
-            if rc < 0 {
-                return Err(FanotifyError::Mark {
-                    path: root.display().to_string(),
-                    source: errno(),
-                });
-            }
+            mark_filesystem(fd.as_raw_fd(), root, libc::FAN_OPEN_EXEC_PERM)?;
             marked.push(root.clone());
         }
         Ok(Self { fd, policy, marked })
@@ -379,7 +359,8 @@ impl State {
         let Some(pst) = proc_stat(pid) else {
             return Decision::Allowed;
         };
-        let (uid, gid) = ids(pid).unwrap_or((u32::MAX, u32::MAX));
+        let (uid, gid) =
+            crate::events::proc_identity(pid).map_or((u32::MAX, u32::MAX), |(u, g, _)| (u, g));
         let reported = self.policy.decide(&path, uid);
         let event = reported.map(|(decision, ww)| {
             if ww {
@@ -480,21 +461,6 @@ fn parse_stat(s: &str) -> Option<ProcStat> {
         ppid: rest.get(1)?.parse().ok()?,
         env_end: rest.get(48)?.parse().ok()?,
     })
-}
-
-/// Real uid and gid of a process.
-fn ids(pid: u32) -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| -> Option<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((field("Uid:")?, field("Gid:")?))
 }
 
 fn comm_of(pid: u32) -> [u8; COMM_LEN] {

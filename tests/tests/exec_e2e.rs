@@ -69,6 +69,31 @@ fn assert_same_dry_run_finding(h: &Harness, script: &Path) {
     assert!(d.contains("world_writable: true"), "{d}");
 }
 
+/// After an enforced exec of `script` (by the caller): it ran not a line, a denied
+/// finding arrives, and nothing is stopped outside the tree (`safe`) or outside the
+/// test cgroup.
+fn assert_stopped_only_in_scope(h: &Harness, cg: &Path, script: &Path, safe: &Path, marker: &Path) {
+    assert!(
+        !marker.exists(),
+        "the script must not have run a single line"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(h).iter().any(
+            |f| f["details"].as_str().is_some_and(|d| d.contains("denied"))
+        )),
+        "no denied finding"
+    );
+    assert!(
+        run(Some(cg), safe).success(),
+        "a script outside the world-writable tree runs"
+    );
+    assert!(
+        run(None, script).success(),
+        "outside the test cgroup nothing is checked"
+    );
+    assert!(marker.exists());
+}
+
 fn metric(h: &Harness, prefix: &str) -> u64 {
     let (_, metrics) = h.get("/metrics", &h.admin.clone());
     metrics
@@ -130,26 +155,7 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
     std::fs::remove_file(&marker).expect("rm marker");
     let st = run(Some(&cg.0), &script);
     assert_eq!(st.signal(), Some(9), "killed by SIGKILL, got {st}");
-    assert!(
-        !marker.exists(),
-        "the script must not have run a single line"
-    );
-    assert!(
-        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
-            |f| f["details"].as_str().is_some_and(|d| d.contains("denied"))
-        )),
-        "no denied finding"
-    );
-    // Outside the tree, and outside the cgroup, nothing is stopped.
-    assert!(
-        run(Some(&cg.0), &safe).success(),
-        "a script outside the world-writable tree runs"
-    );
-    assert!(
-        run(None, &script).success(),
-        "outside the test cgroup nothing is checked"
-    );
-    assert!(marker.exists());
+    assert_stopped_only_in_scope(&h, &cg.0, &script, &safe, &marker);
     let killed = metric(&h, "rampart_exec_total{outcome=\"killed\"} ");
     assert_eq!(killed, 1, "exactly the one enforced exec");
     h.stop();
@@ -251,25 +257,7 @@ fn fanotify_exec_backend_reports_the_same_and_denies_before_the_image_exists() {
     let st = run(Some(&cg.0), &script);
     assert!(!st.success(), "the exec must fail: {st}");
     assert_eq!(st.signal(), None, "denied, not killed: {st}");
-    assert!(
-        !marker.exists(),
-        "the script must not have run a single line"
-    );
-    assert!(
-        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
-            |f| f["details"].as_str().is_some_and(|d| d.contains("denied"))
-        )),
-        "no denied finding"
-    );
-    assert!(
-        run(Some(&cg.0), &safe).success(),
-        "a script outside the world-writable tree runs"
-    );
-    assert!(
-        run(None, &script).success(),
-        "outside the test cgroup nothing is checked"
-    );
-    assert!(marker.exists());
+    assert_stopped_only_in_scope(&h, &cg.0, &script, &safe, &marker);
     assert_eq!(metric(&h, "rampart_exec_total{outcome=\"denied\"} "), 1);
     assert_eq!(
         metric(&h, "rampart_exec_total{outcome=\"checked\"} "),
