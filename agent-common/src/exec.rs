@@ -18,6 +18,15 @@ pub struct ExecConfig {
     pub _pad: u32,
 }
 
+/// Bits of [`ExecEvent::flags`].
+pub mod flags {
+    /// The path is under a world-writable tree (`exec.world_writable`).
+    pub const WORLD_WRITABLE: u32 = 1;
+    /// The name was relative to the cwd (`./x`): the kernel program cannot match it
+    /// against the trees, so the agent resolves it through /proc and decides.
+    pub const RELATIVE: u32 = 2;
+}
+
 /// An exec.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -42,8 +51,8 @@ pub struct ExecEvent {
     /// Bytes of `args` in use (argv, NUL-separated); `args_truncated` when cut.
     pub args_len: u32,
     pub args_truncated: u32,
-    /// The path is under a world-writable tree (`exec.world_writable`).
-    pub world_writable: u32,
+    /// [`flags`] bits: under a world-writable tree; a relative name for userspace.
+    pub flags: u32,
     pub _pad: u32,
     pub args: [u8; ARGS_MAX_LEN],
     pub path: [u8; PATH_MAX_LEN],

@@ -8,7 +8,7 @@
 
 use agent_common::{
     egress::{mode, Decision},
-    exec::{ExecConfig, ExecEvent, ExecStat, ARGS_MAX_LEN},
+    exec::{flags as exec_flags, ExecConfig, ExecEvent, ExecStat, ARGS_MAX_LEN},
     EventHeader, EventKind, OpenInfo, EVENT_VERSION, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
 };
 use aya_ebpf::{
@@ -96,8 +96,16 @@ pub(crate) fn exec_decision(src: *const u8, new_image: bool) -> Result<Decision,
     info.lpm_bits = (PREFIX_MAX_LEN * 8) as u32;
     // SAFETY: `path` follows `lpm_bits` (asserted in agent-common): a packed LPM key.
     let key = unsafe { &*(&info.lpm_bits as *const u32).cast::<Key<[u8; PREFIX_MAX_LEN]>>() };
-    let world_writable = matches!(EXEC_DENY_PREFIXES.get(key), Some(v) if *v == WATCH_INCLUDE);
-    info.flags = world_writable as u32;
+    let relative = info.path[0] != b'/';
+    let world_writable =
+        !relative && matches!(EXEC_DENY_PREFIXES.get(key), Some(v) if *v == WATCH_INCLUDE);
+    info.flags = if world_writable {
+        exec_flags::WORLD_WRITABLE
+    } else if relative {
+        exec_flags::RELATIVE
+    } else {
+        0
+    };
     let decision = if world_writable {
         bump(ExecStat::Violations);
         match cfg.mode {
@@ -105,8 +113,13 @@ pub(crate) fn exec_decision(src: *const u8, new_image: bool) -> Result<Decision,
             mode::DRY_RUN => Decision::DryRun,
             _ => Decision::Observed,
         }
-    } else if cfg.all_execs != 0 || crate::file::is_web_uid(bpf_get_current_uid_gid() as u32) {
-        // Every exec of a web-server user is reported: userspace looks for shells.
+    } else if relative
+        || cfg.all_execs != 0
+        || crate::file::is_web_uid(bpf_get_current_uid_gid() as u32)
+    {
+        // A relative name (`cd /tmp; ./x`) goes to the agent, which resolves it against
+        // the cwd and applies the trees. Every exec of a web-server user is reported:
+        // userspace looks for shells.
         Decision::Allowed
     } else {
         return Ok(Decision::Allowed);
@@ -136,7 +149,7 @@ fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision, new_image: bool) {
         (*ev).gp_comm = [0; 16];
         (*ev).args_len = 0;
         (*ev).args_truncated = 0;
-        (*ev).world_writable = info.flags;
+        (*ev).flags = info.flags;
         (*ev)._pad = 0;
         if let Some((p, gp, args)) = lineage {
             if let Some((_, tgid, comm)) = p {

@@ -396,7 +396,21 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         cfg.detection.retention_days,
         shutdown_rx.clone(),
     ));
-    let net_events = tokio::spawn(network_events(net_rx, store.clone(), detection.clone()));
+    // Relative exec names from the kernel program are resolved and decided here.
+    let exec_policy = match crate::fanotify_exec::ExecPolicy::new(&cfg.exec, &web_uids) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "Relative exec names will not be resolved.");
+            None
+        }
+    };
+    let net_events = tokio::spawn(network_events(
+        net_rx,
+        store.clone(),
+        detection.clone(),
+        exec_policy,
+        pipeline.clone(),
+    ));
     let responder = Arc::new(crate::respond::Responder::new(
         cfg.auto_response.clone(),
         firewall.clone(),
@@ -737,7 +751,13 @@ impl SensorBackend {
 
 /// Port scans and SMTP egress become findings; sampled drops go to the store in
 /// batches (for the threat view and /firewall/status).
-async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: Arc<Detection>) {
+async fn network_events(
+    mut rx: mpsc::Receiver<SensorEvent>,
+    store: Store,
+    det: Arc<Detection>,
+    exec_policy: Option<crate::fanotify_exec::ExecPolicy>,
+    stats: Arc<events::PipelineStats>,
+) {
     let findings = &det.findings;
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(DROP_SAMPLE_FLUSH);
@@ -763,7 +783,25 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                             samples.push((ip, reason.to_string(), ev.proto, ev.dport));
                         }
                     }
-                    Some(SensorEvent::Exec(ev)) => {
+                    Some(SensorEvent::Exec(mut ev)) => {
+                        use crate::fanotify_exec::Relative;
+                        let relative = exec_policy
+                            .as_ref()
+                            .map_or(Relative::NotRelative, |p| p.resolve_relative(&mut ev));
+                        let late_kill = match relative {
+                            Relative::Resolved { killed } => {
+                                if killed {
+                                    stats.exec[agent_common::exec::ExecStat::Killed as usize]
+                                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                killed
+                            }
+                            Relative::Unresolved => {
+                                stats.unresolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                false
+                            }
+                            Relative::NotRelative => false,
+                        };
                         let Some(decision) = Decision::from_u32(ev.decision) else { continue };
                         let path = events::exec_path(&ev);
                         let comm = events::comm_str(&ev.comm);
@@ -774,7 +812,7 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                             comm: comm.clone(),
                             args: events::exec_args(&ev),
                             parent: format!("{} ({})", events::comm_str(&ev.parent_comm), ev.ppid),
-                            world_writable: ev.world_writable != 0,
+                            world_writable: ev.flags & agent_common::exec::flags::WORLD_WRITABLE != 0,
                         };
                         for f in det.behaviour.on_exec(&info) {
                             findings.report(f).await;
@@ -787,7 +825,11 @@ async fn network_events(mut rx: mpsc::Receiver<SensorEvent>, store: Store, det: 
                             severity: Severity::High,
                             message: format!(
                                 "Executed from a world-writable tree: {path}{}",
-                                if decision == Decision::Denied { " (killed)" } else { "" }
+                                match decision {
+                                    Decision::Denied if late_kill => " (killed after it started: a relative name, resolved by the agent)",
+                                    Decision::Denied => " (stopped before its first instruction)",
+                                    _ => "",
+                                }
                             ),
                             details: exec_details(&ev, decision),
                             // A dry run and a kill of the same file are two findings.
@@ -881,7 +923,7 @@ fn exec_details(ev: &agent_common::exec::ExecEvent, decision: Decision) -> Strin
     format!(
         "decision: {}; world_writable: {}; argv: {argv}; {lineage}; cwd: {cwd}",
         decision.as_str(),
-        ev.world_writable != 0
+        ev.flags & agent_common::exec::flags::WORLD_WRITABLE != 0
     )
 }
 

@@ -141,6 +141,63 @@ impl ExecPolicy {
     }
 }
 
+/// What the agent made of an exec event's relative name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relative {
+    /// The kernel matched an absolute name itself.
+    NotRelative,
+    /// The process was gone before its cwd could be read: nothing decided.
+    Unresolved,
+    /// Resolved; `killed` when a violation was stopped here, after the start.
+    Resolved { killed: bool },
+}
+
+impl ExecPolicy {
+    /// A kernel exec event whose name was relative (`cd /tmp; ./x`): the kernel
+    /// program cannot match it against the trees, so resolve it against the
+    /// process's cwd and decide here, as the kernel would have. Enforcing, the process
+    /// is killed now: later than the kernel's kill (it has started), but stopped.
+    pub fn resolve_relative(&self, ev: &mut ExecEvent) -> Relative {
+        use agent_common::exec::flags;
+        if ev.flags & flags::RELATIVE == 0 {
+            return Relative::NotRelative;
+        }
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.tgid)) else {
+            return Relative::Unresolved;
+        };
+        let joined = cwd.join(crate::events::exec_path(ev));
+        // A file removed since cannot be canonicalized: `components` drops the `./`.
+        let path = std::fs::canonicalize(&joined)
+            .unwrap_or_else(|_| joined.components().collect::<PathBuf>());
+        let p = path.as_os_str().as_bytes();
+        let n = p.len().min(PATH_MAX_LEN - 1);
+        ev.path = [0; PATH_MAX_LEN];
+        ev.path[..n].copy_from_slice(&p[..n]);
+        ev.path_len = n as u32;
+        ev.flags &= !flags::RELATIVE;
+        if !self.world_writable(&path) {
+            return Relative::Resolved { killed: false };
+        }
+        ev.flags |= flags::WORLD_WRITABLE;
+        let mut decision = match self.mode {
+            mode::ENFORCE => Decision::Denied,
+            mode::DRY_RUN => Decision::DryRun,
+            _ => Decision::Observed,
+        };
+        let mut killed = false;
+        if decision == Decision::Denied {
+            let pid = nix::unistd::Pid::from_raw(ev.tgid as i32);
+            killed = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok();
+            if !killed {
+                // It ran to its end already: a violation seen, not stopped.
+                decision = Decision::Observed;
+            }
+        }
+        ev.decision = decision as u32;
+        Relative::Resolved { killed }
+    }
+}
+
 /// An initialized group with its marks, ready to run.
 pub struct FanotifyExec {
     fd: OwnedFd,
@@ -532,7 +589,11 @@ fn exec_event(
     let n = p.len().min(PATH_MAX_LEN - 1);
     ev.path[..n].copy_from_slice(&p[..n]);
     ev.path_len = n as u32;
-    ev.world_writable = u32::from(world_writable);
+    ev.flags = if world_writable {
+        agent_common::exec::flags::WORLD_WRITABLE
+    } else {
+        0
+    };
     ev.ppid = pst.ppid;
     ev.parent_comm = comm_of(pst.ppid);
     if let Some(gp) = proc_stat(pst.ppid).map(|s| s.ppid).filter(|p| *p != 0) {
@@ -763,6 +824,55 @@ mod tests {
         }
         assert!(net_rx.try_recv().is_err(), "no event from garbage");
         assert!(st.inflight.is_empty());
+    }
+
+    #[test]
+    fn relative_names_resolve_against_the_cwd() {
+        use agent_common::exec::flags;
+        let cwd = std::env::current_dir().expect("cwd");
+        let cwd = std::fs::canonicalize(&cwd).expect("canonical");
+        let ev = |pid: u32| {
+            // SAFETY: plain repr(C) data; all-zero is valid.
+            let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
+            ev.tgid = pid;
+            ev.flags = flags::RELATIVE;
+            ev.path[..10].copy_from_slice(b"./dropper\0");
+            ev.path_len = 9;
+            ev
+        };
+        let mut p = ExecPolicy {
+            mode: mode::DRY_RUN,
+            scope: None,
+            world_writable: vec![cwd.clone()],
+            all_execs: false,
+            web_uids: HashSet::new(),
+        };
+        let mut e = ev(std::process::id());
+        assert_eq!(
+            p.resolve_relative(&mut e),
+            Relative::Resolved { killed: false }
+        );
+        assert_eq!(
+            crate::events::exec_path(&e),
+            cwd.join("dropper").display().to_string()
+        );
+        assert_eq!(e.flags, flags::WORLD_WRITABLE);
+        assert_eq!(e.decision, Decision::DryRun as u32);
+        // Outside the trees: resolved, not a violation.
+        p.world_writable = vec![PathBuf::from("/nonexistent-tree")];
+        let mut e = ev(std::process::id());
+        assert_eq!(
+            p.resolve_relative(&mut e),
+            Relative::Resolved { killed: false }
+        );
+        assert_eq!(e.flags, 0);
+        assert_eq!(e.decision, Decision::Allowed as u32);
+        // A process that is gone, and an absolute name: nothing to do.
+        let mut gone = ev(u32::MAX - 1);
+        assert_eq!(p.resolve_relative(&mut gone), Relative::Unresolved);
+        let mut abs = ev(std::process::id());
+        abs.flags = 0;
+        assert_eq!(p.resolve_relative(&mut abs), Relative::NotRelative);
     }
 
     #[test]

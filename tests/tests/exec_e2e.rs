@@ -14,14 +14,42 @@ use integration_test::{harness::Harness, wait_for};
 
 /// Run `script` through `sh -c 'exec SCRIPT'`, first joining `cgroup` when given.
 fn run(cgroup: Option<&Path>, script: &Path) -> std::process::ExitStatus {
+    sh_in_cgroup(cgroup, &format!("exec {}", script.display()))
+}
+
+/// Run `script` by a relative name, `cd DIR && exec ./NAME`, in `cgroup`.
+fn run_relative(cgroup: &Path, script: &Path) -> std::process::ExitStatus {
+    let (dir, name) = (
+        script.parent().expect("dir"),
+        script.file_name().expect("name"),
+    );
+    sh_in_cgroup(
+        Some(cgroup),
+        &format!("cd {} && exec ./{}", dir.display(), name.to_string_lossy()),
+    )
+}
+
+fn sh_in_cgroup(cgroup: Option<&Path>, cmd: &str) -> std::process::ExitStatus {
     let join = cgroup
         .map(|c| format!("echo $$ > {}/cgroup.procs && ", c.display()))
         .unwrap_or_default();
     Command::new("sh")
         .arg("-c")
-        .arg(format!("{join}exec {}", script.display()))
+        .arg(format!("{join}{cmd}"))
         .status()
         .expect("sh")
+}
+
+/// A script in `dir` that sleeps `secs`, then creates `marker`.
+fn slow_script(dir: &Path, name: &str, secs: &str, marker: &Path) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\nsleep {secs}\ntouch {}\n", marker.display()),
+    )
+    .expect("script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
 }
 
 fn exec_findings(h: &Harness) -> Vec<serde_json::Value> {
@@ -147,6 +175,19 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         h.log()
     );
     assert_same_dry_run_finding(&h, &script);
+    // A relative name (`cd ww && exec ./rel.sh`) cannot be matched in the kernel: the
+    // agent resolves it against the cwd and reports the same.
+    let rel_marker = dir.path().join("rel-ran");
+    let rel = slow_script(&ww, "rel.sh", "0.5", &rel_marker);
+    assert!(run_relative(&cg.0, &rel).success());
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
+            |f| f["path"] == rel.display().to_string()
+                && f["details"].as_str().is_some_and(|d| d.contains("dry_run"))
+        )),
+        "no finding for the relative exec; log:\n{}",
+        h.log()
+    );
     // Enforce: killed before its first line; the file is never created.
     let cfg = std::fs::read_to_string(&h.config).expect("config");
     std::fs::write(&h.config, cfg.replace("dry_run: true", "dry_run: false")).expect("config");
@@ -156,8 +197,29 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
     let st = run(Some(&cg.0), &script);
     assert_eq!(st.signal(), Some(9), "killed by SIGKILL, got {st}");
     assert_stopped_only_in_scope(&h, &cg.0, &script, &safe, &marker);
+    // Enforcing, a relative name is killed by the agent: after it started (the
+    // kernel could not match it), before it got to its last line.
+    let slow_marker = dir.path().join("slow-ran");
+    let slow = slow_script(&ww, "slow.sh", "3", &slow_marker);
+    let st = run_relative(&cg.0, &slow);
+    assert_eq!(st.signal(), Some(9), "killed by the agent, got {st}");
+    assert!(!slow_marker.exists(), "killed before its last line");
+    assert!(
+        wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
+            |f| {
+                f["path"] == slow.display().to_string()
+                    && f["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("after it started"))
+            }
+        )),
+        "no late-kill finding"
+    );
     let killed = metric(&h, "rampart_exec_total{outcome=\"killed\"} ");
-    assert_eq!(killed, 1, "exactly the one enforced exec");
+    assert_eq!(
+        killed, 2,
+        "the enforced exec in the kernel, the relative one here"
+    );
     h.stop();
 }
 
