@@ -135,9 +135,13 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         mode: None,
         reason: lsm.err(),
     });
+    // The exec policy in userspace: the fanotify backend applies it, and relative
+    // names from the kernel program are decided by it.
+    let exec_policy =
+        crate::fanotify_exec::ExecPolicy::new(&cfg.exec, &web_uids).map_err(|e| e.to_string());
     let fan_exec = if cfg.exec.enabled {
         let (comps, backend, fan) =
-            choose_exec_backend(&cfg, &mut ebpf, lsm_why.as_deref(), &web_uids);
+            choose_exec_backend(&cfg, &mut ebpf, lsm_why.as_deref(), &exec_policy);
         components.extend(comps);
         sensors.push(backend);
         fan
@@ -397,7 +401,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         shutdown_rx.clone(),
     ));
     // Relative exec names from the kernel program are resolved and decided here.
-    let exec_policy = match crate::fanotify_exec::ExecPolicy::new(&cfg.exec, &web_uids) {
+    let exec_policy = match exec_policy {
         Ok(p) => Some(p),
         Err(e) => {
             tracing::warn!(error = %e, "Relative exec names will not be resolved.");
@@ -640,7 +644,7 @@ fn choose_exec_backend(
     cfg: &Config,
     ebpf: &mut aya::Ebpf,
     lsm_why: Option<&str>,
-    web_uids: &[u32],
+    policy: &Result<crate::fanotify_exec::ExecPolicy, String>,
 ) -> (
     Vec<Component>,
     SensorBackend,
@@ -648,8 +652,10 @@ fn choose_exec_backend(
 ) {
     use crate::config::BackendChoice;
     let fanotify = |reason: String| {
-        let started = crate::fanotify_exec::ExecPolicy::new(&cfg.exec, web_uids)
-            .and_then(|p| crate::fanotify_exec::FanotifyExec::new(p, &cfg.exec.fanotify_roots));
+        let started = policy.clone().and_then(|p| {
+            crate::fanotify_exec::FanotifyExec::new(p, &cfg.exec.fanotify_roots)
+                .map_err(|e| e.to_string())
+        });
         match started {
             Ok(f) => {
                 tracing::info!(reason = %reason, marked = ?f.marked, "Exec sensor: fanotify backend.");
@@ -931,10 +937,7 @@ fn exec_details(ev: &agent_common::exec::ExecEvent, decision: Decision) -> Strin
 /// process may be gone already).
 fn lineage(pid: u32) -> String {
     let parent = |p: u32| -> Option<(u32, String)> {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-        // comm may contain spaces and parens: the fields after the last ')' are fixed.
-        let rest = stat.rsplit_once(')')?.1;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        let ppid = crate::fanotify_exec::proc_stat(p)?.ppid;
         let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).ok()?;
         Some((ppid, comm.trim().to_string()))
     };

@@ -169,11 +169,7 @@ impl ExecPolicy {
         // A file removed since cannot be canonicalized: `components` drops the `./`.
         let path = std::fs::canonicalize(&joined)
             .unwrap_or_else(|_| joined.components().collect::<PathBuf>());
-        let p = path.as_os_str().as_bytes();
-        let n = p.len().min(PATH_MAX_LEN - 1);
-        ev.path = [0; PATH_MAX_LEN];
-        ev.path[..n].copy_from_slice(&p[..n]);
-        ev.path_len = n as u32;
+        set_path(ev, &path);
         ev.flags &= !flags::RELATIVE;
         if !self.world_writable(&path) {
             return Relative::Resolved { killed: false };
@@ -329,8 +325,8 @@ impl Inflight {
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
             if proc_stat(pid).is_some_and(|s| s.replaced(self.env_end)) {
                 set_args(&mut ev, &cmdline);
-                if let Ok(comm) = std::fs::read(format!("/proc/{pid}/comm")) {
-                    set_comm(&mut ev, comm.strip_suffix(b"\n").unwrap_or(&comm));
+                if let Some(comm) = comm_of(pid) {
+                    ev.comm = comm;
                 }
             }
         }
@@ -493,8 +489,8 @@ fn respond(group: i32, fd: i32, deny: bool) {
 
 /// The fields of /proc/<pid>/stat used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ProcStat {
-    ppid: u32,
+pub(crate) struct ProcStat {
+    pub(crate) ppid: u32,
     env_end: u64,
 }
 
@@ -506,7 +502,7 @@ impl ProcStat {
     }
 }
 
-fn proc_stat(pid: u32) -> Option<ProcStat> {
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
@@ -520,20 +516,27 @@ fn parse_stat(s: &str) -> Option<ProcStat> {
     })
 }
 
-fn comm_of(pid: u32) -> [u8; COMM_LEN] {
+/// A process's comm (None when it has exited).
+fn comm_of(pid: u32) -> Option<[u8; COMM_LEN]> {
+    let c = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm_bytes(c.strip_suffix(b"\n").unwrap_or(&c)))
+}
+
+/// `name` as a kernel comm: cut to 15 bytes, NUL-padded.
+fn comm_bytes(name: &[u8]) -> [u8; COMM_LEN] {
     let mut out = [0u8; COMM_LEN];
-    if let Ok(c) = std::fs::read(format!("/proc/{pid}/comm")) {
-        let c = c.strip_suffix(b"\n").unwrap_or(&c);
-        let n = c.len().min(COMM_LEN - 1);
-        out[..n].copy_from_slice(&c[..n]);
-    }
+    let n = name.len().min(COMM_LEN - 1);
+    out[..n].copy_from_slice(&name[..n]);
     out
 }
 
-fn set_comm(ev: &mut ExecEvent, comm: &[u8]) {
-    ev.comm = [0; COMM_LEN];
-    let n = comm.len().min(COMM_LEN - 1);
-    ev.comm[..n].copy_from_slice(&comm[..n]);
+/// The event's path, cut to what the wire type holds.
+fn set_path(ev: &mut ExecEvent, path: &Path) {
+    let p = path.as_os_str().as_bytes();
+    let n = p.len().min(PATH_MAX_LEN - 1);
+    ev.path = [0; PATH_MAX_LEN];
+    ev.path[..n].copy_from_slice(&p[..n]);
+    ev.path_len = n as u32;
 }
 
 fn set_args(ev: &mut ExecEvent, cmdline: &[u8]) {
@@ -579,26 +582,20 @@ fn exec_event(
     ev.gid = gid;
     // The kernel names the new image after the exec'd file; /proc's comm replaces
     // this once the exec is done.
-    set_comm(
-        &mut ev,
-        path.file_name().map(|n| n.as_bytes()).unwrap_or_default(),
-    );
+    ev.comm = comm_bytes(path.file_name().map(|n| n.as_bytes()).unwrap_or_default());
     ev.cgroup_id = 0;
     ev.decision = decision as u32;
-    let p = path.as_os_str().as_bytes();
-    let n = p.len().min(PATH_MAX_LEN - 1);
-    ev.path[..n].copy_from_slice(&p[..n]);
-    ev.path_len = n as u32;
+    set_path(&mut ev, path);
     ev.flags = if world_writable {
         agent_common::exec::flags::WORLD_WRITABLE
     } else {
         0
     };
     ev.ppid = pst.ppid;
-    ev.parent_comm = comm_of(pst.ppid);
+    ev.parent_comm = comm_of(pst.ppid).unwrap_or_default();
     if let Some(gp) = proc_stat(pst.ppid).map(|s| s.ppid).filter(|p| *p != 0) {
         ev.gppid = gp;
-        ev.gp_comm = comm_of(gp);
+        ev.gp_comm = comm_of(gp).unwrap_or_default();
     }
     ev
 }
