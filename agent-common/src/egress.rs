@@ -82,31 +82,13 @@ pub struct ConnectEvent {
 }
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 72);
 
-/// Indexes of `RAMPART_EGRESS_STATS_TOTAL`. Stable numbers.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EgressStat {
-    Checked = 0,
-    Violations = 1,
-    Denied = 2,
-    RingbufFull = 3,
-}
-
-impl EgressStat {
-    pub const COUNT: u32 = 4;
-    pub const ALL: [EgressStat; 4] = [
-        Self::Checked,
-        Self::Violations,
-        Self::Denied,
-        Self::RingbufFull,
-    ];
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Checked => "checked",
-            Self::Violations => "violations",
-            Self::Denied => "denied",
-            Self::RingbufFull => "ringbuf_full",
-        }
+crate::counters! {
+    /// Indexes of `RAMPART_EGRESS_STATS_TOTAL`. Stable numbers.
+    pub enum EgressStat {
+        Checked = 0 => "checked",
+        Violations = 1 => "violations",
+        Denied = 2 => "denied",
+        RingbufFull = 3 => "ringbuf_full",
     }
 }
 

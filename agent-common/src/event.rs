@@ -256,43 +256,21 @@ pub struct OpenKey {
     pub fd: u32,
 }
 
-/// Indexes of `RAMPART_FILE_STATS_TOTAL`. Stable numbers.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileStat {
-    /// Events submitted to the ring buffer.
-    Emitted = 0,
-    /// Ring buffer full: event lost.
-    RingbufFull = 1,
-    /// Could not read the path from user memory.
-    PathReadError = 2,
-    /// An open-tracking map was full: session not tracked.
-    MapFull = 3,
-    /// Unlink/rename/chmod events submitted.
-    PathEmitted = 4,
-    /// Sensitive-file reads by web users submitted.
-    SensitiveEmitted = 5,
-}
-
-impl FileStat {
-    pub const COUNT: u32 = 6;
-    pub const ALL: [FileStat; 6] = [
-        Self::Emitted,
-        Self::RingbufFull,
-        Self::PathReadError,
-        Self::MapFull,
-        Self::PathEmitted,
-        Self::SensitiveEmitted,
-    ];
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Emitted => "emitted",
-            Self::RingbufFull => "ringbuf_full",
-            Self::PathReadError => "path_read_error",
-            Self::MapFull => "map_full",
-            Self::PathEmitted => "path_emitted",
-            Self::SensitiveEmitted => "sensitive_emitted",
-        }
+crate::counters! {
+    /// Indexes of `RAMPART_FILE_STATS_TOTAL`. Stable numbers.
+    pub enum FileStat {
+        /// Events submitted to the ring buffer.
+        Emitted = 0 => "emitted",
+        /// Ring buffer full: event lost.
+        RingbufFull = 1 => "ringbuf_full",
+        /// Could not read the path from user memory.
+        PathReadError = 2 => "path_read_error",
+        /// An open-tracking map was full: session not tracked.
+        MapFull = 3 => "map_full",
+        /// Unlink/rename/chmod events submitted.
+        PathEmitted = 4 => "path_emitted",
+        /// Sensitive-file reads by web users submitted.
+        SensitiveEmitted = 5 => "sensitive_emitted",
     }
 }
 

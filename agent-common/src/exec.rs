@@ -62,36 +62,16 @@ const _: () = assert!(
         == 16 + 16 + 16 + 8 + 8 + 8 + 32 + 16 + ARGS_MAX_LEN + PATH_MAX_LEN
 );
 
-/// Indexes of `RAMPART_EXEC_STATS_TOTAL`. Stable numbers.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecStat {
-    Checked = 0,
-    Violations = 1,
-    Killed = 2,
-    RingbufFull = 3,
-    /// Denied before the new image existed (the fanotify backend's FAN_DENY; the
-    /// LSM's -EPERM). Counted in userspace.
-    Denied = 4,
-}
-
-impl ExecStat {
-    pub const COUNT: u32 = 5;
-    pub const ALL: [ExecStat; 5] = [
-        Self::Checked,
-        Self::Violations,
-        Self::Killed,
-        Self::RingbufFull,
-        Self::Denied,
-    ];
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Checked => "checked",
-            Self::Violations => "violations",
-            Self::Killed => "killed",
-            Self::RingbufFull => "ringbuf_full",
-            Self::Denied => "denied",
-        }
+crate::counters! {
+    /// Indexes of `RAMPART_EXEC_STATS_TOTAL`. Stable numbers.
+    pub enum ExecStat {
+        Checked = 0 => "checked",
+        Violations = 1 => "violations",
+        Killed = 2 => "killed",
+        RingbufFull = 3 => "ringbuf_full",
+        /// Denied before the new image existed (the fanotify backend's FAN_DENY; the
+        /// LSM's -EPERM). Counted in userspace.
+        Denied = 4 => "denied",
     }
 }
 

@@ -6,6 +6,7 @@
 //! asserts; changing one is a wire-format change and bumps `EVENT_VERSION`.
 #![no_std]
 
+pub mod counters;
 pub mod egress;
 pub mod event;
 pub mod exec;

@@ -3,65 +3,30 @@
 
 use crate::EventHeader;
 
-/// Why the XDP program reached its verdict: the index into `RAMPART_XDP_STATS_TOTAL`.
-/// Stable numbers; never renumber.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpReason {
-    /// Passed: no rule matched (or not IP).
-    Passed = 0,
-    /// Dropped: the source matched a block CIDR.
-    Blocked = 1,
-    /// Passed: too short for the headers it claimed (fail open).
-    Malformed = 2,
-    /// Passed: our own error (map failure etc.); fail open.
-    Error = 3,
-    /// Passed: the source matched an allow CIDR (allow beats every drop rule).
-    Allowed = 4,
-    /// Dropped: the source exceeded its packet rate.
-    RateLimited = 5,
-    /// Dropped: the source exceeded its TCP SYN rate.
-    SynLimited = 6,
-    /// Dropped: the destination port is not in the inbound port policy.
-    PortDenied = 7,
-    /// Counted (passed): a source crossed the port-scan threshold; an event was sent.
-    ScanDetected = 8,
-    /// A drop/scan event could not be sent (ring buffer full).
-    EventLost = 9,
-}
-
-impl XdpReason {
-    pub const COUNT: u32 = 10;
-    pub const ALL: [XdpReason; 10] = [
-        Self::Passed,
-        Self::Blocked,
-        Self::Malformed,
-        Self::Error,
-        Self::Allowed,
-        Self::RateLimited,
-        Self::SynLimited,
-        Self::PortDenied,
-        Self::ScanDetected,
-        Self::EventLost,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Passed => "passed",
-            Self::Blocked => "blocked",
-            Self::Malformed => "malformed",
-            Self::Error => "error",
-            Self::Allowed => "allowed",
-            Self::RateLimited => "rate_limited",
-            Self::SynLimited => "syn_limited",
-            Self::PortDenied => "port_denied",
-            Self::ScanDetected => "scan_detected",
-            Self::EventLost => "event_lost",
-        }
-    }
-
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| *r as u32 == v)
+crate::counters! {
+    /// Why the XDP program reached its verdict: the index into `RAMPART_XDP_STATS_TOTAL`.
+    /// Stable numbers; never renumber.
+    pub enum XdpReason {
+        /// Passed: no rule matched (or not IP).
+        Passed = 0 => "passed",
+        /// Dropped: the source matched a block CIDR.
+        Blocked = 1 => "blocked",
+        /// Passed: too short for the headers it claimed (fail open).
+        Malformed = 2 => "malformed",
+        /// Passed: our own error (map failure etc.); fail open.
+        Error = 3 => "error",
+        /// Passed: the source matched an allow CIDR (allow beats every drop rule).
+        Allowed = 4 => "allowed",
+        /// Dropped: the source exceeded its packet rate.
+        RateLimited = 5 => "rate_limited",
+        /// Dropped: the source exceeded its TCP SYN rate.
+        SynLimited = 6 => "syn_limited",
+        /// Dropped: the destination port is not in the inbound port policy.
+        PortDenied = 7 => "port_denied",
+        /// Counted (passed): a source crossed the port-scan threshold; an event was sent.
+        ScanDetected = 8 => "scan_detected",
+        /// A drop/scan event could not be sent (ring buffer full).
+        EventLost = 9 => "event_lost",
     }
 }
 

@@ -11,7 +11,6 @@ use clap::Subcommand;
 use crate::{
     config::Config,
     firewall::{self, Firewall, FirewallError},
-    loader,
     store::{FwList, Store},
 };
 
@@ -72,7 +71,7 @@ pub async fn firewall(cfg: &Config, cmd: FirewallCmd) -> Result<Outcome> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating {}", cfg.state_dir.display()))?;
     let store = Store::open(&cfg.state_dir.join("rampart.db"), 64).context("opening the store")?;
-    let kernel = loader::open_pinned_lists(&cfg.firewall.pin_dir)
+    let kernel = firewall::xdp::open_pinned_lists(&cfg.firewall.pin_dir)
         .context("opening the pinned firewall maps")?;
     if kernel.is_none() {
         eprintln!(
@@ -223,18 +222,18 @@ pub fn scan(
     workers: usize,
     max_bytes: u64,
     json: bool,
-) -> Result<std::result::Result<ScanSummary, crate::signatures::RuleErrors>> {
+) -> Result<std::result::Result<ScanSummary, crate::detection::signatures::RuleErrors>> {
     use std::sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     };
-    let set = match crate::signatures::load(rules_dir, builtin) {
+    let set = match crate::detection::signatures::load(rules_dir, builtin) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
     let mut files = Vec::new();
     for p in paths {
-        crate::scan::walk(p, &mut |f| {
+        crate::detection::scan::walk(p, &mut |f| {
             files.push(f);
             true
         })
@@ -251,7 +250,7 @@ pub fn scan(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    match crate::scan::scan_file(&set, scanner.as_mut(), f, max_bytes) {
+                    match crate::detection::scan::scan_file(&set, scanner.as_mut(), f, max_bytes) {
                         Ok(r) => {
                             bytes.fetch_add(r.scanned_bytes, Ordering::Relaxed);
                             matches.fetch_add(r.matches.len() as u64, Ordering::Relaxed);

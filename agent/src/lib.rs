@@ -1,29 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The Rampart agent as a library: the `rampart` binary is a thin CLI over it, and
 //! the privileged tests drive the same modules.
+//!
+//! One folder per capability, each starting itself (`start(..)` returns a handle);
+//! `daemon` composes them:
+//! - [`kernel`]: loading the object, pinning, component state, BTF offsets, raw BPF calls;
+//! - [`sensors`]: file, exec, egress and LSM sensors with their backend choice and readers;
+//! - [`firewall`]: the XDP lists, policy, attach and what the program reports;
+//! - [`detection`]: signatures, the scan pool, behaviour checks, quarantine;
+//! - [`logs`]: log watchers, grammars, scenarios and the auto-responder;
+//! - [`store`]: SQLite on its own thread;
+//! - [`web`]: the API's implementation per area, tokens and TLS.
 
-pub mod backend;
-mod backend_detect;
-mod backend_reports;
-pub mod behaviour;
-pub mod btf;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detection;
-pub mod events;
-pub mod fanotify;
-pub mod fanotify_exec;
 pub mod findings;
 pub mod firewall;
-pub mod loader;
+pub mod kernel;
 pub mod logs;
-pub mod policy;
-pub mod quarantine;
-pub mod respond;
-pub mod scan;
-pub mod signatures;
+pub mod sensors;
 pub mod store;
-pub mod tls;
-pub mod tokens;
-pub mod undo;
+pub mod web;

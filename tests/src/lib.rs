@@ -378,7 +378,7 @@ pub struct TestCgroup(pub PathBuf);
 
 impl TestCgroup {
     pub fn create() -> Result<Self, String> {
-        let root = agent::loader::cgroup2_root().ok_or("no cgroup v2 mount")?;
+        let root = agent::kernel::cgroup2_root().ok_or("no cgroup v2 mount")?;
         let p = root.join(format!(
             "rampart-test-{}-{}",
             std::process::id(),

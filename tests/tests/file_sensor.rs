@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use agent::events::{self, FileActivity, FileOp, PipelineStats, Sinks};
+use agent::sensors::{self as events, FileActivity, FileOp, PipelineStats, Sinks};
 use agent_common::maps;
 use aya::maps::RingBuf;
 use integration_test::{feature_available, is_root, test_config, PinDir};
@@ -49,14 +49,14 @@ fn start(root: &Path) -> Sensors {
         .build()
         .expect("runtime");
     let _g = rt.enter();
-    agent::loader::ensure_mounts().expect("bpffs/tracefs");
-    let mut ebpf = agent::loader::load(&cfg).expect("load");
-    agent::loader::set_watch_prefixes(&mut ebpf, &cfg.watch.paths).expect("watch");
-    agent::loader::set_kernel_offsets(&mut ebpf).expect("BTF offsets on this kernel");
-    agent::loader::attach_file_sensor(&mut ebpf).expect("attach");
-    let ring = RingBuf::try_from(agent::loader::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
+    agent::kernel::ensure_mounts().expect("bpffs/tracefs");
+    let mut ebpf = agent::kernel::load(&cfg).expect("load");
+    agent::sensors::file::set_watch_prefixes(&mut ebpf, &cfg.watch.paths).expect("watch");
+    agent::kernel::set_kernel_offsets(&mut ebpf).expect("BTF offsets on this kernel");
+    agent::sensors::file::attach_file_sensor(&mut ebpf).expect("attach");
+    let ring = RingBuf::try_from(agent::kernel::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
         .expect("ringbuf");
-    let fan = agent::fanotify::FanotifySensor::new(&cfg.watch.paths).expect("fanotify");
+    let fan = agent::sensors::fanotify::FanotifySensor::new(&cfg.watch.paths).expect("fanotify");
     let (shutdown, rx) = watch::channel(false);
     let (tp_tx, tracepoint) = mpsc::channel(1024);
     let (fa_tx, fanotify) = mpsc::channel(1024);
@@ -264,14 +264,14 @@ fn lsm_sensor_programs_load_or_report_why_not() {
     if !feature_available("root (BPF)", is_root()) {
         return;
     }
-    agent::loader::ensure_mounts().expect("bpffs/tracefs");
+    agent::kernel::ensure_mounts().expect("bpffs/tracefs");
     let pins = PinDir::new();
     let cfg = test_config(&pins);
-    let mut ebpf = agent::loader::load(&cfg).expect("load");
-    let probe = agent::loader::probe_lsm(&mut ebpf);
-    let btf = agent::loader::kernel_btf().expect("kernel BTF");
-    for (name, hook) in agent::loader::LSM_SENSORS {
-        match agent::loader::load_lsm(&mut ebpf, &btf, name, hook) {
+    let mut ebpf = agent::kernel::load(&cfg).expect("load");
+    let probe = agent::sensors::lsm::probe_lsm(&mut ebpf);
+    let btf = agent::kernel::kernel_btf().expect("kernel BTF");
+    for (name, hook) in agent::sensors::lsm::LSM_SENSORS {
+        match agent::sensors::lsm::load_lsm(&mut ebpf, &btf, name, hook) {
             Ok(()) => assert!(probe.is_ok(), "{name} loaded although the probe failed"),
             Err(why) => {
                 assert!(

@@ -209,7 +209,7 @@ fn block_unblock_allow_kill9_and_reconcile() {
         xdp["mode"] == "native" || xdp["mode"] == "generic",
         "mode remembered for the reused link: {xdp}"
     );
-    let lists = agent::loader::open_pinned_lists(&h.pins.0)
+    let lists = agent::firewall::xdp::open_pinned_lists(&h.pins.0)
         .expect("open")
         .expect("pinned");
     assert!(

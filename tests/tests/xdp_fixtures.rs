@@ -4,8 +4,7 @@
 
 use agent::{
     config::{FirewallPolicy, PortSpec, RateLimit},
-    events::{self, Decoded},
-    loader,
+    sensors::{self as events, Decoded},
 };
 use agent_common::{maps, xdp::XdpReason, EventKind};
 use aya::{
@@ -25,22 +24,22 @@ struct Fixture {
     v6: LpmTrie<MapData, [u8; 16], u32>,
     allow4: LpmTrie<MapData, [u8; 4], u32>,
     counters: PerCpuArray<MapData, u64>,
-    policy: loader::PolicyMaps,
+    policy: agent::firewall::xdp::PolicyMaps,
     ring: RingBuf<MapData>,
 }
 
 fn fixture() -> Fixture {
     let pins = PinDir::new();
     let cfg = test_config(&pins);
-    let mut ebpf = loader::load(&cfg).expect("load object");
-    let fd = loader::load_xdp(&mut ebpf).expect("verifier accepts the XDP program");
+    let mut ebpf = agent::kernel::load(&cfg).expect("load object");
+    let fd = agent::firewall::xdp::load_xdp(&mut ebpf).expect("verifier accepts the XDP program");
     let take = |e: &mut Ebpf, n| e.take_map(n).unwrap_or_else(|| panic!("map {n}"));
     let v4 = LpmTrie::try_from(take(&mut ebpf, maps::BLOCK_V4)).expect("v4");
     let v6 = LpmTrie::try_from(take(&mut ebpf, maps::BLOCK_V6)).expect("v6");
     let allow4 = LpmTrie::try_from(take(&mut ebpf, maps::ALLOW_V4)).expect("allow v4");
     let counters = PerCpuArray::try_from(take(&mut ebpf, maps::XDP_STATS_TOTAL)).expect("stats");
     let ring = RingBuf::try_from(take(&mut ebpf, maps::EVENTS)).expect("ring");
-    let mut policy = loader::PolicyMaps::take(&mut ebpf).expect("policy maps");
+    let mut policy = agent::firewall::xdp::PolicyMaps::take(&mut ebpf).expect("policy maps");
     policy.apply(&quiet_policy()).expect("policy");
     Fixture {
         _pins: pins,
@@ -77,7 +76,7 @@ impl Fixture {
     /// Run `pkt` once; assert the verdict and that exactly `reason` was counted.
     fn expect(&self, name: &str, pkt: &[u8], want: u32, reason: XdpReason) {
         let before: Vec<u64> = XdpReason::ALL.iter().map(|r| self.stat(*r)).collect();
-        let run = loader::test_run(self.fd, pkt, 1).expect("BPF_PROG_TEST_RUN");
+        let run = agent::kernel::sys::test_run(self.fd, pkt, 1).expect("BPF_PROG_TEST_RUN");
         assert_eq!(run.retval, want, "{name}: verdict");
         for (r, b) in XdpReason::ALL.iter().zip(before) {
             let d = self.stat(*r) - b;
@@ -106,7 +105,7 @@ fn object_defines_every_named_map() {
         return;
     }
     let pins = PinDir::new();
-    let ebpf = loader::load(&test_config(&pins)).expect("load object");
+    let ebpf = agent::kernel::load(&test_config(&pins)).expect("load object");
     for name in maps::ALL {
         assert!(
             ebpf.map(name).is_some(),
@@ -437,7 +436,8 @@ fn xdp_scan_and_sampled_drop_events() {
     let mut scans = Vec::new();
     for port in 1000u16..1100 {
         let before = f.stat(XdpReason::ScanDetected);
-        let run = loader::test_run(f.fd, &packet::tcp4(src, port, 0x02), 1).expect("run");
+        let run =
+            agent::kernel::sys::test_run(f.fd, &packet::tcp4(src, port, 0x02), 1).expect("run");
         assert_eq!(run.retval, XDP_PASS, "scans are observed, never dropped");
         sent += 1;
         if f.stat(XdpReason::ScanDetected) > before {
@@ -456,7 +456,7 @@ fn xdp_scan_and_sampled_drop_events() {
     );
     // Further ports in the same window: no second event.
     for port in 2000u16..2010 {
-        loader::test_run(f.fd, &packet::tcp4(src, port, 0x02), 1).expect("run");
+        agent::kernel::sys::test_run(f.fd, &packet::tcp4(src, port, 0x02), 1).expect("run");
     }
     assert!(f.events().is_empty(), "one scan event per window");
 
@@ -490,14 +490,14 @@ fn pinned_lists_survive_reload_and_stale_pins_are_replaced() {
     let pins = PinDir::new();
     let cfg = test_config(&pins);
     {
-        let mut ebpf = loader::load(&cfg).expect("load");
+        let mut ebpf = agent::kernel::load(&cfg).expect("load");
         let mut v4: LpmTrie<MapData, [u8; 4], u32> =
             LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).expect("map")).expect("trie");
         v4.insert(&Key::new(32, [203, 0, 113, 5]), 1, 0)
             .expect("insert");
     }
     // A second load (an agent restart) sees the same entries.
-    let lists = loader::open_pinned_lists(&pins.0)
+    let lists = agent::firewall::xdp::open_pinned_lists(&pins.0)
         .expect("open")
         .expect("pinned");
     assert!(lists
@@ -506,7 +506,7 @@ fn pinned_lists_survive_reload_and_stale_pins_are_replaced() {
         .is_ok());
     drop(lists);
     {
-        let mut ebpf = loader::load(&cfg).expect("reload");
+        let mut ebpf = agent::kernel::load(&cfg).expect("reload");
         let v4: LpmTrie<MapData, [u8; 4], u32> =
             LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).expect("map")).expect("trie");
         assert!(
@@ -517,7 +517,7 @@ fn pinned_lists_survive_reload_and_stale_pins_are_replaced() {
     // A capacity change makes the pin stale: it is recreated (empty; the store refills it).
     let mut bigger = cfg.clone();
     bigger.firewall.max_entries_v4 = 2048;
-    let mut ebpf = loader::load(&bigger).expect("reload with new capacity");
+    let mut ebpf = agent::kernel::load(&bigger).expect("reload with new capacity");
     let v4: LpmTrie<MapData, [u8; 4], u32> =
         LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).expect("map")).expect("trie");
     assert!(
@@ -537,12 +537,12 @@ fn bulk_import_uses_batches_and_is_enforced() {
     let mut cfg = test_config(&pins);
     cfg.firewall.max_entries_v4 = 200_000;
     cfg.firewall.max_entries_v6 = 1024;
-    let mut ebpf = loader::load(&cfg).expect("load");
-    let fd = loader::load_xdp(&mut ebpf).expect("xdp");
-    let mut policy = loader::PolicyMaps::take(&mut ebpf).expect("policy");
+    let mut ebpf = agent::kernel::load(&cfg).expect("load");
+    let fd = agent::firewall::xdp::load_xdp(&mut ebpf).expect("xdp");
+    let mut policy = agent::firewall::xdp::PolicyMaps::take(&mut ebpf).expect("policy");
     policy.apply(&quiet_policy()).expect("policy");
     // `ebpf` stays alive: it owns the program `fd` runs.
-    let lists = loader::open_pinned_lists(&pins.0)
+    let lists = agent::firewall::xdp::open_pinned_lists(&pins.0)
         .expect("open")
         .expect("pinned");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -563,7 +563,7 @@ fn bulk_import_uses_batches_and_is_enforced() {
         .block_on(fw.import(agent::store::FwList::Blocks, &text, "bulk", "test", "test"))
         .expect("import");
     assert_eq!(n, 150_003);
-    let lists = loader::open_pinned_lists(&pins.0)
+    let lists = agent::firewall::xdp::open_pinned_lists(&pins.0)
         .expect("open")
         .expect("pinned");
     assert_eq!(
@@ -585,14 +585,18 @@ fn bulk_import_uses_batches_and_is_enforced() {
         ),
     ] {
         assert_eq!(
-            loader::test_run(fd, &pkt, 1).expect("run").retval,
+            agent::kernel::sys::test_run(fd, &pkt, 1)
+                .expect("run")
+                .retval,
             XDP_DROP,
             "{name}"
         );
     }
     let next = packet::ipv4((0x0A00_0000u32 + 150_000).to_be_bytes(), &[]);
     assert_eq!(
-        loader::test_run(fd, &next, 1).expect("run").retval,
+        agent::kernel::sys::test_run(fd, &next, 1)
+            .expect("run")
+            .retval,
         XDP_PASS,
         "one past the list"
     );

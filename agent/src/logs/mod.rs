@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Log watchers: follow log files (inotify on their directories), parse each line
 //! with its source's grammar, feed the events into leaky-bucket scenarios per source
-//! IP and per account, hand overflows to the [`Responder`](crate::respond::Responder),
+//! IP and per account, hand overflows to the [`Responder`](respond::Responder) (findings, XDP blocks),
 //! and keep what the API reports on (threat, ModSecurity and mail events) in the store.
 //!
 //! Sources: OpenSSH, exim, dovecot, pure-ftpd/proftpd, cPanel/WHM, Apache/nginx
@@ -19,6 +19,7 @@ pub mod fuzz;
 pub mod grammar;
 pub mod journal;
 pub mod modsec;
+pub mod respond;
 pub mod scenario;
 pub mod sshd;
 pub mod syslog;
@@ -42,7 +43,13 @@ use tokio::{io::unix::AsyncFd, sync::watch};
 pub use event::{Event, Parser, Source};
 pub use scenario::{Outputs, Scenarios};
 
-use crate::{config::Logs, respond::Responder, store::Store};
+use crate::{
+    config::{Config, Logs},
+    findings::Findings,
+    firewall::Firewall,
+    store::Store,
+};
+use respond::Responder;
 use tail::{Start, Tailer};
 
 const SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -190,6 +197,53 @@ pub fn replay(
         }
     }
     Ok((out, stats))
+}
+
+/// The running log watchers.
+pub struct LogsHandle {
+    pub responder: Arc<Responder>,
+    pub stats: Arc<LogStats>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Start following every configured log; overflows go to the auto-responder, which
+/// blocks through `firewall` and reports through `findings`.
+pub fn start(
+    cfg: &Config,
+    store: Store,
+    firewall: Arc<Firewall>,
+    findings: Arc<Findings>,
+    shutdown: watch::Receiver<bool>,
+) -> LogsHandle {
+    let responder = Arc::new(Responder::new(
+        cfg.auto_response.clone(),
+        firewall,
+        findings,
+    ));
+    let stats = Arc::new(LogStats::default());
+    let task = tokio::spawn(run(
+        cfg.logs.clone(),
+        store,
+        responder.clone(),
+        stats.clone(),
+        shutdown,
+    ));
+    LogsHandle {
+        responder,
+        stats,
+        task,
+    }
+}
+
+impl LogsHandle {
+    /// After shutdown fired: wait for the watcher to save its offsets and end.
+    pub async fn stop(self) {
+        match self.task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "Log watcher failed."),
+            Err(e) => tracing::error!(error = %e, "Log watcher panicked."),
+            Ok(Ok(())) => {}
+        }
+    }
 }
 
 /// Follow every configured log until shutdown.

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     config::{Logs, Scenario},
-    respond::Trigger,
+    logs::respond::Trigger,
     store::NewFinding,
 };
 

@@ -6,7 +6,6 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
-use agent::loader;
 use agent_common::maps;
 use anyhow::{Context, Result};
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
@@ -25,7 +24,7 @@ fn ns_per_packet(fd: std::os::fd::RawFd, pkt: &[u8], rounds: usize) -> Result<f6
     let mut v = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         v.push(
-            loader::test_run(fd, pkt, REPEAT)
+            agent::kernel::sys::test_run(fd, pkt, REPEAT)
                 .context("BPF_PROG_TEST_RUN")?
                 .duration_ns as f64,
         );
@@ -75,8 +74,8 @@ fn main() -> Result<()> {
     let pins = PinDir::new();
     let mut cfg = integration_test::test_config(&pins);
     cfg.firewall.max_entries_v4 = 1_100_000;
-    let mut ebpf = loader::load(&cfg)?;
-    let fd = loader::load_xdp(&mut ebpf)?;
+    let mut ebpf = agent::kernel::load(&cfg)?;
+    let fd = agent::firewall::xdp::load_xdp(&mut ebpf)?;
     let mut v4: LpmTrie<MapData, [u8; 4], u32> =
         LpmTrie::try_from(ebpf.take_map(maps::BLOCK_V4).context("v4 map")?)?;
     v4.insert(&Key::new(32, [203, 0, 113, 7]), 1, 0)?;
@@ -154,7 +153,7 @@ fn bulk_load(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
     )?;
     // Create the pinned maps the way the agent does at start.
     let cfg = agent::config::Config::load(&cfg_path)?;
-    drop(loader::load(&cfg)?);
+    drop(agent::kernel::load(&cfg)?);
     let mut text = String::with_capacity(N as usize * 16);
     text.push_str("# benchmark list\n");
     for i in 0..N {
@@ -219,8 +218,8 @@ fn xdp_drop(
     let cfg = integration_test::test_config(&pins);
     let iface = iface.to_string();
     let (kept, counters, l) = NetPair::in_ns(ns, move || -> Result<_> {
-        let mut ebpf = loader::load(&cfg)?;
-        let mut pol = loader::PolicyMaps::take(&mut ebpf)?;
+        let mut ebpf = agent::kernel::load(&cfg)?;
+        let mut pol = agent::firewall::xdp::PolicyMaps::take(&mut ebpf)?;
         let mut p = cfg.firewall.policy();
         p.port_scan.ports = 0;
         p.drop_samples_per_sec = 0;
@@ -231,7 +230,7 @@ fn xdp_drop(
         let counters: aya::maps::PerCpuArray<MapData, u64> = aya::maps::PerCpuArray::try_from(
             ebpf.take_map(maps::XDP_STATS_TOTAL).context("stats")?,
         )?;
-        let a = loader::attach_xdp(&mut ebpf, &iface, mode, &cfg.firewall.pin_dir)?;
+        let a = agent::firewall::xdp::attach_xdp(&mut ebpf, &iface, mode, &cfg.firewall.pin_dir)?;
         let l = a.component.mode.unwrap_or("?");
         Ok(((ebpf, a, pol, v4), counters, l))
     })?;
@@ -553,7 +552,7 @@ fn lossless_rate(
     let mut received = 0u64;
     let mut drain = |ring: &mut aya::maps::RingBuf<MapData>| {
         while let Some(item) = ring.next() {
-            if agent::events::decode(&item).is_ok() {
+            if agent::sensors::decode(&item).is_ok() {
                 received += 1;
             }
         }
@@ -609,9 +608,9 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
     let pins = PinDir::new();
     let mut cfg = integration_test::test_config(&pins);
     cfg.sensors.ringbuf_bytes = agent::config::Config::embedded()?.sensors.ringbuf_bytes; // the default
-    let mut ebpf = loader::load(&cfg)?;
-    loader::set_watch_prefixes(&mut ebpf, &[watched.to_path_buf()])?;
-    loader::attach_file_sensor(&mut ebpf)?;
+    let mut ebpf = agent::kernel::load(&cfg)?;
+    agent::sensors::file::set_watch_prefixes(&mut ebpf, &[watched.to_path_buf()])?;
+    agent::sensors::file::attach_file_sensor(&mut ebpf)?;
     let stats =
         aya::maps::PerCpuArray::try_from(ebpf.take_map(maps::FILE_STATS_TOTAL).context("stats")?)?;
     let ring = aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).context("ring")?)?;
@@ -677,13 +676,13 @@ fn fanotify_runs(
         .enable_all()
         .build()?;
     let _g = rt.enter();
-    let fan = agent::fanotify::FanotifySensor::new(&[watched.to_path_buf()])?;
+    let fan = agent::sensors::fanotify::FanotifySensor::new(&[watched.to_path_buf()])?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let (net_tx, _net_rx) = tokio::sync::mpsc::channel(16);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stats = std::sync::Arc::new(agent::events::PipelineStats::default());
+    let stats = std::sync::Arc::new(agent::sensors::PipelineStats::default());
     let task = rt.spawn(fan.run(
-        agent::events::Sinks {
+        agent::sensors::Sinks {
             files: tx,
             net: net_tx,
         },
@@ -749,7 +748,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         let slow = {
             let pins = PinDir::new();
             let cfg = integration_test::test_config(&pins);
-            let mut ebpf = loader::load(&cfg)?;
+            let mut ebpf = agent::kernel::load(&cfg)?;
             let prog: &mut aya::programs::TracePoint = ebpf
                 .program_mut(maps::progs::SYS_ENTER_CLOSE)
                 .context("program")?
@@ -804,7 +803,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             unsafe { libc::poll(&mut pfd, 1, agent_common::DRAIN_INTERVAL_MS as i32) };
             while let Some(item) = ring.next() {
                 let now = base.elapsed().as_nanos() as u64;
-                if let Ok(agent::events::Decoded::File(ev)) = agent::events::decode(&item) {
+                if let Ok(agent::sensors::Decoded::File(ev)) = agent::sensors::decode(&item) {
                     let path =
                         String::from_utf8_lossy(&ev.path[..ev.path_len as usize]).into_owned();
                     if let Some(i) = path
@@ -979,7 +978,7 @@ fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
     let drainer = std::thread::spawn(move || {
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
             while let Some(item) = ring.next() {
-                let _ = agent::events::decode(&item);
+                let _ = agent::sensors::decode(&item);
             }
             std::thread::sleep(std::time::Duration::from_millis(
                 agent_common::DRAIN_INTERVAL_MS,
@@ -1058,7 +1057,7 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
             .context("RAMPART_FP_CORPUS (set by cargo xtask bench)")?,
     );
     let mut bytes = 0u64;
-    agent::scan::walk(&corpus, &mut |p| {
+    agent::detection::scan::walk(&corpus, &mut |p| {
         bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         true
     })?;
@@ -1066,7 +1065,7 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
     let bin = integration_test::rampart_bin();
     let yara_dir = tempfile::tempdir()?;
     let yar = yara_dir.path().join("rampart.yar");
-    std::fs::write(&yar, agent::signatures::BUILTIN_YARA)?;
+    std::fs::write(&yar, agent::detection::signatures::BUILTIN_YARA)?;
     // Warm the page cache.
     best_of_3(
         || {
@@ -1114,7 +1113,7 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
         || {
             let mut c = std::process::Command::new("yara");
             c.args(["-r", "-p", "1"]);
-            for ext in agent::signatures::YARA_EXTERNALS {
+            for ext in agent::detection::signatures::YARA_EXTERNALS {
                 c.arg("-d").arg(format!("{ext}="));
             }
             c.arg(&yar).arg(&corpus);

@@ -25,7 +25,10 @@ use std::{
 
 use tokio::io::unix::AsyncFd;
 
-use crate::events::{self, FileActivity, FileMeta, FileOp, PipelineStats, ProcCache, Sinks};
+use super::{
+    event::{self as events, FileActivity, FileMeta, FileOp, PipelineStats, Sinks},
+    procfs::ProcCache,
+};
 
 // include/uapi/linux/fanotify.h values the libc crate may not have.
 const FAN_RENAME: u64 = 0x1000_0000;

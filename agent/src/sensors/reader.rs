@@ -1,162 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Ring buffer reader: decode kernel events and pass them on through a bounded channel.
+//! Ring buffer reader: decode kernel events and pass them on through bounded queues.
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
 };
 
 use agent_common::{
-    egress::ConnectEvent, exec::ExecEvent, file_flags, xdp::XdpEvent, EventHeader, EventKind,
-    FileEvent, PathEvent, EVENT_VERSION,
+    egress::{ConnectEvent, Decision},
+    exec::ExecEvent,
+    file_flags,
+    xdp::XdpEvent,
+    EventHeader, EventKind, FileEvent, PathEvent, EVENT_VERSION,
 };
 use aya::maps::{MapData, RingBuf};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio::io::unix::AsyncFd;
 
-/// What happened to a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileOp {
-    /// A write session ended (close of an fd opened for writing).
-    WriteClose,
-    Unlink,
-    /// `path` is the new name, `old_path` the old one.
-    Rename,
-    /// Made executable; `new_mode` is the mode set.
-    Chmod,
-    /// A web-server user opened a sensitive file for reading.
-    SensitiveRead,
-}
-
-impl FileOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WriteClose => "write_close",
-            Self::Unlink => "unlink",
-            Self::Rename => "rename",
-            Self::Chmod => "chmod",
-            Self::SensitiveRead => "sensitive_read",
-        }
-    }
-}
-
-/// Inode facts, read by the kernel from the open file (or by fanotify's fstat).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileMeta {
-    pub ino: u64,
-    /// Userspace `st_dev` encoding (as `stat` reports it).
-    pub dev: u64,
-    pub mode: u32,
-    pub size: i64,
-}
-
-impl FileMeta {
-    /// From `lstat` of `path` now (None when it is gone): for events whose backend
-    /// had no open file to read it from.
-    pub fn of(path: &Path) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
-        Some(Self {
-            ino: m.ino(),
-            dev: m.dev(),
-            mode: m.mode(),
-            size: m.size() as i64,
-        })
-    }
-}
-
-/// File activity in a watched tree, as the agent sees it, whichever backend saw it.
-/// Absent options mean unknown.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileActivity {
-    pub op: FileOp,
-    pub path: PathBuf,
-    pub old_path: Option<PathBuf>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub comm: String,
-    /// The writer's executable (/proc/<tgid>/exe when the event arrived).
-    pub exe: Option<PathBuf>,
-    pub open_flags: u32,
-    /// The open that began this write session created the file.
-    pub created: bool,
-    pub truncated: bool,
-    pub meta: Option<FileMeta>,
-    pub new_mode: Option<u32>,
-    /// When userspace got the event (write → finding latency).
-    pub received_at: std::time::Instant,
-}
-
-impl FileActivity {
-    /// An activity with everything but the essentials unknown.
-    pub fn new(op: FileOp, path: PathBuf, tgid: u32, uid: u32, comm: String) -> Self {
-        Self {
-            op,
-            path,
-            old_path: None,
-            pid: tgid,
-            tgid,
-            uid,
-            gid: 0,
-            comm,
-            exe: None,
-            open_flags: 0,
-            created: false,
-            truncated: false,
-            meta: None,
-            new_mode: None,
-            received_at: std::time::Instant::now(),
-        }
-    }
-}
-
-/// The kernel's `dev_t` (major << 20 | minor) in userspace `st_dev` encoding.
-pub fn kernel_dev_to_user(dev: u32) -> u64 {
-    libc::makedev(dev >> 20, dev & 0xf_ffff)
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("event of {0} bytes is shorter than its header")]
-    Short(usize),
-    #[error("unknown event kind {0}")]
-    UnknownKind(u16),
-    #[error("event version {0}, expected {EVENT_VERSION}")]
-    Version(u8),
-    #[error("event says {claimed} bytes, ring buffer item has {actual}")]
-    Length { claimed: u32, actual: usize },
-    #[error("path length {0} out of range")]
-    PathLen(u32),
-}
-
-/// Pipeline counters, exported in /api/v1/health and /metrics.
-#[derive(Default, Debug)]
-pub struct PipelineStats {
-    pub received: AtomicU64,
-    pub decode_errors: AtomicU64,
-    /// Events dropped because the detection queue was full.
-    pub queue_dropped: AtomicU64,
-    /// Relative paths that resolved outside the watched trees (filtered here).
-    pub unwatched: AtomicU64,
-    /// Relative paths whose process was gone before we could resolve them.
-    pub unresolved: AtomicU64,
-    /// File activity by operation (write_close, unlink, rename, chmod, sensitive_read).
-    pub file_ops: [AtomicU64; 5],
-    /// Exec outcomes counted in userspace (the fanotify exec backend), indexed like
-    /// the kernel's [`agent_common::exec::ExecStat`].
-    pub exec: [AtomicU64; agent_common::exec::ExecStat::COUNT as usize],
-}
-
-impl PipelineStats {
-    pub fn count_op(&self, op: FileOp) {
-        self.file_ops[op as usize].fetch_add(1, Ordering::Relaxed);
-    }
-}
+use super::{
+    event::{
+        cstr, kernel_dev_to_user, send_activity, Ancestor, DecodeError, Exec, FileActivity,
+        FileMeta, FileOp, PipelineStats, SensorEvent, Sinks,
+    },
+    procfs::ProcCache,
+};
 
 fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
     if bytes.len() < std::mem::size_of::<T>() {
@@ -181,33 +47,42 @@ pub fn exec_args(ev: &ExecEvent) -> Vec<String> {
         .collect()
 }
 
-/// A kernel `comm` as text.
-pub fn comm_str(comm: &[u8]) -> String {
-    cstr(comm)
-}
+/// A kernel exec event as the agent's [`Exec`]; Err for a decision the agent does
+/// not know (a newer kernel object).
+impl TryFrom<&ExecEvent> for Exec {
+    type Error = DecodeError;
 
-fn cstr(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    fn try_from(ev: &ExecEvent) -> Result<Self, DecodeError> {
+        use agent_common::exec::flags;
+        let decision = Decision::from_u32(ev.decision).ok_or(DecodeError::Decision(ev.decision))?;
+        let ancestor = |tgid: u32, comm: &[u8]| {
+            (tgid != 0).then(|| Ancestor {
+                tgid,
+                comm: cstr(comm),
+            })
+        };
+        Ok(Exec {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            uid: ev.uid,
+            gid: ev.gid,
+            comm: cstr(&ev.comm),
+            path: PathBuf::from(exec_path(ev)),
+            decision,
+            relative: ev.flags & flags::RELATIVE != 0,
+            world_writable: ev.flags & flags::WORLD_WRITABLE != 0,
+            parent: ancestor(ev.ppid, &ev.parent_comm),
+            grandparent: ancestor(ev.gppid, &ev.gp_comm),
+            args: exec_args(ev),
+            args_truncated: ev.args_truncated != 0,
+        })
+    }
 }
-
 /// A decoded kernel event.
 #[derive(Clone, Copy)]
 pub enum Decoded {
     File(FileEvent),
     Path(PathEvent),
-    Xdp(XdpEvent),
-    Connect(ConnectEvent),
-    Exec(ExecEvent),
-}
-
-/// Events for the sensor task (network, egress, exec).
-#[derive(Clone, Copy, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "moved by value through a bounded channel; boxing would allocate per event"
-)]
-pub enum SensorEvent {
     Xdp(XdpEvent),
     Connect(ConnectEvent),
     Exec(ExecEvent),
@@ -260,24 +135,6 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
 }
 
-/// Destination of a connect event.
-pub fn connect_dest(ev: &ConnectEvent) -> std::net::IpAddr {
-    if ev.family == 4 {
-        std::net::IpAddr::from([ev.daddr[0], ev.daddr[1], ev.daddr[2], ev.daddr[3]])
-    } else {
-        std::net::IpAddr::from(ev.daddr)
-    }
-}
-
-/// Source address of an XDP event.
-pub fn xdp_source(ev: &XdpEvent) -> std::net::IpAddr {
-    if ev.family == 4 {
-        std::net::IpAddr::from([ev.src[12], ev.src[13], ev.src[14], ev.src[15]])
-    } else {
-        std::net::IpAddr::from(ev.src)
-    }
-}
-
 /// A path from an event: absolute as sent, or relative to the process's cwd or
 /// `dirfd`, resolved through /proc (None when the process is gone).
 fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf> {
@@ -291,58 +148,6 @@ fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf>
         std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}"))
     };
     base.ok().map(|b| normalize(&b.join(raw)))
-}
-
-/// /proc lookups for one batch of events, shared by the ring reader and fanotify:
-/// a burst from one process costs one read, and clearing per batch keeps a
-/// recycled pid (or an exec) from outliving the batch.
-#[derive(Default)]
-pub struct ProcCache {
-    exe: std::collections::HashMap<u32, Option<PathBuf>>,
-    ident: std::collections::HashMap<u32, Option<(u32, u32, String)>>,
-}
-
-impl ProcCache {
-    pub fn clear(&mut self) {
-        self.exe.clear();
-        self.ident.clear();
-    }
-
-    /// The process's executable (None when it has exited).
-    pub fn exe(&mut self, tgid: u32) -> Option<PathBuf> {
-        self.exe
-            .entry(tgid)
-            .or_insert_with(|| std::fs::read_link(format!("/proc/{tgid}/exe")).ok())
-            .clone()
-    }
-
-    /// Real uid, gid and comm of a process (None when it has exited).
-    pub fn identity(&mut self, pid: u32) -> Option<(u32, u32, String)> {
-        self.ident
-            .entry(pid)
-            .or_insert_with(|| proc_identity(pid))
-            .clone()
-    }
-}
-
-/// Real uid, gid and name of a process, from /proc/<pid>/status.
-pub(crate) fn proc_identity(pid: u32) -> Option<(u32, u32, String)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| -> Option<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let comm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Name:"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    Some((field("Uid:")?, field("Gid:")?, comm))
 }
 
 fn is_watched(p: &Path, watched: &[PathBuf]) -> bool {
@@ -478,12 +283,6 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Where decoded events go; each a bounded queue.
-pub struct Sinks {
-    pub files: mpsc::Sender<FileActivity>,
-    pub net: mpsc::Sender<SensorEvent>,
-}
-
 /// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
 pub async fn run_reader(
     ring: RingBuf<MapData>,
@@ -515,14 +314,6 @@ pub async fn run_reader(
     }
 }
 
-/// Count and queue one file activity (a full queue is a counted drop, never a wait).
-pub fn send_activity(sinks: &Sinks, stats: &PipelineStats, act: FileActivity) {
-    stats.count_op(act.op);
-    if sinks.files.try_send(act).is_err() {
-        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Decode and route everything pending in the ring.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
@@ -550,11 +341,17 @@ fn drain_ring(
                     stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok(Decoded::Exec(ev)) => {
-                if sinks.net.try_send(SensorEvent::Exec(ev)).is_err() {
-                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+            Ok(Decoded::Exec(ev)) => match Exec::try_from(&ev) {
+                Ok(exec) => {
+                    if sinks.net.try_send(SensorEvent::Exec(exec)).is_err() {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            }
+                Err(e) => {
+                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "Undecodable exec event.");
+                }
+            },
             Ok(Decoded::Connect(ev)) => {
                 if sinks.net.try_send(SensorEvent::Connect(ev)).is_err() {
                     stats.queue_dropped.fetch_add(1, Ordering::Relaxed);

@@ -57,7 +57,7 @@ fn bootstrap_digest(state_dir: &Path) -> Result<([u8; 32], Option<String>)> {
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = hex::encode(raw);
     let digest = api::auth::digest(&token);
-    crate::tls::write_private(&path, hex::encode(digest).as_bytes())?;
+    super::tls::write_private(&path, hex::encode(digest).as_bytes())?;
     Ok((digest, Some(token)))
 }
 

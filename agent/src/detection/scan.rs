@@ -16,7 +16,7 @@ use std::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::signatures::{self, RuleError, RuleErrors, RuleMatch, RuleSet, Target};
+use super::signatures::{self, RuleError, RuleErrors, RuleMatch, RuleSet, Target};
 
 /// The last reload that failed (the rule set before it stayed active).
 #[derive(Clone, Debug, Serialize)]

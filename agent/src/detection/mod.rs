@@ -5,23 +5,148 @@
 //! file events --(bounded)--> [file_activity] --(bounded)--> scan workers
 //!     --(bounded)--> [scan_results] --> findings (store, JSONL, SSE)
 
+pub mod behaviour;
+pub mod quarantine;
+pub mod scan;
+pub mod signatures;
+
 use std::{
     path::PathBuf,
     sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
 
+use anyhow::{Context, Result};
 use api::model::Severity;
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use crate::{
-    events::{FileActivity, FileOp},
+    config::Config,
     findings::Findings,
-    quarantine::Quarantine,
-    scan::{Engine, Jobs, Origin, ScanOutcome, ScanPool, ScanRequest},
-    signatures::RuleMatch,
-    store::NewFinding,
+    sensors::{procfs::resolve_uids, FileActivity, FileOp},
+    store::{NewFinding, Store},
 };
+use behaviour::Behaviour;
+use quarantine::Quarantine;
+use scan::{Engine, Jobs, Origin, ScanOutcome, ScanPool, ScanRequest};
+use signatures::RuleMatch;
+
+/// The running detection: the shared state and its tasks.
+pub struct DetectionHandle {
+    pub detection: Arc<Detection>,
+    /// File activity from the sensors (bounded; a full queue is a counted drop).
+    pub files: mpsc::Sender<FileActivity>,
+    activity: JoinHandle<()>,
+    scan_results: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
+}
+
+/// Compile the rules (a broken rules dir runs the builtin set and says so in a
+/// `rules_error` finding), start the scan workers, and the tasks that turn file
+/// activity into scans and scans into findings.
+pub async fn start(
+    cfg: &Config,
+    store: Store,
+    findings: Arc<Findings>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<DetectionHandle> {
+    let rules_dir =
+        (!cfg.detection.rules_dir.as_os_str().is_empty()).then(|| cfg.detection.rules_dir.clone());
+    let engine = Arc::new(
+        tokio::task::spawn_blocking({
+            let (dir, builtin) = (rules_dir, cfg.detection.builtin_rules);
+            move || Engine::new(dir, builtin)
+        })
+        .await
+        .context("compiling rules")?
+        .context("the builtin rules do not compile")?,
+    );
+    let (outcome_tx, outcome_rx) = mpsc::channel(cfg.detection.scan_queue);
+    let pool = ScanPool::start(
+        engine.clone(),
+        cfg.detection.scan_workers,
+        cfg.detection.scan_queue,
+        cfg.watch.max_scan_bytes,
+        outcome_tx,
+    )
+    .context("starting scan workers")?;
+    let quarantine =
+        Arc::new(Quarantine::new(cfg.quarantine_dir(), store).context("preparing the quarantine")?);
+    let (web_uids, _) = resolve_uids(&cfg.sensors.sensitive.web_users);
+    let detection = Arc::new(Detection::new(
+        engine.clone(),
+        pool,
+        quarantine,
+        findings.clone(),
+        cfg.quarantine.auto,
+        Behaviour::new(web_uids, cfg.detection.web_shell_allow.clone()),
+    ));
+    if let Some(e) = engine.last_error() {
+        let f = NewFinding {
+            details: e
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            ..NewFinding::new(
+                "rules_error",
+                Severity::Warning,
+                format!(
+                    "{} rule error(s) in {}: running with the builtin rules only",
+                    e.errors.len(),
+                    cfg.detection.rules_dir.display()
+                ),
+            )
+        };
+        findings.report(f).await;
+    }
+    let (files, files_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
+    let activity = tokio::spawn(file_activity(
+        files_rx,
+        detection.clone(),
+        cfg.sensors.sensitive.exempt_comms.clone(),
+    ));
+    let scan_results = tokio::spawn(scan_results(outcome_rx, detection.clone()));
+    let scheduler = tokio::spawn(schedule(
+        detection.clone(),
+        cfg.watch.paths.clone(),
+        (cfg.detection.full_scan_interval_hours > 0)
+            .then(|| Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600)),
+        cfg.detection.retention_days,
+        shutdown,
+    ));
+    Ok(DetectionHandle {
+        detection,
+        files,
+        activity,
+        scan_results,
+        scheduler,
+    })
+}
+
+impl DetectionHandle {
+    /// After the sensors stopped (every file-activity sender is gone): drain what is
+    /// queued, then close the scan queue; the workers finish what is queued and the
+    /// results become findings (bounded: a stuck scan cannot hold shutdown).
+    pub async fn stop(self) {
+        drop(self.files);
+        let _ = self.activity.await;
+        tracing::info!("Sensors stopped; draining scans.");
+        let _ = self.scheduler.await;
+        self.detection.pool.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.scan_results)
+            .await
+            .is_err()
+        {
+            tracing::warn!("Scans still running after 10 s at shutdown; their results are lost.");
+        }
+        tracing::info!("Scans drained.");
+    }
+}
 
 pub const CHECK_SIGNATURE: &str = "signature_match";
 pub const CHECK_SENSITIVE_READ: &str = "sensitive_read";
@@ -37,7 +162,7 @@ pub struct Detection {
     pub findings: Arc<Findings>,
     pub auto_quarantine: bool,
     /// Joins of exec and file events (web shells, dropped/deleted executables).
-    pub behaviour: crate::behaviour::Behaviour,
+    pub behaviour: Behaviour,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
     latencies: Mutex<std::collections::VecDeque<f64>>,
 }
@@ -49,7 +174,7 @@ impl Detection {
         quarantine: Arc<Quarantine>,
         findings: Arc<Findings>,
         auto_quarantine: bool,
-        behaviour: crate::behaviour::Behaviour,
+        behaviour: Behaviour,
     ) -> Self {
         Self {
             behaviour,
@@ -119,8 +244,8 @@ pub fn signature_finding(req: &ScanRequest, m: &RuleMatch, truncated: bool) -> N
         "rule {} ({}, {}) matched at offset {}: {}",
         m.rule,
         match m.kind {
-            crate::signatures::RuleKind::Yaml => "yaml",
-            crate::signatures::RuleKind::Yara => "yara",
+            signatures::RuleKind::Yaml => "yaml",
+            signatures::RuleKind::Yara => "yara",
         },
         m.file,
         m.offset,

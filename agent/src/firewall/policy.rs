@@ -8,9 +8,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::xdp::PolicyMaps;
 use crate::{
     config::FirewallPolicy,
-    loader::{LoaderError, PolicyMaps},
+    kernel::LoaderError,
     store::{now_unix, rfc3339, Store, StoreError},
 };
 

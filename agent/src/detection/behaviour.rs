@@ -20,7 +20,7 @@ use std::{
 use api::model::Severity;
 
 use crate::{
-    events::{FileActivity, FileOp},
+    sensors::{Exec, FileActivity, FileOp},
     store::NewFinding,
 };
 
@@ -40,19 +40,6 @@ const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "ash", "busybox", "nc", "ncat",
     "netcat", "socat",
 ];
-
-/// What the exec sensor reported, as the joins need it.
-#[derive(Clone, Debug)]
-pub struct ExecInfo {
-    pub path: PathBuf,
-    pub pid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub args: Vec<String>,
-    pub parent: String,
-    /// The file lives in a world-writable tree.
-    pub world_writable: bool,
-}
 
 #[derive(Clone, Debug)]
 struct Writer {
@@ -111,7 +98,7 @@ impl<V> Recent<V> {
 #[derive(Default)]
 struct State {
     writes: Recent<Writer>,
-    execs: Recent<(Instant, ExecInfo)>,
+    execs: Recent<(Instant, Exec)>,
     unlinks: Recent<Writer>,
 }
 
@@ -147,7 +134,7 @@ impl Behaviour {
     }
 
     /// An exec: web-user shells, and the joins with earlier file events.
-    pub fn on_exec(&self, e: &ExecInfo) -> Vec<NewFinding> {
+    pub fn on_exec(&self, e: &Exec) -> Vec<NewFinding> {
         let mut out = Vec::new();
         let path = e.path.display().to_string();
         if self.web_uids.contains(&e.uid) && SHELLS.contains(&base(&path)) {
@@ -166,7 +153,7 @@ impl Behaviour {
                     details: format!(
                         "argv {:?}; parent {}; {}",
                         e.args,
-                        e.parent,
+                        e.parent_label(),
                         if interactive {
                             "no -c command: an interactive or piped shell"
                         } else {
@@ -174,7 +161,7 @@ impl Behaviour {
                         }
                     ),
                     path: Some(path.clone()),
-                    pid: Some(e.pid),
+                    pid: Some(e.tgid),
                     uid: Some(e.uid),
                     process: Some(e.comm.clone()),
                     key: Some(format!("{}|{}", e.uid, cmd.clone().unwrap_or_default())),
@@ -199,7 +186,7 @@ impl Behaviour {
             let u = s
                 .unlinks
                 .take(&e.path)
-                .filter(|u| now.duration_since(u.at) <= REORDER_WINDOW && alive(e.pid));
+                .filter(|u| now.duration_since(u.at) <= REORDER_WINDOW && alive(e.tgid));
             s.execs.insert(e.path.clone(), (now, e.clone()));
             (w, u)
         });
@@ -257,7 +244,7 @@ impl Behaviour {
                     }
                 });
                 match exec {
-                    Some(e) if alive(e.pid) => vec![deleted(&e, &w)],
+                    Some(e) if alive(e.tgid) => vec![deleted(&e, &w)],
                     _ => Vec::new(),
                 }
             }
@@ -266,7 +253,7 @@ impl Behaviour {
     }
 }
 
-fn dropped(e: &ExecInfo, w: &Writer) -> NewFinding {
+fn dropped(e: &Exec, w: &Writer) -> NewFinding {
     let path = e.path.display().to_string();
     NewFinding {
         details: format!(
@@ -276,13 +263,13 @@ fn dropped(e: &ExecInfo, w: &Writer) -> NewFinding {
             w.uid,
             w.at.elapsed().as_secs(),
             e.comm,
-            e.pid,
+            e.tgid,
             e.uid,
             e.args,
-            e.parent
+            e.parent_label()
         ),
         path: Some(path.clone()),
-        pid: Some(e.pid),
+        pid: Some(e.tgid),
         uid: Some(e.uid),
         process: Some(e.comm.clone()),
         ..NewFinding::new(
@@ -293,15 +280,15 @@ fn dropped(e: &ExecInfo, w: &Writer) -> NewFinding {
     }
 }
 
-fn deleted(e: &ExecInfo, by: &Writer) -> NewFinding {
+fn deleted(e: &Exec, by: &Writer) -> NewFinding {
     let path = e.path.display().to_string();
     NewFinding {
         details: format!(
             "executed by pid {} ({}, uid {}), argv {:?}, parent {}; deleted by {} (pid {}) while it ran",
-            e.pid, e.comm, e.uid, e.args, e.parent, by.comm, by.pid
+            e.tgid, e.comm, e.uid, e.args, e.parent_label(), by.comm, by.pid
         ),
         path: Some(path.clone()),
-        pid: Some(e.pid),
+        pid: Some(e.tgid),
         uid: Some(e.uid),
         process: Some(e.comm.clone()),
         ..NewFinding::new(
@@ -316,14 +303,23 @@ fn deleted(e: &ExecInfo, by: &Writer) -> NewFinding {
 mod tests {
     use super::*;
 
-    fn exec(path: &str, pid: u32, uid: u32, args: &[&str]) -> ExecInfo {
-        ExecInfo {
+    fn exec(path: &str, pid: u32, uid: u32, args: &[&str]) -> Exec {
+        Exec {
             path: path.into(),
             pid,
+            tgid: pid,
             uid,
+            gid: uid,
             comm: base(path).into(),
             args: args.iter().map(|a| a.to_string()).collect(),
-            parent: "php-fpm (1)".into(),
+            args_truncated: false,
+            parent: Some(crate::sensors::Ancestor {
+                tgid: 1,
+                comm: "php-fpm".into(),
+            }),
+            grandparent: None,
+            decision: agent_common::egress::Decision::Allowed,
+            relative: false,
             world_writable: path.starts_with("/tmp/"),
         }
     }

@@ -3,27 +3,34 @@
 
 use std::{
     path::PathBuf,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{atomic::Ordering, Arc},
     time::Instant,
 };
 
-use agent_common::{xdp::XdpReason, FileStat};
 use api::{
     model::{BlockEntry, BlockRequest, Finding, FirewallOp, FwList as ApiList},
     ApiError,
 };
-use aya::maps::{MapData, PerCpuArray};
 use serde_json::json;
 use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
+pub mod detect;
+pub mod reports;
+pub mod tls;
+pub mod tokens;
+pub mod undo;
+
 use crate::{
-    events::{FileOp, PipelineStats},
-    firewall::{Firewall, FirewallError},
-    loader::Component,
-    policy::{PolicyError, PolicyManager},
-    store::{EntryQuery, FwList, Store, StoreError},
+    config::Logs,
+    detection::{self, Detection},
+    firewall::{Firewall, FirewallError, PolicyError, PolicyManager},
+    kernel::{Component, ComponentState, Counters},
+    logs::{respond::Responder, LogStats},
+    sensors::{FileOp, PipelineStats, SensorBackend, SensorCounters},
+    store::{EntryQuery, FwList, NewFinding, Store, StoreError},
 };
+use undo::Undo;
 
 pub const CAPABILITIES: &[&str] = &[
     "confd.dropins.v1",
@@ -58,55 +65,38 @@ fn sensor_capability(sensor: &str, backend: &str) -> Option<&'static str> {
     })
 }
 
-/// Per-CPU kernel counters.
+/// Per-CPU kernel counters: the firewall's verdicts and the sensors'.
 pub struct KernelStats {
-    pub xdp: PerCpuArray<MapData, u64>,
-    pub file: PerCpuArray<MapData, u64>,
-    pub egress: PerCpuArray<MapData, u64>,
-    pub exec: PerCpuArray<MapData, u64>,
-}
-
-fn sum(arr: &PerCpuArray<MapData, u64>, idx: u32) -> u64 {
-    arr.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0)
+    pub xdp: Arc<Counters>,
+    pub sensors: Arc<SensorCounters>,
 }
 
 impl KernelStats {
     pub fn xdp(&self) -> Vec<(&'static str, u64)> {
-        XdpReason::ALL
-            .iter()
-            .map(|r| (r.as_str(), sum(&self.xdp, *r as u32)))
-            .collect()
+        self.xdp.read()
     }
     /// Exec outcomes: the kernel program's counters plus the fanotify backend's.
     pub fn exec(&self, user: &PipelineStats) -> Vec<(&'static str, u64)> {
-        agent_common::exec::ExecStat::ALL
-            .iter()
-            .map(|s| {
-                let u = user.exec[*s as usize].load(Ordering::Relaxed);
-                (s.as_str(), sum(&self.exec, *s as u32) + u)
-            })
-            .collect()
+        let mut v = self.sensors.exec.read();
+        for (i, (_, n)) in v.iter_mut().enumerate() {
+            *n += user.exec[i].load(Ordering::Relaxed);
+        }
+        v
     }
     pub fn egress(&self) -> Vec<(&'static str, u64)> {
-        agent_common::egress::EgressStat::ALL
-            .iter()
-            .map(|s| (s.as_str(), sum(&self.egress, *s as u32)))
-            .collect()
+        self.sensors.egress.read()
     }
     pub fn file(&self) -> Vec<(&'static str, u64)> {
-        FileStat::ALL
-            .iter()
-            .map(|s| (s.as_str(), sum(&self.file, *s as u32)))
-            .collect()
+        self.sensors.file.read()
     }
 }
 
 pub struct AgentBackend {
     pub store: Store,
     pub firewall: Arc<Firewall>,
-    pub detection: Arc<crate::detection::Detection>,
-    pub responder: Arc<crate::respond::Responder>,
-    pub log_stats: Arc<crate::logs::LogStats>,
+    pub detection: Arc<Detection>,
+    pub responder: Arc<Responder>,
+    pub log_stats: Arc<LogStats>,
     pub started: Instant,
     pub started_at: String,
     pub started_at_token: String,
@@ -115,14 +105,14 @@ pub struct AgentBackend {
     pub binary_hash: Arc<std::sync::OnceLock<String>>,
     pub components: Vec<Component>,
     /// Which backend serves each sensor, and why.
-    pub sensors: Vec<crate::daemon::SensorBackend>,
+    pub sensors: Vec<SensorBackend>,
     pub pipeline: Arc<PipelineStats>,
-    pub kernel: Mutex<KernelStats>,
+    pub kernel: KernelStats,
     pub watched: Vec<PathBuf>,
     pub policy: Arc<PolicyManager>,
     /// The log sources configured (reports answer 503 when the host has none).
-    pub logs: crate::config::Logs,
-    pub undo: crate::undo::Undo,
+    pub logs: Logs,
+    pub undo: Undo,
 }
 
 fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
@@ -195,11 +185,7 @@ impl AgentBackend {
     }
 
     fn kernel<T>(&self, f: impl FnOnce(&KernelStats) -> T) -> T {
-        let g = match self.kernel.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&g)
+        f(&self.kernel)
     }
 
     fn pipeline_json(&self) -> serde_json::Value {
@@ -256,7 +242,10 @@ impl api::Backend for AgentBackend {
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
         // "unavailable" (a backend this kernel lacks, with a fallback) is not degraded.
-        let degraded = self.components.iter().any(|c| c.state == "failed");
+        let degraded = self
+            .components
+            .iter()
+            .any(|c| c.state == ComponentState::Failed);
         let (xdp, file, egress, exec) =
             self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
         Ok(json!({
@@ -265,7 +254,7 @@ impl api::Backend for AgentBackend {
             "sensors": self.sensors,
             "pipeline": self.pipeline_json(),
             "losses": counters(self.losses()),
-            "detection": crate::detection::stats_json(&self.detection),
+            "detection": detection::stats_json(&self.detection),
             "logs": self.log_stats.json(),
             "auto_response": {
                 "triggered": self.responder.stats.triggered.load(Ordering::Relaxed),
@@ -584,7 +573,7 @@ impl api::Backend for AgentBackend {
                 let attached = self
                     .components
                     .iter()
-                    .any(|c| c.kind == "xdp" && c.state == "attached");
+                    .any(|c| c.kind == "xdp" && c.state == ComponentState::Attached);
                 let p = self.policy.current().await.map_err(policy_err)?;
                 ok(json!({
                     "enabled": attached,
@@ -634,7 +623,7 @@ impl AgentBackend {
         let interfaces: Vec<&Component> =
             self.components.iter().filter(|c| c.kind == "xdp").collect();
         Ok(json!({
-            "enabled": interfaces.iter().any(|c| c.state == "attached"),
+            "enabled": interfaces.iter().any(|c| c.state == ComponentState::Attached),
             "enforcing": self.firewall.enforcing(),
             "interfaces": interfaces,
             "blocked": blocks,
@@ -645,5 +634,44 @@ impl AgentBackend {
             "counters": counters(xdp),
             "top_dropped": top,
         }))
+    }
+}
+
+/// Every window: if any event was lost (a kernel ring buffer was full, or a userspace
+/// queue was), raise an `event_loss` finding saying where and how many.
+pub async fn loss_watch(
+    b: Arc<AgentBackend>,
+    window: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(window);
+    let mut last = b.losses();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = b.losses();
+                let delta: Vec<(&str, u64)> = now
+                    .iter()
+                    .zip(&last)
+                    .filter(|(n, l)| n.1 > l.1)
+                    .map(|(n, l)| (n.0, n.1 - l.1))
+                    .collect();
+                last = now;
+                if delta.is_empty() {
+                    continue;
+                }
+                let total: u64 = delta.iter().map(|d| d.1).sum();
+                let parts: Vec<String> = delta.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let f = NewFinding {
+                    check: "event_loss".into(),
+                    severity: api::model::Severity::Warning,
+                    message: format!("{total} events lost in the last {}s", window.as_secs()),
+                    details: format!("{}; raise sensors.ringbuf_bytes or sensors.event_channel_size", parts.join(", ")),
+                    ..Default::default()
+                };
+                b.detection.findings.report(f).await;
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }

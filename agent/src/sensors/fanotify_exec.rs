@@ -3,7 +3,7 @@
 //! BPF-LSM nor the `sched_process_exec` tracepoint can be used (or when
 //! `sensors.exec_backend: fanotify` forces it). It applies the same policy as the
 //! kernel program (`exec.cgroup` scope, `exec.world_writable` trees, `all_execs`,
-//! web-server users) and produces the same [`ExecEvent`] into the same queue.
+//! web-server users) and produces the same [`Exec`] into the same queue.
 //!
 //! One content-class fanotify group with `FAN_OPEN_EXEC_PERM` filesystem marks on
 //! the world-writable trees and on `exec.fanotify_roots`. The kernel holds each exec
@@ -36,15 +36,16 @@ use std::{
 };
 
 use agent_common::{
-    egress::{mode, Decision},
-    exec::{ExecEvent, ExecStat, ARGS_MAX_LEN},
-    EventHeader, EventKind, COMM_LEN, EVENT_VERSION, PATH_MAX_LEN,
+    egress::Decision,
+    exec::{ExecStat, ARGS_MAX_LEN},
+    COMM_LEN, PATH_MAX_LEN,
 };
 
-use crate::{
-    config,
-    events::{PipelineStats, SensorEvent, Sinks},
+use super::{
+    event::{Ancestor, Exec, PipelineStats, SensorEvent, Sinks},
+    exec::ExecPolicy,
     fanotify::{mark_filesystem, FanotifyError},
+    procfs::{comm_of, proc_identity, proc_stat, ProcStat},
 };
 
 const METADATA_LEN: usize = 24;
@@ -61,138 +62,6 @@ const INFLIGHT_MAX: usize = 4096;
 const HEADER_LEN: usize = 256;
 /// Program headers looked at for PT_INTERP.
 const MAX_PHDRS: usize = 64;
-
-/// What the fanotify backend enforces and reports: the kernel program's policy.
-#[derive(Debug, Clone)]
-pub struct ExecPolicy {
-    pub mode: u32,
-    /// `/proc/<pid>/cgroup` path of the scope cgroup (processes directly in it).
-    pub scope: Option<String>,
-    pub world_writable: Vec<PathBuf>,
-    pub all_execs: bool,
-    pub web_uids: HashSet<u32>,
-}
-
-impl ExecPolicy {
-    pub fn new(cfg: &config::Exec, web_uids: &[u32]) -> Result<Self, FanotifyError> {
-        let scope = if cfg.cgroup.as_os_str().is_empty() {
-            None
-        } else {
-            let root = crate::loader::cgroup2_root().ok_or_else(|| FanotifyError::Root {
-                path: cfg.cgroup.display().to_string(),
-                source: std::io::Error::other("no cgroup2 mount"),
-            })?;
-            let rel = cfg
-                .cgroup
-                .strip_prefix(&root)
-                .map_err(|_| FanotifyError::Root {
-                    path: cfg.cgroup.display().to_string(),
-                    source: std::io::Error::other(format!(
-                        "not under the cgroup2 mount {}",
-                        root.display()
-                    )),
-                })?;
-            Some(format!("/{}", rel.display()))
-        };
-        Ok(Self {
-            mode: crate::loader::enforcement_mode(cfg.enforce, cfg.dry_run),
-            scope,
-            // Compare resolved paths: the event names the file, not the name used.
-            world_writable: cfg
-                .world_writable
-                .iter()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-                .collect(),
-            all_execs: cfg.all_execs,
-            web_uids: web_uids.iter().copied().collect(),
-        })
-    }
-
-    fn in_scope(&self, pid: u32) -> bool {
-        let Some(scope) = &self.scope else {
-            return true;
-        };
-        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("0::").map(|c| c == scope))
-            })
-            .unwrap_or(false)
-    }
-
-    fn world_writable(&self, path: &Path) -> bool {
-        self.world_writable.iter().any(|w| path.starts_with(w))
-    }
-
-    /// The decision for an exec of `path` by a process of `uid`; None: not reported.
-    fn decide(&self, path: &Path, uid: u32) -> Option<(Decision, bool)> {
-        if self.world_writable(path) {
-            return Some((
-                match self.mode {
-                    mode::ENFORCE => Decision::Denied,
-                    mode::DRY_RUN => Decision::DryRun,
-                    _ => Decision::Observed,
-                },
-                true,
-            ));
-        }
-        (self.all_execs || self.web_uids.contains(&uid)).then_some((Decision::Allowed, false))
-    }
-}
-
-/// What the agent made of an exec event's relative name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relative {
-    /// The kernel matched an absolute name itself.
-    NotRelative,
-    /// The process was gone before its cwd could be read: nothing decided.
-    Unresolved,
-    /// Resolved; `killed` when a violation was stopped here, after the start.
-    Resolved { killed: bool },
-}
-
-impl ExecPolicy {
-    /// A kernel exec event whose name was relative (`cd /tmp; ./x`): the kernel
-    /// program cannot match it against the trees, so resolve it against the
-    /// process's cwd and decide here, as the kernel would have. Enforcing, the process
-    /// is killed now: later than the kernel's kill (it has started), but stopped.
-    pub fn resolve_relative(&self, ev: &mut ExecEvent) -> Relative {
-        use agent_common::exec::flags;
-        if ev.flags & flags::RELATIVE == 0 {
-            return Relative::NotRelative;
-        }
-        let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.tgid)) else {
-            return Relative::Unresolved;
-        };
-        let joined = cwd.join(crate::events::exec_path(ev));
-        // A file removed since cannot be canonicalized: `components` drops the `./`.
-        let path = std::fs::canonicalize(&joined)
-            .unwrap_or_else(|_| joined.components().collect::<PathBuf>());
-        set_path(ev, &path);
-        ev.flags &= !flags::RELATIVE;
-        if !self.world_writable(&path) {
-            return Relative::Resolved { killed: false };
-        }
-        ev.flags |= flags::WORLD_WRITABLE;
-        let mut decision = match self.mode {
-            mode::ENFORCE => Decision::Denied,
-            mode::DRY_RUN => Decision::DryRun,
-            _ => Decision::Observed,
-        };
-        let mut killed = false;
-        if decision == Decision::Denied {
-            let pid = nix::unistd::Pid::from_raw(ev.tgid as i32);
-            killed = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok();
-            if !killed {
-                // It ran to its end already: a violation seen, not stopped.
-                decision = Decision::Observed;
-            }
-        }
-        ev.decision = decision as u32;
-        Relative::Resolved { killed }
-    }
-}
 
 /// An initialized group with its marks, ready to run.
 pub struct FanotifyExec {
@@ -316,7 +185,7 @@ struct Inflight {
     env_end: u64,
     since: Instant,
     /// The event to send when argv is known (None: the exec is not reported).
-    event: Option<Box<ExecEvent>>,
+    event: Option<Box<Exec>>,
 }
 
 impl Inflight {
@@ -412,8 +281,7 @@ impl State {
         let Some(pst) = proc_stat(pid) else {
             return Decision::Allowed;
         };
-        let (uid, gid) =
-            crate::events::proc_identity(pid).map_or((u32::MAX, u32::MAX), |(u, g, _)| (u, g));
+        let (uid, gid) = proc_identity(pid).map_or((u32::MAX, u32::MAX), |(u, g, _)| (u, g));
         let reported = self.policy.decide(&path, uid);
         let event = reported.map(|(decision, ww)| {
             if ww {
@@ -459,7 +327,7 @@ impl State {
     }
 }
 
-fn send(sinks: &Sinks, stats: &PipelineStats, ev: ExecEvent) {
+fn send(sinks: &Sinks, stats: &PipelineStats, ev: Exec) {
     if sinks.net.try_send(SensorEvent::Exec(ev)).is_err() {
         stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -487,77 +355,25 @@ fn respond(group: i32, fd: i32, deny: bool) {
     }
 }
 
-/// The fields of /proc/<pid>/stat used here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProcStat {
-    pub(crate) ppid: u32,
-    env_end: u64,
+/// `name` as the kernel names a new image: its first 15 bytes.
+fn comm_of_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(&name[..name.len().min(COMM_LEN - 1)]).into_owned()
 }
 
-impl ProcStat {
-    /// The image was replaced since `before` was read, and its stack laid out:
-    /// between the two the mm is new but `env_end` still 0.
-    fn replaced(&self, before: u64) -> bool {
-        self.env_end != before && self.env_end != 0
-    }
-}
-
-pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// comm may hold spaces and parens: the fields after the last ')' are fixed
-/// (field 3 is the state; ppid is field 4, env_end field 51).
-fn parse_stat(s: &str) -> Option<ProcStat> {
-    let rest: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(ProcStat {
-        ppid: rest.get(1)?.parse().ok()?,
-        env_end: rest.get(48)?.parse().ok()?,
-    })
-}
-
-/// A process's comm (None when it has exited).
-fn comm_of(pid: u32) -> Option<[u8; COMM_LEN]> {
-    let c = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
-    Some(comm_bytes(c.strip_suffix(b"\n").unwrap_or(&c)))
-}
-
-/// `name` as a kernel comm: cut to 15 bytes, NUL-padded.
-fn comm_bytes(name: &[u8]) -> [u8; COMM_LEN] {
-    let mut out = [0u8; COMM_LEN];
-    let n = name.len().min(COMM_LEN - 1);
-    out[..n].copy_from_slice(&name[..n]);
-    out
-}
-
-/// The event's path, cut to what the wire type holds.
-fn set_path(ev: &mut ExecEvent, path: &Path) {
-    let p = path.as_os_str().as_bytes();
-    let n = p.len().min(PATH_MAX_LEN - 1);
-    ev.path = [0; PATH_MAX_LEN];
-    ev.path[..n].copy_from_slice(&p[..n]);
-    ev.path_len = n as u32;
-}
-
-fn set_args(ev: &mut ExecEvent, cmdline: &[u8]) {
+/// argv from /proc/<pid>/cmdline, cut where the kernel program cuts its copy.
+fn set_args(ev: &mut Exec, cmdline: &[u8]) {
     let n = cmdline.len().min(ARGS_MAX_LEN);
-    ev.args[..n].copy_from_slice(&cmdline[..n]);
-    ev.args_len = n as u32;
-    ev.args_truncated = u32::from(cmdline.len() > ARGS_MAX_LEN);
+    ev.args = cmdline[..n]
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    ev.args_truncated = cmdline.len() > ARGS_MAX_LEN;
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid timespec out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// The event the kernel program would send, from what /proc says while the exec is
-/// held: the process is still its old image, its parent and grandparent are final.
+/// The exec as the kernel program would report it, from what /proc says while the
+/// exec is held: the process is still its old image, its parent and grandparent are
+/// final.
 fn exec_event(
     pid: u32,
     uid: u32,
@@ -566,38 +382,31 @@ fn exec_event(
     path: &Path,
     decision: Decision,
     world_writable: bool,
-) -> ExecEvent {
-    // SAFETY: ExecEvent is plain repr(C) data; all-zero is a valid value.
-    let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
-    ev.header = EventHeader {
-        kind: EventKind::Exec as u16,
-        version: EVENT_VERSION,
-        _pad: 0,
-        len: std::mem::size_of::<ExecEvent>() as u32,
-        ktime_ns: monotonic_ns(),
+) -> Exec {
+    let ancestor = |tgid: u32| Ancestor {
+        tgid,
+        comm: comm_of(tgid).unwrap_or_default(),
     };
-    ev.pid = pid;
-    ev.tgid = pid;
-    ev.uid = uid;
-    ev.gid = gid;
-    // The kernel names the new image after the exec'd file; /proc's comm replaces
-    // this once the exec is done.
-    ev.comm = comm_bytes(path.file_name().map(|n| n.as_bytes()).unwrap_or_default());
-    ev.cgroup_id = 0;
-    ev.decision = decision as u32;
-    set_path(&mut ev, path);
-    ev.flags = if world_writable {
-        agent_common::exec::flags::WORLD_WRITABLE
-    } else {
-        0
-    };
-    ev.ppid = pst.ppid;
-    ev.parent_comm = comm_of(pst.ppid).unwrap_or_default();
-    if let Some(gp) = proc_stat(pst.ppid).map(|s| s.ppid).filter(|p| *p != 0) {
-        ev.gppid = gp;
-        ev.gp_comm = comm_of(gp).unwrap_or_default();
+    Exec {
+        pid,
+        tgid: pid,
+        uid,
+        gid,
+        // The kernel names the new image after the exec'd file; /proc's comm replaces
+        // this once the exec is done.
+        comm: comm_of_name(path.file_name().map(|n| n.as_bytes()).unwrap_or_default()),
+        path: path.to_path_buf(),
+        decision,
+        relative: false,
+        world_writable,
+        parent: (pst.ppid != 0).then(|| ancestor(pst.ppid)),
+        grandparent: proc_stat(pst.ppid)
+            .map(|s| s.ppid)
+            .filter(|p| *p != 0)
+            .map(ancestor),
+        args: Vec::new(),
+        args_truncated: false,
     }
-    ev
 }
 
 /// The interpreter the kernel opens next for this file: a script's `#!` line, or
@@ -692,6 +501,7 @@ fn parse_interpreter(head: &[u8], read: impl Fn(u64, usize) -> Option<Vec<u8>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agent_common::egress::mode;
 
     fn from_file(p: &str) -> Option<Vec<u8>> {
         let f = File::open(p).ok()?;
@@ -758,36 +568,6 @@ mod tests {
     }
 
     #[test]
-    fn proc_stat_fields_survive_hostile_comms() {
-        let mut fields: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
-        fields[0] = "R".into(); // state
-        fields[1] = "4242".into(); // ppid
-        fields[48] = "140737488347136".into(); // env_end
-        let line = format!("77 (a) b) (c ) {}", fields.join(" "));
-        assert_eq!(
-            parse_stat(&line),
-            Some(ProcStat {
-                ppid: 4242,
-                env_end: 140737488347136
-            })
-        );
-        assert_eq!(parse_stat("77 (x) R 1"), None);
-        assert_eq!(parse_stat("no parens at all"), None);
-        let own = proc_stat(std::process::id()).expect("own stat");
-        assert_eq!(own.ppid, std::os::unix::process::parent_id());
-        assert_ne!(own.env_end, 0);
-        assert!(own.replaced(1) && !own.replaced(own.env_end));
-        assert!(
-            !ProcStat {
-                ppid: 1,
-                env_end: 0
-            }
-            .replaced(5),
-            "new mm, stack not laid out"
-        );
-    }
-
-    #[test]
     fn hostile_event_buffers_are_counted_never_a_panic() {
         let (files, _f) = tokio::sync::mpsc::channel(4);
         let (net, mut net_rx) = tokio::sync::mpsc::channel(4);
@@ -821,88 +601,5 @@ mod tests {
         }
         assert!(net_rx.try_recv().is_err(), "no event from garbage");
         assert!(st.inflight.is_empty());
-    }
-
-    #[test]
-    fn relative_names_resolve_against_the_cwd() {
-        use agent_common::exec::flags;
-        let cwd = std::env::current_dir().expect("cwd");
-        let cwd = std::fs::canonicalize(&cwd).expect("canonical");
-        let ev = |pid: u32| {
-            // SAFETY: plain repr(C) data; all-zero is valid.
-            let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
-            ev.tgid = pid;
-            ev.flags = flags::RELATIVE;
-            ev.path[..10].copy_from_slice(b"./dropper\0");
-            ev.path_len = 9;
-            ev
-        };
-        let mut p = ExecPolicy {
-            mode: mode::DRY_RUN,
-            scope: None,
-            world_writable: vec![cwd.clone()],
-            all_execs: false,
-            web_uids: HashSet::new(),
-        };
-        let mut e = ev(std::process::id());
-        assert_eq!(
-            p.resolve_relative(&mut e),
-            Relative::Resolved { killed: false }
-        );
-        assert_eq!(
-            crate::events::exec_path(&e),
-            cwd.join("dropper").display().to_string()
-        );
-        assert_eq!(e.flags, flags::WORLD_WRITABLE);
-        assert_eq!(e.decision, Decision::DryRun as u32);
-        // Outside the trees: resolved, not a violation.
-        p.world_writable = vec![PathBuf::from("/nonexistent-tree")];
-        let mut e = ev(std::process::id());
-        assert_eq!(
-            p.resolve_relative(&mut e),
-            Relative::Resolved { killed: false }
-        );
-        assert_eq!(e.flags, 0);
-        assert_eq!(e.decision, Decision::Allowed as u32);
-        // A process that is gone, and an absolute name: nothing to do.
-        let mut gone = ev(u32::MAX - 1);
-        assert_eq!(p.resolve_relative(&mut gone), Relative::Unresolved);
-        let mut abs = ev(std::process::id());
-        abs.flags = 0;
-        assert_eq!(p.resolve_relative(&mut abs), Relative::NotRelative);
-    }
-
-    #[test]
-    fn policy_matches_the_kernel_programs() {
-        let p = ExecPolicy {
-            mode: mode::DRY_RUN,
-            scope: None,
-            world_writable: vec![PathBuf::from("/tmp")],
-            all_execs: false,
-            web_uids: [33].into_iter().collect(),
-        };
-        assert_eq!(
-            p.decide(Path::new("/tmp/x/dropper"), 1000),
-            Some((Decision::DryRun, true))
-        );
-        assert_eq!(p.decide(Path::new("/tmpfoo/x"), 1000), None);
-        assert_eq!(
-            p.decide(Path::new("/usr/bin/dash"), 33),
-            Some((Decision::Allowed, false))
-        );
-        assert_eq!(p.decide(Path::new("/usr/bin/dash"), 0), None);
-        let enforce = ExecPolicy {
-            mode: mode::ENFORCE,
-            all_execs: true,
-            ..p
-        };
-        assert_eq!(
-            enforce.decide(Path::new("/tmp/a"), 0),
-            Some((Decision::Denied, true))
-        );
-        assert_eq!(
-            enforce.decide(Path::new("/bin/ls"), 0),
-            Some((Decision::Allowed, false))
-        );
     }
 }

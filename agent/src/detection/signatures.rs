@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The rules that ship with Rampart, always loaded unless `detection.builtin_rules` is off.
-pub const BUILTIN_YAML: &str = include_str!("../rules/rampart.yml");
-pub const BUILTIN_YARA: &str = include_str!("../rules/rampart.yar");
+pub const BUILTIN_YAML: &str = include_str!("../../rules/rampart.yml");
+pub const BUILTIN_YARA: &str = include_str!("../../rules/rampart.yar");
 const BUILTIN_YAML_NAME: &str = "<builtin>/rampart.yml";
 const BUILTIN_YARA_NAME: &str = "<builtin>/rampart.yar";
 

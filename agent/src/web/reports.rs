@@ -9,11 +9,14 @@ use api::{
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 
+use super::{
+    store_err,
+    undo::{Item, Pending},
+    AgentBackend,
+};
 use crate::{
-    backend::{store_err, AgentBackend},
     logs::Source,
     store::{now_unix, FwList},
-    undo::{Item, Pending},
 };
 
 fn window(w: Window) -> crate::store::Window {

@@ -162,7 +162,7 @@ impl KernelLists {
                 keys.chunks(CHUNK * key_len).all(|chunk| {
                     let count = chunk.len() / key_len;
                     let values: Vec<u8> = one.iter().copied().cycle().take(count * 4).collect();
-                    matches!(crate::loader::map_update_batch(fd, chunk, &values, count as u32), Ok(n) if n as usize == count)
+                    matches!(crate::kernel::sys::map_update_batch(fd, chunk, &values, count as u32), Ok(n) if n as usize == count)
                 })
             });
         if batched {

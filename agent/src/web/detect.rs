@@ -11,12 +11,11 @@ use api::{
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 
+use super::{store_err, AgentBackend};
 use crate::{
-    backend::{store_err, AgentBackend},
-    detection::CHECK_SIGNATURE,
-    quarantine::QuarantineError,
-    scan::JobInfo,
-    signatures::RuleKind,
+    detection::{
+        quarantine::QuarantineError, scan::JobInfo, signatures::RuleKind, CHECK_SIGNATURE,
+    },
     store::{now_unix, FindingQuery, IncidentError, NewFinding, Suppression},
 };
 

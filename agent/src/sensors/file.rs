@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The file sensor's kernel side: the watched trees, the syscall tracepoints, and
+//! the sensitive files (by path and by inode) for the sensitive-read report.
+
+use std::path::Path;
+
+use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use aya::{programs::TracePoint, Ebpf};
+
+use crate::kernel::{
+    insert_path_prefixes, insert_set, set_single, Component, ComponentState, LoaderError,
+};
+
+/// Write the watched trees into the kernel's watch trie ("/var/www" -> "/var/www/").
+pub fn set_watch_prefixes(
+    ebpf: &mut Ebpf,
+    paths: &[std::path::PathBuf],
+) -> Result<(), LoaderError> {
+    insert_path_prefixes(
+        ebpf,
+        maps::WATCH_PREFIXES,
+        paths.iter().map(|p| watch_key(p)),
+        WATCH_INCLUDE,
+    )
+}
+
+/// The watch-trie key for a tree: its path with a trailing '/', as a bit prefix.
+/// Config validation keeps paths shorter than PREFIX_MAX_LEN; longer ones are cut
+/// (which only widens the match; userspace filters again).
+pub fn watch_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
+    let mut s = p.to_string_lossy().into_owned();
+    if !s.ends_with('/') {
+        s.push('/');
+    }
+    let b = s.as_bytes();
+    let n = b.len().min(PREFIX_MAX_LEN);
+    let mut data = [0u8; PREFIX_MAX_LEN];
+    data[..n].copy_from_slice(&b[..n]);
+    ((n * 8) as u32, data)
+}
+
+/// The file sensor's programs and the syscall tracepoints each one serves. The
+/// first three are required; the others are attached where the syscall exists on
+/// this architecture (arm64 has no open/creat/unlink/rename/chmod, older kernels no
+/// openat2/fchmodat2). Exits are listed before enters: an enter without its exit
+/// would only leave stale pending entries (LRU maps, so harmless, but pointless).
+const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
+    (progs::SYS_EXIT_OPENAT, &["sys_exit_openat"], true),
+    (progs::SYS_ENTER_OPENAT, &["sys_enter_openat"], true),
+    (progs::SYS_ENTER_CLOSE, &["sys_enter_close"], true),
+    (
+        progs::SYS_EXIT_OPENAT,
+        &["sys_exit_open", "sys_exit_creat", "sys_exit_openat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_OPEN, &["sys_enter_open"], false),
+    (progs::SYS_ENTER_CREAT, &["sys_enter_creat"], false),
+    (progs::SYS_ENTER_OPENAT2, &["sys_enter_openat2"], false),
+    (
+        progs::SYS_EXIT_PATH,
+        &[
+            "sys_exit_unlinkat",
+            "sys_exit_unlink",
+            "sys_exit_renameat",
+            "sys_exit_renameat2",
+            "sys_exit_rename",
+            "sys_exit_fchmodat",
+            "sys_exit_fchmodat2",
+            "sys_exit_chmod",
+            "sys_exit_fchmod",
+        ],
+        false,
+    ),
+    (progs::SYS_ENTER_UNLINKAT, &["sys_enter_unlinkat"], false),
+    (progs::SYS_ENTER_UNLINK, &["sys_enter_unlink"], false),
+    (
+        progs::SYS_ENTER_RENAMEAT,
+        &["sys_enter_renameat", "sys_enter_renameat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_RENAME, &["sys_enter_rename"], false),
+    (
+        progs::SYS_ENTER_FCHMODAT,
+        &["sys_enter_fchmodat", "sys_enter_fchmodat2"],
+        false,
+    ),
+    (progs::SYS_ENTER_CHMOD, &["sys_enter_chmod"], false),
+    (progs::SYS_ENTER_FCHMOD, &["sys_enter_fchmod"], false),
+];
+
+/// Does this kernel have the syscall tracepoint `event`?
+fn tracepoint_exists(event: &str) -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| Path::new(t).join("events/syscalls").join(event).exists())
+}
+
+/// Load and attach the file sensor's tracepoints; one component per program.
+pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError> {
+    let mut out: Vec<Component> = Vec::new();
+    for (name, events, required) in FILE_TRACEPOINTS {
+        let name: &'static str = name;
+        let prog: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or(LoaderError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| LoaderError::Program { name, source })?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(|source| LoaderError::Program { name, source })?;
+        }
+        let mut attached = Vec::new();
+        let mut missing = Vec::new();
+        for event in *events {
+            if !required && !tracepoint_exists(event) {
+                missing.push(*event);
+                continue;
+            }
+            prog.attach("syscalls", event)
+                .map_err(|source| LoaderError::Program { name, source })?;
+            attached.push(format!("syscalls:{event}"));
+        }
+        let reason =
+            (!missing.is_empty()).then(|| format!("not on this kernel: {}", missing.join(", ")));
+        match out.iter_mut().find(|c| c.name == name) {
+            Some(c) => {
+                if !attached.is_empty() {
+                    c.target = format!("{},{}", c.target, attached.join(","));
+                }
+                if reason.is_some() {
+                    c.reason = reason;
+                }
+            }
+            None => out.push(Component {
+                name: name.to_string(),
+                kind: "tracepoint",
+                target: attached.join(","),
+                state: if attached.is_empty() {
+                    ComponentState::Unavailable
+                } else {
+                    ComponentState::Attached
+                },
+                mode: None,
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Web-server UIDs and sensitive files for the sensitive-read report.
+pub fn set_sensitive(
+    ebpf: &mut Ebpf,
+    web_uids: &[u32],
+    paths: &[std::path::PathBuf],
+    names: &[String],
+) -> Result<(), LoaderError> {
+    insert_set(ebpf, maps::WEB_UIDS, web_uids.iter().copied())?;
+    insert_path_prefixes(
+        ebpf,
+        maps::SENSITIVE_PREFIXES,
+        paths.iter().map(|p| sensitive_key(p)),
+        1,
+    )?;
+    insert_set(
+        ebpf,
+        maps::SENSITIVE_NAMES,
+        names.iter().map(|n| {
+            let mut key = [0u8; NAME_MAX_LEN];
+            let b = n.as_bytes();
+            // Config validation keeps names shorter than NAME_MAX_LEN.
+            let len = b.len().min(NAME_MAX_LEN - 1);
+            key[..len].copy_from_slice(&b[..len]);
+            key
+        }),
+    )
+}
+
+/// Sensitive files by (kernel dev_t, inode) for the LSM file_open hook, and the
+/// enforcement mode. Paths that do not exist (yet) are skipped and returned.
+pub fn set_sensitive_inodes(
+    ebpf: &mut Ebpf,
+    paths: &[std::path::PathBuf],
+    mode: u32,
+) -> Result<Vec<std::path::PathBuf>, LoaderError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut missing = Vec::new();
+    let mut keys = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_file() => {
+                let dev = md.dev();
+                // Userspace st_dev -> the kernel's dev_t (major << 20 | minor).
+                let kdev = (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev));
+                keys.push([kdev, md.ino()]);
+            }
+            _ => missing.push(p.clone()),
+        }
+    }
+    insert_set(ebpf, maps::SENSITIVE_INODES, keys)?;
+    set_single(ebpf, maps::SENSITIVE_MODE, mode)?;
+    Ok(missing)
+}
+
+/// LPM key for a sensitive path: a tree ("/root/.ssh/", trailing slash) matches
+/// everything under it; a file ("/etc/shadow") matches exactly, its NUL included.
+pub fn sensitive_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
+    let s = p.to_string_lossy();
+    let mut b = s.as_bytes().to_vec();
+    if !s.ends_with('/') {
+        b.push(0);
+    }
+    let n = b.len().min(PREFIX_MAX_LEN);
+    let mut data = [0u8; PREFIX_MAX_LEN];
+    data[..n].copy_from_slice(&b[..n]);
+    ((n * 8) as u32, data)
+}

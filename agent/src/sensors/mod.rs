@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The sensors: file activity, sensitive reads, execs and SMTP egress. [`start`]
+//! chooses each sensor's backend (BPF-LSM, then tracepoints, then fanotify), attaches
+//! it, and runs the readers that turn what the kernel saw into [`FileActivity`] for
+//! detection and findings for execs and egress.
+//!
+//! The one ring buffer also carries the XDP firewall's events; the reader hands those
+//! to the firewall's queue.
+
+pub mod egress;
+pub mod event;
+pub mod exec;
+pub mod fanotify;
+pub mod fanotify_exec;
+pub mod file;
+pub mod lsm;
+pub mod procfs;
+pub mod reader;
+
+use std::sync::{atomic::Ordering, Arc};
+
+use agent_common::{egress::EgressStat, exec::ExecStat, maps, xdp::XdpEvent, FileStat};
+use anyhow::{Context, Result};
+use api::model::Severity;
+use aya::{maps::RingBuf, Ebpf};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+
+pub use event::{
+    connect_dest, xdp_source, Ancestor, DecodeError, Exec, FileActivity, FileMeta, FileOp,
+    PipelineStats, SensorEvent, Sinks,
+};
+pub use reader::{decode, run_reader, Decoded};
+
+use crate::{
+    config::{BackendChoice, Config},
+    detection::Detection,
+    kernel::{self, Component, ComponentState, Counters},
+    store::NewFinding,
+};
+use exec::{ExecFindings, ExecPolicy};
+use fanotify::FanotifySensor;
+use fanotify_exec::FanotifyExec;
+
+/// Which backend serves a sensor, and why (for /components, /health, /capabilities).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SensorBackend {
+    pub sensor: &'static str,
+    pub backend: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SensorBackend {
+    pub fn new(sensor: &'static str, backend: &'static str, reason: Option<String>) -> Self {
+        Self {
+            sensor,
+            backend,
+            reason,
+        }
+    }
+}
+
+/// What the sensors need from the rest of the agent.
+pub struct Deps {
+    pub detection: Arc<Detection>,
+    /// File activity for detection (a full queue is a counted drop).
+    pub files: mpsc::Sender<FileActivity>,
+    /// The firewall's events (drops, port scans) read off the shared ring.
+    pub xdp: mpsc::Sender<XdpEvent>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The running sensors.
+pub struct Sensors {
+    pub components: Vec<Component>,
+    /// Which backend serves each sensor, and why.
+    pub backends: Vec<SensorBackend>,
+    pub pipeline: Arc<PipelineStats>,
+    pub counters: Arc<SensorCounters>,
+    tasks: Vec<(&'static str, JoinHandle<Result<()>>)>,
+}
+
+/// The sensors' per-CPU kernel counters.
+pub struct SensorCounters {
+    pub file: Counters,
+    pub egress: Counters,
+    pub exec: Counters,
+}
+
+/// Configure, attach and start every sensor. A sensor that cannot start is reported
+/// (backend "none", a failed component), not fatal, except the file sensor when its
+/// backend was forced.
+pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors> {
+    let mut components = Vec::new();
+    let mut backends = Vec::new();
+    file::set_watch_prefixes(ebpf, &cfg.watch.paths)?;
+    let offsets = kernel::set_kernel_offsets(ebpf);
+    if let Err(why) = &offsets {
+        tracing::warn!(reason = %why, "No kernel struct offsets: file events carry no inode metadata.");
+    }
+    let s = &cfg.sensors.sensitive;
+    let (web_uids, unknown) = procfs::resolve_uids(&s.web_users);
+    if !unknown.is_empty() {
+        tracing::info!(users = ?unknown, "sensors.sensitive.web_users: unknown users skipped.");
+    }
+    file::set_sensitive(ebpf, &web_uids, &s.paths, &s.names)?;
+    let missing = file::set_sensitive_inodes(
+        ebpf,
+        &s.paths,
+        kernel::enforcement_mode(s.enforce, s.dry_run),
+    )?;
+    if !missing.is_empty() {
+        tracing::debug!(paths = ?missing, "Sensitive paths that are not files here (trees, or absent): matched by path only.");
+    }
+    // Backend probe: BPF-LSM first (observe + deny), else tracepoints, else fanotify;
+    // each sensor's backend and the reason go to /api/v1/components, /health and
+    // /capabilities.
+    let lsm = lsm::probe_lsm(ebpf);
+    if let Err(why) = &lsm {
+        tracing::warn!(reason = %why, "BPF-LSM unavailable; sensors fall back.");
+    }
+    let lsm_why = lsm
+        .as_ref()
+        .err()
+        .map(|w| format!("BPF-LSM unavailable: {w}"));
+    let (comps, file_backend, fanotify) = choose_file_backend(cfg, ebpf, lsm_why.as_deref())?;
+    components.extend(comps);
+    let sensitive_backend = if file_backend.backend == "fanotify" {
+        SensorBackend::new(
+            "sensitive_read",
+            "none",
+            Some("the fanotify backend does not report sensitive reads".into()),
+        )
+    } else {
+        SensorBackend::new(
+            "sensitive_read",
+            file_backend.backend,
+            file_backend.reason.clone(),
+        )
+    };
+    backends.push(file_backend);
+    backends.push(sensitive_backend);
+    backends.push(SensorBackend::new(
+        "file_metadata",
+        if offsets.is_ok() { "btf" } else { "none" },
+        offsets.err(),
+    ));
+    if lsm.is_ok() {
+        // Deny hooks where the kernel allows them; observation stays on the sensors
+        // above (LSM has no hook for the end of a write session).
+        components.extend(lsm::attach_lsm_sensors(ebpf));
+    }
+    components.push(Component {
+        name: "lsm".into(),
+        kind: "lsm",
+        target: "bprm_check_security".into(),
+        state: if lsm.is_ok() {
+            ComponentState::Available
+        } else {
+            ComponentState::Unavailable
+        },
+        mode: None,
+        reason: lsm.err(),
+    });
+    // The exec policy in userspace: the fanotify backend applies it, and relative
+    // names from the kernel program are decided by it.
+    let exec_policy = ExecPolicy::new(&cfg.exec, &web_uids).map_err(|e| e.to_string());
+    let fan_exec = if cfg.exec.enabled {
+        let (comps, backend, fan) =
+            choose_exec_backend(cfg, ebpf, lsm_why.as_deref(), &exec_policy);
+        components.extend(comps);
+        backends.push(backend);
+        fan
+    } else {
+        None
+    };
+    if cfg.egress.enabled {
+        // A sensor that cannot attach is reported, not fatal: the firewall still runs.
+        match egress::attach_egress(ebpf, &cfg.egress) {
+            Ok(c) => {
+                components.extend(c);
+                backends.push(SensorBackend::new("egress", "cgroup", None));
+            }
+            Err(e) => {
+                backends.push(SensorBackend::new("egress", "none", Some(e.to_string())));
+                tracing::error!(error = %e, "Egress sensor not attached.");
+                components.push(Component::failed(
+                    maps::progs::CONNECT4,
+                    "cgroup_sock_addr",
+                    cfg.egress.cgroup.display().to_string(),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    let counters = Arc::new(SensorCounters {
+        file: Counters::take(ebpf, maps::FILE_STATS_TOTAL, &FileStat::NAMES)?,
+        egress: Counters::take(ebpf, maps::EGRESS_STATS_TOTAL, &EgressStat::NAMES)?,
+        exec: Counters::take(ebpf, maps::EXEC_STATS_TOTAL, &ExecStat::NAMES)?,
+    });
+    let ring = RingBuf::try_from(kernel::take_map(ebpf, maps::EVENTS)?)
+        .context("the events ring buffer")?;
+    if let Some(why) = &lsm_why {
+        bpf_unavailable(&deps.detection, why, &backends).await;
+    }
+
+    // Readers: the ring carries every kernel event; with the fanotify backends file
+    // activity and execs come from fanotify instead, into the same queues.
+    let Deps {
+        detection,
+        files,
+        xdp,
+        shutdown,
+    } = deps;
+    let pipeline = Arc::new(PipelineStats::default());
+    let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
+    let sinks = || Sinks {
+        files: files.clone(),
+        net: net_tx.clone(),
+    };
+    let mut tasks: Vec<(&'static str, JoinHandle<Result<()>>)> = Vec::new();
+    if let Some(f) = fanotify {
+        let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
+        tasks.push((
+            "fanotify file sensor",
+            tokio::spawn(async move { f.run(s, p, rx).await.map_err(Into::into) }),
+        ));
+    }
+    // The fanotify exec backend answers held execs: its own thread, never the runtime's.
+    if let Some(f) = fan_exec {
+        let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
+        tasks.push((
+            "fanotify exec sensor",
+            tokio::task::spawn_blocking(move || f.run(s, p, rx).map_err(Into::into)),
+        ));
+    }
+    {
+        let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
+        let watched = cfg.watch.paths.clone();
+        tasks.push((
+            "ring buffer reader",
+            tokio::spawn(async move {
+                run_reader(ring, watched, s, p, rx)
+                    .await
+                    .map_err(Into::into)
+            }),
+        ));
+    }
+    drop(net_tx);
+    // Relative exec names from the kernel program are resolved and decided here.
+    let exec_policy = match exec_policy {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "Relative exec names will not be resolved.");
+            None
+        }
+    };
+    let execs = ExecFindings {
+        policy: exec_policy,
+        detection: detection.clone(),
+        stats: pipeline.clone(),
+    };
+    tasks.push((
+        "sensor events",
+        tokio::spawn(route(net_rx, execs, detection, xdp, pipeline.clone())),
+    ));
+    Ok(Sensors {
+        components,
+        backends,
+        pipeline,
+        counters,
+        tasks,
+    })
+}
+
+impl Sensors {
+    /// Wait for the readers (after shutdown fired); then the routing task ends once
+    /// every sender is gone.
+    pub async fn stopped(self) {
+        for (name, t) in self.tasks {
+            match t.await {
+                Ok(Err(e)) => tracing::error!(error = %e, task = name, "Sensor task failed."),
+                Err(e) => tracing::error!(error = %e, task = name, "Sensor task panicked."),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
+/// Execs and connects become findings; the firewall's events go to its queue.
+async fn route(
+    mut rx: mpsc::Receiver<SensorEvent>,
+    execs: ExecFindings,
+    detection: Arc<Detection>,
+    xdp: mpsc::Sender<XdpEvent>,
+    stats: Arc<PipelineStats>,
+) -> Result<()> {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            SensorEvent::Xdp(ev) => {
+                if xdp.try_send(ev).is_err() {
+                    stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SensorEvent::Exec(ev) => execs.handle(ev).await,
+            SensorEvent::Connect(ev) => {
+                if let Some(f) = egress::finding(&ev) {
+                    detection.findings.report(f).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the missing kernel features cost, said once per start as a finding.
+async fn bpf_unavailable(detection: &Detection, why: &str, backends: &[SensorBackend]) {
+    let lost: Vec<String> = backends
+        .iter()
+        .filter(|s| s.backend != "lsm" && s.reason.is_some())
+        .map(|s| {
+            format!(
+                "{} on {}: {}",
+                s.sensor,
+                s.backend,
+                s.reason.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    let f = NewFinding {
+        check: "bpf_unavailable".into(),
+        severity: Severity::Warning,
+        message: format!(
+            "BPF-LSM unavailable: sensitive reads are only reported, never denied; {}",
+            match backends.iter().find(|s| s.sensor == "exec").map(|s| s.backend) {
+                Some("tracepoint") => "a stopped exec is killed once its image is loaded, before its first instruction",
+                Some("fanotify") => "a stopped exec is denied through a fanotify permission event, in userspace",
+                _ => "execs are not watched",
+            }
+        ),
+        details: format!("{why}; sensors: {}", lost.join("; ")),
+        ..Default::default()
+    };
+    detection.findings.report(f).await;
+}
+
+/// Pick the file sensor's backend: tracepoints unless fanotify is forced, and
+/// fanotify when `auto` and the tracepoints cannot attach. Returns the components,
+/// the report, and the fanotify sensor to run (if that is the backend).
+fn choose_file_backend(
+    cfg: &Config,
+    ebpf: &mut Ebpf,
+    lsm_why: Option<&str>,
+) -> Result<(Vec<Component>, SensorBackend, Option<FanotifySensor>)> {
+    let fanotify = |reason: String| -> Result<_> {
+        let f =
+            FanotifySensor::new(&cfg.watch.paths).context("starting the fanotify file sensor")?;
+        tracing::info!(reason = %reason, "File sensor: fanotify backend.");
+        let c = Component {
+            name: "fanotify".into(),
+            kind: "fanotify",
+            target: join_paths(&cfg.watch.paths),
+            state: ComponentState::Attached,
+            mode: None,
+            reason: Some(reason.clone()),
+        };
+        Ok((
+            vec![c],
+            SensorBackend::new("file", "fanotify", Some(reason)),
+            Some(f),
+        ))
+    };
+    match cfg.sensors.file_backend {
+        BackendChoice::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
+        mode => match file::attach_file_sensor(ebpf) {
+            Ok(mut comps) => {
+                let reason = match mode {
+                    BackendChoice::Tracepoint => {
+                        Some("forced by sensors.file_backend: tracepoint".to_string())
+                    }
+                    _ => lsm_why.map(str::to_string),
+                };
+                for c in &mut comps {
+                    if c.reason.is_none() {
+                        c.reason = reason.as_ref().map(|r| format!("tracepoint backend: {r}"));
+                    }
+                }
+                Ok((
+                    comps,
+                    SensorBackend::new("file", "tracepoint", reason),
+                    None,
+                ))
+            }
+            Err(e) if mode == BackendChoice::Auto => {
+                tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
+                fanotify(format!("tracepoints failed: {e}"))
+            }
+            Err(e) => Err(e).context("attaching the file sensor tracepoints"),
+        },
+    }
+}
+
+fn join_paths(paths: &[std::path::PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Pick the exec sensor's backend: the sched_process_exec tracepoint unless fanotify
+/// is forced, and fanotify when `auto` and the tracepoint cannot attach. A sensor that
+/// cannot start at all is reported (backend "none"), not fatal.
+fn choose_exec_backend(
+    cfg: &Config,
+    ebpf: &mut Ebpf,
+    lsm_why: Option<&str>,
+    policy: &Result<ExecPolicy, String>,
+) -> (Vec<Component>, SensorBackend, Option<FanotifyExec>) {
+    let fanotify = |reason: String| {
+        let started = policy.clone().and_then(|p| {
+            FanotifyExec::new(p, &cfg.exec.fanotify_roots).map_err(|e| e.to_string())
+        });
+        match started {
+            Ok(f) => {
+                tracing::info!(reason = %reason, marked = ?f.marked, "Exec sensor: fanotify backend.");
+                let c = Component {
+                    name: "fanotify_exec".into(),
+                    kind: "fanotify",
+                    target: join_paths(&f.marked),
+                    state: ComponentState::Attached,
+                    mode: Some(kernel::mode_label(kernel::enforcement_mode(
+                        cfg.exec.enforce,
+                        cfg.exec.dry_run,
+                    ))),
+                    reason: Some(reason.clone()),
+                };
+                (
+                    vec![c],
+                    SensorBackend::new("exec", "fanotify", Some(reason)),
+                    Some(f),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Exec sensor not started.");
+                let why = format!("{reason}; fanotify: {e}");
+                let c = Component::failed("fanotify_exec", "fanotify", String::new(), why.clone());
+                (vec![c], SensorBackend::new("exec", "none", Some(why)), None)
+            }
+        }
+    };
+    if cfg.sensors.exec_backend == BackendChoice::Fanotify {
+        return fanotify("forced by sensors.exec_backend: fanotify".into());
+    }
+    match exec::attach_exec(ebpf, &cfg.exec) {
+        Ok(c) => {
+            let reason = match cfg.sensors.exec_backend {
+                BackendChoice::Tracepoint => {
+                    Some("forced by sensors.exec_backend: tracepoint".to_string())
+                }
+                _ => lsm_why.map(str::to_string),
+            };
+            (
+                vec![c],
+                SensorBackend::new("exec", "tracepoint", reason),
+                None,
+            )
+        }
+        Err(e) if cfg.sensors.exec_backend == BackendChoice::Auto => {
+            tracing::warn!(error = %e, "Exec tracepoint failed; falling back to fanotify.");
+            fanotify(format!("tracepoint failed: {e}"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Exec sensor not attached.");
+            let c = Component::failed(
+                maps::progs::SCHED_PROCESS_EXEC,
+                "tracepoint",
+                "sched:sched_process_exec".into(),
+                e.to_string(),
+            );
+            (
+                vec![c],
+                SensorBackend::new("exec", "none", Some(e.to_string())),
+                None,
+            )
+        }
+    }
+}
