@@ -5,10 +5,11 @@
 //! kernel program is loaded or any port bound.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -86,8 +87,7 @@ pub struct Logs {
 
 impl Logs {
     /// The files configured for one source.
-    pub fn paths(&self, source: crate::logs::Source) -> &[PathBuf] {
-        use crate::logs::Source;
+    pub fn paths(&self, source: Source) -> &[PathBuf] {
         match source {
             Source::Sshd => &self.sshd,
             Source::Exim => &self.exim,
@@ -108,7 +108,7 @@ pub struct Journald {
     /// A journal directory instead of the system journal (empty: the system's).
     pub directory: PathBuf,
     /// `SYSLOG_IDENTIFIER` → the source whose grammar reads its messages.
-    pub identifiers: std::collections::BTreeMap<String, crate::logs::Source>,
+    pub identifiers: std::collections::BTreeMap<String, Source>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -123,7 +123,7 @@ pub enum JournaldMode {
 
 impl Logs {
     /// The identifiers the journal is read for, after `mode`.
-    pub fn journal_identifiers(&self) -> std::collections::BTreeMap<String, crate::logs::Source> {
+    pub fn journal_identifiers(&self) -> std::collections::BTreeMap<String, Source> {
         self.journald
             .identifiers
             .iter()
@@ -737,7 +737,7 @@ impl Config {
         if self.logs.max_keys == 0 {
             return err("logs.max_keys", "must be > 0".into());
         }
-        for source in crate::logs::Source::ALL {
+        for source in Source::ALL {
             for (i, p) in self.logs.paths(source).iter().enumerate() {
                 if !p.is_absolute() || p.file_name().is_none() {
                     return err(
@@ -775,8 +775,8 @@ impl Config {
             ("infra_ips", &self.infra_ips),
         ] {
             for (i, a) in list.iter().enumerate() {
-                if let Err(e) = crate::firewall::parse_target(a, false) {
-                    return err(&format!("{key}[{i}]"), e.to_string());
+                if let Err(e) = parse_net(a, false) {
+                    return err(&format!("{key}[{i}]"), e);
                 }
             }
         }
@@ -901,6 +901,89 @@ fn replace_lists_from(base: &mut Value, over: Value) {
         }
         (slot, o) => *slot = o,
     }
+}
+
+/// A log file's kind: which grammar reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// OpenSSH through syslog (auth.log, secure).
+    Sshd,
+    /// exim's mainlog.
+    Exim,
+    /// dovecot through syslog (maillog, mail.log).
+    Dovecot,
+    /// pure-ftpd and proftpd, through syslog or proftpd's own log.
+    Ftp,
+    /// cPanel/WHM's login_log.
+    Cpanel,
+    /// Apache/nginx access logs: common, combined, vhost_combined.
+    Access,
+    /// ModSecurity: the audit log (serial, v2 or v3 JSON) or Apache error_log lines.
+    Modsec,
+}
+
+impl Source {
+    pub const ALL: [Source; 7] = [
+        Source::Sshd,
+        Source::Exim,
+        Source::Dovecot,
+        Source::Ftp,
+        Source::Cpanel,
+        Source::Access,
+        Source::Modsec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Sshd => "sshd",
+            Source::Exim => "exim",
+            Source::Dovecot => "dovecot",
+            Source::Ftp => "ftp",
+            Source::Cpanel => "cpanel",
+            Source::Access => "access",
+            Source::Modsec => "modsec",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Source> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Parse an IP or CIDR the way an operator writes it, into its canonical network.
+/// Rejects what is almost certainly a mistake instead of guessing. `/0` needs `force`.
+pub fn parse_net(input: &str, force: bool) -> Result<IpNet, String> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err("ip is required".into());
+    }
+    let net: IpNet = if s.contains('/') {
+        s.parse()
+            .map_err(|_| format!("{s:?} is not a valid CIDR"))?
+    } else {
+        let ip: IpAddr = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a valid IP address"))?;
+        IpNet::from(ip)
+    };
+    if let IpAddr::V6(v6) = net.addr() {
+        if v6.to_ipv4_mapped().is_some() {
+            return Err(format!(
+                "{s:?} is an IPv4-mapped IPv6 address; use the IPv4 form instead"
+            ));
+        }
+    }
+    if net.prefix_len() == 0 && !force {
+        return Err(format!("{s:?} covers every address; pass force to mean it"));
+    }
+    if net.trunc() != net {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 #[cfg(test)]

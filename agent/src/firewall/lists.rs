@@ -34,41 +34,9 @@ pub enum FirewallError {
     Map(#[from] aya::maps::MapError),
 }
 
-/// Parse an IP or CIDR the way an operator writes it, into its canonical network.
-/// Rejects what is almost certainly a mistake instead of guessing. `/0` needs `force`.
+/// Parse an IP or CIDR the way an operator writes it (see [`crate::config::parse_net`]).
 pub fn parse_target(input: &str, force: bool) -> Result<IpNet, FirewallError> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err(FirewallError::Invalid("ip is required".into()));
-    }
-    let net: IpNet = if s.contains('/') {
-        s.parse()
-            .map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid CIDR")))?
-    } else {
-        let ip: IpAddr = s
-            .parse()
-            .map_err(|_| FirewallError::Invalid(format!("{s:?} is not a valid IP address")))?;
-        IpNet::from(ip)
-    };
-    if let IpAddr::V6(v6) = net.addr() {
-        if v6.to_ipv4_mapped().is_some() {
-            return Err(FirewallError::Invalid(format!(
-                "{s:?} is an IPv4-mapped IPv6 address; use the IPv4 form instead"
-            )));
-        }
-    }
-    if net.prefix_len() == 0 && !force {
-        return Err(FirewallError::Invalid(format!(
-            "{s:?} covers every address; pass force to mean it"
-        )));
-    }
-    if net.trunc() != net {
-        return Err(FirewallError::Invalid(format!(
-            "{s:?} has host bits set; did you mean {}?",
-            net.trunc()
-        )));
-    }
-    Ok(net)
+    crate::config::parse_net(input, force).map_err(FirewallError::Invalid)
 }
 
 /// Canonical text: a bare address for host routes, CIDR otherwise.

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 
 use super::{
     event::WebHit,
+    grammar::ParseError,
     grammar::{bounded, bracketed, quoted, token},
-    ParseError,
 };
 
 pub fn parse_line(line: &str) -> Result<WebHit, ParseError> {

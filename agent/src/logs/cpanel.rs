@@ -10,8 +10,8 @@
 
 use super::{
     event::{Event, Service},
+    grammar::ParseError,
     grammar::{bounded, bracketed, quoted, token},
-    ParseError,
 };
 
 pub fn parse_line(line: &str) -> Result<Event, ParseError> {

@@ -13,7 +13,8 @@
 use super::{
     event::{Event, Service},
     grammar::bounded,
-    syslog, ParseError,
+    grammar::ParseError,
+    syslog,
 };
 
 /// Failed attempts one line may stand for, at most.

@@ -4,57 +4,9 @@
 
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use super::{access, cpanel, dovecot, exim, ftp, grammar::ParseError, modsec, sshd};
 
-use super::{access, cpanel, dovecot, exim, ftp, modsec, sshd, ParseError};
-
-/// A log file's kind: which grammar reads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// OpenSSH through syslog (auth.log, secure).
-    Sshd,
-    /// exim's mainlog.
-    Exim,
-    /// dovecot through syslog (maillog, mail.log).
-    Dovecot,
-    /// pure-ftpd and proftpd, through syslog or proftpd's own log.
-    Ftp,
-    /// cPanel/WHM's login_log.
-    Cpanel,
-    /// Apache/nginx access logs: common, combined, vhost_combined.
-    Access,
-    /// ModSecurity: the audit log (serial, v2 or v3 JSON) or Apache error_log lines.
-    Modsec,
-}
-
-impl Source {
-    pub const ALL: [Source; 7] = [
-        Source::Sshd,
-        Source::Exim,
-        Source::Dovecot,
-        Source::Ftp,
-        Source::Cpanel,
-        Source::Access,
-        Source::Modsec,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Sshd => "sshd",
-            Source::Exim => "exim",
-            Source::Dovecot => "dovecot",
-            Source::Ftp => "ftp",
-            Source::Cpanel => "cpanel",
-            Source::Access => "access",
-            Source::Modsec => "modsec",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Source> {
-        Self::ALL.into_iter().find(|x| x.name() == s)
-    }
-}
+pub use crate::config::Source;
 
 /// A login attempt's service, for the scenario that counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -18,8 +18,8 @@ use std::net::IpAddr;
 
 use super::{
     event::{Event, MailEvent, Service},
+    grammar::ParseError,
     grammar::{bounded, civil_seconds, token},
-    ParseError,
 };
 
 /// Split the prefix; returns (date, time, msgid, text).

@@ -14,8 +14,9 @@ use std::net::IpAddr;
 
 use super::{
     event::{Event, Service},
+    grammar::ParseError,
     grammar::{bounded, token},
-    syslog, ParseError,
+    syslog,
 };
 
 fn auth(ip: IpAddr, user: Option<&str>, ok: bool) -> Event {

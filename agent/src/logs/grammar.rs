@@ -136,6 +136,17 @@ pub fn bounded(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
+/// Why a line is not an event.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not in the source's format at all (counted as malformed, never fatal).
+    #[error("malformed line: {0}")]
+    Framing(&'static str),
+    /// Well-formed, but nothing a scenario or report counts.
+    #[error("not a security-relevant line")]
+    Irrelevant,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

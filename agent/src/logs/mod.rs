@@ -22,6 +22,7 @@ pub mod modsec;
 pub mod respond;
 pub mod scenario;
 pub mod sshd;
+pub mod stats;
 pub mod syslog;
 pub mod tail;
 
@@ -30,10 +31,7 @@ use std::{
     ffi::OsString,
     os::fd::{AsFd, AsRawFd, RawFd},
     path::PathBuf,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
@@ -41,7 +39,9 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tokio::{io::unix::AsyncFd, sync::watch};
 
 pub use event::{Event, Parser, Source};
+pub use grammar::ParseError;
 pub use scenario::{Outputs, Scenarios};
+pub use stats::LogStats;
 
 use crate::{
     config::{Config, Logs},
@@ -53,76 +53,6 @@ use respond::Responder;
 use tail::{Start, Tailer};
 
 const SAVE_EVERY: Duration = Duration::from_secs(5);
-
-/// Why a line is not an event.
-#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParseError {
-    /// Not in the source's format at all (counted as malformed, never fatal).
-    #[error("malformed line: {0}")]
-    Framing(&'static str),
-    /// Well-formed, but nothing a scenario or report counts.
-    #[error("not a security-relevant line")]
-    Irrelevant,
-}
-
-#[derive(Debug, Default)]
-pub struct LogStats {
-    pub lines: AtomicU64,
-    /// Events (a multi-line ModSecurity record is one).
-    pub parsed: AtomicU64,
-    /// Well-formed lines that are not events.
-    pub ignored: AtomicU64,
-    /// Lines not in their source's format (counted, never fatal).
-    pub malformed: AtomicU64,
-    /// Failed login attempts.
-    pub failures: AtomicU64,
-    pub triggers: AtomicU64,
-    /// Lines per source, in [`Source::ALL`] order.
-    pub by_source: [AtomicU64; 7],
-}
-
-impl LogStats {
-    pub fn json(&self) -> serde_json::Value {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let by: serde_json::Map<String, serde_json::Value> = Source::ALL
-            .iter()
-            .zip(&self.by_source)
-            .map(|(s, n)| (s.name().to_string(), l(n).into()))
-            .collect();
-        serde_json::json!({
-            "lines": l(&self.lines),
-            "parsed": l(&self.parsed),
-            "ignored": l(&self.ignored),
-            "malformed": l(&self.malformed),
-            "failures": l(&self.failures),
-            "triggers": l(&self.triggers),
-            "lines_by_source": by,
-        })
-    }
-
-    /// Count one line and parse it.
-    pub fn parse(&self, parser: &mut Parser, line: &str) -> Option<Event> {
-        self.lines.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = Source::ALL.iter().position(|s| *s == parser.source()) {
-            self.by_source[i].fetch_add(1, Ordering::Relaxed);
-        }
-        match parser.feed(line) {
-            Ok(Some(ev)) => {
-                self.parsed.fetch_add(1, Ordering::Relaxed);
-                Some(ev)
-            }
-            Ok(None) => None,
-            Err(ParseError::Framing(_)) => {
-                self.malformed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            Err(ParseError::Irrelevant) => {
-                self.ignored.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-}
 
 struct InotifyFd(Inotify);
 

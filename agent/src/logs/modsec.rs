@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::{
     event::{WafHit, WafRule},
+    grammar::ParseError,
     grammar::{bounded, ip_maybe_port, tags, token},
-    ParseError,
 };
 
 /// Lines of one section kept, at most (headers of a hostile request).

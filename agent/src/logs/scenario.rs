@@ -29,7 +29,7 @@ use api::model::Severity;
 use super::{
     bucket::{Buckets, Outcome, Spec},
     event::{Event, MailEvent, Service, Source, WafHit},
-    LogStats,
+    stats::LogStats,
 };
 use crate::{
     config::{Logs, Scenario},

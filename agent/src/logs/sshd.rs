@@ -9,8 +9,8 @@
 
 use std::net::IpAddr;
 
+use super::grammar::ParseError;
 pub use super::syslog::syslog;
-use super::ParseError;
 
 /// What an sshd message says about an authentication attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! Syslog framing, shared by every daemon that logs through syslog (sshd, dovecot,
 //! pure-ftpd, proftpd).
 
-use super::{grammar::token, ParseError};
+use super::grammar::{token, ParseError};
 
 /// One syslog line: `Mmm dd hh:mm:ss host prog[pid]: msg` (RFC 3164) or
 /// `2026-11-23T15:00:01.123456+00:00 host prog[pid]: msg` (RFC 3339, rsyslog's

@@ -6,7 +6,7 @@ use api::model::{Finding, Severity};
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now_rfc3339, rfc3339, Store, StoreError};
+use super::db::{now_rfc3339, rfc3339, Store, StoreError};
 
 /// A finding before it has an id. Correlation fields are `None` when unknown.
 #[derive(Clone, Debug, Default)]

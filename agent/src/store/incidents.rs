@@ -7,7 +7,7 @@ use api::model::Severity;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{now_rfc3339, Store, StoreError};
+use super::db::{now_rfc3339, Store, StoreError};
 
 pub const INCIDENT_STATUSES: &[&str] = &["open", "contained", "resolved", "dismissed"];
 
@@ -130,7 +130,7 @@ impl Store {
     ) -> Result<(i64, bool), StoreError> {
         self.call(move |c| {
             let now = now_rfc3339();
-            let unix = super::now_unix();
+            let unix = super::db::now_unix();
             let tx = c.transaction()?;
             let open: Option<(i64, String, String)> = tx
                 .query_row(
@@ -249,7 +249,14 @@ impl Store {
             tx.execute(
                 "UPDATE incidents SET status = ?2, details = ?3, status_by = ?4, updated_at = ?5,
                  updated_unix = ?6 WHERE id = ?1",
-                params![id, status, details, actor, now_rfc3339(), super::now_unix()],
+                params![
+                    id,
+                    status,
+                    details,
+                    actor,
+                    now_rfc3339(),
+                    super::db::now_unix()
+                ],
             )?;
             let updated = get(&tx, id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("incident {id} vanished")))?;

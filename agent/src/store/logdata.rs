@@ -7,7 +7,7 @@
 use rusqlite::params;
 use serde_json::{json, Value};
 
-use super::{now_rfc3339, now_unix, Store, StoreError};
+use super::db::{now_rfc3339, now_unix, Store, StoreError};
 use crate::logs::event::{MailEvent, WafHit};
 
 /// A time window for the report queries (Unix seconds, inclusive).
@@ -233,7 +233,7 @@ impl Store {
                         "msg": r.get::<_, String>(1)?,
                         "severity": r.get::<_, String>(2)?,
                         "hits": r.get::<_, i64>(3)?,
-                        "last_seen": time::OffsetDateTime::from_unix_timestamp(last).map(super::rfc3339).unwrap_or_default(),
+                        "last_seen": time::OffsetDateTime::from_unix_timestamp(last).map(super::db::rfc3339).unwrap_or_default(),
                     }))
                 },
             )

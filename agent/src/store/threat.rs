@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::{now_unix, Store, StoreError};
+use super::db::{now_unix, Store, StoreError};
 
 /// One event about an address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
