@@ -139,7 +139,15 @@ fn emit(info: &OpenInfo, cgroup_id: u64, decision: Decision, new_image: bool) {
     let lineage = kstruct::offsets().map(|o| {
         let p = kstruct::parent(o, 0);
         let gp = p.and_then(|(task, _, _)| kstruct::parent(o, task));
-        (p, gp, if new_image { kstruct::current_args(o) } else { None })
+        (
+            p,
+            gp,
+            if new_image {
+                kstruct::current_args(o)
+            } else {
+                None
+            },
+        )
     });
     // SAFETY: reserved ring buffer memory of size_of::<ExecEvent>(); every field written.
     unsafe {

@@ -21,13 +21,20 @@ const APT_PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
+    // libbpf-sys builds its vendored libbpf against these.
+    "libelf-dev",
+    "pkg-config",
+    // clippy for the kernel crate, from the same Debian toolchain that builds it.
+    "rust-web-clippy",
     "iproute2",
     "iputils-ping",
     "systemd-journal-remote",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
-const EBPF_RUSTC: &str = "/usr/bin/rustc";
+pub const EBPF_RUSTC: &str = "/usr/bin/rustc";
+/// Debian's clippy for that compiler (package rust-web-clippy).
+pub const EBPF_CLIPPY: &str = "/usr/bin/cargo-clippy";
 const CORE_SRC: &str = "/usr/lib/rustlib/src/rust/library/core";
 
 fn dpkg_installed(pkg: &str) -> bool {

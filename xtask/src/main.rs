@@ -4,6 +4,8 @@
 mod bench;
 mod bootstrap;
 mod docs;
+mod layout;
+mod lint;
 mod util;
 
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ enum Command {
         #[arg(long, default_value = ".rampart")]
         state_dir: String,
     },
+    /// rustfmt and clippy (workspace and kernel crate), and the agent's layout rules.
+    Lint,
     /// Unit tests, then the privileged end-to-end tests (root; kernel tests must not skip in CI).
     Test,
     /// Benchmarks; writes bench/results.json and the README performance table.
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Command::Bootstrap => bootstrap::run(),
         Command::Run { state_dir } => run(&state_dir),
+        Command::Lint => lint::run(),
         Command::Test => test(),
         Command::Bench => bench::run(),
         Command::Docs => docs::run(),

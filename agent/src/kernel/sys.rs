@@ -1,64 +1,46 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! BPF commands aya has no API for: batch map updates and BPF_PROG_TEST_RUN.
+//! BPF commands aya has no API for, through libbpf: batch map updates and
+//! BPF_PROG_TEST_RUN.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+/// libbpf's convention: 0 or a count on success, `-errno` on failure.
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc < 0 {
+        return Err(std::io::Error::from_raw_os_error(-rc));
+    }
+    Ok(())
+}
 
 /// BPF_MAP_UPDATE_BATCH: insert `count` keys/values (packed arrays) in one syscall.
 /// Returns how many the kernel applied; Err(EINVAL/ENOTSUPP) where the map type has
 /// no batch operations.
 pub fn map_update_batch(
-    map_fd: std::os::fd::BorrowedFd<'_>,
+    map_fd: BorrowedFd<'_>,
     keys: &[u8],
     values: &[u8],
     count: u32,
 ) -> std::io::Result<u32> {
-    // union bpf_attr, `batch` member.
-    #[repr(C)]
-    #[derive(Default)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-        _pad: [u64; 8],
-    }
-    const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-    let mut attr = BatchAttr {
-        keys: keys.as_ptr() as u64,
-        values: values.as_ptr() as u64,
-        count,
-        map_fd: map_fd.as_raw_fd() as u32,
-        ..Default::default()
+    let mut applied = count;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
     };
     // SAFETY: keys/values outlive the call and hold `count` packed elements (the
-    // caller's contract); attr is the command's zero-padded bpf_attr member.
-    unsafe { sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr) }?;
-    Ok(attr.count)
-}
-
-/// The bpf(2) syscall with `attr` as the command's `union bpf_attr` member.
-///
-/// # Safety
-/// `attr` must be the repr(C), zero-padded member `cmd` expects, and every pointer in
-/// it must be valid for what the kernel reads or writes during the call.
-unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<()> {
-    // SAFETY: the caller's contract.
+    // caller's contract, checked by the kernel against the map's sizes); `applied`
+    // and `opts` are valid for the call.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut A,
-            std::mem::size_of::<A>() as u32,
+        libbpf_sys::bpf_map_update_batch(
+            map_fd.as_raw_fd(),
+            keys.as_ptr().cast(),
+            values.as_ptr().cast(),
+            &mut applied,
+            &opts,
         )
     };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    check(rc)?;
+    Ok(applied)
 }
 
 /// Result of one BPF_PROG_TEST_RUN.
@@ -70,40 +52,20 @@ pub struct TestRun {
 }
 
 /// Run a loaded program on `data` `repeat` times in the kernel (BPF_PROG_TEST_RUN).
-pub fn test_run(prog_fd: std::os::fd::RawFd, data: &[u8], repeat: u32) -> std::io::Result<TestRun> {
-    // union bpf_attr, `test` member (include/uapi/linux/bpf.h).
-    #[repr(C)]
-    #[derive(Default)]
-    struct TestAttr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        _pad: [u32; 9],
-    }
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-    let mut attr = TestAttr {
-        prog_fd: prog_fd as u32,
-        data_size_in: data.len() as u32,
-        data_in: data.as_ptr() as u64,
-        repeat,
+pub fn test_run(prog_fd: RawFd, data: &[u8], repeat: u32) -> std::io::Result<TestRun> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: data.as_ptr().cast(),
+        data_size_in: u32::try_from(data.len())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::E2BIG))?,
+        repeat: i32::try_from(repeat).unwrap_or(i32::MAX),
         ..Default::default()
     };
-    // SAFETY: data outlives the call; attr is the command's zero-padded member.
-    unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
+    // SAFETY: data outlives the call; opts is a zero-initialised, sized options struct.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut opts) };
+    check(rc)?;
     Ok(TestRun {
-        retval: attr.retval,
-        duration_ns: attr.duration,
+        retval: opts.retval,
+        duration_ns: opts.duration,
     })
 }
