@@ -211,7 +211,10 @@ fn main() -> ExitCode {
                             );
                         }
                     }
-                    eprintln!("{}; {n} would-be actions", stats.json());
+                    eprintln!(
+                        "{}; {n} would-be actions",
+                        serde_json::to_string(&stats.view()).unwrap_or_default()
+                    );
                     if n == 0 {
                         ExitCode::SUCCESS
                     } else {

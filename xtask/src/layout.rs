@@ -3,7 +3,8 @@
 //! at most [`MAX_TOP_LEVEL`] top-level modules, the feature folders present,
 //! `daemon.rs` at most [`MAX_DAEMON_LINES`] lines, `config.rs` importing nothing of
 //! ours, and no import circle between files except the log grammars' enum dispatch
-//! (`logs/event.rs` names each grammar; each grammar returns `logs/event.rs` types).
+//! (`logs/event.rs` names each grammar; each grammar returns `logs/event.rs` types),
+//! and no `json!` response in `web/` (every route answers a typed struct).
 //!
 //! Imports are read from `use` items and `crate::`/`super::` paths, resolved to files
 //! through the module tree, following `pub use` re-exports to the file that defines
@@ -64,6 +65,13 @@ pub fn check(src: &Path) -> Result<()> {
         )),
         Some(_) => {}
         None => problems.push("daemon.rs is missing".into()),
+    }
+    for (f, code) in files.iter().filter(|(f, _)| f.starts_with("web/")) {
+        if code.contains("json!(") {
+            problems.push(format!(
+                "{f} builds a response with json!: every route answers a typed response struct"
+            ));
+        }
     }
     let deps = dependencies(&files);
     if let Some(d) = deps.get("config.rs").filter(|d| !d.is_empty()) {

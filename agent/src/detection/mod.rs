@@ -448,23 +448,46 @@ pub async fn schedule(
 }
 
 /// Counters for `/health` and `/metrics`.
-pub fn stats_json(det: &Detection) -> serde_json::Value {
+/// Detection's counters as /health shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct DetectionStats {
+    pub scan: scan::ScanStatsView,
+    pub findings: FindingCounts,
+    pub rules_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_to_scan_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct FindingCounts {
+    pub new: u64,
+    pub repeats: u64,
+    pub suppressed: u64,
+    pub store_errors: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+pub fn stats(det: &Detection) -> DetectionStats {
     let f = &det.findings.stats;
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let mut v = serde_json::json!({
-        "scan": det.pool.stats.json(),
-        "findings": {
-            "new": l(&f.new),
-            "repeats": l(&f.repeats),
-            "suppressed": l(&f.suppressed),
-            "store_errors": l(&f.store_errors),
+    DetectionStats {
+        scan: det.pool.stats.view(),
+        findings: FindingCounts {
+            new: l(&f.new),
+            repeats: l(&f.repeats),
+            suppressed: l(&f.suppressed),
+            store_errors: l(&f.store_errors),
         },
-        "rules_version": det.engine.current().version,
-    });
-    if let Some((p50, p99)) = det.latency_percentiles() {
-        v["write_to_scan_ms"] = serde_json::json!({"p50": p50, "p99": p99});
+        rules_version: det.engine.current().version.clone(),
+        write_to_scan_ms: det
+            .latency_percentiles()
+            .map(|(p50, p99)| Percentiles { p50, p99 }),
     }
-    v
 }
 
 #[cfg(test)]

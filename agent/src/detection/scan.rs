@@ -234,18 +234,30 @@ pub struct ScanStats {
     pub backpressure: AtomicU64,
 }
 
+/// The scan pool's counters as /health shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct ScanStatsView {
+    pub submitted: u64,
+    pub scanned: u64,
+    pub bytes: u64,
+    pub matches: u64,
+    pub skipped: u64,
+    pub truncated: u64,
+    pub backpressure: u64,
+}
+
 impl ScanStats {
-    pub fn json(&self) -> serde_json::Value {
+    pub fn view(&self) -> ScanStatsView {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "submitted": l(&self.submitted),
-            "scanned": l(&self.scanned),
-            "bytes": l(&self.bytes),
-            "matches": l(&self.matches),
-            "skipped": l(&self.skipped),
-            "truncated": l(&self.truncated),
-            "backpressure": l(&self.backpressure),
-        })
+        ScanStatsView {
+            submitted: l(&self.submitted),
+            scanned: l(&self.scanned),
+            bytes: l(&self.bytes),
+            matches: l(&self.matches),
+            skipped: l(&self.skipped),
+            truncated: l(&self.truncated),
+            backpressure: l(&self.backpressure),
+        }
     }
 }
 

@@ -46,6 +46,17 @@ pub struct Rollback {
     pub armed_at: String,
 }
 
+/// A pending tentative policy as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RollbackView {
+    pub pending: bool,
+    pub armed_at: String,
+    pub deadline: String,
+    pub seconds_left: i64,
+    pub proposed: FirewallPolicy,
+    pub previous: Option<FirewallPolicy>,
+}
+
 pub struct PolicyManager {
     store: Store,
     config_policy: FirewallPolicy,
@@ -223,16 +234,16 @@ fn to_json<T: Serialize>(v: &T) -> String {
 }
 
 impl Rollback {
-    pub fn to_json(&self) -> serde_json::Value {
-        let left = (self.deadline_unix - now_unix()).max(0);
-        serde_json::json!({
-            "pending": true,
-            "armed_at": self.armed_at,
-            "deadline": rfc3339_unix(self.deadline_unix),
-            "seconds_left": left,
-            "proposed": self.proposed,
-            "previous": self.previous,
-        })
+    /// What the API shows of a pending rollback.
+    pub fn view(&self) -> RollbackView {
+        RollbackView {
+            pending: true,
+            armed_at: self.armed_at.clone(),
+            deadline: rfc3339_unix(self.deadline_unix),
+            seconds_left: (self.deadline_unix - now_unix()).max(0),
+            proposed: self.proposed.clone(),
+            previous: self.previous.clone(),
+        }
     }
 }
 

@@ -483,6 +483,6 @@ mod tests {
         assert_eq!(stats.ignored.load(Ordering::Relaxed), 1);
         assert_eq!(stats.failures.load(Ordering::Relaxed), 8);
         assert_eq!(stats.triggers.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.json()["lines_by_source"]["sshd"], 10);
+        assert_eq!(stats.view().lines_by_source["sshd"], 10);
     }
 }

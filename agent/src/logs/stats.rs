@@ -9,6 +9,18 @@ use super::{
     grammar::ParseError,
 };
 
+/// The log pipeline's counters as /health shows them.
+#[derive(Debug, serde::Serialize)]
+pub struct LogStatsView {
+    pub lines: u64,
+    pub parsed: u64,
+    pub ignored: u64,
+    pub malformed: u64,
+    pub failures: u64,
+    pub triggers: u64,
+    pub lines_by_source: std::collections::BTreeMap<&'static str, u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct LogStats {
     pub lines: AtomicU64,
@@ -26,22 +38,21 @@ pub struct LogStats {
 }
 
 impl LogStats {
-    pub fn json(&self) -> serde_json::Value {
+    pub fn view(&self) -> LogStatsView {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let by: serde_json::Map<String, serde_json::Value> = Source::ALL
-            .iter()
-            .zip(&self.by_source)
-            .map(|(s, n)| (s.name().to_string(), l(n).into()))
-            .collect();
-        serde_json::json!({
-            "lines": l(&self.lines),
-            "parsed": l(&self.parsed),
-            "ignored": l(&self.ignored),
-            "malformed": l(&self.malformed),
-            "failures": l(&self.failures),
-            "triggers": l(&self.triggers),
-            "lines_by_source": by,
-        })
+        LogStatsView {
+            lines: l(&self.lines),
+            parsed: l(&self.parsed),
+            ignored: l(&self.ignored),
+            malformed: l(&self.malformed),
+            failures: l(&self.failures),
+            triggers: l(&self.triggers),
+            lines_by_source: Source::ALL
+                .iter()
+                .zip(&self.by_source)
+                .map(|(s, n)| (s.name(), l(n)))
+                .collect(),
+        }
     }
 
     /// Count one line and parse it.

@@ -9,7 +9,10 @@ mod logdata;
 mod threat;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
-pub use logdata::Window;
+pub use logdata::{
+    CodeCount, Deferral, EmailStats, FindingGroup, HostCount, MailScript, ModsecBlock, ModsecEvent,
+    ModsecRule, ModsecRuleHit, ModsecStats, RuleCount, Sender, Window,
+};
 pub use threat::{ThreatEvent, ThreatIp};
 mod db;
 pub use db::{now_rfc3339, now_unix, rfc3339, AuditEntry, EntryQuery, FwList, Store, StoreError};

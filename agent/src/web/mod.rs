@@ -8,27 +8,33 @@ use std::{
 };
 
 use api::{
-    model::{BlockEntry, BlockRequest, Finding, FirewallOp, FwList as ApiList},
+    model::{BlockEntry, BlockRequest, DetectOp, Finding, FirewallOp, FwList as ApiList},
     ApiError,
 };
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
-pub mod detect;
+pub mod bulk;
+pub mod findings;
+pub mod firewall;
+pub mod incidents;
 pub mod reports;
+pub mod rules;
+pub mod status;
+pub mod threat;
 pub mod tls;
 pub mod tokens;
 pub mod undo;
 
 use crate::{
     config::Logs,
-    detection::{self, Detection},
+    detection::{quarantine::QuarantineError, Detection},
     firewall::{Firewall, FirewallError, PolicyError, PolicyManager},
-    kernel::{Component, ComponentState, Counters},
+    kernel::{Component, Counters},
     logs::{respond::Responder, LogStats},
-    sensors::{FileOp, PipelineStats, SensorBackend, SensorCounters},
-    store::{EntryQuery, FwList, NewFinding, Store, StoreError},
+    sensors::{PipelineStats, SensorBackend, SensorCounters},
+    store::{FwList, NewFinding, Store, StoreError},
 };
 use undo::Undo;
 
@@ -115,12 +121,38 @@ pub struct AgentBackend {
     pub undo: Undo,
 }
 
-fn counters(v: Vec<(&'static str, u64)>) -> serde_json::Value {
-    serde_json::Value::Object(
-        v.into_iter()
-            .map(|(k, n)| (k.to_string(), json!(n)))
-            .collect(),
-    )
+/// A response: its status and its typed body, serialized. Every route answers one of
+/// the response types declared beside its handler (one file per area of the API).
+pub type Reply = (StatusCode, serde_json::Value);
+
+fn value<T: Serialize>(body: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(body).map_err(|e| ApiError::internal("serializing the response", &e))
+}
+
+/// `body` with `status`.
+pub(crate) fn reply<T: Serialize>(status: StatusCode, body: &T) -> Result<Reply, ApiError> {
+    Ok((status, value(body)?))
+}
+
+/// `body` with 200.
+pub(crate) fn ok<T: Serialize>(body: &T) -> Result<Reply, ApiError> {
+    reply(StatusCode::OK, body)
+}
+
+fn rfc3339_of(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(crate::store::rfc3339)
+        .unwrap_or_default()
+}
+
+fn q_err(e: QuarantineError) -> ApiError {
+    match e {
+        QuarantineError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+        QuarantineError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+        QuarantineError::Invalid(m) => ApiError::unprocessable(m),
+        e @ QuarantineError::Io { .. } => ApiError::internal("quarantine", &e),
+        QuarantineError::Store(e) => store_err(e),
+    }
 }
 
 pub(crate) fn store_err(e: StoreError) -> ApiError {
@@ -159,121 +191,18 @@ fn list_of(l: ApiList) -> FwList {
     }
 }
 
-impl AgentBackend {
-    /// Every loss counter: kernel ring buffer reserve failures per program, then the
-    /// userspace queue.
-    pub fn losses(&self) -> Vec<(&'static str, u64)> {
-        let (xdp, file, egress, exec) =
-            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
-        let pick = |v: &[(&'static str, u64)], key: &str| {
-            v.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, n)| *n)
-                .unwrap_or(0)
-        };
-        vec![
-            ("file_ringbuf_full", pick(&file, "ringbuf_full")),
-            ("file_map_full", pick(&file, "map_full")),
-            ("xdp_event_lost", pick(&xdp, "event_lost")),
-            ("egress_ringbuf_full", pick(&egress, "ringbuf_full")),
-            ("exec_ringbuf_full", pick(&exec, "ringbuf_full")),
-            (
-                "queue_dropped",
-                self.pipeline.queue_dropped.load(Ordering::Relaxed),
-            ),
-        ]
-    }
-
-    fn kernel<T>(&self, f: impl FnOnce(&KernelStats) -> T) -> T {
-        f(&self.kernel)
-    }
-
-    fn pipeline_json(&self) -> serde_json::Value {
-        let p = &self.pipeline;
-        json!({
-            "received": p.received.load(Ordering::Relaxed),
-            "decode_errors": p.decode_errors.load(Ordering::Relaxed),
-            "queue_dropped": p.queue_dropped.load(Ordering::Relaxed),
-            "unwatched": p.unwatched.load(Ordering::Relaxed),
-            "unresolved": p.unresolved.load(Ordering::Relaxed),
-            "file_ops": {
-                "write_close": p.file_ops[FileOp::WriteClose as usize].load(Ordering::Relaxed),
-                "unlink": p.file_ops[FileOp::Unlink as usize].load(Ordering::Relaxed),
-                "rename": p.file_ops[FileOp::Rename as usize].load(Ordering::Relaxed),
-                "chmod": p.file_ops[FileOp::Chmod as usize].load(Ordering::Relaxed),
-                "sensitive_read": p.file_ops[FileOp::SensitiveRead as usize].load(Ordering::Relaxed),
-            },
-        })
-    }
-}
-
 #[async_trait::async_trait]
 impl api::Backend for AgentBackend {
     async fn status(&self) -> Result<serde_json::Value, ApiError> {
-        let counts = self.store.severity_counts().await.map_err(store_err)?;
-        let mut sev = serde_json::Map::new();
-        for s in api::model::Severity::ALL {
-            let n = counts
-                .iter()
-                .find(|(k, _)| k == s.as_str())
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            sev.insert(s.as_str().into(), n.into());
-        }
-        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
-        Ok(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime": self.started.elapsed().as_secs(),
-            "started_at": self.started_at,
-            "started_at_token": self.started_at_token,
-            "watchers": self.watched,
-            "severity_counts": sev,
-            "store": { "status": "ok" },
-            "blocklist_size": blocks,
-            "capabilities": self.capabilities(),
-            "config_hash": self.config_hash,
-            "binary_hash": self.binary_hash.get().map(String::as_str).unwrap_or(""),
-            "latest_scan": null,
-            "last_scan_time": null,
-            "challenge_pending": 0,
-            "rollback": null,
-        }))
+        value(&self.status_view().await?)
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        // "unavailable" (a backend this kernel lacks, with a fallback) is not degraded.
-        let degraded = self
-            .components
-            .iter()
-            .any(|c| c.state == ComponentState::Failed);
-        let (xdp, file, egress, exec) =
-            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
-        Ok(json!({
-            "status": if degraded { "degraded" } else { "ok" },
-            "components": self.components,
-            "sensors": self.sensors,
-            "pipeline": self.pipeline_json(),
-            "losses": counters(self.losses()),
-            "detection": detection::stats_json(&self.detection),
-            "logs": self.log_stats.json(),
-            "auto_response": {
-                "triggered": self.responder.stats.triggered.load(Ordering::Relaxed),
-                "blocked": self.responder.stats.blocked.load(Ordering::Relaxed),
-                "dry_run": self.responder.stats.dry_run.load(Ordering::Relaxed),
-                "refused": self.responder.stats.refused.load(Ordering::Relaxed),
-                "errors": self.responder.stats.errors.load(Ordering::Relaxed),
-            },
-            "kernel": {
-                "xdp": counters(xdp),
-                "file_sensor": counters(file),
-                "egress": counters(egress),
-                "exec": counters(exec),
-            },
-        }))
+        value(&self.health_view())
     }
 
     async fn components(&self) -> Result<serde_json::Value, ApiError> {
-        Ok(json!({ "components": self.components, "sensors": self.sensors }))
+        value(&self.components_view())
     }
 
     fn capabilities(&self) -> Vec<&'static str> {
@@ -307,67 +236,7 @@ impl api::Backend for AgentBackend {
     }
 
     async fn metrics(&self) -> Result<String, ApiError> {
-        use std::fmt::Write;
-        let (xdp, file, egress, exec) =
-            self.kernel(|k| (k.xdp(), k.file(), k.egress(), k.exec(&self.pipeline)));
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "# HELP rampart_xdp_packets_total Packets seen by the XDP firewall, by verdict reason."
-        );
-        let _ = writeln!(s, "# TYPE rampart_xdp_packets_total counter");
-        for (k, v) in xdp {
-            let _ = writeln!(s, "rampart_xdp_packets_total{{reason=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
-            s,
-            "# HELP rampart_file_sensor_total File sensor outcomes in the kernel."
-        );
-        let _ = writeln!(s, "# TYPE rampart_file_sensor_total counter");
-        for (k, v) in file {
-            let _ = writeln!(s, "rampart_file_sensor_total{{outcome=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(s, "# HELP rampart_egress_connects_total Outbound connects checked by the egress sensor, by outcome.");
-        let _ = writeln!(s, "# TYPE rampart_egress_connects_total counter");
-        for (k, v) in egress {
-            let _ = writeln!(s, "rampart_egress_connects_total{{outcome=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
-            s,
-            "# HELP rampart_exec_total Execs checked by the exec sensor, by outcome."
-        );
-        let _ = writeln!(s, "# TYPE rampart_exec_total counter");
-        for (k, v) in exec {
-            let _ = writeln!(s, "rampart_exec_total{{outcome=\"{k}\"}} {v}");
-        }
-        let p = &self.pipeline;
-        for (name, v) in [
-            (
-                "rampart_events_received_total",
-                p.received.load(Ordering::Relaxed),
-            ),
-            (
-                "rampart_events_decode_errors_total",
-                p.decode_errors.load(Ordering::Relaxed),
-            ),
-            (
-                "rampart_events_queue_dropped_total",
-                p.queue_dropped.load(Ordering::Relaxed),
-            ),
-        ] {
-            let _ = writeln!(s, "# TYPE {name} counter\n{name} {v}");
-        }
-        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
-        let allows = self.store.count(FwList::Allows).await.map_err(store_err)?;
-        let _ = writeln!(
-            s,
-            "# TYPE rampart_blocked_entries gauge\nrampart_blocked_entries {blocks}"
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE rampart_allowed_entries gauge\nrampart_allowed_entries {allows}"
-        );
-        Ok(s)
+        self.metrics_text().await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
@@ -388,252 +257,71 @@ impl api::Backend for AgentBackend {
         Ok(rows)
     }
 
-    async fn detect(
-        &self,
-        op: api::model::DetectOp,
-        actor: &str,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        self.detect_op(op, actor).await
-    }
-
-    async fn firewall(
-        &self,
-        op: FirewallOp,
-        actor: &str,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        let fw = &self.firewall;
-        let ok = |v| Ok((StatusCode::OK, v));
+    async fn detect(&self, op: DetectOp, actor: &str) -> Result<Reply, ApiError> {
         match op {
-            FirewallOp::Status => ok(self.firewall_status().await?),
-            FirewallOp::List { list, subnets_only } => {
-                let q = EntryQuery {
-                    subnets_only,
-                    ..Default::default()
-                };
-                ok(json!(self
-                    .store
-                    .query_entries(list_of(list), q)
-                    .await
-                    .map_err(store_err)?))
+            DetectOp::FindingsEnriched => self.findings_enriched().await,
+            DetectOp::FindingDetail(r) => self.finding_detail(r).await,
+            DetectOp::History(h) => self.history(h).await,
+            DetectOp::HistoryRows(h) => self.history_rows(h, actor).await,
+            DetectOp::Stats => self.stats().await,
+            DetectOp::StatsTrend { days } => self.stats_trend(days).await,
+            DetectOp::StatsTimeline { hours } => self.stats_timeline(hours).await,
+            DetectOp::Dismiss(r) => self.dismiss(r, actor).await,
+            DetectOp::Fix(r) => self.fix(r, actor).await,
+            DetectOp::FixBulk(r) => self.fix_bulk(r, actor).await,
+            DetectOp::TestAlert => self.test_alert(actor).await,
+            DetectOp::Audit { limit } => self.audit_log(limit).await,
+            DetectOp::Suppressions => self.suppressions().await,
+            DetectOp::Suppress(r) => self.suppress(r, actor).await,
+            DetectOp::Scan(r) => self.scan(r, actor).await,
+            DetectOp::ScanJobs { id } => self.scan_jobs(id).await,
+            DetectOp::RulesStatus => self.rules_status().await,
+            DetectOp::RulesList => self.rules_list().await,
+            DetectOp::RulesReload => self.rules_reload(actor).await,
+            DetectOp::Quarantine => self.quarantine_list().await,
+            DetectOp::QuarantinePreview { id } => self.quarantine_preview(&id).await,
+            DetectOp::QuarantineRestore { id } => self.quarantine_restore(id, actor).await,
+            DetectOp::QuarantineDelete { ids } => self.quarantine_delete(ids, actor).await,
+            DetectOp::Incidents {
+                status,
+                kind,
+                limit,
+            } => self.incidents(status, kind, limit).await,
+            DetectOp::Incident { id } => self.incident(id).await,
+            DetectOp::IncidentStatus {
+                id,
+                status,
+                details,
+            } => self.incident_status(id, status, details, actor).await,
+            DetectOp::IncidentGroups {
+                status,
+                kind,
+                limit,
+            } => self.incident_groups(status, kind, limit).await,
+            DetectOp::IncidentTimeline { ip, account, hours } => {
+                self.incident_timeline(ip, account, hours).await
             }
-            FirewallOp::Audit { limit } => ok(json!(self
-                .store
-                .audit_log(limit)
-                .await
-                .map_err(store_err)?)),
-            FirewallOp::Check { ip } => ok(json!(fw.check(&ip).await.map_err(fw_err)?)),
-            FirewallOp::Add {
-                list,
-                ip,
-                reason,
-                duration,
-                force,
-                source,
-            } => {
-                let list = list_of(list);
-                let reason = if reason.trim().is_empty() && source == "threat" {
-                    "threat intelligence".into()
-                } else {
-                    reason
-                };
-                let e = fw
-                    .add(list, &ip, &reason, source, duration, force, actor)
-                    .await
-                    .map_err(fw_err)?;
-                if source == "decision" {
-                    return Ok((
-                        StatusCode::CREATED,
-                        json!({ "decision": decision(&e, list, 0) }),
-                    ));
-                }
-                let status = if list == FwList::Blocks {
-                    "blocked"
-                } else {
-                    "allowed"
-                };
-                ok(json!({ "status": status, "ip": e.ip, "expires_at": e.expires_at }))
-            }
-            FirewallOp::Remove { list, ips, bulk } => {
-                let list = list_of(list);
-                let before = if bulk && list == FwList::Blocks {
-                    self.snapshot_blocks(&ips).await?
-                } else {
-                    Vec::new()
-                };
-                let gone = fw.remove(list, &ips, actor).await.map_err(fw_err)?;
-                if bulk {
-                    let removed: Vec<_> = before
-                        .into_iter()
-                        .filter(|i| gone.contains(&i.ip))
-                        .collect();
-                    let token = self.record_unblock_undo(actor, removed);
-                    let not_found: Vec<&String> = ips
-                        .iter()
-                        .filter(|i| {
-                            crate::firewall::parse_target(i, true)
-                                .map(|n| !gone.contains(&crate::firewall::canonical(&n)))
-                                .unwrap_or(true)
-                        })
-                        .collect();
-                    let mut v =
-                        json!({ "status": "ok", "unblocked": gone, "not_found": not_found });
-                    if let Some(t) = token {
-                        v["undo_token"] = json!(t);
-                    }
-                    return ok(v);
-                }
-                let what = if list == FwList::Blocks {
-                    "blocked"
-                } else {
-                    "allowed"
-                };
-                match gone.first() {
-                    Some(ip) => ok(
-                        json!({ "status": format!("un{what}").replace("unallowed", "removed"), "ip": ip }),
-                    ),
-                    None => Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("{} is not {what}", ips.join(", ")),
-                    )),
-                }
-            }
-            FirewallOp::Flush => ok(
-                json!({ "status": "flushed", "removed": fw.flush(actor).await.map_err(fw_err)? }),
-            ),
-            FirewallOp::Unban { ip } => {
-                let gone = fw
-                    .remove(FwList::Blocks, std::slice::from_ref(&ip), actor)
-                    .await
-                    .map_err(fw_err)?;
-                let Some(ip) = gone.first() else {
-                    return Err(ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("{ip} is not blocked"),
-                    ));
-                };
-                // cPHulk is cPanel's brute-force store; only cPanel hosts have it.
-                let cphulk = if std::path::Path::new("/usr/local/cpanel/bin/hulk-unban-ip").exists()
-                {
-                    let st = tokio::process::Command::new("/usr/local/cpanel/bin/hulk-unban-ip")
-                        .arg(ip)
-                        .status()
-                        .await;
-                    if st.is_ok_and(|s| s.success()) {
-                        "flushed"
-                    } else {
-                        "failed"
-                    }
-                } else {
-                    "not_installed"
-                };
-                ok(json!({ "status": "unbanned", "ip": ip, "cphulk": cphulk }))
-            }
-            FirewallOp::TentativeApply { changes } => {
-                let rb = self
-                    .policy
-                    .tentative_apply(changes)
-                    .await
-                    .map_err(policy_err)?;
-                ok(json!({ "status": "applied", "restart": false, "rollback": rb.to_json() }))
-            }
-            FirewallOp::Rollback => match self.policy.pending().await.map_err(policy_err)? {
-                Some(rb) => ok(rb.to_json()),
-                None => ok(json!({ "pending": false })),
-            },
-            FirewallOp::Confirm => {
-                let p = self.policy.confirm().await.map_err(policy_err)?;
-                ok(json!({ "status": "confirmed", "policy": p }))
-            }
-            FirewallOp::Revert => {
-                let p = self.policy.revert(actor).await.map_err(policy_err)?;
-                ok(json!({ "status": "reverted", "policy": p }))
-            }
-            FirewallOp::Decisions { limit } => {
-                // The newest `limit` of each list, merged: at most 2 × limit rows read.
-                let q = EntryQuery {
-                    newest_first: true,
-                    limit: Some(limit),
-                    ..Default::default()
-                };
-                let mut all = Vec::new();
-                for list in [FwList::Blocks, FwList::Allows] {
-                    let rows = self.store.query_entries(list, q).await.map_err(store_err)?;
-                    all.extend(rows.into_iter().map(|e| (e, list)));
-                }
-                all.sort_by(|a, b| b.0.blocked_at.cmp(&a.0.blocked_at));
-                let v: Vec<_> = all
-                    .iter()
-                    .take(limit as usize)
-                    .enumerate()
-                    .map(|(i, (e, l))| decision(e, *l, i + 1))
-                    .collect();
-                ok(json!({ "decisions": v }))
-            }
-            FirewallOp::SecurityStatus => {
-                let attached = self
-                    .components
-                    .iter()
-                    .any(|c| c.kind == "xdp" && c.state == ComponentState::Attached);
-                let p = self.policy.current().await.map_err(policy_err)?;
-                ok(json!({
-                    "enabled": attached,
-                    "firewall": { "enabled": attached, "mode": "xdp" },
-                    "rate_limit": { "enabled": p.rate_limit.pps > 0 || p.syn_limit.pps > 0 },
-                    "acl": { "enabled": !p.tcp_in.is_empty() || !p.udp_in.is_empty() },
-                    "port_scan": { "enabled": p.port_scan.ports > 0 },
-                    "waf": { "mode": "disabled" },
-                    "crowdsec": { "mode": "disabled" },
-                }))
-            }
+            DetectOp::ThreatStats => self.threat_stats().await,
+            DetectOp::ThreatTopAttackers { limit } => self.threat_top_attackers(limit).await,
+            DetectOp::ThreatIp { ip } => self.threat_ip(ip).await,
+            DetectOp::ThreatEvents { ip, limit } => self.threat_events(ip, limit).await,
+            DetectOp::ThreatDbStats => self.threat_db_stats().await,
+            DetectOp::ThreatClearIp { ip } => self.threat_clear_ip(ip, actor).await,
+            DetectOp::ThreatBulk(r) => self.threat_bulk(r, actor).await,
+            DetectOp::UndoPending => self.undo_pending(actor).await,
+            DetectOp::UndoRun { id } => self.undo_run(id, actor).await,
+            DetectOp::ModsecStats => self.modsec_stats().await,
+            DetectOp::ModsecBlocks(w) => self.modsec_blocks(w).await,
+            DetectOp::ModsecEvents { window, ip } => self.modsec_events(window, ip).await,
+            DetectOp::ModsecRules => self.modsec_rules().await,
+            DetectOp::EmailStats => self.email_stats().await,
+            DetectOp::EmailDeferrals(w) => self.email_deferrals(w).await,
+            DetectOp::EmailRelayAbuse(w) => self.email_relay_abuse(w).await,
+            DetectOp::EmailGroups { window, kind } => self.email_groups(window, kind).await,
         }
     }
-}
-
-/// A Charon-style decision record.
-fn decision(e: &BlockEntry, list: FwList, id: usize) -> serde_json::Value {
-    json!({
-        "id": id,
-        "source": e.source,
-        "ip": e.ip,
-        "action": if list == FwList::Blocks { "block" } else { "allow" },
-        "reason": e.reason,
-        "timestamp": e.blocked_at,
-        "expires_at": e.expires_at,
-    })
-}
-
-impl AgentBackend {
-    async fn firewall_status(&self) -> Result<serde_json::Value, ApiError> {
-        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
-        let subnets = self
-            .store
-            .count_subnets(FwList::Blocks)
-            .await
-            .map_err(store_err)?;
-        let allowed = self.store.count(FwList::Allows).await.map_err(store_err)?;
-        let xdp = self.kernel(|k| k.xdp());
-        let top: Vec<_> = self
-            .store
-            .top_dropped(10)
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .map(|(ip, n, last)| json!({ "ip": ip, "samples": n, "last_seen": last }))
-            .collect();
-        let interfaces: Vec<&Component> =
-            self.components.iter().filter(|c| c.kind == "xdp").collect();
-        Ok(json!({
-            "enabled": interfaces.iter().any(|c| c.state == ComponentState::Attached),
-            "enforcing": self.firewall.enforcing(),
-            "interfaces": interfaces,
-            "blocked": blocks,
-            "blocked_subnets": subnets,
-            "allowed": allowed,
-            "policy": self.policy.current().await.map_err(policy_err)?,
-            "rollback": self.policy.pending().await.map_err(policy_err)?.map(|r| r.to_json()),
-            "counters": counters(xdp),
-            "top_dropped": top,
-        }))
+    async fn firewall(&self, op: FirewallOp, actor: &str) -> Result<Reply, ApiError> {
+        self.firewall_op(op, actor).await
     }
 }
 

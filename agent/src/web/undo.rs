@@ -10,8 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Value};
-
 use crate::store::{now_unix, rfc3339};
 
 pub const TTL: Duration = Duration::from_secs(30);
@@ -26,6 +24,17 @@ pub struct Item {
     pub source: String,
     /// Seconds left of a temporary entry; `None` = permanent.
     pub remaining: Option<u64>,
+}
+
+/// `GET /undo/pending`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PendingView {
+    pub id: String,
+    pub action: &'static str,
+    pub inverse: &'static str,
+    pub summary: String,
+    pub recorded_at: String,
+    pub expires_at: String,
 }
 
 #[derive(Clone, Debug)]
@@ -43,20 +52,21 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn json(&self) -> Value {
+    /// What `/undo/pending` shows of it.
+    pub fn view(&self) -> PendingView {
         let t = |u: i64| {
             time::OffsetDateTime::from_unix_timestamp(u)
                 .map(rfc3339)
                 .unwrap_or_default()
         };
-        json!({
-            "id": self.id,
-            "action": self.action,
-            "inverse": self.inverse,
-            "summary": self.summary,
-            "recorded_at": t(self.recorded_unix),
-            "expires_at": t(self.recorded_unix + TTL.as_secs() as i64),
-        })
+        PendingView {
+            id: self.id.clone(),
+            action: self.action,
+            inverse: self.inverse,
+            summary: self.summary.clone(),
+            recorded_at: t(self.recorded_unix),
+            expires_at: t(self.recorded_unix + TTL.as_secs() as i64),
+        }
     }
 }
 
@@ -166,9 +176,9 @@ mod tests {
             (p.id.as_str(), p.inverse),
             (b.as_str(), "threat_bulk_unwhitelist")
         );
-        let j = p.json();
-        assert_eq!(j["id"].as_str().map(str::len), Some(16));
-        assert!(j["expires_at"].as_str() > j["recorded_at"].as_str());
+        let j = p.view();
+        assert_eq!(j.id.len(), 16);
+        assert!(j.expires_at > j.recorded_at);
         assert!(
             u.take("nobody", Some(&a)).is_none(),
             "another operator's token"

@@ -1,0 +1,634 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The findings routes: enriched findings and their detail, history (and its CSV
+//! rows), stats, trend and timeline, dismiss and fix, the test alert, the operator
+//! audit log and suppressions, with their response types.
+
+use std::collections::BTreeMap;
+
+use api::{
+    model::{Finding, FindingRef, HistoryQuery, Severity, SuppressionRequest},
+    ApiError,
+};
+use serde::Serialize;
+use warp::http::StatusCode;
+
+use super::{ok, reply, rfc3339_of, store_err, AgentBackend, Reply};
+use crate::{
+    detection::{quarantine::QuarantineError, CHECK_SIGNATURE},
+    store::{now_unix, FindingQuery, FwList, NewFinding, QuarantineRow, Suppression, UiAuditEntry},
+};
+
+/// A finding with what `/fix` would do for it.
+#[derive(Debug, Serialize)]
+pub struct Enriched {
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub fix_available: bool,
+    pub fix: Option<&'static str>,
+    pub quarantine_id: Option<String>,
+}
+
+/// `GET /finding-detail`.
+#[derive(Debug, Serialize)]
+pub struct Detail {
+    pub finding: Finding,
+    pub actions: Vec<UiAuditEntry>,
+    pub quarantine: Vec<QuarantineRow>,
+    pub fix: Option<&'static str>,
+}
+
+/// `GET /history`.
+#[derive(Debug, Serialize)]
+pub struct HistoryPage {
+    pub findings: Vec<Finding>,
+    pub total: i64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// Counts per severity, every severity present, and their total.
+#[derive(Debug, Serialize)]
+pub struct SeverityCounts {
+    #[serde(flatten)]
+    pub by_severity: BTreeMap<&'static str, i64>,
+    pub total: i64,
+}
+
+impl SeverityCounts {
+    fn of(pairs: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut by_severity: BTreeMap<&'static str, i64> =
+            Severity::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut total = 0;
+        for (k, n) in pairs {
+            if let Some(slot) = Severity::parse(&k).and_then(|s| by_severity.get_mut(s.as_str())) {
+                *slot += n;
+                total += n;
+            }
+        }
+        Self { by_severity, total }
+    }
+}
+
+/// `GET /stats`.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub last_24h: SeverityCounts,
+    pub active: SeverityCounts,
+    pub accounts_at_risk: Vec<String>,
+    pub top_checks: Vec<CheckCount>,
+    pub auto_response: AutoResponseSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckCount {
+    pub check: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AutoResponseSummary {
+    pub quarantined_24h: usize,
+    pub blocked_ips: i64,
+}
+
+/// One day of `/stats/trend`.
+#[derive(Debug, Serialize)]
+pub struct Day {
+    #[serde(flatten)]
+    pub counts: SeverityCounts,
+    pub date: String,
+}
+
+/// `GET /stats/trend`.
+#[derive(Debug, Serialize)]
+pub struct Trend {
+    pub days: Vec<Day>,
+}
+
+/// One hour of `/stats/timeline`.
+#[derive(Debug, Serialize)]
+pub struct Hour {
+    #[serde(flatten)]
+    pub counts: SeverityCounts,
+    pub start: String,
+}
+
+/// `GET /stats/timeline`.
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    pub hours: u32,
+    pub buckets: Vec<Hour>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Dismissed {
+    pub status: &'static str,
+    pub dismissed: Vec<i64>,
+}
+
+/// A finding fixed.
+#[derive(Debug, Serialize)]
+pub struct Fixed {
+    pub status: &'static str,
+    pub id: i64,
+    pub action: &'static str,
+    pub quarantine_id: Option<String>,
+    pub path: String,
+}
+
+/// `POST /fix-bulk`.
+#[derive(Debug, Serialize)]
+pub struct FixedBulk {
+    pub fixed: Vec<Fixed>,
+    pub failed: Vec<FixFailed>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FixFailed {
+    pub id: i64,
+    pub error: String,
+    pub code: u16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestAlertSent {
+    pub status: &'static str,
+    pub finding: Finding,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SuppressionDeleted {
+    pub status: &'static str,
+    pub id: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SuppressionAdded {
+    pub status: &'static str,
+    pub suppression: Suppression,
+}
+
+/// What `/fix` would do for a finding.
+fn fix_for(f: &Finding) -> Option<&'static str> {
+    (f.check == CHECK_SIGNATURE && f.path.is_some()).then_some("quarantine")
+}
+
+fn query_of(h: HistoryQuery) -> FindingQuery {
+    FindingQuery {
+        status: h.status,
+        from_unix: h.from,
+        to_unix: h.to,
+        severity: h.severity,
+        search: h.search,
+        check: h.check,
+        limit: h.limit,
+        offset: h.offset,
+        ..Default::default()
+    }
+}
+
+/// Buckets from `since` in steps of `step`, each with every severity (zeros included).
+fn buckets(
+    rows: &[(i64, String, i64)],
+    since: i64,
+    step: i64,
+    n: i64,
+) -> Vec<(i64, SeverityCounts)> {
+    (0..n)
+        .map(|i| {
+            let start = since + i * step;
+            let pairs = rows
+                .iter()
+                .filter(|(b, _, _)| *b == start)
+                .map(|(_, s, c)| (s.clone(), *c));
+            (start, SeverityCounts::of(pairs))
+        })
+        .collect()
+}
+
+impl AgentBackend {
+    /// Resolve a finding reference to ids (by id(s), or by check + message among the
+    /// active ones).
+    async fn resolve(&self, r: &FindingRef) -> Result<Vec<i64>, ApiError> {
+        let mut ids: Vec<i64> = r.ids.clone();
+        ids.extend(r.id);
+        if ids.is_empty() {
+            let (rows, _) = self
+                .store
+                .query_findings(FindingQuery {
+                    status: Some("active".into()),
+                    check: r.check.clone(),
+                    message: r.message.clone(),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(store_err)?;
+            ids = rows.into_iter().map(|f| f.id).collect();
+        }
+        Ok(ids)
+    }
+
+    async fn finding_or_404(&self, id: i64) -> Result<Finding, ApiError> {
+        self.store
+            .finding(id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no finding {id}")))
+    }
+
+    /// Apply a finding's fix and mark it fixed.
+    async fn fix_one(&self, id: i64, actor: &str) -> Result<Fixed, ApiError> {
+        let f = self.finding_or_404(id).await?;
+        let Some(action) = fix_for(&f) else {
+            return Err(ApiError::unprocessable(format!(
+                "no automatic fix for check {:?}; dismiss it instead",
+                f.check
+            )));
+        };
+        let path = f.path.clone().unwrap_or_default();
+        let q = &self.detection.quarantine;
+        let qid = match q
+            .quarantine(
+                std::path::Path::new(&path),
+                &format!(
+                    "fix of finding {id} ({})",
+                    f.rule.as_deref().unwrap_or(&f.check)
+                ),
+                f.rule.clone(),
+                Some(id),
+                actor,
+            )
+            .await
+        {
+            Ok(row) => Some(row.id),
+            // Already gone (quarantined before, or deleted): fixed all the same.
+            Err(QuarantineError::NotFound(_)) => None,
+            Err(e) => return Err(super::q_err(e)),
+        };
+        self.store
+            .set_finding_status(vec![id], "fixed", actor.to_string())
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            actor,
+            "fix",
+            &path,
+            &format!(
+                "{action}{}",
+                qid.as_deref().map(|q| format!(" {q}")).unwrap_or_default()
+            ),
+            Some(id),
+        )
+        .await;
+        Ok(Fixed {
+            status: "fixed",
+            id,
+            action,
+            quarantine_id: qid,
+            path,
+        })
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: &str,
+        finding: Option<i64>,
+    ) {
+        if let Err(e) = self
+            .store
+            .ui_audit(actor, action, target, details, finding)
+            .await
+        {
+            tracing::error!(error = %e, action, "Writing the audit log failed.");
+        }
+    }
+
+    pub(super) async fn findings_enriched(&self) -> Result<Reply, ApiError> {
+        let rows = self.store.active_findings(1000).await.map_err(store_err)?;
+        let quarantined = self
+            .store
+            .quarantine_rows(None, false)
+            .await
+            .map_err(store_err)?;
+        let out: Vec<Enriched> = rows
+            .into_iter()
+            .map(|f| {
+                let fix = fix_for(&f);
+                let quarantine_id = quarantined
+                    .iter()
+                    .find(|q| {
+                        q.finding_id == Some(f.id)
+                            || (f.path.as_deref() == Some(q.original_path.as_str()))
+                    })
+                    .map(|q| q.id.clone());
+                Enriched {
+                    finding: f,
+                    fix_available: fix.is_some(),
+                    fix,
+                    quarantine_id,
+                }
+            })
+            .collect();
+        ok(&out)
+    }
+
+    pub(super) async fn finding_detail(&self, r: FindingRef) -> Result<Reply, ApiError> {
+        let ids = self.resolve(&r).await?;
+        let Some(&id) = ids.first() else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such active finding",
+            ));
+        };
+        let f = self.finding_or_404(id).await?;
+        let actions = self
+            .store
+            .ui_audit_log(100, Some(id))
+            .await
+            .map_err(store_err)?;
+        let quarantine: Vec<_> = self
+            .store
+            .quarantine_rows(None, true)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|q| q.finding_id == Some(id) || Some(&q.original_path) == f.path.as_ref())
+            .collect();
+        let fix = fix_for(&f);
+        ok(&Detail {
+            finding: f,
+            actions,
+            quarantine,
+            fix,
+        })
+    }
+
+    pub(super) async fn history(&self, h: HistoryQuery) -> Result<Reply, ApiError> {
+        let (limit, offset) = (h.limit, h.offset);
+        let (findings, total) = self
+            .store
+            .query_findings(query_of(h))
+            .await
+            .map_err(store_err)?;
+        ok(&HistoryPage {
+            findings,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    /// The rows of the CSV export (the API renders them).
+    pub(super) async fn history_rows(
+        &self,
+        h: HistoryQuery,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        let (rows, _) = self
+            .store
+            .query_findings(query_of(h))
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            actor,
+            "export_history_csv",
+            "history",
+            &format!("{} rows", rows.len()),
+            None,
+        )
+        .await;
+        ok(&rows)
+    }
+
+    pub(super) async fn stats(&self) -> Result<Reply, ApiError> {
+        let since = now_unix() - 86400;
+        let (sev, accounts, checks) = self.store.stats_since(since).await.map_err(store_err)?;
+        let active = self.store.severity_counts().await.map_err(store_err)?;
+        let quarantined_24h = self
+            .store
+            .quarantine_rows(None, true)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|q| q.quarantined_at >= rfc3339_of(since))
+            .count();
+        let blocked_ips = self.store.count(FwList::Blocks).await.map_err(store_err)?;
+        ok(&Stats {
+            last_24h: SeverityCounts::of(sev),
+            active: SeverityCounts::of(active),
+            accounts_at_risk: accounts,
+            top_checks: checks
+                .into_iter()
+                .map(|(check, count)| CheckCount { check, count })
+                .collect(),
+            auto_response: AutoResponseSummary {
+                quarantined_24h,
+                blocked_ips,
+            },
+        })
+    }
+
+    pub(super) async fn stats_trend(&self, days: u32) -> Result<Reply, ApiError> {
+        let today = time::OffsetDateTime::now_utc()
+            .date()
+            .midnight()
+            .assume_utc()
+            .unix_timestamp();
+        let since = today - i64::from(days - 1) * 86400;
+        let rows = self
+            .store
+            .bucket_counts(since, 86400)
+            .await
+            .map_err(store_err)?;
+        let days = buckets(&rows, since, 86400, i64::from(days))
+            .into_iter()
+            .map(|(t, counts)| Day {
+                counts,
+                date: rfc3339_of(t)[..10].to_string(),
+            })
+            .collect();
+        ok(&Trend { days })
+    }
+
+    pub(super) async fn stats_timeline(&self, hours: u32) -> Result<Reply, ApiError> {
+        let since = (now_unix() / 3600 - i64::from(hours - 1)) * 3600;
+        let rows = self
+            .store
+            .bucket_counts(since, 3600)
+            .await
+            .map_err(store_err)?;
+        let buckets = buckets(&rows, since, 3600, i64::from(hours))
+            .into_iter()
+            .map(|(t, counts)| Hour {
+                counts,
+                start: rfc3339_of(t),
+            })
+            .collect();
+        ok(&Timeline { hours, buckets })
+    }
+
+    pub(super) async fn dismiss(&self, r: FindingRef, actor: &str) -> Result<Reply, ApiError> {
+        let ids = self.resolve(&r).await?;
+        let changed = self
+            .store
+            .set_finding_status(ids, "dismissed", actor.to_string())
+            .await
+            .map_err(store_err)?;
+        if changed.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such finding to dismiss",
+            ));
+        }
+        for id in &changed {
+            self.audit(actor, "dismiss", &id.to_string(), &r.details, Some(*id))
+                .await;
+        }
+        ok(&Dismissed {
+            status: "dismissed",
+            dismissed: changed,
+        })
+    }
+
+    pub(super) async fn fix(&self, r: FindingRef, actor: &str) -> Result<Reply, ApiError> {
+        let ids = self.resolve(&r).await?;
+        let Some(&id) = ids.first() else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such active finding",
+            ));
+        };
+        ok(&self.fix_one(id, actor).await?)
+    }
+
+    pub(super) async fn fix_bulk(&self, r: FindingRef, actor: &str) -> Result<Reply, ApiError> {
+        let (mut fixed, mut failed) = (Vec::new(), Vec::new());
+        for id in r.ids {
+            match self.fix_one(id, actor).await {
+                Ok(v) => fixed.push(v),
+                Err(e) => failed.push(FixFailed {
+                    id,
+                    error: e.message,
+                    code: e.status.as_u16(),
+                }),
+            }
+        }
+        ok(&FixedBulk { fixed, failed })
+    }
+
+    pub(super) async fn test_alert(&self, actor: &str) -> Result<Reply, ApiError> {
+        let f = NewFinding {
+            details: format!("sent by {actor}"),
+            // Never deduplicated: every test is its own finding.
+            key: Some(format!("test-{}", rand::random::<u64>())),
+            ..NewFinding::new("test_alert", Severity::Info, "Test alert from Rampart")
+        };
+        let found = self.detection.findings.report(f).await;
+        self.audit(
+            actor,
+            "test_alert",
+            "alerts",
+            "",
+            found.as_ref().map(|f| f.id),
+        )
+        .await;
+        match found {
+            Some(finding) => ok(&TestAlertSent {
+                status: "sent",
+                finding,
+            }),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the test finding was suppressed or not stored",
+            )),
+        }
+    }
+
+    pub(super) async fn audit_log(&self, limit: u32) -> Result<Reply, ApiError> {
+        ok(&self
+            .store
+            .ui_audit_log(limit, None)
+            .await
+            .map_err(store_err)?)
+    }
+
+    pub(super) async fn suppressions(&self) -> Result<Reply, ApiError> {
+        ok(&self.store.suppressions().await.map_err(store_err)?)
+    }
+
+    pub(super) async fn suppress(
+        &self,
+        r: SuppressionRequest,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        let det = &self.detection;
+        match r.action.as_deref().unwrap_or("add") {
+            "delete" | "remove" => {
+                let id =
+                    r.id.ok_or_else(|| ApiError::bad_request("id required to delete"))?;
+                if !self.store.delete_suppression(id).await.map_err(store_err)? {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no suppression {id}"),
+                    ));
+                }
+                det.findings
+                    .reload_suppressions()
+                    .await
+                    .map_err(store_err)?;
+                self.audit(actor, "suppression_delete", &id.to_string(), "", None)
+                    .await;
+                ok(&SuppressionDeleted {
+                    status: "deleted",
+                    id,
+                })
+            }
+            "add" => {
+                let nonempty = |o: Option<String>| o.filter(|s| !s.trim().is_empty());
+                let mut s = Suppression {
+                    id: 0,
+                    check: nonempty(r.check),
+                    path_glob: nonempty(r.path_glob),
+                    account: nonempty(r.account),
+                    ip: nonempty(r.ip),
+                    reason: r.reason,
+                    created_at: crate::store::now_rfc3339(),
+                    created_by: actor.to_string(),
+                    hits: 0,
+                };
+                crate::findings::validate(&s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                s.id = self
+                    .store
+                    .add_suppression(s.clone())
+                    .await
+                    .map_err(store_err)?;
+                det.findings
+                    .reload_suppressions()
+                    .await
+                    .map_err(store_err)?;
+                self.audit(
+                    actor,
+                    "suppression_add",
+                    &s.id.to_string(),
+                    &serde_json::to_string(&s).unwrap_or_default(),
+                    None,
+                )
+                .await;
+                reply(
+                    StatusCode::CREATED,
+                    &SuppressionAdded {
+                        status: "added",
+                        suppression: s,
+                    },
+                )
+            }
+            other => Err(ApiError::bad_request(format!(
+                "action must be add or delete, got {other:?}"
+            ))),
+        }
+    }
+}

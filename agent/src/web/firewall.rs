@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The firewall routes (`/firewall/*`, `/block-ip` and friends, the tentative policy)
+//! and Charon's `/security/*` decisions, with their response types.
+
+use api::{
+    model::{BlockEntry, FirewallOp},
+    ApiError,
+};
+use serde::Serialize;
+use warp::http::StatusCode;
+
+use super::{
+    fw_err, list_of, ok, policy_err, reply, status::CounterMap, store_err, AgentBackend, Reply,
+};
+use crate::{
+    config::FirewallPolicy,
+    firewall::policy::RollbackView,
+    kernel::{Component, ComponentState},
+    store::{EntryQuery, FwList},
+};
+
+/// `GET /firewall/status`.
+#[derive(Debug, Serialize)]
+pub struct FirewallStatus {
+    pub enabled: bool,
+    pub enforcing: bool,
+    pub interfaces: Vec<Component>,
+    pub blocked: i64,
+    pub blocked_subnets: i64,
+    pub allowed: i64,
+    pub policy: FirewallPolicy,
+    pub rollback: Option<RollbackView>,
+    /// XDP verdicts by reason.
+    pub counters: CounterMap,
+    pub top_dropped: Vec<DroppedSource>,
+}
+
+/// A source among the sampled drops.
+#[derive(Debug, Serialize)]
+pub struct DroppedSource {
+    pub ip: String,
+    pub samples: i64,
+    pub last_seen: String,
+}
+
+/// An address blocked or allowed.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// "blocked" or "allowed".
+    pub status: &'static str,
+    pub ip: String,
+    pub expires_at: Option<String>,
+}
+
+/// `POST /unblock-bulk`.
+#[derive(Debug, Serialize)]
+pub struct BulkUnblocked {
+    pub status: &'static str,
+    pub unblocked: Vec<String>,
+    pub not_found: Vec<String>,
+    /// For `POST /undo/run` within 30 s; absent when nothing was unblocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo_token: Option<String>,
+}
+
+/// An entry removed from a list.
+#[derive(Debug, Serialize)]
+pub struct Removed {
+    /// "unblocked" or "removed" (an allow).
+    pub status: &'static str,
+    pub ip: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Flushed {
+    pub status: &'static str,
+    pub removed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unbanned {
+    pub status: &'static str,
+    pub ip: String,
+    /// "flushed", "failed" or "not_installed".
+    pub cphulk: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TentativeApplied {
+    pub status: &'static str,
+    pub restart: bool,
+    pub rollback: RollbackView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NoRollback {
+    pub pending: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PolicyChanged {
+    /// "confirmed" or "reverted".
+    pub status: &'static str,
+    pub policy: FirewallPolicy,
+}
+
+/// A Charon-style decision record.
+#[derive(Debug, Serialize)]
+pub struct Decision {
+    pub id: usize,
+    pub source: String,
+    pub ip: String,
+    /// "block" or "allow".
+    pub action: &'static str,
+    pub reason: String,
+    pub timestamp: String,
+    pub expires_at: Option<String>,
+}
+
+impl Decision {
+    fn of(e: &BlockEntry, list: FwList, id: usize) -> Self {
+        Self {
+            id,
+            source: e.source.clone(),
+            ip: e.ip.clone(),
+            action: if list == FwList::Blocks {
+                "block"
+            } else {
+                "allow"
+            },
+            reason: e.reason.clone(),
+            timestamp: e.blocked_at.clone(),
+            expires_at: e.expires_at.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DecisionCreated {
+    pub decision: Decision,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Decisions {
+    pub decisions: Vec<Decision>,
+}
+
+/// `GET /security/status`.
+#[derive(Debug, Serialize)]
+pub struct SecurityStatus {
+    pub enabled: bool,
+    pub firewall: FirewallMode,
+    pub rate_limit: Enabled,
+    pub acl: Enabled,
+    pub port_scan: Enabled,
+    pub waf: Mode,
+    pub crowdsec: Mode,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FirewallMode {
+    pub enabled: bool,
+    pub mode: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Enabled {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Mode {
+    pub mode: &'static str,
+}
+
+impl AgentBackend {
+    pub(super) async fn firewall_op(&self, op: FirewallOp, actor: &str) -> Result<Reply, ApiError> {
+        let fw = &self.firewall;
+        match op {
+            FirewallOp::Status => ok(&self.firewall_status().await?),
+            FirewallOp::List { list, subnets_only } => {
+                let q = EntryQuery {
+                    subnets_only,
+                    ..Default::default()
+                };
+                ok(&self
+                    .store
+                    .query_entries(list_of(list), q)
+                    .await
+                    .map_err(store_err)?)
+            }
+            FirewallOp::Audit { limit } => {
+                ok(&self.store.audit_log(limit).await.map_err(store_err)?)
+            }
+            FirewallOp::Check { ip } => ok(&fw.check(&ip).await.map_err(fw_err)?),
+            FirewallOp::Add {
+                list,
+                ip,
+                reason,
+                duration,
+                force,
+                source,
+            } => {
+                let list = list_of(list);
+                let reason = if reason.trim().is_empty() && source == "threat" {
+                    "threat intelligence".into()
+                } else {
+                    reason
+                };
+                let e = fw
+                    .add(list, &ip, &reason, source, duration, force, actor)
+                    .await
+                    .map_err(fw_err)?;
+                if source == "decision" {
+                    return reply(
+                        StatusCode::CREATED,
+                        &DecisionCreated {
+                            decision: Decision::of(&e, list, 0),
+                        },
+                    );
+                }
+                let status = if list == FwList::Blocks {
+                    "blocked"
+                } else {
+                    "allowed"
+                };
+                ok(&Listed {
+                    status,
+                    ip: e.ip,
+                    expires_at: e.expires_at,
+                })
+            }
+            FirewallOp::Remove { list, ips, bulk } => {
+                let list = list_of(list);
+                let before = if bulk && list == FwList::Blocks {
+                    self.snapshot_blocks(&ips).await?
+                } else {
+                    Vec::new()
+                };
+                let gone = fw.remove(list, &ips, actor).await.map_err(fw_err)?;
+                if bulk {
+                    let removed: Vec<_> = before
+                        .into_iter()
+                        .filter(|i| gone.contains(&i.ip))
+                        .collect();
+                    let token = self.record_unblock_undo(actor, removed);
+                    let not_found: Vec<String> = ips
+                        .iter()
+                        .filter(|i| {
+                            crate::firewall::parse_target(i, true)
+                                .map(|n| !gone.contains(&crate::firewall::canonical(&n)))
+                                .unwrap_or(true)
+                        })
+                        .cloned()
+                        .collect();
+                    return ok(&BulkUnblocked {
+                        status: "ok",
+                        unblocked: gone,
+                        not_found,
+                        undo_token: token,
+                    });
+                }
+                let what = if list == FwList::Blocks {
+                    "blocked"
+                } else {
+                    "allowed"
+                };
+                match gone.first() {
+                    Some(ip) => ok(&Removed {
+                        status: if list == FwList::Blocks {
+                            "unblocked"
+                        } else {
+                            "removed"
+                        },
+                        ip: ip.clone(),
+                    }),
+                    None => Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{} is not {what}", ips.join(", ")),
+                    )),
+                }
+            }
+            FirewallOp::Flush => ok(&Flushed {
+                status: "flushed",
+                removed: fw.flush(actor).await.map_err(fw_err)?,
+            }),
+            FirewallOp::Unban { ip } => {
+                let gone = fw
+                    .remove(FwList::Blocks, std::slice::from_ref(&ip), actor)
+                    .await
+                    .map_err(fw_err)?;
+                let Some(ip) = gone.first() else {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{ip} is not blocked"),
+                    ));
+                };
+                // cPHulk is cPanel's brute-force store; only cPanel hosts have it.
+                let cphulk = if std::path::Path::new("/usr/local/cpanel/bin/hulk-unban-ip").exists()
+                {
+                    let st = tokio::process::Command::new("/usr/local/cpanel/bin/hulk-unban-ip")
+                        .arg(ip)
+                        .status()
+                        .await;
+                    if st.is_ok_and(|s| s.success()) {
+                        "flushed"
+                    } else {
+                        "failed"
+                    }
+                } else {
+                    "not_installed"
+                };
+                ok(&Unbanned {
+                    status: "unbanned",
+                    ip: ip.clone(),
+                    cphulk,
+                })
+            }
+            FirewallOp::TentativeApply { changes } => {
+                let rb = self
+                    .policy
+                    .tentative_apply(changes)
+                    .await
+                    .map_err(policy_err)?;
+                ok(&TentativeApplied {
+                    status: "applied",
+                    restart: false,
+                    rollback: rb.view(),
+                })
+            }
+            FirewallOp::Rollback => match self.policy.pending().await.map_err(policy_err)? {
+                Some(rb) => ok(&rb.view()),
+                None => ok(&NoRollback { pending: false }),
+            },
+            FirewallOp::Confirm => {
+                let p = self.policy.confirm().await.map_err(policy_err)?;
+                ok(&PolicyChanged {
+                    status: "confirmed",
+                    policy: p,
+                })
+            }
+            FirewallOp::Revert => {
+                let p = self.policy.revert(actor).await.map_err(policy_err)?;
+                ok(&PolicyChanged {
+                    status: "reverted",
+                    policy: p,
+                })
+            }
+            FirewallOp::Decisions { limit } => {
+                // The newest `limit` of each list, merged: at most 2 × limit rows read.
+                let q = EntryQuery {
+                    newest_first: true,
+                    limit: Some(limit),
+                    ..Default::default()
+                };
+                let mut all = Vec::new();
+                for list in [FwList::Blocks, FwList::Allows] {
+                    let rows = self.store.query_entries(list, q).await.map_err(store_err)?;
+                    all.extend(rows.into_iter().map(|e| (e, list)));
+                }
+                all.sort_by(|a, b| b.0.blocked_at.cmp(&a.0.blocked_at));
+                let v: Vec<_> = all
+                    .iter()
+                    .take(limit as usize)
+                    .enumerate()
+                    .map(|(i, (e, l))| Decision::of(e, *l, i + 1))
+                    .collect();
+                ok(&Decisions { decisions: v })
+            }
+            FirewallOp::SecurityStatus => {
+                let attached = self
+                    .components
+                    .iter()
+                    .any(|c| c.kind == "xdp" && c.state == ComponentState::Attached);
+                let p = self.policy.current().await.map_err(policy_err)?;
+                let on = |enabled| Enabled { enabled };
+                ok(&SecurityStatus {
+                    enabled: attached,
+                    firewall: FirewallMode {
+                        enabled: attached,
+                        mode: "xdp",
+                    },
+                    rate_limit: on(p.rate_limit.pps > 0 || p.syn_limit.pps > 0),
+                    acl: on(!p.tcp_in.is_empty() || !p.udp_in.is_empty()),
+                    port_scan: on(p.port_scan.ports > 0),
+                    waf: Mode { mode: "disabled" },
+                    crowdsec: Mode { mode: "disabled" },
+                })
+            }
+        }
+    }
+
+    async fn firewall_status(&self) -> Result<FirewallStatus, ApiError> {
+        let blocks = self.store.count(FwList::Blocks).await.map_err(store_err)?;
+        let subnets = self
+            .store
+            .count_subnets(FwList::Blocks)
+            .await
+            .map_err(store_err)?;
+        let allowed = self.store.count(FwList::Allows).await.map_err(store_err)?;
+        let xdp = self.kernel.xdp();
+        let top: Vec<_> = self
+            .store
+            .top_dropped(10)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|(ip, samples, last_seen)| DroppedSource {
+                ip,
+                samples,
+                last_seen,
+            })
+            .collect();
+        let interfaces: Vec<Component> = self
+            .components
+            .iter()
+            .filter(|c| c.kind == "xdp")
+            .cloned()
+            .collect();
+        Ok(FirewallStatus {
+            enabled: interfaces
+                .iter()
+                .any(|c| c.state == ComponentState::Attached),
+            enforcing: self.firewall.enforcing(),
+            interfaces,
+            blocked: blocks,
+            blocked_subnets: subnets,
+            allowed,
+            policy: self.policy.current().await.map_err(policy_err)?,
+            rollback: self
+                .policy
+                .pending()
+                .await
+                .map_err(policy_err)?
+                .map(|r| r.view()),
+            counters: xdp.into_iter().collect(),
+            top_dropped: top,
+        })
+    }
+}
