@@ -3,6 +3,12 @@
 //! the way), recorded with its path, owner, mode and mtime, then removed from where it
 //! was. Restore writes it back byte-identical with the same owner, mode and mtime,
 //! never over an existing file.
+//!
+//! Paths come from findings, and a local user owns the directories they name: every
+//! operation goes through a directory fd reached without following a symlink at
+//! any component ([`open_dir_nofollow`]), so a directory swapped for a symlink after
+//! the finding is refused, never followed. The file removed is the one copied (same
+//! device and inode, checked against the directory fd just before `unlinkat`).
 
 use std::{
     io::{Read, Write},
@@ -147,23 +153,32 @@ impl Quarantine {
                 path.display()
             )));
         }
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(QuarantineError::Invalid(format!(
+                "{} names no file",
+                path.display()
+            )));
+        };
+        let parent_fd = open_dir_nofollow(parent)?;
+        let name = name.to_os_string();
         let id = hex::encode(rand::random::<[u8; 8]>());
         let archive = self.dir.join(format!("{id}.bin"));
         let (p, a) = (path.to_path_buf(), archive.clone());
+        let (dirfd, n) = (parent_fd.as_raw_fd(), name.clone());
         let copied = tokio::task::spawn_blocking(move || -> Result<_, QuarantineError> {
-            let mut src = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&p)
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => {
-                        QuarantineError::NotFound(format!("{} does not exist", p.display()))
-                    }
-                    _ => QuarantineError::Io {
-                        context: format!("opening {}", p.display()),
-                        source: e,
-                    },
-                })?;
+            let fd = nix::fcntl::openat(
+                Some(dirfd),
+                n.as_os_str(),
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| match e {
+                nix::Error::ENOENT => {
+                    QuarantineError::NotFound(format!("{} does not exist", p.display()))
+                }
+                e => nix_io(format!("opening {}", p.display()))(e),
+            })?;
+            let mut src = std::fs::File::from(unsafe_owned(fd));
             let meta = src.metadata().map_err(io("fstat"))?;
             if !meta.is_file() {
                 return Err(QuarantineError::Invalid(format!(
@@ -217,11 +232,21 @@ impl Quarantine {
             let _ = std::fs::remove_file(&archive);
             return Err(e.into());
         }
-        let still_same = std::fs::symlink_metadata(path)
-            .map(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
-            .unwrap_or(false);
+        // The name in the same directory (the fd, not the path) must still be the
+        // file copied: a swap since is refused, and nothing else is ever unlinked.
+        let still_same = nix::sys::stat::fstatat(
+            Some(parent_fd.as_raw_fd()),
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|m| m.st_dev == meta.dev() && m.st_ino == meta.ino());
         let removed = if still_same {
-            std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))
+            nix::unistd::unlinkat(
+                Some(parent_fd.as_raw_fd()),
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .map_err(nix_io(format!("removing {}", path.display())))
         } else {
             Err(QuarantineError::Conflict(format!(
                 "{} changed while it was being quarantined",
@@ -233,9 +258,7 @@ impl Quarantine {
             let _ = std::fs::remove_file(&archive);
             return Err(e);
         }
-        if let Some(parent) = path.parent() {
-            fsync_dir(parent);
-        }
+        let _ = nix::unistd::fsync(parent_fd.as_raw_fd());
         tracing::info!(id = %row.id, path = %row.original_path, sha256 = %row.sha256, "Quarantined.");
         Ok(row)
     }
@@ -356,24 +379,26 @@ fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
             row.original_path
         )));
     };
-    if std::fs::symlink_metadata(target).is_ok() {
+    // The original directory, reached without symlinks: one swapped for a symlink
+    // since (into /etc, say) is refused, never written through.
+    let dir = open_dir_nofollow(parent).map_err(|e| match e {
+        QuarantineError::NotFound(_) => {
+            QuarantineError::Conflict(format!("directory {} no longer exists", parent.display()))
+        }
+        e => e,
+    })?;
+    if nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
+    {
         return Err(QuarantineError::Conflict(format!(
             "{} exists; move it away first",
             target.display()
         )));
     }
-    let dir = nix::fcntl::open(
-        parent,
-        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        nix::Error::ENOENT => {
-            QuarantineError::Conflict(format!("directory {} no longer exists", parent.display()))
-        }
-        e => nix_io(format!("opening {}", parent.display()))(e),
-    })?;
-    let dir = unsafe_owned(dir);
     let tmp_name = format!(".{}.rampart-restore-{}", name.to_string_lossy(), row.id);
     let fd = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
@@ -430,6 +455,61 @@ fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
     r.map_err(cleanup)?;
     let _ = nix::unistd::fsync(dir.as_raw_fd());
     Ok(())
+}
+
+/// Open the absolute directory `dir` for `*at()` calls without following a symlink
+/// (or a /proc magic link) at any component: each component is opened with
+/// `O_NOFOLLOW | O_DIRECTORY` relative to the one before, so a symlink fails with
+/// ENOTDIR instead of being followed. `.` and `..` are refused. Works on every
+/// kernel (openat2's `RESOLVE_NO_SYMLINKS` needs 5.6).
+pub fn open_dir_nofollow(dir: &Path) -> Result<std::os::fd::OwnedFd, QuarantineError> {
+    use std::path::Component;
+    if !dir.is_absolute() {
+        return Err(QuarantineError::Invalid(format!(
+            "{} is not an absolute path",
+            dir.display()
+        )));
+    }
+    let names: Vec<&std::ffi::OsStr> = dir
+        .components()
+        .filter_map(|c| match c {
+            Component::RootDir => None,
+            Component::Normal(n) => Some(Ok(n)),
+            _ => Some(Err(())),
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|()| {
+            QuarantineError::Invalid(format!("{} has . or .. components", dir.display()))
+        })?;
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut fd = unsafe_owned(
+        nix::fcntl::open("/", flags | OFlag::O_RDONLY, Mode::empty())
+            .map_err(nix_io("opening /"))?,
+    );
+    for (i, n) in names.iter().enumerate() {
+        // Intermediate directories as O_PATH (search only); the last one readable, so
+        // it can be fsync'ed.
+        let last = i + 1 == names.len();
+        let how = if last {
+            flags | OFlag::O_RDONLY
+        } else {
+            flags | OFlag::O_PATH
+        };
+        let next = nix::fcntl::openat(Some(fd.as_raw_fd()), *n, how, Mode::empty()).map_err(
+            |e| match e {
+                nix::Error::ENOENT => {
+                    QuarantineError::NotFound(format!("{} does not exist", dir.display()))
+                }
+                nix::Error::ENOTDIR | nix::Error::ELOOP => QuarantineError::Conflict(format!(
+                    "{} is not a directory reached without symlinks (a component is a symlink or a file)",
+                    dir.display()
+                )),
+                e => nix_io(format!("opening {}", dir.display()))(e),
+            },
+        )?;
+        fd = unsafe_owned(next);
+    }
+    Ok(fd)
 }
 
 fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
@@ -555,5 +635,62 @@ mod tests {
             .expect("delete");
         assert_eq!((d, m), (vec![row.id.clone()], vec!["nope".to_string()]));
         assert!(!Path::new(&row.archive).exists());
+    }
+
+    /// A directory in the path swapped for a symlink after the finding: the fix
+    /// refuses, and the same-named file in the symlink's target is untouched.
+    #[tokio::test]
+    async fn a_parent_swapped_for_a_symlink_is_refused_before_fix_and_restore() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
+        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
+        let (d, moved, victim) = (
+            dir.path().join("www/d"),
+            dir.path().join("www/d-moved"),
+            dir.path().join("etc"),
+        );
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::create_dir_all(&victim).expect("mkdir");
+        std::fs::write(d.join("x.php"), b"<?php system($_GET[1]);").expect("write");
+        std::fs::write(victim.join("x.php"), b"root's file").expect("write");
+        std::fs::rename(&d, &moved).expect("mv");
+        std::os::unix::fs::symlink(&victim, &d).expect("symlink");
+        assert!(matches!(
+            q.quarantine(&d.join("x.php"), "", None, None, "op").await,
+            Err(QuarantineError::Conflict(_))
+        ));
+        assert_eq!(
+            std::fs::read(victim.join("x.php")).expect("read"),
+            b"root's file"
+        );
+        // A /proc magic link into the directory is refused the same way.
+        let magic = PathBuf::from(format!("/proc/{}/root", std::process::id()))
+            .join(moved.strip_prefix("/").expect("absolute"));
+        assert!(q
+            .quarantine(&magic.join("x.php"), "", None, None, "op")
+            .await
+            .is_err());
+        assert!(moved.join("x.php").exists());
+
+        // Quarantined from the real directory; then the directory becomes a symlink
+        // into the victim before the restore: nothing is written there.
+        std::fs::remove_file(&d).expect("rm link");
+        std::fs::rename(&moved, &d).expect("mv back");
+        let row = q
+            .quarantine(&d.join("x.php"), "", None, None, "op")
+            .await
+            .expect("quarantine");
+        std::fs::remove_file(victim.join("x.php")).expect("rm");
+        std::fs::rename(&d, &moved).expect("mv");
+        std::os::unix::fs::symlink(&victim, &d).expect("symlink");
+        assert!(matches!(
+            q.restore(&row.id).await,
+            Err(QuarantineError::Conflict(_))
+        ));
+        assert_eq!(std::fs::read_dir(&victim).expect("ls").count(), 0);
+        assert!(matches!(
+            open_dir_nofollow(Path::new("/tmp/../etc")),
+            Err(QuarantineError::Invalid(_))
+        ));
     }
 }
