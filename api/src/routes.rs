@@ -172,7 +172,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/settings/firewall/revert", Scope::Admin, Handler::FirewallRevert, "Revert the tentative firewall policy now"),
     // Findings and detection (csm-api.md "Status & Data", "Actions", "Rules & Suppressions").
     r("GET", "/api/v1/findings/enriched", Scope::Read, Handler::FindingsEnriched, "Active findings with fix info (fix_available, fix, quarantine_id)"),
-    r("GET", "/api/v1/finding-detail", Scope::Read, Handler::FindingDetail, "One finding with its action history (?id= or ?check=&message=)"),
+    r("GET", "/api/v1/finding-detail", Scope::Admin, Handler::FindingDetail, "One finding with its action history (?id= or ?check=&message=)"),
     r("GET", "/api/v1/history", Scope::Read, Handler::History, "Paginated history {findings, total, limit, offset} (?limit=&offset=&from=&to=&severity=&search=&check=&status=)"),
     r("GET", "/api/v1/history/csv", Scope::Admin, Handler::HistoryCsv, "CSV export of the history (same filters, at most 5000 rows)"),
     r("GET", "/api/v1/stats", Scope::Read, Handler::Stats, "24h severity counts, active counts, accounts at risk, top checks, auto-response summary"),
@@ -182,7 +182,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/fix", Scope::Admin, Handler::Fix, "Apply a finding's fix (signature findings: quarantine the file) and mark it fixed: {id} | {check, message}"),
     r("POST", "/api/v1/fix-bulk", Scope::Admin, Handler::FixBulk, "Fix many: {ids} -> {fixed, failed}"),
     r("POST", "/api/v1/scan-account", Scope::Admin, Handler::ScanAccount, "Scan an account's home or a path as a job: {account} | {path} -> 202 {job}"),
-    r("GET", "/api/v1/scan-jobs", Scope::Admin, Handler::ScanJobs, "Scan jobs and their progress (?id=)"),
+    r("GET", "/api/v1/scan-jobs", Scope::Read, Handler::ScanJobs, "Scan jobs and their progress (?id=)"),
     r("POST", "/api/v1/test-alert", Scope::Admin, Handler::TestAlert, "Dispatch a test finding through the store, log and SSE"),
     r("GET", "/api/v1/audit", Scope::Admin, Handler::Audit, "Operator audit log, newest first (?limit=, default 100, max 5000)"),
     r("GET", "/api/v1/suppressions", Scope::Admin, Handler::Suppressions, "Suppression rules with hit counts"),
@@ -195,9 +195,9 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/quarantine-restore", Scope::Admin, Handler::QuarantineRestore, "Restore a quarantined file byte-identical with owner/mode/mtime: {id}; 409 if the path is taken"),
     r("POST", "/api/v1/quarantine/bulk-delete", Scope::Admin, Handler::QuarantineBulkDelete, "Delete quarantined files for good: {ids} -> {deleted, not_found}"),
     // Incidents (csm-api.md "Incidents"): findings grouped by correlation key.
-    r("GET", "/api/v1/incidents", Scope::Read, Handler::Incidents, "Incidents, most recently updated first (?status=active|all|open|contained|resolved|dismissed, default all; ?kind=; ?limit=)"),
+    r("GET", "/api/v1/incidents", Scope::Admin, Handler::Incidents, "Incidents, most recently updated first (?status=active|all|open|contained|resolved|dismissed, default all; ?kind=; ?limit=)"),
     r("GET", "/api/v1/incidents/groups", Scope::Read, Handler::IncidentGroups, "Open/contained incidents rolled up by (kind, source) (?status= default active, ?kind=, ?limit=)"),
-    r("GET", "/api/v1/incidents/{id}", Scope::Read, Handler::Incident, "One incident with its findings; 404 if not found"),
+    r("GET", "/api/v1/incidents/{id}", Scope::Admin, Handler::Incident, "One incident with its findings; 404 if not found"),
     r("POST", "/api/v1/incidents/{id}/status", Scope::Admin, Handler::IncidentStatus, "Set status {status: open|contained|resolved|dismissed, details?}; 409 when reopening a key that has an open incident"),
     r("GET", "/api/v1/incident", Scope::Admin, Handler::IncidentTimeline, "Timeline of an IP or account: findings and incidents (?ip=&account=&hours=, default 24)"),
     // Charon Cerberus suite.

@@ -35,6 +35,47 @@ async fn status_of(method: &str, path: &str, auth: Option<&str>) -> StatusCode {
         .status()
 }
 
+/// Every route CSM also serves needs the scope CSM gives it (shared/spec/csm-routes.json):
+/// a read token sees no more here than there (finding detail, incidents and their
+/// audit trail are admin-only), and CSM's read clients are not locked out.
+#[test]
+fn scopes_are_csms_where_csm_has_the_route() {
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/csm-routes.json");
+    let text = std::fs::read_to_string(&spec).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the contract lives beside the repository)",
+            spec.display()
+        )
+    });
+    let csm: Vec<serde_json::Value> = serde_json::from_str(&text).expect("csm-routes.json is JSON");
+    assert_eq!(csm.len(), 126, "the contract lists 126 routes");
+    let mut compared = 0;
+    let mut wrong = Vec::new();
+    for r in ROUTES {
+        let theirs = csm
+            .iter()
+            .find(|c| c["method"] == r.method && c["path"] == r.path);
+        let Some(theirs) = theirs.and_then(|c| c["scope"].as_str()) else {
+            continue;
+        };
+        compared += 1;
+        let ours = match r.scope {
+            Scope::Admin => "admin",
+            Scope::Read => "read",
+            Scope::Metrics => "metrics",
+        };
+        if ours != theirs {
+            wrong.push(format!(
+                "{} {}: ours {ours}, CSM {theirs}",
+                r.method, r.path
+            ));
+        }
+    }
+    assert!(compared > 50, "only {compared} routes compared");
+    assert!(wrong.is_empty(), "scopes differ from CSM's: {wrong:#?}");
+}
+
 #[tokio::test]
 async fn every_route_enforces_its_scope() {
     for r in ROUTES {

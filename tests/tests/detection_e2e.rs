@@ -126,7 +126,10 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     );
 
     // Both came from this test's process as root: one incident keyed on it.
-    let (s, incs) = h.get("/api/v1/incidents", &h.read.clone());
+    // Incidents carry the operators' audit trail: admin only, as in CSM.
+    let (s, _) = h.get("/api/v1/incidents", &h.read.clone());
+    assert_eq!(s, 403, "a read token is refused");
+    let (s, incs) = h.get("/api/v1/incidents", &h.admin.clone());
     assert_eq!(s, 200, "{incs}");
     let inc = incs
         .as_array()
@@ -139,15 +142,20 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
         inc["severity"], "critical",
         "the worst of its findings: {inc}"
     );
-    let (s, one) = h.get(&format!("/api/v1/incidents/{inc_id}"), &h.read.clone());
+    let (s, one) = h.get(&format!("/api/v1/incidents/{inc_id}"), &h.admin.clone());
     assert_eq!(s, 200, "{one}");
     let ids: Vec<i64> = one["findings"]
         .as_array()
         .map(|a| a.iter().filter_map(|f| f["id"].as_i64()).collect())
         .unwrap_or_default();
     assert!(ids.contains(&shell_id) && ids.contains(&eicar_id), "{one}");
-    assert_eq!(h.get("/api/v1/incidents/999999", &h.read.clone()).0, 404);
-    assert_eq!(h.get("/api/v1/incidents/nope", &h.read.clone()).0, 404);
+    assert_eq!(h.get("/api/v1/incidents/999999", &h.admin.clone()).0, 404);
+    assert_eq!(h.get("/api/v1/incidents/nope", &h.admin.clone()).0, 404);
+    assert_eq!(
+        h.get(&format!("/api/v1/incidents/{inc_id}"), &h.read.clone())
+            .0,
+        403
+    );
     let (_, groups) = h.get("/api/v1/incidents/groups", &h.read.clone());
     assert!(
         groups
@@ -233,9 +241,16 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     );
     let (s, again) = h.post("/api/v1/quarantine-restore", json!({ "id": qid }));
     assert_eq!(s, 404, "{again}");
+    // The action history is the operators' audit trail: admin only, checked before
+    // the query is looked at.
+    assert_eq!(
+        h.get("/api/v1/finding-detail?id=not-a-number", &h.read.clone())
+            .0,
+        403
+    );
     let (_, detail) = h.get(
         &format!("/api/v1/finding-detail?id={shell_id}"),
-        &h.read.clone(),
+        &h.admin.clone(),
     );
     let actions: Vec<&str> = detail["actions"]
         .as_array()
@@ -354,7 +369,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     // a fresh one, and reopening the old one while that is open is a conflict.
     let (_, incs) = h.get(
         "/api/v1/incidents?status=open&kind=process",
-        &h.read.clone(),
+        &h.admin.clone(),
     );
     let fresh = incs
         .as_array()
