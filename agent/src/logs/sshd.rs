@@ -4,8 +4,13 @@
 //! The attacker chooses the user name, and it comes before the address in most sshd
 //! messages ("Failed password for USER from IP port N ssh2"). A name like
 //! "x from 203.0.113.9" must not make 203.0.113.9 the source (fail2ban CVE-2013-7176
-//! style injection). So messages are parsed from their fixed suffix backwards, and
-//! the address must parse as an IP.
+//! style injection). The client also chooses text after the address: the auth info
+//! after `ssh2: ` (hostbased's client user and host, for one). So the address clause
+//! ` from <ip> port <n> ssh2` counts only where it is followed by the end of the
+//! message, `: ` (auth info) or ` [preauth]`; where the user name or the auth info
+//! repeats such a clause, the first one is the daemon's only if the user is a real
+//! account (no spaces, no colons: `/etc/passwd` allows neither), and otherwise the
+//! line is refused as malformed: it blames no one, never a third party.
 
 use std::net::IpAddr;
 
@@ -82,6 +87,51 @@ fn from_ip_port(s: &str) -> Option<(&str, IpAddr)> {
     Some((head, ip.parse().ok()?))
 }
 
+/// `for <head> from <ip> port <n> ssh2[: <auth info>]` of `Failed`/`Accepted`, anchored
+/// at both ends (see the module doc) → (head, ip).
+fn auth_clause(s: &str) -> Result<(&str, IpAddr), ParseError> {
+    let s = s.trim_end();
+    let mut found: Vec<(&str, IpAddr)> = Vec::new();
+    let mut at = 0;
+    while let Some(i) = s[at..].find(" from ") {
+        let start = at + i;
+        at = start + 1;
+        let rest = &s[start + 6..];
+        let Some((ip, rest)) = rest.split_once(" port ") else {
+            continue;
+        };
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || rest[..digits].parse::<u16>().is_err() {
+            continue;
+        }
+        let tail = rest[digits..]
+            .strip_prefix(" ssh2")
+            .unwrap_or(&rest[digits..]);
+        if tail.is_empty() || tail.starts_with(": ") || tail == " [preauth]" {
+            found.push((&s[..start], ip));
+        }
+    }
+    match found.as_slice() {
+        [] => Err(ParseError::Irrelevant),
+        [one] => Ok(*one),
+        [first, ..] => {
+            let real_account = !first.0.starts_with("invalid user ")
+                && !first.0.contains([' ', ':'])
+                && !first.0.is_empty();
+            if real_account {
+                Ok(*first)
+            } else {
+                Err(ParseError::Framing(
+                    "the user name or auth info repeats the address clause",
+                ))
+            }
+        }
+    }
+}
+
 /// `<head> <ip> port <n>[ [preauth]]` (disconnect messages have no "from").
 fn ip_port(s: &str) -> Option<(&str, IpAddr)> {
     let s = s.trim_end();
@@ -133,7 +183,7 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
     let m = message.strip_prefix("error: ").unwrap_or(message);
     if let Some(rest) = m.strip_prefix("Failed ") {
         let (method, rest) = rest.split_once(" for ").ok_or(ParseError::Irrelevant)?;
-        let (head, ip) = from_ip_port(rest).ok_or(ParseError::Irrelevant)?;
+        let (head, ip) = auth_clause(rest)?;
         let (user, invalid_user) = user_of(head);
         return Ok(SshEvent::Failed {
             user,
@@ -144,7 +194,7 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
     }
     if let Some(rest) = m.strip_prefix("Accepted ") {
         let (method, rest) = rest.split_once(" for ").ok_or(ParseError::Irrelevant)?;
-        let (user, ip) = from_ip_port(rest).ok_or(ParseError::Irrelevant)?;
+        let (user, ip) = auth_clause(rest)?;
         return Ok(SshEvent::Accepted {
             user: user.to_string(),
             ip,
@@ -278,6 +328,34 @@ mod tests {
             !e.is_failure(),
             "sshd logs its own Failed line for the attempt"
         );
+        // Auth info after `ssh2: ` is the client's: an address in it is not the source.
+        let e = parse_line(
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.50 port 4242 ssh2: from 198.51.100.77 port 55555 ssh2",
+        )
+        .expect("parses");
+        assert_eq!((e.ip(), e.user()), (ip("203.0.113.50"), Some("root")));
+        let e = parse_line(
+            "Nov 23 15:00:01 web1 sshd[1]: Failed hostbased for alice from 203.0.113.50 port 4242 ssh2: client user \"x from 198.51.100.77 port 1 ssh2\", client host \"h\"",
+        )
+        .expect("parses");
+        assert_eq!(e.ip(), ip("203.0.113.50"));
+        let e = parse_line(
+            "Nov 23 15:00:01 web1 sshd[1]: Accepted publickey for deploy from 203.0.113.8 port 50000 ssh2: RSA SHA256:abc from 198.51.100.77 port 1 ssh2",
+        )
+        .expect("parses");
+        assert_eq!(e.ip(), ip("203.0.113.8"));
+        // An invalid user's name and the auth info both the client's, each with a
+        // clause: no one is blamed (malformed), least of all 198.51.100.77.
+        for line in [
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for invalid user x from 198.51.100.77 port 1 ssh2: y from 203.0.113.50 port 4242 ssh2",
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for invalid user x from 203.0.113.50 port 4242 ssh2: from 198.51.100.77 port 1 ssh2",
+            "Nov 23 15:00:01 web1 sshd[1]: Failed password for a b from 198.51.100.77 port 1 ssh2: from 203.0.113.50 port 4242 ssh2",
+        ] {
+            assert!(
+                matches!(parse_line(line), Err(ParseError::Framing(_))),
+                "{line}"
+            );
+        }
         // A name ending the line in an address-looking way without the real suffix.
         assert_eq!(
             parse_line("Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5"),
