@@ -69,17 +69,8 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         detection::start(&cfg, store.clone(), findings.clone(), shutdown_rx.clone()).await?;
     // The firewall's events travel on the sensors' ring: the sensors hand them over.
     let (xdp_tx, xdp_rx) = mpsc::channel(cfg.sensors.event_channel_size);
-    let firewall = firewall::start(
-        &cfg,
-        &mut ebpf,
-        firewall::Deps {
-            store: store.clone(),
-            findings: findings.clone(),
-            events: xdp_rx,
-            shutdown: shutdown_rx.clone(),
-        },
-    )
-    .await?;
+    // Sensors before the firewall: a sensor that refuses to start stops the agent
+    // before XDP is attached and its link pinned.
     let sensors = sensors::start(
         &cfg,
         &mut ebpf,
@@ -87,6 +78,17 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             detection: detection.detection.clone(),
             files: detection.files.clone(),
             xdp: xdp_tx,
+            shutdown: shutdown_rx.clone(),
+        },
+    )
+    .await?;
+    let firewall = firewall::start(
+        &cfg,
+        &mut ebpf,
+        firewall::Deps {
+            store: store.clone(),
+            findings: findings.clone(),
+            events: xdp_rx,
             shutdown: shutdown_rx.clone(),
         },
     )

@@ -20,7 +20,7 @@ use aya::{
 use super::lists::KernelLists;
 use crate::{
     config,
-    kernel::{take_map, Component, ComponentState, LoaderError},
+    kernel::{prog_err, program, take_map, Component, ComponentState, LoaderError},
 };
 
 /// The maps that carry the runtime firewall policy.
@@ -138,15 +138,7 @@ pub fn attach_xdp(
     pin_dir: &Path,
 ) -> Result<XdpAttachment, LoaderError> {
     let name = progs::XDP_FIREWALL;
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(LoaderError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| LoaderError::Program { name, source })?;
-    if prog.fd().is_err() {
-        prog.load()
-            .map_err(|source| LoaderError::Program { name, source })?;
-    }
+    let prog = loaded_xdp(ebpf)?;
     let pin = pin_dir.join(format!("link_xdp_{iface}"));
     let xerr = |source| LoaderError::XdpAttach {
         iface: iface.to_string(),
@@ -266,20 +258,20 @@ pub fn open_pinned_lists(pin_dir: &Path) -> Result<Option<KernelLists>, LoaderEr
     }))
 }
 
+/// The XDP program, loaded (once).
+fn loaded_xdp(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoaderError> {
+    let name = progs::XDP_FIREWALL;
+    let prog: &mut Xdp = program(ebpf, name)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(prog_err(name))?;
+    }
+    Ok(prog)
+}
+
 /// Load the XDP program without attaching it (for BPF_PROG_TEST_RUN).
 pub fn load_xdp(ebpf: &mut Ebpf) -> Result<std::os::fd::RawFd, LoaderError> {
     let name = progs::XDP_FIREWALL;
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(LoaderError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| LoaderError::Program { name, source })?;
-    if prog.fd().is_err() {
-        prog.load()
-            .map_err(|source| LoaderError::Program { name, source })?;
-    }
-    let fd = prog
-        .fd()
-        .map_err(|source| LoaderError::Program { name, source })?;
+    let prog = loaded_xdp(ebpf)?;
+    let fd = prog.fd().map_err(prog_err(name))?;
     Ok(fd.as_fd().as_raw_fd())
 }

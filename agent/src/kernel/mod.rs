@@ -150,12 +150,16 @@ impl Counters {
             .collect()
     }
 
-    /// One counter by name (0 when unknown).
+    /// One counter by name (0 when unknown); reads only its slot.
     pub fn get(&self, name: &str) -> u64 {
-        self.read()
-            .into_iter()
-            .find(|(k, _)| *k == name)
-            .map_or(0, |(_, n)| n)
+        let Some(i) = self.names.iter().position(|n| *n == name) else {
+            return 0;
+        };
+        let map = match self.map.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.get(&(i as u32), 0).map_or(0, |v| v.iter().sum())
     }
 }
 
@@ -287,6 +291,22 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
 
 pub fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, LoaderError> {
     ebpf.take_map(name).ok_or(LoaderError::MissingMap(name))
+}
+
+/// The program `name` of the object as its type (`Xdp`, `TracePoint`, ...).
+pub fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoaderError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoaderError::MissingProgram(name))?
+        .try_into()
+        .map_err(prog_err(name))
+}
+
+/// A program operation's error, named.
+pub fn prog_err(name: &'static str) -> impl Fn(ProgramError) -> LoaderError {
+    move |source| LoaderError::Program { name, source }
 }
 
 pub fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> LoaderError {

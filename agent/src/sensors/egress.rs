@@ -17,8 +17,8 @@ use super::{
 use crate::{
     config,
     kernel::{
-        cgroup2_root, enforcement_mode, insert_set, mode_label, set_single, Component,
-        ComponentState, LoaderError,
+        cgroup2_root, enforcement_mode, insert_set, mode_label, prog_err, program, set_single,
+        Component, ComponentState, LoaderError,
     },
     store::NewFinding,
 };
@@ -63,15 +63,10 @@ pub fn attach_egress(ebpf: &mut Ebpf, cfg: &config::Egress) -> Result<Vec<Compon
     insert_set(ebpf, maps::SAFE_UIDS, uids)?;
     let mut out = Vec::new();
     for name in [progs::CONNECT4, progs::CONNECT6] {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(LoaderError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| LoaderError::Program { name, source })?;
-        prog.load()
-            .map_err(|source| LoaderError::Program { name, source })?;
+        let prog: &mut CgroupSockAddr = program(ebpf, name)?;
+        prog.load().map_err(prog_err(name))?;
         prog.attach(&cg, CgroupAttachMode::Single)
-            .map_err(|source| LoaderError::Program { name, source })?;
+            .map_err(prog_err(name))?;
         out.push(Component {
             name: name.to_string(),
             kind: "cgroup_sock_addr",

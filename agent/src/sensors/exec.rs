@@ -27,8 +27,8 @@ use crate::{
     config,
     detection::Detection,
     kernel::{
-        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, set_single,
-        Component, ComponentState, LoaderError,
+        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, prog_err,
+        program, set_single, Component, ComponentState, LoaderError,
     },
     store::NewFinding,
 };
@@ -63,15 +63,10 @@ pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, Loa
     )?;
     set_single(ebpf, maps::EXEC_CONFIG, policy)?;
     let name = progs::SCHED_PROCESS_EXEC;
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .ok_or(LoaderError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| LoaderError::Program { name, source })?;
-    prog.load()
-        .map_err(|source| LoaderError::Program { name, source })?;
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(prog_err(name))?;
     prog.attach("sched", "sched_process_exec")
-        .map_err(|source| LoaderError::Program { name, source })?;
+        .map_err(prog_err(name))?;
     Ok(Component {
         name: name.to_string(),
         kind: "tracepoint",

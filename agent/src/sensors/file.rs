@@ -8,7 +8,8 @@ use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUD
 use aya::{programs::TracePoint, Ebpf};
 
 use crate::kernel::{
-    insert_path_prefixes, insert_set, set_single, Component, ComponentState, LoaderError,
+    insert_path_prefixes, insert_set, prog_err, program, set_single, Component, ComponentState,
+    LoaderError,
 };
 
 /// Write the watched trees into the kernel's watch trie ("/var/www" -> "/var/www/").
@@ -100,14 +101,9 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
     let mut out: Vec<Component> = Vec::new();
     for (name, events, required) in FILE_TRACEPOINTS {
         let name: &'static str = name;
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(LoaderError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| LoaderError::Program { name, source })?;
+        let prog: &mut TracePoint = program(ebpf, name)?;
         if prog.fd().is_err() {
-            prog.load()
-                .map_err(|source| LoaderError::Program { name, source })?;
+            prog.load().map_err(prog_err(name))?;
         }
         let mut attached = Vec::new();
         let mut missing = Vec::new();
@@ -116,8 +112,7 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
                 missing.push(*event);
                 continue;
             }
-            prog.attach("syscalls", event)
-                .map_err(|source| LoaderError::Program { name, source })?;
+            prog.attach("syscalls", event).map_err(prog_err(name))?;
             attached.push(format!("syscalls:{event}"));
         }
         let reason =
