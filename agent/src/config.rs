@@ -15,6 +15,10 @@ use serde_yaml_ng::Value;
 
 /// The embedded default configuration (also shipped as config/rampart.yaml).
 pub const DEFAULT_YAML: &str = include_str!("../../config/rampart.yaml");
+
+/// Shortest API token accepted: 24 characters (a guess then needs ~2^100 tries even
+/// from the 62-symbol alphabet, against a throttle of a few a minute).
+pub const MIN_TOKEN_CHARS: usize = 24;
 pub const DEFAULT_PATH: &str = "/etc/rampart/rampart.yaml";
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,9 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
+    /// A file or directory another local user could read secrets from or write to.
+    #[error("{path}: {reason}")]
+    Unsafe { path: PathBuf, reason: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,6 +306,44 @@ pub struct WebUi {
     /// Legacy single admin token; becomes a `legacy-auth-token` admin entry.
     #[serde(default)]
     pub auth_token: String,
+    /// Connection and request limits of the listener.
+    #[serde(default)]
+    pub limits: ApiLimits,
+}
+
+/// What one client, or all together, may hold of the API (docs/src/security.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiLimits {
+    /// Open connections at most, all clients together.
+    pub max_connections: usize,
+    /// Open connections at most from one client (IPv4 address or IPv6 /64).
+    pub max_connections_per_client: usize,
+    /// Seconds a TLS handshake may take.
+    pub handshake_timeout_secs: u64,
+    /// Seconds for a request's headers, and for the next request on an idle
+    /// kept-alive connection.
+    pub header_timeout_secs: u64,
+    /// Event streams (SSE) open at once.
+    pub max_sse_clients: usize,
+    /// Login attempts and unknown credentials per client per minute.
+    pub login_per_minute: u32,
+    /// Requests per client per minute.
+    pub requests_per_minute: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_client: 64,
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 15,
+            max_sse_clients: 64,
+            login_per_minute: 5,
+            requests_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -601,17 +646,17 @@ impl Config {
     }
 
     /// Load `path` over the embedded defaults, then `conf.d/*.yaml` beside it in name order.
+    /// Every file and both directories must be safe from other local users
+    /// ([`check_owner`]); a file holding a token must not be world-readable.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                path: p.to_path_buf(),
-                source,
-            })
-        };
+        let read = |p: &Path| read_private(p);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        check_owner(dir, true)?;
         let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
         layers.push((path.display().to_string(), read(path)?));
-        let confd = path.parent().unwrap_or(Path::new(".")).join("conf.d");
+        let confd = dir.join("conf.d");
         if confd.is_dir() {
+            check_owner(&confd, true)?;
             let mut files: Vec<PathBuf> = std::fs::read_dir(&confd)
                 .map_err(|source| ConfigError::Read {
                     path: confd.clone(),
@@ -856,17 +901,14 @@ impl Config {
             }
         }
         let mut names = std::collections::HashSet::new();
+        // Every credential, so the same string cannot carry two scopes (the last
+        // one would win: a read token silently becoming admin).
+        let mut secrets: Vec<(String, &str)> = Vec::new();
         for (i, t) in self.webui.tokens.iter().enumerate() {
             if t.name.trim().is_empty() {
                 return err(
                     &format!("webui.tokens[{i}].name"),
                     "must not be empty".into(),
-                );
-            }
-            if t.token.len() < 16 {
-                return err(
-                    &format!("webui.tokens[{i}].token"),
-                    "must be at least 16 characters".into(),
                 );
             }
             if !names.insert(t.name.as_str()) {
@@ -875,15 +917,128 @@ impl Config {
                     format!("duplicate token name {:?}", t.name),
                 );
             }
+            secrets.push((format!("webui.tokens[{i}].token"), t.token.as_str()));
         }
-        if !self.webui.metrics_token.is_empty() && self.webui.metrics_token.len() < 16 {
-            return err(
-                "webui.metrics_token",
-                "must be at least 16 characters".into(),
-            );
+        for (key, v) in [
+            ("webui.metrics_token", &self.webui.metrics_token),
+            ("webui.auth_token", &self.webui.auth_token),
+        ] {
+            if !v.is_empty() {
+                secrets.push((key.to_string(), v.as_str()));
+            }
+        }
+        for (i, (key, token)) in secrets.iter().enumerate() {
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return err(
+                    key,
+                    format!("must be at least {MIN_TOKEN_CHARS} characters (`rampart token` makes one)"),
+                );
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return err(key, "must not contain spaces or control characters".into());
+            }
+            if let Some((other, _)) = secrets[..i].iter().find(|(_, t)| t == token) {
+                return err(key, format!("is the same token as {other}; each must be unique"));
+            }
+        }
+        let l = &self.webui.limits;
+        for (k, v) in [
+            ("webui.limits.max_connections", l.max_connections as u64),
+            (
+                "webui.limits.max_connections_per_client",
+                l.max_connections_per_client as u64,
+            ),
+            ("webui.limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("webui.limits.header_timeout_secs", l.header_timeout_secs),
+        ] {
+            if v == 0 {
+                return err(k, "must be > 0".into());
+            }
         }
         Ok(())
     }
+}
+
+/// Refuse a config file or directory that a user other than root (or the user the
+/// agent runs as) owns or can write: they could give themselves a token, or point
+/// the agent's quarantine and firewall at what they choose.
+pub fn check_owner(path: &Path, is_dir: bool) -> Result<(), ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    owner_ok(path, &meta, is_dir)
+}
+
+fn owner_ok(path: &Path, meta: &std::fs::Metadata, is_dir: bool) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_ = |reason: String| ConfigError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_(format!(
+            "owned by uid {}, not root: another user could change the agent's configuration",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode();
+    // A sticky world-writable directory (/tmp) still lets others add files.
+    if mode & 0o022 != 0 {
+        let what = if is_dir { "directory" } else { "file" };
+        return Err(unsafe_(format!(
+            "{what} mode {:o} is writable by group or others; chmod go-w",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Read a config file through one descriptor (no swap between the check and the
+/// read), after [`owner_ok`], and refuse it world-readable when it holds a token;
+/// group-readable with a token is logged.
+fn read_private(p: &Path) -> Result<String, ConfigError> {
+    use std::{io::Read, os::unix::fs::MetadataExt};
+    let read_err = |source| ConfigError::Read {
+        path: p.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(p).map_err(read_err)?;
+    let meta = f.metadata().map_err(read_err)?;
+    owner_ok(p, &meta, false)?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(read_err)?;
+    if meta.mode() & 0o044 != 0 && holds_token(&text) {
+        if meta.mode() & 0o004 != 0 {
+            return Err(ConfigError::Unsafe {
+                path: p.to_path_buf(),
+                reason: format!(
+                    "mode {:o} lets every local user read the API tokens in it; chmod 600",
+                    meta.mode() & 0o7777
+                ),
+            });
+        }
+        tracing::warn!(path = %p.display(), mode = format!("{:o}", meta.mode() & 0o7777),
+            "Config file with API tokens is group-readable; chmod 600 unless that group is meant to be admin.");
+    }
+    Ok(text)
+}
+
+/// Does this YAML layer set an API credential?
+fn holds_token(text: &str) -> bool {
+    let Ok(v) = serde_yaml_ng::from_str::<Value>(text) else {
+        // Unparsable: the parse error comes later with its location; treat it as
+        // secret meanwhile.
+        return true;
+    };
+    let webui = &v["webui"];
+    let set = |k: &str| webui[k].as_str().is_some_and(|s| !s.is_empty());
+    set("metrics_token")
+        || set("auth_token")
+        || webui["tokens"]
+            .as_sequence()
+            .is_some_and(|s| !s.is_empty())
 }
 
 /// Like `merge`, but lists in `over` replace lists in `base` (operator file over defaults).
@@ -1046,8 +1201,30 @@ mod tests {
                 "webui.tokens[0].token",
             ),
             (
-                "webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, scope: root}]\n",
+                "webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaaaaaaaaaa, scope: root}]\n",
                 "webui.tokens[0].scope",
+            ),
+            // 23 characters: one short of the minimum.
+            (
+                "webui:\n  tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaaaaa, scope: admin}]\n",
+                "webui.tokens[0].token",
+            ),
+            (
+                "webui:\n  metrics_token: x\n",
+                "webui.metrics_token",
+            ),
+            // One string, two scopes: the read entry would have become admin.
+            (
+                "webui:\n  tokens:\n    - {name: a, token: bbbbbbbbbbbbbbbbbbbbbbbbbbbb, scope: admin}\n    - {name: b, token: bbbbbbbbbbbbbbbbbbbbbbbbbbbb, scope: read}\n",
+                "webui.tokens[1].token",
+            ),
+            (
+                "webui:\n  tokens: [{name: a, token: cccccccccccccccccccccccccccc, scope: read}]\n  auth_token: cccccccccccccccccccccccccccc\n",
+                "webui.auth_token",
+            ),
+            (
+                "webui:\n  limits: {max_connections: 0}\n",
+                "webui.limits.max_connections",
             ),
             (
                 "firewall:\n  interfaces: ['a/b']\n",
@@ -1130,5 +1307,47 @@ mod tests {
             .expect("write");
         let c = Config::load(&main).expect("load");
         assert_eq!(c.state_dir, PathBuf::from("/tmp/b"));
+    }
+
+    #[test]
+    fn files_other_users_could_read_or_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let main = dir.path().join("rampart.yaml");
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        let secret =
+            "webui:\n  tokens: [{name: op, token: dddddddddddddddddddddddddddd, scope: admin}]\n";
+        std::fs::write(&main, secret).expect("write");
+        chmod(&main, 0o644);
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("every local user read"), "{e}");
+        chmod(&main, 0o600);
+        Config::load(&main).expect("0600 with a token loads");
+        chmod(&main, 0o640);
+        Config::load(&main).expect("group-readable only warns");
+        // No token: world-readable is fine (the packaged default).
+        std::fs::write(&main, "state_dir: /tmp/x\n").expect("write");
+        chmod(&main, 0o644);
+        Config::load(&main).expect("no secret, readable");
+        chmod(&main, 0o666);
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        chmod(&main, 0o644);
+        // A drop-in directory others can write is someone else's config.
+        let confd = dir.path().join("conf.d");
+        std::fs::create_dir(&confd).expect("mkdir");
+        chmod(&confd, 0o1777);
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("conf.d") && e.contains("writable"), "{e}");
+        chmod(&confd, 0o755);
+        let drop_in = confd.join("50-x.yaml");
+        std::fs::write(&drop_in, "state_dir: /tmp/y\n").expect("write");
+        // Owned by nobody: refused whatever its mode.
+        nix::unistd::chown(&drop_in, Some(nix::unistd::Uid::from_raw(65534)), None)
+            .expect("chown (the tests run as root)");
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("owned by uid 65534"), "{e}");
     }
 }

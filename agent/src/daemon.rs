@@ -44,6 +44,7 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
 /// Run the agent until a shutdown signal.
 pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     prepare_state_dir(&cfg)?;
+    let nofile = kernel::raise_nofile();
     let (token_set, fresh_token) = tokens::build(&cfg)?;
     let tls = tls::load_or_generate(&cfg.state_dir, cfg.webui.listen.ip())?;
     let store = Store::open(&cfg.state_dir.join("rampart.db"), STORE_QUEUE)
@@ -133,7 +134,11 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         std::time::Duration::from_secs(cfg.sensors.loss_window_secs),
         shutdown_rx.clone(),
     ));
-    let state = api::ApiState::new(backend, token_set);
+    let state = api::ApiState::with_limits(
+        backend,
+        token_set,
+        web::api_limits(&cfg.webui.limits, nofile),
+    );
     let mut api_shutdown = shutdown_rx.clone();
     let (addr, server) = api::serve(
         state,

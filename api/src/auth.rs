@@ -2,8 +2,20 @@
 //! Token authentication and scopes (csm-api.md "Authentication", "Token scopes").
 //!
 //! Tokens are kept only as SHA-256 digests. A request authenticates with
-//! `Authorization: Bearer <token>` or the `csm_auth` cookie. Cookie-authenticated
-//! state-changing requests must also carry `X-CSRF-Token`; Bearer requests are exempt.
+//! `Authorization: Bearer <token>` or the `csm_auth` cookie. The cookie holds either a
+//! session minted by `POST /login` (random, server-side, revoked by `/logout`, expires)
+//! or, as CSM clients send it, a raw token. Cookie-authenticated state-changing
+//! requests must also carry `X-CSRF-Token` and, when the browser names one, a
+//! same-site `Origin`; Bearer requests are exempt.
+//!
+//! Status codes follow csm-contract.md: a missing, unknown or insufficient credential
+//! is 401; 403 is only for CSRF and cross-origin failures.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use sha2::{Digest, Sha256};
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -19,6 +31,8 @@ pub enum Scope {
     Admin,
     /// The metrics token (or an admin token).
     Metrics,
+    /// No credential (`/login`).
+    Public,
 }
 
 impl Scope {
@@ -27,6 +41,7 @@ impl Scope {
             Self::Read => "read",
             Self::Admin => "admin",
             Self::Metrics => "metrics",
+            Self::Public => "public",
         }
     }
 }
@@ -39,7 +54,7 @@ pub enum Grant {
     Metrics,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Entry {
     name: String,
     digest: [u8; 32],
@@ -52,14 +67,62 @@ pub struct Principal {
     pub name: String,
     pub grant: Grant,
     pub via_cookie: bool,
-    /// Digest of the presented token (hex), used for per-operator state and CSRF.
+    /// Digest of the token behind the request (hex), used for per-operator state.
     pub token_digest: String,
+    /// Digest of the cookie credential (hex; a session id or a raw token), which
+    /// the CSRF token is derived from. Empty for Bearer requests.
+    pub session_digest: String,
 }
 
-#[derive(Clone, Default)]
+impl Principal {
+    fn anonymous() -> Self {
+        Self {
+            name: String::new(),
+            grant: Grant::Read,
+            via_cookie: false,
+            token_digest: String::new(),
+            session_digest: String::new(),
+        }
+    }
+}
+
+/// How long a login session lives.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Sessions kept at most; the oldest goes when a login would exceed it.
+const MAX_SESSIONS: usize = 1024;
+
+struct Session {
+    entry: Entry,
+    expires: Instant,
+}
+
+/// A freshly minted login session.
+pub struct NewSession {
+    /// The cookie value (shown once; only its digest is kept).
+    pub id: String,
+    pub csrf: String,
+    pub grant: Grant,
+    pub name: String,
+}
+
+#[derive(Default)]
 pub struct TokenSet {
     entries: Vec<Entry>,
     csrf_key: [u8; 32],
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+/// Why a credential failed, which decides whether it costs the login budget.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// Nothing presented.
+    Missing,
+    /// Presented but unknown (a guess: counts against the login throttle).
+    Unknown,
+    /// Known, but without the route's scope.
+    Scope,
+    /// Cookie write without a valid CSRF token, or from another origin.
+    Csrf,
 }
 
 pub const COOKIE_NAME: &str = "csm_auth";
@@ -79,6 +142,7 @@ impl TokenSet {
         Self {
             entries: Vec::new(),
             csrf_key,
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -98,7 +162,8 @@ impl TokenSet {
         self.entries.is_empty()
     }
 
-    /// The CSRF token that goes with a session token (deterministic, keyed).
+    /// The CSRF token that goes with a cookie credential (deterministic, keyed by a
+    /// per-start secret), from the credential's digest in hex.
     pub fn csrf_for(&self, token_digest_hex: &str) -> String {
         let mut h = Sha256::new();
         h.update(b"rampart-csrf\0");
@@ -119,53 +184,142 @@ impl TokenSet {
         found
     }
 
+    /// Check a token presented to `POST /login` and mint a session for it.
+    pub fn login(&self, token: &str) -> Option<NewSession> {
+        let entry = self.lookup(token)?.clone();
+        let mut raw = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+        let id = hex::encode(raw);
+        let key = digest(&id);
+        let csrf = self.csrf_for(&hex::encode(key));
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| s.expires > now);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| *k)
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        let (grant, name) = (entry.grant, entry.name.clone());
+        sessions.insert(
+            key,
+            Session {
+                entry,
+                expires: now + SESSION_TTL,
+            },
+        );
+        Some(NewSession {
+            id,
+            csrf,
+            grant,
+            name,
+        })
+    }
+
+    /// End the session a cookie names (a raw-token cookie has none to end).
+    pub fn logout(&self, headers: &HeaderMap) -> bool {
+        let Some(c) = cookie(headers, COOKIE_NAME) else {
+            return false;
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(&digest(&c)).is_some()
+    }
+
+    /// Sessions alive now.
+    pub fn sessions(&self) -> usize {
+        let now = Instant::now();
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.values().filter(|s| s.expires > now).count()
+    }
+
+    fn session(&self, id: &str) -> Option<Entry> {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = digest(id);
+        match sessions.get(&key) {
+            Some(s) if s.expires > now => Some(s.entry.clone()),
+            Some(_) => {
+                sessions.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Authenticate and authorize one request for a route of `scope`.
-    /// 401: no or unknown credential. 403: known credential without the scope, or
-    /// a cookie session writing without a valid CSRF token.
+    /// 401: no, unknown or insufficient credential (csm-contract.md). 403: a cookie
+    /// session writing without a valid CSRF token or from a foreign origin.
     pub fn authorize(
         &self,
         method: &Method,
         headers: &HeaderMap,
         scope: Scope,
     ) -> Result<Principal, ApiError> {
+        self.check(method, headers, scope).map_err(|(why, msg)| {
+            let status = match why {
+                Denied::Csrf => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            ApiError::new(status, msg)
+        })
+    }
+
+    /// [`authorize`](Self::authorize) with the reason of a refusal.
+    pub fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Result<Principal, (Denied, String)> {
+        if scope == Scope::Public {
+            return Ok(Principal::anonymous());
+        }
         let (token, via_cookie) = match bearer(headers) {
             Some(t) => (t, false),
             None => match cookie(headers, COOKIE_NAME) {
                 Some(t) => (t, true),
-                None => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "authentication required",
-                    ))
-                }
+                None => return Err((Denied::Missing, "authentication required".into())),
             },
         };
-        let Some(entry) = self.lookup(&token) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"));
+        let entry = match via_cookie.then(|| self.session(&token)).flatten() {
+            Some(e) => e,
+            None => match self.lookup(&token) {
+                Some(e) => e.clone(),
+                None => return Err((Denied::Unknown, "invalid token".into())),
+            },
         };
         let allowed = matches!(
             (scope, entry.grant),
             (_, Grant::Admin) | (Scope::Read, Grant::Read) | (Scope::Metrics, Grant::Metrics)
         );
         if !allowed {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
+            return Err((
+                Denied::Scope,
                 format!("token '{}' lacks the {} scope", entry.name, scope.as_str()),
             ));
         }
         let token_digest = hex::encode(entry.digest);
+        let session_digest = if via_cookie {
+            hex::encode(digest(&token))
+        } else {
+            String::new()
+        };
         let writes = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if via_cookie && writes {
-            let expected = self.csrf_for(&token_digest);
+            if let Err(msg) = same_origin(headers) {
+                return Err((Denied::Csrf, msg));
+            }
+            let expected = self.csrf_for(&session_digest);
             let presented = headers
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if !ct_eq(&digest(presented), &digest(&expected)) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "missing or invalid X-CSRF-Token",
-                ));
+                return Err((Denied::Csrf, "missing or invalid X-CSRF-Token".into()));
             }
         }
         Ok(Principal {
@@ -173,7 +327,33 @@ impl TokenSet {
             grant: entry.grant,
             via_cookie,
             token_digest,
+            session_digest,
         })
+    }
+}
+
+/// A browser names where a request comes from (`Origin`, `Sec-Fetch-Site`); a cookie
+/// write is refused when that is another site. Clients that send neither (curl with
+/// `-b`) still need the CSRF token.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(format!("cross-site request (Sec-Fetch-Site: {site})"));
+        }
+    }
+    let Some(origin) = get("origin") else {
+        return Ok(());
+    };
+    let host = get("host").unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("https://")
+        .filter(|h| !h.is_empty() && !h.contains('/'));
+    match origin_host {
+        Some(h) if h.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(format!(
+            "Origin {origin:?} is not this server ({host:?})"
+        )),
     }
 }
 
@@ -232,13 +412,13 @@ mod tests {
             s.authorize(&Method::POST, &read, Scope::Admin)
                 .unwrap_err()
                 .status,
-            StatusCode::FORBIDDEN
+            StatusCode::UNAUTHORIZED
         );
         assert_eq!(
             s.authorize(&Method::GET, &metrics, Scope::Read)
                 .unwrap_err()
                 .status,
-            StatusCode::FORBIDDEN
+            StatusCode::UNAUTHORIZED
         );
         assert!(s.authorize(&Method::GET, &metrics, Scope::Metrics).is_ok());
         let bad = hdr("authorization", "Bearer nope");
@@ -277,5 +457,49 @@ mod tests {
         let csrf = s.csrf_for(&hex::encode(digest("admin-secret")));
         h.insert(CSRF_HEADER, HeaderValue::from_str(&csrf).expect("csrf"));
         assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_ok());
+        // The right token from another site is still refused.
+        h.insert("host", HeaderValue::from_static("panel.example:9443"));
+        h.insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert_eq!(
+            s.authorize(&Method::POST, &h, Scope::Admin)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        h.insert("origin", HeaderValue::from_static("https://panel.example:9443"));
+        assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_ok());
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_err());
+    }
+
+    #[test]
+    fn sessions_log_in_expire_on_logout_and_carry_their_own_csrf() {
+        let s = set();
+        assert!(s.login("wrong").is_none());
+        let sess = s.login("read-secret").expect("a session");
+        assert_eq!(sess.grant, Grant::Read);
+        assert_ne!(sess.id, "read-secret", "the cookie is not the token");
+        let mut h = hdr("cookie", &format!("csm_auth={}", sess.id));
+        let p = s.authorize(&Method::GET, &h, Scope::Read).expect("session");
+        assert_eq!(p.name, "panel");
+        assert_eq!(p.token_digest, hex::encode(digest("read-secret")));
+        assert_eq!(s.csrf_for(&p.session_digest), sess.csrf);
+        // Read sessions stay read: 401 on admin routes, as CSM.
+        assert_eq!(
+            s.authorize(&Method::GET, &h, Scope::Admin)
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(s.logout(&h));
+        assert_eq!(
+            s.authorize(&Method::GET, &h, Scope::Read)
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        h.insert("cookie", HeaderValue::from_static("csm_auth=read-secret"));
+        assert!(!s.logout(&h), "a raw-token cookie has no session");
+        assert_eq!(s.sessions(), 0);
     }
 }

@@ -674,7 +674,7 @@ pub(crate) async fn handle<B: Backend>(
             if principal.via_cookie {
                 // Cookie sessions learn their CSRF token here (csm-api.md: "obtained
                 // from the login response or page meta tag").
-                let csrf = state.tokens.csrf_for(&principal.token_digest);
+                let csrf = state.tokens.csrf_for(&principal.session_digest);
                 if let Ok(v) = warp::http::HeaderValue::from_str(&csrf) {
                     resp.headers_mut().insert(crate::auth::CSRF_HEADER, v);
                 }
@@ -695,12 +695,7 @@ pub(crate) async fn handle<B: Backend>(
         }
         Handler::Metrics => {
             let mut text = b.metrics().await?;
-            text.push_str(&format!(
-                "# HELP rampart_sse_clients_dropped_total SSE clients dropped for falling behind.\n\
-                 # TYPE rampart_sse_clients_dropped_total counter\n\
-                 rampart_sse_clients_dropped_total {}\n",
-                state.sse_lagged_total.load(Ordering::Relaxed)
-            ));
+            text.push_str(&api_metrics(state));
             warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
                 .into_response()
         }
@@ -713,6 +708,42 @@ pub(crate) async fn handle<B: Backend>(
             ))
         }
     })
+}
+
+/// The listener's and the API's own counters, Prometheus text.
+fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
+    let c = &state.conns;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let rows: [(&str, &str, &str, u64); 10] = [
+        ("rampart_sse_clients_dropped_total", "counter", "SSE clients dropped for falling behind.", load(&state.sse_lagged_total)),
+        ("rampart_sse_clients", "gauge", "SSE streams open.", state.sse_clients.load(Ordering::Relaxed) as u64),
+        ("rampart_sse_refused_total", "counter", "SSE streams refused at the client cap.", load(&state.sse_refused_total)),
+        ("rampart_api_throttled_total", "counter", "Requests answered 429.", load(&state.throttled_total)),
+        ("rampart_api_connections_open", "gauge", "API connections open.", load(&c.open)),
+        ("rampart_api_connections_accepted_total", "counter", "API connections accepted.", load(&c.accepted)),
+        ("rampart_api_connections_refused_total{cap=\"global\"}", "counter", "API connections closed at a connection cap.", load(&c.refused_global)),
+        ("rampart_api_connections_refused_total{cap=\"per_client\"}", "counter", "", load(&c.refused_per_ip)),
+        ("rampart_api_tls_handshake_failed_total", "counter", "TLS handshakes failed or timed out.", load(&c.handshake_failed)),
+        ("rampart_api_accept_errors_total", "counter", "accept() errors (EMFILE and the like).", load(&c.accept_errors)),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, v) in rows {
+        let base = name.split('{').next().unwrap_or(name);
+        if !help.is_empty() {
+            out.push_str(&format!("# HELP {base} {help}\n# TYPE {base} {kind}\n"));
+        }
+        out.push_str(&format!("{name} {v}\n"));
+    }
+    out
+}
+
+/// One open SSE stream's place under `limits.max_sse_clients`; given back on drop.
+struct SseSlot<B: Backend>(Arc<ApiState<B>>);
+
+impl<B: Backend> Drop for SseSlot<B> {
+    fn drop(&mut self) {
+        self.0.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Findings replayed to a client resuming with Last-Event-ID, at most.
@@ -735,6 +766,18 @@ async fn sse<B: Backend>(
     state: &Arc<ApiState<B>>,
     last_event_id: Option<i64>,
 ) -> Result<warp::reply::Response, ApiError> {
+    let open = state.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let slot = SseSlot(state.clone());
+    if open >= state.limits.max_sse_clients {
+        state.sse_refused_total.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} event streams are open already",
+                state.limits.max_sse_clients
+            ),
+        ));
+    }
     let rx = state.backend.subscribe();
     let replay = match last_event_id {
         Some(id) => state.backend.findings_after(id, SSE_REPLAY_MAX).await?,
@@ -758,8 +801,13 @@ async fn sse<B: Backend>(
             }
             sse_event(&finding)
         });
-    let stream =
-        futures_util::stream::iter(replay.into_iter().filter_map(|f| sse_event(&f))).chain(live);
+    let stream = futures_util::stream::iter(replay.into_iter().filter_map(|f| sse_event(&f)))
+        .chain(live)
+        .map(move |e| {
+            // The slot lives as long as the stream: dropped when the client goes.
+            let _held = &slot;
+            e
+        });
     let reply = warp::sse::reply(
         warp::sse::keep_alive()
             .interval(Duration::from_secs(15))

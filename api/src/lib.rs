@@ -9,12 +9,16 @@
 pub mod auth;
 pub mod error;
 mod handlers;
+pub mod listener;
+mod login;
 pub mod model;
 pub mod routes;
 mod server;
+pub mod throttle;
 
 pub use auth::{Scope, TokenSet};
 pub use error::ApiError;
+pub use listener::Limits;
 pub use server::{filter, serve, ApiState, Backend};
 
 /// Largest accepted request body, in bytes.

@@ -87,6 +87,8 @@ pub enum Handler {
     EmailDeferrals,
     EmailRelayAbuse,
     EmailGroups,
+    Login,
+    Logout,
 }
 
 #[derive(Debug)]
@@ -118,6 +120,11 @@ const fn r(
 /// covers status, findings, blocked-IP summaries, health, components, capabilities
 /// and SSE; everything that writes needs admin.
 pub const ROUTES: &[Route] = &[
+    // Browser sessions (csm-contract.md): the cookie csm_auth and the CSRF token.
+    r("GET", "/login", Scope::Public, Handler::Login, "Login form (token field)"),
+    r("POST", "/login", Scope::Public, Handler::Login, "Log in with form token=... (or JSON {token}): sets the csm_auth session cookie and returns {csrf_token}; 5 attempts/min per client"),
+    r("GET", "/logout", Scope::Admin, Handler::Logout, "End the cookie session (CSM: admin scope)"),
+    r("POST", "/logout", Scope::Read, Handler::Logout, "End the cookie session and clear csm_auth"),
     r("GET", "/api/v1/status", Scope::Read, Handler::Status, "Health snapshot: version, uptime, severity counts, blocklist size, capabilities, started_at_token"),
     r("GET", "/api/v1/health", Scope::Read, Handler::Health, "Daemon health: kernel programs, sensors, store, event loss"),
     r("GET", "/api/v1/capabilities", Scope::Read, Handler::Capabilities, "Static feature list for orchestrator feature-detect"),
@@ -303,7 +310,8 @@ mod tests {
     #[test]
     fn writes_need_admin() {
         for r in ROUTES {
-            if r.method != "GET" {
+            // Logging in and out changes only the caller's own session.
+            if r.method != "GET" && !matches!(r.handler, Handler::Login | Handler::Logout) {
                 assert_eq!(
                     r.scope,
                     Scope::Admin,

@@ -1,22 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0-only
 use std::{
     future::Future,
-    net::SocketAddr,
-    sync::{atomic::AtomicU64, Arc},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use warp::{
-    http::{HeaderMap, Method, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     path::FullPath,
     Filter,
 };
 
 use crate::{
+    auth::Denied,
+    listener::{self, ConnStats, Limits, ListenError, Peer},
     model::{BlockEntry, BlockRequest, DetectOp, Finding, FirewallOp},
-    routes, ApiError, TokenSet,
+    routes::{self, Handler},
+    throttle::RateLimiter,
+    ApiError, TokenSet,
 };
 
 /// Largest request body accepted (bigger ones get 413 without being read in full).
@@ -58,17 +65,73 @@ pub trait Backend: Send + Sync + 'static {
 pub struct ApiState<B: Backend> {
     pub backend: Arc<B>,
     pub tokens: TokenSet,
+    pub limits: Limits,
     /// SSE clients dropped because they fell behind the broadcast buffer.
     pub sse_lagged_total: AtomicU64,
+    /// SSE streams open now.
+    pub sse_clients: AtomicUsize,
+    /// SSE streams refused at `limits.max_sse_clients`.
+    pub sse_refused_total: AtomicU64,
+    /// Requests answered 429.
+    pub throttled_total: AtomicU64,
+    pub conns: Arc<ConnStats>,
+    login_budget: RateLimiter,
+    request_budget: RateLimiter,
 }
 
 impl<B: Backend> ApiState<B> {
     pub fn new(backend: Arc<B>, tokens: TokenSet) -> Arc<Self> {
+        Self::with_limits(backend, tokens, Limits::default())
+    }
+
+    pub fn with_limits(backend: Arc<B>, tokens: TokenSet, limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             backend,
             tokens,
+            login_budget: RateLimiter::new(limits.login_per_minute),
+            request_budget: RateLimiter::new(limits.requests_per_minute),
+            limits,
             sse_lagged_total: AtomicU64::new(0),
+            sse_clients: AtomicUsize::new(0),
+            sse_refused_total: AtomicU64::new(0),
+            throttled_total: AtomicU64::new(0),
+            conns: Arc::new(ConnStats::default()),
         })
+    }
+
+    fn throttled(&self, what: &str) -> ApiError {
+        self.throttled_total.fetch_add(1, Ordering::Relaxed);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many {what}; try again in a minute"),
+        )
+    }
+}
+
+/// Headers on every response: nothing cached, sniffed, framed or sent elsewhere.
+fn secure_headers(resp: &mut warp::reply::Response) {
+    let h = resp.headers_mut();
+    let html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let csp = if html {
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'"
+    };
+    for (k, v) in [
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", csp),
+        ("strict-transport-security", "max-age=31536000"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
     }
 }
 
@@ -99,14 +162,24 @@ pub fn filter<B: Backend>(
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::ext::optional::<Peer>())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: FullPath, headers: HeaderMap, query: String, body| {
+            move |method: Method,
+                  path: FullPath,
+                  headers: HeaderMap,
+                  query: String,
+                  peer: Option<Peer>,
+                  body| {
                 let state = state.clone();
+                // Requests that did not come through the listener (in-process tests)
+                // share one budget.
+                let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
                 async move {
                     let started = std::time::Instant::now();
-                    let resp = match dispatch(
+                    let mut resp = match dispatch(
                         &state,
+                        ip,
                         &method,
                         path.as_str(),
                         &headers,
@@ -118,7 +191,8 @@ pub fn filter<B: Backend>(
                         Ok(r) => r,
                         Err(e) => e.into_response(),
                     };
-                    tracing::debug!(%method, path = path.as_str(), status = resp.status().as_u16(),
+                    secure_headers(&mut resp);
+                    tracing::debug!(%method, path = path.as_str(), %ip, status = resp.status().as_u16(),
                     elapsed_us = started.elapsed().as_micros() as u64, "request");
                     resp
                 }
@@ -128,19 +202,49 @@ pub fn filter<B: Backend>(
 
 async fn dispatch<B: Backend>(
     state: &Arc<ApiState<B>>,
+    ip: IpAddr,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     query: &str,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
 ) -> Result<warp::reply::Response, ApiError> {
+    // Budgets first: a client over them learns nothing else, not even 404.
+    if !state.request_budget.take(ip) {
+        return Err(state.throttled("requests"));
+    }
     let route = routes::find(method.as_str(), path)?;
-    let principal = state.tokens.authorize(method, headers, route.scope)?;
+    let is_login = route.handler == Handler::Login && *method == Method::POST;
+    if is_login && !state.login_budget.take(ip) {
+        return Err(state.throttled("login attempts"));
+    }
+    let principal = match state.tokens.check(method, headers, route.scope) {
+        Ok(p) => p,
+        Err((why, msg)) => {
+            // Every unknown credential is a guess and costs the login budget.
+            if why == Denied::Unknown && !state.login_budget.take(ip) {
+                return Err(state.throttled("failed authentications"));
+            }
+            let status = match why {
+                Denied::Csrf => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return Err(ApiError::new(status, msg));
+        }
+    };
     let body = if *method == Method::GET || *method == Method::HEAD {
         Bytes::new()
     } else {
         read_body(body).await?
     };
+    match route.handler {
+        Handler::Login if *method == Method::POST => {
+            return crate::login::login(state, headers, &body)
+        }
+        Handler::Login => return Ok(crate::login::form()),
+        Handler::Logout => return Ok(crate::login::logout(state, headers)),
+        _ => {}
+    }
     // SSE resume; an unparsable id is treated as absent (a fresh stream).
     let last_event_id = headers
         .get("last-event-id")
@@ -149,7 +253,8 @@ async fn dispatch<B: Backend>(
     crate::handlers::handle(state, route, &principal, path, query, last_event_id, body).await
 }
 
-/// Serve `filter(state)` over TLS on `addr` until `shutdown` resolves.
+/// Serve `filter(state)` over TLS on `addr` until `shutdown` resolves, with the
+/// connection limits of `state.limits` (see [`listener`]).
 /// Returns the bound address (useful with port 0) and the server future.
 pub fn serve<B: Backend>(
     state: Arc<ApiState<B>>,
@@ -157,10 +262,18 @@ pub fn serve<B: Backend>(
     cert_pem: &[u8],
     key_pem: &[u8],
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl Future<Output = ()> + 'static), warp::Error> {
-    warp::serve(filter(state))
-        .tls()
-        .cert(cert_pem)
-        .key(key_pem)
-        .try_bind_with_graceful_shutdown(addr, shutdown)
+) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), ListenError> {
+    let tls = Arc::new(listener::tls_config(cert_pem, key_pem)?);
+    let bind = |source| ListenError::Bind { addr, source };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+    std_listener.set_nonblocking(true).map_err(bind)?;
+    let bound = std_listener.local_addr().map_err(bind)?;
+    let tcp = tokio::net::TcpListener::from_std(std_listener).map_err(bind)?;
+    let limits = state.limits.clone();
+    let stats = state.conns.clone();
+    let service = warp::service(filter(state));
+    Ok((
+        bound,
+        listener::run(tcp, tls, limits, stats, service, shutdown),
+    ))
 }

@@ -52,7 +52,7 @@ fn ids(body: &str) -> Vec<i64> {
 async fn open(
     st: &std::sync::Arc<api::ApiState<MemBackend>>,
     last_event_id: Option<i64>,
-) -> warp::http::Response<warp::hyper::Body> {
+) -> warp::reply::Response {
     let mut req = warp::test::request()
         .path("/api/v1/events")
         .header("authorization", format!("Bearer {READ}"));
@@ -80,7 +80,7 @@ async fn a_client_that_falls_behind_is_dropped_and_counted() {
         tx.send(finding(id)).expect("a subscriber exists");
     }
     // The stream ends (the client is disconnected) instead of delivering a gap.
-    let mut body = resp.into_body();
+    let mut body = http_body_util::BodyExt::into_data_stream(resp.into_body());
     let mut text = String::new();
     while let Some(chunk) = body.next().await {
         text.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
@@ -103,7 +103,7 @@ async fn last_event_id_replays_then_goes_live_without_duplicates() {
         tx.send(finding(id)).expect("subscribed");
     }
     drop(tx);
-    let mut body = resp.into_body();
+    let mut body = http_body_util::BodyExt::into_data_stream(resp.into_body());
     let mut text = String::new();
     while !text.contains("finding 7") {
         let Some(chunk) = body.next().await else {

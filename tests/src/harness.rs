@@ -69,12 +69,16 @@ impl Harness {
             &config,
             format!(
                 "state_dir: {state}\n\
-                 webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n\
+                 webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {admin}, scope: admin}}\n    - {{name: panel, token: {read}, scope: read}}\n  \
+                 limits: {{requests_per_minute: {rpm}}}\n\
                  firewall:\n  interfaces: [{iface}]\n  pin_dir: {pins}\n  max_entries_v4: 4096\n  max_entries_v6: 4096\n{extra}\
                  watch:\n  paths: [{www}]\n\
                  detection:\n  rules_dir: {rules}\n{top}",
                 // `@WWW@` in `top` is the watched directory (for sections that name it).
                 top = top.replace("@WWW@", &www.display().to_string()),
+                // The tests poll at 20 requests a second, over the default 600/min
+                // (api/tests/sessions.rs checks the budget itself).
+                rpm = 100_000,
                 rules = dir.path().join("rules").display(),
                 state = dir.path().join("state").display(),
                 iface = net.if_a,
@@ -83,6 +87,12 @@ impl Harness {
             ),
         )
         .expect("config");
+        // It holds tokens: the agent refuses it readable by every user.
+        std::fs::set_permissions(
+            &config,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod config");
         let mut h = Harness {
             net,
             dir,

@@ -217,6 +217,34 @@ pub fn raise_memlock() {
     }
 }
 
+/// Raise the soft RLIMIT_NOFILE to the hard limit (systemd gives services 1024 soft,
+/// 524288 hard): API clients must never take the descriptors the sensors, the store
+/// and the scanners need. Returns the soft limit in force afterwards.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            tracing::info!(from = lim.rlim_cur, to = lim.rlim_max, "Raised the open-file limit.");
+            return lim.rlim_max;
+        }
+        tracing::warn!(error = %std::io::Error::last_os_error(), soft = lim.rlim_cur,
+            "Could not raise RLIMIT_NOFILE.");
+    }
+    lim.rlim_cur
+}
+
 /// Expected (type, key size, value size, capacity) of each pinned map.
 fn pinned_layout(cfg: &Config, name: &str) -> Option<(MapType, u32, u32, u32)> {
     let fw = &cfg.firewall;

@@ -15,6 +15,30 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
+/// Descriptors kept back from API connections for the sensors, fanotify, the
+/// store, scan workers and log files.
+pub const FD_RESERVE: u64 = 1024;
+
+/// The listener's limits from `webui.limits`, with the connection cap lowered so
+/// that API clients can never take the last [`FD_RESERVE`] descriptors.
+pub fn api_limits(cfg: &crate::config::ApiLimits, nofile: u64) -> api::Limits {
+    let room = nofile.saturating_sub(FD_RESERVE).max(16) as usize;
+    let max_connections = cfg.max_connections.min(room);
+    if max_connections < cfg.max_connections {
+        tracing::warn!(configured = cfg.max_connections, nofile, used = max_connections,
+            "webui.limits.max_connections lowered to fit the open-file limit.");
+    }
+    api::Limits {
+        max_connections,
+        max_connections_per_ip: cfg.max_connections_per_client.min(max_connections),
+        handshake_timeout: std::time::Duration::from_secs(cfg.handshake_timeout_secs),
+        header_timeout: std::time::Duration::from_secs(cfg.header_timeout_secs),
+        max_sse_clients: cfg.max_sse_clients,
+        login_per_minute: cfg.login_per_minute,
+        requests_per_minute: cfg.requests_per_minute,
+    }
+}
+
 pub mod bulk;
 pub mod findings;
 pub mod firewall;

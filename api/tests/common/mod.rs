@@ -92,9 +92,22 @@ pub fn state() -> Arc<ApiState<MemBackend>> {
 
 /// An API over `backend` with the admin, read and metrics tokens above.
 pub fn state_with(backend: MemBackend) -> Arc<ApiState<MemBackend>> {
+    ApiState::new(Arc::new(backend), tokens())
+}
+
+fn tokens() -> TokenSet {
     let mut t = TokenSet::new([9; 32]);
     t.add_plain("op", ADMIN, Grant::Admin);
     t.add_plain("panel", READ, Grant::Read);
     t.add_plain("prom", METRICS, Grant::Metrics);
-    ApiState::new(Arc::new(backend), t)
+    t
+}
+
+/// [`state`] with other listener and request limits.
+pub fn state_with_limits(limits: api::Limits) -> Arc<ApiState<MemBackend>> {
+    let backend = MemBackend {
+        tx: broadcast::channel(4).0,
+        stored: Vec::new(),
+    };
+    ApiState::with_limits(Arc::new(backend), tokens(), limits)
 }

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The API's own accept loop: TLS (tokio-rustls) and HTTP/1.1 (hyper 1) around the
+//! warp filter, with limits a local user cannot exhaust.
+//!
+//! - a global and a per-client connection cap: a connection past either is closed
+//!   at once, before TLS, and counted;
+//! - a TLS handshake timeout and a request-header timeout (which also ends idle
+//!   keep-alive connections), so idle sockets do not pile up;
+//! - `accept` errors (EMFILE when the process is out of descriptors) back off
+//!   instead of spinning, and never end the loop.
+//!
+//! The client's address reaches the filter as a [`Peer`] request extension.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio_rustls::{rustls, TlsAcceptor};
+
+use crate::throttle::client_key;
+
+/// Connection and request limits of the listener.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections at most, all clients together.
+    pub max_connections: usize,
+    /// Open connections at most from one client (IPv4 address, IPv6 /64).
+    pub max_connections_per_ip: usize,
+    /// A TLS handshake not done within this is dropped.
+    pub handshake_timeout: Duration,
+    /// Request headers (and the wait for the next request on a kept-alive
+    /// connection) not complete within this close the connection.
+    pub header_timeout: Duration,
+    /// SSE streams open at once; past it `/api/v1/events` answers 503.
+    pub max_sse_clients: usize,
+    /// `POST /login` attempts and unknown credentials per client per minute.
+    pub login_per_minute: u32,
+    /// Requests per client per minute.
+    pub requests_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(15),
+            max_sse_clients: 64,
+            login_per_minute: 5,
+            requests_per_minute: 600,
+        }
+    }
+}
+
+/// What the listener counted (exported in `/metrics`).
+#[derive(Default, Debug)]
+pub struct ConnStats {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub refused_global: AtomicU64,
+    pub refused_per_ip: AtomicU64,
+    pub handshake_failed: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+/// The remote address of the connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the API certificate: {0}")]
+    Cert(String),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Rustls server configuration from PEM certificate chain and key.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, ListenError> {
+    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ListenError::Cert(format!("reading the certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(ListenError::Cert("no certificate in the PEM".into()));
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| ListenError::Cert(format!("reading the key: {e}")))?
+        .ok_or_else(|| ListenError::Cert("no private key in the PEM".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Open connections per client, and all together.
+#[derive(Default)]
+struct Table {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in the [`Table`]; given back on drop.
+struct Slot {
+    table: Arc<Mutex<Table>>,
+    key: IpAddr,
+    stats: Arc<ConnStats>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.total = t.total.saturating_sub(1);
+        if let Some(n) = t.per_ip.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                t.per_ip.remove(&self.key);
+            }
+        }
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn take_slot(
+    table: &Arc<Mutex<Table>>,
+    stats: &Arc<ConnStats>,
+    limits: &Limits,
+    ip: IpAddr,
+) -> Option<Slot> {
+    let key = client_key(ip);
+    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+    if t.total >= limits.max_connections {
+        stats.refused_global.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let n = t.per_ip.entry(key).or_insert(0);
+    if *n >= limits.max_connections_per_ip {
+        stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    *n += 1;
+    t.total += 1;
+    stats.open.fetch_add(1, Ordering::Relaxed);
+    Some(Slot {
+        table: table.clone(),
+        key,
+        stats: stats.clone(),
+    })
+}
+
+/// How long a connection may take to finish its responses once shutdown begins
+/// (an SSE stream never finishes by itself).
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Serve `service` over TLS on `listener` until `shutdown` resolves, then let open
+/// connections finish (up to [`DRAIN`]).
+pub async fn run<S, B>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    stats: Arc<ConnStats>,
+    service: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    S: tower_service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = TlsAcceptor::from(tls);
+    let table = Arc::new(Mutex::new(Table::default()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(10);
+                a
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: wait for descriptors to come back rather
+                // than spin; connections that finish give theirs back meanwhile.
+                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "API accept failed; backing off.");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Some(slot) = take_slot(&table, &stats, &limits, peer.ip()) else {
+            // Dropping the stream closes it before any TLS work.
+            drop(tcp);
+            continue;
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let limits = limits.clone();
+        let stats = stats.clone();
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed.");
+                    return;
+                }
+                Err(_) => {
+                    stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "TLS handshake timed out.");
+                    return;
+                }
+            };
+            let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(Peer(peer));
+                let mut service = service.clone();
+                tower_service::Service::call(&mut service, req)
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "API connection ended with an error.");
+                    }
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN, conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+}

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The accept loop over real sockets and TLS: caps and timeouts that a local user
+//! cannot get around by opening connections and leaving them idle.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use api::{ApiState, Limits};
+use common::{state_with_limits, MemBackend, ADMIN};
+use tokio::{
+    io::AsyncReadExt,
+    net::{TcpSocket, TcpStream},
+    sync::oneshot,
+};
+use tokio_rustls::rustls;
+
+struct Server {
+    addr: SocketAddr,
+    cert_der: Vec<u8>,
+    state: Arc<ApiState<MemBackend>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(limits: Limits) -> Self {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("certificate");
+        let state = state_with_limits(limits);
+        let (tx, rx) = oneshot::channel::<()>();
+        let (addr, fut) = api::serve(
+            state.clone(),
+            "127.0.0.1:0".parse().expect("addr"),
+            ck.cert.pem().as_bytes(),
+            ck.key_pair.serialize_pem().as_bytes(),
+            async {
+                let _ = rx.await;
+            },
+        )
+        .expect("serve");
+        Self {
+            addr,
+            cert_der: ck.cert.der().to_vec(),
+            state,
+            stop: Some(tx),
+            task: tokio::spawn(fut),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops")
+            .expect("server task");
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(from.parse().expect("ip"), 0))
+        .expect("bind a loopback source");
+    sock.connect(to).await.expect("connect")
+}
+
+/// Does the server close `s` within `within`? (EOF or reset.)
+async fn closed_within(s: &mut (impl AsyncReadExt + Unpin), within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+async fn admin_status_from(server: &Server, from: &str) -> reqwest::StatusCode {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .local_address(Some(from.parse().expect("ip")))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    client
+        .get(format!("https://{}/api/v1/status", server.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("the admin gets an answer")
+        .status()
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_connection() {
+    let server = Server::start(Limits {
+        max_connections_per_ip: 4,
+        handshake_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect_from("127.0.0.1", server.addr).await);
+    }
+    let mut extra = connect_from("127.0.0.1", server.addr).await;
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(5)).await,
+        "the fifth connection from one client is closed"
+    );
+    for s in &mut idle {
+        assert!(
+            !closed_within(s, Duration::from_millis(50)).await,
+            "the first four stay open"
+        );
+    }
+    assert_eq!(admin_status_from(&server, "127.0.0.2").await, 200);
+    assert_eq!(server.state.conns.refused_per_ip.load(Ordering::Relaxed), 1);
+    drop(idle);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_global_cap_holds() {
+    let server = Server::start(Limits {
+        max_connections: 3,
+        handshake_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for from in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        idle.push(connect_from(from, server.addr).await);
+    }
+    let mut extra = connect_from("127.0.0.6", server.addr).await;
+    assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
+    assert_eq!(server.state.conns.refused_global.load(Ordering::Relaxed), 1);
+    // Freed slots are reusable.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_status_from(&server, "127.0.0.6").await, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
+    let server = Server::start(Limits {
+        handshake_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut s = connect_from("127.0.0.1", server.addr).await;
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    assert_eq!(
+        server.state.conns.handshake_failed.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(server.state.conns.open.load(Ordering::Relaxed), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_no_request_is_dropped_at_the_header_timeout() {
+    let server = Server::start(Limits {
+        header_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(server.cert_der.clone()))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = connect_from("127.0.0.1", server.addr).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    assert!(
+        closed_within(&mut tls, Duration::from_secs(5)).await,
+        "an idle TLS connection is closed"
+    );
+    server.stop().await;
+}
