@@ -651,9 +651,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let read = |p: &Path| read_private(p);
         let dir = path.parent().unwrap_or(Path::new("."));
-        check_owner(dir, true)?;
         let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
         layers.push((path.display().to_string(), read(path)?));
+        check_owner(dir, true)?;
         let confd = dir.join("conf.d");
         if confd.is_dir() {
             check_owner(&confd, true)?;
@@ -931,14 +931,19 @@ impl Config {
             if token.chars().count() < MIN_TOKEN_CHARS {
                 return err(
                     key,
-                    format!("must be at least {MIN_TOKEN_CHARS} characters (`rampart token` makes one)"),
+                    format!(
+                        "must be at least {MIN_TOKEN_CHARS} characters (`rampart token` makes one)"
+                    ),
                 );
             }
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return err(key, "must not contain spaces or control characters".into());
             }
             if let Some((other, _)) = secrets[..i].iter().find(|(_, t)| t == token) {
-                return err(key, format!("is the same token as {other}; each must be unique"));
+                return err(
+                    key,
+                    format!("is the same token as {other}; each must be unique"),
+                );
             }
         }
         let l = &self.webui.limits;
@@ -948,7 +953,10 @@ impl Config {
                 "webui.limits.max_connections_per_client",
                 l.max_connections_per_client as u64,
             ),
-            ("webui.limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            (
+                "webui.limits.handshake_timeout_secs",
+                l.handshake_timeout_secs,
+            ),
             ("webui.limits.header_timeout_secs", l.header_timeout_secs),
         ] {
             if v == 0 {
@@ -1028,17 +1036,14 @@ fn read_private(p: &Path) -> Result<String, ConfigError> {
 /// Does this YAML layer set an API credential?
 fn holds_token(text: &str) -> bool {
     let Ok(v) = serde_yaml_ng::from_str::<Value>(text) else {
-        // Unparsable: the parse error comes later with its location; treat it as
-        // secret meanwhile.
-        return true;
+        // Unparsable: nothing of it loads; the parse error follows with its place.
+        return false;
     };
     let webui = &v["webui"];
     let set = |k: &str| webui[k].as_str().is_some_and(|s| !s.is_empty());
     set("metrics_token")
         || set("auth_token")
-        || webui["tokens"]
-            .as_sequence()
-            .is_some_and(|s| !s.is_empty())
+        || webui["tokens"].as_sequence().is_some_and(|s| !s.is_empty())
 }
 
 /// Like `merge`, but lists in `over` replace lists in `base` (operator file over defaults).

@@ -351,9 +351,7 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), String> {
         .filter(|h| !h.is_empty() && !h.contains('/'));
     match origin_host {
         Some(h) if h.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err(format!(
-            "Origin {origin:?} is not this server ({host:?})"
-        )),
+        _ => Err(format!("Origin {origin:?} is not this server ({host:?})")),
     }
 }
 
@@ -466,7 +464,10 @@ mod tests {
                 .status,
             StatusCode::FORBIDDEN
         );
-        h.insert("origin", HeaderValue::from_static("https://panel.example:9443"));
+        h.insert(
+            "origin",
+            HeaderValue::from_static("https://panel.example:9443"),
+        );
         assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_ok());
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(s.authorize(&Method::POST, &h, Scope::Admin).is_err());

@@ -715,16 +715,66 @@ fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
     let c = &state.conns;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let rows: [(&str, &str, &str, u64); 10] = [
-        ("rampart_sse_clients_dropped_total", "counter", "SSE clients dropped for falling behind.", load(&state.sse_lagged_total)),
-        ("rampart_sse_clients", "gauge", "SSE streams open.", state.sse_clients.load(Ordering::Relaxed) as u64),
-        ("rampart_sse_refused_total", "counter", "SSE streams refused at the client cap.", load(&state.sse_refused_total)),
-        ("rampart_api_throttled_total", "counter", "Requests answered 429.", load(&state.throttled_total)),
-        ("rampart_api_connections_open", "gauge", "API connections open.", load(&c.open)),
-        ("rampart_api_connections_accepted_total", "counter", "API connections accepted.", load(&c.accepted)),
-        ("rampart_api_connections_refused_total{cap=\"global\"}", "counter", "API connections closed at a connection cap.", load(&c.refused_global)),
-        ("rampart_api_connections_refused_total{cap=\"per_client\"}", "counter", "", load(&c.refused_per_ip)),
-        ("rampart_api_tls_handshake_failed_total", "counter", "TLS handshakes failed or timed out.", load(&c.handshake_failed)),
-        ("rampart_api_accept_errors_total", "counter", "accept() errors (EMFILE and the like).", load(&c.accept_errors)),
+        (
+            "rampart_sse_clients_dropped_total",
+            "counter",
+            "SSE clients dropped for falling behind.",
+            load(&state.sse_lagged_total),
+        ),
+        (
+            "rampart_sse_clients",
+            "gauge",
+            "SSE streams open.",
+            state.sse_clients.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "rampart_sse_refused_total",
+            "counter",
+            "SSE streams refused at the client cap.",
+            load(&state.sse_refused_total),
+        ),
+        (
+            "rampart_api_throttled_total",
+            "counter",
+            "Requests answered 429.",
+            load(&state.throttled_total),
+        ),
+        (
+            "rampart_api_connections_open",
+            "gauge",
+            "API connections open.",
+            load(&c.open),
+        ),
+        (
+            "rampart_api_connections_accepted_total",
+            "counter",
+            "API connections accepted.",
+            load(&c.accepted),
+        ),
+        (
+            "rampart_api_connections_refused_total{cap=\"global\"}",
+            "counter",
+            "API connections closed at a connection cap.",
+            load(&c.refused_global),
+        ),
+        (
+            "rampart_api_connections_refused_total{cap=\"per_client\"}",
+            "counter",
+            "",
+            load(&c.refused_per_ip),
+        ),
+        (
+            "rampart_api_tls_handshake_failed_total",
+            "counter",
+            "TLS handshakes failed or timed out.",
+            load(&c.handshake_failed),
+        ),
+        (
+            "rampart_api_accept_errors_total",
+            "counter",
+            "accept() errors (EMFILE and the like).",
+            load(&c.accept_errors),
+        ),
     ];
     let mut out = String::new();
     for (name, kind, help, v) in rows {

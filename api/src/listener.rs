@@ -236,21 +236,20 @@ pub async fn run<S, B>(
         let mut stop = stop_rx.clone();
         conns.spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                    return;
-                }
-                Err(_) => {
-                    stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "TLS handshake timed out.");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed.");
+                        return;
+                    }
+                    Err(_) => {
+                        stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake timed out.");
+                        return;
+                    }
+                };
             let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(Peer(peer));
                 let mut service = service.clone();

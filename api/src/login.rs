@@ -118,7 +118,10 @@ pub(crate) fn login<B: Backend>(
     })
     .into_response();
     let h = resp.headers_mut();
-    h.insert(header::SET_COOKIE, cookie(&session.id, SESSION_TTL.as_secs()));
+    h.insert(
+        header::SET_COOKIE,
+        cookie(&session.id, SESSION_TTL.as_secs()),
+    );
     if let Ok(v) = HeaderValue::from_str(&session.csrf) {
         h.insert(CSRF_HEADER, v);
     }

@@ -84,7 +84,8 @@ impl RateLimiter {
         if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
             let cap = f64::from(self.per_minute);
             map.retain(|_, b| {
-                let refilled = b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * cap / 60.0;
+                let refilled =
+                    b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * cap / 60.0;
                 refilled < cap
             });
             if map.len() >= MAX_TRACKED {
@@ -131,6 +132,9 @@ mod tests {
         let other: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
         assert_eq!(client_key(one), client_key(other));
         let mapped: IpAddr = "::ffff:198.51.100.7".parse().expect("ip");
-        assert_eq!(client_key(mapped), "198.51.100.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            client_key(mapped),
+            "198.51.100.7".parse::<IpAddr>().expect("ip")
+        );
     }
 }

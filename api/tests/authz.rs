@@ -77,7 +77,12 @@ async fn every_route_enforces_its_scope() {
     for r in ROUTES {
         if r.scope == Scope::Public {
             let anyone = status_of(r.method, r.path, None).await;
-            assert!(authorized(anyone), "{} {} public got {anyone}", r.method, r.path);
+            assert!(
+                authorized(anyone),
+                "{} {} public got {anyone}",
+                r.method,
+                r.path
+            );
             continue;
         }
         assert_eq!(

@@ -29,8 +29,8 @@ struct Server {
 
 impl Server {
     async fn start(limits: Limits) -> Self {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("certificate");
+        let ck =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
         let state = state_with_limits(limits);
         let (tx, rx) = oneshot::channel::<()>();
         let (addr, fut) = api::serve(
@@ -173,7 +173,9 @@ async fn a_tls_connection_that_sends_no_request_is_dropped_at_the_header_timeout
     .await;
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls::pki_types::CertificateDer::from(server.cert_der.clone()))
+        .add(rustls::pki_types::CertificateDer::from(
+            server.cert_der.clone(),
+        ))
         .expect("root");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)

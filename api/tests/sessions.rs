@@ -46,7 +46,10 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
         .and_then(|s| s.split(';').next())
         .expect("csm_auth cookie")
         .to_string();
-    assert!(!session.contains(ADMIN), "the token itself is not the cookie");
+    assert!(
+        !session.contains(ADMIN),
+        "the token itself is not the cookie"
+    );
     let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
     let csrf = body["csrf_token"].as_str().expect("csrf_token").to_string();
     assert_eq!(body["scope"], "admin");
@@ -105,7 +108,11 @@ async fn login_sets_a_strict_session_cookie_and_logout_ends_it() {
         .header("cookie", &cookie)
         .reply(&f)
         .await;
-    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "the session ended");
+    assert_eq!(
+        after.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session ended"
+    );
 }
 
 #[tokio::test]
@@ -127,14 +134,20 @@ async fn twelve_bad_logins_end_in_429_for_that_client_only() {
     let f = api::filter(state());
     let mut codes = Vec::new();
     for i in 0..12 {
-        codes.push(login(&f, "198.51.100.7", &format!("guess-{i}")).await.status());
+        codes.push(
+            login(&f, "198.51.100.7", &format!("guess-{i}"))
+                .await
+                .status(),
+        );
     }
     assert!(
         codes[..5].iter().all(|c| *c == StatusCode::UNAUTHORIZED),
         "{codes:?}"
     );
     assert!(
-        codes[5..].iter().all(|c| *c == StatusCode::TOO_MANY_REQUESTS),
+        codes[5..]
+            .iter()
+            .all(|c| *c == StatusCode::TOO_MANY_REQUESTS),
         "{codes:?}"
     );
     // The right token is refused too while the budget is spent.
@@ -163,7 +176,11 @@ async fn guessed_bearer_tokens_cost_the_login_budget() {
         codes.push(r.status());
     }
     assert_eq!(&codes[..5], &[StatusCode::UNAUTHORIZED; 5], "{codes:?}");
-    assert_eq!(&codes[5..], &[StatusCode::TOO_MANY_REQUESTS; 3], "{codes:?}");
+    assert_eq!(
+        &codes[5..],
+        &[StatusCode::TOO_MANY_REQUESTS; 3],
+        "{codes:?}"
+    );
     // A valid token from the same client still works: only guesses are limited.
     let ok = warp::test::request()
         .path("/api/v1/status")
@@ -250,6 +267,14 @@ async fn sse_streams_are_capped() {
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(first);
     let third = open().await.expect("never rejects");
-    assert_eq!(third.status(), StatusCode::OK, "a closed stream frees its slot");
-    assert_eq!(st.sse_refused_total.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        third.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+    assert_eq!(
+        st.sse_refused_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

@@ -88,11 +88,8 @@ impl Harness {
         )
         .expect("config");
         // It holds tokens: the agent refuses it readable by every user.
-        std::fs::set_permissions(
-            &config,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .expect("chmod config");
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod config");
         let mut h = Harness {
             net,
             dir,
@@ -173,14 +170,39 @@ impl Harness {
         token: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.request_from(None, method, path, token, body)
+    }
+
+    /// [`request`](Self::request) from the loopback address `from` (the API counts
+    /// and caps clients by address).
+    pub fn request_from(
+        &self,
+        from: Option<&str>,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
         let (method, url, token) = (
             method.to_string(),
             format!("https://127.0.0.1:9443{path}"),
             token.to_string(),
         );
+        let from: Option<std::net::IpAddr> = from.map(|f| f.parse().expect("source ip"));
         NetPair::in_ns(&self.net.ns_a, move || {
-            let c = client(&cert);
+            let c = match from {
+                None => client(&cert),
+                Some(ip) => reqwest::blocking::Client::builder()
+                    .add_root_certificate(
+                        reqwest::Certificate::from_pem(&cert).expect("agent cert"),
+                    )
+                    .tls_built_in_root_certs(false)
+                    .local_address(ip)
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .expect("client"),
+            };
             let mut rb = c
                 .request(method.parse().expect("method"), &url)
                 .bearer_auth(token);
@@ -249,6 +271,26 @@ impl Harness {
 
     pub fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
         self.request("GET", path, token, None)
+    }
+
+    /// `POST /login` with the form field `token`: (status, Set-Cookie).
+    pub fn login(&self, token: &str) -> (u16, String) {
+        let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        let token = token.to_string();
+        NetPair::in_ns(&self.net.ns_a, move || {
+            let r = client(&cert)
+                .post("https://127.0.0.1:9443/login")
+                .form(&[("token", token)])
+                .send()
+                .expect("login");
+            let cookie = r
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (r.status().as_u16(), cookie)
+        })
     }
 
     pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

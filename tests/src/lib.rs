@@ -185,6 +185,21 @@ impl AgentProcess {
             }
             None => Command::new(&bin),
         };
+        // The soft open-file limit systemd gives a service (the agent raises it).
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_max > 1024 {
+                    lim.rlim_cur = 1024;
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .arg("run")
             .arg("--config")

@@ -9,6 +9,7 @@ mod egress_e2e;
 mod exec_e2e;
 mod file_sensor;
 mod firewall_e2e;
+mod hardening_e2e;
 mod logs_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;

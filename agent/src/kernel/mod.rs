@@ -236,7 +236,11 @@ pub fn raise_nofile() -> u64 {
         };
         // SAFETY: as above.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            tracing::info!(from = lim.rlim_cur, to = lim.rlim_max, "Raised the open-file limit.");
+            tracing::info!(
+                from = lim.rlim_cur,
+                to = lim.rlim_max,
+                "Raised the open-file limit."
+            );
             return lim.rlim_max;
         }
         tracing::warn!(error = %std::io::Error::last_os_error(), soft = lim.rlim_cur,

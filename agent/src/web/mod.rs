@@ -25,8 +25,12 @@ pub fn api_limits(cfg: &crate::config::ApiLimits, nofile: u64) -> api::Limits {
     let room = nofile.saturating_sub(FD_RESERVE).max(16) as usize;
     let max_connections = cfg.max_connections.min(room);
     if max_connections < cfg.max_connections {
-        tracing::warn!(configured = cfg.max_connections, nofile, used = max_connections,
-            "webui.limits.max_connections lowered to fit the open-file limit.");
+        tracing::warn!(
+            configured = cfg.max_connections,
+            nofile,
+            used = max_connections,
+            "webui.limits.max_connections lowered to fit the open-file limit."
+        );
     }
     api::Limits {
         max_connections,
