@@ -239,9 +239,28 @@ pub struct QuarantineConfig {
     pub dir: PathBuf,
     /// Quarantine matches of rules marked `auto_quarantine` without asking.
     pub auto: bool,
+    /// Trees a quarantine or restore may touch (empty: the watched trees).
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+    /// Largest file quarantined, in bytes (apparent size, holes included).
+    #[serde(default = "default_quarantine_max")]
+    pub max_bytes: u64,
+}
+
+fn default_quarantine_max() -> u64 {
+    64 * 1024 * 1024
 }
 
 impl Config {
+    /// The trees quarantine and restore may touch.
+    pub fn quarantine_roots(&self) -> Vec<PathBuf> {
+        if self.quarantine.roots.is_empty() {
+            self.watch.paths.clone()
+        } else {
+            self.quarantine.roots.clone()
+        }
+    }
+
     pub fn quarantine_dir(&self) -> PathBuf {
         if self.quarantine.dir.as_os_str().is_empty() {
             self.state_dir.join("quarantine")
@@ -757,6 +776,23 @@ impl Config {
                 "detection.rules_dir",
                 "must be an absolute path (or empty for none)".into(),
             );
+        }
+        for (i, r) in self.quarantine.roots.iter().enumerate() {
+            let plain = r.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if !r.is_absolute() || !plain || r.parent().is_none() {
+                return err(
+                    &format!("quarantine.roots[{i}]"),
+                    "must be an absolute directory other than / (no . or ..)".into(),
+                );
+            }
+        }
+        if self.quarantine.max_bytes == 0 {
+            return err("quarantine.max_bytes", "must be > 0".into());
         }
         if !self.quarantine.dir.as_os_str().is_empty() && !self.quarantine.dir.is_absolute() {
             return err(

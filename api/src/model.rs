@@ -71,6 +71,9 @@ pub struct Finding {
     /// RFC 3339, UTC: the latest occurrence.
     #[serde(default)]
     pub last_seen: String,
+    /// SHA-256 of the file content the finding is about, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
 }
 
 fn active() -> String {

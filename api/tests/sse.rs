@@ -34,6 +34,7 @@ fn finding(id: i64) -> Finding {
         status: "active".into(),
         count: 1,
         last_seen: "2026-11-23T00:00:00Z".into(),
+        content_sha256: None,
     }
 }
 

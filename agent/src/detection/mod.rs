@@ -73,8 +73,15 @@ pub async fn start(
         outcome_tx,
     )
     .context("starting scan workers")?;
-    let quarantine =
-        Arc::new(Quarantine::new(cfg.quarantine_dir(), store).context("preparing the quarantine")?);
+    let quarantine = Arc::new(
+        Quarantine::new(
+            cfg.quarantine_dir(),
+            store,
+            cfg.quarantine_roots(),
+            cfg.quarantine.max_bytes,
+        )
+        .context("preparing the quarantine")?,
+    );
     let (web_uids, _) = resolve_uids(&cfg.sensors.sensitive.web_users);
     let detection = Arc::new(Detection::new(
         engine.clone(),
@@ -360,7 +367,14 @@ pub async fn scan_results(mut rx: mpsc::Receiver<ScanOutcome>, det: Arc<Detectio
         let mut quarantined: Option<String> = None;
         for m in &report.matches {
             let mut f = signature_finding(&o.req, m, report.truncated);
+            f.content_sha256 = report.sha256.clone();
             if m.auto_quarantine && det.auto_quarantine && quarantined.is_none() {
+                // Only the very file scanned (inode and content): never what was
+                // swapped in under its name since.
+                let expect = quarantine::Expect {
+                    sha256: report.sha256.clone(),
+                    file: Some((report.dev, report.ino)),
+                };
                 match det
                     .quarantine
                     .quarantine(
@@ -369,6 +383,7 @@ pub async fn scan_results(mut rx: mpsc::Receiver<ScanOutcome>, det: Arc<Detectio
                         Some(m.rule.clone()),
                         None,
                         "auto_quarantine",
+                        expect,
                     )
                     .await
                 {

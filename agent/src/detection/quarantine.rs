@@ -9,6 +9,13 @@
 //! any component ([`open_dir_nofollow`]), so a directory swapped for a symlink after
 //! the finding is refused, never followed. The file removed is the one copied (same
 //! device and inode, checked against the directory fd just before `unlinkat`).
+//!
+//! Also refused: a path outside the configured trees (`quarantine.roots`, default the
+//! watched trees), content other than what the detection saw ([`Expect`]: a file
+//! swapped or hard-linked in under the same name since), and a file larger than
+//! `quarantine.max_bytes` (apparent size: a 1 TB sparse file is refused, not copied).
+//! Copies keep holes ([`copy_sparse`]), and leave the quarantine's filesystem a
+//! reserve of free space.
 
 use std::{
     io::{Read, Write},
@@ -81,9 +88,38 @@ pub struct Preview {
     pub binary: bool,
 }
 
+/// What the detection saw of a file; a quarantine refuses anything else.
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    /// SHA-256 of the content scanned (whole files only).
+    pub sha256: Option<String>,
+    /// (device, inode) of the file scanned.
+    pub file: Option<(u64, u64)>,
+}
+
+/// Free space a quarantine copy must leave on the quarantine's filesystem.
+const FREE_RESERVE: u64 = 64 * 1024 * 1024;
+
 pub struct Quarantine {
     dir: PathBuf,
     store: Store,
+    /// Trees a quarantine or restore may touch.
+    roots: Vec<PathBuf>,
+    /// Largest file (apparent size) quarantined.
+    max_bytes: u64,
+}
+
+/// Is `path` strictly inside one of `roots`, by plain components (no `.`/`..`)?
+pub fn within(path: &Path, roots: &[PathBuf]) -> bool {
+    use std::path::Component;
+    let plain = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    plain(path)
+        && roots
+            .iter()
+            .any(|r| plain(r) && path != r.as_path() && path.starts_with(r))
 }
 
 fn sha256_file(p: &Path) -> std::io::Result<String> {
@@ -103,21 +139,71 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Copy `src` to `dst` (already open), returning the sha256 of what was copied.
-fn copy_hashing(src: &mut impl Read, dst: &mut impl Write) -> std::io::Result<(String, u64)> {
+/// Copy `size` bytes of `src` to `dst` at the same offsets, hashing all of them:
+/// data extents are copied, holes (SEEK_DATA/SEEK_HOLE) are hashed as zeros and
+/// left as holes, so a sparse file takes no more room in the quarantine than where
+/// it was. Returns (sha256, bytes).
+fn copy_sparse(
+    src: &mut std::fs::File,
+    dst: &mut std::fs::File,
+    size: u64,
+) -> std::io::Result<(String, u64)> {
+    use std::io::{Seek, SeekFrom};
     let mut h = Sha256::new();
+    let zeros = vec![0u8; 64 * 1024];
     let mut buf = vec![0u8; 64 * 1024];
-    let mut n_total = 0u64;
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
+    let fd = src.as_raw_fd();
+    let mut pos = 0u64;
+    let hash_zeros = |h: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    while pos < size {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        let data = if data < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                // No data after `pos`: the rest is a hole.
+                Some(libc::ENXIO) => size,
+                // No SEEK_DATA on this filesystem: everything is data.
+                Some(libc::EINVAL) => pos,
+                _ => return Err(e),
+            }
+        } else {
+            (data as u64).min(size)
+        };
+        hash_zeros(&mut h, data - pos);
+        pos = data;
+        if pos >= size {
             break;
         }
-        h.update(&buf[..n]);
-        dst.write_all(&buf[..n])?;
-        n_total += n as u64;
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_HOLE) };
+        let end = if hole < 0 {
+            size
+        } else {
+            (hole as u64).min(size)
+        };
+        src.seek(SeekFrom::Start(pos))?;
+        dst.seek(SeekFrom::Start(pos))?;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            let n = src.read(&mut buf[..want])?;
+            if n == 0 {
+                // Shrunk while copying: the hash then differs from any expectation.
+                return Ok((hex::encode(h.finalize()), pos));
+            }
+            h.update(&buf[..n]);
+            dst.write_all(&buf[..n])?;
+            pos += n as u64;
+        }
     }
-    Ok((hex::encode(h.finalize()), n_total))
+    dst.set_len(size)?;
+    Ok((hex::encode(h.finalize()), size))
 }
 
 fn fsync_dir(p: &Path) {
@@ -127,11 +213,36 @@ fn fsync_dir(p: &Path) {
 }
 
 impl Quarantine {
-    pub fn new(dir: PathBuf, store: Store) -> Result<Self, QuarantineError> {
+    pub fn new(
+        dir: PathBuf,
+        store: Store,
+        roots: Vec<PathBuf>,
+        max_bytes: u64,
+    ) -> Result<Self, QuarantineError> {
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io(format!("chmod 0700 {}", dir.display())))?;
-        Ok(Self { dir, store })
+        Ok(Self {
+            dir,
+            store,
+            roots,
+            max_bytes,
+        })
+    }
+
+    fn check_within(&self, path: &Path) -> Result<(), QuarantineError> {
+        if within(path, &self.roots) {
+            return Ok(());
+        }
+        Err(QuarantineError::Invalid(format!(
+            "{} is outside the trees the quarantine may touch (quarantine.roots: {})",
+            path.display(),
+            self.roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     pub fn dir(&self) -> &Path {
@@ -146,6 +257,7 @@ impl Quarantine {
         rule: Option<String>,
         finding_id: Option<i64>,
         actor: &str,
+        expect: Expect,
     ) -> Result<QuarantineRow, QuarantineError> {
         if !path.is_absolute() {
             return Err(QuarantineError::Invalid(format!(
@@ -153,6 +265,7 @@ impl Quarantine {
                 path.display()
             )));
         }
+        self.check_within(path)?;
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(QuarantineError::Invalid(format!(
                 "{} names no file",
@@ -165,6 +278,7 @@ impl Quarantine {
         let archive = self.dir.join(format!("{id}.bin"));
         let (p, a) = (path.to_path_buf(), archive.clone());
         let (dirfd, n) = (parent_fd.as_raw_fd(), name.clone());
+        let (max_bytes, qdir) = (self.max_bytes, self.dir.clone());
         let copied = tokio::task::spawn_blocking(move || -> Result<_, QuarantineError> {
             let fd = nix::fcntl::openat(
                 Some(dirfd),
@@ -186,15 +300,53 @@ impl Quarantine {
                     p.display()
                 )));
             }
+            if let Some((dev, ino)) = expect.file {
+                if (meta.dev(), meta.ino()) != (dev, ino) {
+                    return Err(QuarantineError::Conflict(format!(
+                        "{} is no longer the file that was detected (another inode now)",
+                        p.display()
+                    )));
+                }
+            }
+            if meta.len() > max_bytes {
+                return Err(QuarantineError::Invalid(format!(
+                    "{} is {} bytes, over quarantine.max_bytes ({max_bytes})",
+                    p.display(),
+                    meta.len()
+                )));
+            }
+            let needed = meta.blocks().saturating_mul(512);
+            let fs = nix::sys::statvfs::statvfs(&qdir)
+                .map_err(nix_io(format!("statvfs {}", qdir.display())))?;
+            let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+            if free < needed.saturating_add(FREE_RESERVE) {
+                return Err(QuarantineError::Invalid(format!(
+                    "{} needs {needed} bytes; {} has {free} free, keeping {FREE_RESERVE} in reserve",
+                    p.display(),
+                    qdir.display()
+                )));
+            }
             let mut dst = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&a)
                 .map_err(io(format!("creating {}", a.display())))?;
-            let (sha, n) =
-                copy_hashing(&mut src, &mut dst).map_err(io("copying into the quarantine"))?;
+            let (sha, n) = copy_sparse(&mut src, &mut dst, meta.len())
+                .map_err(io("copying into the quarantine"))?;
             dst.sync_all().map_err(io("fsync"))?;
+            if let Some(want) = &expect.sha256 {
+                if *want != sha {
+                    return Err(QuarantineError::Conflict(format!(
+                        "{} no longer holds what was detected (sha256 {sha}, detected {want})",
+                        p.display()
+                    )));
+                }
+            }
+            if meta.nlink() > 1 {
+                tracing::warn!(path = %p.display(), links = meta.nlink(),
+                    "Quarantined file has other hard links; only this name is removed.");
+            }
             Ok((meta, sha, n))
         })
         .await
@@ -276,6 +428,7 @@ impl Quarantine {
     /// Refuses when something exists at that path now (409) or its directory is gone.
     pub async fn restore(&self, id: &str) -> Result<QuarantineRow, QuarantineError> {
         let row = self.row(id).await?;
+        self.check_within(Path::new(&row.original_path))?;
         let r = row.clone();
         tokio::task::spawn_blocking(move || restore_file(&r))
             .await
@@ -421,7 +574,8 @@ fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
     };
     let mut src = std::fs::File::open(&row.archive)
         .map_err(|e| cleanup(io(format!("opening the archive {}", row.archive))(e)))?;
-    let (sha, _) = copy_hashing(&mut src, &mut out).map_err(|e| cleanup(io("copying back")(e)))?;
+    let (sha, _) =
+        copy_sparse(&mut src, &mut out, row.size).map_err(|e| cleanup(io("copying back")(e)))?;
     if sha != row.sha256 {
         return Err(cleanup(QuarantineError::Conflict(format!(
             "archive of {} is corrupt (sha256 {sha}, recorded {})",
@@ -524,13 +678,19 @@ mod tests {
 
     use super::*;
 
+    /// A quarantine that may touch `root` only, files up to 64 MiB.
+    fn q_in(dir: &Path, root: &Path) -> Quarantine {
+        let store = Store::open(&dir.join("s.db"), 8).expect("store");
+        Quarantine::new(dir.join("q"), store, vec![root.to_path_buf()], 64 << 20)
+            .expect("quarantine")
+    }
+
     #[tokio::test]
     async fn quarantine_and_restore_keep_bytes_owner_mode_and_mtime() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
-        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
         let www = dir.path().join("www");
         std::fs::create_dir(&www).expect("mkdir");
+        let q = q_in(dir.path(), &www);
         let f = www.join("shell.php");
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&f, &content).expect("write");
@@ -549,7 +709,7 @@ mod tests {
         let before = std::fs::metadata(&f).expect("stat");
 
         let row = q
-            .quarantine(&f, "test", Some("r".into()), None, "op")
+            .quarantine(&f, "test", Some("r".into()), None, "op", Expect::default())
             .await
             .expect("quarantine");
         assert!(!f.exists());
@@ -603,21 +763,31 @@ mod tests {
     #[tokio::test]
     async fn refuses_symlinks_dirs_and_missing_files_and_deletes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
-        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
+        let q = q_in(dir.path(), dir.path());
         let target = dir.path().join("t");
         std::fs::write(&target, b"x").expect("write");
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
-        assert!(q.quarantine(&link, "", None, None, "op").await.is_err());
+        assert!(q
+            .quarantine(&link, "", None, None, "op", Expect::default())
+            .await
+            .is_err());
         assert!(target.exists() && link.exists());
         assert!(matches!(
-            q.quarantine(dir.path(), "", None, None, "op").await,
+            q.quarantine(dir.path(), "", None, None, "op", Expect::default())
+                .await,
             Err(QuarantineError::Invalid(_))
         ));
         assert!(matches!(
-            q.quarantine(&dir.path().join("nope"), "", None, None, "op")
-                .await,
+            q.quarantine(
+                &dir.path().join("nope"),
+                "",
+                None,
+                None,
+                "op",
+                Expect::default()
+            )
+            .await,
             Err(QuarantineError::NotFound(_))
         ));
         assert_eq!(
@@ -626,7 +796,7 @@ mod tests {
             "no archive left"
         );
         let row = q
-            .quarantine(&target, "", None, None, "op")
+            .quarantine(&target, "", None, None, "op", Expect::default())
             .await
             .expect("q");
         let (d, m) = q
@@ -642,8 +812,7 @@ mod tests {
     #[tokio::test]
     async fn a_parent_swapped_for_a_symlink_is_refused_before_fix_and_restore() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("s.db"), 8).expect("store");
-        let q = Quarantine::new(dir.path().join("q"), store).expect("quarantine");
+        let q = q_in(dir.path(), dir.path());
         let (d, moved, victim) = (
             dir.path().join("www/d"),
             dir.path().join("www/d-moved"),
@@ -656,7 +825,8 @@ mod tests {
         std::fs::rename(&d, &moved).expect("mv");
         std::os::unix::fs::symlink(&victim, &d).expect("symlink");
         assert!(matches!(
-            q.quarantine(&d.join("x.php"), "", None, None, "op").await,
+            q.quarantine(&d.join("x.php"), "", None, None, "op", Expect::default())
+                .await,
             Err(QuarantineError::Conflict(_))
         ));
         assert_eq!(
@@ -667,7 +837,14 @@ mod tests {
         let magic = PathBuf::from(format!("/proc/{}/root", std::process::id()))
             .join(moved.strip_prefix("/").expect("absolute"));
         assert!(q
-            .quarantine(&magic.join("x.php"), "", None, None, "op")
+            .quarantine(
+                &magic.join("x.php"),
+                "",
+                None,
+                None,
+                "op",
+                Expect::default()
+            )
             .await
             .is_err());
         assert!(moved.join("x.php").exists());
@@ -677,7 +854,7 @@ mod tests {
         std::fs::remove_file(&d).expect("rm link");
         std::fs::rename(&moved, &d).expect("mv back");
         let row = q
-            .quarantine(&d.join("x.php"), "", None, None, "op")
+            .quarantine(&d.join("x.php"), "", None, None, "op", Expect::default())
             .await
             .expect("quarantine");
         std::fs::remove_file(victim.join("x.php")).expect("rm");
@@ -692,5 +869,130 @@ mod tests {
             open_dir_nofollow(Path::new("/tmp/../etc")),
             Err(QuarantineError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn nothing_outside_the_configured_trees_is_touched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir");
+        let q = q_in(dir.path(), &www);
+        let outside = dir.path().join("shadow");
+        std::fs::write(&outside, b"root:x:0").expect("write");
+        for p in [outside.clone(), www.join("../shadow"), www.clone()] {
+            assert!(
+                matches!(
+                    q.quarantine(&p, "", None, None, "op", Expect::default())
+                        .await,
+                    Err(QuarantineError::Invalid(_))
+                ),
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(std::fs::read(&outside).expect("read"), b"root:x:0");
+        assert!(within(&www.join("a/b.php"), std::slice::from_ref(&www)));
+        assert!(!within(&www, std::slice::from_ref(&www)));
+        assert!(!within(
+            Path::new("/var/www2/x"),
+            &[PathBuf::from("/var/www")]
+        ));
+    }
+
+    /// The webshell's name is re-pointed (hard link) at a file outside the tree
+    /// after the finding: the content is not what was detected, nothing is removed.
+    #[tokio::test]
+    async fn content_or_inode_other_than_detected_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir");
+        let q = q_in(dir.path(), &www);
+        let shell = www.join("x.php");
+        let webshell = b"<?php system($_GET['c']);";
+        std::fs::write(&shell, webshell).expect("write");
+        let seen = std::fs::metadata(&shell).expect("stat");
+        let expect = Expect {
+            sha256: Some(hex::encode(Sha256::digest(webshell))),
+            file: Some((seen.dev(), seen.ino())),
+        };
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"root's secret").expect("write");
+        std::fs::remove_file(&shell).expect("rm");
+        std::fs::hard_link(&secret, &shell).expect("ln");
+        for e in [
+            expect.clone(),
+            Expect {
+                file: None,
+                ..expect.clone()
+            },
+            Expect {
+                sha256: None,
+                ..expect.clone()
+            },
+        ] {
+            assert!(matches!(
+                q.quarantine(&shell, "", None, None, "op", e).await,
+                Err(QuarantineError::Conflict(_))
+            ));
+        }
+        assert_eq!(std::fs::read(&secret).expect("read"), b"root's secret");
+        assert!(shell.exists(), "not even the link is removed");
+        assert_eq!(std::fs::read_dir(q.dir()).expect("ls").count(), 0);
+        // The detected content under a hard link: quarantined, only this name goes.
+        std::fs::remove_file(&shell).expect("rm");
+        std::fs::write(&shell, webshell).expect("write");
+        let other = dir.path().join("other-link.php");
+        std::fs::hard_link(&shell, &other).expect("ln");
+        let e = Expect {
+            file: None,
+            ..expect
+        };
+        q.quarantine(&shell, "", None, None, "op", e)
+            .await
+            .expect("the detected content");
+        assert!(!shell.exists() && other.exists());
+    }
+
+    #[tokio::test]
+    async fn a_sparse_terabyte_is_refused_and_small_sparse_files_stay_sparse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir");
+        let q = q_in(dir.path(), &www);
+        let huge = www.join("huge.php");
+        let f = std::fs::File::create(&huge).expect("create");
+        std::io::Write::write_all(&mut &f, b"<?php eval($_POST['x']);").expect("write");
+        f.set_len(1 << 40).expect("1 TB sparse");
+        drop(f);
+        let e = q
+            .quarantine(&huge, "", None, None, "op", Expect::default())
+            .await
+            .expect_err("over max_bytes");
+        assert!(e.to_string().contains("quarantine.max_bytes"), "{e}");
+        assert!(huge.exists());
+        assert_eq!(std::fs::read_dir(q.dir()).expect("ls").count(), 0);
+
+        // 32 MiB with 4 KiB of data in the middle.
+        let sparse = www.join("sparse.bin");
+        let f = std::fs::File::create(&sparse).expect("create");
+        f.set_len(32 << 20).expect("len");
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0xAB; 4096], 16 << 20).expect("write");
+        drop(f);
+        let content = std::fs::read(&sparse).expect("read");
+        let row = q
+            .quarantine(&sparse, "", None, None, "op", Expect::default())
+            .await
+            .expect("quarantine");
+        assert_eq!(row.sha256, hex::encode(Sha256::digest(&content)));
+        let arch = std::fs::metadata(&row.archive).expect("archive");
+        assert_eq!(arch.len(), 32 << 20);
+        assert!(
+            arch.blocks() * 512 < 1 << 20,
+            "the archive keeps the holes: {} bytes allocated",
+            arch.blocks() * 512
+        );
+        q.restore(&row.id).await.expect("restore");
+        assert_eq!(std::fs::read(&sparse).expect("read"), content);
+        assert!(std::fs::metadata(&sparse).expect("stat").blocks() * 512 < 1 << 20);
     }
 }

@@ -2,6 +2,7 @@
 //! Scanning files with the signature engine: the reloadable [`Engine`], one-file
 //! [`scan_file`], the bounded worker pool and on-demand scan jobs.
 
+use sha2::{Digest, Sha256};
 use std::{
     collections::HashMap,
     io::Read,
@@ -143,6 +144,11 @@ pub struct ScanReport {
     pub truncated: bool,
     pub uid: u32,
     pub gid: u32,
+    /// SHA-256 of the whole file, when it was read whole (not truncated).
+    pub sha256: Option<String>,
+    /// Device and inode of the file scanned.
+    pub dev: u64,
+    pub ino: u64,
 }
 
 fn owner_name(uid: u32) -> String {
@@ -184,13 +190,17 @@ pub fn scan_file(
     if let Some(s) = scanner {
         matches.extend(set.scan_yara(s, &target, &buf).map_err(ScanSkip::Yara)?);
     }
+    let truncated = meta.len() > buf.len() as u64;
     Ok(ScanReport {
+        sha256: (!matches.is_empty() && !truncated).then(|| hex::encode(Sha256::digest(&buf))),
         matches,
         scanned_bytes: buf.len() as u64,
         size: meta.len(),
-        truncated: meta.len() > buf.len() as u64,
+        truncated,
         uid: meta.uid(),
         gid: meta.gid(),
+        dev: meta.dev(),
+        ino: meta.ino(),
     })
 }
 

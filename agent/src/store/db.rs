@@ -210,6 +210,9 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL DEFAULT ''
      );
      CREATE INDEX mail_events_kind ON mail_events(kind, ts_unix);",
+    // What a signature finding's file held (CSM's content_sha256): a fix quarantines
+    // only that content, never what a local user swapped in under the same name.
+    "ALTER TABLE findings ADD COLUMN content_sha256 TEXT;",
 ];
 
 /// Which firewall list a row lives in.

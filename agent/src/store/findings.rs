@@ -25,6 +25,8 @@ pub struct NewFinding {
     pub domain: Option<String>,
     pub mailbox: Option<String>,
     pub rule: Option<String>,
+    /// SHA-256 of the file content the finding is about (signature findings).
+    pub content_sha256: Option<String>,
     /// What makes two findings of one check "the same" (dedup). Default: the rule and
     /// path, else the IP, account, mailbox, domain, process and uid, else the message.
     pub key: Option<String>,
@@ -150,7 +152,7 @@ pub struct QuarantineRow {
 
 const FINDING_COLS: &str =
     "id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account, \
-     tenant_id, domain, mailbox, rule, status, count, last_seen";
+     tenant_id, domain, mailbox, rule, status, count, last_seen, content_sha256";
 
 fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     let sev: String = r.get(2)?;
@@ -181,6 +183,7 @@ fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         status: r.get(16)?,
         count: r.get(17)?,
         last_seen: r.get(18)?,
+        content_sha256: r.get(19)?,
     })
 }
 
@@ -287,8 +290,9 @@ impl Store {
             let out = if let Some((id, count)) = prior {
                 tx.execute(
                     "UPDATE findings SET count = count + 1, last_seen = ?2, last_seen_unix = ?3,
-                     pid = COALESCE(?4, pid), details = ?5 WHERE id = ?1",
-                    params![id, ts, ts_unix, f.pid, f.details],
+                     pid = COALESCE(?4, pid), details = ?5,
+                     content_sha256 = COALESCE(?6, content_sha256) WHERE id = ?1",
+                    params![id, ts, ts_unix, f.pid, f.details, f.content_sha256],
                 )?;
                 Recorded::Repeat {
                     id,
@@ -298,8 +302,8 @@ impl Store {
                 tx.execute(
                     "INSERT INTO findings (check_name, severity, message, details, ts, ts_unix, last_seen,
                        last_seen_unix, path, pid, uid, process, ip, account, tenant_id, domain, mailbox,
-                       rule, dedup_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                       rule, dedup_key, content_sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                     params![
                         f.check,
                         f.severity.as_str(),
@@ -317,7 +321,8 @@ impl Store {
                         f.domain,
                         f.mailbox,
                         f.rule,
-                        key
+                        key,
+                        f.content_sha256
                     ],
                 )?;
                 let id = tx.last_insert_rowid();

@@ -258,6 +258,11 @@ impl AgentBackend {
                 f.rule.clone(),
                 Some(id),
                 actor,
+                // Only the content the finding was about.
+                crate::detection::quarantine::Expect {
+                    sha256: f.content_sha256.clone(),
+                    file: None,
+                },
             )
             .await
         {
