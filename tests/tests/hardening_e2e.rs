@@ -124,3 +124,113 @@ fn guessing_at_the_login_is_throttled_per_client() {
     let (s, _) = h.get("/api/v1/status", &h.admin.clone());
     assert_eq!(s, 200);
 }
+
+/// Run `script` with `sh -c` as `nobody` (no groups): what any customer can do.
+fn as_nobody(script: &str) {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("setpriv");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The id of the active finding for `path`, once there is one.
+fn finding_for(h: &Harness, path: &std::path::Path) -> i64 {
+    let want = path.display().to_string();
+    let mut id = None;
+    let found = wait_for(Duration::from_secs(30), || {
+        let (_, v) = h.get("/api/v1/findings", &h.admin.clone());
+        id = v.as_array().and_then(|a| {
+            a.iter()
+                .find(|f| f["path"] == want.as_str())
+                .and_then(|f| f["id"].as_i64())
+        });
+        id.is_some()
+    });
+    assert!(found, "no finding for {want}; log:\n{}", h.log());
+    id.expect("id")
+}
+
+/// A customer's webshell is found; before the operator presses "fix", the customer
+/// swaps its directory for a symlink to a root directory holding a file of the
+/// same name, then (second round) swaps the file itself for a hard link to a file
+/// outside the tree. Neither time may the fix remove or quarantine anything else.
+#[test]
+fn a_customer_cannot_point_the_fix_at_another_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    // The customer's site inside the watched tree, theirs to change.
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    chmod(h.dir.path(), 0o711);
+    chmod(&h.www, 0o755);
+    let site = h.www.join("site");
+    std::fs::create_dir(&site).expect("mkdir site");
+    nix::unistd::chown(&site, Some(65534.into()), Some(65534.into())).expect("chown");
+    let (d, shell) = (site.join("d"), site.join("d/x.php"));
+    let src = h.dir.path().join("download.php");
+    std::fs::write(&src, WEBSHELL).expect("source");
+    chmod(&src, 0o644);
+    as_nobody(&format!(
+        "mkdir {d} && cp {src} {shell}",
+        d = d.display(),
+        src = src.display(),
+        shell = shell.display()
+    ));
+    let id = finding_for(&h, &shell);
+
+    // Round 1: the directory becomes a symlink to root's directory.
+    let victim = h.dir.path().join("victim");
+    std::fs::create_dir(&victim).expect("mkdir victim");
+    std::fs::write(victim.join("x.php"), b"root's file").expect("victim file");
+    as_nobody(&format!(
+        "mv {d} {d}-moved && ln -s {v} {d}",
+        d = d.display(),
+        v = victim.display()
+    ));
+    let (s, r) = h.post("/api/v1/fix", serde_json::json!({ "id": id }));
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(
+        std::fs::read(victim.join("x.php")).expect("victim intact"),
+        b"root's file"
+    );
+
+    // Round 2: the same name, now a hard link to a file outside the tree.
+    let outside = h.dir.path().join("outside.txt");
+    std::fs::write(&outside, b"not the webshell").expect("outside file");
+    nix::unistd::chown(&outside, Some(65534.into()), Some(65534.into())).expect("chown");
+    as_nobody(&format!(
+        "rm {d} && mv {d}-moved {d} && rm {shell} && ln {o} {shell}",
+        d = d.display(),
+        shell = shell.display(),
+        o = outside.display()
+    ));
+    let (s, r) = h.post("/api/v1/fix", serde_json::json!({ "id": id }));
+    assert_eq!(s, 409, "{r}");
+    assert!(shell.exists(), "the link is left alone");
+    assert_eq!(
+        std::fs::read(&outside).expect("intact"),
+        b"not the webshell"
+    );
+    let (_, q) = h.get("/api/v1/quarantine", &h.admin.clone());
+    assert_eq!(
+        q.as_array().map(Vec::len),
+        Some(0),
+        "nothing quarantined: {q}"
+    );
+}
