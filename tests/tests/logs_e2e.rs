@@ -437,13 +437,32 @@ fn mail_bruteforce_reports_and_bulk_undo() {
 /// Append entries to a journal file in `dir`, as journald would: the export format
 /// through systemd-journal-remote (the real journal file writer), read back by the
 /// agent's `journalctl --directory`.
+/// Each entry is written by its daemon: root, `/usr/sbin/<ident>`.
 fn journal_append(dir: &Path, entries: &[(&str, String)]) {
+    journal_write(dir, entries, None)
+}
+
+/// Entries a local user wrote with `logger -t <ident>` (journald's trusted fields
+/// say so).
+fn journal_forge(dir: &Path, entries: &[(&str, String)]) {
+    journal_write(
+        dir,
+        entries,
+        Some("_UID=65534\n_GID=65534\n_COMM=logger\n_EXE=/usr/bin/logger\n"),
+    )
+}
+
+fn journal_write(dir: &Path, entries: &[(&str, String)], writer: Option<&str>) {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut export = String::new();
     for (ident, msg) in entries {
         let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trusted = match writer {
+            Some(w) => w.to_string(),
+            None => format!("_UID=0\n_GID=0\n_COMM={ident}\n_EXE=/usr/sbin/{ident}\n"),
+        };
         export.push_str(&format!(
-            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={ident}\n_PID=4242\nMESSAGE={msg}\n\n",
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={ident}\n_PID=4242\n{trusted}MESSAGE={msg}\n\n",
             1_795_446_000_000_000u64 + n * 1_000_000,
             n * 1000
         ));
@@ -497,6 +516,20 @@ fn journald_entries_trigger_and_resume_after_restart() {
     assert!(ready, "the journal is never read; log:\n{}", h.log());
     let base = logs_stat(&h, "lines");
     let peer = h.net.ip_b;
+    // A local user's forgeries naming a third party come first: counted as
+    // untrusted, charged to nobody.
+    let forged: Vec<(&str, String)> = (0..10)
+        .map(|i| {
+            (
+                "sshd",
+                format!(
+                    "Failed password for root from 198.51.100.77 port {} ssh2",
+                    50000 + i
+                ),
+            )
+        })
+        .collect();
+    journal_forge(jdir.path(), &forged);
     let mut entries: Vec<(&str, String)> = (0..6)
         .map(|i| {
             (
@@ -531,10 +564,17 @@ fn journald_entries_trigger_and_resume_after_restart() {
         "{f}"
     );
     assert_eq!(logs_stat(&h, "failures"), 6, "the cron entry is not sshd's");
+    assert_eq!(logs_stat(&h, "untrusted"), 10, "the forged entries");
     assert_eq!(
         logs_stat(&h, "lines"),
-        base + 6,
+        base + 16,
         "cron's entries are filtered out by journalctl"
+    );
+    assert!(
+        findings_of(&h, "ssh_bruteforce")
+            .iter()
+            .all(|f| f["ip"] != "198.51.100.77"),
+        "a forged line is charged to nobody"
     );
 
     // Restart: the cursor was saved; nothing is read twice, new entries are read.

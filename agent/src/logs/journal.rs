@@ -5,6 +5,14 @@
 //! its source's grammar reads (`<RFC 3339> <host> <ident>[<pid>]: <message>`), so
 //! the journal and a log file go through the same parser and scenarios. The cursor
 //! is saved with the file offsets: a restart resumes after the last entry read.
+//!
+//! An entry counts only when the journal says the daemon itself wrote it: any local
+//! process can log with `SYSLOG_IDENTIFIER=sshd` (`logger -t sshd`), but journald
+//! fills the underscore fields from the sender's kernel credentials, which no
+//! process chooses. [`writer`] wants a system account (`_UID` below 1000), and an
+//! `_EXE` that is that daemon's binary in a system directory no user can write to.
+//! Everything else is counted as `untrusted` and dropped: a forged line costs the
+//! forger nothing but is never charged to the address it names.
 
 use std::{collections::BTreeMap, path::Path, process::Stdio};
 
@@ -38,13 +46,80 @@ fn field(v: &Value, name: &str) -> Option<String> {
 /// A journal entry as (its source, its syslog line, its cursor).
 pub type Entry = (Source, String, Option<String>);
 
+/// Why an entry of a configured identifier is not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a journal entry the agent can read.
+    Malformed(&'static str),
+    /// Not written by the daemon its identifier names.
+    Untrusted(&'static str),
+}
+
+/// User ids below this are system accounts (Debian's and RHEL's `UID_MIN`).
+const SYSTEM_UID_END: u32 = 1000;
+
+/// Directories daemons are installed in; only root can write to them.
+const SYSTEM_DIRS: &[&str] = &["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"];
+
+/// The executables (base names) that write each source's lines.
+fn daemon_exes(source: Source) -> &'static [&'static str] {
+    match source {
+        Source::Sshd => &["sshd", "sshd-session", "sshd-auth"],
+        // dovecot logs through its master or its `log` service; its login and auth
+        // processes can also log directly.
+        Source::Dovecot => &[
+            "dovecot",
+            "log",
+            "auth",
+            "imap-login",
+            "pop3-login",
+            "imap",
+            "pop3",
+            "submission-login",
+            "managesieve-login",
+            "lmtp",
+        ],
+        Source::Exim => &["exim", "exim4"],
+        Source::Ftp => &["pure-ftpd", "proftpd", "vsftpd"],
+        Source::Cpanel => &["cpsrvd", "cpaneld", "whostmgrd", "webmaild"],
+        Source::Access | Source::Modsec => &["httpd", "apache2", "nginx", "lshttpd", "litespeed"],
+    }
+}
+
+/// Did the daemon of `source` write entry `v`? See the module docs.
+pub fn writer(v: &Value, source: Source) -> Result<(), &'static str> {
+    use std::os::unix::fs::MetadataExt;
+    let uid: u32 = field(v, "_UID")
+        .and_then(|u| u.parse().ok())
+        .ok_or("no _UID (not from a local process)")?;
+    if uid >= SYSTEM_UID_END {
+        return Err("written by a user account (_UID 1000 or above)");
+    }
+    let exe = field(v, "_EXE").ok_or("no _EXE")?;
+    let path = Path::new(&exe);
+    let base = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("_EXE names no file")?;
+    if !daemon_exes(source).contains(&base) {
+        return Err("_EXE is not that daemon");
+    }
+    if !SYSTEM_DIRS.iter().any(|d| exe.starts_with(d)) || exe.contains("/../") {
+        return Err("_EXE outside the system directories");
+    }
+    // Where the directory still exists, it must be root's alone.
+    if let Some(meta) = path.parent().and_then(|d| std::fs::metadata(d).ok()) {
+        if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err("_EXE in a directory others can write to");
+        }
+    }
+    Ok(())
+}
+
 /// One `journalctl -o json` entry → (source, syslog line, cursor); `None` for an
 /// entry of an identifier not configured, or without a message.
-pub fn entry(
-    json: &str,
-    identifiers: &BTreeMap<String, Source>,
-) -> Result<Option<Entry>, &'static str> {
-    let v: Value = serde_json::from_str(json).map_err(|_| "not a JSON entry")?;
+pub fn entry(json: &str, identifiers: &BTreeMap<String, Source>) -> Result<Option<Entry>, Skip> {
+    let v: Value = serde_json::from_str(json).map_err(|_| Skip::Malformed("not a JSON entry"))?;
     let cursor = field(&v, "__CURSOR");
     let Some(ident) = field(&v, "SYSLOG_IDENTIFIER") else {
         return Ok(None);
@@ -55,14 +130,15 @@ pub fn entry(
     let Some(message) = field(&v, "MESSAGE") else {
         return Ok(None);
     };
+    writer(&v, source).map_err(Skip::Untrusted)?;
     let micros: i64 = field(&v, "__REALTIME_TIMESTAMP")
         .and_then(|t| t.parse().ok())
-        .ok_or("no __REALTIME_TIMESTAMP")?;
+        .ok_or(Skip::Malformed("no __REALTIME_TIMESTAMP"))?;
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .map_err(|_| "__REALTIME_TIMESTAMP out of range")?;
+        .map_err(|_| Skip::Malformed("__REALTIME_TIMESTAMP out of range"))?;
     let ts = t
         .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|_| "unformattable time")?;
+        .map_err(|_| Skip::Malformed("unformattable time"))?;
     let host = field(&v, "_HOSTNAME")
         .filter(|h| !h.is_empty() && !h.contains(' '))
         .unwrap_or_else(|| "localhost".into());
@@ -156,7 +232,7 @@ mod tests {
     #[test]
     fn journalctl_json_entries_become_syslog_lines_the_grammars_read() {
         // As `journalctl -o json` prints it (fields trimmed).
-        let j = r#"{"__CURSOR":"s=abc;i=1f","__REALTIME_TIMESTAMP":"1795446001500000","_HOSTNAME":"web1","SYSLOG_IDENTIFIER":"sshd","_PID":"4242","MESSAGE":"Failed password for root from 203.0.113.5 port 22 ssh2"}"#;
+        let j = r#"{"__CURSOR":"s=abc;i=1f","__REALTIME_TIMESTAMP":"1795446001500000","_HOSTNAME":"web1","SYSLOG_IDENTIFIER":"sshd","_PID":"4242","_UID":"0","_EXE":"/usr/sbin/sshd","MESSAGE":"Failed password for root from 203.0.113.5 port 22 ssh2"}"#;
         let (source, line, cursor) = entry(j, &idents()).expect("entry").expect("kept");
         assert_eq!(source, Source::Sshd);
         assert_eq!(cursor.as_deref(), Some("s=abc;i=1f"));
@@ -172,7 +248,7 @@ mod tests {
             Some("203.0.113.5")
         );
         // Non-UTF-8 messages come as byte arrays.
-        let j = r#"{"__REALTIME_TIMESTAMP":"1795446001000000","SYSLOG_IDENTIFIER":"dovecot","MESSAGE":[105,109,97,112,255]}"#;
+        let j = r#"{"__REALTIME_TIMESTAMP":"1795446001000000","SYSLOG_IDENTIFIER":"dovecot","_UID":"0","_EXE":"/usr/sbin/dovecot","MESSAGE":[105,109,97,112,255]}"#;
         let (_, line, _) = entry(j, &idents()).expect("entry").expect("kept");
         assert!(line.ends_with("dovecot: imap\u{fffd}"), "{line}");
     }
@@ -181,14 +257,59 @@ mod tests {
     fn other_identifiers_and_bad_entries() {
         let other = r#"{"__REALTIME_TIMESTAMP":"1","SYSLOG_IDENTIFIER":"cron","MESSAGE":"x"}"#;
         assert_eq!(entry(other, &idents()), Ok(None));
-        assert_eq!(entry("{not json", &idents()), Err("not a JSON entry"));
-        let no_time = r#"{"SYSLOG_IDENTIFIER":"sshd","MESSAGE":"x"}"#;
-        assert_eq!(entry(no_time, &idents()), Err("no __REALTIME_TIMESTAMP"));
-        let multi = r#"{"__REALTIME_TIMESTAMP":"1795446001000000","SYSLOG_IDENTIFIER":"sshd","MESSAGE":"a\nb"}"#;
+        assert_eq!(
+            entry("{not json", &idents()),
+            Err(Skip::Malformed("not a JSON entry"))
+        );
+        let no_time =
+            r#"{"SYSLOG_IDENTIFIER":"sshd","_UID":"0","_EXE":"/usr/sbin/sshd","MESSAGE":"x"}"#;
+        assert_eq!(
+            entry(no_time, &idents()),
+            Err(Skip::Malformed("no __REALTIME_TIMESTAMP"))
+        );
+        let multi = r#"{"__REALTIME_TIMESTAMP":"1795446001000000","SYSLOG_IDENTIFIER":"sshd","_UID":"0","_EXE":"/usr/sbin/sshd","MESSAGE":"a\nb"}"#;
         assert!(entry(multi, &idents())
             .expect("entry")
             .expect("kept")
             .1
             .ends_with("sshd: a b"));
+    }
+
+    /// `logger -t sshd` by a customer, the same from PHP as www-data, a renamed
+    /// process, a daemon binary of the customer's own: none is read as sshd.
+    #[test]
+    fn forged_identifiers_are_untrusted() {
+        let line = |fields: &str| {
+            format!(
+                r#"{{"__REALTIME_TIMESTAMP":"1795446001000000","SYSLOG_IDENTIFIER":"sshd",{fields},"MESSAGE":"Failed password for root from 198.51.100.77 port 22 ssh2"}}"#
+            )
+        };
+        for (fields, why) in [
+            (r#""_UID":"1001","_EXE":"/usr/bin/logger""#, "user account"),
+            (r#""_UID":"33","_EXE":"/usr/bin/logger""#, "not that daemon"),
+            (
+                r#""_UID":"33","_EXE":"/home/alice/sshd""#,
+                "outside the system",
+            ),
+            (
+                r#""_UID":"33","_EXE":"/usr/../home/alice/sshd""#,
+                "outside the system",
+            ),
+            (r#""_UID":"0""#, "no _EXE"),
+            (r#""_EXE":"/usr/sbin/sshd""#, "no _UID"),
+            (r#""_UID":"1001","_EXE":"/usr/sbin/sshd""#, "user account"),
+        ] {
+            match entry(&line(fields), &idents()) {
+                Err(Skip::Untrusted(r)) => assert!(r.contains(why), "{fields}: {r}"),
+                other => panic!("{fields}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            entry(
+                &line(r#""_UID":"0","_EXE":"/usr/sbin/sshd-session""#),
+                &idents()
+            ),
+            Ok(Some(_))
+        ));
     }
 }

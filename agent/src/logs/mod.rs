@@ -68,6 +68,8 @@ struct Followed {
     tailer: Tailer,
     dir: WatchDescriptor,
     name: OsString,
+    /// `tailer.stats.untrusted` already added to the pipeline's counter.
+    untrusted_counted: u64,
 }
 
 fn setting_key(source: Source, p: &std::path::Path) -> String {
@@ -225,6 +227,7 @@ pub async fn run(
                 tailer: Tailer::new(path.clone(), start),
                 dir: wd,
                 name: name.to_os_string(),
+                untrusted_counted: 0,
             });
         }
     }
@@ -331,10 +334,15 @@ pub async fn run(
                             }
                         }
                         Ok(None) => {}
-                        Err(why) => {
+                        Err(journal::Skip::Malformed(why)) => {
                             stats.lines.fetch_add(1, Ordering::Relaxed);
                             stats.malformed.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(why, "Unreadable journal entry.");
+                        }
+                        Err(journal::Skip::Untrusted(why)) => {
+                            stats.lines.fetch_add(1, Ordering::Relaxed);
+                            stats.untrusted.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(why, "Journal entry not written by its daemon; ignored.");
                         }
                     }
                 }
@@ -363,6 +371,13 @@ async fn process(f: &mut Followed, sc: &mut Scenarios, stats: &LogStats, respond
     loop {
         let mut lines = Vec::new();
         f.tailer.poll(&mut lines);
+        let refused = f.tailer.stats.untrusted;
+        if refused > f.untrusted_counted {
+            stats
+                .untrusted
+                .fetch_add(refused - f.untrusted_counted, Ordering::Relaxed);
+            f.untrusted_counted = refused;
+        }
         if lines.is_empty() {
             return;
         }

@@ -165,7 +165,15 @@ impl Assembler {
     /// One line: `Ok(Some)` at the end of a record that names a rule, `Ok(None)`
     /// inside a serial record.
     pub fn feed(&mut self, line: &str) -> Result<Option<WafHit>, ParseError> {
-        if let Some((id, sec)) = boundary(line) {
+        // Inside a section the client wrote (request body, multipart, response
+        // body), a boundary of another record is just content: a client cannot start
+        // a record of its own (with the client address it likes) from a POST body.
+        // Only the open record's own random id ends those sections.
+        let foreign_in_body = |id: &str, open: &Option<Partial>| {
+            open.as_ref()
+                .is_some_and(|p| p.id != id && matches!(p.section, b'C' | b'E' | b'I' | b'G'))
+        };
+        if let Some((id, sec)) = boundary(line).filter(|(id, _)| !foreign_in_body(id, &self.open)) {
             return match (sec, self.open.take()) {
                 (b'A', prev) => {
                     self.open = Some(Partial {
@@ -516,5 +524,39 @@ Action: Intercepted (phase 2)
             Ok(1),
             "section H after the cap is read"
         );
+    }
+
+    /// A POST body that carries a whole audit record of its own, naming a third
+    /// party's address with "Access denied": it stays body text of the real record.
+    #[test]
+    fn a_record_forged_inside_a_request_body_is_content() {
+        let mut a = Assembler::default();
+        let lines = [
+            "--a1b2c3d4-A--",
+            "[23/Nov/2026:15:00:01 +0000] XyZ 203.0.113.5 51234 192.0.2.2 443",
+            "--a1b2c3d4-B--",
+            "POST /contact.php HTTP/1.1",
+            "Host: example.com",
+            "--a1b2c3d4-C--",
+            "--deadbeef-A--",
+            "[23/Nov/2026:15:00:01 +0000] Forged 198.51.100.77 1 192.0.2.2 443",
+            "--deadbeef-H--",
+            "Message: Access denied with code 403 (phase 2). [id \"949110\"] [msg \"forged\"]",
+            "--deadbeef-Z--",
+            "--a1b2c3d4-F--",
+            "HTTP/1.1 200 OK",
+            "--a1b2c3d4-H--",
+            "Message: Warning. Pattern match [id \"941100\"] [msg \"XSS\"]",
+            "--a1b2c3d4-Z--",
+        ];
+        let mut hits = Vec::new();
+        for l in lines {
+            if let Ok(Some(h)) = a.feed(l) {
+                hits.push(h);
+            }
+        }
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].ip.to_string(), "203.0.113.5");
+        assert!(!hits[0].denied, "the forged 'Access denied' is body text");
     }
 }

@@ -16,6 +16,8 @@ pub struct LogStatsView {
     pub parsed: u64,
     pub ignored: u64,
     pub malformed: u64,
+    /// Lines dropped because their writer is not the daemon they claim to be.
+    pub untrusted: u64,
     pub failures: u64,
     pub triggers: u64,
     pub lines_by_source: std::collections::BTreeMap<&'static str, u64>,
@@ -30,6 +32,9 @@ pub struct LogStats {
     pub ignored: AtomicU64,
     /// Lines not in their source's format (counted, never fatal).
     pub malformed: AtomicU64,
+    /// Lines whose writer is not the daemon they name (forged journal entries,
+    /// log files others can write).
+    pub untrusted: AtomicU64,
     /// Failed login attempts.
     pub failures: AtomicU64,
     pub triggers: AtomicU64,
@@ -45,6 +50,7 @@ impl LogStats {
             parsed: l(&self.parsed),
             ignored: l(&self.ignored),
             malformed: l(&self.malformed),
+            untrusted: l(&self.untrusted),
             failures: l(&self.failures),
             triggers: l(&self.triggers),
             lines_by_source: Source::ALL

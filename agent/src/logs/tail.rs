@@ -3,6 +3,11 @@
 //! old file is read to its end first), truncation and copy-truncate (size below our
 //! offset: start over), and a file that does not exist yet. Driven by inotify events
 //! on the parent directory; no polling loop.
+//!
+//! A file is read only while root or a system daemon owns it and no user account can
+//! write to it ([`writer_trusted`]): a log a customer can append to would let them
+//! write "failed login from <anyone>" lines. Such a file is refused, said once, and
+//! counted; it is looked at again when it is replaced (rotation).
 
 use std::{
     fs::File,
@@ -33,6 +38,27 @@ pub struct TailStats {
     pub rotations: u64,
     pub truncations: u64,
     pub long_lines: u64,
+    /// Opens refused because a user account could write the file.
+    pub untrusted: u64,
+}
+
+/// First id of user accounts (`UID_MIN`/`GID_MIN` on Debian and RHEL).
+const USER_ID_START: u32 = 1000;
+
+/// May lines in a file with this owner and mode be believed? Only when no user
+/// account can write it: owned by root or a system account, not world-writable,
+/// group-writable only for a system group (Debian's `adm`, `syslog`).
+pub fn writer_trusted(meta: &std::fs::Metadata) -> Result<(), &'static str> {
+    if meta.uid() >= USER_ID_START {
+        return Err("owned by a user account");
+    }
+    if meta.mode() & 0o002 != 0 {
+        return Err("writable by every user");
+    }
+    if meta.mode() & 0o020 != 0 && meta.gid() >= USER_ID_START {
+        return Err("writable by a user group");
+    }
+    Ok(())
 }
 
 pub struct Tailer {
@@ -48,6 +74,8 @@ pub struct Tailer {
     /// was truncated and rewritten past our offset before we looked (copy-truncate
     /// under load), which its size alone cannot show.
     sig: Vec<u8>,
+    /// The inode last refused as untrusted (said once per file).
+    refused_ino: Option<u64>,
     pub stats: TailStats,
 }
 
@@ -64,6 +92,7 @@ impl Tailer {
             skipping: false,
             pending_start: Some(start),
             sig: Vec::new(),
+            refused_ino: None,
             stats: TailStats::default(),
         };
         t.reopen();
@@ -91,6 +120,18 @@ impl Tailer {
             return;
         };
         let Ok(meta) = f.metadata() else { return };
+        if let Err(why) = writer_trusted(&meta) {
+            if self.refused_ino != Some(meta.ino()) {
+                self.refused_ino = Some(meta.ino());
+                self.stats.untrusted += 1;
+                tracing::warn!(path = %self.path.display(), uid = meta.uid(),
+                    mode = format!("{:o}", meta.mode() & 0o7777), why,
+                    "Log file not read: a user account could forge its lines.");
+            }
+            self.file = None;
+            return;
+        }
+        self.refused_ino = None;
         let start = self.pending_start.take();
         let offset = match start {
             Some(Start::End) => meta.len(),
@@ -312,5 +353,33 @@ mod tests {
         assert_eq!(v[0].len(), MAX_LINE);
         assert_eq!(v[1], "short");
         assert_eq!(t.stats.long_lines, 1);
+    }
+
+    #[test]
+    fn a_log_a_user_can_write_is_not_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("auth.log");
+        std::fs::write(&p, "").expect("create");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let mut t = Tailer::new(p.clone(), Start::End);
+        std::fs::write(&p, "forged line\n").expect("write");
+        let mut out = Vec::new();
+        t.poll(&mut out);
+        assert!(out.is_empty() && t.stats.untrusted == 1, "{out:?}");
+        t.poll(&mut out);
+        assert_eq!(t.stats.untrusted, 1, "said once per file");
+        // Owned by a customer: refused too.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        nix::unistd::chown(&p, Some(1001.into()), None).expect("chown (root)");
+        let mut t = Tailer::new(p.clone(), Start::Saved { ino: 0, offset: 0 });
+        t.poll(&mut out);
+        assert!(out.is_empty() && t.stats.untrusted == 1);
+        // Root's own 0640 file with group adm-like system group: read.
+        nix::unistd::chown(&p, Some(0.into()), Some(4.into())).expect("chown");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let mut t = Tailer::new(p.clone(), Start::Saved { ino: 0, offset: 0 });
+        t.poll(&mut out);
+        assert_eq!(out, ["forged line"]);
     }
 }
