@@ -234,3 +234,61 @@ fn a_customer_cannot_point_the_fix_at_another_file() {
         "nothing quarantined: {q}"
     );
 }
+
+/// Unmounts on drop, also when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The file sensor cannot start (its watched tree is on a filesystem fanotify
+/// cannot mark, as on Debian 12's 9p root): the agent reports it (failed
+/// component, backend "none", a finding) and runs on, firewall and API included.
+#[test]
+fn a_sensor_that_cannot_start_is_reported_and_skipped() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mut h = Harness::start_with(
+        net,
+        "",
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: fanotify\n",
+    );
+    h.stop();
+    // procfs has no file handles: fanotify's filesystem mark refuses it.
+    let st = Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(&h.www)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount proc over the watched tree");
+    let _mounted = Mounted(h.www.clone());
+    h.restart();
+    let (s, health) = h.get("/api/v1/health", &h.admin.clone());
+    assert_eq!(s, 200, "{health}");
+    let text = health.to_string();
+    assert!(
+        text.contains("\"none\""),
+        "the file backend is none: {health}"
+    );
+    let (s, comps) = h.get("/api/v1/components", &h.admin.clone());
+    assert_eq!(s, 200);
+    assert!(
+        comps.to_string().contains("\"failed\""),
+        "a failed component: {comps}"
+    );
+    let (_, findings) = h.get("/api/v1/findings", &h.admin.clone());
+    assert!(
+        findings
+            .as_array()
+            .is_some_and(|a| a.iter().any(|f| f["check"] == "sensor_failed")),
+        "{findings}"
+    );
+    // The firewall still answers.
+    let (s, fw) = h.get("/api/v1/firewall/status", &h.admin.clone());
+    assert_eq!(s, 200, "{fw}");
+    h.stop();
+}

@@ -126,7 +126,26 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         .as_ref()
         .err()
         .map(|w| format!("BPF-LSM unavailable: {w}"));
-    let (comps, file_backend, fanotify) = choose_file_backend(cfg, ebpf, lsm_why.as_deref())?;
+    // A file sensor that cannot start at all is reported (backend "none", a failed
+    // component, a finding), never fatal: the firewall and the rest keep running.
+    let (comps, file_backend, fanotify) = match choose_file_backend(cfg, ebpf, lsm_why.as_deref()) {
+        Ok(chosen) => chosen,
+        Err(e) => {
+            let why = format!("{e:#}");
+            tracing::error!(error = %why, "File sensor not started; the agent runs without it.");
+            sensor_failed(&deps.detection, "file", &why).await;
+            (
+                vec![Component::failed(
+                    "file",
+                    "sensor",
+                    join_paths(&cfg.watch.paths),
+                    why.clone(),
+                )],
+                SensorBackend::new("file", "none", Some(why)),
+                None,
+            )
+        }
+    };
     components.extend(comps);
     let sensitive_backend = if file_backend.backend == "fanotify" {
         SensorBackend::new(
@@ -314,6 +333,19 @@ async fn route(
         }
     }
     Ok(())
+}
+
+/// A sensor that could not start, said once per start as a finding: nothing watches
+/// what it would have watched.
+async fn sensor_failed(detection: &Detection, sensor: &str, why: &str) {
+    let f = NewFinding {
+        check: "sensor_failed".into(),
+        severity: Severity::High,
+        message: format!("The {sensor} sensor is not running: its events are not seen"),
+        details: why.to_string(),
+        ..Default::default()
+    };
+    detection.findings.report(f).await;
 }
 
 /// What the missing kernel features cost, said once per start as a finding.
