@@ -128,7 +128,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     // Both came from this test's process as root: one incident keyed on it.
     // Incidents carry the operators' audit trail: admin only, as in CSM.
     let (s, _) = h.get("/api/v1/incidents", &h.read.clone());
-    assert_eq!(s, 403, "a read token is refused");
+    assert_eq!(s, 401, "a read token is refused");
     let (s, incs) = h.get("/api/v1/incidents", &h.admin.clone());
     assert_eq!(s, 200, "{incs}");
     let inc = incs
@@ -154,7 +154,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     assert_eq!(
         h.get(&format!("/api/v1/incidents/{inc_id}"), &h.read.clone())
             .0,
-        403
+        401
     );
     let (_, groups) = h.get("/api/v1/incidents/groups", &h.read.clone());
     assert!(
@@ -208,7 +208,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     );
     assert_eq!((s, p["content"].as_str()), (200, Some(WEBSHELL)), "{p}");
     // The read token may not see the quarantine (admin-only per the spec).
-    assert_eq!(h.get("/api/v1/quarantine", &h.read.clone()).0, 403);
+    assert_eq!(h.get("/api/v1/quarantine", &h.read.clone()).0, 401);
     // Fixed findings leave the active list and stay in the history.
     assert!(with_path(&active(&h), &shell.display().to_string()).is_empty());
     let (_, hist) = h.get(
@@ -246,7 +246,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     assert_eq!(
         h.get("/api/v1/finding-detail?id=not-a-number", &h.read.clone())
             .0,
-        403
+        401
     );
     let (_, detail) = h.get(
         &format!("/api/v1/finding-detail?id={shell_id}"),

@@ -28,7 +28,7 @@ fn block_via_api_drops_peer_and_webshell_reaches_sse() {
     assert_eq!(
         h.request("POST", "/api/v1/block-ip", &read, Some(body.clone()))
             .0,
-        403,
+        401,
         "a read token must not block"
     );
     assert_eq!(

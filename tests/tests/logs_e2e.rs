@@ -171,7 +171,7 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     assert_eq!(h.get("/api/v1/threat/ip?ip=nope", &admin).0, 400);
     assert_eq!(
         h.get("/api/v1/threat/stats", &h.read.clone()).0,
-        403,
+        401,
         "threat detail is admin-only"
     );
     // Whitelist (another address: allowing the peer would unblock it).
@@ -337,7 +337,7 @@ fn mail_bruteforce_reports_and_bulk_undo() {
     );
     assert_eq!(
         h.get("/api/v1/modsec/rules", &read).0,
-        403,
+        401,
         "rules need admin"
     );
     assert!(wait_for(Duration::from_secs(10), || {
@@ -383,7 +383,7 @@ fn mail_bruteforce_reports_and_bulk_undo() {
     );
     assert_eq!(
         h.get("/api/v1/undo/pending", &read).0,
-        403,
+        401,
         "undo is admin-only"
     );
     let (s, u) = h.post("/api/v1/undo/run", serde_json::json!({"id": token}));
