@@ -26,6 +26,9 @@ use crate::{
     ApiError, TokenSet,
 };
 
+/// Pending connections the kernel queues for the accept loop.
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// Largest request body accepted (bigger ones get 413 without being read in full).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -265,10 +268,18 @@ pub fn serve<B: Backend>(
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), ListenError> {
     let tls = Arc::new(listener::tls_config(cert_pem, key_pem)?);
     let bind = |source| ListenError::Bind { addr, source };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
-    std_listener.set_nonblocking(true).map_err(bind)?;
-    let bound = std_listener.local_addr().map_err(bind)?;
-    let tcp = tokio::net::TcpListener::from_std(std_listener).map_err(bind)?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(bind)?;
+    socket.set_reuseaddr(true).map_err(bind)?;
+    socket.bind(addr).map_err(bind)?;
+    // A deep backlog: a burst of connections waits for the accept loop (which
+    // closes those over a cap at once) instead of being dropped at SYN.
+    let tcp = socket.listen(LISTEN_BACKLOG).map_err(bind)?;
+    let bound = tcp.local_addr().map_err(bind)?;
     let limits = state.limits.clone();
     let stats = state.conns.clone();
     let service = warp::service(filter(state));
