@@ -351,16 +351,18 @@ pub struct ApiLimits {
     pub requests_per_minute: u32,
 }
 
+/// The API crate's defaults: one place for the numbers.
 impl Default for ApiLimits {
     fn default() -> Self {
+        let l = api::Limits::default();
         Self {
-            max_connections: 512,
-            max_connections_per_client: 64,
-            handshake_timeout_secs: 10,
-            header_timeout_secs: 15,
-            max_sse_clients: 64,
-            login_per_minute: 5,
-            requests_per_minute: 600,
+            max_connections: l.max_connections,
+            max_connections_per_client: l.max_connections_per_ip,
+            handshake_timeout_secs: l.handshake_timeout.as_secs(),
+            header_timeout_secs: l.header_timeout.as_secs(),
+            max_sse_clients: l.max_sse_clients,
+            login_per_minute: l.login_per_minute,
+            requests_per_minute: l.requests_per_minute,
         }
     }
 }
@@ -668,10 +670,9 @@ impl Config {
     /// Every file and both directories must be safe from other local users
     /// ([`check_owner`]); a file holding a token must not be world-readable.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let read = |p: &Path| read_private(p);
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
-        layers.push((path.display().to_string(), read(path)?));
+        layers.push((path.display().to_string(), read_private(path)?));
         check_owner(dir, true)?;
         let confd = dir.join("conf.d");
         if confd.is_dir() {
@@ -686,7 +687,7 @@ impl Config {
                 .collect();
             files.sort();
             for f in files {
-                layers.push((f.display().to_string(), read(&f)?));
+                layers.push((f.display().to_string(), read_private(&f)?));
             }
         }
         Self::from_layers(layers)
@@ -1192,6 +1193,16 @@ mod tests {
             v.push((format!("layer{i}.yaml"), e.to_string()));
         }
         v
+    }
+
+    #[test]
+    fn embedded_api_limits_are_the_api_defaults() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(
+            format!("{:?}", c.webui.limits),
+            format!("{:?}", ApiLimits::default()),
+            "config/rampart.yaml and api::Limits::default disagree"
+        );
     }
 
     #[test]

@@ -125,6 +125,16 @@ pub enum Denied {
     Csrf,
 }
 
+impl Denied {
+    /// As CSM answers it: 403 for CSRF and origin failures, 401 for the rest.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Csrf => StatusCode::FORBIDDEN,
+            Self::Missing | Self::Unknown | Self::Scope => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
 pub const COOKIE_NAME: &str = "csm_auth";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -259,13 +269,8 @@ impl TokenSet {
         headers: &HeaderMap,
         scope: Scope,
     ) -> Result<Principal, ApiError> {
-        self.check(method, headers, scope).map_err(|(why, msg)| {
-            let status = match why {
-                Denied::Csrf => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            ApiError::new(status, msg)
-        })
+        self.check(method, headers, scope)
+            .map_err(|(why, msg)| ApiError::new(why.status(), msg))
     }
 
     /// [`authorize`](Self::authorize) with the reason of a refusal.

@@ -228,11 +228,7 @@ async fn dispatch<B: Backend>(
             if why == Denied::Unknown && !state.login_budget.take(ip) {
                 return Err(state.throttled("failed authentications"));
             }
-            let status = match why {
-                Denied::Csrf => StatusCode::FORBIDDEN,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            return Err(ApiError::new(status, msg));
+            return Err(ApiError::new(why.status(), msg));
         }
     };
     let body = if *method == Method::GET || *method == Method::HEAD {

@@ -50,27 +50,11 @@ impl RateLimiter {
         }
     }
 
-    fn refill(&self, b: &mut Bucket, now: Instant) {
+    /// `b`'s tokens at `now`: refilled evenly, `per_minute` a minute, up to the cap.
+    fn refilled(&self, b: &Bucket, now: Instant) -> f64 {
         let cap = f64::from(self.per_minute);
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * cap / 60.0).min(cap);
-        b.at = now;
-    }
-
-    /// Is there budget left for `ip`? Does not spend it.
-    pub fn allows(&self, ip: IpAddr) -> bool {
-        if self.per_minute == 0 {
-            return true;
-        }
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get_mut(&client_key(ip)) {
-            Some(b) => {
-                self.refill(b, now);
-                b.tokens >= 1.0
-            }
-            None => true,
-        }
+        (b.tokens + elapsed * cap / 60.0).min(cap)
     }
 
     /// Spend one request of `ip`'s budget; false when there was none left.
@@ -83,11 +67,7 @@ impl RateLimiter {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
             let cap = f64::from(self.per_minute);
-            map.retain(|_, b| {
-                let refilled =
-                    b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * cap / 60.0;
-                refilled < cap
-            });
+            map.retain(|_, b| self.refilled(b, now) < cap);
             if map.len() >= MAX_TRACKED {
                 if let Some(oldest) = map.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| *k) {
                     map.remove(&oldest);
@@ -98,7 +78,8 @@ impl RateLimiter {
             tokens: f64::from(self.per_minute),
             at: now,
         });
-        self.refill(b, now);
+        b.tokens = self.refilled(b, now);
+        b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             true
@@ -120,7 +101,6 @@ mod tests {
         for _ in 0..5 {
             assert!(l.take(a));
         }
-        assert!(!l.allows(a));
         assert!(!l.take(a), "the sixth in a minute is refused");
         assert!(l.take(b), "another client has its own budget");
         assert!(RateLimiter::new(0).take(a), "0 is off");

@@ -9,9 +9,15 @@ use crate::{token, wait_for, AgentProcess, NetPair, PinDir};
 /// An HTTPS client that trusts only the agent's certificate (build it inside the
 /// namespace whose loopback it talks to).
 pub fn client(cert_pem: &[u8]) -> reqwest::blocking::Client {
+    client_from(cert_pem, None)
+}
+
+/// [`client`], connecting from the local address `from` when given.
+pub fn client_from(cert_pem: &[u8], from: Option<std::net::IpAddr>) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("agent cert"))
         .tls_built_in_root_certs(false)
+        .local_address(from)
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
@@ -191,18 +197,7 @@ impl Harness {
         );
         let from: Option<std::net::IpAddr> = from.map(|f| f.parse().expect("source ip"));
         NetPair::in_ns(&self.net.ns_a, move || {
-            let c = match from {
-                None => client(&cert),
-                Some(ip) => reqwest::blocking::Client::builder()
-                    .add_root_certificate(
-                        reqwest::Certificate::from_pem(&cert).expect("agent cert"),
-                    )
-                    .tls_built_in_root_certs(false)
-                    .local_address(ip)
-                    .timeout(Duration::from_secs(20))
-                    .build()
-                    .expect("client"),
-            };
+            let c = client_from(&cert, from);
             let mut rb = c
                 .request(method.parse().expect("method"), &url)
                 .bearer_auth(token);

@@ -55,9 +55,6 @@ pub enum Skip {
     Untrusted(&'static str),
 }
 
-/// User ids below this are system accounts (Debian's and RHEL's `UID_MIN`).
-const SYSTEM_UID_END: u32 = 1000;
-
 /// Directories daemons are installed in; only root can write to them.
 const SYSTEM_DIRS: &[&str] = &["/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/"];
 
@@ -92,7 +89,7 @@ pub fn writer(v: &Value, source: Source) -> Result<(), &'static str> {
     let uid: u32 = field(v, "_UID")
         .and_then(|u| u.parse().ok())
         .ok_or("no _UID (not from a local process)")?;
-    if uid >= SYSTEM_UID_END {
+    if uid >= super::tail::USER_ID_START {
         return Err("written by a user account (_UID 1000 or above)");
     }
     let exe = field(v, "_EXE").ok_or("no _EXE")?;

@@ -42,8 +42,9 @@ pub struct TailStats {
     pub untrusted: u64,
 }
 
-/// First id of user accounts (`UID_MIN`/`GID_MIN` on Debian and RHEL).
-const USER_ID_START: u32 = 1000;
+/// First id of user accounts (`UID_MIN`/`GID_MIN` on Debian and RHEL): below are
+/// root and the system daemons, whose writing is believed (files and journal alike).
+pub const USER_ID_START: u32 = 1000;
 
 /// May lines in a file with this owner and mode be believed? Only when no user
 /// account can write it: owned by root or a system account, not world-writable,
