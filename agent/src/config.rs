@@ -65,6 +65,28 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     pub logs: Logs,
     pub auto_response: AutoResponse,
+    pub retention: Retention,
+}
+
+/// How much history is kept: findings, log events, audit rows, `findings.jsonl`.
+/// Everything an attacker can make the agent record is bounded by count, not only
+/// by age.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Closed findings and incidents, log events and audit rows older than this many
+    /// days are deleted (0 = bounded by count only).
+    pub days: u32,
+    /// Findings kept at most. Past it the oldest closed ones go first, then active
+    /// ones, least severe and oldest first (a `findings_capped` finding says so).
+    pub max_findings: u64,
+    /// Rows kept at most in each log-event table (threat, ModSecurity, mail) and
+    /// in the firewall's audit log.
+    pub max_rows: u64,
+    /// `findings.jsonl` is rotated (to `.1`, `.2`, ...) once it reaches this size.
+    pub findings_log_bytes: u64,
+    /// Rotated findings logs kept.
+    pub findings_log_files: u32,
 }
 
 /// Log files followed and the scenarios over them.
@@ -225,8 +247,6 @@ pub struct DetectionConfig {
     pub dedup_window_secs: u64,
     /// Scan every watched tree this often (hours; 0 = never).
     pub full_scan_interval_hours: u64,
-    /// Dismissed and fixed findings are deleted after this many days (0 = never).
-    pub retention_days: u32,
     /// `sh -c COMMAND` run by a web-server user is not a `web_shell_spawn` when
     /// COMMAND starts with one of these (PHP's mail() runs sendmail through sh).
     pub web_shell_allow: Vec<String>,
@@ -728,6 +748,22 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, r: String| Err((k.to_string(), r));
+        let r = &self.retention;
+        if r.max_findings < 1000 {
+            return err("retention.max_findings", "must be ≥ 1000".into());
+        }
+        if r.max_rows < 1000 {
+            return err("retention.max_rows", "must be ≥ 1000".into());
+        }
+        if r.findings_log_bytes < 1 << 20 {
+            return err(
+                "retention.findings_log_bytes",
+                "must be ≥ 1048576 (1 MiB)".into(),
+            );
+        }
+        if !(1..=100).contains(&r.findings_log_files) {
+            return err("retention.findings_log_files", "must be 1 to 100".into());
+        }
         let rb = self.sensors.ringbuf_bytes;
         if rb < 4096 || !rb.is_power_of_two() {
             return err(
@@ -1345,6 +1381,28 @@ mod tests {
     fn bad_yaml_is_an_error_not_a_panic() {
         let e = Config::from_layers(layers(&["webui: [unclosed\n"])).unwrap_err();
         assert!(matches!(e, ConfigError::Yaml { .. }), "{e}");
+    }
+
+    #[test]
+    fn retention_bounds_that_would_keep_nothing_are_refused_by_name() {
+        for (yaml, key) in [
+            ("retention:\n  max_findings: 10\n", "retention.max_findings"),
+            ("retention:\n  max_rows: 0\n", "retention.max_rows"),
+            (
+                "retention:\n  findings_log_bytes: 4096\n",
+                "retention.findings_log_bytes",
+            ),
+            (
+                "retention:\n  findings_log_files: 0\n",
+                "retention.findings_log_files",
+            ),
+        ] {
+            let e = Config::from_layers(layers(&[yaml])).unwrap_err();
+            assert!(e.to_string().contains(key), "{yaml}: {e}");
+        }
+        let c = Config::from_layers(layers(&["retention:\n  days: 0\n"]))
+            .expect("days 0 is by count only");
+        assert_eq!((c.retention.days, c.retention.max_findings), (0, 100_000));
     }
 
     #[test]

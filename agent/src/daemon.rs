@@ -18,9 +18,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::{
     config::Config,
     detection,
-    findings::Findings,
+    findings::{Findings, JsonlLog},
     firewall, kernel, logs, sensors,
     store::{self, Store},
+    supervisor::Supervisor,
     web::{self, tls, tokens, AgentBackend, KernelStats},
 };
 
@@ -61,13 +62,24 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             store.clone(),
             findings_tx,
             cfg.detection.dedup_window_secs,
-            Some(&cfg.state_dir.join("findings.jsonl")),
+            Some(JsonlLog::new(
+                cfg.state_dir.join("findings.jsonl"),
+                cfg.retention.findings_log_bytes,
+                cfg.retention.findings_log_files,
+            )),
         )
         .await
         .context("loading suppressions")?,
     );
-    let detection =
-        detection::start(&cfg, store.clone(), findings.clone(), shutdown_rx.clone()).await?;
+    let supervisor = Supervisor::new(findings.clone(), shutdown_rx.clone());
+    let detection = detection::start(
+        &cfg,
+        store.clone(),
+        findings.clone(),
+        &supervisor,
+        shutdown_rx.clone(),
+    )
+    .await?;
     // The firewall's events travel on the sensors' ring: the sensors hand them over.
     let (xdp_tx, xdp_rx) = mpsc::channel(cfg.sensors.event_channel_size);
     // Sensors before the firewall: a sensor that refuses to start stops the agent
@@ -79,6 +91,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             detection: detection.detection.clone(),
             files: detection.files.clone(),
             xdp: xdp_tx,
+            supervisor: supervisor.clone(),
             shutdown: shutdown_rx.clone(),
         },
     )
@@ -90,6 +103,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
             store: store.clone(),
             findings: findings.clone(),
             events: xdp_rx,
+            supervisor: supervisor.clone(),
             shutdown: shutdown_rx.clone(),
         },
     )
@@ -99,6 +113,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         store.clone(),
         firewall.firewall.clone(),
         findings.clone(),
+        &supervisor,
         shutdown_rx.clone(),
     );
 
@@ -128,29 +143,40 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         policy: firewall.policy.clone(),
         logs: cfg.logs.clone(),
         undo: web::undo::Undo::default(),
+        supervisor: supervisor.clone(),
     });
-    let loss = tokio::spawn(web::loss_watch(
-        backend.clone(),
-        std::time::Duration::from_secs(cfg.sensors.loss_window_secs),
-        shutdown_rx.clone(),
-    ));
+    let loss = supervisor.spawn("sensors", "loss watch", false, {
+        let (b, rx) = (backend.clone(), shutdown_rx.clone());
+        let window = std::time::Duration::from_secs(cfg.sensors.loss_window_secs);
+        move || {
+            let fut = web::loss_watch(b.clone(), window, rx.clone());
+            async move {
+                fut.await;
+                Ok(())
+            }
+        }
+    });
     let state = api::ApiState::with_limits(
         backend,
         token_set,
         web::api_limits(&cfg.webui.limits, nofile),
     );
-    let mut api_shutdown = shutdown_rx.clone();
-    let (addr, server) = api::serve(
-        state,
-        cfg.webui.listen,
-        &tls.cert_pem,
-        &tls.key_pem,
-        async move {
-            let _ = api_shutdown.changed().await;
-        },
-    )
-    .with_context(|| format!("binding the API on {} (webui.listen)", cfg.webui.listen))?;
-    let server = tokio::spawn(server);
+    let listening = api::bind(state, cfg.webui.listen, &tls.cert_pem, &tls.key_pem)
+        .with_context(|| format!("binding the API on {} (webui.listen)", cfg.webui.listen))?;
+    let addr = listening.addr;
+    let server = supervisor.spawn("api", "API listener", true, {
+        let rx = shutdown_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            let run = listening.run(async move {
+                let _ = rx.changed().await;
+            });
+            async move {
+                run.await;
+                Ok(())
+            }
+        }
+    });
     tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");
     if let Some(token) = fresh_token {
         // Printed once, to stdout only: never logged.

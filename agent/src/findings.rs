@@ -4,7 +4,7 @@
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
         Mutex, RwLock,
@@ -133,32 +133,26 @@ pub struct Findings {
     tx: broadcast::Sender<Finding>,
     window_secs: u64,
     suppressions: RwLock<Vec<Matcher>>,
-    log: Mutex<Option<(PathBuf, std::fs::File)>>,
+    log: Mutex<Option<JsonlLog>>,
     pub stats: FindingStats,
 }
 
 impl Findings {
-    /// `log`: the JSONL file every new finding is appended to (None: no log).
+    /// `log`: the JSONL file every new finding is appended to, rotated at its size
+    /// bound (None: no log).
     pub async fn open(
         store: Store,
         tx: broadcast::Sender<Finding>,
         window_secs: u64,
-        log: Option<&Path>,
+        log: Option<JsonlLog>,
     ) -> Result<Self, StoreError> {
-        let log = match log {
-            Some(p) => match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-            {
-                Ok(f) => Some((p.to_path_buf(), f)),
-                Err(e) => {
-                    tracing::error!(path = %p.display(), error = %e, "Cannot open the findings log; findings go to the store only.");
-                    None
-                }
-            },
-            None => None,
-        };
+        let log = log.and_then(|mut l| match l.open() {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::error!(path = %l.path.display(), error = %e, "Cannot open the findings log; findings go to the store only.");
+                None
+            }
+        });
         let me = Self {
             store,
             tx,
@@ -259,7 +253,7 @@ impl Findings {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some((path, file)) = g.as_mut() {
+        if let Some(log) = g.as_mut() {
             let mut line = match serde_json::to_vec(f) {
                 Ok(l) => l,
                 Err(e) => {
@@ -268,11 +262,88 @@ impl Findings {
                 }
             };
             line.push(b'\n');
-            // One write(2) of a whole line on an O_APPEND file: lines never interleave.
-            if let Err(e) = file.write_all(&line) {
-                tracing::error!(path = %path.display(), error = %e, "Appending to the findings log failed.");
+            if let Err(e) = log.append(&line) {
+                tracing::error!(path = %log.path.display(), error = %e, "Appending to the findings log failed.");
             }
         }
+    }
+}
+
+/// `findings.jsonl`: one JSON finding per line, rotated to `.1` (the previous `.1`
+/// to `.2`, ...) once it reaches `max_bytes`, `keep` rotated files kept.
+pub struct JsonlLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    file: Option<std::fs::File>,
+    size: u64,
+}
+
+impl JsonlLog {
+    pub fn new(path: PathBuf, max_bytes: u64, keep: u32) -> Self {
+        Self {
+            path,
+            max_bytes,
+            keep: keep.max(1),
+            file: None,
+            size: 0,
+        }
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)?;
+        self.size = f.metadata()?.len();
+        self.file = Some(f);
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    /// Shift the rotated files up one (the oldest falls off) and start a new file.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        for n in (1..self.keep).rev() {
+            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        self.open()
+    }
+
+    /// One write(2) of a whole line on an O_APPEND file: lines never interleave.
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!(path = %self.path.display(), error = %e, "Rotating the findings log failed; appending on.");
+                if self.file.is_none() {
+                    self.open()?;
+                }
+            }
+        }
+        let file = match self.file.as_mut() {
+            Some(f) => f,
+            None => {
+                self.open()?;
+                self.file
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::other("findings log not open"))?
+            }
+        };
+        file.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
     }
 }
 
@@ -350,9 +421,14 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db"), 8).expect("open");
         let (tx, mut rx) = broadcast::channel(8);
         let log = dir.path().join("findings.jsonl");
-        let fs = Findings::open(store.clone(), tx, 3600, Some(&log))
-            .await
-            .expect("open");
+        let fs = Findings::open(
+            store.clone(),
+            tx,
+            3600,
+            Some(JsonlLog::new(log.clone(), 1 << 20, 2)),
+        )
+        .await
+        .expect("open");
         let first = fs.report(f("a", Some("/w/x"), None)).await.expect("new");
         assert!(
             fs.report(f("a", Some("/w/x"), None)).await.is_none(),
@@ -381,5 +457,37 @@ mod tests {
         assert_eq!(store.suppressions().await.expect("list")[0].hits, 1);
         assert_eq!(fs.stats.repeats.load(Ordering::Relaxed), 1);
         assert_eq!(fs.stats.suppressed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_findings_log_rotates_at_its_bound_and_keeps_so_many_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("findings.jsonl");
+        let mut log = JsonlLog::new(path.clone(), 100, 2);
+        log.open().expect("open");
+        let line = |i: u32| format!("{{\"n\":{i:0>30}}}\n");
+        for i in 0..10 {
+            log.append(line(i).as_bytes()).expect("append");
+        }
+        // 10 lines of 37 bytes, two per 100-byte file: the newest two files and the
+        // current one are kept.
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
+        assert_eq!(read(&path), format!("{}{}", line(8), line(9)));
+        assert_eq!(read(&log.rotated(1)), format!("{}{}", line(6), line(7)));
+        assert_eq!(read(&log.rotated(2)), format!("{}{}", line(4), line(5)));
+        assert!(!log.rotated(3).exists(), "only `keep` rotated files");
+        for p in [&path, &log.rotated(1)] {
+            assert!(std::fs::metadata(p).expect("meta").len() <= 100);
+        }
+        // A reopened log goes on from the current size.
+        let mut again = JsonlLog::new(path.clone(), 100, 2);
+        again.open().expect("open");
+        again.append(line(10).as_bytes()).expect("append");
+        assert_eq!(
+            read(&path),
+            format!("{}{}", line(10), ""),
+            "rotated first: 74 + 37 > 100"
+        );
+        assert_eq!(read(&again.rotated(1)), format!("{}{}", line(8), line(9)));
     }
 }

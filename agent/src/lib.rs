@@ -10,6 +10,7 @@
 //! - [`detection`]: signatures, the scan pool, behaviour checks, quarantine;
 //! - [`logs`]: log watchers, grammars, scenarios and the auto-responder;
 //! - [`store`]: SQLite on its own thread;
+//! - [`supervisor`]: every long-lived task watched and restarted;
 //! - [`web`]: the API's implementation per area, tokens and TLS.
 
 pub mod cli;
@@ -22,4 +23,5 @@ pub mod kernel;
 pub mod logs;
 pub mod sensors;
 pub mod store;
+pub mod supervisor;
 pub mod web;

@@ -714,7 +714,7 @@ pub(crate) async fn handle<B: Backend>(
 fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
     let c = &state.conns;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 11] = [
         (
             "rampart_sse_clients_dropped_total",
             "counter",
@@ -762,6 +762,12 @@ fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
             "counter",
             "",
             load(&c.refused_per_ip),
+        ),
+        (
+            "rampart_api_connections_evicted_total",
+            "counter",
+            "Connections that had sent no request, closed to make room at a cap.",
+            load(&c.evicted),
         ),
         (
             "rampart_api_tls_handshake_failed_total",

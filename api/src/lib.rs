@@ -19,7 +19,7 @@ pub mod throttle;
 pub use auth::{Scope, TokenSet};
 pub use error::ApiError;
 pub use listener::Limits;
-pub use server::{filter, serve, ApiState, Backend};
+pub use server::{bind, filter, serve, ApiState, Backend, Listening};
 
 /// Largest accepted request body, in bytes.
 pub const fn server_max_body() -> usize {

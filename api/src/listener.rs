@@ -2,8 +2,11 @@
 //! The API's own accept loop: TLS (tokio-rustls) and HTTP/1.1 (hyper 1) around the
 //! warp filter, with limits a local user cannot exhaust.
 //!
-//! - a global and a per-client connection cap: a connection past either is closed
-//!   at once, before TLS, and counted;
+//! - a global and a per-client connection cap. At a cap, the oldest connection that
+//!   has not sent a request yet (in the cap's scope) is closed to make room; with
+//!   none, the new connection is closed at once, before TLS. Both are counted. Every
+//!   loopback address is one client for the caps: a local user can bind any of
+//!   127.0.0.0/8, and must not get 16 million per-client caps from it;
 //! - a TLS handshake timeout and a request-header timeout (which also ends idle
 //!   keep-alive connections), so idle sockets do not pile up;
 //! - `accept` errors (EMFILE when the process is out of descriptors) back off
@@ -12,11 +15,11 @@
 //! The client's address reaches the filter as a [`Peer`] request extension.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -24,7 +27,11 @@ use std::{
 
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Notify},
+    task::JoinSet,
+};
 use tokio_rustls::{rustls, TlsAcceptor};
 
 use crate::throttle::client_key;
@@ -70,6 +77,8 @@ pub struct ConnStats {
     pub open: AtomicU64,
     pub refused_global: AtomicU64,
     pub refused_per_ip: AtomicU64,
+    /// Connections that had sent no request, closed to make room at a cap.
+    pub evicted: AtomicU64,
     pub handshake_failed: AtomicU64,
     pub accept_errors: AtomicU64,
 }
@@ -111,31 +120,99 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfi
     Ok(cfg)
 }
 
-/// Open connections per client, and all together.
+/// The client a connection counts against for the caps: [`client_key`], except
+/// that every loopback address is one client.
+fn conn_key(ip: IpAddr) -> IpAddr {
+    let key = client_key(ip);
+    if key.is_loopback() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        key
+    }
+}
+
+/// A connection that has not sent a request yet: the first to go at a cap.
+struct Idle {
+    key: IpAddr,
+    evict: Arc<Notify>,
+    released: Arc<AtomicBool>,
+}
+
+/// Open connections per client, and all together; the idle ones in arrival order.
 #[derive(Default)]
 struct Table {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    idle: BTreeMap<u64, Idle>,
+    next: u64,
 }
 
-/// One open connection's place in the [`Table`]; given back on drop.
+impl Table {
+    fn release(&mut self, key: IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.per_ip.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&key);
+            }
+        }
+    }
+
+    /// Close the oldest idle connection (of `scope` when given) and give its place
+    /// back at once; false when there is none.
+    fn evict(&mut self, scope: Option<IpAddr>, stats: &ConnStats) -> bool {
+        let Some(seq) = self
+            .idle
+            .iter()
+            .find(|(_, i)| scope.is_none_or(|k| i.key == k))
+            .map(|(s, _)| *s)
+        else {
+            return false;
+        };
+        let Some(idle) = self.idle.remove(&seq) else {
+            return false;
+        };
+        idle.released.store(true, Ordering::Relaxed);
+        idle.evict.notify_one();
+        self.release(idle.key);
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+        stats.evicted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+/// One open connection's place in the [`Table`]; given back on drop (or at once
+/// when it is evicted).
 struct Slot {
     table: Arc<Mutex<Table>>,
     key: IpAddr,
+    seq: u64,
     stats: Arc<ConnStats>,
+    /// Its place was given back by an eviction.
+    released: Arc<AtomicBool>,
+    /// Told to close by an eviction.
+    evict: Arc<Notify>,
+    served: AtomicBool,
+}
+
+impl Slot {
+    /// A request arrived: the connection is no longer idle, and never evicted.
+    fn serving(&self) {
+        if !self.served.swap(true, Ordering::Relaxed) {
+            let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            t.idle.remove(&self.seq);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        t.total = t.total.saturating_sub(1);
-        if let Some(n) = t.per_ip.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                t.per_ip.remove(&self.key);
-            }
+        t.idle.remove(&self.seq);
+        if !self.released.swap(true, Ordering::Relaxed) {
+            t.release(self.key);
+            self.stats.open.fetch_sub(1, Ordering::Relaxed);
         }
-        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -145,24 +222,43 @@ fn take_slot(
     limits: &Limits,
     ip: IpAddr,
 ) -> Option<Slot> {
-    let key = client_key(ip);
+    let key = conn_key(ip);
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-    if t.total >= limits.max_connections {
+    if t.total >= limits.max_connections && !t.evict(None, stats) {
         stats.refused_global.fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    let n = t.per_ip.entry(key).or_insert(0);
-    if *n >= limits.max_connections_per_ip {
+    if t.per_ip.get(&key).copied().unwrap_or(0) >= limits.max_connections_per_ip
+        && !t.evict(Some(key), stats)
+    {
         stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    *n += 1;
+    *t.per_ip.entry(key).or_insert(0) += 1;
     t.total += 1;
     stats.open.fetch_add(1, Ordering::Relaxed);
+    let (seq, evict, released) = (
+        t.next,
+        Arc::new(Notify::new()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    t.next += 1;
+    t.idle.insert(
+        seq,
+        Idle {
+            key,
+            evict: evict.clone(),
+            released: released.clone(),
+        },
+    );
     Some(Slot {
         table: table.clone(),
         key,
+        seq,
         stats: stats.clone(),
+        released,
+        evict,
+        served: AtomicBool::new(false),
     })
 }
 
@@ -173,7 +269,7 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// Serve `service` over TLS on `listener` until `shutdown` resolves, then let open
 /// connections finish (up to [`DRAIN`]).
 pub async fn run<S, B>(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
     stats: Arc<ConnStats>,
@@ -235,42 +331,58 @@ pub async fn run<S, B>(
         let stats = stats.clone();
         let mut stop = stop_rx.clone();
         conns.spawn(async move {
-            let _slot = slot;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed.");
-                        return;
-                    }
-                    Err(_) => {
-                        stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "TLS handshake timed out.");
-                        return;
-                    }
+            let slot = Arc::new(slot);
+            let (evict, served) = (slot.evict.clone(), slot.clone());
+            let serve = async move {
+                // A handshake in progress ends at shutdown too (it has nothing to drain).
+                let mut stopping = stop.clone();
+                let handshake = tokio::select! {
+                    h = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => h,
+                    _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
                 };
-            let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(Peer(peer));
-                let mut service = service.clone();
-                tower_service::Service::call(&mut service, req)
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "API connection ended with an error.");
+                let tls =
+                    match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => {
+                            stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "TLS handshake timed out.");
+                            return;
+                        }
+                    };
+                let svc = service_fn(move |mut req: hyper::Request<Incoming>| {
+                    served.serving();
+                    req.extensions_mut().insert(Peer(peer));
+                    let mut service = service.clone();
+                    tower_service::Service::call(&mut service, req)
+                });
+                let mut builder = http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
+                    .max_buf_size(64 * 1024);
+                let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "API connection ended with an error.");
+                        }
+                    }
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(DRAIN, conn).await;
                     }
                 }
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN, conn).await;
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = evict.notified() => {
+                    tracing::debug!(%peer, "Idle API connection closed to make room at a cap.");
                 }
             }
         });

@@ -262,6 +262,36 @@ pub fn serve<B: Backend>(
     key_pem: &[u8],
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), ListenError> {
+    let l = bind(state, addr, cert_pem, key_pem)?;
+    Ok((l.addr, l.run(shutdown)))
+}
+
+type BoxedUnit = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A bound API listener. [`Listening::run`] serves it until a shutdown future
+/// resolves; it can be run again after a run died (the socket stays bound, so no
+/// connection attempt is refused meanwhile, only queued).
+pub struct Listening {
+    pub addr: SocketAddr,
+    run: Arc<dyn Fn(BoxedUnit) -> BoxedUnit + Send + Sync>,
+}
+
+impl Listening {
+    pub fn run(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        (self.run)(Box::pin(shutdown))
+    }
+}
+
+/// Bind `addr` (TLS with `cert_pem`/`key_pem`) for [`Listening::run`].
+pub fn bind<B: Backend>(
+    state: Arc<ApiState<B>>,
+    addr: SocketAddr,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Listening, ListenError> {
     let tls = Arc::new(listener::tls_config(cert_pem, key_pem)?);
     let bind = |source| ListenError::Bind { addr, source };
     let socket = if addr.is_ipv4() {
@@ -274,13 +304,22 @@ pub fn serve<B: Backend>(
     socket.bind(addr).map_err(bind)?;
     // A deep backlog: a burst of connections waits for the accept loop (which
     // closes those over a cap at once) instead of being dropped at SYN.
-    let tcp = socket.listen(LISTEN_BACKLOG).map_err(bind)?;
+    let tcp = Arc::new(socket.listen(LISTEN_BACKLOG).map_err(bind)?);
     let bound = tcp.local_addr().map_err(bind)?;
     let limits = state.limits.clone();
     let stats = state.conns.clone();
     let service = warp::service(filter(state));
-    Ok((
-        bound,
-        listener::run(tcp, tls, limits, stats, service, shutdown),
-    ))
+    Ok(Listening {
+        addr: bound,
+        run: Arc::new(move |shutdown| {
+            Box::pin(listener::run(
+                tcp.clone(),
+                tls.clone(),
+                limits.clone(),
+                stats.clone(),
+                service.clone(),
+                shutdown,
+            ))
+        }),
+    })
 }

@@ -96,52 +96,124 @@ async fn admin_status_from(server: &Server, from: &str) -> reqwest::StatusCode {
         .status()
 }
 
+fn connector(server: &Server) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            server.cert_der.clone(),
+        ))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// One keep-alive request on `tls`: the status line's code.
+async fn request_on(tls: &mut Tls) -> String {
+    use tokio::io::AsyncWriteExt;
+    let req = format!(
+        "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.split(' ').nth(1).unwrap_or_default().to_string()
+}
+
+/// A TLS connection from `from` that has made one request (and is kept alive).
+async fn serving_from(server: &Server, from: &str) -> Tls {
+    let tcp = connect_from(from, server.addr).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector(server)
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(request_on(&mut tls).await, "200");
+    tls
+}
+
+/// At the per-client cap the oldest connection that never sent a request makes room;
+/// every loopback address is one client, so spreading over 127.0.0.0/8 gains nothing.
 #[tokio::test]
 async fn one_client_cannot_take_every_connection() {
     let server = Server::start(Limits {
         max_connections_per_ip: 4,
         handshake_timeout: Duration::from_secs(60),
+        header_timeout: Duration::from_secs(60),
         ..Limits::default()
     })
     .await;
+    let mut serving = serving_from(&server, "127.0.0.9").await;
     let mut idle = Vec::new();
-    for _ in 0..4 {
-        idle.push(connect_from("127.0.0.1", server.addr).await);
+    for from in ["127.0.0.1", "127.0.0.3", "127.0.0.4"] {
+        idle.push(connect_from(from, server.addr).await);
     }
-    let mut extra = connect_from("127.0.0.1", server.addr).await;
+    // The fifth from yet another loopback address: the oldest idle one goes.
+    let mut fifth = connect_from("127.0.0.5", server.addr).await;
     assert!(
-        closed_within(&mut extra, Duration::from_secs(5)).await,
-        "the fifth connection from one client is closed"
+        closed_within(&mut idle[0], Duration::from_secs(5)).await,
+        "the oldest idle connection is closed"
     );
-    for s in &mut idle {
+    assert!(!closed_within(&mut fifth, Duration::from_millis(100)).await);
+    for s in &mut idle[1..] {
         assert!(
             !closed_within(s, Duration::from_millis(50)).await,
-            "the first four stay open"
+            "newer ones stay"
         );
     }
+    assert_eq!(server.state.conns.evicted.load(Ordering::Relaxed), 1);
+    assert_eq!(server.state.conns.open.load(Ordering::Relaxed), 4);
+    // The admin gets in the same way, and the connection that is serving is never
+    // the one to go.
     assert_eq!(admin_status_from(&server, "127.0.0.2").await, 200);
-    assert_eq!(server.state.conns.refused_per_ip.load(Ordering::Relaxed), 1);
-    drop(idle);
+    assert_eq!(request_on(&mut serving).await, "200", "still served");
+    assert_eq!(server.state.conns.evicted.load(Ordering::Relaxed), 2);
+    assert_eq!(server.state.conns.refused_per_ip.load(Ordering::Relaxed), 0);
     server.stop().await;
 }
 
+/// The global cap: idle connections make room; with only serving ones, a new
+/// connection is closed before TLS.
 #[tokio::test]
 async fn the_global_cap_holds() {
     let server = Server::start(Limits {
-        max_connections: 3,
+        max_connections: 2,
         handshake_timeout: Duration::from_secs(60),
+        header_timeout: Duration::from_secs(60),
         ..Limits::default()
     })
     .await;
-    let mut idle = Vec::new();
-    for from in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
-        idle.push(connect_from(from, server.addr).await);
-    }
+    let mut a = serving_from(&server, "127.0.0.3").await;
+    let mut idle = connect_from("127.0.0.4", server.addr).await;
     let mut extra = connect_from("127.0.0.6", server.addr).await;
-    assert!(closed_within(&mut extra, Duration::from_secs(5)).await);
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "idle one evicted"
+    );
+    assert_eq!(server.state.conns.evicted.load(Ordering::Relaxed), 1);
+    drop(extra);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b = serving_from(&server, "127.0.0.5").await;
+    extra = connect_from("127.0.0.6", server.addr).await;
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(5)).await,
+        "nothing idle to close: refused"
+    );
     assert_eq!(server.state.conns.refused_global.load(Ordering::Relaxed), 1);
-    // Freed slots are reusable.
-    drop(idle);
+    assert_eq!(request_on(&mut a).await, "200");
+    assert_eq!(request_on(&mut b).await, "200");
+    // Freed places are reusable.
+    drop((a, b));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(admin_status_from(&server, "127.0.0.6").await, 200);
     server.stop().await;
@@ -171,19 +243,7 @@ async fn a_tls_connection_that_sends_no_request_is_dropped_at_the_header_timeout
         ..Limits::default()
     })
     .await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(
-            server.cert_der.clone(),
-        ))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = connector(&server);
     let tcp = connect_from("127.0.0.1", server.addr).await;
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("handshake");

@@ -603,3 +603,142 @@ fn journald_entries_trigger_and_resume_after_restart() {
     );
     h.stop();
 }
+
+/// The agent's own `journalctl` children (by parent pid and name).
+fn journalctl_children(agent: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.ends_with("(journalctl") && ppid == Some(agent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn log_watcher(h: &Harness) -> serde_json::Value {
+    let (_, v) = h.get("/api/v1/health", &h.read.clone());
+    v["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "log watcher").cloned())
+        .unwrap_or_else(|| panic!("no log watcher task in {v}"))
+}
+
+/// Supervision: the log watcher loses its journal reader (journalctl killed); the
+/// watcher dies, is restarted, and says so in /health, /components, /metrics and a
+/// finding; entries written meanwhile are read after the restart (from the cursor).
+#[test]
+fn killed_journal_reader_restarts_the_log_watcher_visibly() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let jdir = tempfile::tempdir().expect("tempdir");
+    journal_append(jdir.path(), &[("cron", "before the agent".into())]);
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  journald:\n    mode: on\n    directory: {}\n",
+        jdir.path().display()
+    );
+    let mut h = Harness::start_with(net, "", &top);
+    let ready = (0..20).any(|_| {
+        journal_append(
+            jdir.path(),
+            &[("sshd", "Server listening on 0.0.0.0 port 22.".into())],
+        );
+        wait_for(Duration::from_secs(1), || logs_stat(&h, "lines") >= 1)
+    });
+    assert!(ready, "the journal is never read; log:\n{}", h.log());
+    let w = log_watcher(&h);
+    assert_eq!(
+        (w["state"].as_str(), w["restarts"].as_u64()),
+        (Some("running"), Some(0)),
+        "{w}"
+    );
+    let agent = h.agent.as_ref().and_then(|a| a.pid()).expect("agent pid");
+    let children = journalctl_children(agent);
+    assert_eq!(children.len(), 1, "one journalctl child: {children:?}");
+    // Let the cursor of what was read be saved (every 5 s), then kill the reader.
+    std::thread::sleep(Duration::from_secs(6));
+    let base = logs_stat(&h, "lines");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(children[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill journalctl");
+    // Written while the watcher is down or restarting: read after the restart.
+    let peer = h.net.ip_b;
+    journal_append(
+        jdir.path(),
+        &[(
+            "sshd",
+            format!("Failed password for root from {peer} port 3 ssh2"),
+        )],
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let w = log_watcher(&h);
+            w["restarts"] == 1 && w["state"] == "running"
+        }),
+        "never restarted: {}; log:\n{}",
+        log_watcher(&h),
+        h.log()
+    );
+    let w = log_watcher(&h);
+    let why = w["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("journalctl ended") && why.contains("signal: 9"),
+        "{w}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || logs_stat(&h, "failures") == 1),
+        "the entry written while the watcher was down is never read; log:\n{}",
+        h.log()
+    );
+    assert_eq!(logs_stat(&h, "lines"), base + 1, "nothing read twice");
+    let new_children = journalctl_children(agent);
+    assert_eq!(new_children.len(), 1, "{new_children:?}");
+    assert_ne!(new_children[0], children[0], "a new journalctl");
+
+    let (_, c) = h.get("/api/v1/components", &h.read.clone());
+    let comp = c["components"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == "log watcher").cloned())
+        .unwrap_or_else(|| panic!("{c}"));
+    assert_eq!(comp["kind"], "task", "{comp}");
+    assert_eq!(comp["state"], "running", "{comp}");
+    assert!(
+        comp["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("restarted 1 time(s); last: journalctl ended")),
+        "{comp}"
+    );
+    let f = findings_of(&h, "task_failed");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"log watcher\"")),
+        "{}",
+        f[0]
+    );
+    let (_, metrics) = h.get("/metrics", &h.admin.clone());
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("rampart_task_restarts_total{task=\"log watcher\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rampart_task_up{task=\"log watcher\"} 1"),
+        "{metrics}"
+    );
+    h.stop();
+}

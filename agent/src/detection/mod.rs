@@ -24,10 +24,11 @@ use tokio::{
 };
 
 use crate::{
-    config::Config,
+    config::{Config, Retention},
     findings::Findings,
     sensors::{procfs::resolve_uids, FileActivity, FileOp},
     store::{NewFinding, Store},
+    supervisor::{Shared, Supervisor},
 };
 use behaviour::Behaviour;
 use quarantine::Quarantine;
@@ -51,6 +52,7 @@ pub async fn start(
     cfg: &Config,
     store: Store,
     findings: Arc<Findings>,
+    sup: &Supervisor,
     shutdown: watch::Receiver<bool>,
 ) -> Result<DetectionHandle> {
     let rules_dir =
@@ -112,20 +114,47 @@ pub async fn start(
         findings.report(f).await;
     }
     let (files, files_rx) = mpsc::channel::<FileActivity>(cfg.sensors.event_channel_size);
-    let activity = tokio::spawn(file_activity(
-        files_rx,
-        detection.clone(),
-        cfg.sensors.sensitive.exempt_comms.clone(),
-    ));
-    let scan_results = tokio::spawn(scan_results(outcome_rx, detection.clone()));
-    let scheduler = tokio::spawn(schedule(
-        detection.clone(),
-        cfg.watch.paths.clone(),
-        (cfg.detection.full_scan_interval_hours > 0)
-            .then(|| Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600)),
-        cfg.detection.retention_days,
-        shutdown,
-    ));
+    let activity = {
+        let (rx, det) = (Shared::new(files_rx), detection.clone());
+        let exempt = cfg.sensors.sensitive.exempt_comms.clone();
+        sup.spawn("detection", "file activity", true, move || {
+            let (rx, det, exempt) = (rx.clone(), det.clone(), exempt.clone());
+            async move {
+                file_activity(&mut *rx.take().await, det, exempt).await;
+                Ok(())
+            }
+        })
+    };
+    let scan_results = {
+        let (rx, det) = (Shared::new(outcome_rx), detection.clone());
+        sup.spawn("detection", "scan results", true, move || {
+            let (rx, det) = (rx.clone(), det.clone());
+            async move {
+                scan_results(&mut *rx.take().await, det).await;
+                Ok(())
+            }
+        })
+    };
+    let scheduler = {
+        let det = detection.clone();
+        let roots = cfg.watch.paths.clone();
+        let every = (cfg.detection.full_scan_interval_hours > 0)
+            .then(|| Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600));
+        let retention = cfg.retention.clone();
+        sup.spawn("detection", "scheduler", false, move || {
+            let fut = schedule(
+                det.clone(),
+                roots.clone(),
+                every,
+                retention.clone(),
+                shutdown.clone(),
+            );
+            async move {
+                fut.await;
+                Ok(())
+            }
+        })
+    };
     Ok(DetectionHandle {
         detection,
         files,
@@ -157,6 +186,8 @@ impl DetectionHandle {
 
 pub const CHECK_SIGNATURE: &str = "signature_match";
 pub const CHECK_SENSITIVE_READ: &str = "sensitive_read";
+/// A file whose scan panicked: unchecked content, and maybe made to be.
+pub const CHECK_SCAN_FAILED: &str = "scan_failed";
 /// Write → finding latencies kept for `/health` percentiles.
 const LATENCY_SAMPLES: usize = 4096;
 
@@ -315,7 +346,7 @@ pub fn account_of(p: &std::path::Path) -> Option<String> {
 /// File activity from the sensors: written and renamed files go to the scan pool,
 /// sensitive reads become findings.
 pub async fn file_activity(
-    mut rx: mpsc::Receiver<FileActivity>,
+    rx: &mut mpsc::Receiver<FileActivity>,
     det: Arc<Detection>,
     exempt_comms: Vec<String>,
 ) {
@@ -356,14 +387,31 @@ pub async fn file_activity(
 }
 
 /// Scan outcomes → findings; auto-quarantine for rules marked so.
-pub async fn scan_results(mut rx: mpsc::Receiver<ScanOutcome>, det: Arc<Detection>) {
+pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detection>) {
     while let Some(o) = rx.recv().await {
         let scanned = o.result.is_ok();
         let matches = o.result.as_ref().map(|r| r.matches.len()).unwrap_or(0);
         if let Origin::Job(id) = o.req.origin {
             det.jobs.record(id, scanned, matches);
         }
-        let Ok(report) = o.result else { continue };
+        let report = match o.result {
+            Ok(r) => r,
+            Err(scan::ScanSkip::Panicked(why)) => {
+                let path = o.req.path.display().to_string();
+                let f = NewFinding {
+                    path: Some(path.clone()),
+                    details: format!("{why}; the file was not scanned"),
+                    ..NewFinding::new(
+                        CHECK_SCAN_FAILED,
+                        Severity::High,
+                        format!("Scanning {path} crashed the scanner: its content is unchecked"),
+                    )
+                };
+                det.findings.report(f).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
         let mut quarantined: Option<String> = None;
         for m in &report.matches {
             let mut f = signature_finding(&o.req, m, report.truncated);
@@ -426,27 +474,15 @@ pub async fn schedule(
     det: Arc<Detection>,
     roots: Vec<PathBuf>,
     full_scan_every: Option<Duration>,
-    retention_days: u32,
+    retention: Retention,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    let mut sweep = tokio::time::interval(RETENTION_EVERY);
     let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = hourly.tick() => {
-                if retention_days > 0 {
-                    let before = crate::store::now_unix() - i64::from(retention_days) * 86400;
-                    match det.findings.store().prune_findings(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(n, "Pruned closed findings past retention."),
-                        Err(e) => tracing::error!(error = %e, "Pruning findings failed."),
-                    }
-                    match det.findings.store().prune_threat_events(before).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(n, "Pruned threat events past retention."),
-                        Err(e) => tracing::error!(error = %e, "Pruning threat events failed."),
-                    }
-                }
+            _ = sweep.tick() => {
+                enforce_retention(&det.findings, &retention).await;
                 if let Some(every) = full_scan_every {
                     if last_full.elapsed() >= every {
                         last_full = tokio::time::Instant::now();
@@ -460,6 +496,44 @@ pub async fn schedule(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// How often retention is enforced (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+pub const CHECK_FINDINGS_CAPPED: &str = "findings_capped";
+
+/// One retention sweep; active findings deleted over the cap are said in a finding.
+pub async fn enforce_retention(findings: &Findings, r: &Retention) -> Option<crate::store::Pruned> {
+    let bounds = crate::store::Bounds {
+        before_unix: (r.days > 0).then(|| crate::store::now_unix() - i64::from(r.days) * 86400),
+        max_findings: r.max_findings,
+        max_rows: r.max_rows,
+    };
+    let p = match findings.store().enforce_retention(bounds).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "Enforcing retention failed.");
+            return None;
+        }
+    };
+    if p.total() > 0 {
+        tracing::info!(?p, "Retention: old and excess rows deleted.");
+    }
+    if p.active_findings > 0 {
+        let f = NewFinding {
+            details: format!(
+                "{} active findings deleted (least severe and oldest first); raise retention.max_findings or work through the findings",
+                p.active_findings
+            ),
+            ..NewFinding::new(
+                CHECK_FINDINGS_CAPPED,
+                Severity::Warning,
+                format!("More than {} findings: the least severe active ones were deleted", r.max_findings),
+            )
+        };
+        findings.report(f).await;
+    }
+    Some(p)
 }
 
 /// Counters for `/health` and `/metrics`.

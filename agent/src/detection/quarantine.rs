@@ -273,6 +273,7 @@ impl Quarantine {
             )));
         };
         let parent_fd = open_dir_nofollow(parent)?;
+        let parent_dir = dir_identity(&parent_fd)?;
         let name = name.to_os_string();
         let id = hex::encode(rand::random::<[u8; 8]>());
         let archive = self.dir.join(format!("{id}.bin"));
@@ -377,6 +378,7 @@ impl Quarantine {
             actor: actor.to_string(),
             kind: "quarantine".into(),
             restored_at: None,
+            parent_dir: Some(parent_dir),
         };
         // Record first, then remove the original: a crash in between leaves both
         // copies, never neither.
@@ -524,6 +526,12 @@ fn live_state(row: &QuarantineRow) -> &'static str {
     }
 }
 
+/// A directory's identity ("dev:ino"), from its open descriptor.
+fn dir_identity(dir: &std::os::fd::OwnedFd) -> Result<String, QuarantineError> {
+    let st = nix::sys::stat::fstat(dir.as_raw_fd()).map_err(nix_io("fstat of a directory"))?;
+    Ok(format!("{}:{}", st.st_dev, st.st_ino))
+}
+
 fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
     let target = Path::new(&row.original_path);
     let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
@@ -540,6 +548,14 @@ fn restore_file(row: &QuarantineRow) -> Result<(), QuarantineError> {
         }
         e => e,
     })?;
+    if let Some(want) = &row.parent_dir {
+        if dir_identity(&dir)? != *want {
+            return Err(QuarantineError::Conflict(format!(
+                "{} is not the directory the file was quarantined from (it was replaced since); restore refused",
+                parent.display()
+            )));
+        }
+    }
     if nix::sys::stat::fstatat(
         Some(dir.as_raw_fd()),
         name,
@@ -869,6 +885,41 @@ mod tests {
             open_dir_nofollow(Path::new("/tmp/../etc")),
             Err(QuarantineError::Invalid(_))
         ));
+    }
+
+    /// The original directory replaced by another real directory (a customer's, or
+    /// one bind-mounted from elsewhere) before the restore: refused; once the
+    /// original is back, the restore goes through.
+    #[tokio::test]
+    async fn restore_goes_only_into_the_directory_it_came_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let q = q_in(dir.path(), dir.path());
+        let (d, moved) = (dir.path().join("www/d"), dir.path().join("www/d-orig"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("x.php"), b"<?php system($_GET[1]);").expect("write");
+        let row = q
+            .quarantine(&d.join("x.php"), "", None, None, "op", Expect::default())
+            .await
+            .expect("quarantine");
+        std::fs::rename(&d, &moved).expect("mv");
+        std::fs::create_dir(&d).expect("a new directory of the same name");
+        let refused = q.restore(&row.id).await;
+        assert!(
+            matches!(&refused, Err(QuarantineError::Conflict(m)) if m.contains("not the directory")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&d).expect("ls").count(),
+            0,
+            "nothing written"
+        );
+        std::fs::remove_dir(&d).expect("rmdir");
+        std::fs::rename(&moved, &d).expect("mv back");
+        q.restore(&row.id).await.expect("the original directory");
+        assert_eq!(
+            std::fs::read(d.join("x.php")).expect("restored"),
+            b"<?php system($_GET[1]);"
+        );
     }
 
     #[tokio::test]

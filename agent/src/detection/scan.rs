@@ -133,6 +133,10 @@ pub enum ScanSkip {
     NotRegular,
     #[error("YARA-X: {0}")]
     Yara(String),
+    /// The scan panicked (a scanner bug this file triggers); the worker goes on with a
+    /// fresh scanner.
+    #[error("the scan panicked: {0}")]
+    Panicked(String),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -242,6 +246,8 @@ pub struct ScanStats {
     pub truncated: AtomicU64,
     /// Submissions that found the queue full and waited.
     pub backpressure: AtomicU64,
+    /// Scans that panicked (each costs one file, never a worker).
+    pub panicked: AtomicU64,
 }
 
 /// The scan pool's counters as /health shows them.
@@ -254,6 +260,7 @@ pub struct ScanStatsView {
     pub skipped: u64,
     pub truncated: u64,
     pub backpressure: u64,
+    pub panicked: u64,
 }
 
 impl ScanStats {
@@ -267,6 +274,7 @@ impl ScanStats {
             skipped: l(&self.skipped),
             truncated: l(&self.truncated),
             backpressure: l(&self.backpressure),
+            panicked: l(&self.panicked),
         }
     }
 }
@@ -389,7 +397,20 @@ fn worker(
                 pending = Some(req);
                 break;
             }
-            let result = scan_file(&set, scanner.as_mut(), &req.path, max_bytes);
+            // A panic in the scanner costs this file (reported), never the worker:
+            // a file crafted to crash it must not shrink the pool until nothing scans.
+            let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scan_file(&set, scanner.as_mut(), &req.path, max_bytes)
+            }));
+            let (result, broken) = match scanned {
+                Ok(r) => (r, false),
+                Err(p) => {
+                    let why = crate::supervisor::panic_message(&*p);
+                    stats.panicked.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(path = %req.path.display(), panic = %why, "Scan panicked; the worker goes on with a fresh scanner.");
+                    (Err(ScanSkip::Panicked(why)), true)
+                }
+            };
             match &result {
                 Ok(r) => {
                     stats.scanned.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +429,9 @@ fn worker(
             }
             if out.blocking_send(ScanOutcome { req, result }).is_err() {
                 return;
+            }
+            if broken {
+                break;
             }
         }
     }

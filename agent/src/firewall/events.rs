@@ -24,7 +24,7 @@ const MAX_PENDING_SAMPLES: usize = 10_000;
 const DROP_SAMPLES_KEPT: i64 = 100_000;
 
 /// Until every sender is gone (the sensors' readers stopped).
-pub async fn run(mut rx: mpsc::Receiver<XdpEvent>, store: Store, findings: Arc<Findings>) {
+pub async fn run(rx: &mut mpsc::Receiver<XdpEvent>, store: Store, findings: Arc<Findings>) {
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(DROP_SAMPLE_FLUSH);
     loop {

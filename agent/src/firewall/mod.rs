@@ -29,6 +29,7 @@ use crate::{
     findings::Findings,
     kernel::{take_map, Component, ComponentState, Counters},
     store::Store,
+    supervisor::{Shared, Supervisor},
 };
 use xdp::XdpAttachment;
 
@@ -41,6 +42,7 @@ pub struct Deps {
     pub findings: Arc<Findings>,
     /// The XDP program's events, read off the shared ring by the sensors.
     pub events: mpsc::Receiver<XdpEvent>,
+    pub supervisor: Supervisor,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -64,6 +66,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Firewall
         store,
         findings,
         events,
+        supervisor,
         shutdown,
     } = deps;
     let lists = KernelLists {
@@ -141,9 +144,25 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Firewall
             reason: Some("firewall.interfaces is empty".into()),
         });
     }
+    let events = Shared::new(events);
     let tasks = vec![
-        tokio::spawn(events::run(events, store, findings)),
-        tokio::spawn(housekeeping(firewall.clone(), policy.clone(), shutdown)),
+        supervisor.spawn("firewall", "firewall events", true, move || {
+            let (rx, store, findings) = (events.clone(), store.clone(), findings.clone());
+            async move {
+                events::run(&mut *rx.take().await, store, findings).await;
+                Ok(())
+            }
+        }),
+        supervisor.spawn("firewall", "housekeeping", true, {
+            let (fw, policy) = (firewall.clone(), policy.clone());
+            move || {
+                let fut = housekeeping(fw.clone(), policy.clone(), shutdown.clone());
+                async move {
+                    fut.await;
+                    Ok(())
+                }
+            }
+        }),
     ];
     Ok(FirewallHandle {
         firewall,

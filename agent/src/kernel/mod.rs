@@ -73,6 +73,10 @@ pub enum ComponentState {
     Failed,
     /// Nothing in the config asks for it.
     NotConfigured,
+    /// A supervised task that runs.
+    Running,
+    /// A supervised task that ended at shutdown.
+    Stopped,
 }
 
 impl ComponentState {
@@ -83,6 +87,8 @@ impl ComponentState {
             Self::Unavailable => "unavailable",
             Self::Failed => "failed",
             Self::NotConfigured => "not_configured",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
         }
     }
 }

@@ -211,6 +211,21 @@ impl Journal {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// How journalctl ended (after [`Journal::next_line`] said it had), for the
+    /// watcher's failure reason; one that is somehow still running is killed.
+    pub async fn exit_status(mut self) -> String {
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_secs(1), self.child.wait()).await;
+        match waited {
+            Ok(Ok(st)) => st.to_string(),
+            Ok(Err(e)) => format!("wait failed: {e}"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                "its output closed; killed".into()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

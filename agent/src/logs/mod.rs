@@ -48,6 +48,7 @@ use crate::{
     findings::Findings,
     firewall::Firewall,
     store::Store,
+    supervisor::Supervisor,
 };
 use respond::Responder;
 use tail::{Start, Tailer};
@@ -135,7 +136,7 @@ pub fn replay(
 pub struct LogsHandle {
     pub responder: Arc<Responder>,
     pub stats: Arc<LogStats>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Start following every configured log; overflows go to the auto-responder, which
@@ -145,6 +146,7 @@ pub fn start(
     store: Store,
     firewall: Arc<Firewall>,
     findings: Arc<Findings>,
+    sup: &Supervisor,
     shutdown: watch::Receiver<bool>,
 ) -> LogsHandle {
     let responder = Arc::new(Responder::new(
@@ -153,13 +155,20 @@ pub fn start(
         findings,
     ));
     let stats = Arc::new(LogStats::default());
-    let task = tokio::spawn(run(
-        cfg.logs.clone(),
-        store,
-        responder.clone(),
-        stats.clone(),
-        shutdown,
-    ));
+    // A restart reads on from the saved offsets and journal cursor (the ones a dying
+    // run could save), with fresh scenario buckets.
+    let task = sup.spawn("logs", "log watcher", true, {
+        let (logs, responder, stats) = (cfg.logs.clone(), responder.clone(), stats.clone());
+        move || {
+            run(
+                logs.clone(),
+                store.clone(),
+                responder.clone(),
+                stats.clone(),
+                shutdown.clone(),
+            )
+        }
+    });
     LogsHandle {
         responder,
         stats,
@@ -170,11 +179,7 @@ pub fn start(
 impl LogsHandle {
     /// After shutdown fired: wait for the watcher to save its offsets and end.
     pub async fn stop(self) {
-        match self.task.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "Log watcher failed."),
-            Err(e) => tracing::error!(error = %e, "Log watcher panicked."),
-            Ok(Ok(())) => {}
-        }
+        let _ = self.task.await;
     }
 }
 
@@ -306,11 +311,15 @@ pub async fn run(
                 }
             } => {
                 let Some(first) = line else {
-                    tracing::warn!("journalctl ended; the journal is no longer read.");
-                    if let Some(j) = journal.take() {
-                        j.stop().await;
-                    }
-                    continue;
+                    // The run ends as failed: the supervisor starts it again, and the
+                    // journal is read on from the cursor saved here.
+                    save(&store, &followed, &mut saved).await;
+                    save_cursor(&store, jcursor.as_deref(), &mut jsaved).await;
+                    let status = match journal.take() {
+                        Some(j) => j.exit_status().await,
+                        None => "gone".into(),
+                    };
+                    anyhow::bail!("journalctl ended ({status}); the journal is not read until the log watcher restarts");
                 };
                 // What is already buffered joins the batch (one store transaction).
                 let mut batch = vec![first];

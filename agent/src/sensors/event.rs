@@ -216,6 +216,7 @@ impl Exec {
 }
 
 /// Where decoded events go; each a bounded queue.
+#[derive(Clone)]
 pub struct Sinks {
     pub files: mpsc::Sender<FileActivity>,
     pub net: mpsc::Sender<SensorEvent>,

@@ -212,6 +212,7 @@ pub struct ScopeError {
 /// Execs from either backend become behaviour checks and, for a violation, an
 /// `exec_world_writable` finding. Relative names from the kernel program are
 /// resolved and decided here first.
+#[derive(Clone)]
 pub struct ExecFindings {
     pub policy: Option<ExecPolicy>,
     pub detection: Arc<Detection>,

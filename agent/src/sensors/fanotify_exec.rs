@@ -106,6 +106,11 @@ impl FanotifyExec {
         Ok(Self { fd, policy, marked })
     }
 
+    /// The exec policy it applies (to open the sensor again after a failure).
+    pub fn policy(&self) -> &ExecPolicy {
+        &self.policy
+    }
+
     /// Answer and report execs until `shutdown`. Blocking: run it on its own thread
     /// (`spawn_blocking`), so answers never wait for the async runtime.
     pub fn run(

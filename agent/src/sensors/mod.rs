@@ -17,7 +17,10 @@ pub mod lsm;
 pub mod procfs;
 pub mod reader;
 
-use std::sync::{atomic::Ordering, Arc};
+use std::{
+    os::fd::AsFd,
+    sync::{atomic::Ordering, Arc},
+};
 
 use agent_common::{egress::EgressStat, exec::ExecStat, maps, xdp::XdpEvent, FileStat};
 use anyhow::{Context, Result};
@@ -39,6 +42,7 @@ use crate::{
     detection::Detection,
     kernel::{self, Component, ComponentState, Counters},
     store::NewFinding,
+    supervisor::{Shared, Supervisor},
 };
 use exec::{ExecFindings, ExecPolicy};
 use fanotify::FanotifySensor;
@@ -70,6 +74,7 @@ pub struct Deps {
     pub files: mpsc::Sender<FileActivity>,
     /// The firewall's events (drops, port scans) read off the shared ring.
     pub xdp: mpsc::Sender<XdpEvent>,
+    pub supervisor: Supervisor,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -80,7 +85,7 @@ pub struct Sensors {
     pub backends: Vec<SensorBackend>,
     pub pipeline: Arc<PipelineStats>,
     pub counters: Arc<SensorCounters>,
-    tasks: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The sensors' per-CPU kernel counters.
@@ -232,6 +237,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         detection,
         files,
         xdp,
+        supervisor,
         shutdown,
     } = deps;
     let pipeline = Arc::new(PipelineStats::default());
@@ -240,33 +246,43 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         files: files.clone(),
         net: net_tx.clone(),
     };
-    let mut tasks: Vec<(&'static str, JoinHandle<Result<()>>)> = Vec::new();
+    let sup = supervisor;
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    // Each reader restarts on its own resources: a fanotify sensor is opened again,
+    // the ring is read again through a duplicate of its map's descriptor (the
+    // consumer position lives in the ring itself, so nothing is read twice).
     if let Some(f) = fanotify {
+        let paths = cfg.watch.paths.clone();
+        let mut open = crate::supervisor::first_then(f, move || FanotifySensor::new(&paths));
         let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
-        tasks.push((
-            "fanotify file sensor",
-            tokio::spawn(async move { f.run(s, p, rx).await.map_err(Into::into) }),
-        ));
+        tasks.push(sup.spawn("sensors", "fanotify file sensor", true, move || {
+            let (f, s, p, rx) = (open(), s.clone(), p.clone(), rx.clone());
+            async move { Ok(f?.run(s, p, rx).await?) }
+        }));
     }
     // The fanotify exec backend answers held execs: its own thread, never the runtime's.
     if let Some(f) = fan_exec {
+        let (policy, roots) = (f.policy().clone(), cfg.exec.fanotify_roots.clone());
+        let mut open =
+            crate::supervisor::first_then(f, move || FanotifyExec::new(policy.clone(), &roots));
         let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
-        tasks.push((
-            "fanotify exec sensor",
-            tokio::task::spawn_blocking(move || f.run(s, p, rx).map_err(Into::into)),
-        ));
+        tasks.push(sup.spawn("sensors", "fanotify exec sensor", true, move || {
+            let (f, s, p, rx) = (open(), s.clone(), p.clone(), rx.clone());
+            crate::supervisor::blocking(move || Ok(f?.run(s, p, rx)?))
+        }));
     }
     {
+        let ring_fd = ring
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the events ring's descriptor")?;
+        let mut open = crate::supervisor::first_then(ring, move || reopen_ring(&ring_fd));
         let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
         let watched = cfg.watch.paths.clone();
-        tasks.push((
-            "ring buffer reader",
-            tokio::spawn(async move {
-                run_reader(ring, watched, s, p, rx)
-                    .await
-                    .map_err(Into::into)
-            }),
-        ));
+        tasks.push(sup.spawn("sensors", "ring buffer reader", true, move || {
+            let (ring, w, s, p, rx) = (open(), watched.clone(), s.clone(), p.clone(), rx.clone());
+            async move { Ok(run_reader(ring?, w, s, p, rx).await?) }
+        }));
     }
     drop(net_tx);
     // Relative exec names from the kernel program are resolved and decided here.
@@ -282,10 +298,20 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         detection: detection.clone(),
         stats: pipeline.clone(),
     };
-    tasks.push((
-        "sensor events",
-        tokio::spawn(route(net_rx, execs, detection, xdp, pipeline.clone())),
-    ));
+    let net_rx = Shared::new(net_rx);
+    tasks.push(sup.spawn("sensors", "sensor events", true, {
+        let p = pipeline.clone();
+        move || {
+            let (rx, execs, det, xdp, p) = (
+                net_rx.clone(),
+                execs.clone(),
+                detection.clone(),
+                xdp.clone(),
+                p.clone(),
+            );
+            async move { route(&mut *rx.take().await, &execs, det, xdp, p).await }
+        }
+    }));
     Ok(Sensors {
         components,
         backends,
@@ -297,22 +323,26 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
 
 impl Sensors {
     /// Wait for the readers (after shutdown fired); then the routing task ends once
-    /// every sender is gone.
+    /// every sender is gone. A failure on the way out is logged by the supervisor.
     pub async fn stopped(self) {
-        for (name, t) in self.tasks {
-            match t.await {
-                Ok(Err(e)) => tracing::error!(error = %e, task = name, "Sensor task failed."),
-                Err(e) => tracing::error!(error = %e, task = name, "Sensor task panicked."),
-                Ok(Ok(())) => {}
-            }
+        for t in self.tasks {
+            let _ = t.await;
         }
     }
 }
 
+/// The events ring again, from a duplicate of its map's descriptor.
+fn reopen_ring(fd: &std::os::fd::OwnedFd) -> Result<RingBuf<aya::maps::MapData>> {
+    let data = aya::maps::MapData::from_fd(fd.try_clone().context("duplicating the ring's fd")?)
+        .context("reopening the events ring")?;
+    RingBuf::try_from(aya::maps::Map::from_map_data(data).context("the events ring")?)
+        .context("the events ring")
+}
+
 /// Execs and connects become findings; the firewall's events go to its queue.
 async fn route(
-    mut rx: mpsc::Receiver<SensorEvent>,
-    execs: ExecFindings,
+    rx: &mut mpsc::Receiver<SensorEvent>,
+    execs: &ExecFindings,
     detection: Arc<Detection>,
     xdp: mpsc::Sender<XdpEvent>,
     stats: Arc<PipelineStats>,

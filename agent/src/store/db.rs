@@ -213,6 +213,9 @@ const MIGRATIONS: &[&str] = &[
     // What a signature finding's file held (CSM's content_sha256): a fix quarantines
     // only that content, never what a local user swapped in under the same name.
     "ALTER TABLE findings ADD COLUMN content_sha256 TEXT;",
+    // The directory a file was quarantined from ("dev:ino"): a restore writes only
+    // into that same directory, never into one a customer put in its place.
+    "ALTER TABLE quarantine ADD COLUMN parent_dir TEXT;",
 ];
 
 /// Which firewall list a row lives in.
@@ -296,7 +299,19 @@ impl Store {
             .name("rampart-store".into())
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
-                    job(&mut conn);
+                    // A panic costs its one call (the caller sees the store closed for
+                    // it), never the thread every feature writes through.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut conn);
+                    }));
+                    if let Err(p) = ran {
+                        tracing::error!(panic = %crate::supervisor::panic::panic_message(&*p), "A store call panicked; it was rolled back.");
+                        if !conn.is_autocommit() {
+                            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                                tracing::error!(error = %e, "Rolling back after a panic failed.");
+                            }
+                        }
+                    }
                 }
                 if let Err((_, e)) = conn.close() {
                     tracing::error!(error = %e, "Closing the store failed.");

@@ -148,6 +148,10 @@ pub struct QuarantineRow {
     pub actor: String,
     pub kind: String,
     pub restored_at: Option<String>,
+    /// Device and inode of the original directory ("dev:ino"); None for records
+    /// from before it was kept.
+    #[serde(skip)]
+    pub parent_dir: Option<String>,
 }
 
 const FINDING_COLS: &str =
@@ -469,17 +473,6 @@ impl Store {
         .await
     }
 
-    /// Delete findings that are not active and were last seen before `before_unix`.
-    pub async fn prune_findings(&self, before_unix: i64) -> Result<usize, StoreError> {
-        self.call(move |c| {
-            Ok(c.execute(
-                "DELETE FROM findings WHERE status != 'active' AND last_seen_unix < ?1",
-                [before_unix],
-            )?)
-        })
-        .await
-    }
-
     pub async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
         self.call(|c| {
             let mut st = c.prepare(
@@ -589,8 +582,9 @@ impl Store {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO quarantine (id, original_path, archive, uid, gid, mode, mtime_sec, mtime_nsec,
-                   size, sha256, quarantined_at, reason, rule, finding_id, actor, kind, restored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                   size, sha256, quarantined_at, reason, rule, finding_id, actor, kind, restored_at,
+                   parent_dir)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     q.id,
                     q.original_path,
@@ -608,7 +602,8 @@ impl Store {
                     q.finding_id,
                     q.actor,
                     q.kind,
-                    q.restored_at
+                    q.restored_at,
+                    q.parent_dir
                 ],
             )?;
             Ok(())
@@ -625,7 +620,7 @@ impl Store {
         self.call(move |c| {
             let mut st = c.prepare(
                 "SELECT id, original_path, archive, uid, gid, mode, mtime_sec, mtime_nsec, size, sha256,
-                   quarantined_at, reason, rule, finding_id, actor, kind, restored_at
+                   quarantined_at, reason, rule, finding_id, actor, kind, restored_at, parent_dir
                  FROM quarantine WHERE (?1 IS NULL OR id = ?1) AND (?2 OR restored_at IS NULL)
                  ORDER BY quarantined_at DESC, id",
             )?;
@@ -648,6 +643,7 @@ impl Store {
                     actor: r.get(14)?,
                     kind: r.get(15)?,
                     restored_at: r.get(16)?,
+                    parent_dir: r.get(17)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -753,7 +753,14 @@ mod tests {
         );
         // Retention takes every table.
         assert_eq!(
-            s.prune_threat_events(now_unix() + 10).await.expect("prune"),
+            s.enforce_retention(crate::store::Bounds {
+                before_unix: Some(now_unix() + 10),
+                max_findings: u64::MAX,
+                max_rows: u64::MAX
+            })
+            .await
+            .expect("prune")
+            .log_events,
             1 + 3 + 4 + 6
         );
         assert_eq!(v(s.modsec_stats().await.expect("stats"))["total_events"], 0);

@@ -6,6 +6,7 @@
 mod findings;
 mod incidents;
 mod logdata;
+mod retention;
 mod threat;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
@@ -13,6 +14,7 @@ pub use logdata::{
     CodeCount, Deferral, EmailStats, FindingGroup, HostCount, MailScript, ModsecBlock, ModsecEvent,
     ModsecRule, ModsecRuleHit, ModsecStats, RuleCount, Sender, Window,
 };
+pub use retention::{Bounds, Pruned};
 pub use threat::{ThreatEvent, ThreatIp};
 mod db;
 pub use db::{now_rfc3339, now_unix, rfc3339, AuditEntry, EntryQuery, FwList, Store, StoreError};
@@ -22,6 +24,30 @@ mod tests {
     use api::model::BlockEntry;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_call_is_rolled_back_and_the_store_keeps_serving() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let r = s
+            .call(|c| -> Result<(), StoreError> {
+                c.execute_batch(
+                    "BEGIN; INSERT INTO settings(key, value, updated_at) VALUES ('k', 'v', 'now');",
+                )?;
+                panic!("bug in a query");
+            })
+            .await;
+        assert!(matches!(r, Err(StoreError::Closed)), "{r:?}");
+        assert_eq!(
+            s.setting("k").await.expect("still serving"),
+            None,
+            "rolled back"
+        );
+        s.set_settings(vec![("k".into(), Some("w".into()))])
+            .await
+            .expect("writes go on");
+        assert_eq!(s.setting("k").await.expect("read").as_deref(), Some("w"));
+    }
 
     #[tokio::test]
     async fn blocks_upsert_expire_delete() {

@@ -163,28 +163,6 @@ impl Store {
         self.call(move |c| Ok(c.execute("DELETE FROM threat_events WHERE ip = ?1", [ip])?))
             .await
     }
-
-    /// Delete threat, ModSecurity and mail events older than `before_unix`.
-    pub async fn prune_threat_events(&self, before_unix: i64) -> Result<usize, StoreError> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0;
-            for table in [
-                "threat_events",
-                "waf_events",
-                "waf_rule_hits",
-                "mail_events",
-            ] {
-                n += tx.execute(
-                    &format!("DELETE FROM {table} WHERE ts_unix < ?1"),
-                    [before_unix],
-                )?;
-            }
-            tx.commit()?;
-            Ok(n)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
@@ -247,7 +225,14 @@ mod tests {
         );
         assert_eq!(s.threat_db_stats().await.expect("db").0, 1);
         assert_eq!(
-            s.prune_threat_events(now_unix() + 10).await.expect("prune"),
+            s.enforce_retention(crate::store::Bounds {
+                before_unix: Some(now_unix() + 10),
+                max_findings: u64::MAX,
+                max_rows: u64::MAX
+            })
+            .await
+            .expect("prune")
+            .log_events,
             1
         );
     }

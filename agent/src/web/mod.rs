@@ -147,6 +147,8 @@ pub struct AgentBackend {
     /// The log sources configured (reports answer 503 when the host has none).
     pub logs: Logs,
     pub undo: Undo,
+    /// The long-lived tasks and their restarts.
+    pub supervisor: crate::supervisor::Supervisor,
 }
 
 /// A response: its status and its typed body, serialized. Every route answers one of

@@ -14,7 +14,29 @@ use crate::{
     logs::stats::LogStatsView,
     sensors::{FileOp, SensorBackend},
     store::FwList,
+    supervisor::{TaskState, TaskView},
 };
+
+/// A supervised task as a component: failed while it waits for its restart, with the
+/// last error (and how often it restarted) as the reason.
+fn task_component(t: TaskView) -> Component {
+    let reason = t.last_error.map(|e| match t.restarts {
+        0 => e,
+        n => format!("restarted {n} time(s); last: {e}"),
+    });
+    Component {
+        name: t.name.to_string(),
+        kind: "task",
+        target: t.feature.to_string(),
+        state: match t.state {
+            TaskState::Running => ComponentState::Running,
+            TaskState::Failed => ComponentState::Failed,
+            TaskState::Stopped => ComponentState::Stopped,
+        },
+        mode: None,
+        reason,
+    }
+}
 
 /// Counters by name (the `*_STATS_TOTAL` slots, the loss counters).
 pub type CounterMap = BTreeMap<&'static str, u64>;
@@ -52,9 +74,11 @@ pub struct StoreHealth {
 /// `GET /api/v1/health`.
 #[derive(Debug, Serialize)]
 pub struct Health {
-    /// "ok", or "degraded" when a component failed.
+    /// "ok", or "degraded" when a component failed or a task is down.
     pub status: &'static str,
     pub components: Vec<Component>,
+    /// The supervised tasks: state, restarts, last error.
+    pub tasks: Vec<TaskView>,
     pub sensors: Vec<SensorBackend>,
     pub pipeline: Pipeline,
     pub losses: CounterMap,
@@ -140,18 +164,24 @@ impl AgentBackend {
         })
     }
 
+    /// The kernel components, then one per supervised task.
+    fn all_components(&self) -> Vec<Component> {
+        let mut all = self.components.clone();
+        all.extend(self.supervisor.tasks().into_iter().map(task_component));
+        all
+    }
+
     pub(super) fn health_view(&self) -> Health {
+        let components = self.all_components();
         // "unavailable" (a backend this kernel lacks, with a fallback) is not degraded.
-        let degraded = self
-            .components
-            .iter()
-            .any(|c| c.state == ComponentState::Failed);
+        let degraded = components.iter().any(|c| c.state == ComponentState::Failed);
         let k = &self.kernel;
         let r = &self.responder.stats;
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         Health {
             status: if degraded { "degraded" } else { "ok" },
-            components: self.components.clone(),
+            components,
+            tasks: self.supervisor.tasks(),
             sensors: self.sensors.clone(),
             pipeline: self.pipeline_view(),
             losses: counter_map(self.losses()),
@@ -175,7 +205,7 @@ impl AgentBackend {
 
     pub(super) fn components_view(&self) -> Components {
         Components {
-            components: self.components.clone(),
+            components: self.all_components(),
             sensors: self.sensors.clone(),
         }
     }
@@ -280,6 +310,20 @@ impl AgentBackend {
             s,
             "# TYPE rampart_allowed_entries gauge\nrampart_allowed_entries {allows}"
         );
+        let tasks = self.supervisor.tasks();
+        let _ = writeln!(s, "# HELP rampart_task_restarts_total Restarts of a supervised task after it died.\n# TYPE rampart_task_restarts_total counter");
+        for t in &tasks {
+            let _ = writeln!(
+                s,
+                "rampart_task_restarts_total{{task=\"{}\"}} {}",
+                t.name, t.restarts
+            );
+        }
+        let _ = writeln!(s, "# HELP rampart_task_up Whether a supervised task runs (1) or waits for its restart (0).\n# TYPE rampart_task_up gauge");
+        for t in &tasks {
+            let up = u8::from(t.state == TaskState::Running);
+            let _ = writeln!(s, "rampart_task_up{{task=\"{}\"}} {up}", t.name);
+        }
         Ok(s)
     }
 }
