@@ -143,23 +143,29 @@ pub struct Journald {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JournaldMode {
-    /// For each source none of whose configured files exists at start.
+    /// Every identifier when this host keeps a journal (where the writer of an entry
+    /// can be verified); else only sources none of whose files exists at start.
     Auto,
-    /// For every identifier (a source also read from a file would count twice).
+    /// For every identifier.
     On,
     Off,
 }
 
 impl Logs {
-    /// The identifiers the journal is read for, after `mode`.
-    pub fn journal_identifiers(&self) -> std::collections::BTreeMap<String, Source> {
+    /// The identifiers the journal is read for, after `mode`; `journal_kept`: this
+    /// host keeps a journal. A source read from the journal is not read from its
+    /// files (every line would count twice where rsyslog also writes them).
+    pub fn journal_identifiers(
+        &self,
+        journal_kept: bool,
+    ) -> std::collections::BTreeMap<String, Source> {
         self.journald
             .identifiers
             .iter()
             .filter(|(_, s)| match self.journald.mode {
                 JournaldMode::Off => false,
                 JournaldMode::On => true,
-                JournaldMode::Auto => !self.paths(**s).iter().any(|p| p.exists()),
+                JournaldMode::Auto => journal_kept || !self.paths(**s).iter().any(|p| p.exists()),
             })
             .map(|(k, v)| (k.clone(), *v))
             .collect()
@@ -1403,6 +1409,29 @@ mod tests {
         let c = Config::from_layers(layers(&["retention:\n  days: 0\n"]))
             .expect("days 0 is by count only");
         assert_eq!((c.retention.days, c.retention.max_findings), (0, 100_000));
+    }
+
+    #[test]
+    fn auto_reads_the_journal_where_one_is_kept_and_never_a_source_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = dir.path().join("auth.log");
+        std::fs::write(&auth, "").expect("write");
+        let yaml = format!(
+            "logs:\n  sshd: [{}]\n  dovecot: [{}/missing.log]\n  journald: {{mode: auto}}\n",
+            auth.display(),
+            dir.path().display()
+        );
+        let c = Config::from_layers(layers(&[&yaml])).expect("config");
+        let sources = |kept| -> Vec<Source> {
+            let mut v: Vec<Source> = c.logs.journal_identifiers(kept).into_values().collect();
+            v.dedup();
+            v
+        };
+        // A journal: every daemon is read there (its writer is known), files or not.
+        assert_eq!(sources(true), [Source::Dovecot, Source::Ftp, Source::Sshd]);
+        // None kept: only sources without a file.
+        assert!(!sources(false).contains(&Source::Sshd));
+        assert!(sources(false).contains(&Source::Dovecot));
     }
 
     #[test]

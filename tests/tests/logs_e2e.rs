@@ -644,8 +644,13 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     };
     let jdir = tempfile::tempdir().expect("tempdir");
     journal_append(jdir.path(), &[("cron", "before the agent".into())]);
+    // `auto` with a journal kept: sshd is read from the journal only, never also
+    // from its file (where a line's writer is unknown).
+    let auth = jdir.path().join("auth.log");
+    std::fs::write(&auth, "").expect("auth.log");
     let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  journald:\n    mode: on\n    directory: {}\n",
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\n  journald:\n    mode: auto\n    directory: {}\n",
+        auth.display(),
         jdir.path().display()
     );
     let mut h = Harness::start_with(net, "", &top);
@@ -669,6 +674,16 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     // Let the cursor of what was read be saved (every 5 s), then kill the reader.
     std::thread::sleep(Duration::from_secs(6));
     let base = logs_stat(&h, "lines");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auth)
+        .expect("open");
+    writeln!(
+        f,
+        "Nov 30 12:00:00 web1 sshd[7]: Failed password for root from 198.51.100.9 port 1 ssh2"
+    )
+    .expect("append");
+    drop(f);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(children[0]),
         nix::sys::signal::Signal::SIGKILL,
@@ -703,7 +718,11 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
         "the entry written while the watcher was down is never read; log:\n{}",
         h.log()
     );
-    assert_eq!(logs_stat(&h, "lines"), base + 1, "nothing read twice");
+    assert_eq!(
+        logs_stat(&h, "lines"),
+        base + 1,
+        "nothing read twice, and the file's line not at all"
+    );
     let new_children = journalctl_children(agent);
     assert_eq!(new_children.len(), 1, "{new_children:?}");
     assert_ne!(new_children[0], children[0], "a new journalctl");

@@ -155,6 +155,33 @@ pub fn entry(json: &str, identifiers: &BTreeMap<String, Source>) -> Result<Optio
     )))
 }
 
+/// Whether this host keeps a journal journalctl can follow: `directory` when set,
+/// else a machine directory with journal files under /run/log/journal (volatile) or
+/// /var/log/journal (persistent). `Storage=none` keeps neither.
+pub fn kept(directory: &Path) -> bool {
+    if !directory.as_os_str().is_empty() {
+        return directory.is_dir();
+    }
+    [Path::new("/run/log/journal"), Path::new("/var/log/journal")]
+        .iter()
+        .any(|root| has_journal_files(root))
+}
+
+fn has_journal_files(root: &Path) -> bool {
+    let Ok(machines) = std::fs::read_dir(root) else {
+        return false;
+    };
+    machines.flatten().any(|m| {
+        std::fs::read_dir(m.path()).is_ok_and(|files| {
+            files.flatten().any(|f| {
+                f.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".journal") || n.ends_with(".journal~"))
+            })
+        })
+    })
+}
+
 /// The running `journalctl`.
 pub struct Journal {
     child: Child,
@@ -231,6 +258,23 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journal_is_kept_only_where_journal_files_are() {
+        let root = tempfile::tempdir().expect("tempdir");
+        assert!(!has_journal_files(root.path()), "empty");
+        let machine = root.path().join("0123456789abcdef0123456789abcdef");
+        std::fs::create_dir(&machine).expect("mkdir");
+        std::fs::write(machine.join("README"), "").expect("write");
+        assert!(
+            !has_journal_files(root.path()),
+            "no journal file (Storage=none)"
+        );
+        std::fs::write(machine.join("system.journal"), "").expect("write");
+        assert!(has_journal_files(root.path()));
+        assert!(kept(root.path()), "an explicit directory");
+        assert!(!kept(&root.path().join("absent")));
+    }
 
     fn idents() -> BTreeMap<String, Source> {
         [

@@ -200,8 +200,14 @@ pub async fn run(
         | AddWatchFlags::IN_MOVED_FROM
         | AddWatchFlags::IN_DELETE
         | AddWatchFlags::IN_CLOSE_WRITE;
+    let idents = cfg.journal_identifiers(journal::kept(&cfg.journald.directory));
+    let from_journal: std::collections::HashSet<Source> = idents.values().copied().collect();
     let mut followed = Vec::new();
     for source in Source::ALL {
+        if from_journal.contains(&source) {
+            // Read from the journal, where who wrote an entry is known.
+            continue;
+        }
         for path in cfg.paths(source) {
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
@@ -236,7 +242,6 @@ pub async fn run(
             });
         }
     }
-    let idents = cfg.journal_identifiers();
     let mut journal = None;
     let mut jcursor: Option<String> = None;
     if !idents.is_empty() {
