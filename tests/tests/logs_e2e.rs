@@ -644,13 +644,8 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     };
     let jdir = tempfile::tempdir().expect("tempdir");
     journal_append(jdir.path(), &[("cron", "before the agent".into())]);
-    // `auto` with a journal kept: sshd is read from the journal only, never also
-    // from its file (where a line's writer is unknown).
-    let auth = jdir.path().join("auth.log");
-    std::fs::write(&auth, "").expect("auth.log");
     let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\n  journald:\n    mode: auto\n    directory: {}\n",
-        auth.display(),
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  journald:\n    mode: on\n    directory: {}\n",
         jdir.path().display()
     );
     let mut h = Harness::start_with(net, "", &top);
@@ -674,16 +669,6 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     // Let the cursor of what was read be saved (every 5 s), then kill the reader.
     std::thread::sleep(Duration::from_secs(6));
     let base = logs_stat(&h, "lines");
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&auth)
-        .expect("open");
-    writeln!(
-        f,
-        "Nov 30 12:00:00 web1 sshd[7]: Failed password for root from 198.51.100.9 port 1 ssh2"
-    )
-    .expect("append");
-    drop(f);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(children[0]),
         nix::sys::signal::Signal::SIGKILL,
@@ -718,11 +703,7 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
         "the entry written while the watcher was down is never read; log:\n{}",
         h.log()
     );
-    assert_eq!(
-        logs_stat(&h, "lines"),
-        base + 1,
-        "nothing read twice, and the file's line not at all"
-    );
+    assert_eq!(logs_stat(&h, "lines"), base + 1, "nothing read twice");
     let new_children = journalctl_children(agent);
     assert_eq!(new_children.len(), 1, "{new_children:?}");
     assert_ne!(new_children[0], children[0], "a new journalctl");
@@ -758,6 +739,147 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     assert!(
         metrics.contains("rampart_task_up{task=\"log watcher\"} 1"),
         "{metrics}"
+    );
+    h.stop();
+}
+
+/// A real rsyslogd, as on a Debian/RHEL host: it writes what arrives on its socket
+/// into `file`, whoever sent it. Stopped (and waited for) on drop.
+struct Rsyslog {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, file: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let socket = dir.join("log.sock");
+        let work = dir.join("rsyslog-work");
+        std::fs::create_dir_all(&work).expect("workdir");
+        let conf = dir.join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{}\")\nmodule(load=\"imuxsock\" SysSock.Use=\"off\")\ninput(type=\"imuxsock\" Socket=\"{}\")\n$FileCreateMode 0640\n*.* {}\n",
+                work.display(),
+                socket.display(),
+                file.display()
+            ),
+        )
+        .expect("rsyslog.conf");
+        let child = std::process::Command::new("rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("rsyslogd (apt package rsyslog)");
+        assert!(
+            wait_for(Duration::from_secs(10), || socket.exists()),
+            "rsyslogd made no socket"
+        );
+        // Any local user may log, as through /dev/log.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Self { child, socket }
+    }
+
+    /// `logger -t TAG MSG` as `nobody`, through this rsyslogd.
+    fn log_as_nobody(&self, tag: &str, msg: &str) {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "logger"])
+            .arg("--socket-errors=on")
+            .arg("-u")
+            .arg(&self.socket)
+            .args(["-t", tag, msg])
+            .output()
+            .expect("logger");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local user logs `sshd` failures naming a third party through the system's
+/// syslog daemon. Where a journal is kept, sshd is read from it, and the file the
+/// syslog daemon writes is not read at all: the forgery counts nowhere. A daemon's
+/// own log file (not a syslog daemon's) is still read.
+#[test]
+fn forged_syslog_lines_from_a_local_user_count_nowhere() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jdir = dir.path().join("journal");
+    std::fs::create_dir(&jdir).expect("mkdir");
+    journal_append(&jdir, &[("cron", "before the agent".into())]);
+    let (auth, own) = (dir.path().join("auth.log"), dir.path().join("proftpd.log"));
+    std::fs::write(&own, "").expect("proftpd.log");
+    let rsyslog = Rsyslog::start(dir.path(), &auth);
+    rsyslog.log_as_nobody("sshd", "Server listening on 0.0.0.0 port 22.");
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&auth).is_ok_and(|s| s.contains("Server listening"))
+    }));
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\n  ftp: [{}]\n  journald:\n    mode: auto\n    directory: {}\nauto_response:\n  enabled: true\n  dry_run: true\n",
+        auth.display(),
+        own.display(),
+        jdir.display()
+    );
+    let mut h = Harness::start_with(net, "", &top);
+    assert!(
+        wait_for(Duration::from_secs(10), || h.log().contains(
+            "Written by the syslog daemon: read from the journal instead."
+        )),
+        "{}",
+        h.log()
+    );
+    for i in 0..10 {
+        rsyslog.log_as_nobody(
+            "sshd",
+            &format!(
+                "Failed password for root from 198.51.100.77 port {} ssh2",
+                50000 + i
+            ),
+        );
+    }
+    assert!(wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&auth).is_ok_and(|s| s.matches("198.51.100.77").count() == 10)
+    }));
+    // proftpd's own log, written by the daemon (root) itself: read as always.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&own)
+        .expect("open");
+    for i in 0..3 {
+        writeln!(
+            f,
+            "Nov 30 12:00:0{i} web1 proftpd[9]: web1 (203.0.113.8[203.0.113.8]) - USER bob: no such user found from 203.0.113.8 [203.0.113.8] to 10.0.0.1:21"
+        )
+        .expect("append");
+    }
+    drop(f);
+    assert!(
+        wait_for(Duration::from_secs(10), || logs_stat(&h, "lines") >= 3),
+        "the daemon's own log is read; log:\n{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(logs_stat(&h, "lines"), 3, "none of the syslog file's lines");
+    assert!(
+        findings_of(&h, "ssh_bruteforce").is_empty(),
+        "the forgery is charged to nobody"
     );
     h.stop();
 }

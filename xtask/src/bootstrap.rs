@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 use crate::util::{self, output, step};
 
 /// Debian packages: compiler + core sources + LLVM for bpf-linker, the network tools
-/// the end-to-end tests use, and systemd-journal-remote, which writes the real journal
-/// files the journald test reads (it upgrades systemd to the same point release).
+/// the end-to-end tests use, systemd-journal-remote, which writes the real journal
+/// files the journald test reads (it upgrades systemd to the same point release), and
+/// rsyslog, through which the forged-syslog test logs.
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "rust-web-src",
@@ -29,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "systemd-journal-remote",
+    "rsyslog",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -202,13 +202,23 @@ pub async fn run(
         | AddWatchFlags::IN_CLOSE_WRITE;
     let idents = cfg.journal_identifiers(journal::kept(&cfg.journald.directory));
     let from_journal: std::collections::HashSet<Source> = idents.values().copied().collect();
+    // A journal source's files that a syslog daemon writes are its journal entries
+    // again (and carry no writer): skipped. A daemon's own log file is still read.
+    let syslog_files = if from_journal.is_empty() {
+        Default::default()
+    } else {
+        tail::syslog_written(std::path::Path::new("/proc"))
+    };
     let mut followed = Vec::new();
     for source in Source::ALL {
-        if from_journal.contains(&source) {
-            // Read from the journal, where who wrote an entry is known.
-            continue;
-        }
         for path in cfg.paths(source) {
+            if from_journal.contains(&source) {
+                let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                if syslog_files.contains(&real) {
+                    tracing::info!(source = source.name(), path = %path.display(), "Written by the syslog daemon: read from the journal instead.");
+                    continue;
+                }
+            }
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
             };

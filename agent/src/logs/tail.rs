@@ -62,6 +62,51 @@ pub fn writer_trusted(meta: &std::fs::Metadata) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Syslog daemons: what they write into a file may come from any local process.
+const SYSLOG_DAEMONS: [&str; 3] = ["rsyslogd", "syslog-ng", "syslogd"];
+
+/// The files a syslog daemon holds open for writing now (their /proc fd targets),
+/// found under `proc` (`/proc`). A daemon's own log file (proftpd's, dovecot's
+/// `log_path`) is not among them.
+pub fn syslog_written(proc: &Path) -> std::collections::HashSet<PathBuf> {
+    let mut files = std::collections::HashSet::new();
+    let Ok(pids) = std::fs::read_dir(proc) else {
+        return files;
+    };
+    for p in pids.flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+        if !SYSLOG_DAEMONS.contains(&comm.trim_end()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            // Opened for writing: the flags in fdinfo (O_WRONLY or O_RDWR).
+            let writes = std::fs::read_to_string(p.path().join("fdinfo").join(fd.file_name()))
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                })
+                .is_some_and(|f| f & 0o3 != 0);
+            if let (true, Ok(target)) = (writes, std::fs::read_link(fd.path())) {
+                files.insert(target);
+            }
+        }
+    }
+    files
+}
+
 pub struct Tailer {
     path: PathBuf,
     file: Option<File>,
