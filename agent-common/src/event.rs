@@ -6,7 +6,7 @@
 pub const DRAIN_INTERVAL_MS: u64 = 2;
 
 /// Wire format version carried in every header; bump on any layout change.
-pub const EVENT_VERSION: u8 = 2;
+pub const EVENT_VERSION: u8 = 3;
 /// Bytes of a path the kernel copies (including the NUL).
 pub const PATH_MAX_LEN: usize = 256;
 /// Bytes of a path the watch LPM trie keys on: watched prefixes are at most this long.
@@ -23,6 +23,22 @@ pub const NAME_MAX_LEN: usize = 64;
 pub const MAX_SENSITIVE: u32 = 256;
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
+/// Capacity of the watched-roots map (by device and inode).
+pub const MAX_WATCH_ROOTS: u32 = 256;
+/// Directories the kernel walks up from an opened file (its dentry's parents and
+/// the mounts it crosses) to find a watched root and build the path. A file deeper
+/// than this is reported unresolved, never silently dropped.
+pub const MAX_WALK_DEPTH: usize = 48;
+
+/// A watched root by identity: the kernel's `s_dev` of its superblock (not the
+/// userspace encoding) and its inode number. Key of `RAMPART_WATCH_ROOTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RootKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
 
 /// Stable wire codes. Never renumber. 1..=31 process/file, 32.. network.
 #[repr(u16)]
@@ -94,6 +110,13 @@ pub mod file_flags {
     pub const RELATIVE2: u32 = 1 << 4;
     /// [`super::PathEvent`]: the second path was cut.
     pub const TRUNCATED2: u32 = 1 << 5;
+    /// The path was built by the kernel from the opened file (its dentries and mounts),
+    /// and the file is under a watched root by device and inode: however the process
+    /// spelled the name (`//`, `..`, relative, through symlinks or /proc/self/cwd).
+    pub const RESOLVED: u32 = 1 << 6;
+    /// The kernel's walk up from the opened file ended before the root (deeper than
+    /// `MAX_WALK_DEPTH`): `path` holds only its last components.
+    pub const UNRESOLVED: u32 = 1 << 7;
 }
 
 /// The kernel's FMODE_CREATED (include/linux/fs.h), set in `file->f_mode` by an
@@ -216,6 +239,21 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// `file.f_path.dentry` / `.mnt`.
+    pub file_f_path_dentry: u32,
+    pub file_f_path_mnt: u32,
+    /// `dentry.d_parent`, `.d_name.len`, `.d_name.name`, `.d_inode`, `.d_sb`.
+    pub dentry_d_parent: u32,
+    pub dentry_d_name_len: u32,
+    pub dentry_d_name_name: u32,
+    pub dentry_d_inode: u32,
+    pub dentry_d_sb: u32,
+    /// `vfsmount.mnt_root`.
+    pub vfsmount_mnt_root: u32,
+    /// `mount.mnt` (the embedded vfsmount), `.mnt_parent`, `.mnt_mountpoint`.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
     pub _pad: u32,
 }
 
@@ -271,6 +309,8 @@ crate::counters! {
         PathEmitted = 4 => "path_emitted",
         /// Sensitive-file reads by web users submitted.
         SensitiveEmitted = 5 => "sensitive_emitted",
+        /// A written file deeper than the kernel's walk: reported unresolved.
+        WalkTooDeep = 6 => "walk_too_deep",
     }
 }
 
@@ -283,4 +323,5 @@ mod user {
     unsafe impl aya::Pod for OpenInfo {}
     unsafe impl aya::Pod for PendingPath {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for RootKey {}
 }

@@ -30,6 +30,12 @@ pub const XDP_STATS_TOTAL: &str = "RAMPART_XDP_STATS_TOTAL";
 /// Watched trees for the file sensor: `LpmTrie<[u8; PREFIX_MAX_LEN], u32>` keyed on path
 /// bytes ("/var/www/" = 72 bits), value `WATCH_INCLUDE`/`WATCH_EXCLUDE`. Agent writes, kernel reads.
 pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
+/// Watched roots by identity (`HashMap<RootKey, u32>`, value `WATCH_INCLUDE`/
+/// `WATCH_EXCLUDE`): the kernel walks up from an opened file and the nearest root
+/// found decides. Agent writes (stat of each watched path), kernel reads.
+pub const WATCH_ROOTS: &str = "RAMPART_WATCH_ROOTS";
+/// Scratch for the path built by that walk (per-CPU, `[u8; 2 * PATH_MAX_LEN]`). Kernel only.
+pub const WALK_SCRATCH: &str = "RAMPART_WALK_SCRATCH";
 /// openat() calls in flight (`PendingOpen`), keyed by pid_tgid, between sys_enter and sys_exit. Kernel only.
 pub const OPEN_PENDING: &str = "RAMPART_OPEN_PENDING";
 /// Open-for-write sessions under watched roots, keyed by [`crate::OpenKey`]. Kernel only.

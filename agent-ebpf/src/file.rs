@@ -16,7 +16,7 @@
 use agent_common::{
     file_flags, path_op, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PathEvent,
     PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE, MAX_WATCH_PREFIXES,
-    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
+    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_EXCLUDE, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -301,7 +301,9 @@ fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> 
         if !is_web_uid(bpf_get_current_uid_gid() as u32) {
             return Ok(());
         }
-    } else if !may_be_watched(filename) {
+    } else if kstruct::offsets().is_none() && !may_be_watched(filename) {
+        // Without struct offsets the typed name is all there is to go on. With them
+        // every write-open goes to the exit, where the opened file decides.
         return Ok(());
     }
     let pending = PendingOpen {
@@ -353,19 +355,35 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         }
         return Ok(());
     }
-    if info.path[0] != b'/' {
-        // Relative to cwd or dirfd: the kernel cannot resolve it without walking
-        // task structs, so userspace does (see docs/kernel.md).
-        info.flags |= file_flags::RELATIVE;
-    } else if !watched(info) {
-        return Ok(());
-    }
-    if let Some(o) = kstruct::offsets() {
-        let created = kstruct::current_file(o, ret as u32)
-            .and_then(|f| kstruct::file_mode(o, f))
-            .is_some_and(|m| m & FMODE_CREATED != 0);
-        if created {
-            info.flags |= file_flags::CREATED;
+    let opened = kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
+    match opened.and_then(|(o, f)| Some((o, f, kstruct::walk(o, f, &mut info.path)?))) {
+        Some((o, f, w)) => {
+            // The file the kernel opened decides, not the name the process typed.
+            if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
+                return Ok(());
+            }
+            info.path_len = w.len;
+            info.flags = file_flags::RESOLVED;
+            if w.truncated {
+                info.flags |= file_flags::TRUNCATED;
+            }
+            if !w.complete && w.verdict != WATCH_INCLUDE {
+                // Deeper than the walk goes: membership unknown, reported as such.
+                info.flags |= file_flags::UNRESOLVED;
+                bump(FileStat::WalkTooDeep);
+            }
+            if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
+                info.flags |= file_flags::CREATED;
+            }
+        }
+        None => {
+            if info.path[0] != b'/' {
+                // Relative to cwd or dirfd, and no struct offsets to walk the opened
+                // file: userspace resolves it through /proc (see docs/kernel.md).
+                info.flags |= file_flags::RELATIVE;
+            } else if !watched(info) {
+                return Ok(());
+            }
         }
     }
     let key = OpenKey {

@@ -3,15 +3,48 @@
 //! programs yet). Every read goes through bpf_probe_read_kernel, so a wrong offset
 //! yields an error or garbage, never a fault; callers treat both as "unknown".
 
-use agent_common::KernelOffsets;
+use agent_common::{
+    KernelOffsets, RootKey, MAX_WALK_DEPTH, MAX_WATCH_ROOTS, PATH_MAX_LEN, WATCH_EXCLUDE,
+};
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel, generated},
     macros::map,
-    maps::Array,
+    maps::{Array, HashMap, PerCpuArray},
 };
 
 #[map(name = "RAMPART_KERNEL_OFFSETS")]
 static KERNEL_OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
+
+/// Watched roots by (kernel dev, inode), written by the agent at start.
+#[map(name = "RAMPART_WATCH_ROOTS")]
+static WATCH_ROOTS: HashMap<RootKey, u32> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
+
+/// A walk's state and the path it builds, right to left, ending at `PATH_END` (the
+/// buffer is twice the path size, so a masked offset plus a masked length always
+/// stays inside). The loop's variables live here, not in registers: the verifier
+/// does not track map memory, so every iteration reaches the same state and is
+/// pruned instead of explored once per possible value.
+#[repr(C)]
+pub struct WalkState {
+    dentry: u64,
+    mnt: u64,
+    pos: u64,
+    verdict: u32,
+    /// bit 0: complete, bit 1: truncated.
+    done: u32,
+    buf: [u8; 2 * PATH_MAX_LEN],
+}
+
+#[map(name = "RAMPART_WALK_SCRATCH")]
+static WALK_SCRATCH: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+const COMPLETE: u32 = 1;
+const TRUNCATED: u32 = 2;
+
+/// Where a built path ends in the scratch (its NUL is there).
+const PATH_END: usize = PATH_MAX_LEN - 1;
+/// Masks that keep offsets and lengths below `PATH_MAX_LEN` for the verifier.
+const MASK: usize = PATH_MAX_LEN - 1;
 
 /// The offsets, if the agent found BTF for this kernel.
 #[inline(always)]
@@ -92,4 +125,138 @@ pub fn parent(o: &KernelOffsets, task: u64) -> Option<(u64, u32, [u8; 16])> {
     };
     let p: u64 = read(task, o.task_real_parent)?;
     Some((p, read(p, o.task_tgid)?, read(p, o.task_comm)?))
+}
+
+/// What a walk up from an opened file found.
+pub struct Walked {
+    /// `WATCH_INCLUDE`/`WATCH_EXCLUDE` of the nearest watched root above the file, or 0.
+    pub verdict: u32,
+    /// The walk reached the root of the mount tree (else it ran out of depth).
+    pub complete: bool,
+    /// Leading components did not fit in the path.
+    pub truncated: bool,
+    /// Length of the path now in `out` (without its NUL).
+    pub len: u32,
+}
+
+/// Walk up from `file` through its dentries' parents and the mounts they sit on, as
+/// the kernel resolved them: the nearest watched root (by device and inode) decides
+/// membership, and the names on the way build the canonical path into `out`. Nothing
+/// the process typed is used, so `//`, `..`, relative names, symlinks and
+/// /proc/self/cwd resolve by construction.
+macro_rules! get {
+    ($st:expr, $f:ident) => {
+        // SAFETY: a field of our per-CPU scratch.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$f)) }
+    };
+}
+macro_rules! set {
+    ($st:expr, $f:ident, $v:expr) => {
+        // SAFETY: a field of our per-CPU scratch.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$f), $v) }
+    };
+}
+
+/// One step up: check the dentry against the watched roots, then either cross to
+/// the mount below or prepend the dentry's name. False when the walk is over.
+#[inline(always)]
+fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
+    let dentry: u64 = get!(st, dentry);
+    let mnt: u64 = get!(st, mnt);
+    if get!(st, verdict) == 0 {
+        let inode: u64 = read(dentry, o.dentry_d_inode)?;
+        let sb: u64 = read(dentry, o.dentry_d_sb)?;
+        let key = RootKey {
+            dev: read(sb, o.sb_s_dev)?,
+            _pad: 0,
+            ino: read(inode, o.inode_i_ino)?,
+        };
+        // SAFETY: plain lookup.
+        if let Some(v) = unsafe { WATCH_ROOTS.get(&key) } {
+            set!(st, verdict, *v);
+            if *v == WATCH_EXCLUDE {
+                return Some(false);
+            }
+        }
+    }
+    let root: u64 = read(mnt, o.vfsmount_mnt_root)?;
+    if dentry == root {
+        // The root of this mount: go on from where it is mounted.
+        let mount = mnt - o.mount_mnt as u64;
+        let parent: u64 = read(mount, o.mount_mnt_parent)?;
+        if parent == mount {
+            let done: u32 = get!(st, done);
+            set!(st, done, done | COMPLETE);
+            return Some(false);
+        }
+        set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
+        set!(st, mnt, parent + o.mount_mnt as u64);
+        return Some(true);
+    }
+    let up: u64 = read(dentry, o.dentry_d_parent)?;
+    if up == dentry {
+        let done: u32 = get!(st, done);
+        set!(st, done, done | COMPLETE);
+        return Some(false);
+    }
+    let len = read::<u32>(dentry, o.dentry_d_name_len)? as u64;
+    let name: u64 = read(dentry, o.dentry_d_name_name)?;
+    let pos: u64 = get!(st, pos);
+    if len + 1 > pos {
+        let done: u32 = get!(st, done);
+        set!(st, done, done | TRUNCATED);
+    } else {
+        let pos = pos - len - 1;
+        set!(st, pos, pos);
+        let at = (pos as usize) & MASK;
+        // SAFETY: our scratch; `at` < PATH_MAX_LEN and the copy below is at most
+        // PATH_MAX_LEN - 1 bytes past at + 1, inside a buffer of 2 * PATH_MAX_LEN; the
+        // helper checks the kernel source address.
+        unsafe {
+            let buf = core::ptr::addr_of_mut!((*st).buf) as *mut u8;
+            *buf.add(at) = b'/';
+            generated::bpf_probe_read_kernel(
+                buf.add((at + 1) & MASK).cast(),
+                (len as usize & MASK) as u32,
+                name as *const core::ffi::c_void,
+            );
+        }
+    }
+    set!(st, dentry, up);
+    Some(true)
+}
+
+#[inline(always)]
+pub fn walk(o: &KernelOffsets, file: u64, out: &mut [u8; PATH_MAX_LEN]) -> Option<Walked> {
+    let st = WALK_SCRATCH.get_ptr_mut(0)?;
+    set!(st, dentry, read::<u64>(file, o.file_f_path_dentry)?);
+    set!(st, mnt, read::<u64>(file, o.file_f_path_mnt)?);
+    set!(st, pos, PATH_END as u64);
+    set!(st, verdict, 0);
+    set!(st, done, 0);
+    // SAFETY: our scratch.
+    unsafe { (*st).buf[PATH_END] = 0 };
+    for _ in 0..MAX_WALK_DEPTH {
+        if !step(o, st)? {
+            break;
+        }
+    }
+    let pos = (get!(st, pos) as usize) & MASK;
+    let n = (PATH_END - pos) & MASK;
+    // SAFETY: n + 1 <= PATH_MAX_LEN bytes into `out`, from inside the scratch.
+    unsafe {
+        let buf = core::ptr::addr_of!((*st).buf) as *const u8;
+        generated::bpf_probe_read_kernel(
+            out.as_mut_ptr().cast(),
+            (n + 1) as u32,
+            buf.add(pos).cast(),
+        );
+    }
+    let done = get!(st, done);
+    Some(Walked {
+        verdict: get!(st, verdict),
+        complete: done & COMPLETE != 0,
+        truncated: done & TRUNCATED != 0,
+        len: n as u32,
+    })
 }

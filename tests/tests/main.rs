@@ -13,5 +13,6 @@ mod hardening_e2e;
 mod logs_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;
+mod sensor_truth_e2e;
 mod signatures_fp;
 mod xdp_fixtures;

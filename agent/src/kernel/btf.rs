@@ -357,6 +357,17 @@ impl Btf {
             task_mm: self.sized("task_struct", "mm", 8)?,
             mm_arg_start: self.sized("mm_struct", "arg_start", 8)?,
             mm_arg_end: self.sized("mm_struct", "arg_end", 8)?,
+            file_f_path_dentry: self.sized("file", "f_path.dentry", 8)?,
+            file_f_path_mnt: self.sized("file", "f_path.mnt", 8)?,
+            dentry_d_parent: self.sized("dentry", "d_parent", 8)?,
+            dentry_d_name_len: self.sized("dentry", "d_name.len", 4)?,
+            dentry_d_name_name: self.sized("dentry", "d_name.name", 8)?,
+            dentry_d_inode: self.sized("dentry", "d_inode", 8)?,
+            dentry_d_sb: self.sized("dentry", "d_sb", 8)?,
+            vfsmount_mnt_root: self.sized("vfsmount", "mnt_root", 8)?,
+            mount_mnt: self.member("mount", "mnt")?.0,
+            mount_mnt_parent: self.sized("mount", "mnt_parent", 8)?,
+            mount_mnt_mountpoint: self.sized("mount", "mnt_mountpoint", 8)?,
             _pad: 0,
         })
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use agent_common::{maps, maps::progs, RootKey, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{programs::TracePoint, Ebpf};
 
 use crate::kernel::{
@@ -12,17 +12,41 @@ use crate::kernel::{
     LoaderError,
 };
 
-/// Write the watched trees into the kernel's watch trie ("/var/www" -> "/var/www/").
+/// Write the watched trees into the kernel: by identity (device, inode) for the walk
+/// up from an opened file, and by name ("/var/www" -> "/var/www/") for the path
+/// events and kernels without struct offsets. Returns the trees that do not exist
+/// (nothing to identify; watched by name only until the next start).
 pub fn set_watch_prefixes(
     ebpf: &mut Ebpf,
     paths: &[std::path::PathBuf],
-) -> Result<(), LoaderError> {
+) -> Result<Vec<std::path::PathBuf>, LoaderError> {
+    use std::os::unix::fs::MetadataExt;
     insert_path_prefixes(
         ebpf,
         maps::WATCH_PREFIXES,
         paths.iter().map(|p| watch_key(p)),
         WATCH_INCLUDE,
-    )
+    )?;
+    let mut missing = Vec::new();
+    let mut roots = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_dir() => roots.push(RootKey {
+                dev: kernel_dev(md.dev()) as u32,
+                _pad: 0,
+                ino: md.ino(),
+            }),
+            _ => missing.push(p.clone()),
+        }
+    }
+    // insert_set's value is 1, WATCH_INCLUDE.
+    insert_set(ebpf, maps::WATCH_ROOTS, roots)?;
+    Ok(missing)
+}
+
+/// Userspace `st_dev` -> the kernel's `dev_t` (major << 20 | minor), as `s_dev` holds it.
+pub fn kernel_dev(dev: u64) -> u64 {
+    (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
 }
 
 /// The watch-trie key for a tree: its path with a trailing '/', as a bit prefix.
@@ -184,10 +208,7 @@ pub fn set_sensitive_inodes(
     for p in paths {
         match std::fs::metadata(p) {
             Ok(md) if md.is_file() => {
-                let dev = md.dev();
-                // Userspace st_dev -> the kernel's dev_t (major << 20 | minor).
-                let kdev = (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev));
-                keys.push([kdev, md.ino()]);
+                keys.push([kernel_dev(md.dev()), md.ino()]);
             }
             _ => missing.push(p.clone()),
         }

@@ -101,7 +101,10 @@ pub struct SensorCounters {
 pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors> {
     let mut components = Vec::new();
     let mut backends = Vec::new();
-    file::set_watch_prefixes(ebpf, &cfg.watch.paths)?;
+    let absent = file::set_watch_prefixes(ebpf, &cfg.watch.paths)?;
+    if !absent.is_empty() {
+        tracing::warn!(paths = ?absent, "Watched trees that do not exist: matched by name only until the next start.");
+    }
     let offsets = kernel::set_kernel_offsets(ebpf);
     if let Err(why) = &offsets {
         tracing::warn!(reason = %why, "No kernel struct offsets: file events carry no inode metadata.");

@@ -163,6 +163,15 @@ pub fn to_activity(
     procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let relative = ev.flags & file_flags::RELATIVE != 0;
+    let has = |f: u32| ev.flags & f != 0;
+    if has(file_flags::UNRESOLVED) || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED)) {
+        // The kernel could not build the whole path (deeper than its walk, or longer
+        // than an event holds): counted, with what is known, never scanned by a
+        // wrong name.
+        stats.unresolved.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(tail = %cstr(&ev.path[..ev.path_len as usize]), ino = ev.ino, pid = ev.tgid, "Write to a file whose path the kernel could not build.");
+        return None;
+    }
     let Some(path) = resolve(
         &ev.path[..ev.path_len as usize],
         relative,
