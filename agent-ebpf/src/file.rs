@@ -331,18 +331,48 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     let scratch = PATH_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
     // SAFETY: per-CPU scratch entry, exclusively ours for the duration of this program.
     let info = unsafe { &mut *scratch };
-    // Read at exit: openat() has copied the name in, so the page is resident.
+    info.open_flags = pending.open_flags;
+    info.dirfd = pending.dirfd;
+    info.flags = 0;
+    let write = pending.open_flags & WRITE_FLAGS != 0;
+    if write {
+        // The file the kernel opened decides, not the name the process typed (which
+        // is not even read: a name the writer unmaps in time cannot hide the write).
+        let opened =
+            kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
+        if let Some((o, f)) = opened {
+            if let Some(w) = kstruct::walk(o, f, &mut info.path) {
+                if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
+                    return Ok(());
+                }
+                info.path_len = w.len;
+                info.flags = file_flags::RESOLVED;
+                if w.truncated {
+                    info.flags |= file_flags::TRUNCATED;
+                }
+                if !w.complete && w.verdict != WATCH_INCLUDE {
+                    // Deeper than the walk goes: membership unknown, reported as such.
+                    info.flags |= file_flags::UNRESOLVED;
+                    bump(FileStat::WalkTooDeep);
+                }
+                if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
+                    info.flags |= file_flags::CREATED;
+                }
+                return track_write(id, ret as u32, info);
+            }
+        }
+    }
+    // The typed name: sensitive reads, and writes where the opened file cannot be
+    // walked (no struct offsets). Read at exit: openat() has copied the name in, so
+    // the page is resident.
     let n = unsafe { bpf_probe_read_user_str_bytes(pending.filename as *const u8, &mut info.path) }
         .map_err(|_| FileStat::PathReadError)?
         .len();
     info.path_len = n as u32;
-    info.open_flags = pending.open_flags;
-    info.dirfd = pending.dirfd;
-    info.flags = 0;
     if n >= PATH_MAX_LEN - 1 {
         info.flags |= file_flags::TRUNCATED;
     }
-    if pending.open_flags & WRITE_FLAGS == 0 {
+    if !write {
         // A read by a web-server user (remember_open checked the uid).
         if sensitive(info) {
             emit_file(
@@ -355,43 +385,25 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         }
         return Ok(());
     }
-    let opened = kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
-    match opened.and_then(|(o, f)| Some((o, f, kstruct::walk(o, f, &mut info.path)?))) {
-        Some((o, f, w)) => {
-            // The file the kernel opened decides, not the name the process typed.
-            if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
-                return Ok(());
-            }
-            info.path_len = w.len;
-            info.flags = file_flags::RESOLVED;
-            if w.truncated {
-                info.flags |= file_flags::TRUNCATED;
-            }
-            if !w.complete && w.verdict != WATCH_INCLUDE {
-                // Deeper than the walk goes: membership unknown, reported as such.
-                info.flags |= file_flags::UNRESOLVED;
-                bump(FileStat::WalkTooDeep);
-            }
-            if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
-                info.flags |= file_flags::CREATED;
-            }
-        }
-        None => {
-            if info.path[0] != b'/' {
-                // Relative to cwd or dirfd, and no struct offsets to walk the opened
-                // file: userspace resolves it through /proc (see docs/kernel.md).
-                info.flags |= file_flags::RELATIVE;
-            } else if !watched(info) {
-                return Ok(());
-            }
-        }
+    if info.path[0] != b'/' {
+        // Relative to cwd or dirfd: userspace resolves it through /proc (see
+        // docs/kernel.md).
+        info.flags |= file_flags::RELATIVE;
+    } else if !watched(info) {
+        return Ok(());
     }
+    track_write(id, ret as u32, info)
+}
+
+/// Bind a write session on a watched file to its fd, for the close.
+#[inline(always)]
+fn track_write(id: u64, fd: u32, info: &OpenInfo) -> Result<(), FileStat> {
     let key = OpenKey {
         tgid: (id >> 32) as u32,
-        fd: ret as u32,
+        fd,
     };
     OPEN_WRITES
-        .insert(&key, &*info, 0)
+        .insert(&key, info, 0)
         .map_err(|_| FileStat::MapFull)
 }
 
