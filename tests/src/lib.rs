@@ -471,6 +471,28 @@ pub fn token() -> String {
     hex::encode(b)
 }
 
+/// `program` to run as `nobody` with no groups: what any customer can do.
+pub fn nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+    c
+}
+
+/// Run `c` to its end; it must succeed.
+pub fn run_ok(c: &mut Command, what: &str) {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `sh -c SCRIPT` as `nobody`; it must succeed.
+pub fn as_nobody(script: &str) {
+    run_ok(nobody("sh").args(["-c", script]), script);
+}
+
 /// Wait for `cond` up to `timeout`, polling every 50 ms.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

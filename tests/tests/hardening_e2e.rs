@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use integration_test::{harness::Harness, wait_for};
+use integration_test::{as_nobody, harness::Harness, wait_for};
 
 const WEBSHELL: &str = "<?php system($_GET['cmd']); ?>\n";
 
@@ -131,26 +131,6 @@ fn guessing_at_the_login_is_throttled_per_client() {
     // The admin's Bearer token still works: only guesses are limited.
     let (s, _) = h.get("/api/v1/status", &h.admin.clone());
     assert_eq!(s, 200);
-}
-
-/// Run `script` with `sh -c` as `nobody` (no groups): what any customer can do.
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("setpriv");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The id of the active finding for `path`, once there is one.

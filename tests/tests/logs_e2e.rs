@@ -788,18 +788,13 @@ impl Rsyslog {
 
     /// `logger -t TAG MSG` as `nobody`, through this rsyslogd.
     fn log_as_nobody(&self, tag: &str, msg: &str) {
-        let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "logger"])
-            .arg("--socket-errors=on")
-            .arg("-u")
-            .arg(&self.socket)
-            .args(["-t", tag, msg])
-            .output()
-            .expect("logger");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        integration_test::run_ok(
+            integration_test::nobody("logger")
+                .arg("--socket-errors=on")
+                .arg("-u")
+                .arg(&self.socket)
+                .args(["-t", tag, msg]),
+            "logger",
         );
     }
 }

@@ -6,31 +6,11 @@
 //! symlinked into the tree, and /proc/self/cwd. Each is a `signature_match` finding
 //! on the file's real path.
 
-use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
+use std::{os::unix::fs::PermissionsExt, time::Duration};
 
-use integration_test::{harness::Harness, wait_for};
+use integration_test::{as_nobody, harness::Harness, wait_for};
 
 const WEBSHELL: &str = "<?php system($_GET['cmd']); ?>\n";
-
-/// `sh -c SCRIPT` as nobody; it must succeed.
-fn as_nobody(script: &str) {
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("setpriv");
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn a_webshell_is_found_however_its_path_is_spelled() {

@@ -368,11 +368,21 @@ pub fn insert_set<K: aya::Pod>(
     name: &'static str,
     keys: impl IntoIterator<Item = K>,
 ) -> Result<(), LoaderError> {
+    insert_all(ebpf, name, keys, 1)
+}
+
+/// Insert each key with `value` into a `HashMap<K, u32>`.
+pub fn insert_all<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: impl IntoIterator<Item = K>,
+    value: u32,
+) -> Result<(), LoaderError> {
     let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
     let mut m: AyaHashMap<&mut MapData, K, u32> =
         AyaHashMap::try_from(map).map_err(map_err(name))?;
     for k in keys {
-        m.insert(k, 1, 0).map_err(map_err(name))?;
+        m.insert(k, value, 0).map_err(map_err(name))?;
     }
     Ok(())
 }

@@ -114,6 +114,12 @@ pub fn kernel_dev_to_user(dev: u32) -> u64 {
     libc::makedev(dev >> 20, dev & 0xf_ffff)
 }
 
+/// Userspace `st_dev` -> the kernel's `dev_t` (major << 20 | minor), as `s_dev` holds
+/// it: the inverse of [`kernel_dev_to_user`].
+pub fn kernel_dev(dev: u64) -> u64 {
+    (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header")]

@@ -7,9 +7,10 @@ use std::path::Path;
 use agent_common::{maps, maps::progs, RootKey, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{programs::TracePoint, Ebpf};
 
+use super::event::kernel_dev;
 use crate::kernel::{
-    insert_path_prefixes, insert_set, prog_err, program, set_single, Component, ComponentState,
-    LoaderError,
+    insert_all, insert_path_prefixes, insert_set, prog_err, program, set_single, Component,
+    ComponentState, LoaderError,
 };
 
 /// Write the watched trees into the kernel: by identity (device, inode) for the walk
@@ -39,14 +40,8 @@ pub fn set_watch_prefixes(
             _ => missing.push(p.clone()),
         }
     }
-    // insert_set's value is 1, WATCH_INCLUDE.
-    insert_set(ebpf, maps::WATCH_ROOTS, roots)?;
+    insert_all(ebpf, maps::WATCH_ROOTS, roots, WATCH_INCLUDE)?;
     Ok(missing)
-}
-
-/// Userspace `st_dev` -> the kernel's `dev_t` (major << 20 | minor), as `s_dev` holds it.
-pub fn kernel_dev(dev: u64) -> u64 {
-    (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
 }
 
 /// The watch-trie key for a tree: its path with a trailing '/', as a bit prefix.
