@@ -148,13 +148,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let loss = supervisor.spawn("sensors", "loss watch", false, {
         let (b, rx) = (backend.clone(), shutdown_rx.clone());
         let window = std::time::Duration::from_secs(cfg.sensors.loss_window_secs);
-        move || {
-            let fut = web::loss_watch(b.clone(), window, rx.clone());
-            async move {
-                fut.await;
-                Ok(())
-            }
-        }
+        move || web::loss_watch(b.clone(), window, rx.clone())
     });
     let state = api::ApiState::with_limits(
         backend,
@@ -168,13 +162,9 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         let rx = shutdown_rx.clone();
         move || {
             let mut rx = rx.clone();
-            let run = listening.run(async move {
+            listening.run(async move {
                 let _ = rx.changed().await;
-            });
-            async move {
-                run.await;
-                Ok(())
-            }
+            })
         }
     });
     tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");

@@ -119,20 +119,14 @@ pub async fn start(
         let exempt = cfg.sensors.sensitive.exempt_comms.clone();
         sup.spawn("detection", "file activity", true, move || {
             let (rx, det, exempt) = (rx.clone(), det.clone(), exempt.clone());
-            async move {
-                file_activity(&mut *rx.take().await, det, exempt).await;
-                Ok(())
-            }
+            async move { file_activity(&mut *rx.take().await, det, exempt).await }
         })
     };
     let scan_results = {
         let (rx, det) = (Shared::new(outcome_rx), detection.clone());
         sup.spawn("detection", "scan results", true, move || {
             let (rx, det) = (rx.clone(), det.clone());
-            async move {
-                scan_results(&mut *rx.take().await, det).await;
-                Ok(())
-            }
+            async move { scan_results(&mut *rx.take().await, det).await }
         })
     };
     let scheduler = {
@@ -142,17 +136,13 @@ pub async fn start(
             .then(|| Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600));
         let retention = cfg.retention.clone();
         sup.spawn("detection", "scheduler", false, move || {
-            let fut = schedule(
+            schedule(
                 det.clone(),
                 roots.clone(),
                 every,
                 retention.clone(),
                 shutdown.clone(),
-            );
-            async move {
-                fut.await;
-                Ok(())
-            }
+            )
         })
     };
     Ok(DetectionHandle {

@@ -148,20 +148,11 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Firewall
     let tasks = vec![
         supervisor.spawn("firewall", "firewall events", true, move || {
             let (rx, store, findings) = (events.clone(), store.clone(), findings.clone());
-            async move {
-                events::run(&mut *rx.take().await, store, findings).await;
-                Ok(())
-            }
+            async move { events::run(&mut *rx.take().await, store, findings).await }
         }),
         supervisor.spawn("firewall", "housekeeping", true, {
             let (fw, policy) = (firewall.clone(), policy.clone());
-            move || {
-                let fut = housekeeping(fw.clone(), policy.clone(), shutdown.clone());
-                async move {
-                    fut.await;
-                    Ok(())
-                }
-            }
+            move || housekeeping(fw.clone(), policy.clone(), shutdown.clone())
         }),
     ];
     Ok(FirewallHandle {

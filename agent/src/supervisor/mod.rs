@@ -99,6 +99,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What a task's run returns: `()` for a task that cannot fail (it only ends), or a
+/// `Result` whose error is the failure's reason.
+pub trait RunOutcome {
+    fn into_result(self) -> anyhow::Result<()>;
+}
+
+impl RunOutcome for () {
+    fn into_result(self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl RunOutcome for anyhow::Result<()> {
+    fn into_result(self) -> anyhow::Result<()> {
+        self
+    }
+}
+
 /// Run a blocking body on the blocking pool as a task's future; a panic there becomes
 /// the run's error.
 pub async fn blocking<F>(f: F) -> anyhow::Result<()>
@@ -139,7 +157,8 @@ impl Supervisor {
     ) -> JoinHandle<()>
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: RunOutcome,
     {
         let view = Arc::new(Mutex::new(TaskView {
             name,
@@ -160,7 +179,8 @@ impl Supervisor {
                 lock(&view).state = TaskState::Running;
                 let started = Instant::now();
                 // Its own task, so a panic ends the run and not the supervisor.
-                let ended = tokio::spawn(make()).await;
+                let run = make();
+                let ended = tokio::spawn(async move { run.await.into_result() }).await;
                 let stopping = *shutdown.borrow();
                 let why = match ended {
                     Ok(Ok(())) if stopping => {
