@@ -17,6 +17,11 @@ pub const MAX_WATCH_PREFIXES: u32 = 256;
 pub const WATCH_INCLUDE: u32 = 1;
 /// Value in `RAMPART_WATCH_PREFIXES`: the tree is excluded (longest prefix wins).
 pub const WATCH_EXCLUDE: u32 = 2;
+/// Bit in a `RAMPART_WATCH_ROOTS` value: a world-writable tree of the exec sensor.
+/// A root's value is a mask: a directory can be a watched tree and an exec tree.
+pub const ROOT_EXEC: u32 = 4;
+/// The bits of a `RAMPART_WATCH_ROOTS` value the file sensor's walk looks for.
+pub const ROOT_FILE: u32 = WATCH_INCLUDE | WATCH_EXCLUDE;
 /// Bytes of a base name the sensitive-name map keys on (longer names never match).
 pub const NAME_MAX_LEN: usize = 64;
 /// Capacity of the sensitive-file maps.
@@ -254,6 +259,12 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
+    /// `linux_binprm.file` (the image about to run) and `.interp` (the name the
+    /// image was found by; differs from `filename` when a `#!` line named it).
+    pub bprm_file: u32,
+    pub bprm_interp: u32,
+    /// `inode.i_nlink` (0: a memfd or a deleted file).
+    pub inode_i_nlink: u32,
     pub _pad: u32,
 }
 

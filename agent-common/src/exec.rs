@@ -22,9 +22,58 @@ pub struct ExecConfig {
 pub mod flags {
     /// The path is under a world-writable tree (`exec.world_writable`).
     pub const WORLD_WRITABLE: u32 = 1;
-    /// The name was relative to the cwd (`./x`): the kernel program cannot match it
-    /// against the trees, so the agent resolves it through /proc and decides.
+    /// The name was relative to the cwd (`./x`) and the kernel had no struct offsets
+    /// to walk the file: the agent resolves it through /proc and decides.
     pub const RELATIVE: u32 = 2;
+    /// `path` is a script an interpreter opened (its argument, `sh /tmp/x`, or the
+    /// file a `#!` line handed it), not the exec'd image.
+    pub const SCRIPT: u32 = 4;
+    /// The image has no name on any filesystem (no links: a memfd, or a file
+    /// deleted before it ran).
+    pub const FILELESS: u32 = 8;
+    /// Exec'd by file descriptor (`execveat`/`fexecve`: the kernel's name for it is
+    /// `/dev/fd/N`).
+    pub const FD_EXEC: u32 = 16;
+    /// `path` was built by the kernel's walk up from the file, not typed by anyone.
+    pub const RESOLVED: u32 = 32;
+    /// The walked path's leading components did not fit.
+    pub const TRUNCATED: u32 = 64;
+}
+
+/// argv elements of an interpreter whose hashes the kernel keeps, to recognise the
+/// open of its script among its first opens.
+pub const MAX_SCRIPT_ARGS: usize = 8;
+/// Read-opens of a freshly exec'd interpreter checked for its script before the
+/// kernel stops looking (php, python and ld.so open their libraries first).
+pub const SCRIPT_OPEN_BUDGET: u32 = 96;
+
+/// A freshly exec'd interpreter (by inode in `RAMPART_INTERPRETERS`, or the image a
+/// `#!` line named), keyed by tgid in `RAMPART_SCRIPT_WATCH`: its next read-opens
+/// are compared (FNV-1a of the name) against its argv, and the one that names an
+/// argument is its script, walked and matched like an exec'd image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScriptWatch {
+    /// Read-opens left to check.
+    pub budget: u32,
+    /// Hashes in use.
+    pub n: u32,
+    /// Running state of the hashing loop (kept in map memory for the verifier).
+    pub cur: u64,
+    pub hashes: [u64; MAX_SCRIPT_ARGS],
+}
+
+/// FNV-1a, the hash of argv elements and opened names (kernel and tests agree).
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a of `bytes` (what the kernel computes for a name).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+    }
+    h
 }
 
 /// An exec.
@@ -72,6 +121,10 @@ crate::counters! {
         /// Denied before the new image existed (the fanotify backend's FAN_DENY; the
         /// LSM's -EPERM). Counted in userspace.
         Denied = 4 => "denied",
+        /// A freshly exec'd interpreter opened its script (matched or not).
+        Scripts = 5 => "scripts",
+        /// An image with no name on any filesystem (memfd, deleted) or exec'd by fd.
+        Fileless = 6 => "fileless",
     }
 }
 
@@ -80,4 +133,5 @@ mod user {
     use super::*;
     // SAFETY: repr(C), Copy, explicit padding, any bit pattern valid.
     unsafe impl aya::Pod for ExecConfig {}
+    unsafe impl aya::Pod for ScriptWatch {}
 }

@@ -34,6 +34,16 @@ pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
 /// `WATCH_EXCLUDE`): the kernel walks up from an opened file and the nearest root
 /// found decides. Agent writes (stat of each watched path), kernel reads.
 pub const WATCH_ROOTS: &str = "RAMPART_WATCH_ROOTS";
+/// Interpreters by identity (`HashMap<RootKey, u32>`: sh, bash, php, python, perl,
+/// ld.so, ...): an exec of one is followed to the script it opens. Agent writes.
+pub const INTERPRETERS: &str = "RAMPART_INTERPRETERS";
+/// Freshly exec'd interpreters, by tgid (`LruHashMap<u32, ScriptWatch>`). Kernel only.
+pub const SCRIPT_WATCH: &str = "RAMPART_SCRIPT_WATCH";
+/// Opens by those interpreters in flight (`LruHashMap<u64, u64>`: pid_tgid -> name
+/// pointer). Kernel only.
+pub const SCRIPT_PENDING: &str = "RAMPART_SCRIPT_PENDING";
+/// Scratch for an exec's argv while it is hashed (per-CPU). Kernel only.
+pub const ARGV_SCRATCH: &str = "RAMPART_ARGV_SCRATCH";
 /// Scratch for the path built by that walk (per-CPU, `[u8; 2 * PATH_MAX_LEN]`). Kernel only.
 pub const WALK_SCRATCH: &str = "RAMPART_WALK_SCRATCH";
 /// openat() calls in flight (`PendingOpen`), keyed by pid_tgid, between sys_enter and sys_exit. Kernel only.
@@ -120,6 +130,12 @@ pub const ALL: &[&str] = &[
     EXEC_DENY_PREFIXES,
     EXEC_STATS_TOTAL,
     EXEC_SCRATCH,
+    WATCH_ROOTS,
+    WALK_SCRATCH,
+    INTERPRETERS,
+    SCRIPT_WATCH,
+    SCRIPT_PENDING,
+    ARGV_SCRATCH,
 ];
 
 /// Maps pinned under the pin directory so enforcement and the blocklist survive an
@@ -151,7 +167,15 @@ pub mod progs {
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     pub const CONNECT4: &str = "rampart_connect4";
     pub const CONNECT6: &str = "rampart_connect6";
+    /// The exec sensor on kernels without BTF: the typed name from the tracepoint.
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    /// The exec sensor with BTF (raw tracepoint): the file the kernel is running,
+    /// walked to its real path; interpreters followed to their scripts.
+    pub const EXEC_RESOLVED: &str = "rampart_exec";
+    /// The opens of an interpreter the exec sensor follows to its script.
+    pub const SCRIPT_OPENAT: &str = "rampart_script_openat";
+    pub const SCRIPT_OPEN: &str = "rampart_script_open";
+    pub const SCRIPT_EXIT: &str = "rampart_script_exit";
     pub const LSM_PROBE: &str = "rampart_lsm_probe";
     /// LSM sensors: built for kernels with BPF-LSM, loaded only where the probe passes.
     pub const LSM_FILE_OPEN: &str = "rampart_lsm_file_open";

@@ -16,7 +16,7 @@
 use agent_common::{
     file_flags, path_op, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PathEvent,
     PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE, MAX_WATCH_PREFIXES,
-    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, WATCH_EXCLUDE, WATCH_INCLUDE,
+    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -94,8 +94,8 @@ const O_TRUNC: u32 = 0o1000;
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 
 // Offsets from /sys/kernel/tracing/events/syscalls/*/format (stable ABI).
-const ARG0: usize = 16;
-const ARG1: usize = 24;
+pub(crate) const ARG0: usize = 16;
+pub(crate) const ARG1: usize = 24;
 const ARG2: usize = 32;
 const ARG3: usize = 40;
 const AT_FDCWD: i32 = -100;
@@ -246,7 +246,7 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
 /// verifier allows aligned constant-offset reads of a tracepoint context), not a
 /// bpf_probe_read_kernel helper call per argument.
 #[inline(always)]
-fn arg(ctx: &TracePointContext, off: usize) -> Result<u64, FileStat> {
+pub(crate) fn arg(ctx: &TracePointContext, off: usize) -> Result<u64, FileStat> {
     // SAFETY: offsets from the tracepoint format (stable ABI), 8-byte aligned, inside
     // the record.
     Ok(unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(off).cast::<u64>()) })
@@ -341,7 +341,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let opened =
             kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
         if let Some((o, f)) = opened {
-            if let Some(w) = kstruct::walk(o, f, &mut info.path) {
+            if let Some(w) = kstruct::walk(o, f, ROOT_FILE, &mut info.path) {
                 if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
                     return Ok(());
                 }

@@ -29,6 +29,8 @@ pub struct WalkState {
     dentry: u64,
     mnt: u64,
     pos: u64,
+    /// The root bits this walk looks for.
+    mask: u32,
     verdict: u32,
     /// bit 0: complete, bit 1: truncated.
     done: u32,
@@ -127,9 +129,35 @@ pub fn parent(o: &KernelOffsets, task: u64) -> Option<(u64, u32, [u8; 16])> {
     Some((p, read(p, o.task_tgid)?, read(p, o.task_comm)?))
 }
 
+/// `inode->i_nlink` of an open file: 0 for a memfd or a file deleted since.
+#[inline(always)]
+pub fn nlink(o: &KernelOffsets, file: u64) -> Option<u32> {
+    let inode: u64 = read(file, o.file_f_inode)?;
+    read(inode, o.inode_i_nlink)
+}
+
+/// A pointer field of a kernel struct (`bprm->file`, `bprm->interp`, ...).
+#[inline(always)]
+pub fn ptr(base: u64, off: u32) -> Option<u64> {
+    read::<u64>(base, off).filter(|p| *p != 0)
+}
+
+/// The identity of an open file's inode, as `RAMPART_WATCH_ROOTS` and
+/// `RAMPART_INTERPRETERS` key it.
+#[inline(always)]
+pub fn root_key(o: &KernelOffsets, file: u64) -> Option<RootKey> {
+    let m = inode_meta(o, file)?;
+    Some(RootKey {
+        dev: m.dev,
+        _pad: 0,
+        ino: m.ino,
+    })
+}
+
 /// What a walk up from an opened file found.
 pub struct Walked {
-    /// `WATCH_INCLUDE`/`WATCH_EXCLUDE` of the nearest watched root above the file, or 0.
+    /// The bits of `mask` set on the nearest root above the file that has any
+    /// (`WATCH_INCLUDE`/`WATCH_EXCLUDE` for the file sensor, `ROOT_EXEC`), or 0.
     pub verdict: u32,
     /// The walk reached the root of the mount tree (else it ran out of depth).
     pub complete: bool,
@@ -137,24 +165,6 @@ pub struct Walked {
     pub truncated: bool,
     /// Length of the path now in `out` (without its NUL).
     pub len: u32,
-}
-
-/// Walk up from `file` through its dentries' parents and the mounts they sit on, as
-/// the kernel resolved them: the nearest watched root (by device and inode) decides
-/// membership, and the names on the way build the canonical path into `out`. Nothing
-/// the process typed is used, so `//`, `..`, relative names, symlinks and
-/// /proc/self/cwd resolve by construction.
-macro_rules! get {
-    ($st:expr, $f:ident) => {
-        // SAFETY: a field of our per-CPU scratch.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$f)) }
-    };
-}
-macro_rules! set {
-    ($st:expr, $f:ident, $v:expr) => {
-        // SAFETY: a field of our per-CPU scratch.
-        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$f), $v) }
-    };
 }
 
 /// One step up: check the dentry against the watched roots, then either cross to
@@ -173,9 +183,12 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         };
         // SAFETY: plain lookup.
         if let Some(v) = unsafe { WATCH_ROOTS.get(&key) } {
-            set!(st, verdict, *v);
-            if *v == WATCH_EXCLUDE {
-                return Some(false);
+            let v = *v & get!(st, mask);
+            if v != 0 {
+                set!(st, verdict, v);
+                if v == WATCH_EXCLUDE {
+                    return Some(false);
+                }
             }
         }
     }
@@ -194,11 +207,6 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         return Some(true);
     }
     let up: u64 = read(dentry, o.dentry_d_parent)?;
-    if up == dentry {
-        let done: u32 = get!(st, done);
-        set!(st, done, done | COMPLETE);
-        return Some(false);
-    }
     let len = read::<u32>(dentry, o.dentry_d_name_len)? as u64;
     let name: u64 = read(dentry, o.dentry_d_name_name)?;
     let pos: u64 = get!(st, pos);
@@ -222,13 +230,31 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
             );
         }
     }
+    if up == dentry {
+        // A dentry that is its own parent without being a mount's root: a file with
+        // no place in any tree (a memfd, a pipe), named by itself like d_path does.
+        let done: u32 = get!(st, done);
+        set!(st, done, done | COMPLETE);
+        return Some(false);
+    }
     set!(st, dentry, up);
     Some(true)
 }
 
+/// Walk up from `file` through its dentries' parents and the mounts they sit on, as
+/// the kernel resolved them: the nearest watched root (by device and inode) decides
+/// membership, and the names on the way build the canonical path into `out`. Nothing
+/// the process typed is used, so `//`, `..`, relative names, symlinks and
+/// /proc/self/cwd resolve by construction.
 #[inline(always)]
-pub fn walk(o: &KernelOffsets, file: u64, out: &mut [u8; PATH_MAX_LEN]) -> Option<Walked> {
+pub fn walk(
+    o: &KernelOffsets,
+    file: u64,
+    mask: u32,
+    out: &mut [u8; PATH_MAX_LEN],
+) -> Option<Walked> {
     let st = WALK_SCRATCH.get_ptr_mut(0)?;
+    set!(st, mask, mask);
     set!(st, dentry, read::<u64>(file, o.file_f_path_dentry)?);
     set!(st, mnt, read::<u64>(file, o.file_f_path_mnt)?);
     set!(st, pos, PATH_END as u64);

@@ -53,13 +53,17 @@ pub fn rampart_lsm_bprm_check(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: u64 = ctx.arg(0);
-    // SAFETY: probe read of a kernel pointer field.
-    let Ok(filename) =
-        (unsafe { bpf_probe_read_kernel((bprm + o.bprm_filename as u64) as *const u64) })
-    else {
-        return 0;
+    // The file being checked: for a script, this hook runs for the script and then
+    // for its interpreter, so a script in a world-writable tree is denied by itself.
+    let image = match (
+        kstruct::ptr(bprm, o.bprm_file),
+        kstruct::ptr(bprm, o.bprm_filename),
+    ) {
+        (Some(file), Some(filename)) => exec::Image::File { file, filename },
+        (None, Some(filename)) => exec::Image::Typed(filename as *const u8),
+        _ => return 0,
     };
-    match exec::exec_decision(filename as *const u8, false) {
+    match exec::exec_decision(image, false) {
         Ok(Decision::Denied) => -EPERM,
         _ => 0,
     }

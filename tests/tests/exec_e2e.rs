@@ -175,8 +175,8 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         h.log()
     );
     assert_same_dry_run_finding(&h, &script);
-    // A relative name (`cd ww && exec ./rel.sh`) cannot be matched in the kernel: the
-    // agent resolves it against the cwd and reports the same.
+    // A relative name (`cd ww && exec ./rel.sh`): the kernel follows the interpreter
+    // to the file it opens and reports the script by its real path.
     let rel_marker = dir.path().join("rel-ran");
     let rel = slow_script(&ww, "rel.sh", "0.5", &rel_marker);
     assert!(run_relative(&cg.0, &rel).success());
@@ -197,28 +197,30 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
     let st = run(Some(&cg.0), &script);
     assert_eq!(st.signal(), Some(9), "killed by SIGKILL, got {st}");
     assert_stopped_only_in_scope(&h, &cg.0, &script, &safe, &marker);
-    // Enforcing, a relative name is killed by the agent: after it started (the
-    // kernel could not match it), before it got to its last line.
+    // Enforcing, a relative name is killed in the kernel too: the interpreter the
+    // `#!` line named is followed to the script it opens, which the kernel walks to
+    // its real path, so it is stopped before it has read a line.
     let slow_marker = dir.path().join("slow-ran");
     let slow = slow_script(&ww, "slow.sh", "3", &slow_marker);
     let st = run_relative(&cg.0, &slow);
-    assert_eq!(st.signal(), Some(9), "killed by the agent, got {st}");
-    assert!(!slow_marker.exists(), "killed before its last line");
+    assert_eq!(st.signal(), Some(9), "killed in the kernel, got {st}");
+    assert!(!slow_marker.exists(), "killed before its first line");
     assert!(
         wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
             |f| {
                 f["path"] == slow.display().to_string()
                     && f["message"]
                         .as_str()
-                        .is_some_and(|m| m.contains("after it started"))
+                        .is_some_and(|m| m.contains("stopped before it read the script"))
             }
         )),
-        "no late-kill finding"
+        "no kernel-kill finding for the relative name: {:?}",
+        exec_findings(&h)
     );
     let killed = metric(&h, "rampart_exec_total{outcome=\"killed\"} ");
     assert_eq!(
         killed, 2,
-        "the enforced exec in the kernel, the relative one here"
+        "the enforced exec and the relative one, both in the kernel"
     );
     h.stop();
 }

@@ -8,7 +8,7 @@
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
-use integration_test::{as_nobody, harness::Harness, wait_for};
+use integration_test::{as_nobody, harness::Harness, nobody, run_ok, wait_for};
 
 const WEBSHELL: &str = "<?php system($_GET['cmd']); ?>\n";
 
@@ -66,5 +66,146 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
     assert_eq!(
         health["pipeline"]["unresolved"], 0,
         "every path was built by the kernel: {health}"
+    );
+}
+
+/// The exec sensor decides by the file the kernel runs, and follows interpreters to
+/// the script they open (#17). A customer (`nobody`) runs programs from a
+/// world-writable tree every way that used to hide them: `//`, `..`, a symlinked
+/// directory, a relative name; scripts through `sh`, a `#!` line, python and the
+/// dynamic loader; and code with no file at all (a memfd, run by descriptor and by
+/// /proc/self/fd). Dry run: each runs, and each is a finding on its real path.
+#[test]
+fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let (python, perl) = ("/usr/bin/python3", "/usr/bin/perl");
+    for p in [python, perl] {
+        assert!(
+            std::path::Path::new(p).exists(),
+            "{p} (cargo xtask bootstrap installs it)"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let ww = dir.path().join("ww");
+    std::fs::create_dir(&ww).expect("mkdir");
+    std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::os::unix::fs::symlink(&ww, home.join("link")).expect("symlink");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: true\n  world_writable: [{}]\n  enforce: true\n  dry_run: true\n",
+        ww.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let (w, hm) = (ww.display(), home.display());
+    let true_bin = std::fs::canonicalize("/bin/true").expect("true");
+    let t = true_bin.display();
+    // Programs and scripts the customer drops into the tree.
+    let mut setup = String::new();
+    for name in ["slashes", "dotdot", "symlinked", "relative", "ldso"] {
+        setup.push_str(&format!("cp {t} {w}/{name} && "));
+    }
+    setup.push_str(&format!(
+        "printf 'exit 0\\n' > {w}/by-sh.sh && \
+         printf '#!/bin/sh\\nexit 0\\n' > {w}/shebang.sh && chmod +x {w}/shebang.sh && \
+         printf 'pass\\n' > {w}/by-python.py && true"
+    ));
+    as_nobody(&setup);
+    let ldso = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("ld.so");
+    let cases = [
+        ("slashes", format!("/{w}/slashes")),
+        ("dotdot", format!("{hm}/../ww/dotdot")),
+        ("symlinked", format!("{hm}/link/symlinked")),
+        ("relative", format!("cd {w} && ./relative")),
+        ("by-sh.sh", format!("sh {w}/by-sh.sh")),
+        ("shebang.sh", format!("cd {w} && ./shebang.sh")),
+        ("by-python.py", format!("{python} {w}/by-python.py")),
+        ("ldso", format!("{} {w}/ldso", ldso.display())),
+    ];
+    for (_, script) in &cases {
+        as_nobody(script);
+    }
+    // Code with no file: a memfd run by descriptor (fexecve) and by /proc/self/fd.
+    let fexecve = format!(
+        "import os\nfd = os.memfd_create('payload')\nos.write(fd, open('{t}', 'rb').read())\nos.execve(fd, ['payload'], {{}})\n"
+    );
+    run_ok(nobody(python).args(["-c", &fexecve]), "fexecve of a memfd");
+    let procfd = format!(
+        "my $n = 'payload2'; my $fd = syscall(319, $n, 0); die 'memfd' if $fd < 0; \
+         open(my $in, '<', '{t}') or die; binmode $in; local $/; my $b = <$in>; \
+         open(my $out, '>&=', $fd) or die; binmode $out; syswrite($out, $b) or die; \
+         exec {{\"/proc/self/fd/$fd\"}} 'payload2' or die \"exec: $!\";"
+    );
+    run_ok(
+        nobody(perl).args(["-e", &procfd]),
+        "exec of a memfd by /proc/self/fd",
+    );
+
+    let findings = || {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array().cloned().unwrap_or_default()
+    };
+    let seen = |f: &[serde_json::Value], name: &str| {
+        let want = ww.join(name).display().to_string();
+        f.iter().any(|x| {
+            x["check"] == "exec_world_writable"
+                && x["path"] == want.as_str()
+                && x["details"].as_str().is_some_and(|d| d.contains("dry_run"))
+        })
+    };
+    let fileless = |f: &[serde_json::Value], name: &str| {
+        f.iter().any(|x| {
+            x["check"] == "exec_fileless"
+                && x["uid"] == 65534
+                && x["path"].as_str().is_some_and(|p| p.ends_with(name))
+        })
+    };
+    let all = wait_for(Duration::from_secs(15), || {
+        let f = findings();
+        cases.iter().all(|(n, _)| seen(&f, n))
+            && fileless(&f, "memfd:payload")
+            && fileless(&f, "memfd:payload2")
+    });
+    let f = findings();
+    let missing: Vec<&str> = cases
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !seen(&f, n))
+        .chain(
+            ["memfd:payload", "memfd:payload2"]
+                .into_iter()
+                .filter(|n| !fileless(&f, n)),
+        )
+        .collect();
+    assert!(
+        all,
+        "not found: {missing:?}; findings: {f:?}\nlog:\n{}",
+        h.log()
+    );
+    // The interpreter is named, the script is the path.
+    let py = f
+        .iter()
+        .find(|x| x["path"] == ww.join("by-python.py").display().to_string())
+        .expect("python finding");
+    assert!(
+        py["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Script in a world-writable tree run by python3")),
+        "{py}"
+    );
+    // Outside the tree nothing is reported: the same binary, copied to home.
+    as_nobody(&format!(
+        "cp {t} {hm}/fine && {hm}/fine && cd {hm} && ./fine"
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !findings()
+            .iter()
+            .any(|x| x["path"].as_str().is_some_and(|p| p.ends_with("/fine"))),
+        "an exec outside the tree is not a finding"
     );
 }

@@ -14,7 +14,8 @@ use crate::util::{self, output, step};
 /// Debian packages: compiler + core sources + LLVM for bpf-linker, the network tools
 /// the end-to-end tests use, systemd-journal-remote, which writes the real journal
 /// files the journald test reads (it upgrades systemd to the same point release), and
-/// rsyslog, through which the forged-syslog test logs.
+/// rsyslog, through which the forged-syslog test logs, and the interpreters the exec
+/// tests follow to their scripts (python3, perl).
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "rust-web-src",
@@ -31,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     "systemd-journal-remote",
     "rsyslog",
+    "python3",
+    "perl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -321,6 +321,8 @@ mod tests {
             decision: agent_common::egress::Decision::Allowed,
             relative: false,
             world_writable: path.starts_with("/tmp/"),
+            script: false,
+            fileless: false,
         }
     }
 

@@ -368,6 +368,9 @@ impl Btf {
             mount_mnt: self.member("mount", "mnt")?.0,
             mount_mnt_parent: self.sized("mount", "mnt_parent", 8)?,
             mount_mnt_mountpoint: self.sized("mount", "mnt_mountpoint", 8)?,
+            bprm_file: self.sized("linux_binprm", "file", 8)?,
+            bprm_interp: self.sized("linux_binprm", "interp", 8)?,
+            inode_i_nlink: self.sized("inode", "i_nlink", 4)?,
             _pad: 0,
         })
     }

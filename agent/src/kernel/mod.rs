@@ -323,6 +323,8 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
         .map_max_entries(maps::OPEN_WRITES, cfg.sensors.max_open_files)
         .map_max_entries(maps::OPEN_PENDING, pending)
         .map_max_entries(maps::PATH_PENDING, pending)
+        .map_max_entries(maps::SCRIPT_WATCH, pending)
+        .map_max_entries(maps::SCRIPT_PENDING, pending)
         .load(OBJECT)?;
     Ok(ebpf)
 }
@@ -368,21 +370,29 @@ pub fn insert_set<K: aya::Pod>(
     name: &'static str,
     keys: impl IntoIterator<Item = K>,
 ) -> Result<(), LoaderError> {
-    insert_all(ebpf, name, keys, 1)
+    let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
+    let mut m: AyaHashMap<&mut MapData, K, u32> =
+        AyaHashMap::try_from(map).map_err(map_err(name))?;
+    for k in keys {
+        m.insert(k, 1, 0).map_err(map_err(name))?;
+    }
+    Ok(())
 }
 
-/// Insert each key with `value` into a `HashMap<K, u32>`.
-pub fn insert_all<K: aya::Pod>(
+/// Set `bits` on each key of a `HashMap<K, u32>` of bit masks, keeping the bits
+/// already there (a directory can be a watched tree and an exec tree).
+pub fn or_bits<K: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,
     keys: impl IntoIterator<Item = K>,
-    value: u32,
+    bits: u32,
 ) -> Result<(), LoaderError> {
     let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
     let mut m: AyaHashMap<&mut MapData, K, u32> =
         AyaHashMap::try_from(map).map_err(map_err(name))?;
     for k in keys {
-        m.insert(k, value, 0).map_err(map_err(name))?;
+        let old = m.get(&k, 0).unwrap_or(0);
+        m.insert(k, old | bits, 0).map_err(map_err(name))?;
     }
     Ok(())
 }

@@ -203,6 +203,10 @@ pub struct Exec {
     pub relative: bool,
     /// The file is under one of `exec.world_writable`.
     pub world_writable: bool,
+    /// `path` is the script an interpreter (`comm`) opened, not the exec'd image.
+    pub script: bool,
+    /// The image has no name on any filesystem (memfd, deleted) or ran by fd.
+    pub fileless: bool,
     /// From the kernel (or /proc for fanotify); None when unknown.
     pub parent: Option<Ancestor>,
     pub grandparent: Option<Ancestor>,

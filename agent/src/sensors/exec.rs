@@ -9,6 +9,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
 };
 
+use agent_common::RootKey;
 use agent_common::{
     egress::{mode, Decision},
     exec::ExecStat,
@@ -16,29 +17,38 @@ use agent_common::{
     maps::progs,
 };
 use api::model::Severity;
-use aya::{programs::TracePoint, Ebpf};
+use aya::{
+    programs::{RawTracePoint, TracePoint},
+    Ebpf,
+};
 
 use super::{
-    event::{Exec, PipelineStats},
-    file::watch_key,
+    event::{kernel_dev, Exec, PipelineStats},
+    file::{tracepoint_exists, watch_key},
     procfs::lineage,
 };
 use crate::{
     config,
     detection::Detection,
     kernel::{
-        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, prog_err,
-        program, set_single, Component, ComponentState, LoaderError,
+        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, or_bits,
+        prog_err, program, set_single, Component, ComponentState, LoaderError,
     },
     store::NewFinding,
 };
 
-/// Attach the exec sensor to `sched:sched_process_exec` with its policy, scope and
-/// world-writable trees.
-pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, LoaderError> {
+/// Attach the exec sensor with its policy, scope and world-writable trees: the raw
+/// tracepoint that walks the file the kernel runs when the kernel's struct offsets
+/// are known (`resolved`), else the `sched:sched_process_exec` tracepoint and the
+/// typed name.
+pub fn attach_exec(
+    ebpf: &mut Ebpf,
+    cfg: &config::Exec,
+    resolved: bool,
+) -> Result<Vec<Component>, LoaderError> {
     use std::os::unix::fs::MetadataExt;
 
-    use agent_common::{exec::ExecConfig, WATCH_INCLUDE};
+    use agent_common::{exec::ExecConfig, ROOT_EXEC, WATCH_INCLUDE};
     let policy = ExecConfig {
         mode: enforcement_mode(cfg.enforce, cfg.dry_run),
         scoped: u32::from(!cfg.cgroup.as_os_str().is_empty()),
@@ -61,20 +71,158 @@ pub fn attach_exec(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<Component, Loa
         cfg.world_writable.iter().map(|p| watch_key(p)),
         WATCH_INCLUDE,
     )?;
+    let (roots, _) = root_keys(&cfg.world_writable);
+    or_bits(ebpf, maps::WATCH_ROOTS, roots, ROOT_EXEC)?;
+    let (interpreters, _) = root_keys(&interpreter_paths());
+    insert_set(ebpf, maps::INTERPRETERS, interpreters)?;
     set_single(ebpf, maps::EXEC_CONFIG, policy)?;
+    let mode = Some(mode_label(policy.mode));
+    if resolved {
+        let name = progs::EXEC_RESOLVED;
+        let prog: &mut RawTracePoint = program(ebpf, name)?;
+        prog.load().map_err(prog_err(name))?;
+        prog.attach("sched_process_exec").map_err(prog_err(name))?;
+        let image = Component {
+            name: name.to_string(),
+            kind: "raw_tracepoint",
+            target: "sched_process_exec".into(),
+            state: ComponentState::Attached,
+            mode,
+            reason: None,
+        };
+        return Ok(vec![image, attach_script_follow(ebpf, mode)?]);
+    }
     let name = progs::SCHED_PROCESS_EXEC;
     let prog: &mut TracePoint = program(ebpf, name)?;
     prog.load().map_err(prog_err(name))?;
     prog.attach("sched", "sched_process_exec")
         .map_err(prog_err(name))?;
-    Ok(Component {
+    Ok(vec![Component {
         name: name.to_string(),
         kind: "tracepoint",
         target: "sched:sched_process_exec".into(),
         state: ComponentState::Attached,
-        mode: Some(mode_label(policy.mode)),
+        mode,
+        reason: Some("no kernel struct offsets: execs matched by the name typed".into()),
+    }])
+}
+
+/// The opens of a freshly exec'd interpreter, followed to its script: exits first
+/// (an enter without its exit would only leave stale pending entries).
+const SCRIPT_TRACEPOINTS: &[(&str, &[&str])] = &[
+    (
+        progs::SCRIPT_EXIT,
+        &["sys_exit_openat", "sys_exit_open", "sys_exit_openat2"],
+    ),
+    (
+        progs::SCRIPT_OPENAT,
+        &["sys_enter_openat", "sys_enter_openat2"],
+    ),
+    (progs::SCRIPT_OPEN, &["sys_enter_open"]),
+];
+
+fn attach_script_follow(
+    ebpf: &mut Ebpf,
+    mode: Option<&'static str>,
+) -> Result<Component, LoaderError> {
+    let mut attached = Vec::new();
+    for (name, events) in SCRIPT_TRACEPOINTS {
+        let name: &'static str = name;
+        let prog: &mut TracePoint = program(ebpf, name)?;
+        prog.load().map_err(prog_err(name))?;
+        for event in events.iter().filter(|e| tracepoint_exists(e)) {
+            prog.attach("syscalls", event).map_err(prog_err(name))?;
+            attached.push(format!("syscalls:{event}"));
+        }
+    }
+    Ok(Component {
+        name: "exec_scripts".into(),
+        kind: "tracepoint",
+        target: attached.join(","),
+        state: ComponentState::Attached,
+        mode,
         reason: None,
     })
+}
+
+/// Interpreters whose exec the kernel follows to the script they open: the shells,
+/// the script languages a hosting server has, and the dynamic loader (`ld.so
+/// /tmp/x`), wherever they are installed (each by its inode, so every name of one
+/// is covered).
+pub fn interpreter_paths() -> Vec<PathBuf> {
+    const NAMES: &[&str] = &[
+        "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "perl",
+        "python", "python2", "python3", "php", "ruby", "node", "nodejs", "lua", "tclsh", "awk",
+        "gawk", "mawk", "expect", "pwsh",
+    ];
+    // Versioned names: php8.2, python3.11, perl5.36.0, lua5.4, ...
+    const VERSIONED: &[&str] = &["php", "python", "perl", "ruby", "lua", "node", "tclsh"];
+    let mut out = Vec::new();
+    for dir in [
+        "/bin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/opt/cpanel/bin",
+        "/usr/sbin",
+    ] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let versioned = VERSIONED.iter().any(|v| {
+                name.strip_prefix(v).is_some_and(|rest| {
+                    rest.starts_with(|c: char| c.is_ascii_digit())
+                        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+                })
+            });
+            if NAMES.contains(&name.as_str()) || versioned {
+                out.push(e.path());
+            }
+        }
+    }
+    // The dynamic loaders: `ld.so /tmp/x` runs x without exec'ing it.
+    for dir in [
+        "/lib64",
+        "/lib",
+        "/usr/lib64",
+        "/usr/lib",
+        "/lib/x86_64-linux-gnu",
+    ] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("ld-linux") {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// (kernel dev, inode) of each path that exists (symlinks followed), and the ones
+/// that do not.
+pub fn root_keys(paths: &[PathBuf]) -> (Vec<RootKey>, Vec<PathBuf>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut keys = Vec::new();
+    let mut missing = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(md) => {
+                let k = RootKey {
+                    dev: kernel_dev(md.dev()) as u32,
+                    _pad: 0,
+                    ino: md.ino(),
+                };
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            Err(_) => missing.push(p.clone()),
+        }
+    }
+    (keys, missing)
 }
 
 /// What the fanotify backend enforces and reports: the kernel program's policy.
@@ -243,19 +391,45 @@ impl ExecFindings {
         for f in self.detection.behaviour.on_exec(&ev) {
             findings.report(f).await;
         }
+        if ev.fileless && ev.uid != 0 {
+            // A customer or web user running code that is on no filesystem (a memfd,
+            // a file deleted first) or by descriptor: how droppers hide from scans.
+            findings
+                .report(NewFinding {
+                    check: "exec_fileless".into(),
+                    severity: Severity::High,
+                    message: format!(
+                        "Ran a program with no file on disk (memfd or deleted) or by file descriptor: {path}"
+                    ),
+                    details: exec_details(&ev),
+                    key: Some(format!("{}|{path}", ev.uid)),
+                    path: Some(path.clone()),
+                    pid: Some(ev.tgid),
+                    uid: Some(ev.uid),
+                    process: Some(ev.comm.clone()),
+                    ..Default::default()
+                })
+                .await;
+        }
         let decision = ev.decision;
         if decision == Decision::Allowed {
             return; // all_execs / web-user reporting: behaviour checks only
         }
+        let what = if ev.script {
+            format!("Script in a world-writable tree run by {}", ev.comm)
+        } else {
+            "Executed from a world-writable tree".to_string()
+        };
         let f = NewFinding {
             check: "exec_world_writable".into(),
             severity: Severity::High,
             message: format!(
-                "Executed from a world-writable tree: {path}{}",
+                "{what}: {path}{}",
                 match decision {
                     Decision::Denied if late_kill => {
                         " (killed after it started: a relative name, resolved by the agent)"
                     }
+                    Decision::Denied if ev.script => " (stopped before it read the script)",
                     Decision::Denied => " (stopped before its first instruction)",
                     _ => "",
                 }
@@ -302,9 +476,11 @@ fn exec_details(ev: &Exec) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "unknown (process gone)".into());
     format!(
-        "decision: {}; world_writable: {}; argv: {argv}; {lineage}; cwd: {cwd}",
+        "decision: {}; world_writable: {}; script: {}; fileless: {}; argv: {argv}; {lineage}; cwd: {cwd}",
         ev.decision.as_str(),
-        ev.world_writable
+        ev.world_writable,
+        ev.script,
+        ev.fileless
     )
 }
 
@@ -323,6 +499,8 @@ mod tests {
             decision: Decision::Allowed,
             relative,
             world_writable: false,
+            script: false,
+            fileless: false,
             parent: None,
             grandparent: None,
             args: vec![],

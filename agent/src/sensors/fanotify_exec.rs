@@ -404,6 +404,8 @@ fn exec_event(
         decision,
         relative: false,
         world_writable,
+        script: false,
+        fileless: false,
         parent: (pst.ppid != 0).then(|| ancestor(pst.ppid)),
         grandparent: proc_stat(pst.ppid)
             .map(|s| s.ppid)

@@ -9,7 +9,7 @@ use aya::{programs::TracePoint, Ebpf};
 
 use super::event::kernel_dev;
 use crate::kernel::{
-    insert_all, insert_path_prefixes, insert_set, prog_err, program, set_single, Component,
+    insert_path_prefixes, insert_set, or_bits, prog_err, program, set_single, Component,
     ComponentState, LoaderError,
 };
 
@@ -40,7 +40,7 @@ pub fn set_watch_prefixes(
             _ => missing.push(p.clone()),
         }
     }
-    insert_all(ebpf, maps::WATCH_ROOTS, roots, WATCH_INCLUDE)?;
+    or_bits(ebpf, maps::WATCH_ROOTS, roots, WATCH_INCLUDE)?;
     Ok(missing)
 }
 
@@ -109,7 +109,7 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
 ];
 
 /// Does this kernel have the syscall tracepoint `event`?
-fn tracepoint_exists(event: &str) -> bool {
+pub fn tracepoint_exists(event: &str) -> bool {
     ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
         .iter()
         .any(|t| Path::new(t).join("events/syscalls").join(event).exists())

@@ -106,6 +106,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         tracing::warn!(paths = ?absent, "Watched trees that do not exist: matched by name only until the next start.");
     }
     let offsets = kernel::set_kernel_offsets(ebpf);
+    let offsets_ok = offsets.is_ok();
     if let Err(why) = &offsets {
         tracing::warn!(reason = %why, "No kernel struct offsets: file events carry no inode metadata.");
     }
@@ -197,7 +198,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     let exec_policy = ExecPolicy::new(&cfg.exec, &web_uids).map_err(|e| e.to_string());
     let fan_exec = if cfg.exec.enabled {
         let (comps, backend, fan) =
-            choose_exec_backend(cfg, ebpf, lsm_why.as_deref(), &exec_policy);
+            choose_exec_backend(cfg, ebpf, lsm_why.as_deref(), &exec_policy, offsets_ok);
         components.extend(comps);
         backends.push(backend);
         fan
@@ -484,6 +485,7 @@ fn choose_exec_backend(
     ebpf: &mut Ebpf,
     lsm_why: Option<&str>,
     policy: &Result<ExecPolicy, String>,
+    offsets_ok: bool,
 ) -> (Vec<Component>, SensorBackend, Option<FanotifyExec>) {
     let fanotify = |reason: String| {
         let started = policy.clone().and_then(|p| {
@@ -520,8 +522,8 @@ fn choose_exec_backend(
     if cfg.sensors.exec_backend == BackendChoice::Fanotify {
         return fanotify("forced by sensors.exec_backend: fanotify".into());
     }
-    match exec::attach_exec(ebpf, &cfg.exec) {
-        Ok(c) => {
+    match exec::attach_exec(ebpf, &cfg.exec, offsets_ok) {
+        Ok(comps) => {
             let reason = match cfg.sensors.exec_backend {
                 BackendChoice::Tracepoint => {
                     Some("forced by sensors.exec_backend: tracepoint".to_string())
@@ -529,7 +531,7 @@ fn choose_exec_backend(
                 _ => lsm_why.map(str::to_string),
             };
             (
-                vec![c],
+                comps,
                 SensorBackend::new("exec", "tracepoint", reason),
                 None,
             )

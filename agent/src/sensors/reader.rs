@@ -71,6 +71,8 @@ impl TryFrom<&ExecEvent> for Exec {
             decision,
             relative: ev.flags & flags::RELATIVE != 0,
             world_writable: ev.flags & flags::WORLD_WRITABLE != 0,
+            script: ev.flags & flags::SCRIPT != 0,
+            fileless: ev.flags & (flags::FILELESS | flags::FD_EXEC) != 0,
             parent: ancestor(ev.ppid, &ev.parent_comm),
             grandparent: ancestor(ev.gppid, &ev.gp_comm),
             args: exec_args(ev),
