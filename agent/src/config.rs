@@ -253,6 +253,9 @@ pub struct DetectionConfig {
     pub dedup_window_secs: u64,
     /// Scan every watched tree this often (hours; 0 = never).
     pub full_scan_interval_hours: u64,
+    /// Scan the files of every watched tree whose inode changed since the last sweep
+    /// (ctime) this often (minutes; 0 = never). Catches what no event reported.
+    pub sweep_interval_minutes: u64,
     /// `sh -c COMMAND` run by a web-server user is not a `web_shell_spawn` when
     /// COMMAND starts with one of these (PHP's mail() runs sendmail through sh).
     pub web_shell_allow: Vec<String>,

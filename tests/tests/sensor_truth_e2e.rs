@@ -209,3 +209,99 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
         "an exec outside the tree is not a finding"
     );
 }
+
+/// What no event reports is caught by the sweep (#17): every file of the watched
+/// trees whose inode changed (ctime, which no user can set back) since the last
+/// sweep is scanned at start and every `detection.sweep_interval_minutes`. A hard
+/// link into the tree, a writer that exits without closing, and a file whose mtime
+/// the customer set to years ago are all found, by the sweep at the next start;
+/// a file unchanged since the previous sweep is not scanned again.
+#[test]
+fn the_sweep_finds_what_no_event_reported() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mut h = Harness::start(net, "");
+    let www = h.www.clone();
+    std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let sweeps = |h: &Harness| -> Vec<serde_json::Value> {
+        let (_, j) = h.get("/api/v1/scan-jobs", &h.admin.clone());
+        j.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|j| !j["changed_since"].is_null())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let swept = |h: &Harness| {
+        // The start's sweep is done (and its mark saved, a second later).
+        let done = wait_for(Duration::from_secs(30), || {
+            sweeps(h).first().is_some_and(|j| j["status"] == "done")
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        done
+    };
+    assert!(swept(&h), "the sweep at start: {:?}", sweeps(&h));
+    // A file that will not change again, older than the next mark by more than its
+    // slack.
+    std::fs::write(www.join("old.txt"), "nothing to see\n").expect("write");
+    std::thread::sleep(Duration::from_millis(2500));
+    h.stop();
+    h.restart();
+    assert!(swept(&h), "second sweep: {:?}", sweeps(&h));
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let home = h.dir.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (w, hm) = (www.display(), home.display());
+    // A hard link (no open, no write in the tree), and a shell written in a way
+    // the agent is not running to see, then dated back.
+    as_nobody(&format!(
+        "printf '{}' > {hm}/src.txt && ln {hm}/src.txt {w}/linked.php && \
+         printf '{}' > {w}/dated.php && touch -d 2001-01-01 {w}/dated.php",
+        WEBSHELL.trim_end(),
+        WEBSHELL.trim_end()
+    ));
+    // A writer that exits without closing, while the agent is down.
+    h.stop();
+    let python = "/usr/bin/python3";
+    run_ok(
+        nobody(python).args([
+            "-c",
+            &format!(
+                "import os\nfd = os.open('{w}/exited.php', os.O_WRONLY | os.O_CREAT, 0o644)\nos.write(fd, {:?}.encode())\nos._exit(0)\n",
+                WEBSHELL
+            ),
+        ]),
+        "write and _exit",
+    );
+    h.restart();
+    let want = ["linked.php", "dated.php", "exited.php"];
+    let found = |h: &Harness, name: &str| {
+        let path = www.join(name).display().to_string();
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["check"] == "signature_match" && x["path"] == path.as_str())
+        })
+    };
+    let all = wait_for(Duration::from_secs(30), || {
+        want.iter().all(|n| found(&h, n))
+    });
+    let missing: Vec<&&str> = want.iter().filter(|n| !found(&h, n)).collect();
+    assert!(all, "not found: {missing:?}; sweeps: {:?}", sweeps(&h));
+    assert!(swept(&h), "third sweep: {:?}", sweeps(&h));
+    let last = sweeps(&h).into_iter().next().expect("sweep");
+    assert_eq!(
+        (
+            last["files_found"].as_u64(),
+            last["files_unchanged"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "the three changed files scanned, old.txt not again: {last}"
+    );
+}

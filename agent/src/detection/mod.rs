@@ -132,8 +132,13 @@ pub async fn start(
     let scheduler = {
         let det = detection.clone();
         let roots = cfg.watch.paths.clone();
-        let every = (cfg.detection.full_scan_interval_hours > 0)
-            .then(|| Duration::from_secs(cfg.detection.full_scan_interval_hours * 3600));
+        let d = &cfg.detection;
+        let every = ScanEvery {
+            full: (d.full_scan_interval_hours > 0)
+                .then(|| Duration::from_secs(d.full_scan_interval_hours * 3600)),
+            sweep: (d.sweep_interval_minutes > 0)
+                .then(|| Duration::from_secs(d.sweep_interval_minutes * 60)),
+        };
         let retention = cfg.retention.clone();
         sup.spawn("detection", "scheduler", false, move || {
             schedule(
@@ -459,33 +464,105 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
     }
 }
 
-/// Scheduled full scans of the watched trees and retention of closed findings.
+/// Scheduled full scans and incremental sweeps of the watched trees, and retention.
 pub async fn schedule(
     det: Arc<Detection>,
     roots: Vec<PathBuf>,
-    full_scan_every: Option<Duration>,
+    every: ScanEvery,
     retention: Retention,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut sweep = tokio::time::interval(RETENTION_EVERY);
+    let mut retain = tokio::time::interval(RETENTION_EVERY);
     let mut last_full = tokio::time::Instant::now();
+    // The first sweep runs at start: files changed while the agent was down.
+    let mut sweep = tokio::time::interval(every.sweep.unwrap_or(Duration::from_secs(86400)));
+    let mut sweeping: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
-            _ = sweep.tick() => {
+            _ = retain.tick() => {
                 enforce_retention(&det.findings, &retention).await;
-                if let Some(every) = full_scan_every {
+                if let Some(every) = every.full {
                     if last_full.elapsed() >= every {
                         last_full = tokio::time::Instant::now();
                         for r in &roots {
-                            let j = det.jobs.start(r.clone(), None, det.pool.clone());
+                            let j = det.jobs.start(r.clone(), None, None, det.pool.clone());
                             tracing::info!(job = j.id, root = %r.display(), "Scheduled full scan started.");
                         }
                     }
                 }
             }
+            _ = sweep.tick(), if every.sweep.is_some() => {
+                // One sweep at a time: a tree slower to walk than the interval is
+                // swept back to back, not in parallel.
+                if !sweeping.iter().any(|id| det.jobs.get(*id).is_some_and(|j| j.finished_at.is_none())) {
+                    sweeping = sweep_changed(&det, &roots).await;
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// How often the scheduler scans the watched trees: all files, changed files.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanEvery {
+    pub full: Option<Duration>,
+    pub sweep: Option<Duration>,
+}
+
+/// The store setting holding the start of the last sweep (unix nanoseconds).
+const SWEEP_MARK: &str = "detection.sweep_mark_ns";
+/// ctime is taken from the kernel's coarse clock (a tick behind the fine one): a
+/// file changed just before a sweep started is still "since" it.
+const SWEEP_SLACK: Duration = Duration::from_secs(2);
+
+/// One incremental sweep: scan every file of the watched trees whose inode changed
+/// since the previous sweep started (all of them the first time). When all its
+/// files are scanned, the start of this sweep becomes the mark for the next, kept in
+/// the store: a restart picks up what changed while the agent was down, and a sweep
+/// cut short by a stop is done again. Returns the jobs started.
+pub async fn sweep_changed(det: &Arc<Detection>, roots: &[PathBuf]) -> Vec<u64> {
+    let started = std::time::SystemTime::now();
+    let since = match det.findings.store().setting(SWEEP_MARK).await {
+        Ok(v) => v
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ns| std::time::UNIX_EPOCH + Duration::from_nanos(ns) - SWEEP_SLACK),
+        Err(e) => {
+            tracing::warn!(error = %e, "Sweep mark unreadable: this sweep scans everything.");
+            None
+        }
+    };
+    let ids: Vec<u64> = roots
+        .iter()
+        .map(|r| {
+            let since = since.unwrap_or(std::time::UNIX_EPOCH);
+            let j = det.jobs.start(r.clone(), None, Some(since), det.pool.clone());
+            tracing::info!(job = j.id, root = %r.display(), since = ?j.changed_since, "Sweep of changed files started.");
+            j.id
+        })
+        .collect();
+    let (det, jobs) = (det.clone(), ids.clone());
+    tokio::spawn(async move {
+        while jobs
+            .iter()
+            .any(|id| det.jobs.get(*id).is_some_and(|j| j.finished_at.is_none()))
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let ns = started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        if let Err(e) = det
+            .findings
+            .store()
+            .set_settings(vec![(SWEEP_MARK.into(), Some(ns.to_string()))])
+            .await
+        {
+            tracing::warn!(error = %e, "Sweep mark not saved: the next sweep repeats this one.");
+        }
+    });
+    ids
 }
 
 /// How often retention is enforced (and once at start).

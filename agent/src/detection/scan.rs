@@ -12,6 +12,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, RwLock,
     },
+    time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
@@ -455,6 +456,11 @@ pub struct JobInfo {
     pub finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An incremental sweep: only files whose inode changed (ctime) at or after this
+    /// time are scanned; the others are `files_unchanged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_since: Option<String>,
+    pub files_unchanged: u64,
     /// Whether the walk has listed every file.
     #[serde(skip)]
     walked: bool,
@@ -487,11 +493,13 @@ impl Jobs {
         self.with(|j| j.get(&id).cloned())
     }
 
-    /// Start a job walking `path` on a blocking thread, feeding `pool`.
+    /// Start a job walking `path` on a blocking thread, feeding `pool`: every file,
+    /// or with `since` only the files whose inode changed since then (see `changed`).
     pub fn start(
         self: &Arc<Self>,
         path: PathBuf,
         account: Option<String>,
+        since: Option<SystemTime>,
         pool: ScanPool,
     ) -> JobInfo {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
@@ -507,6 +515,8 @@ impl Jobs {
             started_at: crate::store::now_rfc3339(),
             finished_at: None,
             error: None,
+            changed_since: since.map(|t| crate::store::rfc3339(t.into())),
+            files_unchanged: 0,
             walked: false,
         };
         self.with(|j| {
@@ -519,8 +529,21 @@ impl Jobs {
         });
         let me = self.clone();
         std::thread::spawn(move || {
-            let mut found = 0u64;
+            let (mut found, mut unchanged) = (0u64, 0u64);
             let err = walk(&path, &mut |p| {
+                if let Some(since) = since {
+                    if !changed(&p, since) {
+                        unchanged += 1;
+                        if unchanged % 1024 == 0 {
+                            me.with(|j| {
+                                if let Some(job) = j.get_mut(&id) {
+                                    job.files_unchanged = unchanged;
+                                }
+                            });
+                        }
+                        return true;
+                    }
+                }
                 found += 1;
                 me.with(|j| {
                     if let Some(job) = j.get_mut(&id) {
@@ -536,6 +559,7 @@ impl Jobs {
             .err();
             me.with(|j| {
                 if let Some(job) = j.get_mut(&id) {
+                    job.files_unchanged = unchanged;
                     job.walked = true;
                     if let Some(e) = err {
                         job.error = Some(e.to_string());
@@ -575,6 +599,23 @@ fn finish_if_done(job: &mut JobInfo) {
         };
         job.finished_at = Some(crate::store::now_rfc3339());
     }
+}
+
+/// Has the inode at `p` changed at or after `since`? By ctime: the kernel sets it to
+/// the current time on every write, truncate, chmod, rename and link, and no user
+/// can set it (utimes sets mtime and atime, not ctime), so a file cannot be made to
+/// look unchanged. A file that cannot be stat'ed counts as changed (the scan will say
+/// why it cannot be read).
+pub fn changed(p: &Path, since: SystemTime) -> bool {
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return true;
+    };
+    let ctime = std::time::UNIX_EPOCH
+        + Duration::new(
+            md.ctime().max(0) as u64,
+            md.ctime_nsec().clamp(0, 999_999_999) as u32,
+        );
+    ctime >= since
 }
 
 /// Every regular file under `root`, without following symlinks or leaving its
@@ -644,6 +685,25 @@ mod tests {
     }
 
     #[test]
+    fn a_file_dated_back_still_counts_as_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.php");
+        std::fs::write(&p, "x").expect("write");
+        let before = SystemTime::now() - Duration::from_secs(5);
+        // mtime set to 2001: ctime moves to now all the same.
+        let old = std::time::UNIX_EPOCH + Duration::from_secs(978_307_200);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(old))
+            .expect("utimes");
+        assert!(changed(&p, before));
+        assert!(!changed(&p, SystemTime::now() + Duration::from_secs(60)));
+        // Gone: changed (the scan says why it cannot be read).
+        assert!(changed(&dir.path().join("nope"), SystemTime::now()));
+    }
+
+    #[test]
     fn a_broken_reload_keeps_the_previous_rules() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -683,7 +743,7 @@ mod tests {
         let (out_tx, mut out_rx) = mpsc::channel(4);
         let pool = ScanPool::start(engine, 2, 2, 1 << 20, out_tx).expect("pool");
         let jobs = Arc::new(Jobs::default());
-        let info = jobs.start(dir.path().to_path_buf(), None, pool.clone());
+        let info = jobs.start(dir.path().to_path_buf(), None, None, pool.clone());
         let mut matched = Vec::new();
         for _ in 0..21 {
             let o = out_rx.recv().await.expect("outcome");

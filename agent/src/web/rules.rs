@@ -116,7 +116,7 @@ impl AgentBackend {
         }
         let job: JobInfo = det
             .jobs
-            .start(path.clone(), r.account.clone(), det.pool.clone());
+            .start(path.clone(), r.account.clone(), None, det.pool.clone());
         self.audit(
             actor,
             "scan",
