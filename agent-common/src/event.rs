@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Events written to the `RAMPART_EVENTS` ring buffer.
 
-/// File events do not wake the reader until this much is pending; the agent drains
-/// the ring every `DRAIN_INTERVAL_MS` as well, bounding a lone event's wait.
-pub const DRAIN_INTERVAL_MS: u64 = 2;
+/// The reader, woken by the first record after it caught up, waits this long before
+/// it drains, so a burst costs one wakeup per this interval, and idle costs none.
+pub const BATCH_DELAY_MS: u64 = 2;
 
 /// Wire format version carried in every header; bump on any layout change.
 pub const EVENT_VERSION: u8 = 3;
@@ -169,7 +169,7 @@ pub struct PathEvent {
     pub tgid: u32,
     pub uid: u32,
     pub gid: u32,
-    /// New mode for chmod; 0 otherwise.
+    /// New mode for chmod; renameat2's flags for a rename; 0 otherwise.
     pub mode: u32,
     /// [`file_flags`] (RELATIVE/TRUNCATED for `path`, RELATIVE2/TRUNCATED2 for `path2`).
     pub flags: u32,

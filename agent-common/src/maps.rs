@@ -156,8 +156,9 @@ pub mod progs {
     pub const SYS_ENTER_OPENAT2: &str = "sys_enter_openat2";
     pub const SYS_ENTER_UNLINKAT: &str = "sys_enter_unlinkat";
     pub const SYS_ENTER_UNLINK: &str = "sys_enter_unlink";
-    /// renameat and renameat2 (same first four arguments).
     pub const SYS_ENTER_RENAMEAT: &str = "sys_enter_renameat";
+    /// renameat2: also its flags (RENAME_EXCHANGE).
+    pub const SYS_ENTER_RENAMEAT2: &str = "sys_enter_renameat2";
     pub const SYS_ENTER_RENAME: &str = "sys_enter_rename";
     /// fchmodat and fchmodat2 (same first three arguments).
     pub const SYS_ENTER_FCHMODAT: &str = "sys_enter_fchmodat";

@@ -82,7 +82,6 @@ static NAME_SCRATCH: PerCpuArray<[u8; NAME_MAX_LEN]> = PerCpuArray::with_max_ent
 
 // bpf_ringbuf_query / submit flags (include/uapi/linux/bpf.h).
 const BPF_RB_AVAIL_DATA: u64 = 0;
-const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// Pending bytes that wake the reader (≈200 file events).
 const WAKEUP_BYTES: u64 = 64 * 1024;
@@ -98,6 +97,7 @@ pub(crate) const ARG0: usize = 16;
 pub(crate) const ARG1: usize = 24;
 const ARG2: usize = 32;
 const ARG3: usize = 40;
+const ARG4: usize = 48;
 const AT_FDCWD: i32 = -100;
 /// Any execute bit: chmod to executable.
 const EXEC_BITS: u32 = 0o111;
@@ -481,22 +481,22 @@ fn emit_file(
         (*ev)._pad = 0;
         (*ev).path = info.path;
     }
-    // Adaptive wakeup: file events come in bursts, and waking the reader for each one
-    // costs a context switch per event. Wake it only once WAKEUP_BYTES are pending;
-    // the agent drains the ring on a short timer too, so a lone event waits at most
-    // that long.
+    // Wakeups: the ring's default wakes the reader only for a record submitted
+    // when it had caught up (the first of a batch); the reader then waits
+    // BATCH_DELAY_MS and drains the lot. A large backlog forces a wakeup.
     entry.submit(wakeup_flags());
     bump(counter);
     Ok(())
 }
 
-/// Ring submit flags for a file event: wake the reader only once a batch is pending.
+/// Ring submit flags for a file event: the default (wake a reader that had caught
+/// up), forced once a large backlog is pending.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
-        BPF_RB_NO_WAKEUP
+        0
     }
 }
 
@@ -552,7 +552,7 @@ pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
     }
 }
 
-/// renameat(olddfd, oldname, newdfd, newname) and renameat2(..., flags)
+/// renameat(olddfd, oldname, newdfd, newname)
 #[tracepoint]
 pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
     match (
@@ -564,6 +564,29 @@ pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
         (Ok(d1), Ok(p1), Ok(d2), Ok(p2)) => {
             remember_path(pending(path_op::RENAME, d1 as i32, p1, d2 as i32, p2, 0))
         }
+        _ => 0,
+    }
+}
+
+/// renameat2(olddfd, oldname, newdfd, newname, flags): the flags travel in `mode`
+/// (RENAME_EXCHANGE swaps the names: both get scanned).
+#[tracepoint]
+pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
+    match (
+        arg(&ctx, ARG0),
+        arg(&ctx, ARG1),
+        arg(&ctx, ARG2),
+        arg(&ctx, ARG3),
+        arg(&ctx, ARG4),
+    ) {
+        (Ok(d1), Ok(p1), Ok(d2), Ok(p2), Ok(flags)) => remember_path(pending(
+            path_op::RENAME,
+            d1 as i32,
+            p1,
+            d2 as i32,
+            p2,
+            flags as u32,
+        )),
         _ => 0,
     }
 }

@@ -41,6 +41,17 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
             "proc-cwd.php",
             format!("cd {w} && cp {s} /proc/self/cwd/proc-cwd.php"),
         ),
+        // A harmless file in the tree swapped with the shell outside it
+        // (renameat2 RENAME_EXCHANGE): the tree's old name now holds the shell.
+        (
+            "exchanged.php",
+            format!(
+                "echo hello > {w}/exchanged.php && cp {s} {hm}/swap.php && \
+                 /usr/bin/python3 -c 'import ctypes, sys; \
+                 r = ctypes.CDLL(None).renameat2(-100, b\"{w}/exchanged.php\", -100, b\"{hm}/swap.php\", 2); \
+                 sys.exit(r != 0)'"
+            ),
+        ),
     ];
     for (_, script) in &cases {
         as_nobody(script);

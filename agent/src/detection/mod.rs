@@ -351,18 +351,22 @@ pub async fn file_activity(
         }
         match act.op {
             FileOp::WriteClose | FileOp::Rename => {
-                let req = ScanRequest {
-                    path: act.path.clone(),
-                    origin: Origin::Realtime {
-                        pid: act.tgid,
-                        uid: act.uid,
-                        comm: act.comm.clone(),
-                        exe: act.exe.clone(),
-                    },
-                    queued_at: act.received_at,
-                };
-                if !det.pool.submit(req).await {
-                    return;
+                // An exchange put new content under the old name too.
+                let swapped = act.old_path.as_ref().filter(|_| act.exchange);
+                for path in std::iter::once(&act.path).chain(swapped) {
+                    let req = ScanRequest {
+                        path: path.clone(),
+                        origin: Origin::Realtime {
+                            pid: act.tgid,
+                            uid: act.uid,
+                            comm: act.comm.clone(),
+                            exe: act.exe.clone(),
+                        },
+                        queued_at: act.received_at,
+                    };
+                    if !det.pool.submit(req).await {
+                        return;
+                    }
                 }
             }
             FileOp::SensitiveRead => {

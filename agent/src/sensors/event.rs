@@ -82,6 +82,9 @@ pub struct FileActivity {
     pub truncated: bool,
     pub meta: Option<FileMeta>,
     pub new_mode: Option<u32>,
+    /// A rename that swapped the two names (`RENAME_EXCHANGE`): both hold new
+    /// content, and both are scanned.
+    pub exchange: bool,
     /// When userspace got the event (write → finding latency).
     pub received_at: std::time::Instant,
 }
@@ -104,6 +107,7 @@ impl FileActivity {
             truncated: false,
             meta: None,
             new_mode: None,
+            exchange: false,
             received_at: std::time::Instant::now(),
         }
     }

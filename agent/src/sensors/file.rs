@@ -93,11 +93,8 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
     ),
     (progs::SYS_ENTER_UNLINKAT, &["sys_enter_unlinkat"], false),
     (progs::SYS_ENTER_UNLINK, &["sys_enter_unlink"], false),
-    (
-        progs::SYS_ENTER_RENAMEAT,
-        &["sys_enter_renameat", "sys_enter_renameat2"],
-        false,
-    ),
+    (progs::SYS_ENTER_RENAMEAT, &["sys_enter_renameat"], false),
+    (progs::SYS_ENTER_RENAMEAT2, &["sys_enter_renameat2"], false),
     (progs::SYS_ENTER_RENAME, &["sys_enter_rename"], false),
     (
         progs::SYS_ENTER_FCHMODAT,

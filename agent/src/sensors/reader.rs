@@ -32,6 +32,9 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// renameat2's flag that swaps the two names (include/uapi/linux/fs.h).
+const RENAME_EXCHANGE: u32 = 2;
+
 /// The exec'd path of an exec event.
 pub fn exec_path(ev: &ExecEvent) -> String {
     cstr(&ev.path[..(ev.path_len as usize).min(ev.path.len())])
@@ -213,6 +216,7 @@ pub fn to_activity(
             size: ev.size,
         }),
         new_mode: None,
+        exchange: false,
         received_at: std::time::Instant::now(),
     })
 }
@@ -275,6 +279,7 @@ pub fn path_activity(
         truncated: ev.flags & (file_flags::TRUNCATED | file_flags::TRUNCATED2) != 0,
         meta,
         new_mode: (op == FileOp::Chmod).then_some(ev.mode),
+        exchange: op == FileOp::Rename && ev.mode & RENAME_EXCHANGE != 0,
         received_at: std::time::Instant::now(),
     })
 }
@@ -305,21 +310,25 @@ pub async fn run_reader(
     // SAFETY: the RingBuf owns its map fd; it stays open and unchanged until the
     // AsyncFd (which owns the RingBuf) is dropped.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
-    // File events are submitted without a wakeup until a batch is pending (see
-    // agent-ebpf file.rs), so also drain on a short timer.
-    let mut drain = tokio::time::interval(std::time::Duration::from_millis(
-        agent_common::DRAIN_INTERVAL_MS,
-    ));
-    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The kernel wakes the reader for the first record after it caught up (the
+    // ring's default, see agent-ebpf file.rs); the reader then waits a bounded
+    // batching delay so a burst is drained in one pass, clears the readiness and
+    // drains. A record submitted after that drain finds the ring caught up and wakes
+    // it again, so none waits for the next one. Idle, nothing runs; the slow timer
+    // is only a safety net.
+    let batch = std::time::Duration::from_millis(agent_common::BATCH_DELAY_MS);
+    let mut safety = tokio::time::interval(std::time::Duration::from_secs(1));
+    safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut procs = ProcCache::default();
     loop {
         tokio::select! {
             g = fd.readable_mut() => {
                 let mut g = g?;
-                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats, &mut procs);
+                tokio::time::sleep(batch).await;
                 g.clear_ready();
+                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats, &mut procs);
             }
-            _ = drain.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats, &mut procs),
+            _ = safety.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats, &mut procs),
             _ = shutdown.changed() => return Ok(()),
         }
     }

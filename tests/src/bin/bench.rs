@@ -56,8 +56,11 @@ fn main() -> Result<()> {
                         file_sensor(&mut fresh)?;
                         sensor_rate(&mut fresh)?;
                     }
+                    "idle" => idle(&mut fresh)?,
                     other => {
-                        anyhow::bail!("--only detection|logs|sensors|sensor-rate, not {other:?}")
+                        anyhow::bail!(
+                            "--only detection|logs|sensors|sensor-rate|idle, not {other:?}"
+                        )
                     }
                 }
                 merged.extend(fresh.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -128,12 +131,92 @@ fn main() -> Result<()> {
     sensor_rate(&mut results)?;
     detection(&mut results)?;
     logs(&mut results)?;
+    idle(&mut results)?;
 
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
     eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The agent as shipped, doing nothing: the release binary with the embedded default
+/// config, changed only where it must be private to the bench (state, pins, port)
+/// and with one watched tree; after it settled, its CPU over 10 s (utime + stime
+/// from /proc) and its resident memory.
+fn idle(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www)?;
+    let pins = PinDir::new();
+    let yaml = agent::config::DEFAULT_YAML
+        .replace(
+            "state_dir: /var/lib/rampart",
+            &format!("state_dir: {}", dir.path().join("state").display()),
+        )
+        .replace(
+            "pin_dir: /sys/fs/bpf/rampart",
+            &format!("pin_dir: {}", pins.0.display()),
+        )
+        .replace("listen: 127.0.0.1:9443", "listen: 127.0.0.1:19443")
+        .replace(
+            "paths: [/home, /var/www, /tmp, /dev/shm, /var/tmp]",
+            &format!("paths: [{}]", www.display()),
+        );
+    anyhow::ensure!(
+        yaml.contains(&www.display().to_string()) && yaml.contains("19443"),
+        "the default config changed: update the idle bench's replacements"
+    );
+    let config = dir.path().join("rampart.yaml");
+    std::fs::write(&config, yaml)?;
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let mut agent =
+        integration_test::AgentProcess::start(None, &config, dir.path().join("agent.log"));
+    let pid = agent.pid().context("agent pid")?;
+    let cpu_ticks = || -> Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the comm's closing parenthesis: utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').context("stat")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+    };
+    // Started (API up, the start's sweep of an empty tree done), then settled.
+    std::thread::sleep(std::time::Duration::from_secs(15));
+    agent.assert_running();
+    let (t0, c0) = (Instant::now(), cpu_ticks()?);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let (secs, c1) = (t0.elapsed().as_secs_f64(), cpu_ticks()?);
+    // SAFETY: sysconf is always safe to call.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_pct = (c1 - c0) as f64 / hz / secs * 100.0;
+    let rss_kb: f64 = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS")?;
+    agent.assert_running();
+    let _ = agent.stop(std::time::Duration::from_secs(15));
+    eprintln!(
+        "idle: {cpu_pct:.2}% of a core over {secs:.1}s, {:.1} MB resident",
+        rss_kb / 1024.0
+    );
+    results.insert(
+        "idle_cpu_pct",
+        metric(
+            cpu_pct,
+            "% of one core",
+            "release agent, default config, one watched tree, nothing happening, 10 s (goal ≤ 1)",
+        ),
+    );
+    results.insert(
+        "idle_rss_mb",
+        metric(
+            rss_kb / 1024.0,
+            "MB",
+            "VmRSS of the same idle agent (goal ≤ 60)",
+        ),
+    );
     Ok(())
 }
 
@@ -560,7 +643,7 @@ fn lossless_rate(
     while handles.iter().any(|h| !h.is_finished()) {
         drain(ring);
         std::thread::sleep(std::time::Duration::from_millis(
-            agent_common::DRAIN_INTERVAL_MS,
+            agent_common::BATCH_DELAY_MS,
         ));
     }
     let secs = started.elapsed().as_secs_f64();
@@ -789,8 +872,8 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     } = sensor_ring(&watched)?;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d2 = done.clone();
-    // Reader: like the agent, woken by the ring or by the drain interval; collects
-    // (file index, receive ns).
+    // Reader: like the agent, woken by the ring, then a batching delay before it
+    // drains; collects (file index, receive ns).
     let reader = std::thread::spawn(move || {
         let mut got: Vec<(usize, u64)> = Vec::with_capacity(N);
         loop {
@@ -800,7 +883,11 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
                 revents: 0,
             };
             // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pfd, 1, agent_common::DRAIN_INTERVAL_MS as i32) };
+            if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    agent_common::BATCH_DELAY_MS,
+                ));
+            }
             while let Some(item) = ring.next() {
                 let now = base.elapsed().as_nanos() as u64;
                 if let Ok(agent::sensors::Decoded::File(ev)) = agent::sensors::decode(&item) {
@@ -967,6 +1054,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// Run `f` with the file sensor attached on `watched` and its ring drained by a
 /// thread, as the agent would; the sensor is gone when this returns.
 fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
+    use std::os::fd::AsRawFd;
     let SensorRing {
         _ebpf,
         _pins,
@@ -975,14 +1063,23 @@ fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
     } = sensor_ring(watched)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s2 = stop.clone();
+    // Like the agent: woken by the ring, a batching delay, then a drain.
     let drainer = std::thread::spawn(move || {
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut pfd = libc::pollfd {
+                fd: ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    agent_common::BATCH_DELAY_MS,
+                ));
+            }
             while let Some(item) = ring.next() {
                 let _ = agent::sensors::decode(&item);
             }
-            std::thread::sleep(std::time::Duration::from_millis(
-                agent_common::DRAIN_INTERVAL_MS,
-            ));
         }
     });
     let out = f();
