@@ -78,6 +78,28 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
         health["pipeline"]["unresolved"], 0,
         "every path was built by the kernel: {health}"
     );
+    // What the tracepoints cannot see is named, with its mitigation: io_uring opens,
+    // unless kernel.io_uring_disabled keeps users from it.
+    let open_to_users = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(true);
+    let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
+    let named = caps["capabilities"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|c| c == "sensors.file.unseen.io_uring"));
+    assert_eq!(named, open_to_users, "{caps}");
+    let file = health["sensors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sensor"] == "file"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        file["unseen"].as_array().is_some_and(|u| u
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("io_uring")))),
+        open_to_users,
+        "{file}"
+    );
 }
 
 /// The exec sensor decides by the file the kernel runs, and follows interpreters to

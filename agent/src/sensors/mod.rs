@@ -55,6 +55,9 @@ pub struct SensorBackend {
     pub backend: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What this backend cannot see here, and the mitigation to apply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unseen: Vec<String>,
 }
 
 impl SensorBackend {
@@ -63,7 +66,26 @@ impl SensorBackend {
             sensor,
             backend,
             reason,
+            unseen: Vec::new(),
         }
+    }
+}
+
+/// `kernel.io_uring_disabled`: 0 (or no such sysctl, before 6.6) lets every user
+/// create rings, 1 only members of `kernel.io_uring_group` and CAP_SYS_ADMIN, 2 no one.
+pub const IO_URING_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// Can an unprivileged user open files through io_uring (`IORING_OP_OPENAT`), which
+/// no syscall tracepoint sees? None: no.
+pub fn io_uring_unseen(sysctl: &std::path::Path) -> Option<String> {
+    match std::fs::read_to_string(sysctl).map(|v| v.trim().to_string()) {
+        Ok(v) if v == "1" || v == "2" => None,
+        Ok(v) => Some(format!(
+            "files opened through io_uring (kernel.io_uring_disabled = {v}): set it to 2 (or 1 with kernel.io_uring_group) to close this; the sweep scans such files within detection.sweep_interval_minutes"
+        )),
+        Err(_) => Some(
+            "files opened through io_uring (this kernel has no kernel.io_uring_disabled); the sweep scans such files within detection.sweep_interval_minutes".into(),
+        ),
     }
 }
 
@@ -169,6 +191,13 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             file_backend.reason.clone(),
         )
     };
+    let mut file_backend = file_backend;
+    if file_backend.backend == "tracepoint" {
+        if let Some(why) = io_uring_unseen(std::path::Path::new(IO_URING_SYSCTL)) {
+            tracing::warn!(unseen = %why, "The file sensor's tracepoints cannot see io_uring opens.");
+            file_backend.unseen.push(why);
+        }
+    }
     backends.push(file_backend);
     backends.push(sensitive_backend);
     backends.push(SensorBackend::new(
@@ -554,5 +583,29 @@ fn choose_exec_backend(
                 None,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_uring_is_named_unseen_unless_the_sysctl_closes_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sysctl = dir.path().join("io_uring_disabled");
+        for (value, unseen) in [("0\n", true), ("1\n", false), ("2\n", false)] {
+            std::fs::write(&sysctl, value).expect("write");
+            assert_eq!(io_uring_unseen(&sysctl).is_some(), unseen, "{value:?}");
+        }
+        std::fs::write(&sysctl, "0\n").expect("write");
+        let why = io_uring_unseen(&sysctl).expect("unseen");
+        assert!(
+            why.contains("io_uring_disabled = 0") && why.contains("set it to 2"),
+            "{why}"
+        );
+        // A kernel without the sysctl (before 6.6): every user can use io_uring.
+        let none = io_uring_unseen(&dir.path().join("absent")).expect("unseen");
+        assert!(none.contains("no kernel.io_uring_disabled"), "{none}");
     }
 }

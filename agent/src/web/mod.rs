@@ -242,6 +242,14 @@ impl api::Backend for AgentBackend {
                 .iter()
                 .filter_map(|s| sensor_capability(s.sensor, s.backend)),
         );
+        // Said as plainly as what works: a feature-detecting client must know.
+        if self
+            .sensors
+            .iter()
+            .any(|s| s.sensor == "file" && s.unseen.iter().any(|u| u.contains("io_uring")))
+        {
+            caps.push("sensors.file.unseen.io_uring");
+        }
         caps
     }
 
