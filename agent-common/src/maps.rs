@@ -177,6 +177,8 @@ pub mod progs {
     pub const SCRIPT_OPENAT: &str = "rampart_script_openat";
     pub const SCRIPT_OPEN: &str = "rampart_script_open";
     pub const SCRIPT_EXIT: &str = "rampart_script_exit";
+    /// sched_process_exit: a process's script watch ends with it.
+    pub const EXEC_EXIT: &str = "rampart_exec_exit";
     pub const LSM_PROBE: &str = "rampart_lsm_probe";
     /// LSM sensors: built for kernels with BPF-LSM, loaded only where the probe passes.
     pub const LSM_FILE_OPEN: &str = "rampart_lsm_file_open";

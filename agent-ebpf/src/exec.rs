@@ -119,8 +119,23 @@ fn try_rampart_exec(ctx: &RawTracePointContext) -> Result<(), ()> {
         || kstruct::root_key(o, file).is_some_and(|k| unsafe { INTERPRETERS.get(&k) }.is_some());
     if interpreter && in_scope().is_some() {
         watch_for_script(o);
+    } else {
+        // Whatever this tgid ran before is gone, and so is its watch.
+        let _ = SCRIPT_WATCH.remove(&((bpf_get_current_pid_tgid() >> 32) as u32));
     }
     Ok(())
+}
+
+/// `sched:sched_process_exit`: a process that ends takes its script watch with it, so
+/// a pid reused by a forked process that never execs inherits nothing. The group
+/// leader's exit ends it (a leader gone before its threads only stops the watch).
+#[tracepoint]
+pub fn rampart_exec_exit(_ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if id as u32 == (id >> 32) as u32 {
+        let _ = SCRIPT_WATCH.remove(&((id >> 32) as u32));
+    }
+    0
 }
 
 /// Kill the exec'ing task when the decision is a denial (enforce mode).

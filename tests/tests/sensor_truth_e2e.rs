@@ -230,6 +230,11 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
             .is_some_and(|m| m.starts_with("Script in a world-writable tree run by python3")),
         "{py}"
     );
+    // A shell that execs a reader of a file named in its own argv: the shell's watch
+    // ends with its image, so cat reading data is not taken for a script.
+    as_nobody(&format!(
+        "echo data > {w}/data.txt && sh -c 'exec cat \"$0\" > /dev/null' {w}/data.txt"
+    ));
     // Outside the tree nothing is reported: the same binary, copied to home.
     as_nobody(&format!(
         "cp {t} {hm}/fine && {hm}/fine && cd {hm} && ./fine"
@@ -240,6 +245,12 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
             .iter()
             .any(|x| x["path"].as_str().is_some_and(|p| p.ends_with("/fine"))),
         "an exec outside the tree is not a finding"
+    );
+    assert!(
+        !findings()
+            .iter()
+            .any(|x| x["path"].as_str().is_some_and(|p| p.ends_with("/data.txt"))),
+        "a file read by a program a shell exec'd is not a script"
     );
 }
 

@@ -126,6 +126,12 @@ fn attach_script_follow(
     mode: Option<&'static str>,
 ) -> Result<Component, LoaderError> {
     let mut attached = Vec::new();
+    let name = progs::EXEC_EXIT;
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(prog_err(name))?;
+    prog.attach("sched", "sched_process_exit")
+        .map_err(prog_err(name))?;
+    attached.push("sched:sched_process_exit".to_string());
     for (name, events) in SCRIPT_TRACEPOINTS {
         let name: &'static str = name;
         let prog: &mut TracePoint = program(ebpf, name)?;
