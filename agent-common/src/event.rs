@@ -63,6 +63,9 @@ pub enum EventKind {
     Connect = 3,
     /// A program was exec'd (sched_process_exec).
     Exec = 1,
+    /// A process with write sessions on watched files still open exited: its exit
+    /// closes them without close(2), and the agent ends them ([`ExitEvent`]).
+    WriterExit = 8,
     /// XDP dropped a packet (sampled, rate-bounded).
     XdpDrop = 32,
     /// XDP saw a source cross the port-scan threshold.
@@ -77,6 +80,7 @@ impl EventKind {
             5 => Some(Self::FileRename),
             6 => Some(Self::FileChmod),
             7 => Some(Self::SensitiveRead),
+            8 => Some(Self::WriterExit),
             3 => Some(Self::Connect),
             1 => Some(Self::Exec),
             32 => Some(Self::XdpDrop),
@@ -158,6 +162,21 @@ pub struct FileEvent {
     pub path: [u8; PATH_MAX_LEN],
 }
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 16 + 32 + 24 + 16 + 8 + PATH_MAX_LEN);
+
+/// The leader of a process with open write sessions on watched files exited
+/// (`sched_process_exit`, before its files are closed). Its sessions are the
+/// `RAMPART_OPEN_WRITES` entries of `tgid`, which the agent reads and ends.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 16 + 16 + COMM_LEN);
 
 /// Unlink, rename or chmod of a watched path. Each path is preceded by a u32 so that
 /// `&lpm_bits` / `&lpm_bits2` are LPM trie keys in place, as in [`OpenInfo`].

@@ -50,6 +50,9 @@ pub const WALK_SCRATCH: &str = "RAMPART_WALK_SCRATCH";
 pub const OPEN_PENDING: &str = "RAMPART_OPEN_PENDING";
 /// Open-for-write sessions under watched roots, keyed by [`crate::OpenKey`]. Kernel only.
 pub const OPEN_WRITES: &str = "RAMPART_OPEN_WRITES";
+/// Processes with write sessions open (`LruHashMap<u32, u64>`: tgid -> count), so
+/// their exit is reported. Kernel only.
+pub const WRITERS: &str = "RAMPART_WRITERS";
 /// Per-CPU file sensor counters, indexed by [`crate::FileStat`]. Kernel writes, agent reads.
 pub const FILE_STATS_TOTAL: &str = "RAMPART_FILE_STATS_TOTAL";
 /// Scratch space for building a file path (per-CPU, one entry). Kernel only.
@@ -111,6 +114,7 @@ pub const ALL: &[&str] = &[
     WATCH_PREFIXES,
     OPEN_PENDING,
     OPEN_WRITES,
+    WRITERS,
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
     PATH_PENDING,
@@ -164,6 +168,8 @@ pub mod progs {
     pub const SYS_ENTER_FCHMODAT: &str = "sys_enter_fchmodat";
     pub const SYS_ENTER_CHMOD: &str = "sys_enter_chmod";
     pub const SYS_ENTER_FCHMOD: &str = "sys_enter_fchmod";
+    /// sched_process_exit: a writer that exits with sessions open.
+    pub const FILE_EXIT: &str = "rampart_file_exit";
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     pub const CONNECT4: &str = "rampart_connect4";

@@ -14,9 +14,10 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, path_op, EventHeader, EventKind, FileEvent, FileStat, OpenInfo, OpenKey, PathEvent,
-    PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE, MAX_WATCH_PREFIXES,
-    NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
+    file_flags, path_op, EventHeader, EventKind, ExitEvent, FileEvent, FileStat, OpenInfo, OpenKey,
+    PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE,
+    MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE,
+    WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -49,6 +50,11 @@ static OPEN_PENDING: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries
 /// Open-for-write sessions: (tgid, fd) -> path. LRU so fds closed by exit() cannot leak it full.
 #[map(name = "RAMPART_OPEN_WRITES")]
 static OPEN_WRITES: LruHashMap<OpenKey, OpenInfo> = LruHashMap::with_max_entries(1, 0);
+
+/// Processes with write sessions open: tgid -> sessions (a count kept loosely: fds
+/// closed by dup2 or close_range leave it high, which only costs an exit event).
+#[map(name = "RAMPART_WRITERS")]
+static WRITERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1, 0);
 
 /// Per-CPU counters indexed by `FileStat`.
 #[map(name = "RAMPART_FILE_STATS_TOTAL")]
@@ -404,7 +410,18 @@ fn track_write(id: u64, fd: u32, info: &OpenInfo) -> Result<(), FileStat> {
     };
     OPEN_WRITES
         .insert(&key, info, 0)
-        .map_err(|_| FileStat::MapFull)
+        .map_err(|_| FileStat::MapFull)?;
+    // Not atomic (this target has no atomic add in core): threads of one process
+    // racing here can lose a count, so an exit may go unreported and be left to the
+    // sweep, or be reported with nothing left to end.
+    match WRITERS.get_ptr_mut(&key.tgid) {
+        // SAFETY: live map value.
+        Some(n) => unsafe { *n += 1 },
+        None => {
+            let _ = WRITERS.insert(&key.tgid, &1u64, 0);
+        }
+    }
+    Ok(())
 }
 
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
@@ -426,7 +443,53 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
         FileStat::Emitted,
     );
     let _ = OPEN_WRITES.remove(&key);
+    if let Some(n) = WRITERS.get_ptr_mut(&key.tgid) {
+        // SAFETY: live map value (see track_write).
+        let left = unsafe {
+            *n = (*n).saturating_sub(1);
+            *n
+        };
+        if left == 0 {
+            let _ = WRITERS.remove(&key.tgid);
+        }
+    }
     res
+}
+
+/// `sched:sched_process_exit` of a group leader that still has write sessions: its
+/// exit closes them without close(2), so the agent is told to end them.
+#[tracepoint]
+pub fn rampart_file_exit(_ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    // SAFETY: plain lookup.
+    if id as u32 != tgid || unsafe { WRITERS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let _ = WRITERS.remove(&tgid);
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        bump(FileStat::RingbufFull);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    let ug = bpf_get_current_uid_gid();
+    // SAFETY: reserved ring buffer memory of size_of::<ExitEvent>(); every field written.
+    unsafe {
+        (*ev).header = EventHeader {
+            kind: EventKind::WriterExit as u16,
+            version: EVENT_VERSION,
+            _pad: 0,
+            len: core::mem::size_of::<ExitEvent>() as u32,
+            ktime_ns: bpf_ktime_get_ns(),
+        };
+        (*ev).pid = id as u32;
+        (*ev).tgid = tgid;
+        (*ev).uid = ug as u32;
+        (*ev).gid = (ug >> 32) as u32;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+    }
+    entry.submit(0);
+    0
 }
 
 fn emit_file(

@@ -69,6 +69,12 @@ fn start(root: &Path) -> Sensors {
             net: net_tx.clone(),
         },
         Arc::new(PipelineStats::default()),
+        Some(
+            events::Sessions::new(
+                agent::kernel::take_map(&mut ebpf, maps::OPEN_WRITES).expect("sessions"),
+            )
+            .expect("sessions map"),
+        ),
         rx.clone(),
     ));
     let fan_stats = Arc::new(PipelineStats::default());

@@ -56,6 +56,22 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
     for (_, script) in &cases {
         as_nobody(script);
     }
+    // A writer that exits without closing: its exit ends the session (the kernel
+    // reports the exit, the agent ends what the exit closed).
+    run_ok(
+        integration_test::nobody("/usr/bin/python3").args([
+            "-c",
+            &format!(
+                "import os\nfd = os.open('{w}/exited.php', os.O_WRONLY | os.O_CREAT, 0o644)\nos.write(fd, {:?}.encode())\nos._exit(0)\n",
+                WEBSHELL
+            ),
+        ]),
+        "write and _exit",
+    );
+    let cases: Vec<(&str, String)> = cases
+        .into_iter()
+        .chain([("exited.php", String::new())])
+        .collect();
     let found = |name: &str| {
         let want = www.join(name).display().to_string();
         let (_, f) = h.get("/api/v1/findings", &h.read.clone());
@@ -77,6 +93,10 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
     assert_eq!(
         health["pipeline"]["unresolved"], 0,
         "every path was built by the kernel: {health}"
+    );
+    assert!(
+        health["pipeline"]["exit_closed"].as_u64() >= Some(1),
+        "the session _exit closed was ended by the agent: {health}"
     );
     // What the tracepoints cannot see is named, with its mitigation: io_uring opens,
     // unless kernel.io_uring_disabled keeps users from it.

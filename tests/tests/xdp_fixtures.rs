@@ -90,7 +90,11 @@ impl Fixture {
             match events::decode(&item) {
                 Ok(Decoded::Xdp(ev)) => out.push(ev),
                 Ok(
-                    Decoded::File(_) | Decoded::Path(_) | Decoded::Connect(_) | Decoded::Exec(_),
+                    Decoded::File(_)
+                    | Decoded::Path(_)
+                    | Decoded::Connect(_)
+                    | Decoded::Exec(_)
+                    | Decoded::WriterExit(_),
                 ) => {}
                 Err(e) => panic!("undecodable event: {e}"),
             }

@@ -324,6 +324,7 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
         .map_max_entries(maps::OPEN_PENDING, pending)
         .map_max_entries(maps::PATH_PENDING, pending)
         .map_max_entries(maps::SCRIPT_WATCH, pending)
+        .map_max_entries(maps::WRITERS, pending)
         .map_max_entries(maps::SCRIPT_PENDING, pending)
         .load(OBJECT)?;
     Ok(ebpf)

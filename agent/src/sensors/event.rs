@@ -151,6 +151,8 @@ pub struct PipelineStats {
     pub unwatched: AtomicU64,
     /// Relative paths whose process was gone before we could resolve them.
     pub unresolved: AtomicU64,
+    /// Write sessions ended by their process's exit (no close(2)), ended here.
+    pub exit_closed: AtomicU64,
     /// File activity by operation (write_close, unlink, rename, chmod, sensitive_read).
     pub file_ops: [AtomicU64; 5],
     /// Exec outcomes counted in userspace (the fanotify exec backend), indexed like

@@ -156,6 +156,20 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
             }),
         }
     }
+    // A writer that exits with sessions open: its exit closes them without close(2).
+    let name = progs::FILE_EXIT;
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    prog.load().map_err(prog_err(name))?;
+    prog.attach("sched", "sched_process_exit")
+        .map_err(prog_err(name))?;
+    out.push(Component {
+        name: name.to_string(),
+        kind: "tracepoint",
+        target: "sched:sched_process_exit".into(),
+        state: ComponentState::Attached,
+        mode: None,
+        reason: None,
+    });
     Ok(out)
 }
 

@@ -35,7 +35,7 @@ pub use event::{
     connect_dest, xdp_source, Ancestor, DecodeError, Exec, FileActivity, FileMeta, FileOp,
     PipelineStats, SensorEvent, Sinks,
 };
-pub use reader::{decode, run_reader, Decoded};
+pub use reader::{decode, run_reader, Decoded, Sessions};
 
 use crate::{
     config::{BackendChoice, Config},
@@ -192,7 +192,8 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         )
     };
     let mut file_backend = file_backend;
-    if file_backend.backend == "tracepoint" {
+    let file_backend_is_tracepoint = file_backend.backend == "tracepoint";
+    if file_backend_is_tracepoint {
         if let Some(why) = io_uring_unseen(std::path::Path::new(IO_URING_SYSCTL)) {
             tracing::warn!(unseen = %why, "The file sensor's tracepoints cannot see io_uring opens.");
             file_backend.unseen.push(why);
@@ -260,6 +261,15 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     });
     let ring = RingBuf::try_from(kernel::take_map(ebpf, maps::EVENTS)?)
         .context("the events ring buffer")?;
+    // Sessions a writer's exit closes are ended from the kernel's session table.
+    let sessions = if file_backend_is_tracepoint {
+        Some(
+            reader::Sessions::new(kernel::take_map(ebpf, maps::OPEN_WRITES)?)
+                .context("the write sessions map")?,
+        )
+    } else {
+        None
+    };
     if let Some(why) = &lsm_why {
         bpf_unavailable(&deps.detection, why, &backends).await;
     }
@@ -314,7 +324,8 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         let watched = cfg.watch.paths.clone();
         tasks.push(sup.spawn("sensors", "ring buffer reader", true, move || {
             let (ring, w, s, p, rx) = (open(), watched.clone(), s.clone(), p.clone(), rx.clone());
-            async move { Ok(run_reader(ring?, w, s, p, rx).await?) }
+            let sessions = sessions.clone();
+            async move { Ok(run_reader(ring?, w, s, p, sessions, rx).await?) }
         }));
     }
     drop(net_tx);

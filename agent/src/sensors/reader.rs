@@ -11,7 +11,7 @@ use agent_common::{
     exec::ExecEvent,
     file_flags,
     xdp::XdpEvent,
-    EventHeader, EventKind, FileEvent, PathEvent, EVENT_VERSION,
+    EventHeader, EventKind, ExitEvent, FileEvent, OpenInfo, OpenKey, PathEvent, EVENT_VERSION,
 };
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -87,6 +87,7 @@ impl TryFrom<&ExecEvent> for Exec {
 #[derive(Clone, Copy)]
 pub enum Decoded {
     File(FileEvent),
+    WriterExit(ExitEvent),
     Path(PathEvent),
     Xdp(XdpEvent),
     Connect(ConnectEvent),
@@ -130,6 +131,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         }
         EventKind::XdpDrop | EventKind::PortScan => Ok(Decoded::Xdp(exact(&h, bytes)?)),
         EventKind::Connect => Ok(Decoded::Connect(exact(&h, bytes)?)),
+        EventKind::WriterExit => Ok(Decoded::WriterExit(exact(&h, bytes)?)),
         EventKind::Exec => {
             let ev: ExecEvent = exact(&h, bytes)?;
             if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
@@ -299,12 +301,71 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// The kernel's open write sessions (`RAMPART_OPEN_WRITES`), to end those of a
+/// process whose exit closed them without close(2).
+#[derive(Clone)]
+pub struct Sessions(Arc<std::sync::Mutex<aya::maps::HashMap<MapData, OpenKey, OpenInfo>>>);
+
+impl Sessions {
+    pub fn new(map: aya::maps::Map) -> Result<Self, aya::maps::MapError> {
+        Ok(Self(Arc::new(std::sync::Mutex::new(
+            aya::maps::HashMap::try_from(map)?,
+        ))))
+    }
+
+    /// Remove and return the sessions of `tgid`.
+    pub fn take(&self, tgid: u32) -> Vec<(OpenKey, OpenInfo)> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<OpenKey> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.tgid == tgid)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let v = m.get(&k, 0).ok()?;
+                let _ = m.remove(&k);
+                Some((k, v))
+            })
+            .collect()
+    }
+}
+
+/// The write-close the kernel would have sent for a session `exit` closed.
+pub fn exit_close(exit: &ExitEvent, key: &OpenKey, info: &OpenInfo) -> FileEvent {
+    FileEvent {
+        header: EventHeader {
+            kind: EventKind::FileWriteClose as u16,
+            len: std::mem::size_of::<FileEvent>() as u32,
+            ..exit.header
+        },
+        pid: exit.pid,
+        tgid: exit.tgid,
+        uid: exit.uid,
+        gid: exit.gid,
+        open_flags: info.open_flags,
+        fd: key.fd as i32,
+        dirfd: info.dirfd,
+        // No inode metadata: the file is looked at by path.
+        flags: info.flags & !file_flags::META,
+        ino: 0,
+        size: 0,
+        dev: 0,
+        mode: 0,
+        comm: exit.comm,
+        path_len: info.path_len.min(agent_common::PATH_MAX_LEN as u32 - 1),
+        _pad: 0,
+        path: info.path,
+    }
+}
+
 /// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
 pub async fn run_reader(
     ring: RingBuf<MapData>,
     watched: Vec<PathBuf>,
     sinks: Sinks,
     stats: Arc<PipelineStats>,
+    sessions: Option<Sessions>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its map fd; it stays open and unchanged until the
@@ -326,9 +387,9 @@ pub async fn run_reader(
                 let mut g = g?;
                 tokio::time::sleep(batch).await;
                 g.clear_ready();
-                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats, &mut procs);
+                drain_ring(g.get_inner_mut(), &watched, &sinks, &stats, sessions.as_ref(), &mut procs);
             }
-            _ = safety.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats, &mut procs),
+            _ = safety.tick() => drain_ring(fd.get_mut(), &watched, &sinks, &stats, sessions.as_ref(), &mut procs),
             _ = shutdown.changed() => return Ok(()),
         }
     }
@@ -340,6 +401,7 @@ fn drain_ring(
     watched: &[PathBuf],
     sinks: &Sinks,
     stats: &PipelineStats,
+    sessions: Option<&Sessions>,
     procs: &mut ProcCache,
 ) {
     procs.clear();
@@ -354,6 +416,15 @@ fn drain_ring(
             Ok(Decoded::Path(ev)) => {
                 if let Some(act) = path_activity(&ev, watched, stats, procs) {
                     send_activity(sinks, stats, act);
+                }
+            }
+            Ok(Decoded::WriterExit(ev)) => {
+                for (key, info) in sessions.map(|s| s.take(ev.tgid)).unwrap_or_default() {
+                    stats.exit_closed.fetch_add(1, Ordering::Relaxed);
+                    let fe = exit_close(&ev, &key, &info);
+                    if let Some(act) = to_activity(&fe, watched, stats, procs) {
+                        send_activity(sinks, stats, act);
+                    }
                 }
             }
             Ok(Decoded::Xdp(ev)) => {

@@ -96,6 +96,8 @@ pub struct Pipeline {
     pub queue_dropped: u64,
     pub unwatched: u64,
     pub unresolved: u64,
+    /// Write sessions whose process exited without closing them, ended by the agent.
+    pub exit_closed: u64,
     pub file_ops: FileOps,
 }
 
@@ -219,6 +221,7 @@ impl AgentBackend {
             queue_dropped: p.queue_dropped.load(Ordering::Relaxed),
             unwatched: p.unwatched.load(Ordering::Relaxed),
             unresolved: p.unresolved.load(Ordering::Relaxed),
+            exit_closed: p.exit_closed.load(Ordering::Relaxed),
             file_ops: FileOps {
                 write_close: op(FileOp::WriteClose),
                 unlink: op(FileOp::Unlink),
