@@ -59,6 +59,8 @@ pub enum EventKind {
     FileChmod = 6,
     /// A web-server user opened a sensitive file ([`FileEvent`]).
     SensitiveRead = 7,
+    /// A new name (hard link) appeared in a watched root ([`PathEvent`]: old, new).
+    FileLink = 9,
     /// An outbound connect (cgroup connect4/connect6).
     Connect = 3,
     /// A program was exec'd (sched_process_exec).
@@ -81,6 +83,7 @@ impl EventKind {
             6 => Some(Self::FileChmod),
             7 => Some(Self::SensitiveRead),
             8 => Some(Self::WriterExit),
+            9 => Some(Self::FileLink),
             3 => Some(Self::Connect),
             1 => Some(Self::Exec),
             32 => Some(Self::XdpDrop),
@@ -221,6 +224,9 @@ pub mod path_op {
     pub const CHMOD: u32 = 3;
     /// fchmod(fd): the path comes from the open-for-write session of that fd.
     pub const FCHMOD: u32 = 4;
+    /// link/linkat: a new name for an existing inode (`ptr` the old name, `ptr2` the
+    /// new one, which is what matters; linkat of an O_TMPFILE fd has an empty old name).
+    pub const LINK: u32 = 5;
 }
 
 /// An unlink/rename/chmod in flight (sys_enter -> sys_exit), keyed by pid_tgid.

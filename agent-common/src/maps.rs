@@ -164,6 +164,9 @@ pub mod progs {
     /// renameat2: also its flags (RENAME_EXCHANGE).
     pub const SYS_ENTER_RENAMEAT2: &str = "sys_enter_renameat2";
     pub const SYS_ENTER_RENAME: &str = "sys_enter_rename";
+    /// linkat and link: a hard link (or an O_TMPFILE given a name) in a watched tree.
+    pub const SYS_ENTER_LINKAT: &str = "sys_enter_linkat";
+    pub const SYS_ENTER_LINK: &str = "sys_enter_link";
     /// fchmodat and fchmodat2 (same first three arguments).
     pub const SYS_ENTER_FCHMODAT: &str = "sys_enter_fchmodat";
     pub const SYS_ENTER_CHMOD: &str = "sys_enter_chmod";

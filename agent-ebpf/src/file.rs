@@ -571,6 +571,7 @@ fn remember_path(p: PendingPath) -> u32 {
     let skip = match p.op {
         path_op::FCHMOD => false,
         path_op::RENAME => !may_be_watched(p.ptr) && !may_be_watched(p.ptr2),
+        path_op::LINK => !may_be_watched(p.ptr2),
         _ => !may_be_watched(p.ptr),
     };
     if skip {
@@ -650,6 +651,31 @@ pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
             p2,
             flags as u32,
         )),
+        _ => 0,
+    }
+}
+
+/// linkat(olddfd, oldname, newdfd, newname, flags)
+#[tracepoint]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    match (
+        arg(&ctx, ARG0),
+        arg(&ctx, ARG1),
+        arg(&ctx, ARG2),
+        arg(&ctx, ARG3),
+    ) {
+        (Ok(d1), Ok(p1), Ok(d2), Ok(p2)) => {
+            remember_path(pending(path_op::LINK, d1 as i32, p1, d2 as i32, p2, 0))
+        }
+        _ => 0,
+    }
+}
+
+/// link(oldname, newname)
+#[tracepoint]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    match (arg(&ctx, ARG0), arg(&ctx, ARG1)) {
+        (Ok(p1), Ok(p2)) => remember_path(pending(path_op::LINK, AT_FDCWD, p1, AT_FDCWD, p2, 0)),
         _ => 0,
     }
 }
@@ -753,6 +779,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
     let kind = match p.op {
         path_op::UNLINK => EventKind::FileUnlink,
         path_op::RENAME => EventKind::FileRename,
+        path_op::LINK => EventKind::FileLink,
         _ => EventKind::FileChmod,
     };
     let interesting = if p.op == path_op::FCHMOD {
@@ -772,16 +799,26 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
         ev.dirfd = info.dirfd;
         true
     } else {
-        ev.path_len = read_path(
+        ev.path_len = match read_path(
             p.ptr,
             &mut ev.path,
             file_flags::RELATIVE,
             file_flags::TRUNCATED,
             &mut ev.flags,
-        )?;
-        // Relative paths go to userspace, which resolves and filters them.
-        let mut hit = ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits);
-        if p.op == path_op::RENAME {
+        ) {
+            Ok(n) => n,
+            // A link's old name is only context (linkat of an fd may pass none).
+            Err(_) if p.op == path_op::LINK => {
+                ev.path[0] = 0;
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        // Relative paths go to userspace, which resolves and filters them. A link is
+        // about its new name only (the old one may be empty: an O_TMPFILE fd).
+        let mut hit = p.op != path_op::LINK
+            && (ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits));
+        if p.op == path_op::RENAME || p.op == path_op::LINK {
             ev.path2_len = read_path(
                 p.ptr2,
                 &mut ev.path2,

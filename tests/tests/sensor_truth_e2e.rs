@@ -41,6 +41,22 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
             "proc-cwd.php",
             format!("cd {w} && cp {s} /proc/self/cwd/proc-cwd.php"),
         ),
+        // A hard link of the customer's own file, and an unnamed O_TMPFILE file given
+        // a name in the tree through /proc/self/fd (linkat).
+        (
+            "hardlinked.php",
+            format!("cp {s} {hm}/own.txt && ln {hm}/own.txt {w}/hardlinked.php"),
+        ),
+        (
+            "tmpfile.php",
+            format!(
+                "/usr/bin/python3 -c 'import ctypes, os, sys; \
+                 fd = os.open(\"{w}\", os.O_TMPFILE | os.O_WRONLY, 0o644); \
+                 os.write(fd, open(\"{s}\", \"rb\").read()); \
+                 r = ctypes.CDLL(None).linkat(-100, b\"/proc/self/fd/%d\" % fd, -100, b\"{w}/tmpfile.php\", 0x400); \
+                 sys.exit(r != 0)'"
+            ),
+        ),
         // A harmless file in the tree swapped with the shell outside it
         // (renameat2 RENAME_EXCHANGE): the tree's old name now holds the shell.
         (

@@ -84,6 +84,8 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
             "sys_exit_renameat",
             "sys_exit_renameat2",
             "sys_exit_rename",
+            "sys_exit_linkat",
+            "sys_exit_link",
             "sys_exit_fchmodat",
             "sys_exit_fchmodat2",
             "sys_exit_chmod",
@@ -96,6 +98,8 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
     (progs::SYS_ENTER_RENAMEAT, &["sys_enter_renameat"], false),
     (progs::SYS_ENTER_RENAMEAT2, &["sys_enter_renameat2"], false),
     (progs::SYS_ENTER_RENAME, &["sys_enter_rename"], false),
+    (progs::SYS_ENTER_LINKAT, &["sys_enter_linkat"], false),
+    (progs::SYS_ENTER_LINK, &["sys_enter_link"], false),
     (
         progs::SYS_ENTER_FCHMODAT,
         &["sys_enter_fchmodat", "sys_enter_fchmodat2"],

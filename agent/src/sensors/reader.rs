@@ -113,7 +113,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::Version(h.version));
     }
     match kind {
-        EventKind::FileUnlink | EventKind::FileRename | EventKind::FileChmod => {
+        EventKind::FileUnlink
+        | EventKind::FileRename
+        | EventKind::FileChmod
+        | EventKind::FileLink => {
             let ev: PathEvent = exact(&h, bytes)?;
             for len in [ev.path_len, ev.path2_len] {
                 if len as usize >= agent_common::PATH_MAX_LEN {
@@ -233,7 +236,25 @@ pub fn path_activity(
 ) -> Option<FileActivity> {
     let rel1 = ev.flags & file_flags::RELATIVE != 0;
     let p1 = resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd);
-    let (op, path, old_path) = if ev.header.kind == EventKind::FileRename as u16 {
+    let (op, path, old_path) = if ev.header.kind == EventKind::FileLink as u16 {
+        // A new name for an existing inode: scanned like a file renamed in. Only the
+        // new name matters (the old may be empty: an O_TMPFILE fd given a name).
+        let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
+        let Some(new) = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2)
+        else {
+            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if rel2 && !is_watched(&new, watched) {
+            stats.unwatched.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        (
+            FileOp::Rename,
+            new,
+            p1.filter(|p| !p.as_os_str().is_empty()),
+        )
+    } else if ev.header.kind == EventKind::FileRename as u16 {
         let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
         let p2 = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2);
         let (Some(old), Some(new)) = (p1, p2) else {
