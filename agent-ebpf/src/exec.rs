@@ -210,12 +210,7 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
     let world_writable = match image {
         Image::File { file, filename } => {
             let o = kstruct::offsets().ok_or(())?;
-            let w = kstruct::walk(o, file, ROOT_EXEC, &mut info.path).ok_or(())?;
-            info.path_len = w.len;
-            info.flags = exec_flags::RESOLVED;
-            if w.truncated {
-                info.flags |= exec_flags::TRUNCATED;
-            }
+            let world_writable = walk_into(o, file, info, 0).ok_or(())?;
             if kstruct::nlink(o, file) == Some(0) {
                 info.flags |= exec_flags::FILELESS;
             }
@@ -226,7 +221,7 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
             if info.flags & (exec_flags::FILELESS | exec_flags::FD_EXEC) != 0 {
                 bump(ExecStat::Fileless);
             }
-            w.verdict & ROOT_EXEC != 0
+            world_writable
         }
         Image::Typed(src) => {
             // SAFETY: a kernel string (tracepoint record or bprm->filename).
@@ -255,6 +250,19 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
     };
     emit(info, cgroup_id, decision, new_image);
     Ok(decision)
+}
+
+/// Walk `file` (an image or a script) into `info`: its real path, `flags` with
+/// RESOLVED (and TRUNCATED), and whether it is under a world-writable root.
+#[inline(always)]
+fn walk_into(o: &KernelOffsets, file: u64, info: &mut OpenInfo, flags: u32) -> Option<bool> {
+    let w = kstruct::walk(o, file, ROOT_EXEC, &mut info.path)?;
+    info.path_len = w.len;
+    info.flags = flags | exec_flags::RESOLVED;
+    if w.truncated {
+        info.flags |= exec_flags::TRUNCATED;
+    }
+    Some(w.verdict & ROOT_EXEC != 0)
 }
 
 /// Remember the current task, a freshly exec'd interpreter, with the hashes of its
@@ -421,13 +429,7 @@ pub(crate) fn script_opened(o: &KernelOffsets, file: u64) -> Result<(), ()> {
     let scratch = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: per-CPU scratch, exclusively ours during this run.
     let info = unsafe { &mut *scratch };
-    let w = kstruct::walk(o, file, ROOT_EXEC, &mut info.path).ok_or(())?;
-    info.path_len = w.len;
-    info.flags = exec_flags::SCRIPT | exec_flags::RESOLVED;
-    if w.truncated {
-        info.flags |= exec_flags::TRUNCATED;
-    }
-    let world_writable = w.verdict & ROOT_EXEC != 0;
+    let world_writable = walk_into(o, file, info, exec_flags::SCRIPT).ok_or(())?;
     if world_writable {
         info.flags |= exec_flags::WORLD_WRITABLE;
     }

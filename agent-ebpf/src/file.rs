@@ -616,59 +616,42 @@ pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
     }
 }
 
-/// renameat(olddfd, oldname, newdfd, newname)
-#[tracepoint]
-pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+/// The calls naming (olddfd, oldname, newdfd, newname): renameat, renameat2, linkat.
+#[inline(always)]
+fn remember_name_pair(ctx: &TracePointContext, op: u32, mode: u32) -> u32 {
     match (
-        arg(&ctx, ARG0),
-        arg(&ctx, ARG1),
-        arg(&ctx, ARG2),
-        arg(&ctx, ARG3),
+        arg(ctx, ARG0),
+        arg(ctx, ARG1),
+        arg(ctx, ARG2),
+        arg(ctx, ARG3),
     ) {
         (Ok(d1), Ok(p1), Ok(d2), Ok(p2)) => {
-            remember_path(pending(path_op::RENAME, d1 as i32, p1, d2 as i32, p2, 0))
+            remember_path(pending(op, d1 as i32, p1, d2 as i32, p2, mode))
         }
         _ => 0,
     }
+}
+
+/// renameat(olddfd, oldname, newdfd, newname)
+#[tracepoint]
+pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+    remember_name_pair(&ctx, path_op::RENAME, 0)
 }
 
 /// renameat2(olddfd, oldname, newdfd, newname, flags): the flags travel in `mode`
 /// (RENAME_EXCHANGE swaps the names: both get scanned).
 #[tracepoint]
 pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
-    match (
-        arg(&ctx, ARG0),
-        arg(&ctx, ARG1),
-        arg(&ctx, ARG2),
-        arg(&ctx, ARG3),
-        arg(&ctx, ARG4),
-    ) {
-        (Ok(d1), Ok(p1), Ok(d2), Ok(p2), Ok(flags)) => remember_path(pending(
-            path_op::RENAME,
-            d1 as i32,
-            p1,
-            d2 as i32,
-            p2,
-            flags as u32,
-        )),
-        _ => 0,
+    match arg(&ctx, ARG4) {
+        Ok(flags) => remember_name_pair(&ctx, path_op::RENAME, flags as u32),
+        Err(_) => 0,
     }
 }
 
 /// linkat(olddfd, oldname, newdfd, newname, flags)
 #[tracepoint]
 pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
-    match (
-        arg(&ctx, ARG0),
-        arg(&ctx, ARG1),
-        arg(&ctx, ARG2),
-        arg(&ctx, ARG3),
-    ) {
-        (Ok(d1), Ok(p1), Ok(d2), Ok(p2)) => {
-            remember_path(pending(path_op::LINK, d1 as i32, p1, d2 as i32, p2, 0))
-        }
-        _ => 0,
-    }
+    remember_name_pair(&ctx, path_op::LINK, 0)
 }
 
 /// link(oldname, newname)

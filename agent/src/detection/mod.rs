@@ -498,7 +498,7 @@ pub async fn schedule(
             _ = sweep.tick(), if every.sweep.is_some() => {
                 // One sweep at a time: a tree slower to walk than the interval is
                 // swept back to back, not in parallel.
-                if !sweeping.iter().any(|id| det.jobs.get(*id).is_some_and(|j| j.finished_at.is_none())) {
+                if !det.jobs.any_running(&sweeping) {
                     sweeping = sweep_changed(&det, &roots).await;
                 }
             }
@@ -547,10 +547,7 @@ pub async fn sweep_changed(det: &Arc<Detection>, roots: &[PathBuf]) -> Vec<u64> 
         .collect();
     let (det, jobs) = (det.clone(), ids.clone());
     tokio::spawn(async move {
-        while jobs
-            .iter()
-            .any(|id| det.jobs.get(*id).is_some_and(|j| j.finished_at.is_none()))
-        {
+        while det.jobs.any_running(&jobs) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let ns = started

@@ -493,6 +493,14 @@ impl Jobs {
         self.with(|j| j.get(&id).cloned())
     }
 
+    /// Is any of `ids` still running (kept and not finished)?
+    pub fn any_running(&self, ids: &[u64]) -> bool {
+        self.with(|j| {
+            ids.iter()
+                .any(|id| j.get(id).is_some_and(|job| job.finished_at.is_none()))
+        })
+    }
+
     /// Start a job walking `path` on a blocking thread, feeding `pool`: every file,
     /// or with `since` only the files whose inode changed since then (see `changed`).
     pub fn start(

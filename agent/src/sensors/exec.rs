@@ -23,7 +23,7 @@ use aya::{
 };
 
 use super::{
-    event::{kernel_dev, Exec, PipelineStats},
+    event::{root_key, Exec, PipelineStats},
     file::{tracepoint_exists, watch_key},
     procfs::lineage,
 };
@@ -210,17 +210,12 @@ pub fn interpreter_paths() -> Vec<PathBuf> {
 /// (kernel dev, inode) of each path that exists (symlinks followed), and the ones
 /// that do not.
 pub fn root_keys(paths: &[PathBuf]) -> (Vec<RootKey>, Vec<PathBuf>) {
-    use std::os::unix::fs::MetadataExt;
     let mut keys = Vec::new();
     let mut missing = Vec::new();
     for p in paths {
         match std::fs::metadata(p) {
             Ok(md) => {
-                let k = RootKey {
-                    dev: kernel_dev(md.dev()) as u32,
-                    _pad: 0,
-                    ino: md.ino(),
-                };
+                let k = root_key(&md);
                 if !keys.contains(&k) {
                     keys.push(k);
                 }

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use agent_common::{maps, maps::progs, RootKey, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{programs::TracePoint, Ebpf};
 
-use super::event::kernel_dev;
+use super::event::{kernel_dev, root_key};
 use crate::kernel::{
     insert_path_prefixes, insert_set, or_bits, prog_err, program, set_single, Component,
     ComponentState, LoaderError,
@@ -21,7 +21,6 @@ pub fn set_watch_prefixes(
     ebpf: &mut Ebpf,
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<std::path::PathBuf>, LoaderError> {
-    use std::os::unix::fs::MetadataExt;
     insert_path_prefixes(
         ebpf,
         maps::WATCH_PREFIXES,
@@ -32,11 +31,7 @@ pub fn set_watch_prefixes(
     let mut roots = Vec::new();
     for p in paths {
         match std::fs::metadata(p) {
-            Ok(md) if md.is_dir() => roots.push(RootKey {
-                dev: kernel_dev(md.dev()) as u32,
-                _pad: 0,
-                ino: md.ino(),
-            }),
+            Ok(md) if md.is_dir() => roots.push(root_key(&md)),
             _ => missing.push(p.clone()),
         }
     }

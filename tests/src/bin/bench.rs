@@ -800,7 +800,6 @@ fn fanotify_runs(
 /// File sensor cost and latency: the same workload without and with the sensor
 /// attached (same run), and close → event-in-userspace latency.
 fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
-    use std::os::fd::AsRawFd;
     const N: usize = 50_000;
     // A private tmpfs: this machine's virtual disk adds writeback stalls of seconds
     // that land in whichever phase runs next (a 27 s baseline against 2.4 s in one
@@ -877,17 +876,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let reader = std::thread::spawn(move || {
         let mut got: Vec<(usize, u64)> = Vec::with_capacity(N);
         loop {
-            let mut pfd = libc::pollfd {
-                fd: ring.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(
-                    agent_common::BATCH_DELAY_MS,
-                ));
-            }
+            wait_like_the_agent(&ring);
             while let Some(item) = ring.next() {
                 let now = base.elapsed().as_nanos() as u64;
                 if let Ok(agent::sensors::Decoded::File(ev)) = agent::sensors::decode(&item) {
@@ -1043,6 +1032,23 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     Ok(())
 }
 
+/// Wait for the ring as the agent does: until a record wakes it (or 100 ms pass, so
+/// the caller can look at its stop flag), then the batching delay before a drain.
+fn wait_like_the_agent(ring: &aya::maps::RingBuf<MapData>) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: ring.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(
+            agent_common::BATCH_DELAY_MS,
+        ));
+    }
+}
+
 /// Pairs of runs without and with the sensor (see file_sensor).
 const PAIRS: usize = 5;
 
@@ -1054,7 +1060,6 @@ fn median(v: &mut [f64]) -> f64 {
 /// Run `f` with the file sensor attached on `watched` and its ring drained by a
 /// thread, as the agent would; the sensor is gone when this returns.
 fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
-    use std::os::fd::AsRawFd;
     let SensorRing {
         _ebpf,
         _pins,
@@ -1066,17 +1071,7 @@ fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
     // Like the agent: woken by the ring, a batching delay, then a drain.
     let drainer = std::thread::spawn(move || {
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            let mut pfd = libc::pollfd {
-                fd: ring.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
-                std::thread::sleep(std::time::Duration::from_millis(
-                    agent_common::BATCH_DELAY_MS,
-                ));
-            }
+            wait_like_the_agent(&ring);
             while let Some(item) = ring.next() {
                 let _ = agent::sensors::decode(&item);
             }
