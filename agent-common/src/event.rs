@@ -61,6 +61,8 @@ pub enum EventKind {
     SensitiveRead = 7,
     /// A new name (hard link) appeared in a watched root ([`PathEvent`]: old, new).
     FileLink = 9,
+    /// A file under a watched root was truncated by name ([`PathEvent`]).
+    FileTruncate = 10,
     /// An outbound connect (cgroup connect4/connect6).
     Connect = 3,
     /// A program was exec'd (sched_process_exec).
@@ -84,6 +86,7 @@ impl EventKind {
             7 => Some(Self::SensitiveRead),
             8 => Some(Self::WriterExit),
             9 => Some(Self::FileLink),
+            10 => Some(Self::FileTruncate),
             3 => Some(Self::Connect),
             1 => Some(Self::Exec),
             32 => Some(Self::XdpDrop),
@@ -129,7 +132,15 @@ pub mod file_flags {
     /// The kernel's walk up from the opened file ended before the root (deeper than
     /// `MAX_WALK_DEPTH`): `path` holds only its last components.
     pub const UNRESOLVED: u32 = 1 << 7;
+    /// The session's fd was mapped shared (`mmap(MAP_SHARED)`): the mapping can
+    /// change the file after close, so the session outlives the close (under
+    /// [`super::MAPPED_FD`]) and is ended again by the process's exit.
+    pub const MAPPED: u32 = 1 << 8;
 }
+
+/// `OpenKey.fd` bit of a session kept past its close because its file is mapped
+/// shared: `fd | MAPPED_FD` (an fd is a non-negative int, below 2^31).
+pub const MAPPED_FD: u32 = 1 << 31;
 
 /// The kernel's FMODE_CREATED (include/linux/fs.h), set in `file->f_mode` by an
 /// open that created the file.
@@ -227,6 +238,8 @@ pub mod path_op {
     /// link/linkat: a new name for an existing inode (`ptr` the old name, `ptr2` the
     /// new one, which is what matters; linkat of an O_TMPFILE fd has an empty old name).
     pub const LINK: u32 = 5;
+    /// truncate(path, length): content changed without a write session.
+    pub const TRUNCATE: u32 = 6;
 }
 
 /// An unlink/rename/chmod in flight (sys_enter -> sys_exit), keyed by pid_tgid.

@@ -171,6 +171,10 @@ pub mod progs {
     pub const SYS_ENTER_FCHMODAT: &str = "sys_enter_fchmodat";
     pub const SYS_ENTER_CHMOD: &str = "sys_enter_chmod";
     pub const SYS_ENTER_FCHMOD: &str = "sys_enter_fchmod";
+    /// truncate(path, length): a watched file's content changed by name.
+    pub const SYS_ENTER_TRUNCATE: &str = "sys_enter_truncate";
+    /// mmap(MAP_SHARED) of a write session's fd: ended again at exit.
+    pub const SYS_ENTER_MMAP: &str = "sys_enter_mmap";
     /// sched_process_exit: a writer that exits with sessions open.
     pub const FILE_EXIT: &str = "rampart_file_exit";
     /// The exit of every unlink/rename/chmod syscall.

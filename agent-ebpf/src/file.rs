@@ -15,7 +15,7 @@
 
 use agent_common::{
     file_flags, path_op, EventHeader, EventKind, ExitEvent, FileEvent, FileStat, OpenInfo, OpenKey,
-    PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAX_SENSITIVE,
+    PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE,
     MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE,
     WATCH_INCLUDE,
 };
@@ -442,6 +442,19 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
         unsafe { &*info },
         FileStat::Emitted,
     );
+    // SAFETY: live map value.
+    if unsafe { (*info).flags } & file_flags::MAPPED != 0 {
+        // A shared mapping outlives the fd and can still change the file: the
+        // session moves aside (still counted in WRITERS) for the exit to end again.
+        let kept = OpenKey {
+            tgid: key.tgid,
+            fd: key.fd | MAPPED_FD,
+        };
+        // SAFETY: live map value, copied by the insert.
+        let _ = OPEN_WRITES.insert(&kept, unsafe { &*info }, 0);
+        let _ = OPEN_WRITES.remove(&key);
+        return res;
+    }
     let _ = OPEN_WRITES.remove(&key);
     if let Some(n) = WRITERS.get_ptr_mut(&key.tgid) {
         // SAFETY: live map value (see track_write).
@@ -454,6 +467,29 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
         }
     }
     res
+}
+
+/// mmap(addr, len, prot, flags, fd, off): a shared mapping of a write session's
+/// fd marks the session, so its close keeps it for the exit (see
+/// sys_enter_close). Shared whatever `prot` says: mprotect can add write later.
+#[tracepoint]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    const MAP_SHARED: u64 = 0x1; // also set in MAP_SHARED_VALIDATE (0x3)
+    let (Ok(flags), Ok(fd)) = (arg(&ctx, ARG3), arg(&ctx, ARG4)) else {
+        return 0;
+    };
+    if flags & MAP_SHARED == 0 || (fd as i64) < 0 {
+        return 0;
+    }
+    let key = OpenKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        fd: fd as u32,
+    };
+    if let Some(info) = OPEN_WRITES.get_ptr_mut(&key) {
+        // SAFETY: live map value.
+        unsafe { (*info).flags |= file_flags::MAPPED };
+    }
+    0
 }
 
 /// `sched:sched_process_exit` of a group leader that still has write sessions: its
@@ -672,6 +708,15 @@ pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
     }
 }
 
+/// truncate(path, length): content changed by name, no write session.
+#[tracepoint]
+pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
+    match arg(&ctx, ARG0) {
+        Ok(p) => remember_path(pending(path_op::TRUNCATE, AT_FDCWD, p, 0, 0, 0)),
+        Err(_) => 0,
+    }
+}
+
 /// fchmodat(dfd, filename, mode) and fchmodat2(..., flags): only to executable.
 #[tracepoint]
 pub fn sys_enter_fchmodat(ctx: TracePointContext) -> u32 {
@@ -763,6 +808,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
         path_op::UNLINK => EventKind::FileUnlink,
         path_op::RENAME => EventKind::FileRename,
         path_op::LINK => EventKind::FileLink,
+        path_op::TRUNCATE => EventKind::FileTruncate,
         _ => EventKind::FileChmod,
     };
     let interesting = if p.op == path_op::FCHMOD {

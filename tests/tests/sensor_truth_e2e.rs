@@ -14,11 +14,50 @@ const WEBSHELL: &str = "<?php system($_GET['cmd']); ?>\n";
 
 #[test]
 fn a_webshell_is_found_however_its_path_is_spelled() {
+    webshell_spellings(Backend::Tracepoint);
+}
+
+/// The same table through the fanotify backend (the last fallback): its events name
+/// the real file (directory handle + name), so every spelling resolves there too; a
+/// hard link or an O_TMPFILE named by linkat is a create of a name with content. What
+/// it cannot see (truncate by name) is named in `/health` with its mitigation.
+#[test]
+fn the_fanotify_backend_finds_the_same_spellings() {
+    webshell_spellings(Backend::Fanotify);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Tracepoint,
+    Fanotify,
+}
+
+/// A rule that matches only a small file holding the marker: the big file it
+/// starts as is clean until a truncate(2) cuts it down.
+const SMALL_MARKER_RULE: &str = "rule rampart_test_truncated_marker {\n  strings:\n    $m = \"RAMPART-TRUNCATION-MARKER\"\n  condition:\n    $m and filesize < 100\n}\n";
+
+fn webshell_spellings(backend: Backend) {
     let Some(net) = integration_test::net_or_skip() else {
         return;
     };
-    let h = Harness::start(net, "");
+    let top = match backend {
+        Backend::Tracepoint => "egress:\n  enabled: false\nexec:\n  enabled: false\n",
+        Backend::Fanotify => {
+            "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: fanotify\n"
+        }
+    };
+    let h = Harness::start_with(net, "", top);
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    let file = sensor(&health, "file");
+    let want = match backend {
+        Backend::Tracepoint => "tracepoint",
+        Backend::Fanotify => "fanotify",
+    };
+    assert_eq!(file["backend"], want, "{health}");
     let dir = h.dir.path().to_path_buf();
+    std::fs::write(dir.join("rules/small-marker.yar"), SMALL_MARKER_RULE).expect("rule");
+    let (s, r) = h.post("/api/v1/rules/reload", serde_json::json!({}));
+    assert_eq!(s, 200, "{r}");
     let www = h.www.clone();
     // The customer's own corner: a source file, a directory outside the tree, and a
     // symlink into the tree, all theirs.
@@ -68,6 +107,27 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
                  sys.exit(r != 0)'"
             ),
         ),
+        // Zeros when its fd is closed; the shell arrives through a shared mapping
+        // afterwards, and the writer's exit ends the session again.
+        (
+            "mapped.php",
+            format!(
+                "/usr/bin/python3 -c 'import mmap, os, time; \
+                 d = open(\"{s}\", \"rb\").read(); \
+                 fd = os.open(\"{w}/mapped.php\", os.O_RDWR | os.O_CREAT, 0o644); \
+                 os.ftruncate(fd, len(d)); \
+                 m = mmap.mmap(fd, len(d), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE); \
+                 os.close(fd); time.sleep(0.5); m[:] = d; os._exit(0)'"
+            ),
+        ),
+        // Clean while 4 KiB long; a truncate(2) by name leaves only the marker.
+        (
+            "truncated.php",
+            format!(
+                "{{ printf RAMPART-TRUNCATION-MARKER; head -c 4096 /dev/zero; }} > {w}/truncated.php && \
+                 sleep 0.5 && /usr/bin/python3 -c 'import os; os.truncate(\"{w}/truncated.php\", 25)'"
+            ),
+        ),
     ];
     for (_, script) in &cases {
         as_nobody(script);
@@ -84,9 +144,12 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
         ]),
         "write and _exit",
     );
+    // What the fanotify backend cannot see must be named, with its mitigation.
+    let unseen_here = |name: &str| backend == Backend::Fanotify && name == "truncated.php";
     let cases: Vec<(&str, String)> = cases
         .into_iter()
         .chain([("exited.php", String::new())])
+        .filter(|(n, _)| !unseen_here(n))
         .collect();
     let found = |name: &str| {
         let want = www.join(name).display().to_string();
@@ -104,15 +167,31 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
         .map(|(n, _)| *n)
         .filter(|n| !found(n))
         .collect();
-    assert!(all, "not found: {missing:?}; log:\n{}", h.log());
+    assert!(
+        all,
+        "{backend:?}: not found: {missing:?}; log:\n{}",
+        h.log()
+    );
     let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    let file = sensor(&health, "file");
+    let unseen = |word: &str| {
+        file["unseen"].as_array().is_some_and(|u| {
+            u.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.contains(word)))
+        })
+    };
+    if backend == Backend::Fanotify {
+        assert!(unseen("truncate(2)"), "{file}");
+        assert!(!unseen("io_uring"), "fanotify sees io_uring opens: {file}");
+        return;
+    }
     assert_eq!(
         health["pipeline"]["unresolved"], 0,
         "every path was built by the kernel: {health}"
     );
     assert!(
-        health["pipeline"]["exit_closed"].as_u64() >= Some(1),
-        "the session _exit closed was ended by the agent: {health}"
+        health["pipeline"]["exit_closed"].as_u64() >= Some(2),
+        "the sessions _exit closed and the mapped one were ended by the agent: {health}"
     );
     // What the tracepoints cannot see is named, with its mitigation: io_uring opens,
     // unless kernel.io_uring_disabled keeps users from it.
@@ -124,18 +203,15 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
         .as_array()
         .is_some_and(|a| a.iter().any(|c| c == "sensors.file.unseen.io_uring"));
     assert_eq!(named, open_to_users, "{caps}");
-    let file = health["sensors"]
+    assert_eq!(unseen("io_uring"), open_to_users, "{file}");
+}
+
+fn sensor(health: &serde_json::Value, name: &str) -> serde_json::Value {
+    health["sensors"]
         .as_array()
-        .and_then(|a| a.iter().find(|s| s["sensor"] == "file"))
+        .and_then(|a| a.iter().find(|s| s["sensor"] == name))
         .cloned()
-        .unwrap_or_default();
-    assert_eq!(
-        file["unseen"].as_array().is_some_and(|u| u
-            .iter()
-            .any(|x| x.as_str().is_some_and(|x| x.contains("io_uring")))),
-        open_to_users,
-        "{file}"
-    );
+        .unwrap_or_default()
 }
 
 /// The exec sensor decides by the file the kernel runs, and follows interpreters to
@@ -146,6 +222,19 @@ fn a_webshell_is_found_however_its_path_is_spelled() {
 /// /proc/self/fd). Dry run: each runs, and each is a finding on its real path.
 #[test]
 fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
+    exec_spellings(Backend::Tracepoint);
+}
+
+/// The same execs through the fanotify exec backend: it sees every file the kernel
+/// opens to run (the image, a `#!` script), by its real path. A script named to an
+/// interpreter or the loader, and a memfd, are not such opens: each is named in
+/// `/health` and `/capabilities` instead.
+#[test]
+fn the_fanotify_exec_backend_sees_the_images_and_names_the_rest() {
+    exec_spellings(Backend::Fanotify);
+}
+
+fn exec_spellings(backend: Backend) {
     let Some(net) = integration_test::net_or_skip() else {
         return;
     };
@@ -165,8 +254,12 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
     std::fs::create_dir(&home).expect("mkdir");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     std::os::unix::fs::symlink(&ww, home.join("link")).expect("symlink");
+    let forced = match backend {
+        Backend::Tracepoint => "",
+        Backend::Fanotify => "sensors:\n  exec_backend: fanotify\n",
+    };
     let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: true\n  world_writable: [{}]\n  enforce: true\n  dry_run: true\n",
+        "egress:\n  enabled: false\nexec:\n  enabled: true\n  world_writable: [{}]\n  enforce: true\n  dry_run: true\n{forced}",
         ww.display()
     );
     let h = Harness::start_with(net, "", &top);
@@ -233,29 +326,62 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
                 && x["path"].as_str().is_some_and(|p| p.ends_with(name))
         })
     };
+    // fanotify sees the files the kernel opens to run; the rest must be named.
+    let fanotify = backend == Backend::Fanotify;
+    let unseen_here = |n: &str| fanotify && matches!(n, "by-sh.sh" | "by-python.py" | "ldso");
+    let cases: Vec<_> = cases.iter().filter(|(n, _)| !unseen_here(n)).collect();
+    let memfds: &[&str] = if fanotify {
+        &[]
+    } else {
+        &["memfd:payload", "memfd:payload2"]
+    };
     let all = wait_for(Duration::from_secs(15), || {
         let f = findings();
-        cases.iter().all(|(n, _)| seen(&f, n))
-            && fileless(&f, "memfd:payload")
-            && fileless(&f, "memfd:payload2")
+        cases.iter().all(|(n, _)| seen(&f, n)) && memfds.iter().all(|n| fileless(&f, n))
     });
     let f = findings();
     let missing: Vec<&str> = cases
         .iter()
         .map(|(n, _)| *n)
         .filter(|n| !seen(&f, n))
-        .chain(
-            ["memfd:payload", "memfd:payload2"]
-                .into_iter()
-                .filter(|n| !fileless(&f, n)),
-        )
+        .chain(memfds.iter().copied().filter(|n| !fileless(&f, n)))
         .collect();
     assert!(
         all,
-        "not found: {missing:?}; findings: {f:?}\nlog:\n{}",
+        "{backend:?}: not found: {missing:?}; findings: {f:?}\nlog:\n{}",
         h.log()
     );
-    // The interpreter is named, the script is the path.
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    let exec = sensor(&health, "exec");
+    let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
+    let cap = |c: &str| {
+        caps["capabilities"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == c))
+    };
+    let unseen = |word: &str| {
+        exec["unseen"].as_array().is_some_and(|u| {
+            u.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.contains(word)))
+        })
+    };
+    for (word, c) in [
+        ("interpreter", "sensors.exec.unseen.interpreted"),
+        ("fileless", "sensors.exec.unseen.fileless"),
+    ] {
+        assert_eq!(unseen(word), fanotify, "{exec}");
+        assert_eq!(cap(c), fanotify, "{caps}");
+    }
+    if fanotify {
+        assert_eq!(exec["backend"], "fanotify", "{exec}");
+    } else {
+        // The interpreter is named, the script is the path.
+        interpreter_named(&f, &ww);
+    }
+    outside_and_data_are_quiet(&findings, w, hm, t);
+}
+
+fn interpreter_named(f: &[serde_json::Value], ww: &std::path::Path) {
     let py = f
         .iter()
         .find(|x| x["path"] == ww.join("by-python.py").display().to_string())
@@ -266,6 +392,14 @@ fn an_exec_from_a_world_writable_tree_is_seen_however_it_is_spelled() {
             .is_some_and(|m| m.starts_with("Script in a world-writable tree run by python3")),
         "{py}"
     );
+}
+
+fn outside_and_data_are_quiet(
+    findings: &dyn Fn() -> Vec<serde_json::Value>,
+    w: impl std::fmt::Display,
+    hm: impl std::fmt::Display,
+    t: impl std::fmt::Display,
+) {
     // A shell that execs a reader of a file named in its own argv: the shell's watch
     // ends with its image, so cat reading data is not taken for a script.
     as_nobody(&format!(

@@ -59,6 +59,11 @@ pub enum FanotifyError {
     },
 }
 
+/// What this backend cannot see, named in `/health`.
+pub const UNSEEN: [&str; 1] = [
+    "files truncated by name (truncate(2) is a FAN_MODIFY, which would report every write on the filesystem); the sweep scans such files within detection.sweep_interval_minutes",
+];
+
 /// An initialized fanotify group with its marks, ready to run.
 pub struct FanotifySensor {
     fd: OwnedFd,
@@ -374,6 +379,11 @@ impl State {
                 self.created.clear();
             }
             self.created.insert(path.clone());
+            if mask & libc::FAN_CLOSE_WRITE == 0 {
+                if let Some(act) = self.named_with_content(&path, pid) {
+                    out.push(act);
+                }
+            }
         }
         if mask & libc::FAN_CLOSE_WRITE != 0 {
             let created = self.created.remove(&path);
@@ -398,6 +408,23 @@ impl State {
             self.created.remove(&path);
             out.push(self.base(FileOp::Unlink, path, pid));
         }
+    }
+
+    /// A name created for content that already exists: a hard link (`ln`), or an
+    /// O_TMPFILE file given its name by `linkat`. Neither is followed by a
+    /// close-write under that name (the tmpfile's close reports the kernel's
+    /// placeholder name), so the new name is scanned like a file renamed in. A
+    /// regular file created empty by open(O_CREAT) is left to its close-write;
+    /// one that got content before we read the event is scanned twice (harmless).
+    fn named_with_content(&mut self, path: &Path, pid: u32) -> Option<FileActivity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        if !m.file_type().is_file() || (m.nlink() < 2 && m.size() == 0) {
+            return None;
+        }
+        let mut act = self.base(FileOp::Rename, path.to_path_buf(), pid);
+        act.meta = FileMeta::of(path);
+        Some(act)
     }
 
     fn rename(

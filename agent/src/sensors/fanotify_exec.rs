@@ -63,6 +63,13 @@ const HEADER_LEN: usize = 256;
 /// Program headers looked at for PT_INTERP.
 const MAX_PHDRS: usize = 64;
 
+/// What this backend cannot see, named in `/health` and `/capabilities`: fanotify
+/// reports the files the kernel opens to exec (`FMODE_EXEC`), on marked filesystems.
+pub const UNSEEN: [&str; 2] = [
+    "scripts named to an interpreter (sh x, python3 x.py) or to the dynamic loader (ld.so x): the kernel execs the interpreter and the script is an ordinary read; #! scripts are seen",
+    "fileless execs (a memfd run by descriptor or by /proc/self/fd): no file on a marked filesystem",
+];
+
 /// An initialized group with its marks, ready to run.
 pub struct FanotifyExec {
     fd: OwnedFd,

@@ -85,6 +85,7 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
             "sys_exit_fchmodat2",
             "sys_exit_chmod",
             "sys_exit_fchmod",
+            "sys_exit_truncate",
         ],
         false,
     ),
@@ -102,6 +103,8 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
     ),
     (progs::SYS_ENTER_CHMOD, &["sys_enter_chmod"], false),
     (progs::SYS_ENTER_FCHMOD, &["sys_enter_fchmod"], false),
+    (progs::SYS_ENTER_TRUNCATE, &["sys_enter_truncate"], false),
+    (progs::SYS_ENTER_MMAP, &["sys_enter_mmap"], false),
 ];
 
 /// Does this kernel have the syscall tracepoint `event`?

@@ -473,11 +473,9 @@ fn choose_file_backend(
             mode: None,
             reason: Some(reason.clone()),
         };
-        Ok((
-            vec![c],
-            SensorBackend::new("file", "fanotify", Some(reason)),
-            Some(f),
-        ))
+        let mut backend = SensorBackend::new("file", "fanotify", Some(reason));
+        backend.unseen = fanotify::UNSEEN.iter().map(|u| u.to_string()).collect();
+        Ok((vec![c], backend, Some(f)))
     };
     match cfg.sensors.file_backend {
         BackendChoice::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
@@ -545,11 +543,12 @@ fn choose_exec_backend(
                     ))),
                     reason: Some(reason.clone()),
                 };
-                (
-                    vec![c],
-                    SensorBackend::new("exec", "fanotify", Some(reason)),
-                    Some(f),
-                )
+                let mut backend = SensorBackend::new("exec", "fanotify", Some(reason));
+                backend.unseen = fanotify_exec::UNSEEN
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect();
+                (vec![c], backend, Some(f))
             }
             Err(e) => {
                 tracing::error!(error = %e, "Exec sensor not started.");

@@ -116,7 +116,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         EventKind::FileUnlink
         | EventKind::FileRename
         | EventKind::FileChmod
-        | EventKind::FileLink => {
+        | EventKind::FileLink
+        | EventKind::FileTruncate => {
             let ev: PathEvent = exact(&h, bytes)?;
             for len in [ev.path_len, ev.path2_len] {
                 if len as usize >= agent_common::PATH_MAX_LEN {
@@ -277,6 +278,9 @@ pub fn path_activity(
         }
         let op = if ev.header.kind == EventKind::FileUnlink as u16 {
             FileOp::Unlink
+        } else if ev.header.kind == EventKind::FileTruncate as u16 {
+            // New content by name: scanned like a write session's end.
+            FileOp::WriteClose
         } else {
             FileOp::Chmod
         };
@@ -365,7 +369,7 @@ pub fn exit_close(exit: &ExitEvent, key: &OpenKey, info: &OpenInfo) -> FileEvent
         uid: exit.uid,
         gid: exit.gid,
         open_flags: info.open_flags,
-        fd: key.fd as i32,
+        fd: (key.fd & !agent_common::MAPPED_FD) as i32,
         dirfd: info.dirfd,
         // No inode metadata: the file is looked at by path.
         flags: info.flags & !file_flags::META,
@@ -611,6 +615,24 @@ mod tests {
         assert_eq!(act.op, FileOp::Rename);
         assert_eq!(act.path, PathBuf::from("/w/b.x"));
         assert_eq!(act.old_path, Some(PathBuf::from("/w/a.x")));
+        // A truncate by name is new content at that name: scanned like a write-close.
+        let mut t = ev;
+        t.header.kind = EventKind::FileTruncate as u16;
+        t.path2_len = 0;
+        let Ok(Decoded::Path(d)) = decode(&raw(&t)) else {
+            panic!("not a path event")
+        };
+        let act = path_activity(
+            &d,
+            &[],
+            &PipelineStats::default(),
+            &mut ProcCache::default(),
+        )
+        .expect("activity");
+        assert_eq!(
+            (act.op, act.path),
+            (FileOp::WriteClose, PathBuf::from("/w/a.x"))
+        );
         ev.path2_len = 4096;
         assert!(matches!(decode(&raw(&ev)), Err(DecodeError::PathLen(4096))));
         let good = raw(&{

@@ -250,6 +250,18 @@ impl api::Backend for AgentBackend {
         {
             caps.push("sensors.file.unseen.io_uring");
         }
+        for (word, cap) in [
+            ("interpreter", "sensors.exec.unseen.interpreted"),
+            ("fileless", "sensors.exec.unseen.fileless"),
+        ] {
+            if self
+                .sensors
+                .iter()
+                .any(|s| s.sensor == "exec" && s.unseen.iter().any(|u| u.contains(word)))
+            {
+                caps.push(cap);
+            }
+        }
         caps
     }
 
