@@ -67,6 +67,7 @@ fn start(root: &Path) -> Sensors {
         Sinks {
             files: tp_tx,
             net: net_tx.clone(),
+            unnamed: None,
         },
         Arc::new(PipelineStats::default()),
         Some(
@@ -85,6 +86,7 @@ fn start(root: &Path) -> Sensors {
                 Sinks {
                     files: fa_tx,
                     net: net_tx,
+                    unnamed: None,
                 },
                 fs2,
                 rx,

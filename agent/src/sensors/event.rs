@@ -164,6 +164,12 @@ pub struct PipelineStats {
     pub unresolved: AtomicU64,
     /// Write sessions ended by their process's exit (no close(2)), ended here.
     pub exit_closed: AtomicU64,
+    /// Write-closes the kernel could not name, found by inode in a watched tree ...
+    pub unnamed_found: AtomicU64,
+    /// ... not found there (outside the watched trees, or gone) ...
+    pub unnamed_not_found: AtomicU64,
+    /// ... and not looked up (too many at once: left to the sweep).
+    pub unnamed_dropped: AtomicU64,
     /// File activity by operation (write_close, unlink, rename, chmod, sensitive_read).
     pub file_ops: [AtomicU64; 5],
     /// Exec outcomes counted in userspace (the fanotify exec backend), indexed like
@@ -247,6 +253,8 @@ impl Exec {
 pub struct Sinks {
     pub files: mpsc::Sender<FileActivity>,
     pub net: mpsc::Sender<SensorEvent>,
+    /// Write-closes the kernel could not name, to be found by inode.
+    pub unnamed: Option<mpsc::Sender<super::unnamed::Unnamed>>,
 }
 
 /// Count and queue one file activity (a full queue is a counted drop, never a wait).

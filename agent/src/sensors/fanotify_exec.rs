@@ -585,7 +585,11 @@ mod tests {
     fn hostile_event_buffers_are_counted_never_a_panic() {
         let (files, _f) = tokio::sync::mpsc::channel(4);
         let (net, mut net_rx) = tokio::sync::mpsc::channel(4);
-        let sinks = Sinks { files, net };
+        let sinks = Sinks {
+            files,
+            net,
+            unnamed: None,
+        };
         let stats = PipelineStats::default();
         let mut st = State {
             policy: ExecPolicy {

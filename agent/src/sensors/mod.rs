@@ -16,6 +16,7 @@ pub mod file;
 pub mod lsm;
 pub mod procfs;
 pub mod reader;
+pub mod unnamed;
 
 use std::{
     os::fd::AsFd,
@@ -285,12 +286,37 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     } = deps;
     let pipeline = Arc::new(PipelineStats::default());
     let (net_tx, net_rx) = mpsc::channel::<SensorEvent>(cfg.sensors.event_channel_size);
+    let (unnamed_tx, unnamed_rx) = mpsc::channel(unnamed::PENDING_MAX);
     let sinks = || Sinks {
         files: files.clone(),
         net: net_tx.clone(),
+        unnamed: Some(unnamed_tx.clone()),
     };
     let sup = supervisor;
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    {
+        // Writes the kernel could not name are found by inode (bounded walks).
+        let rx = Shared::new(unnamed_rx);
+        let (s, p, stop, roots) = (
+            sinks(),
+            pipeline.clone(),
+            shutdown.clone(),
+            cfg.watch.paths.clone(),
+        );
+        tasks.push(sup.spawn("sensors", "unnamed-write lookup", true, move || {
+            let (rx, s, p, stop, roots) = (
+                rx.clone(),
+                s.clone(),
+                p.clone(),
+                stop.clone(),
+                roots.clone(),
+            );
+            async move {
+                unnamed::run(&mut *rx.take().await, roots, s, p, stop).await;
+                Ok(())
+            }
+        }));
+    }
     // Each reader restarts on its own resources: a fanotify sensor is opened again,
     // the ring is read again through a duplicate of its map's descriptor (the
     // consumer position lives in the ring itself, so nothing is read twice).

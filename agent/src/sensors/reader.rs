@@ -22,6 +22,7 @@ use super::{
         FileMeta, FileOp, PipelineStats, SensorEvent, Sinks,
     },
     procfs::ProcCache,
+    unnamed::{self, Unnamed},
 };
 
 fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
@@ -192,17 +193,38 @@ pub fn to_activity(
         stats.unresolved.fetch_add(1, Ordering::Relaxed);
         return None;
     };
+    let act = file_activity(ev, path, procs);
+    // Sensitive files are matched by the kernel wherever they are.
+    if relative && act.op == FileOp::WriteClose && !is_watched(&act.path, watched) {
+        stats.unwatched.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(act)
+}
+
+/// A write-close the kernel could not name (too deep, or too long a path), for the
+/// lookup by inode ([`super::unnamed`]). None without inode metadata.
+pub fn unnamed_of(ev: &FileEvent, procs: &mut ProcCache) -> Option<Unnamed> {
+    let has = |f: u32| ev.flags & f != 0;
+    let unnamed =
+        has(file_flags::UNRESOLVED) || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED));
+    if !unnamed || !has(file_flags::META) || ev.header.kind != EventKind::FileWriteClose as u16 {
+        return None;
+    }
+    let tail = cstr(&ev.path[..(ev.path_len as usize).min(ev.path.len())]);
+    let act = file_activity(ev, PathBuf::new(), procs);
+    let meta = act.meta?;
+    Some(Unnamed::new(meta.dev, meta.ino, tail, act))
+}
+
+/// The activity of a file event under `path`.
+fn file_activity(ev: &FileEvent, path: PathBuf, procs: &mut ProcCache) -> FileActivity {
     let op = if ev.header.kind == EventKind::SensitiveRead as u16 {
         FileOp::SensitiveRead
     } else {
         FileOp::WriteClose
     };
-    // Sensitive files are matched by the kernel wherever they are.
-    if relative && op == FileOp::WriteClose && !is_watched(&path, watched) {
-        stats.unwatched.fetch_add(1, Ordering::Relaxed);
-        return None;
-    }
-    Some(FileActivity {
+    FileActivity {
         op,
         path,
         old_path: None,
@@ -224,7 +246,7 @@ pub fn to_activity(
         new_mode: None,
         exchange: false,
         received_at: std::time::Instant::now(),
-    })
+    }
 }
 
 /// Turn an unlink/rename/chmod event into a [`FileActivity`]. A rename is kept when
@@ -436,6 +458,8 @@ fn drain_ring(
             Ok(Decoded::File(ev)) => {
                 if let Some(act) = to_activity(&ev, watched, stats, procs) {
                     send_activity(sinks, stats, act);
+                } else if let (Some(tx), Some(u)) = (&sinks.unnamed, unnamed_of(&ev, procs)) {
+                    unnamed::submit(tx, stats, u);
                 }
             }
             Ok(Decoded::Path(ev)) => {

@@ -98,7 +98,17 @@ pub struct Pipeline {
     pub unresolved: u64,
     /// Write sessions whose process exited without closing them, ended by the agent.
     pub exit_closed: u64,
+    /// Write-closes the kernel could not name (too deep, too long a path), looked up
+    /// by inode in the watched trees.
+    pub unnamed: Unnamed,
     pub file_ops: FileOps,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unnamed {
+    pub found: u64,
+    pub not_found: u64,
+    pub dropped: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,6 +232,11 @@ impl AgentBackend {
             unwatched: p.unwatched.load(Ordering::Relaxed),
             unresolved: p.unresolved.load(Ordering::Relaxed),
             exit_closed: p.exit_closed.load(Ordering::Relaxed),
+            unnamed: Unnamed {
+                found: p.unnamed_found.load(Ordering::Relaxed),
+                not_found: p.unnamed_not_found.load(Ordering::Relaxed),
+                dropped: p.unnamed_dropped.load(Ordering::Relaxed),
+            },
             file_ops: FileOps {
                 write_close: op(FileOp::WriteClose),
                 unlink: op(FileOp::Unlink),

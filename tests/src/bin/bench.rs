@@ -768,6 +768,7 @@ fn fanotify_runs(
         agent::sensors::Sinks {
             files: tx,
             net: net_tx,
+            unnamed: None,
         },
         stats,
         stop_rx,
