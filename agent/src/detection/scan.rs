@@ -154,6 +154,8 @@ pub struct ScanReport {
     /// Device and inode of the file scanned.
     pub dev: u64,
     pub ino: u64,
+    /// ctime (seconds, nanoseconds) when the file was opened for this scan.
+    pub ctime: (i64, i64),
 }
 
 fn owner_name(uid: u32) -> String {
@@ -206,6 +208,7 @@ pub fn scan_file(
         gid: meta.gid(),
         dev: meta.dev(),
         ino: meta.ino(),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
     })
 }
 
@@ -287,6 +290,39 @@ pub struct ScanPool {
     /// Shared by every clone, so [`ScanPool::close`] closes the queue for all.
     tx: Arc<RwLock<Option<mpsc::Sender<ScanRequest>>>>,
     pub stats: Arc<ScanStats>,
+    scanned: Arc<Scanned>,
+    engine: Arc<Engine>,
+}
+
+/// Files scanned lately: (st_dev, inode) -> (ctime at the scan, rule generation).
+/// The sweep skips a file whose inode has not changed since a scan with the current
+/// rules (a file written in real time is otherwise scanned again by the next sweep,
+/// its ctime having moved). Cleared when full: at worst a file is scanned twice.
+#[derive(Default)]
+struct Scanned(Mutex<HashMap<(u64, u64), ScannedAs>>);
+
+/// A scan's ctime (seconds, nanoseconds) and rule generation.
+type ScannedAs = ((i64, i64), u64);
+
+/// Entries [`Scanned`] holds at most (about 3 MB).
+const SCANNED_MAX: usize = 65_536;
+
+impl Scanned {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<(u64, u64), ScannedAs>) -> T) -> T {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn record(&self, r: &ScanReport, generation: u64) {
+        self.with(|m| {
+            if m.len() >= SCANNED_MAX {
+                m.clear();
+            }
+            m.insert((r.dev, r.ino), (r.ctime, generation));
+        });
+    }
 }
 
 impl ScanPool {
@@ -300,15 +336,29 @@ impl ScanPool {
         let (tx, rx) = mpsc::channel::<ScanRequest>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(ScanStats::default());
+        let scanned = Arc::new(Scanned::default());
         for i in 0..workers.max(1) {
             let (engine, rx, out, stats) = (engine.clone(), rx.clone(), out.clone(), stats.clone());
+            let scanned = scanned.clone();
             std::thread::Builder::new()
                 .name(format!("rampart-scan-{i}"))
-                .spawn(move || worker(&engine, &rx, &out, &stats, max_bytes))?;
+                .spawn(move || worker(&engine, &rx, &out, &stats, &scanned, max_bytes))?;
         }
         Ok(Self {
             tx: Arc::new(RwLock::new(Some(tx))),
             stats,
+            scanned,
+            engine,
+        })
+    }
+
+    /// Was this inode (its `lstat`) scanned with the current rules since it last
+    /// changed?
+    pub fn scanned_as_is(&self, md: &std::fs::Metadata) -> bool {
+        let generation = self.engine.generation();
+        self.scanned.with(|m| {
+            m.get(&(md.dev(), md.ino()))
+                .is_some_and(|(c, g)| *c == (md.ctime(), md.ctime_nsec()) && *g == generation)
         })
     }
 
@@ -372,6 +422,7 @@ fn worker(
     rx: &Mutex<mpsc::Receiver<ScanRequest>>,
     out: &mpsc::Sender<ScanOutcome>,
     stats: &ScanStats,
+    recent: &Scanned,
     max_bytes: u64,
 ) {
     let mut pending: Option<ScanRequest> = None;
@@ -414,6 +465,7 @@ fn worker(
             };
             match &result {
                 Ok(r) => {
+                    recent.record(r, generation);
                     stats.scanned.fetch_add(1, Ordering::Relaxed);
                     stats.bytes.fetch_add(r.scanned_bytes, Ordering::Relaxed);
                     stats
@@ -540,7 +592,7 @@ impl Jobs {
             let (mut found, mut unchanged) = (0u64, 0u64);
             let err = walk(&path, &mut |p| {
                 if let Some(since) = since {
-                    if !changed(&p, since) {
+                    if !changed(&p, since, &pool) {
                         unchanged += 1;
                         if unchanged % 1024 == 0 {
                             me.with(|j| {
@@ -609,12 +661,13 @@ fn finish_if_done(job: &mut JobInfo) {
     }
 }
 
-/// Has the inode at `p` changed at or after `since`? By ctime: the kernel sets it to
-/// the current time on every write, truncate, chmod, rename and link, and no user
-/// can set it (utimes sets mtime and atime, not ctime), so a file cannot be made to
-/// look unchanged. A file that cannot be stat'ed counts as changed (the scan will say
-/// why it cannot be read).
-pub fn changed(p: &Path, since: SystemTime) -> bool {
+/// Has the inode at `p` changed at or after `since`, and not been scanned (with the
+/// current rules) since? By ctime: the kernel sets it to the current time on every
+/// write, truncate, chmod, rename and link, and no user can set it (utimes sets
+/// mtime and atime, not ctime), so a file cannot be made to look unchanged. A file
+/// that cannot be stat'ed counts as changed (the scan will say why it cannot be
+/// read).
+pub fn changed(p: &Path, since: SystemTime, pool: &ScanPool) -> bool {
     let Ok(md) = std::fs::symlink_metadata(p) else {
         return true;
     };
@@ -623,7 +676,7 @@ pub fn changed(p: &Path, since: SystemTime) -> bool {
             md.ctime().max(0) as u64,
             md.ctime_nsec().clamp(0, 999_999_999) as u32,
         );
-    ctime >= since
+    ctime >= since && !pool.scanned_as_is(&md)
 }
 
 /// Every regular file under `root`, without following symlinks or leaving its
@@ -692,8 +745,14 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_file_dated_back_still_counts_as_changed() {
+    #[tokio::test]
+    async fn a_file_dated_back_still_counts_as_changed_and_a_scan_as_is_does_not() {
+        let rules = tempfile::tempdir().expect("tempdir");
+        let engine =
+            Arc::new(Engine::new(Some(rules.path().to_path_buf()), false).expect("engine"));
+        let (out_tx, mut out_rx) = mpsc::channel(4);
+        let pool = ScanPool::start(engine.clone(), 1, 2, 1 << 20, out_tx).expect("pool");
+        let changed = |p: &Path, since| changed(p, since, &pool);
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.php");
         std::fs::write(&p, "x").expect("write");
@@ -709,6 +768,31 @@ mod tests {
         assert!(!changed(&p, SystemTime::now() + Duration::from_secs(60)));
         // Gone: changed (the scan says why it cannot be read).
         assert!(changed(&dir.path().join("nope"), SystemTime::now()));
+        // Scanned since it changed (a real-time scan): the sweep leaves it ...
+        let scan = |p: &Path| {
+            pool.submit_blocking(ScanRequest {
+                path: p.to_path_buf(),
+                origin: Origin::Job(0),
+                queued_at: std::time::Instant::now(),
+            })
+        };
+        assert!(scan(&p));
+        assert!(out_rx.recv().await.expect("outcome").result.is_ok());
+        assert!(!changed(&p, before), "scanned as it is");
+        // ... until it changes again ...
+        std::fs::write(&p, "y").expect("write");
+        assert!(changed(&p, before));
+        assert!(scan(&p));
+        assert!(out_rx.recv().await.expect("outcome").result.is_ok());
+        assert!(!changed(&p, before));
+        // ... or the rules do.
+        std::fs::write(
+            rules.path().join("a.yml"),
+            "rules:\n  - name: mine\n    severity: info\n    patterns: [zzz-marker]\n",
+        )
+        .expect("rule");
+        engine.reload().expect("reload");
+        assert!(changed(&p, before), "scanned with older rules");
     }
 
     #[test]
