@@ -86,12 +86,6 @@ static SENSITIVE_NAMES: HashMap<[u8; NAME_MAX_LEN], u32> =
 #[map(name = "RAMPART_NAME_SCRATCH")]
 static NAME_SCRATCH: PerCpuArray<[u8; NAME_MAX_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
-// bpf_ringbuf_query / submit flags (include/uapi/linux/bpf.h).
-const BPF_RB_AVAIL_DATA: u64 = 0;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
-/// Pending bytes that wake the reader (≈200 file events).
-const WAKEUP_BYTES: u64 = 64 * 1024;
-
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
@@ -582,21 +576,12 @@ fn emit_file(
     }
     // Wakeups: the ring's default wakes the reader only for a record submitted
     // when it had caught up (the first of a batch); the reader then waits
-    // BATCH_DELAY_MS and drains the lot. A large backlog forces a wakeup.
-    entry.submit(wakeup_flags());
+    // BATCH_DELAY_MS and drains the lot. Never forced: a forced wakeup is an
+    // irq_work, a self-IPI (a VM exit under a hypervisor) per record, and the
+    // reader is asleep in its batching delay, not waiting on the ring, anyway.
+    entry.submit(0);
     bump(counter);
     Ok(())
-}
-
-/// Ring submit flags for a file event: the default (wake a reader that had caught
-/// up), forced once a large backlog is pending.
-#[inline(always)]
-fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        0
-    }
 }
 
 // ---- unlink / rename / chmod ---------------------------------------------------
@@ -877,7 +862,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
     ev.gid = (ug >> 32) as u32;
     ev.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
     EVENTS
-        .output::<PathEvent>(&*ev, wakeup_flags())
+        .output::<PathEvent>(&*ev, 0)
         .map_err(|_| FileStat::RingbufFull)?;
     bump(FileStat::PathEmitted);
     Ok(())

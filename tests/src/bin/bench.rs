@@ -57,9 +57,10 @@ fn main() -> Result<()> {
                         sensor_rate(&mut fresh)?;
                     }
                     "idle" => idle(&mut fresh)?,
+                    "programs" => file_programs(&mut fresh)?,
                     other => {
                         anyhow::bail!(
-                            "--only detection|logs|sensors|sensor-rate|idle, not {other:?}"
+                            "--only detection|logs|sensors|sensor-rate|idle|programs, not {other:?}"
                         )
                     }
                 }
@@ -1084,6 +1085,38 @@ fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
         .join()
         .map_err(|_| anyhow::anyhow!("drainer panicked"))?;
     Ok(out)
+}
+
+/// Only the file sensor's program time per file (`--only programs`, for iterating
+/// on the kernel side): three runs outside and three inside the watched tree on a
+/// private tmpfs while a reader drains like the agent; the median of each.
+fn file_programs(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mnt = integration_test::TmpfsMount::new(dir.path(), "1g").map_err(anyhow::Error::msg)?;
+    let (watched, unwatched) = (mnt.0.join("www"), mnt.0.join("other"));
+    std::fs::create_dir(&watched)?;
+    std::fs::create_dir(&unwatched)?;
+    let base = Instant::now();
+    let (mut w, mut u) = (vec![], vec![]);
+    drained(&watched, || -> Result<()> {
+        file_workload(&watched, 5_000, base);
+        for _ in 0..3 {
+            u.push(bpf_ns_per_file(&unwatched, "unwatched", base)?);
+            w.push(bpf_ns_per_file(&watched, "watched", base)?);
+        }
+        Ok(())
+    })??;
+    let (w, u) = (median(&mut w), median(&mut u));
+    eprintln!("file programs: {w:.0} ns per watched file, {u:.0} ns per unwatched file");
+    results.insert(
+        "file_bpf_ns_per_file_watched",
+        metric(w, "ns", "file sensor programs' run time per file in the watched tree (BPF_ENABLE_STATS, median of 3 runs of 50k files)"),
+    );
+    results.insert(
+        "file_bpf_ns_per_file_unwatched",
+        metric(u, "ns", "file sensor programs' run time per file outside the watched trees (BPF_ENABLE_STATS, median of 3 runs of 50k files)"),
+    );
+    Ok(())
 }
 
 /// One file-workload run in `dir` with BPF run-time stats on: prints each program's
