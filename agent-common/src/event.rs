@@ -303,8 +303,13 @@ pub struct KernelOffsets {
     pub bprm_interp: u32,
     /// `inode.i_nlink` (0: a memfd or a deleted file).
     pub inode_i_nlink: u32,
-    pub _pad: u32,
+    /// Start (8-aligned) of the [`DENTRY_CHUNK`] bytes of `struct dentry` that hold
+    /// `d_parent`, `d_name`, `d_inode` and `d_sb`: the walk reads them in one go.
+    pub dentry_chunk: u32,
 }
+
+/// Bytes of `struct dentry` the walk reads per step (from `dentry_chunk`).
+pub const DENTRY_CHUNK: usize = 128;
 
 /// What the kernel keeps for an open-for-write session.
 ///
@@ -314,6 +319,12 @@ pub struct KernelOffsets {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct OpenInfo {
+    /// `file->f_inode` of the opened file, read at open (0 without struct offsets):
+    /// the close reads the inode's facts from it instead of looking the fd up again.
+    /// The fd holds the file, and so the inode, until that close; an fd replaced by
+    /// dup2 leaves a stale pointer, which probe reads tolerate (wrong metadata, never
+    /// a fault), like the stale session itself.
+    pub inode: u64,
     pub open_flags: u32,
     pub dirfd: i32,
     pub flags: u32,
@@ -321,7 +332,7 @@ pub struct OpenInfo {
     pub lpm_bits: u32,
     pub path: [u8; PATH_MAX_LEN],
 }
-const _: () = assert!(core::mem::size_of::<OpenInfo>() == 20 + PATH_MAX_LEN);
+const _: () = assert!(core::mem::size_of::<OpenInfo>() == (28 + PATH_MAX_LEN).div_ceil(8) * 8);
 const _: () =
     assert!(core::mem::offset_of!(OpenInfo, path) == core::mem::offset_of!(OpenInfo, lpm_bits) + 4);
 

@@ -334,6 +334,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     info.open_flags = pending.open_flags;
     info.dirfd = pending.dirfd;
     info.flags = 0;
+    info.inode = 0;
     let write = pending.open_flags & WRITE_FLAGS != 0;
     if write {
         // The file the kernel opened decides, not the name the process typed (which
@@ -358,6 +359,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
                 if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
                     info.flags |= file_flags::CREATED;
                 }
+                info.inode = kstruct::file_inode(o, f).unwrap_or(0);
                 return track_write(id, ret as u32, info);
             }
         }
@@ -529,8 +531,12 @@ fn emit_file(
     info: &OpenInfo,
     counter: FileStat,
 ) -> Result<(), FileStat> {
-    let meta = kstruct::offsets()
-        .and_then(|o| kstruct::current_file(o, fd as u32).and_then(|f| kstruct::inode_meta(o, f)));
+    // The inode kept from the open when there is one (five reads), else the fd's
+    // file looked up again (eleven).
+    let meta = kstruct::offsets().and_then(|o| match info.inode {
+        0 => kstruct::current_file(o, fd as u32).and_then(|f| kstruct::inode_meta(o, f)),
+        inode => kstruct::of_inode(o, inode),
+    });
     let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
         return Err(FileStat::RingbufFull);
     };

@@ -4,7 +4,8 @@
 //! yields an error or garbage, never a fault; callers treat both as "unknown".
 
 use agent_common::{
-    KernelOffsets, RootKey, MAX_WALK_DEPTH, MAX_WATCH_ROOTS, PATH_MAX_LEN, WATCH_EXCLUDE,
+    KernelOffsets, RootKey, DENTRY_CHUNK, MAX_WALK_DEPTH, MAX_WATCH_ROOTS, PATH_MAX_LEN,
+    WATCH_EXCLUDE,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_kernel, generated},
@@ -29,11 +30,20 @@ pub struct WalkState {
     dentry: u64,
     mnt: u64,
     pos: u64,
+    /// `mnt->mnt_root` of the current mount, 0 until read (once per mount).
+    mnt_root: u64,
     /// The root bits this walk looks for.
     mask: u32,
     verdict: u32,
     /// bit 0: complete, bit 1: truncated.
     done: u32,
+    /// `s_dev` of the current mount's superblock; valid when `have_dev` is 1 (every
+    /// dentry of one mount shares it, so it is read once per mount).
+    dev: u32,
+    have_dev: u32,
+    _pad: u32,
+    /// The current dentry's fields, from one read of `DENTRY_CHUNK` bytes.
+    chunk: [u64; DENTRY_CHUNK / 8],
     buf: [u8; 2 * PATH_MAX_LEN],
 }
 
@@ -95,7 +105,18 @@ pub struct InodeMeta {
 
 #[inline(always)]
 pub fn inode_meta(o: &KernelOffsets, file: u64) -> Option<InodeMeta> {
-    let inode: u64 = read(file, o.file_f_inode)?;
+    of_inode(o, read(file, o.file_f_inode)?)
+}
+
+/// `file->f_inode`.
+#[inline(always)]
+pub fn file_inode(o: &KernelOffsets, file: u64) -> Option<u64> {
+    ptr(file, o.file_f_inode)
+}
+
+/// Inode number, size, device and mode of an inode.
+#[inline(always)]
+pub fn of_inode(o: &KernelOffsets, inode: u64) -> Option<InodeMeta> {
     let sb: u64 = read(inode, o.inode_i_sb)?;
     Some(InodeMeta {
         ino: read(inode, o.inode_i_ino)?,
@@ -169,17 +190,49 @@ pub struct Walked {
 
 /// One step up: check the dentry against the watched roots, then either cross to
 /// the mount below or prepend the dentry's name. False when the walk is over.
+/// A u64 field of the current dentry, from the chunk (`off` from BTF; the mask
+/// keeps the index inside the chunk for the verifier).
+#[inline(always)]
+fn chunk_u64(o: &KernelOffsets, st: *mut WalkState, off: u32) -> u64 {
+    let i = ((off - o.dentry_chunk) as usize / 8) & (DENTRY_CHUNK / 8 - 1);
+    // SAFETY: `i` < DENTRY_CHUNK / 8, inside our scratch's chunk.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*st).chunk[i])) }
+}
+
+/// A u32 field of the current dentry (little-endian halves of the chunk's words).
+#[inline(always)]
+fn chunk_u32(o: &KernelOffsets, st: *mut WalkState, off: u32) -> u32 {
+    (chunk_u64(o, st, off & !7) >> ((off & 4) * 8)) as u32
+}
+
 #[inline(always)]
 fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let dentry: u64 = get!(st, dentry);
     let mnt: u64 = get!(st, mnt);
+    if dentry == 0 {
+        return None;
+    }
+    // d_parent, d_name, d_inode and d_sb in one read (the agent checked they fit).
+    // SAFETY: into our scratch's chunk; the helper checks the kernel address.
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(
+            core::ptr::addr_of_mut!((*st).chunk).cast(),
+            DENTRY_CHUNK as u32,
+            (dentry + o.dentry_chunk as u64) as *const core::ffi::c_void,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
     if get!(st, verdict) == 0 {
-        let inode: u64 = read(dentry, o.dentry_d_inode)?;
-        let sb: u64 = read(dentry, o.dentry_d_sb)?;
+        if get!(st, have_dev) == 0 {
+            set!(st, dev, read(chunk_u64(o, st, o.dentry_d_sb), o.sb_s_dev)?);
+            set!(st, have_dev, 1);
+        }
         let key = RootKey {
-            dev: read(sb, o.sb_s_dev)?,
+            dev: get!(st, dev),
             _pad: 0,
-            ino: read(inode, o.inode_i_ino)?,
+            ino: read(chunk_u64(o, st, o.dentry_d_inode), o.inode_i_ino)?,
         };
         // SAFETY: plain lookup.
         if let Some(v) = unsafe { WATCH_ROOTS.get(&key) } {
@@ -192,8 +245,10 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
             }
         }
     }
-    let root: u64 = read(mnt, o.vfsmount_mnt_root)?;
-    if dentry == root {
+    if get!(st, mnt_root) == 0 {
+        set!(st, mnt_root, read::<u64>(mnt, o.vfsmount_mnt_root)?);
+    }
+    if dentry == get!(st, mnt_root) {
         // The root of this mount: go on from where it is mounted.
         let mount = mnt - o.mount_mnt as u64;
         let parent: u64 = read(mount, o.mount_mnt_parent)?;
@@ -204,11 +259,13 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         }
         set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
         set!(st, mnt, parent + o.mount_mnt as u64);
+        set!(st, mnt_root, 0);
+        set!(st, have_dev, 0);
         return Some(true);
     }
-    let up: u64 = read(dentry, o.dentry_d_parent)?;
-    let len = read::<u32>(dentry, o.dentry_d_name_len)? as u64;
-    let name: u64 = read(dentry, o.dentry_d_name_name)?;
+    let up: u64 = chunk_u64(o, st, o.dentry_d_parent);
+    let len = chunk_u32(o, st, o.dentry_d_name_len) as u64;
+    let name: u64 = chunk_u64(o, st, o.dentry_d_name_name);
     let pos: u64 = get!(st, pos);
     if len + 1 > pos {
         let done: u32 = get!(st, done);
@@ -260,6 +317,8 @@ pub fn walk(
     set!(st, pos, PATH_END as u64);
     set!(st, verdict, 0);
     set!(st, done, 0);
+    set!(st, mnt_root, 0);
+    set!(st, have_dev, 0);
     // SAFETY: our scratch.
     unsafe { (*st).buf[PATH_END] = 0 };
     for _ in 0..MAX_WALK_DEPTH {

@@ -337,7 +337,7 @@ impl Btf {
 
     /// Every offset the kernel programs use, with the sizes they read checked.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
-        Ok(KernelOffsets {
+        let mut o = KernelOffsets {
             valid: 1,
             task_files: self.sized("task_struct", "files", 8)?,
             task_real_parent: self.sized("task_struct", "real_parent", 8)?,
@@ -371,9 +371,35 @@ impl Btf {
             bprm_file: self.sized("linux_binprm", "file", 8)?,
             bprm_interp: self.sized("linux_binprm", "interp", 8)?,
             inode_i_nlink: self.sized("inode", "i_nlink", 4)?,
-            _pad: 0,
-        })
+            dentry_chunk: 0,
+        };
+        o.dentry_chunk = dentry_chunk(&o)?;
+        Ok(o)
     }
+}
+
+/// The window of `struct dentry` the walk reads per step: every field it needs
+/// must lie within [`agent_common::DENTRY_CHUNK`] bytes of an 8-aligned start.
+fn dentry_chunk(o: &KernelOffsets) -> Result<u32, BtfError> {
+    let fields = [
+        ("d_parent", o.dentry_d_parent, 8),
+        ("d_name.len", o.dentry_d_name_len, 4),
+        ("d_name.name", o.dentry_d_name_name, 8),
+        ("d_inode", o.dentry_d_inode, 8),
+        ("d_sb", o.dentry_d_sb, 8),
+    ];
+    let start = fields.iter().map(|f| f.1).min().unwrap_or(0) & !7;
+    for (member, off, size) in fields {
+        if off + size > start + agent_common::DENTRY_CHUNK as u32 {
+            return Err(BtfError::Size {
+                ty: "dentry".into(),
+                member: format!("{member} at {off} (outside the walk's window from {start})"),
+                actual: off + size - start,
+                expected: agent_common::DENTRY_CHUNK as u32,
+            });
+        }
+    }
+    Ok(start)
 }
 
 #[cfg(test)]

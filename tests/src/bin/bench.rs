@@ -693,6 +693,8 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
     let mut cfg = integration_test::test_config(&pins);
     cfg.sensors.ringbuf_bytes = agent::config::Config::embedded()?.sensors.ringbuf_bytes; // the default
     let mut ebpf = agent::kernel::load(&cfg)?;
+    // As the agent runs it: write sessions are decided by walking the opened file.
+    agent::kernel::set_kernel_offsets(&mut ebpf).map_err(anyhow::Error::msg)?;
     agent::sensors::file::set_watch_prefixes(&mut ebpf, &[watched.to_path_buf()])?;
     agent::sensors::file::attach_file_sensor(&mut ebpf)?;
     let stats =
