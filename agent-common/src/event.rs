@@ -45,6 +45,16 @@ pub struct RootKey {
     pub ino: u64,
 }
 
+/// Value of `RAMPART_ROOT_DENTRIES`: a watched root's bits (as in
+/// `RAMPART_WATCH_ROOTS`) and identity, learned by its directory's dentry address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootDentry {
+    pub bits: u32,
+    pub dev: u32,
+    pub ino: u64,
+}
+
 /// Stable wire codes. Never renumber. 1..=31 process/file, 32.. network.
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,4 +394,5 @@ mod user {
     unsafe impl aya::Pod for PendingPath {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for RootKey {}
+    unsafe impl aya::Pod for RootDentry {}
 }

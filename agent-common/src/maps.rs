@@ -34,6 +34,11 @@ pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
 /// `WATCH_EXCLUDE`): the kernel walks up from an opened file and the nearest root
 /// found decides. Agent writes (stat of each watched path), kernel reads.
 pub const WATCH_ROOTS: &str = "RAMPART_WATCH_ROOTS";
+/// The same roots by the address of their directory's dentry (`HashMap<u64,
+/// RootDentry>`), learned at start by `rampart_learn_root` while the agent holds each
+/// root open (which keeps the dentry, and so the address, alive): the walk's
+/// membership test is then one lookup per level, no reads. Kernel writes.
+pub const ROOT_DENTRIES: &str = "RAMPART_ROOT_DENTRIES";
 /// Interpreters by identity (`HashMap<RootKey, u32>`: sh, bash, php, python, perl,
 /// ld.so, ...): an exec of one is followed to the script it opens. Agent writes.
 pub const INTERPRETERS: &str = "RAMPART_INTERPRETERS";
@@ -135,6 +140,7 @@ pub const ALL: &[&str] = &[
     EXEC_STATS_TOTAL,
     EXEC_SCRATCH,
     WATCH_ROOTS,
+    ROOT_DENTRIES,
     WALK_SCRATCH,
     INTERPRETERS,
     SCRIPT_WATCH,
@@ -175,6 +181,8 @@ pub mod progs {
     pub const SYS_ENTER_TRUNCATE: &str = "sys_enter_truncate";
     /// mmap(MAP_SHARED) of a write session's fd: ended again at exit.
     pub const SYS_ENTER_MMAP: &str = "sys_enter_mmap";
+    /// sys_enter_fstatfs, attached only while the agent learns its roots' dentries.
+    pub const LEARN_ROOT: &str = "rampart_learn_root";
     /// sched_process_exit: a writer that exits with sessions open.
     pub const FILE_EXIT: &str = "rampart_file_exit";
     /// The exit of every unlink/rename/chmod syscall.

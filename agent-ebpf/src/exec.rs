@@ -256,7 +256,7 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
 /// RESOLVED (and TRUNCATED), and whether it is under a world-writable root.
 #[inline(always)]
 fn walk_into(o: &KernelOffsets, file: u64, info: &mut OpenInfo, flags: u32) -> Option<bool> {
-    let w = kstruct::walk(o, file, ROOT_EXEC, &mut info.path)?;
+    let w = kstruct::walk(o, file, ROOT_EXEC, kstruct::Names::Always, &mut info.path)?;
     info.path_len = w.len;
     info.flags = flags | exec_flags::RESOLVED;
     if w.truncated {

@@ -342,7 +342,13 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let opened =
             kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
         if let Some((o, f)) = opened {
-            if let Some(w) = kstruct::walk(o, f, ROOT_FILE, &mut info.path) {
+            if let Some(w) = kstruct::walk(
+                o,
+                f,
+                ROOT_FILE,
+                kstruct::Names::UnlessOutside,
+                &mut info.path,
+            ) {
                 if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
                     return Ok(());
                 }
@@ -463,6 +469,19 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
         }
     }
     res
+}
+
+/// fstatfs(fd, buf), attached only while the agent learns its roots: the agent
+/// fstatfs'es each watched root it holds open, and the root's dentry address is
+/// remembered (see `kstruct::learn`).
+#[tracepoint]
+pub fn rampart_learn_root(ctx: TracePointContext) -> u32 {
+    if let (Ok(fd), Some(o)) = (arg(&ctx, ARG0), kstruct::offsets()) {
+        if let Some(f) = kstruct::current_file(o, fd as u32) {
+            let _ = kstruct::learn(o, f);
+        }
+    }
+    0
 }
 
 /// mmap(addr, len, prot, flags, fd, off): a shared mapping of a write session's

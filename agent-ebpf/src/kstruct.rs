@@ -4,8 +4,8 @@
 //! yields an error or garbage, never a fault; callers treat both as "unknown".
 
 use agent_common::{
-    KernelOffsets, RootKey, DENTRY_CHUNK, MAX_WALK_DEPTH, MAX_WATCH_ROOTS, PATH_MAX_LEN,
-    WATCH_EXCLUDE,
+    KernelOffsets, RootDentry, RootKey, DENTRY_CHUNK, MAX_WALK_DEPTH, MAX_WATCH_ROOTS,
+    PATH_MAX_LEN, WATCH_EXCLUDE,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_task, bpf_probe_read_kernel, generated},
@@ -19,6 +19,33 @@ static KERNEL_OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
 /// Watched roots by (kernel dev, inode), written by the agent at start.
 #[map(name = "RAMPART_WATCH_ROOTS")]
 static WATCH_ROOTS: HashMap<RootKey, u32> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
+
+/// The same roots by their directory's dentry address, learned at start
+/// ([`learn`]) while the agent holds each root open.
+#[map(name = "RAMPART_ROOT_DENTRIES")]
+static ROOT_DENTRIES: HashMap<u64, RootDentry> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
+
+/// If `file` is a watched root's directory (by device and inode), remember its
+/// dentry's address with the root's bits.
+#[inline(always)]
+pub fn learn(o: &KernelOffsets, file: u64) -> Option<()> {
+    let dentry: u64 = ptr(file, o.file_f_path_dentry)?;
+    let inode: u64 = read(dentry, o.dentry_d_inode)?;
+    let sb: u64 = read(dentry, o.dentry_d_sb)?;
+    let key = RootKey {
+        dev: read(sb, o.sb_s_dev)?,
+        _pad: 0,
+        ino: read(inode, o.inode_i_ino)?,
+    };
+    // SAFETY: plain lookup.
+    let bits = *unsafe { WATCH_ROOTS.get(&key) }?;
+    let v = RootDentry {
+        bits,
+        dev: key.dev,
+        ino: key.ino,
+    };
+    ROOT_DENTRIES.insert(&dentry, &v, 0).ok()
+}
 
 /// A walk's state and the path it builds, right to left, ending at `PATH_END` (the
 /// buffer is twice the path size, so a masked offset plus a masked length always
@@ -37,11 +64,6 @@ pub struct WalkState {
     verdict: u32,
     /// bit 0: complete, bit 1: truncated.
     done: u32,
-    /// `s_dev` of the current mount's superblock; valid when `have_dev` is 1 (every
-    /// dentry of one mount shares it, so it is read once per mount).
-    dev: u32,
-    have_dev: u32,
-    _pad: u32,
     /// The current dentry's fields, from one read of `DENTRY_CHUNK` bytes.
     chunk: [u64; DENTRY_CHUNK / 8],
     buf: [u8; 2 * PATH_MAX_LEN],
@@ -180,9 +202,11 @@ pub struct Walked {
     /// The bits of `mask` set on the nearest root above the file that has any
     /// (`WATCH_INCLUDE`/`WATCH_EXCLUDE` for the file sensor, `ROOT_EXEC`), or 0.
     pub verdict: u32,
-    /// The walk reached the root of the mount tree (else it ran out of depth).
+    /// Membership is decided: the search found a root or reached the top of the
+    /// mount tree (else it ran out of depth).
     pub complete: bool,
-    /// Leading components did not fit in the path.
+    /// The path lacks leading components (they did not fit, or were deeper than
+    /// the walk goes).
     pub truncated: bool,
     /// Length of the path now in `out` (without its NUL).
     pub len: u32,
@@ -205,14 +229,74 @@ fn chunk_u32(o: &KernelOffsets, st: *mut WalkState, off: u32) -> u32 {
     (chunk_u64(o, st, off & !7) >> ((off & 4) * 8)) as u32
 }
 
+/// Cross from the root of the current mount to where it is mounted. False at the
+/// top of the mount tree (the walk is complete).
 #[inline(always)]
-fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
+fn cross_mount(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
+    let mount = get!(st, mnt) - o.mount_mnt as u64;
+    let parent: u64 = read(mount, o.mount_mnt_parent)?;
+    if parent == mount {
+        let done: u32 = get!(st, done);
+        set!(st, done, done | COMPLETE);
+        return Some(false);
+    }
+    set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
+    set!(st, mnt, parent + o.mount_mnt as u64);
+    set!(st, mnt_root, 0);
+    Some(true)
+}
+
+/// Is the current dentry the root of its mount (read once per mount)?
+#[inline(always)]
+fn at_mount_root(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
+    if get!(st, mnt_root) == 0 {
+        let mnt: u64 = get!(st, mnt);
+        set!(st, mnt_root, read::<u64>(mnt, o.vfsmount_mnt_root)?);
+    }
+    Some(get!(st, dentry) == get!(st, mnt_root))
+}
+
+/// One step of the search for the nearest root: a lookup by dentry address, then up
+/// one level (one read) or across a mount. False when the search is over.
+#[inline(always)]
+fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let dentry: u64 = get!(st, dentry);
-    let mnt: u64 = get!(st, mnt);
     if dentry == 0 {
         return None;
     }
-    // d_parent, d_name, d_inode and d_sb in one read (the agent checked they fit).
+    // SAFETY: plain lookup.
+    if let Some(r) = unsafe { ROOT_DENTRIES.get(&dentry) } {
+        let v = r.bits & get!(st, mask);
+        if v != 0 {
+            set!(st, verdict, v);
+            return Some(false);
+        }
+    }
+    if at_mount_root(o, st)? {
+        return cross_mount(o, st);
+    }
+    let up: u64 = read(dentry, o.dentry_d_parent)?;
+    if up == dentry {
+        let done: u32 = get!(st, done);
+        set!(st, done, done | COMPLETE);
+        return Some(false);
+    }
+    set!(st, dentry, up);
+    Some(true)
+}
+
+/// One step of building the path: prepend the dentry's name (its fields from one
+/// read), then up one level or across a mount. False when the walk is over.
+#[inline(always)]
+fn name_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
+    let dentry: u64 = get!(st, dentry);
+    if dentry == 0 {
+        return None;
+    }
+    if at_mount_root(o, st)? {
+        return cross_mount(o, st);
+    }
+    // d_parent and d_name in one read (the agent checked they fit).
     // SAFETY: into our scratch's chunk; the helper checks the kernel address.
     let r = unsafe {
         generated::bpf_probe_read_kernel(
@@ -224,68 +308,30 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     if r != 0 {
         return None;
     }
-    if get!(st, verdict) == 0 {
-        if get!(st, have_dev) == 0 {
-            set!(st, dev, read(chunk_u64(o, st, o.dentry_d_sb), o.sb_s_dev)?);
-            set!(st, have_dev, 1);
-        }
-        let key = RootKey {
-            dev: get!(st, dev),
-            _pad: 0,
-            ino: read(chunk_u64(o, st, o.dentry_d_inode), o.inode_i_ino)?,
-        };
-        // SAFETY: plain lookup.
-        if let Some(v) = unsafe { WATCH_ROOTS.get(&key) } {
-            let v = *v & get!(st, mask);
-            if v != 0 {
-                set!(st, verdict, v);
-                if v == WATCH_EXCLUDE {
-                    return Some(false);
-                }
-            }
-        }
-    }
-    if get!(st, mnt_root) == 0 {
-        set!(st, mnt_root, read::<u64>(mnt, o.vfsmount_mnt_root)?);
-    }
-    if dentry == get!(st, mnt_root) {
-        // The root of this mount: go on from where it is mounted.
-        let mount = mnt - o.mount_mnt as u64;
-        let parent: u64 = read(mount, o.mount_mnt_parent)?;
-        if parent == mount {
-            let done: u32 = get!(st, done);
-            set!(st, done, done | COMPLETE);
-            return Some(false);
-        }
-        set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
-        set!(st, mnt, parent + o.mount_mnt as u64);
-        set!(st, mnt_root, 0);
-        set!(st, have_dev, 0);
-        return Some(true);
-    }
     let up: u64 = chunk_u64(o, st, o.dentry_d_parent);
     let len = chunk_u32(o, st, o.dentry_d_name_len) as u64;
     let name: u64 = chunk_u64(o, st, o.dentry_d_name_name);
     let pos: u64 = get!(st, pos);
     if len + 1 > pos {
+        // The rest cannot fit: the path is cut here.
         let done: u32 = get!(st, done);
         set!(st, done, done | TRUNCATED);
-    } else {
-        let pos = pos - len - 1;
-        set!(st, pos, pos);
-        let at = (pos as usize) & MASK;
-        // SAFETY: our scratch; `at` < PATH_MAX_LEN and the copy below is at most
-        // PATH_MAX_LEN - 1 bytes past at + 1, inside a buffer of 2 * PATH_MAX_LEN; the
-        // helper checks the kernel source address.
-        unsafe {
-            let buf = core::ptr::addr_of_mut!((*st).buf) as *mut u8;
-            *buf.add(at) = b'/';
-            generated::bpf_probe_read_kernel(
-                buf.add((at + 1) & MASK).cast(),
-                (len as usize & MASK) as u32,
-                name as *const core::ffi::c_void,
-            );
-        }
+        return Some(false);
+    }
+    let pos = pos - len - 1;
+    set!(st, pos, pos);
+    let at = (pos as usize) & MASK;
+    // SAFETY: our scratch; `at` < PATH_MAX_LEN and the copy below is at most
+    // PATH_MAX_LEN - 1 bytes past at + 1, inside a buffer of 2 * PATH_MAX_LEN; the
+    // helper checks the kernel source address.
+    unsafe {
+        let buf = core::ptr::addr_of_mut!((*st).buf) as *mut u8;
+        *buf.add(at) = b'/';
+        generated::bpf_probe_read_kernel(
+            buf.add((at + 1) & MASK).cast(),
+            (len as usize & MASK) as u32,
+            name as *const core::ffi::c_void,
+        );
     }
     if up == dentry {
         // A dentry that is its own parent without being a mount's root: a file with
@@ -298,6 +344,15 @@ fn step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     Some(true)
 }
 
+/// When a walk builds the path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Always (the exec sensor reports every image it is asked about).
+    Always,
+    /// Unless the search proved the file outside every root (the file sensor).
+    UnlessOutside,
+}
+
 /// Walk up from `file` through its dentries' parents and the mounts they sit on, as
 /// the kernel resolved them: the nearest watched root (by device and inode) decides
 /// membership, and the names on the way build the canonical path into `out`. Nothing
@@ -308,39 +363,63 @@ pub fn walk(
     o: &KernelOffsets,
     file: u64,
     mask: u32,
+    names: Names,
     out: &mut [u8; PATH_MAX_LEN],
 ) -> Option<Walked> {
     let st = WALK_SCRATCH.get_ptr_mut(0)?;
+    let dentry = read::<u64>(file, o.file_f_path_dentry)?;
+    let mnt = read::<u64>(file, o.file_f_path_mnt)?;
+    // First the nearest root: a lookup per level, no reads but the parent's address.
     set!(st, mask, mask);
-    set!(st, dentry, read::<u64>(file, o.file_f_path_dentry)?);
-    set!(st, mnt, read::<u64>(file, o.file_f_path_mnt)?);
-    set!(st, pos, PATH_END as u64);
+    set!(st, dentry, dentry);
+    set!(st, mnt, mnt);
+    set!(st, mnt_root, 0);
     set!(st, verdict, 0);
     set!(st, done, 0);
-    set!(st, mnt_root, 0);
-    set!(st, have_dev, 0);
-    // SAFETY: our scratch.
-    unsafe { (*st).buf[PATH_END] = 0 };
     for _ in 0..MAX_WALK_DEPTH {
-        if !step(o, st)? {
+        if !search_step(o, st)? {
             break;
         }
     }
-    let pos = (get!(st, pos) as usize) & MASK;
-    let n = (PATH_END - pos) & MASK;
-    // SAFETY: n + 1 <= PATH_MAX_LEN bytes into `out`, from inside the scratch.
-    unsafe {
-        let buf = core::ptr::addr_of!((*st).buf) as *const u8;
-        generated::bpf_probe_read_kernel(
-            out.as_mut_ptr().cast(),
-            (n + 1) as u32,
-            buf.add(pos).cast(),
-        );
+    let verdict = get!(st, verdict);
+    let searched = get!(st, done);
+    // The search reached the top without a root: outside every one.
+    let outside = verdict == 0 && searched & COMPLETE != 0;
+    let mut done = 0;
+    let mut n = 0;
+    if verdict != WATCH_EXCLUDE && !(outside && names == Names::UnlessOutside) {
+        // Then the names, from the file up, as the kernel resolved them.
+        set!(st, dentry, dentry);
+        set!(st, mnt, mnt);
+        set!(st, mnt_root, 0);
+        set!(st, pos, PATH_END as u64);
+        set!(st, done, 0);
+        // SAFETY: our scratch.
+        unsafe { (*st).buf[PATH_END] = 0 };
+        for _ in 0..MAX_WALK_DEPTH {
+            if !name_step(o, st)? {
+                break;
+            }
+        }
+        let pos = (get!(st, pos) as usize) & MASK;
+        n = (PATH_END - pos) & MASK;
+        // SAFETY: n + 1 <= PATH_MAX_LEN bytes into `out`, from inside the scratch.
+        unsafe {
+            let buf = core::ptr::addr_of!((*st).buf) as *const u8;
+            generated::bpf_probe_read_kernel(
+                out.as_mut_ptr().cast(),
+                (n + 1) as u32,
+                buf.add(pos).cast(),
+            );
+        }
+        done = get!(st, done);
+        if done & COMPLETE == 0 {
+            done |= TRUNCATED;
+        }
     }
-    let done = get!(st, done);
     Some(Walked {
-        verdict: get!(st, verdict),
-        complete: done & COMPLETE != 0,
+        verdict,
+        complete: searched & COMPLETE != 0 || verdict != 0,
         truncated: done & TRUNCATED != 0,
         len: n as u32,
     })

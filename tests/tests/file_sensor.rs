@@ -33,6 +33,7 @@ struct Sensors {
     _rt: tokio::runtime::Runtime,
     _ebpf: aya::Ebpf,
     _pins: PinDir,
+    _roots: agent::sensors::roots::RootPins,
     shutdown: watch::Sender<bool>,
     fan_stats: Arc<PipelineStats>,
     tracepoint: mpsc::Receiver<FileActivity>,
@@ -53,6 +54,7 @@ fn start(root: &Path) -> Sensors {
     let mut ebpf = agent::kernel::load(&cfg).expect("load");
     agent::sensors::file::set_watch_prefixes(&mut ebpf, &cfg.watch.paths).expect("watch");
     agent::kernel::set_kernel_offsets(&mut ebpf).expect("BTF offsets on this kernel");
+    let roots = agent::sensors::roots::learn_roots(&mut ebpf, &cfg.watch.paths).expect("roots");
     agent::sensors::file::attach_file_sensor(&mut ebpf).expect("attach");
     let ring = RingBuf::try_from(agent::kernel::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
         .expect("ringbuf");
@@ -98,6 +100,7 @@ fn start(root: &Path) -> Sensors {
         _rt: rt,
         _ebpf: ebpf,
         _pins: pins,
+        _roots: roots,
         shutdown,
         fan_stats,
         tracepoint,

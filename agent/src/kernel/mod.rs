@@ -58,6 +58,8 @@ pub enum LoaderError {
     },
     #[error("pinning under {path}: {reason}")]
     Pin { path: String, reason: String },
+    #[error("learning the watched root {path}: {reason}")]
+    Root { path: String, reason: String },
 }
 
 /// What became of one component.
@@ -423,6 +425,15 @@ pub fn set_kernel_offsets(ebpf: &mut Ebpf) -> Result<(), String> {
         .and_then(|b| b.kernel_offsets())
         .map_err(|e| e.to_string())?;
     set_single(ebpf, maps::KERNEL_OFFSETS, offsets).map_err(|e| e.to_string())
+}
+
+/// Take the struct offsets back (the kernel programs fall back to typed names).
+pub fn clear_kernel_offsets(ebpf: &mut Ebpf) {
+    // SAFETY: KernelOffsets is plain data; all-zero is `valid: 0`.
+    let none: agent_common::KernelOffsets = unsafe { std::mem::zeroed() };
+    if let Err(e) = set_single(ebpf, maps::KERNEL_OFFSETS, none) {
+        tracing::error!(error = %e, "Could not clear the kernel struct offsets.");
+    }
 }
 
 /// A sensor's kernel mode from its `enforce`/`dry_run` switches: enforcement is

@@ -37,6 +37,13 @@ use crate::{
     store::NewFinding,
 };
 
+/// The world-writable trees by identity, for the exec walk (`ROOT_EXEC` bits in
+/// `RAMPART_WATCH_ROOTS`); written before the roots' dentries are learned.
+pub fn set_roots(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<(), LoaderError> {
+    let (roots, _) = root_keys(&cfg.world_writable);
+    or_bits(ebpf, maps::WATCH_ROOTS, roots, agent_common::ROOT_EXEC)
+}
+
 /// Attach the exec sensor with its policy, scope and world-writable trees: the raw
 /// tracepoint that walks the file the kernel runs when the kernel's struct offsets
 /// are known (`resolved`), else the `sched:sched_process_exec` tracepoint and the
@@ -48,7 +55,7 @@ pub fn attach_exec(
 ) -> Result<Vec<Component>, LoaderError> {
     use std::os::unix::fs::MetadataExt;
 
-    use agent_common::{exec::ExecConfig, ROOT_EXEC, WATCH_INCLUDE};
+    use agent_common::{exec::ExecConfig, WATCH_INCLUDE};
     let policy = ExecConfig {
         mode: enforcement_mode(cfg.enforce, cfg.dry_run),
         scoped: u32::from(!cfg.cgroup.as_os_str().is_empty()),
@@ -71,8 +78,6 @@ pub fn attach_exec(
         cfg.world_writable.iter().map(|p| watch_key(p)),
         WATCH_INCLUDE,
     )?;
-    let (roots, _) = root_keys(&cfg.world_writable);
-    or_bits(ebpf, maps::WATCH_ROOTS, roots, ROOT_EXEC)?;
     let (interpreters, _) = root_keys(&interpreter_paths());
     insert_set(ebpf, maps::INTERPRETERS, interpreters)?;
     set_single(ebpf, maps::EXEC_CONFIG, policy)?;

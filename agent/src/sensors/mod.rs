@@ -16,6 +16,7 @@ pub mod file;
 pub mod lsm;
 pub mod procfs;
 pub mod reader;
+pub mod roots;
 pub mod unnamed;
 
 use std::{
@@ -109,6 +110,8 @@ pub struct Sensors {
     pub pipeline: Arc<PipelineStats>,
     pub counters: Arc<SensorCounters>,
     tasks: Vec<JoinHandle<()>>,
+    /// The watched roots, held open while the kernel walks find them by address.
+    _root_pins: Option<roots::RootPins>,
 }
 
 /// The sensors' per-CPU kernel counters.
@@ -128,10 +131,30 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     if !absent.is_empty() {
         tracing::warn!(paths = ?absent, "Watched trees that do not exist: matched by name only until the next start.");
     }
-    let offsets = kernel::set_kernel_offsets(ebpf);
+    let mut offsets = kernel::set_kernel_offsets(ebpf);
+    if cfg.exec.enabled {
+        exec::set_roots(ebpf, &cfg.exec)?;
+    }
+    // The walks find the roots by their dentries' addresses, learned here; the roots
+    // stay open while the sensors run. Without them the walk cannot be trusted, and
+    // the sensors fall back to the typed names, as without BTF.
+    let mut root_pins = None;
+    if offsets.is_ok() {
+        let mut roots = cfg.watch.paths.clone();
+        if cfg.exec.enabled {
+            roots.extend(cfg.exec.world_writable.iter().cloned());
+        }
+        match roots::learn_roots(ebpf, &roots) {
+            Ok(pins) => root_pins = Some(pins),
+            Err(e) => {
+                kernel::clear_kernel_offsets(ebpf);
+                offsets = Err(format!("{e}; the kernel walk is off"));
+            }
+        }
+    }
     let offsets_ok = offsets.is_ok();
     if let Err(why) = &offsets {
-        tracing::warn!(reason = %why, "No kernel struct offsets: file events carry no inode metadata.");
+        tracing::warn!(reason = %why, "No kernel struct offsets: paths are the names the processes typed, and file events carry no inode metadata.");
     }
     let s = &cfg.sensors.sensitive;
     let (web_uids, unknown) = procfs::resolve_uids(&s.web_users);
@@ -388,6 +411,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         pipeline,
         counters,
         tasks,
+        _root_pins: root_pins,
     })
 }
 

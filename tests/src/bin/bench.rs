@@ -684,6 +684,7 @@ const CHMOD_CALLS: usize = 400_000;
 struct SensorRing {
     _ebpf: aya::Ebpf,
     _pins: PinDir,
+    _roots: agent::sensors::roots::RootPins,
     ring: aya::maps::RingBuf<MapData>,
     stats: aya::maps::PerCpuArray<MapData, u64>,
 }
@@ -696,6 +697,7 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
     // As the agent runs it: write sessions are decided by walking the opened file.
     agent::kernel::set_kernel_offsets(&mut ebpf).map_err(anyhow::Error::msg)?;
     agent::sensors::file::set_watch_prefixes(&mut ebpf, &[watched.to_path_buf()])?;
+    let roots = agent::sensors::roots::learn_roots(&mut ebpf, &[watched.to_path_buf()])?;
     agent::sensors::file::attach_file_sensor(&mut ebpf)?;
     let stats =
         aya::maps::PerCpuArray::try_from(ebpf.take_map(maps::FILE_STATS_TOTAL).context("stats")?)?;
@@ -703,6 +705,7 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
     Ok(SensorRing {
         _ebpf: ebpf,
         _pins: pins,
+        _roots: roots,
         ring,
         stats,
     })
@@ -870,6 +873,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let SensorRing {
         _ebpf: ebpf,
         _pins: pins,
+        _roots,
         mut ring,
         stats,
     } = sensor_ring(&watched)?;
@@ -1067,6 +1071,7 @@ fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
     let SensorRing {
         _ebpf,
         _pins,
+        _roots,
         mut ring,
         ..
     } = sensor_ring(watched)?;
