@@ -10,6 +10,7 @@ mod exec_e2e;
 mod file_sensor;
 mod firewall_e2e;
 mod hardening_e2e;
+mod kernels;
 mod logs_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;

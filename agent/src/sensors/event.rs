@@ -254,7 +254,32 @@ pub struct Sinks {
     pub files: mpsc::Sender<FileActivity>,
     pub net: mpsc::Sender<SensorEvent>,
     /// Write-closes the kernel could not name, to be found by inode.
-    pub unnamed: Option<mpsc::Sender<super::unnamed::Unnamed>>,
+    pub unnamed: Option<mpsc::Sender<Unnamed>>,
+}
+
+/// A write-close whose path the kernel could not build.
+#[derive(Clone, Debug)]
+pub struct Unnamed {
+    /// The written file, by (userspace `st_dev`, inode).
+    pub dev: u64,
+    pub ino: u64,
+    /// The last components the kernel could build (for the log).
+    pub tail: String,
+    /// The writer, as the event reported it.
+    pub act: FileActivity,
+}
+
+impl Unnamed {
+    /// The activity this becomes once found.
+    pub fn new(dev: u64, ino: u64, tail: String, mut act: FileActivity) -> Self {
+        act.op = FileOp::WriteClose;
+        Self {
+            dev,
+            ino,
+            tail,
+            act,
+        }
+    }
 }
 
 /// Count and queue one file activity (a full queue is a counted drop, never a wait).

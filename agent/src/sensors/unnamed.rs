@@ -23,7 +23,8 @@ use std::{
 
 use tokio::sync::{mpsc, watch};
 
-use super::event::{send_activity, FileActivity, FileMeta, FileOp, PipelineStats, Sinks};
+pub use super::event::Unnamed;
+use super::event::{send_activity, FileMeta, PipelineStats, Sinks};
 
 /// Inodes waiting for a walk; more are counted in `pipeline.unnamed_dropped`.
 pub const PENDING_MAX: usize = 4096;
@@ -33,18 +34,6 @@ pub const MIN_GAP: Duration = Duration::from_secs(5);
 pub const GAP_FACTOR: u32 = 20;
 /// Directory entries one walk reads at most (a bind-mount loop cannot spin it).
 const ENTRIES_MAX: u64 = 10_000_000;
-
-/// A write-close whose path the kernel could not build.
-#[derive(Clone, Debug)]
-pub struct Unnamed {
-    /// The written file, by (userspace `st_dev`, inode).
-    pub dev: u64,
-    pub ino: u64,
-    /// The last components the kernel could build (for the log).
-    pub tail: String,
-    /// The writer, as the event reported it.
-    pub act: FileActivity,
-}
 
 /// Collect unnamed writes and find them by inode in `roots`, until `shutdown`.
 pub async fn run(
@@ -167,22 +156,10 @@ pub fn submit(tx: &mpsc::Sender<Unnamed>, stats: &PipelineStats, u: Unnamed) {
     }
 }
 
-impl Unnamed {
-    /// The activity this becomes once found.
-    pub fn new(dev: u64, ino: u64, tail: String, mut act: FileActivity) -> Self {
-        act.op = FileOp::WriteClose;
-        Self {
-            dev,
-            ino,
-            tail,
-            act,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sensors::event::{FileActivity, FileOp};
 
     #[test]
     fn a_deep_file_is_found_by_inode_and_nothing_else_is() {
