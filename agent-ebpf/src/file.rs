@@ -22,7 +22,7 @@ use agent_common::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_buf, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -198,17 +198,27 @@ fn sensitive(info: &mut OpenInfo) -> bool {
     if n <= start || n - start >= NAME_MAX_LEN {
         return false;
     }
-    let len = (n - start) & (NAME_MAX_LEN - 1);
-    // One helper copy (no loop for the verifier to unroll); bytes past the path's end
-    // are stale or past the buffer, and the loop below zeroes them.
-    // SAFETY: probe read into a buffer we own; the source is our own map value.
-    if unsafe { bpf_probe_read_kernel_buf(info.path.as_ptr().add(start), name) }.is_err() {
+    // Zeroed first, then one helper copy of exactly the name: no data-dependent loop
+    // (zeroing the tail in a loop took 6.1's verifier past its 1M-instruction
+    // limit). The length goes through map memory and is masked right before the
+    // call, so the verifier sees it bounded (LLVM otherwise hands the helper a
+    // value derived another way, with no lower bound).
+    *name = [0u8; NAME_MAX_LEN];
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(slot, (n - start) as u32) };
+    // SAFETY: as above.
+    let len = unsafe { core::ptr::read_volatile(slot) } & (NAME_MAX_LEN as u32 - 1);
+    // SAFETY: probe read of `len` < NAME_MAX_LEN bytes into a buffer we own; the
+    // source is our own map value.
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            name.as_mut_ptr().cast(),
+            len,
+            info.path.as_ptr().add(start).cast(),
+        )
+    };
+    if r != 0 {
         return false;
-    }
-    for (j, b) in name.iter_mut().enumerate() {
-        if j >= len {
-            *b = 0;
-        }
     }
     // SAFETY: map lookup with a key of the map's size.
     unsafe { SENSITIVE_NAMES.get(&*name) }.is_some()

@@ -53,7 +53,7 @@ fn dpkg_installed(pkg: &str) -> bool {
 const BENCH_PACKAGES: &[&str] = &["nftables", "iptables", "yara", "fail2ban"];
 
 /// Install the Debian packages of `packages` that are missing.
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()

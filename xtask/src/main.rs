@@ -7,6 +7,7 @@ mod docs;
 mod layout;
 mod lint;
 mod util;
+mod vmtest;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,12 @@ enum Command {
     Bench,
     /// Regenerate generated docs (API route table, README performance table).
     Docs,
+    /// The kernel-facing tests inside Debian's 6.1 and 6.12 kernels under QEMU (root).
+    Vmtest {
+        /// 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +55,7 @@ fn main() -> ExitCode {
         Command::Test => test(),
         Command::Bench => bench::run(),
         Command::Docs => docs::run(),
+        Command::Vmtest { kernel } => vmtest::run(&kernel),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

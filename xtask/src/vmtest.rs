@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `cargo xtask vmtest [--kernel 6.1|6.12|all]`: the kernel-facing tests inside
+//! Debian's own kernels, booted under QEMU (#18).
+//!
+//! Recipe (../shared/notes/kernel-and-toolchain.md): QEMU with TCG (nested KVM hangs
+//! on this machine kind), virtme-ng sharing this machine's root read-only over 9p, and
+//! Debian 12's `linux-image-6.1.0-*-amd64` and `linux-image-6.12.*+deb12-amd64`, whose
+//! modules go under /lib/modules (virtme loads them from the shared root). BPF-LSM is
+//! turned on by the command line (`lsm=...,bpf`). Inside, /tmp is a tmpfs (SQLite's
+//! WAL does not work over 9p), CI=true (a kernel feature missing is a failure), and the
+//! end-to-end test binary built here runs the kernel tests.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{
+    bootstrap,
+    util::{self, output, step},
+};
+
+/// What the guests need from Debian.
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "kmod",
+    "cpio",
+    "busybox-static",
+    "python3-venv",
+];
+/// virtme-ng from PyPI, into a venv of its own.
+const VIRTME_NG: &str = "virtme-ng";
+/// The kernel-facing tests run in each guest (filters of the e2e binary).
+const GUEST_TESTS: &[&str] = &["kernels::"];
+
+/// A kernel series and the Debian package pattern of its newest image.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub series: &'static str,
+    prefix: &'static str,
+    suffix: &'static str,
+}
+
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        series: "6.1",
+        prefix: "linux-image-6.1.0-",
+        suffix: "-amd64",
+    },
+    Kernel {
+        series: "6.12",
+        prefix: "linux-image-6.12.",
+        suffix: "+deb12-amd64",
+    },
+];
+
+pub fn run(which: &str) -> Result<()> {
+    let kernels: Vec<Kernel> = match which {
+        "all" => KERNELS.to_vec(),
+        s => vec![*KERNELS
+            .iter()
+            .find(|k| k.series == s)
+            .with_context(|| format!("--kernel {s}: one of 6.1, 6.12, all"))?],
+    };
+    if !util::is_root() {
+        bail!("vmtest installs packages and kernel modules: run it as root");
+    }
+    bootstrap::run()?;
+    step("vmtest: QEMU, virtme-ng and the kernels");
+    bootstrap::apt_install(PACKAGES)?;
+    let dir = util::root()?.join("target/vmtest");
+    std::fs::create_dir_all(&dir)?;
+    let vng = virtme_ng(&dir)?;
+    let images = kernels
+        .iter()
+        .map(|k| Ok((*k, fetch(k, &dir)?)))
+        .collect::<Result<Vec<_>>>()?;
+    step("vmtest: the test binary");
+    util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
+    let bin = test_binary()?;
+    let mut failed = Vec::new();
+    for (k, vmlinuz) in images {
+        step(&format!(
+            "vmtest: Linux {} ({})",
+            k.series,
+            vmlinuz.display()
+        ));
+        if let Err(e) = boot(&vng, &k, &vmlinuz, &bin, &dir) {
+            eprintln!("vmtest: Linux {}: {e:#}", k.series);
+            failed.push(k.series);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("vmtest failed on {failed:?}");
+    }
+    Ok(())
+}
+
+/// `vng` from a venv under target/vmtest (installed once).
+fn virtme_ng(dir: &Path) -> Result<PathBuf> {
+    let venv = dir.join("venv");
+    let vng = venv.join("bin/vng");
+    if !vng.exists() {
+        util::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        util::run(Command::new(venv.join("bin/pip")).args(["install", "-q", VIRTME_NG]))?;
+    }
+    Ok(vng)
+}
+
+/// The newest Debian image of the series: downloaded and unpacked under `dir`, its
+/// modules installed for virtme. Returns its vmlinuz.
+fn fetch(k: &Kernel, dir: &Path) -> Result<PathBuf> {
+    let list = output("apt-cache", &["pkgnames", k.prefix]).unwrap_or_default();
+    let mut names: Vec<&str> = list
+        .lines()
+        .filter(|n| n.ends_with(k.suffix) && !n.contains("-rt-") && !n.contains("cloud"))
+        .filter(|n| {
+            n[k.prefix.len()..n.len() - k.suffix.len()]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .collect();
+    names.sort_by_key(|n| version_key(&n[k.prefix.len()..n.len() - k.suffix.len()]));
+    let Some(pkg) = names.last() else {
+        bail!("no {}*{} in apt (apt-get update?)", k.prefix, k.suffix);
+    };
+    let release = pkg.trim_start_matches("linux-image-");
+    let unpacked = dir.join("kernels").join(release);
+    let vmlinuz = unpacked.join(format!("boot/vmlinuz-{release}"));
+    if !vmlinuz.exists() {
+        let dl = dir.join("debs");
+        std::fs::create_dir_all(&dl)?;
+        util::run(
+            Command::new("apt-get")
+                .args(["download", pkg])
+                .current_dir(&dl),
+        )?;
+        let deb = std::fs::read_dir(&dl)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+            })
+            .with_context(|| format!("{pkg}: downloaded .deb not found in {}", dl.display()))?;
+        std::fs::create_dir_all(&unpacked)?;
+        util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    }
+    let modules = Path::new("/lib/modules").join(release);
+    if !modules.join("modules.dep").exists() {
+        std::fs::create_dir_all("/lib/modules")?;
+        util::run(
+            Command::new("cp")
+                .arg("-a")
+                .arg(unpacked.join("lib/modules").join(release))
+                .arg("/lib/modules/"),
+        )?;
+        util::run(Command::new("depmod").args(["-a", release]))?;
+    }
+    Ok(vmlinuz)
+}
+
+/// "6.12.100" -> [6, 12, 100], for sorting releases.
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(['.', '-'])
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+/// The e2e test binary (built, not run).
+fn test_binary() -> Result<PathBuf> {
+    let out = util::cargo_cmd(&[
+        "test",
+        "--package",
+        "integration-test",
+        "--test",
+        "e2e",
+        "--no-run",
+        "--message-format=json",
+    ])?
+    .env("PATH", util::path_env())
+    .output()
+    .context("building the e2e test binary")?;
+    if !out.status.success() {
+        bail!(
+            "building the e2e test binary failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == "e2e")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("no e2e executable in cargo's output")
+}
+
+/// Boot `vmlinuz` and run the guest tests; fails unless they all passed. The guest
+/// writes the tests' output and exit code into `dir/out` (shared read-write); the
+/// console (kernel log included) is shown when something went wrong.
+fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, bin: &Path, dir: &Path) -> Result<()> {
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out)?;
+    let (log, rc) = (
+        out.join(format!("guest-{}.log", k.series)),
+        out.join(format!("guest-{}.rc", k.series)),
+    );
+    let _ = std::fs::remove_file(&rc);
+    let script = dir.join(format!("guest-{}.sh", k.series));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             # Written by cargo xtask vmtest; run as root inside the guest.\n\
+             mount -t tmpfs -o size=1g tmpfs /tmp\n\
+             export TMPDIR=/tmp CI=true RUST_BACKTRACE=1\n\
+             cd {root}\n\
+             {bin} --test-threads=1 --nocapture {filters} > {log} 2>&1\n\
+             echo $? > {rc}\n",
+            root = util::root()?.display(),
+            bin = bin.display(),
+            filters = GUEST_TESTS.join(" "),
+            log = log.display(),
+            rc = rc.display(),
+        ),
+    )?;
+    let path = format!(
+        "{}:{}",
+        vng.parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        util::path_env()
+    );
+    let console = Command::new(vng)
+        .env("PATH", path)
+        .args([
+            "--verbose",
+            "--disable-kvm",
+            "--force-9p",
+            "--cpus",
+            "2",
+            "--memory",
+            "3G",
+        ])
+        .arg("--rwdir")
+        .arg(&out)
+        .arg("--run")
+        .arg(vmlinuz)
+        .args(["--append", "lsm=lockdown,capability,yama,bpf"])
+        .arg("--exec")
+        .arg(format!("sh {}", script.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("starting vng")?;
+    let tests = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("{tests}");
+    match std::fs::read_to_string(&rc).map(|c| c.trim().to_string()) {
+        Ok(c) if c == "0" => Ok(()),
+        Ok(c) => bail!(
+            "the guest tests exited {c} (output above, and in {})",
+            log.display()
+        ),
+        Err(_) => {
+            eprintln!(
+                "{}{}",
+                String::from_utf8_lossy(&console.stdout),
+                String::from_utf8_lossy(&console.stderr)
+            );
+            bail!(
+                "the guest never reported (vng exited {}; console above)",
+                console.status
+            )
+        }
+    }
+}
