@@ -45,6 +45,30 @@ pub struct RootKey {
     pub ino: u64,
 }
 
+/// `RAMPART_LEARN`: what the agent is teaching the kernel while it `fstatfs`es a
+/// file it opened (only calls by `tgid` count). `learned` is bumped by the kernel
+/// for each file learned, so the agent can check every one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Learn {
+    pub tgid: u32,
+    /// [`learn_kind`].
+    pub kind: u32,
+    /// For a root: its bits (`WATCH_INCLUDE`, `ROOT_EXEC`, ...).
+    pub bits: u32,
+    pub learned: u32,
+}
+
+/// What a file being learned is.
+pub mod learn_kind {
+    /// A watched or world-writable root: its dentry's address goes into
+    /// `RAMPART_ROOT_DENTRIES` with the bits.
+    pub const ROOT: u32 = 1;
+    /// An interpreter: its identity as the exec program reads it goes into
+    /// `RAMPART_INTERPRETERS`.
+    pub const INTERPRETER: u32 = 2;
+}
+
 /// Value of `RAMPART_ROOT_DENTRIES`: a watched root's bits (as in
 /// `RAMPART_WATCH_ROOTS`) and identity, learned by its directory's dentry address.
 #[repr(C)]
@@ -395,4 +419,5 @@ mod user {
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for RootKey {}
     unsafe impl aya::Pod for RootDentry {}
+    unsafe impl aya::Pod for Learn {}
 }

@@ -30,18 +30,19 @@ pub const XDP_STATS_TOTAL: &str = "RAMPART_XDP_STATS_TOTAL";
 /// Watched trees for the file sensor: `LpmTrie<[u8; PREFIX_MAX_LEN], u32>` keyed on path
 /// bytes ("/var/www/" = 72 bits), value `WATCH_INCLUDE`/`WATCH_EXCLUDE`. Agent writes, kernel reads.
 pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
-/// Watched roots by identity (`HashMap<RootKey, u32>`, value `WATCH_INCLUDE`/
-/// `WATCH_EXCLUDE`): the kernel walks up from an opened file and the nearest root
-/// found decides. Agent writes (stat of each watched path), kernel reads.
-pub const WATCH_ROOTS: &str = "RAMPART_WATCH_ROOTS";
-/// The same roots by the address of their directory's dentry (`HashMap<u64,
-/// RootDentry>`), learned at start by `rampart_learn_root` while the agent holds each
-/// root open (which keeps the dentry, and so the address, alive): the walk's
-/// membership test is then one lookup per level, no reads. Kernel writes.
+/// The watched and world-writable roots by the address of their directory's dentry
+/// (`HashMap<u64, RootDentry>`, bits 1 watched, 2 excluded, 4 exec), learned at
+/// start by `rampart_learn_root` while the agent holds each root open (which keeps
+/// the dentry, and so the address, alive): the walk's membership test is one lookup
+/// per level, no reads. Kernel writes.
 pub const ROOT_DENTRIES: &str = "RAMPART_ROOT_DENTRIES";
 /// Interpreters by identity (`HashMap<RootKey, u32>`: sh, bash, php, python, perl,
-/// ld.so, ...): an exec of one is followed to the script it opens. Agent writes.
+/// ld.so, ...) as the exec program reads it from the file (which on overlayfs is not
+/// what `stat` shows): an exec of one is followed to the script it opens. Learned
+/// by `rampart_learn_root`.
 pub const INTERPRETERS: &str = "RAMPART_INTERPRETERS";
+/// What is being learned (`Array<Learn>`, one entry). Agent writes, kernel counts.
+pub const LEARN: &str = "RAMPART_LEARN";
 /// Freshly exec'd interpreters, by tgid (`LruHashMap<u32, ScriptWatch>`). Kernel only.
 pub const SCRIPT_WATCH: &str = "RAMPART_SCRIPT_WATCH";
 /// Opens by those interpreters in flight (`LruHashMap<u64, u64>`: pid_tgid -> name
@@ -139,8 +140,8 @@ pub const ALL: &[&str] = &[
     EXEC_DENY_PREFIXES,
     EXEC_STATS_TOTAL,
     EXEC_SCRATCH,
-    WATCH_ROOTS,
     ROOT_DENTRIES,
+    LEARN,
     WALK_SCRATCH,
     INTERPRETERS,
     SCRIPT_WATCH,

@@ -98,6 +98,14 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     Ok(())
 }
 
+/// Remember `file` as an interpreter (see `file::rampart_learn_root`).
+#[inline(always)]
+pub fn learn_interpreter(o: &KernelOffsets, file: u64) -> Option<()> {
+    INTERPRETERS
+        .insert(&kstruct::root_key(o, file)?, &1, 0)
+        .ok()
+}
+
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn rampart_exec(ctx: RawTracePointContext) -> i32 {

@@ -14,10 +14,10 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, path_op, EventHeader, EventKind, ExitEvent, FileEvent, FileStat, OpenInfo, OpenKey,
-    PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE,
-    MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE,
-    WATCH_INCLUDE,
+    file_flags, learn_kind, path_op, EventHeader, EventKind, ExitEvent, FileEvent, FileStat, Learn,
+    OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED,
+    MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN,
+    ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -25,12 +25,16 @@ use aya_ebpf::{
         bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
-    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
 
 use crate::kstruct;
+
+/// What the agent is teaching `rampart_learn_root` (one entry).
+#[map(name = "RAMPART_LEARN")]
+static LEARN: Array<Learn> = Array::with_max_entries(1, 0);
 
 /// Events to userspace. Real size set at load from `sensors.ringbuf_bytes`.
 #[map(name = "RAMPART_EVENTS")]
@@ -481,15 +485,32 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
     res
 }
 
-/// fstatfs(fd, buf), attached only while the agent learns its roots: the agent
-/// fstatfs'es each watched root it holds open, and the root's dentry address is
-/// remembered (see `kstruct::learn`).
+/// fstatfs(fd, buf), attached only while the agent learns: the agent fstatfs'es
+/// each root and interpreter it opened, having said in `RAMPART_LEARN` what the file
+/// is; calls by any other process are ignored. The file's identity is taken as the
+/// other programs will read it (see `kstruct::learn_root`,
+/// `exec::learn_interpreter`), and `learned` counts each success.
 #[tracepoint]
 pub fn rampart_learn_root(ctx: TracePointContext) -> u32 {
-    if let (Ok(fd), Some(o)) = (arg(&ctx, ARG0), kstruct::offsets()) {
-        if let Some(f) = kstruct::current_file(o, fd as u32) {
-            let _ = kstruct::learn(o, f);
-        }
+    let (Ok(fd), Some(o), Some(cfg)) = (arg(&ctx, ARG0), kstruct::offsets(), LEARN.get_ptr_mut(0))
+    else {
+        return 0;
+    };
+    // SAFETY: the one entry of an array map.
+    let cfg = unsafe { &mut *cfg };
+    if cfg.tgid != (bpf_get_current_pid_tgid() >> 32) as u32 {
+        return 0;
+    }
+    let Some(f) = kstruct::current_file(o, fd as u32) else {
+        return 0;
+    };
+    let ok = match cfg.kind {
+        learn_kind::ROOT => kstruct::learn_root(o, f, cfg.bits),
+        learn_kind::INTERPRETER => crate::exec::learn_interpreter(o, f),
+        _ => None,
+    };
+    if ok.is_some() {
+        cfg.learned += 1;
     }
     0
 }

@@ -16,31 +16,20 @@ use aya_ebpf::{
 #[map(name = "RAMPART_KERNEL_OFFSETS")]
 static KERNEL_OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
 
-/// Watched roots by (kernel dev, inode), written by the agent at start.
-#[map(name = "RAMPART_WATCH_ROOTS")]
-static WATCH_ROOTS: HashMap<RootKey, u32> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
-
-/// The same roots by their directory's dentry address, learned at start
-/// ([`learn`]) while the agent holds each root open.
+/// The watched and world-writable roots by their directory's dentry address,
+/// learned at start ([`learn_root`]) while the agent holds each root open.
 #[map(name = "RAMPART_ROOT_DENTRIES")]
 static ROOT_DENTRIES: HashMap<u64, RootDentry> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
 
-/// If `file` is a watched root's directory (by device and inode), remember its
-/// dentry's address with the root's bits.
+/// Remember `file`'s dentry address as a root with `bits` (added to any it has).
 #[inline(always)]
-pub fn learn(o: &KernelOffsets, file: u64) -> Option<()> {
+pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32) -> Option<()> {
     let dentry: u64 = ptr(file, o.file_f_path_dentry)?;
-    let inode: u64 = read(dentry, o.dentry_d_inode)?;
-    let sb: u64 = read(dentry, o.dentry_d_sb)?;
-    let key = RootKey {
-        dev: read(sb, o.sb_s_dev)?,
-        _pad: 0,
-        ino: read(inode, o.inode_i_ino)?,
-    };
+    let key = dentry_key(o, dentry)?;
     // SAFETY: plain lookup.
-    let bits = *unsafe { WATCH_ROOTS.get(&key) }?;
+    let had = unsafe { ROOT_DENTRIES.get(&dentry) }.map_or(0, |r| r.bits);
     let v = RootDentry {
-        bits,
+        bits: had | bits,
         dev: key.dev,
         ino: key.ino,
     };
@@ -185,15 +174,24 @@ pub fn ptr(base: u64, off: u32) -> Option<u64> {
     read::<u64>(base, off).filter(|p| *p != 0)
 }
 
-/// The identity of an open file's inode, as `RAMPART_WATCH_ROOTS` and
-/// `RAMPART_INTERPRETERS` key it.
+/// The identity of an open file: the inode number and superblock device of the
+/// dentry it was opened by (`RAMPART_INTERPRETERS`, learned from files the agent
+/// opens, so the agent never has to guess it: on overlayfs neither this device nor
+/// `f_inode`'s is the one `stat` shows).
 #[inline(always)]
 pub fn root_key(o: &KernelOffsets, file: u64) -> Option<RootKey> {
-    let m = inode_meta(o, file)?;
+    dentry_key(o, ptr(file, o.file_f_path_dentry)?)
+}
+
+/// (s_dev, i_ino) of a dentry, as `stat` reports them.
+#[inline(always)]
+fn dentry_key(o: &KernelOffsets, dentry: u64) -> Option<RootKey> {
+    let inode: u64 = read(dentry, o.dentry_d_inode)?;
+    let sb: u64 = read(dentry, o.dentry_d_sb)?;
     Some(RootKey {
-        dev: m.dev,
+        dev: read(sb, o.sb_s_dev)?,
         _pad: 0,
-        ino: m.ino,
+        ino: read(inode, o.inode_i_ino)?,
     })
 }
 

@@ -119,11 +119,12 @@ pub fn rampart_lsm_file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let f: u64 = ctx.arg(0);
-    let Some(m) = kstruct::inode_meta(o, f) else {
+    // Identity as `stat` shows it (the agent keyed the map so), overlayfs included.
+    let Some(k) = kstruct::root_key(o, f) else {
         return 0;
     };
     // SAFETY: plain lookup.
-    if unsafe { SENSITIVE_INODES.get(&[m.dev as u64, m.ino]) }.is_none() {
+    if unsafe { SENSITIVE_INODES.get(&[k.dev as u64, k.ino]) }.is_none() {
         return 0;
     }
     let mode = SENSITIVE_MODE.get(0).copied().unwrap_or(mode::OFF);
@@ -154,10 +155,11 @@ pub fn rampart_lsm_file_open(ctx: LsmContext) -> i32 {
             (*ev).fd = -1;
             (*ev).dirfd = 0;
             (*ev).flags = agent_common::file_flags::META;
-            (*ev).ino = m.ino;
-            (*ev).size = m.size;
-            (*ev).dev = m.dev;
-            (*ev).mode = m.mode;
+            let m = kstruct::inode_meta(o, f);
+            (*ev).ino = k.ino;
+            (*ev).size = m.as_ref().map_or(0, |m| m.size);
+            (*ev).dev = k.dev;
+            (*ev).mode = m.as_ref().map_or(0, |m| m.mode);
             (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
             (*ev).path_len = 0;
             (*ev)._pad = 0;

@@ -54,7 +54,15 @@ fn start(root: &Path) -> Sensors {
     let mut ebpf = agent::kernel::load(&cfg).expect("load");
     agent::sensors::file::set_watch_prefixes(&mut ebpf, &cfg.watch.paths).expect("watch");
     agent::kernel::set_kernel_offsets(&mut ebpf).expect("BTF offsets on this kernel");
-    let roots = agent::sensors::roots::learn_roots(&mut ebpf, &cfg.watch.paths).expect("roots");
+    let roots: Vec<_> = cfg
+        .watch
+        .paths
+        .iter()
+        .map(|p| (p.clone(), agent_common::WATCH_INCLUDE))
+        .collect();
+    let roots = agent::sensors::roots::learn(&mut ebpf, &roots, &[])
+        .expect("roots")
+        .pins;
     agent::sensors::file::attach_file_sensor(&mut ebpf).expect("attach");
     let ring = RingBuf::try_from(agent::kernel::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
         .expect("ringbuf");

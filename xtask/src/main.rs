@@ -43,6 +43,8 @@ enum Command {
         /// 6.1, 6.12 or all.
         #[arg(long, default_value = "all")]
         kernel: String,
+        /// Test filters for the guest (default: the kernel-facing set).
+        filters: Vec<String>,
     },
 }
 
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
         Command::Test => test(),
         Command::Bench => bench::run(),
         Command::Docs => docs::run(),
-        Command::Vmtest { kernel } => vmtest::run(&kernel),
+        Command::Vmtest { kernel, filters } => vmtest::run(&kernel, &filters),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

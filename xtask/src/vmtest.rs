@@ -56,7 +56,12 @@ pub const KERNELS: &[Kernel] = &[
     },
 ];
 
-pub fn run(which: &str) -> Result<()> {
+pub fn run(which: &str, filters: &[String]) -> Result<()> {
+    let filters: Vec<String> = if filters.is_empty() {
+        GUEST_TESTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        filters.to_vec()
+    };
     let kernels: Vec<Kernel> = match which {
         "all" => KERNELS.to_vec(),
         s => vec![*KERNELS
@@ -87,7 +92,7 @@ pub fn run(which: &str) -> Result<()> {
             k.series,
             vmlinuz.display()
         ));
-        if let Err(e) = boot(&vng, &k, &vmlinuz, &bin, &dir) {
+        if let Err(e) = boot(&vng, &k, &vmlinuz, &bin, &dir, &filters) {
             eprintln!("vmtest: Linux {}: {e:#}", k.series);
             failed.push(k.series);
         }
@@ -200,7 +205,14 @@ fn test_binary() -> Result<PathBuf> {
 /// Boot `vmlinuz` and run the guest tests; fails unless they all passed. The guest
 /// writes the tests' output and exit code into `dir/out` (shared read-write); the
 /// console (kernel log included) is shown when something went wrong.
-fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, bin: &Path, dir: &Path) -> Result<()> {
+fn boot(
+    vng: &Path,
+    k: &Kernel,
+    vmlinuz: &Path,
+    bin: &Path,
+    dir: &Path,
+    filters: &[String],
+) -> Result<()> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let (log, rc) = (
@@ -221,7 +233,7 @@ fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, bin: &Path, dir: &Path) -> Resul
              echo $? > {rc}\n",
             root = util::root()?.display(),
             bin = bin.display(),
-            filters = GUEST_TESTS.join(" "),
+            filters = filters.join(" "),
             log = log.display(),
             rc = rc.display(),
         ),

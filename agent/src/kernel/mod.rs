@@ -382,24 +382,6 @@ pub fn insert_set<K: aya::Pod>(
     Ok(())
 }
 
-/// Set `bits` on each key of a `HashMap<K, u32>` of bit masks, keeping the bits
-/// already there (a directory can be a watched tree and an exec tree).
-pub fn or_bits<K: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    keys: impl IntoIterator<Item = K>,
-    bits: u32,
-) -> Result<(), LoaderError> {
-    let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
-    let mut m: AyaHashMap<&mut MapData, K, u32> =
-        AyaHashMap::try_from(map).map_err(map_err(name))?;
-    for k in keys {
-        let old = m.get(&k, 0).unwrap_or(0);
-        m.insert(k, old | bits, 0).map_err(map_err(name))?;
-    }
-    Ok(())
-}
-
 /// Insert (prefix bits, path bytes) keys into one of the path LPM tries (watched
 /// trees, world-writable trees, sensitive files).
 pub fn insert_path_prefixes(

@@ -124,17 +124,6 @@ pub fn kernel_dev(dev: u64) -> u64 {
     (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
 }
 
-/// A file's identity as the kernel walks key it (`RAMPART_WATCH_ROOTS`,
-/// `RAMPART_INTERPRETERS`): the kernel's `s_dev` and the inode number.
-pub fn root_key(md: &std::fs::Metadata) -> agent_common::RootKey {
-    use std::os::unix::fs::MetadataExt;
-    agent_common::RootKey {
-        dev: kernel_dev(md.dev()) as u32,
-        _pad: 0,
-        ino: md.ino(),
-    }
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header")]

@@ -9,7 +9,6 @@ use std::{
     sync::{atomic::Ordering, Arc},
 };
 
-use agent_common::RootKey;
 use agent_common::{
     egress::{mode, Decision},
     exec::ExecStat,
@@ -23,7 +22,7 @@ use aya::{
 };
 
 use super::{
-    event::{root_key, Exec, PipelineStats},
+    event::{Exec, PipelineStats},
     file::{tracepoint_exists, watch_key},
     procfs::lineage,
 };
@@ -31,18 +30,11 @@ use crate::{
     config,
     detection::Detection,
     kernel::{
-        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, or_bits,
-        prog_err, program, set_single, Component, ComponentState, LoaderError,
+        cgroup2_root, enforcement_mode, insert_path_prefixes, insert_set, mode_label, prog_err,
+        program, set_single, Component, ComponentState, LoaderError,
     },
     store::NewFinding,
 };
-
-/// The world-writable trees by identity, for the exec walk (`ROOT_EXEC` bits in
-/// `RAMPART_WATCH_ROOTS`); written before the roots' dentries are learned.
-pub fn set_roots(ebpf: &mut Ebpf, cfg: &config::Exec) -> Result<(), LoaderError> {
-    let (roots, _) = root_keys(&cfg.world_writable);
-    or_bits(ebpf, maps::WATCH_ROOTS, roots, agent_common::ROOT_EXEC)
-}
 
 /// Attach the exec sensor with its policy, scope and world-writable trees: the raw
 /// tracepoint that walks the file the kernel runs when the kernel's struct offsets
@@ -78,8 +70,6 @@ pub fn attach_exec(
         cfg.world_writable.iter().map(|p| watch_key(p)),
         WATCH_INCLUDE,
     )?;
-    let (interpreters, _) = root_keys(&interpreter_paths());
-    insert_set(ebpf, maps::INTERPRETERS, interpreters)?;
     set_single(ebpf, maps::EXEC_CONFIG, policy)?;
     let mode = Some(mode_label(policy.mode));
     if resolved {
@@ -210,25 +200,6 @@ pub fn interpreter_paths() -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// (kernel dev, inode) of each path that exists (symlinks followed), and the ones
-/// that do not.
-pub fn root_keys(paths: &[PathBuf]) -> (Vec<RootKey>, Vec<PathBuf>) {
-    let mut keys = Vec::new();
-    let mut missing = Vec::new();
-    for p in paths {
-        match std::fs::metadata(p) {
-            Ok(md) => {
-                let k = root_key(&md);
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-            Err(_) => missing.push(p.clone()),
-        }
-    }
-    (keys, missing)
 }
 
 /// What the fanotify backend enforces and reports: the kernel program's policy.

@@ -7,10 +7,10 @@ use std::path::Path;
 use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{programs::TracePoint, Ebpf};
 
-use super::event::{kernel_dev, root_key};
+use super::event::kernel_dev;
 use crate::kernel::{
-    insert_path_prefixes, insert_set, or_bits, prog_err, program, set_single, Component,
-    ComponentState, LoaderError,
+    insert_path_prefixes, insert_set, prog_err, program, set_single, Component, ComponentState,
+    LoaderError,
 };
 
 /// Write the watched trees into the kernel: by identity (device, inode) for the walk
@@ -27,16 +27,12 @@ pub fn set_watch_prefixes(
         paths.iter().map(|p| watch_key(p)),
         WATCH_INCLUDE,
     )?;
-    let mut missing = Vec::new();
-    let mut roots = Vec::new();
-    for p in paths {
-        match std::fs::metadata(p) {
-            Ok(md) if md.is_dir() => roots.push(root_key(&md)),
-            _ => missing.push(p.clone()),
-        }
-    }
-    or_bits(ebpf, maps::WATCH_ROOTS, roots, WATCH_INCLUDE)?;
-    Ok(missing)
+    // By identity: learned from the directories themselves (`roots::learn`).
+    Ok(paths
+        .iter()
+        .filter(|p| !std::fs::metadata(p).is_ok_and(|md| md.is_dir()))
+        .cloned()
+        .collect())
 }
 
 /// The watch-trie key for a tree: its path with a trailing '/', as a bit prefix.

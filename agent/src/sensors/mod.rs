@@ -132,20 +132,35 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         tracing::warn!(paths = ?absent, "Watched trees that do not exist: matched by name only until the next start.");
     }
     let mut offsets = kernel::set_kernel_offsets(ebpf);
-    if cfg.exec.enabled {
-        exec::set_roots(ebpf, &cfg.exec)?;
-    }
-    // The walks find the roots by their dentries' addresses, learned here; the roots
-    // stay open while the sensors run. Without them the walk cannot be trusted, and
-    // the sensors fall back to the typed names, as without BTF.
+    // The walks find the roots by their dentries' addresses, and the exec program
+    // the interpreters by identity, both learned here from the files themselves; the
+    // roots stay open while the sensors run. Without them the walk cannot be
+    // trusted, and the sensors fall back to the typed names, as without BTF.
     let mut root_pins = None;
     if offsets.is_ok() {
-        let mut roots = cfg.watch.paths.clone();
+        let mut roots: Vec<(std::path::PathBuf, u32)> = cfg
+            .watch
+            .paths
+            .iter()
+            .map(|p| (p.clone(), agent_common::WATCH_INCLUDE))
+            .collect();
+        let mut interpreters = Vec::new();
         if cfg.exec.enabled {
-            roots.extend(cfg.exec.world_writable.iter().cloned());
+            roots.extend(
+                cfg.exec
+                    .world_writable
+                    .iter()
+                    .map(|p| (p.clone(), agent_common::ROOT_EXEC)),
+            );
+            interpreters = exec::interpreter_paths();
         }
-        match roots::learn_roots(ebpf, &roots) {
-            Ok(pins) => root_pins = Some(pins),
+        match roots::learn(ebpf, &roots, &interpreters) {
+            Ok(learned) => {
+                if !learned.interpreters_missed.is_empty() {
+                    tracing::warn!(paths = ?learned.interpreters_missed, "Interpreters the kernel could not learn: scripts they run are not followed.");
+                }
+                root_pins = Some(learned.pins);
+            }
             Err(e) => {
                 kernel::clear_kernel_offsets(ebpf);
                 offsets = Err(format!("{e}; the kernel walk is off"));

@@ -1,23 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The watched roots by the address of their directory's dentry. The kernel walk
-//! looks each level up by that address (one lookup, no reads) instead of reading
-//! every level's device and inode. The addresses are learned once at start: the
-//! agent opens each root, a small program on `sys_enter_fstatfs` (attached only for
-//! this) reads the opened file's dentry, checks it against `RAMPART_WATCH_ROOTS` by
-//! device and inode, and remembers it in `RAMPART_ROOT_DENTRIES`. The agent keeps
-//! the roots open ([`RootPins`]), which keeps those dentries, and so their
-//! addresses, alive for as long as the programs run.
+//! Teaching the kernel which files are watched roots and interpreters, as its
+//! programs will see them. The agent opens each one and `fstatfs`es it while
+//! `rampart_learn_root` is attached to `sys_enter_fstatfs` (only for this, and only
+//! for the agent's own calls, said in `RAMPART_LEARN`). The program takes the opened
+//! file's identity the way the walk and the exec program read it: a root's dentry
+//! address (`RAMPART_ROOT_DENTRIES`, so the walk tests each level with one lookup
+//! and no reads), an interpreter's (device, inode) of its dentry
+//! (`RAMPART_INTERPRETERS`). Nothing depends on `stat` agreeing with the kernel,
+//! which on overlayfs it does not (a per-layer device). The roots stay open
+//! ([`RootPins`]) while the programs run, which keeps those dentries, and so their
+//! addresses, alive.
 
-use std::{
-    collections::HashSet,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
+use std::{os::fd::AsRawFd, path::PathBuf};
+
+use agent_common::{learn_kind, maps, maps::progs, Learn};
+use aya::{
+    maps::Array,
+    programs::{trace_point::TracePointLinkId, TracePoint},
+    Ebpf,
 };
 
-use agent_common::{maps, maps::progs, RootDentry, RootKey};
-use aya::{maps::HashMap as AyaHashMap, programs::TracePoint, Ebpf};
-
-use super::event::root_key;
 use crate::kernel::{prog_err, program, LoaderError};
 
 /// The roots held open while the programs run (dropped with the sensors).
@@ -33,11 +35,22 @@ impl RootPins {
     }
 }
 
-/// Learn the dentry address of every existing directory in `paths` (each must
-/// already be in `RAMPART_WATCH_ROOTS` with all its bits). Fails, naming the root,
-/// when one was not learned: a walk that cannot find a root would take its files
-/// for unwatched.
-pub fn learn_roots(ebpf: &mut Ebpf, paths: &[PathBuf]) -> Result<RootPins, LoaderError> {
+/// What was learned: the roots (held open) and the interpreters that could not be
+/// (named, so the agent can say so; their scripts are then not followed).
+pub struct Learned {
+    pub pins: RootPins,
+    pub interpreters_missed: Vec<PathBuf>,
+}
+
+/// Learn every existing directory of `roots` (with its bits; a directory named
+/// twice gets both) and every file of `interpreters`. Fails, naming it, when a root
+/// could not be learned: a walk that cannot find a root would take its files for
+/// unwatched.
+pub fn learn(
+    ebpf: &mut Ebpf,
+    roots: &[(PathBuf, u32)],
+    interpreters: &[PathBuf],
+) -> Result<Learned, LoaderError> {
     let name = progs::LEARN_ROOT;
     let prog: &mut TracePoint = program(ebpf, name)?;
     if prog.fd().is_err() {
@@ -46,54 +59,81 @@ pub fn learn_roots(ebpf: &mut Ebpf, paths: &[PathBuf]) -> Result<RootPins, Loade
     let link = prog
         .attach("syscalls", "sys_enter_fstatfs")
         .map_err(prog_err(name))?;
-    let mut pins = Vec::new();
-    let mut wanted: Vec<(RootKey, &Path)> = Vec::new();
-    let mut learned = Ok(());
-    for p in paths {
-        let Ok(f) = std::fs::File::open(p) else {
-            continue; // absent: watched by name only (see set_watch_prefixes)
+    let res = teach(ebpf, roots, interpreters);
+    let prog: &mut TracePoint = program(ebpf, name)?;
+    detach(prog, link)?;
+    res
+}
+
+fn detach(prog: &mut TracePoint, link: TracePointLinkId) -> Result<(), LoaderError> {
+    prog.detach(link).map_err(prog_err(progs::LEARN_ROOT))
+}
+
+fn teach(
+    ebpf: &mut Ebpf,
+    roots: &[(PathBuf, u32)],
+    interpreters: &[PathBuf],
+) -> Result<Learned, LoaderError> {
+    let map = ebpf
+        .map_mut(maps::LEARN)
+        .ok_or(LoaderError::MissingMap(maps::LEARN))?;
+    let mut cfg: Array<_, Learn> = Array::try_from(map).map_err(|source| LoaderError::Map {
+        name: maps::LEARN,
+        source,
+    })?;
+    let tgid = std::process::id();
+    // One file: open it, say what it is, fstatfs it, and check that it was learned.
+    let mut one = |path: &PathBuf, kind: u32, bits: u32| -> Result<Option<std::fs::File>, String> {
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(_) => return Ok(None), // absent: nothing to learn
         };
-        let Ok(md) = f.metadata() else {
-            continue;
-        };
-        if !md.is_dir() {
-            continue;
+        let is_dir = f.metadata().map(|m| m.is_dir()).unwrap_or(false);
+        if (kind == learn_kind::ROOT) != is_dir {
+            return Ok(None);
         }
+        let before = cfg.get(&0, 0).map(|l| l.learned).unwrap_or(0);
+        let l = Learn {
+            tgid,
+            kind,
+            bits,
+            learned: before,
+        };
+        cfg.set(0, l, 0).map_err(|e| e.to_string())?;
         // SAFETY: a valid fd and a statfs buffer we own.
         let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::fstatfs(f.as_raw_fd(), &mut sfs) } != 0 {
-            learned = Err(LoaderError::Root {
-                path: p.display().to_string(),
-                reason: format!("fstatfs: {}", std::io::Error::last_os_error()),
-            });
-            break;
+            return Err(format!("fstatfs: {}", std::io::Error::last_os_error()));
         }
-        wanted.push((root_key(&md), p));
-        pins.push(f);
-    }
-    let prog: &mut TracePoint = program(ebpf, name)?;
-    prog.detach(link).map_err(prog_err(name))?;
-    learned?;
-    let map = ebpf
-        .map(maps::ROOT_DENTRIES)
-        .ok_or(LoaderError::MissingMap(maps::ROOT_DENTRIES))?;
-    let map: AyaHashMap<_, u64, RootDentry> =
-        AyaHashMap::try_from(map).map_err(|source| LoaderError::Map {
-            name: maps::ROOT_DENTRIES,
-            source,
-        })?;
-    let have: HashSet<(u32, u64)> = map
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(_, v)| (v.dev, v.ino))
-        .collect();
-    for (key, p) in wanted {
-        if !have.contains(&(key.dev, key.ino)) {
-            return Err(LoaderError::Root {
-                path: p.display().to_string(),
-                reason: "its dentry was not learned (is it in RAMPART_WATCH_ROOTS?)".into(),
-            });
+        let after = cfg.get(&0, 0).map(|l| l.learned).unwrap_or(0);
+        if after == before {
+            return Err("the kernel did not learn it".into());
+        }
+        Ok(Some(f))
+    };
+    let mut pins = Vec::new();
+    for (path, bits) in roots {
+        match one(path, learn_kind::ROOT, *bits) {
+            Ok(Some(f)) => pins.push(f),
+            Ok(None) => {}
+            Err(reason) => {
+                return Err(LoaderError::Root {
+                    path: path.display().to_string(),
+                    reason,
+                })
+            }
         }
     }
-    Ok(RootPins(pins))
+    let mut interpreters_missed = Vec::new();
+    for path in interpreters {
+        if let Err(why) = one(path, learn_kind::INTERPRETER, 0) {
+            tracing::debug!(path = %path.display(), reason = %why, "Interpreter not learned.");
+            interpreters_missed.push(path.clone());
+        }
+    }
+    let _ = cfg.set(0, Learn::default(), 0);
+    Ok(Learned {
+        pins: RootPins(pins),
+        interpreters_missed,
+    })
 }

@@ -697,7 +697,12 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
     // As the agent runs it: write sessions are decided by walking the opened file.
     agent::kernel::set_kernel_offsets(&mut ebpf).map_err(anyhow::Error::msg)?;
     agent::sensors::file::set_watch_prefixes(&mut ebpf, &[watched.to_path_buf()])?;
-    let roots = agent::sensors::roots::learn_roots(&mut ebpf, &[watched.to_path_buf()])?;
+    let roots = agent::sensors::roots::learn(
+        &mut ebpf,
+        &[(watched.to_path_buf(), agent_common::WATCH_INCLUDE)],
+        &[],
+    )?
+    .pins;
     agent::sensors::file::attach_file_sensor(&mut ebpf)?;
     let stats =
         aya::maps::PerCpuArray::try_from(ebpf.take_map(maps::FILE_STATS_TOTAL).context("stats")?)?;
