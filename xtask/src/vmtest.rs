@@ -32,8 +32,10 @@ const PACKAGES: &[&str] = &[
 ];
 /// virtme-ng from PyPI, into a venv of its own.
 const VIRTME_NG: &str = "virtme-ng";
-/// The kernel-facing tests run in each guest (filters of the e2e binary).
-const GUEST_TESTS: &[&str] = &["kernels::"];
+/// The kernel-facing tests run in each guest (filters of the e2e binary): every
+/// program loads, and the file and exec sensors find what they must however it is
+/// spelled, through the tracepoint and the fanotify backends, and the sweep.
+const GUEST_TESTS: &[&str] = &["kernels::", "sensor_truth_e2e::"];
 
 /// A kernel series and the Debian package pattern of its newest image.
 #[derive(Clone, Copy, Debug)]
