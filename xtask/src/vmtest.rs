@@ -6,7 +6,7 @@
 //! on this machine kind), virtme-ng sharing this machine's root read-only over 9p, and
 //! Debian 12's `linux-image-6.1.0-*-amd64` and `linux-image-6.12.*+deb12-amd64`, whose
 //! modules go under /lib/modules (virtme loads them from the shared root). BPF-LSM is
-//! turned on by the command line (`lsm=...,bpf`). Inside, /tmp is a tmpfs (SQLite's
+//! turned on by the command line (`lsm=...,bpf`). Inside, TMPDIR is a tmpfs (SQLite's
 //! WAL does not work over 9p), CI=true (a kernel feature missing is a failure), and the
 //! end-to-end test binary built here runs the kernel tests.
 
@@ -228,8 +228,10 @@ fn boot(
         format!(
             "#!/bin/sh\n\
              # Written by cargo xtask vmtest; run as root inside the guest.\n\
-             mount -t tmpfs -o size=1g tmpfs /tmp\n\
-             export TMPDIR=/tmp CI=true RUST_BACKTRACE=1\n\
+             # Not over /tmp: the checkout or the shared results may live there.\n\
+             mkdir -p /run/rampart-vmtest\n\
+             mount -t tmpfs -o size=1g tmpfs /run/rampart-vmtest\n\
+             export TMPDIR=/run/rampart-vmtest CI=true RUST_BACKTRACE=1\n\
              cd {root}\n\
              {bin} --test-threads=1 --nocapture {filters} > {log} 2>&1\n\
              echo $? > {rc}\n",
