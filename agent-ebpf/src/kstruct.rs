@@ -227,6 +227,26 @@ fn chunk_u32(o: &KernelOffsets, st: *mut WalkState, off: u32) -> u32 {
     (chunk_u64(o, st, off & !7) >> ((off & 4) * 8)) as u32
 }
 
+/// Add `flag` (COMPLETE, TRUNCATED) to the walk's outcome.
+#[inline(always)]
+fn mark(st: *mut WalkState, flag: u32) {
+    let done: u32 = get!(st, done);
+    set!(st, done, done | flag);
+}
+
+/// Step up from `dentry` to its parent `up`. False when there is none: a dentry
+/// that is its own parent without being a mount's root is a file with no place in
+/// any tree (a memfd, a pipe), which ends the walk complete.
+#[inline(always)]
+fn climb(st: *mut WalkState, dentry: u64, up: u64) -> Option<bool> {
+    if up == dentry {
+        mark(st, COMPLETE);
+        return Some(false);
+    }
+    set!(st, dentry, up);
+    Some(true)
+}
+
 /// Cross from the root of the current mount to where it is mounted. False at the
 /// top of the mount tree (the walk is complete).
 #[inline(always)]
@@ -234,8 +254,7 @@ fn cross_mount(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let mount = get!(st, mnt) - o.mount_mnt as u64;
     let parent: u64 = read(mount, o.mount_mnt_parent)?;
     if parent == mount {
-        let done: u32 = get!(st, done);
-        set!(st, done, done | COMPLETE);
+        mark(st, COMPLETE);
         return Some(false);
     }
     set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
@@ -273,14 +292,7 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     if at_mount_root(o, st)? {
         return cross_mount(o, st);
     }
-    let up: u64 = read(dentry, o.dentry_d_parent)?;
-    if up == dentry {
-        let done: u32 = get!(st, done);
-        set!(st, done, done | COMPLETE);
-        return Some(false);
-    }
-    set!(st, dentry, up);
-    Some(true)
+    climb(st, dentry, read(dentry, o.dentry_d_parent)?)
 }
 
 /// One step of building the path: prepend the dentry's name (its fields from one
@@ -312,8 +324,7 @@ fn name_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let pos: u64 = get!(st, pos);
     if len + 1 > pos {
         // The rest cannot fit: the path is cut here.
-        let done: u32 = get!(st, done);
-        set!(st, done, done | TRUNCATED);
+        mark(st, TRUNCATED);
         return Some(false);
     }
     let pos = pos - len - 1;
@@ -331,15 +342,8 @@ fn name_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
             name as *const core::ffi::c_void,
         );
     }
-    if up == dentry {
-        // A dentry that is its own parent without being a mount's root: a file with
-        // no place in any tree (a memfd, a pipe), named by itself like d_path does.
-        let done: u32 = get!(st, done);
-        set!(st, done, done | COMPLETE);
-        return Some(false);
-    }
-    set!(st, dentry, up);
-    Some(true)
+    // Its own parent (a memfd, a pipe): named by itself, like d_path does.
+    climb(st, dentry, up)
 }
 
 /// When a walk builds the path.

@@ -51,14 +51,19 @@ impl FileMeta {
     /// From `lstat` of `path` now (None when it is gone): for events whose backend
     /// had no open file to read it from.
     pub fn of(path: &Path) -> Option<Self> {
+        Some(Self::from(&std::fs::symlink_metadata(path).ok()?))
+    }
+}
+
+impl From<&std::fs::Metadata> for FileMeta {
+    fn from(m: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
-        Some(Self {
+        Self {
             ino: m.ino(),
             dev: m.dev(),
             mode: m.mode(),
             size: m.size() as i64,
-        })
+        }
     }
 }
 

@@ -423,7 +423,7 @@ impl State {
             return None;
         }
         let mut act = self.base(FileOp::Rename, path.to_path_buf(), pid);
-        act.meta = FileMeta::of(path);
+        act.meta = Some(FileMeta::from(&m));
         Some(act)
     }
 

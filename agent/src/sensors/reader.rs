@@ -626,16 +626,19 @@ mod tests {
             }
             .to_vec()
         };
-        let Ok(Decoded::Path(d)) = decode(&raw(&ev)) else {
-            panic!("not a path event")
+        let activity = |ev: &PathEvent| {
+            let Ok(Decoded::Path(d)) = decode(&raw(ev)) else {
+                panic!("not a path event")
+            };
+            path_activity(
+                &d,
+                &[],
+                &PipelineStats::default(),
+                &mut ProcCache::default(),
+            )
+            .expect("activity")
         };
-        let act = path_activity(
-            &d,
-            &[],
-            &PipelineStats::default(),
-            &mut ProcCache::default(),
-        )
-        .expect("activity");
+        let act = activity(&ev);
         assert_eq!(act.op, FileOp::Rename);
         assert_eq!(act.path, PathBuf::from("/w/b.x"));
         assert_eq!(act.old_path, Some(PathBuf::from("/w/a.x")));
@@ -643,16 +646,7 @@ mod tests {
         let mut t = ev;
         t.header.kind = EventKind::FileTruncate as u16;
         t.path2_len = 0;
-        let Ok(Decoded::Path(d)) = decode(&raw(&t)) else {
-            panic!("not a path event")
-        };
-        let act = path_activity(
-            &d,
-            &[],
-            &PipelineStats::default(),
-            &mut ProcCache::default(),
-        )
-        .expect("activity");
+        let act = activity(&t);
         assert_eq!(
             (act.op, act.path),
             (FileOp::WriteClose, PathBuf::from("/w/a.x"))

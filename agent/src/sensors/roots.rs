@@ -25,16 +25,6 @@ use crate::kernel::{prog_err, program, LoaderError};
 /// The roots held open while the programs run (dropped with the sensors).
 pub struct RootPins(#[allow(dead_code)] Vec<std::fs::File>);
 
-impl RootPins {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// What was learned: the roots (held open) and the interpreters that could not be
 /// (named, so the agent can say so; their scripts are then not followed).
 pub struct Learned {

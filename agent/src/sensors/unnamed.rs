@@ -75,11 +75,11 @@ pub async fn run(
         next_walk = Instant::now() + MIN_GAP.max(took * GAP_FACTOR);
         for (key, u) in pending {
             match found.get(&key) {
-                Some(path) => {
+                Some((path, meta)) => {
                     stats.unnamed_found.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(path = %path.display(), tail = %u.tail, ino = u.ino, pid = u.act.tgid, "A write the kernel could not name was found by its inode.");
                     let mut act = u.act;
-                    act.meta = FileMeta::of(path);
+                    act.meta = Some(*meta);
                     act.path = path.clone();
                     send_activity(&sinks, &stats, act);
                 }
@@ -105,9 +105,10 @@ fn add(pending: &mut HashMap<(u64, u64), Unnamed>, u: Unnamed, stats: &PipelineS
     pending.insert((u.dev, u.ino), u);
 }
 
-/// Paths of the wanted (dev, inode) pairs under `roots`: one walk reading
-/// directories only, each candidate confirmed by lstat (device and inode).
-pub fn find(roots: &[PathBuf], wanted: &[(u64, u64)]) -> HashMap<(u64, u64), PathBuf> {
+/// Paths of the wanted (dev, inode) pairs under `roots`, with their metadata: one
+/// walk reading directories only, each candidate confirmed by lstat (device and
+/// inode).
+pub fn find(roots: &[PathBuf], wanted: &[(u64, u64)]) -> HashMap<(u64, u64), (PathBuf, FileMeta)> {
     let mut by_ino: HashMap<u64, Vec<u64>> = HashMap::new();
     for (dev, ino) in wanted {
         by_ino.entry(*ino).or_default().push(*dev);
@@ -139,13 +140,18 @@ pub fn find(roots: &[PathBuf], wanted: &[(u64, u64)]) -> HashMap<(u64, u64), Pat
     out
 }
 
-fn confirm(path: &Path, ino: u64, devs: &[u64], out: &mut HashMap<(u64, u64), PathBuf>) {
+fn confirm(
+    path: &Path,
+    ino: u64,
+    devs: &[u64],
+    out: &mut HashMap<(u64, u64), (PathBuf, FileMeta)>,
+) {
     let Ok(m) = std::fs::symlink_metadata(path) else {
         return;
     };
     if m.ino() == ino && m.file_type().is_file() && devs.contains(&m.dev()) {
         out.entry((m.dev(), ino))
-            .or_insert_with(|| path.to_path_buf());
+            .or_insert_with(|| (path.to_path_buf(), FileMeta::from(&m)));
     }
 }
 
@@ -178,7 +184,7 @@ mod tests {
         let roots = vec![dir.path().to_path_buf()];
         // Found under its real name; the wrong device for the same inode is not it.
         let found = find(&roots, &[(m.dev(), m.ino()), (m.dev() + 1, o.ino())]);
-        assert_eq!(found.get(&(m.dev(), m.ino())), Some(&file));
+        assert_eq!(found.get(&(m.dev(), m.ino())).map(|f| &f.0), Some(&file));
         assert_eq!(found.len(), 1, "{found:?}");
         // Outside the roots: not found.
         let elsewhere = tempfile::tempdir().expect("tempdir");
