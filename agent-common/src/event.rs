@@ -26,6 +26,17 @@ pub const ROOT_FILE: u32 = WATCH_INCLUDE | WATCH_EXCLUDE;
 pub const NAME_MAX_LEN: usize = 64;
 /// Capacity of the sensitive-file maps.
 pub const MAX_SENSITIVE: u32 = 256;
+
+/// Slots of `RAMPART_SENSITIVE_MODE` (`Array<u32>`). Agent writes.
+pub mod sensitive {
+    /// The enforcement mode of sensitive reads (`egress::mode`).
+    pub const MODE: u32 = 0;
+    /// 1 once the LSM file_open hook is attached: it reports (and, enforcing,
+    /// denies) the files it knows by identity, and the openat tracepoints leave
+    /// those to it (one report per read).
+    pub const LSM_ATTACHED: u32 = 1;
+    pub const SLOTS: u32 = 2;
+}
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
 /// Capacity of the watched-roots map (by device and inode).
@@ -170,6 +181,9 @@ pub mod file_flags {
     /// change the file after close, so the session outlives the close (under
     /// [`super::MAPPED_FD`]) and is ended again by the process's exit.
     pub const MAPPED: u32 = 1 << 8;
+    /// A sensitive read from the LSM file_open hook: `open_flags` carries its
+    /// decision (`egress::Decision`: observed, dry run, denied).
+    pub const DECIDED: u32 = 1 << 9;
 }
 
 /// `OpenKey.fd` bit of a session kept past its close because its file is mapped

@@ -38,6 +38,9 @@ pub mod flags {
     pub const RESOLVED: u32 = 32;
     /// The walked path's leading components did not fit.
     pub const TRUNCATED: u32 = 64;
+    /// Denied by BPF-LSM (`bprm_check_security`) with -EPERM: the new image never
+    /// existed (no argv is read there).
+    pub const LSM: u32 = 128;
 }
 
 /// argv elements of an interpreter whose hashes the kernel keeps, to recognise the
@@ -118,8 +121,8 @@ crate::counters! {
         Violations = 1 => "violations",
         Killed = 2 => "killed",
         RingbufFull = 3 => "ringbuf_full",
-        /// Denied before the new image existed (the fanotify backend's FAN_DENY; the
-        /// LSM's -EPERM). Counted in userspace.
+        /// Denied before the new image existed: the LSM's -EPERM (counted here), the
+        /// fanotify backend's FAN_DENY (counted in userspace).
         Denied = 4 => "denied",
         /// A freshly exec'd interpreter opened its script (matched or not).
         Scripts = 5 => "scripts",

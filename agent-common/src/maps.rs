@@ -79,7 +79,8 @@ pub const SENSITIVE_NAMES: &str = "RAMPART_SENSITIVE_NAMES";
 /// Sensitive files by identity, for the LSM file_open hook (`HashMap<[u64; 2], u32>`,
 /// key = [kernel dev_t, inode]). Agent writes (stat of each configured path).
 pub const SENSITIVE_INODES: &str = "RAMPART_SENSITIVE_INODES";
-/// Sensitive-read enforcement mode (`Array<u32>`, one entry, `egress::mode`). Agent writes.
+/// Sensitive-read enforcement mode and LSM hand-off (`Array<u32>`, slots in
+/// [`crate::sensitive`]). Agent writes.
 pub const SENSITIVE_MODE: &str = "RAMPART_SENSITIVE_MODE";
 /// Scratch for a base-name key (per-CPU, one entry). Kernel only.
 pub const NAME_SCRATCH: &str = "RAMPART_NAME_SCRATCH";

@@ -94,7 +94,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), ()> {
     // SAFETY: offset from the tracepoint format.
     let loc: u32 = unsafe { ctx.read_at(FILENAME_LOC) }.map_err(|_| ())?;
     let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
-    enforce(exec_decision(Image::Typed(src), true)?);
+    enforce(exec_decision(Image::Typed(src), Hook::Tracepoint)?);
     Ok(())
 }
 
@@ -118,7 +118,10 @@ fn try_rampart_exec(ctx: &RawTracePointContext) -> Result<(), ()> {
     let bprm: u64 = ctx.arg(2);
     let file = kstruct::ptr(bprm, o.bprm_file).ok_or(())?;
     let filename = kstruct::ptr(bprm, o.bprm_filename).ok_or(())?;
-    enforce(exec_decision(Image::File { file, filename }, true)?);
+    enforce(exec_decision(
+        Image::File { file, filename },
+        Hook::Tracepoint,
+    )?);
     // A `#!` line named the image (bprm->interp is no longer the name exec'd), or
     // the image is a known interpreter: follow it to its script.
     let interp = kstruct::ptr(bprm, o.bprm_interp).unwrap_or(filename);
@@ -202,15 +205,34 @@ fn decide(cfg: &ExecConfig, info: &OpenInfo, world_writable: bool) -> Option<Dec
     .then_some(Decision::Allowed)
 }
 
+/// Where an exec is decided.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hook {
+    /// The exec tracepoints, after the new image is loaded: every decision is
+    /// reported (with argv), a denial is a SIGKILL before the first instruction.
+    Tracepoint,
+    /// BPF-LSM's `bprm_check_security`, before the new image exists: acts only on a
+    /// denial, which becomes -EPERM (the tracepoints never run for that exec, so it
+    /// is reported once, here); everything else is left to the tracepoints.
+    Lsm,
+}
+
 /// Check an exec against the policy, report it, and return the decision (the
-/// caller enforces: SIGKILL here, -EPERM in the LSM). `Allowed` also when nothing
-/// applies. `new_image`: current's mm is the exec'd image (true after exec; false
-/// in the LSM hook, where argv is not read).
-pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, ()> {
+/// caller enforces: SIGKILL in the tracepoints, -EPERM in the LSM). `Allowed` also
+/// when nothing applies.
+pub(crate) fn exec_decision(image: Image, hook: Hook) -> Result<Decision, ()> {
     let Some((cfg, cgroup_id)) = in_scope() else {
         return Ok(Decision::Allowed);
     };
-    bump(ExecStat::Checked);
+    if hook == Hook::Lsm && cfg.mode != mode::ENFORCE {
+        // Nothing to deny: the tracepoints report what this exec is.
+        return Ok(Decision::Allowed);
+    }
+    // The LSM counts only what it denies (the tracepoints count the rest, once).
+    let counted = hook == Hook::Tracepoint;
+    if counted {
+        bump(ExecStat::Checked);
+    }
     let scratch = EXEC_SCRATCH.get_ptr_mut(0).ok_or(())?;
     // SAFETY: per-CPU scratch, exclusively ours during this run.
     let info = unsafe { &mut *scratch };
@@ -226,7 +248,7 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
             if unsafe { bpf_probe_read_kernel(filename as *const [u8; 8]) } == Ok(DEV_FD) {
                 info.flags |= exec_flags::FD_EXEC;
             }
-            if info.flags & (exec_flags::FILELESS | exec_flags::FD_EXEC) != 0 {
+            if counted && info.flags & (exec_flags::FILELESS | exec_flags::FD_EXEC) != 0 {
                 bump(ExecStat::Fileless);
             }
             world_writable
@@ -252,11 +274,18 @@ pub(crate) fn exec_decision(image: Image, new_image: bool) -> Result<Decision, (
     };
     if world_writable {
         info.flags |= exec_flags::WORLD_WRITABLE;
+    } else if hook == Hook::Lsm {
+        return Ok(Decision::Allowed);
     }
     let Some(decision) = decide(cfg, info, world_writable) else {
         return Ok(Decision::Allowed);
     };
-    emit(info, cgroup_id, decision, new_image);
+    if !counted {
+        info.flags |= exec_flags::LSM;
+        bump(ExecStat::Checked);
+        bump(ExecStat::Denied);
+    }
+    emit(info, cgroup_id, decision, hook == Hook::Tracepoint);
     Ok(decision)
 }
 

@@ -14,10 +14,10 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, learn_kind, path_op, EventHeader, EventKind, ExitEvent, FileEvent, FileStat, Learn,
-    OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, EVENT_VERSION, FMODE_CREATED,
-    MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN,
-    ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
+    file_flags, learn_kind, path_op, sensitive, EventHeader, EventKind, ExitEvent, FileEvent,
+    FileStat, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, EVENT_VERSION,
+    FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN,
+    PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -87,6 +87,16 @@ static SENSITIVE_PREFIXES: LpmTrie<[u8; PREFIX_MAX_LEN], u32> =
 static SENSITIVE_NAMES: HashMap<[u8; NAME_MAX_LEN], u32> =
     HashMap::with_max_entries(MAX_SENSITIVE, 0);
 
+/// Sensitive files by identity (`[dev, ino]` as `stat` shows them), for the LSM
+/// file_open hook; the tracepoints leave these to it where it is attached.
+#[map(name = "RAMPART_SENSITIVE_INODES")]
+pub(crate) static SENSITIVE_INODES: HashMap<[u64; 2], u32> = HashMap::with_max_entries(256, 0);
+
+/// [`agent_common::sensitive`]: the enforcement mode, and whether the LSM file_open
+/// hook is attached.
+#[map(name = "RAMPART_SENSITIVE_MODE")]
+pub(crate) static SENSITIVE_MODE: Array<u32> = Array::with_max_entries(sensitive::SLOTS, 0);
+
 #[map(name = "RAMPART_NAME_SCRATCH")]
 static NAME_SCRATCH: PerCpuArray<[u8; NAME_MAX_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -107,7 +117,7 @@ const AT_FDCWD: i32 = -100;
 const EXEC_BITS: u32 = 0o111;
 
 #[inline(always)]
-fn bump(stat: FileStat) {
+pub(crate) fn bump(stat: FileStat) {
     if let Some(c) = FILE_STATS_TOTAL.get_ptr_mut(stat as u32) {
         // SAFETY: per-CPU slot.
         unsafe { *c += 1 };
@@ -396,7 +406,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     }
     if !write {
         // A read by a web-server user (remember_open checked the uid).
-        if sensitive(info) {
+        if sensitive(info) && !lsm_reported(ret as u32) {
             emit_file(
                 EventKind::SensitiveRead,
                 id,
@@ -415,6 +425,22 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         return Ok(());
     }
     track_write(id, ret as u32, info)
+}
+
+/// Did the LSM file_open hook already report (and, enforcing, deny) this open? It
+/// does for the files it knows by identity, wherever it is attached.
+#[inline(always)]
+fn lsm_reported(fd: u32) -> bool {
+    if SENSITIVE_MODE.get(sensitive::LSM_ATTACHED).copied() != Some(1) {
+        return false;
+    }
+    let Some(o) = kstruct::offsets() else {
+        return false;
+    };
+    kstruct::current_file(o, fd)
+        .and_then(|f| kstruct::root_key(o, f))
+        // SAFETY: plain lookup.
+        .is_some_and(|k| unsafe { SENSITIVE_INODES.get(&[k.dev as u64, k.ino]) }.is_some())
 }
 
 /// Bind a write session on a watched file to its fd, for the close.

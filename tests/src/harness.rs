@@ -268,6 +268,22 @@ impl Harness {
         self.request("GET", path, token, None)
     }
 
+    /// Does this agent run BPF-LSM programs (its `lsm` component is available)?
+    /// Where that is expected (`crate::lsm_expected`), anything else fails.
+    pub fn lsm_runs(&self) -> bool {
+        let (_, comps) = self.get("/api/v1/components", &self.read.clone());
+        let lsm = comps["components"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["kind"] == "lsm" && c["name"] == "lsm"))
+            .cloned()
+            .unwrap_or_else(|| panic!("the lsm component in {comps}"));
+        let runs = lsm["state"] == "available";
+        if crate::lsm_expected() {
+            assert!(runs, "BPF-LSM must run on this kernel: {lsm}");
+        }
+        runs
+    }
+
     /// `POST /login` with the form field `token`: (status, Set-Cookie).
     pub fn login(&self, token: &str) -> (u16, String) {
         let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");

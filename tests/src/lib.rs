@@ -47,6 +47,27 @@ pub fn feature_available(feature: &str, available: Result<(), String>) -> bool {
     }
 }
 
+/// Must the agent's BPF-LSM backend run here? `cargo xtask vmtest` boots its guests
+/// with `bpf` in the LSM list on kernels that run LSM programs, and says so with
+/// `RAMPART_EXPECT_LSM=1`: there a test that finds BPF-LSM not running fails
+/// (`Harness::lsm_runs`). Elsewhere (this CI kernel refuses LSM programs with EPERM,
+/// which `kernels::every_program_loads_on_this_kernel` asserts) the tests take what
+/// the agent reports and check what that backend promises.
+pub fn lsm_expected() -> bool {
+    std::env::var("RAMPART_EXPECT_LSM").is_ok_and(|v| v == "1")
+}
+
+/// The backend `/api/v1/health` reports for `sensor` ("lsm", "tracepoint",
+/// "fanotify", "none"); panics when the sensor is not listed.
+pub fn sensor_backend(health: &serde_json::Value, sensor: &str) -> String {
+    health["sensors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["sensor"] == sensor))
+        .and_then(|s| s["backend"].as_str())
+        .unwrap_or_else(|| panic!("sensor {sensor} in {health}"))
+        .to_string()
+}
+
 pub fn is_root() -> Result<(), String> {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } == 0 {

@@ -2,8 +2,9 @@
 //! The exec sensor's stop rule end to end, scoped to a test cgroup and a test
 //! "world-writable" directory: in dry run a script there runs and is reported; when
 //! enforcing it is killed before its first line runs (it would create a file);
-//! outside the cgroup, or outside the tree, nothing is touched. Both exec backends:
-//! the sched_process_exec tracepoint (kill) and the fanotify fallback (deny).
+//! outside the cgroup, or outside the tree, nothing is touched. Every exec backend:
+//! BPF-LSM where it runs (the vmtest guests; execve fails with EPERM), the
+//! sched_process_exec tracepoint (kill) and the fanotify fallback (deny).
 
 use std::{
     os::unix::fs::PermissionsExt, os::unix::process::ExitStatusExt, path::Path, process::Command,
@@ -188,39 +189,63 @@ fn exec_from_world_writable_dir_reported_then_killed_before_first_line() {
         "no finding for the relative exec; log:\n{}",
         h.log()
     );
-    // Enforce: killed before its first line; the file is never created.
+    // Enforce: stopped before its first line; the file is never created. Where
+    // BPF-LSM runs, bprm_check_security denies the exec (execve fails with EPERM,
+    // the image never exists); elsewhere the exec tracepoint kills it with SIGKILL
+    // once the image is loaded, before its first instruction.
     let cfg = std::fs::read_to_string(&h.config).expect("config");
     std::fs::write(&h.config, cfg.replace("dry_run: true", "dry_run: false")).expect("config");
     h.stop();
     h.restart();
+    let (_, health) = h.get("/api/v1/health", &h.read.clone());
+    let lsm = h.lsm_runs();
+    assert_eq!(
+        integration_test::sensor_backend(&health, "exec"),
+        if lsm { "lsm" } else { "tracepoint" },
+        "{health}"
+    );
+    let stopped = |st: std::process::ExitStatus, what: &str| {
+        if lsm {
+            assert!(!st.success(), "{what}: execve must fail: {st}");
+            assert_eq!(st.signal(), None, "{what}: denied, not killed: {st}");
+        } else {
+            assert_eq!(st.signal(), Some(9), "{what}: killed by SIGKILL, got {st}");
+        }
+    };
     std::fs::remove_file(&marker).expect("rm marker");
-    let st = run(Some(&cg.0), &script);
-    assert_eq!(st.signal(), Some(9), "killed by SIGKILL, got {st}");
+    stopped(run(Some(&cg.0), &script), "the enforced exec");
     assert_stopped_only_in_scope(&h, &cg.0, &script, &safe, &marker);
-    // Enforcing, a relative name is killed in the kernel too: the interpreter the
-    // `#!` line named is followed to the script it opens, which the kernel walks to
-    // its real path, so it is stopped before it has read a line.
+    // Enforcing, a relative name is stopped in the kernel too: the LSM walks the
+    // file it checks; the tracepoints follow the interpreter the `#!` line named to
+    // the script it opens, which the kernel walks to its real path, so it is
+    // stopped before it has read a line.
     let slow_marker = dir.path().join("slow-ran");
     let slow = slow_script(&ww, "slow.sh", "3", &slow_marker);
-    let st = run_relative(&cg.0, &slow);
-    assert_eq!(st.signal(), Some(9), "killed in the kernel, got {st}");
-    assert!(!slow_marker.exists(), "killed before its first line");
+    stopped(run_relative(&cg.0, &slow), "the relative exec");
+    assert!(!slow_marker.exists(), "stopped before its first line");
+    let said = if lsm {
+        "denied before the image existed: BPF-LSM"
+    } else {
+        "stopped before it read the script"
+    };
     assert!(
         wait_for(Duration::from_secs(10), || exec_findings(&h).iter().any(
             |f| {
                 f["path"] == slow.display().to_string()
-                    && f["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("stopped before it read the script"))
+                    && f["message"].as_str().is_some_and(|m| m.contains(said))
             }
         )),
-        "no kernel-kill finding for the relative name: {:?}",
+        "no kernel finding ({said}) for the relative name: {:?}",
         exec_findings(&h)
     );
-    let killed = metric(&h, "rampart_exec_total{outcome=\"killed\"} ");
+    let (killed, denied) = (
+        metric(&h, "rampart_exec_total{outcome=\"killed\"} "),
+        metric(&h, "rampart_exec_total{outcome=\"denied\"} "),
+    );
     assert_eq!(
-        killed, 2,
-        "the enforced exec and the relative one, both in the kernel"
+        (killed, denied),
+        if lsm { (0, 2) } else { (2, 0) },
+        "the enforced exec and the relative one, both in the kernel (killed, denied)"
     );
     h.stop();
 }

@@ -5,7 +5,10 @@
 //!   /health, /components and /capabilities say fanotify serves files and why;
 //! - tracepoints: a web-server user (uid 33 here) reading a sensitive file, by path
 //!   or by base name, is a `sensitive_read` finding; root reading it is not, and an
-//!   exempt comm is not.
+//!   exempt comm is not;
+//! - BPF-LSM, where it runs (the vmtest guests): the configured file is reported by
+//!   its `file_open` hook, once, and when enforcing the web user is denied it however
+//!   it is named (a symlink), an exempt comm too, and root is not.
 
 use std::{os::unix::process::CommandExt, process::Command, time::Duration};
 
@@ -50,7 +53,13 @@ fn forced_fanotify_backend_still_reports_webshells() {
             .is_some_and(|r| r.contains("forced")),
         "{file}"
     );
-    assert_eq!(sensor(&health, "sensitive_read")["backend"], "none");
+    // BPF-LSM, where it runs, reports sensitive files by identity whatever the file
+    // backend; fanotify itself does not report reads.
+    assert_eq!(
+        sensor(&health, "sensitive_read")["backend"],
+        if h.lsm_runs() { "lsm" } else { "none" },
+        "{health}"
+    );
     let (_, comps) = h.get("/api/v1/components", &h.read.clone());
     let comps = comps["components"].as_array().cloned().unwrap_or_default();
     assert!(comps.iter().any(|c| c["kind"] == "fanotify"), "{comps:?}");
@@ -119,10 +128,19 @@ fn web_user_reading_a_sensitive_file_is_a_finding() {
         "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  sensitive:\n    web_users: ['33']\n    paths: [{}]\n    exempt_comms: [rampart-exempt]\n",
         secret.display()
     );
-    let h = Harness::start_with(net, "", &top);
+    let mut h = Harness::start_with(net, "", &top);
     let (_, health) = h.get("/api/v1/health", &h.read.clone());
-    assert_eq!(sensor(&health, "sensitive_read")["backend"], "tracepoint");
-    assert!(has_cap(&h, "sensors.sensitive_read.tracepoint.v1"));
+    // Where BPF-LSM runs, its file_open hook reports the configured file by
+    // identity (and the tracepoints leave it to it); the base name stays on the
+    // tracepoints.
+    let lsm = h.lsm_runs();
+    let backend = if lsm { "lsm" } else { "tracepoint" };
+    assert_eq!(
+        sensor(&health, "sensitive_read")["backend"],
+        backend,
+        "{health}"
+    );
+    assert!(has_cap(&h, &format!("sensors.sensitive_read.{backend}.v1")));
 
     let read_as = |uid: u32, path: &std::path::Path, argv0: &str| {
         let st = Command::new("cat")
@@ -152,8 +170,17 @@ fn web_user_reading_a_sensitive_file_is_a_finding() {
         assert_eq!(x["uid"], 33, "{x}");
         assert_eq!(x["process"], "cat", "{x}");
         assert_eq!(x["severity"], "high", "{x}");
+        let by_lsm = x["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("decision: observed (BPF-LSM)"));
+        assert_eq!(
+            by_lsm,
+            lsm && x["path"] == secret.to_str().expect("utf8"),
+            "{x}"
+        );
     }
-    // The kernel counted exactly the two web-user reads (root's was never emitted).
+    // The kernel counted exactly the two web-user reads (root's was never emitted,
+    // and where the LSM reported one the tracepoints did not report it again).
     let (_, health) = h.get("/api/v1/health", &h.read.clone());
     assert_eq!(
         health["kernel"]["file_sensor"]["sensitive_emitted"], 2,
@@ -178,4 +205,64 @@ fn web_user_reading_a_sensitive_file_is_a_finding() {
         2,
         "exempt comm is no finding"
     );
+    if !lsm {
+        // Tracepoints cannot deny (`sensors.sensitive.enforce` says so): the rest is
+        // BPF-LSM's, proven in `cargo xtask vmtest`'s guests.
+        return;
+    }
+    // Enforcing: the web user is denied the file however it is named (here through
+    // a symlink of its own), root is not, and a denial is a finding even for an
+    // exempt comm (the reader chooses its comm).
+    let cfg = std::fs::read_to_string(&h.config).expect("config");
+    std::fs::write(
+        &h.config,
+        cfg.replace(
+            "    exempt_comms: [rampart-exempt]\n",
+            "    exempt_comms: [rampart-exempt]\n    enforce: true\n    dry_run: false\n",
+        ),
+    )
+    .expect("config");
+    h.stop();
+    h.restart();
+    let link = site.join("innocent.txt");
+    std::os::unix::fs::symlink(&secret, &link).expect("symlink");
+    let denied = |uid: u32, program: &std::path::Path, path: &std::path::Path| {
+        let out = Command::new(program)
+            .arg(path)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .expect("cat");
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+            "{} as {uid} must be denied: {out:?}",
+            path.display()
+        );
+    };
+    denied(33, std::path::Path::new("cat"), &link);
+    denied(33, &dir.path().join("rampart-exempt"), &secret);
+    read_as(0, &secret, "cat");
+    let denials = || {
+        findings(&h, "sensitive_read")
+            .into_iter()
+            .filter(|x| {
+                x["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("was denied"))
+                    && x["path"] == secret.to_str().expect("utf8")
+            })
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || denials() >= 1),
+        "no denial finding: {:?}",
+        findings(&h, "sensitive_read")
+    );
+    // Both denials were reported by the kernel, under the file's real path.
+    assert!(wait_for(Duration::from_secs(5), || {
+        let (_, h2) = h.get("/api/v1/health", &h.read.clone());
+        h2["kernel"]["file_sensor"]["sensitive_emitted"] == 2
+    }));
+    h.stop();
 }

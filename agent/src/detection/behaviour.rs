@@ -323,6 +323,7 @@ mod tests {
             world_writable: path.starts_with("/tmp/"),
             script: false,
             fileless: false,
+            lsm: false,
         }
     }
 

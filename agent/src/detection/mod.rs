@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use agent_common::egress::Decision;
 use anyhow::{Context, Result};
 use api::model::Severity;
 use tokio::{
@@ -256,16 +257,30 @@ pub fn sensitive_read(act: &FileActivity) -> NewFinding {
         .as_ref()
         .map(|e| e.display().to_string())
         .unwrap_or_else(|| "unknown".into());
+    let (verb, decided) = match act.decision {
+        Some(Decision::Denied) => ("was denied", "; decision: denied (BPF-LSM)"),
+        Some(Decision::DryRun) => ("read", "; decision: dry_run (BPF-LSM would deny)"),
+        Some(_) => ("read", "; decision: observed (BPF-LSM)"),
+        None => ("read", ""),
+    };
     NewFinding {
-        details: format!("reader: {} (pid {}, exe {exe})", act.comm, act.tgid),
+        details: format!(
+            "reader: {} (pid {}, exe {exe}){decided}",
+            act.comm, act.tgid
+        ),
         path: Some(path.clone()),
         pid: Some(act.tgid),
         uid: Some(act.uid),
         process: Some(act.comm.clone()),
+        // A denial and a read of the same file are two findings.
+        key: act
+            .decision
+            .filter(|d| *d == Decision::Denied)
+            .map(|d| format!("{}|{path}|{}", act.uid, d.as_str())),
         ..NewFinding::new(
             CHECK_SENSITIVE_READ,
             Severity::High,
-            format!("Web-server user {} read {path}", act.uid),
+            format!("Web-server user {} {verb} {path}", act.uid),
         )
     }
 }
@@ -370,9 +385,12 @@ pub async fn file_activity(
                 }
             }
             FileOp::SensitiveRead => {
-                if exempt_comms
-                    .iter()
-                    .any(|c| act.comm.starts_with(c.as_str()))
+                // A denial is always reported: the comm is the reader's to choose.
+                let denied = act.decision == Some(Decision::Denied);
+                if !denied
+                    && exempt_comms
+                        .iter()
+                        .any(|c| act.comm.starts_with(c.as_str()))
                 {
                     continue;
                 }

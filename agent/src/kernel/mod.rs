@@ -362,9 +362,19 @@ pub fn set_single<V: aya::Pod>(
     name: &'static str,
     v: V,
 ) -> Result<(), LoaderError> {
+    set_at(ebpf, name, 0, v)
+}
+
+/// Set slot `index` of an `Array<V>` of several slots.
+pub fn set_at<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    index: u32,
+    v: V,
+) -> Result<(), LoaderError> {
     let map = ebpf.map_mut(name).ok_or(LoaderError::MissingMap(name))?;
     let mut arr: Array<&mut MapData, V> = Array::try_from(map).map_err(map_err(name))?;
-    arr.set(0, v, 0).map_err(map_err(name))
+    arr.set(index, v, 0).map_err(map_err(name))
 }
 
 /// Insert each key with value 1 into a `HashMap<K, u32>` used as a set.

@@ -90,6 +90,9 @@ pub struct FileActivity {
     /// A rename that swapped the two names (`RENAME_EXCHANGE`): both hold new
     /// content, and both are scanned.
     pub exchange: bool,
+    /// A sensitive read the LSM file_open hook decided (observed, dry run, denied);
+    /// None when a tracepoint only saw it.
+    pub decision: Option<Decision>,
     /// When userspace got the event (write → finding latency).
     pub received_at: std::time::Instant,
 }
@@ -113,6 +116,7 @@ impl FileActivity {
             meta: None,
             new_mode: None,
             exchange: false,
+            decision: None,
             received_at: std::time::Instant::now(),
         }
     }
@@ -224,6 +228,8 @@ pub struct Exec {
     pub script: bool,
     /// The image has no name on any filesystem (memfd, deleted) or ran by fd.
     pub fileless: bool,
+    /// Denied by BPF-LSM (`bprm_check_security`, -EPERM): the image never existed.
+    pub lsm: bool,
     /// From the kernel (or /proc for fanotify); None when unknown.
     pub parent: Option<Ancestor>,
     pub grandparent: Option<Ancestor>,

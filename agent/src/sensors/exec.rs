@@ -406,6 +406,7 @@ impl ExecFindings {
                     Decision::Denied if late_kill => {
                         " (killed after it started: a relative name, resolved by the agent)"
                     }
+                    Decision::Denied if ev.lsm => " (denied before the image existed: BPF-LSM)",
                     Decision::Denied if ev.script => " (stopped before it read the script)",
                     Decision::Denied => " (stopped before its first instruction)",
                     _ => "",
@@ -478,6 +479,7 @@ mod tests {
             world_writable: false,
             script: false,
             fileless: false,
+            lsm: false,
             parent: None,
             grandparent: None,
             args: vec![],

@@ -413,6 +413,7 @@ fn exec_event(
         world_writable,
         script: false,
         fileless: false,
+        lsm: false,
         parent: (pst.ppid != 0).then(|| ancestor(pst.ppid)),
         grandparent: proc_stat(pst.ppid)
             .map(|s| s.ppid)

@@ -217,7 +217,43 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         }
     };
     components.extend(comps);
-    let sensitive_backend = if file_backend.backend == "fanotify" {
+    // Deny hooks where the kernel allows them. The LSM has no hook for the end of a
+    // write session, so file observation stays on the backend above; sensitive
+    // reads of files known by identity and exec denials move to the LSM.
+    let lsm_attached: Vec<Component> = if lsm.is_ok() {
+        lsm::attach_lsm_sensors(ebpf)
+    } else {
+        Vec::new()
+    };
+    let attached = |prog: &str| {
+        lsm_attached
+            .iter()
+            .any(|c| c.name == prog && c.state == ComponentState::Attached)
+    };
+    let (lsm_file_open, lsm_bprm) = (
+        attached(maps::progs::LSM_FILE_OPEN),
+        attached(maps::progs::LSM_BPRM_CHECK),
+    );
+    if lsm_file_open {
+        // From now on the openat tracepoints leave the files the LSM knows to it.
+        kernel::set_at(
+            ebpf,
+            maps::SENSITIVE_MODE,
+            agent_common::sensitive::LSM_ATTACHED,
+            1u32,
+        )?;
+    }
+    components.extend(lsm_attached);
+    let sensitive_backend = if lsm_file_open {
+        SensorBackend::new(
+            "sensitive_read",
+            "lsm",
+            Some(format!(
+                "the files in sensors.sensitive.paths by identity, however they are named, in the LSM file_open hook (denied when enforcing); base names and trees on the {} file backend",
+                file_backend.backend
+            )),
+        )
+    } else if file_backend.backend == "fanotify" {
         SensorBackend::new(
             "sensitive_read",
             "none",
@@ -245,11 +281,6 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         if offsets.is_ok() { "btf" } else { "none" },
         offsets.err(),
     ));
-    if lsm.is_ok() {
-        // Deny hooks where the kernel allows them; observation stays on the sensors
-        // above (LSM has no hook for the end of a write session).
-        components.extend(lsm::attach_lsm_sensors(ebpf));
-    }
     components.push(Component {
         name: "lsm".into(),
         kind: "lsm",
@@ -266,8 +297,15 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     // names from the kernel program are decided by it.
     let exec_policy = ExecPolicy::new(&cfg.exec, &web_uids).map_err(|e| e.to_string());
     let fan_exec = if cfg.exec.enabled {
-        let (comps, backend, fan) =
+        let (comps, mut backend, fan) =
             choose_exec_backend(cfg, ebpf, lsm_why.as_deref(), &exec_policy, offsets_ok);
+        if lsm_bprm && backend.backend == "tracepoint" {
+            backend = SensorBackend::new(
+                "exec",
+                "lsm",
+                Some("a stopped exec is denied with EPERM in bprm_check_security, before its image exists; reports, argv and scripts run by an interpreter on the sched_process_exec tracepoints".into()),
+            );
+        }
         components.extend(comps);
         backends.push(backend);
         fan

@@ -77,6 +77,7 @@ impl TryFrom<&ExecEvent> for Exec {
             world_writable: ev.flags & flags::WORLD_WRITABLE != 0,
             script: ev.flags & flags::SCRIPT != 0,
             fileless: ev.flags & (flags::FILELESS | flags::FD_EXEC) != 0,
+            lsm: ev.flags & flags::LSM != 0,
             parent: ancestor(ev.ppid, &ev.parent_comm),
             grandparent: ancestor(ev.gppid, &ev.gp_comm),
             args: exec_args(ev),
@@ -131,6 +132,9 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let ev: FileEvent = exact(&h, bytes)?;
             if ev.path_len as usize >= agent_common::PATH_MAX_LEN {
                 return Err(DecodeError::PathLen(ev.path_len));
+            }
+            if ev.flags & file_flags::DECIDED != 0 && Decision::from_u32(ev.open_flags).is_none() {
+                return Err(DecodeError::Decision(ev.open_flags));
             }
             Ok(Decoded::File(ev))
         }
@@ -245,6 +249,9 @@ fn file_activity(ev: &FileEvent, path: PathBuf, procs: &mut ProcCache) -> FileAc
         }),
         new_mode: None,
         exchange: false,
+        decision: (ev.flags & file_flags::DECIDED != 0)
+            .then(|| Decision::from_u32(ev.open_flags))
+            .flatten(),
         received_at: std::time::Instant::now(),
     }
 }
@@ -329,6 +336,7 @@ pub fn path_activity(
         meta,
         new_mode: (op == FileOp::Chmod).then_some(ev.mode),
         exchange: op == FileOp::Rename && ev.mode & RENAME_EXCHANGE != 0,
+        decision: None,
         received_at: std::time::Instant::now(),
     })
 }
@@ -598,6 +606,45 @@ mod tests {
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
         }
+    }
+
+    #[test]
+    fn an_lsm_sensitive_read_carries_its_decision_and_a_bad_one_is_rejected() {
+        let mut ev = event("/etc/shadow", 0);
+        ev.header.kind = EventKind::SensitiveRead as u16;
+        ev.flags = file_flags::DECIDED | file_flags::RESOLVED;
+        ev.open_flags = Decision::Denied as u32;
+        let Ok(Decoded::File(d)) = decode(&bytes(&ev)) else {
+            panic!("not a file event")
+        };
+        let act = to_activity(
+            &d,
+            &[],
+            &PipelineStats::default(),
+            &mut ProcCache::default(),
+        )
+        .expect("activity");
+        assert_eq!(act.op, FileOp::SensitiveRead);
+        assert_eq!(act.decision, Some(Decision::Denied));
+        // A tracepoint's read carries no decision, whatever its open flags say.
+        ev.flags = file_flags::RESOLVED;
+        let Ok(Decoded::File(d)) = decode(&bytes(&ev)) else {
+            panic!("not a file event")
+        };
+        let act = to_activity(
+            &d,
+            &[],
+            &PipelineStats::default(),
+            &mut ProcCache::default(),
+        )
+        .expect("activity");
+        assert_eq!(act.decision, None);
+        ev.flags = file_flags::DECIDED;
+        ev.open_flags = 77;
+        assert!(matches!(
+            decode(&bytes(&ev)),
+            Err(DecodeError::Decision(77))
+        ));
     }
 
     #[test]
