@@ -206,5 +206,4 @@ pub mod progs {
     /// LSM sensors: built for kernels with BPF-LSM, loaded only where the probe passes.
     pub const LSM_FILE_OPEN: &str = "rampart_lsm_file_open";
     pub const LSM_BPRM_CHECK: &str = "rampart_lsm_bprm_check";
-    pub const LSM_SOCKET_CONNECT: &str = "rampart_lsm_socket_connect";
 }

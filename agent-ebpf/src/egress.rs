@@ -93,7 +93,7 @@ fn verdict(r: Result<bool, ()>) -> i32 {
 
 /// Whether to allow the connect. `user_port` holds the port in network byte order in
 /// its low 16 bits.
-pub(crate) fn try_connect(family: u16, user_port: u32, daddr: [u8; 16]) -> Result<bool, ()> {
+fn try_connect(family: u16, user_port: u32, daddr: [u8; 16]) -> Result<bool, ()> {
     let cfg = EGRESS_CONFIG.get(0).ok_or(())?;
     if cfg.mode == mode::OFF {
         return Ok(true);

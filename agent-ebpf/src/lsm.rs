@@ -21,11 +21,9 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 
-use crate::{egress, exec, file, kstruct};
+use crate::{exec, file, kstruct};
 
 const EPERM: i32 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 /// `bprm_check_security(struct linux_binprm *bprm, int ret)`: arg 1 is the verdict so far.
 #[lsm(hook = "bprm_check_security")]
@@ -58,39 +56,6 @@ pub fn rampart_lsm_bprm_check(ctx: LsmContext) -> i32 {
     };
     match exec::exec_decision(image, exec::Hook::Lsm) {
         Ok(Decision::Denied) => -EPERM,
-        _ => 0,
-    }
-}
-
-/// Direct SMTP egress by a UID outside the safe list (the same policy as the cgroup
-/// connect programs, for kernels where the LSM runs for every socket).
-/// `socket_connect(struct socket *sock, struct sockaddr *address, int addrlen, int ret)`.
-#[lsm(hook = "socket_connect")]
-pub fn rampart_lsm_socket_connect(ctx: LsmContext) -> i32 {
-    let ret: i32 = ctx.arg(3);
-    if ret != 0 {
-        return ret;
-    }
-    let addr: u64 = ctx.arg(1);
-    // SAFETY: probe reads of the sockaddr the kernel already copied in.
-    let family: u16 = unsafe { bpf_probe_read_kernel(addr as *const u16) }.unwrap_or(0);
-    let port: u16 = unsafe { bpf_probe_read_kernel((addr + 2) as *const u16) }.unwrap_or(0);
-    let mut daddr = [0u8; 16];
-    match family {
-        AF_INET => {
-            let a: [u8; 4] =
-                unsafe { bpf_probe_read_kernel((addr + 4) as *const [u8; 4]) }.unwrap_or([0; 4]);
-            daddr[..4].copy_from_slice(&a);
-        }
-        AF_INET6 => {
-            daddr =
-                unsafe { bpf_probe_read_kernel((addr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
-        }
-        _ => return 0,
-    }
-    let fam = if family == AF_INET { 4 } else { 6 };
-    match egress::try_connect(fam, port as u32, daddr) {
-        Ok(false) => -EPERM,
         _ => 0,
     }
 }

@@ -18,10 +18,11 @@ pub fn probe_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
     )
 }
 /// The LSM sensor programs and their hooks: loaded and attached only where the probe
-/// passed (exec deny, SMTP egress deny, sensitive-read deny).
+/// passed (exec deny, sensitive-read report and deny). SMTP egress has no LSM
+/// program: the cgroup connect programs enforce it in the configured cgroup only,
+/// and an LSM hook would apply it to every process on the host.
 pub const LSM_SENSORS: &[(&str, &str)] = &[
     (progs::LSM_BPRM_CHECK, "bprm_check_security"),
-    (progs::LSM_SOCKET_CONNECT, "socket_connect"),
     (progs::LSM_FILE_OPEN, "file_open"),
 ];
 
