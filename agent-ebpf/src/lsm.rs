@@ -15,7 +15,6 @@ use agent_common::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_kernel,
     },
     macros::lsm,
     programs::LsmContext,
