@@ -35,7 +35,10 @@ pub mod sensitive {
     /// denies) the files it knows by identity, and the openat tracepoints leave
     /// those to it (one report per read).
     pub const LSM_ATTACHED: u32 = 1;
-    pub const SLOTS: u32 = 2;
+    /// 1 when the file sensor runs on BPF-LSM (no openat tracepoints): the LSM
+    /// file_open hook also matches base names and trees, on the resolved path.
+    pub const LSM_NAMES: u32 = 2;
+    pub const SLOTS: u32 = 3;
 }
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
@@ -383,6 +386,28 @@ pub struct OpenInfo {
 const _: () = assert!(core::mem::size_of::<OpenInfo>() == (28 + PATH_MAX_LEN).div_ceil(8) * 8);
 const _: () =
     assert!(core::mem::offset_of!(OpenInfo, path) == core::mem::offset_of!(OpenInfo, lpm_bits) + 4);
+
+/// Who a file event is about: taken from the current task, or, for the LSM file
+/// backend, from the task that opened the file (its last reference may be dropped by
+/// another: an io_uring worker, a process the fd was passed to).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Writer {
+    pub pid_tgid: u64,
+    pub uid_gid: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// A write session of the LSM file backend (`RAMPART_LSM_WRITES`, keyed by the
+/// `struct file` address): opened in `file_open` for a file opened for writing under
+/// a watched tree, ended in `file_free_security` when the file's last reference is
+/// dropped (close, exit, the end of a shared mapping, io_uring's close).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LsmWrite {
+    pub writer: Writer,
+    pub info: OpenInfo,
+}
 
 /// An openat() in flight (sys_enter -> sys_exit). Only the user pointer is kept: the
 /// path is read at sys_exit, when the kernel has already faulted the page in.

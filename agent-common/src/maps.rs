@@ -56,6 +56,11 @@ pub const WALK_SCRATCH: &str = "RAMPART_WALK_SCRATCH";
 pub const OPEN_PENDING: &str = "RAMPART_OPEN_PENDING";
 /// Open-for-write sessions under watched roots, keyed by [`crate::OpenKey`]. Kernel only.
 pub const OPEN_WRITES: &str = "RAMPART_OPEN_WRITES";
+/// The LSM file backend's write sessions (`LruHashMap<u64, LsmWrite>`, keyed by the
+/// `struct file` address). Kernel only; sized at load like `OPEN_WRITES`.
+pub const LSM_WRITES: &str = "RAMPART_LSM_WRITES";
+/// Scratch for one LSM write session (per-CPU, one entry). Kernel only.
+pub const LSM_WRITE_SCRATCH: &str = "RAMPART_LSM_WRITE_SCRATCH";
 /// Processes with write sessions open (`LruHashMap<u32, u64>`: tgid -> count), so
 /// their exit is reported. Kernel only.
 pub const WRITERS: &str = "RAMPART_WRITERS";
@@ -121,6 +126,8 @@ pub const ALL: &[&str] = &[
     WATCH_PREFIXES,
     OPEN_PENDING,
     OPEN_WRITES,
+    LSM_WRITES,
+    LSM_WRITE_SCRATCH,
     WRITERS,
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
@@ -205,5 +212,9 @@ pub mod progs {
     pub const LSM_PROBE: &str = "rampart_lsm_probe";
     /// LSM sensors: built for kernels with BPF-LSM, loaded only where the probe passes.
     pub const LSM_FILE_OPEN: &str = "rampart_lsm_file_open";
+    /// The LSM file backend: write sessions opened in `file_open`, ended in
+    /// `file_free_security`.
+    pub const LSM_FILE_WRITE: &str = "rampart_lsm_file_write";
+    pub const LSM_FILE_FREE: &str = "rampart_lsm_file_free";
     pub const LSM_BPRM_CHECK: &str = "rampart_lsm_bprm_check";
 }

@@ -15,9 +15,9 @@
 
 use agent_common::{
     file_flags, learn_kind, path_op, sensitive, EventHeader, EventKind, ExitEvent, FileEvent,
-    FileStat, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, EVENT_VERSION,
-    FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN,
-    PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
+    FileStat, KernelOffsets, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, Writer,
+    EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN,
+    PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -176,7 +176,7 @@ fn watched(info: &mut OpenInfo) -> bool {
 /// Is the absolute path in `info` a sensitive file: by full path or tree (LPM), or by
 /// base name anywhere (hash of the zero-padded last component)?
 #[inline(always)]
-fn sensitive(info: &mut OpenInfo) -> bool {
+pub(crate) fn sensitive(info: &mut OpenInfo) -> bool {
     let n = info.path_len as usize;
     if info.path[0] == b'/' {
         // SAFETY: see key_at.
@@ -366,32 +366,12 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let opened =
             kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
         if let Some((o, f)) = opened {
-            if let Some(w) = kstruct::walk(
-                o,
-                f,
-                ROOT_FILE,
-                kstruct::Names::UnlessOutside,
-                &mut info.path,
-            ) {
-                if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
-                    return Ok(());
-                }
-                info.path_len = w.len;
-                info.flags = file_flags::RESOLVED;
-                if w.truncated {
-                    info.flags |= file_flags::TRUNCATED;
-                }
-                if !w.complete && w.verdict != WATCH_INCLUDE {
-                    // Deeper than the walk goes: membership unknown, reported as such.
-                    info.flags |= file_flags::UNRESOLVED;
-                    bump(FileStat::WalkTooDeep);
-                }
-                if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
-                    info.flags |= file_flags::CREATED;
-                }
-                info.inode = kstruct::file_inode(o, f).unwrap_or(0);
-                return track_write(id, ret as u32, info);
-            }
+            return match write_session(o, f, info) {
+                Some(true) => track_write(id, ret as u32, info),
+                // Outside every watched tree, or excluded.
+                Some(false) => Ok(()),
+                None => Err(FileStat::PathReadError),
+            };
         }
     }
     // The typed name: sensitive reads, and writes where the opened file cannot be
@@ -425,6 +405,39 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         return Ok(());
     }
     track_write(id, ret as u32, info)
+}
+
+/// A write-open of `f`: walk the opened file up to the watched roots and fill `info`
+/// (its canonical path, RESOLVED/TRUNCATED/UNRESOLVED/CREATED, the inode) for a write
+/// session. Some(false) when the file is outside every watched tree (or excluded),
+/// None when the walk failed. Shared by the openat exit and the LSM file backend.
+#[inline(always)]
+pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> Option<bool> {
+    let w = kstruct::walk(
+        o,
+        f,
+        ROOT_FILE,
+        kstruct::Names::UnlessOutside,
+        &mut info.path,
+    )?;
+    if w.verdict == WATCH_EXCLUDE || (w.complete && w.verdict != WATCH_INCLUDE) {
+        return Some(false);
+    }
+    info.path_len = w.len;
+    info.flags = file_flags::RESOLVED;
+    if w.truncated {
+        info.flags |= file_flags::TRUNCATED;
+    }
+    if !w.complete && w.verdict != WATCH_INCLUDE {
+        // Deeper than the walk goes: membership unknown, reported as such.
+        info.flags |= file_flags::UNRESOLVED;
+        bump(FileStat::WalkTooDeep);
+    }
+    if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
+        info.flags |= file_flags::CREATED;
+    }
+    info.inode = kstruct::file_inode(o, f).unwrap_or(0);
+    Some(true)
 }
 
 /// Did the LSM file_open hook already report (and, enforcing, deny) this open? It
@@ -607,6 +620,25 @@ fn emit_file(
     info: &OpenInfo,
     counter: FileStat,
 ) -> Result<(), FileStat> {
+    let who = Writer {
+        pid_tgid: id,
+        uid_gid: bpf_get_current_uid_gid(),
+        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+    };
+    emit_file_as(kind, &who, fd, info, counter)
+}
+
+/// Emit a file event for `who` (the writer, which is not always the current task:
+/// the LSM backend ends a session where its file's last reference is dropped).
+#[inline(always)]
+pub(crate) fn emit_file_as(
+    kind: EventKind,
+    who: &Writer,
+    fd: i32,
+    info: &OpenInfo,
+    counter: FileStat,
+) -> Result<(), FileStat> {
+    let id = who.pid_tgid;
     // The inode kept from the open when there is one (five reads), else the fd's
     // file looked up again (eleven).
     let meta = kstruct::offsets().and_then(|o| match info.inode {
@@ -617,7 +649,7 @@ fn emit_file(
         return Err(FileStat::RingbufFull);
     };
     let ev = entry.as_mut_ptr();
-    let uid_gid = bpf_get_current_uid_gid();
+    let uid_gid = who.uid_gid;
     // SAFETY: `ev` points at reserved ring buffer memory of size_of::<FileEvent>();
     // `info` at a live map value.
     unsafe {
@@ -651,7 +683,7 @@ fn emit_file(
                 (*ev).mode = 0;
             }
         }
-        (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+        (*ev).comm = who.comm;
         (*ev).path_len = info.path_len;
         (*ev)._pad = 0;
         (*ev).path = info.path;

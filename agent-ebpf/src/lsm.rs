@@ -10,13 +10,15 @@
 
 use agent_common::{
     egress::{mode, Decision},
-    file_flags, sensitive, EventHeader, EventKind, FileEvent, FileStat, EVENT_VERSION,
+    file_flags, sensitive, EventHeader, EventKind, FileEvent, FileStat, LsmWrite, Writer,
+    EVENT_VERSION,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
     },
-    macros::lsm,
+    macros::{lsm, map},
+    maps::{LruHashMap, PerCpuArray},
     programs::LsmContext,
 };
 
@@ -86,10 +88,33 @@ fn try_file_open(f: u64) -> Option<Decision> {
     // Identity as `stat` shows it (the agent keyed the map so), overlayfs included.
     let k = kstruct::root_key(o, f)?;
     // SAFETY: plain lookup.
-    unsafe { file::SENSITIVE_INODES.get(&[k.dev as u64, k.ino]) }?;
-    let decision = match file::SENSITIVE_MODE.get(sensitive::MODE).copied() {
-        Some(mode::ENFORCE) => Decision::Denied,
-        Some(mode::DRY_RUN) => Decision::DryRun,
+    let by_identity = unsafe { file::SENSITIVE_INODES.get(&[k.dev as u64, k.ino]) }.is_some();
+    // With the LSM file backend no openat tracepoint runs: base names and trees are
+    // matched here, on the path the kernel resolved (reported, never denied).
+    let named = if by_identity {
+        None
+    } else if file::SENSITIVE_MODE.get(sensitive::LSM_NAMES).copied() == Some(1)
+        && kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_WRITE == 0)
+    {
+        let s = LSM_WRITE_SCRATCH.get_ptr_mut(0)?;
+        // SAFETY: per-CPU scratch, exclusively ours during this run.
+        let info = unsafe { &mut (*s).info };
+        let w = kstruct::walk(o, f, 0, kstruct::Names::Always, &mut info.path)?;
+        if w.truncated {
+            return None;
+        }
+        info.path_len = w.len;
+        if !file::sensitive(info) {
+            return None;
+        }
+        Some(&*info)
+    } else {
+        return None;
+    };
+    let decision = match (named, file::SENSITIVE_MODE.get(sensitive::MODE).copied()) {
+        (Some(_), _) => Decision::Observed,
+        (None, Some(mode::ENFORCE)) => Decision::Denied,
+        (None, Some(mode::DRY_RUN)) => Decision::DryRun,
         _ => Decision::Observed,
     };
     let Some(mut entry) = file::EVENTS.reserve::<FileEvent>(0) else {
@@ -124,7 +149,19 @@ fn try_file_open(f: u64) -> Option<Decision> {
         (*ev).mode = m.as_ref().map_or(0, |m| m.mode);
         (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
         (*ev)._pad = 0;
-        match kstruct::walk(o, f, 0, kstruct::Names::Always, &mut (*ev).path) {
+        let walked = match named {
+            Some(info) => {
+                (*ev).path = info.path;
+                Some(kstruct::Walked {
+                    verdict: 0,
+                    complete: true,
+                    truncated: false,
+                    len: info.path_len,
+                })
+            }
+            None => kstruct::walk(o, f, 0, kstruct::Names::Always, &mut (*ev).path),
+        };
+        match walked {
             Some(w) => {
                 (*ev).path_len = w.len;
                 (*ev).flags |= file_flags::RESOLVED;
@@ -142,4 +179,85 @@ fn try_file_open(f: u64) -> Option<Decision> {
     entry.submit(0);
     file::bump(FileStat::SensitiveEmitted);
     Some(decision)
+}
+
+// ---- the LSM file backend ------------------------------------------------------
+
+/// Write sessions by `struct file` address. LRU: a file whose free this program
+/// never saw (attached after its open) cannot leak it full. Sized at load.
+#[map(name = "RAMPART_LSM_WRITES")]
+static LSM_WRITES: LruHashMap<u64, LsmWrite> = LruHashMap::with_max_entries(1, 0);
+
+#[map(name = "RAMPART_LSM_WRITE_SCRATCH")]
+static LSM_WRITE_SCRATCH: PerCpuArray<LsmWrite> = PerCpuArray::with_max_entries(1, 0);
+
+/// The kernel's FMODE_WRITE (include/linux/fs.h).
+const FMODE_WRITE: u32 = 1 << 1;
+
+/// Every open for writing, however it was made (openat, openat2, creat,
+/// open_by_handle_at, io_uring, `O_TMPFILE`): a file under a watched tree starts a
+/// write session, keyed by the file, that `rampart_lsm_file_free` ends. Observes
+/// only. `file_open(struct file *file, int ret)`.
+#[lsm(hook = "file_open")]
+pub fn rampart_lsm_file_write(ctx: LsmContext) -> i32 {
+    let ret: i32 = ctx.arg(1);
+    if ret != 0 {
+        return ret;
+    }
+    if let Err(stat) = try_file_write(ctx.arg(0)) {
+        file::bump(stat);
+    }
+    0
+}
+
+fn try_file_write(f: u64) -> Result<(), FileStat> {
+    let Some(o) = kstruct::offsets() else {
+        return Ok(());
+    };
+    if kstruct::file_mode(o, f).is_none_or(|m| m & FMODE_WRITE == 0) {
+        return Ok(());
+    }
+    let s = LSM_WRITE_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
+    // SAFETY: per-CPU scratch, exclusively ours during this run.
+    let s = unsafe { &mut *s };
+    s.info.open_flags = 0;
+    s.info.dirfd = 0;
+    s.info.flags = 0;
+    s.info.inode = 0;
+    match file::write_session(o, f, &mut s.info) {
+        Some(true) => {}
+        Some(false) => return Ok(()),
+        None => return Err(FileStat::PathReadError),
+    }
+    s.writer = Writer {
+        pid_tgid: bpf_get_current_pid_tgid(),
+        uid_gid: bpf_get_current_uid_gid(),
+        comm: bpf_get_current_comm().unwrap_or([0u8; 16]),
+    };
+    LSM_WRITES.insert(&f, s, 0).map_err(|_| FileStat::MapFull)
+}
+
+/// The last reference to a file is gone: a write session on it ends, with what the
+/// file holds now (every write, through any fd or mapping, is in). Runs in whichever
+/// task dropped it, so the event carries the writer from the open.
+/// `file_free_security(struct file *file)`.
+#[lsm(hook = "file_free_security")]
+pub fn rampart_lsm_file_free(ctx: LsmContext) -> i32 {
+    let f: u64 = ctx.arg(0);
+    let Some(s) = LSM_WRITES.get_ptr(&f) else {
+        return 0;
+    };
+    // SAFETY: live map value.
+    let s = unsafe { &*s };
+    if let Err(stat) = file::emit_file_as(
+        EventKind::FileWriteClose,
+        &s.writer,
+        -1,
+        &s.info,
+        FileStat::Emitted,
+    ) {
+        file::bump(stat);
+    }
+    let _ = LSM_WRITES.remove(&f);
+    0
 }

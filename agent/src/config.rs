@@ -626,6 +626,9 @@ pub struct Sensors {
 #[serde(rename_all = "snake_case")]
 pub enum BackendChoice {
     Auto,
+    /// BPF-LSM or nothing: where the kernel refuses LSM programs the sensor is not
+    /// started (reported as failed, with the reason).
+    Lsm,
     Tracepoint,
     Fanotify,
 }

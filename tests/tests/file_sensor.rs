@@ -63,7 +63,14 @@ fn start(root: &Path) -> Sensors {
     let roots = agent::sensors::roots::learn(&mut ebpf, &roots, &[])
         .expect("roots")
         .pins;
-    agent::sensors::file::attach_file_sensor(&mut ebpf).expect("attach");
+    agent::sensors::file::attach_file_sensor(
+        &mut ebpf,
+        &[
+            agent::sensors::file::Part::Sessions,
+            agent::sensors::file::Part::Paths,
+        ],
+    )
+    .expect("attach");
     let ring = RingBuf::try_from(agent::kernel::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
         .expect("ringbuf");
     let fan = agent::sensors::fanotify::FanotifySensor::new(&cfg.watch.paths).expect("fanotify");

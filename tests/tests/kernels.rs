@@ -38,6 +38,7 @@ fn every_program_loads_on_this_kernel() {
     let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
     let hooks: BTreeMap<&str, &str> = agent::sensors::lsm::LSM_SENSORS
         .iter()
+        .chain(agent::sensors::lsm::LSM_FILE_SESSIONS)
         .copied()
         .chain([(agent_common::maps::progs::LSM_PROBE, "bprm_check_security")])
         .collect();

@@ -26,10 +26,27 @@ fn the_fanotify_backend_finds_the_same_spellings() {
     webshell_spellings(Backend::Fanotify);
 }
 
+/// The same table through the BPF-LSM file backend (`file_open` to
+/// `file_free_security`), where the kernel runs LSM programs (the vmtest guests),
+/// plus a shell written entirely through io_uring, which it sees. Where BPF-LSM does
+/// not run, forcing it starts no file sensor, and says why.
+#[test]
+fn the_lsm_file_backend_finds_the_same_spellings() {
+    webshell_spellings(Backend::Lsm);
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Backend {
     Tracepoint,
     Fanotify,
+    Lsm,
+}
+
+/// Can users here create io_uring rings (`kernel.io_uring_disabled` absent or 0)?
+fn io_uring_open_to_users() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(true)
 }
 
 /// A rule that matches only a small file holding the marker: the big file it
@@ -45,13 +62,33 @@ fn webshell_spellings(backend: Backend) {
         Backend::Fanotify => {
             "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: fanotify\n"
         }
+        Backend::Lsm => {
+            "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: lsm\n"
+        }
     };
     let h = Harness::start_with(net, "", top);
     let (_, health) = h.get("/api/v1/health", &h.read.clone());
     let file = sensor(&health, "file");
+    if backend == Backend::Lsm && !h.lsm_runs() {
+        // This kernel refuses LSM programs: the forced backend is not started, and
+        // /health says why (the rest of the agent runs).
+        assert_eq!(file["backend"], "none", "{health}");
+        assert!(
+            file["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("forced by sensors.file_backend: lsm")
+                    && r.contains("BPF-LSM unavailable")),
+            "{file}"
+        );
+        eprintln!(
+            "SKIP (allowed): the LSM file backend needs BPF-LSM; proven in cargo xtask vmtest"
+        );
+        return;
+    }
     let want = match backend {
         Backend::Tracepoint => "tracepoint",
         Backend::Fanotify => "fanotify",
+        Backend::Lsm => "lsm",
     };
     assert_eq!(file["backend"], want, "{health}");
     let dir = h.dir.path().to_path_buf();
@@ -147,6 +184,14 @@ fn webshell_spellings(backend: Backend) {
             format!("mkdir -p {w}/{dir} && cp {s} {w}/{dir}/{name}"),
         ));
     }
+    // Opened, written and closed by io_uring: no syscall tracepoint sees it.
+    let uring = io_uring_open_to_users();
+    if uring {
+        cases.push((
+            "uring.php".to_string(),
+            format!("{} {s} {w}/uring.php", env!("CARGO_BIN_EXE_uring-write")),
+        ));
+    }
     for (_, script) in &cases {
         as_nobody(script);
     }
@@ -162,8 +207,13 @@ fn webshell_spellings(backend: Backend) {
         ]),
         "write and _exit",
     );
-    // What the fanotify backend cannot see must be named, with its mitigation.
-    let unseen_here = |name: &str| backend == Backend::Fanotify && name == "truncated.php";
+    // What a backend cannot see must be named, with its mitigation: truncate(2) by
+    // fanotify, io_uring opens by the tracepoints (asserted below).
+    let unseen_here = |name: &str| match backend {
+        Backend::Fanotify => name == "truncated.php",
+        Backend::Tracepoint => name == "uring.php",
+        Backend::Lsm => false,
+    };
     let cases: Vec<(String, String)> = cases
         .into_iter()
         .chain([("exited.php".to_string(), String::new())])
@@ -209,15 +259,20 @@ fn webshell_spellings(backend: Backend) {
         "every other path was built by the kernel: {health}"
     );
     assert_eq!(health["pipeline"]["unnamed"]["found"], 2, "{health}");
-    assert!(
-        health["pipeline"]["exit_closed"].as_u64() >= Some(2),
-        "the sessions _exit closed and the mapped one were ended by the agent: {health}"
-    );
-    // What the tracepoints cannot see is named, with its mitigation: io_uring opens,
-    // unless kernel.io_uring_disabled keeps users from it.
-    let open_to_users = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .map(|v| v.trim() == "0")
-        .unwrap_or(true);
+    if backend == Backend::Lsm {
+        // A session ends in the kernel with the file's last reference: the agent had
+        // nothing to end after an exit.
+        assert_eq!(health["pipeline"]["exit_closed"], 0, "{health}");
+    } else {
+        assert!(
+            health["pipeline"]["exit_closed"].as_u64() >= Some(2),
+            "the sessions _exit closed and the mapped one were ended by the agent: {health}"
+        );
+    }
+    // What the syscall tracepoints cannot see is named, with its mitigation (io_uring:
+    // opens for the tracepoint backend, renames and links for the LSM one), unless
+    // kernel.io_uring_disabled keeps users from it.
+    let open_to_users = uring;
     let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
     let named = caps["capabilities"]
         .as_array()
@@ -277,6 +332,7 @@ fn exec_spellings(backend: Backend) {
     let forced = match backend {
         Backend::Tracepoint => "",
         Backend::Fanotify => "sensors:\n  exec_backend: fanotify\n",
+        Backend::Lsm => "sensors:\n  exec_backend: lsm\n",
     };
     let top = format!(
         "egress:\n  enabled: false\nexec:\n  enabled: true\n  world_writable: [{}]\n  enforce: true\n  dry_run: true\n{forced}",

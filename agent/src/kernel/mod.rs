@@ -323,6 +323,7 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
         .map_max_entries(maps::SYN_STATE, fw.max_tracked_sources)
         .map_max_entries(maps::SCAN_STATE, fw.max_tracked_sources)
         .map_max_entries(maps::OPEN_WRITES, cfg.sensors.max_open_files)
+        .map_max_entries(maps::LSM_WRITES, cfg.sensors.max_open_files)
         .map_max_entries(maps::OPEN_PENDING, pending)
         .map_max_entries(maps::PATH_PENDING, pending)
         .map_max_entries(maps::SCRIPT_WATCH, pending)

@@ -50,6 +50,27 @@ pub fn watch_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
     ((n * 8) as u32, data)
 }
 
+/// What a file-sensor tracepoint serves: write sessions (open to close: the LSM
+/// backend replaces these) or the path operations (every backend but fanotify).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Part {
+    Sessions,
+    Paths,
+}
+
+/// The programs of write sessions (the rest of `FILE_TRACEPOINTS` and the exit
+/// program serve path operations or sessions as listed there).
+const SESSION_PROGRAMS: &[&str] = &[
+    progs::SYS_EXIT_OPENAT,
+    progs::SYS_ENTER_OPENAT,
+    progs::SYS_ENTER_CLOSE,
+    progs::SYS_ENTER_OPEN,
+    progs::SYS_ENTER_CREAT,
+    progs::SYS_ENTER_OPENAT2,
+    progs::SYS_ENTER_MMAP,
+    progs::FILE_EXIT,
+];
+
 /// The file sensor's programs and the syscall tracepoints each one serves. The
 /// first three are required; the others are attached where the syscall exists on
 /// this architecture (arm64 has no open/creat/unlink/rename/chmod, older kernels no
@@ -110,11 +131,23 @@ pub fn tracepoint_exists(event: &str) -> bool {
         .any(|t| Path::new(t).join("events/syscalls").join(event).exists())
 }
 
-/// Load and attach the file sensor's tracepoints; one component per program.
-pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError> {
+fn part_of(prog: &str) -> Part {
+    if SESSION_PROGRAMS.contains(&prog) {
+        Part::Sessions
+    } else {
+        Part::Paths
+    }
+}
+
+/// Load and attach the file sensor's tracepoints for `parts`; one component per
+/// program.
+pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Component>, LoaderError> {
     let mut out: Vec<Component> = Vec::new();
     for (name, events, required) in FILE_TRACEPOINTS {
         let name: &'static str = name;
+        if !parts.contains(&part_of(name)) {
+            continue;
+        }
         let prog: &mut TracePoint = program(ebpf, name)?;
         if prog.fd().is_err() {
             prog.load().map_err(prog_err(name))?;
@@ -154,6 +187,9 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
             }),
         }
     }
+    if !parts.contains(&Part::Sessions) {
+        return Ok(out);
+    }
     // A writer that exits with sessions open: its exit closes them without close(2).
     let name = progs::FILE_EXIT;
     let prog: &mut TracePoint = program(ebpf, name)?;
@@ -168,6 +204,45 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf) -> Result<Vec<Component>, LoaderError
         mode: None,
         reason: None,
     });
+    Ok(out)
+}
+
+/// The LSM file backend's write sessions: from `file_open` to `file_free_security`
+/// (every open for writing, io_uring's included; ended when the file's last
+/// reference goes, so exits, shared mappings and passed fds are covered). The path
+/// operations stay on their tracepoints (`Part::Paths`). All or nothing: a hook that
+/// does not attach detaches the other.
+pub fn attach_lsm_sessions(ebpf: &mut Ebpf) -> Result<Vec<Component>, String> {
+    use aya::programs::Lsm;
+    let btf = crate::kernel::kernel_btf()?;
+    let mut out = Vec::new();
+    let mut links = Vec::new();
+    for &(name, hook) in super::lsm::LSM_FILE_SESSIONS {
+        let attached = super::lsm::load_lsm(ebpf, &btf, name, hook).and_then(|()| {
+            let prog: &mut Lsm = program(ebpf, name).map_err(|e| e.to_string())?;
+            prog.attach()
+                .map_err(|e| format!("attaching {name} to {hook}: {e}"))
+        });
+        match attached {
+            Ok(link) => links.push((name, link)),
+            Err(e) => {
+                for (name, link) in links {
+                    if let Ok(prog) = program::<Lsm>(ebpf, name) {
+                        let _ = prog.detach(link);
+                    }
+                }
+                return Err(e);
+            }
+        }
+        out.push(Component {
+            name: name.to_string(),
+            kind: "lsm",
+            target: hook.to_string(),
+            state: ComponentState::Attached,
+            mode: None,
+            reason: None,
+        });
+    }
     Ok(out)
 }
 

@@ -26,12 +26,21 @@ pub const LSM_SENSORS: &[(&str, &str)] = &[
     (progs::LSM_FILE_OPEN, "file_open"),
 ];
 
-/// Attach the LSM sensors (after a successful probe). Returns a component each.
-pub fn attach_lsm_sensors(ebpf: &mut Ebpf) -> Vec<Component> {
+/// The LSM file backend's programs and hooks: write sessions, ended where the file's
+/// last reference goes (the free first, so no session starts without its end).
+pub const LSM_FILE_SESSIONS: &[(&str, &str)] = &[
+    (progs::LSM_FILE_FREE, "file_free_security"),
+    (progs::LSM_FILE_WRITE, "file_open"),
+];
+
+/// Attach the LSM sensors named in `wanted` (after a successful probe). Returns a
+/// component each.
+pub fn attach_lsm_sensors(ebpf: &mut Ebpf, wanted: &[&str]) -> Vec<Component> {
     use aya::programs::Lsm;
     let btf = kernel_btf();
     LSM_SENSORS
         .iter()
+        .filter(|(name, _)| wanted.contains(name))
         .map(|(name, hook)| {
             let res = btf
                 .as_ref()

@@ -49,6 +49,7 @@ use crate::{
 use exec::{ExecFindings, ExecPolicy};
 use fanotify::FanotifySensor;
 use fanotify_exec::FanotifyExec;
+use file::Part;
 
 /// Which backend serves a sensor, and why (for /components, /health, /capabilities).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -83,10 +84,10 @@ pub fn io_uring_unseen(sysctl: &std::path::Path) -> Option<String> {
     match std::fs::read_to_string(sysctl).map(|v| v.trim().to_string()) {
         Ok(v) if v == "1" || v == "2" => None,
         Ok(v) => Some(format!(
-            "files opened through io_uring (kernel.io_uring_disabled = {v}): set it to 2 (or 1 with kernel.io_uring_group) to close this; the sweep scans such files within detection.sweep_interval_minutes"
+            "kernel.io_uring_disabled = {v}: set it to 2 (or 1 with kernel.io_uring_group) to close this; the sweep scans such files within detection.sweep_interval_minutes"
         )),
         Err(_) => Some(
-            "files opened through io_uring (this kernel has no kernel.io_uring_disabled); the sweep scans such files within detection.sweep_interval_minutes".into(),
+            "this kernel has no kernel.io_uring_disabled; the sweep scans such files within detection.sweep_interval_minutes".into(),
         ),
     }
 }
@@ -221,7 +222,17 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     // write session, so file observation stays on the backend above; sensitive
     // reads of files known by identity and exec denials move to the LSM.
     let lsm_attached: Vec<Component> = if lsm.is_ok() {
-        lsm::attach_lsm_sensors(ebpf)
+        // Exec denial only where the exec sensor may use BPF-LSM (`auto`, `lsm`).
+        let exec_lsm = cfg.exec.enabled
+            && matches!(
+                cfg.sensors.exec_backend,
+                BackendChoice::Auto | BackendChoice::Lsm
+            );
+        let mut wanted = vec![maps::progs::LSM_FILE_OPEN];
+        if exec_lsm {
+            wanted.push(maps::progs::LSM_BPRM_CHECK);
+        }
+        lsm::attach_lsm_sensors(ebpf, &wanted)
     } else {
         Vec::new()
     };
@@ -235,13 +246,14 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
         attached(maps::progs::LSM_BPRM_CHECK),
     );
     if lsm_file_open {
-        // From now on the openat tracepoints leave the files the LSM knows to it.
-        kernel::set_at(
-            ebpf,
-            maps::SENSITIVE_MODE,
-            agent_common::sensitive::LSM_ATTACHED,
-            1u32,
-        )?;
+        // From now on the openat tracepoints leave the files the LSM knows to it;
+        // with the LSM file backend there are no openat tracepoints, and the hook
+        // matches base names and trees too.
+        use agent_common::sensitive::{LSM_ATTACHED, LSM_NAMES};
+        kernel::set_at(ebpf, maps::SENSITIVE_MODE, LSM_ATTACHED, 1u32)?;
+        if file_backend.backend == "lsm" {
+            kernel::set_at(ebpf, maps::SENSITIVE_MODE, LSM_NAMES, 1u32)?;
+        }
     }
     components.extend(lsm_attached);
     let sensitive_backend = if lsm_file_open {
@@ -249,9 +261,19 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             "sensitive_read",
             "lsm",
             Some(format!(
-                "the files in sensors.sensitive.paths by identity, however they are named, in the LSM file_open hook (denied when enforcing); base names and trees on the {} file backend",
-                file_backend.backend
+                "the files in sensors.sensitive.paths by identity, however they are named, in the LSM file_open hook (denied when enforcing); base names and trees {}",
+                match file_backend.backend {
+                    "lsm" => "there too, on the path the kernel resolved",
+                    "tracepoint" => "on the openat tracepoints",
+                    _ => "not reported (the fanotify file backend)",
+                }
             )),
+        )
+    } else if file_backend.backend == "lsm" {
+        SensorBackend::new(
+            "sensitive_read",
+            "none",
+            Some("the LSM file_open sensitive-read hook did not attach (see components)".into()),
         )
     } else if file_backend.backend == "fanotify" {
         SensorBackend::new(
@@ -268,9 +290,14 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     };
     let mut file_backend = file_backend;
     let file_backend_is_tracepoint = file_backend.backend == "tracepoint";
-    if file_backend_is_tracepoint {
+    if matches!(file_backend.backend, "tracepoint" | "lsm") {
         if let Some(why) = io_uring_unseen(std::path::Path::new(IO_URING_SYSCTL)) {
-            tracing::warn!(unseen = %why, "The file sensor's tracepoints cannot see io_uring opens.");
+            let why = if file_backend_is_tracepoint {
+                format!("files opened through io_uring ({why})")
+            } else {
+                format!("renames, links and unlinks through io_uring (opens are seen; {why})")
+            };
+            tracing::warn!(unseen = %why, "The file sensor's syscall tracepoints cannot see io_uring.");
             file_backend.unseen.push(why);
         }
     }
@@ -556,8 +583,9 @@ async fn bpf_unavailable(detection: &Detection, why: &str, backends: &[SensorBac
     detection.findings.report(f).await;
 }
 
-/// Pick the file sensor's backend: tracepoints unless fanotify is forced, and
-/// fanotify when `auto` and the tracepoints cannot attach. Returns the components,
+/// Pick the file sensor's backend: BPF-LSM where it runs (write sessions; the path
+/// operations on tracepoints), else tracepoints, else fanotify (`auto`), or the one
+/// forced. Returns the components,
 /// the report, and the fanotify sensor to run (if that is the backend).
 fn choose_file_backend(
     cfg: &Config,
@@ -580,34 +608,65 @@ fn choose_file_backend(
         backend.unseen = fanotify::UNSEEN.iter().map(|u| u.to_string()).collect();
         Ok((vec![c], backend, Some(f)))
     };
-    match cfg.sensors.file_backend {
-        BackendChoice::Fanotify => fanotify("forced by sensors.file_backend: fanotify".into()),
-        mode => match file::attach_file_sensor(ebpf) {
-            Ok(mut comps) => {
-                let reason = match mode {
-                    BackendChoice::Tracepoint => {
-                        Some("forced by sensors.file_backend: tracepoint".to_string())
-                    }
-                    _ => lsm_why.map(str::to_string),
-                };
-                for c in &mut comps {
-                    if c.reason.is_none() {
-                        c.reason = reason.as_ref().map(|r| format!("tracepoint backend: {r}"));
-                    }
-                }
-                Ok((
-                    comps,
-                    SensorBackend::new("file", "tracepoint", reason),
-                    None,
-                ))
+    let mode = cfg.sensors.file_backend;
+    if mode == BackendChoice::Fanotify {
+        return fanotify("forced by sensors.file_backend: fanotify".into());
+    }
+    if mode == BackendChoice::Lsm {
+        if let Some(why) = lsm_why {
+            anyhow::bail!("forced by sensors.file_backend: lsm, but {why}");
+        }
+    }
+    // The path operations (unlink, rename, link, chmod, truncate) are on tracepoints
+    // for either eBPF backend.
+    let mut comps = match file::attach_file_sensor(ebpf, &[Part::Paths]) {
+        Ok(c) => c,
+        Err(e) if mode == BackendChoice::Auto => {
+            tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
+            return fanotify(format!("tracepoints failed: {e}"));
+        }
+        Err(e) => return Err(e).context("attaching the file sensor tracepoints"),
+    };
+    // Write sessions: BPF-LSM where it runs (sees io_uring opens; a session ends
+    // with the file's last reference), else the open/close tracepoints.
+    let mut reason = match mode {
+        BackendChoice::Tracepoint => Some("forced by sensors.file_backend: tracepoint".to_string()),
+        _ => lsm_why.map(str::to_string),
+    };
+    if mode != BackendChoice::Tracepoint && lsm_why.is_none() {
+        match file::attach_lsm_sessions(ebpf) {
+            Ok(lsm) => {
+                comps.extend(lsm);
+                tracing::info!("File sensor: BPF-LSM backend (write sessions), tracepoints for path operations.");
+                return Ok((comps, SensorBackend::new("file", "lsm", None), None));
             }
             Err(e) if mode == BackendChoice::Auto => {
-                tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
-                fanotify(format!("tracepoints failed: {e}"))
+                tracing::warn!(error = %e, "The LSM file backend failed; write sessions on tracepoints.");
+                reason = Some(format!("the LSM file backend failed: {e}"));
             }
-            Err(e) => Err(e).context("attaching the file sensor tracepoints"),
-        },
+            Err(e) => anyhow::bail!("forced by sensors.file_backend: lsm: {e}"),
+        }
     }
+    match file::attach_file_sensor(ebpf, &[Part::Sessions]) {
+        Ok(sessions) => comps.extend(sessions),
+        Err(e) if mode == BackendChoice::Auto => {
+            // The path programs stay attached; fanotify reports those operations
+            // too, so a rename is seen twice, which the scan cache absorbs.
+            tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
+            return fanotify(format!("tracepoints failed: {e}"));
+        }
+        Err(e) => return Err(e).context("attaching the file sensor tracepoints"),
+    }
+    for c in &mut comps {
+        if c.reason.is_none() {
+            c.reason = reason.as_ref().map(|r| format!("tracepoint backend: {r}"));
+        }
+    }
+    Ok((
+        comps,
+        SensorBackend::new("file", "tracepoint", reason),
+        None,
+    ))
 }
 
 fn join_paths(paths: &[std::path::PathBuf]) -> String {
@@ -618,8 +677,9 @@ fn join_paths(paths: &[std::path::PathBuf]) -> String {
         .join(",")
 }
 
-/// Pick the exec sensor's backend: the sched_process_exec tracepoint unless fanotify
-/// is forced, and fanotify when `auto` and the tracepoint cannot attach. A sensor that
+/// Pick the exec sensor's backend: the sched_process_exec tracepoint (with BPF-LSM's
+/// denial where it runs) unless fanotify is forced, and fanotify when `auto` and the
+/// tracepoint cannot attach; `lsm` forced where BPF-LSM does not run starts nothing. A sensor that
 /// cannot start at all is reported (backend "none"), not fatal.
 fn choose_exec_backend(
     cfg: &Config,
@@ -663,6 +723,17 @@ fn choose_exec_backend(
     };
     if cfg.sensors.exec_backend == BackendChoice::Fanotify {
         return fanotify("forced by sensors.exec_backend: fanotify".into());
+    }
+    if let (BackendChoice::Lsm, Some(why)) = (cfg.sensors.exec_backend, lsm_why) {
+        let why = format!("forced by sensors.exec_backend: lsm, but {why}");
+        tracing::error!(reason = %why, "Exec sensor not started.");
+        let c = Component::failed(
+            maps::progs::LSM_BPRM_CHECK,
+            "lsm",
+            "bprm_check_security".into(),
+            why.clone(),
+        );
+        return (vec![c], SensorBackend::new("exec", "none", Some(why)), None);
     }
     match exec::attach_exec(ebpf, &cfg.exec, offsets_ok) {
         Ok(comps) => {

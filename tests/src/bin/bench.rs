@@ -703,7 +703,13 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
         &[],
     )?
     .pins;
-    agent::sensors::file::attach_file_sensor(&mut ebpf)?;
+    agent::sensors::file::attach_file_sensor(
+        &mut ebpf,
+        &[
+            agent::sensors::file::Part::Sessions,
+            agent::sensors::file::Part::Paths,
+        ],
+    )?;
     let stats =
         aya::maps::PerCpuArray::try_from(ebpf.take_map(maps::FILE_STATS_TOTAL).context("stats")?)?;
     let ring = aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).context("ring")?)?;
