@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! `cargo xtask bench`: run the benchmark binary (root) and regenerate the README table.
+//! `cargo xtask bench`: run the benchmark binary (root), then its BPF-LSM phase in
+//! the 6.12 guest, and regenerate the README table.
 
 use anyhow::Result;
 
-use crate::{bootstrap, docs, util};
+use crate::{bootstrap, docs, util, vmtest};
 
 pub fn run() -> Result<()> {
     bootstrap::run()?;
@@ -36,5 +37,7 @@ pub fn run() -> Result<()> {
         ],
         &[("RAMPART_FP_CORPUS", corpus.as_os_str())],
     )?;
+    // BPF-LSM against the tracepoints, where LSM programs run: in the 6.12 guest.
+    vmtest::bench(&out)?;
     docs::perf_table()
 }

@@ -45,6 +45,10 @@ enum Command {
         kernel: String,
         /// Test filters for the guest (default: the kernel-facing set).
         filters: Vec<String>,
+        /// Instead of tests: the file sensor on BPF-LSM against the tracepoints,
+        /// benchmarked in the 6.12 guest and merged into bench/results.json.
+        #[arg(long)]
+        bench: bool,
     },
 }
 
@@ -57,7 +61,12 @@ fn main() -> ExitCode {
         Command::Test => test(),
         Command::Bench => bench::run(),
         Command::Docs => docs::run(),
-        Command::Vmtest { kernel, filters } => vmtest::run(&kernel, &filters),
+        Command::Vmtest { bench: true, .. } => {
+            util::root().and_then(|r| vmtest::bench(&r.join("bench/results.json")))
+        }
+        Command::Vmtest {
+            kernel, filters, ..
+        } => vmtest::run(&kernel, &filters),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,64 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "python3-venv",
 ];
+/// The kernel the guest benchmark runs in (BPF-LSM on, the newer of the two).
+const BENCH_KERNEL: &str = "6.12";
+
+/// `cargo xtask vmtest --bench`: the release benchmark's `lsm` phase (the file
+/// sensor's write sessions on BPF-LSM against the tracepoints, same run) inside
+/// Debian's 6.12, merged into `results` (bench/results.json).
+pub fn bench(results: &Path) -> Result<()> {
+    if !util::is_root() {
+        bail!("vmtest installs packages and kernel modules: run it as root");
+    }
+    bootstrap::run()?;
+    step("vmtest bench: QEMU, virtme-ng and the kernel");
+    bootstrap::apt_install(PACKAGES)?;
+    let dir = util::root()?.join("target/vmtest");
+    std::fs::create_dir_all(&dir)?;
+    let vng = virtme_ng(&dir)?;
+    let k = *KERNELS
+        .iter()
+        .find(|k| k.series == BENCH_KERNEL)
+        .context("the bench kernel")?;
+    let vmlinuz = fetch(&k, &dir)?;
+    step("vmtest bench: the release benchmark binary");
+    util::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "integration-test",
+        "--bin",
+        "rampart-bench",
+    ])?;
+    let bench = util::root()?.join("target/release/rampart-bench");
+    let out = dir.join("out").join(format!("bench-{}.json", k.series));
+    std::fs::create_dir_all(dir.join("out"))?;
+    // `--only` merges into an existing file.
+    std::fs::write(&out, "{}\n")?;
+    step(&format!("vmtest bench: Linux {}", k.series));
+    boot(
+        &vng,
+        &k,
+        &vmlinuz,
+        &dir,
+        &format!("{} --only lsm --out {}", bench.display(), out.display()),
+    )?;
+    let guest: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&out)?).context("the guest's results")?;
+    if guest.is_empty() {
+        bail!("the guest benchmark wrote no results ({})", out.display());
+    }
+    let mut all: serde_json::Map<String, serde_json::Value> = std::fs::read_to_string(results)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    all.extend(guest);
+    std::fs::write(results, serde_json::to_string_pretty(&all)? + "\n")?;
+    eprintln!("merged the guest's results into {}", results.display());
+    Ok(())
+}
+
 /// virtme-ng from PyPI, into a venv of its own.
 const VIRTME_NG: &str = "virtme-ng";
 /// The kernel-facing tests run in each guest by default (filters of the e2e
@@ -108,7 +166,12 @@ pub fn run(which: &str, filters: &[String]) -> Result<()> {
             k.series,
             vmlinuz.display()
         ));
-        if let Err(e) = boot(&vng, &k, &vmlinuz, &bin, &dir, &filters) {
+        let command = format!(
+            "{} --test-threads=1 --nocapture {}",
+            bin.display(),
+            filters.join(" ")
+        );
+        if let Err(e) = boot(&vng, &k, &vmlinuz, &dir, &command) {
             eprintln!("vmtest: Linux {}: {e:#}", k.series);
             failed.push(k.series);
         }
@@ -221,14 +284,7 @@ fn test_binary() -> Result<PathBuf> {
 /// Boot `vmlinuz` and run the guest tests; fails unless they all passed. The guest
 /// writes the tests' output and exit code into `dir/out` (shared read-write); the
 /// console (kernel log included) is shown when something went wrong.
-fn boot(
-    vng: &Path,
-    k: &Kernel,
-    vmlinuz: &Path,
-    bin: &Path,
-    dir: &Path,
-    filters: &[String],
-) -> Result<()> {
+fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Result<()> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let (log, rc) = (
@@ -248,11 +304,9 @@ fn boot(
              # Both kernels run BPF-LSM with this command line: the tests must see it.\n\
              export TMPDIR=/run/rampart-vmtest CI=true RUST_BACKTRACE=1 RAMPART_EXPECT_LSM=1\n\
              cd {root}\n\
-             {bin} --test-threads=1 --nocapture {filters} > {log} 2>&1\n\
+             {command} > {log} 2>&1\n\
              echo $? > {rc}\n",
             root = util::root()?.display(),
-            bin = bin.display(),
-            filters = filters.join(" "),
             log = log.display(),
             rc = rc.display(),
         ),

@@ -40,6 +40,8 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("bench/results.json"));
     let mut results = BTreeMap::new();
+    // bpffs and tracefs, wherever this runs (a fresh guest has neither mounted).
+    agent::kernel::ensure_mounts()?;
     // `--only detection`: just that phase (for iterating on it; results.json is
     // merged, not replaced).
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -58,9 +60,10 @@ fn main() -> Result<()> {
                     }
                     "idle" => idle(&mut fresh)?,
                     "programs" => file_programs(&mut fresh)?,
+                    "lsm" => lsm_vs_tracepoints(&mut fresh)?,
                     other => {
                         anyhow::bail!(
-                            "--only detection|logs|sensors|sensor-rate|idle|programs, not {other:?}"
+                            "--only detection|logs|sensors|sensor-rate|idle|programs|lsm, not {other:?}"
                         )
                     }
                 }
@@ -689,7 +692,19 @@ struct SensorRing {
     stats: aya::maps::PerCpuArray<MapData, u64>,
 }
 
+/// Which programs keep the write sessions (the path operations are on tracepoints
+/// either way).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sessions {
+    Tracepoints,
+    Lsm,
+}
+
 fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
+    sensor_ring_on(watched, Sessions::Tracepoints)
+}
+
+fn sensor_ring_on(watched: &std::path::Path, sessions: Sessions) -> Result<SensorRing> {
     let pins = PinDir::new();
     let mut cfg = integration_test::test_config(&pins);
     cfg.sensors.ringbuf_bytes = agent::config::Config::embedded()?.sensors.ringbuf_bytes; // the default
@@ -703,13 +718,16 @@ fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
         &[],
     )?
     .pins;
-    agent::sensors::file::attach_file_sensor(
-        &mut ebpf,
-        &[
-            agent::sensors::file::Part::Sessions,
-            agent::sensors::file::Part::Paths,
-        ],
-    )?;
+    use agent::sensors::file::{attach_file_sensor, attach_lsm_sessions, Part};
+    match sessions {
+        Sessions::Tracepoints => {
+            attach_file_sensor(&mut ebpf, &[Part::Sessions, Part::Paths])?;
+        }
+        Sessions::Lsm => {
+            attach_file_sensor(&mut ebpf, &[Part::Paths])?;
+            attach_lsm_sessions(&mut ebpf).map_err(anyhow::Error::msg)?;
+        }
+    }
     let stats =
         aya::maps::PerCpuArray::try_from(ebpf.take_map(maps::FILE_STATS_TOTAL).context("stats")?)?;
     let ring = aya::maps::RingBuf::try_from(ebpf.take_map(maps::EVENTS).context("ring")?)?;
@@ -1079,13 +1097,21 @@ fn median(v: &mut [f64]) -> f64 {
 /// Run `f` with the file sensor attached on `watched` and its ring drained by a
 /// thread, as the agent would; the sensor is gone when this returns.
 fn drained<T>(watched: &std::path::Path, f: impl FnOnce() -> T) -> Result<T> {
+    drained_on(watched, Sessions::Tracepoints, f)
+}
+
+fn drained_on<T>(
+    watched: &std::path::Path,
+    sessions: Sessions,
+    f: impl FnOnce() -> T,
+) -> Result<T> {
     let SensorRing {
         _ebpf,
         _pins,
         _roots,
         mut ring,
         ..
-    } = sensor_ring(watched)?;
+    } = sensor_ring_on(watched, sessions)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let s2 = stop.clone();
     // Like the agent: woken by the ring, a batching delay, then a drain.
@@ -1137,6 +1163,109 @@ fn file_programs(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Res
     Ok(())
 }
 
+/// The file sensor's cost with its write sessions on BPF-LSM against the syscall
+/// tracepoints, on the same kernel in the same run (`--only lsm`; run by `cargo xtask
+/// vmtest --bench` inside Debian's 6.12 under QEMU, since this machine kind refuses
+/// LSM programs). Rounds of: no sensor, tracepoint sessions, LSM sessions, each on
+/// the same watched tmpfs tree; the median of each ratio to the round's baseline.
+fn lsm_vs_tracepoints(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
+    const N: usize = 20_000;
+    const ROUNDS: usize = 3;
+    {
+        let pins = PinDir::new();
+        let cfg = integration_test::test_config(&pins);
+        let mut ebpf = agent::kernel::load(&cfg)?;
+        agent::sensors::lsm::probe_lsm(&mut ebpf)
+            .map_err(|e| anyhow::anyhow!("BPF-LSM does not run on this kernel: {e}"))?;
+    }
+    let dir = tempfile::tempdir()?;
+    let mnt = integration_test::TmpfsMount::new(dir.path(), "1g").map_err(anyhow::Error::msg)?;
+    let watched = mnt.0.join("www");
+    std::fs::create_dir(&watched)?;
+    let base = Instant::now();
+    file_workload(&watched, N / 4, base);
+    let (mut tp, mut lsm, mut tp_ns, mut lsm_ns) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let off = file_workload(&watched, N, base).0;
+        let (on_tp, ns_tp) = drained_on(&watched, Sessions::Tracepoints, || {
+            timed_bpf(&watched, N, base)
+        })??;
+        let (on_lsm, ns_lsm) =
+            drained_on(&watched, Sessions::Lsm, || timed_bpf(&watched, N, base))??;
+        eprintln!(
+            "lsm vs tracepoints: {:.2} µs/file without, {:.2} tracepoints ({ns_tp:.0} ns in programs), {:.2} lsm ({ns_lsm:.0} ns)",
+            off * 1e6 / N as f64,
+            on_tp * 1e6 / N as f64,
+            on_lsm * 1e6 / N as f64
+        );
+        tp.push((on_tp / off - 1.0) * 100.0);
+        lsm.push((on_lsm / off - 1.0) * 100.0);
+        tp_ns.push(ns_tp);
+        lsm_ns.push(ns_lsm);
+    }
+    let (tp, lsm) = (median(&mut tp), median(&mut lsm));
+    let (tp_ns, lsm_ns) = (median(&mut tp_ns), median(&mut lsm_ns));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = kernel.trim();
+    eprintln!("kernel {kernel}: file overhead {tp:.1}% on tracepoints, {lsm:.1}% on BPF-LSM; programs {tp_ns:.0} vs {lsm_ns:.0} ns/file");
+    let what = |s: &str| {
+        format!("{s}; {N} create/write/close/unlink on tmpfs, watched tree, median of {ROUNDS} rounds; kernel {kernel} under QEMU TCG")
+    };
+    results.insert(
+        "lsm_file_overhead_pct",
+        metric(
+            lsm,
+            "%",
+            &what("write sessions on BPF-LSM (file_open → file_free_security)"),
+        ),
+    );
+    results.insert(
+        "lsm_run_tracepoint_file_overhead_pct",
+        metric(
+            tp,
+            "%",
+            &what("write sessions on the syscall tracepoints, same run"),
+        ),
+    );
+    results.insert(
+        "lsm_vs_tracepoint_file_overhead_ratio",
+        metric(
+            lsm / tp,
+            "ratio",
+            &what("file overhead on BPF-LSM ÷ on tracepoints, same run (below 1: LSM costs less)"),
+        ),
+    );
+    results.insert(
+        "lsm_file_bpf_ns_per_file",
+        metric(
+            lsm_ns,
+            "ns",
+            &what("the LSM backend's programs' run time per file (BPF_ENABLE_STATS)"),
+        ),
+    );
+    results.insert(
+        "lsm_run_tracepoint_file_bpf_ns_per_file",
+        metric(
+            tp_ns,
+            "ns",
+            &what("the tracepoint backend's programs' run time per file, same run"),
+        ),
+    );
+    Ok(())
+}
+
+/// The file workload's seconds and its programs' ns per file (BPF_ENABLE_STATS).
+fn timed_bpf(dir: &std::path::Path, n: usize, base: Instant) -> Result<(f64, f64)> {
+    let before = prog_stats();
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
+    let secs = file_workload(dir, n, base).0;
+    let total: u64 = prog_stats()
+        .into_iter()
+        .map(|(name, (_, ns))| ns.saturating_sub(before.get(&name).map_or(0, |b| b.1)))
+        .sum();
+    Ok((secs, total as f64 / n as f64))
+}
+
 /// One file-workload run in `dir` with BPF run-time stats on: prints each program's
 /// ns per run, returns the programs' ns per file.
 fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<f64> {
@@ -1159,11 +1288,18 @@ fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<
     Ok(total as f64 / N as f64)
 }
 
-/// run count and run time (ns) of every loaded sys_* program, by name.
+/// run count and run time (ns) of every loaded file-sensor program (the syscall
+/// tracepoints, the exit program, the LSM file hooks), by name (the kernel keeps 15
+/// characters of it).
 fn prog_stats() -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
     for p in aya::programs::loaded_programs().flatten() {
-        if let Some(name) = p.name_as_str().filter(|n| n.starts_with("sys_")) {
+        let file_prog = |n: &&str| {
+            n.starts_with("sys_")
+                || n.starts_with("rampart_lsm_fil")
+                || n.starts_with("rampart_file_ex")
+        };
+        if let Some(name) = p.name_as_str().filter(file_prog) {
             let e = out.entry(name.to_string()).or_insert((0, 0));
             e.0 += p.run_count();
             e.1 += p.run_time().as_nanos() as u64;
