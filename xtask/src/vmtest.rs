@@ -34,8 +34,9 @@ const PACKAGES: &[&str] = &[
 const BENCH_KERNEL: &str = "6.12";
 
 /// `cargo xtask vmtest --bench`: the release benchmark's `lsm` phase (the file
-/// sensor's write sessions on BPF-LSM against the tracepoints, same run) inside
-/// Debian's 6.12, merged into `results` (bench/results.json).
+/// sensor's write sessions on BPF-LSM against the tracepoints, same run) and its
+/// `virtio` phase (drop rates on the guest's virtio-net) inside Debian's 6.12, merged
+/// into `results` (bench/results.json).
 pub fn bench(results: &Path) -> Result<()> {
     if !util::is_root() {
         bail!("vmtest installs packages and kernel modules: run it as root");
@@ -43,6 +44,8 @@ pub fn bench(results: &Path) -> Result<()> {
     bootstrap::run()?;
     step("vmtest bench: QEMU, virtme-ng and the kernel");
     bootstrap::apt_install(PACKAGES)?;
+    // nft and iptables for the guest's comparison (it shares this machine's root).
+    bootstrap::bench_tools()?;
     let dir = util::root()?.join("target/vmtest");
     std::fs::create_dir_all(&dir)?;
     let vng = virtme_ng(&dir)?;
@@ -65,7 +68,7 @@ pub fn bench(results: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("out"))?;
     // `--only` merges into an existing file.
     std::fs::write(&out, "{}\n")?;
-    step(&format!("vmtest bench: Linux {}", k.series));
+    step(&format!("vmtest bench: Linux {}, BPF-LSM", k.series));
     boot(
         &vng,
         &k,
@@ -73,6 +76,11 @@ pub fn bench(results: &Path) -> Result<()> {
         &dir,
         &format!("{} --only lsm --out {}", bench.display(), out.display()),
     )?;
+    step(&format!(
+        "vmtest bench: Linux {}, virtio-net drops",
+        k.series
+    ));
+    virtio(&vng, &k, &vmlinuz, &dir, &bench, &out)?;
     let guest: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&out)?).context("the guest's results")?;
     if guest.is_empty() {
@@ -86,6 +94,63 @@ pub fn bench(results: &Path) -> Result<()> {
     std::fs::write(results, serde_json::to_string_pretty(&all)? + "\n")?;
     eprintln!("merged the guest's results into {}", results.display());
     Ok(())
+}
+
+/// The guest's benchmark NIC (a locally administered virtio-net MAC).
+const VIRTIO_MAC: &str = "52:54:00:72:61:6d";
+/// The host namespace holding the guest's tap, and the tap.
+const BENCH_NS: &str = "rt-vmbench";
+const BENCH_TAP: &str = "rtvirt0";
+
+/// The XDP lead where XDP can show it: the guest (one CPU, the slow side) receives
+/// a flood on its virtio-net NIC, fed from this machine through a tap in a namespace
+/// of the benchmark's own, and drops it with each mechanism in turn
+/// (`rampart-bench --only virtio`). The namespace, the tap and the flooder are gone
+/// afterwards, also on failure.
+fn virtio(
+    vng: &Path,
+    k: &Kernel,
+    vmlinuz: &Path,
+    dir: &Path,
+    bench: &Path,
+    out: &Path,
+) -> Result<()> {
+    let _ = util::run(Command::new("ip").args(["netns", "del", BENCH_NS]));
+    util::run(Command::new("ip").args(["netns", "add", BENCH_NS]))?;
+    let res = (|| -> Result<()> {
+        util::run(Command::new("ip").args([
+            "-n", BENCH_NS, "tuntap", "add", "dev", BENCH_TAP, "mode", "tap",
+        ]))?;
+        util::run(Command::new("ip").args(["-n", BENCH_NS, "link", "set", BENCH_TAP, "up"]))?;
+        // The flood runs until killed (or for the guest's whole time budget).
+        let mut flood = Command::new(bench)
+            .args(["--flood", BENCH_NS, BENCH_TAP, VIRTIO_MAC])
+            .arg(GUEST_TIMEOUT_S.to_string())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("starting the flood")?;
+        let booted = boot_with(
+            vng,
+            k,
+            vmlinuz,
+            dir,
+            &format!("{} --only virtio --out {}", bench.display(), out.display()),
+            &BootOpts {
+                cpus: Some(1),
+                qemu_opts: Some(format!(
+                    "-netdev tap,id=rbench,ifname={BENCH_TAP},script=no,downscript=no \
+                     -device virtio-net-pci,netdev=rbench,mac={VIRTIO_MAC}"
+                )),
+                netns: Some(BENCH_NS),
+                env: &[("RAMPART_VIRTIO_MAC", VIRTIO_MAC)],
+            },
+        );
+        let _ = flood.kill();
+        let _ = flood.wait();
+        booted
+    })();
+    let _ = util::run(Command::new("ip").args(["netns", "del", BENCH_NS]));
+    res
 }
 
 /// virtme-ng from PyPI, into a venv of its own.
@@ -284,7 +349,31 @@ fn test_binary() -> Result<PathBuf> {
 /// Boot `vmlinuz` and run the guest tests; fails unless they all passed. The guest
 /// writes the tests' output and exit code into `dir/out` (shared read-write); the
 /// console (kernel log included) is shown when something went wrong.
+/// How a guest is booted beyond the defaults (2 CPUs, no NIC).
+#[derive(Default)]
+struct BootOpts<'a> {
+    /// Guest CPUs (default 2).
+    cpus: Option<u32>,
+    /// Extra QEMU arguments (a NIC), passed through virtme-ng.
+    qemu_opts: Option<String>,
+    /// Run QEMU inside this host namespace (where its tap lives).
+    netns: Option<&'a str>,
+    /// Exported in the guest before `command`.
+    env: &'a [(&'a str, &'a str)],
+}
+
 fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Result<()> {
+    boot_with(vng, k, vmlinuz, dir, command, &BootOpts::default())
+}
+
+fn boot_with(
+    vng: &Path,
+    k: &Kernel,
+    vmlinuz: &Path,
+    dir: &Path,
+    command: &str,
+    opts: &BootOpts<'_>,
+) -> Result<()> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let (log, rc) = (
@@ -303,12 +392,18 @@ fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Re
              mount -t tmpfs -o size=1g tmpfs /run/rampart-vmtest\n\
              # Both kernels run BPF-LSM with this command line: the tests must see it.\n\
              export TMPDIR=/run/rampart-vmtest CI=true RUST_BACKTRACE=1 RAMPART_EXPECT_LSM=1\n\
+             {env}\
              cd {root}\n\
              {command} > {log} 2>&1\n\
              echo $? > {rc}\n",
             root = util::root()?.display(),
             log = log.display(),
             rc = rc.display(),
+            env = opts
+                .env
+                .iter()
+                .map(|(k, v)| format!("export {k}={v}\n"))
+                .collect::<String>(),
         ),
     )?;
     let path = format!(
@@ -318,7 +413,16 @@ fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Re
             .unwrap_or_default(),
         util::path_env()
     );
-    let console = Command::new("timeout")
+    let mut cmd = match opts.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "timeout"]);
+            c
+        }
+        None => Command::new("timeout"),
+    };
+    let cpus = opts.cpus.unwrap_or(2).to_string();
+    let console = cmd
         .args(["--kill-after=10", &GUEST_TIMEOUT_S.to_string()])
         .arg(vng)
         .env("PATH", path)
@@ -327,7 +431,7 @@ fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Re
             "--disable-kvm",
             "--force-9p",
             "--cpus",
-            "2",
+            &cpus,
             "--memory",
             "3G",
         ])
@@ -336,6 +440,11 @@ fn boot(vng: &Path, k: &Kernel, vmlinuz: &Path, dir: &Path, command: &str) -> Re
         .arg("--run")
         .arg(vmlinuz)
         .args(["--append", "lsm=lockdown,capability,yama,bpf"])
+        .args(
+            opts.qemu_opts
+                .iter()
+                .flat_map(|q| ["--no-dhcp".to_string(), format!("--qemu-opts={q}")]),
+        )
         .arg("--exec")
         .arg(format!("sh {}", script.display()))
         .stdin(std::process::Stdio::null())
