@@ -58,7 +58,10 @@ fn webshell_spellings(backend: Backend) {
         return;
     };
     let top = match backend {
-        Backend::Tracepoint => "egress:\n  enabled: false\nexec:\n  enabled: false\n",
+        // Forced: where BPF-LSM runs, auto would take it.
+        Backend::Tracepoint => {
+            "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: tracepoint\n"
+        }
         Backend::Fanotify => {
             "egress:\n  enabled: false\nexec:\n  enabled: false\nsensors:\n  file_backend: fanotify\n"
         }
