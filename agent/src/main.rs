@@ -42,6 +42,16 @@ enum Cmd {
     Run(ConfigArgs),
     /// Check a configuration and exit (non-zero with the key and reason on error).
     Validate(ConfigArgs),
+    /// What this kernel and host allow, feature by feature, and what each sensor
+    /// would run on and why (programs are loaded, never attached). Exit 0:
+    /// everything configured can run; 1: something will run degraded.
+    Doctor {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the XDP firewall's block and allow lists.
     Firewall {
         #[command(flatten)]
@@ -156,6 +166,40 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_USAGE)
             }
         },
+        Cmd::Doctor { args, json } => {
+            // A configuration that does not load is reported, and the host is
+            // examined for the embedded default instead.
+            let (cfg, config_error) = match load_config(&args) {
+                Ok((cfg, _)) => (cfg, None),
+                Err(e) => match Config::embedded() {
+                    Ok(cfg) => (
+                        cfg,
+                        Some(format!("{e} (examined with the embedded default)")),
+                    ),
+                    Err(e2) => {
+                        eprintln!("invalid configuration: {e}; the embedded default: {e2}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                },
+            };
+            let report = agent::cli::doctor::examine(&cfg, config_error);
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("rampart doctor: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", agent::cli::doctor::render(&report));
+            }
+            if report.degraded {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Cmd::Firewall { args, cmd } => {
             let ((cfg, _), rt) = match config_and_runtime(&args, false) {
                 Ok(v) => v,

@@ -124,3 +124,134 @@ fn verifier_words(e: &aya::programs::ProgramError) -> String {
         s
     }
 }
+
+/// `rampart doctor --json` on this kernel: its checks agree with what the kernel
+/// really does (the same probes the agent and the test above run), each sensor's
+/// plan follows, the exit status says whether anything degrades, nothing it loaded is
+/// left behind, a broken configuration and a missing interface are named, and a
+/// running agent is found.
+#[test]
+fn doctor_says_what_this_kernel_allows_and_what_each_sensor_would_use() {
+    if !feature_available("root (BPF)", is_root()) {
+        return;
+    }
+    let doctor = |args: &[&str]| {
+        let out = std::process::Command::new(integration_test::rampart_bin())
+            .arg("doctor")
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("rampart doctor");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), report)
+    };
+    let check = |r: &serde_json::Value, feature: &str| -> Vec<serde_json::Value> {
+        r["checks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["feature"] == feature)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let plan = |r: &serde_json::Value, sensor: &str| -> String {
+        r["sensors"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["sensor"] == sensor))
+            .and_then(|s| s["backend"].as_str())
+            .unwrap_or_else(|| panic!("{sensor} in {r}"))
+            .to_string()
+    };
+    let (code, r) = doctor(&["--default-config"]);
+    assert_eq!(code, Some(if r["degraded"] == true { 1 } else { 0 }), "{r}");
+    for f in ["config", "root", "btf", "tracepoints", "xdp", "cgroup_v2"] {
+        assert_eq!(check(&r, f)[0]["state"], "ok", "{f}: {r}");
+    }
+    // BPF-LSM as the kernel says it, through the agent's own probe.
+    let pins = PinDir::new();
+    let cfg = test_config(&pins);
+    let mut ebpf = agent::kernel::load(&cfg).expect("load the object");
+    let lsm = agent::sensors::lsm::probe_lsm(&mut ebpf).is_ok();
+    drop(ebpf);
+    assert_eq!(check(&r, "bpf_lsm")[0]["state"] == "ok", lsm, "{r}");
+    if integration_test::lsm_expected() {
+        assert!(lsm, "BPF-LSM must run here: {r}");
+    }
+    let on = if lsm { "lsm" } else { "tracepoint" };
+    assert_eq!(plan(&r, "file"), on, "{r}");
+    assert_eq!(plan(&r, "sensitive_read"), on, "{r}");
+    assert_eq!(plan(&r, "exec"), on, "{r}");
+    // io_uring open to users degrades only the tracepoint file backend.
+    let open = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(true);
+    assert_eq!(
+        check(&r, "io_uring")[0]["state"] == "degraded",
+        open && !lsm,
+        "{r}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
+        .expect("bpffs")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("rampart-doctor")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "doctor left pins: {leftovers:?}");
+
+    // A broken drop-in, and an interface that is not there.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("rampart.yaml");
+    std::fs::write(&conf, agent::config::DEFAULT_YAML).expect("config");
+    std::fs::create_dir(dir.path().join("conf.d")).expect("conf.d");
+    let dropin = dir.path().join("conf.d/10-test.yaml");
+    std::fs::write(&dropin, "firewall:\n  interfaces: [rt-missing0]\n").expect("drop-in");
+    let (code, r) = doctor(&["--config", &conf.to_string_lossy()]);
+    assert_eq!(code, Some(1), "{r}");
+    let xdp_if = check(&r, "xdp_interface");
+    assert_eq!(xdp_if[0]["state"], "degraded", "{r}");
+    assert!(
+        xdp_if[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("rt-missing0")),
+        "{r}"
+    );
+    std::fs::write(&dropin, "firewall:\n  no_such_key: 1\n").expect("drop-in");
+    let (code, r) = doctor(&["--config", &conf.to_string_lossy()]);
+    assert_eq!(code, Some(1), "{r}");
+    let c = &check(&r, "config")[0];
+    assert_eq!(c["state"], "degraded", "{r}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no_such_key")),
+        "{c}"
+    );
+
+    // A running agent is found (and not once it stopped).
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mut h = integration_test::harness::Harness::start(net, "");
+    let pid = h.agent.as_ref().and_then(|a| a.pid()).expect("agent pid");
+    let (_, r) = doctor(&["--default-config"]);
+    assert!(
+        r["running_agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == pid)),
+        "{pid} in {r}"
+    );
+    h.stop();
+    let (_, r) = doctor(&["--default-config"]);
+    assert!(
+        !r["running_agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p == pid)),
+        "{r}"
+    );
+}

@@ -3,6 +3,8 @@
 //! it acts at once whether or not the agent is running (the agent reconciles the
 //! kernel with the store at its next start either way).
 
+pub mod doctor;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
