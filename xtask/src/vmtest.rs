@@ -30,6 +30,21 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "python3-venv",
 ];
+/// Root, the toolchain, QEMU and virtme-ng: the work directory (target/vmtest) and
+/// the `vng` to boot guests with.
+fn prepare(what: &str) -> Result<(PathBuf, PathBuf)> {
+    if !util::is_root() {
+        bail!("vmtest installs packages and kernel modules: run it as root");
+    }
+    bootstrap::run()?;
+    step(&format!("{what}: QEMU, virtme-ng and the kernels"));
+    bootstrap::apt_install(PACKAGES)?;
+    let dir = util::root()?.join("target/vmtest");
+    std::fs::create_dir_all(&dir)?;
+    let vng = virtme_ng(&dir)?;
+    Ok((dir, vng))
+}
+
 /// The kernel the guest benchmark runs in (BPF-LSM on, the newer of the two).
 const BENCH_KERNEL: &str = "6.12";
 
@@ -38,17 +53,9 @@ const BENCH_KERNEL: &str = "6.12";
 /// `virtio` phase (drop rates on the guest's virtio-net) inside Debian's 6.12, merged
 /// into `results` (bench/results.json).
 pub fn bench(results: &Path) -> Result<()> {
-    if !util::is_root() {
-        bail!("vmtest installs packages and kernel modules: run it as root");
-    }
-    bootstrap::run()?;
-    step("vmtest bench: QEMU, virtme-ng and the kernel");
-    bootstrap::apt_install(PACKAGES)?;
+    let (dir, vng) = prepare("vmtest bench")?;
     // nft and iptables for the guest's comparison (it shares this machine's root).
     bootstrap::bench_tools()?;
-    let dir = util::root()?.join("target/vmtest");
-    std::fs::create_dir_all(&dir)?;
-    let vng = virtme_ng(&dir)?;
     let k = *KERNELS
         .iter()
         .find(|k| k.series == BENCH_KERNEL)
@@ -213,15 +220,7 @@ pub fn run(which: &str, filters: &[String]) -> Result<()> {
             .find(|k| k.series == s)
             .with_context(|| format!("--kernel {s}: one of 6.1, 6.12, all"))?],
     };
-    if !util::is_root() {
-        bail!("vmtest installs packages and kernel modules: run it as root");
-    }
-    bootstrap::run()?;
-    step("vmtest: QEMU, virtme-ng and the kernels");
-    bootstrap::apt_install(PACKAGES)?;
-    let dir = util::root()?.join("target/vmtest");
-    std::fs::create_dir_all(&dir)?;
-    let vng = virtme_ng(&dir)?;
+    let (dir, vng) = prepare("vmtest")?;
     let images = kernels
         .iter()
         .map(|k| Ok((*k, fetch(k, &dir)?)))

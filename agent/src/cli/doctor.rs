@@ -183,32 +183,19 @@ pub fn examine(cfg: &Config, config_error: Option<String>) -> Report {
         State::Info,
         "not used: the LSM hooks and tracepoints cover what fentry would".into(),
     );
-    push(
-        "tracepoints",
-        if probes.tracepoints.is_ok() {
-            State::Ok
-        } else {
-            State::Degraded
-        },
-        probes
-            .tracepoints
-            .clone()
-            .err()
-            .unwrap_or_else(|| "syscall and sched tracepoints load".into()),
-    );
-    push(
-        "xdp",
-        if probes.xdp.is_ok() {
-            State::Ok
-        } else {
-            State::Degraded
-        },
-        probes
-            .xdp
-            .clone()
-            .err()
-            .unwrap_or_else(|| "the XDP program loads".into()),
-    );
+    for (feature, probe, loads) in [
+        (
+            "tracepoints",
+            &probes.tracepoints,
+            "syscall and sched tracepoints load",
+        ),
+        ("xdp", &probes.xdp, "the XDP program loads"),
+    ] {
+        match probe {
+            Ok(()) => push(feature, State::Ok, loads.into()),
+            Err(e) => push(feature, State::Degraded, e.clone()),
+        }
+    }
     for iface in &cfg.firewall.interfaces {
         let (state, detail) = xdp_interface(iface, cfg.firewall.xdp_mode);
         push("xdp_interface", state, detail);

@@ -324,15 +324,14 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     // names from the kernel program are decided by it.
     let exec_policy = ExecPolicy::new(&cfg.exec, &web_uids).map_err(|e| e.to_string());
     let fan_exec = if cfg.exec.enabled {
-        let (comps, mut backend, fan) =
-            choose_exec_backend(cfg, ebpf, lsm_why.as_deref(), &exec_policy, offsets_ok);
-        if lsm_bprm && backend.backend == "tracepoint" {
-            backend = SensorBackend::new(
-                "exec",
-                "lsm",
-                Some("a stopped exec is denied with EPERM in bprm_check_security, before its image exists; reports, argv and scripts run by an interpreter on the sched_process_exec tracepoints".into()),
-            );
-        }
+        let (comps, backend, fan) = choose_exec_backend(
+            cfg,
+            ebpf,
+            lsm_why.as_deref(),
+            lsm_bprm,
+            &exec_policy,
+            offsets_ok,
+        );
         components.extend(comps);
         backends.push(backend);
         fan
@@ -679,15 +678,22 @@ fn join_paths(paths: &[std::path::PathBuf]) -> String {
 
 /// Pick the exec sensor's backend: the sched_process_exec tracepoint (with BPF-LSM's
 /// denial where it runs) unless fanotify is forced, and fanotify when `auto` and the
-/// tracepoint cannot attach; `lsm` forced where BPF-LSM does not run starts nothing. A sensor that
-/// cannot start at all is reported (backend "none"), not fatal.
+/// tracepoint cannot attach; `lsm` forced where BPF-LSM does not run starts nothing.
+/// `lsm_bprm`: the LSM exec denial is attached (the backend is then `lsm`). A sensor
+/// that cannot start at all is reported (backend "none"), not fatal.
 fn choose_exec_backend(
     cfg: &Config,
     ebpf: &mut Ebpf,
     lsm_why: Option<&str>,
+    lsm_bprm: bool,
     policy: &Result<ExecPolicy, String>,
     offsets_ok: bool,
 ) -> (Vec<Component>, SensorBackend, Option<FanotifyExec>) {
+    let not_started = |prog: &str, kind: &'static str, target: String, why: String| {
+        tracing::error!(reason = %why, "Exec sensor not started.");
+        let c = Component::failed(prog, kind, target, why.clone());
+        (vec![c], SensorBackend::new("exec", "none", Some(why)), None)
+    };
     let fanotify = |reason: String| {
         let started = policy.clone().and_then(|p| {
             FanotifyExec::new(p, &cfg.exec.fanotify_roots).map_err(|e| e.to_string())
@@ -713,29 +719,35 @@ fn choose_exec_backend(
                     .collect();
                 (vec![c], backend, Some(f))
             }
-            Err(e) => {
-                tracing::error!(error = %e, "Exec sensor not started.");
-                let why = format!("{reason}; fanotify: {e}");
-                let c = Component::failed("fanotify_exec", "fanotify", String::new(), why.clone());
-                (vec![c], SensorBackend::new("exec", "none", Some(why)), None)
-            }
+            Err(e) => not_started(
+                "fanotify_exec",
+                "fanotify",
+                String::new(),
+                format!("{reason}; fanotify: {e}"),
+            ),
         }
     };
     if cfg.sensors.exec_backend == BackendChoice::Fanotify {
         return fanotify("forced by sensors.exec_backend: fanotify".into());
     }
     if let (BackendChoice::Lsm, Some(why)) = (cfg.sensors.exec_backend, lsm_why) {
-        let why = format!("forced by sensors.exec_backend: lsm, but {why}");
-        tracing::error!(reason = %why, "Exec sensor not started.");
-        let c = Component::failed(
+        return not_started(
             maps::progs::LSM_BPRM_CHECK,
             "lsm",
             "bprm_check_security".into(),
-            why.clone(),
+            format!("forced by sensors.exec_backend: lsm, but {why}"),
         );
-        return (vec![c], SensorBackend::new("exec", "none", Some(why)), None);
     }
     match exec::attach_exec(ebpf, &cfg.exec, offsets_ok) {
+        Ok(comps) if lsm_bprm => (
+            comps,
+            SensorBackend::new(
+                "exec",
+                "lsm",
+                Some("a stopped exec is denied with EPERM in bprm_check_security, before its image exists; reports, argv and scripts run by an interpreter on the sched_process_exec tracepoints".into()),
+            ),
+            None,
+        ),
         Ok(comps) => {
             let reason = match cfg.sensors.exec_backend {
                 BackendChoice::Tracepoint => {
@@ -753,20 +765,12 @@ fn choose_exec_backend(
             tracing::warn!(error = %e, "Exec tracepoint failed; falling back to fanotify.");
             fanotify(format!("tracepoint failed: {e}"))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "Exec sensor not attached.");
-            let c = Component::failed(
-                maps::progs::SCHED_PROCESS_EXEC,
-                "tracepoint",
-                "sched:sched_process_exec".into(),
-                e.to_string(),
-            );
-            (
-                vec![c],
-                SensorBackend::new("exec", "none", Some(e.to_string())),
-                None,
-            )
-        }
+        Err(e) => not_started(
+            maps::progs::SCHED_PROCESS_EXEC,
+            "tracepoint",
+            "sched:sched_process_exec".into(),
+            e.to_string(),
+        ),
     }
 }
 

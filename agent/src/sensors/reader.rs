@@ -560,19 +560,23 @@ mod tests {
         .to_vec()
     }
 
-    #[test]
-    fn decodes_a_file_event() {
-        let b = bytes(&event("/var/www/a.php", 0));
-        let Ok(Decoded::File(ev)) = decode(&b) else {
+    /// `ev` through the decoder and into an activity, as the reader does.
+    fn activity(ev: &FileEvent) -> FileActivity {
+        let Ok(Decoded::File(d)) = decode(&bytes(ev)) else {
             panic!("not a file event")
         };
-        let act = to_activity(
-            &ev,
+        to_activity(
+            &d,
             &[],
             &PipelineStats::default(),
             &mut ProcCache::default(),
         )
-        .expect("activity");
+        .expect("activity")
+    }
+
+    #[test]
+    fn decodes_a_file_event() {
+        let act = activity(&event("/var/www/a.php", 0));
         assert_eq!(act.path, PathBuf::from("/var/www/a.php"));
         assert_eq!(act.comm, "php");
         assert_eq!(act.uid, 33);
@@ -614,31 +618,12 @@ mod tests {
         ev.header.kind = EventKind::SensitiveRead as u16;
         ev.flags = file_flags::DECIDED | file_flags::RESOLVED;
         ev.open_flags = Decision::Denied as u32;
-        let Ok(Decoded::File(d)) = decode(&bytes(&ev)) else {
-            panic!("not a file event")
-        };
-        let act = to_activity(
-            &d,
-            &[],
-            &PipelineStats::default(),
-            &mut ProcCache::default(),
-        )
-        .expect("activity");
+        let act = activity(&ev);
         assert_eq!(act.op, FileOp::SensitiveRead);
         assert_eq!(act.decision, Some(Decision::Denied));
         // A tracepoint's read carries no decision, whatever its open flags say.
         ev.flags = file_flags::RESOLVED;
-        let Ok(Decoded::File(d)) = decode(&bytes(&ev)) else {
-            panic!("not a file event")
-        };
-        let act = to_activity(
-            &d,
-            &[],
-            &PipelineStats::default(),
-            &mut ProcCache::default(),
-        )
-        .expect("activity");
-        assert_eq!(act.decision, None);
+        assert_eq!(activity(&ev).decision, None);
         ev.flags = file_flags::DECIDED;
         ev.open_flags = 77;
         assert!(matches!(

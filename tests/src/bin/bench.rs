@@ -44,16 +44,11 @@ fn main() -> Result<()> {
     agent::kernel::ensure_mounts()?;
     // `--flood NS IFACE DST_MAC SECS`: the host side of the virtio benchmark (run by
     // `cargo xtask vmtest --bench` in its own namespace, on the guest's tap).
-    if let Some(args) = std::env::args()
-        .skip_while(|a| a != "--flood")
-        .nth(1)
-        .map(|_| {
-            std::env::args()
-                .skip_while(|a| a != "--flood")
-                .skip(1)
-                .collect::<Vec<_>>()
-        })
-    {
+    if std::env::args().any(|a| a == "--flood") {
+        let args: Vec<String> = std::env::args()
+            .skip_while(|a| a != "--flood")
+            .skip(1)
+            .collect();
         return flood_tap(&args);
     }
     // `--only detection`: just that phase (for iterating on it; results.json is
