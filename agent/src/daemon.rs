@@ -21,7 +21,7 @@ use crate::{
     findings::{Findings, JsonlLog},
     firewall, kernel, logs, sensors,
     store::{self, Store},
-    supervisor::Supervisor,
+    supervisor::{notify::Notifier, Supervisor},
     web::{self, tls, tokens, AgentBackend, KernelStats},
 };
 
@@ -42,8 +42,8 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Run the agent until a shutdown signal.
-pub async fn run(cfg: Config, config_text: String) -> Result<()> {
+/// Run the agent until a shutdown signal, telling systemd how it goes.
+pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> Result<()> {
     prepare_state_dir(&cfg)?;
     let nofile = kernel::raise_nofile();
     let (token_set, fresh_token) = tokens::build(&cfg)?;
@@ -51,6 +51,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     let store = Store::open(&cfg.state_dir.join("rampart.db"), STORE_QUEUE)
         .context("opening the SQLite store")?;
     kernel::ensure_mounts().context("mounting tracefs/bpffs")?;
+    notifier.status("Starting: loading the kernel programs");
     let mut ebpf = kernel::load(&cfg).context(
         "loading the kernel programs (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN, and a kernel with BTF; see docs/kernel.md)",
     )?;
@@ -82,6 +83,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
     .await?;
     // The firewall's events travel on the sensors' ring: the sensors hand them over.
     let (xdp_tx, xdp_rx) = mpsc::channel(cfg.sensors.event_channel_size);
+    notifier.status("Starting: sensors");
     // Sensors before the firewall: a sensor that refuses to start stops the agent
     // before XDP is attached and its link pinned.
     let sensors = sensors::start(
@@ -96,6 +98,7 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         },
     )
     .await?;
+    notifier.status("Starting: reconciling the firewall with the store");
     let firewall = firewall::start(
         &cfg,
         &mut ebpf,
@@ -168,6 +171,15 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
         }
     });
     tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");
+    let watchdog = tokio::spawn(crate::supervisor::notify::feed_watchdog(
+        notifier.clone(),
+        supervisor.clone(),
+        shutdown_rx.clone(),
+    ));
+    notifier.ready(&format!(
+        "Protecting: API on {addr}; firewall reconciled; {} supervised tasks",
+        supervisor.tasks().len()
+    ));
     if let Some(token) = fresh_token {
         // Printed once, to stdout only: never logged.
         println!("Generated admin API token (shown once; only its SHA-256 is stored): {token}");
@@ -175,7 +187,9 @@ pub async fn run(cfg: Config, config_text: String) -> Result<()> {
 
     wait_for_signal().await?;
     tracing::info!("Shutting down.");
+    notifier.stopping();
     let _ = shutdown_tx.send(true);
+    let _ = watchdog.await;
     let _ = server.await;
     tracing::info!("API stopped.");
     // In pipeline order: the readers stop, detection drains what they queued, the

@@ -3,7 +3,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use agent::config::{self, Config};
+use agent::{
+    config::{self, Config},
+    supervisor::notify::Notifier,
+};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -139,17 +142,52 @@ fn config_and_runtime(
     Ok((loaded, rt))
 }
 
+/// Where the log goes: journald with structured fields when systemd connected our
+/// stderr to the journal (`JOURNAL_STREAM` names it) or `RAMPART_LOG_FORMAT=journald`
+/// says so; JSON lines with `RAMPART_LOG_FORMAT=json`; text otherwise. `RAMPART_LOG`
+/// filters in every case.
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let format = std::env::var(ENV_LOG_FORMAT).unwrap_or_default();
+    if format == "journald" || (format.is_empty() && stderr_is_journal()) {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer.with_syslog_identifier("rampart".into()))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("journald is not reachable ({e}); logging to stderr"),
+        }
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var(ENV_LOG_FORMAT).is_ok_and(|v| v == "json") {
+    if format == "json" {
         b.json().init();
     } else {
         b.init();
     }
+}
+
+/// systemd sets `JOURNAL_STREAM=<dev>:<ino>` for a unit whose output goes to the
+/// journal; it applies only while stderr is still that stream.
+fn stderr_is_journal() -> bool {
+    use std::os::{fd::AsFd, unix::fs::MetadataExt};
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 fn main() -> ExitCode {
@@ -325,16 +363,23 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run(args) => {
+            // Before the runtime's threads exist: it takes the variables out of the
+            // environment.
+            let notifier = std::sync::Arc::new(Notifier::from_env());
             let ((cfg, text), rt) = match config_and_runtime(&args, true) {
                 Ok(v) => v,
-                Err(code) => return code,
+                Err(code) => {
+                    notifier.status("Failed: invalid configuration (rampart validate says why)");
+                    return code;
+                }
             };
             match rt
-                .block_on(agent::daemon::run(cfg, text))
+                .block_on(agent::daemon::run(cfg, text, notifier.clone()))
                 .context("rampart run")
             {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    notifier.status(&format!("Failed: {e:#}"));
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -187,6 +187,11 @@ pub struct AgentProcess {
 impl AgentProcess {
     /// Start `rampart run --config cfg`, inside network namespace `ns` when given.
     pub fn start(ns: Option<&str>, config: &Path, log: PathBuf) -> Self {
+        Self::start_env(ns, config, log, &[])
+    }
+
+    /// [`AgentProcess::start`] with extra environment variables (as systemd sets them).
+    pub fn start_env(ns: Option<&str>, config: &Path, log: PathBuf, env: &[(&str, &str)]) -> Self {
         let bin = rampart_bin();
         assert!(
             bin.exists(),
@@ -226,6 +231,7 @@ impl AgentProcess {
             .arg("--config")
             .arg(config)
             .env("RAMPART_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -15,5 +15,6 @@ mod logs_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;
 mod sensor_truth_e2e;
+mod service_e2e;
 mod signatures_fp;
 mod xdp_fixtures;

@@ -23,6 +23,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub mod notify;
 pub mod panic;
 use crate::{findings::Findings, store::NewFinding};
 pub use panic::panic_message;
@@ -245,12 +246,14 @@ impl Supervisor {
             .collect()
     }
 
-    /// Whether every core task is running (what the systemd watchdog is fed on).
-    pub fn core_alive(&self) -> bool {
-        lock(&self.inner.tasks).iter().all(|v| {
-            let v = lock(v);
-            !v.core || v.state == TaskState::Running
-        })
+    /// The core tasks that are not running (the systemd watchdog is fed only while
+    /// there are none).
+    pub fn failed_core(&self) -> Vec<TaskView> {
+        lock(&self.inner.tasks)
+            .iter()
+            .map(|v| lock(v).clone())
+            .filter(|v| v.core && v.state != TaskState::Running)
+            .collect()
     }
 }
 
@@ -335,7 +338,7 @@ mod tests {
         assert_eq!(t.restarts, 2);
         assert_eq!(t.last_error.as_deref(), Some("journalctl exited"));
         assert!(t.last_failed_at.is_some());
-        assert!(sup.core_alive());
+        assert!(sup.failed_core().is_empty());
         let active = findings
             .store()
             .active_findings(100)
@@ -358,6 +361,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_watchdog_is_fed_while_core_tasks_run_and_starved_when_one_is_down() {
+        let (sup, stop, _findings, dir) = supervisor().await;
+        let path = dir.path().join("notify");
+        let systemd = tokio::net::UnixDatagram::bind(&path).expect("bind");
+        let n = Arc::new(
+            notify::Notifier::to_socket(&path, Some(Duration::from_millis(40))).expect("notifier"),
+        );
+        let _api = sup.spawn("api", "listener", true, || std::future::pending::<()>());
+        let _feeder = tokio::spawn(notify::feed_watchdog(n, sup.clone(), stop.subscribe()));
+        let next = || async {
+            let mut buf = [0u8; 512];
+            let len = tokio::time::timeout(Duration::from_secs(10), systemd.recv(&mut buf))
+                .await
+                .expect("a message within 10 s")
+                .expect("recv");
+            String::from_utf8_lossy(&buf[..len]).into_owned()
+        };
+        assert_eq!(next().await, "WATCHDOG=1");
+        // A core task that keeps dying: the feeding stops and the status says which.
+        let _ring = sup.spawn("sensors", "ring", true, || async {
+            Err::<(), _>(anyhow::anyhow!("ring gone"))
+        });
+        let mut degraded = None;
+        for _ in 0..50 {
+            let m = next().await;
+            if m.starts_with("STATUS=Degraded") {
+                degraded = Some(m);
+                break;
+            }
+        }
+        let degraded = degraded.expect("a Degraded status");
+        assert!(degraded.contains("sensors/ring"), "{degraded}");
+        let _ = stop.send(true);
+    }
+
+    #[tokio::test]
     async fn a_failed_core_task_shows_until_restarted_and_its_backoff_doubles() {
         let (sup, stop, _findings, _dir) = supervisor().await;
         let starts = Arc::new(Mutex::new(Vec::<Instant>::new()));
@@ -369,7 +408,11 @@ mod tests {
         until("failed", || sup.tasks()[0].state == TaskState::Failed).await;
         let t = &sup.tasks()[0];
         assert_eq!(t.last_error.as_deref(), Some("ended before shutdown"));
-        assert!(!sup.core_alive(), "a failed core task starves the watchdog");
+        assert_eq!(
+            sup.failed_core().iter().map(|t| t.name).collect::<Vec<_>>(),
+            ["ring"],
+            "a failed core task starves the watchdog"
+        );
         until("four starts", || lock(&starts).len() >= 4).await;
         let at = lock(&starts).clone();
         for (i, w) in at.windows(2).take(3).enumerate() {
