@@ -368,7 +368,7 @@ mod tests {
         let n = Arc::new(
             notify::Notifier::to_socket(&path, Some(Duration::from_millis(40))).expect("notifier"),
         );
-        let _api = sup.spawn("api", "listener", true, || std::future::pending::<()>());
+        let _api = sup.spawn("api", "listener", true, std::future::pending::<()>);
         let _feeder = tokio::spawn(notify::feed_watchdog(n, sup.clone(), stop.subscribe()));
         let next = || async {
             let mut buf = [0u8; 512];

@@ -34,6 +34,8 @@ impl Notifier {
         let usec = std::env::var(ENV_WATCHDOG_USEC).ok();
         let pid = std::env::var(ENV_WATCHDOG_PID).ok();
         for k in [ENV_SOCKET, ENV_WATCHDOG_USEC, ENV_WATCHDOG_PID] {
+            // `main` calls this before the runtime or any other thread exists.
+            #[allow(clippy::disallowed_methods)]
             std::env::remove_var(k);
         }
         let socket = socket.and_then(|path| match connect(&path) {
