@@ -158,6 +158,10 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         token_set,
         web::api_limits(&cfg.webui.limits, nofile),
     );
+    let token_follower = supervisor.spawn("api", "minted tokens", false, {
+        let (state, store, rx) = (state.clone(), store.clone(), shutdown_rx.clone());
+        move || tokens::follow(state.clone(), store.clone(), rx.clone())
+    });
     let listening = api::bind(state, cfg.webui.listen, &tls.cert_pem, &tls.key_pem)
         .with_context(|| format!("binding the API on {} (webui.listen)", cfg.webui.listen))?;
     let addr = listening.addr;
@@ -199,6 +203,9 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
     logs.stop().await;
     firewall.stop().await;
     let _ = loss.await;
+    let _ = token_follower.await;
+    // The local CLI credential dies with the agent.
+    let _ = std::fs::remove_file(cfg.state_dir.join(tokens::LOCAL_TOKEN_FILE));
     store.flush().await.context("flushing the store")?;
     drop(ebpf);
     tracing::info!("Programs detached; store flushed. Bye.");

@@ -55,6 +55,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// API tokens: mint one (shown once, only its SHA-256 kept), list, revoke. A
+    /// running agent follows within a second.
+    Token {
+        #[command(flatten)]
+        args: ConfigArgs,
+        #[command(subcommand)]
+        cmd: agent::cli::token::TokenCmd,
+    },
+    /// The running agent's status and health, from its API (run as root: it uses the
+    /// local admin credential in state_dir). Exit 0: healthy; 1: degraded; 3: no
+    /// agent running.
+    Status {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Status and health as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the XDP firewall's block and allow lists.
     Firewall {
         #[command(flatten)]
@@ -190,6 +208,21 @@ fn stderr_is_journal() -> bool {
         .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
+/// The exit status of a CLI command: 65 for rejected input, 1 for a failure.
+fn outcome(r: anyhow::Result<agent::cli::Outcome>) -> ExitCode {
+    match r {
+        Ok(agent::cli::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(agent::cli::Outcome::BadInput(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(agent::cli::EX_DATAERR)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -238,22 +271,50 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Cmd::Token { args, cmd } => {
+            let ((cfg, _), rt) = match config_and_runtime(&args, false) {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            outcome(rt.block_on(agent::cli::token::token(&cfg, cmd)))
+        }
+        Cmd::Status { args, json } => {
+            let cfg = match config_only(&args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match agent::cli::status::ask(&cfg) {
+                Ok(agent::cli::status::Found::Running { report, degraded }) => {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", agent::cli::status::render(&report));
+                    }
+                    if degraded {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Ok(agent::cli::status::Found::NotRunning(why)) => {
+                    eprintln!("rampart status: {why}");
+                    ExitCode::from(3)
+                }
+                Err(e) => {
+                    eprintln!("rampart status: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Firewall { args, cmd } => {
             let ((cfg, _), rt) = match config_and_runtime(&args, false) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
-            match rt.block_on(agent::cli::firewall(&cfg, cmd)) {
-                Ok(agent::cli::Outcome::Ok) => ExitCode::SUCCESS,
-                Ok(agent::cli::Outcome::BadInput(msg)) => {
-                    eprintln!("error: {msg}");
-                    ExitCode::from(agent::cli::EX_DATAERR)
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            outcome(rt.block_on(agent::cli::firewall(&cfg, cmd)))
         }
         Cmd::Replay {
             args,

@@ -13,7 +13,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -108,6 +108,9 @@ pub struct NewSession {
 #[derive(Default)]
 pub struct TokenSet {
     entries: Vec<Entry>,
+    /// Tokens that change while the agent runs (`rampart token create|revoke`):
+    /// replaced whole by [`TokenSet::replace_dynamic`].
+    dynamic: RwLock<Vec<Entry>>,
     csrf_key: [u8; 32],
     sessions: Mutex<HashMap<[u8; 32], Session>>,
 }
@@ -151,6 +154,7 @@ impl TokenSet {
     pub fn new(csrf_key: [u8; 32]) -> Self {
         Self {
             entries: Vec::new(),
+            dynamic: RwLock::new(Vec::new()),
             csrf_key,
             sessions: Mutex::new(HashMap::new()),
         }
@@ -172,6 +176,36 @@ impl TokenSet {
         self.entries.is_empty()
     }
 
+    /// Replace the tokens minted at run time with `tokens` (name, digest, grant). A
+    /// token no longer among them stops working at once, and so do the login
+    /// sessions it opened.
+    pub fn replace_dynamic(&self, tokens: Vec<(String, [u8; 32], Grant)>) {
+        let fresh: Vec<Entry> = tokens
+            .into_iter()
+            .map(|(name, digest, grant)| Entry {
+                name,
+                digest,
+                grant,
+            })
+            .collect();
+        let mut dynamic = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
+        *dynamic = fresh;
+        let known = |d: &[u8; 32]| {
+            self.entries
+                .iter()
+                .chain(dynamic.iter())
+                .any(|e| e.digest == *d)
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|_, s| known(&s.entry.digest));
+    }
+
+    /// Names of the run-time tokens now in force.
+    pub fn dynamic_names(&self) -> Vec<String> {
+        let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        dynamic.iter().map(|e| e.name.clone()).collect()
+    }
+
     /// The CSRF token that goes with a cookie credential (deterministic, keyed by a
     /// per-start secret), from the credential's digest in hex.
     pub fn csrf_for(&self, token_digest_hex: &str) -> String {
@@ -182,21 +216,22 @@ impl TokenSet {
         hex::encode(h.finalize())
     }
 
-    fn lookup(&self, token: &str) -> Option<&Entry> {
+    fn lookup(&self, token: &str) -> Option<Entry> {
         let d = digest(token);
+        let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
         // Compare against every entry so timing does not reveal which one matched.
         let mut found = None;
-        for e in &self.entries {
+        for e in self.entries.iter().chain(dynamic.iter()) {
             if ct_eq(&e.digest, &d) {
                 found = Some(e);
             }
         }
-        found
+        found.cloned()
     }
 
     /// Check a token presented to `POST /login` and mint a session for it.
     pub fn login(&self, token: &str) -> Option<NewSession> {
-        let entry = self.lookup(token)?.clone();
+        let entry = self.lookup(token)?;
         let mut raw = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
         let id = hex::encode(raw);
@@ -293,7 +328,7 @@ impl TokenSet {
         let entry = match via_cookie.then(|| self.session(&token)).flatten() {
             Some(e) => e,
             None => match self.lookup(&token) {
-                Some(e) => e.clone(),
+                Some(e) => e,
                 None => return Err((Denied::Unknown, "invalid token".into())),
             },
         };
@@ -437,6 +472,36 @@ mod tests {
                 .status,
             StatusCode::UNAUTHORIZED
         );
+    }
+
+    #[test]
+    fn run_time_tokens_work_at_once_and_stop_with_their_sessions_when_revoked() {
+        let s = set();
+        let minted = hdr("authorization", "Bearer minted-secret");
+        assert!(s.authorize(&Method::GET, &minted, Scope::Read).is_err());
+        s.replace_dynamic(vec![("ci".into(), digest("minted-secret"), Grant::Read)]);
+        assert_eq!(
+            s.authorize(&Method::GET, &minted, Scope::Read)
+                .expect("minted token")
+                .name,
+            "ci"
+        );
+        assert!(s.authorize(&Method::POST, &minted, Scope::Admin).is_err());
+        let session = s.login("minted-secret").expect("login");
+        let cookie = hdr("cookie", &format!("csm_auth={}", session.id));
+        assert!(s.authorize(&Method::GET, &cookie, Scope::Read).is_ok());
+        let admin_session = s.login("admin-secret").expect("login");
+        s.replace_dynamic(Vec::new());
+        assert!(s.authorize(&Method::GET, &minted, Scope::Read).is_err());
+        assert!(
+            s.authorize(&Method::GET, &cookie, Scope::Read).is_err(),
+            "a session outlived its revoked token"
+        );
+        let admin_cookie = hdr("cookie", &format!("csm_auth={}", admin_session.id));
+        assert!(s
+            .authorize(&Method::GET, &admin_cookie, Scope::Read)
+            .is_ok());
+        assert!(s.dynamic_names().is_empty());
     }
 
     #[test]

@@ -304,6 +304,22 @@ impl Harness {
         })
     }
 
+    /// GET `path` with the session cookie a [`login`](Self::login) set; the status.
+    pub fn get_with_cookie(&self, path: &str, set_cookie: &str) -> u16 {
+        let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        let cookie = set_cookie.split(';').next().unwrap_or_default().to_string();
+        let url = format!("https://127.0.0.1:9443{path}");
+        NetPair::in_ns(&self.net.ns_a, move || {
+            client(&cert)
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .expect("GET with cookie")
+                .status()
+                .as_u16()
+        })
+    }
+
     pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let admin = self.admin.clone();
         self.request("POST", path, &admin, Some(body))
@@ -320,13 +336,22 @@ impl Harness {
 
     /// Run `rampart firewall ARGS` with this harness's config; (exit code, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = std::process::Command::new(crate::rampart_bin())
-            .arg("firewall")
+        self.rampart("firewall", args)
+    }
+
+    /// Run `rampart COMMAND --config <this config> ARGS` in the agent's network
+    /// namespace (where its API listens); (exit code, stdout, stderr).
+    pub fn rampart(&self, command: &str, args: &[&str]) -> (i32, String, String) {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.net.ns_a))
+            .arg("--")
+            .arg(crate::rampart_bin())
+            .arg(command)
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .output()
-            .expect("rampart firewall");
+            .expect("rampart");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

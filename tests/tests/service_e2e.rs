@@ -116,3 +116,154 @@ fn systemd_hears_ready_after_the_api_listens_then_watchdog_pings_then_stopping()
         "no STOPPING=1 at shutdown: {stopping:?}"
     );
 }
+
+/// The log without its colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn minted_tokens_work_and_stop_without_a_restart_and_status_reads_the_running_agent() {
+    let Some(net) = net_or_skip() else { return };
+    let mut h = Harness::start(net, "");
+    let pid = h.agent.as_ref().and_then(|a| a.pid()).expect("pid");
+
+    // Mint a read token: printed once on stdout, only its SHA-256 stored.
+    let (code, token, err) =
+        h.rampart("token", &["create", "--name", "grafana", "--scope", "read"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_string();
+    assert_eq!(token.len(), 64, "{token:?}");
+    let db = std::fs::read(h.state().join("rampart.db")).expect("db");
+    let wal = std::fs::read(h.state().join("rampart.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the raw token is in the store"
+        );
+    }
+    // The running agent takes it up (said in its log: polling with a token it does
+    // not know yet would spend the client's login budget), read scope only.
+    let in_force = |h: &Harness, names: &str| {
+        let line = format!("Minted API tokens in force. tokens={names}");
+        integration_test::wait_for(Duration::from_secs(10), || plain(&h.log()).contains(&line))
+    };
+    assert!(
+        in_force(&h, r#"["grafana"]"#),
+        "not taken up; log:\n{}",
+        h.log()
+    );
+    assert_eq!(h.get("/api/v1/status", &token).0, 200);
+    let (code, _) = h.request("POST", "/api/v1/test-alert", &token, None);
+    assert_eq!(code, 401, "a read token wrote");
+
+    // Bad input: clear errors, exit 65, nothing changed.
+    for (args, why) in [
+        (
+            vec!["create", "--name", "grafana", "--scope", "admin"],
+            "exists",
+        ),
+        (
+            vec!["create", "--name", "op", "--scope", "admin"],
+            "config file",
+        ),
+        (
+            vec!["create", "--name", "local-cli", "--scope", "admin"],
+            "agent's own",
+        ),
+        (
+            vec!["create", "--name", "a b", "--scope", "read"],
+            "letters",
+        ),
+        (vec!["revoke", "op"], "config file"),
+        (vec!["revoke", "nope"], "no minted token"),
+    ] {
+        let (code, out, err) = h.rampart("token", &args);
+        assert_eq!(code, 65, "{args:?}: {out} {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let (code, list, err) = h.rampart("token", &["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let names: Vec<(&str, &str, &str)> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or(""),
+                t["scope"].as_str().unwrap_or(""),
+                t["source"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("op", "admin", "config"),
+            ("panel", "read", "config"),
+            ("grafana", "read", "minted")
+        ]
+    );
+    assert!(!list.to_string().contains(&token), "list shows the token");
+
+    // A session logged in with it ends with it.
+    let (code, cookie) = h.login(&token);
+    assert_eq!(code, 200);
+    assert_eq!(h.get_with_cookie("/api/v1/status", &cookie), 200);
+    let (code, _, err) = h.rampart("token", &["revoke", "grafana"]);
+    assert_eq!(code, 0, "{err}");
+    let dropped = integration_test::wait_for(Duration::from_secs(10), || {
+        plain(&h.log())
+            .matches("Minted API tokens in force. tokens=[]")
+            .count()
+            == 2
+    });
+    assert!(dropped, "revocation not taken up; log:\n{}", h.log());
+    assert_eq!(
+        h.get("/api/v1/status", &token).0,
+        401,
+        "revoked token accepted"
+    );
+    assert_eq!(
+        h.get_with_cookie("/api/v1/status", &cookie),
+        401,
+        "a session outlived its revoked token"
+    );
+
+    // `rampart status` asks the same agent with the local credential.
+    let (code, out, err) = h.rampart("status", &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("health: ok"), "{out}");
+    assert!(out.contains("sensors:") && out.contains("file"), "{out}");
+    let (code, out, err) = h.rampart("status", &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["health"]["status"], "ok");
+    assert!(report["status"]["uptime"].as_u64().is_some(), "{report}");
+    assert_eq!(
+        h.agent.as_ref().and_then(|a| a.pid()),
+        Some(pid),
+        "restarted"
+    );
+
+    // Stopped: the local credential goes with the agent, and status says so.
+    h.stop();
+    assert!(!h.state().join("cli-admin.token").exists());
+    let (code, _, err) = h.rampart("status", &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no agent is running"), "{err}");
+}

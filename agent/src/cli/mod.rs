@@ -4,6 +4,8 @@
 //! kernel with the store at its next start either way).
 
 pub mod doctor;
+pub mod status;
+pub mod token;
 
 use std::path::PathBuf;
 

@@ -216,6 +216,13 @@ const MIGRATIONS: &[&str] = &[
     // The directory a file was quarantined from ("dev:ino"): a restore writes only
     // into that same directory, never into one a customer put in its place.
     "ALTER TABLE quarantine ADD COLUMN parent_dir TEXT;",
+    // API tokens minted by `rampart token create`: only the SHA-256 of each.
+    "CREATE TABLE api_tokens (
+        name TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        scope TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );",
 ];
 
 /// Which firewall list a row lives in.

@@ -8,6 +8,7 @@ mod incidents;
 mod logdata;
 mod retention;
 mod threat;
+mod tokens;
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
 pub use logdata::{
@@ -16,6 +17,7 @@ pub use logdata::{
 };
 pub use retention::{Bounds, Pruned};
 pub use threat::{ThreatEvent, ThreatIp};
+pub use tokens::StoredToken;
 mod db;
 pub use db::{now_rfc3339, now_unix, rfc3339, AuditEntry, EntryQuery, FwList, Store, StoreError};
 
