@@ -73,6 +73,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man pages (rampart.1 and one per command) into a directory; the
+    /// packages ship them.
+    #[command(hide = true)]
+    Man {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Manage the XDP firewall's block and allow lists.
     Firewall {
         #[command(flatten)]
@@ -208,6 +215,32 @@ fn stderr_is_journal() -> bool {
         .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
+/// rampart.1, and rampart-<command>[-<subcommand>].1 for each visible command.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<usize> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Every visible command at every depth, named as the pages refer to each other.
+    fn collect(prefix: &str, cmd: &clap::Command, pages: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+            let name = format!("{prefix}-{}", sub.get_name());
+            pages.push((name.clone(), sub.clone().name(name.clone())));
+            collect(&name, sub, pages);
+        }
+    }
+    let top = Cli::command();
+    let mut pages = vec![("rampart".to_string(), top.clone())];
+    collect("rampart", &top, &mut pages);
+    for (name, cmd) in &pages {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .render(&mut page)
+            .with_context(|| format!("rendering {name}.1"))?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(pages.len())
+}
+
 /// The exit status of a CLI command: 65 for rejected input, 1 for a failure.
 fn outcome(r: anyhow::Result<agent::cli::Outcome>) -> ExitCode {
     match r {
@@ -271,6 +304,16 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Cmd::Man { out } => match write_man_pages(&out) {
+            Ok(n) => {
+                eprintln!("wrote {n} man pages into {}", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Token { args, cmd } => {
             let ((cfg, _), rt) = match config_and_runtime(&args, false) {
                 Ok(v) => v,

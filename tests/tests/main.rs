@@ -12,6 +12,7 @@ mod firewall_e2e;
 mod hardening_e2e;
 mod kernels;
 mod logs_e2e;
+mod package_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;
 mod sensor_truth_e2e;

@@ -6,6 +6,7 @@ mod bootstrap;
 mod docs;
 mod layout;
 mod lint;
+mod package;
 mod util;
 mod vmtest;
 
@@ -34,6 +35,8 @@ enum Command {
     Lint,
     /// Unit tests, then the privileged end-to-end tests (root; kernel tests must not skip in CI).
     Test,
+    /// The .deb and .rpm (release build) into target/packages.
+    Package,
     /// Benchmarks; writes bench/results.json and the README performance table.
     Bench,
     /// Regenerate generated docs (API route table, README performance table).
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Lint => lint::run(),
         Command::Test => test(),
         Command::Bench => bench::run(),
+        Command::Package => package::run(),
         Command::Docs => docs::run(),
         Command::Vmtest { bench: true, .. } => {
             util::root().and_then(|r| vmtest::bench(&r.join("bench/results.json")))
@@ -90,10 +94,12 @@ fn test() -> anyhow::Result<()> {
     util::cargo(&["test", "--workspace", "--exclude", "integration-test"])?;
     util::step("privileged end-to-end tests (tests/, as root)");
     // The end-to-end tests run the real binary; `cargo test` alone does not build it.
-    util::cargo(&["build", "--package", "agent", "--bin", "rampart"])?;
+    // The package test installs, upgrades and purges two revisions of its packages.
+    let packages = util::root()?.join("target/packages-test");
+    package::build("dev", &[1, 2], &packages)?;
     bootstrap::mounts()?;
     let corpus = bootstrap::fp_corpus()?;
-    // Read by tests/tests/signatures_fp.rs (sudo -E keeps it).
+    // Read by tests/tests/signatures_fp.rs and package_e2e.rs (sudo -E keeps them).
     util::cargo_root_env(
         &[
             "test",
@@ -102,6 +108,9 @@ fn test() -> anyhow::Result<()> {
             "--",
             "--test-threads=1",
         ],
-        &[("RAMPART_FP_CORPUS", corpus.as_os_str())],
+        &[
+            ("RAMPART_FP_CORPUS", corpus.as_os_str()),
+            ("RAMPART_PACKAGES", packages.as_os_str()),
+        ],
     )
 }
