@@ -180,7 +180,13 @@ fn init_tracing() {
             Ok(layer) => {
                 tracing_subscriber::registry()
                     .with(filter)
-                    .with(layer.with_syslog_identifier("rampart".into()))
+                    // Each event's fields as RAMPART_<NAME>= journal fields
+                    // (`journalctl RAMPART_IP=192.0.2.7`).
+                    .with(
+                        layer
+                            .with_syslog_identifier("rampart".into())
+                            .with_field_prefix(Some("RAMPART".into())),
+                    )
                     .init();
                 return;
             }

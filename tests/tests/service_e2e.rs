@@ -267,3 +267,131 @@ fn minted_tokens_work_and_stop_without_a_restart_and_status_reads_the_running_ag
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no agent is running"), "{err}");
 }
+
+/// Run `rampart validate` on a config that makes it warn, in a private mount
+/// namespace whose /run/systemd/journal is `journal` (where the test listens as
+/// journald would), with stderr going to `stderr`; `journal_stream` is set as systemd
+/// sets it when it is Some.
+fn validate_logging(
+    dir: &std::path::Path,
+    journal: &std::path::Path,
+    stderr: &std::path::Path,
+    journal_stream: bool,
+) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cfg = dir.join("rampart.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "webui:\n  listen: 127.0.0.1:9443\n  tokens:\n    - {{name: op, token: {}, scope: admin}}\n",
+            integration_test::token()
+        ),
+    )
+    .expect("config");
+    // Group-readable with a token: accepted, with a warning.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let err = std::fs::File::create(stderr).expect("stderr file");
+    let meta = err.metadata().expect("stat stderr");
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal \
+             && mount --bind \"$1\" /run/systemd/journal && exec \"$2\" validate --config \"$3\"",
+        )
+        .arg("sh")
+        .arg(journal)
+        .arg(integration_test::rampart_bin())
+        .arg(&cfg)
+        .env_remove("RAMPART_LOG_FORMAT")
+        .env("RAMPART_LOG", "info")
+        .stderr(err);
+    if journal_stream {
+        c.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    } else {
+        c.env_remove("JOURNAL_STREAM");
+    }
+    let out = c.output().expect("unshare");
+    assert!(
+        out.status.success(),
+        "validate failed: {}",
+        std::fs::read_to_string(stderr).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The fields of one entry in journald's native protocol: `NAME=value\n`, or for a
+/// value that may hold newlines `NAME\n`, its length (u64 little-endian), the value
+/// and `\n`.
+fn journal_fields(mut b: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    while let Some(end) = b.iter().position(|&c| c == b'=' || c == b'\n') {
+        let name = String::from_utf8_lossy(&b[..end]).into_owned();
+        let rest = &b[end + 1..];
+        let (value, next) = if b[end] == b'=' {
+            let nl = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
+            (&rest[..nl], rest.get(nl + 1..))
+        } else {
+            let len = u64::from_le_bytes(rest[..8].try_into().expect("length")) as usize;
+            (&rest[8..8 + len], rest.get(8 + len + 1..))
+        };
+        out.insert(name, String::from_utf8_lossy(value).into_owned());
+        b = next.unwrap_or_default();
+    }
+    out
+}
+
+#[test]
+fn logs_go_to_journald_as_structured_fields_when_stderr_is_the_journal() {
+    if !integration_test::feature_available("root", integration_test::is_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).expect("mkdir");
+    let journald = UnixDatagram::bind(journal.join("socket")).expect("bind the journal socket");
+    journald
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let warning = "Config file with API tokens is group-readable";
+
+    let stderr = dir.path().join("stderr-journal");
+    let out = validate_logging(dir.path(), &journal, &stderr, true);
+    assert!(out.contains("configuration OK"), "{out}");
+    let mut buf = vec![0u8; 64 * 1024];
+    // The layer probes the socket with an empty datagram first.
+    let entry = loop {
+        let n = journald.recv(&mut buf).expect("an entry for journald");
+        if n > 0 {
+            break String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    };
+    let fields = journal_fields(entry.as_bytes());
+    let get = |k: &str| fields.get(k).map(String::as_str);
+    assert_eq!(get("PRIORITY"), Some("4"), "{fields:?}");
+    assert_eq!(get("SYSLOG_IDENTIFIER"), Some("rampart"));
+    assert_eq!(get("TARGET"), Some("agent::config"));
+    assert!(
+        get("MESSAGE").is_some_and(|m| m.starts_with(warning)),
+        "{fields:?}"
+    );
+    assert_eq!(get("RAMPART_MODE"), Some("640"));
+    assert_eq!(
+        get("RAMPART_PATH"),
+        Some(dir.path().join("rampart.yaml").to_str().expect("utf-8"))
+    );
+    let text = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(!text.contains(warning), "also on stderr: {text}");
+
+    // Not started by systemd: the same warning as text on stderr, nothing sent.
+    let stderr = dir.path().join("stderr-plain");
+    validate_logging(dir.path(), &journal, &stderr, false);
+    let text = std::fs::read_to_string(&stderr).expect("stderr");
+    assert!(text.contains(warning), "not on stderr: {text}");
+    journald
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert!(
+        journald.recv(&mut buf).is_err(),
+        "sent to journald without JOURNAL_STREAM"
+    );
+}
