@@ -66,11 +66,113 @@ pub struct Config {
     pub logs: Logs,
     pub auto_response: AutoResponse,
     pub retention: Retention,
+    /// Where findings go beyond the store, the log and SSE.
+    #[serde(default)]
+    pub alerts: Alerts,
 }
 
 /// How much history is kept: findings, log events, audit rows, `findings.jsonl`.
 /// Everything an attacker can make the agent record is bounded by count, not only
 /// by age.
+/// Alert channels (docs/src/alerts.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    #[serde(default)]
+    pub channels: Vec<AlertChannel>,
+}
+
+/// One destination, with what it is sent and how often. (No `deny_unknown_fields`
+/// here: serde cannot combine it with `flatten`; [`AlertKind`] refuses the keys
+/// neither knows.)
+#[derive(Debug, Clone, Deserialize)]
+pub struct AlertChannel {
+    /// Unique; names the channel in the outbox, `/health` and test-alert results.
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: AlertKind,
+    /// Findings below this severity are not sent here.
+    #[serde(default = "default_alert_severity")]
+    pub min_severity: api::model::Severity,
+    /// Only these checks (empty: every check).
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// Never these checks.
+    #[serde(default)]
+    pub exclude_checks: Vec<String>,
+    /// Messages at most per minute; beyond it, findings wait (and text channels send
+    /// what waited as one digest). Default: 60 for webhook, 600 for syslog, 6 for
+    /// slack and telegram, 2 for email.
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
+    /// Collect findings for this many minutes and send them as one message (text
+    /// channels; 0: at once).
+    #[serde(default)]
+    pub digest_minutes: u32,
+}
+
+fn default_alert_severity() -> api::model::Severity {
+    api::model::Severity::Warning
+}
+
+/// How a channel delivers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AlertKind {
+    /// JSON POST, signed: `X-Rampart-Signature: sha256=<HMAC-SHA256(secret, timestamp.body)>`.
+    Webhook {
+        url: String,
+        #[serde(default)]
+        secret: String,
+        /// PEM file of a CA (or self-signed certificate) to trust besides the system's.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Slack-style incoming webhook: `{"text": ...}`.
+    Slack {
+        url: String,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Telegram-style bot API: `{"chat_id": ..., "text": ...}` to the bot's
+    /// sendMessage URL.
+    Telegram {
+        url: String,
+        chat_id: String,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
+    /// RFC 5424 to `unix:/dev/log`, `udp:HOST:PORT` or `tcp:HOST:PORT`.
+    Syslog {
+        target: String,
+        #[serde(default = "default_facility")]
+        facility: String,
+    },
+}
+
+fn default_facility() -> String {
+    "auth".into()
+}
+
+/// Syslog facility codes by name (RFC 5424 table 1).
+pub const SYSLOG_FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("authpriv", 10),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
@@ -760,6 +862,54 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, r: String| Err((k.to_string(), r));
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.alerts.channels.iter().enumerate() {
+            let key = |f: &str| format!("alerts.channels[{i}].{f}");
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            {
+                return err(
+                    &key("name"),
+                    "letters, digits, '.', '_' or '-', not empty".into(),
+                );
+            }
+            if !names.insert(c.name.as_str()) {
+                return err(&key("name"), format!("duplicate channel name {:?}", c.name));
+            }
+            if c.max_per_minute == Some(0) {
+                return err(&key("max_per_minute"), "must be > 0".into());
+            }
+            match &c.kind {
+                AlertKind::Webhook { url, .. }
+                | AlertKind::Slack { url, .. }
+                | AlertKind::Telegram { url, .. } => {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return err(&key("url"), format!("{url:?} is not an http(s) URL"));
+                    }
+                }
+                AlertKind::Syslog { target, facility } => {
+                    let ok = match target.split_once(':') {
+                        Some(("unix", p)) => p.starts_with('/'),
+                        Some(("udp" | "tcp", a)) => a.rsplit_once(':').is_some_and(|(h, p)| {
+                            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                        }),
+                        _ => false,
+                    };
+                    if !ok {
+                        return err(
+                            &key("target"),
+                            format!("{target:?}: unix:/PATH, udp:HOST:PORT or tcp:HOST:PORT"),
+                        );
+                    }
+                    if !SYSLOG_FACILITIES.iter().any(|(n, _)| n == facility) {
+                        return err(&key("facility"), format!("unknown facility {facility:?}"));
+                    }
+                }
+            }
+        }
         let r = &self.retention;
         if r.max_findings < 1000 {
             return err("retention.max_findings", "must be ≥ 1000".into());
@@ -1129,6 +1279,10 @@ fn holds_token(text: &str) -> bool {
     set("metrics_token")
         || set("auth_token")
         || webui["tokens"].as_sequence().is_some_and(|s| !s.is_empty())
+        // Alert channels carry signing secrets and bot URLs.
+        || v["alerts"]["channels"]
+            .as_sequence()
+            .is_some_and(|s| !s.is_empty())
 }
 
 /// Like `merge`, but lists in `over` replace lists in `base` (operator file over defaults).
@@ -1312,6 +1466,30 @@ mod tests {
             (
                 "webui:\n  metrics_token: x\n",
                 "webui.metrics_token",
+            ),
+            (
+                "alerts:\n  channels: [{name: a, type: webhook, url: ftp://x}]\n",
+                "alerts.channels[0].url",
+            ),
+            (
+                "alerts:\n  channels: [{name: a, type: syslog, target: 'udp:host'}]\n",
+                "alerts.channels[0].target",
+            ),
+            (
+                "alerts:\n  channels: [{name: a, type: syslog, target: 'unix:/dev/log', facility: mars}]\n",
+                "alerts.channels[0].facility",
+            ),
+            (
+                "alerts:\n  channels:\n    - {name: a, type: syslog, target: 'unix:/dev/log'}\n    - {name: a, type: syslog, target: 'unix:/dev/log'}\n",
+                "alerts.channels[1].name",
+            ),
+            (
+                "alerts:\n  channels: [{name: a, type: pager, url: 'https://x'}]\n",
+                "alerts.channels[0]",
+            ),
+            (
+                "alerts:\n  channels: [{name: a, type: webhook, url: 'https://x', secert: k}]\n",
+                "alerts.channels[0]",
             ),
             // One string, two scopes: the read entry would have become admin.
             (

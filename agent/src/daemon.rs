@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::{
     config::Config,
     detection,
-    findings::{Findings, JsonlLog},
+    findings::{alerts::Alerts, Findings, JsonlLog},
     firewall, kernel, logs, sensors,
     store::{self, Store},
     supervisor::{notify::Notifier, Supervisor},
@@ -73,6 +73,13 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         .context("loading suppressions")?,
     );
     let supervisor = Supervisor::new(findings.clone(), shutdown_rx.clone());
+    let alerts = Alerts::new(&cfg, store.clone()).context("setting up the alert channels")?;
+    let alert_delivery = (!alerts.is_empty()).then(|| {
+        supervisor.spawn("findings", "alert delivery", false, {
+            let (a, f, rx) = (alerts.clone(), findings.clone(), shutdown_rx.clone());
+            move || a.clone().run(f.subscribe(), rx.clone())
+        })
+    });
     let detection = detection::start(
         &cfg,
         store.clone(),
@@ -147,6 +154,7 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         logs: cfg.logs.clone(),
         undo: web::undo::Undo::default(),
         supervisor: supervisor.clone(),
+        alerts,
     });
     let loss = supervisor.spawn("sensors", "loss watch", false, {
         let (b, rx) = (backend.clone(), shutdown_rx.clone());
@@ -204,6 +212,9 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
     firewall.stop().await;
     let _ = loss.await;
     let _ = token_follower.await;
+    if let Some(a) = alert_delivery {
+        let _ = a.await;
+    }
     // The local CLI credential dies with the agent.
     let _ = std::fs::remove_file(cfg.state_dir.join(tokens::LOCAL_TOKEN_FILE));
     store.flush().await.context("flushing the store")?;

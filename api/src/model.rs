@@ -23,6 +23,16 @@ impl Severity {
             Self::Info => "info",
         }
     }
+    /// Higher is more severe (info 0 ... critical 3).
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Critical => 3,
+            Self::High => 2,
+            Self::Warning => 1,
+            Self::Info => 0,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
@@ -30,7 +40,7 @@ impl Severity {
 
 /// A finding. Optional correlation fields are omitted when unknown; absence means
 /// "unknown", never "global".
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub id: i64,
     pub check: String,

@@ -2,6 +2,7 @@
 //! and every such crate links the whole agent (yara-x, wasmtime, aya), ~100 MB apiece.
 //! Run by `cargo xtask test` as root, one test at a time.
 
+mod alerts_e2e;
 mod behaviour_e2e;
 mod detection_e2e;
 mod e2e;

@@ -223,6 +223,21 @@ const MIGRATIONS: &[&str] = &[
         scope TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
+    // Alert deliveries: one row per (channel, finding), kept until sent.
+    "CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        finding_id INTEGER NOT NULL,
+        finding TEXT NOT NULL,
+        created_unix INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_unix INTEGER NOT NULL,
+        last_error TEXT,
+        sent_unix INTEGER,
+        failed INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(channel, finding_id)
+     );
+     CREATE INDEX alert_outbox_due ON alert_outbox(channel, sent_unix, failed, next_unix);",
 ];
 
 /// Which firewall list a row lives in.

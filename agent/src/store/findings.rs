@@ -154,11 +154,11 @@ pub struct QuarantineRow {
     pub parent_dir: Option<String>,
 }
 
-const FINDING_COLS: &str =
+pub(super) const FINDING_COLS: &str =
     "id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account, \
      tenant_id, domain, mailbox, rule, status, count, last_seen, content_sha256";
 
-fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
+pub(super) fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     let sev: String = r.get(2)?;
     let severity = Severity::parse(&sev).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

@@ -3,12 +3,14 @@
 //! closures sent over a bounded channel; replies come back over oneshot channels.
 //! No rusqlite call ever runs on a tokio worker.
 
+mod alerts;
 mod findings;
 mod incidents;
 mod logdata;
 mod retention;
 mod threat;
 mod tokens;
+pub use alerts::{Delivery, OutboxStats, Router};
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
 pub use logdata::{

@@ -154,6 +154,8 @@ pub struct FixFailed {
 pub struct TestAlertSent {
     pub status: &'static str,
     pub finding: Finding,
+    /// What each alert channel made of it (sent directly, not through the outbox).
+    pub channels: Vec<crate::findings::alerts::TestResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -530,7 +532,11 @@ impl AgentBackend {
             details: format!("sent by {actor}"),
             // Never deduplicated: every test is its own finding.
             key: Some(format!("test-{}", rand::random::<u64>())),
-            ..NewFinding::new("test_alert", Severity::Info, "Test alert from Rampart")
+            ..NewFinding::new(
+                crate::findings::alerts::TEST_CHECK,
+                Severity::Info,
+                "Test alert from Rampart",
+            )
         };
         let found = self.detection.findings.report(f).await;
         self.audit(
@@ -542,10 +548,18 @@ impl AgentBackend {
         )
         .await;
         match found {
-            Some(finding) => ok(&TestAlertSent {
-                status: "sent",
-                finding,
-            }),
+            Some(finding) => {
+                let channels = self.alerts.test_all(&finding).await;
+                ok(&TestAlertSent {
+                    status: if channels.iter().all(|c| c.ok) {
+                        "sent"
+                    } else {
+                        "partial"
+                    },
+                    finding,
+                    channels,
+                })
+            }
             None => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the test finding was suppressed or not stored",

@@ -149,6 +149,8 @@ pub struct AgentBackend {
     pub undo: Undo,
     /// The long-lived tasks and their restarts.
     pub supervisor: crate::supervisor::Supervisor,
+    /// The alert channels and their outboxes.
+    pub alerts: Arc<crate::findings::alerts::Alerts>,
 }
 
 /// A response: its status and its typed body, serialized. Every route answers one of
@@ -228,7 +230,9 @@ impl api::Backend for AgentBackend {
     }
 
     async fn health(&self) -> Result<serde_json::Value, ApiError> {
-        value(&self.health_view())
+        let mut h = self.health_view();
+        h.alerts = self.alerts.views().await;
+        value(&h)
     }
 
     async fn components(&self) -> Result<serde_json::Value, ApiError> {

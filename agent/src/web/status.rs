@@ -86,6 +86,8 @@ pub struct Health {
     pub logs: LogStatsView,
     pub auto_response: AutoResponseStats,
     pub kernel: KernelCounters,
+    /// Each alert channel's outbox: pending, sent, failed, the newest error.
+    pub alerts: Vec<crate::findings::alerts::ChannelView>,
 }
 
 /// The sensors' userspace pipeline.
@@ -212,6 +214,7 @@ impl AgentBackend {
                 egress: counter_map(k.egress()),
                 exec: counter_map(k.exec(&self.pipeline)),
             },
+            alerts: Vec::new(),
         }
     }
 

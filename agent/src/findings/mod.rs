@@ -2,6 +2,8 @@
 //! Where every finding goes: suppressions, dedup by (check, key) within a window, the
 //! store, the JSONL log on disk and the SSE broadcast.
 
+pub mod alerts;
+
 use std::{
     io::Write,
     path::PathBuf,

@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Alerts leave the box: every new finding is routed to the configured channels
+//! (severity, checks), queued in the store's outbox in the same transaction that
+//! moves the routing cursor, and delivered from there: retried with backoff until
+//! the receiver takes it, across restarts. Each channel has a message budget per
+//! minute; text channels (slack, telegram) send what waited as one digest, and
+//! `digest_minutes` collects on purpose. Nothing is lost and nothing floods.
+
+pub mod send;
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use api::model::Finding;
+use tokio::sync::{broadcast, watch};
+
+use crate::{
+    config::{AlertChannel, AlertKind, Config},
+    store::{now_unix, Router, Store},
+};
+
+/// The check of `POST /test-alert`'s finding: sent to every channel directly, never
+/// routed.
+pub const TEST_CHECK: &str = "test_alert";
+/// How often the outbox is looked at without a new finding to wake it.
+const TICK: Duration = Duration::from_secs(1);
+/// First retry after this; doubled per attempt up to [`MAX_BACKOFF_SECS`].
+const FIRST_BACKOFF_SECS: i64 = 5;
+const MAX_BACKOFF_SECS: i64 = 900;
+/// A delivery is given up (kept, marked failed, logged) after this many attempts:
+/// about a day at the longest backoff.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Findings routed per pass, and deliveries read per channel per pass.
+const BATCH: u32 = 200;
+
+struct Channel {
+    cfg: AlertChannel,
+    client: Option<reqwest::Client>,
+    max_per_minute: u32,
+    /// When the messages of the last minute went out.
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl Channel {
+    fn kind(&self) -> &'static str {
+        match self.cfg.kind {
+            AlertKind::Webhook { .. } => "webhook",
+            AlertKind::Slack { .. } => "slack",
+            AlertKind::Telegram { .. } => "telegram",
+            AlertKind::Syslog { .. } => "syslog",
+        }
+    }
+
+    /// Text channels send several findings as one message.
+    fn batches(&self) -> bool {
+        matches!(
+            self.cfg.kind,
+            AlertKind::Slack { .. } | AlertKind::Telegram { .. }
+        )
+    }
+
+    fn wants(&self, f: &Finding) -> bool {
+        let c = &self.cfg;
+        f.check != TEST_CHECK
+            && f.severity.rank() >= c.min_severity.rank()
+            && (c.checks.is_empty() || c.checks.contains(&f.check))
+            && !c.exclude_checks.contains(&f.check)
+    }
+
+    /// Messages this channel may still send this minute.
+    fn budget(&self) -> u32 {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        while sent
+            .front()
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            sent.pop_front();
+        }
+        self.max_per_minute.saturating_sub(sent.len() as u32)
+    }
+
+    fn spent(&self) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.push_back(Instant::now());
+    }
+}
+
+/// One channel's outbox, for `/health`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChannelView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub outbox: crate::store::OutboxStats,
+}
+
+/// What one channel made of a test alert.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TestResult {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The configured channels and their delivery.
+pub struct Alerts {
+    channels: Vec<Arc<Channel>>,
+    store: Store,
+    host: String,
+    /// Sent and failed deliveries are kept this long (`retention.days`).
+    keep_secs: i64,
+}
+
+fn backoff_secs(attempts: u32) -> i64 {
+    FIRST_BACKOFF_SECS
+        .saturating_mul(1i64 << attempts.min(20))
+        .min(MAX_BACKOFF_SECS)
+}
+
+impl Alerts {
+    pub fn new(cfg: &Config, store: Store) -> Result<Arc<Self>> {
+        let mut channels = Vec::new();
+        for c in &cfg.alerts.channels {
+            let (client, default_rate) = match &c.kind {
+                AlertKind::Webhook { ca_file, .. } => (Some(send::client(ca_file.as_deref())?), 60),
+                AlertKind::Slack { ca_file, .. } | AlertKind::Telegram { ca_file, .. } => {
+                    (Some(send::client(ca_file.as_deref())?), 6)
+                }
+                AlertKind::Syslog { .. } => (None, 600),
+            };
+            channels.push(Arc::new(Channel {
+                max_per_minute: c.max_per_minute.unwrap_or(default_rate),
+                cfg: c.clone(),
+                client,
+                sent: Mutex::new(VecDeque::new()),
+            }));
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        Ok(Arc::new(Self {
+            channels,
+            store,
+            host,
+            keep_secs: i64::from(cfg.retention.days.max(1)) * 86400,
+        }))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    fn router(&self) -> Router {
+        let channels = self.channels.clone();
+        Arc::new(move |f: &Finding| {
+            channels
+                .iter()
+                .filter(|c| c.wants(f))
+                .map(|c| c.cfg.name.clone())
+                .collect()
+        })
+    }
+
+    /// Route and deliver until shutdown, woken by each new finding and every second.
+    pub async fn run(
+        self: Arc<Self>,
+        mut found: broadcast::Receiver<Finding>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned: Option<Instant> = None;
+        loop {
+            if pruned.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                let n = self.store.prune_outbox(now_unix() - self.keep_secs).await?;
+                if n > 0 {
+                    tracing::info!(deliveries = n, "Pruned old alert deliveries.");
+                }
+                pruned = Some(Instant::now());
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                // A lagged receiver only missed wake-ups: the store is the source.
+                _ = found.recv() => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            while self.store.route_alerts(self.router(), BATCH).await? > 0 {}
+            let passes = self.channels.iter().map(|c| self.deliver(c.clone()));
+            for r in futures_join(passes).await {
+                r?;
+            }
+        }
+    }
+
+    /// Send what is due on one channel, within its budget.
+    async fn deliver(&self, ch: Arc<Channel>) -> Result<()> {
+        let due = self.store.due_alerts(&ch.cfg.name, BATCH).await?;
+        let Some(oldest) = due.first() else {
+            return Ok(());
+        };
+        let now = now_unix();
+        if ch.cfg.digest_minutes > 0
+            && now - oldest.created_unix < i64::from(ch.cfg.digest_minutes) * 60
+        {
+            return Ok(());
+        }
+        // Batches: everything due as one message. Otherwise one message a finding.
+        let groups: Vec<Vec<&crate::store::Delivery>> = if ch.batches() {
+            vec![due.iter().collect()]
+        } else {
+            due.iter().map(|d| vec![d]).collect()
+        };
+        for group in groups {
+            if ch.budget() == 0 {
+                break;
+            }
+            ch.spent();
+            let findings: Vec<&Finding> = group.iter().map(|d| &d.finding).collect();
+            let ids: Vec<i64> = group.iter().map(|d| d.id).collect();
+            let sent = tokio::time::timeout(
+                send::SEND_TIMEOUT,
+                send::deliver(
+                    &ch.cfg.kind,
+                    ch.client.as_ref(),
+                    &self.host,
+                    ids[0],
+                    &findings,
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+            match sent {
+                Ok(()) => {
+                    tracing::debug!(channel = %ch.cfg.name, findings = ids.len(), "Alert delivered.");
+                    self.store.alerts_sent(ids).await?;
+                }
+                Err(e) => {
+                    let attempts = group.iter().map(|d| d.attempts).max().unwrap_or(0);
+                    let give_up = attempts + 1 >= MAX_ATTEMPTS;
+                    if give_up {
+                        tracing::error!(channel = %ch.cfg.name, error = %e, findings = ids.len(), "Alert delivery given up after {MAX_ATTEMPTS} attempts.");
+                    } else {
+                        tracing::warn!(channel = %ch.cfg.name, error = %e, attempt = attempts + 1, "Alert delivery failed; retrying.");
+                    }
+                    self.store
+                        .alerts_retry(ids, now + backoff_secs(attempts), e, give_up)
+                        .await?;
+                    // The receiver is down: the rest waits for the retry too.
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send `f` through every channel now (no outbox, no budget) and say how each
+    /// one went.
+    pub async fn test_all(&self, f: &Finding) -> Vec<TestResult> {
+        let passes = self.channels.iter().map(|c| async move {
+            let r = tokio::time::timeout(
+                send::SEND_TIMEOUT,
+                send::deliver(&c.cfg.kind, c.client.as_ref(), &self.host, 0, &[f]),
+            )
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+            TestResult {
+                name: c.cfg.name.clone(),
+                kind: c.kind(),
+                ok: r.is_ok(),
+                error: r.err(),
+            }
+        });
+        futures_join(passes).await
+    }
+
+    /// Each channel's outbox.
+    pub async fn views(&self) -> Vec<ChannelView> {
+        let stats = self.store.outbox_stats().await.unwrap_or_default();
+        self.channels
+            .iter()
+            .map(|c| ChannelView {
+                name: c.cfg.name.clone(),
+                kind: c.kind(),
+                outbox: stats
+                    .iter()
+                    .find(|(n, _)| *n == c.cfg.name)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Run futures concurrently and collect their outputs in order.
+async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in fs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    // Polled together: a slow receiver does not hold up the others.
+    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().flatten());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::model::Severity;
+
+    fn channel(cfg: &str) -> Channel {
+        let cfg: AlertChannel = serde_yaml_ng::from_str(cfg).expect("channel");
+        Channel {
+            max_per_minute: cfg.max_per_minute.unwrap_or(60),
+            cfg,
+            client: None,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    #[test]
+    fn routing_follows_severity_and_checks_and_never_the_test_alert() {
+        let c = channel("{name: a, type: syslog, target: 'unix:/dev/log', min_severity: high, exclude_checks: [port_scan]}");
+        let f = |check: &str, severity| Finding {
+            check: check.into(),
+            severity,
+            ..Default::default()
+        };
+        assert!(c.wants(&f("signature", Severity::Critical)));
+        assert!(c.wants(&f("signature", Severity::High)));
+        assert!(!c.wants(&f("signature", Severity::Warning)));
+        assert!(!c.wants(&f("port_scan", Severity::Critical)));
+        assert!(!c.wants(&f(TEST_CHECK, Severity::Critical)));
+        let only = channel("{name: b, type: syslog, target: 'unix:/dev/log', min_severity: info, checks: [ssh_bruteforce]}");
+        assert!(only.wants(&f("ssh_bruteforce", Severity::Info)));
+        assert!(!only.wants(&f("signature", Severity::Critical)));
+    }
+
+    #[test]
+    fn the_budget_is_per_minute() {
+        let c = channel("{name: a, type: syslog, target: 'unix:/dev/log', max_per_minute: 2}");
+        assert_eq!(c.budget(), 2);
+        c.spent();
+        c.spent();
+        assert_eq!(c.budget(), 0);
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(
+            (0..9).map(backoff_secs).collect::<Vec<_>>(),
+            [5, 10, 20, 40, 80, 160, 320, 640, 900]
+        );
+        assert_eq!(backoff_secs(99), 900);
+    }
+}
