@@ -142,12 +142,43 @@ pub enum AlertKind {
         #[serde(default)]
         ca_file: Option<PathBuf>,
     },
+    /// Mail over SMTP, STARTTLS required (`tls: none` only to a loopback relay).
+    Email {
+        smtp_host: String,
+        #[serde(default = "default_smtp_port")]
+        smtp_port: u16,
+        #[serde(default)]
+        tls: MailTls,
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        password: String,
+        from: String,
+        to: Vec<String>,
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
     /// RFC 5424 to `unix:/dev/log`, `udp:HOST:PORT` or `tcp:HOST:PORT`.
     Syslog {
         target: String,
         #[serde(default = "default_facility")]
         facility: String,
     },
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// How mail is protected on the way to the relay.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// STARTTLS, required: no mail goes out in clear.
+    #[default]
+    Starttls,
+    /// Plain SMTP: only to a relay on this host.
+    None,
 }
 
 fn default_facility() -> String {
@@ -888,6 +919,48 @@ impl Config {
                 | AlertKind::Telegram { url, .. } => {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         return err(&key("url"), format!("{url:?} is not an http(s) URL"));
+                    }
+                }
+                AlertKind::Email {
+                    smtp_host,
+                    tls,
+                    username,
+                    from,
+                    to,
+                    ..
+                } => {
+                    if smtp_host.is_empty() {
+                        return err(&key("smtp_host"), "must be set".into());
+                    }
+                    let loopback = smtp_host == "localhost"
+                        || smtp_host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback());
+                    if *tls == MailTls::None && !loopback {
+                        return err(
+                            &key("tls"),
+                            "none is allowed only to a relay on this host (localhost)".into(),
+                        );
+                    }
+                    if *tls == MailTls::None && !username.is_empty() {
+                        return err(&key("username"), "credentials need tls: starttls".into());
+                    }
+                    let addr = |a: &str| {
+                        let (user, domain) = a.split_once('@').unwrap_or(("", ""));
+                        !user.is_empty()
+                            && !domain.is_empty()
+                            && !a.chars().any(|c| {
+                                c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',')
+                            })
+                    };
+                    if !addr(from) {
+                        return err(&key("from"), format!("{from:?} is not a mail address"));
+                    }
+                    if to.is_empty() {
+                        return err(&key("to"), "at least one recipient".into());
+                    }
+                    if let Some(bad) = to.iter().find(|a| !addr(a)) {
+                        return err(&key("to"), format!("{bad:?} is not a mail address"));
                     }
                 }
                 AlertKind::Syslog { target, facility } => {

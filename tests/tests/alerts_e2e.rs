@@ -96,6 +96,65 @@ impl Receiver {
     }
 }
 
+/// A local SMTP server with STARTTLS required (aiosmtpd), delivering into a
+/// maildir, inside the agent's network namespace.
+struct MailServer {
+    child: Child,
+    maildir: PathBuf,
+}
+
+const SMTP_PORT: u16 = 18025;
+
+impl MailServer {
+    fn start(ns: &str, dir: &Path, cert: &Path, key: &Path) -> Self {
+        let maildir = dir.join("maildir");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).expect("maildir");
+        }
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["--", "python3", "-m", "aiosmtpd", "-n"])
+            .args(["-l", &format!("127.0.0.1:{SMTP_PORT}")])
+            .arg("--tlscert")
+            .arg(cert)
+            .arg("--tlskey")
+            .arg(key)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (cargo xtask test installs it with pip)");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{SMTP_PORT}").parse().expect("addr");
+        assert!(
+            wait_for(Duration::from_secs(20), || integration_test::tcp_connects(
+                ns, addr
+            )),
+            "aiosmtpd did not start"
+        );
+        Self { child, maildir }
+    }
+
+    /// Every message delivered so far, as text.
+    fn mails(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(d) = std::fs::read_dir(self.maildir.join(sub)) {
+                for e in d.flatten() {
+                    out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -146,6 +205,7 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let receiver = Receiver::start(&ns, &dir.path().join("receiver"));
     let cert = receiver.dir.join("cert.pem");
+    let smtp = MailServer::start(&ns, dir.path(), &cert, &receiver.dir.join("key.pem"));
     let sock = dir.path().join("syslog.sock");
     let syslog = UnixDatagram::bind(&sock).expect("syslog socket");
     syslog
@@ -156,7 +216,8 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
          alerts:\n  channels:\n\
          \x20   - {{name: siem, type: webhook, url: 'https://127.0.0.1:{PORT}/hook', secret: {SECRET}, ca_file: {cert}}}\n\
          \x20   - {{name: chat, type: slack, url: 'https://127.0.0.1:{PORT}/slack', ca_file: {cert}, min_severity: high}}\n\
-         \x20   - {{name: local, type: syslog, target: 'unix:{sock}', facility: local3}}\n",
+         \x20   - {{name: local, type: syslog, target: 'unix:{sock}', facility: local3}}\n\
+         \x20   - {{name: mail, type: email, smtp_host: 127.0.0.1, smtp_port: {SMTP_PORT}, from: rampart@example.org, to: [admin@example.org], ca_file: {cert}, min_severity: high}}\n",
         cert = cert.display(),
         sock = sock.display(),
     );
@@ -183,7 +244,8 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
         [
             ("siem", "webhook", true),
             ("chat", "slack", true),
-            ("local", "syslog", true)
+            ("local", "syslog", true),
+            ("mail", "email", true)
         ],
         "{sent}"
     );
@@ -242,6 +304,21 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
     // local3 * 8 + crit (2)
     assert!(line.starts_with("<154>1 "), "{line}");
     assert!(line.contains("path=\""), "{line}");
+    // The mail went over STARTTLS (aiosmtpd refuses MAIL before it).
+    assert!(
+        wait_for(Duration::from_secs(30), || smtp.mails().iter().any(|m| m
+            .contains("CRITICAL signature_match")
+            && m.contains("shell.php"))),
+        "mails: {:?}",
+        smtp.mails()
+    );
+    assert!(
+        smtp.mails()
+            .iter()
+            .any(|m| m.contains("Subject: [Rampart ") && m.contains("Test alert from Rampart")),
+        "no test mail: {:?}",
+        smtp.mails()
+    );
 
     // The receiver goes down: the delivery is retried, and kept.
     receiver.down(true);

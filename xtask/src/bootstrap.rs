@@ -129,6 +129,39 @@ pub fn fp_corpus() -> Result<std::path::PathBuf> {
     Ok(root)
 }
 
+/// The SMTP server the alert tests deliver to (PyPI), at this version.
+const AIOSMTPD: &str = "aiosmtpd==1.4.6";
+
+/// What the end-to-end tests start on their own: aiosmtpd for the alert mail test,
+/// installed for the `python3` on PATH (the one the tests run), and openssl, which
+/// makes their receivers' certificates.
+pub fn test_tools() -> Result<()> {
+    step("bootstrap: test receivers (aiosmtpd, openssl)");
+    apt_install(&["openssl"])?;
+    let have = || {
+        Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if have() {
+        eprintln!("aiosmtpd: present");
+        return Ok(());
+    }
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", AIOSMTPD])
+            .args(extra)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A Debian python3 refuses pip without the flag (PEP 668).
+    if !(pip(&[]) || pip(&["--break-system-packages"])) || !have() {
+        bail!("pip install {AIOSMTPD} failed");
+    }
+    Ok(())
+}
+
 /// What `cargo xtask bench` needs on top of the build toolchain.
 pub fn bench_tools() -> Result<()> {
     step("bootstrap: benchmark comparison tools");

@@ -98,6 +98,7 @@ fn test() -> anyhow::Result<()> {
     let packages = util::root()?.join("target/packages-test");
     package::build("dev", &[1, 2], &packages)?;
     bootstrap::mounts()?;
+    bootstrap::test_tools()?;
     let corpus = bootstrap::fp_corpus()?;
     // Read by tests/tests/signatures_fp.rs and package_e2e.rs (sudo -E keeps them).
     util::cargo_root_env(

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use api::model::Finding;
 use tokio::sync::{broadcast, watch};
 
@@ -39,7 +39,7 @@ const BATCH: u32 = 200;
 
 struct Channel {
     cfg: AlertChannel,
-    client: Option<reqwest::Client>,
+    transport: send::Transport,
     max_per_minute: u32,
     /// When the messages of the last minute went out.
     sent: Mutex<VecDeque<Instant>>,
@@ -51,6 +51,7 @@ impl Channel {
             AlertKind::Webhook { .. } => "webhook",
             AlertKind::Slack { .. } => "slack",
             AlertKind::Telegram { .. } => "telegram",
+            AlertKind::Email { .. } => "email",
             AlertKind::Syslog { .. } => "syslog",
         }
     }
@@ -59,7 +60,7 @@ impl Channel {
     fn batches(&self) -> bool {
         matches!(
             self.cfg.kind,
-            AlertKind::Slack { .. } | AlertKind::Telegram { .. }
+            AlertKind::Slack { .. } | AlertKind::Telegram { .. } | AlertKind::Email { .. }
         )
     }
 
@@ -129,17 +130,18 @@ impl Alerts {
     pub fn new(cfg: &Config, store: Store) -> Result<Arc<Self>> {
         let mut channels = Vec::new();
         for c in &cfg.alerts.channels {
-            let (client, default_rate) = match &c.kind {
-                AlertKind::Webhook { ca_file, .. } => (Some(send::client(ca_file.as_deref())?), 60),
-                AlertKind::Slack { ca_file, .. } | AlertKind::Telegram { ca_file, .. } => {
-                    (Some(send::client(ca_file.as_deref())?), 6)
-                }
-                AlertKind::Syslog { .. } => (None, 600),
+            let default_rate = match &c.kind {
+                AlertKind::Webhook { .. } => 60,
+                AlertKind::Slack { .. } | AlertKind::Telegram { .. } => 6,
+                AlertKind::Email { .. } => 2,
+                AlertKind::Syslog { .. } => 600,
             };
+            let transport = send::Transport::for_kind(&c.kind)
+                .with_context(|| format!("alerts channel {:?}", c.name))?;
             channels.push(Arc::new(Channel {
                 max_per_minute: c.max_per_minute.unwrap_or(default_rate),
                 cfg: c.clone(),
-                client,
+                transport,
                 sent: Mutex::new(VecDeque::new()),
             }));
         }
@@ -227,13 +229,7 @@ impl Alerts {
             let ids: Vec<i64> = group.iter().map(|d| d.id).collect();
             let sent = tokio::time::timeout(
                 send::SEND_TIMEOUT,
-                send::deliver(
-                    &ch.cfg.kind,
-                    ch.client.as_ref(),
-                    &self.host,
-                    ids[0],
-                    &findings,
-                ),
+                send::deliver(&ch.cfg.kind, &ch.transport, &self.host, ids[0], &findings),
             )
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
@@ -267,7 +263,7 @@ impl Alerts {
         let passes = self.channels.iter().map(|c| async move {
             let r = tokio::time::timeout(
                 send::SEND_TIMEOUT,
-                send::deliver(&c.cfg.kind, c.client.as_ref(), &self.host, 0, &[f]),
+                send::deliver(&c.cfg.kind, &c.transport, &self.host, 0, &[f]),
             )
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
@@ -343,7 +339,7 @@ mod tests {
         Channel {
             max_per_minute: cfg.max_per_minute.unwrap_or(60),
             cfg,
-            client: None,
+            transport: send::Transport::Socket,
             sent: Mutex::new(VecDeque::new()),
         }
     }

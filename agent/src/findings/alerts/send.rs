@@ -11,7 +11,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{AlertKind, SYSLOG_FACILITIES};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{AlertKind, MailTls, SYSLOG_FACILITIES};
 
 /// How long one delivery may take.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -257,6 +259,102 @@ pub async fn post(
     Err(format!("HTTP {status}: {}", one_line(&text, 200)))
 }
 
+/// How a channel reaches its receiver, built once at start.
+pub enum Transport {
+    Http(reqwest::Client),
+    Mail(AsyncSmtpTransport<Tokio1Executor>),
+    /// Syslog opens its socket per message.
+    Socket,
+}
+
+impl Transport {
+    pub fn for_kind(kind: &AlertKind) -> anyhow::Result<Self> {
+        Ok(match kind {
+            AlertKind::Webhook { ca_file, .. }
+            | AlertKind::Slack { ca_file, .. }
+            | AlertKind::Telegram { ca_file, .. } => Self::Http(client(ca_file.as_deref())?),
+            AlertKind::Email {
+                smtp_host,
+                smtp_port,
+                tls,
+                username,
+                password,
+                ca_file,
+                ..
+            } => Self::Mail(mailer(
+                smtp_host,
+                *smtp_port,
+                *tls,
+                username,
+                password,
+                ca_file.as_deref(),
+            )?),
+            AlertKind::Syslog { .. } => Self::Socket,
+        })
+    }
+}
+
+fn mailer(
+    host: &str,
+    port: u16,
+    tls: MailTls,
+    username: &str,
+    password: &str,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    use anyhow::Context;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .port(port)
+        .timeout(Some(SEND_TIMEOUT));
+    if tls == MailTls::Starttls {
+        let mut p = TlsParameters::builder(host.to_string());
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            p = p.add_root_certificate(
+                Certificate::from_pem(&pem)
+                    .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+            );
+        }
+        b = b.tls(Tls::Required(
+            p.build().context("TLS parameters for the SMTP relay")?,
+        ));
+        if !username.is_empty() {
+            b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                username.to_string(),
+                password.to_string(),
+            ));
+        }
+    }
+    Ok(b.build())
+}
+
+/// The mail of `findings`: one, or a digest.
+pub fn mail(
+    host: &str,
+    from: &str,
+    to: &[String],
+    findings: &[&Finding],
+) -> Result<Message, String> {
+    let subject = match findings {
+        [f] => format!(
+            "[Rampart {host}] {} {}: {}",
+            tag(f.severity),
+            one_line(&f.check, 64),
+            one_line(&f.message, 120)
+        ),
+        _ => format!("[Rampart {host}] {} findings", findings.len()),
+    };
+    let mut b = Message::builder()
+        .from(from.parse().map_err(|e| format!("from {from:?}: {e}"))?)
+        .subject(subject)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    for t in to {
+        b = b.to(t.parse().map_err(|e| format!("to {t:?}: {e}"))?);
+    }
+    b.body(text(host, findings)).map_err(|e| e.to_string())
+}
+
 /// An HTTP client for a channel, trusting `ca_file` besides the system's roots.
 pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
     use anyhow::Context;
@@ -278,12 +376,15 @@ pub fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Clie
 /// Send `findings` (one, or a digest for text channels) through `kind`.
 pub async fn deliver(
     kind: &AlertKind,
-    client: Option<&reqwest::Client>,
+    transport: &Transport,
     host: &str,
     delivery_id: i64,
     findings: &[&Finding],
 ) -> SendResult {
-    let http = || client.ok_or_else(|| "no HTTP client".to_string());
+    let http = || match transport {
+        Transport::Http(c) => Ok(c),
+        _ => Err("no HTTP client".to_string()),
+    };
     match kind {
         AlertKind::Webhook { url, secret, .. } => {
             let [f] = findings else {
@@ -312,6 +413,22 @@ pub async fn deliver(
                 "disable_web_page_preview": true,
             });
             post(http()?, url, body.to_string().into_bytes(), &[]).await
+        }
+        AlertKind::Email { from, to, .. } => {
+            let Transport::Mail(m) = transport else {
+                return Err("no SMTP transport".into());
+            };
+            let msg = mail(host, from, to, findings)?;
+            m.send(msg).await.map(|_| ()).map_err(|e| {
+                let mut s = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    s.push_str(": ");
+                    s.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                s
+            })
         }
         AlertKind::Syslog { target, facility } => {
             for f in findings {
@@ -390,6 +507,27 @@ mod tests {
         assert!(d.starts_with("Rampart on web1: 40 findings\n"), "{d}");
         assert_eq!(d.matches("• ").count(), DIGEST_LINES);
         assert!(d.ends_with("… and 10 more\n"), "{d}");
+    }
+
+    #[test]
+    fn a_mail_subject_cannot_grow_headers() {
+        let mut f = finding();
+        f.message = "x\r\nBcc: victim@example.org".into();
+        let m = mail(
+            "web1",
+            "rampart@example.org",
+            &["admin@example.org".into()],
+            &[&f],
+        )
+        .expect("mail");
+        let text = String::from_utf8_lossy(&m.formatted()).into_owned();
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert!(
+            text.contains("Subject: [Rampart web1] CRITICAL signature: x  Bcc: victim@example.org"),
+            "{text}"
+        );
+        assert!(text.contains("To: admin@example.org"), "{text}");
+        assert!(mail("web1", "not an address", &[], &[&f]).is_err());
     }
 
     #[test]
