@@ -371,6 +371,113 @@ mod tests {
         assert_eq!(c.budget(), 0);
     }
 
+    /// An HTTP receiver on loopback that answers 200 and hands over each body.
+    async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                let _ = tx.send(body.to_string());
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                    .await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    async fn alerts_with(channel_yaml: &str) -> (Arc<Alerts>, Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("s.db"), 16).expect("store");
+        let mut cfg = Config::embedded().expect("config");
+        cfg.alerts.channels = vec![serde_yaml_ng::from_str(channel_yaml).expect("channel")];
+        let a = Alerts::new(&cfg, store.clone()).expect("alerts");
+        // Start the cursor before the findings of the test.
+        store.route_alerts(a.router(), 10).await.expect("cursor");
+        (a, store, dir)
+    }
+
+    async fn record(store: &Store, n: usize) {
+        for i in 0..n {
+            let f = crate::store::NewFinding {
+                key: Some(format!("k{i}-{}", rand::random::<u64>())),
+                ..crate::store::NewFinding::new("signature_match", Severity::Critical, "webshell")
+            };
+            store.record_finding(f, 60).await.expect("record");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_text_channel_sends_what_waited_as_one_digest_within_its_budget() {
+        let (url, mut got) = receiver().await;
+        let (a, store, _dir) = alerts_with(&format!(
+            "{{name: chat, type: slack, url: '{url}', max_per_minute: 1}}"
+        ))
+        .await;
+        record(&store, 3).await;
+        store.route_alerts(a.router(), 100).await.expect("route");
+        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        let body = got.recv().await.expect("one message");
+        assert!(body.contains("3 findings"), "{body}");
+        assert_eq!(body.matches("signature_match").count(), 3, "{body}");
+        // The budget is spent: two more wait, nothing is sent, nothing is lost.
+        record(&store, 2).await;
+        store.route_alerts(a.router(), 100).await.expect("route");
+        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        assert!(got.try_recv().is_err(), "sent over its budget");
+        assert_eq!(a.views().await[0].outbox.pending, 2);
+        assert_eq!(a.views().await[0].outbox.sent, 3);
+    }
+
+    #[tokio::test]
+    async fn a_digest_channel_waits_for_its_interval() {
+        let (url, mut got) = receiver().await;
+        let (a, store, _dir) = alerts_with(&format!(
+            "{{name: chat, type: telegram, url: '{url}', chat_id: '-100', digest_minutes: 5}}"
+        ))
+        .await;
+        record(&store, 2).await;
+        store.route_alerts(a.router(), 100).await.expect("route");
+        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        assert!(
+            got.try_recv().is_err(),
+            "a digest went out before its interval"
+        );
+        assert_eq!(a.views().await[0].outbox.pending, 2);
+    }
+
     #[test]
     fn backoff_doubles_to_a_cap() {
         assert_eq!(

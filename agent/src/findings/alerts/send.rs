@@ -530,6 +530,45 @@ mod tests {
         assert!(mail("web1", "not an address", &[], &[&f]).is_err());
     }
 
+    #[tokio::test]
+    async fn syslog_reaches_udp_and_tcp_with_octet_counting() {
+        use tokio::io::AsyncReadExt;
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let target = format!("udp:{}", udp.local_addr().expect("addr"));
+        syslog(&target, "<34>1 - - rampart - x - hello")
+            .await
+            .expect("send");
+        let mut buf = [0u8; 512];
+        let n = udp.recv(&mut buf).await.expect("recv");
+        assert_eq!(&buf[..n], b"<34>1 - - rampart - x - hello");
+
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("tcp");
+        let target = format!("tcp:{}", tcp.local_addr().expect("addr"));
+        let (sent, accepted) = tokio::join!(syslog(&target, "<34>1 hi"), tcp.accept());
+        sent.expect("send");
+        let mut got = Vec::new();
+        accepted
+            .expect("accept")
+            .0
+            .read_to_end(&mut got)
+            .await
+            .expect("read");
+        assert_eq!(got, b"8 <34>1 hi", "RFC 6587 octet counting");
+
+        assert!(
+            syslog("udp:127.0.0.1:1", "x").await.is_ok(),
+            "UDP has no answer to wait for"
+        );
+        assert!(
+            syslog("tcp:127.0.0.1:1", "x").await.is_err(),
+            "a refused TCP connect is an error"
+        );
+    }
+
     #[test]
     fn fields_are_bounded() {
         let long = "x".repeat(5000);
