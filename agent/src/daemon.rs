@@ -73,12 +73,13 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         .context("loading suppressions")?,
     );
     let supervisor = Supervisor::new(findings.clone(), shutdown_rx.clone());
-    let alerts = Alerts::new(&cfg, store.clone()).context("setting up the alert channels")?;
-    let alert_delivery = (!alerts.is_empty()).then(|| {
-        supervisor.spawn("findings", "alert delivery", false, {
-            let (a, f, rx) = (alerts.clone(), findings.clone(), shutdown_rx.clone());
-            move || a.clone().run(f.subscribe(), rx.clone())
-        })
+    let alerts = Alerts::new(&cfg, store.clone())
+        .await
+        .context("setting up the alert channels")?;
+    // Always: the notification settings can add channels while the agent runs.
+    let alert_delivery = supervisor.spawn("findings", "alert delivery", false, {
+        let (a, f, rx) = (alerts.clone(), findings.clone(), shutdown_rx.clone());
+        move || a.clone().run(f.subscribe(), rx.clone())
     });
     let detection = detection::start(
         &cfg,
@@ -212,9 +213,7 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
     firewall.stop().await;
     let _ = loss.await;
     let _ = token_follower.await;
-    if let Some(a) = alert_delivery {
-        let _ = a.await;
-    }
+    let _ = alert_delivery.await;
     // The local CLI credential dies with the agent.
     let _ = std::fs::remove_file(cfg.state_dir.join(tokens::LOCAL_TOKEN_FILE));
     store.flush().await.context("flushing the store")?;

@@ -15,7 +15,7 @@ use crate::{
     model::{
         BlockRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding, FindingRef, FirewallOp,
         FwList, HistoryQuery, IdRequest, IdsRequest, IncidentStatusRequest, IpRequest, ListRequest,
-        ScanRequest, Severity, SuppressionRequest,
+        NotificationSettingsUpdate, ScanRequest, Severity, SuppressionRequest, NOTIFY_LEVELS,
     },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
@@ -536,6 +536,18 @@ fn detect_op(
             },
         },
         Handler::TestAlert => DetectOp::TestAlert,
+        Handler::NotificationSettings => DetectOp::NotificationSettings,
+        Handler::UpdateNotificationSettings => {
+            let u: NotificationSettingsUpdate = parse_json(body)?;
+            if let Some(l) = &u.min_log_level {
+                if !NOTIFY_LEVELS.contains(&l.as_str()) {
+                    return Err(ApiError::bad_request(
+                        "Invalid min_log_level. Must be one of: debug, info, warn, error",
+                    ));
+                }
+            }
+            DetectOp::UpdateNotificationSettings(u)
+        }
         Handler::Audit => DetectOp::Audit {
             limit: limit(query, 100, 5000)?,
         },

@@ -291,6 +291,24 @@ pub struct IdsRequest {
     pub ids: Vec<String>,
 }
 
+/// Charon's notification settings update: every field optional, only those given
+/// change (charon-api.md "Update Notification Settings").
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettingsUpdate {
+    pub enabled: Option<bool>,
+    /// debug, info, warn or error (checked by the API layer).
+    pub min_log_level: Option<String>,
+    pub notify_waf_blocks: Option<bool>,
+    pub notify_acl_denials: Option<bool>,
+    pub notify_rate_limit_hits: Option<bool>,
+    pub webhook_url: Option<String>,
+    pub email_recipients: Option<String>,
+}
+
+/// The levels Charon names, lowest first.
+pub const NOTIFY_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+
 /// A detection operation, parsed and shape-checked by the API layer.
 #[derive(Clone, Debug)]
 pub enum DetectOp {
@@ -314,6 +332,10 @@ pub enum DetectOp {
         id: Option<u64>,
     },
     TestAlert,
+    /// Charon's `GET /security/notifications/settings`.
+    NotificationSettings,
+    /// Charon's `PUT /security/notifications/settings` (fields optional).
+    UpdateNotificationSettings(NotificationSettingsUpdate),
     Audit {
         limit: u32,
     },

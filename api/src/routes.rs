@@ -38,6 +38,8 @@ pub enum Handler {
     SecurityDecisions,
     SecurityCreateDecision,
     SecurityStatus,
+    NotificationSettings,
+    UpdateNotificationSettings,
     FindingsEnriched,
     FindingDetail,
     History,
@@ -211,6 +213,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/security/decisions", Scope::Admin, Handler::SecurityDecisions, "Charon: current decisions {decisions: [{id, source, ip, action, reason, timestamp, expires_at}]} (?limit=, default 50)"),
     r("POST", "/api/v1/security/decisions", Scope::Admin, Handler::SecurityCreateDecision, "Charon: manual decision {ip, action: block|allow, details?, duration?} -> 201"),
     r("GET", "/api/v1/security/status", Scope::Read, Handler::SecurityStatus, "Charon: enabled flag and mode of each module"),
+    r("GET", "/api/v1/security/notifications/settings", Scope::Admin, Handler::NotificationSettings, "Charon: notification settings {enabled, min_log_level, notify_waf_blocks, notify_acl_denials, notify_rate_limit_hits, webhook_url, email_recipients}, read from the alert channels (404 when none)"),
+    r("PUT", "/api/v1/security/notifications/settings", Scope::Admin, Handler::UpdateNotificationSettings, "Charon: update notification settings (fields optional) -> {message}; 400 on a bad min_log_level, URL or address"),
 ];
 
 /// Does `path` match `pattern`, whose `{name}` segments match any one non-empty

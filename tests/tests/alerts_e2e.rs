@@ -29,6 +29,35 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// A plain-HTTP receiver on `port`.
+    fn plain(ns: &str, dir: &Path, port: u16) -> Self {
+        std::fs::create_dir_all(dir).expect("receiver dir");
+        Self::spawn(ns, dir, port, Path::new("-"), Path::new("-"))
+    }
+
+    fn spawn(ns: &str, dir: &Path, port: u16, cert: &Path, key: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/alert_receiver.py");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["--", "python3"])
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(cert)
+            .arg(key)
+            .arg(dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("receiver");
+        assert!(
+            wait_for(Duration::from_secs(10), || dir.join("ready").exists()),
+            "receiver did not start"
+        );
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
     fn start(ns: &str, dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("receiver dir");
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -56,26 +85,7 @@ impl Receiver {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/alert_receiver.py");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .args(["--", "python3"])
-            .arg(script)
-            .args(["127.0.0.1", &PORT.to_string()])
-            .arg(&cert)
-            .arg(&key)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("receiver");
-        assert!(
-            wait_for(Duration::from_secs(10), || dir.join("ready").exists()),
-            "receiver did not start"
-        );
-        Self {
-            child,
-            dir: dir.to_path_buf(),
-        }
+        Self::spawn(ns, dir, PORT, &cert, &key)
     }
 
     fn received(&self) -> Vec<Value> {
@@ -320,6 +330,64 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
         smtp.mails()
     );
 
+    // Charon's notification settings: read from the channels, written through.
+    let (code, n) = h.get("/api/v1/security/notifications/settings", &h.admin.clone());
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(n["enabled"], true);
+    assert_eq!(n["min_log_level"], "warn", "the lowest of the channels");
+    assert_eq!(n["webhook_url"], format!("https://127.0.0.1:{PORT}/hook"));
+    assert_eq!(n["email_recipients"], "admin@example.org");
+    let (code, _) = h.get("/api/v1/security/notifications/settings", &h.read.clone());
+    assert_eq!(code, 401, "read scope");
+    for (body, why) in [
+        (
+            json!({"min_log_level": "loud"}),
+            "Invalid min_log_level. Must be one of: debug, info, warn, error",
+        ),
+        (json!({"webhook_url": "file:///etc/passwd"}), "webhook_url"),
+        (
+            json!({"email_recipients": "a@b.example\r\nBcc: c@d.example"}),
+            "email_recipients",
+        ),
+        (json!({"enabled": "yes"}), "invalid JSON body"),
+    ] {
+        let (code, e) = h.request(
+            "PUT",
+            "/api/v1/security/notifications/settings",
+            &h.admin.clone(),
+            Some(body.clone()),
+        );
+        assert_eq!(code, 400, "{body}: {e}");
+        assert!(e.to_string().contains(why), "{body}: {e}");
+    }
+    let plain = Receiver::plain(&ns, &dir.path().join("charon"), 18080);
+    let (code, r) = h.request(
+        "PUT",
+        "/api/v1/security/notifications/settings",
+        &h.admin.clone(),
+        Some(json!({"webhook_url": "http://127.0.0.1:18080/charon", "notify_waf_blocks": false})),
+    );
+    assert_eq!(
+        (code, &r["message"]),
+        (200, &json!("Settings updated successfully")),
+        "{r}"
+    );
+    let (_, n) = h.get("/api/v1/security/notifications/settings", &h.admin.clone());
+    assert_eq!(n["webhook_url"], "http://127.0.0.1:18080/charon");
+    assert_eq!(n["notify_waf_blocks"], false);
+    plant(&h, "third.php");
+    assert!(
+        wait_for(Duration::from_secs(30), || !hooks(
+            &plain.received(),
+            "/charon",
+            "signature_match",
+            "third.php"
+        )
+        .is_empty()),
+        "the webhook_url set through the settings got {:?}",
+        plain.received()
+    );
+
     // The receiver goes down: the delivery is retried, and kept.
     receiver.down(true);
     plant(&h, "second.php");
@@ -363,6 +431,36 @@ fn findings_reach_webhook_chat_and_syslog_and_a_receiver_down_loses_nothing() {
         channel(&health, "siem")["pending"] == 0
     });
     assert!(delivered, "still pending");
+    // The settings written through the API outlive the restart.
+    let (_, n) = h.get("/api/v1/security/notifications/settings", &h.admin.clone());
+    assert_eq!(n["webhook_url"], "http://127.0.0.1:18080/charon", "{n}");
+    // The master switch: nothing is sent while off.
+    let (code, _) = h.request(
+        "PUT",
+        "/api/v1/security/notifications/settings",
+        &h.admin.clone(),
+        Some(json!({"enabled": false})),
+    );
+    assert_eq!(code, 200);
+    plant(&h, "fourth.php");
+    let stored = wait_for(Duration::from_secs(30), || {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.to_string().contains("fourth.php")
+    });
+    assert!(stored, "no finding for fourth.php");
+    // The router runs every second: three passes without a delivery.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        hooks(&got(), "/hook", "signature_match", "fourth.php").is_empty()
+            && hooks(
+                &plain.received(),
+                "/charon",
+                "signature_match",
+                "fourth.php"
+            )
+            .is_empty(),
+        "sent while notifications are off"
+    );
     // Each finding went to the webhook once it was taken (200), never twice.
     let taken = hooks(&got(), "/hook", "signature_match", "shell.php")
         .iter()

@@ -158,6 +158,12 @@ pub struct TestAlertSent {
     pub channels: Vec<crate::findings::alerts::TestResult>,
 }
 
+/// Charon's answer to a settings update.
+#[derive(Debug, Serialize)]
+pub struct SettingsUpdated {
+    pub message: &'static str,
+}
+
 #[derive(Debug, Serialize)]
 pub struct SuppressionDeleted {
     pub status: &'static str,
@@ -564,6 +570,60 @@ impl AgentBackend {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the test finding was suppressed or not stored",
             )),
+        }
+    }
+
+    /// Charon's notification settings, from the alert channels.
+    pub(super) fn notification_settings(&self) -> Result<Reply, ApiError> {
+        match self.alerts.notifications() {
+            Some(n) => ok(&n),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "Notification settings not configured",
+            )),
+        }
+    }
+
+    pub(super) async fn update_notification_settings(
+        &self,
+        u: api::model::NotificationSettingsUpdate,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        // What changed, never the values: a hook URL can hold a token.
+        let changed: Vec<&str> = [
+            ("enabled", u.enabled.is_some()),
+            ("min_log_level", u.min_log_level.is_some()),
+            ("notify_waf_blocks", u.notify_waf_blocks.is_some()),
+            ("notify_acl_denials", u.notify_acl_denials.is_some()),
+            ("notify_rate_limit_hits", u.notify_rate_limit_hits.is_some()),
+            ("webhook_url", u.webhook_url.is_some()),
+            ("email_recipients", u.email_recipients.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        match self.alerts.update_notifications(u).await {
+            Ok(()) => {
+                self.audit(
+                    actor,
+                    "notification_settings",
+                    "alerts",
+                    &changed.join(","),
+                    None,
+                )
+                .await;
+                ok(&SettingsUpdated {
+                    message: "Settings updated successfully",
+                })
+            }
+            Err(Ok(bad)) => Err(ApiError::bad_request(bad)),
+            Err(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "Keeping the notification settings failed.");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Failed to update settings",
+                ))
+            }
         }
     }
 

@@ -324,6 +324,10 @@ impl api::Backend for AgentBackend {
             DetectOp::Fix(r) => self.fix(r, actor).await,
             DetectOp::FixBulk(r) => self.fix_bulk(r, actor).await,
             DetectOp::TestAlert => self.test_alert(actor).await,
+            DetectOp::NotificationSettings => self.notification_settings(),
+            DetectOp::UpdateNotificationSettings(u) => {
+                self.update_notification_settings(u, actor).await
+            }
             DetectOp::Audit { limit } => self.audit_log(limit).await,
             DetectOp::Suppressions => self.suppressions().await,
             DetectOp::Suppress(r) => self.suppress(r, actor).await,

@@ -7,6 +7,7 @@
 //! `digest_minutes` collects on purpose. Nothing is lost and nothing floods.
 
 pub mod send;
+pub mod settings;
 
 use std::{
     collections::VecDeque,
@@ -113,12 +114,19 @@ pub struct TestResult {
 
 /// The configured channels and their delivery.
 pub struct Alerts {
-    channels: Vec<Arc<Channel>>,
+    /// The config file's channels, then those the notification settings add.
+    channels: std::sync::RwLock<Vec<Arc<Channel>>>,
+    config: Vec<AlertChannel>,
+    /// Charon's notification settings, once written through the API.
+    settings: std::sync::RwLock<Option<settings::Notifications>>,
     store: Store,
     host: String,
     /// Sent and failed deliveries are kept this long (`retention.days`).
     keep_secs: i64,
 }
+
+/// The settings key of the notification settings written through the API.
+const SETTINGS_KEY: &str = "alerts.notifications";
 
 fn backoff_secs(attempts: u32) -> i64 {
     FIRST_BACKOFF_SECS
@@ -127,9 +135,49 @@ fn backoff_secs(attempts: u32) -> i64 {
 }
 
 impl Alerts {
-    pub fn new(cfg: &Config, store: Store) -> Result<Arc<Self>> {
-        let mut channels = Vec::new();
-        for c in &cfg.alerts.channels {
+    pub async fn new(cfg: &Config, store: Store) -> Result<Arc<Self>> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let stored = match store.setting(SETTINGS_KEY).await? {
+            None => None,
+            Some(json) => match serde_json::from_str(&json) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "The stored notification settings do not parse; the config's channels alone apply.");
+                    None
+                }
+            },
+        };
+        let a = Self {
+            channels: std::sync::RwLock::new(Vec::new()),
+            config: cfg.alerts.channels.clone(),
+            settings: std::sync::RwLock::new(None),
+            store,
+            host,
+            keep_secs: i64::from(cfg.retention.days.max(1)) * 86400,
+        };
+        a.apply(stored)?;
+        Ok(Arc::new(a))
+    }
+
+    /// Build the channels for `settings` (the config's, plus the managed ones) and
+    /// put both in force; a channel that stays keeps its budget.
+    fn apply(&self, settings: Option<settings::Notifications>) -> Result<()> {
+        let old = self.snapshot();
+        let mut wanted = self.config.clone();
+        if let Some(s) = &settings {
+            wanted.extend(s.managed(&self.config, &self.host));
+        }
+        let mut channels = Vec::with_capacity(wanted.len());
+        for c in wanted {
+            if let Some(same) = old
+                .iter()
+                .find(|o| o.cfg.name == c.name && format!("{:?}", o.cfg) == format!("{c:?}"))
+            {
+                channels.push(same.clone());
+                continue;
+            }
             let default_rate = match &c.kind {
                 AlertKind::Webhook { .. } => 60,
                 AlertKind::Slack { .. } | AlertKind::Telegram { .. } => 6,
@@ -140,29 +188,72 @@ impl Alerts {
                 .with_context(|| format!("alerts channel {:?}", c.name))?;
             channels.push(Arc::new(Channel {
                 max_per_minute: c.max_per_minute.unwrap_or(default_rate),
-                cfg: c.clone(),
+                cfg: c,
                 transport,
                 sent: Mutex::new(VecDeque::new()),
             }));
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        Ok(Arc::new(Self {
-            channels,
-            store,
-            host,
-            keep_secs: i64::from(cfg.retention.days.max(1)) * 86400,
-        }))
+        *self.channels.write().unwrap_or_else(|p| p.into_inner()) = channels;
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+    fn snapshot(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Charon's view: the written settings, else what the config's channels do;
+    /// None when neither exists (Charon's 404).
+    pub fn notifications(&self) -> Option<settings::Notifications> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or_else(|| settings::Notifications::derived(&self.config))
+    }
+
+    /// Apply Charon's update, keep it in the store, and put it in force. Err(Ok):
+    /// the update is refused (a 400, nothing changed); Err(Err): it could not be
+    /// kept.
+    pub async fn update_notifications(
+        &self,
+        u: api::model::NotificationSettingsUpdate,
+    ) -> Result<(), Result<String, anyhow::Error>> {
+        let mut next = self.notifications().unwrap_or_default();
+        next.apply(u).map_err(Ok)?;
+        let json = serde_json::to_string(&next).map_err(|e| Err(e.into()))?;
+        // Built before it is kept: a channel that cannot be built is refused whole.
+        let old = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.apply(Some(next)).map_err(|e| Ok(format!("{e:#}")))?;
+        if let Err(e) = self
+            .store
+            .set_settings(vec![(SETTINGS_KEY.into(), Some(json))])
+            .await
+        {
+            let _ = self.apply(old);
+            return Err(Err(e.into()));
+        }
+        Ok(())
     }
 
     fn router(&self) -> Router {
-        let channels = self.channels.clone();
+        let channels = self.snapshot();
+        let gate = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Arc::new(move |f: &Finding| {
+            if gate.as_ref().is_some_and(|g| !g.admits(f)) {
+                return Vec::new();
+            }
             channels
                 .iter()
                 .filter(|c| c.wants(f))
@@ -195,7 +286,7 @@ impl Alerts {
                 _ = shutdown.changed() => return Ok(()),
             }
             while self.store.route_alerts(self.router(), BATCH).await? > 0 {}
-            let passes = self.channels.iter().map(|c| self.deliver(c.clone()));
+            let passes = self.snapshot().into_iter().map(|c| self.deliver(c));
             for r in futures_join(passes).await {
                 r?;
             }
@@ -260,7 +351,8 @@ impl Alerts {
     /// Send `f` through every channel now (no outbox, no budget) and say how each
     /// one went.
     pub async fn test_all(&self, f: &Finding) -> Vec<TestResult> {
-        let passes = self.channels.iter().map(|c| async move {
+        let channels = self.snapshot();
+        let passes = channels.iter().map(|c| async move {
             let r = tokio::time::timeout(
                 send::SEND_TIMEOUT,
                 send::deliver(&c.cfg.kind, &c.transport, &self.host, 0, &[f]),
@@ -280,7 +372,7 @@ impl Alerts {
     /// Each channel's outbox.
     pub async fn views(&self) -> Vec<ChannelView> {
         let stats = self.store.outbox_stats().await.unwrap_or_default();
-        self.channels
+        self.snapshot()
             .iter()
             .map(|c| ChannelView {
                 name: c.cfg.name.clone(),
@@ -423,7 +515,7 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db"), 16).expect("store");
         let mut cfg = Config::embedded().expect("config");
         cfg.alerts.channels = vec![serde_yaml_ng::from_str(channel_yaml).expect("channel")];
-        let a = Alerts::new(&cfg, store.clone()).expect("alerts");
+        let a = Alerts::new(&cfg, store.clone()).await.expect("alerts");
         // Start the cursor before the findings of the test.
         store.route_alerts(a.router(), 10).await.expect("cursor");
         (a, store, dir)
@@ -448,14 +540,14 @@ mod tests {
         .await;
         record(&store, 3).await;
         store.route_alerts(a.router(), 100).await.expect("route");
-        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        a.deliver(a.snapshot()[0].clone()).await.expect("deliver");
         let body = got.recv().await.expect("one message");
         assert!(body.contains("3 findings"), "{body}");
         assert_eq!(body.matches("signature_match").count(), 3, "{body}");
         // The budget is spent: two more wait, nothing is sent, nothing is lost.
         record(&store, 2).await;
         store.route_alerts(a.router(), 100).await.expect("route");
-        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        a.deliver(a.snapshot()[0].clone()).await.expect("deliver");
         assert!(got.try_recv().is_err(), "sent over its budget");
         assert_eq!(a.views().await[0].outbox.pending, 2);
         assert_eq!(a.views().await[0].outbox.sent, 3);
@@ -470,7 +562,7 @@ mod tests {
         .await;
         record(&store, 2).await;
         store.route_alerts(a.router(), 100).await.expect("route");
-        a.deliver(a.channels[0].clone()).await.expect("deliver");
+        a.deliver(a.snapshot()[0].clone()).await.expect("deliver");
         assert!(
             got.try_recv().is_err(),
             "a digest went out before its interval"
