@@ -192,7 +192,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/fix-bulk", Scope::Admin, Handler::FixBulk, "Fix many: {ids} -> {fixed, failed}"),
     r("POST", "/api/v1/scan-account", Scope::Admin, Handler::ScanAccount, "Scan an account's home or a path as a job: {account} | {path} -> 202 {job}"),
     r("GET", "/api/v1/scan-jobs", Scope::Read, Handler::ScanJobs, "Scan jobs and their progress (?id=)"),
-    r("POST", "/api/v1/test-alert", Scope::Admin, Handler::TestAlert, "Dispatch a test finding through the store, log and SSE"),
+    r("POST", "/api/v1/test-alert", Scope::Admin, Handler::TestAlert, "Store a test finding and send it straight through every alert channel -> {status: sent or partial, finding, channels: [{name, type, ok, error?}]}"),
     r("GET", "/api/v1/audit", Scope::Admin, Handler::Audit, "Operator audit log, newest first (?limit=, default 100, max 5000)"),
     r("GET", "/api/v1/suppressions", Scope::Admin, Handler::Suppressions, "Suppression rules with hit counts"),
     r("POST", "/api/v1/suppressions", Scope::Admin, Handler::Suppress, "Add {check?, path_glob?, account?, ip?, reason?} or delete {action: delete, id}"),
