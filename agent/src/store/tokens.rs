@@ -18,6 +18,16 @@ pub struct StoredToken {
     pub created_at: String,
 }
 
+/// A row of `name, sha256, scope, created_at`.
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredToken> {
+    Ok(StoredToken {
+        name: r.get(0)?,
+        sha256: r.get(1)?,
+        scope: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
 impl Store {
     /// Record a minted token. `Ok(false)`: the name is taken.
     pub async fn token_insert(
@@ -44,14 +54,7 @@ impl Store {
             let mut st = c.prepare_cached(
                 "SELECT name, sha256, scope, created_at FROM api_tokens ORDER BY name",
             )?;
-            let rows = st.query_map([], |r| {
-                Ok(StoredToken {
-                    name: r.get(0)?,
-                    sha256: r.get(1)?,
-                    scope: r.get(2)?,
-                    created_at: r.get(3)?,
-                })
-            })?;
+            let rows = st.query_map([], token_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -66,14 +69,7 @@ impl Store {
                     "DELETE FROM api_tokens WHERE name = ?1
                      RETURNING name, sha256, scope, created_at",
                     [name],
-                    |r| {
-                        Ok(StoredToken {
-                            name: r.get(0)?,
-                            sha256: r.get(1)?,
-                            scope: r.get(2)?,
-                            created_at: r.get(3)?,
-                        })
-                    },
+                    token_row,
                 )
                 .optional()?;
             Ok(row)

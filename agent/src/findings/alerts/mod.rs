@@ -287,7 +287,7 @@ impl Alerts {
             }
             while self.store.route_alerts(self.router(), BATCH).await? > 0 {}
             let passes = self.snapshot().into_iter().map(|c| self.deliver(c));
-            for r in futures_join(passes).await {
+            for r in futures_util::future::join_all(passes).await {
                 r?;
             }
         }
@@ -366,7 +366,7 @@ impl Alerts {
                 error: r.err(),
             }
         });
-        futures_join(passes).await
+        futures_util::future::join_all(passes).await
     }
 
     /// Each channel's outbox.
@@ -385,40 +385,6 @@ impl Alerts {
             })
             .collect()
     }
-}
-
-/// Run futures concurrently and collect their outputs in order.
-async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in fs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Polled together: a slow receiver does not hold up the others.
-    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.extend(results.into_iter().flatten());
-    out
 }
 
 #[cfg(test)]

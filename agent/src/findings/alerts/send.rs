@@ -49,19 +49,23 @@ fn tag(sev: Severity) -> String {
     sev.as_str().to_uppercase()
 }
 
-/// One finding as one text line: `[HIGH] check: message (path, ip, account)`.
-fn text_line(f: &Finding) -> String {
-    let mut about: Vec<String> = Vec::new();
-    for (k, v) in [
+/// The fields that say what a finding is about, those it has.
+fn about(f: &Finding) -> impl Iterator<Item = (&'static str, &String)> {
+    [
         ("path", &f.path),
         ("ip", &f.ip),
         ("account", &f.account),
         ("rule", &f.rule),
-    ] {
-        if let Some(v) = v {
-            about.push(format!("{k} {}", one_line(v, FIELD_CHARS)));
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+}
+
+/// One finding as one text line: `[HIGH] check: message (path, ip, account)`.
+fn text_line(f: &Finding) -> String {
+    let about: Vec<String> = about(f)
+        .map(|(k, v)| format!("{k} {}", one_line(v, FIELD_CHARS)))
+        .collect();
     let about = if about.is_empty() {
         String::new()
     } else {
@@ -173,15 +177,8 @@ pub fn rfc5424(host: &str, facility: &str, f: &Finding) -> String {
         sd_escape(&f.check),
         f.severity.as_str()
     );
-    for (k, v) in [
-        ("path", &f.path),
-        ("ip", &f.ip),
-        ("account", &f.account),
-        ("rule", &f.rule),
-    ] {
-        if let Some(v) = v {
-            sd.push_str(&format!(" {k}=\"{}\"", sd_escape(v)));
-        }
+    for (k, v) in about(f) {
+        sd.push_str(&format!(" {k}=\"{}\"", sd_escape(v)));
     }
     sd.push(']');
     format!(

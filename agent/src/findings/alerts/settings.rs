@@ -209,26 +209,14 @@ impl Notifications {
         let same = matches!(&relay, Some(AlertKind::Email { to: t, .. }) if *t == to);
         if !to.is_empty() && !same {
             let kind = match relay {
-                Some(AlertKind::Email {
-                    smtp_host,
-                    smtp_port,
-                    tls,
-                    username,
-                    password,
-                    from,
-                    ca_file,
-                    ..
-                }) => AlertKind::Email {
-                    smtp_host,
-                    smtp_port,
-                    tls,
-                    username,
-                    password,
-                    from,
-                    to,
-                    ca_file,
-                },
-                _ => AlertKind::Email {
+                // The config's relay, to these recipients.
+                Some(mut relay) => {
+                    if let AlertKind::Email { to: t, .. } = &mut relay {
+                        *t = to;
+                    }
+                    relay
+                }
+                None => AlertKind::Email {
                     smtp_host: "localhost".into(),
                     smtp_port: 25,
                     tls: MailTls::None,
