@@ -271,6 +271,7 @@ impl Alerts {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned: Option<Instant> = None;
+        let mut wake = true;
         loop {
             if pruned.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 let n = self.store.prune_outbox(now_unix() - self.keep_secs).await?;
@@ -282,7 +283,10 @@ impl Alerts {
             tokio::select! {
                 _ = tick.tick() => {}
                 // A lagged receiver only missed wake-ups: the store is the source.
-                _ = found.recv() => {}
+                // A closed one would answer at once forever: the tick alone then.
+                r = found.recv(), if wake => {
+                    wake = !matches!(r, Err(broadcast::error::RecvError::Closed));
+                }
                 _ = shutdown.changed() => return Ok(()),
             }
             while self.store.route_alerts(self.router(), BATCH).await? > 0 {}
