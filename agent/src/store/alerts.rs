@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use api::model::Finding;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::{
+    db::{get_setting, put_setting},
     findings::{finding_row, FINDING_COLS},
     now_unix, Store, StoreError,
 };
@@ -35,35 +36,32 @@ pub struct OutboxStats {
     pub last_error: Option<String>,
 }
 
+/// What one routing pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Findings the cursor moved past (a full batch: more may wait).
+    pub findings: usize,
+    /// Outbox rows queued for them.
+    pub queued: usize,
+}
+
 /// Which channels a finding goes to.
 pub type Router = Arc<dyn Fn(&Finding) -> Vec<String> + Send + Sync>;
 
 impl Store {
     /// Route the findings stored since the cursor (at most `batch`) into the outbox.
     /// The first call starts the cursor at the newest finding: what was found before
-    /// alerts were configured is not sent. Returns how many rows were queued.
-    pub async fn route_alerts(&self, router: Router, batch: u32) -> Result<usize, StoreError> {
+    /// alerts were configured is not sent.
+    pub async fn route_alerts(&self, router: Router, batch: u32) -> Result<Routed, StoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
-            let cursor: Option<i64> = tx
-                .query_row("SELECT value FROM settings WHERE key = ?1", [CURSOR], |r| {
-                    r.get::<_, String>(0)
-                })
-                .optional()?
-                .and_then(|v| v.parse().ok());
-            let set_cursor = |tx: &rusqlite::Transaction<'_>, v: i64| {
-                tx.execute(
-                    "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    params![CURSOR, v.to_string(), super::now_rfc3339()],
-                )
-            };
+            let cursor: Option<i64> = get_setting(&tx, CURSOR)?.and_then(|v| v.parse().ok());
             let Some(cursor) = cursor else {
                 let newest: i64 =
                     tx.query_row("SELECT COALESCE(MAX(id), 0) FROM findings", [], |r| r.get(0))?;
-                set_cursor(&tx, newest)?;
+                put_setting(&tx, CURSOR, &newest.to_string())?;
                 tx.commit()?;
-                return Ok(0);
+                return Ok(Routed::default());
             };
             let found: Vec<Finding> = {
                 let mut st = tx.prepare_cached(&format!(
@@ -73,7 +71,7 @@ impl Store {
                 rows.collect::<Result<_, _>>()?
             };
             let Some(last) = found.last().map(|f| f.id) else {
-                return Ok(0);
+                return Ok(Routed::default());
             };
             let now = now_unix();
             let mut queued = 0;
@@ -92,9 +90,12 @@ impl Store {
                     )?;
                 }
             }
-            set_cursor(&tx, last)?;
+            put_setting(&tx, CURSOR, &last.to_string())?;
             tx.commit()?;
-            Ok(queued)
+            Ok(Routed {
+                findings: found.len(),
+                queued,
+            })
         })
         .await
     }
@@ -242,16 +243,23 @@ mod tests {
         });
         assert_eq!(
             s.route_alerts(router.clone(), 100).await.expect("route"),
-            0,
+            Routed::default(),
             "history is not sent"
         );
         record("a", Severity::High).await;
         record("quiet", Severity::Info).await;
         record("b", Severity::Critical).await;
-        assert_eq!(s.route_alerts(router.clone(), 100).await.expect("route"), 4);
+        // The Info finding goes nowhere, and the cursor moves past it too.
         assert_eq!(
             s.route_alerts(router.clone(), 100).await.expect("route"),
-            0,
+            Routed {
+                findings: 3,
+                queued: 4
+            }
+        );
+        assert_eq!(
+            s.route_alerts(router.clone(), 100).await.expect("route"),
+            Routed::default(),
             "routed once"
         );
         let due = s.due_alerts("hook", 10).await.expect("due");

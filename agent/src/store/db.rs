@@ -295,6 +295,26 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// One setting, on a connection or inside a transaction.
+pub(super) fn get_setting(c: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(
+        c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?,
+    )
+}
+
+/// Set one setting, on a connection or inside a transaction.
+pub(super) fn put_setting(c: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![key, value, now_rfc3339()],
+    )?;
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -575,15 +595,7 @@ impl Store {
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.call(move |c| {
-            Ok(
-                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
-        })
-        .await
+        self.call(move |c| get_setting(c, &key)).await
     }
 
     /// Set (Some) or delete (None) several settings in one transaction.
@@ -592,12 +604,10 @@ impl Store {
             let tx = c.transaction()?;
             for (k, v) in kv {
                 match v {
-                    Some(v) => tx.execute(
-                        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        params![k, v, now_rfc3339()],
-                    )?,
-                    None => tx.execute("DELETE FROM settings WHERE key = ?1", [k])?,
+                    Some(v) => put_setting(&tx, &k, &v)?,
+                    None => {
+                        tx.execute("DELETE FROM settings WHERE key = ?1", [k])?;
+                    }
                 };
             }
             tx.commit()?;

@@ -10,7 +10,7 @@ mod logdata;
 mod retention;
 mod threat;
 mod tokens;
-pub use alerts::{Delivery, OutboxStats, Router};
+pub use alerts::{Delivery, OutboxStats, Routed, Router};
 pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
 pub use logdata::{

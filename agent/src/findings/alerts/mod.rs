@@ -289,7 +289,15 @@ impl Alerts {
                 }
                 _ = shutdown.changed() => return Ok(()),
             }
-            while self.store.route_alerts(self.router(), BATCH).await? > 0 {}
+            // Until a batch comes back short: findings no channel wants still move
+            // the cursor, and must not hold up those behind them for a tick each.
+            while self
+                .store
+                .route_alerts(self.router(), BATCH)
+                .await?
+                .findings
+                == BATCH as usize
+            {}
             let passes = self.snapshot().into_iter().map(|c| self.deliver(c));
             for r in futures_util::future::join_all(passes).await {
                 r?;
