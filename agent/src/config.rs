@@ -85,7 +85,7 @@ pub struct Alerts {
 /// One destination, with what it is sent and how often. (No `deny_unknown_fields`
 /// here: serde cannot combine it with `flatten`; [`AlertKind`] refuses the keys
 /// neither knows.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct AlertChannel {
     /// Unique; names the channel in the outbox, `/health` and test-alert results.
     pub name: String,
@@ -116,7 +116,7 @@ fn default_alert_severity() -> api::model::Severity {
 }
 
 /// How a channel delivers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum AlertKind {
     /// JSON POST, signed: `X-Rampart-Signature: sha256=<HMAC-SHA256(secret, timestamp.body)>`.
@@ -164,6 +164,18 @@ pub enum AlertKind {
         #[serde(default = "default_facility")]
         facility: String,
     },
+}
+
+/// A mail address as a channel may name it: `user@domain`, nothing that could
+/// become a second address or a header (no space, control character, `<`, `>`,
+/// `,` or `;`).
+pub fn is_mail_address(a: &str) -> bool {
+    let (user, domain) = a.split_once('@').unwrap_or(("", ""));
+    !user.is_empty()
+        && !domain.is_empty()
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
 }
 
 fn default_smtp_port() -> u16 {
@@ -945,21 +957,13 @@ impl Config {
                     if *tls == MailTls::None && !username.is_empty() {
                         return err(&key("username"), "credentials need tls: starttls".into());
                     }
-                    let addr = |a: &str| {
-                        let (user, domain) = a.split_once('@').unwrap_or(("", ""));
-                        !user.is_empty()
-                            && !domain.is_empty()
-                            && !a.chars().any(|c| {
-                                c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',')
-                            })
-                    };
-                    if !addr(from) {
+                    if !is_mail_address(from) {
                         return err(&key("from"), format!("{from:?} is not a mail address"));
                     }
                     if to.is_empty() {
                         return err(&key("to"), "at least one recipient".into());
                     }
-                    if let Some(bad) = to.iter().find(|a| !addr(a)) {
+                    if let Some(bad) = to.iter().find(|a| !is_mail_address(a)) {
                         return err(&key("to"), format!("{bad:?} is not a mail address"));
                     }
                 }

@@ -171,10 +171,7 @@ impl Alerts {
         }
         let mut channels = Vec::with_capacity(wanted.len());
         for c in wanted {
-            if let Some(same) = old
-                .iter()
-                .find(|o| o.cfg.name == c.name && format!("{:?}", o.cfg) == format!("{c:?}"))
-            {
+            if let Some(same) = old.iter().find(|o| o.cfg == c) {
                 channels.push(same.clone());
                 continue;
             }

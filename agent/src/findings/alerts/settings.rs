@@ -76,16 +76,6 @@ pub fn is_rate_limit(check: &str) -> bool {
         || check.contains("flood")
 }
 
-/// A mail address as the config accepts it.
-pub fn is_address(a: &str) -> bool {
-    let (user, domain) = a.split_once('@').unwrap_or(("", ""));
-    !user.is_empty()
-        && !domain.is_empty()
-        && !a
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
-}
-
 impl Notifications {
     /// What the config's channels amount to, when they exist.
     pub fn derived(channels: &[AlertChannel]) -> Option<Self> {
@@ -128,7 +118,7 @@ impl Notifications {
                 .split(',')
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
-                .find(|a| !is_address(a))
+                .find(|a| !crate::config::is_mail_address(a))
             {
                 return Err(format!(
                     "Invalid email_recipients: {bad:?} is not an address"
