@@ -1334,7 +1334,7 @@ fn read_private(p: &Path) -> Result<String, ConfigError> {
             return Err(ConfigError::Unsafe {
                 path: p.to_path_buf(),
                 reason: format!(
-                    "mode {:o} lets every local user read the API tokens in it; chmod 600",
+                    "mode {:o} lets every local user read the API tokens or alert secrets in it; chmod 600",
                     meta.mode() & 0o7777
                 ),
             });
@@ -1727,6 +1727,15 @@ mod tests {
         Config::load(&main).expect("0600 with a token loads");
         chmod(&main, 0o640);
         Config::load(&main).expect("group-readable only warns");
+        // Alert channels carry signing secrets, SMTP passwords and bot URLs.
+        std::fs::write(
+            &main,
+            "alerts:\n  channels: [{name: siem, type: webhook, url: 'https://x.example/h', secret: s3cret}]\n",
+        )
+        .expect("write");
+        chmod(&main, 0o644);
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("every local user read"), "{e}");
         // No token: world-readable is fine (the packaged default).
         std::fs::write(&main, "state_dir: /tmp/x\n").expect("write");
         chmod(&main, 0o644);
