@@ -158,8 +158,13 @@ pub struct PipelineStats {
     pub queue_dropped: AtomicU64,
     /// Relative paths that resolved outside the watched trees (filtered here).
     pub unwatched: AtomicU64,
-    /// Relative paths whose process was gone before we could resolve them.
+    /// Paths that could not be named: the kernel's walk gave up (too deep, too long),
+    /// or fanotify could not open the entry.
     pub unresolved: AtomicU64,
+    /// Relative names (unlink, rename, chmod, link, exec) whose process was gone
+    /// before /proc could resolve them. Any process on the host adds to this one, so
+    /// it is kept apart from `unresolved`.
+    pub relative_gone: AtomicU64,
     /// Write sessions ended by their process's exit (no close(2)), ended here.
     pub exit_closed: AtomicU64,
     /// Write-closes the kernel could not name, found by inode in a watched tree ...

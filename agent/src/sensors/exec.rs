@@ -358,7 +358,7 @@ impl ExecFindings {
                 killed
             }
             Relative::Unresolved => {
-                self.stats.unresolved.fetch_add(1, Ordering::Relaxed);
+                self.stats.relative_gone.fetch_add(1, Ordering::Relaxed);
                 false
             }
             Relative::NotRelative => false,

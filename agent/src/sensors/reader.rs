@@ -194,7 +194,7 @@ pub fn to_activity(
         ev.tgid,
         ev.dirfd,
     ) else {
-        stats.unresolved.fetch_add(1, Ordering::Relaxed);
+        stats.relative_gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
     let act = file_activity(ev, path, procs);
@@ -272,7 +272,7 @@ pub fn path_activity(
         let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
         let Some(new) = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2)
         else {
-            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         if rel2 && !is_watched(&new, watched) {
@@ -288,7 +288,7 @@ pub fn path_activity(
         let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
         let p2 = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2);
         let (Some(old), Some(new)) = (p1, p2) else {
-            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         if (rel1 || rel2) && !is_watched(&old, watched) && !is_watched(&new, watched) {
@@ -298,7 +298,7 @@ pub fn path_activity(
         (FileOp::Rename, new, Some(old))
     } else {
         let Some(p) = p1 else {
-            stats.unresolved.fetch_add(1, Ordering::Relaxed);
+            stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
         if rel1 && !is_watched(&p, watched) {
@@ -716,5 +716,26 @@ mod tests {
         assert_eq!(act.path, cwd.join("x.php"));
         assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats, procs).is_none());
         assert_eq!(stats.unwatched.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_gone_process_and_an_unnamed_file_are_counted_apart() {
+        let stats = PipelineStats::default();
+        let procs = &mut ProcCache::default();
+        // A relative name from a process that has exited: any process on the host
+        // can cause this one.
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let mut ev = event("x.php", file_flags::RELATIVE);
+        ev.tgid = gone;
+        assert!(to_activity(&ev, &[PathBuf::from("/")], &stats, procs).is_none());
+        assert_eq!(stats.relative_gone.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.unresolved.load(Ordering::Relaxed), 0);
+        // The kernel's walk gave up on this one.
+        let ev = event("tail.php", file_flags::UNRESOLVED);
+        assert!(to_activity(&ev, &[PathBuf::from("/")], &stats, procs).is_none());
+        assert_eq!(stats.unresolved.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.relative_gone.load(Ordering::Relaxed), 1);
     }
 }

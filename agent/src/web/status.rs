@@ -97,7 +97,11 @@ pub struct Pipeline {
     pub decode_errors: u64,
     pub queue_dropped: u64,
     pub unwatched: u64,
+    /// Paths that could not be named (the kernel's walk gave up, or fanotify could
+    /// not open the entry).
     pub unresolved: u64,
+    /// Relative names whose process was gone before /proc could resolve them.
+    pub relative_gone: u64,
     /// Write sessions whose process exited without closing them, ended by the agent.
     pub exit_closed: u64,
     /// Write-closes the kernel could not name (too deep, too long a path), looked up
@@ -234,6 +238,7 @@ impl AgentBackend {
             queue_dropped: p.queue_dropped.load(Ordering::Relaxed),
             unwatched: p.unwatched.load(Ordering::Relaxed),
             unresolved: p.unresolved.load(Ordering::Relaxed),
+            relative_gone: p.relative_gone.load(Ordering::Relaxed),
             exit_closed: p.exit_closed.load(Ordering::Relaxed),
             unnamed: Unnamed {
                 found: p.unnamed_found.load(Ordering::Relaxed),
