@@ -156,6 +156,8 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         undo: web::undo::Undo::default(),
         supervisor: supervisor.clone(),
         alerts,
+        under_systemd: notifier.under_systemd(),
+        deny_ip_limit: cfg.firewall.max_entries_v4,
     });
     let loss = supervisor.spawn("sensors", "loss watch", false, {
         let (b, rx) = (backend.clone(), shutdown_rx.clone());

@@ -86,6 +86,7 @@ fn firewall_op(
     handler: Handler,
     query: &str,
     body: &Bytes,
+    if_match: Option<&str>,
 ) -> Result<Option<FirewallOp>, ApiError> {
     let add = |list, r: ListRequest, source| FirewallOp::Add {
         list,
@@ -163,10 +164,13 @@ fn firewall_op(
             add(FwList::Allow, r, "threat")
         }
         Handler::ThreatTempWhitelistIp => {
-            let r: ListRequest = parse_json(body)?;
+            let mut r: ListRequest = parse_json(body)?;
+            if let Some(h) = r.hours.take() {
+                r.duration = h.checked_mul(3600).filter(|s| *s > 0);
+            }
             if r.duration.unwrap_or(0) == 0 {
                 return Err(ApiError::bad_request(
-                    "duration (seconds, > 0) required for a temporary whitelist",
+                    "hours (CSM) or duration (seconds or \"24h\"), > 0, required for a temporary whitelist",
                 ));
             }
             add(FwList::Allow, r, "threat")
@@ -181,9 +185,38 @@ fn firewall_op(
             r.duration = None; // permanent by definition
             add(FwList::Block, r, "threat")
         }
-        Handler::FirewallTentativeApply => FirewallOp::TentativeApply {
-            changes: parse_json(body)?,
-        },
+        Handler::FirewallTentativeApply => {
+            let body: serde_json::Value = parse_json(body)?;
+            let (changes, timeout_secs) = match body {
+                serde_json::Value::Object(mut m) if m.contains_key("changes") => {
+                    let timeout = match m.remove("timeout_min") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(v) => Some(
+                            v.as_u64()
+                                .filter(|n| (1..=1440).contains(n))
+                                .ok_or_else(|| {
+                                    ApiError::bad_request(
+                                        "timeout_min must be whole minutes, 1 to 1440",
+                                    )
+                                })?
+                                * 60,
+                        ),
+                    };
+                    if let Some(k) = m.keys().find(|k| *k != "changes") {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown field {k:?}: expected changes, timeout_min"
+                        )));
+                    }
+                    (m.remove("changes").unwrap_or_default(), timeout)
+                }
+                other => (other, None),
+            };
+            FirewallOp::TentativeApply {
+                changes,
+                timeout_secs,
+                if_match: if_match.map(str::to_string),
+            }
+        }
         Handler::FirewallRollback => FirewallOp::Rollback,
         Handler::FirewallConfirm => FirewallOp::Confirm,
         Handler::FirewallRevert => FirewallOp::Revert,
@@ -248,9 +281,9 @@ fn uint_param(query: &str, name: &str, default: u32, max: u32) -> Result<u32, Ap
 fn history_query(query: &str, default_limit: u32, max: u32) -> Result<HistoryQuery, ApiError> {
     let severity = match query_param(query, "severity").filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
+        Some(s) => Some(Severity::parse_csm(&s).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "severity must be critical, high, warning or info, got {s:?}"
+                "severity must be CSM's 0 (warning), 1 (high), 2 (critical), or a name (critical, high, warning, info), got {s:?}"
             ))
         })?),
     };
@@ -275,10 +308,17 @@ fn history_query(query: &str, default_limit: u32, max: u32) -> Result<HistoryQue
 }
 
 fn finding_ref(body: &Bytes) -> Result<FindingRef, ApiError> {
-    let r: FindingRef = parse_json(body)?;
+    let mut r: FindingRef = parse_json(body)?;
+    if let Some(key) = r.key.take() {
+        let (check, message) = key.split_once(':').ok_or_else(|| {
+            ApiError::bad_request(format!("key must be \"check:message\", got {key:?}"))
+        })?;
+        r.check.get_or_insert_with(|| check.to_string());
+        r.message.get_or_insert_with(|| message.to_string());
+    }
     if r.id.is_none() && r.ids.is_empty() && (r.check.is_none() || r.message.is_none()) {
         return Err(ApiError::bad_request(
-            "name the finding: {id}, {ids: [...]} or {check, message}",
+            "name the finding: {id}, {ids: [...]}, {check, message} or {key}",
         ));
     }
     Ok(r)
@@ -360,7 +400,7 @@ fn detect_op(
     Ok(Some(match route.handler {
         Handler::ThreatStats => DetectOp::ThreatStats,
         Handler::ThreatTopAttackers => DetectOp::ThreatTopAttackers {
-            limit: limit(query, 20, 1000)?,
+            limit: limit(query, 25, 1000)?,
         },
         Handler::ThreatIp => DetectOp::ThreatIp {
             ip: ip_param(query)?,
@@ -502,7 +542,7 @@ fn detect_op(
             }
             DetectOp::FindingDetail(r)
         }
-        Handler::History => DetectOp::History(history_query(query, 50, 1000)?),
+        Handler::History => DetectOp::History(history_query(query, 50, 5000)?),
         Handler::HistoryCsv => DetectOp::HistoryRows(history_query(query, 5000, 5000)?),
         Handler::Stats => DetectOp::Stats,
         Handler::StatsTrend => DetectOp::StatsTrend {
@@ -608,29 +648,33 @@ fn csv_field(v: &str) -> String {
     }
 }
 
-fn findings_csv(rows: &[Finding]) -> String {
+/// History rows (findings in their wire shape) as CSV.
+fn findings_csv(rows: &[serde_json::Value]) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for f in rows {
-        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-        let num = |o: Option<u32>| o.map(|n| n.to_string()).unwrap_or_default();
+        let text = |k: &str| match &f[k] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            v => v.to_string(),
+        };
         let cells = [
-            f.id.to_string(),
-            f.timestamp.clone(),
-            f.last_seen.clone(),
-            f.severity.as_str().to_string(),
-            f.check.clone(),
-            f.message.clone(),
-            opt(&f.path),
-            opt(&f.ip),
-            opt(&f.account),
-            num(f.uid),
-            num(f.pid),
-            opt(&f.process),
-            opt(&f.rule),
-            f.status.clone(),
-            f.count.to_string(),
-            f.details.clone(),
+            text("id"),
+            text("first_seen"),
+            text("last_seen"),
+            text("severity_label"),
+            text("check"),
+            text("message"),
+            text("path"),
+            text("ip"),
+            text("account"),
+            text("uid"),
+            text("pid"),
+            text("process_info"),
+            text("rule"),
+            text("status"),
+            text("count"),
+            text("details"),
         ];
         out.push_str(
             &cells
@@ -644,22 +688,53 @@ fn findings_csv(rows: &[Finding]) -> String {
     out
 }
 
+/// What the handlers read from request headers.
+#[derive(Debug, Default)]
+pub(crate) struct FromHeaders {
+    /// SSE resume (`Last-Event-ID`); unparsable is absent (a fresh stream).
+    pub last_event_id: Option<i64>,
+    /// `If-Match`, unquoted (`W/` and quotes stripped).
+    pub if_match: Option<String>,
+}
+
+impl FromHeaders {
+    pub fn of(headers: &warp::http::HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self {
+            last_event_id: text("last-event-id").and_then(|v| v.trim().parse::<i64>().ok()),
+            if_match: text("if-match").map(|v| {
+                let v = v.trim();
+                v.strip_prefix("W/")
+                    .unwrap_or(v)
+                    .trim_matches('"')
+                    .to_string()
+            }),
+        }
+    }
+}
+
 pub(crate) async fn handle<B: Backend>(
     state: &Arc<ApiState<B>>,
     route: &Route,
     principal: &Principal,
     path: &str,
     query: &str,
-    last_event_id: Option<i64>,
+    from_headers: FromHeaders,
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let b = &state.backend;
+    let FromHeaders {
+        last_event_id,
+        if_match,
+    } = from_headers;
+    let if_match = if_match.as_deref();
     if let Some(op) = detect_op(route, path, query, &body)? {
         let csv = matches!(op, DetectOp::HistoryRows(_));
         let (status, v) = b.detect(op, &principal.name).await?;
         if csv {
-            let rows: Vec<Finding> =
-                serde_json::from_value(v).map_err(|e| ApiError::internal("history rows", &e))?;
+            let serde_json::Value::Array(rows) = v else {
+                return Err(ApiError::internal("history rows", &"not an array"));
+            };
             let mut resp = warp::reply::with_header(
                 findings_csv(&rows),
                 "content-type",
@@ -676,7 +751,7 @@ pub(crate) async fn handle<B: Backend>(
         }
         return Ok(warp::reply::with_status(json(&v), status).into_response());
     }
-    if let Some(op) = firewall_op(route.handler, query, &body)? {
+    if let Some(op) = firewall_op(route.handler, query, &body, if_match)? {
         let (status, v) = b.firewall(op, &principal.name).await?;
         return Ok(warp::reply::with_status(json(&v), status).into_response());
     }
@@ -695,7 +770,10 @@ pub(crate) async fn handle<B: Backend>(
         }
         Handler::Health => json(&b.health().await?),
         Handler::Components => json(&b.components().await?),
-        Handler::Capabilities => json(&serde_json::json!({ "capabilities": b.capabilities() })),
+        Handler::Capabilities => json(&Capabilities {
+            capabilities: b.capabilities(),
+            version: env!("CARGO_PKG_VERSION"),
+        }),
         Handler::Findings => json(&b.findings().await?),
         Handler::BlockedIps => json(&b.blocked_ips().await?),
         Handler::BlockIp => {
@@ -817,14 +895,23 @@ impl<B: Backend> Drop for SseSlot<B> {
 /// Findings replayed to a client resuming with Last-Event-ID, at most.
 const SSE_REPLAY_MAX: u32 = 1000;
 
-fn sse_event(finding: &Finding) -> Option<Result<warp::sse::Event, Infallible>> {
-    let data = serde_json::to_string(finding).ok()?;
-    Some(Ok(warp::sse::Event::default()
-        .id(finding.id.to_string())
-        .data(data)))
+/// `GET /api/v1/capabilities` (csm-contract.md).
+#[derive(serde::Serialize)]
+struct Capabilities {
+    capabilities: Vec<&'static str>,
+    version: &'static str,
 }
 
-/// SSE stream of findings: `id:` is the finding id, `data:` one JSON object. A client
+fn sse_event(finding: &Finding) -> Option<Result<warp::sse::Event, Infallible>> {
+    let data = serde_json::to_string(finding).ok()?;
+    // warp writes `data:` and the text as given: the leading space makes CSM's
+    // `data: {json}` framing (a JSON object never holds a raw newline).
+    Some(Ok(warp::sse::Event::default()
+        .id(finding.id.to_string())
+        .data(format!(" {data}"))))
+}
+
+/// SSE stream of findings: `id:` is the finding id, `data: ` one JSON object. A client
 /// that sends Last-Event-ID first gets the findings it missed (up to
 /// [`SSE_REPLAY_MAX`], from the store), then the live ones, without gaps or
 /// duplicates: it subscribes before reading the store and skips live ids already
@@ -879,6 +966,8 @@ async fn sse<B: Backend>(
     let reply = warp::sse::reply(
         warp::sse::keep_alive()
             .interval(Duration::from_secs(15))
+            // CSM's comment line, `: keepalive`.
+            .text(" keepalive")
             .stream(stream),
     );
     let mut resp = reply.into_response();

@@ -36,61 +36,329 @@ impl Severity {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// CSM's integer on the wire: 0 warning, 1 high, 2 critical. CSM has no info
+    /// level; an info finding goes out as 0, the lowest, and `severity_label` says
+    /// "info".
+    pub fn csm(self) -> u8 {
+        match self {
+            Self::Critical => 2,
+            Self::High => 1,
+            Self::Warning | Self::Info => 0,
+        }
+    }
+
+    /// A severity as a query or body names it: CSM's integer (0 is warning) or the
+    /// name.
+    pub fn parse_csm(s: &str) -> Option<Self> {
+        match s {
+            "0" => Some(Self::Warning),
+            "1" => Some(Self::High),
+            "2" => Some(Self::Critical),
+            s => Self::parse(s),
+        }
+    }
 }
 
 /// A finding. Optional correlation fields are omitted when unknown; absence means
-/// "unknown", never "global".
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// "unknown", never "global". On the wire it has CSM's shape ([`FindingWire`]).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Finding {
     pub id: i64,
     pub check: String,
     pub severity: Severity,
     pub message: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub details: String,
     /// RFC 3339, UTC.
     pub timestamp: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     /// Tenant attribution (panel webhook / verdict callback).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
     /// The signature that matched (signature findings).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// active, dismissed or fixed.
-    #[serde(default = "active")]
     pub status: String,
     /// How often the same (check, key) was seen within the dedup window.
-    #[serde(default = "one")]
     pub count: u32,
     /// RFC 3339, UTC: the latest occurrence.
-    #[serde(default)]
     pub last_seen: String,
     /// SHA-256 of the file content the finding is about, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_sha256: Option<String>,
+    /// Can `POST /api/v1/fix` act on it (quarantine the file)?
+    pub has_fix: bool,
 }
 
-fn active() -> String {
-    "active".into()
+/// A finding as CSM clients read it (csm-contract.md): severity as CSM's integer,
+/// `time`, `first_seen`, `has_fix`, and the correlation fields under CSM's names
+/// (`file_path`, `source_ip`, `cp_user`, `process_info`, `process`). Rampart's own
+/// names (`path`, `ip`, `account`, `timestamp`, `severity_label`) stay beside them.
+#[derive(Serialize)]
+struct FindingWire<'a> {
+    id: i64,
+    check: &'a str,
+    severity: u8,
+    severity_label: &'static str,
+    message: &'a str,
+    details: &'a str,
+    /// The latest occurrence, as CSM's `time`.
+    time: &'a str,
+    first_seen: &'a str,
+    last_seen: &'a str,
+    timestamp: &'a str,
+    has_fix: bool,
+    status: &'a str,
+    count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process_info: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessWire<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cp_user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mailbox: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_sha256: Option<&'a str>,
 }
-fn one() -> u32 {
-    1
+
+/// CSM's `process` object: what is known of the process behind a finding.
+#[derive(Serialize)]
+struct ProcessWire<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        fn o(v: &Option<String>) -> Option<&str> {
+            v.as_deref()
+        }
+        let time = if self.last_seen.is_empty() {
+            &self.timestamp
+        } else {
+            &self.last_seen
+        };
+        let process = (self.pid.is_some() || self.process.is_some()).then(|| ProcessWire {
+            pid: self.pid,
+            uid: self.uid,
+            name: o(&self.process),
+        });
+        FindingWire {
+            id: self.id,
+            check: &self.check,
+            severity: self.severity.csm(),
+            severity_label: self.severity.as_str(),
+            message: &self.message,
+            details: &self.details,
+            time,
+            first_seen: &self.timestamp,
+            last_seen: time,
+            timestamp: &self.timestamp,
+            has_fix: self.has_fix,
+            status: &self.status,
+            count: self.count,
+            file_path: o(&self.path),
+            path: o(&self.path),
+            pid: self.pid,
+            uid: self.uid,
+            process_info: o(&self.process),
+            process,
+            source_ip: o(&self.ip),
+            ip: o(&self.ip),
+            cp_user: o(&self.account),
+            account: o(&self.account),
+            tenant_id: o(&self.tenant_id),
+            domain: o(&self.domain),
+            mailbox: o(&self.mailbox),
+            rule: o(&self.rule),
+            content_sha256: o(&self.content_sha256),
+        }
+        .serialize(s)
+    }
+}
+
+/// A finding read back from its wire shape (the alert outbox keeps findings as
+/// JSON), or from the shape before CSM's (severity a name, `process` a string).
+#[derive(Deserialize)]
+struct FindingIn {
+    id: i64,
+    check: String,
+    severity: serde_json::Value,
+    #[serde(default)]
+    severity_label: Option<String>,
+    message: String,
+    #[serde(default)]
+    details: String,
+    timestamp: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    process_info: Option<String>,
+    #[serde(default)]
+    process: Option<serde_json::Value>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    mailbox: Option<String>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    last_seen: String,
+    #[serde(default)]
+    content_sha256: Option<String>,
+    #[serde(default)]
+    has_fix: bool,
+}
+
+impl<'de> Deserialize<'de> for Finding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = FindingIn::deserialize(d)?;
+        let named = f
+            .severity_label
+            .as_deref()
+            .or(f.severity.as_str())
+            .map(str::to_string)
+            .or_else(|| f.severity.as_u64().map(|n| n.to_string()))
+            .unwrap_or_default();
+        let severity = Severity::parse_csm(&named)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown severity {named:?}")))?;
+        let legacy = match f.process {
+            Some(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let process = f.process_info.or(legacy);
+        Ok(Finding {
+            id: f.id,
+            check: f.check,
+            severity,
+            message: f.message,
+            details: f.details,
+            timestamp: f.timestamp,
+            path: f.path,
+            pid: f.pid,
+            uid: f.uid,
+            process,
+            ip: f.ip,
+            account: f.account,
+            tenant_id: f.tenant_id,
+            domain: f.domain,
+            mailbox: f.mailbox,
+            rule: f.rule,
+            status: f.status.unwrap_or_else(|| "active".into()),
+            count: f.count.unwrap_or(1),
+            last_seen: f.last_seen,
+            content_sha256: f.content_sha256,
+            has_fix: f.has_fix,
+        })
+    }
+}
+
+/// A duration in a request body: seconds as a number, or CSM's text ("24h", "7d",
+/// "1h30m", "90s"); "" and 0 mean permanent (None).
+pub fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    let secs = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Secs(n)) => n,
+        Some(Raw::Text(t)) => parse_duration(&t).map_err(serde::de::Error::custom)?,
+    };
+    Ok((secs > 0).then_some(secs))
+}
+
+/// "24h", "7d", "1h30m", "90s", "45m" (or a bare number of seconds) in seconds.
+pub fn parse_duration(t: &str) -> Result<u64, String> {
+    let t = t.trim();
+    if t.is_empty() {
+        return Ok(0);
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    let bad = || format!("duration must be like 24h, 7d, 1h30m or seconds, got {t:?}");
+    let (mut total, mut num) = (0u64, String::new());
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Seconds as a Go duration string ("3h4m5s", "0s"), as CSM prints uptimes.
+pub fn go_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
 }
 
 /// Body of `POST /api/v1/block-ip`.
@@ -100,13 +368,15 @@ pub struct BlockRequest {
     pub ip: String,
     #[serde(default)]
     pub reason: String,
-    /// Seconds until expiry; absent or 0 = permanent.
-    #[serde(default)]
+    /// Seconds, or CSM's "24h" / "7d"; absent, "" or 0 = permanent.
+    #[serde(default, deserialize_with = "duration_secs")]
     pub duration: Option<u64>,
 }
 
-/// A blocked address or subnet, as listed by `GET /api/v1/blocked-ips`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A blocked address or subnet, as listed by `GET /api/v1/blocked-ips`. On the wire,
+/// CSM's shape: `expires_at` is "" when permanent, and `expires_in` says how long is
+/// left ("permanent" or "XhYm").
+#[derive(Clone, Debug, PartialEq)]
 pub struct BlockEntry {
     /// Address or CIDR in canonical form ("203.0.113.5", "198.51.100.0/24").
     pub ip: String,
@@ -114,8 +384,57 @@ pub struct BlockEntry {
     /// Who blocked it: "api", "cli", "auto_response", ...
     pub source: String,
     pub blocked_at: String,
-    /// RFC 3339 expiry, or null for permanent.
+    /// RFC 3339 expiry, or None for permanent.
     pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlockEntryWire {
+    ip: String,
+    reason: String,
+    source: String,
+    blocked_at: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default, skip_deserializing)]
+    expires_in: String,
+}
+
+impl Serialize for BlockEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let expires_in = match &self.expires_at {
+            None => "permanent".to_string(),
+            Some(t) => {
+                let left =
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .map(|t| (t - time::OffsetDateTime::now_utc()).whole_seconds().max(0))
+                        .unwrap_or(0);
+                format!("{}h{}m", left / 3600, left / 60 % 60)
+            }
+        };
+        BlockEntryWire {
+            ip: self.ip.clone(),
+            reason: self.reason.clone(),
+            source: self.source.clone(),
+            blocked_at: self.blocked_at.clone(),
+            expires_at: Some(self.expires_at.clone().unwrap_or_default()),
+            expires_in,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = BlockEntryWire::deserialize(d)?;
+        Ok(BlockEntry {
+            ip: w.ip,
+            reason: w.reason,
+            source: w.source,
+            blocked_at: w.blocked_at,
+            expires_at: w.expires_at.filter(|t| !t.is_empty()),
+        })
+    }
 }
 
 /// `{"ip": "..."}` bodies (unblock-ip, remove-allow, unban).
@@ -141,12 +460,15 @@ pub struct ListRequest {
     pub ip: String,
     #[serde(default)]
     pub reason: String,
-    /// Seconds until expiry; absent or 0 = permanent.
-    #[serde(default)]
+    /// Seconds, or CSM's "24h" / "7d"; absent, "" or 0 = permanent.
+    #[serde(default, deserialize_with = "duration_secs")]
     pub duration: Option<u64>,
     /// Required to act on a /0.
     #[serde(default)]
     pub force: bool,
+    /// CSM's temporary whitelist length (`temp-whitelist-ip`), instead of `duration`.
+    #[serde(default)]
+    pub hours: Option<u64>,
 }
 
 /// Body of `POST /api/v1/security/decisions` (Charon).
@@ -158,7 +480,7 @@ pub struct DecisionRequest {
     pub action: String,
     #[serde(default)]
     pub details: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "duration_secs")]
     pub duration: Option<u64>,
 }
 
@@ -201,8 +523,13 @@ pub enum FirewallOp {
     Unban {
         ip: String,
     },
+    /// `changes`: policy keys. CSM's body `{changes, timeout_min}` and a bare object
+    /// of keys are both accepted; `if_match` is the `If-Match` header (the config
+    /// hash `/status` shows), checked when sent.
     TentativeApply {
         changes: serde_json::Value,
+        timeout_secs: Option<u64>,
+        if_match: Option<String>,
     },
     Rollback,
     Confirm,
@@ -241,6 +568,13 @@ pub struct FindingRef {
     pub check: Option<String>,
     #[serde(default)]
     pub message: Option<String>,
+    /// CSM's identity in one string, `check:message` (split at the first colon).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// CSM's `fix` body names the file too; the finding's own path is what is acted
+    /// on, so a body naming another file is refused.
+    #[serde(default)]
+    pub file_path: Option<String>,
     /// Free text kept in the audit log.
     #[serde(default)]
     pub details: String,
@@ -432,8 +766,8 @@ pub struct BulkActionRequest {
     pub ips: Vec<String>,
     #[serde(default)]
     pub reason: String,
-    /// Seconds, for block and whitelist; absent or 0 = permanent.
-    #[serde(default)]
+    /// Seconds (or "24h", "7d"), for block and whitelist; absent or 0 = permanent.
+    #[serde(default, deserialize_with = "duration_secs")]
     pub duration: Option<u64>,
 }
 
@@ -452,4 +786,111 @@ pub struct IncidentStatusRequest {
     pub status: String,
     #[serde(default)]
     pub details: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_seconds_or_csms_text_and_garbage_is_an_error() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("7d"), Ok(7 * 86_400));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration(""), Ok(0));
+        for bad in ["soon", "h", "12x", "-5m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let req: BlockRequest =
+            serde_json::from_str(r#"{"ip":"192.0.2.1","duration":"2h"}"#).expect("text");
+        assert_eq!(req.duration, Some(7200));
+        let req: BlockRequest =
+            serde_json::from_str(r#"{"ip":"192.0.2.1","duration":""}"#).expect("permanent");
+        assert_eq!(req.duration, None);
+        let req: BlockRequest =
+            serde_json::from_str(r#"{"ip":"192.0.2.1","duration":60}"#).expect("seconds");
+        assert_eq!(req.duration, Some(60));
+        assert!(serde_json::from_str::<BlockRequest>(r#"{"ip":"x","duration":"soon"}"#).is_err());
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(3725), "1h2m5s");
+        assert_eq!(go_duration(125), "2m5s");
+    }
+
+    #[test]
+    fn a_finding_goes_out_in_csms_shape_and_comes_back_whole() {
+        let f = Finding {
+            id: 7,
+            check: "signature_match".into(),
+            severity: Severity::Info,
+            message: "m".into(),
+            timestamp: "2026-11-23T00:00:00Z".into(),
+            last_seen: "2026-11-24T00:00:00Z".into(),
+            path: Some("/var/www/a.php".into()),
+            pid: Some(42),
+            process: Some("php-fpm".into()),
+            ip: Some("192.0.2.9".into()),
+            account: Some("alice".into()),
+            status: "active".into(),
+            count: 3,
+            has_fix: true,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&f).expect("json");
+        assert_eq!(v["severity"], 0, "info is CSM's lowest: {v}");
+        assert_eq!(v["severity_label"], "info");
+        assert_eq!(v["time"], "2026-11-24T00:00:00Z");
+        assert_eq!(v["first_seen"], "2026-11-23T00:00:00Z");
+        assert_eq!(v["file_path"], "/var/www/a.php");
+        assert_eq!(v["source_ip"], "192.0.2.9");
+        assert_eq!(v["cp_user"], "alice");
+        assert_eq!(v["process_info"], "php-fpm");
+        assert_eq!(v["process"]["pid"], 42);
+        assert_eq!(v["has_fix"], true);
+        let back: Finding = serde_json::from_value(v).expect("back");
+        assert_eq!(back, f, "the label keeps info");
+        // The shape before CSM's (alert outbox rows written by an older agent).
+        let old: Finding = serde_json::from_str(
+            r#"{"id":1,"check":"c","severity":"high","message":"m","timestamp":"t","process":"sh"}"#,
+        )
+        .expect("old shape");
+        assert_eq!(
+            (old.severity, old.process.as_deref()),
+            (Severity::High, Some("sh"))
+        );
+        assert!(serde_json::from_str::<Finding>(
+            r#"{"id":1,"check":"c","severity":9,"message":"m","timestamp":"t"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_permanent_block_says_so_in_csms_words() {
+        let e = BlockEntry {
+            ip: "192.0.2.1".into(),
+            reason: "r".into(),
+            source: "api".into(),
+            blocked_at: "2026-11-23T00:00:00Z".into(),
+            expires_at: None,
+        };
+        let v = serde_json::to_value(&e).expect("json");
+        assert_eq!(
+            (v["expires_at"].as_str(), v["expires_in"].as_str()),
+            (Some(""), Some("permanent"))
+        );
+        let back: BlockEntry = serde_json::from_value(v).expect("back");
+        assert_eq!(back, e);
+        let soon = (time::OffsetDateTime::now_utc() + time::Duration::minutes(150))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format");
+        let v = serde_json::to_value(BlockEntry {
+            expires_at: Some(soon),
+            ..e
+        })
+        .expect("json");
+        assert!(
+            matches!(v["expires_in"].as_str(), Some("2h29m" | "2h30m")),
+            "{v}"
+        );
+    }
 }

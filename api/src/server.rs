@@ -244,12 +244,8 @@ async fn dispatch<B: Backend>(
         Handler::Logout => return Ok(crate::login::logout(state, headers)),
         _ => {}
     }
-    // SSE resume; an unparsable id is treated as absent (a fresh stream).
-    let last_event_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok());
-    crate::handlers::handle(state, route, &principal, path, query, last_event_id, body).await
+    let from_headers = crate::handlers::FromHeaders::of(headers);
+    crate::handlers::handle(state, route, &principal, path, query, from_headers, body).await
 }
 
 /// Serve `filter(state)` over TLS on `addr` until `shutdown` resolves, with the

@@ -35,13 +35,14 @@ fn finding(id: i64) -> Finding {
         count: 1,
         last_seen: "2026-11-23T00:00:00Z".into(),
         content_sha256: None,
+        has_fix: false,
     }
 }
 
 /// The ids of the `data:` events in an SSE body.
 fn ids(body: &str) -> Vec<i64> {
     body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| {
             serde_json::from_str::<Finding>(d.trim())
                 .expect("one finding per data: line")

@@ -179,6 +179,18 @@ impl Harness {
         self.request_from(None, method, path, token, body)
     }
 
+    /// [`request`](Self::request) with extra headers (`If-Match`, ...).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        self.send(None, method, path, token, body, headers)
+    }
+
     /// [`request`](Self::request) from the loopback address `from` (the API counts
     /// and caps clients by address).
     pub fn request_from(
@@ -189,7 +201,23 @@ impl Harness {
         token: &str,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
+        self.send(from, method, path, token, body, &[])
+    }
+
+    fn send(
+        &self,
+        from: Option<&str>,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
         let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (method, url, token) = (
             method.to_string(),
             format!("https://127.0.0.1:9443{path}"),
@@ -203,6 +231,9 @@ impl Harness {
                 .bearer_auth(token);
             if let Some(b) = body {
                 rb = rb.json(&b);
+            }
+            for (k, v) in &headers {
+                rb = rb.header(k.as_str(), v.as_str());
             }
             match rb.send() {
                 Ok(r) => {
@@ -252,6 +283,8 @@ impl Harness {
                 if let Some(v) = line.strip_prefix("id:") {
                     id = v.trim().parse::<i64>().ok();
                 } else if let Some(v) = line.strip_prefix("data:") {
+                    // CSM's framing: `data: {json}`, with the space.
+                    assert!(v.starts_with(' '), "data: then a space: {line:?}");
                     assert!(data.is_none(), "one data: line per event");
                     data = Some(serde_json::from_str(v.trim()).expect("data: is one JSON object"));
                 } else if line.is_empty() {
@@ -272,7 +305,7 @@ impl Harness {
     /// Where that is expected (`crate::lsm_expected`), anything else fails.
     pub fn lsm_runs(&self) -> bool {
         let (_, comps) = self.get("/api/v1/components", &self.read.clone());
-        let lsm = comps["components"]
+        let lsm = comps
             .as_array()
             .and_then(|a| a.iter().find(|c| c["kind"] == "lsm" && c["name"] == "lsm"))
             .cloned()

@@ -6,7 +6,7 @@
 //!   with its owner, mode and mtime; the actions are in the finding's history;
 //! - dismiss, suppressions, history filters and the CSV export;
 //! - a rule added on disk + /rules/reload is live (and auto-quarantines, as marked);
-//!   a broken rule file is a 422 with file and line, and the previous rules stay;
+//!   a broken rule file is refused (`ok: false`) with file and line, and the previous rules stay;
 //! - SSE resume with Last-Event-ID replays what was missed;
 //! - kill -9: every finding and quarantine record acknowledged before is still there.
 
@@ -94,7 +94,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     let (shell_id, shell_f) = find("php_exec_request_input");
     let (eicar_id, eicar_f) = find("eicar_test_file");
     assert_eq!(shell_f["check"], "signature_match");
-    assert_eq!(shell_f["severity"], "critical");
+    assert_eq!(shell_f["severity_label"], "critical");
     assert_eq!(shell_f["path"], shell.display().to_string());
     assert_eq!(shell_f["id"], shell_id);
     assert!(
@@ -336,10 +336,11 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
     );
     assert!(!marked.exists(), "auto-quarantined");
 
-    // A broken file: 422 naming file and line; the previous set stays active.
+    // A broken file: CSM's 200 with ok false, naming file and line; the previous set
+    // stays active.
     std::fs::write(rules.join("broken.yar"), "rule broken {\n  condition:\n}\n").expect("write");
     let (s, r) = h.post("/api/v1/rules/reload", json!({}));
-    assert_eq!(s, 422, "{r}");
+    assert_eq!((s, &r["ok"]), (200, &json!(false)), "{r}");
     let err = &r["errors"][0];
     assert!(
         err["file"]
@@ -400,7 +401,7 @@ fn signatures_quarantine_restore_rules_and_sse_resume() {
         "{stats}"
     );
     let (_, trend) = h.get("/api/v1/stats/trend", &h.read.clone());
-    assert_eq!(trend["days"].as_array().map(Vec::len), Some(30), "{trend}");
+    assert_eq!(trend.as_array().map(Vec::len), Some(30), "{trend}");
     let (s, csv) = h.get("/api/v1/history/csv?search=eicar", &h.admin.clone());
     let csv = csv.as_str().unwrap_or_default().to_string();
     assert_eq!(s, 200);

@@ -78,7 +78,7 @@ fn smtp_egress_dry_run_then_enforced_only_in_scope() {
         f["details"].as_str().is_some_and(|d| d.contains("dry_run")),
         "{f}"
     );
-    assert_eq!(f["severity"], "high");
+    assert_eq!(f["severity_label"], "high");
 
     // root is a safe user: no finding.
     connect_as(&ns, Some(&cg.0), 0, smtp).expect("root connects");

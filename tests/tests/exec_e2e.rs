@@ -77,7 +77,7 @@ fn assert_same_dry_run_finding(h: &Harness, script: &Path) {
         f["details"].as_str().is_some_and(|d| d.contains("dry_run")),
         "{f}"
     );
-    assert_eq!(f["severity"], "high");
+    assert_eq!(f["severity_label"], "high");
     // The interpreter's argv names the script, and the parent is this test process
     // (the `sh -c` that exec'd it was replaced).
     let d = f["details"].as_str().unwrap_or("");

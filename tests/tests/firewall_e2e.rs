@@ -197,7 +197,7 @@ fn block_unblock_allow_kill9_and_reconcile() {
         "reconciled: the block removed from the store is gone"
     );
     let (_, comps) = h.get("/api/v1/components", &h.read.clone());
-    let xdp = comps["components"]
+    let xdp = comps
         .as_array()
         .expect("components")
         .iter()

@@ -709,7 +709,7 @@ fn killed_journal_reader_restarts_the_log_watcher_visibly() {
     assert_ne!(new_children[0], children[0], "a new journalctl");
 
     let (_, c) = h.get("/api/v1/components", &h.read.clone());
-    let comp = c["components"]
+    let comp = c
         .as_array()
         .and_then(|a| a.iter().find(|c| c["name"] == "log watcher").cloned())
         .unwrap_or_else(|| panic!("{c}"));

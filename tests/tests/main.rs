@@ -4,6 +4,7 @@
 
 mod alerts_e2e;
 mod behaviour_e2e;
+mod csm_contract_e2e;
 mod detection_e2e;
 mod e2e;
 mod egress_e2e;

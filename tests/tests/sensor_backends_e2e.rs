@@ -61,7 +61,7 @@ fn forced_fanotify_backend_still_reports_webshells() {
         "{health}"
     );
     let (_, comps) = h.get("/api/v1/components", &h.read.clone());
-    let comps = comps["components"].as_array().cloned().unwrap_or_default();
+    let comps = comps.as_array().cloned().unwrap_or_default();
     assert!(comps.iter().any(|c| c["kind"] == "fanotify"), "{comps:?}");
     assert!(
         !comps.iter().any(|c| c["name"] == "sys_enter_openat"),
@@ -173,8 +173,8 @@ fn web_user_reading_a_sensitive_file_is_a_finding() {
     assert!(paths.contains(&wpconfig.to_str().expect("utf8")), "{f:?}");
     for x in &f {
         assert_eq!(x["uid"], 33, "{x}");
-        assert_eq!(x["process"], "cat", "{x}");
-        assert_eq!(x["severity"], "high", "{x}");
+        assert_eq!(x["process_info"], "cat", "{x}");
+        assert_eq!(x["severity_label"], "high", "{x}");
         let by_lsm = x["details"]
             .as_str()
             .is_some_and(|d| d.contains("decision: observed (BPF-LSM)"));

@@ -253,7 +253,10 @@ fn minted_tokens_work_and_stop_without_a_restart_and_status_reads_the_running_ag
     assert_eq!(code, 0, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["health"]["status"], "ok");
-    assert!(report["status"]["uptime"].as_u64().is_some(), "{report}");
+    assert!(
+        report["status"]["uptime_sec"].as_u64().is_some(),
+        "{report}"
+    );
     assert_eq!(
         h.agent.as_ref().and_then(|a| a.pid()),
         Some(pid),

@@ -106,7 +106,7 @@ pub fn render(report: &Value) -> String {
         out,
         "rampart {} — up {} (since {}), health: {}",
         s(&st["version"]),
-        duration(st["uptime"].as_u64().unwrap_or(0)),
+        duration(st["uptime_sec"].as_u64().unwrap_or(0)),
         s(&st["started_at"]),
         s(&h["status"])
     );
@@ -160,7 +160,7 @@ pub fn render(report: &Value) -> String {
             t["last_error"].as_str().unwrap_or("")
         );
     }
-    let counts = st["severity_counts"]
+    let counts = st["severities"]
         .as_object()
         .map(|m| {
             m.iter()

@@ -180,7 +180,7 @@ impl DetectionHandle {
     }
 }
 
-pub const CHECK_SIGNATURE: &str = "signature_match";
+pub use crate::store::CHECK_SIGNATURE;
 pub const CHECK_SENSITIVE_READ: &str = "sensitive_read";
 /// A file whose scan panicked: unchecked content, and maybe made to be.
 pub const CHECK_SCAN_FAILED: &str = "scan_failed";

@@ -163,6 +163,8 @@ pub struct RuleFile {
     pub kind: RuleKind,
     pub rules: usize,
     pub sha256: String,
+    /// The source's length in bytes.
+    pub size: usize,
 }
 
 /// One rule that matched one file.
@@ -471,6 +473,7 @@ pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
                     kind: RuleKind::Yaml,
                     rules: infos.len() - before,
                     sha256: sha,
+                    size: src.text.len(),
                 });
             }
             RuleKind::Yara => {
@@ -491,6 +494,7 @@ pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
                     kind: RuleKind::Yara,
                     rules: 0,
                     sha256: sha,
+                    size: src.text.len(),
                 });
             }
         }

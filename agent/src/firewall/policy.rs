@@ -44,17 +44,63 @@ pub struct Rollback {
     pub proposed: FirewallPolicy,
     pub deadline_unix: i64,
     pub armed_at: String,
+    /// Who applied it (absent in rollbacks stored before this field).
+    #[serde(default)]
+    pub applied_by: String,
 }
 
-/// A pending tentative policy as the API shows it.
+/// How a tentative change is applied: its rollback timer (None: the configured
+/// `firewall.tentative_timeout_secs`) and who applies it.
+#[derive(Debug, Default)]
+pub struct Tentative {
+    pub timeout_secs: Option<u64>,
+    pub actor: String,
+}
+
+/// A tentative policy as the API shows it: CSM's fields (csm-contract.md), then
+/// Rampart's. Not pending: every CSM field is present and empty.
 #[derive(Clone, Debug, Serialize)]
 pub struct RollbackView {
     pub pending: bool,
+    pub applied_at: String,
+    pub expires_at: String,
+    pub seconds_remaining: i64,
+    pub applied_by: String,
+    /// Short SHA-256 of the policy before and after (the config's when no override).
+    pub prev_hash: String,
+    pub new_hash: String,
     pub armed_at: String,
     pub deadline: String,
     pub seconds_left: i64,
-    pub proposed: FirewallPolicy,
+    pub proposed: Option<FirewallPolicy>,
     pub previous: Option<FirewallPolicy>,
+}
+
+impl RollbackView {
+    /// Nothing pending.
+    pub fn none() -> Self {
+        Self {
+            pending: false,
+            applied_at: String::new(),
+            expires_at: String::new(),
+            seconds_remaining: 0,
+            applied_by: String::new(),
+            prev_hash: String::new(),
+            new_hash: String::new(),
+            armed_at: String::new(),
+            deadline: String::new(),
+            seconds_left: 0,
+            proposed: None,
+            previous: None,
+        }
+    }
+}
+
+/// A policy's identity for `prev_hash`/`new_hash`: the first 16 hex digits of the
+/// SHA-256 of its JSON.
+pub fn policy_hash(p: &FirewallPolicy) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(to_json(p).as_bytes()))[..16].to_string()
 }
 
 pub struct PolicyManager {
@@ -111,6 +157,18 @@ impl PolicyManager {
             .unwrap_or_else(|| self.config_policy.clone()))
     }
 
+    /// The pending rollback as the API shows it (every field empty when none).
+    pub async fn rollback_view(&self) -> Result<RollbackView, PolicyError> {
+        Ok(self
+            .pending()
+            .await?
+            .map_or_else(RollbackView::none, |r| self.view_of(&r)))
+    }
+
+    pub fn view_of(&self, r: &Rollback) -> RollbackView {
+        r.view(&self.config_policy)
+    }
+
     pub async fn pending(&self) -> Result<Option<Rollback>, PolicyError> {
         self.store
             .setting(KEY_ROLLBACK)
@@ -132,6 +190,7 @@ impl PolicyManager {
     pub async fn tentative_apply(
         &self,
         changes: serde_json::Value,
+        how: Tentative,
     ) -> Result<Rollback, PolicyError> {
         if let Some(p) = self.pending().await? {
             return Err(PolicyError::AlreadyPending(rfc3339_unix(p.deadline_unix)));
@@ -161,8 +220,11 @@ impl PolicyManager {
         let rb = Rollback {
             previous: self.stored_override().await?,
             proposed: proposed.clone(),
-            deadline_unix: now_unix() + i64::try_from(self.timeout_secs).unwrap_or(i64::MAX / 2),
+            deadline_unix: now_unix()
+                + i64::try_from(how.timeout_secs.unwrap_or(self.timeout_secs))
+                    .unwrap_or(i64::MAX / 2),
             armed_at: crate::store::now_rfc3339(),
+            applied_by: how.actor,
         };
         // Persist first: if we die right after writing the kernel, start() reverts.
         self.store
@@ -235,13 +297,22 @@ fn to_json<T: Serialize>(v: &T) -> String {
 
 impl Rollback {
     /// What the API shows of a pending rollback.
-    pub fn view(&self) -> RollbackView {
+    /// `config_policy`: what `previous: None` stands for.
+    pub fn view(&self, config_policy: &FirewallPolicy) -> RollbackView {
+        let left = (self.deadline_unix - now_unix()).max(0);
+        let deadline = rfc3339_unix(self.deadline_unix);
         RollbackView {
             pending: true,
+            applied_at: self.armed_at.clone(),
+            expires_at: deadline.clone(),
+            seconds_remaining: left,
+            applied_by: self.applied_by.clone(),
+            prev_hash: policy_hash(self.previous.as_ref().unwrap_or(config_policy)),
+            new_hash: policy_hash(&self.proposed),
             armed_at: self.armed_at.clone(),
-            deadline: rfc3339_unix(self.deadline_unix),
-            seconds_left: (self.deadline_unix - now_unix()).max(0),
-            proposed: self.proposed.clone(),
+            deadline,
+            seconds_left: left,
+            proposed: Some(self.proposed.clone()),
             previous: self.previous.clone(),
         }
     }
@@ -267,12 +338,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let m = mgr(dir.path(), 60);
         let rb = m
-            .tentative_apply(serde_json::json!({"rate_limit": {"pps": 100, "burst": 200}}))
+            .tentative_apply(
+                serde_json::json!({"rate_limit": {"pps": 100, "burst": 200}}),
+                Tentative::default(),
+            )
             .await
             .expect("apply");
         assert_eq!(rb.proposed.rate_limit.pps, 100);
         assert!(matches!(
-            m.tentative_apply(serde_json::json!({})).await,
+            m.tentative_apply(serde_json::json!({}), Tentative::default())
+                .await,
             Err(PolicyError::AlreadyPending(_))
         ));
         m.confirm().await.expect("confirm");
@@ -290,9 +365,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let m = mgr(dir.path(), 0);
-            m.tentative_apply(serde_json::json!({"tcp_in": [22, "80-81"]}))
-                .await
-                .expect("apply");
+            m.tentative_apply(
+                serde_json::json!({"tcp_in": [22, "80-81"]}),
+                Tentative::default(),
+            )
+            .await
+            .expect("apply");
             assert_eq!(m.current().await.expect("current").tcp_in.len(), 2);
             // The agent "dies" here, before any tick.
         }
@@ -318,7 +396,7 @@ mod tests {
             (serde_json::json!({"bogus": 1}), "bogus"),
             (serde_json::json!([1, 2]), "body"),
         ] {
-            match m.tentative_apply(body.clone()).await {
+            match m.tentative_apply(body.clone(), Tentative::default()).await {
                 Err(PolicyError::Invalid { key: k, .. }) => {
                     assert!(k.contains(key) || key == "bogus", "{body}: {k}")
                 }

@@ -62,6 +62,21 @@ pub struct Responder {
     pub stats: ResponseStats,
 }
 
+/// The source its blocks and threat events are recorded under.
+pub const SOURCE: &str = "auto_response";
+
+impl Responder {
+    /// Does the auto-responder act at all (`auto_response.enabled`)?
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// Does it only report what it would block (`auto_response.dry_run`)?
+    pub fn dry_run(&self) -> bool {
+        self.cfg.dry_run
+    }
+}
+
 /// The /24 (IPv4) or /64 (IPv6) around an address.
 pub fn subnet_of(ip: IpAddr) -> IpNet {
     let (v, len) = match ip {
@@ -121,11 +136,7 @@ impl Responder {
 
     /// Block `target` for `ttl` seconds, counting the outcome; `Err` says why not.
     async fn ban(&self, target: &str, reason: &str, ttl: u64) -> Result<(), String> {
-        match self
-            .firewall
-            .block(target, reason, "auto_response", Some(ttl))
-            .await
-        {
+        match self.firewall.block(target, reason, SOURCE, Some(ttl)).await {
             Ok(_) => {
                 self.stats.blocked.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -231,12 +242,7 @@ impl Responder {
         };
         if let Err(e) = self
             .store()
-            .add_threat_events(vec![(
-                t.ip.to_string(),
-                "auto_response",
-                t.check,
-                action.clone(),
-            )])
+            .add_threat_events(vec![(t.ip.to_string(), SOURCE, t.check, action.clone())])
             .await
         {
             tracing::warn!(error = %e, "Recording the trigger in the threat database failed.");

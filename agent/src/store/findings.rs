@@ -158,6 +158,37 @@ pub(super) const FINDING_COLS: &str =
     "id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account, \
      tenant_id, domain, mailbox, rule, status, count, last_seen, content_sha256";
 
+/// See [`Store::stats_since`].
+#[derive(Debug, Default)]
+pub struct StatsRows {
+    pub severities: Vec<(String, i64)>,
+    pub checks: Vec<(String, i64)>,
+    /// (account, CSM severity of the worst: 2 critical, 1 high, findings).
+    pub at_risk: Vec<(String, u8, i64)>,
+    pub top_accounts: Vec<(String, i64)>,
+    /// RFC 3339.
+    pub last_critical: Option<String>,
+}
+
+/// See [`Store::status_summary`].
+#[derive(Debug, Default)]
+pub struct StoreSummary {
+    pub history_count: i64,
+    /// (severity, open or contained incidents).
+    pub incidents_open: Vec<(String, i64)>,
+    pub bytes: i64,
+}
+
+/// The check of signature matches: a file whose fix is its quarantine. Defined here
+/// (re-exported by detection) because every finding row says whether it has a fix.
+pub const CHECK_SIGNATURE: &str = "signature_match";
+
+/// What `POST /api/v1/fix` does for a finding, if anything: a signature match on a
+/// file is quarantined.
+pub fn fix_action(check: &str, path: Option<&str>) -> Option<&'static str> {
+    (check == CHECK_SIGNATURE && path.is_some()).then_some("quarantine")
+}
+
 pub(super) fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
     let sev: String = r.get(2)?;
     let severity = Severity::parse(&sev).ok_or_else(|| {
@@ -188,6 +219,11 @@ pub(super) fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         count: r.get(17)?,
         last_seen: r.get(18)?,
         content_sha256: r.get(19)?,
+        has_fix: false,
+    })
+    .map(|mut f| {
+        f.has_fix = f.status == "active" && fix_action(&f.check, f.path.as_deref()).is_some();
+        f
     })
 }
 
@@ -408,6 +444,32 @@ impl Store {
         .await
     }
 
+    /// What `/status` says of the store: every finding kept (history), open
+    /// incidents per severity, and the database's size in bytes.
+    pub async fn status_summary(&self) -> Result<StoreSummary, StoreError> {
+        self.call(|c| {
+            let history_count = c.query_row("SELECT COUNT(*) FROM findings", [], |r| r.get(0))?;
+            let mut st = c.prepare(
+                "SELECT severity, COUNT(*) FROM incidents WHERE status IN ('open', 'contained')
+                 GROUP BY severity",
+            )?;
+            let incidents_open = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let bytes: i64 = c.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(StoreSummary {
+                history_count,
+                incidents_open,
+                bytes,
+            })
+        })
+        .await
+    }
+
     /// Active findings per severity.
     pub async fn severity_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.call(|c| {
@@ -420,35 +482,53 @@ impl Store {
         .await
     }
 
-    /// Findings first seen at or after `since_unix`, per severity; and the accounts
-    /// (account, else uid) with an active critical/high finding in that time.
-    pub async fn stats_since(
-        &self,
-        since_unix: i64,
-    ) -> Result<(Vec<(String, i64)>, Vec<String>, Vec<(String, i64)>), StoreError> {
+    /// Findings first seen at or after `since_unix`: per severity, per check, the
+    /// accounts (account, else `uid:N`) with an active critical/high one (worst
+    /// severity and count), the accounts with the most; and the newest critical
+    /// finding's time, ever.
+    pub async fn stats_since(&self, since_unix: i64) -> Result<StatsRows, StoreError> {
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT severity, COUNT(*) FROM findings WHERE ts_unix >= ?1 GROUP BY severity",
-            )?;
-            let sev = st
-                .query_map([since_unix], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut st = c.prepare(
-                "SELECT DISTINCT COALESCE(account, 'uid:' || uid) FROM findings
-                 WHERE ts_unix >= ?1 AND status = 'active' AND severity IN ('critical', 'high')
-                   AND (account IS NOT NULL OR uid IS NOT NULL) ORDER BY 1",
-            )?;
-            let accounts = st
-                .query_map([since_unix], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let mut st = c.prepare(
+            let pairs = |sql: &str| -> rusqlite::Result<Vec<(String, i64)>> {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([since_unix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            let severities =
+                pairs("SELECT severity, COUNT(*) FROM findings WHERE ts_unix >= ?1 GROUP BY severity")?;
+            let checks = pairs(
                 "SELECT check_name, COUNT(*) FROM findings WHERE ts_unix >= ?1
-                 GROUP BY check_name ORDER BY 2 DESC, 1 LIMIT 20",
+                 GROUP BY check_name ORDER BY 2 DESC, 1 LIMIT 100",
             )?;
-            let checks = st
-                .query_map([since_unix], |r| Ok((r.get(0)?, r.get(1)?)))?
+            let top_accounts = pairs(
+                "SELECT COALESCE(account, 'uid:' || uid) AS a, COUNT(*) FROM findings
+                 WHERE ts_unix >= ?1 AND (account IS NOT NULL OR uid IS NOT NULL)
+                 GROUP BY a ORDER BY 2 DESC, 1 LIMIT 10",
+            )?;
+            let mut st = c.prepare(
+                "SELECT COALESCE(account, 'uid:' || uid) AS a,
+                        MAX(CASE severity WHEN 'critical' THEN 2 ELSE 1 END), COUNT(*)
+                 FROM findings
+                 WHERE ts_unix >= ?1 AND status = 'active' AND severity IN ('critical', 'high')
+                   AND (account IS NOT NULL OR uid IS NOT NULL)
+                 GROUP BY a ORDER BY 2 DESC, 3 DESC, 1",
+            )?;
+            let at_risk = st
+                .query_map([since_unix], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
-            Ok((sev, accounts, checks))
+            let last_critical = c
+                .query_row(
+                    "SELECT ts FROM findings WHERE severity = 'critical' ORDER BY ts_unix DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(StatsRows {
+                severities,
+                checks,
+                at_risk,
+                top_accounts,
+                last_critical,
+            })
         })
         .await
     }

@@ -11,14 +11,17 @@ mod retention;
 mod threat;
 mod tokens;
 pub use alerts::{Delivery, OutboxStats, Routed, Router};
-pub use findings::{FindingQuery, NewFinding, QuarantineRow, Recorded, Suppression, UiAuditEntry};
+pub use findings::{
+    fix_action, FindingQuery, NewFinding, QuarantineRow, Recorded, StatsRows, StoreSummary,
+    Suppression, UiAuditEntry, CHECK_SIGNATURE,
+};
 pub use incidents::{Incident, IncidentError, IncidentGroup, INCIDENT_STATUSES};
 pub use logdata::{
     CodeCount, Deferral, EmailStats, FindingGroup, HostCount, MailScript, ModsecBlock, ModsecEvent,
     ModsecRule, ModsecRuleHit, ModsecStats, RuleCount, Sender, Window,
 };
 pub use retention::{Bounds, Pruned};
-pub use threat::{ThreatEvent, ThreatIp};
+pub use threat::{ThreatEvent, ThreatIp, ThreatTotals};
 pub use tokens::StoredToken;
 mod db;
 pub use db::{now_rfc3339, now_unix, rfc3339, AuditEntry, EntryQuery, FwList, Store, StoreError};

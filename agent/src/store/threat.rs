@@ -33,6 +33,20 @@ pub struct ThreatIp {
     pub score: i64,
 }
 
+/// See [`Store::threat_stats`]. Buckets are (start unix, events), empty ones absent.
+#[derive(Debug, Default)]
+pub struct ThreatTotals {
+    pub total_events: i64,
+    pub total_ips: i64,
+    pub events_24h: i64,
+    pub ips_24h: i64,
+    pub events_7d: i64,
+    pub by_kind: Vec<(String, i64)>,
+    pub by_kind_24h: Vec<(String, i64)>,
+    pub hours: Vec<(i64, i64)>,
+    pub days: Vec<(i64, i64)>,
+}
+
 fn score(events_24h: i64, triggers: i64) -> i64 {
     (events_24h * 2 + triggers * 25).min(100)
 }
@@ -114,32 +128,70 @@ impl Store {
         .await
     }
 
-    /// Events of the last 24 h: total, distinct IPs, per kind, per hour (start unix).
-    #[allow(clippy::type_complexity)]
-    pub async fn threat_stats(
-        &self,
-    ) -> Result<(i64, i64, Vec<(String, i64)>, Vec<(i64, i64)>), StoreError> {
+    /// The threat database's totals and its last 24 hours and 7 days.
+    pub async fn threat_stats(&self) -> Result<ThreatTotals, StoreError> {
         self.call(|c| {
-            let since = now_unix() - 86400;
-            let (n, ips): (i64, i64) = c.query_row(
-                "SELECT COUNT(*), COUNT(DISTINCT ip) FROM threat_events WHERE ts_unix >= ?1",
-                [since],
+            let now = now_unix();
+            let (day, week) = (now - 86400, now - 7 * 86400);
+            let (total_events, total_ips): (i64, i64) = c.query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT ip) FROM threat_events",
+                [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let mut st = c.prepare(
-                "SELECT kind, COUNT(*) FROM threat_events WHERE ts_unix >= ?1 GROUP BY kind ORDER BY 2 DESC",
+            let count = |since: i64, what: &str| -> rusqlite::Result<i64> {
+                c.query_row(
+                    &format!("SELECT COUNT({what}) FROM threat_events WHERE ts_unix >= ?1"),
+                    [since],
+                    |r| r.get(0),
+                )
+            };
+            let pairs = |sql: &str, since: i64| -> rusqlite::Result<Vec<(String, i64)>> {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            let by_kind = "SELECT kind, COUNT(*) FROM threat_events WHERE ts_unix >= ?1
+                           GROUP BY kind ORDER BY 2 DESC";
+            let buckets = |step: i64, since: i64| -> rusqlite::Result<Vec<(i64, i64)>> {
+                let mut st = c.prepare(
+                    "SELECT (ts_unix / ?2) * ?2 AS b, COUNT(*) FROM threat_events
+                     WHERE ts_unix >= ?1 GROUP BY b ORDER BY b",
+                )?;
+                let rows = st.query_map(params![since, step], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            Ok(ThreatTotals {
+                total_events,
+                total_ips,
+                events_24h: count(day, "*")?,
+                ips_24h: count(day, "DISTINCT ip")?,
+                events_7d: count(week, "*")?,
+                by_kind: pairs(by_kind, 0)?,
+                by_kind_24h: pairs(by_kind, day)?,
+                hours: buckets(3600, day)?,
+                days: buckets(86400, week)?,
+            })
+        })
+        .await
+    }
+
+    /// Events per kind for each of `ips`.
+    pub async fn attack_counts(
+        &self,
+        ips: Vec<String>,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT ip, kind, COUNT(*) FROM threat_events WHERE ip = ?1 GROUP BY kind",
             )?;
-            let kinds = st
-                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut st = c.prepare(
-                "SELECT (ts_unix / 3600) * 3600 AS h, COUNT(*) FROM threat_events
-                 WHERE ts_unix >= ?1 GROUP BY h ORDER BY h",
-            )?;
-            let hours = st
-                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok((n, ips, kinds, hours))
+            let mut out = Vec::new();
+            for ip in &ips {
+                let rows = st.query_map([ip], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -212,11 +264,25 @@ mod tests {
             .await
             .expect("events");
         assert_eq!((evs.len(), evs[0].kind.as_str()), (3, "ssh_bruteforce"));
-        let (n, ips, kinds, hours) = s.threat_stats().await.expect("stats");
+        let t = s.threat_stats().await.expect("stats");
         assert_eq!(
-            (n, ips, kinds[0].clone(), hours.len()),
+            (
+                t.events_24h,
+                t.ips_24h,
+                t.by_kind_24h[0].clone(),
+                t.hours.len()
+            ),
             (8, 2, ("auth_failure".into(), 7), 1)
         );
+        assert_eq!(
+            (t.total_events, t.total_ips, t.events_7d, t.days.len()),
+            (8, 2, 8, 1)
+        );
+        let counts = s
+            .attack_counts(vec!["203.0.113.5".into()])
+            .await
+            .expect("counts");
+        assert_eq!(counts.iter().map(|c| c.2).sum::<i64>(), 7, "{counts:?}");
         assert_eq!(
             s.clear_threat_ip("203.0.113.5".into())
                 .await

@@ -51,6 +51,11 @@ impl Notifier {
         }
     }
 
+    /// Does systemd listen (a notify-type unit started us)?
+    pub fn under_systemd(&self) -> bool {
+        self.socket.is_some()
+    }
+
     /// A notifier for the socket at `path` (tests stand in for systemd with it).
     pub fn to_socket(path: &std::path::Path, watchdog: Option<Duration>) -> std::io::Result<Self> {
         Ok(Self {

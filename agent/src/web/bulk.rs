@@ -14,16 +14,19 @@ use super::{
 };
 use crate::store::{now_unix, FwList};
 
-/// `POST /threat/bulk-action`.
+/// `POST /threat/bulk-action`: CSM's `ok`, `count`, `undo_token`, then Rampart's.
 #[derive(Debug, Serialize)]
 pub struct BulkResult {
+    /// Every address succeeded.
+    pub ok: bool,
+    /// Addresses the action succeeded for.
+    pub count: usize,
+    /// For `POST /undo/run` within 30 s; "" for clear, and when nothing changed.
+    pub undo_token: String,
     pub status: &'static str,
     pub action: String,
     pub succeeded: Vec<String>,
     pub failed: Vec<BulkFailure>,
-    /// For `POST /undo/run` within 30 s (not for clear, nor when nothing changed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub undo_token: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,11 +256,13 @@ impl AgentBackend {
             _ => None,
         };
         ok(&BulkResult {
+            ok: failed.is_empty(),
+            count: ok_ips.len(),
+            undo_token: undo_token.unwrap_or_default(),
             status: "ok",
             action: r.action,
             succeeded: ok_ips,
             failed,
-            undo_token,
         })
     }
 

@@ -14,7 +14,7 @@ use warp::http::StatusCode;
 
 use super::{ok, reply, rfc3339_of, store_err, AgentBackend, Reply};
 use crate::{
-    detection::{quarantine::QuarantineError, CHECK_SIGNATURE},
+    detection::quarantine::QuarantineError,
     store::{now_unix, FindingQuery, FwList, NewFinding, QuarantineRow, Suppression, UiAuditEntry},
 };
 
@@ -44,6 +44,8 @@ pub struct HistoryPage {
     pub total: i64,
     pub limit: u32,
     pub offset: u32,
+    /// More findings match than this page holds.
+    pub truncated: bool,
 }
 
 /// Counts per severity, every severity present, and their total.
@@ -69,14 +71,36 @@ impl SeverityCounts {
     }
 }
 
-/// `GET /stats`.
+/// `GET /stats`, CSM's shape (csm-contract.md) with Rampart's `active` and
+/// `top_checks` beside it.
 #[derive(Debug, Serialize)]
 pub struct Stats {
     pub last_24h: SeverityCounts,
     pub active: SeverityCounts,
-    pub accounts_at_risk: Vec<String>,
+    /// Findings per check in the last 24 hours.
+    pub by_check: BTreeMap<String, i64>,
+    /// Since the newest critical finding, as a Go duration ("" if none ever).
+    pub last_critical_ago: String,
+    pub last_critical_iso: String,
+    pub accounts_at_risk: Vec<AccountAtRisk>,
     pub top_checks: Vec<CheckCount>,
     pub auto_response: AutoResponseSummary,
+    pub top_accounts: Vec<AccountCount>,
+    pub brute_force: BruteForce,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountAtRisk {
+    pub account: String,
+    /// CSM's integer: the worst active finding's severity.
+    pub severity: u8,
+    pub findings: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountCount {
+    pub account: String,
+    pub count: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,8 +111,23 @@ pub struct CheckCount {
 
 #[derive(Debug, Serialize)]
 pub struct AutoResponseSummary {
+    /// Addresses the auto-responder blocked since the agent started.
+    pub blocked: u64,
+    /// Files quarantined in the last 24 hours.
+    pub quarantined: usize,
+    /// Processes the exec sensor killed since the agent started.
+    pub killed: u64,
     pub quarantined_24h: usize,
     pub blocked_ips: i64,
+}
+
+/// The log scenarios' work since the agent started.
+#[derive(Debug, Serialize)]
+pub struct BruteForce {
+    pub failures: u64,
+    pub triggers: u64,
+    pub blocked: u64,
+    pub dry_run: u64,
 }
 
 /// One day of `/stats/trend`.
@@ -99,25 +138,14 @@ pub struct Day {
     pub date: String,
 }
 
-/// `GET /stats/trend`.
-#[derive(Debug, Serialize)]
-pub struct Trend {
-    pub days: Vec<Day>,
-}
-
 /// One hour of `/stats/timeline`.
 #[derive(Debug, Serialize)]
 pub struct Hour {
     #[serde(flatten)]
     pub counts: SeverityCounts,
     pub start: String,
-}
-
-/// `GET /stats/timeline`.
-#[derive(Debug, Serialize)]
-pub struct Timeline {
-    pub hours: u32,
-    pub buckets: Vec<Hour>,
+    /// CSM's "HH:00" (UTC).
+    pub hour: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,7 +206,7 @@ pub struct SuppressionAdded {
 
 /// What `/fix` would do for a finding.
 fn fix_for(f: &Finding) -> Option<&'static str> {
-    (f.check == CHECK_SIGNATURE && f.path.is_some()).then_some("quarantine")
+    crate::store::fix_action(&f.check, f.path.as_deref())
 }
 
 fn query_of(h: HistoryQuery) -> FindingQuery {
@@ -387,11 +415,13 @@ impl AgentBackend {
             .query_findings(query_of(h))
             .await
             .map_err(store_err)?;
+        let truncated = total > i64::from(offset) + findings.len() as i64;
         ok(&HistoryPage {
             findings,
             total,
             limit,
             offset,
+            truncated,
         })
     }
 
@@ -419,7 +449,7 @@ impl AgentBackend {
 
     pub(super) async fn stats(&self) -> Result<Reply, ApiError> {
         let since = now_unix() - 86400;
-        let (sev, accounts, checks) = self.store.stats_since(since).await.map_err(store_err)?;
+        let rows = self.store.stats_since(since).await.map_err(store_err)?;
         let active = self.store.severity_counts().await.map_err(store_err)?;
         let quarantined_24h = self
             .store
@@ -430,17 +460,64 @@ impl AgentBackend {
             .filter(|q| q.quarantined_at >= rfc3339_of(since))
             .count();
         let blocked_ips = self.store.count(FwList::Blocks).await.map_err(store_err)?;
+        let last_critical_ago = rows
+            .last_critical
+            .as_deref()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| {
+                let secs = (now_unix() - t.unix_timestamp()).max(0) as u64;
+                api::model::go_duration(secs)
+            })
+            .unwrap_or_default();
+        let r = &self.responder.stats;
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let killed = self
+            .kernel
+            .exec(&self.pipeline)
+            .into_iter()
+            .find(|(k, _)| *k == "killed")
+            .map_or(0, |(_, n)| n);
+        let logs = self.log_stats.view();
         ok(&Stats {
-            last_24h: SeverityCounts::of(sev),
+            last_24h: SeverityCounts::of(rows.severities),
             active: SeverityCounts::of(active),
-            accounts_at_risk: accounts,
-            top_checks: checks
+            by_check: rows.checks.iter().cloned().collect(),
+            last_critical_ago,
+            last_critical_iso: rows.last_critical.unwrap_or_default(),
+            accounts_at_risk: rows
+                .at_risk
                 .into_iter()
+                .map(|(account, severity, findings)| AccountAtRisk {
+                    account,
+                    severity,
+                    findings,
+                })
+                .collect(),
+            top_checks: rows
+                .checks
+                .into_iter()
+                .take(20)
                 .map(|(check, count)| CheckCount { check, count })
                 .collect(),
             auto_response: AutoResponseSummary {
+                blocked: l(&r.blocked),
+                quarantined: quarantined_24h,
+                killed,
                 quarantined_24h,
                 blocked_ips,
+            },
+            top_accounts: rows
+                .top_accounts
+                .into_iter()
+                .map(|(account, count)| AccountCount { account, count })
+                .collect(),
+            brute_force: BruteForce {
+                failures: logs.failures,
+                triggers: logs.triggers,
+                blocked: l(&r.blocked),
+                dry_run: l(&r.dry_run),
             },
         })
     }
@@ -463,8 +540,9 @@ impl AgentBackend {
                 counts,
                 date: rfc3339_of(t)[..10].to_string(),
             })
-            .collect();
-        ok(&Trend { days })
+            .collect::<Vec<_>>();
+        // CSM's shape: a bare array.
+        ok(&days)
     }
 
     pub(super) async fn stats_timeline(&self, hours: u32) -> Result<Reply, ApiError> {
@@ -479,9 +557,11 @@ impl AgentBackend {
             .map(|(t, counts)| Hour {
                 counts,
                 start: rfc3339_of(t),
+                hour: rfc3339_of(t)[11..13].to_string() + ":00",
             })
-            .collect();
-        ok(&Timeline { hours, buckets })
+            .collect::<Vec<_>>();
+        // CSM's shape: a bare array.
+        ok(&buckets)
     }
 
     pub(super) async fn dismiss(&self, r: FindingRef, actor: &str) -> Result<Reply, ApiError> {
@@ -515,6 +595,16 @@ impl AgentBackend {
                 "no such active finding",
             ));
         };
+        if let Some(named) = &r.file_path {
+            // The fix acts on the finding's own file; a body naming another one is a
+            // client mistake (or an attempt to steer the fix), never followed.
+            let f = self.finding_or_404(id).await?;
+            if f.path.as_deref() != Some(named.as_str()) {
+                return Err(ApiError::unprocessable(format!(
+                    "file_path {named:?} is not the finding's file"
+                )));
+            }
+        }
         ok(&self.fix_one(id, actor).await?)
     }
 

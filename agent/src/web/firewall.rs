@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     config::FirewallPolicy,
-    firewall::policy::RollbackView,
+    firewall::policy::{RollbackView, Tentative},
     kernel::{Component, ComponentState},
     store::{EntryQuery, FwList},
 };
@@ -23,6 +23,30 @@ use crate::{
 #[derive(Debug, Serialize)]
 pub struct FirewallStatus {
     pub enabled: bool,
+    /// CSM's settings view, from the policy in force: both families are filtered.
+    pub ipv6: bool,
+    /// Allowed inbound ports ("22", "30000-30100"); empty = all.
+    pub tcp_in: Vec<String>,
+    /// Outbound ports are not filtered by Rampart: always empty (all allowed).
+    pub tcp_out: Vec<String>,
+    pub udp_in: Vec<String>,
+    pub udp_out: Vec<String>,
+    /// No per-user port restriction in Rampart: always empty.
+    pub restricted_tcp: Vec<String>,
+    /// Passive FTP ports are whatever `tcp_in` allows: always false.
+    pub passive_ftp: bool,
+    /// Per-source packet rate limit (packets/s, 0 = off).
+    pub conn_rate_limit: u32,
+    /// Concurrent connections are not limited by Rampart: always 0 (off).
+    pub conn_limit: u32,
+    pub syn_flood_protection: bool,
+    pub udp_flood: bool,
+    /// Outbound SMTP is not blocked by Rampart: always false.
+    pub smtp_block: bool,
+    /// Sampled drops are logged (and counted in `top_dropped`).
+    pub log_dropped: bool,
+    /// Entries the IPv4 block map holds (`firewall.max_entries_v4`).
+    pub deny_ip_limit: u32,
     pub enforcing: bool,
     pub interfaces: Vec<Component>,
     pub blocked: i64,
@@ -52,15 +76,19 @@ pub struct Listed {
     pub expires_at: Option<String>,
 }
 
-/// `POST /unblock-bulk`.
+/// `POST /unblock-bulk`: CSM's `status: "completed"`, `total`, `succeeded`,
+/// `undo_token`, then Rampart's lists.
 #[derive(Debug, Serialize)]
 pub struct BulkUnblocked {
     pub status: &'static str,
+    /// Addresses asked for.
+    pub total: usize,
+    /// Addresses unblocked.
+    pub succeeded: usize,
+    /// For `POST /undo/run` within 30 s; "" when nothing was unblocked.
+    pub undo_token: String,
     pub unblocked: Vec<String>,
     pub not_found: Vec<String>,
-    /// For `POST /undo/run` within 30 s; absent when nothing was unblocked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub undo_token: Option<String>,
 }
 
 /// An entry removed from a list.
@@ -90,11 +118,6 @@ pub struct TentativeApplied {
     pub status: &'static str,
     pub restart: bool,
     pub rollback: RollbackView,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NoRollback {
-    pub pending: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -254,10 +277,12 @@ impl AgentBackend {
                         .cloned()
                         .collect();
                     return ok(&BulkUnblocked {
-                        status: "ok",
+                        status: "completed",
+                        total: ips.len(),
+                        succeeded: gone.len(),
+                        undo_token: token.unwrap_or_default(),
                         unblocked: gone,
                         not_found,
-                        undo_token: token,
                     });
                 }
                 let what = if list == FwList::Blocks {
@@ -316,22 +341,39 @@ impl AgentBackend {
                     cphulk,
                 })
             }
-            FirewallOp::TentativeApply { changes } => {
+            FirewallOp::TentativeApply {
+                changes,
+                timeout_secs,
+                if_match,
+            } => {
+                // CSM's optimistic lock: the client read the config hash from /status.
+                if let Some(tag) = if_match.filter(|t| t != "*") {
+                    if tag != self.config_hash {
+                        return Err(ApiError::new(
+                            StatusCode::PRECONDITION_FAILED,
+                            format!(
+                                "If-Match {tag:?} is not the config in force ({}); read /api/v1/status again",
+                                self.config_hash
+                            ),
+                        ));
+                    }
+                }
+                let how = Tentative {
+                    timeout_secs,
+                    actor: actor.to_string(),
+                };
                 let rb = self
                     .policy
-                    .tentative_apply(changes)
+                    .tentative_apply(changes, how)
                     .await
                     .map_err(policy_err)?;
                 ok(&TentativeApplied {
                     status: "applied",
                     restart: false,
-                    rollback: rb.view(),
+                    rollback: self.policy.view_of(&rb),
                 })
             }
-            FirewallOp::Rollback => match self.policy.pending().await.map_err(policy_err)? {
-                Some(rb) => ok(&rb.view()),
-                None => ok(&NoRollback { pending: false }),
-            },
+            FirewallOp::Rollback => ok(&self.policy.rollback_view().await.map_err(policy_err)?),
             FirewallOp::Confirm => {
                 let p = self.policy.confirm().await.map_err(policy_err)?;
                 ok(&PolicyChanged {
@@ -417,22 +459,39 @@ impl AgentBackend {
             .filter(|c| c.kind == "xdp")
             .cloned()
             .collect();
+        let policy = self.policy.current().await.map_err(policy_err)?;
+        let ports = |v: &[crate::config::PortSpec]| v.iter().map(|p| String::from(*p)).collect();
         Ok(FirewallStatus {
             enabled: interfaces
                 .iter()
                 .any(|c| c.state == ComponentState::Attached),
+            ipv6: true,
+            tcp_in: ports(&policy.tcp_in),
+            tcp_out: Vec::new(),
+            udp_in: ports(&policy.udp_in),
+            udp_out: Vec::new(),
+            restricted_tcp: Vec::new(),
+            passive_ftp: false,
+            conn_rate_limit: policy.rate_limit.pps,
+            conn_limit: 0,
+            syn_flood_protection: policy.syn_limit.pps > 0,
+            // The per-source rate limit counts UDP too.
+            udp_flood: policy.rate_limit.pps > 0,
+            smtp_block: false,
+            log_dropped: policy.drop_samples_per_sec > 0,
+            deny_ip_limit: self.deny_ip_limit,
             enforcing: self.firewall.enforcing(),
             interfaces,
             blocked: blocks,
             blocked_subnets: subnets,
             allowed,
-            policy: self.policy.current().await.map_err(policy_err)?,
+            policy,
             rollback: self
                 .policy
                 .pending()
                 .await
                 .map_err(policy_err)?
-                .map(|r| r.view()),
+                .map(|r| self.policy.view_of(&r)),
             counters: xdp.into_iter().collect(),
             top_dropped: top,
         })

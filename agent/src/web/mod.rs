@@ -67,6 +67,11 @@ use crate::{
 use undo::Undo;
 
 pub const CAPABILITIES: &[&str] = &[
+    // CSM's flags, for the features CSM clients look them up for.
+    "capabilities.v1",
+    "firewall.rollback.v1",
+    "token.scope.readonly.v1",
+    "incidents.v1",
     "confd.dropins.v1",
     "events.sse.v1",
     "firewall.xdp.v1",
@@ -151,6 +156,10 @@ pub struct AgentBackend {
     pub supervisor: crate::supervisor::Supervisor,
     /// The alert channels and their outboxes.
     pub alerts: Arc<crate::findings::alerts::Alerts>,
+    /// Started by a notify-type systemd unit (`/health` `daemon_mode`).
+    pub under_systemd: bool,
+    /// `firewall.max_entries_v4` (`/firewall/status` `deny_ip_limit`).
+    pub deny_ip_limit: u32,
 }
 
 /// A response: its status and its typed body, serialized. Every route answers one of

@@ -17,11 +17,21 @@ use crate::detection::{
     signatures::{RuleError, RuleFile, RuleKind},
 };
 
-/// `GET /rules/status`.
+/// `GET /rules/status`: CSM's fields, then Rampart's. Rules are files in
+/// `detection.rules_dir` that the operator (or their tooling) updates: Rampart does
+/// not fetch rules itself, so `auto_update` is false and `update_url` "".
 #[derive(Debug, Serialize)]
 pub struct RulesStatus<'a> {
     pub yaml_rules: usize,
     pub yara_rules: usize,
+    /// YARA-X is built in.
+    pub yara_available: bool,
+    /// The loaded set's version (a hash of its sources).
+    pub yaml_version: &'a str,
+    pub auto_update: bool,
+    pub update_url: &'static str,
+    /// Seconds; 0 = never.
+    pub update_interval: u64,
     pub version: &'a str,
     pub loaded_at: &'a str,
     pub rules_dir: Option<&'a Path>,
@@ -30,9 +40,13 @@ pub struct RulesStatus<'a> {
     pub last_error: Option<LastError>,
 }
 
-/// One file of `/rules/list`.
+/// One file of `/rules/list`: CSM's `name`, `type`, `size` (bytes), then Rampart's.
 #[derive(Debug, Serialize)]
 pub struct RulesFile<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub kind_name: RuleKind,
+    pub size: usize,
     pub file: &'a str,
     pub kind: RuleKind,
     pub sha256: &'a str,
@@ -51,18 +65,24 @@ pub struct RuleSummary<'a> {
 
 #[derive(Debug, Serialize)]
 pub struct Reloaded<'a> {
+    /// CSM's success flag.
+    pub ok: bool,
     pub status: &'static str,
     pub version: &'a str,
     pub yaml_rules: usize,
     pub yara_rules: usize,
 }
 
-/// 422 of `/rules/reload`: the errors by file and line; the previous set stays.
+/// A `/rules/reload` that failed: 200 with `ok: false` (CSM's shape), the errors by
+/// file and line, and the counts of the previous set, which stays active.
 #[derive(Debug, Serialize)]
 pub struct ReloadFailed<'a> {
+    pub ok: bool,
+    pub status: &'static str,
     pub error: String,
-    pub code: u16,
     pub errors: &'a [RuleError],
+    pub yaml_rules: usize,
+    pub yara_rules: usize,
     pub active_version: &'a str,
 }
 
@@ -154,6 +174,11 @@ impl AgentBackend {
         ok(&RulesStatus {
             yaml_rules: set.count(RuleKind::Yaml),
             yara_rules: set.count(RuleKind::Yara),
+            yara_available: true,
+            yaml_version: &set.version,
+            auto_update: false,
+            update_url: "",
+            update_interval: 0,
             version: &set.version,
             loaded_at: &set.loaded_at,
             rules_dir: engine.dir(),
@@ -169,6 +194,9 @@ impl AgentBackend {
             .files
             .iter()
             .map(|f| RulesFile {
+                name: f.file.rsplit('/').next().unwrap_or(&f.file),
+                kind_name: f.kind,
+                size: f.size,
                 file: &f.file,
                 kind: f.kind,
                 sha256: &f.sha256,
@@ -200,6 +228,7 @@ impl AgentBackend {
                 self.audit(actor, "rules_reload", "rules", &set.version, None)
                     .await;
                 ok(&Reloaded {
+                    ok: true,
                     status: "reloaded",
                     version: &set.version,
                     yaml_rules: set.count(RuleKind::Yaml),
@@ -210,15 +239,15 @@ impl AgentBackend {
                 self.audit(actor, "rules_reload_failed", "rules", &e.to_string(), None)
                     .await;
                 let active = self.detection.engine.current();
-                reply(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &ReloadFailed {
-                        error: format!("rules not reloaded; the previous set stays active: {e}"),
-                        code: 422,
-                        errors: &e.0,
-                        active_version: &active.version,
-                    },
-                )
+                ok(&ReloadFailed {
+                    ok: false,
+                    status: "failed",
+                    error: format!("rules not reloaded; the previous set stays active: {e}"),
+                    errors: &e.0,
+                    yaml_rules: active.count(RuleKind::Yaml),
+                    yara_rules: active.count(RuleKind::Yara),
+                    active_version: &active.version,
+                })
             }
         }
     }

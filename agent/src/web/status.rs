@@ -45,30 +45,94 @@ fn counter_map(v: Vec<(&'static str, u64)>) -> CounterMap {
     v.into_iter().collect()
 }
 
-/// `GET /api/v1/status`.
+/// `GET /api/v1/status`, in CSM's shape (csm-contract.md), with Rampart's extras.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    pub hostname: String,
     pub version: &'static str,
-    /// Seconds since the agent started.
-    pub uptime: u64,
+    /// A Go duration ("3h4m5s"), as CSM prints it.
+    pub uptime: String,
+    pub uptime_sec: u64,
     pub started_at: String,
     pub started_at_token: String,
-    pub watchers: Vec<PathBuf>,
-    pub severity_counts: BTreeMap<&'static str, i64>,
-    pub store: StoreHealth,
+    pub rules_loaded: usize,
+    pub scan_running: bool,
+    /// When the newest scan job started ("" if none).
+    pub latest_scan: String,
+    /// CSM's legacy alias of `latest_scan`.
+    pub last_scan_time: String,
+    /// Rampart keeps no integrity baseline: always "".
+    pub baseline_at: String,
     pub blocklist_size: i64,
-    pub capabilities: Vec<&'static str>,
+    pub incidents_open: i64,
+    pub incidents_open_by_severity: SeverityCounts,
+    /// XDP is attached to at least one interface.
+    pub bpf_enforcement_active: bool,
+    /// Findings kept in the store, every status.
+    pub history_count: i64,
+    /// Active findings per severity (CSM's three, and Rampart's `info`).
+    pub severities: SeverityCounts,
+    /// Each log source and sensor: is it watching?
+    pub watchers: BTreeMap<String, bool>,
+    /// The trees the file sensor watches (Rampart).
+    pub watched_paths: Vec<PathBuf>,
+    pub store_healthy: bool,
+    pub store_size_mb: f64,
     pub config_hash: String,
     pub binary_hash: String,
-    pub latest_scan: Option<String>,
-    pub last_scan_time: Option<String>,
+    pub capabilities: Vec<&'static str>,
+    /// Blocks the auto-responder only reported (dry run).
+    pub dry_run_blocks: u64,
+    pub automation: Automation,
+    /// "ok", or "degraded" when a component failed or a task is down.
+    pub status: &'static str,
+    pub security_posture: SecurityPosture,
+}
+
+/// Counts per severity, CSM's names.
+#[derive(Debug, Default, Serialize)]
+pub struct SeverityCounts {
+    pub critical: i64,
+    pub high: i64,
+    pub warning: i64,
+    pub info: i64,
+}
+
+impl SeverityCounts {
+    fn of(rows: &[(String, i64)]) -> Self {
+        let mut c = Self::default();
+        for (sev, n) in rows {
+            match Severity::parse(sev) {
+                Some(Severity::Critical) => c.critical += n,
+                Some(Severity::High) => c.high += n,
+                Some(Severity::Warning) => c.warning += n,
+                Some(Severity::Info) => c.info += n,
+                None => {}
+            }
+        }
+        c
+    }
+}
+
+/// CSM's `automation`: what acts without an operator.
+#[derive(Debug, Serialize)]
+pub struct Automation {
+    pub auto_response: bool,
+    pub auto_response_dry_run: bool,
+    /// Rampart has no challenge pages: always 0.
     pub challenge_pending: u32,
+    pub firewall_rollback_pending: bool,
     pub rollback: Option<RollbackView>,
 }
 
+/// CSM's `security_posture`: which protections run here.
 #[derive(Debug, Serialize)]
-pub struct StoreHealth {
-    pub status: &'static str,
+pub struct SecurityPosture {
+    pub xdp_firewall: bool,
+    pub file_sensor: &'static str,
+    pub exec_sensor: &'static str,
+    pub enforcing: bool,
+    pub degraded: bool,
 }
 
 /// `GET /api/v1/health`.
@@ -76,6 +140,16 @@ pub struct StoreHealth {
 pub struct Health {
     /// "ok", or "degraded" when a component failed or a task is down.
     pub status: &'static str,
+    /// "systemd" under a notify-type unit, else "foreground" (CSM's field).
+    pub daemon_mode: &'static str,
+    /// A Go duration, and the same in seconds (CSM's fields).
+    pub uptime: String,
+    pub uptime_seconds: u64,
+    pub rules_loaded: usize,
+    /// Does a sensor run on fanotify here?
+    pub fanotify: bool,
+    /// Each log source: files configured, lines read.
+    pub log_watchers: BTreeMap<&'static str, LogWatcher>,
     pub components: Vec<Component>,
     /// The supervised tasks: state, restarts, last error.
     pub tasks: Vec<TaskView>,
@@ -88,6 +162,12 @@ pub struct Health {
     pub kernel: KernelCounters,
     /// Each alert channel's outbox: pending, sent, failed, the newest error.
     pub alerts: Vec<crate::findings::alerts::ChannelView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogWatcher {
+    pub files: usize,
+    pub lines: u64,
 }
 
 /// The sensors' userspace pipeline.
@@ -143,43 +223,119 @@ pub struct KernelCounters {
     pub exec: CounterMap,
 }
 
-/// `GET /api/v1/components`.
+/// One item of `GET /api/v1/components` (a bare array, CSM's shape): CSM's fields
+/// first, then Rampart's (`kind`, `target`, `state`, `mode`, `reason`).
 #[derive(Debug, Serialize)]
-pub struct Components {
-    pub components: Vec<Component>,
-    pub sensors: Vec<SensorBackend>,
+pub struct ComponentItem {
+    pub label: String,
+    /// "ok" (attached, available, running), "failed", or "inactive" (this kernel
+    /// lacks it, nothing asks for it, or it stopped).
+    pub status: &'static str,
+    pub attached: bool,
+    /// Components change state only at start or at a task's restart: the agent's
+    /// start, or the task's last restart.
+    pub changed_at_iso: String,
+    pub changed_ago: String,
+    /// Rampart does not stamp events per component: always "".
+    pub last_event_iso: String,
+    pub last_event_ago: String,
+    pub last_event_check: String,
+    #[serde(flatten)]
+    pub component: Component,
 }
 
 impl AgentBackend {
     pub(super) async fn status_view(&self) -> Result<Status, ApiError> {
         let counts = self.store.severity_counts().await.map_err(store_err)?;
-        let severity_counts = Severity::ALL
+        let summary = self.store.status_summary().await.map_err(store_err)?;
+        let rollback = self
+            .policy
+            .pending()
+            .await
+            .map_err(|e| ApiError::internal("rollback state", &e))?
+            .map(|r| self.policy.view_of(&r));
+        let jobs = self.detection.jobs.list();
+        let latest_scan = jobs
+            .first()
+            .map(|j| j.started_at.clone())
+            .unwrap_or_default();
+        let uptime = self.started.elapsed().as_secs();
+        let components = self.all_components();
+        let degraded = components.iter().any(|c| c.state == ComponentState::Failed);
+        let attached = |kind: &str| {
+            components
+                .iter()
+                .any(|c| c.kind == kind && c.state == ComponentState::Attached)
+        };
+        let backend = |sensor: &str| {
+            self.sensors
+                .iter()
+                .find(|s| s.sensor == sensor)
+                .map_or("none", |s| s.backend)
+        };
+        let mut watchers: BTreeMap<String, bool> = crate::logs::Source::ALL
             .iter()
-            .map(|s| {
-                let n = counts
-                    .iter()
-                    .find(|(k, _)| k == s.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (s.as_str(), n)
-            })
+            .map(|s| (s.name().to_string(), !self.logs.paths(*s).is_empty()))
             .collect();
+        for s in &self.sensors {
+            watchers.insert(format!("{}_sensor", s.sensor), s.backend != "none");
+        }
+        watchers.insert(
+            "fanotify".into(),
+            self.sensors.iter().any(|s| s.backend == "fanotify"),
+        );
+        let auto = &self.responder;
         Ok(Status {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION"),
-            uptime: self.started.elapsed().as_secs(),
+            uptime: api::model::go_duration(uptime),
+            uptime_sec: uptime,
             started_at: self.started_at.clone(),
             started_at_token: self.started_at_token.clone(),
-            watchers: self.watched.clone(),
-            severity_counts,
-            store: StoreHealth { status: "ok" },
+            rules_loaded: self.rules_loaded(),
+            scan_running: jobs.iter().any(|j| j.finished_at.is_none()),
+            last_scan_time: latest_scan.clone(),
+            latest_scan,
+            baseline_at: String::new(),
             blocklist_size: self.store.count(FwList::Blocks).await.map_err(store_err)?,
+            incidents_open: summary.incidents_open.iter().map(|(_, n)| n).sum(),
+            incidents_open_by_severity: SeverityCounts::of(&summary.incidents_open),
+            bpf_enforcement_active: attached("xdp"),
+            history_count: summary.history_count,
+            severities: SeverityCounts::of(&counts),
+            watchers,
+            watched_paths: self.watched.clone(),
+            store_healthy: true,
+            store_size_mb: summary.bytes as f64 / (1024.0 * 1024.0),
             capabilities: api::Backend::capabilities(self),
             config_hash: self.config_hash.clone(),
             binary_hash: self.binary_hash.get().cloned().unwrap_or_default(),
-            latest_scan: None,
-            last_scan_time: None,
-            challenge_pending: 0,
-            rollback: None,
+            dry_run_blocks: auto.stats.dry_run.load(Ordering::Relaxed),
+            automation: Automation {
+                auto_response: auto.enabled(),
+                auto_response_dry_run: auto.dry_run(),
+                challenge_pending: 0,
+                firewall_rollback_pending: rollback.is_some(),
+                rollback,
+            },
+            status: if degraded { "degraded" } else { "ok" },
+            security_posture: SecurityPosture {
+                xdp_firewall: attached("xdp"),
+                file_sensor: backend("file"),
+                exec_sensor: backend("exec"),
+                enforcing: self.firewall.enforcing(),
+                degraded,
+            },
         })
+    }
+
+    /// YAML and YARA rules in force.
+    fn rules_loaded(&self) -> usize {
+        use crate::detection::signatures::RuleKind;
+        let set = self.detection.engine.current();
+        set.count(RuleKind::Yaml) + set.count(RuleKind::Yara)
     }
 
     /// The kernel components, then one per supervised task.
@@ -196,15 +352,36 @@ impl AgentBackend {
         let k = &self.kernel;
         let r = &self.responder.stats;
         let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let logs = self.log_stats.view();
+        let uptime = self.started.elapsed().as_secs();
         Health {
             status: if degraded { "degraded" } else { "ok" },
+            daemon_mode: if self.under_systemd {
+                "systemd"
+            } else {
+                "foreground"
+            },
+            uptime: api::model::go_duration(uptime),
+            uptime_seconds: uptime,
+            rules_loaded: self.rules_loaded(),
+            fanotify: self.sensors.iter().any(|s| s.backend == "fanotify"),
+            log_watchers: crate::logs::Source::ALL
+                .iter()
+                .map(|s| {
+                    let w = LogWatcher {
+                        files: self.logs.paths(*s).len(),
+                        lines: logs.lines_by_source.get(s.name()).copied().unwrap_or(0),
+                    };
+                    (s.name(), w)
+                })
+                .collect(),
             components,
             tasks: self.supervisor.tasks(),
             sensors: self.sensors.clone(),
             pipeline: self.pipeline_view(),
             losses: counter_map(self.losses()),
             detection: crate::detection::stats(&self.detection),
-            logs: self.log_stats.view(),
+            logs,
             auto_response: AutoResponseStats {
                 triggered: l(&r.triggered),
                 blocked: l(&r.blocked),
@@ -222,11 +399,33 @@ impl AgentBackend {
         }
     }
 
-    pub(super) fn components_view(&self) -> Components {
-        Components {
-            components: self.all_components(),
-            sensors: self.sensors.clone(),
-        }
+    pub(super) fn components_view(&self) -> Vec<ComponentItem> {
+        let since = self.started.elapsed().as_secs();
+        self.all_components()
+            .into_iter()
+            .map(|c| {
+                let status = match c.state {
+                    ComponentState::Attached
+                    | ComponentState::Available
+                    | ComponentState::Running => "ok",
+                    ComponentState::Failed => "failed",
+                    ComponentState::Unavailable
+                    | ComponentState::NotConfigured
+                    | ComponentState::Stopped => "inactive",
+                };
+                ComponentItem {
+                    label: format!("{} ({})", c.name.replace('_', " "), c.kind),
+                    status,
+                    attached: matches!(c.state, ComponentState::Attached | ComponentState::Running),
+                    changed_at_iso: self.started_at.clone(),
+                    changed_ago: format!("{} ago", api::model::go_duration(since)),
+                    last_event_iso: String::new(),
+                    last_event_ago: String::new(),
+                    last_event_check: String::new(),
+                    component: c,
+                }
+            })
+            .collect()
     }
 
     fn pipeline_view(&self) -> Pipeline {
@@ -350,6 +549,71 @@ impl AgentBackend {
             let up = u8::from(t.state == TaskState::Running);
             let _ = writeln!(s, "rampart_task_up{{task=\"{}\"}} {up}", t.name);
         }
+        self.csm_metrics(&mut s, blocks).await?;
         Ok(s)
+    }
+
+    /// CSM's metric names (`csm_*`) where the meaning is the same, beside Rampart's.
+    async fn csm_metrics(&self, s: &mut String, blocks: i64) -> Result<(), ApiError> {
+        use std::fmt::Write;
+        let active = SeverityCounts::of(&self.store.severity_counts().await.map_err(store_err)?);
+        let summary = self.store.status_summary().await.map_err(store_err)?;
+        let dropped: u64 = self
+            .kernel
+            .xdp()
+            .into_iter()
+            .filter(|(k, _)| {
+                matches!(
+                    *k,
+                    "blocked" | "port_denied" | "rate_limited" | "syn_limited"
+                )
+            })
+            .map(|(_, v)| v)
+            .sum();
+        let mut gauge = |name: &str, help: &str, v: String| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "csm_uptime_seconds",
+            "Seconds since the agent started.",
+            self.started.elapsed().as_secs().to_string(),
+        );
+        gauge(
+            "csm_blocked_ips",
+            "Addresses and subnets on the block list.",
+            blocks.to_string(),
+        );
+        gauge(
+            "csm_rules_loaded",
+            "Signature rules in force.",
+            self.rules_loaded().to_string(),
+        );
+        gauge(
+            "csm_findings_history",
+            "Findings kept in the store.",
+            summary.history_count.to_string(),
+        );
+        gauge(
+            "csm_store_size_bytes",
+            "Size of the state database.",
+            summary.bytes.to_string(),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP csm_findings_total Active findings, by severity.\n# TYPE csm_findings_total gauge"
+        );
+        for (sev, n) in [
+            ("critical", active.critical),
+            ("high", active.high),
+            ("warning", active.warning),
+            ("info", active.info),
+        ] {
+            let _ = writeln!(s, "csm_findings_total{{severity=\"{sev}\"}} {n}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP csm_firewall_dropped_packets_total Packets the XDP firewall dropped.\n# TYPE csm_firewall_dropped_packets_total counter\ncsm_firewall_dropped_packets_total {dropped}"
+        );
+        Ok(())
     }
 }

@@ -2,6 +2,8 @@
 //! The threat database routes: 24 h stats, top attackers, one address with its
 //! events, database size, and forgetting an address, with their response types.
 
+use std::collections::BTreeMap;
+
 use api::ApiError;
 use serde::Serialize;
 
@@ -10,14 +12,27 @@ use api::model::BlockEntry;
 
 use crate::store::{now_unix, FwList, ThreatEvent, ThreatIp};
 
-/// `GET /threat/stats`.
+/// `GET /threat/stats`: CSM's fields, then Rampart's (`events_24h`,
+/// `unique_ips_24h`, `by_kind`, `hourly`).
 #[derive(Debug, Serialize)]
 pub struct ThreatStats {
+    pub total_ips: i64,
+    pub total_events: i64,
+    pub last_24h_events: i64,
+    pub last_7d_events: i64,
+    pub blocked_ips: i64,
+    /// Events per kind, all time and in the last 24 hours.
+    pub by_type: BTreeMap<String, i64>,
+    pub by_type_24h: BTreeMap<String, i64>,
+    pub top_attackers: Vec<Attacker>,
+    /// Events per hour, oldest first, the current hour last.
+    pub hourly_buckets: Vec<i64>,
+    /// Events per day (UTC), oldest first, today last.
+    pub daily_buckets: Vec<i64>,
     pub events_24h: i64,
     pub unique_ips_24h: i64,
     pub by_kind: Vec<KindCount>,
     pub hourly: Vec<HourCount>,
-    pub blocked_ips: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,9 +47,27 @@ pub struct HourCount {
     pub events: i64,
 }
 
-/// A row of `/threat/top-attackers`: the address's summary and its list state.
+/// A row of `/threat/top-attackers`: CSM's fields, the address's summary and its
+/// list state. Rampart has no external reputation or GeoIP source yet:
+/// `abuse_score` is 0 and `country`, `as_org` are "".
 #[derive(Debug, Serialize)]
 pub struct Attacker {
+    pub event_count: i64,
+    /// Events per kind (ssh_failure, modsec_block, ...).
+    pub attack_counts: BTreeMap<String, i64>,
+    /// The threat database keeps addresses, not accounts: always empty.
+    pub accounts: Vec<String>,
+    pub threat_score: i64,
+    pub unified_score: i64,
+    /// The auto-responder's block covers it.
+    pub auto_blocked: bool,
+    /// "blocked", "allowed" or "watch".
+    pub verdict: &'static str,
+    pub abuse_score: i64,
+    pub in_threat_db: bool,
+    pub currently_blocked: bool,
+    pub country: String,
+    pub as_org: String,
     #[serde(flatten)]
     pub summary: ThreatIp,
     pub blocked: bool,
@@ -72,47 +105,99 @@ pub struct Cleared {
 
 impl AgentBackend {
     pub(super) async fn threat_stats(&self) -> Result<Reply, ApiError> {
-        let (events_24h, unique_ips_24h, kinds, hours) =
-            self.store.threat_stats().await.map_err(store_err)?;
+        let t = self.store.threat_stats().await.map_err(store_err)?;
         let blocked_ips = self.store.count(FwList::Blocks).await.map_err(store_err)?;
-        let now_h = now_unix() / 3600 * 3600;
-        let hourly = (0..24)
-            .map(|i| {
-                let start = now_h - (23 - i) * 3600;
-                let events = hours
-                    .iter()
-                    .find(|(h, _)| *h == start)
-                    .map_or(0, |(_, n)| *n);
-                HourCount {
-                    start: rfc3339_of(start),
-                    events,
-                }
-            })
-            .collect();
+        let filled = |buckets: &[(i64, i64)], step: i64, n: i64| -> Vec<(i64, i64)> {
+            let last = now_unix() / step * step;
+            (0..n)
+                .map(|i| {
+                    let start = last - (n - 1 - i) * step;
+                    let events = buckets
+                        .iter()
+                        .find(|(b, _)| *b == start)
+                        .map_or(0, |(_, e)| *e);
+                    (start, events)
+                })
+                .collect()
+        };
+        let hours = filled(&t.hours, 3600, 24);
+        let days = filled(&t.days, 86400, 7);
         ok(&ThreatStats {
-            events_24h,
-            unique_ips_24h,
-            by_kind: kinds
+            total_ips: t.total_ips,
+            total_events: t.total_events,
+            last_24h_events: t.events_24h,
+            last_7d_events: t.events_7d,
+            blocked_ips,
+            by_type: t.by_kind.into_iter().collect(),
+            by_type_24h: t.by_kind_24h.iter().cloned().collect(),
+            top_attackers: self.attackers(10).await?,
+            hourly_buckets: hours.iter().map(|(_, n)| *n).collect(),
+            daily_buckets: days.iter().map(|(_, n)| *n).collect(),
+            events_24h: t.events_24h,
+            unique_ips_24h: t.ips_24h,
+            by_kind: t
+                .by_kind_24h
                 .into_iter()
                 .map(|(kind, events)| KindCount { kind, events })
                 .collect(),
-            hourly,
-            blocked_ips,
+            hourly: hours
+                .into_iter()
+                .map(|(start, events)| HourCount {
+                    start: rfc3339_of(start),
+                    events,
+                })
+                .collect(),
         })
     }
 
     pub(super) async fn threat_top_attackers(&self, limit: u32) -> Result<Reply, ApiError> {
+        ok(&self.attackers(limit).await?)
+    }
+
+    /// The `limit` addresses with the most events in the last 24 hours.
+    async fn attackers(&self, limit: u32) -> Result<Vec<Attacker>, ApiError> {
         let top = self.store.top_attackers(limit).await.map_err(store_err)?;
+        let counts = self
+            .store
+            .attack_counts(top.iter().map(|t| t.ip.clone()).collect())
+            .await
+            .map_err(store_err)?;
         let mut out = Vec::with_capacity(top.len());
         for summary in top {
             let check = self.firewall.check(&summary.ip).await.ok();
+            let blocked = check.as_ref().is_some_and(|c| c.blocked);
+            let allowed = check.as_ref().is_some_and(|c| c.allowed);
+            let auto_blocked = check
+                .as_ref()
+                .and_then(|c| c.blocked_by.as_ref())
+                .is_some_and(|b| b.source == crate::logs::respond::SOURCE);
             out.push(Attacker {
+                event_count: summary.events,
+                attack_counts: counts
+                    .iter()
+                    .filter(|(ip, _, _)| *ip == summary.ip)
+                    .map(|(_, kind, n)| (kind.clone(), *n))
+                    .collect(),
+                accounts: Vec::new(),
+                threat_score: summary.score,
+                unified_score: summary.score,
+                auto_blocked,
+                verdict: match (blocked && !allowed, allowed) {
+                    (true, _) => "blocked",
+                    (false, true) => "allowed",
+                    _ => "watch",
+                },
+                abuse_score: 0,
+                in_threat_db: true,
+                currently_blocked: blocked && !allowed,
+                country: String::new(),
+                as_org: String::new(),
                 summary,
-                blocked: check.as_ref().is_some_and(|c| c.blocked),
-                allowed: check.as_ref().is_some_and(|c| c.allowed),
+                blocked,
+                allowed,
             });
         }
-        ok(&out)
+        Ok(out)
     }
 
     pub(super) async fn threat_ip(&self, ip: String) -> Result<Reply, ApiError> {

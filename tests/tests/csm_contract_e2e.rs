@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! A CSM client against the real agent: every response shape of
+//! `shared/spec/csm-contract.md` (read from the table, see `integration_test::contract`)
+//! and the request bodies CSM clients send, on a host with findings, blocks, an
+//! attacker and a quarantined file to show.
+
+use std::time::Duration;
+
+use integration_test::{
+    contract::{check, response_shapes, spec_path, Shape},
+    harness::Harness,
+    wait_for,
+};
+use serde_json::json;
+
+const SHELL: &str = "<?php system($_GET['cmd']); ?>";
+
+fn failures(ip: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("Nov 23 15:00:0{} web1 sshd[4242]: Failed password for invalid user u{i} from {ip} port {} ssh2\n", i % 10, 40000 + i)
+        })
+        .collect()
+}
+
+#[test]
+fn a_csm_client_gets_csms_shapes_and_its_bodies_are_understood() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("log");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\nauto_response:\n  enabled: true\n  dry_run: false\n  ban_secs: 600\n",
+        log.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let admin = h.admin.clone();
+
+    // CSM's request bodies.
+    let (s, v) = h.post(
+        "/api/v1/block-ip",
+        json!({"ip": "203.0.113.7", "reason": "csm", "duration": "24h"}),
+    );
+    assert_eq!(s, 200, "block-ip with a Go duration: {v}");
+    let (s, v) = h.post(
+        "/api/v1/block-ip",
+        json!({"ip": "203.0.113.8", "reason": "csm", "duration": ""}),
+    );
+    assert_eq!(s, 200, "block-ip permanent: {v}");
+    let (s, v) = h.post(
+        "/api/v1/block-ip",
+        json!({"ip": "203.0.113.9", "reason": "csm", "duration": "soon"}),
+    );
+    assert_eq!(s, 400, "a duration that is not one: {v}");
+    let (_, blocked) = h.get("/api/v1/blocked-ips", &h.read.clone());
+    let entry = |ip: &str| {
+        blocked
+            .as_array()
+            .and_then(|a| a.iter().find(|b| b["ip"] == ip))
+            .cloned()
+            .unwrap_or_else(|| panic!("{ip} in {blocked}"))
+    };
+    let day = entry("203.0.113.7");
+    assert!(
+        day["expires_in"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("23h") || s == "24h0m"),
+        "{day}"
+    );
+    let forever = entry("203.0.113.8");
+    assert_eq!(forever["expires_at"], "", "{forever}");
+    assert_eq!(forever["expires_in"], "permanent", "{forever}");
+    let (s, v) = h.post(
+        "/api/v1/threat/temp-whitelist-ip",
+        json!({"ip": "198.51.100.9", "hours": 2}),
+    );
+    assert_eq!(s, 200, "temp-whitelist-ip with hours: {v}");
+
+    // Something to show: a webshell, an attacker blocked by the auto-responder.
+    let shell = h.www.join("shell.php");
+    std::fs::write(&shell, SHELL).expect("webshell");
+    std::fs::write(&log, failures("203.0.113.20", 12)).expect("log");
+    let finding_of = |check: &str| {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array()
+            .and_then(|a| a.iter().find(|x| x["check"] == check).cloned())
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || finding_of("signature_match")
+            .is_some()
+            && finding_of("ssh_bruteforce").is_some()),
+        "findings; log:\n{}",
+        h.log()
+    );
+    let f = finding_of("signature_match").expect("shell finding");
+    assert_eq!(f["severity"], 2, "critical is CSM's 2: {f}");
+    assert_eq!(f["severity_label"], "critical", "{f}");
+    assert_eq!(f["file_path"], shell.display().to_string(), "{f}");
+    assert_eq!(f["has_fix"], true, "a file finding can be quarantined: {f}");
+    let ssh = finding_of("ssh_bruteforce").expect("ssh finding");
+    assert_eq!(ssh["source_ip"], "203.0.113.20", "{ssh}");
+    // `fix` with CSM's body quarantines the file.
+    let key = format!(
+        "{}:{}",
+        f["check"].as_str().unwrap_or(""),
+        f["message"].as_str().unwrap_or("")
+    );
+    let (s, v) = h.post(
+        "/api/v1/fix",
+        json!({"check": f["check"], "message": f["message"], "file_path": f["file_path"], "key": key}),
+    );
+    assert_eq!(s, 200, "fix with CSM's body: {v}");
+    assert!(!shell.exists(), "the fix quarantined {}", shell.display());
+    // `dismiss {key}` takes the ssh finding off the active list.
+    let key = format!(
+        "{}:{}",
+        ssh["check"].as_str().unwrap_or(""),
+        ssh["message"].as_str().unwrap_or("")
+    );
+    let (s, v) = h.post("/api/v1/dismiss", json!({ "key": key }));
+    assert_eq!(s, 200, "dismiss with CSM's key: {v}");
+    assert!(finding_of("ssh_bruteforce").is_none(), "dismissed");
+    let (s, v) = h.post("/api/v1/dismiss", json!({"key": "no-colon"}));
+    assert_eq!(s, 400, "a key that is not check:message: {v}");
+
+    // Every shape of the contract's table.
+    let spec = std::fs::read_to_string(spec_path()).expect("csm-contract.md");
+    let shapes = response_shapes(&spec).expect("the contract parses");
+    let mut wrong = Vec::new();
+    for r in &shapes {
+        // The findings row gives each finding's shape; the route lists them.
+        let shape = if r.path == "/api/v1/findings" {
+            Shape::Array(Box::new(r.shape.clone()), None)
+        } else {
+            r.shape.clone()
+        };
+        let (s, v) = match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/api/v1/rules/reload") => h.post(&r.path, json!({})),
+            ("POST", "/api/v1/threat/bulk-action") => h.post(
+                &r.path,
+                json!({"action": "block", "ips": ["198.51.100.30", "198.51.100.31"], "reason": "csm"}),
+            ),
+            ("POST", "/api/v1/unblock-bulk") => {
+                h.post(&r.path, json!({"ips": ["198.51.100.30", "198.51.100.31"]}))
+            }
+            ("GET", p) => h.get(p, &admin),
+            (m, p) => panic!("no request for {m} {p}"),
+        };
+        assert_eq!(s, 200, "{} {}: {v}", r.method, r.path);
+        if r.path == "/metrics" {
+            let text = v.as_str().unwrap_or_default();
+            for name in [
+                "csm_findings_total",
+                "csm_blocked_ips",
+                "csm_uptime_seconds",
+            ] {
+                if !text.lines().any(|l| l.starts_with(name)) {
+                    wrong.push(format!("/metrics: no {name}"));
+                }
+            }
+            continue;
+        }
+        // Lists the setup filled are checked item by item, so they must not be empty.
+        if let Shape::Array(..) = shape {
+            if v.as_array().is_some_and(Vec::is_empty) {
+                wrong.push(format!("{} {}: empty, nothing checked", r.method, r.path));
+            }
+        }
+        for e in check(&shape, &v) {
+            wrong.push(format!("{} {}: {e}", r.method, r.path));
+        }
+    }
+    // The findings row holds for SSE items too (replayed from the start).
+    let item = shapes
+        .iter()
+        .find(|r| r.path == "/api/v1/findings")
+        .map(|r| r.shape.clone())
+        .expect("findings row");
+    let events = h.sse(Some(0), || {}, |evs| !evs.is_empty());
+    for (_, d) in &events {
+        for e in check(&item, d) {
+            wrong.push(format!("SSE data: {e}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "departures from csm-contract.md: {wrong:#?}"
+    );
+
+    // /status says what CSM says, in CSM's units.
+    let (_, st) = h.get("/api/v1/status", &h.read.clone());
+    let uptime = st["uptime"].as_str().unwrap_or_default();
+    assert!(
+        uptime.ends_with('s') && uptime.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "a Go duration: {st}"
+    );
+    assert!(st["uptime_sec"].as_u64().is_some(), "{st}");
+    // The shell was fixed and the ssh finding dismissed: none active, both kept.
+    assert_eq!(st["severities"]["critical"], 0, "{st}");
+    assert!(st["history_count"].as_i64() >= Some(2), "{st}");
+    assert_eq!(
+        st["incidents_open_by_severity"]["critical"], 1,
+        "the shell's incident: {st}"
+    );
+    let (_, caps) = h.get("/api/v1/capabilities", &h.read.clone());
+    for flag in [
+        "firewall.rollback.v1",
+        "token.scope.readonly.v1",
+        "incidents.v1",
+        "capabilities.v1",
+    ] {
+        assert!(
+            caps["capabilities"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| c == flag)),
+            "{flag} in {caps}"
+        );
+    }
+    // History's severity filter is CSM's int.
+    let (s, hist) = h.get("/api/v1/history?severity=2", &h.read.clone());
+    assert_eq!(s, 200, "{hist}");
+    let items = hist["findings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !items.is_empty() && items.iter().all(|x| x["severity"] == 2),
+        "{hist}"
+    );
+
+    // tentative-apply with CSM's body and the config hash in If-Match.
+    let hash = st["config_hash"].as_str().unwrap_or_default().to_string();
+    let body = json!({"changes": {"tcp_in": [22, 443]}, "timeout_min": 5});
+    let (s, v) = h.request_with(
+        "POST",
+        "/api/v1/settings/firewall/tentative-apply",
+        &admin,
+        Some(body.clone()),
+        &[("if-match", "\"not-the-hash\"")],
+    );
+    assert_eq!(s, 412, "a stale If-Match: {v}");
+    let (s, v) = h.request_with(
+        "POST",
+        "/api/v1/settings/firewall/tentative-apply",
+        &admin,
+        Some(body),
+        &[("if-match", &format!("\"{hash}\""))],
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, rb) = h.get("/api/v1/settings/firewall/rollback", &admin);
+    let left = rb["seconds_remaining"].as_i64().unwrap_or_default();
+    assert!(
+        rb["pending"] == true && (240..=300).contains(&left),
+        "timeout_min 5: {rb}"
+    );
+    let (s, v) = h.post("/api/v1/settings/firewall/revert", json!({}));
+    assert_eq!(s, 200, "{v}");
+}
