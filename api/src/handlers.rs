@@ -15,7 +15,8 @@ use crate::{
     model::{
         BlockRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding, FindingRef, FirewallOp,
         FwList, HistoryQuery, IdRequest, IdsRequest, IncidentStatusRequest, IpRequest, ListRequest,
-        NotificationSettingsUpdate, ScanRequest, Severity, SuppressionRequest, NOTIFY_LEVELS,
+        NotificationSettingsUpdate, PrefsOp, ScanRequest, Severity, SuppressionRequest,
+        NOTIFY_LEVELS,
     },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
@@ -396,8 +397,27 @@ fn detect_op(
     path: &str,
     query: &str,
     body: &Bytes,
+    operator: &str,
 ) -> Result<Option<DetectOp>, ApiError> {
+    let prefs = |op| DetectOp::Prefs {
+        operator: operator.to_string(),
+        op,
+    };
     Ok(Some(match route.handler {
+        Handler::PrefsUser => prefs(PrefsOp::User),
+        Handler::PutPrefsUser => prefs(PrefsOp::PutUser(
+            parse_json::<crate::prefs::UiPrefs>(body)?.sanitized(),
+        )),
+        Handler::PrefsViews => prefs(PrefsOp::Views {
+            page: query_param(query, "page").filter(|p| !p.is_empty()),
+        }),
+        Handler::PutPrefsView => {
+            let mut v: crate::prefs::SavedView = parse_json(body)?;
+            v.validate()?;
+            v.updated = 0;
+            prefs(PrefsOp::PutView(v))
+        }
+        Handler::DeletePrefsView => prefs(PrefsOp::DeleteView(parse_json(body)?)),
         Handler::ThreatStats => DetectOp::ThreatStats,
         Handler::ThreatTopAttackers => DetectOp::ThreatTopAttackers {
             limit: limit(query, 25, 1000)?,
@@ -728,7 +748,7 @@ pub(crate) async fn handle<B: Backend>(
         if_match,
     } = from_headers;
     let if_match = if_match.as_deref();
-    if let Some(op) = detect_op(route, path, query, &body)? {
+    if let Some(op) = detect_op(route, path, query, &body, &principal.token_digest)? {
         let csv = matches!(op, DetectOp::HistoryRows(_));
         let (status, v) = b.detect(op, &principal.name).await?;
         if csv {

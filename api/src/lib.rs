@@ -12,6 +12,7 @@ mod handlers;
 pub mod listener;
 mod login;
 pub mod model;
+pub mod prefs;
 pub mod routes;
 mod server;
 pub mod throttle;

@@ -643,9 +643,29 @@ pub struct NotificationSettingsUpdate {
 /// The levels Charon names, lowest first.
 pub const NOTIFY_LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
 
+/// What `/prefs/*` does (csm-api.md "Operator preferences").
+#[derive(Clone, Debug)]
+pub enum PrefsOp {
+    User,
+    /// Sanitised already.
+    PutUser(crate::prefs::UiPrefs),
+    Views {
+        page: Option<String>,
+    },
+    /// Validated against the limits when merged into the stored set.
+    PutView(crate::prefs::SavedView),
+    DeleteView(crate::prefs::ViewKey),
+}
+
 /// A detection operation, parsed and shape-checked by the API layer.
 #[derive(Clone, Debug)]
 pub enum DetectOp {
+    /// An operator's own UI state (`/prefs/*`): `operator` is the hex SHA-256 of
+    /// the token behind the request.
+    Prefs {
+        operator: String,
+        op: PrefsOp,
+    },
     FindingsEnriched,
     FindingDetail(FindingRef),
     History(HistoryQuery),

@@ -255,3 +255,94 @@ fn a_csm_client_gets_csms_shapes_and_its_bodies_are_understood() {
     let (s, v) = h.post("/api/v1/settings/firewall/revert", json!({}));
     assert_eq!(s, 200, "{v}");
 }
+
+/// Each operator's UI preferences and saved views (csm-api.md "Operator
+/// preferences"): kept apart per token, sanitised, bounded, and kept across a restart.
+#[test]
+fn operator_preferences_are_per_token_sanitised_and_kept() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mut h = Harness::start(net, "");
+    let (code, other, err) = h.rampart(
+        "token",
+        &["create", "--name", "second-op", "--scope", "admin"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let other = other.trim().to_string();
+    let admin = h.admin.clone();
+    let put =
+        |tok: &str, path: &str, body: serde_json::Value| h.request("PUT", path, tok, Some(body));
+    let (s, v) = put(
+        &admin,
+        "/api/v1/prefs/user",
+        json!({"density": "compact", "timezone": "../../etc/shadow", "auto_refresh": "off",
+               "table_columns": {"findings-table": ["check", "<img>", "when"]}}),
+    );
+    assert_eq!((s, &v["status"]), (200, &json!("ok")), "{v}");
+    let (_, p) = h.get("/api/v1/prefs/user", &admin);
+    assert_eq!(
+        p,
+        json!({"density": "compact", "timezone": "", "auto_refresh": "off",
+               "table_columns": {"findings-table": ["check", "when"]}}),
+        "unknown values dropped"
+    );
+    // Another operator has their own (none yet).
+    assert!(
+        wait_for(Duration::from_secs(5), || h
+            .get("/api/v1/prefs/user", &other)
+            .0
+            == 200),
+        "the minted token works"
+    );
+    let (_, p2) = h.get("/api/v1/prefs/user", &other);
+    assert_eq!(p2["density"], "", "{p2}");
+    // Saved views: upsert by (page, name), filter by page, delete.
+    let view = |name: &str, page: &str, sev: &str| json!({"name": name, "page": page, "params": {"severity": sev}});
+    for body in [
+        view("Critical SSH", "findings", "critical"),
+        view("Critical SSH", "findings", "high"),
+        view("Blocks", "firewall", "x"),
+    ] {
+        let (s, v) = put(&admin, "/api/v1/prefs/views", body);
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, views) = h.get("/api/v1/prefs/views?page=findings", &admin);
+    let views = views.as_array().cloned().unwrap_or_default();
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(
+        views[0]["params"]["severity"], "high",
+        "replaced: {views:?}"
+    );
+    assert!(
+        views[0]["updated"].as_i64() > Some(1_700_000_000),
+        "{views:?}"
+    );
+    let (_, theirs) = h.get("/api/v1/prefs/views", &other);
+    assert_eq!(theirs, json!([]), "views are per operator");
+    for bad in [
+        json!({"name": "n", "page": "../x", "params": {}}),
+        json!({"name": "", "page": "findings", "params": {}}),
+        json!({"name": "n", "page": "findings", "params": {"k": "v".repeat(300)}}),
+    ] {
+        let (s, v) = put(&admin, "/api/v1/prefs/views", bad.clone());
+        assert_eq!(s, 422, "{bad}: {v}");
+    }
+    let (s, v) = put(&admin, "/api/v1/prefs/views", json!("not an object"));
+    assert_eq!(s, 400, "{v}");
+    let del =
+        |body: serde_json::Value| h.request("DELETE", "/api/v1/prefs/views", &admin, Some(body));
+    assert_eq!(del(json!({"page": "firewall", "name": "Blocks"})).0, 200);
+    assert_eq!(
+        del(json!({"page": "firewall", "name": "Blocks"})).0,
+        404,
+        "gone"
+    );
+    // A read token has no preferences to keep.
+    assert_eq!(h.get("/api/v1/prefs/user", &h.read.clone()).0, 401);
+    h.restart();
+    let (_, p) = h.get("/api/v1/prefs/user", &admin);
+    assert_eq!(p["density"], "compact", "kept across a restart: {p}");
+    let (_, views) = h.get("/api/v1/prefs/views", &admin);
+    assert_eq!(views.as_array().map(Vec::len), Some(1), "{views}");
+}

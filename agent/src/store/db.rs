@@ -598,6 +598,38 @@ impl Store {
         self.call(move |c| get_setting(c, &key)).await
     }
 
+    /// Read-modify-write one setting in a transaction on the store's thread, so no
+    /// other write interleaves. `f` gets the current value and returns the new one
+    /// (None deletes) with a result, or an error of its own, which leaves the
+    /// setting as it was.
+    pub async fn update_setting<T, E>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<String>) -> Result<(Option<String>, T), E> + Send + 'static,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let key = key.to_string();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let (new, out) = match f(get_setting(&tx, &key)?) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            };
+            match new {
+                Some(v) => put_setting(&tx, &key, &v)?,
+                None => {
+                    tx.execute("DELETE FROM settings WHERE key = ?1", [&key])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(out))
+        })
+        .await
+    }
+
     /// Set (Some) or delete (None) several settings in one transaction.
     pub async fn set_settings(&self, kv: Vec<(String, Option<String>)>) -> Result<(), StoreError> {
         self.call(move |c| {

@@ -47,6 +47,7 @@ pub mod bulk;
 pub mod findings;
 pub mod firewall;
 pub mod incidents;
+pub mod prefs;
 pub mod reports;
 pub mod rules;
 pub mod status;
@@ -84,6 +85,7 @@ pub const CAPABILITIES: &[&str] = &[
     "detect.scan_jobs.v1",
     "logs.watchers.v1",
     "webui.undo.v1",
+    "webui.prefs.v1",
 ];
 
 /// The capability flag for a sensor served by a backend (feature-detect: which
@@ -322,6 +324,7 @@ impl api::Backend for AgentBackend {
 
     async fn detect(&self, op: DetectOp, actor: &str) -> Result<Reply, ApiError> {
         match op {
+            DetectOp::Prefs { operator, op } => self.prefs(&operator, op).await,
             DetectOp::FindingsEnriched => self.findings_enriched().await,
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,
             DetectOp::History(h) => self.history(h).await,
