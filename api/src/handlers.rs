@@ -155,6 +155,9 @@ fn firewall_op(
         Handler::FirewallUnban => FirewallOp::Unban {
             ip: parse_json::<IpRequest>(body)?.ip,
         },
+        Handler::CphulkClear => FirewallOp::CphulkClear {
+            ip: canonical_ip(&parse_json::<IpRequest>(body)?.ip)?,
+        },
         Handler::ThreatWhitelist => FirewallOp::List {
             list: FwList::Allow,
             subnets_only: false,
@@ -405,6 +408,8 @@ fn detect_op(
     };
     Ok(Some(match route.handler {
         Handler::PrefsUser => prefs(PrefsOp::User),
+        Handler::VerifyFinding => DetectOp::VerifyFinding(finding_ref(body)?),
+        Handler::ChallengeStats => DetectOp::ChallengeStats,
         Handler::PutPrefsUser => prefs(PrefsOp::PutUser(
             parse_json::<crate::prefs::UiPrefs>(body)?.sanitized(),
         )),

@@ -526,6 +526,10 @@ pub enum FirewallOp {
     /// `changes`: policy keys. CSM's body `{changes, timeout_min}` and a bare object
     /// of keys are both accepted; `if_match` is the `If-Match` header (the config
     /// hash `/status` shows), checked when sent.
+    /// Flush one address from cPanel's cPHulk (`/firewall/cphulk-clear`).
+    CphulkClear {
+        ip: String,
+    },
     TentativeApply {
         changes: serde_json::Value,
         timeout_secs: Option<u64>,
@@ -668,6 +672,9 @@ pub enum DetectOp {
     },
     FindingsEnriched,
     FindingDetail(FindingRef),
+    /// Check a file finding again (`/verify-finding`).
+    VerifyFinding(FindingRef),
+    ChallengeStats,
     History(HistoryQuery),
     /// The same rows as History, for the CSV export.
     HistoryRows(HistoryQuery),

@@ -53,9 +53,9 @@ fn scopes_are_csms_where_csm_has_the_route() {
     let mut compared = 0;
     let mut wrong = Vec::new();
     for r in ROUTES {
-        let theirs = csm
-            .iter()
-            .find(|c| c["method"] == r.method && c["path"] == r.path);
+        let theirs = csm.iter().find(|c| {
+            c["method"] == r.method && c["path"].as_str().is_some_and(|p| covers(p, r.path))
+        });
         let Some(theirs) = theirs.and_then(|c| c["scope"].as_str()) else {
             continue;
         };
@@ -70,6 +70,97 @@ fn scopes_are_csms_where_csm_has_the_route() {
     }
     assert!(compared > 50, "only {compared} routes compared");
     assert!(wrong.is_empty(), "scopes differ from CSM's: {wrong:#?}");
+}
+
+/// Does CSM's `csm` path cover our `ours`? CSM's paths that end in `/` are prefix
+/// handlers for an id and what follows it (`/api/v1/scan-jobs/` serves
+/// `/api/v1/scan-jobs/<id>` and below), so ours must take a parameter there.
+fn covers(csm: &str, ours: &str) -> bool {
+    csm == ours
+        || (csm.ends_with('/')
+            && ours
+                .strip_prefix(csm)
+                .is_some_and(|rest| rest.starts_with('{')))
+}
+
+/// CSM routes not served yet. The list may only shrink: a route served is taken off
+/// it (this test fails while it is still listed), a route missing and not listed
+/// fails too.
+const NOT_YET: &[&str] = &[
+    "GET /api/v1/account",
+    "GET /api/v1/accounts",
+    "GET /api/v1/db-object-backup-preview",
+    "POST /api/v1/db-object-backup-restore",
+    "GET /api/v1/db-object-backups",
+    "GET /api/v1/email/av/status",
+    "GET /api/v1/email/forwarders",
+    "GET /api/v1/email/held",
+    "POST /api/v1/email/held/",
+    "DELETE /api/v1/email/held/{id}",
+    "GET /api/v1/email/quarantine",
+    "POST /api/v1/email/quarantine/",
+    "DELETE /api/v1/email/quarantine/{id}",
+    "GET /api/v1/email/quarantine/{id}",
+    "GET /api/v1/email/queue-composition",
+    "POST /api/v1/email/queue/flush-backscatter",
+    "GET /api/v1/export",
+    "POST /api/v1/import",
+    "GET /api/v1/geoip",
+    "POST /api/v1/geoip/batch",
+    "GET /api/v1/hardening",
+    "POST /api/v1/hardening/run",
+    "POST /api/v1/modsec/rules/apply",
+    "POST /api/v1/modsec/rules/escalation",
+    "POST /api/v1/perf/fix-display-errors",
+    "POST /api/v1/perf/fix-error-log",
+    "POST /api/v1/perf/fix-wp-cron",
+    "GET /api/v1/performance",
+    "POST /api/v1/rules/modsec-escalation",
+    "POST /api/v1/scan-jobs",
+    "GET /api/v1/scan-jobs/",
+    "POST /api/v1/scan-jobs/",
+    "GET /api/v1/scan-jobs/{id}/findings",
+    "GET /api/v1/settings",
+    "GET /api/v1/settings/",
+    "POST /api/v1/settings/restart",
+    "POST /api/v1/settings/{section}",
+    "GET /api/v1/verified-bots",
+    "POST /api/v1/verified-bots/apply",
+];
+
+/// Every route CSM serves is served here, at the same method and path (or under
+/// CSM's prefix), except those still listed in [`NOT_YET`].
+#[test]
+fn every_csm_route_is_served_or_listed_as_not_yet() {
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/csm-routes.json");
+    let text = std::fs::read_to_string(&spec).expect("csm-routes.json");
+    let csm: Vec<serde_json::Value> = serde_json::from_str(&text).expect("JSON");
+    let mut missing = Vec::new();
+    let mut served_but_listed = Vec::new();
+    for c in &csm {
+        let (m, p) = (
+            c["method"].as_str().unwrap_or(""),
+            c["path"].as_str().unwrap_or(""),
+        );
+        let served = ROUTES
+            .iter()
+            .any(|r| r.method == m && (covers(p, r.path) || r.path == p));
+        let key = format!("{m} {p}");
+        match (served, NOT_YET.contains(&key.as_str())) {
+            (true, true) => served_but_listed.push(key),
+            (false, false) => missing.push(key),
+            _ => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "CSM routes not served and not listed: {missing:#?}"
+    );
+    assert!(
+        served_but_listed.is_empty(),
+        "served now, take them off NOT_YET: {served_but_listed:#?}"
+    );
 }
 
 #[tokio::test]

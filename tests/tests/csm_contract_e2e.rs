@@ -346,3 +346,98 @@ fn operator_preferences_are_per_token_sanitised_and_kept() {
     let (_, views) = h.get("/api/v1/prefs/views", &admin);
     assert_eq!(views.as_array().map(Vec::len), Some(1), "{views}");
 }
+
+/// `verify-finding` scans the finding's file again; `cphulk-clear` says cPHulk is
+/// missing on a host without cPanel; `challenge/stats` says nothing is routed.
+#[test]
+fn a_finding_is_verified_again_and_missing_host_components_are_named() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    let shell = h.www.join("v.php");
+    std::fs::write(&shell, SHELL).expect("webshell");
+    let id = || {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["file_path"] == shell.display().to_string())
+                .and_then(|x| x["id"].as_i64())
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || id().is_some()),
+        "finding; log:\n{}",
+        h.log()
+    );
+    let id = id().expect("id");
+    let verify = || h.post("/api/v1/verify-finding", json!({ "id": id }));
+    let (s, v) = verify();
+    assert_eq!(
+        (s, &v["state"], &v["verified"]),
+        (200, &json!("present"), &json!(true)),
+        "{v}"
+    );
+    // Another shell in the same file: still a finding. "changed" until the real-time
+    // scan of the rewrite records the new content on the finding, "present" after.
+    std::fs::write(&shell, format!("{SHELL}\n<?php echo 1;")).expect("rewrite");
+    let (_, v) = verify();
+    assert!(
+        matches!(v["state"].as_str(), Some("changed" | "present")) && v["verified"] == true,
+        "{v}"
+    );
+    std::fs::write(&shell, "<?php echo 'hello';").expect("clean");
+    let (_, v) = verify();
+    assert_eq!(
+        (&v["state"], &v["verified"]),
+        (&json!("clean"), &json!(false)),
+        "{v}"
+    );
+    std::fs::remove_file(&shell).expect("rm");
+    let (_, v) = verify();
+    assert_eq!(
+        (&v["state"], &v["verified"]),
+        (&json!("gone"), &json!(false)),
+        "{v}"
+    );
+    // A finding without a file has nothing to check again.
+    let (_, all) = h.get("/api/v1/history?limit=100", &h.read.clone());
+    let other = all["findings"].as_array().and_then(|a| {
+        a.iter()
+            .find(|x| x["file_path"].is_null())
+            .and_then(|x| x["id"].as_i64())
+    });
+    if let Some(other) = other {
+        let (s, v) = h.post("/api/v1/verify-finding", json!({ "id": other }));
+        assert_eq!(s, 422, "{v}");
+    }
+    assert_eq!(
+        h.post("/api/v1/verify-finding", json!({"id": 999_999})).0,
+        404
+    );
+
+    let (s, v) = h.post(
+        "/api/v1/firewall/cphulk-clear",
+        json!({"ip": "203.0.113.5"}),
+    );
+    if std::path::Path::new("/usr/local/cpanel/bin/hulk-unban-ip").exists() {
+        assert_eq!(s, 200, "{v}");
+    } else {
+        assert_eq!(s, 503, "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("cPHulk")),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        h.post("/api/v1/firewall/cphulk-clear", json!({"ip": "-rf"}))
+            .0,
+        400
+    );
+    let (s, v) = h.get("/api/v1/challenge/stats", &h.read.clone());
+    assert_eq!(
+        (s, &v["enabled"], &v["pending"]),
+        (200, &json!(false), &json!(0)),
+        "{v}"
+    );
+}

@@ -292,6 +292,8 @@ pub struct ScanPool {
     pub stats: Arc<ScanStats>,
     scanned: Arc<Scanned>,
     engine: Arc<Engine>,
+    /// Bytes of a file scanned, at most (`watch.max_scan_bytes`).
+    pub max_bytes: u64,
 }
 
 /// Files scanned lately: (st_dev, inode) -> (ctime at the scan, rule generation).
@@ -349,6 +351,7 @@ impl ScanPool {
             stats,
             scanned,
             engine,
+            max_bytes,
         })
     }
 

@@ -71,6 +71,33 @@ impl SeverityCounts {
     }
 }
 
+/// `POST /verify-finding`: the finding's file, scanned again with the rules in force.
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    pub id: i64,
+    pub check: String,
+    pub path: String,
+    /// The finding still holds (the file is there and still matches).
+    pub verified: bool,
+    /// present (same content, still matching), changed (other content, still
+    /// matching), clean (no rule matches any more) or gone (no such file).
+    pub state: &'static str,
+    /// The rules that match now.
+    pub matches: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// `GET /challenge/stats`: Rampart serves no challenge pages.
+#[derive(Debug, Serialize)]
+pub struct ChallengeStats {
+    pub enabled: bool,
+    pub pending: u64,
+    pub escalated: u64,
+    pub routed_by_check: BTreeMap<String, u64>,
+    pub recent: Vec<serde_json::Value>,
+}
+
 /// `GET /stats`, CSM's shape (csm-contract.md) with Rampart's `active` and
 /// `top_checks` beside it.
 #[derive(Debug, Serialize)]
@@ -562,6 +589,77 @@ impl AgentBackend {
             .collect::<Vec<_>>();
         // CSM's shape: a bare array.
         ok(&buckets)
+    }
+
+    pub(super) fn challenge_stats(&self) -> Result<Reply, ApiError> {
+        ok(&ChallengeStats {
+            enabled: false,
+            pending: 0,
+            escalated: 0,
+            routed_by_check: BTreeMap::new(),
+            recent: Vec::new(),
+        })
+    }
+
+    pub(super) async fn verify_finding(
+        &self,
+        r: FindingRef,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        use crate::detection::scan::{scan_file, ScanSkip};
+        let mut ids = self.resolve(&r).await?;
+        ids.sort_unstable();
+        let Some(&id) = ids.last() else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such finding"));
+        };
+        let f = self.finding_or_404(id).await?;
+        let Some(path) = f.path.clone() else {
+            return Err(ApiError::unprocessable(format!(
+                "finding {id} ({}) names no file to check again",
+                f.check
+            )));
+        };
+        let set = self.detection.engine.current();
+        let max = self.detection.pool.max_bytes;
+        let p = std::path::PathBuf::from(&path);
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut scanner = set.scanner();
+            scan_file(&set, scanner.as_mut(), &p, max)
+        })
+        .await
+        .map_err(|e| ApiError::internal("verify task", &e))?;
+        let (state, matches, sha256) = match scanned {
+            Err(ScanSkip::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                ("gone", vec![], None)
+            }
+            Err(e) => {
+                return Err(ApiError::unprocessable(format!(
+                    "{path} cannot be checked: {e}"
+                )))
+            }
+            Ok(rep) => {
+                let names: Vec<String> = rep.matches.iter().map(|m| m.rule.clone()).collect();
+                let state = if names.is_empty() {
+                    "clean"
+                } else if rep.sha256.is_some() && rep.sha256 == f.content_sha256 {
+                    "present"
+                } else {
+                    "changed"
+                };
+                (state, names, rep.sha256)
+            }
+        };
+        self.audit(actor, "verify_finding", &path, state, Some(id))
+            .await;
+        ok(&Verified {
+            id,
+            check: f.check,
+            path,
+            verified: matches!(state, "present" | "changed"),
+            state,
+            matches,
+            sha256,
+        })
     }
 
     pub(super) async fn dismiss(&self, r: FindingRef, actor: &str) -> Result<Reply, ApiError> {

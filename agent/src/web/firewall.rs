@@ -196,6 +196,22 @@ pub struct Mode {
     pub mode: &'static str,
 }
 
+/// cPanel's tool that takes an address out of cPHulk, its brute-force store.
+const HULK_UNBAN: &str = "/usr/local/cpanel/bin/hulk-unban-ip";
+
+/// Flush `ip` from cPHulk: None where cPHulk is not installed (no cPanel), else
+/// whether the tool succeeded. `ip` is a canonical address (never an option).
+async fn cphulk_unban(ip: &str) -> Option<bool> {
+    if !std::path::Path::new(HULK_UNBAN).exists() {
+        return None;
+    }
+    let st = tokio::process::Command::new(HULK_UNBAN)
+        .arg(ip)
+        .status()
+        .await;
+    Some(st.is_ok_and(|s| s.success()))
+}
+
 impl AgentBackend {
     pub(super) async fn firewall_op(&self, op: FirewallOp, actor: &str) -> Result<Reply, ApiError> {
         let fw = &self.firewall;
@@ -320,20 +336,10 @@ impl AgentBackend {
                         format!("{ip} is not blocked"),
                     ));
                 };
-                // cPHulk is cPanel's brute-force store; only cPanel hosts have it.
-                let cphulk = if std::path::Path::new("/usr/local/cpanel/bin/hulk-unban-ip").exists()
-                {
-                    let st = tokio::process::Command::new("/usr/local/cpanel/bin/hulk-unban-ip")
-                        .arg(ip)
-                        .status()
-                        .await;
-                    if st.is_ok_and(|s| s.success()) {
-                        "flushed"
-                    } else {
-                        "failed"
-                    }
-                } else {
-                    "not_installed"
+                let cphulk = match cphulk_unban(ip).await {
+                    None => "not_installed",
+                    Some(true) => "flushed",
+                    Some(false) => "failed",
                 };
                 ok(&Unbanned {
                     status: "unbanned",
@@ -341,6 +347,24 @@ impl AgentBackend {
                     cphulk,
                 })
             }
+            FirewallOp::CphulkClear { ip } => match cphulk_unban(&ip).await {
+                None => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cPHulk is not installed on this host (no {HULK_UNBAN})"),
+                )),
+                Some(true) => {
+                    self.audit(actor, "cphulk_clear", &ip, "", None).await;
+                    ok(&Listed {
+                        status: "flushed",
+                        ip,
+                        expires_at: None,
+                    })
+                }
+                Some(false) => Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("{HULK_UNBAN} {ip} failed"),
+                )),
+            },
             FirewallOp::TentativeApply {
                 changes,
                 timeout_secs,
