@@ -376,6 +376,13 @@ fn path_id(route: &Route, path: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {v:?}")))
 }
 
+/// The `{id}` of a scan job route.
+fn job_id(route: &Route, path: &str) -> Result<u64, ApiError> {
+    let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
+    v.parse::<u64>()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no scan job {v:?}")))
+}
+
 /// Addresses one bulk request may name, at most.
 const BULK_MAX: usize = 1000;
 
@@ -599,6 +606,15 @@ fn detect_op(
                 })?),
                 None => None,
             },
+        },
+        Handler::ScanJob => DetectOp::ScanJobs {
+            id: Some(job_id(route, path)?),
+        },
+        Handler::CancelScanJob => DetectOp::CancelScanJob {
+            id: job_id(route, path)?,
+        },
+        Handler::ScanJobFindings => DetectOp::ScanJobFindings {
+            id: job_id(route, path)?,
         },
         Handler::TestAlert => DetectOp::TestAlert,
         Handler::NotificationSettings => DetectOp::NotificationSettings,

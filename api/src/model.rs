@@ -692,6 +692,12 @@ pub enum DetectOp {
     ScanJobs {
         id: Option<u64>,
     },
+    CancelScanJob {
+        id: u64,
+    },
+    ScanJobFindings {
+        id: u64,
+    },
     TestAlert,
     /// Charon's `GET /security/notifications/settings`.
     NotificationSettings,

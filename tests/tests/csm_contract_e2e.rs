@@ -441,3 +441,80 @@ fn a_finding_is_verified_again_and_missing_host_components_are_named() {
         "{v}"
     );
 }
+
+/// CSM's scan-job routes: start, read one, its findings, cancel.
+#[test]
+fn scan_jobs_start_report_their_findings_and_cancel() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    // Outside the watched tree: only the job finds it.
+    let tree = h.dir.path().join("site");
+    std::fs::create_dir_all(tree.join("a/b")).expect("mkdir");
+    std::fs::write(tree.join("a/b/x.php"), SHELL).expect("shell");
+    std::fs::write(tree.join("a/clean.php"), "<?php echo 1;").expect("clean");
+    let (s, v) = h.post("/api/v1/scan-jobs", json!({"path": tree}));
+    assert_eq!(s, 202, "{v}");
+    let id = v["job"]["id"].as_u64().expect("id");
+    let job = || h.get(&format!("/api/v1/scan-jobs/{id}"), &h.read.clone()).1;
+    assert!(
+        wait_for(Duration::from_secs(20), || job()["status"] == "done"),
+        "{}",
+        job()
+    );
+    let (s, found) = h.get(&format!("/api/v1/scan-jobs/{id}/findings"), &h.read.clone());
+    assert_eq!(s, 200, "{found}");
+    let found = found.as_array().cloned().unwrap_or_default();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0]["file_path"],
+        tree.join("a/b/x.php").display().to_string()
+    );
+    assert_eq!(
+        h.post(&format!("/api/v1/scan-jobs/{id}/cancel"), json!({}))
+            .0,
+        409,
+        "finished"
+    );
+    assert_eq!(h.get("/api/v1/scan-jobs/999999", &h.read.clone()).0, 404);
+    assert_eq!(
+        h.get("/api/v1/scan-jobs/x/findings", &h.read.clone()).0,
+        404
+    );
+    assert_eq!(h.post("/api/v1/scan-jobs/999999/cancel", json!({})).0, 404);
+    // A long job, cancelled at once: it stops queueing.
+    let big = h.dir.path().join("big");
+    for d in 0..40 {
+        let dir = big.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..500 {
+            std::fs::write(dir.join(format!("{f}.txt")), "x").expect("file");
+        }
+    }
+    let (s, v) = h.post("/api/v1/scan-jobs", json!({"path": big}));
+    assert_eq!(s, 202, "{v}");
+    let id = v["job"]["id"].as_u64().expect("id");
+    let (s, v) = h.post(&format!("/api/v1/scan-jobs/{id}/cancel"), json!({}));
+    if s == 409 {
+        eprintln!("the job finished before the cancel; nothing to stop: {v}");
+        return;
+    }
+    assert_eq!((s, &v["status"]), (200, &json!("cancelled")), "{v}");
+    assert!(
+        wait_for(Duration::from_secs(20), || job_of(&h, id)["finished_at"]
+            .is_string()),
+        "{}",
+        job_of(&h, id)
+    );
+    let j = job_of(&h, id);
+    assert_eq!(j["status"], "cancelled", "{j}");
+    assert!(
+        j["files_found"].as_u64() < Some(20_000),
+        "the walk stopped: {j}"
+    );
+}
+
+fn job_of(h: &Harness, id: u64) -> serde_json::Value {
+    h.get(&format!("/api/v1/scan-jobs/{id}"), &h.read.clone()).1
+}

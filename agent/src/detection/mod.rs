@@ -408,9 +408,18 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
     while let Some(o) = rx.recv().await {
         let scanned = o.result.is_ok();
         let matches = o.result.as_ref().map(|r| r.matches.len()).unwrap_or(0);
-        if let Origin::Job(id) = o.req.origin {
-            det.jobs.record(id, scanned, matches);
-        }
+        // A job's outcome is counted after its findings are recorded, so a job that
+        // says done lists all of them.
+        let job = match o.req.origin {
+            Origin::Job(id) => Some(id),
+            Origin::Realtime { .. } => None,
+        };
+        let mut found = Vec::new();
+        let record = |found: Vec<i64>| {
+            if let Some(id) = job {
+                det.jobs.record(id, scanned, matches, found);
+            }
+        };
         let report = match o.result {
             Ok(r) => r,
             Err(scan::ScanSkip::Panicked(why)) => {
@@ -424,10 +433,14 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
                         format!("Scanning {path} crashed the scanner: its content is unchecked"),
                     )
                 };
-                det.findings.report(f).await;
+                found.extend(det.findings.report(f).await.map(|f| f.id));
+                record(found);
                 continue;
             }
-            Err(_) => continue,
+            Err(_) => {
+                record(found);
+                continue;
+            }
         };
         let mut quarantined: Option<String> = None;
         for m in &report.matches {
@@ -464,7 +477,9 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
                     }
                 }
             }
-            if let Some(found) = det.findings.report(f).await {
+            if let Some(reported) = det.findings.report(f).await {
+                found.push(reported.id);
+                let found = reported;
                 if let Some(qid) = &quarantined {
                     let _ = det
                         .findings
@@ -483,6 +498,7 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
         if matches!(o.req.origin, Origin::Realtime { .. }) {
             det.note_latency(o.req.queued_at.elapsed().as_secs_f64() * 1000.0);
         }
+        record(found);
     }
 }
 

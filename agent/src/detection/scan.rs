@@ -519,7 +519,16 @@ pub struct JobInfo {
     /// Whether the walk has listed every file.
     #[serde(skip)]
     walked: bool,
+    /// Set by [`Jobs::cancel`]: the walk stops and submits nothing more.
+    #[serde(skip)]
+    cancelled: bool,
+    /// The findings this job's scans reported (at most `MAX_JOB_FINDINGS`).
+    #[serde(skip)]
+    pub finding_ids: Vec<i64>,
 }
+
+/// Finding ids a job keeps for `/scan-jobs/{id}/findings`.
+const MAX_JOB_FINDINGS: usize = 5000;
 
 /// Scan jobs, newest kept (at most `MAX_JOBS`).
 #[derive(Default)]
@@ -581,6 +590,8 @@ impl Jobs {
             changed_since: since.map(|t| crate::store::rfc3339(t.into())),
             files_unchanged: 0,
             walked: false,
+            cancelled: false,
+            finding_ids: Vec::new(),
         };
         self.with(|j| {
             if j.len() >= MAX_JOBS {
@@ -594,6 +605,9 @@ impl Jobs {
         std::thread::spawn(move || {
             let (mut found, mut unchanged) = (0u64, 0u64);
             let err = walk(&path, &mut |p| {
+                if me.with(|j| j.get(&id).is_none_or(|job| job.cancelled)) {
+                    return false;
+                }
                 if let Some(since) = since {
                     if !changed(&p, since, &pool) {
                         unchanged += 1;
@@ -634,8 +648,8 @@ impl Jobs {
         info
     }
 
-    /// Count one outcome of job `id`.
-    pub fn record(&self, id: u64, scanned: bool, matches: usize) {
+    /// Count one outcome of job `id`, with the findings it reported.
+    pub fn record(&self, id: u64, scanned: bool, matches: usize, found: Vec<i64>) {
         self.with(|j| {
             if let Some(job) = j.get_mut(&id) {
                 if scanned {
@@ -644,9 +658,29 @@ impl Jobs {
                     job.files_skipped += 1;
                 }
                 job.matches += matches as u64;
+                for f in found {
+                    if job.finding_ids.len() < MAX_JOB_FINDINGS && !job.finding_ids.contains(&f) {
+                        job.finding_ids.push(f);
+                    }
+                }
                 finish_if_done(job);
             }
         });
+    }
+
+    /// Stop job `id`: its walk submits nothing more; files already queued are still
+    /// scanned (and counted). None when there is no such job; Some(false) when it
+    /// had finished already.
+    pub fn cancel(&self, id: u64) -> Option<bool> {
+        self.with(|j| {
+            let job = j.get_mut(&id)?;
+            if job.finished_at.is_some() {
+                return Some(false);
+            }
+            job.cancelled = true;
+            job.status = "cancelled".into();
+            Some(true)
+        })
     }
 }
 
@@ -655,7 +689,9 @@ fn finish_if_done(job: &mut JobInfo) {
         && job.files_scanned + job.files_skipped >= job.files_found
         && job.finished_at.is_none()
     {
-        job.status = if job.error.is_some() && job.files_found == 0 {
+        job.status = if job.cancelled {
+            "cancelled".into()
+        } else if job.error.is_some() && job.files_found == 0 {
             "failed".into()
         } else {
             "done".into()
@@ -846,7 +882,7 @@ mod tests {
                 panic!("job origin")
             };
             let r = o.result.expect("scanned");
-            jobs.record(id, true, r.matches.len());
+            jobs.record(id, true, r.matches.len(), Vec::new());
             if !r.matches.is_empty() {
                 matched.push(o.req.path.clone());
             }

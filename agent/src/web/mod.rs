@@ -326,6 +326,8 @@ impl api::Backend for AgentBackend {
         match op {
             DetectOp::Prefs { operator, op } => self.prefs(&operator, op).await,
             DetectOp::FindingsEnriched => self.findings_enriched().await,
+            DetectOp::CancelScanJob { id } => self.cancel_scan_job(id, actor).await,
+            DetectOp::ScanJobFindings { id } => self.scan_job_findings(id).await,
             DetectOp::VerifyFinding(r) => self.verify_finding(r, actor).await,
             DetectOp::ChallengeStats => self.challenge_stats(),
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,

@@ -86,6 +86,13 @@ pub struct ReloadFailed<'a> {
     pub active_version: &'a str,
 }
 
+/// `POST /scan-jobs/{id}/cancel`.
+#[derive(Debug, Serialize)]
+pub struct Cancelled {
+    pub status: &'static str,
+    pub job: Option<JobInfo>,
+}
+
 /// 202 of `/scan-account`.
 #[derive(Debug, Serialize)]
 pub struct ScanQueued {
@@ -152,6 +159,45 @@ impl AgentBackend {
                 job,
             },
         )
+    }
+
+    pub(super) async fn cancel_scan_job(&self, id: u64, actor: &str) -> Result<Reply, ApiError> {
+        match self.detection.jobs.cancel(id) {
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no scan job {id}"),
+            )),
+            Some(false) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("scan job {id} has finished"),
+            )),
+            Some(true) => {
+                self.audit(actor, "scan_cancel", &id.to_string(), "", None)
+                    .await;
+                let job = self.detection.jobs.get(id);
+                ok(&Cancelled {
+                    status: "cancelled",
+                    job,
+                })
+            }
+        }
+    }
+
+    pub(super) async fn scan_job_findings(&self, id: u64) -> Result<Reply, ApiError> {
+        let Some(job) = self.detection.jobs.get(id) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no scan job {id}"),
+            ));
+        };
+        let mut out = Vec::with_capacity(job.finding_ids.len());
+        for fid in job.finding_ids {
+            // A finding pruned by retention since is left out.
+            if let Some(f) = self.store.finding(fid).await.map_err(super::store_err)? {
+                out.push(f);
+            }
+        }
+        ok(&out)
     }
 
     pub(super) async fn scan_jobs(&self, id: Option<u64>) -> Result<Reply, ApiError> {
