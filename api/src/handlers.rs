@@ -417,6 +417,8 @@ fn detect_op(
         Handler::PrefsUser => prefs(PrefsOp::User),
         Handler::VerifyFinding => DetectOp::VerifyFinding(finding_ref(body)?),
         Handler::ChallengeStats => DetectOp::ChallengeStats,
+        Handler::Hardening => DetectOp::Hardening,
+        Handler::HardeningRun => DetectOp::HardeningRun,
         Handler::PutPrefsUser => prefs(PrefsOp::PutUser(
             parse_json::<crate::prefs::UiPrefs>(body)?.sanitized(),
         )),

@@ -675,6 +675,8 @@ pub enum DetectOp {
     /// Check a file finding again (`/verify-finding`).
     VerifyFinding(FindingRef),
     ChallengeStats,
+    Hardening,
+    HardeningRun,
     History(HistoryQuery),
     /// The same rows as History, for the CSV export.
     HistoryRows(HistoryQuery),

@@ -107,8 +107,6 @@ const NOT_YET: &[&str] = &[
     "POST /api/v1/import",
     "GET /api/v1/geoip",
     "POST /api/v1/geoip/batch",
-    "GET /api/v1/hardening",
-    "POST /api/v1/hardening/run",
     "POST /api/v1/modsec/rules/apply",
     "POST /api/v1/modsec/rules/escalation",
     "POST /api/v1/perf/fix-display-errors",

@@ -518,3 +518,53 @@ fn scan_jobs_start_report_their_findings_and_cancel() {
 fn job_of(h: &Harness, id: u64) -> serde_json::Value {
     h.get(&format!("/api/v1/scan-jobs/{id}"), &h.read.clone()).1
 }
+
+/// The hardening audit reads this host: its verdict on a sysctl matches the sysctl.
+#[test]
+fn the_hardening_audit_reads_this_host_and_is_kept() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mut h = Harness::start(net, "");
+    let admin = h.admin.clone();
+    assert_eq!(h.get("/api/v1/hardening", &admin).0, 404, "none ran yet");
+    let (s, r) = h.post("/api/v1/hardening/run", json!({}));
+    assert_eq!(s, 200, "{r}");
+    let checks = r["checks"].as_array().cloned().unwrap_or_default();
+    let of = |id: &str| {
+        checks
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {r}"))
+    };
+    let symlinks: i64 = std::fs::read_to_string("/proc/sys/fs/protected_symlinks")
+        .expect("sysctl")
+        .trim()
+        .parse()
+        .expect("int");
+    let c = of("fs.protected_symlinks");
+    assert_eq!(
+        c["status"],
+        if symlinks >= 1 { "pass" } else { "fail" },
+        "{c}"
+    );
+    assert_eq!(c["detail"], format!("fs.protected_symlinks = {symlinks}"));
+    for c in &checks {
+        assert!(
+            matches!(c["status"].as_str(), Some("pass" | "fail" | "warn" | "na")),
+            "{c}"
+        );
+        if matches!(c["status"].as_str(), Some("fail" | "warn")) {
+            assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "{c}");
+        }
+    }
+    h.restart();
+    let (s, kept) = h.get("/api/v1/hardening", &admin);
+    assert_eq!((s, &kept["ran_at"]), (200, &r["ran_at"]), "{kept}");
+    assert_eq!(
+        h.get("/api/v1/hardening", &h.read.clone()).0,
+        401,
+        "admin only"
+    );
+}

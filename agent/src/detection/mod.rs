@@ -6,6 +6,7 @@
 //!     --(bounded)--> [scan_results] --> findings (store, JSONL, SSE)
 
 pub mod behaviour;
+pub mod hardening;
 pub mod quarantine;
 pub mod scan;
 pub mod signatures;

@@ -46,6 +46,7 @@ pub fn api_limits(cfg: &crate::config::ApiLimits, nofile: u64) -> api::Limits {
 pub mod bulk;
 pub mod findings;
 pub mod firewall;
+pub mod host;
 pub mod incidents;
 pub mod prefs;
 pub mod reports;
@@ -330,6 +331,8 @@ impl api::Backend for AgentBackend {
             DetectOp::ScanJobFindings { id } => self.scan_job_findings(id).await,
             DetectOp::VerifyFinding(r) => self.verify_finding(r, actor).await,
             DetectOp::ChallengeStats => self.challenge_stats(),
+            DetectOp::Hardening => self.hardening().await,
+            DetectOp::HardeningRun => self.hardening_run(actor).await,
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,
             DetectOp::History(h) => self.history(h).await,
             DetectOp::HistoryRows(h) => self.history_rows(h, actor).await,
