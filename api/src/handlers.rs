@@ -419,6 +419,22 @@ fn detect_op(
         Handler::ChallengeStats => DetectOp::ChallengeStats,
         Handler::Hardening => DetectOp::Hardening,
         Handler::HardeningRun => DetectOp::HardeningRun,
+        Handler::Accounts => DetectOp::Accounts,
+        Handler::Account => {
+            let name = string_param(query, "name")?;
+            // A user name: never a path, an option or a pattern.
+            let ok = name.len() <= 64
+                && !name.starts_with(['-', '.'])
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                return Err(ApiError::bad_request(format!(
+                    "{name:?} is not an account name"
+                )));
+            }
+            DetectOp::Account { name }
+        }
         Handler::PutPrefsUser => prefs(PrefsOp::PutUser(
             parse_json::<crate::prefs::UiPrefs>(body)?.sanitized(),
         )),

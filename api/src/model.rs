@@ -677,6 +677,10 @@ pub enum DetectOp {
     ChallengeStats,
     Hardening,
     HardeningRun,
+    Accounts,
+    Account {
+        name: String,
+    },
     History(HistoryQuery),
     /// The same rows as History, for the CSV export.
     HistoryRows(HistoryQuery),

@@ -568,3 +568,78 @@ fn the_hardening_audit_reads_this_host_and_is_kept() {
         "admin only"
     );
 }
+
+/// A login user made for the test, removed again even when an assertion fails.
+struct TestUser(String);
+
+impl TestUser {
+    fn create(name: &str, home: &std::path::Path) -> Self {
+        let st = std::process::Command::new("useradd")
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--home-dir",
+            ])
+            .arg(home)
+            .arg(name)
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name}");
+        TestUser(name.to_string())
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+/// Hosting accounts are this host's users (no cPanel here).
+#[test]
+fn accounts_are_the_hosts_users() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    let home = h.dir.path().join("home-rtacct");
+    let _user = TestUser::create("rtacct", &home);
+    let admin = h.admin.clone();
+    let (s, list) = h.get("/api/v1/accounts", &admin);
+    assert_eq!(s, 200, "{list}");
+    let me = list
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "rtacct").cloned())
+        .unwrap_or_else(|| panic!("rtacct in {list}"));
+    assert_eq!(
+        (me["home"].as_str(), me["source"].as_str()),
+        (home.to_str(), Some("passwd")),
+        "{me}"
+    );
+    assert!(
+        list.as_array().is_some_and(|a| a
+            .iter()
+            .all(|x| x["name"] != "root" && x["name"] != "nobody")),
+        "system users are no accounts: {list}"
+    );
+    let (s, one) = h.get("/api/v1/account?name=rtacct", &admin);
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(one["account"]["name"], "rtacct");
+    assert!(
+        one["findings"].is_array() && one["quarantine"].is_array(),
+        "{one}"
+    );
+    assert_eq!(
+        h.get("/api/v1/account?name=root", &admin).0,
+        404,
+        "not an account"
+    );
+    assert_eq!(h.get("/api/v1/account?name=../etc", &admin).0, 400);
+    assert_eq!(h.get("/api/v1/account", &admin).0, 400, "name required");
+    assert_eq!(
+        h.get("/api/v1/accounts", &h.read.clone()).0,
+        401,
+        "admin only"
+    );
+}

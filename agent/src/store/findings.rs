@@ -470,6 +470,19 @@ impl Store {
         .await
     }
 
+    /// Active findings per account (those attributed to one).
+    pub async fn active_by_account(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|c| {
+            let mut st = c.prepare(
+                "SELECT account, COUNT(*) FROM findings
+                 WHERE status = 'active' AND account IS NOT NULL GROUP BY account",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Active findings per severity.
     pub async fn severity_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.call(|c| {

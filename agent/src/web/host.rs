@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! Routes about the host itself: the hardening audit.
+//! Routes about the host itself: the hardening audit, the hosting accounts.
+
+use std::path::Path;
 
 use api::ApiError;
+use serde::Serialize;
 use warp::http::StatusCode;
 
 use super::{ok, store_err, AgentBackend, Reply};
@@ -42,5 +45,253 @@ impl AgentBackend {
         )
         .await;
         ok(&report)
+    }
+}
+
+/// A hosting account: a cPanel user where cPanel is installed, else a login user
+/// of this host (UID_MIN and up, as useradd numbers them).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub home: String,
+    pub shell: String,
+    /// "cpanel" or "passwd".
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub suspended: bool,
+    /// Active findings attributed to the account.
+    pub findings_active: i64,
+}
+
+/// `GET /account?name=`.
+#[derive(Debug, Serialize)]
+pub struct AccountDetail {
+    pub account: Account,
+    /// Active findings attributed to it.
+    pub findings: Vec<api::model::Finding>,
+    /// Its last 100 findings, any status, newest first.
+    pub history: Vec<api::model::Finding>,
+    /// Files quarantined from under its home.
+    pub quarantine: Vec<crate::store::QuarantineRow>,
+}
+
+fn uid_min(root: &Path) -> u32 {
+    std::fs::read_to_string(root.join("etc/login.defs"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some("UID_MIN"))
+                    .then(|| f.next()?.parse().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or(1000)
+}
+
+/// The accounts of the host under `root`: cPanel's user files
+/// (`/var/cpanel/users/<name>`, `KEY=value` lines) when there are any, matched to
+/// their passwd entries; else every passwd user from UID_MIN up (not nobody).
+pub fn accounts(root: &Path) -> Vec<Account> {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let users: Vec<(String, u32, String, String)> = passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 7).then(|| {
+                Some((
+                    f[0].to_string(),
+                    f[2].parse().ok()?,
+                    f[5].to_string(),
+                    f[6].to_string(),
+                ))
+            })?
+        })
+        .collect();
+    let cpanel_dir = root.join("var/cpanel/users");
+    let mut cpanel: Vec<String> = std::fs::read_dir(&cpanel_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') && n != "system")
+                .collect()
+        })
+        .unwrap_or_default();
+    cpanel.sort();
+    let mut out = Vec::new();
+    if !cpanel.is_empty() {
+        for name in cpanel {
+            let text = std::fs::read_to_string(cpanel_dir.join(&name)).unwrap_or_default();
+            let key = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                    .map(str::to_string)
+                    .filter(|v| !v.is_empty())
+            };
+            let Some((_, uid, home, shell)) = users.iter().find(|u| u.0 == name).cloned() else {
+                continue;
+            };
+            out.push(Account {
+                suspended: key("SUSPENDED").is_some_and(|v| v == "1"),
+                domain: key("DNS"),
+                plan: key("PLAN"),
+                owner: key("OWNER"),
+                name,
+                uid,
+                home,
+                shell,
+                source: "cpanel",
+                findings_active: 0,
+            });
+        }
+        return out;
+    }
+    let min = uid_min(root);
+    for (name, uid, home, shell) in users {
+        if uid < min || uid >= 60_000 || name == "nobody" {
+            continue;
+        }
+        out.push(Account {
+            name,
+            uid,
+            home,
+            shell,
+            source: "passwd",
+            domain: None,
+            plan: None,
+            owner: None,
+            suspended: false,
+            findings_active: 0,
+        });
+    }
+    out
+}
+
+impl AgentBackend {
+    async fn accounts_with_counts(&self) -> Result<Vec<Account>, ApiError> {
+        let mut list = tokio::task::spawn_blocking(|| accounts(Path::new("/")))
+            .await
+            .map_err(|e| ApiError::internal("reading accounts", &e))?;
+        let counts = self.store.active_by_account().await.map_err(store_err)?;
+        for a in &mut list {
+            a.findings_active = counts
+                .iter()
+                .find(|(n, _)| *n == a.name)
+                .map_or(0, |(_, n)| *n);
+        }
+        Ok(list)
+    }
+
+    pub(super) async fn accounts_list(&self) -> Result<Reply, ApiError> {
+        ok(&self.accounts_with_counts().await?)
+    }
+
+    pub(super) async fn account_detail(&self, name: String) -> Result<Reply, ApiError> {
+        let Some(account) = self
+            .accounts_with_counts()
+            .await?
+            .into_iter()
+            .find(|a| a.name == name)
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no account {name:?} on this host"),
+            ));
+        };
+        let query = |status: Option<&str>, limit| crate::store::FindingQuery {
+            status: status.map(str::to_string),
+            account: Some(name.clone()),
+            limit,
+            ..Default::default()
+        };
+        let (findings, _) = self
+            .store
+            .query_findings(query(Some("active"), 1000))
+            .await
+            .map_err(store_err)?;
+        let (history, _) = self
+            .store
+            .query_findings(query(None, 100))
+            .await
+            .map_err(store_err)?;
+        let home = format!("{}/", account.home.trim_end_matches('/'));
+        let quarantine = self
+            .store
+            .quarantine_rows(None, true)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|q| account.home.len() > 1 && q.original_path.starts_with(&home))
+            .collect();
+        ok(&AccountDetail {
+            account,
+            findings,
+            history,
+            quarantine,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n\
+        alice:x:1001:1001::/home/alice:/bin/bash\n\
+        bob:x:1002:1002::/home/bob:/usr/sbin/nologin\n\
+        nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+        broken line\n";
+
+    #[test]
+    fn login_users_are_the_accounts_without_cpanel() {
+        let d = tempfile::tempdir().expect("tmp");
+        put(d.path(), "etc/passwd", PASSWD);
+        let names: Vec<String> = accounts(d.path()).into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        put(d.path(), "etc/login.defs", "# comment\nUID_MIN\t\t 1002\n");
+        let names: Vec<String> = accounts(d.path()).into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["bob"], "UID_MIN from login.defs");
+    }
+
+    #[test]
+    fn cpanel_users_come_from_their_files() {
+        let d = tempfile::tempdir().expect("tmp");
+        put(d.path(), "etc/passwd", PASSWD);
+        put(
+            d.path(),
+            "var/cpanel/users/bob",
+            "DNS=bob.example\nPLAN=gold\nOWNER=root\nSUSPENDED=1\n",
+        );
+        put(d.path(), "var/cpanel/users/ghost", "DNS=ghost.example\n");
+        put(d.path(), "var/cpanel/users/system", "");
+        let a = accounts(d.path());
+        assert_eq!(
+            a.len(),
+            1,
+            "alice is no cPanel account, ghost has no passwd entry: {a:?}"
+        );
+        assert_eq!(
+            (
+                a[0].name.as_str(),
+                a[0].domain.as_deref(),
+                a[0].plan.as_deref(),
+                a[0].suspended,
+                a[0].source
+            ),
+            ("bob", Some("bob.example"), Some("gold"), true, "cpanel")
+        );
     }
 }

@@ -333,6 +333,8 @@ impl api::Backend for AgentBackend {
             DetectOp::ChallengeStats => self.challenge_stats(),
             DetectOp::Hardening => self.hardening().await,
             DetectOp::HardeningRun => self.hardening_run(actor).await,
+            DetectOp::Accounts => self.accounts_list().await,
+            DetectOp::Account { name } => self.account_detail(name).await,
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,
             DetectOp::History(h) => self.history(h).await,
             DetectOp::HistoryRows(h) => self.history_rows(h, actor).await,
