@@ -420,6 +420,20 @@ fn detect_op(
         Handler::Hardening => DetectOp::Hardening,
         Handler::HardeningRun => DetectOp::HardeningRun,
         Handler::Accounts => DetectOp::Accounts,
+        Handler::Export => DetectOp::Export,
+        Handler::Import => {
+            let b: crate::model::StateBundle = parse_json(body)?;
+            if b.format != crate::model::STATE_FORMAT || b.version != crate::model::STATE_VERSION {
+                return Err(ApiError::bad_request(format!(
+                    "not a bundle this agent reads: format {:?} version {} (want {:?} version {})",
+                    b.format,
+                    b.version,
+                    crate::model::STATE_FORMAT,
+                    crate::model::STATE_VERSION
+                )));
+            }
+            DetectOp::Import(b)
+        }
         Handler::Account => {
             let name = string_param(query, "name")?;
             // A user name: never a path, an option or a pattern.

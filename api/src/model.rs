@@ -297,6 +297,54 @@ impl<'de> Deserialize<'de> for Finding {
     }
 }
 
+/// `GET /api/v1/export` and the body of `POST /api/v1/import`: the operator's own
+/// state (CSM: suppressions and the whitelist). Block lists are not in it: they can
+/// hold millions of entries and have their own bulk import.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateBundle {
+    /// "rampart-state".
+    pub format: String,
+    pub version: u32,
+    #[serde(default)]
+    pub exported_at: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub suppressions: Vec<SuppressionItem>,
+    #[serde(default)]
+    pub whitelist: Vec<WhitelistItem>,
+}
+
+pub const STATE_FORMAT: &str = "rampart-state";
+pub const STATE_VERSION: u32 = 1;
+
+/// A suppression in a [`StateBundle`] (its id and counters stay on the host).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_glob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An allowed address or subnet in a [`StateBundle`]; `expires_at` "" = permanent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhitelistItem {
+    pub ip: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub expires_at: String,
+}
+
 /// A duration in a request body: seconds as a number, or CSM's text ("24h", "7d",
 /// "1h30m", "90s"); "" and 0 mean permanent (None).
 pub fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -681,6 +729,8 @@ pub enum DetectOp {
     Account {
         name: String,
     },
+    Export,
+    Import(StateBundle),
     History(HistoryQuery),
     /// The same rows as History, for the CSV export.
     HistoryRows(HistoryQuery),

@@ -643,3 +643,96 @@ fn accounts_are_the_hosts_users() {
         "admin only"
     );
 }
+
+/// `/export` then `/import` round-trips suppressions and the whitelist; a bundle
+/// with one bad entry changes nothing.
+#[test]
+fn state_exports_and_imports_whole_or_not_at_all() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    let admin = h.admin.clone();
+    let (s, v) = h.post(
+        "/api/v1/suppressions",
+        json!({"check": "signature_match", "path_glob": "/var/www/*/cache/*", "reason": "cache"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    for body in [
+        json!({"ip": "198.51.100.0/24", "reason": "office"}),
+        json!({"ip": "203.0.113.44", "reason": "vendor", "duration": "2h"}),
+    ] {
+        let (s, v) = h.post("/api/v1/firewall/allow-ip", body);
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, bundle) = h.get("/api/v1/export", &admin);
+    assert_eq!(s, 200, "{bundle}");
+    assert_eq!(bundle["format"], "rampart-state");
+    assert_eq!(
+        bundle["suppressions"].as_array().map(Vec::len),
+        Some(1),
+        "{bundle}"
+    );
+    assert_eq!(
+        bundle["whitelist"].as_array().map(Vec::len),
+        Some(2),
+        "{bundle}"
+    );
+    // Forget it all, then import.
+    let id = h.get("/api/v1/suppressions", &admin).1[0]["id"].clone();
+    assert_eq!(
+        h.post(
+            "/api/v1/suppressions",
+            json!({"action": "delete", "id": id})
+        )
+        .0,
+        200
+    );
+    for ip in ["198.51.100.0/24", "203.0.113.44"] {
+        assert_eq!(
+            h.post("/api/v1/firewall/remove-allow", json!({ "ip": ip }))
+                .0,
+            200
+        );
+    }
+    // One bad entry: nothing of it is applied.
+    let mut bad = bundle.clone();
+    bad["whitelist"][1]["ip"] = json!("0.0.0.0/0");
+    let (s, v) = h.post("/api/v1/import", bad);
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("whitelist[1]")),
+        "{v}"
+    );
+    assert_eq!(
+        h.get("/api/v1/suppressions", &admin).1,
+        json!([]),
+        "nothing applied"
+    );
+    let (s, v) = h.post("/api/v1/import", bundle.clone());
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["suppressions"], &v["whitelist"], &v["skipped"]),
+        (&json!(1), &json!(2), &json!(0)),
+        "{v}"
+    );
+    let (_, allowed) = h.get("/api/v1/firewall/allowed", &admin);
+    let vendor = allowed
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["ip"] == "203.0.113.44").cloned())
+        .unwrap_or_else(|| panic!("{allowed}"));
+    assert!(
+        vendor["expires_at"].as_str().is_some_and(|e| !e.is_empty()),
+        "still temporary: {vendor}"
+    );
+    let (_, v) = h.post("/api/v1/import", bundle);
+    assert_eq!(
+        (&v["suppressions"], &v["whitelist"], &v["skipped"]),
+        (&json!(0), &json!(0), &json!(3)),
+        "{v}"
+    );
+    let (s, v) = h.post("/api/v1/import", json!({"format": "csm", "version": 9}));
+    assert_eq!(s, 400, "{v}");
+}

@@ -51,6 +51,7 @@ pub mod incidents;
 pub mod prefs;
 pub mod reports;
 pub mod rules;
+pub mod state;
 pub mod status;
 pub mod threat;
 pub mod tls;
@@ -334,6 +335,8 @@ impl api::Backend for AgentBackend {
             DetectOp::Hardening => self.hardening().await,
             DetectOp::HardeningRun => self.hardening_run(actor).await,
             DetectOp::Accounts => self.accounts_list().await,
+            DetectOp::Export => self.export_state().await,
+            DetectOp::Import(b) => self.import_state(b, actor).await,
             DetectOp::Account { name } => self.account_detail(name).await,
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,
             DetectOp::History(h) => self.history(h).await,
