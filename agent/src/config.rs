@@ -814,6 +814,53 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// The drop-in the settings API writes (`conf.d/` beside the config file). It is
+/// merged last whatever its name sorts as, and its lists replace.
+pub const API_DROP_IN: &str = "zz-api-settings.yaml";
+
+/// The layers [`Config::load`] merges for `path`: (name, text), the embedded default
+/// first, then the file, then its `conf.d/*.yaml` in name order, the API's drop-in
+/// last. Checked as `load` says.
+pub fn layers(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
+    layers.push((path.display().to_string(), read_private(path)?));
+    check_owner(dir, true)?;
+    let confd = dir.join("conf.d");
+    if confd.is_dir() {
+        check_owner(&confd, true)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&confd)
+            .map_err(|source| ConfigError::Read {
+                path: confd.clone(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort_by_key(|f| (f.file_name().is_some_and(|n| n == API_DROP_IN), f.clone()));
+        for f in files {
+            layers.push((f.display().to_string(), read_private(&f)?));
+        }
+    }
+    Ok(layers)
+}
+
+/// The layers merged as [`Config::from_layers`] merges them, not yet validated.
+pub fn merged(layers: &[(String, String)]) -> Result<Value, ConfigError> {
+    let mut merged = Value::Null;
+    for (i, (name, text)) in layers.iter().enumerate() {
+        let v = parse_value(name, text)?;
+        if i == 0 {
+            merged = v;
+        } else if i == 1 || name.ends_with(API_DROP_IN) {
+            replace_lists_from(&mut merged, v);
+        } else {
+            merge(&mut merged, v);
+        }
+    }
+    Ok(merged)
+}
+
 fn parse_value(path: &str, text: &str) -> Result<Value, ConfigError> {
     let v: Value = serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Yaml {
         path: path.into(),
@@ -847,47 +894,21 @@ impl Config {
     /// Every file and both directories must be safe from other local users
     /// ([`check_owner`]); a file holding a token must not be world-readable.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
-        layers.push((path.display().to_string(), read_private(path)?));
-        check_owner(dir, true)?;
-        let confd = dir.join("conf.d");
-        if confd.is_dir() {
-            check_owner(&confd, true)?;
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&confd)
-                .map_err(|source| ConfigError::Read {
-                    path: confd.clone(),
-                    source,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect();
-            files.sort();
-            for f in files {
-                layers.push((f.display().to_string(), read_private(&f)?));
-            }
-        }
-        Self::from_layers(layers)
+        Self::from_layers(layers(path)?)
     }
 
     /// Merge layers (name, YAML text) in order and validate. Lists in the embedded
     /// default are *replaced* by the first file that sets them, so an operator's
-    /// `watch.paths` is not appended to the defaults; later drop-ins append.
+    /// `watch.paths` is not appended to the defaults; later drop-ins append, except
+    /// the API's own ([`API_DROP_IN`]), whose lists replace (it says what a section
+    /// is, as the settings API was told).
     pub fn from_layers(layers: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        let mut merged = Value::Null;
-        let mut names = Vec::new();
-        for (i, (name, text)) in layers.iter().enumerate() {
-            let v = parse_value(name, text)?;
-            if i == 0 {
-                merged = v;
-            } else if i == 1 {
-                replace_lists_from(&mut merged, v);
-            } else {
-                merge(&mut merged, v);
-            }
-            names.push(name.as_str());
-        }
-        let source = names.join(" + ");
+        let source = layers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let merged = merged(&layers)?;
         let cfg: Config =
             serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
                 path: source.clone(),

@@ -33,6 +33,15 @@ fn hash_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// `POST /api/v1/settings/restart`: the caller starts the agent again in place.
+    Restart,
+}
+
 fn prepare_state_dir(cfg: &Config) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&cfg.state_dir)
@@ -42,8 +51,14 @@ fn prepare_state_dir(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Run the agent until a shutdown signal, telling systemd how it goes.
-pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> Result<()> {
+/// Run the agent until a shutdown signal or a restart asked through the API, telling
+/// systemd how it goes. `config_path`: the file `cfg` came from (None: the embedded
+/// default), which the settings API edits through its drop-in.
+pub async fn run(
+    cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    notifier: Arc<Notifier>,
+) -> Result<Exit> {
     prepare_state_dir(&cfg)?;
     let nofile = kernel::raise_nofile();
     let (token_set, fresh_token) = tokens::build(&cfg)?;
@@ -57,6 +72,7 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
     )?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let restart = Arc::new(tokio::sync::Notify::new());
     let (findings_tx, _) = broadcast::channel::<Finding>(FINDINGS_BROADCAST);
     let findings = Arc::new(
         Findings::open(
@@ -141,7 +157,10 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         started_at_token: hash_hex(format!("{started_at}{}", std::process::id()).as_bytes())[..16]
             .to_string(),
         started_at,
-        config_hash: hash_hex(config_text.as_bytes()),
+        config_path,
+        restart: restart.clone(),
+        settings_written: Default::default(),
+        settings_lock: Default::default(),
         binary_hash: self_hash(),
         components,
         sensors: sensors.backends.clone(),
@@ -200,9 +219,17 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
         println!("Generated admin API token (shown once; only its SHA-256 is stored): {token}");
     }
 
-    wait_for_signal().await?;
-    tracing::info!("Shutting down.");
-    notifier.stopping();
+    let exit = tokio::select! {
+        r = wait_for_signal() => r.map(|()| Exit::Stopped)?,
+        () = restart.notified() => Exit::Restart,
+    };
+    if exit == Exit::Restart {
+        tracing::info!("Restarting (asked through the API).");
+        notifier.reloading();
+    } else {
+        tracing::info!("Shutting down.");
+        notifier.stopping();
+    }
     let _ = shutdown_tx.send(true);
     let _ = watchdog.await;
     let _ = server.await;
@@ -221,7 +248,7 @@ pub async fn run(cfg: Config, config_text: String, notifier: Arc<Notifier>) -> R
     store.flush().await.context("flushing the store")?;
     drop(ebpf);
     tracing::info!("Programs detached; store flushed. Bye.");
-    Ok(())
+    Ok(exit)
 }
 
 /// SHA-256 of our own binary, filled in by a detached thread: hashing takes seconds

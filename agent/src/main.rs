@@ -121,26 +121,43 @@ enum Cmd {
     },
 }
 
-fn load_config(args: &ConfigArgs) -> Result<(Config, String), config::ConfigError> {
-    let (mut cfg, text) = if args.default_config {
-        (Config::embedded()?, config::DEFAULT_YAML.to_string())
-    } else {
-        let path = args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
-        let cfg = Config::load(&path)?;
-        (cfg, std::fs::read_to_string(&path).unwrap_or_default())
+fn load_config(args: &ConfigArgs) -> Result<Config, config::ConfigError> {
+    let mut cfg = match config_path(args) {
+        None => Config::embedded()?,
+        Some(path) => Config::load(&path)?,
     };
     if let Some(d) = &args.state_dir {
         cfg.state_dir = d.clone();
     }
-    Ok((cfg, text))
+    Ok(cfg)
+}
+
+/// The config file named (or the default one); None with `--default-config`.
+fn config_path(args: &ConfigArgs) -> Option<PathBuf> {
+    (!args.default_config).then(|| {
+        args.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+    })
+}
+
+/// Start this binary again in place (same PID, same arguments), handing it the
+/// systemd variables `Notifier::from_env` took out of the environment. Returns only
+/// if the exec failed (exit 1: systemd's Restart=on-failure starts us again).
+fn reexec(notifier: &Notifier) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .envs(notifier.env_for_reexec().iter().cloned())
+        .exec();
+    eprintln!("error: restarting {}: {err}", exe.display());
+    ExitCode::FAILURE
 }
 
 /// Load the config, or the exit status (64) after saying why.
 fn config_only(args: &ConfigArgs) -> Result<Config, ExitCode> {
-    load_config(args).map(|(c, _)| c).map_err(|e| {
+    load_config(args).map_err(|e| {
         eprintln!("invalid configuration: {e}");
         ExitCode::from(EX_USAGE)
     })
@@ -150,7 +167,7 @@ fn config_only(args: &ConfigArgs) -> Result<Config, ExitCode> {
 fn config_and_runtime(
     args: &ConfigArgs,
     multi_thread: bool,
-) -> Result<((Config, String), tokio::runtime::Runtime), ExitCode> {
+) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
     let loaded = load_config(args).map_err(|e| {
         eprintln!("invalid configuration: {e}");
         ExitCode::from(EX_USAGE)
@@ -280,7 +297,7 @@ fn main() -> ExitCode {
             // A configuration that does not load is reported, and the host is
             // examined for the embedded default instead.
             let (cfg, config_error) = match load_config(&args) {
-                Ok((cfg, _)) => (cfg, None),
+                Ok(cfg) => (cfg, None),
                 Err(e) => match Config::embedded() {
                     Ok(cfg) => (
                         cfg,
@@ -321,7 +338,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Token { args, cmd } => {
-            let ((cfg, _), rt) = match config_and_runtime(&args, false) {
+            let (cfg, rt) = match config_and_runtime(&args, false) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -359,7 +376,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Firewall { args, cmd } => {
-            let ((cfg, _), rt) = match config_and_runtime(&args, false) {
+            let (cfg, rt) = match config_and_runtime(&args, false) {
                 Ok(v) => v,
                 Err(code) => return code,
             };
@@ -476,18 +493,24 @@ fn main() -> ExitCode {
             // Before the runtime's threads exist: it takes the variables out of the
             // environment.
             let notifier = std::sync::Arc::new(Notifier::from_env());
-            let ((cfg, text), rt) = match config_and_runtime(&args, true) {
+            let (cfg, rt) = match config_and_runtime(&args, true) {
                 Ok(v) => v,
                 Err(code) => {
                     notifier.status("Failed: invalid configuration (rampart validate says why)");
                     return code;
                 }
             };
+            let path = config_path(&args);
             match rt
-                .block_on(agent::daemon::run(cfg, text, notifier.clone()))
+                .block_on(agent::daemon::run(cfg, path, notifier.clone()))
                 .context("rampart run")
             {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(agent::daemon::Exit::Stopped) => ExitCode::SUCCESS,
+                Ok(agent::daemon::Exit::Restart) => {
+                    // The runtime's threads end with it, before this image is replaced.
+                    drop(rt);
+                    reexec(&notifier)
+                }
                 Err(e) => {
                     notifier.status(&format!("Failed: {e:#}"));
                     eprintln!("error: {e:#}");

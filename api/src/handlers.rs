@@ -376,6 +376,18 @@ fn path_id(route: &Route, path: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no incident {v:?}")))
 }
 
+/// The `{section}` of a settings route: a config key name.
+fn section_param(route: &Route, path: &str) -> Result<String, ApiError> {
+    let v = crate::routes::param(route.path, path, "section").unwrap_or_default();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no settings section {v:?}"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// The `{id}` of a scan job route.
 fn job_id(route: &Route, path: &str) -> Result<u64, ApiError> {
     let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
@@ -421,6 +433,23 @@ fn detect_op(
         Handler::HardeningRun => DetectOp::HardeningRun,
         Handler::Accounts => DetectOp::Accounts,
         Handler::Export => DetectOp::Export,
+        Handler::Settings => DetectOp::Settings,
+        Handler::SettingsSection => DetectOp::SettingsSection {
+            section: section_param(route, path)?,
+        },
+        Handler::UpdateSettingsSection => {
+            let body: serde_json::Value = parse_json(body)?;
+            if !body.is_object() && !body.is_array() {
+                return Err(ApiError::bad_request(
+                    "a section's new keys as a JSON object (infra_ips: a list)",
+                ));
+            }
+            DetectOp::UpdateSettingsSection {
+                section: section_param(route, path)?,
+                body,
+            }
+        }
+        Handler::SettingsRestart => DetectOp::SettingsRestart,
         Handler::Import => {
             let b: crate::model::StateBundle = parse_json(body)?;
             if b.format != crate::model::STATE_FORMAT || b.version != crate::model::STATE_VERSION {

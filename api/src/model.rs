@@ -731,6 +731,15 @@ pub enum DetectOp {
     },
     Export,
     Import(StateBundle),
+    Settings,
+    SettingsSection {
+        section: String,
+    },
+    UpdateSettingsSection {
+        section: String,
+        body: serde_json::Value,
+    },
+    SettingsRestart,
     History(HistoryQuery),
     /// The same rows as History, for the CSV export.
     HistoryRows(HistoryQuery),

@@ -110,10 +110,6 @@ const NOT_YET: &[&str] = &[
     "POST /api/v1/perf/fix-wp-cron",
     "GET /api/v1/performance",
     "POST /api/v1/rules/modsec-escalation",
-    "GET /api/v1/settings",
-    "GET /api/v1/settings/",
-    "POST /api/v1/settings/restart",
-    "POST /api/v1/settings/{section}",
     "GET /api/v1/verified-bots",
     "POST /api/v1/verified-bots/apply",
 ];

@@ -736,3 +736,83 @@ fn state_exports_and_imports_whole_or_not_at_all() {
     let (s, v) = h.post("/api/v1/import", json!({"format": "csm", "version": 9}));
     assert_eq!(s, 400, "{v}");
 }
+
+/// Settings: read by section with secrets hidden, written through the API's drop-in
+/// after a check with every layer, applied by a restart in place.
+#[test]
+fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    let admin = h.admin.clone();
+    let pid = h.agent.as_ref().and_then(|a| a.pid()).expect("pid");
+    let drop_in = h.dir.path().join("conf.d/zz-api-settings.yaml");
+    let (s, idx) = h.get("/api/v1/settings", &admin);
+    assert_eq!(s, 200, "{idx}");
+    let editable = |name: &str| {
+        idx["sections"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == name))
+            .map(|x| x["editable"].clone())
+    };
+    assert_eq!(editable("auto_response"), Some(json!(true)), "{idx}");
+    assert_eq!(editable("webui"), Some(json!(false)), "{idx}");
+    let (s, webui) = h.get("/api/v1/settings/webui", &admin);
+    assert_eq!(s, 200, "{webui}");
+    assert!(
+        !webui.to_string().contains(&admin),
+        "the admin token is shown: {webui}"
+    );
+    assert!(webui.to_string().contains("********"), "{webui}");
+    assert_eq!(h.get("/api/v1/settings/nope", &admin).0, 404);
+    let (_, ar) = h.get("/api/v1/settings/auto_response", &admin);
+    let was = ar["dry_run"].as_bool().expect("dry_run");
+    // Refused whole, with the key; nothing written.
+    let (s, v) = h.post(
+        "/api/v1/settings/auto_response",
+        json!({"ban_secs": "soon"}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["key"], "auto_response.ban_secs", "{v}");
+    assert!(!drop_in.exists(), "nothing written");
+    assert_eq!(
+        h.post("/api/v1/settings/webui", json!({"listen": "0.0.0.0:1"}))
+            .0,
+        422
+    );
+    let (_, st) = h.get("/api/v1/status", &admin);
+    let (hash, token) = (st["config_hash"].clone(), st["started_at_token"].clone());
+    let (s, v) = h.post("/api/v1/settings/auto_response", json!({"dry_run": !was}));
+    assert_eq!((s, &v["restart_required"]), (200, &json!(true)), "{v}");
+    assert!(drop_in.exists(), "the drop-in");
+    let (_, ar) = h.get("/api/v1/settings/auto_response", &admin);
+    assert_eq!(ar["dry_run"], !was, "on disk: {ar}");
+    let (_, st) = h.get("/api/v1/status", &admin);
+    assert_ne!(st["config_hash"], hash, "the hash follows the files");
+    assert_eq!(
+        st["automation"]["auto_response_dry_run"], was,
+        "not applied yet: {st}"
+    );
+    let (s, v) = h.post("/api/v1/settings/restart", json!({}));
+    assert_eq!((s, &v["started_at_token"]), (202, &token), "{v}");
+    let restarted = || {
+        let (s, st) = h.get("/api/v1/status", &admin);
+        s == 200 && st["started_at_token"] != token
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), restarted),
+        "no restart; log:\n{}",
+        h.log()
+    );
+    let (_, st) = h.get("/api/v1/status", &admin);
+    assert_eq!(
+        st["automation"]["auto_response_dry_run"], !was,
+        "applied: {st}"
+    );
+    assert_eq!(
+        h.agent.as_ref().and_then(|a| a.pid()),
+        Some(pid),
+        "in place"
+    );
+}

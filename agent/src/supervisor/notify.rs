@@ -23,6 +23,9 @@ pub const ENV_WATCHDOG_PID: &str = "WATCHDOG_PID";
 pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
+    /// The protocol's variables as systemd set them, for the agent's own re-exec
+    /// (a restart asked through the API keeps the PID systemd watches).
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 impl Notifier {
@@ -33,6 +36,10 @@ impl Notifier {
         let socket = std::env::var_os(ENV_SOCKET);
         let usec = std::env::var(ENV_WATCHDOG_USEC).ok();
         let pid = std::env::var(ENV_WATCHDOG_PID).ok();
+        let env = [ENV_SOCKET, ENV_WATCHDOG_USEC, ENV_WATCHDOG_PID]
+            .into_iter()
+            .filter_map(|k| Some((k.into(), std::env::var_os(k)?)))
+            .collect();
         for k in [ENV_SOCKET, ENV_WATCHDOG_USEC, ENV_WATCHDOG_PID] {
             // `main` calls this before the runtime or any other thread exists.
             #[allow(clippy::disallowed_methods)]
@@ -48,7 +55,13 @@ impl Notifier {
         Self {
             socket,
             watchdog: watchdog_interval(usec.as_deref(), pid.as_deref(), std::process::id()),
+            env,
         }
+    }
+
+    /// The variables to hand the agent's own re-exec.
+    pub fn env_for_reexec(&self) -> &[(std::ffi::OsString, std::ffi::OsString)] {
+        &self.env
     }
 
     /// Does systemd listen (a notify-type unit started us)?
@@ -61,6 +74,7 @@ impl Notifier {
         Ok(Self {
             socket: Some(connect(path.as_os_str())?),
             watchdog,
+            env: Vec::new(),
         })
     }
 
@@ -94,6 +108,17 @@ impl Notifier {
 
     pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=Stopping: detaching the programs, flushing the store");
+    }
+
+    /// A restart in place (re-exec, same PID): systemd's reload protocol, the new
+    /// image says READY=1 again.
+    pub fn reloading(&self) {
+        let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+            .unwrap_or(0);
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=Restarting: settings changed through the API"
+        ));
     }
 }
 
@@ -203,6 +228,7 @@ mod tests {
         let n = Notifier {
             socket: Some((tx, addr)),
             watchdog: None,
+            env: Vec::new(),
         };
         n.ready("up");
         let mut buf = [0u8; 256];
@@ -217,10 +243,18 @@ mod tests {
         let n = Notifier {
             socket: Some((tx, addr)),
             watchdog: None,
+            env: Vec::new(),
         };
         n.stopping();
         let len = rx.recv(&mut buf).expect("recv");
         assert!(buf[..len].starts_with(b"STOPPING=1\n"));
+        n.reloading();
+        let len = rx.recv(&mut buf).expect("recv");
+        assert!(
+            buf[..len].starts_with(b"RELOADING=1\nMONOTONIC_USEC="),
+            "{:?}",
+            &buf[..len]
+        );
         assert!(connect(std::ffi::OsStr::new("relative")).is_err());
     }
 }

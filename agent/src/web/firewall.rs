@@ -372,12 +372,12 @@ impl AgentBackend {
             } => {
                 // CSM's optimistic lock: the client read the config hash from /status.
                 if let Some(tag) = if_match.filter(|t| t != "*") {
-                    if tag != self.config_hash {
+                    let hash = self.config_hash();
+                    if tag != hash {
                         return Err(ApiError::new(
                             StatusCode::PRECONDITION_FAILED,
                             format!(
-                                "If-Match {tag:?} is not the config in force ({}); read /api/v1/status again",
-                                self.config_hash
+                                "If-Match {tag:?} is not the config on disk ({hash}); read /api/v1/status again"
                             ),
                         ));
                     }

@@ -51,6 +51,7 @@ pub mod incidents;
 pub mod prefs;
 pub mod reports;
 pub mod rules;
+pub mod settings;
 pub mod state;
 pub mod status;
 pub mod threat;
@@ -143,7 +144,14 @@ pub struct AgentBackend {
     pub started: Instant,
     pub started_at: String,
     pub started_at_token: String,
-    pub config_hash: String,
+    /// The config file the agent runs from (None: the embedded default).
+    pub config_path: Option<PathBuf>,
+    /// Woken by `POST /settings/restart`: the daemon stops and starts again in place.
+    pub restart: Arc<tokio::sync::Notify>,
+    /// A settings write waits for a restart.
+    pub settings_written: std::sync::atomic::AtomicBool,
+    /// One settings write at a time (read, merge, check, write).
+    pub settings_lock: tokio::sync::Mutex<()>,
     /// Filled in by a background task at start (empty until then).
     pub binary_hash: Arc<std::sync::OnceLock<String>>,
     pub components: Vec<Component>,
@@ -336,6 +344,12 @@ impl api::Backend for AgentBackend {
             DetectOp::HardeningRun => self.hardening_run(actor).await,
             DetectOp::Accounts => self.accounts_list().await,
             DetectOp::Export => self.export_state().await,
+            DetectOp::Settings => self.settings_index(),
+            DetectOp::SettingsSection { section } => self.settings_section(&section),
+            DetectOp::UpdateSettingsSection { section, body } => {
+                self.settings_update(&section, body, actor).await
+            }
+            DetectOp::SettingsRestart => self.settings_restart(actor).await,
             DetectOp::Import(b) => self.import_state(b, actor).await,
             DetectOp::Account { name } => self.account_detail(name).await,
             DetectOp::FindingDetail(r) => self.finding_detail(r).await,

@@ -310,7 +310,7 @@ impl AgentBackend {
             store_healthy: true,
             store_size_mb: summary.bytes as f64 / (1024.0 * 1024.0),
             capabilities: api::Backend::capabilities(self),
-            config_hash: self.config_hash.clone(),
+            config_hash: self.config_hash(),
             binary_hash: self.binary_hash.get().cloned().unwrap_or_default(),
             dry_run_blocks: auto.stats.dry_run.load(Ordering::Relaxed),
             automation: Automation {
