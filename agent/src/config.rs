@@ -69,6 +69,22 @@ pub struct Config {
     /// Where findings go beyond the store, the log and SSE.
     #[serde(default)]
     pub alerts: Alerts,
+    /// MaxMind databases for `/api/v1/geoip` and the country of attackers.
+    #[serde(default)]
+    pub geoip: GeoIp,
+}
+
+/// MaxMind DB files (GeoLite2 or GeoIP2). Empty: the first of the usual places that
+/// exists (`/usr/share/GeoIP`, `/var/lib/GeoIP`, as geoipupdate writes them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIp {
+    /// A City (or Country) database.
+    #[serde(default)]
+    pub city_db: PathBuf,
+    /// An ASN database.
+    #[serde(default)]
+    pub asn_db: PathBuf,
 }
 
 /// How much history is kept: findings, log events, audit rows, `findings.jsonl`.

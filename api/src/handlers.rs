@@ -434,6 +434,28 @@ fn detect_op(
         Handler::Accounts => DetectOp::Accounts,
         Handler::Export => DetectOp::Export,
         Handler::Settings => DetectOp::Settings,
+        Handler::GeoIp => DetectOp::GeoIp {
+            ip: ip_param(query)?,
+            detail: query_param(query, "detail").is_some_and(|v| v == "1" || v == "true"),
+        },
+        Handler::GeoIpBatch => {
+            #[derive(serde::Deserialize)]
+            #[serde(untagged)]
+            enum Batch {
+                List(Vec<String>),
+                Object { ips: Vec<String> },
+            }
+            let ips = match parse_json::<Batch>(body)? {
+                Batch::List(v) | Batch::Object { ips: v } => v,
+            };
+            if ips.is_empty() || ips.len() > BULK_MAX {
+                return Err(ApiError::bad_request(format!(
+                    "1 to {BULK_MAX} addresses, got {}",
+                    ips.len()
+                )));
+            }
+            DetectOp::GeoIpBatch(ips)
+        }
         Handler::SettingsSection => DetectOp::SettingsSection {
             section: section_param(route, path)?,
         },

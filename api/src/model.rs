@@ -731,6 +731,12 @@ pub enum DetectOp {
     },
     Export,
     Import(StateBundle),
+    GeoIp {
+        ip: String,
+        detail: bool,
+    },
+    /// The addresses as sent (each checked on its own).
+    GeoIpBatch(Vec<String>),
     Settings,
     SettingsSection {
         section: String,

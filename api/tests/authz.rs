@@ -101,8 +101,6 @@ const NOT_YET: &[&str] = &[
     "GET /api/v1/email/quarantine/{id}",
     "GET /api/v1/email/queue-composition",
     "POST /api/v1/email/queue/flush-backscatter",
-    "GET /api/v1/geoip",
-    "POST /api/v1/geoip/batch",
     "POST /api/v1/modsec/rules/apply",
     "POST /api/v1/modsec/rules/escalation",
     "POST /api/v1/perf/fix-display-errors",

@@ -816,3 +816,81 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
         "in place"
     );
 }
+
+/// GeoIP from MaxMind databases (written here with mmdb-writer), and 503 without.
+#[test]
+fn geoip_answers_from_the_maxmind_databases_and_says_when_there_are_none() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dbs = tempfile::tempdir().expect("tmp");
+    let write = |name: &str, kind: &str, net: &str, v: serde_json::Value| {
+        let mut w = mmdb_writer::Writer::new(kind);
+        w.insert(net.parse::<ipnet::IpNet>().expect("net"), &v)
+            .expect("insert");
+        let p = dbs.path().join(name);
+        std::fs::write(&p, w.to_bytes().expect("bytes")).expect("write");
+        p
+    };
+    let city = write(
+        "city.mmdb",
+        "GeoIP2-City",
+        "198.51.100.0/24",
+        json!({"country": {"iso_code": "NL", "names": {"en": "Netherlands"}},
+               "city": {"names": {"en": "Amsterdam"}},
+               "subdivisions": [{"names": {"en": "North Holland"}}]}),
+    );
+    let asn = write(
+        "asn.mmdb",
+        "GeoLite2-ASN",
+        "198.51.100.0/24",
+        json!({"autonomous_system_number": 64500, "autonomous_system_organization": "Example Net"}),
+    );
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\ngeoip:\n  city_db: {}\n  asn_db: {}\n",
+        city.display(),
+        asn.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let admin = h.admin.clone();
+    let (s, v) = h.get("/api/v1/geoip?ip=198.51.100.7&detail=1", &admin);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["country"], &v["city"], &v["asn"], &v["as_org"]),
+        (
+            &json!("NL"),
+            &json!("Amsterdam"),
+            &json!(64500),
+            &json!("Example Net")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["detail"]["subdivisions"], json!(["North Holland"]), "{v}");
+    let (_, v) = h.get("/api/v1/geoip?ip=192.0.2.1", &admin);
+    assert_eq!(v["found"], false, "{v}");
+    assert_eq!(h.get("/api/v1/geoip?ip=x", &admin).0, 400);
+    let (s, v) = h.post(
+        "/api/v1/geoip/batch",
+        json!(["198.51.100.1", "nope", "2001:db8::1"]),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v[0]["country"], "NL", "{v}");
+    assert!(v[1]["error"].is_string(), "{v}");
+    assert_eq!(v[2]["found"], false, "{v}");
+    let too_many: Vec<String> = (0..1001).map(|i| format!("192.0.2.{}", i % 256)).collect();
+    assert_eq!(h.post("/api/v1/geoip/batch", json!(too_many)).0, 400);
+    drop(h);
+    // No database: 503, saying what is missing.
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let h = Harness::start(net, "");
+    let (s, v) = h.get("/api/v1/geoip?ip=198.51.100.7", &h.admin.clone());
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("geoip.city_db")),
+        "{v}"
+    );
+}

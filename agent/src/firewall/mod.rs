@@ -4,6 +4,7 @@
 //! per interface, and what the program reports (port scans, sampled drops).
 
 pub mod events;
+pub mod geoip;
 pub mod lists;
 pub mod policy;
 pub mod xdp;

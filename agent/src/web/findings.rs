@@ -26,6 +26,9 @@ pub struct Enriched {
     pub fix_available: bool,
     pub fix: Option<&'static str>,
     pub quarantine_id: Option<String>,
+    /// Where the finding's address is, when it has one and a GeoIP database knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<crate::firewall::geoip::Location>,
 }
 
 /// `GET /finding-detail`.
@@ -393,11 +396,17 @@ impl AgentBackend {
                             || (f.path.as_deref() == Some(q.original_path.as_str()))
                     })
                     .map(|q| q.id.clone());
+                let geo =
+                    f.ip.as_deref()
+                        .and_then(|ip| ip.parse().ok())
+                        .map(|ip| self.geoip.lookup(ip, false))
+                        .filter(|g| g.found);
                 Enriched {
                     finding: f,
                     fix_available: fix.is_some(),
                     fix,
                     quarantine_id,
+                    geo,
                 }
             })
             .collect();

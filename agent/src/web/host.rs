@@ -295,3 +295,54 @@ mod tests {
         );
     }
 }
+
+/// An address `/geoip/batch` could not read.
+#[derive(Debug, Serialize)]
+pub struct NotAnAddress {
+    pub ip: String,
+    pub error: String,
+}
+
+/// One answer of `/geoip/batch`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchItem {
+    Found(Box<crate::firewall::geoip::Location>),
+    Bad(NotAnAddress),
+}
+
+impl AgentBackend {
+    fn geoip_ready(&self) -> Result<&crate::firewall::geoip::GeoIp, ApiError> {
+        if self.geoip.available() {
+            Ok(&self.geoip)
+        } else {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no GeoIP database on this host: set geoip.city_db and geoip.asn_db (MaxMind GeoLite2/GeoIP2 .mmdb files, as geoipupdate fetches them)",
+            ))
+        }
+    }
+
+    pub(super) fn geoip_lookup(&self, ip: &str, detail: bool) -> Result<Reply, ApiError> {
+        let g = self.geoip_ready()?;
+        let ip = ip
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("{ip:?} is not an IP address")))?;
+        ok(&g.lookup(ip, detail))
+    }
+
+    pub(super) fn geoip_batch(&self, ips: Vec<String>) -> Result<Reply, ApiError> {
+        let g = self.geoip_ready()?;
+        let out: Vec<BatchItem> = ips
+            .into_iter()
+            .map(|raw| match raw.trim().parse() {
+                Ok(ip) => BatchItem::Found(Box::new(g.lookup(ip, false))),
+                Err(_) => BatchItem::Bad(NotAnAddress {
+                    error: format!("{raw:?} is not an IP address"),
+                    ip: raw,
+                }),
+            })
+            .collect();
+        ok(&out)
+    }
+}

@@ -172,6 +172,8 @@ pub struct AgentBackend {
     pub under_systemd: bool,
     /// `firewall.max_entries_v4` (`/firewall/status` `deny_ip_limit`).
     pub deny_ip_limit: u32,
+    /// The MaxMind databases (`geoip`), for `/geoip` and attackers' countries.
+    pub geoip: Arc<crate::firewall::geoip::GeoIp>,
 }
 
 /// A response: its status and its typed body, serialized. Every route answers one of
@@ -345,6 +347,8 @@ impl api::Backend for AgentBackend {
             DetectOp::Accounts => self.accounts_list().await,
             DetectOp::Export => self.export_state().await,
             DetectOp::Settings => self.settings_index(),
+            DetectOp::GeoIp { ip, detail } => self.geoip_lookup(&ip, detail),
+            DetectOp::GeoIpBatch(ips) => self.geoip_batch(ips),
             DetectOp::SettingsSection { section } => self.settings_section(&section),
             DetectOp::UpdateSettingsSection { section, body } => {
                 self.settings_update(&section, body, actor).await

@@ -48,8 +48,8 @@ pub struct HourCount {
 }
 
 /// A row of `/threat/top-attackers`: CSM's fields, the address's summary and its
-/// list state. Rampart has no external reputation or GeoIP source yet:
-/// `abuse_score` is 0 and `country`, `as_org` are "".
+/// list state. `country` and `as_org` come from the GeoIP databases ("" without
+/// one); Rampart asks no external reputation service, so `abuse_score` is 0.
 #[derive(Debug, Serialize)]
 pub struct Attacker {
     pub event_count: i64,
@@ -167,6 +167,12 @@ impl AgentBackend {
             let check = self.firewall.check(&summary.ip).await.ok();
             let blocked = check.as_ref().is_some_and(|c| c.blocked);
             let allowed = check.as_ref().is_some_and(|c| c.allowed);
+            let geo = summary
+                .ip
+                .parse()
+                .ok()
+                .filter(|_| self.geoip.available())
+                .map(|ip| self.geoip.lookup(ip, false));
             let auto_blocked = check
                 .as_ref()
                 .and_then(|c| c.blocked_by.as_ref())
@@ -190,8 +196,14 @@ impl AgentBackend {
                 abuse_score: 0,
                 in_threat_db: true,
                 currently_blocked: blocked && !allowed,
-                country: String::new(),
-                as_org: String::new(),
+                country: geo
+                    .as_ref()
+                    .and_then(|g| g.country.clone())
+                    .unwrap_or_default(),
+                as_org: geo
+                    .as_ref()
+                    .and_then(|g| g.as_org.clone())
+                    .unwrap_or_default(),
                 summary,
                 blocked,
                 allowed,
