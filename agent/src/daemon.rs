@@ -170,6 +170,7 @@ pub async fn run(
             sensors: sensors.counters.clone(),
         },
         watched: cfg.watch.paths.clone(),
+        state_dir: cfg.state_dir.clone(),
         policy: firewall.policy.clone(),
         logs: cfg.logs.clone(),
         undo: web::undo::Undo::default(),

@@ -434,6 +434,7 @@ fn detect_op(
         Handler::Accounts => DetectOp::Accounts,
         Handler::Export => DetectOp::Export,
         Handler::Settings => DetectOp::Settings,
+        Handler::Performance => DetectOp::Performance,
         Handler::GeoIp => DetectOp::GeoIp {
             ip: ip_param(query)?,
             detail: query_param(query, "detail").is_some_and(|v| v == "1" || v == "true"),

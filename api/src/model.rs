@@ -735,6 +735,7 @@ pub enum DetectOp {
         ip: String,
         detail: bool,
     },
+    Performance,
     /// The addresses as sent (each checked on its own).
     GeoIpBatch(Vec<String>),
     Settings,

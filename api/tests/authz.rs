@@ -106,7 +106,6 @@ const NOT_YET: &[&str] = &[
     "POST /api/v1/perf/fix-display-errors",
     "POST /api/v1/perf/fix-error-log",
     "POST /api/v1/perf/fix-wp-cron",
-    "GET /api/v1/performance",
     "POST /api/v1/rules/modsec-escalation",
     "GET /api/v1/verified-bots",
     "POST /api/v1/verified-bots/apply",

@@ -559,6 +559,25 @@ fn the_hardening_audit_reads_this_host_and_is_kept() {
             assert!(c["fix"].as_str().is_some_and(|f| !f.is_empty()), "{c}");
         }
     }
+    // What the host measures, against what this test reads itself.
+    let (s, perf) = h.get("/api/v1/performance", &admin);
+    assert_eq!(s, 200, "{perf}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(perf["cpus"], cpus, "{perf}");
+    let total_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .expect("meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("MemTotal");
+    assert_eq!(perf["memory"]["total_mb"], total_kb / 1024, "{perf}");
+    assert!(perf["agent"]["rss_mb"].as_f64() > Some(1.0), "{perf}");
+    assert!(
+        perf["disks"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|x| x["path"] == h.www.display().to_string())),
+        "the watched tree's disk: {perf}"
+    );
     h.restart();
     let (s, kept) = h.get("/api/v1/hardening", &admin);
     assert_eq!((s, &kept["ran_at"]), (200, &r["ran_at"]), "{kept}");

@@ -346,3 +346,209 @@ impl AgentBackend {
         ok(&out)
     }
 }
+
+/// `GET /performance`: what this host measures now, read from /proc and statvfs.
+#[derive(Debug, Serialize)]
+pub struct Performance {
+    pub cpus: usize,
+    /// 1, 5 and 15 minute load averages, and per CPU.
+    pub load: [f64; 3],
+    pub load_per_cpu: [f64; 3],
+    pub memory: Memory,
+    pub uptime_seconds: u64,
+    /// Filesystems of the state directory and the watched trees.
+    pub disks: Vec<Disk>,
+    /// The agent's own share.
+    pub agent: AgentUsage,
+    /// Processes running PHP (php, php-fpm, lsphp), as web load.
+    pub php_processes: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Memory {
+    pub total_mb: u64,
+    pub available_mb: u64,
+    pub used_pct: f64,
+    pub swap_total_mb: u64,
+    pub swap_used_mb: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Disk {
+    pub path: String,
+    pub total_mb: u64,
+    pub free_mb: u64,
+    pub used_pct: f64,
+    pub inodes_free: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentUsage {
+    pub rss_mb: f64,
+    /// CPU seconds (user + system) since it started.
+    pub cpu_seconds: f64,
+    pub threads: u64,
+}
+
+/// `/proc/meminfo` values in kB.
+fn meminfo(root: &Path) -> Memory {
+    let text = std::fs::read_to_string(root.join("proc/meminfo")).unwrap_or_default();
+    let kb = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (total, avail) = (kb("MemTotal"), kb("MemAvailable"));
+    let (swap, swap_free) = (kb("SwapTotal"), kb("SwapFree"));
+    Memory {
+        total_mb: total / 1024,
+        available_mb: avail / 1024,
+        used_pct: if total == 0 {
+            0.0
+        } else {
+            (total - avail.min(total)) as f64 * 100.0 / total as f64
+        },
+        swap_total_mb: swap / 1024,
+        swap_used_mb: swap.saturating_sub(swap_free) / 1024,
+    }
+}
+
+fn loadavg(root: &Path) -> [f64; 3] {
+    let text = std::fs::read_to_string(root.join("proc/loadavg")).unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap_or(0.0));
+    [
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+        it.next().unwrap_or(0.0),
+    ]
+}
+
+/// The agent's RSS, CPU time and threads from /proc/self.
+fn own_usage() -> AgentUsage {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/self/stat, after the comm field
+    // (which may hold spaces: split after its closing parenthesis).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|h| *h > 0)
+        .unwrap_or(100) as f64;
+    AgentUsage {
+        rss_mb: field("VmRSS:") as f64 / 1024.0,
+        cpu_seconds: ticks as f64 / hz,
+        threads: field("Threads:"),
+    }
+}
+
+fn php_processes() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with("php") || c.starts_with("lsphp"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn disk(path: &Path) -> Option<Disk> {
+    let fs = nix::sys::statvfs::statvfs(path).ok()?;
+    let frag = fs.fragment_size() as u64;
+    let total = fs.blocks() as u64 * frag;
+    let free = fs.blocks_available() as u64 * frag;
+    Some(Disk {
+        path: path.display().to_string(),
+        total_mb: total / (1024 * 1024),
+        free_mb: free / (1024 * 1024),
+        used_pct: if total == 0 {
+            0.0
+        } else {
+            (total - free.min(total)) as f64 * 100.0 / total as f64
+        },
+        inodes_free: fs.files_available() as u64,
+    })
+}
+
+impl AgentBackend {
+    pub(super) async fn performance(&self) -> Result<Reply, ApiError> {
+        let mut paths = vec![self.state_dir.clone()];
+        paths.extend(self.watched.iter().cloned());
+        let perf = tokio::task::spawn_blocking(move || {
+            let root = Path::new("/");
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let load = loadavg(root);
+            let uptime = std::fs::read_to_string("/proc/uptime")
+                .ok()
+                .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            let mut disks: Vec<Disk> = Vec::new();
+            for p in paths {
+                if let Some(d) = disk(&p) {
+                    disks.push(d);
+                }
+            }
+            Performance {
+                cpus,
+                load,
+                load_per_cpu: load.map(|l| l / cpus as f64),
+                memory: meminfo(root),
+                uptime_seconds: uptime,
+                disks,
+                agent: own_usage(),
+                php_processes: php_processes(),
+            }
+        })
+        .await
+        .map_err(|e| ApiError::internal("reading host measures", &e))?;
+        ok(&perf)
+    }
+}
+
+#[cfg(test)]
+mod perf_tests {
+    use super::*;
+
+    #[test]
+    fn proc_files_are_read_and_garbage_is_zero() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(d.path().join("proc")).expect("mkdir");
+        std::fs::write(d.path().join("proc/meminfo"), "MemTotal:       2048000 kB\nMemFree: 1 kB\nMemAvailable:   1024000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n").expect("w");
+        std::fs::write(d.path().join("proc/loadavg"), "0.50 1.25 2.00 1/100 42\n").expect("w");
+        let m = meminfo(d.path());
+        assert_eq!((m.total_mb, m.available_mb, m.used_pct), (2000, 1000, 50.0));
+        assert_eq!(loadavg(d.path()), [0.5, 1.25, 2.0]);
+        std::fs::write(d.path().join("proc/loadavg"), "garbage").expect("w");
+        assert_eq!(loadavg(d.path()), [0.0, 0.0, 0.0]);
+        assert!(own_usage().rss_mb > 0.0);
+        assert!(disk(d.path()).is_some_and(|x| x.total_mb > 0));
+    }
+}

@@ -160,6 +160,8 @@ pub struct AgentBackend {
     pub pipeline: Arc<PipelineStats>,
     pub kernel: KernelStats,
     pub watched: Vec<PathBuf>,
+    /// Where the store and TLS material live (`/performance` reports its disk).
+    pub state_dir: PathBuf,
     pub policy: Arc<PolicyManager>,
     /// The log sources configured (reports answer 503 when the host has none).
     pub logs: Logs,
@@ -347,6 +349,7 @@ impl api::Backend for AgentBackend {
             DetectOp::Accounts => self.accounts_list().await,
             DetectOp::Export => self.export_state().await,
             DetectOp::Settings => self.settings_index(),
+            DetectOp::Performance => self.performance().await,
             DetectOp::GeoIp { ip, detail } => self.geoip_lookup(&ip, detail),
             DetectOp::GeoIpBatch(ips) => self.geoip_batch(ips),
             DetectOp::SettingsSection { section } => self.settings_section(&section),
