@@ -436,10 +436,11 @@ pub fn audit(root: &Path) -> Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn put(root: &Path, rel: &str, text: &str) {
+    /// Write `text` at `rel` under a fake root (also for the accounts' tests).
+    pub(crate) fn put(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");

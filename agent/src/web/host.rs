@@ -241,12 +241,7 @@ impl AgentBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn put(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, text).expect("write");
-    }
+    use crate::detection::hardening::tests::put;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
         www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n\

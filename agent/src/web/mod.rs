@@ -89,6 +89,8 @@ pub const CAPABILITIES: &[&str] = &[
     "logs.watchers.v1",
     "webui.undo.v1",
     "webui.prefs.v1",
+    // The route answers (all zero: Rampart routes no one to challenge pages).
+    "challenge.stats.v1",
 ];
 
 /// The capability flag for a sensor served by a backend (feature-detect: which

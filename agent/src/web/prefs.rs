@@ -37,6 +37,26 @@ fn parse<T: serde::de::DeserializeOwned + Default>(raw: Option<String>, key: &st
 }
 
 impl AgentBackend {
+    /// Change an operator's saved views in one read-modify-write on the store thread.
+    async fn update_views(
+        &self,
+        key: String,
+        change: impl FnOnce(&mut Vec<SavedView>) -> Result<(), ApiError> + Send + 'static,
+    ) -> Result<Reply, ApiError> {
+        let k = key.clone();
+        self.store
+            .update_setting(&key, move |raw| {
+                let mut views: Vec<SavedView> = parse(raw, &k);
+                change(&mut views)?;
+                let blob = serde_json::to_string(&views)
+                    .map_err(|e| ApiError::internal("serializing views", &e))?;
+                Ok((Some(blob), ()))
+            })
+            .await
+            .map_err(store_err)??;
+        ok(&Saved { status: "ok" })
+    }
+
     pub(super) async fn prefs(&self, operator: &str, op: PrefsOp) -> Result<Reply, ApiError> {
         if operator.is_empty() {
             return Err(ApiError::new(
@@ -67,39 +87,22 @@ impl AgentBackend {
             }
             PrefsOp::PutView(mut view) => {
                 view.updated = now_unix();
-                let key = views_key.clone();
-                self.store
-                    .update_setting(&views_key, move |raw| {
-                        let mut views: Vec<SavedView> = parse(raw, &key);
-                        upsert(&mut views, view)?;
-                        let blob = serde_json::to_string(&views)
-                            .map_err(|e| ApiError::internal("serializing views", &e))?;
-                        Ok((Some(blob), ()))
-                    })
+                self.update_views(views_key, move |views| upsert(views, view))
                     .await
-                    .map_err(store_err)??;
-                ok(&Saved { status: "ok" })
             }
             PrefsOp::DeleteView(k) => {
-                let key = views_key.clone();
-                self.store
-                    .update_setting(&views_key, move |raw| {
-                        let mut views: Vec<SavedView> = parse(raw, &key);
-                        let before = views.len();
-                        views.retain(|v| !(v.page == k.page && v.name == k.name));
-                        if views.len() == before {
-                            return Err(ApiError::new(
-                                StatusCode::NOT_FOUND,
-                                format!("no saved view {:?} on page {:?}", k.name, k.page),
-                            ));
-                        }
-                        let blob = serde_json::to_string(&views)
-                            .map_err(|e| ApiError::internal("serializing views", &e))?;
-                        Ok((Some(blob), ()))
-                    })
-                    .await
-                    .map_err(store_err)??;
-                ok(&Saved { status: "ok" })
+                self.update_views(views_key, move |views| {
+                    let before = views.len();
+                    views.retain(|v| !(v.page == k.page && v.name == k.name));
+                    if views.len() == before {
+                        return Err(ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            format!("no saved view {:?} on page {:?}", k.name, k.page),
+                        ));
+                    }
+                    Ok(())
+                })
+                .await
             }
         }
     }
