@@ -72,6 +72,18 @@ pub struct Config {
     /// MaxMind databases for `/api/v1/geoip` and the country of attackers.
     #[serde(default)]
     pub geoip: GeoIp,
+    /// How crawlers claimed in the access logs are checked.
+    #[serde(default)]
+    pub verified_bots: VerifiedBots,
+}
+
+/// Forward-confirmed reverse DNS of clients that claim a search-engine crawler.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedBots {
+    /// DNS servers asked (`ip` or `ip:port`); empty: /etc/resolv.conf's.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
 }
 
 /// MaxMind DB files (GeoLite2 or GeoIP2). Empty: the first of the usual places that
@@ -942,6 +954,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, r: String| Err((k.to_string(), r));
+        for (i, n) in self.verified_bots.nameservers.iter().enumerate() {
+            if n.parse::<SocketAddr>().is_err() && n.parse::<IpAddr>().is_err() {
+                return err(
+                    &format!("verified_bots.nameservers[{i}]"),
+                    format!("{n:?} is not an address (ip or ip:port)"),
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.alerts.channels.iter().enumerate() {
             let key = |f: &str| format!("alerts.channels[{i}].{f}");

@@ -435,6 +435,21 @@ fn detect_op(
         Handler::Export => DetectOp::Export,
         Handler::Settings => DetectOp::Settings,
         Handler::Performance => DetectOp::Performance,
+        Handler::VerifiedBots => DetectOp::VerifiedBots {
+            verdict: match query_param(query, "verdict").filter(|v| !v.is_empty()) {
+                Some(v) if ["pending", "verified", "fake", "unknown"].contains(&v.as_str()) => {
+                    Some(v)
+                }
+                Some(v) => {
+                    return Err(ApiError::bad_request(format!(
+                        "verdict must be pending, verified, fake or unknown, got {v:?}"
+                    )))
+                }
+                None => None,
+            },
+            limit: limit(query, 500, 10_000)?,
+        },
+        Handler::ApplyVerifiedBots => DetectOp::ApplyVerifiedBots(parse_json(body)?),
         Handler::GeoIp => DetectOp::GeoIp {
             ip: ip_param(query)?,
             detail: query_param(query, "detail").is_some_and(|v| v == "1" || v == "true"),

@@ -345,6 +345,29 @@ pub struct WhitelistItem {
     pub expires_at: String,
 }
 
+/// Body of `POST /api/v1/verified-bots/apply`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBotsRequest {
+    /// Allow-list the verified crawlers (their addresses skip the rate limits).
+    #[serde(default = "yes")]
+    pub allow_verified: bool,
+    /// Block the addresses that claimed a crawler and are not one.
+    #[serde(default)]
+    pub block_fake: bool,
+    /// How long the entries last ("7d" by default; "" = permanent).
+    #[serde(default = "week", deserialize_with = "duration_secs")]
+    pub duration: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn week() -> Option<u64> {
+    Some(7 * 86_400)
+}
+
 /// A duration in a request body: seconds as a number, or CSM's text ("24h", "7d",
 /// "1h30m", "90s"); "" and 0 mean permanent (None).
 pub fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -736,6 +759,12 @@ pub enum DetectOp {
         detail: bool,
     },
     Performance,
+    /// `?verdict=` (pending, verified, fake, unknown), `?limit=`.
+    VerifiedBots {
+        verdict: Option<String>,
+        limit: u32,
+    },
+    ApplyVerifiedBots(ApplyBotsRequest),
     /// The addresses as sent (each checked on its own).
     GeoIpBatch(Vec<String>),
     Settings,

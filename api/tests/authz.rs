@@ -107,8 +107,6 @@ const NOT_YET: &[&str] = &[
     "POST /api/v1/perf/fix-error-log",
     "POST /api/v1/perf/fix-wp-cron",
     "POST /api/v1/rules/modsec-escalation",
-    "GET /api/v1/verified-bots",
-    "POST /api/v1/verified-bots/apply",
 ];
 
 /// Every route CSM serves is served here, at the same method and path (or under

@@ -6,6 +6,7 @@
 //! cleans up (namespaces, veths, the agent process).
 
 pub mod contract;
+pub mod dns;
 pub mod flood;
 pub mod harness;
 

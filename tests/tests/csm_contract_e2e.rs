@@ -913,3 +913,119 @@ fn geoip_answers_from_the_maxmind_databases_and_says_when_there_are_none() {
         "{v}"
     );
 }
+
+/// Clients whose user agent claims a crawler are checked by forward-confirmed
+/// reverse DNS (against a DNS server of the test's own), listed, and applied.
+#[test]
+fn crawlers_claimed_in_the_access_log_are_verified_by_dns() {
+    use integration_test::dns::{ptr_name, DnsServer, Record};
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let v4 = |s: &str| s.parse::<std::net::Ipv4Addr>().expect("ip");
+    let mut table = std::collections::HashMap::new();
+    let real = "crawl-198-51-100-10.googlebot.com";
+    table.insert(
+        ptr_name(v4("198.51.100.10")),
+        vec![Record::Ptr(real.into())],
+    );
+    table.insert(
+        real.to_string(),
+        vec![Record::Addr("198.51.100.10".parse().expect("ip"))],
+    );
+    table.insert(
+        ptr_name(v4("203.0.113.66")),
+        vec![Record::Ptr("host.evil.example".into())],
+    );
+    // Under bing's domain, but it does not resolve back.
+    let msn = "msnbot-1.search.msn.com";
+    table.insert(ptr_name(v4("198.51.100.11")), vec![Record::Ptr(msn.into())]);
+    table.insert(
+        msn.to_string(),
+        vec![Record::Addr("198.51.100.99".parse().expect("ip"))],
+    );
+    let dns = DnsServer::start(&net.ns_a, "127.0.0.1:5353".parse().expect("addr"), table);
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").expect("log");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  access: [{}]\nverified_bots:\n  nameservers: [\"{}\"]\n",
+        log.display(),
+        dns.addr
+    );
+    let h = Harness::start_with(net, "", &top);
+    let google = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let bing = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)";
+    let line = |ip: &str, ua: &str| {
+        format!("{ip} - - [23/Nov/2026:15:00:01 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"{ua}\"\n")
+    };
+    let text: String = [
+        line("198.51.100.10", google),
+        line("198.51.100.10", google),
+        line("203.0.113.66", google),
+        line("198.51.100.11", bing),
+        line("198.51.100.12", google),
+        line("192.0.2.50", "Mozilla/5.0 (X11; Linux x86_64)"),
+    ]
+    .concat();
+    std::fs::write(&log, text).expect("append");
+    let admin = h.admin.clone();
+    let verdicts = || {
+        let (_, v) = h.get("/api/v1/verified-bots", &admin);
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        (
+                            x["ip"].as_str().unwrap_or("").to_string(),
+                            x["verdict"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .unwrap_or_default()
+    };
+    let want: std::collections::BTreeMap<String, String> = [
+        ("198.51.100.10", "verified"),
+        ("198.51.100.11", "fake"),
+        ("198.51.100.12", "fake"),
+        ("203.0.113.66", "fake"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert!(
+        wait_for(Duration::from_secs(20), || verdicts() == want),
+        "{:?}; log:\n{}",
+        verdicts(),
+        h.log()
+    );
+    let (_, list) = h.get("/api/v1/verified-bots?verdict=verified", &admin);
+    assert_eq!(list[0]["hostname"], real, "{list}");
+    assert_eq!(list[0]["hits"], 2, "{list}");
+    assert_eq!(h.get("/api/v1/verified-bots?verdict=maybe", &admin).0, 400);
+    let (s, v) = h.post("/api/v1/verified-bots/apply", json!({"block_fake": true}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["allowed"], &v["blocked"]),
+        (&json!(1), &json!(3)),
+        "{v}"
+    );
+    let (_, allowed) = h.get("/api/v1/firewall/allowed", &admin);
+    assert!(
+        allowed.as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["ip"] == "198.51.100.10" && e["source"] == "verified_bot")),
+        "{allowed}"
+    );
+    let (_, blocked) = h.get("/api/v1/blocked-ips", &admin);
+    assert!(
+        blocked.as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["ip"] == "203.0.113.66" && e["source"] == "fake_crawler")),
+        "{blocked}"
+    );
+    let (_, v) = h.post("/api/v1/verified-bots/apply", json!({"block_fake": true}));
+    assert_eq!(v["skipped"], 4, "applied once: {v}");
+    drop(dns);
+}

@@ -37,7 +37,7 @@ pub fn parse_line(line: &str) -> Result<WebHit, ParseError> {
         .ok_or(ParseError::Framing("no timestamp"))?;
     let (_, rest) = bracketed(&rest[ts..]).ok_or(ParseError::Framing("bad timestamp"))?;
     let (request, rest) = quoted(rest).ok_or(ParseError::Framing("no quoted request"))?;
-    let (status, _) = token(rest).ok_or(ParseError::Framing("no status"))?;
+    let (status, after) = token(rest).ok_or(ParseError::Framing("no status"))?;
     let status: u16 = status
         .parse()
         .ok()
@@ -52,12 +52,21 @@ pub fn parse_line(line: &str) -> Result<WebHit, ParseError> {
         _ => ("", ""),
     };
     let path = target.split('?').next().unwrap_or("");
+    // The combined format's `bytes "referer" "user agent"`: the client's claim of
+    // what it is (crawlers are verified by DNS, never believed on this).
+    let user_agent = token(after)
+        .and_then(|(_, r)| quoted(r))
+        .and_then(|(_, r)| quoted(r))
+        .map(|(ua, _)| ua)
+        .filter(|ua| !ua.is_empty() && *ua != "-")
+        .map(|ua| bounded(ua, 256));
     Ok(WebHit {
         ip,
         vhost: vhost.map(|v| bounded(v, 255)),
         method: bounded(method, 16),
         path: bounded(path, 512),
         status,
+        user_agent,
     })
 }
 
@@ -72,6 +81,14 @@ mod tests {
             method: method.into(),
             path: path.into(),
             status,
+            user_agent: None,
+        }
+    }
+
+    fn with_ua(h: WebHit, ua: &str) -> WebHit {
+        WebHit {
+            user_agent: Some(ua.into()),
+            ..h
         }
     }
 
@@ -81,7 +98,10 @@ mod tests {
             parse_line(
                 r#"203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 1234 "https://example.com/wp-login.php" "Mozilla/5.0""#
             ),
-            Ok(hit("203.0.113.5", "POST", "/wp-login.php", 200))
+            Ok(with_ua(
+                hit("203.0.113.5", "POST", "/wp-login.php", 200),
+                "Mozilla/5.0"
+            ))
         );
         assert_eq!(
             parse_line(
@@ -103,7 +123,10 @@ mod tests {
             parse_line(
                 r#"203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "GET /a\"b\x22c HTTP/1.1" 400 0 "-" "\" 200 x""#
             ),
-            Ok(hit("203.0.113.5", "GET", r#"/a\"b\x22c"#, 400))
+            Ok(with_ua(
+                hit("203.0.113.5", "GET", r#"/a\"b\x22c"#, 400),
+                r#"\" 200 x"#
+            ))
         );
         // A request that is not HTTP at all still counts with its status.
         assert_eq!(

@@ -38,6 +38,8 @@ pub struct WebHit {
     /// The path without its query string, as sent (still escaped).
     pub path: String,
     pub status: u16,
+    /// The combined format's user agent (a claim), at most 256 bytes.
+    pub user_agent: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,6 +11,8 @@
 pub mod access;
 pub mod bucket;
 pub mod cpanel;
+pub mod crawlers;
+pub mod dns;
 pub mod dovecot;
 pub mod event;
 pub mod exim;
@@ -137,6 +139,8 @@ pub struct LogsHandle {
     pub responder: Arc<Responder>,
     pub stats: Arc<LogStats>,
     task: tokio::task::JoinHandle<()>,
+    /// The crawler check, where access logs are followed.
+    crawlers: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Start following every configured log; overflows go to the auto-responder, which
@@ -157,6 +161,16 @@ pub fn start(
     let stats = Arc::new(LogStats::default());
     // A restart reads on from the saved offsets and journal cursor (the ones a dying
     // run could save), with fresh scenario buckets.
+    let crawlers = (!cfg.logs.access.is_empty()).then(|| {
+        let resolver = dns::Resolver::new(
+            &cfg.verified_bots.nameservers,
+            std::time::Duration::from_secs(2),
+        );
+        let (store, rx) = (store.clone(), shutdown.clone());
+        sup.spawn("logs", "crawler check", false, move || {
+            crawlers::verify_loop(store.clone(), resolver.clone(), rx.clone())
+        })
+    });
     let task = sup.spawn("logs", "log watcher", true, {
         let (logs, responder, stats) = (cfg.logs.clone(), responder.clone(), stats.clone());
         move || {
@@ -173,6 +187,7 @@ pub fn start(
         responder,
         stats,
         task,
+        crawlers,
     }
 }
 
@@ -180,6 +195,9 @@ impl LogsHandle {
     /// After shutdown fired: wait for the watcher to save its offsets and end.
     pub async fn stop(self) {
         let _ = self.task.await;
+        if let Some(c) = self.crawlers {
+            let _ = c.await;
+        }
     }
 }
 
@@ -442,9 +460,13 @@ async fn feed(
         threat,
         waf,
         mail,
+        bots,
     } = out;
     if let Err(e) = responder.store().add_log_batch(threat, waf, mail).await {
         tracing::warn!(source = source.name(), error = %e, "Recording log events failed.");
+    }
+    if let Err(e) = responder.store().record_bot_claims(bots).await {
+        tracing::warn!(source = source.name(), error = %e, "Recording crawler claims failed.");
     }
     for t in triggers {
         responder.trigger(t).await;

@@ -55,6 +55,9 @@ pub struct Outputs {
     pub threat: Vec<(String, &'static str, &'static str, String)>,
     pub waf: Vec<WafHit>,
     pub mail: Vec<MailEvent>,
+    /// Clients whose user agent claims a search-engine crawler (checked by DNS),
+    /// with their requests in the batch.
+    pub bots: Vec<(String, &'static str, u32)>,
 }
 
 struct IpScenario {
@@ -241,6 +244,19 @@ impl Scenarios {
             }
             Event::Auth { .. } => {}
             Event::Web(w) => {
+                if let Some(c) = w.user_agent.as_deref().and_then(super::crawlers::claimed) {
+                    let ip = w.ip.to_string();
+                    let room = out.bots.len() < MAX_PENDING;
+                    match out
+                        .bots
+                        .iter_mut()
+                        .find(|(i, b, _)| *i == ip && *b == c.name)
+                    {
+                        Some(seen) => seen.2 += 1,
+                        None if room => out.bots.push((ip, c.name, 1)),
+                        None => {}
+                    }
+                }
                 let post = w.method == "POST";
                 let file = w.path.rsplit('/').next().unwrap_or("");
                 if post && file == "wp-login.php" {

@@ -238,6 +238,20 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE(channel, finding_id)
      );
      CREATE INDEX alert_outbox_due ON alert_outbox(channel, sent_unix, failed, next_unix);",
+    // Crawler claims from the access logs and their DNS verdicts (store/bots.rs).
+    "CREATE TABLE bot_claims (
+        ip TEXT PRIMARY KEY,
+        bot TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        last_unix INTEGER NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0,
+        verdict TEXT NOT NULL DEFAULT 'pending',
+        hostname TEXT NOT NULL DEFAULT '',
+        checked_at TEXT NOT NULL DEFAULT '',
+        checked_unix INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX bot_claims_seen ON bot_claims(last_unix);",
 ];
 
 /// Which firewall list a row lives in.

@@ -4,6 +4,7 @@
 //! No rusqlite call ever runs on a tokio worker.
 
 mod alerts;
+mod bots;
 mod findings;
 mod incidents;
 mod logdata;
@@ -11,6 +12,7 @@ mod retention;
 mod threat;
 mod tokens;
 pub use alerts::{Delivery, OutboxStats, Routed, Router};
+pub use bots::{BotClaim, MAX_BOT_CLAIMS};
 pub use findings::{
     fix_action, FindingQuery, NewFinding, QuarantineRow, Recorded, StatsRows, StoreSummary,
     Suppression, UiAuditEntry, CHECK_SIGNATURE,

@@ -352,6 +352,8 @@ impl api::Backend for AgentBackend {
             DetectOp::Export => self.export_state().await,
             DetectOp::Settings => self.settings_index(),
             DetectOp::Performance => self.performance().await,
+            DetectOp::VerifiedBots { verdict, limit } => self.verified_bots(verdict, limit).await,
+            DetectOp::ApplyVerifiedBots(r) => self.apply_verified_bots(r, actor).await,
             DetectOp::GeoIp { ip, detail } => self.geoip_lookup(&ip, detail),
             DetectOp::GeoIpBatch(ips) => self.geoip_batch(ips),
             DetectOp::SettingsSection { section } => self.settings_section(&section),

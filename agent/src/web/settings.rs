@@ -23,11 +23,13 @@ pub const EDITABLE: &[&str] = &[
     "egress",
     "exec",
     "firewall",
+    "geoip",
     "infra_ips",
     "logs",
     "quarantine",
     "retention",
     "sensors",
+    "verified_bots",
     "watch",
 ];
 /// Sections shown, never changed here: the listener and its tokens (a write could

@@ -96,6 +96,17 @@ pub struct DbStats {
     pub newest: Option<String>,
 }
 
+/// `POST /verified-bots/apply`.
+#[derive(Debug, Serialize)]
+pub struct BotsApplied {
+    pub status: &'static str,
+    pub allowed: usize,
+    pub blocked: usize,
+    /// Already on the list, or refused by the firewall (own or infrastructure
+    /// addresses are never blocked).
+    pub skipped: usize,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Cleared {
     pub status: &'static str,
@@ -147,6 +158,86 @@ impl AgentBackend {
                     events,
                 })
                 .collect(),
+        })
+    }
+
+    fn crawler_check_runs(&self) -> Result<(), ApiError> {
+        if self.logs.access.is_empty() {
+            return Err(ApiError::new(
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                "no access logs are followed (logs.access): no crawler claims to check",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn verified_bots(
+        &self,
+        verdict: Option<String>,
+        limit: u32,
+    ) -> Result<Reply, ApiError> {
+        self.crawler_check_runs()?;
+        ok(&self
+            .store
+            .bot_claims(verdict, limit)
+            .await
+            .map_err(store_err)?)
+    }
+
+    pub(super) async fn apply_verified_bots(
+        &self,
+        r: api::model::ApplyBotsRequest,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        self.crawler_check_runs()?;
+        let claims = self
+            .store
+            .bot_claims(None, crate::store::MAX_BOT_CLAIMS as u32)
+            .await
+            .map_err(store_err)?;
+        let (mut allowed, mut blocked, mut skipped) = (0, 0, 0);
+        for c in claims {
+            let (list, reason, source) = match c.verdict.as_str() {
+                "verified" if r.allow_verified => (
+                    FwList::Allows,
+                    format!("verified {} ({})", c.bot, c.hostname),
+                    "verified_bot",
+                ),
+                "fake" if r.block_fake => (
+                    FwList::Blocks,
+                    format!("claims to be {} but is not ({})", c.bot, c.hostname),
+                    "fake_crawler",
+                ),
+                _ => continue,
+            };
+            if self
+                .store
+                .entry(list, c.ip.clone())
+                .await
+                .map_err(store_err)?
+                .is_some()
+            {
+                skipped += 1;
+                continue;
+            }
+            match self
+                .firewall
+                .add(list, &c.ip, &reason, source, r.duration, false, actor)
+                .await
+            {
+                Ok(_) if list == FwList::Allows => allowed += 1,
+                Ok(_) => blocked += 1,
+                Err(e) => {
+                    tracing::info!(ip = %c.ip, error = %e, "Crawler verdict not applied.");
+                    skipped += 1;
+                }
+            }
+        }
+        ok(&BotsApplied {
+            status: "applied",
+            allowed,
+            blocked,
+            skipped,
         })
     }
 
