@@ -846,12 +846,17 @@ pub fn merge(base: &mut Value, over: Value) {
 /// merged last whatever its name sorts as, and its lists replace.
 pub const API_DROP_IN: &str = "zz-api-settings.yaml";
 
+/// The embedded default as the first layer: (name, text).
+pub fn default_layer() -> (String, String) {
+    ("<embedded default>".to_string(), DEFAULT_YAML.to_string())
+}
+
 /// The layers [`Config::load`] merges for `path`: (name, text), the embedded default
 /// first, then the file, then its `conf.d/*.yaml` in name order, the API's drop-in
 /// last. Checked as `load` says.
 pub fn layers(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut layers = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
+    let mut layers = vec![default_layer()];
     layers.push((path.display().to_string(), read_private(path)?));
     check_owner(dir, true)?;
     let confd = dir.join("conf.d");
@@ -915,7 +920,7 @@ impl Config {
 
     /// The embedded default configuration.
     pub fn embedded() -> Result<Self, ConfigError> {
-        Self::from_layers(vec![("<embedded default>".into(), DEFAULT_YAML.into())])
+        Self::from_layers(vec![default_layer()])
     }
 
     /// Load `path` over the embedded defaults, then `conf.d/*.yaml` beside it in name order.
@@ -1524,7 +1529,7 @@ mod tests {
     use super::*;
 
     fn layers(extra: &[&str]) -> Vec<(String, String)> {
-        let mut v = vec![("<embedded default>".to_string(), DEFAULT_YAML.to_string())];
+        let mut v = vec![default_layer()];
         for (i, e) in extra.iter().enumerate() {
             v.push((format!("layer{i}.yaml"), e.to_string()));
         }

@@ -459,16 +459,26 @@ pub struct BlockEntry {
     pub expires_at: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct BlockEntryWire {
+/// A [`BlockEntry`] on its way out (borrowed: block lists can be long).
+#[derive(Serialize)]
+struct BlockEntryOut<'a> {
+    ip: &'a str,
+    reason: &'a str,
+    source: &'a str,
+    blocked_at: &'a str,
+    expires_at: &'a str,
+    expires_in: String,
+}
+
+/// A [`BlockEntry`] read back (`expires_in` is derived, so ignored).
+#[derive(Deserialize)]
+struct BlockEntryIn {
     ip: String,
     reason: String,
     source: String,
     blocked_at: String,
     #[serde(default)]
     expires_at: Option<String>,
-    #[serde(default, skip_deserializing)]
-    expires_in: String,
 }
 
 impl Serialize for BlockEntry {
@@ -483,12 +493,12 @@ impl Serialize for BlockEntry {
                 format!("{}h{}m", left / 3600, left / 60 % 60)
             }
         };
-        BlockEntryWire {
-            ip: self.ip.clone(),
-            reason: self.reason.clone(),
-            source: self.source.clone(),
-            blocked_at: self.blocked_at.clone(),
-            expires_at: Some(self.expires_at.clone().unwrap_or_default()),
+        BlockEntryOut {
+            ip: &self.ip,
+            reason: &self.reason,
+            source: &self.source,
+            blocked_at: &self.blocked_at,
+            expires_at: self.expires_at.as_deref().unwrap_or_default(),
             expires_in,
         }
         .serialize(s)
@@ -497,7 +507,7 @@ impl Serialize for BlockEntry {
 
 impl<'de> Deserialize<'de> for BlockEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = BlockEntryWire::deserialize(d)?;
+        let w = BlockEntryIn::deserialize(d)?;
         Ok(BlockEntry {
             ip: w.ip,
             reason: w.reason,

@@ -29,6 +29,15 @@ pub fn rampart_bin() -> PathBuf {
     root.join("target").join(profile).join("rampart")
 }
 
+/// `n` failed sshd logins from `ip` for invalid users `<tag>0`, `<tag>1`, ...
+pub fn sshd_failures(ip: &str, n: usize, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!("Nov 23 15:00:0{} web1 sshd[4242]: Failed password for invalid user {tag}{i} from {ip} port {} ssh2", i % 10, 40000 + i)
+        })
+        .collect()
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }

@@ -15,14 +15,6 @@ use serde_json::json;
 
 const SHELL: &str = "<?php system($_GET['cmd']); ?>";
 
-fn failures(ip: &str, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!("Nov 23 15:00:0{} web1 sshd[4242]: Failed password for invalid user u{i} from {ip} port {} ssh2\n", i % 10, 40000 + i)
-        })
-        .collect()
-}
-
 #[test]
 fn a_csm_client_gets_csms_shapes_and_its_bodies_are_understood() {
     let Some(net) = integration_test::net_or_skip() else {
@@ -81,7 +73,11 @@ fn a_csm_client_gets_csms_shapes_and_its_bodies_are_understood() {
     // Something to show: a webshell, an attacker blocked by the auto-responder.
     let shell = h.www.join("shell.php");
     std::fs::write(&shell, SHELL).expect("webshell");
-    std::fs::write(&log, failures("203.0.113.20", 12)).expect("log");
+    std::fs::write(
+        &log,
+        integration_test::sshd_failures("203.0.113.20", 12, "u").join("\n") + "\n",
+    )
+    .expect("log");
     let finding_of = |check: &str| {
         let (_, f) = h.get("/api/v1/findings", &h.read.clone());
         f.as_array()

@@ -20,14 +20,6 @@ fn append(p: &Path, lines: &[String]) {
     }
 }
 
-fn failures(ip: &str, n: usize, tag: &str) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            format!("Nov 23 15:00:0{} web1 sshd[4242]: Failed password for invalid user {tag}{i} from {ip} port {} ssh2", i % 10, 40000 + i)
-        })
-        .collect()
-}
-
 fn ssh_findings(h: &Harness) -> Vec<serde_json::Value> {
     let (_, f) = h.get("/api/v1/findings", &h.read.clone());
     f.as_array()
@@ -69,12 +61,12 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     );
 
     // Dry run: five failures are below capacity; the sixth overflows → finding only.
-    append(&log, &failures(peer, 5, "dry"));
+    append(&log, &integration_test::sshd_failures(peer, 5, "dry"));
     assert!(wait_for(Duration::from_secs(10), || logs_stat(
         &h, "failures"
     ) == 5));
     assert!(ssh_findings(&h).is_empty(), "below capacity: no finding");
-    append(&log, &failures(peer, 1, "dry-last"));
+    append(&log, &integration_test::sshd_failures(peer, 1, "dry-last"));
     assert!(
         wait_for(Duration::from_secs(10), || !ssh_findings(&h).is_empty()),
         "no ssh_bruteforce finding; log:\n{}",
@@ -111,9 +103,9 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     );
 
     // logrotate in the middle of the burst: rename + new file.
-    append(&log, &failures(peer, 3, "real"));
+    append(&log, &integration_test::sshd_failures(peer, 3, "real"));
     std::fs::rename(&log, dir.path().join("auth.log.1")).expect("rotate");
-    append(&log, &failures(peer, 3, "rotated"));
+    append(&log, &integration_test::sshd_failures(peer, 3, "rotated"));
     assert!(
         wait_for(Duration::from_secs(10), || !tcp_connects(&h.net.ns_b, svc)),
         "peer not blocked; log:\n{}",

@@ -225,6 +225,14 @@ pub fn raise_memlock() {
     }
 }
 
+/// This host's name, as the kernel has it (`/proc/sys/kernel/hostname`); None when
+/// it cannot be read.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
 /// Raise the soft RLIMIT_NOFILE to the hard limit (systemd gives services 1024 soft,
 /// 524288 hard): API clients must never take the descriptors the sensors, the store
 /// and the scanners need. Returns the soft limit in force afterwards.

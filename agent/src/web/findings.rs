@@ -51,7 +51,8 @@ pub struct HistoryPage {
     pub truncated: bool,
 }
 
-/// Counts per severity, every severity present, and their total.
+/// Counts per severity (every one present, CSM's names and `info`) and their total:
+/// `/stats`, the trend and timeline buckets, and `/status`' severities.
 #[derive(Debug, Serialize)]
 pub struct SeverityCounts {
     #[serde(flatten)]
@@ -60,7 +61,7 @@ pub struct SeverityCounts {
 }
 
 impl SeverityCounts {
-    fn of(pairs: impl IntoIterator<Item = (String, i64)>) -> Self {
+    pub(super) fn of(pairs: impl IntoIterator<Item = (String, i64)>) -> Self {
         let mut by_severity: BTreeMap<&'static str, i64> =
             Severity::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut total = 0;

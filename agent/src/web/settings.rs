@@ -175,10 +175,7 @@ impl AgentBackend {
     /// SHA-256 over every layer the config is made of, as they are on disk now: it
     /// changes with a settings write, before the restart that applies it.
     pub(super) fn config_hash(&self) -> String {
-        let layers = match &self.config_path {
-            Some(p) => config::layers(p).unwrap_or_default(),
-            None => vec![(String::new(), config::DEFAULT_YAML.to_string())],
-        };
+        let layers = self.layers_now().unwrap_or_default();
         let mut h = Sha256::new();
         for (name, text) in layers {
             h.update(name.as_bytes());
@@ -224,11 +221,17 @@ impl AgentBackend {
     }
 
     /// The merged config as it is on disk now (what the next start runs).
+    /// The config's layers as they are on disk now (the embedded default alone
+    /// without a config file).
+    fn layers_now(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        match &self.config_path {
+            Some(p) => config::layers(p),
+            None => Ok(vec![config::default_layer()]),
+        }
+    }
+
     fn merged_now(&self) -> Result<serde_json::Value, ApiError> {
-        let layers = match &self.config_path {
-            Some(p) => config::layers(p).map_err(config_err)?,
-            None => vec![("<embedded default>".into(), config::DEFAULT_YAML.into())],
-        };
+        let layers = self.layers_now().map_err(config_err)?;
         let v = config::merged(&layers).map_err(config_err)?;
         serde_json::to_value(v).map_err(|e| ApiError::internal("the config as JSON", &e))
     }
@@ -268,10 +271,6 @@ impl AgentBackend {
                 "the agent runs on the embedded default config (--default-config): there is no file to write; start it with a config file",
             ));
         };
-        let stored = self.merged_now()?[section].take();
-        restore_redacted(&mut body, &stored, section).map_err(ApiError::unprocessable)?;
-        let over: Value = serde_json::from_value(body)
-            .map_err(|e| ApiError::bad_request(format!("not a config value: {e}")))?;
         let file = drop_in(&path);
         let section_name = section.to_string();
         // Read, merge, check with every layer, write: on a blocking thread, one
@@ -279,6 +278,14 @@ impl AgentBackend {
         let _one = self.settings_lock.lock().await;
         let res = tokio::task::spawn_blocking(move || -> Result<Result<(), (String, String)>, ApiError> {
             let mut layers = config::layers(&path).map_err(config_err)?;
+            // `********` in the body: the stored secret at that place, read from the
+            // same layers the write is checked against.
+            let stored = serde_json::to_value(config::merged(&layers).map_err(config_err)?)
+                .map_err(|e| ApiError::internal("the config as JSON", &e))?;
+            restore_redacted(&mut body, &stored[section_name.as_str()], &section_name)
+                .map_err(ApiError::unprocessable)?;
+            let over: Value = serde_json::from_value(body)
+                .map_err(|e| ApiError::bad_request(format!("not a config value: {e}")))?;
             let current = layers
                 .iter()
                 .position(|(n, _)| n.ends_with(API_DROP_IN))

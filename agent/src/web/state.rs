@@ -75,9 +75,7 @@ impl AgentBackend {
             format: STATE_FORMAT.into(),
             version: STATE_VERSION,
             exported_at: crate::store::now_rfc3339(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default(),
+            host: crate::kernel::hostname().unwrap_or_default(),
             suppressions,
             whitelist,
         })

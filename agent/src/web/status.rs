@@ -4,10 +4,10 @@
 
 use std::{collections::BTreeMap, path::PathBuf, sync::atomic::Ordering};
 
-use api::{model::Severity, ApiError};
+use api::ApiError;
 use serde::Serialize;
 
-use super::{store_err, AgentBackend};
+use super::{findings::SeverityCounts, store_err, AgentBackend};
 use crate::{
     firewall::policy::RollbackView,
     kernel::{Component, ComponentState},
@@ -87,31 +87,6 @@ pub struct Status {
     /// "ok", or "degraded" when a component failed or a task is down.
     pub status: &'static str,
     pub security_posture: SecurityPosture,
-}
-
-/// Counts per severity, CSM's names.
-#[derive(Debug, Default, Serialize)]
-pub struct SeverityCounts {
-    pub critical: i64,
-    pub high: i64,
-    pub warning: i64,
-    pub info: i64,
-}
-
-impl SeverityCounts {
-    fn of(rows: &[(String, i64)]) -> Self {
-        let mut c = Self::default();
-        for (sev, n) in rows {
-            match Severity::parse(sev) {
-                Some(Severity::Critical) => c.critical += n,
-                Some(Severity::High) => c.high += n,
-                Some(Severity::Warning) => c.warning += n,
-                Some(Severity::Info) => c.info += n,
-                None => {}
-            }
-        }
-        c
-    }
 }
 
 /// CSM's `automation`: what acts without an operator.
@@ -286,9 +261,7 @@ impl AgentBackend {
         );
         let auto = &self.responder;
         Ok(Status {
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default(),
+            hostname: crate::kernel::hostname().unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION"),
             uptime: api::model::go_duration(uptime),
             uptime_sec: uptime,
@@ -301,10 +274,10 @@ impl AgentBackend {
             baseline_at: String::new(),
             blocklist_size: self.store.count(FwList::Blocks).await.map_err(store_err)?,
             incidents_open: summary.incidents_open.iter().map(|(_, n)| n).sum(),
-            incidents_open_by_severity: SeverityCounts::of(&summary.incidents_open),
+            incidents_open_by_severity: SeverityCounts::of(summary.incidents_open),
             bpf_enforcement_active: attached("xdp"),
             history_count: summary.history_count,
-            severities: SeverityCounts::of(&counts),
+            severities: SeverityCounts::of(counts),
             watchers,
             watched_paths: self.watched.clone(),
             store_healthy: true,
@@ -556,7 +529,7 @@ impl AgentBackend {
     /// CSM's metric names (`csm_*`) where the meaning is the same, beside Rampart's.
     async fn csm_metrics(&self, s: &mut String, blocks: i64) -> Result<(), ApiError> {
         use std::fmt::Write;
-        let active = SeverityCounts::of(&self.store.severity_counts().await.map_err(store_err)?);
+        let active = SeverityCounts::of(self.store.severity_counts().await.map_err(store_err)?);
         let summary = self.store.status_summary().await.map_err(store_err)?;
         let dropped: u64 = self
             .kernel
@@ -602,12 +575,7 @@ impl AgentBackend {
             s,
             "# HELP csm_findings_total Active findings, by severity.\n# TYPE csm_findings_total gauge"
         );
-        for (sev, n) in [
-            ("critical", active.critical),
-            ("high", active.high),
-            ("warning", active.warning),
-            ("info", active.info),
-        ] {
+        for (sev, n) in &active.by_severity {
             let _ = writeln!(s, "csm_findings_total{{severity=\"{sev}\"}} {n}");
         }
         let _ = writeln!(

@@ -136,9 +136,7 @@ fn backoff_secs(attempts: u32) -> i64 {
 
 impl Alerts {
     pub async fn new(cfg: &Config, store: Store) -> Result<Arc<Self>> {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = crate::kernel::hostname().unwrap_or_else(|| "localhost".into());
         let stored = match store.setting(SETTINGS_KEY).await? {
             None => None,
             Some(json) => match serde_json::from_str(&json) {
