@@ -27,6 +27,9 @@ crate::counters! {
         ScanDetected = 8 => "scan_detected",
         /// A drop/scan event could not be sent (ring buffer full).
         EventLost = 9 => "event_lost",
+        /// Passed: a rule would have dropped it, but enforcement is off
+        /// ([`XdpConfig::monitor`]: Cerberus disabled, break-glass).
+        Monitored = 10 => "monitored",
     }
 }
 
@@ -62,6 +65,10 @@ pub struct XdpConfig {
     pub port_policy: u32,
     /// Drop events sent per second per CPU (sampling); 0 = none.
     pub sample_per_sec: u32,
+    /// Non-zero: enforcement is off. Every rule is still evaluated (rate and scan
+    /// state keep counting), but a packet a rule would drop passes as
+    /// [`XdpReason::Monitored`] and no drop event is sent.
+    pub monitor: u32,
 }
 
 /// Token bucket per source (`RAMPART_RATE_STATE`, `RAMPART_SYN_STATE`), in nano-tokens.

@@ -402,6 +402,9 @@ fn try_rampart_xdp(ctx: &XdpContext) -> Result<(u32, XdpReason), XdpReason> {
     } else {
         None
     };
+    if drop.is_some() && cfg.monitor != 0 {
+        return Ok((xdp_action::XDP_PASS, XdpReason::Monitored));
+    }
     if let Some(reason) = drop {
         sample_drop(ctx, &cfg, &pkt, reason, now);
         return Ok((xdp_action::XDP_DROP, reason));

@@ -63,6 +63,12 @@ pub struct Config {
     pub exec: Exec,
     pub detection: DetectionConfig,
     pub quarantine: QuarantineConfig,
+    /// What the scanner reports as slowing sites down (`/perf/fix-*` fix it).
+    pub performance: Performance,
+    /// The mail server's queue and forwarders (`/email/*`).
+    pub mail: Mail,
+    /// The ModSecurity rules file the API manages (`/modsec/rules/*`).
+    pub modsec: Modsec,
     pub logs: Logs,
     pub auto_response: AutoResponse,
     pub retention: Retention,
@@ -453,6 +459,46 @@ fn default_quarantine_max() -> u64 {
     64 * 1024 * 1024
 }
 
+/// The ModSecurity rules file Rampart writes, and how the web server takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modsec {
+    /// The file (included by the web server's ModSecurity config); empty: the
+    /// `/modsec/rules/*` routes answer 503.
+    pub custom_rules: PathBuf,
+    /// The web server's config test, run with the new file in place (`{file}` is
+    /// its path); on failure the previous file is put back. Empty: not tested.
+    pub test_command: Vec<String>,
+    /// Makes the web server read the file after a passing test. Empty: none.
+    pub reload_command: Vec<String>,
+}
+
+/// Where the mail server keeps its queue and forwarders.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    /// exim's spool (holding `input/`); empty: `/var/spool/exim`, then `/var/spool/exim4`.
+    pub exim_spool: PathBuf,
+    /// exim itself (it removes messages); empty: `/usr/sbin/exim`, then `/usr/sbin/exim4`.
+    pub exim_bin: PathBuf,
+    /// cPanel's forwarders, one file per domain.
+    pub valiases_dir: PathBuf,
+    /// The domains this server hosts, one a line (cPanel).
+    pub local_domains: PathBuf,
+}
+
+/// Performance checks of the files scanned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Performance {
+    /// An `error_log` over this many MiB is a finding; 0 = never.
+    pub error_log_max_mb: u64,
+    /// `display_errors` on in a `.user.ini` or `php.ini` is a finding.
+    pub display_errors: bool,
+    /// A WordPress `wp-config.php` without `DISABLE_WP_CRON` is a finding.
+    pub wp_cron: bool,
+}
+
 impl Config {
     /// The trees quarantine and restore may touch.
     pub fn quarantine_roots(&self) -> Vec<PathBuf> {
@@ -605,6 +651,8 @@ pub struct Firewall {
     pub allow: Vec<String>,
     /// Seconds a tentatively applied firewall policy waits for confirmation.
     pub tentative_timeout_secs: u64,
+    /// Longest time enforcement stays off after `POST /security/disable`.
+    pub disable_max_secs: u64,
     // The runtime policy (hot-applied; `/api/v1/settings/firewall/*` edits it). These
     // are plain fields, not a flattened struct, so errors name the exact key.
     /// Per-source packet rate (all protocols). `pps: 0` = off.
@@ -635,7 +683,7 @@ impl Firewall {
 }
 
 /// Firewall policy that can change at run time without reloading programs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirewallPolicy {
     /// Per-source packet rate (all protocols). `pps: 0` = off.
@@ -651,14 +699,18 @@ pub struct FirewallPolicy {
     pub drop_samples_per_sec: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub pps: u32,
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct PortScan {
     /// Distinct destination ports from one source within the window that make a
@@ -668,7 +720,7 @@ pub struct PortScan {
 }
 
 /// A port or an inclusive range, written `443` or `"30000-30100"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(into = "String")]
 pub struct PortSpec {
     pub first: u16,
@@ -959,6 +1011,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, r: String| Err((k.to_string(), r));
+        if !(60..=86_400).contains(&self.firewall.disable_max_secs) {
+            return err(
+                "firewall.disable_max_secs",
+                "must be 60 to 86400 seconds: enforcement is never off for longer than a day"
+                    .into(),
+            );
+        }
         for (i, n) in self.verified_bots.nameservers.iter().enumerate() {
             if n.parse::<SocketAddr>().is_err() && n.parse::<IpAddr>().is_err() {
                 return err(
@@ -1522,6 +1581,29 @@ pub fn parse_net(input: &str, force: bool) -> Result<IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// Replace the file at `path` with `content` (mode `mode`), never half-written: a
+/// temporary file beside it is written, synced and renamed over it. Neither the
+/// temporary nor the final name is followed if it is a symlink. Used for the files
+/// the API writes: the settings drop-in, rulesets, the ModSecurity rules file.
+pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("a file name is needed"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -192,31 +192,31 @@ fn init_tracing() {
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
     let format = std::env::var(ENV_LOG_FORMAT).unwrap_or_default();
+    // Whatever the output, the same events feed the live-logs WebSocket.
+    let base = tracing_subscriber::registry()
+        .with(filter)
+        .with(agent::web::livelog::LiveLogLayer);
     if format == "journald" || (format.is_empty() && stderr_is_journal()) {
         match tracing_journald::layer() {
             Ok(layer) => {
-                tracing_subscriber::registry()
-                    .with(filter)
-                    // Each event's fields as RAMPART_<NAME>= journal fields
-                    // (`journalctl RAMPART_IP=192.0.2.7`).
-                    .with(
-                        layer
-                            .with_syslog_identifier("rampart".into())
-                            .with_field_prefix(Some("RAMPART".into())),
-                    )
-                    .init();
+                // Each event's fields as RAMPART_<NAME>= journal fields
+                // (`journalctl RAMPART_IP=192.0.2.7`).
+                base.with(
+                    layer
+                        .with_syslog_identifier("rampart".into())
+                        .with_field_prefix(Some("RAMPART".into())),
+                )
+                .init();
                 return;
             }
             Err(e) => eprintln!("journald is not reachable ({e}); logging to stderr"),
         }
     }
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let out = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if format == "json" {
-        b.json().init();
+        base.with(out.json()).init();
     } else {
-        b.init();
+        base.with(out).init();
     }
 }
 

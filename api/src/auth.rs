@@ -54,6 +54,17 @@ pub enum Grant {
     Metrics,
 }
 
+impl Grant {
+    /// The scope name a client is told (`/login`, `X-Rampart-Scope`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::Admin => "admin",
+            Grant::Read => "read",
+            Grant::Metrics => "metrics",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     name: String,
@@ -145,7 +156,8 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+/// Equal digests, compared without an early exit.
+pub fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

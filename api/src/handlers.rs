@@ -13,10 +13,10 @@ use warp::{http::StatusCode, Reply};
 use crate::{
     auth::Principal,
     model::{
-        BlockRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding, FindingRef, FirewallOp,
-        FwList, HistoryQuery, IdRequest, IdsRequest, IncidentStatusRequest, IpRequest, ListRequest,
-        NotificationSettingsUpdate, PrefsOp, ScanRequest, Severity, SuppressionRequest,
-        NOTIFY_LEVELS,
+        BlockRequest, BreakGlassRequest, BulkIpRequest, DecisionRequest, DetectOp, Finding,
+        FindingRef, FirewallOp, FwList, HistoryQuery, IdRequest, IdsRequest, IncidentStatusRequest,
+        IpRequest, ListRequest, NotificationSettingsUpdate, PrefsOp, ScanRequest, Severity,
+        SuppressionRequest, NOTIFY_LEVELS,
     },
     routes::{Handler, Route},
     ApiError, ApiState, Backend,
@@ -34,8 +34,18 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// A JSON body that may be absent (then `T::default()`).
+fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(body)
+}
+
 /// Value of `key` in a query string (`a=1&b=2`), percent-decoded.
-fn query_param(query: &str, key: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -88,6 +98,7 @@ fn firewall_op(
     query: &str,
     body: &Bytes,
     if_match: Option<&str>,
+    local: bool,
 ) -> Result<Option<FirewallOp>, ApiError> {
     let add = |list, r: ListRequest, source| FirewallOp::Add {
         list,
@@ -248,6 +259,22 @@ fn firewall_op(
             }
         }
         Handler::SecurityStatus => FirewallOp::SecurityStatus,
+        Handler::SecurityConfig => FirewallOp::SecurityConfig,
+        Handler::SecurityConfigUpdate => FirewallOp::SecurityConfigUpdate {
+            req: parse_json(body)?,
+            local,
+        },
+        Handler::SecurityEnable => {
+            // The token is optional here and not needed: turning enforcement on is
+            // never the risky direction.
+            let _: BreakGlassRequest = parse_optional_json(body)?;
+            FirewallOp::SecurityEnable
+        }
+        Handler::SecurityDisable => FirewallOp::SecurityDisable {
+            req: parse_optional_json(body)?,
+            local,
+        },
+        Handler::BreakGlassGenerate => FirewallOp::BreakGlassGenerate,
         _ => return Ok(None),
     }))
 }
@@ -312,6 +339,11 @@ fn history_query(query: &str, default_limit: u32, max: u32) -> Result<HistoryQue
 }
 
 fn finding_ref(body: &Bytes) -> Result<FindingRef, ApiError> {
+    finding_ref_or_path(body, false)
+}
+
+/// A [`FindingRef`]; with `by_path`, `{file_path}` alone names it too.
+fn finding_ref_or_path(body: &Bytes, by_path: bool) -> Result<FindingRef, ApiError> {
     let mut r: FindingRef = parse_json(body)?;
     if let Some(key) = r.key.take() {
         let (check, message) = key.split_once(':').ok_or_else(|| {
@@ -320,10 +352,14 @@ fn finding_ref(body: &Bytes) -> Result<FindingRef, ApiError> {
         r.check.get_or_insert_with(|| check.to_string());
         r.message.get_or_insert_with(|| message.to_string());
     }
-    if r.id.is_none() && r.ids.is_empty() && (r.check.is_none() || r.message.is_none()) {
-        return Err(ApiError::bad_request(
-            "name the finding: {id}, {ids: [...]}, {check, message} or {key}",
-        ));
+    let named = r.id.is_some() || !r.ids.is_empty() || (r.check.is_some() && r.message.is_some());
+    let by_file = by_path && r.file_path.as_deref().is_some_and(|p| !p.is_empty());
+    if !(named || by_file) {
+        return Err(ApiError::bad_request(if by_path {
+            "name the finding: {id}, {check, message}, {key} or {file_path}"
+        } else {
+            "name the finding: {id}, {ids: [...]}, {check, message} or {key}"
+        }));
     }
     Ok(r)
 }
@@ -625,6 +661,30 @@ fn detect_op(
         Handler::Incident => DetectOp::Incident {
             id: path_id(route, path)?,
         },
+        Handler::PerfFixErrorLog | Handler::PerfFixDisplayErrors | Handler::PerfFixWpCron => {
+            DetectOp::PerfFix {
+                check: match route.handler {
+                    Handler::PerfFixErrorLog => "perf_error_log",
+                    Handler::PerfFixDisplayErrors => "perf_display_errors",
+                    _ => "perf_wp_cron",
+                },
+                finding: finding_ref_or_path(body, true)?,
+            }
+        }
+        Handler::ModsecRulesApply => DetectOp::ModsecRulesApply(parse_json(body)?),
+        Handler::ModsecRuleAction => DetectOp::ModsecRuleAction(parse_json(body)?),
+        Handler::ModsecEscalation => DetectOp::ModsecEscalation(parse_json(body)?),
+        Handler::EmailQueueComposition => DetectOp::EmailQueueComposition,
+        Handler::EmailFlushBackscatter => DetectOp::EmailFlushBackscatter,
+        Handler::EmailForwarders => DetectOp::EmailForwarders,
+        Handler::Absent => DetectOp::Absent {
+            path: route.path.to_string(),
+        },
+        Handler::Rulesets => DetectOp::Rulesets,
+        Handler::UpsertRuleset => DetectOp::UpsertRuleset(parse_json(body)?),
+        Handler::DeleteRuleset => DetectOp::DeleteRuleset {
+            id: path_id(route, path)?,
+        },
         Handler::IncidentStatus => {
             let id = path_id(route, path)?;
             let r: IncidentStatusRequest = parse_json(body)?;
@@ -835,6 +895,8 @@ pub(crate) struct FromHeaders {
     pub last_event_id: Option<i64>,
     /// `If-Match`, unquoted (`W/` and quotes stripped).
     pub if_match: Option<String>,
+    /// The client connected from loopback (set by dispatch, not from a header).
+    pub peer_local: bool,
 }
 
 impl FromHeaders {
@@ -849,6 +911,7 @@ impl FromHeaders {
                     .trim_matches('"')
                     .to_string()
             }),
+            peer_local: false,
         }
     }
 }
@@ -866,6 +929,7 @@ pub(crate) async fn handle<B: Backend>(
     let FromHeaders {
         last_event_id,
         if_match,
+        peer_local,
     } = from_headers;
     let if_match = if_match.as_deref();
     if let Some(op) = detect_op(route, path, query, &body, &principal.token_digest)? {
@@ -891,13 +955,21 @@ pub(crate) async fn handle<B: Backend>(
         }
         return Ok(warp::reply::with_status(json(&v), status).into_response());
     }
-    if let Some(op) = firewall_op(route.handler, query, &body, if_match)? {
+    if let Some(op) = firewall_op(route.handler, query, &body, if_match, peer_local)? {
         let (status, v) = b.firewall(op, &principal.name).await?;
         return Ok(warp::reply::with_status(json(&v), status).into_response());
     }
     Ok(match route.handler {
         Handler::Status => {
             let mut resp = json(&b.status().await?);
+            // Who the dashboard is (it shows no write controls to a read session).
+            resp.headers_mut().insert(
+                "x-rampart-scope",
+                warp::http::HeaderValue::from_static(principal.grant.as_str()),
+            );
+            if let Ok(v) = warp::http::HeaderValue::from_str(&principal.name) {
+                resp.headers_mut().insert("x-rampart-operator", v);
+            }
             if principal.via_cookie {
                 // Cookie sessions learn their CSRF token here (csm-api.md: "obtained
                 // from the login response or page meta tag").
@@ -909,6 +981,7 @@ pub(crate) async fn handle<B: Backend>(
             resp
         }
         Handler::Health => json(&b.health().await?),
+        Handler::OpenApi => json(&b.openapi()),
         Handler::Components => json(&b.components().await?),
         Handler::Capabilities => json(&Capabilities {
             capabilities: b.capabilities(),
@@ -919,9 +992,11 @@ pub(crate) async fn handle<B: Backend>(
         Handler::BlockIp => {
             let req: BlockRequest = parse_json(&body)?;
             let entry = b.block_ip(req, &principal.name).await?;
-            json(
-                &serde_json::json!({ "status": "blocked", "ip": entry.ip, "expires_at": entry.expires_at }),
-            )
+            json(&Blocked {
+                status: "blocked",
+                ip: entry.ip,
+                expires_at: entry.expires_at,
+            })
         }
         Handler::Metrics => {
             let mut text = b.metrics().await?;
@@ -1023,8 +1098,28 @@ fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
     out
 }
 
-/// One open SSE stream's place under `limits.max_sse_clients`; given back on drop.
-struct SseSlot<B: Backend>(Arc<ApiState<B>>);
+/// One open SSE stream's (or live-log socket's) place under
+/// `limits.max_sse_clients`; given back on drop.
+pub(crate) struct SseSlot<B: Backend>(Arc<ApiState<B>>);
+
+impl<B: Backend> SseSlot<B> {
+    /// A place, or 503 at the cap.
+    pub(crate) fn take(state: &Arc<ApiState<B>>) -> Result<Self, ApiError> {
+        let open = state.sse_clients.fetch_add(1, Ordering::Relaxed);
+        let slot = SseSlot(state.clone());
+        if open >= state.limits.max_sse_clients {
+            state.sse_refused_total.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} event streams are open already",
+                    state.limits.max_sse_clients
+                ),
+            ));
+        }
+        Ok(slot)
+    }
+}
 
 impl<B: Backend> Drop for SseSlot<B> {
     fn drop(&mut self) {
@@ -1035,9 +1130,18 @@ impl<B: Backend> Drop for SseSlot<B> {
 /// Findings replayed to a client resuming with Last-Event-ID, at most.
 const SSE_REPLAY_MAX: u32 = 1000;
 
+/// `POST /api/v1/block-ip`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Blocked {
+    status: &'static str,
+    ip: String,
+    /// RFC 3339; null when permanent.
+    expires_at: Option<String>,
+}
+
 /// `GET /api/v1/capabilities` (csm-contract.md).
-#[derive(serde::Serialize)]
-struct Capabilities {
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Capabilities {
     capabilities: Vec<&'static str>,
     version: &'static str,
 }
@@ -1061,18 +1165,7 @@ async fn sse<B: Backend>(
     state: &Arc<ApiState<B>>,
     last_event_id: Option<i64>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let open = state.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let slot = SseSlot(state.clone());
-    if open >= state.limits.max_sse_clients {
-        state.sse_refused_total.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{} event streams are open already",
-                state.limits.max_sse_clients
-            ),
-        ));
-    }
+    let slot = SseSlot::take(state)?;
     let rx = state.backend.subscribe();
     let replay = match last_event_id {
         Some(id) => state.backend.findings_after(id, SSE_REPLAY_MAX).await?,

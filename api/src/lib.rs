@@ -10,12 +10,15 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub mod listener;
+pub mod live;
 mod login;
 pub mod model;
+pub mod openapi;
 pub mod prefs;
 pub mod routes;
 mod server;
 pub mod throttle;
+pub mod ui;
 
 pub use auth::{Scope, TokenSet};
 pub use error::ApiError;

@@ -365,7 +365,10 @@ pub async fn run<S, B>(
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.header_timeout)
                     .max_buf_size(64 * 1024);
-                let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                // Upgrades: the live-logs WebSocket (`/api/v1/logs/live`).
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     r = conn.as_mut() => {

@@ -14,16 +14,16 @@ use warp::{
 };
 
 use crate::{
-    auth::{self, Grant, COOKIE_NAME, CSRF_HEADER, SESSION_TTL},
+    auth::{self, COOKIE_NAME, CSRF_HEADER, SESSION_TTL},
     server::{ApiState, Backend},
     ApiError,
 };
 
 const FORM: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Rampart: log in</title></head>
-<body><main><h1>Rampart</h1>
-<form method="post" action="/login">
+<title>Rampart: log in</title><link rel="stylesheet" href="/ui/app.css"></head>
+<body><main><h1>Rampart</h1><!--error-->
+<form method="post" action="/login" class="inline">
 <label for="token">API token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required minlength="24">
 <button type="submit">Log in</button>
@@ -32,6 +32,26 @@ const FORM: &str = r#"<!doctype html>
 
 pub(crate) fn form() -> warp::reply::Response {
     warp::reply::with_header(FORM, "content-type", "text/html; charset=utf-8").into_response()
+}
+
+/// The form again, saying the token was refused (a browser's failed login).
+fn form_refused() -> warp::reply::Response {
+    let page = FORM.replace(
+        "<!--error-->",
+        r#"<p class="err" id="login-error">That token was not accepted.</p>"#,
+    );
+    let mut r =
+        warp::reply::with_header(page, "content-type", "text/html; charset=utf-8").into_response();
+    *r.status_mut() = StatusCode::UNAUTHORIZED;
+    r
+}
+
+/// A browser posting the form (it asks for HTML): it is sent on to the dashboard.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 #[derive(Deserialize)]
@@ -99,24 +119,31 @@ pub(crate) fn login<B: Backend>(
     } else {
         form_token(body).ok_or_else(|| ApiError::bad_request("login needs a token field"))?
     };
+    let html = !json && wants_html(headers);
     let Some(session) = state.tokens.login(token.trim()) else {
         tracing::warn!("Failed API login.");
+        if html {
+            return Ok(form_refused());
+        }
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"));
     };
     tracing::info!(name = %session.name, "API login.");
-    let scope = match session.grant {
-        Grant::Admin => "admin",
-        Grant::Read => "read",
-        Grant::Metrics => "metrics",
+    let scope = session.grant.as_str();
+    let mut resp = if html {
+        let mut r = warp::reply::with_status("", StatusCode::SEE_OTHER).into_response();
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/"));
+        r
+    } else {
+        warp::reply::json(&LoggedIn {
+            status: "ok",
+            name: &session.name,
+            scope,
+            csrf_token: &session.csrf,
+            expires_in: SESSION_TTL.as_secs(),
+        })
+        .into_response()
     };
-    let mut resp = warp::reply::json(&LoggedIn {
-        status: "ok",
-        name: &session.name,
-        scope,
-        csrf_token: &session.csrf,
-        expires_in: SESSION_TTL.as_secs(),
-    })
-    .into_response();
     let h = resp.headers_mut();
     h.insert(
         header::SET_COOKIE,

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,
@@ -60,6 +62,38 @@ impl Severity {
     }
 }
 
+/// One message of the live-logs WebSocket (Charon's LogEntry).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct LogEntry {
+    /// debug, info, warn or error.
+    pub level: &'static str,
+    pub message: String,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    /// agent (the agent's own log), cerberus, waf or acl (findings by kind).
+    pub source: &'static str,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LogEntry {
+    /// A warning of the stream itself (entries dropped for a slow client).
+    pub fn notice(message: String) -> Self {
+        Self {
+            level: "warn",
+            message,
+            timestamp: rfc3339_now(),
+            source: "agent",
+            fields: serde_json::Map::new(),
+        }
+    }
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// A finding. Optional correlation fields are omitted when unknown; absence means
 /// "unknown", never "global". On the wire it has CSM's shape ([`FindingWire`]).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -99,7 +133,7 @@ pub struct Finding {
 /// `time`, `first_seen`, `has_fix`, and the correlation fields under CSM's names
 /// (`file_path`, `source_ip`, `cp_user`, `process_info`, `process`). Rampart's own
 /// names (`path`, `ip`, `account`, `timestamp`, `severity_label`) stay beside them.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct FindingWire<'a> {
     id: i64,
     check: &'a str,
@@ -148,7 +182,7 @@ struct FindingWire<'a> {
 }
 
 /// CSM's `process` object: what is known of the process behind a finding.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ProcessWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
@@ -156,6 +190,16 @@ struct ProcessWire<'a> {
     uid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+}
+
+/// The wire shape is [`FindingWire`]'s.
+impl schemars::JsonSchema for Finding {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Finding".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        FindingWire::<'static>::json_schema(g)
+    }
 }
 
 impl Serialize for Finding {
@@ -209,7 +253,7 @@ impl Serialize for Finding {
 
 /// A finding read back from its wire shape (the alert outbox keeps findings as
 /// JSON), or from the shape before CSM's (severity a name, `process` a string).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct FindingIn {
     id: i64,
     check: String,
@@ -300,7 +344,7 @@ impl<'de> Deserialize<'de> for Finding {
 /// `GET /api/v1/export` and the body of `POST /api/v1/import`: the operator's own
 /// state (CSM: suppressions and the whitelist). Block lists are not in it: they can
 /// hold millions of entries and have their own bulk import.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StateBundle {
     /// "rampart-state".
     pub format: String,
@@ -319,7 +363,7 @@ pub const STATE_FORMAT: &str = "rampart-state";
 pub const STATE_VERSION: u32 = 1;
 
 /// A suppression in a [`StateBundle`] (its id and counters stay on the host).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,7 +379,7 @@ pub struct SuppressionItem {
 }
 
 /// An allowed address or subnet in a [`StateBundle`]; `expires_at` "" = permanent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhitelistItem {
     pub ip: String,
@@ -346,7 +390,7 @@ pub struct WhitelistItem {
 }
 
 /// Body of `POST /api/v1/verified-bots/apply`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBotsRequest {
     /// Allow-list the verified crawlers (their addresses skip the rate limits).
@@ -357,6 +401,7 @@ pub struct ApplyBotsRequest {
     pub block_fake: bool,
     /// How long the entries last ("7d" by default; "" = permanent).
     #[serde(default = "week", deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
     pub duration: Option<u64>,
 }
 
@@ -368,10 +413,29 @@ fn week() -> Option<u64> {
     Some(7 * 86_400)
 }
 
+/// The schema of a [`duration_secs`] field.
+pub struct DurationSchema;
+
+impl schemars::JsonSchema for DurationSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Seconds, or a duration such as \"24h\", \"7d\", \"1h30m\"; \"\" and 0 mean permanent.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^([0-9]+[smhdw]?)*$"},
+                {"type": "null"}
+            ]
+        })
+    }
+}
+
 /// A duration in a request body: seconds as a number, or CSM's text ("24h", "7d",
 /// "1h30m", "90s"); "" and 0 mean permanent (None).
 pub fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
+    #[derive(Deserialize, schemars::JsonSchema)]
     #[serde(untagged)]
     enum Raw {
         Secs(u64),
@@ -433,7 +497,7 @@ pub fn go_duration(secs: u64) -> String {
 }
 
 /// Body of `POST /api/v1/block-ip`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlockRequest {
     pub ip: String,
@@ -441,6 +505,7 @@ pub struct BlockRequest {
     pub reason: String,
     /// Seconds, or CSM's "24h" / "7d"; absent, "" or 0 = permanent.
     #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
     pub duration: Option<u64>,
 }
 
@@ -460,7 +525,7 @@ pub struct BlockEntry {
 }
 
 /// A [`BlockEntry`] on its way out (borrowed: block lists can be long).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct BlockEntryOut<'a> {
     ip: &'a str,
     reason: &'a str,
@@ -471,7 +536,7 @@ struct BlockEntryOut<'a> {
 }
 
 /// A [`BlockEntry`] read back (`expires_in` is derived, so ignored).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct BlockEntryIn {
     ip: String,
     reason: String,
@@ -479,6 +544,16 @@ struct BlockEntryIn {
     blocked_at: String,
     #[serde(default)]
     expires_at: Option<String>,
+}
+
+/// The wire shape is [`BlockEntryOut`]'s.
+impl schemars::JsonSchema for BlockEntry {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BlockEntry".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        BlockEntryOut::<'static>::json_schema(g)
+    }
 }
 
 impl Serialize for BlockEntry {
@@ -519,21 +594,21 @@ impl<'de> Deserialize<'de> for BlockEntry {
 }
 
 /// `{"ip": "..."}` bodies (unblock-ip, remove-allow, unban).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IpRequest {
     pub ip: String,
 }
 
 /// Body of `POST /api/v1/unblock-bulk`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkIpRequest {
     pub ips: Vec<String>,
 }
 
 /// Body of `POST /api/v1/firewall/allow-ip`, `/firewall/deny-subnet`, `/threat/block-ip`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Address or CIDR (`cidr` and `subnet` are accepted as aliases).
@@ -543,6 +618,7 @@ pub struct ListRequest {
     pub reason: String,
     /// Seconds, or CSM's "24h" / "7d"; absent, "" or 0 = permanent.
     #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
     pub duration: Option<u64>,
     /// Required to act on a /0.
     #[serde(default)]
@@ -553,7 +629,7 @@ pub struct ListRequest {
 }
 
 /// Body of `POST /api/v1/security/decisions` (Charon).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub ip: String,
@@ -562,7 +638,96 @@ pub struct DecisionRequest {
     #[serde(default)]
     pub details: String,
     #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
     pub duration: Option<u64>,
+}
+
+/// Body of `POST /api/v1/security/enable` and `/security/disable` (Charon); an
+/// empty body is `{}`.
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    /// The one-time token from `/security/breakglass/generate`; needed to disable
+    /// enforcement from anywhere but localhost.
+    #[serde(default)]
+    pub break_glass_token: Option<String>,
+    /// How long enforcement stays off: seconds or "15m" (default and maximum:
+    /// `firewall.disable_max_secs`).
+    #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
+    pub duration: Option<u64>,
+}
+
+/// Body of `POST /api/v1/security/config` (Charon's global security config).
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfigRequest {
+    #[serde(default)]
+    pub name: String,
+    /// Absent: unchanged. `false` needs what `/security/disable` needs.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Comma-separated addresses and CIDRs that no rule drops.
+    #[serde(default)]
+    pub admin_whitelist: String,
+    #[serde(default)]
+    pub crowdsec_mode: String,
+    #[serde(default)]
+    pub waf_mode: String,
+    #[serde(default)]
+    pub waf_rules_source: String,
+    /// Echoed back from `GET /security/config`; ignored.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    /// As in [`BreakGlassRequest`], for `enabled: false`.
+    #[serde(default)]
+    pub break_glass_token: Option<String>,
+    #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
+    pub duration: Option<u64>,
+}
+
+/// Body of `POST /api/v1/security/rulesets` (Charon): a signature rule file the
+/// API manages, upserted by name.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesetRequest {
+    pub name: String,
+    /// `yaml` (Rampart's YAML signatures) or `yara` (YARA-X).
+    pub mode: String,
+    pub content: String,
+    /// Where the operator took the rules from; recorded, never fetched.
+    #[serde(default)]
+    pub source_url: String,
+}
+
+/// Body of `POST /api/v1/modsec/rules/apply`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModsecRulesRequest {
+    /// The whole custom rule set (ModSecurity directives).
+    pub rules: String,
+}
+
+/// Body of `POST /api/v1/modsec/rules/escalation`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleActionRequest {
+    pub rule_id: String,
+    /// deny, block, pass, log, or default (drop the override).
+    pub action: String,
+    /// CRITICAL, ERROR, WARNING or NOTICE.
+    #[serde(default)]
+    pub severity: String,
+}
+
+/// Body of `POST /api/v1/rules/modsec-escalation`.
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationRequest {
+    pub rule_id: String,
+    /// ignore, count, block, or default (drop the override).
+    pub escalation: String,
 }
 
 /// Which firewall list an operation targets.
@@ -623,6 +788,18 @@ pub enum FirewallOp {
         limit: u32,
     },
     SecurityStatus,
+    SecurityConfig,
+    /// `local`: the client connected from loopback.
+    SecurityConfigUpdate {
+        req: SecurityConfigRequest,
+        local: bool,
+    },
+    SecurityEnable,
+    SecurityDisable {
+        req: BreakGlassRequest,
+        local: bool,
+    },
+    BreakGlassGenerate,
 }
 
 /// History filters (`/api/v1/history`, `/history/csv`).
@@ -642,7 +819,7 @@ pub struct HistoryQuery {
 
 /// Which findings an action targets: `{"id": 1}`, `{"ids": [1, 2]}`, or
 /// `{"check": "...", "message": "..."}` (CSM's finding identity).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindingRef {
     #[serde(default)]
@@ -666,7 +843,7 @@ pub struct FindingRef {
 }
 
 /// Body of `POST /api/v1/suppressions`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressionRequest {
     /// add (default) or delete.
@@ -687,7 +864,7 @@ pub struct SuppressionRequest {
 }
 
 /// Body of `POST /api/v1/scan-account`: an account (its home) or an absolute path.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScanRequest {
     #[serde(default)]
@@ -697,14 +874,14 @@ pub struct ScanRequest {
 }
 
 /// `{"id": "..."}` (quarantine-restore).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdRequest {
     pub id: String,
 }
 
 /// `{"ids": [...]}` (quarantine/bulk-delete).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdsRequest {
     pub ids: Vec<String>,
@@ -712,7 +889,7 @@ pub struct IdsRequest {
 
 /// Charon's notification settings update: every field optional, only those given
 /// change (charon-api.md "Update Notification Settings").
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationSettingsUpdate {
     pub enabled: Option<bool>,
@@ -745,6 +922,27 @@ pub enum PrefsOp {
 /// A detection operation, parsed and shape-checked by the API layer.
 #[derive(Clone, Debug)]
 pub enum DetectOp {
+    ModsecRulesApply(ModsecRulesRequest),
+    ModsecRuleAction(RuleActionRequest),
+    ModsecEscalation(EscalationRequest),
+    EmailQueueComposition,
+    EmailFlushBackscatter,
+    EmailForwarders,
+    /// A route whose feature is missing here; the backend says what (503).
+    Absent {
+        path: String,
+    },
+    /// Fix a performance finding (`/perf/fix-*`): `check` is the route's.
+    PerfFix {
+        check: &'static str,
+        finding: FindingRef,
+    },
+    /// Charon's rulesets: the API-managed signature rule files.
+    Rulesets,
+    UpsertRuleset(RulesetRequest),
+    DeleteRuleset {
+        id: i64,
+    },
     /// An operator's own UI state (`/prefs/*`): `operator` is the hex SHA-256 of
     /// the token behind the request.
     Prefs {
@@ -902,7 +1100,7 @@ pub struct Window {
 }
 
 /// Body of `POST /api/v1/threat/bulk-action`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkActionRequest {
     /// block, unblock, whitelist, unwhitelist or clear.
@@ -912,11 +1110,12 @@ pub struct BulkActionRequest {
     pub reason: String,
     /// Seconds (or "24h", "7d"), for block and whitelist; absent or 0 = permanent.
     #[serde(default, deserialize_with = "duration_secs")]
+    #[schemars(with = "DurationSchema")]
     pub duration: Option<u64>,
 }
 
 /// Body of `POST /api/v1/undo/run`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UndoRunRequest {
     #[serde(default)]
@@ -924,7 +1123,7 @@ pub struct UndoRunRequest {
 }
 
 /// Body of `POST /api/v1/incidents/<id>/status`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentStatusRequest {
     pub status: String,

@@ -22,7 +22,7 @@ const MAX_TABLES: usize = 32;
 const MAX_COLUMNS: usize = 64;
 
 /// `GET/PUT /api/v1/prefs/user`. Unset values are "".
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UiPrefs {
     /// comfortable or compact.
     #[serde(default)]
@@ -39,7 +39,7 @@ pub struct UiPrefs {
 }
 
 /// A saved filter view (`PUT /api/v1/prefs/views`; `updated` is set by the server).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SavedView {
     pub name: String,
     pub page: String,
@@ -51,7 +51,7 @@ pub struct SavedView {
 }
 
 /// Body of `DELETE /api/v1/prefs/views`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewKey {
     pub page: String,

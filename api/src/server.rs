@@ -20,7 +20,7 @@ use warp::{
 use crate::{
     auth::Denied,
     listener::{self, ConnStats, Limits, ListenError, Peer},
-    model::{BlockEntry, BlockRequest, DetectOp, Finding, FirewallOp},
+    model::{BlockEntry, BlockRequest, DetectOp, Finding, FirewallOp, LogEntry},
     routes::{self, Handler},
     throttle::RateLimiter,
     ApiError, TokenSet,
@@ -47,6 +47,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn metrics(&self) -> Result<String, ApiError>;
     /// Findings as they are dispatched.
     fn subscribe(&self) -> broadcast::Receiver<Finding>;
+    /// This API's OpenAPI document (`/api/v1/openapi.json`); the agent adds the
+    /// schemas of its response types.
+    fn openapi(&self) -> serde_json::Value {
+        crate::openapi::document()
+    }
+    /// The agent's own log as it is written (`/api/v1/logs/live`).
+    fn live_logs(&self) -> broadcast::Receiver<LogEntry>;
     /// Findings with an id above `id`, oldest first (SSE resume).
     async fn findings_after(&self, id: i64, limit: u32) -> Result<Vec<Finding>, ApiError>;
     /// Every findings/rules/quarantine route: the API parses and checks the request,
@@ -130,7 +137,9 @@ fn secure_headers(resp: &mut warp::reply::Response) {
         ("x-frame-options", "DENY"),
         ("content-security-policy", csp),
         ("strict-transport-security", "max-age=31536000"),
-        ("referrer-policy", "no-referrer"),
+        // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null`
+        // on a form POST, and the login's origin check must see this host.
+        ("referrer-policy", "same-origin"),
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-resource-policy", "same-origin"),
     ] {
@@ -166,6 +175,13 @@ pub fn filter<B: Backend>(
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::ext::optional::<Peer>())
+        // The live-logs WebSocket's upgrade, when the request asks for one.
+        .and(
+            warp::ws()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .and(warp::body::stream())
         .then(
             move |method: Method,
@@ -173,6 +189,7 @@ pub fn filter<B: Backend>(
                   headers: HeaderMap,
                   query: String,
                   peer: Option<Peer>,
+                  ws: Option<warp::ws::Ws>,
                   body| {
                 let state = state.clone();
                 // Requests that did not come through the listener (in-process tests)
@@ -180,16 +197,14 @@ pub fn filter<B: Backend>(
                 let ip = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip());
                 async move {
                     let started = std::time::Instant::now();
-                    let mut resp = match dispatch(
-                        &state,
+                    let req = Request {
                         ip,
-                        &method,
-                        path.as_str(),
-                        &headers,
-                        &query,
-                        body,
-                    )
-                    .await
+                        method: &method,
+                        path: path.as_str(),
+                        headers: &headers,
+                        query: &query,
+                    };
+                    let mut resp = match dispatch(&state, req, ws, body).await
                     {
                         Ok(r) => r,
                         Err(e) => e.into_response(),
@@ -203,15 +218,28 @@ pub fn filter<B: Backend>(
         )
 }
 
+/// What dispatch reads of a request besides its body.
+struct Request<'a> {
+    ip: IpAddr,
+    method: &'a Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    query: &'a str,
+}
+
 async fn dispatch<B: Backend>(
     state: &Arc<ApiState<B>>,
-    ip: IpAddr,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    query: &str,
+    req: Request<'_>,
+    ws: Option<warp::ws::Ws>,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Unpin,
 ) -> Result<warp::reply::Response, ApiError> {
+    let Request {
+        ip,
+        method,
+        path,
+        headers,
+        query,
+    } = req;
     // Budgets first: a client over them learns nothing else, not even 404.
     if !state.request_budget.take(ip) {
         return Err(state.throttled("requests"));
@@ -242,9 +270,12 @@ async fn dispatch<B: Backend>(
         }
         Handler::Login => return Ok(crate::login::form()),
         Handler::Logout => return Ok(crate::login::logout(state, headers)),
+        Handler::LiveLogs => return crate::live::open(state, ws, headers, &principal, query),
+        Handler::Ui => return Ok(crate::ui::serve(path)),
         _ => {}
     }
-    let from_headers = crate::handlers::FromHeaders::of(headers);
+    let mut from_headers = crate::handlers::FromHeaders::of(headers);
+    from_headers.peer_local = ip.to_canonical().is_loopback();
     crate::handlers::handle(state, route, &principal, path, query, from_headers, body).await
 }
 

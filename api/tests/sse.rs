@@ -75,6 +75,7 @@ async fn a_client_that_falls_behind_is_dropped_and_counted() {
     let st = state_with(MemBackend {
         tx: tx.clone(),
         stored: Vec::new(),
+        logs: tokio::sync::broadcast::channel(4).0,
     });
     let resp = open(&st, None).await;
     // Ten findings into a buffer of four, nobody reading: the sender never waits.
@@ -97,6 +98,7 @@ async fn last_event_id_replays_then_goes_live_without_duplicates() {
     let st = state_with(MemBackend {
         tx: tx.clone(),
         stored: (1..=5).map(finding).collect(),
+        logs: tokio::sync::broadcast::channel(4).0,
     });
     let resp = open(&st, Some(2)).await;
     // Live: 5 was replayed from the store already (it was stored and broadcast

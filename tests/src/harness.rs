@@ -392,3 +392,119 @@ impl Harness {
         )
     }
 }
+
+/// An open live-logs WebSocket (`/api/v1/logs/live`): its messages, as JSON, read
+/// on a thread of its own.
+pub struct LiveLog {
+    rx: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl LiveLog {
+    /// The first entry `want` holds for, within 20 s (None: it never came).
+    pub fn until(&self, want: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = end.checked_duration_since(std::time::Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok(v) if want(&v) => return Some(v),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Every entry received within `window`.
+    pub fn drain(&self, window: Duration) -> Vec<serde_json::Value> {
+        let end = std::time::Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(v) => out.push(v),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Harness {
+    /// Is `prefix`/`addr` in the pinned XDP block trie (what the kernel enforces)?
+    pub fn in_block_map(&self, prefix: u32, addr: [u8; 4]) -> bool {
+        let lists = agent::firewall::xdp::open_pinned_lists(&self.pins.0)
+            .expect("open the pinned lists")
+            .expect("the lists are pinned");
+        lists
+            .block_v4
+            .get(&aya::maps::lpm_trie::Key::new(prefix, addr), 0)
+            .is_ok()
+    }
+
+    /// Open the live-logs WebSocket with `query` (`?level=...`) and `token`.
+    /// Err: the HTTP status the upgrade was refused with (0: no answer).
+    pub fn live_log(&self, query: &str, token: &str) -> Result<LiveLog, u16> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Error, Message};
+        let cert = std::fs::read(self.state().join("tls/cert.pem")).expect("cert");
+        // The socket is made in the agent's namespace; it is used from any thread.
+        let tcp = NetPair::in_ns(&self.net.ns_a, || {
+            std::net::TcpStream::connect("127.0.0.1:9443").expect("connect to the API")
+        });
+        tcp.set_nonblocking(true).expect("nonblocking");
+        let mut req = format!("wss://127.0.0.1:9443/api/v1/logs/live{query}")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), u16>>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut cert.as_slice()) {
+                    roots.add(c.expect("cert")).expect("root");
+                }
+                let cfg = tokio_rustls::rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1")
+                    .expect("name");
+                let tcp = tokio::net::TcpStream::from_std(tcp).expect("tokio tcp");
+                let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                    .connect(name, tcp)
+                    .await
+                    .expect("TLS");
+                let mut ws = match tokio_tungstenite::client_async(req, tls).await {
+                    Ok((ws, _)) => ws,
+                    Err(Error::Http(resp)) => {
+                        let _ = ready_tx.send(Err(resp.status().as_u16()));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = ready_tx.send(Err(0));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Text(t) = m {
+                        let v = serde_json::from_str(t.as_str())
+                            .unwrap_or(serde_json::Value::String(t.to_string()));
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or(Err(0))?;
+        Ok(LiveLog { rx })
+    }
+}

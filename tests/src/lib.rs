@@ -5,6 +5,7 @@
 //! Everything a test creates is removed in `Drop`, so a failing assertion still
 //! cleans up (namespaces, veths, the agent process).
 
+pub mod browser;
 pub mod contract;
 pub mod dns;
 pub mod flood;

@@ -798,17 +798,31 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
     );
     let (_, st) = h.get("/api/v1/status", &admin);
     let (hash, token) = (st["config_hash"].clone(), st["started_at_token"].clone());
+    // auto_response applies live.
     let (s, v) = h.post("/api/v1/settings/auto_response", json!({"dry_run": !was}));
-    assert_eq!((s, &v["restart_required"]), (200, &json!(true)), "{v}");
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
     assert!(drop_in.exists(), "the drop-in");
     let (_, ar) = h.get("/api/v1/settings/auto_response", &admin);
     assert_eq!(ar["dry_run"], !was, "on disk: {ar}");
     let (_, st) = h.get("/api/v1/status", &admin);
     assert_ne!(st["config_hash"], hash, "the hash follows the files");
     assert_eq!(
-        st["automation"]["auto_response_dry_run"], was,
-        "not applied yet: {st}"
+        st["automation"]["auto_response_dry_run"], !was,
+        "applied at once: {st}"
     );
+    let (_, idx) = h.get("/api/v1/settings", &admin);
+    assert_eq!(idx["restart_pending"], false, "{idx}");
+    // Sections that name programs the agent runs are never written through the API.
+    let (s, v) = h.post(
+        "/api/v1/settings/modsec",
+        json!({"reload_command": ["/bin/sh", "-c", "id"]}),
+    );
+    assert_eq!(s, 422, "{v}");
+    // retention waits for a restart.
+    let (s, v) = h.post("/api/v1/settings/retention", json!({"days": 45}));
+    assert_eq!((s, &v["restart_required"]), (200, &json!(true)), "{v}");
+    let (_, idx) = h.get("/api/v1/settings", &admin);
+    assert_eq!(idx["restart_pending"], true, "{idx}");
     let (s, v) = h.post("/api/v1/settings/restart", json!({}));
     assert_eq!((s, &v["started_at_token"]), (202, &token), "{v}");
     let restarted = || {
@@ -823,8 +837,12 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
     let (_, st) = h.get("/api/v1/status", &admin);
     assert_eq!(
         st["automation"]["auto_response_dry_run"], !was,
-        "applied: {st}"
+        "kept across the restart: {st}"
     );
+    let (_, idx) = h.get("/api/v1/settings", &admin);
+    assert_eq!(idx["restart_pending"], false, "the restart took it: {idx}");
+    let (_, r) = h.get("/api/v1/settings/retention", &admin);
+    assert_eq!(r["days"], 45, "{r}");
     assert_eq!(
         h.agent.as_ref().and_then(|a| a.pid()),
         Some(pid),
@@ -1024,4 +1042,312 @@ fn crawlers_claimed_in_the_access_log_are_verified_by_dns() {
     let (_, v) = h.post("/api/v1/verified-bots/apply", json!({"block_fake": true}));
     assert_eq!(v["skipped"], 4, "applied once: {v}");
     drop(dns);
+}
+
+/// Performance findings from the files the scanner reads, and CSM's `/perf/fix-*`
+/// acting on them in place; a customer who swaps the file for a symlink to a host
+/// file between finding and fix gets a refusal, and the host file is untouched.
+#[test]
+fn performance_findings_are_fixed_in_place_and_never_through_a_link() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let top = "egress:\n  enabled: false\nexec:\n  enabled: false\nperformance:\n  error_log_max_mb: 1\n  display_errors: true\n  wp_cron: true\n";
+    let h = Harness::start_with(net, "", top);
+    let site = h.www.join("site");
+    std::fs::create_dir(&site).expect("mkdir");
+    let log = site.join("error_log");
+    std::fs::write(&log, vec![b'e'; 3 << 20]).expect("error_log");
+    let ini = site.join(".user.ini");
+    std::fs::write(&ini, "memory_limit = 256M\ndisplay_errors = On\n").expect("ini");
+    let wp = site.join("wp-config.php");
+    std::fs::write(
+        &wp,
+        "<?php\ndefine('DB_NAME', 'wp');\nrequire_once ABSPATH . 'wp-settings.php';\n",
+    )
+    .expect("wp-config");
+    let id_of = |check: &str, path: &std::path::Path| {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["check"] == check && x["file_path"] == path.display().to_string())
+                .and_then(|x| x["id"].as_i64())
+        })
+    };
+    for (check, path) in [
+        ("perf_error_log", &log),
+        ("perf_display_errors", &ini),
+        ("perf_wp_cron", &wp),
+    ] {
+        assert!(
+            wait_for(Duration::from_secs(20), || id_of(check, path).is_some()),
+            "no {check} finding for {}; log:\n{}",
+            path.display(),
+            h.log()
+        );
+    }
+
+    // By file path, as CSM's UI sends it.
+    let (s, v) = h.post(
+        "/api/v1/perf/fix-error-log",
+        json!({"file_path": log.display().to_string()}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["action"], &v["freed_bytes"]),
+        (&json!("truncated"), &json!(3 << 20))
+    );
+    assert_eq!(std::fs::metadata(&log).expect("log").len(), 0);
+    // The wrong route for a finding is refused.
+    let ini_id = id_of("perf_display_errors", &ini).expect("ini finding");
+    let (s, v) = h.post("/api/v1/perf/fix-wp-cron", json!({"id": ini_id}));
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = h.post("/api/v1/perf/fix-display-errors", json!({"id": ini_id}));
+    assert_eq!(s, 200, "{v}");
+    let text = std::fs::read_to_string(&ini).expect("ini");
+    assert!(
+        text.contains("display_errors = Off") && !text.contains("= On"),
+        "{text}"
+    );
+    let (s, v) = h.post(
+        "/api/v1/perf/fix-wp-cron",
+        json!({"file_path": wp.display().to_string()}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("wp-cron.php")),
+        "{v}"
+    );
+    assert!(std::fs::read_to_string(&wp)
+        .expect("wp")
+        .contains("define( 'DISABLE_WP_CRON', true );"));
+    let (_, f) = h.get(
+        &format!("/api/v1/finding-detail?id={ini_id}"),
+        &h.admin.clone(),
+    );
+    assert!(f.to_string().contains("fixed"), "the finding is fixed: {f}");
+
+    // The swap: a big error_log is found, then replaced by a symlink to a host file.
+    let other = h.www.join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    let big = other.join("error_log");
+    std::fs::write(&big, vec![b'e'; 2 << 20]).expect("error_log");
+    assert!(
+        wait_for(Duration::from_secs(20), || id_of("perf_error_log", &big)
+            .is_some()),
+        "no finding for the second error_log"
+    );
+    let host_file = h.dir.path().join("host-file");
+    std::fs::write(&host_file, "precious").expect("host file");
+    std::fs::remove_file(&big).expect("rm");
+    std::os::unix::fs::symlink(&host_file, &big).expect("symlink");
+    let (s, v) = h.post(
+        "/api/v1/perf/fix-error-log",
+        json!({"file_path": big.display().to_string()}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(
+        std::fs::read_to_string(&host_file).expect("host file"),
+        "precious"
+    );
+    let (s, _) = h.post("/api/v1/perf/fix-error-log", json!({}));
+    assert_eq!(s, 400, "a body naming no finding");
+}
+
+/// exim's queue read from its spool files, cPanel's forwarders, and the mail routes
+/// of features this host lacks answering 503 with what is missing.
+#[test]
+fn the_mail_queue_and_forwarders_are_read_from_the_host_files() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let mail = tempfile::tempdir().expect("tempdir");
+    let input = mail.path().join("spool/input");
+    std::fs::create_dir_all(&input).expect("spool");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let msg = |id: &str, sender: &str, frozen: bool, rcpt: &str| {
+        let frozen = if frozen { "-frozen 1\n" } else { "" };
+        std::fs::write(
+            input.join(format!("{id}-H")),
+            format!("{id}-H\nmailnull 47 12\n<{sender}>\n{} 0\n-ident mailnull\n{frozen}XX\n1\n{rcpt}\n\n045P Received: x\n", now - 3600),
+        )
+        .expect("message");
+    };
+    msg("1aaaaa-000001-Ab", "", true, "victim@example.net");
+    msg("1aaaaa-000002-Ab", "", true, "victim@example.net");
+    msg(
+        "1aaaaa-000003-Ab",
+        "shop@shop.test",
+        false,
+        "buyer@example.org",
+    );
+    let valiases = mail.path().join("valiases");
+    std::fs::create_dir(&valiases).expect("valiases");
+    std::fs::write(
+        valiases.join("shop.test"),
+        "info@shop.test: owner@gmail.com, info@shop.test\n*: :fail: No Such User Here\n",
+    )
+    .expect("aliases");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nmail:\n  exim_spool: {}\n  exim_bin: /nonexistent/exim\n  valiases_dir: {}\n  local_domains: /nonexistent\n",
+        mail.path().join("spool").display(),
+        valiases.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let read = h.read.clone();
+    let (s, q) = h.get("/api/v1/email/queue-composition", &read);
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(
+        (
+            &q["total"],
+            &q["backscatter"],
+            &q["frozen_backscatter"],
+            &q["real"]
+        ),
+        (&json!(3), &json!(2), &json!(2), &json!(1)),
+        "{q}"
+    );
+    assert!(
+        q["oldest_age_secs"].as_u64().is_some_and(|a| a >= 3600),
+        "{q}"
+    );
+    assert_eq!(q["top_recipients"][0]["name"], "victim@example.net", "{q}");
+    let (s, v) = h.post("/api/v1/email/queue/flush-backscatter", json!({}));
+    assert_eq!(s, 503, "without exim: {v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("exim")),
+        "{v}"
+    );
+    assert!(input.join("1aaaaa-000001-Ab-H").exists(), "nothing removed");
+    let (s, f) = h.get("/api/v1/email/forwarders", &read);
+    assert_eq!(s, 200, "{f}");
+    let info = &f["forwarders"][0];
+    assert_eq!(
+        (
+            &info["address"],
+            &info["local_copy"],
+            &info["destinations"][0]["provider"]
+        ),
+        (&json!("info@shop.test"), &json!(true), &json!("google")),
+        "{f}"
+    );
+    for (method, path) in [
+        ("GET", "/api/v1/email/av/status"),
+        ("GET", "/api/v1/email/held"),
+        ("POST", "/api/v1/email/held/1aaaaa-000001-Ab/release"),
+        ("GET", "/api/v1/email/quarantine"),
+        ("DELETE", "/api/v1/email/quarantine/x1"),
+        ("GET", "/api/v1/db-object-backups"),
+    ] {
+        let (s, v) = h.request(method, path, &h.admin.clone(), Some(json!({})));
+        assert_eq!(s, 503, "{method} {path}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.len() > 20), "{v}");
+    }
+}
+
+/// The ModSecurity rules file the API manages (checked by the web server's config
+/// test, put back when it fails), and per-rule escalation of WAF denials into the
+/// auto-responder.
+#[test]
+fn modsec_rules_are_applied_tested_and_escalated() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("modsec");
+    std::fs::create_dir(&conf).expect("mkdir");
+    let file = conf.join("rampart.conf");
+    let audit = tmp.path().join("modsec_error.log");
+    std::fs::write(&audit, "").expect("log");
+    // The "web server's config test": refuses a file that says deny-everything.
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  modsec: [{}]\nauto_response:\n  enabled: true\n  dry_run: false\n  ban_secs: 600\nmodsec:\n  custom_rules: {}\n  test_command: [/bin/sh, -c, \"! grep -q deny-everything \\\"$0\\\"\", \"{{file}}\"]\n  reload_command: [/bin/true]\n",
+        audit.display(),
+        file.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let rules = "SecRule ARGS \"@rx rampart-test\" \"id:1000001,phase:2,deny,status:403\"\n";
+    let (s, v) = h.post("/api/v1/modsec/rules/apply", json!({ "rules": rules }));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["rules"], &v["tested"], &v["reloaded"]),
+        (&json!(1), &json!(true), &json!(true))
+    );
+    let applied = std::fs::read_to_string(&file).expect("file");
+    assert!(applied.contains("id:1000001"), "{applied}");
+    let (s, v) = h.post(
+        "/api/v1/modsec/rules/apply",
+        json!({"rules": "# deny-everything\nSecAction \"id:1000002,phase:1,deny\"\n"}),
+    );
+    assert_eq!(s, 422, "the config test failed: {v}");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        applied,
+        "the previous file is back"
+    );
+    let (s, v) = h.post(
+        "/api/v1/modsec/rules/apply",
+        json!({"rules": "Include /etc/shadow\n"}),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = h.post(
+        "/api/v1/modsec/rules/escalation",
+        json!({"rule_id": "942100", "action": "log", "severity": "WARNING"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let text = std::fs::read_to_string(&file).expect("file");
+    assert!(
+        text.contains("SecRuleUpdateActionById 942100 \"pass,log,severity:WARNING\"")
+            && text.contains("id:1000001"),
+        "{text}"
+    );
+
+    // Escalation: one denial by 942100 now handles the client at once; 920350's
+    // denials no longer count.
+    let deny = |ip: &str, id: &str| {
+        format!("[Mon Nov 23 15:00:01.123456 2026] [security2:error] [pid 1:tid 2] [client {ip}:54321] [client {ip}] ModSecurity: Access denied with code 403 (phase 2). Pattern match \"x\" at ARGS:q. [file \"/x.conf\"] [line \"1\"] [id \"{id}\"] [msg \"m\"] [severity \"CRITICAL\"] [hostname \"example.com\"] [uri \"/index.php\"] [unique_id \"Zz\"]\n")
+    };
+    let (s, v) = h.post(
+        "/api/v1/rules/modsec-escalation",
+        json!({"rule_id": "942100", "escalation": "block"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["overrides"]["942100"], "block", "{v}");
+    let (s, _) = h.post(
+        "/api/v1/rules/modsec-escalation",
+        json!({"rule_id": "920350", "escalation": "ignore"}),
+    );
+    assert_eq!(s, 200);
+    let (s, v) = h.post(
+        "/api/v1/rules/modsec-escalation",
+        json!({"rule_id": "920350", "escalation": "loud"}),
+    );
+    assert_eq!(s, 400, "{v}");
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&audit)
+        .expect("log");
+    for _ in 0..8 {
+        std::io::Write::write_all(&mut log, deny("203.0.113.61", "920350").as_bytes()).expect("w");
+    }
+    std::io::Write::write_all(&mut log, deny("203.0.113.60", "942100").as_bytes()).expect("w");
+    let admin = h.admin.clone();
+    let blocked = |ip: &str| {
+        let (_, b) = h.get("/api/v1/blocked-ips", &admin);
+        b.to_string().contains(ip)
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), || blocked("203.0.113.60")),
+        "one denial of an escalated rule blocks; log:\n{}",
+        h.log()
+    );
+    assert!(
+        !blocked("203.0.113.61"),
+        "ignored rule's denials never count"
+    );
 }

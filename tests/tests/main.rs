@@ -4,7 +4,9 @@
 
 mod alerts_e2e;
 mod behaviour_e2e;
+mod cerberus_e2e;
 mod csm_contract_e2e;
+mod dashboard_e2e;
 mod detection_e2e;
 mod e2e;
 mod egress_e2e;
@@ -14,6 +16,7 @@ mod firewall_e2e;
 mod hardening_e2e;
 mod kernels;
 mod logs_e2e;
+mod openapi_e2e;
 mod package_e2e;
 mod sensor_backends_e2e;
 mod sensor_e2e;

@@ -605,3 +605,45 @@ fn bulk_import_uses_batches_and_is_enforced() {
         "one past the list"
     );
 }
+
+/// Enforcement off (Cerberus disabled, break-glass): every rule is evaluated, no
+/// packet is dropped, no drop event is sent; back on, the same packets drop again.
+#[test]
+fn xdp_monitor_mode_drops_nothing_and_counts_what_it_would_have() {
+    if !feature_available("BPF (root)", is_root()) {
+        return;
+    }
+    let mut f = fixture();
+    f.v4.insert(&Key::new(32, [203, 0, 113, 40]), 1, 0)
+        .expect("insert /32");
+    let mut p = quiet_policy();
+    p.rate_limit = RateLimit { pps: 1, burst: 1 };
+    p.drop_samples_per_sec = 1000;
+    f.policy.monitor = true;
+    f.policy.apply(&p).expect("policy");
+    let blocked = packet::ipv4([203, 0, 113, 40], &[]);
+    f.expect(
+        "blocked source, monitored",
+        &blocked,
+        XDP_PASS,
+        XdpReason::Monitored,
+    );
+    let src = [203, 0, 113, 41];
+    f.expect(
+        "within burst",
+        &packet::ipv4(src, &[]),
+        XDP_PASS,
+        XdpReason::Passed,
+    );
+    f.expect(
+        "over the rate, monitored",
+        &packet::ipv4(src, &[]),
+        XDP_PASS,
+        XdpReason::Monitored,
+    );
+    assert!(f.events().is_empty(), "monitor mode sends no drop events");
+    f.policy.monitor = false;
+    f.policy.apply(&p).expect("policy");
+    f.expect("enforcing again", &blocked, XDP_DROP, XdpReason::Blocked);
+    assert_eq!(f.events().len(), 1, "the enforced drop is sampled");
+}

@@ -136,8 +136,9 @@ const AIOSMTPD: &str = "aiosmtpd==1.4.6";
 /// installed for the `python3` on PATH (the one the tests run), and openssl, which
 /// makes their receivers' certificates.
 pub fn test_tools() -> Result<()> {
-    step("bootstrap: test receivers (aiosmtpd, openssl)");
-    apt_install(&["openssl"])?;
+    step("bootstrap: test receivers (aiosmtpd, openssl) and the dashboard's browser");
+    // Headless Chromium and its WebDriver for tests/tests/dashboard_e2e.rs.
+    apt_install(&["openssl", "chromium", "chromium-driver"])?;
     let have = || {
         Command::new("python3")
             .args(["-c", "import aiosmtpd"])
@@ -160,6 +161,40 @@ pub fn test_tools() -> Result<()> {
         bail!("pip install {AIOSMTPD} failed");
     }
     Ok(())
+}
+
+/// The API fuzzer the OpenAPI test runs (PyPI), at this version.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// schemathesis in a virtualenv of its own under target/ (its dependencies stay out
+/// of the system's Python); returns the path of its command.
+pub fn schemathesis() -> Result<std::path::PathBuf> {
+    step("bootstrap: schemathesis (the OpenAPI test's fuzzer)");
+    let venv = util::root()?.join("target/schemathesis-venv");
+    let bin = venv.join("bin/schemathesis");
+    let version = SCHEMATHESIS.trim_start_matches("schemathesis==");
+    if output(&bin.to_string_lossy(), &["--version"]).is_some_and(|v| v.contains(version)) {
+        eprintln!("schemathesis: present ({})", bin.display());
+        return Ok(bin);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let make = || {
+        Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !make() {
+        // Debian splits venv (ensurepip) out of python3.
+        apt_install(&["python3-venv"])?;
+        if !make() {
+            bail!("python3 -m venv {} failed", venv.display());
+        }
+    }
+    util::run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", SCHEMATHESIS]))?;
+    Ok(bin)
 }
 
 /// What `cargo xtask bench` needs on top of the build toolchain.

@@ -100,7 +100,9 @@ fn test() -> anyhow::Result<()> {
     bootstrap::mounts()?;
     bootstrap::test_tools()?;
     let corpus = bootstrap::fp_corpus()?;
-    // Read by tests/tests/signatures_fp.rs and package_e2e.rs (sudo -E keeps them).
+    let schemathesis = bootstrap::schemathesis()?;
+    // Read by tests/tests/signatures_fp.rs, package_e2e.rs and openapi_e2e.rs (sudo -E
+    // keeps them).
     util::cargo_root_env(
         &[
             "test",
@@ -112,6 +114,7 @@ fn test() -> anyhow::Result<()> {
         &[
             ("RAMPART_FP_CORPUS", corpus.as_os_str()),
             ("RAMPART_PACKAGES", packages.as_os_str()),
+            ("RAMPART_SCHEMATHESIS", schemathesis.as_os_str()),
         ],
     )
 }

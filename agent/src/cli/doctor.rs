@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// How a feature stands on this host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Available, or not needed.
@@ -28,7 +28,7 @@ pub enum State {
     Info,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub feature: &'static str,
     pub state: State,
@@ -36,14 +36,14 @@ pub struct Check {
 }
 
 /// What the agent would run a sensor on, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub sensor: &'static str,
     pub backend: String,
     pub why: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub kernel: String,
     pub checks: Vec<Check>,

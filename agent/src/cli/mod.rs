@@ -254,7 +254,13 @@ pub fn scan(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    match crate::detection::scan::scan_file(&set, scanner.as_mut(), f, max_bytes) {
+                    match crate::detection::scan::scan_file(
+                        &set,
+                        scanner.as_mut(),
+                        f,
+                        max_bytes,
+                        &Default::default(),
+                    ) {
                         Ok(r) => {
                             bytes.fetch_add(r.scanned_bytes, Ordering::Relaxed);
                             matches.fetch_add(r.matches.len() as u64, Ordering::Relaxed);

@@ -52,7 +52,7 @@ pub enum TokenCmd {
     Revoke { name: String },
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 struct Listed {
     name: String,
     scope: String,

@@ -7,6 +7,7 @@
 
 pub mod behaviour;
 pub mod hardening;
+pub mod perf;
 pub mod quarantine;
 pub mod scan;
 pub mod signatures;
@@ -62,7 +63,8 @@ pub async fn start(
     let engine = Arc::new(
         tokio::task::spawn_blocking({
             let (dir, builtin) = (rules_dir, cfg.detection.builtin_rules);
-            move || Engine::new(dir, builtin)
+            let limits = perf::Limits::from(&cfg.performance);
+            move || Engine::new(dir, builtin).map(|e| e.with_perf(limits))
         })
         .await
         .context("compiling rules")?
@@ -342,6 +344,28 @@ pub fn signature_finding(req: &ScanRequest, m: &RuleMatch, truncated: bool) -> N
     f
 }
 
+/// A performance issue of a scanned file: one finding per file (keyed by its path).
+fn perf_finding(path: &std::path::Path, issue: &perf::Issue, r: &scan::ScanReport) -> NewFinding {
+    let p = path.display().to_string();
+    NewFinding {
+        path: Some(p.clone()),
+        key: Some(p),
+        uid: Some(r.uid),
+        account: account_of(path),
+        details: format!(
+            "{} bytes, owner uid {}; POST /api/v1/perf/fix-{} fixes it",
+            r.size,
+            r.uid,
+            match issue {
+                perf::Issue::ErrorLog { .. } => "error-log",
+                perf::Issue::DisplayErrors { .. } => "display-errors",
+                perf::Issue::WpCron => "wp-cron",
+            }
+        ),
+        ..NewFinding::new(issue.check(), Severity::Warning, issue.message(path))
+    }
+}
+
 /// The hosting account a path belongs to: `/home/<account>/...`.
 pub fn account_of(p: &std::path::Path) -> Option<String> {
     let mut it = p.components();
@@ -496,6 +520,15 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
                 }
             }
         }
+        if let Some(issue) = &report.perf {
+            if let Some(reported) = det
+                .findings
+                .report(perf_finding(&o.req.path, issue, &report))
+                .await
+            {
+                found.push(reported.id);
+            }
+        }
         if matches!(o.req.origin, Origin::Realtime { .. }) {
             det.note_latency(o.req.queued_at.elapsed().as_secs_f64() * 1000.0);
         }
@@ -641,7 +674,7 @@ pub async fn enforce_retention(findings: &Findings, r: &Retention) -> Option<cra
 
 /// Counters for `/health` and `/metrics`.
 /// Detection's counters as /health shows them.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct DetectionStats {
     pub scan: scan::ScanStatsView,
     pub findings: FindingCounts,
@@ -650,7 +683,7 @@ pub struct DetectionStats {
     pub write_to_scan_ms: Option<Percentiles>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct FindingCounts {
     pub new: u64,
     pub repeats: u64,
@@ -658,7 +691,7 @@ pub struct FindingCounts {
     pub store_errors: u64,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub p50: f64,
     pub p99: f64,

@@ -67,7 +67,7 @@ fn nix_io(context: impl Into<String>) -> impl FnOnce(nix::Error) -> QuarantineEr
 }
 
 /// A quarantine entry as listed (csm-api.md "Cleanup fields").
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     #[serde(flatten)]
     pub row: QuarantineRow,
@@ -77,7 +77,7 @@ pub struct Entry {
 }
 
 /// Preview of a quarantined file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Preview {
     pub id: String,
     pub original_path: String,
@@ -228,6 +228,11 @@ impl Quarantine {
             roots,
             max_bytes,
         })
+    }
+
+    /// The trees a quarantine, a restore or a fix may touch.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
     fn check_within(&self, path: &Path) -> Result<(), QuarantineError> {
@@ -682,7 +687,7 @@ pub fn open_dir_nofollow(dir: &Path) -> Result<std::os::fd::OwnedFd, QuarantineE
     Ok(fd)
 }
 
-fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+pub(crate) fn unsafe_owned(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: `fd` was just returned by open(2)/openat(2) and is owned by no one else.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }

@@ -18,10 +18,13 @@ use std::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::signatures::{self, RuleError, RuleErrors, RuleMatch, RuleSet, Target};
+use super::{
+    perf,
+    signatures::{self, RuleError, RuleErrors, RuleMatch, RuleSet, Target},
+};
 
 /// The last reload that failed (the rule set before it stayed active).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct LastError {
     pub at: String,
     pub errors: Vec<RuleError>,
@@ -34,6 +37,9 @@ pub struct Engine {
     current: RwLock<Arc<RuleSet>>,
     generation: AtomicU64,
     last_error: Mutex<Option<LastError>>,
+    /// What the performance checks look for in the files scanned (a settings write
+    /// of `performance` applies live).
+    perf: RwLock<perf::Limits>,
 }
 
 fn read<T: Clone>(l: &RwLock<T>) -> T {
@@ -61,6 +67,7 @@ impl Engine {
             current: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(1),
             last_error: Mutex::new(None),
+            perf: RwLock::new(perf::Limits::default()),
         };
         if let Some(e) = err {
             me.set_error(e.0);
@@ -77,6 +84,23 @@ impl Engine {
             Ok(mut g) => *g = e,
             Err(p) => *p.into_inner() = e,
         }
+    }
+
+    /// Turn the performance checks on (`performance` in the config).
+    pub fn with_perf(self, limits: perf::Limits) -> Self {
+        self.set_perf(limits);
+        self
+    }
+
+    pub fn set_perf(&self, limits: perf::Limits) {
+        match self.perf.write() {
+            Ok(mut g) => *g = limits,
+            Err(p) => *p.into_inner() = limits,
+        }
+    }
+
+    pub fn perf(&self) -> perf::Limits {
+        read(&self.perf)
     }
 
     pub fn current(&self) -> Arc<RuleSet> {
@@ -143,6 +167,8 @@ pub enum ScanSkip {
 #[derive(Clone, Debug, Default)]
 pub struct ScanReport {
     pub matches: Vec<RuleMatch>,
+    /// A performance issue of the file (`performance` in the config).
+    pub perf: Option<perf::Issue>,
     pub scanned_bytes: u64,
     pub size: u64,
     /// Only the first `max_bytes` were scanned.
@@ -174,6 +200,7 @@ pub fn scan_file(
     scanner: Option<&mut yara_x::Scanner<'_>>,
     path: &Path,
     max_bytes: u64,
+    limits: &perf::Limits,
 ) -> Result<ScanReport, ScanSkip> {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -198,7 +225,9 @@ pub fn scan_file(
         matches.extend(set.scan_yara(s, &target, &buf).map_err(ScanSkip::Yara)?);
     }
     let truncated = meta.len() > buf.len() as u64;
+    let perf = perf::inspect(path, meta.len(), &buf, !truncated, limits);
     Ok(ScanReport {
+        perf,
         sha256: (!matches.is_empty() && !truncated).then(|| hex::encode(Sha256::digest(&buf))),
         matches,
         scanned_bytes: buf.len() as u64,
@@ -255,7 +284,7 @@ pub struct ScanStats {
 }
 
 /// The scan pool's counters as /health shows them.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ScanStatsView {
     pub submitted: u64,
     pub scanned: u64,
@@ -455,7 +484,7 @@ fn worker(
             // A panic in the scanner costs this file (reported), never the worker:
             // a file crafted to crash it must not shrink the pool until nothing scans.
             let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scan_file(&set, scanner.as_mut(), &req.path, max_bytes)
+                scan_file(&set, scanner.as_mut(), &req.path, max_bytes, &engine.perf())
             }));
             let (result, broken) = match scanned {
                 Ok(r) => (r, false),
@@ -494,7 +523,7 @@ fn worker(
 }
 
 /// An on-demand or scheduled scan of a tree.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct JobInfo {
     pub id: u64,
     pub path: String,
@@ -761,7 +790,8 @@ mod tests {
         let shell = dir.path().join("x.php");
         std::fs::write(&shell, "<?php system($_GET['cmd']); ?>").expect("write");
         let mut sc = set.scanner();
-        let r = scan_file(&set, sc.as_mut(), &shell, 1 << 20).expect("scan");
+        let r =
+            scan_file(&set, sc.as_mut(), &shell, 1 << 20, &perf::Limits::default()).expect("scan");
         assert!(r.matches.iter().any(|m| m.rule == "php_exec_request_input"));
         assert!(!r.truncated);
 
@@ -769,17 +799,23 @@ mod tests {
         let mut content = vec![b' '; 4096];
         content.extend_from_slice(b"<?php system($_GET['c']);");
         std::fs::write(&big, &content).expect("write");
-        let r = scan_file(&set, sc.as_mut(), &big, 4096).expect("scan");
+        let r = scan_file(&set, sc.as_mut(), &big, 4096, &perf::Limits::default()).expect("scan");
         assert!(r.matches.is_empty() && r.truncated && r.scanned_bytes == 4096);
 
         let link = dir.path().join("link.php");
         std::os::unix::fs::symlink(&shell, &link).expect("symlink");
         assert!(matches!(
-            scan_file(&set, sc.as_mut(), &link, 1 << 20),
+            scan_file(&set, sc.as_mut(), &link, 1 << 20, &perf::Limits::default()),
             Err(ScanSkip::Open(_))
         ));
         assert!(matches!(
-            scan_file(&set, sc.as_mut(), dir.path(), 1 << 20),
+            scan_file(
+                &set,
+                sc.as_mut(),
+                dir.path(),
+                1 << 20,
+                &perf::Limits::default()
+            ),
             Err(ScanSkip::Open(_) | ScanSkip::NotRegular)
         ));
     }

@@ -28,7 +28,7 @@ const BUILTIN_YARA_NAME: &str = "<builtin>/rampart.yar";
 pub const YARA_EXTERNALS: &[&str] = &["filename", "filepath", "extension", "filetype", "owner"];
 
 /// One problem in one rule file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RuleError {
     pub file: String,
     /// 1-based; 0 when the error has no position (an unreadable file).
@@ -51,7 +51,7 @@ impl std::fmt::Display for RuleError {
 #[error("{} rule error(s): {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct RuleErrors(pub Vec<RuleError>);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleKind {
     Yaml,
@@ -104,7 +104,7 @@ struct YamlRuleSpec {
 }
 
 /// Metadata of one compiled rule, YAML or YARA (for `/rules/list` and findings).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RuleInfo {
     pub name: String,
     pub kind: RuleKind,
@@ -157,7 +157,7 @@ impl LiteralSet {
 }
 
 /// A file a rule set was built from.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RuleFile {
     pub file: String,
     pub kind: RuleKind,
@@ -168,7 +168,7 @@ pub struct RuleFile {
 }
 
 /// One rule that matched one file.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RuleMatch {
     pub rule: String,
     pub kind: RuleKind,

@@ -22,7 +22,7 @@ pub struct GeoIp {
 }
 
 /// What a lookup knows of an address; fields are absent when unknown.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Location {
     pub ip: String,
     /// Any database knew the address.
@@ -48,7 +48,7 @@ pub struct Location {
     pub detail: Option<Detail>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Detail {
     pub subdivisions: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -173,7 +173,7 @@ impl KernelLists {
 }
 
 /// Answer of `check`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct CheckResult {
     pub ip: String,
     /// "drop" or "pass" for traffic from this address (source rules only).
@@ -187,7 +187,7 @@ pub struct CheckResult {
 }
 
 /// What start-up reconciliation did, per list.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Reconciled {
     pub stored: usize,
     pub added_to_kernel: usize,
@@ -572,6 +572,17 @@ impl Firewall {
 
     /// Make the `config` allow entries match `firewall.allow`.
     pub async fn sync_config_allows(&self, allow: &[String]) -> Result<(), FirewallError> {
+        self.sync_allows("config", "firewall.allow", allow).await
+    }
+
+    /// Make the allow entries of `source` exactly `allow` (each a permanent entry
+    /// with `reason`). Invalid input fails before anything changes.
+    pub async fn sync_allows(
+        &self,
+        source: &str,
+        reason: &str,
+        allow: &[String],
+    ) -> Result<(), FirewallError> {
         let want: Vec<IpNet> = allow
             .iter()
             .map(|a| parse_target(a, false))
@@ -582,14 +593,14 @@ impl Firewall {
             .entries(FwList::Allows)
             .await?
             .into_iter()
-            .filter(|e| e.source == "config" && !want_txt.contains(&e.ip))
+            .filter(|e| e.source == source && !want_txt.contains(&e.ip))
             .map(|e| e.ip)
             .collect();
         if !stale.is_empty() {
-            self.remove(FwList::Allows, &stale, "config").await?;
+            self.remove(FwList::Allows, &stale, source).await?;
         }
         for n in &want {
-            let (e, exp) = Self::entry(n, "firewall.allow", "config", None);
+            let (e, exp) = Self::entry(n, reason, source, None);
             self.store
                 .upsert_entries(FwList::Allows, vec![(e, exp)])
                 .await?;

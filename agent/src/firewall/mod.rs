@@ -3,6 +3,7 @@
 //! enforce it), the runtime policy with its tentative-apply rollback, the XDP attach
 //! per interface, and what the program reports (port scans, sampled drops).
 
+pub mod cerberus;
 pub mod events;
 pub mod geoip;
 pub mod lists;
@@ -51,6 +52,8 @@ pub struct Deps {
 pub struct FirewallHandle {
     pub firewall: Arc<Firewall>,
     pub policy: Arc<PolicyManager>,
+    /// The enforcement switch (Charon's Cerberus) and its break-glass tokens.
+    pub cerberus: Arc<cerberus::Cerberus>,
     pub components: Vec<Component>,
     /// Verdicts per [`XdpReason`].
     pub counters: Arc<Counters>,
@@ -112,6 +115,16 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Firewall
         .start()
         .await
         .context("applying the firewall policy")?;
+    let cerberus = Arc::new(cerberus::Cerberus::new(
+        store.clone(),
+        policy.clone(),
+        firewall.clone(),
+        cfg.firewall.disable_max_secs,
+    ));
+    cerberus
+        .start()
+        .await
+        .context("applying the enforcement state (Cerberus)")?;
 
     let mut components = Vec::new();
     let mut attachments = Vec::new();
@@ -152,13 +165,21 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Firewall
             async move { events::run(&mut *rx.take().await, store, findings).await }
         }),
         supervisor.spawn("firewall", "housekeeping", true, {
-            let (fw, policy) = (firewall.clone(), policy.clone());
-            move || housekeeping(fw.clone(), policy.clone(), shutdown.clone())
+            let (fw, policy, cerberus) = (firewall.clone(), policy.clone(), cerberus.clone());
+            move || {
+                housekeeping(
+                    fw.clone(),
+                    policy.clone(),
+                    cerberus.clone(),
+                    shutdown.clone(),
+                )
+            }
         }),
     ];
     Ok(FirewallHandle {
         firewall,
         policy,
+        cerberus,
         components,
         counters,
         attachments,
@@ -183,11 +204,12 @@ impl FirewallHandle {
     }
 }
 
-/// Once a second: revert an expired tentative policy; every few seconds: expire
-/// firewall entries.
+/// Once a second: revert an expired tentative policy and end an expired disable;
+/// every few seconds: expire firewall entries.
 async fn housekeeping(
     fw: Arc<Firewall>,
     policy: Arc<PolicyManager>,
+    cerberus: Arc<cerberus::Cerberus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -198,6 +220,9 @@ async fn housekeeping(
                 n += 1;
                 if let Err(e) = policy.tick().await {
                     tracing::error!(error = %e, "Firewall rollback timer failed.");
+                }
+                if let Err(e) = cerberus.tick().await {
+                    tracing::error!(error = %e, "The enforcement-off deadline check failed.");
                 }
                 if n.is_multiple_of(EXPIRY_SWEEP_TICKS) {
                     if let Err(e) = fw.sweep().await {

@@ -12,7 +12,7 @@ use super::xdp::PolicyMaps;
 use crate::{
     config::FirewallPolicy,
     kernel::LoaderError,
-    store::{now_unix, rfc3339, Store, StoreError},
+    store::{now_unix, rfc3339_unix, Store, StoreError},
 };
 
 const KEY_POLICY: &str = "firewall.policy";
@@ -37,7 +37,7 @@ pub enum PolicyError {
 }
 
 /// A pending tentative change.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Rollback {
     /// Policy to return to; None = the config's.
     pub previous: Option<FirewallPolicy>,
@@ -59,7 +59,7 @@ pub struct Tentative {
 
 /// A tentative policy as the API shows it: CSM's fields (csm-contract.md), then
 /// Rampart's. Not pending: every CSM field is present and empty.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RollbackView {
     pub pending: bool,
     pub applied_at: String,
@@ -137,6 +137,21 @@ impl PolicyManager {
                 Err(poisoned) => poisoned.into_inner(),
             };
             g.apply(p)?;
+        }
+        Ok(())
+    }
+
+    /// Turn enforcement off (`true`: every rule evaluated, nothing dropped) or back
+    /// on, and write the effective policy with it.
+    pub async fn set_monitor(&self, monitor: bool) -> Result<(), PolicyError> {
+        let p = self.current().await?;
+        if let Some(m) = &self.maps {
+            let mut g = match m.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            g.monitor = monitor;
+            g.apply(&p)?;
         }
         Ok(())
     }
@@ -284,14 +299,8 @@ impl PolicyManager {
     }
 }
 
-fn rfc3339_unix(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map(rfc3339)
-        .unwrap_or_default()
-}
-
 /// JSON for the store. These plain structs always serialize.
-fn to_json<T: Serialize>(v: &T) -> String {
+pub(super) fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 

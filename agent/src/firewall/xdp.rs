@@ -28,6 +28,8 @@ pub struct PolicyMaps {
     pub config: Array<MapData, XdpConfig>,
     pub tcp: Array<MapData, u64>,
     pub udp: Array<MapData, u64>,
+    /// Enforcement off (Cerberus disabled): rules are evaluated, nothing is dropped.
+    pub monitor: bool,
 }
 
 impl PolicyMaps {
@@ -54,6 +56,7 @@ impl PolicyMaps {
                     source,
                 }
             })?,
+            monitor: false,
         })
     }
 
@@ -92,6 +95,7 @@ impl PolicyMaps {
             scan_window_ms: policy.port_scan.window_ms,
             port_policy: flags,
             sample_per_sec: policy.drop_samples_per_sec,
+            monitor: u32::from(self.monitor),
         };
         self.config.set(0, c, 0).map_err(|source| LoaderError::Map {
             name: maps::XDP_CONFIG,

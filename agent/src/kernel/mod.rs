@@ -63,7 +63,7 @@ pub enum LoaderError {
 }
 
 /// What became of one component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentState {
     Attached,
@@ -96,7 +96,7 @@ impl ComponentState {
 }
 
 /// State of one kernel component, for /api/v1/components and /api/v1/health.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Component {
     pub name: String,
     pub kind: &'static str,

@@ -127,13 +127,18 @@ pub fn civil_seconds(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: f64) -> Option
     Some((days * 86400 + i64::from(h) * 3600 + i64::from(mi) * 60) as f64 + s)
 }
 
-/// Cut to at most `max` bytes on a char boundary.
-pub fn bounded(s: &str, max: usize) -> String {
+/// The longest length of `s` within `max` bytes that ends on a char boundary.
+pub fn char_floor(s: &str, max: usize) -> usize {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    end
+}
+
+/// Cut to at most `max` bytes on a char boundary.
+pub fn bounded(s: &str, max: usize) -> String {
+    s[..char_floor(s, max)].to_string()
 }
 
 /// Why a line is not an event.

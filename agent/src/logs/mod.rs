@@ -20,7 +20,9 @@ pub mod ftp;
 pub mod fuzz;
 pub mod grammar;
 pub mod journal;
+pub mod mail;
 pub mod modsec;
+pub mod modsec_rules;
 pub mod respond;
 pub mod scenario;
 pub mod sshd;
@@ -210,6 +212,18 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
+    match store.setting(modsec_rules::WAF_ESCALATION_KEY).await {
+        Ok(Some(v)) => match serde_json::from_str(&v) {
+            Ok(m) => responder.waf_escalation.replace(m),
+            Err(e) => {
+                tracing::error!(error = %e, "Stored ModSecurity escalation overrides are corrupt; none apply.")
+            }
+        },
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "Reading the ModSecurity escalation overrides failed.")
+        }
+    }
     let inotify =
         Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).context("inotify_init")?;
     let mask = AddWatchFlags::IN_MODIFY
@@ -293,7 +307,7 @@ pub async fn run(
         let _ = shutdown.changed().await;
         return Ok(());
     }
-    let mut scenario = Scenarios::new(&cfg);
+    let mut scenario = Scenarios::new(&cfg).with_escalation(responder.waf_escalation.clone());
     // SAFETY: the Inotify owns its fd, which stays open and unchanged until the
     // AsyncFd (which owns the Inotify) is dropped.
     let afd = unsafe {

@@ -53,13 +53,16 @@ pub struct Trigger {
 }
 
 pub struct Responder {
-    cfg: AutoResponse,
+    /// Swapped whole by a settings write (`auto_response` applies live).
+    cfg: std::sync::RwLock<AutoResponse>,
     firewall: Arc<Firewall>,
     findings: Arc<Findings>,
     offences: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Banned (or would-be banned) addresses per /24 or /64, for escalation.
     subnets: Mutex<HashMap<IpNet, Vec<(IpAddr, Instant)>>>,
     pub stats: ResponseStats,
+    /// How ModSecurity rule hits count toward `modsec_blocks`, per rule id.
+    pub waf_escalation: Arc<super::modsec_rules::WafEscalation>,
 }
 
 /// The source its blocks and threat events are recorded under.
@@ -68,12 +71,12 @@ pub const SOURCE: &str = "auto_response";
 impl Responder {
     /// Does the auto-responder act at all (`auto_response.enabled`)?
     pub fn enabled(&self) -> bool {
-        self.cfg.enabled
+        self.cfg().enabled
     }
 
     /// Does it only report what it would block (`auto_response.dry_run`)?
     pub fn dry_run(&self) -> bool {
-        self.cfg.dry_run
+        self.cfg().dry_run
     }
 }
 
@@ -91,12 +94,29 @@ pub fn subnet_of(ip: IpAddr) -> IpNet {
 impl Responder {
     pub fn new(cfg: AutoResponse, firewall: Arc<Firewall>, findings: Arc<Findings>) -> Self {
         Self {
-            cfg,
+            cfg: std::sync::RwLock::new(cfg),
             firewall,
             findings,
             offences: Mutex::new(HashMap::new()),
             subnets: Mutex::new(HashMap::new()),
             stats: ResponseStats::default(),
+            waf_escalation: Arc::default(),
+        }
+    }
+
+    /// The auto-response settings in force.
+    pub fn cfg(&self) -> AutoResponse {
+        match self.cfg.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Apply new settings from the next trigger on (a settings write).
+    pub fn set_cfg(&self, cfg: AutoResponse) {
+        match self.cfg.write() {
+            Ok(mut g) => *g = cfg,
+            Err(p) => *p.into_inner() = cfg,
         }
     }
 
@@ -107,10 +127,10 @@ impl Responder {
     /// The ban for the `n`-th offence: ban_secs × 2^(n-1), at most max_ban_secs.
     pub fn ban_for(&self, n: u32) -> u64 {
         let shift = n.saturating_sub(1).min(32);
-        self.cfg
-            .ban_secs
+        let c = self.cfg();
+        c.ban_secs
             .saturating_mul(1u64 << shift)
-            .min(self.cfg.max_ban_secs.max(self.cfg.ban_secs))
+            .min(c.max_ban_secs.max(c.ban_secs))
     }
 
     fn offence(&self, ip: IpAddr) -> u32 {
@@ -156,11 +176,12 @@ impl Responder {
     /// Count a ban toward its subnet; `Some(n)` when this one reaches the threshold
     /// (n distinct addresses in the window), once per window.
     fn subnet_count(&self, ip: IpAddr) -> Option<(IpNet, usize)> {
-        let threshold = self.cfg.subnet_threshold as usize;
+        let cfg = self.cfg();
+        let threshold = cfg.subnet_threshold as usize;
         if threshold == 0 {
             return None;
         }
-        let window = Duration::from_secs(self.cfg.subnet_window_secs);
+        let window = Duration::from_secs(cfg.subnet_window_secs);
         let net = subnet_of(ip);
         let mut g = match self.subnets.lock() {
             Ok(g) => g,
@@ -189,8 +210,9 @@ impl Responder {
 
     /// Many addresses of one subnet were banned: ban the subnet (or say so in dry run).
     async fn escalate(&self, t: &Trigger, net: IpNet, n: usize) {
-        let ttl = self.cfg.max_ban_secs.max(self.cfg.ban_secs);
-        let action = if self.cfg.dry_run {
+        let cfg = self.cfg();
+        let ttl = cfg.max_ban_secs.max(cfg.ban_secs);
+        let action = if cfg.dry_run {
             self.stats.dry_run.fetch_add(1, Ordering::Relaxed);
             format!("dry run: would block {net} for {ttl} s")
         } else {
@@ -204,7 +226,7 @@ impl Responder {
             ip: Some(net.to_string()),
             details: format!(
                 "{n} addresses of {net} were banned within {} s, the last for {}; {action}",
-                self.cfg.subnet_window_secs, t.check
+                cfg.subnet_window_secs, t.check
             ),
             key: Some(net.to_string()),
             ..NewFinding::new(
@@ -225,12 +247,13 @@ impl Responder {
 
     /// Act on a trigger: the finding always, the block when enabled and not in dry run.
     pub async fn trigger(&self, t: Trigger) {
+        let cfg = self.cfg();
         self.stats.triggered.fetch_add(1, Ordering::Relaxed);
         let n = self.offence(t.ip);
         let ttl = self.ban_for(n);
-        let action = if !self.cfg.enabled {
+        let action = if !cfg.enabled {
             "auto_response disabled: not blocked".to_string()
-        } else if self.cfg.dry_run {
+        } else if cfg.dry_run {
             self.stats.dry_run.fetch_add(1, Ordering::Relaxed);
             format!("dry run: would block for {ttl} s (offence {n})")
         } else {
@@ -247,7 +270,7 @@ impl Responder {
         {
             tracing::warn!(error = %e, "Recording the trigger in the threat database failed.");
         }
-        let banned = self.cfg.enabled && (self.cfg.dry_run || action.starts_with("blocked in XDP"));
+        let banned = cfg.enabled && (cfg.dry_run || action.starts_with("blocked in XDP"));
         if banned {
             if let Some((net, n)) = self.subnet_count(t.ip) {
                 self.escalate(&t, net, n).await;

@@ -147,9 +147,19 @@ pub struct Scenarios {
     volume: Buckets<String>,
     paths: HashMap<IpAddr, VecDeque<u64>>,
     max_keys: usize,
+    waf: std::sync::Arc<super::modsec_rules::WafEscalation>,
 }
 
 impl Scenarios {
+    /// Count ModSecurity denials by these per-rule overrides.
+    pub fn with_escalation(
+        mut self,
+        waf: std::sync::Arc<super::modsec_rules::WafEscalation>,
+    ) -> Self {
+        self.waf = waf;
+        self
+    }
+
     pub fn new(cfg: &Logs) -> Self {
         let s = &cfg.scenarios;
         let k = cfg.max_keys;
@@ -198,6 +208,7 @@ impl Scenarios {
             volume: Buckets::new(spec(s.mail_relay_abuse), k),
             paths: HashMap::new(),
             max_keys: k,
+            waf: std::sync::Arc::default(),
         }
     }
 
@@ -292,7 +303,16 @@ impl Scenarios {
                             format!("rules {} on {}{}", ids.join(","), h.host, h.uri),
                         ));
                     }
-                    trigger = self.modsec.add(h.ip, 1, None, line, now);
+                    trigger = match self.waf.of(ids.iter().copied()) {
+                        super::modsec_rules::Escalation::Ignore => None,
+                        super::modsec_rules::Escalation::Count => {
+                            self.modsec.add(h.ip, 1, None, line, now)
+                        }
+                        super::modsec_rules::Escalation::Block => {
+                            let fill = self.modsec.buckets.spec().capacity.saturating_add(1);
+                            self.modsec.add(h.ip, fill, None, line, now)
+                        }
+                    };
                 }
                 if out.waf.len() < MAX_PENDING {
                     out.waf.push(h);

@@ -10,7 +10,7 @@ use super::{
 };
 
 /// The log pipeline's counters as /health shows them.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct LogStatsView {
     pub lines: u64,
     pub parsed: u64,

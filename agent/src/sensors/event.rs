@@ -11,7 +11,7 @@ use agent_common::{egress::ConnectEvent, egress::Decision, xdp::XdpEvent, EVENT_
 use tokio::sync::mpsc;
 
 /// What happened to a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileOp {
     /// A write session ended (close of an fd opened for writing).

@@ -52,7 +52,7 @@ use fanotify_exec::FanotifyExec;
 use file::Part;
 
 /// Which backend serves a sensor, and why (for /components, /health, /capabilities).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct SensorBackend {
     pub sensor: &'static str,
     pub backend: &'static str,

@@ -27,7 +27,7 @@ pub struct Delivery {
 }
 
 /// A channel's outbox, as `/health` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct OutboxStats {
     pub pending: u64,
     pub sent: u64,

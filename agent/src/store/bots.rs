@@ -11,7 +11,7 @@ use super::db::{now_rfc3339, now_unix, Store, StoreError};
 pub const MAX_BOT_CLAIMS: i64 = 10_000;
 
 /// A claim as `/verified-bots` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BotClaim {
     pub ip: String,
     /// The crawler its user agent names (googlebot, bingbot, ...).

@@ -285,7 +285,7 @@ pub struct EntryQuery {
 }
 
 /// One firewall audit record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub timestamp: String,
@@ -306,6 +306,13 @@ pub fn now_unix() -> i64 {
 
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Unix seconds as RFC 3339 ("" when out of range).
+pub fn rfc3339_unix(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(rfc3339)
         .unwrap_or_default()
 }
 

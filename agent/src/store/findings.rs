@@ -98,7 +98,7 @@ pub struct FindingQuery {
     pub oldest_first: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Suppression {
     pub id: i64,
     #[serde(rename = "check", skip_serializing_if = "Option::is_none")]
@@ -115,7 +115,7 @@ pub struct Suppression {
     pub hits: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UiAuditEntry {
     pub id: i64,
     pub timestamp: String,
@@ -128,7 +128,7 @@ pub struct UiAuditEntry {
 }
 
 /// A quarantined file's record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct QuarantineRow {
     pub id: String,
     pub original_path: String,

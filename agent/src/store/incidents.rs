@@ -11,7 +11,7 @@ use super::db::{now_rfc3339, Store, StoreError};
 
 pub const INCIDENT_STATUSES: &[&str] = &["open", "contained", "resolved", "dismissed"];
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Incident {
     pub id: i64,
     /// account, mailbox, domain, process or ip.
@@ -51,7 +51,7 @@ impl From<rusqlite::Error> for IncidentError {
 }
 
 /// One group of `/incidents/groups`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IncidentGroup {
     pub kind: String,
     pub source: String,

@@ -32,7 +32,7 @@ impl Window {
 }
 
 /// `/modsec/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModsecStats {
     pub total_events: i64,
     pub total_blocked: i64,
@@ -44,21 +44,21 @@ pub struct ModsecStats {
     pub top_hosts: Vec<HostCount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RuleCount {
     pub id: String,
     pub msg: String,
     pub count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct HostCount {
     pub host: String,
     pub count: i64,
 }
 
 /// One row of `/modsec/blocks`: denied requests of one address.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModsecBlock {
     pub ip: String,
     pub count: i64,
@@ -70,7 +70,7 @@ pub struct ModsecBlock {
 }
 
 /// One record of `/modsec/events`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModsecEvent {
     pub id: i64,
     pub timestamp: String,
@@ -86,7 +86,7 @@ pub struct ModsecEvent {
 }
 
 /// A rule a record names.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModsecRuleHit {
     pub id: Option<String>,
     pub msg: Option<String>,
@@ -94,7 +94,7 @@ pub struct ModsecRuleHit {
 }
 
 /// One row of `/modsec/rules`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ModsecRule {
     pub id: String,
     pub msg: String,
@@ -104,7 +104,7 @@ pub struct ModsecRule {
 }
 
 /// `/email/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct EmailStats {
     pub window_hours: u32,
     pub auth_failures: i64,
@@ -116,7 +116,7 @@ pub struct EmailStats {
     pub top_senders: Vec<Sender>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Sender {
     pub account: String,
     pub messages: i64,
@@ -124,7 +124,7 @@ pub struct Sender {
 }
 
 /// One row of `/email/deferrals`: a provider and sending IP.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Deferral {
     pub provider: String,
     pub sending_ip: String,
@@ -135,7 +135,7 @@ pub struct Deferral {
     pub codes: Vec<CodeCount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CodeCount {
     pub code: String,
     pub count: i64,
@@ -143,7 +143,7 @@ pub struct CodeCount {
 
 /// Findings of some checks grouped by key: a row of `/email/groups` and
 /// `/email/relay-abuse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FindingGroup {
     pub check: String,
     pub key: String,
@@ -159,7 +159,7 @@ pub struct FindingGroup {
 }
 
 /// A script that sent mail for an account.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MailScript {
     pub script: String,
     pub count: i64,

@@ -26,7 +26,9 @@ pub use retention::{Bounds, Pruned};
 pub use threat::{ThreatEvent, ThreatIp, ThreatTotals};
 pub use tokens::StoredToken;
 mod db;
-pub use db::{now_rfc3339, now_unix, rfc3339, AuditEntry, EntryQuery, FwList, Store, StoreError};
+pub use db::{
+    now_rfc3339, now_unix, rfc3339, rfc3339_unix, AuditEntry, EntryQuery, FwList, Store, StoreError,
+};
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::db::{now_unix, Store, StoreError};
 
 /// One event about an address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ThreatEvent {
     pub id: i64,
     pub timestamp: String,
@@ -21,7 +21,7 @@ pub struct ThreatEvent {
 }
 
 /// One address's summary.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ThreatIp {
     pub ip: String,
     pub events: i64,

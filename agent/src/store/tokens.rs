@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use super::{now_rfc3339, Store, StoreError};
 
 /// One minted token, as the store keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct StoredToken {
     pub name: String,
     /// SHA-256 of the token, hex.

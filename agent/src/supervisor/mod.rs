@@ -56,7 +56,7 @@ impl<T: Send + 'static> Shared<T> {
 }
 
 /// Where a task stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     Running,
@@ -67,7 +67,7 @@ pub enum TaskState {
 }
 
 /// One supervised task, as `/health` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TaskView {
     pub name: &'static str,
     /// The feature it belongs to (sensors, detection, logs, firewall, api).

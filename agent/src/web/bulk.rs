@@ -15,7 +15,7 @@ use super::{
 use crate::store::{now_unix, FwList};
 
 /// `POST /threat/bulk-action`: CSM's `ok`, `count`, `undo_token`, then Rampart's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BulkResult {
     /// Every address succeeded.
     pub ok: bool,
@@ -29,7 +29,7 @@ pub struct BulkResult {
     pub failed: Vec<BulkFailure>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BulkFailure {
     pub ip: String,
     pub error: String,
@@ -45,7 +45,7 @@ impl BulkFailure {
 }
 
 /// `POST /undo/run`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct UndoDone {
     pub status: &'static str,
     pub action: &'static str,
@@ -54,7 +54,7 @@ pub struct UndoDone {
 }
 
 /// `GET /undo/pending` when nothing is pending: an empty object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NothingPending {}
 
 fn remaining(expires_at: Option<&str>) -> Option<u64> {

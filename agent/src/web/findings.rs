@@ -12,14 +12,15 @@ use api::{
 use serde::Serialize;
 use warp::http::StatusCode;
 
-use super::{ok, reply, rfc3339_of, store_err, AgentBackend, Reply};
+use super::{ok, reply, store_err, AgentBackend, Reply};
+use crate::store::rfc3339_unix;
 use crate::{
     detection::quarantine::QuarantineError,
     store::{now_unix, FindingQuery, FwList, NewFinding, QuarantineRow, Suppression, UiAuditEntry},
 };
 
 /// A finding with what `/fix` would do for it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Enriched {
     #[serde(flatten)]
     pub finding: Finding,
@@ -32,7 +33,7 @@ pub struct Enriched {
 }
 
 /// `GET /finding-detail`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Detail {
     pub finding: Finding,
     pub actions: Vec<UiAuditEntry>,
@@ -41,7 +42,7 @@ pub struct Detail {
 }
 
 /// `GET /history`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct HistoryPage {
     pub findings: Vec<Finding>,
     pub total: i64,
@@ -53,7 +54,7 @@ pub struct HistoryPage {
 
 /// Counts per severity (every one present, CSM's names and `info`) and their total:
 /// `/stats`, the trend and timeline buckets, and `/status`' severities.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeverityCounts {
     #[serde(flatten)]
     pub by_severity: BTreeMap<&'static str, i64>,
@@ -76,7 +77,7 @@ impl SeverityCounts {
 }
 
 /// `POST /verify-finding`: the finding's file, scanned again with the rules in force.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Verified {
     pub id: i64,
     pub check: String,
@@ -93,7 +94,7 @@ pub struct Verified {
 }
 
 /// `GET /challenge/stats`: Rampart serves no challenge pages.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ChallengeStats {
     pub enabled: bool,
     pub pending: u64,
@@ -104,7 +105,7 @@ pub struct ChallengeStats {
 
 /// `GET /stats`, CSM's shape (csm-contract.md) with Rampart's `active` and
 /// `top_checks` beside it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Stats {
     pub last_24h: SeverityCounts,
     pub active: SeverityCounts,
@@ -120,7 +121,7 @@ pub struct Stats {
     pub brute_force: BruteForce,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AccountAtRisk {
     pub account: String,
     /// CSM's integer: the worst active finding's severity.
@@ -128,19 +129,19 @@ pub struct AccountAtRisk {
     pub findings: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AccountCount {
     pub account: String,
     pub count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckCount {
     pub check: String,
     pub count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AutoResponseSummary {
     /// Addresses the auto-responder blocked since the agent started.
     pub blocked: u64,
@@ -153,7 +154,7 @@ pub struct AutoResponseSummary {
 }
 
 /// The log scenarios' work since the agent started.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BruteForce {
     pub failures: u64,
     pub triggers: u64,
@@ -162,7 +163,7 @@ pub struct BruteForce {
 }
 
 /// One day of `/stats/trend`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Day {
     #[serde(flatten)]
     pub counts: SeverityCounts,
@@ -170,7 +171,7 @@ pub struct Day {
 }
 
 /// One hour of `/stats/timeline`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Hour {
     #[serde(flatten)]
     pub counts: SeverityCounts,
@@ -179,14 +180,14 @@ pub struct Hour {
     pub hour: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Dismissed {
     pub status: &'static str,
     pub dismissed: Vec<i64>,
 }
 
 /// A finding fixed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Fixed {
     pub status: &'static str,
     pub id: i64,
@@ -196,20 +197,20 @@ pub struct Fixed {
 }
 
 /// `POST /fix-bulk`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FixedBulk {
     pub fixed: Vec<Fixed>,
     pub failed: Vec<FixFailed>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FixFailed {
     pub id: i64,
     pub error: String,
     pub code: u16,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TestAlertSent {
     pub status: &'static str,
     pub finding: Finding,
@@ -218,18 +219,18 @@ pub struct TestAlertSent {
 }
 
 /// Charon's answer to a settings update.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SettingsUpdated {
     pub message: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SuppressionDeleted {
     pub status: &'static str,
     pub id: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SuppressionAdded {
     pub status: &'static str,
     pub suppression: Suppression,
@@ -276,7 +277,7 @@ fn buckets(
 impl AgentBackend {
     /// Resolve a finding reference to ids (by id(s), or by check + message among the
     /// active ones).
-    async fn resolve(&self, r: &FindingRef) -> Result<Vec<i64>, ApiError> {
+    pub(super) async fn resolve(&self, r: &FindingRef) -> Result<Vec<i64>, ApiError> {
         let mut ids: Vec<i64> = r.ids.clone();
         ids.extend(r.id);
         if ids.is_empty() {
@@ -296,7 +297,7 @@ impl AgentBackend {
         Ok(ids)
     }
 
-    async fn finding_or_404(&self, id: i64) -> Result<Finding, ApiError> {
+    pub(super) async fn finding_or_404(&self, id: i64) -> Result<Finding, ApiError> {
         self.store
             .finding(id)
             .await
@@ -494,7 +495,7 @@ impl AgentBackend {
             .await
             .map_err(store_err)?
             .into_iter()
-            .filter(|q| q.quarantined_at >= rfc3339_of(since))
+            .filter(|q| q.quarantined_at >= rfc3339_unix(since))
             .count();
         let blocked_ips = self.store.count(FwList::Blocks).await.map_err(store_err)?;
         let last_critical_ago = rows
@@ -575,7 +576,7 @@ impl AgentBackend {
             .into_iter()
             .map(|(t, counts)| Day {
                 counts,
-                date: rfc3339_of(t)[..10].to_string(),
+                date: rfc3339_unix(t)[..10].to_string(),
             })
             .collect::<Vec<_>>();
         // CSM's shape: a bare array.
@@ -593,8 +594,8 @@ impl AgentBackend {
             .into_iter()
             .map(|(t, counts)| Hour {
                 counts,
-                start: rfc3339_of(t),
-                hour: rfc3339_of(t)[11..13].to_string() + ":00",
+                start: rfc3339_unix(t),
+                hour: rfc3339_unix(t)[11..13].to_string() + ":00",
             })
             .collect::<Vec<_>>();
         // CSM's shape: a bare array.
@@ -634,7 +635,7 @@ impl AgentBackend {
         let p = std::path::PathBuf::from(&path);
         let scanned = tokio::task::spawn_blocking(move || {
             let mut scanner = set.scanner();
-            scan_file(&set, scanner.as_mut(), &p, max)
+            scan_file(&set, scanner.as_mut(), &p, max, &Default::default())
         })
         .await
         .map_err(|e| ApiError::internal("verify task", &e))?;

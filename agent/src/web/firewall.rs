@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// `GET /firewall/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FirewallStatus {
     pub enabled: bool,
     /// CSM's settings view, from the policy in force: both families are filtered.
@@ -60,7 +60,7 @@ pub struct FirewallStatus {
 }
 
 /// A source among the sampled drops.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DroppedSource {
     pub ip: String,
     pub samples: i64,
@@ -68,7 +68,7 @@ pub struct DroppedSource {
 }
 
 /// An address blocked or allowed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Listed {
     /// "blocked" or "allowed".
     pub status: &'static str,
@@ -78,7 +78,7 @@ pub struct Listed {
 
 /// `POST /unblock-bulk`: CSM's `status: "completed"`, `total`, `succeeded`,
 /// `undo_token`, then Rampart's lists.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BulkUnblocked {
     pub status: &'static str,
     /// Addresses asked for.
@@ -92,20 +92,20 @@ pub struct BulkUnblocked {
 }
 
 /// An entry removed from a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Removed {
     /// "unblocked" or "removed" (an allow).
     pub status: &'static str,
     pub ip: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Flushed {
     pub status: &'static str,
     pub removed: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Unbanned {
     pub status: &'static str,
     pub ip: String,
@@ -113,14 +113,14 @@ pub struct Unbanned {
     pub cphulk: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TentativeApplied {
     pub status: &'static str,
     pub restart: bool,
     pub rollback: RollbackView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PolicyChanged {
     /// "confirmed" or "reverted".
     pub status: &'static str,
@@ -128,7 +128,7 @@ pub struct PolicyChanged {
 }
 
 /// A Charon-style decision record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     pub id: usize,
     pub source: String,
@@ -158,20 +158,26 @@ impl Decision {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DecisionCreated {
     pub decision: Decision,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Decisions {
     pub decisions: Vec<Decision>,
 }
 
 /// `GET /security/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SecurityStatus {
+    /// XDP attached and enforcing (not disabled by `/security/disable`).
     pub enabled: bool,
+    /// When enforcement is off: when it comes back on by itself, who turned it off
+    /// and how (`break_glass` or `local`); empty when on.
+    pub disabled_until: String,
+    pub disabled_by: String,
+    pub disabled_via: String,
     pub firewall: FirewallMode,
     pub rate_limit: Enabled,
     pub acl: Enabled,
@@ -180,18 +186,18 @@ pub struct SecurityStatus {
     pub crowdsec: Mode,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FirewallMode {
     pub enabled: bool,
     pub mode: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Enabled {
     pub enabled: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Mode {
     pub mode: &'static str,
 }
@@ -438,21 +444,53 @@ impl AgentBackend {
                     .components
                     .iter()
                     .any(|c| c.kind == "xdp" && c.state == ComponentState::Attached);
+                let off = self
+                    .cerberus
+                    .disabled()
+                    .await
+                    .map_err(super::cerberus::cerberus_err)?;
+                let cfg = self
+                    .cerberus
+                    .config()
+                    .await
+                    .map_err(super::cerberus::cerberus_err)?;
+                let waf = match cfg.as_ref().map(|c| c.waf_mode.as_str()) {
+                    Some("monitor") => "monitor",
+                    _ => "disabled",
+                };
                 let p = self.policy.current().await.map_err(policy_err)?;
-                let on = |enabled| Enabled { enabled };
+                let enforcing = attached && off.is_none();
+                let on = |enabled| Enabled {
+                    enabled: enabled && enforcing,
+                };
                 ok(&SecurityStatus {
-                    enabled: attached,
+                    enabled: enforcing,
+                    disabled_until: off.as_ref().map(|d| d.until()).unwrap_or_default(),
+                    disabled_by: off.as_ref().map(|d| d.by.clone()).unwrap_or_default(),
+                    disabled_via: off.as_ref().map(|d| d.via.clone()).unwrap_or_default(),
                     firewall: FirewallMode {
-                        enabled: attached,
-                        mode: "xdp",
+                        enabled: enforcing,
+                        mode: if off.is_some() { "monitor" } else { "xdp" },
                     },
                     rate_limit: on(p.rate_limit.pps > 0 || p.syn_limit.pps > 0),
                     acl: on(!p.tcp_in.is_empty() || !p.udp_in.is_empty()),
-                    port_scan: on(p.port_scan.ports > 0),
-                    waf: Mode { mode: "disabled" },
+                    // Detection: it goes on while enforcement is off.
+                    port_scan: Enabled {
+                        enabled: attached && p.port_scan.ports > 0,
+                    },
+                    waf: Mode { mode: waf },
                     crowdsec: Mode { mode: "disabled" },
                 })
             }
+            FirewallOp::SecurityConfig => self.security_config().await,
+            FirewallOp::SecurityConfigUpdate { req, local } => {
+                self.security_config_update(req, local, actor).await
+            }
+            FirewallOp::SecurityEnable => self.security_enable(actor).await,
+            FirewallOp::SecurityDisable { req, local } => {
+                self.security_disable(req, local, actor).await
+            }
+            FirewallOp::BreakGlassGenerate => self.break_glass_generate(actor).await,
         }
     }
 

@@ -50,7 +50,7 @@ impl AgentBackend {
 
 /// A hosting account: a cPanel user where cPanel is installed, else a login user
 /// of this host (UID_MIN and up, as useradd numbers them).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Account {
     pub name: String,
     pub uid: u32,
@@ -70,7 +70,7 @@ pub struct Account {
 }
 
 /// `GET /account?name=`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AccountDetail {
     pub account: Account,
     /// Active findings attributed to it.
@@ -292,14 +292,14 @@ mod tests {
 }
 
 /// An address `/geoip/batch` could not read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NotAnAddress {
     pub ip: String,
     pub error: String,
 }
 
 /// One answer of `/geoip/batch`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum BatchItem {
     Found(Box<crate::firewall::geoip::Location>),
@@ -343,7 +343,7 @@ impl AgentBackend {
 }
 
 /// `GET /performance`: what this host measures now, read from /proc and statvfs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Performance {
     pub cpus: usize,
     /// 1, 5 and 15 minute load averages, and per CPU.
@@ -359,7 +359,7 @@ pub struct Performance {
     pub php_processes: usize,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Memory {
     pub total_mb: u64,
     pub available_mb: u64,
@@ -368,7 +368,7 @@ pub struct Memory {
     pub swap_used_mb: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Disk {
     pub path: String,
     pub total_mb: u64,
@@ -377,7 +377,7 @@ pub struct Disk {
     pub inodes_free: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AgentUsage {
     pub rss_mb: f64,
     /// CPU seconds (user + system) since it started.
@@ -545,5 +545,100 @@ mod perf_tests {
         assert_eq!(loadavg(d.path()), [0.0, 0.0, 0.0]);
         assert!(own_usage().rss_mb > 0.0);
         assert!(disk(d.path()).is_some_and(|x| x.total_mb > 0));
+    }
+}
+
+/// `POST /perf/fix-*`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PerfFixed {
+    pub status: &'static str,
+    pub id: i64,
+    pub check: String,
+    pub path: String,
+    #[serde(flatten)]
+    pub applied: crate::detection::perf::Applied,
+}
+
+impl AgentBackend {
+    /// Fix the performance finding `r` names, which must be of `check`.
+    pub(super) async fn perf_fix(
+        &self,
+        check: &'static str,
+        r: api::model::FindingRef,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        use crate::detection::perf::{self, FixError};
+        let named = r.id.is_some() || !r.ids.is_empty() || r.check.is_some();
+        let id = if named {
+            self.resolve(&r).await?.first().copied()
+        } else {
+            let want = r.file_path.clone().unwrap_or_default();
+            let (rows, _) = self
+                .store
+                .query_findings(crate::store::FindingQuery {
+                    status: Some("active".into()),
+                    check: Some(check.into()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(store_err)?;
+            rows.into_iter()
+                .find(|f| f.path.as_deref() == Some(want.as_str()))
+                .map(|f| f.id)
+        };
+        let Some(id) = id else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no active {check} finding matches"),
+            ));
+        };
+        let f = self.finding_or_404(id).await?;
+        if f.check != check {
+            return Err(ApiError::unprocessable(format!(
+                "finding {id} is {:?}, not {check}",
+                f.check
+            )));
+        }
+        let path = f.path.clone().unwrap_or_default();
+        if r.file_path
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && p != path)
+        {
+            return Err(ApiError::unprocessable(format!(
+                "finding {id} is about {path}, not {:?}",
+                r.file_path.unwrap_or_default()
+            )));
+        }
+        let roots = self.detection.quarantine.roots().to_vec();
+        let target = std::path::PathBuf::from(&path);
+        let done = tokio::task::spawn_blocking(move || perf::fix(check, &target, &roots))
+            .await
+            .map_err(|e| ApiError::internal("perf fix task", &e))?;
+        let applied = match done {
+            Ok(a) => a,
+            // The file is as the fix would leave it: the finding is resolved all the same.
+            Err(FixError::AlreadyFixed(why)) => perf::Applied {
+                action: "none",
+                freed_bytes: 0,
+                note: why,
+            },
+            Err(FixError::NotFound(m)) => return Err(ApiError::new(StatusCode::NOT_FOUND, m)),
+            Err(FixError::Refused(m)) => return Err(ApiError::unprocessable(m)),
+            Err(e @ FixError::Io { .. }) => return Err(ApiError::internal("perf fix", &e)),
+        };
+        self.store
+            .set_finding_status(vec![id], "fixed", actor.to_string())
+            .await
+            .map_err(store_err)?;
+        self.audit(actor, "perf_fix", &path, applied.action, Some(id))
+            .await;
+        ok(&PerfFixed {
+            status: "fixed",
+            id,
+            check: f.check,
+            path,
+            applied,
+        })
     }
 }

@@ -6,11 +6,12 @@ use api::{model::Finding, ApiError};
 use serde::Serialize;
 use warp::http::StatusCode;
 
-use super::{ok, rfc3339_of, store_err, AgentBackend, Reply};
+use super::{ok, store_err, AgentBackend, Reply};
+use crate::store::rfc3339_unix;
 use crate::store::{now_unix, FindingQuery, Incident, IncidentError, INCIDENT_STATUSES};
 
 /// `GET /incidents/{id}`: the incident with its findings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
@@ -18,7 +19,7 @@ pub struct IncidentDetail {
 }
 
 /// `GET /incidents/timeline`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Timeline {
     pub ip: Option<String>,
     pub account: Option<String>,
@@ -145,7 +146,7 @@ impl AgentBackend {
             ip,
             account,
             hours,
-            from: rfc3339_of(since),
+            from: rfc3339_unix(since),
             total,
             findings,
             incidents,

@@ -44,10 +44,13 @@ pub fn api_limits(cfg: &crate::config::ApiLimits, nofile: u64) -> api::Limits {
 }
 
 pub mod bulk;
+pub mod cerberus;
 pub mod findings;
 pub mod firewall;
 pub mod host;
 pub mod incidents;
+pub mod livelog;
+pub mod openapi;
 pub mod prefs;
 pub mod reports;
 pub mod rules;
@@ -89,6 +92,9 @@ pub const CAPABILITIES: &[&str] = &[
     "logs.watchers.v1",
     "webui.undo.v1",
     "webui.prefs.v1",
+    // Charon's suite: enforcement switch with break-glass, config, rulesets, live logs.
+    "security.cerberus.v1",
+    "logs.live.websocket.v1",
     // The route answers (all zero: Rampart routes no one to challenge pages).
     "challenge.stats.v1",
 ];
@@ -165,8 +171,14 @@ pub struct AgentBackend {
     /// Where the store and TLS material live (`/performance` reports its disk).
     pub state_dir: PathBuf,
     pub policy: Arc<PolicyManager>,
+    /// The enforcement switch (`/security/enable`, `/disable`, break-glass).
+    pub cerberus: Arc<crate::firewall::cerberus::Cerberus>,
     /// The log sources configured (reports answer 503 when the host has none).
     pub logs: Logs,
+    /// The mail server's spool and forwarders (`/email/*`).
+    pub mail: crate::config::Mail,
+    /// The ModSecurity rules file (`/modsec/rules/*`).
+    pub modsec: crate::config::Modsec,
     pub undo: Undo,
     /// The long-lived tasks and their restarts.
     pub supervisor: crate::supervisor::Supervisor,
@@ -198,12 +210,6 @@ pub(crate) fn ok<T: Serialize>(body: &T) -> Result<Reply, ApiError> {
     reply(StatusCode::OK, body)
 }
 
-fn rfc3339_of(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(crate::store::rfc3339)
-        .unwrap_or_default()
-}
-
 fn q_err(e: QuarantineError) -> ApiError {
     match e {
         QuarantineError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
@@ -211,6 +217,25 @@ fn q_err(e: QuarantineError) -> ApiError {
         QuarantineError::Invalid(m) => ApiError::unprocessable(m),
         e @ QuarantineError::Io { .. } => ApiError::internal("quarantine", &e),
         QuarantineError::Store(e) => store_err(e),
+    }
+}
+
+/// A value as the JSON a setting keeps.
+pub(crate) fn json_text<T: Serialize>(v: &T) -> Result<String, ApiError> {
+    serde_json::to_string(v).map_err(|e| ApiError::internal("serializing a setting", &e))
+}
+
+impl AgentBackend {
+    /// A setting kept as JSON, or `T::default()` while unset; a corrupt one is an
+    /// internal error (logged with its key), never read as empty.
+    pub(crate) async fn json_setting<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, ApiError> {
+        match self.store.setting(key).await.map_err(store_err)? {
+            None => Ok(T::default()),
+            Some(v) => serde_json::from_str(&v).map_err(|e| ApiError::internal(key, &e)),
+        }
     }
 }
 
@@ -324,6 +349,14 @@ impl api::Backend for AgentBackend {
         self.detection.findings.subscribe()
     }
 
+    fn openapi(&self) -> serde_json::Value {
+        openapi::document().clone()
+    }
+
+    fn live_logs(&self) -> broadcast::Receiver<api::model::LogEntry> {
+        livelog::subscribe()
+    }
+
     async fn findings_after(&self, id: i64, limit: u32) -> Result<Vec<Finding>, ApiError> {
         let (rows, _) = self
             .store
@@ -341,6 +374,17 @@ impl api::Backend for AgentBackend {
     async fn detect(&self, op: DetectOp, actor: &str) -> Result<Reply, ApiError> {
         match op {
             DetectOp::Prefs { operator, op } => self.prefs(&operator, op).await,
+            DetectOp::PerfFix { check, finding } => self.perf_fix(check, finding, actor).await,
+            DetectOp::ModsecRulesApply(r) => self.modsec_rules_apply(r, actor).await,
+            DetectOp::ModsecRuleAction(r) => self.modsec_rule_action(r, actor).await,
+            DetectOp::ModsecEscalation(r) => self.modsec_escalation(r, actor).await,
+            DetectOp::EmailQueueComposition => self.email_queue_composition().await,
+            DetectOp::EmailFlushBackscatter => self.email_flush_backscatter(actor).await,
+            DetectOp::EmailForwarders => self.email_forwarders().await,
+            DetectOp::Absent { path } => self.absent(&path),
+            DetectOp::Rulesets => self.rulesets().await,
+            DetectOp::UpsertRuleset(r) => self.upsert_ruleset(r, actor).await,
+            DetectOp::DeleteRuleset { id } => self.delete_ruleset(id, actor).await,
             DetectOp::FindingsEnriched => self.findings_enriched().await,
             DetectOp::CancelScanJob { id } => self.cancel_scan_job(id, actor).await,
             DetectOp::ScanJobFindings { id } => self.scan_job_findings(id).await,

@@ -13,7 +13,7 @@ use warp::http::StatusCode;
 use super::{ok, store_err, AgentBackend, Reply};
 use crate::store::now_unix;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Saved {
     pub status: &'static str,
 }

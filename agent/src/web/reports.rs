@@ -6,14 +6,14 @@ use api::{model::Window, ApiError};
 use serde::Serialize;
 use warp::http::StatusCode;
 
-use super::{ok, store_err, AgentBackend, Reply};
+use super::{json_text, ok, store_err, AgentBackend, Reply};
 use crate::{
-    logs::Source,
+    logs::{mail, modsec_rules, Source},
     store::{FindingGroup, MailScript},
 };
 
 /// A row of `/email/relay-abuse`: an account's outbound flood with its scripts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RelayAbuse {
     #[serde(flatten)]
     pub group: FindingGroup,
@@ -21,7 +21,7 @@ pub struct RelayAbuse {
 }
 
 /// A row of `/email/groups`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MailGroup {
     #[serde(flatten)]
     pub group: FindingGroup,
@@ -162,5 +162,286 @@ impl AgentBackend {
         out.sort_by(|a, b| b.group.last_seen.cmp(&a.group.last_seen));
         out.truncate(w.limit as usize);
         ok(&out)
+    }
+}
+
+/// `POST /email/queue/flush-backscatter`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Flushed {
+    /// Frozen bounces found in the queue.
+    pub candidates: usize,
+    /// Gone from the spool afterwards.
+    pub removed: usize,
+    /// Still there (exim refused, or a delivery holds the message).
+    pub failed: usize,
+    /// exim's complaints, if any (first lines).
+    pub errors: Vec<String>,
+}
+
+/// exim ids removed per `exim -Mrm` call.
+const MRM_BATCH: usize = 100;
+/// Longest an `exim -Mrm` batch may take.
+const MRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn unavailable(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+}
+
+impl AgentBackend {
+    fn spool(&self) -> Result<std::path::PathBuf, ApiError> {
+        mail::spool_dir(&self.mail.exim_spool).ok_or_else(|| {
+            unavailable(format!(
+                "no exim spool on this host (mail.exim_spool: {}; tried {})",
+                if self.mail.exim_spool.as_os_str().is_empty() {
+                    "auto".to_string()
+                } else {
+                    self.mail.exim_spool.display().to_string()
+                },
+                mail::SPOOLS.join(", ")
+            ))
+        })
+    }
+
+    pub(super) async fn email_queue_composition(&self) -> Result<Reply, ApiError> {
+        let spool = self.spool()?;
+        let now = crate::store::now_unix();
+        let c = tokio::task::spawn_blocking(move || mail::composition(&spool, now))
+            .await
+            .map_err(|e| ApiError::internal("reading the exim queue", &e))?;
+        ok(&c)
+    }
+
+    pub(super) async fn email_flush_backscatter(&self, actor: &str) -> Result<Reply, ApiError> {
+        let spool = self.spool()?;
+        let bin = mail::exim_bin(&self.mail.exim_bin).ok_or_else(|| {
+            unavailable(format!(
+                "no exim binary on this host to remove messages with (mail.exim_bin; tried {})",
+                mail::EXIM_BINS.join(", ")
+            ))
+        })?;
+        let sp = spool.clone();
+        let ids = tokio::task::spawn_blocking(move || mail::frozen_backscatter(&sp))
+            .await
+            .map_err(|e| ApiError::internal("reading the exim queue", &e))?;
+        let mut errors = Vec::new();
+        for batch in ids.chunks(MRM_BATCH) {
+            // Every id is of exim's own form (checked when read): never an option.
+            let run = tokio::process::Command::new(&bin)
+                .arg("-Mrm")
+                .args(batch)
+                .kill_on_drop(true)
+                .output();
+            match tokio::time::timeout(MRM_TIMEOUT, run).await {
+                Ok(Ok(out)) => {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    errors.extend(err.lines().take(5).map(str::to_string));
+                }
+                Ok(Err(e)) => errors.push(format!("running {}: {e}", bin.display())),
+                Err(_) => errors.push(format!("{} -Mrm timed out", bin.display())),
+            }
+        }
+        errors.truncate(20);
+        let sp = spool.clone();
+        let left = tokio::task::spawn_blocking(move || mail::frozen_backscatter(&sp))
+            .await
+            .map_err(|e| ApiError::internal("reading the exim queue", &e))?;
+        let failed = ids.iter().filter(|id| left.contains(id)).count();
+        let removed = ids.len() - failed;
+        self.audit(
+            actor,
+            "email_flush_backscatter",
+            &spool.display().to_string(),
+            &format!("{removed} of {} frozen bounces removed", ids.len()),
+            None,
+        )
+        .await;
+        ok(&Flushed {
+            candidates: ids.len(),
+            removed,
+            failed,
+            errors,
+        })
+    }
+
+    pub(super) async fn email_forwarders(&self) -> Result<Reply, ApiError> {
+        let dir = self.mail.valiases_dir.clone();
+        if !dir.is_dir() {
+            return Err(unavailable(format!(
+                "no forwarder files on this host (mail.valiases_dir: {}, cPanel's)",
+                dir.display()
+            )));
+        }
+        let domains = self.mail.local_domains.clone();
+        let f = tokio::task::spawn_blocking(move || {
+            mail::forwarders(&dir, &mail::local_domains(&domains))
+        })
+        .await
+        .map_err(|e| ApiError::internal("reading forwarders", &e))?
+        .map_err(|e| ApiError::internal("reading forwarders", &e))?;
+        ok(&f)
+    }
+
+    /// A route whose feature is missing: what is missing, as CSM answers then.
+    pub(super) fn absent(&self, path: &str) -> Result<Reply, ApiError> {
+        const MYSQL_SOCKETS: &[&str] = &[
+            "/run/mysqld/mysqld.sock",
+            "/var/run/mysqld/mysqld.sock",
+            "/var/lib/mysql/mysql.sock",
+        ];
+        let why = if path.starts_with("/api/v1/db-object") {
+            if MYSQL_SOCKETS
+                .iter()
+                .any(|s| std::path::Path::new(s).exists())
+            {
+                "Rampart does not capture dropped MySQL triggers, events, procedures or functions: there are no backups of them"
+            } else {
+                "no MySQL or MariaDB server on this host (no socket at /run/mysqld/mysqld.sock or /var/lib/mysql/mysql.sock)"
+            }
+        } else if path.starts_with("/api/v1/email/held") {
+            "Rampart has no forward guard: it holds no forwarded mail"
+        } else {
+            "Rampart has no mail AV watcher: mail is not scanned and none is quarantined"
+        };
+        Err(unavailable(why))
+    }
+}
+
+/// `POST /modsec/rules/apply` and `/modsec/rules/escalation`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct RulesApplied {
+    pub status: &'static str,
+    /// SecRule/SecAction directives in the custom set.
+    pub rules: usize,
+    /// The rule action overrides in force.
+    pub actions: std::collections::BTreeMap<String, modsec_rules::RuleAction>,
+    #[serde(flatten)]
+    pub applied: modsec_rules::Applied,
+}
+
+/// `POST /rules/modsec-escalation`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct EscalationSaved {
+    pub status: &'static str,
+    pub overrides: std::collections::BTreeMap<String, crate::logs::modsec_rules::Escalation>,
+}
+
+impl AgentBackend {
+    /// Render, test and reload the managed file with `rules` and `actions`; store
+    /// them only when the web server took them.
+    async fn write_modsec(
+        &self,
+        rules: String,
+        actions: std::collections::BTreeMap<String, modsec_rules::RuleAction>,
+        actor: &str,
+        what: &str,
+    ) -> Result<Reply, ApiError> {
+        let file = modsec_rules::target(&self.modsec.custom_rules).map_err(unavailable)?;
+        let n = modsec_rules::check_rules(&rules).map_err(ApiError::bad_request)?;
+        let content = modsec_rules::render(&rules, &actions);
+        let applied = modsec_rules::apply(
+            &file,
+            &content,
+            &self.modsec.test_command,
+            &self.modsec.reload_command,
+        )
+        .await
+        .map_err(|e| match e {
+            e @ modsec_rules::ApplyError::TestFailed(_) => ApiError::unprocessable(e.to_string()),
+            e @ modsec_rules::ApplyError::Io { .. } => ApiError::internal("modsec rules file", &e),
+        })?;
+        self.store
+            .set_settings(vec![
+                (modsec_rules::KEY_RULES.into(), Some(json_text(&rules)?)),
+                (modsec_rules::KEY_ACTIONS.into(), Some(json_text(&actions)?)),
+            ])
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            actor,
+            what,
+            &applied.file,
+            &format!("{n} rules, {} actions", actions.len()),
+            None,
+        )
+        .await;
+        ok(&RulesApplied {
+            status: "applied",
+            rules: n,
+            actions,
+            applied,
+        })
+    }
+
+    pub(super) async fn modsec_rules_apply(
+        &self,
+        r: api::model::ModsecRulesRequest,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        let _one = self.settings_lock.lock().await;
+        let actions = self.json_setting(modsec_rules::KEY_ACTIONS).await?;
+        self.write_modsec(r.rules, actions, actor, "modsec_rules_apply")
+            .await
+    }
+
+    pub(super) async fn modsec_rule_action(
+        &self,
+        r: api::model::RuleActionRequest,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        modsec_rules::check_id(&r.rule_id).map_err(ApiError::bad_request)?;
+        let _one = self.settings_lock.lock().await;
+        let rules: String = self.json_setting(modsec_rules::KEY_RULES).await?;
+        let mut actions: std::collections::BTreeMap<String, modsec_rules::RuleAction> =
+            self.json_setting(modsec_rules::KEY_ACTIONS).await?;
+        if r.action == "default" {
+            actions.remove(&r.rule_id);
+        } else {
+            let a = modsec_rules::RuleAction {
+                action: r.action,
+                severity: r.severity,
+            };
+            modsec_rules::check_action(&a).map_err(ApiError::bad_request)?;
+            actions.insert(r.rule_id, a);
+        }
+        self.write_modsec(rules, actions, actor, "modsec_rule_action")
+            .await
+    }
+
+    pub(super) async fn modsec_escalation(
+        &self,
+        r: api::model::EscalationRequest,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        use crate::logs::modsec_rules::{Escalation, WAF_ESCALATION_KEY};
+        modsec_rules::check_id(&r.rule_id).map_err(ApiError::bad_request)?;
+        let esc = match r.escalation.as_str() {
+            "ignore" => Some(Escalation::Ignore),
+            "count" => Some(Escalation::Count),
+            "block" => Some(Escalation::Block),
+            "default" => None,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "escalation must be ignore, count, block or default, got {other:?}"
+                )))
+            }
+        };
+        let _one = self.settings_lock.lock().await;
+        let table = &self.responder.waf_escalation;
+        let mut m = table.snapshot();
+        match esc {
+            Some(e) => m.insert(r.rule_id.clone(), e),
+            None => m.remove(&r.rule_id),
+        };
+        self.store
+            .set_settings(vec![(WAF_ESCALATION_KEY.into(), Some(json_text(&m)?))])
+            .await
+            .map_err(store_err)?;
+        table.replace(m.clone());
+        self.audit(actor, "modsec_escalation", &r.rule_id, &r.escalation, None)
+            .await;
+        ok(&EscalationSaved {
+            status: "ok",
+            overrides: m.into_iter().collect(),
+        })
     }
 }

@@ -20,7 +20,7 @@ use crate::detection::{
 /// `GET /rules/status`: CSM's fields, then Rampart's. Rules are files in
 /// `detection.rules_dir` that the operator (or their tooling) updates: Rampart does
 /// not fetch rules itself, so `auto_update` is false and `update_url` "".
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RulesStatus<'a> {
     pub yaml_rules: usize,
     pub yara_rules: usize,
@@ -41,7 +41,7 @@ pub struct RulesStatus<'a> {
 }
 
 /// One file of `/rules/list`: CSM's `name`, `type`, `size` (bytes), then Rampart's.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RulesFile<'a> {
     pub name: &'a str,
     #[serde(rename = "type")]
@@ -54,7 +54,7 @@ pub struct RulesFile<'a> {
     pub rules: Vec<RuleSummary<'a>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RuleSummary<'a> {
     pub name: &'a str,
     pub severity: Severity,
@@ -63,7 +63,7 @@ pub struct RuleSummary<'a> {
     pub auto_quarantine: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Reloaded<'a> {
     /// CSM's success flag.
     pub ok: bool,
@@ -75,7 +75,7 @@ pub struct Reloaded<'a> {
 
 /// A `/rules/reload` that failed: 200 with `ok: false` (CSM's shape), the errors by
 /// file and line, and the counts of the previous set, which stays active.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReloadFailed<'a> {
     pub ok: bool,
     pub status: &'static str,
@@ -87,27 +87,27 @@ pub struct ReloadFailed<'a> {
 }
 
 /// `POST /scan-jobs/{id}/cancel`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Cancelled {
     pub status: &'static str,
     pub job: Option<JobInfo>,
 }
 
 /// 202 of `/scan-account`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ScanQueued {
     pub status: &'static str,
     pub job: JobInfo,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Restored {
     pub status: &'static str,
     pub id: String,
     pub path: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct QuarantineDeleted {
     pub deleted: Vec<String>,
     pub not_found: Vec<String>,

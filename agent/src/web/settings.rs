@@ -26,6 +26,7 @@ pub const EDITABLE: &[&str] = &[
     "geoip",
     "infra_ips",
     "logs",
+    "performance",
     "quarantine",
     "retention",
     "sensors",
@@ -34,7 +35,9 @@ pub const EDITABLE: &[&str] = &[
 ];
 /// Sections shown, never changed here: the listener and its tokens (a write could
 /// lock every operator out, or let one mint access), and where state lives.
-pub const READ_ONLY: &[&str] = &["webui", "state_dir"];
+/// Also `mail` and `modsec`: they name programs the agent runs as root (exim, the
+/// web server's config test and reload), which a token must never be able to pick.
+pub const READ_ONLY: &[&str] = &["webui", "state_dir", "mail", "modsec"];
 
 /// What a redacted value reads as; sent back unchanged, it keeps the stored value.
 pub const REDACTED: &str = "********";
@@ -93,7 +96,7 @@ fn restore_redacted(
 }
 
 /// `GET /settings`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SettingsIndex {
     pub sections: Vec<SectionInfo>,
     /// The file the agent runs from ("" for the embedded default).
@@ -105,14 +108,14 @@ pub struct SettingsIndex {
     pub started_at_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SectionInfo {
     pub name: &'static str,
     pub editable: bool,
 }
 
 /// `POST /settings/{section}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SectionSaved {
     pub status: &'static str,
     pub section: String,
@@ -123,7 +126,7 @@ pub struct SectionSaved {
 }
 
 /// 202 of `POST /settings/restart`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Restarting {
     pub status: &'static str,
     /// The running agent's; poll `/status` until it changes.
@@ -131,7 +134,7 @@ pub struct Restarting {
 }
 
 /// 422 of a write: the key path the config refused, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Refused {
     pub error: String,
     pub code: u16,
@@ -154,21 +157,10 @@ fn config_err(e: ConfigError) -> ApiError {
 
 /// Write `text` to `path` as root-only, atomically (a temp file renamed over).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let tmp = dir.join(format!(".{API_DROP_IN}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    config::replace_file(path, text.as_bytes(), 0o600)
 }
 
 impl AgentBackend {
@@ -256,7 +248,7 @@ impl AgentBackend {
     ) -> Result<Reply, ApiError> {
         if READ_ONLY.contains(&section) {
             return Err(ApiError::unprocessable(format!(
-                "{section} is not changed through the API (the listener and its tokens, or where state lives): edit the config file"
+                "{section} is not changed through the API (the listener and its tokens, where state lives, or programs the agent runs): edit the config file"
             )));
         }
         if !EDITABLE.contains(&section) {
@@ -276,7 +268,7 @@ impl AgentBackend {
         // Read, merge, check with every layer, write: on a blocking thread, one
         // write at a time.
         let _one = self.settings_lock.lock().await;
-        let res = tokio::task::spawn_blocking(move || -> Result<Result<(), (String, String)>, ApiError> {
+        let res = tokio::task::spawn_blocking(move || -> Result<Result<config::Config, (String, String)>, ApiError> {
             let mut layers = config::layers(&path).map_err(config_err)?;
             // `********` in the body: the stored secret at that place, read from the
             // same layers the write is checked against.
@@ -314,36 +306,45 @@ impl AgentBackend {
                     .map_err(|e| ApiError::internal("the drop-in as YAML", &e))?
             );
             layers.push((file.display().to_string(), text.clone()));
-            if let Err(e) = config::Config::from_layers(layers) {
-                return Ok(Err(match e {
-                    ConfigError::Invalid { key, reason, .. } => (key, reason),
-                    other => (section_name, other.to_string()),
-                }));
-            }
+            let new = match config::Config::from_layers(layers) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Err(match e {
+                        ConfigError::Invalid { key, reason, .. } => (key, reason),
+                        other => (section_name, other.to_string()),
+                    }))
+                }
+            };
             write_private(&file, &text)
                 .map_err(|e| ApiError::internal(&format!("writing {}", file.display()), &e))?;
-            Ok(Ok(()))
+            Ok(Ok(new))
         })
         .await
         .map_err(|e| ApiError::internal("settings write", &e))??;
-        if let Err((key, reason)) = res {
-            return reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &Refused {
-                    error: format!("{key}: {reason}; nothing was written"),
-                    code: 422,
-                    key,
-                },
-            );
+        let new = match res {
+            Ok(c) => c,
+            Err((key, reason)) => {
+                return reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &Refused {
+                        error: format!("{key}: {reason}; nothing was written"),
+                        code: 422,
+                        key,
+                    },
+                )
+            }
+        };
+        let live = self.apply_live(section, &new);
+        if !live {
+            self.settings_written
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.settings_written
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.audit(actor, "settings_update", section, "", None)
             .await;
         ok(&SectionSaved {
             status: "saved",
             section: section.to_string(),
-            restart_required: true,
+            restart_required: !live,
             file: self
                 .config_path
                 .as_deref()
@@ -351,6 +352,21 @@ impl AgentBackend {
                 .unwrap_or_default(),
             started_at_token: self.started_at_token.clone(),
         })
+    }
+
+    /// Apply a written section to the running agent where it can take it; false:
+    /// it takes effect at the next start.
+    fn apply_live(&self, section: &str, new: &config::Config) -> bool {
+        match section {
+            "auto_response" => self.responder.set_cfg(new.auto_response.clone()),
+            "performance" => self
+                .detection
+                .engine
+                .set_perf(crate::detection::perf::Limits::from(&new.performance)),
+            _ => return false,
+        }
+        tracing::info!(section, "Settings applied live.");
+        true
     }
 
     pub(super) async fn settings_restart(&self, actor: &str) -> Result<Reply, ApiError> {

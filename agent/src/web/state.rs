@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// `POST /import`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Imported {
     pub status: &'static str,
     /// Added (entries the host had already are kept as they are).

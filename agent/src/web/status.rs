@@ -46,7 +46,7 @@ fn counter_map(v: Vec<(&'static str, u64)>) -> CounterMap {
 }
 
 /// `GET /api/v1/status`, in CSM's shape (csm-contract.md), with Rampart's extras.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Status {
     pub hostname: String,
     pub version: &'static str,
@@ -90,7 +90,7 @@ pub struct Status {
 }
 
 /// CSM's `automation`: what acts without an operator.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Automation {
     pub auto_response: bool,
     pub auto_response_dry_run: bool,
@@ -101,7 +101,7 @@ pub struct Automation {
 }
 
 /// CSM's `security_posture`: which protections run here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SecurityPosture {
     pub xdp_firewall: bool,
     pub file_sensor: &'static str,
@@ -111,7 +111,7 @@ pub struct SecurityPosture {
 }
 
 /// `GET /api/v1/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Health {
     /// "ok", or "degraded" when a component failed or a task is down.
     pub status: &'static str,
@@ -139,14 +139,14 @@ pub struct Health {
     pub alerts: Vec<crate::findings::alerts::ChannelView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LogWatcher {
     pub files: usize,
     pub lines: u64,
 }
 
 /// The sensors' userspace pipeline.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pipeline {
     pub received: u64,
     pub decode_errors: u64,
@@ -165,14 +165,14 @@ pub struct Pipeline {
     pub file_ops: FileOps,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Unnamed {
     pub found: u64,
     pub not_found: u64,
     pub dropped: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FileOps {
     pub write_close: u64,
     pub unlink: u64,
@@ -181,7 +181,7 @@ pub struct FileOps {
     pub sensitive_read: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AutoResponseStats {
     pub triggered: u64,
     pub blocked: u64,
@@ -190,7 +190,7 @@ pub struct AutoResponseStats {
     pub errors: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct KernelCounters {
     pub xdp: CounterMap,
     pub file_sensor: CounterMap,
@@ -200,7 +200,7 @@ pub struct KernelCounters {
 
 /// One item of `GET /api/v1/components` (a bare array, CSM's shape): CSM's fields
 /// first, then Rampart's (`kind`, `target`, `state`, `mode`, `reason`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ComponentItem {
     pub label: String,
     /// "ok" (attached, available, running), "failed", or "inactive" (this kernel

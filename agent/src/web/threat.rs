@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use api::ApiError;
 use serde::Serialize;
 
-use super::{ok, rfc3339_of, store_err, AgentBackend, Reply};
+use super::{ok, store_err, AgentBackend, Reply};
+use crate::store::rfc3339_unix;
 use api::model::BlockEntry;
 
 use crate::store::{now_unix, FwList, ThreatEvent, ThreatIp};
 
 /// `GET /threat/stats`: CSM's fields, then Rampart's (`events_24h`,
 /// `unique_ips_24h`, `by_kind`, `hourly`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreatStats {
     pub total_ips: i64,
     pub total_events: i64,
@@ -35,13 +36,13 @@ pub struct ThreatStats {
     pub hourly: Vec<HourCount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct KindCount {
     pub kind: String,
     pub events: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct HourCount {
     pub start: String,
     pub events: i64,
@@ -50,7 +51,7 @@ pub struct HourCount {
 /// A row of `/threat/top-attackers`: CSM's fields, the address's summary and its
 /// list state. `country` and `as_org` come from the GeoIP databases ("" without
 /// one); Rampart asks no external reputation service, so `abuse_score` is 0.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Attacker {
     pub event_count: i64,
     /// Events per kind (ssh_failure, modsec_block, ...).
@@ -75,7 +76,7 @@ pub struct Attacker {
 }
 
 /// `GET /threat/ip`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ThreatIpView {
     pub ip: String,
     pub known: bool,
@@ -88,7 +89,7 @@ pub struct ThreatIpView {
 }
 
 /// `GET /threat/db-stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DbStats {
     pub events: i64,
     pub ips: i64,
@@ -97,7 +98,7 @@ pub struct DbStats {
 }
 
 /// `POST /verified-bots/apply`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BotsApplied {
     pub status: &'static str,
     pub allowed: usize,
@@ -107,7 +108,7 @@ pub struct BotsApplied {
     pub skipped: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Cleared {
     pub status: &'static str,
     pub ip: String,
@@ -154,7 +155,7 @@ impl AgentBackend {
             hourly: hours
                 .into_iter()
                 .map(|(start, events)| HourCount {
-                    start: rfc3339_of(start),
+                    start: rfc3339_unix(start),
                     events,
                 })
                 .collect(),

@@ -27,7 +27,7 @@ pub struct Item {
 }
 
 /// `GET /undo/pending`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct PendingView {
     pub id: String,
     pub action: &'static str,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use api::{
     auth::Grant,
-    model::{BlockEntry, BlockRequest, Finding, FirewallOp},
+    model::{BlockEntry, BlockRequest, Finding, FirewallOp, LogEntry},
     ApiError, ApiState, Backend, TokenSet,
 };
 use tokio::sync::broadcast;
@@ -17,6 +17,8 @@ pub struct MemBackend {
     pub tx: broadcast::Sender<Finding>,
     /// What `findings_after` serves (SSE resume).
     pub stored: Vec<Finding>,
+    /// The live-log feed (`/logs/live`).
+    pub logs: broadcast::Sender<LogEntry>,
 }
 
 #[async_trait::async_trait]
@@ -54,6 +56,9 @@ impl Backend for MemBackend {
     fn subscribe(&self) -> broadcast::Receiver<Finding> {
         self.tx.subscribe()
     }
+    fn live_logs(&self) -> broadcast::Receiver<LogEntry> {
+        self.logs.subscribe()
+    }
     async fn findings_after(&self, id: i64, limit: u32) -> Result<Vec<Finding>, ApiError> {
         Ok(self
             .stored
@@ -87,6 +92,7 @@ pub fn state() -> Arc<ApiState<MemBackend>> {
     state_with(MemBackend {
         tx: broadcast::channel(4).0,
         stored: Vec::new(),
+        logs: broadcast::channel(4).0,
     })
 }
 
@@ -108,6 +114,7 @@ pub fn state_with_limits(limits: api::Limits) -> Arc<ApiState<MemBackend>> {
     let backend = MemBackend {
         tx: broadcast::channel(4).0,
         stored: Vec::new(),
+        logs: broadcast::channel(4).0,
     };
     ApiState::with_limits(Arc::new(backend), tokens(), limits)
 }

@@ -71,9 +71,10 @@ fn main() -> Result<()> {
                     "programs" => file_programs(&mut fresh)?,
                     "lsm" => lsm_vs_tracepoints(&mut fresh)?,
                     "virtio" => virtio_drop_rates(&mut fresh)?,
+                    "dashboard" => dashboard(&mut fresh)?,
                     other => {
                         anyhow::bail!(
-                            "--only detection|logs|sensors|sensor-rate|idle|programs|lsm|virtio, not {other:?}"
+                            "--only detection|logs|sensors|sensor-rate|idle|programs|lsm|virtio|dashboard, not {other:?}"
                         )
                     }
                 }
@@ -146,6 +147,7 @@ fn main() -> Result<()> {
     detection(&mut results)?;
     logs(&mut results)?;
     idle(&mut results)?;
+    dashboard(&mut results)?;
 
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -159,6 +161,56 @@ fn main() -> Result<()> {
 /// config, changed only where it must be private to the bench (state, pins, port)
 /// and with one watched tree; after it settled, its CPU over 10 s (utime + stime
 /// from /proc) and its resident memory.
+/// The dashboard's overview page in headless Chromium, logged in: first contentful
+/// paint (median of 5 fresh loads) and the bytes one load transfers.
+fn dashboard(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
+    const BASE: &str = "https://127.0.0.1:9443";
+    integration_test::browser::available().map_err(anyhow::Error::msg)?;
+    let net = integration_test::net_or_skip().context("network namespaces")?;
+    let h = integration_test::harness::Harness::start(net, "");
+    let b = integration_test::browser::Browser::start(&h.net.ns_a);
+    anyhow::ensure!(b.login(BASE, &h.admin), "dashboard login failed");
+    let (mut paints, mut bytes) = (Vec::new(), 0.0);
+    for _ in 0..5 {
+        b.goto("about:blank");
+        b.goto(&format!("{BASE}/#overview"));
+        anyhow::ensure!(
+            b.wait("body[data-ready=overview]", 20),
+            "the overview did not render"
+        );
+        let v = b.run_async(
+            "const done = arguments[arguments.length - 1];
+             const p = performance.getEntriesByName('first-contentful-paint')[0];
+             const nav = performance.getEntriesByType('navigation')[0];
+             const res = performance.getEntriesByType('resource');
+             done({fcp: p ? p.startTime : -1,
+                   bytes: (nav ? nav.transferSize : 0) + res.reduce((a, r) => a + r.transferSize, 0)});",
+        );
+        let fcp = v["fcp"].as_f64().unwrap_or(-1.0);
+        anyhow::ensure!(fcp >= 0.0, "no first-contentful-paint entry: {v}");
+        paints.push(fcp);
+        bytes = v["bytes"].as_f64().unwrap_or(0.0);
+    }
+    let fcp = median(&mut paints);
+    eprintln!(
+        "dashboard: first paint {fcp:.0} ms, {:.1} KiB per load",
+        bytes / 1024.0
+    );
+    results.insert(
+        "dashboard_first_paint_ms",
+        metric(fcp, "ms", "first contentful paint of the overview page in headless Chromium on this machine, logged in, median of 5 fresh loads (goal: at most 300 ms)"),
+    );
+    results.insert(
+        "dashboard_page_weight_kib",
+        metric(
+            bytes / 1024.0,
+            "KiB",
+            "bytes one load of the overview page transfers: HTML, script, style and its API calls",
+        ),
+    );
+    Ok(())
+}
+
 fn idle(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let www = dir.path().join("www");

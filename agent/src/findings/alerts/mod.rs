@@ -92,7 +92,7 @@ impl Channel {
 }
 
 /// One channel's outbox, for `/health`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ChannelView {
     pub name: String,
     #[serde(rename = "type")]
@@ -102,7 +102,7 @@ pub struct ChannelView {
 }
 
 /// What one channel made of a test alert.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct TestResult {
     pub name: String,
     #[serde(rename = "type")]

@@ -17,7 +17,7 @@ pub const WEBHOOK: &str = "charon-webhook";
 pub const EMAIL: &str = "charon-email";
 
 /// The settings as Charon shows them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Notifications {
     pub enabled: bool,
     pub min_log_level: String,
