@@ -291,6 +291,22 @@ pub struct Logs {
     pub scenarios: Scenarios,
     /// Keys (addresses, accounts) tracked per scenario, at most.
     pub max_keys: usize,
+    /// Which sshd lines count as failures (see [`SshdMode`]).
+    #[serde(default)]
+    pub sshd_mode: SshdMode,
+}
+
+/// fail2ban's three sshd modes: `normal` counts failed and refused logins and
+/// sessions that ended in authentication; `ddos` adds clients that never began it
+/// (no identification string, bad banners, closes and timeouts before auth);
+/// `aggressive` adds clients that could not negotiate an algorithm or method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SshdMode {
+    #[default]
+    Normal,
+    Ddos,
+    Aggressive,
 }
 
 impl Logs {
@@ -366,10 +382,47 @@ pub struct Scenarios {
     pub smtp_rcpt_scan: Scenario,
     pub account_bruteforce: Scenario,
     pub mail_relay_abuse: Scenario,
+    /// Failed logins of any service from one address, leaking slowly (CrowdSec's
+    /// ssh-slow-bf): the attacker that stays under the fast buckets.
+    #[serde(default = "Scenario::slow_bruteforce")]
+    pub slow_bruteforce: Scenario,
+    /// Distinct user names tried from one address (CrowdSec's ssh-bf_user-enum).
+    #[serde(default = "Scenario::user_enumeration")]
+    pub user_enumeration: Scenario,
+    /// Clients exim refused for what only abuse does (protocol violations, policy
+    /// drops, unverifiable senders, spam).
+    #[serde(default = "Scenario::smtp_abuse")]
+    pub smtp_abuse: Scenario,
+}
+
+impl Scenario {
+    fn slow_bruteforce() -> Self {
+        Self {
+            capacity: 10,
+            leak_secs: 60,
+            blackhole_secs: 60,
+        }
+    }
+
+    fn user_enumeration() -> Self {
+        Self {
+            capacity: 5,
+            leak_secs: 60,
+            blackhole_secs: 300,
+        }
+    }
+
+    fn smtp_abuse() -> Self {
+        Self {
+            capacity: 5,
+            leak_secs: 60,
+            blackhole_secs: 300,
+        }
+    }
 }
 
 impl Scenarios {
-    pub fn all(&self) -> [(&'static str, Scenario); 11] {
+    pub fn all(&self) -> [(&'static str, Scenario); 14] {
         [
             ("ssh_bruteforce", self.ssh_bruteforce),
             ("mail_bruteforce", self.mail_bruteforce),
@@ -382,6 +435,9 @@ impl Scenarios {
             ("smtp_rcpt_scan", self.smtp_rcpt_scan),
             ("account_bruteforce", self.account_bruteforce),
             ("mail_relay_abuse", self.mail_relay_abuse),
+            ("slow_bruteforce", self.slow_bruteforce),
+            ("user_enumeration", self.user_enumeration),
+            ("smtp_abuse", self.smtp_abuse),
         ]
     }
 }

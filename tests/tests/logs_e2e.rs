@@ -236,7 +236,8 @@ fn blocked(h: &Harness, ip: &str) -> bool {
 }
 
 /// Mail, ModSecurity and the operator's undo, end to end: a dovecot line reporting
-/// six failed attempts from the peer blocks it in XDP; ModSecurity records and exim
+/// six failed attempts from the peer (IPv4-mapped, as dual-stack dovecot logs it)
+/// blocks it in XDP; ModSecurity records and exim
 /// deferrals written to their logs show in `/modsec/*` and `/email/*` (503 while the
 /// host has no such log); a bulk block and a bulk unblock are undone within 30 s, a
 /// second undo of the same token is 410.
@@ -276,8 +277,10 @@ fn mail_bruteforce_reports_and_bulk_undo() {
     let (s, st) = h.get("/api/v1/email/stats", &admin);
     assert_eq!((s, st["deferrals"].as_i64()), (200, Some(0)), "{st}");
 
-    // One dovecot line stands for six attempts: over the capacity of five.
-    append(&maillog, &[format!("Nov 23 15:00:01 mail dovecot: imap-login: Disconnected (auth failed, 6 attempts in 14 secs): user=<info@example.com>, method=PLAIN, rip={peer}, lip=192.0.2.2, TLS, session=<x>")]);
+    // One dovecot line stands for six attempts: over the capacity of five. A
+    // dual-stack dovecot logs the IPv4 peer IPv4-mapped; the block is its IPv4
+    // address (the firewall refuses mapped ones).
+    append(&maillog, &[format!("Nov 23 15:00:01 mail dovecot: imap-login: Disconnected (auth failed, 6 attempts in 14 secs): user=<info@example.com>, method=PLAIN, rip=::ffff:{peer}, lip=::ffff:192.0.2.2, TLS, session=<x>")]);
     assert!(
         wait_for(Duration::from_secs(10), || !tcp_connects(&h.net.ns_b, svc)),
         "peer not blocked; log:\n{}",

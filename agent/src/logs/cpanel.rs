@@ -4,7 +4,11 @@
 //! `203.0.113.5 - root [11/23/2026:15:00:01 -0000] "POST /login/?login_only=1 HTTP/1.1" FAILED LOGIN whostmgrd: login attempt to root account: user password hash is wrong`
 //! `198.51.100.2 - alice [11/23/2026:15:00:01 -0000] "GET / HTTP/1.1" NEW alice:token address_change cpaneld`
 //!
-//! The address is the first field. The user name and request are the client's, so a
+//! and, since cPanel 104:
+//!
+//! `[2026-11-23 15:00:01 +0000] info [whostmgrd] 203.0.113.5 - root "POST /login/?login_only=1 HTTP/1.1" FAILED LOGIN whostmgrd: ...`
+//!
+//! The address is the first field (after the time, level and service). The user name and request are the client's, so a
 //! failure is any line whose status, after the quoted request, is `FAILED LOGIN`: a
 //! client can make its own line look failed, never a failure look successful.
 
@@ -15,20 +19,19 @@ use super::{
 };
 
 pub fn parse_line(line: &str) -> Result<Event, ParseError> {
-    let (ip, rest) = token(line).ok_or(ParseError::Framing("empty"))?;
-    let ip = ip
+    let (ip, user, rest) = if line.starts_with('[') {
+        current(line)?
+    } else {
+        legacy(line)?
+    };
+    let ip: std::net::IpAddr = ip
         .parse()
-        .map_err(|_| ParseError::Framing("first field is not an address"))?;
-    let rest = rest
-        .strip_prefix("- ")
-        .ok_or(ParseError::Framing("no ' - '"))?;
-    // The user runs to the timestamp, `[mm/dd/yyyy:...]`.
-    let ts = rest.find(" [").ok_or(ParseError::Framing("no timestamp"))?;
-    let user = &rest[..ts];
-    let (_, rest) = bracketed(&rest[ts..]).ok_or(ParseError::Framing("bad timestamp"))?;
-    let (_request, rest) = quoted(rest).ok_or(ParseError::Framing("no quoted request"))?;
-    let status = rest.trim_start();
-    let failed = status.starts_with("FAILED LOGIN ") || line.contains("\" FAILED LOGIN ");
+        .map_err(|_| ParseError::Framing("no client address"))?;
+    let (_request, after) = quoted(rest).ok_or(ParseError::Framing("no quoted request"))?;
+    let status = after.trim_start();
+    // A user name with quotes could make a failure read as `NEW`: any failure
+    // status after the user counts (only the client's own address is blamed).
+    let failed = status.starts_with("FAILED LOGIN ") || rest.contains("\" FAILED LOGIN ");
     let ok = status.starts_with("NEW ");
     if !failed && !ok {
         return Err(ParseError::Irrelevant);
@@ -40,6 +43,37 @@ pub fn parse_line(line: &str) -> Result<Event, ParseError> {
         ok: ok && !failed,
         attempts: u32::from(failed),
     })
+}
+
+/// `ip - user [mm/dd/yyyy:hh:mm:ss zone] "request" STATUS ...` (cPanel < 104)
+/// → (ip, user, rest from the request).
+fn legacy(line: &str) -> Result<(&str, &str, &str), ParseError> {
+    let (ip, rest) = token(line).ok_or(ParseError::Framing("empty"))?;
+    let rest = rest
+        .strip_prefix("- ")
+        .ok_or(ParseError::Framing("no ' - '"))?;
+    // The user runs to the timestamp, `[mm/dd/yyyy:...]`.
+    let ts = rest.find(" [").ok_or(ParseError::Framing("no timestamp"))?;
+    let user = &rest[..ts];
+    let (_, rest) = bracketed(&rest[ts..]).ok_or(ParseError::Framing("bad timestamp"))?;
+    Ok((ip, user, rest))
+}
+
+/// `[yyyy-mm-dd hh:mm:ss zone] level [service] ip - user "request" STATUS ...`
+/// (cPanel 104 and later) → (ip, user, rest from the request). The user is the
+/// client's and runs to the request's opening quote.
+fn current(line: &str) -> Result<(&str, &str, &str), ParseError> {
+    let (_ts, rest) = bracketed(line).ok_or(ParseError::Framing("bad timestamp"))?;
+    let (_level, rest) = token(rest).ok_or(ParseError::Framing("no level"))?;
+    let (_service, rest) = bracketed(rest).ok_or(ParseError::Framing("no [service]"))?;
+    let (ip, rest) = token(rest).ok_or(ParseError::Framing("no client address"))?;
+    let rest = rest
+        .strip_prefix("- ")
+        .ok_or(ParseError::Framing("no ' - '"))?;
+    let q = rest
+        .find(" \"")
+        .ok_or(ParseError::Framing("no quoted request"))?;
+    Ok((ip, &rest[..q], &rest[q..]))
 }
 
 #[cfg(test)]
@@ -102,7 +136,7 @@ mod tests {
     fn noise_and_hostile_lines() {
         for (line, want) in [
             ("", ParseError::Framing("empty")),
-            ("host.example - root [x] \"GET /\" FAILED LOGIN", ParseError::Framing("first field is not an address")),
+            ("host.example - root [x] \"GET /\" FAILED LOGIN", ParseError::Framing("no client address")),
             ("203.0.113.5 root", ParseError::Framing("no ' - '")),
             ("203.0.113.5 - root", ParseError::Framing("no timestamp")),
             ("203.0.113.5 - root [11/23/2026 \"GET /\"", ParseError::Framing("bad timestamp")),

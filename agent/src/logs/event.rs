@@ -46,6 +46,10 @@ pub struct WebHit {
 pub enum MailEvent {
     /// exim refused a recipient for a connecting client (dictionary attacks, relaying).
     RcptRejected { ip: IpAddr, rcpt: String },
+    /// exim refused a client for what only abuse does: a sender that does not
+    /// verify, a protocol violation, a policy drop, a message refused as spam or
+    /// malware. `why` is a fixed label.
+    Rejected { ip: IpAddr, why: &'static str },
     /// An outbound delivery was deferred by the receiving provider.
     Deferred {
         /// gmail, microsoft, yahoo, ... or the MX's registrable domain.
@@ -115,7 +119,8 @@ impl Event {
             Event::Auth { ip, .. } => Some(*ip),
             Event::Web(w) => Some(w.ip),
             Event::Waf(w) => Some(w.ip),
-            Event::Mail(MailEvent::RcptRejected { ip, .. }) => Some(*ip),
+            Event::Mail(MailEvent::RcptRejected { ip, .. })
+            | Event::Mail(MailEvent::Rejected { ip, .. }) => Some(*ip),
             Event::Mail(MailEvent::Outbound { ip, .. }) => *ip,
             Event::Mail(_) => None,
         }
@@ -127,6 +132,9 @@ impl Event {
 pub struct Parser {
     source: Source,
     modsec: modsec::Assembler,
+    sshd: sshd::Reader,
+    sshd_mode: sshd::SshdMode,
+    dovecot: dovecot::Ledger,
 }
 
 impl Parser {
@@ -134,24 +142,47 @@ impl Parser {
         Self {
             source,
             modsec: modsec::Assembler::default(),
+            sshd: sshd::Reader::new(sshd::SshdMode::Normal),
+            sshd_mode: sshd::SshdMode::Normal,
+            dovecot: dovecot::Ledger::default(),
         }
+    }
+
+    /// The parser for `source` as the config says (sshd's mode).
+    pub fn for_logs(source: Source, cfg: &crate::config::Logs) -> Self {
+        Self::new(source).with_sshd_mode(cfg.sshd_mode)
+    }
+
+    pub fn with_sshd_mode(mut self, mode: sshd::SshdMode) -> Self {
+        self.sshd = sshd::Reader::new(mode);
+        self.sshd_mode = mode;
+        self
+    }
+
+    /// A parser for the same source and settings, with nothing remembered.
+    pub fn fresh(&self) -> Self {
+        Self::new(self.source).with_sshd_mode(self.sshd_mode)
     }
 
     pub fn source(&self) -> Source {
         self.source
     }
 
-    /// One line. `Ok(None)`: part of a record that is not complete yet.
+    /// One line. `Ok(None)`: part of a record that is not complete yet. Addresses
+    /// come out canonical: an IPv4-mapped IPv6 address (`::ffff:203.0.113.5`, as
+    /// dual-stack daemons log IPv4 clients) is the IPv4 address, which the firewall
+    /// can block.
     pub fn feed(&mut self, line: &str) -> Result<Option<Event>, ParseError> {
-        match self.source {
-            Source::Sshd => sshd::parse_line(line).map(|e| Some(e.into())),
+        let ev = match self.source {
+            Source::Sshd => self.sshd.feed(line).map(|(e, n)| Some(ssh_event(e, n))),
             Source::Exim => exim::parse_line(line).map(Some),
-            Source::Dovecot => dovecot::parse_line(line).map(Some),
+            Source::Dovecot => self.dovecot.feed(line).map(Some),
             Source::Ftp => ftp::parse_line(line).map(Some),
             Source::Cpanel => cpanel::parse_line(line).map(Some),
             Source::Access => access::parse_line(line).map(|h| Some(Event::Web(h))),
             Source::Modsec => self.modsec.feed(line).map(|h| h.map(Event::Waf)),
-        }
+        }?;
+        Ok(ev.map(Event::canonical))
     }
 
     /// The line's own timestamp, as written.
@@ -207,15 +238,34 @@ fn clf_seconds(line: &str) -> Option<f64> {
     super::grammar::civil_seconds(y, month, day, h, m, s)
 }
 
-impl From<sshd::SshEvent> for Event {
-    fn from(e: sshd::SshEvent) -> Self {
-        Event::Auth {
-            service: Service::Ssh,
-            ip: e.ip(),
-            user: e.user().map(|u| super::grammar::bounded(u, 64)),
-            ok: matches!(e, sshd::SshEvent::Accepted { .. }),
-            attempts: u32::from(e.is_failure()),
+/// An sshd event that counts `attempts` (see [`sshd::Reader`]).
+fn ssh_event(e: sshd::SshEvent, attempts: u32) -> Event {
+    Event::Auth {
+        service: Service::Ssh,
+        ip: e.ip(),
+        user: e.user().map(|u| super::grammar::bounded(u, 64)),
+        ok: matches!(e, sshd::SshEvent::Accepted { .. }),
+        attempts,
+    }
+}
+
+impl Event {
+    /// The same event with its addresses canonical (IPv4-mapped → IPv4).
+    pub fn canonical(mut self) -> Self {
+        let ip = match &mut self {
+            Event::Auth { ip, .. } => Some(ip),
+            Event::Web(w) => Some(&mut w.ip),
+            Event::Waf(w) => Some(&mut w.ip),
+            Event::Mail(MailEvent::RcptRejected { ip, .. })
+            | Event::Mail(MailEvent::Rejected { ip, .. }) => Some(ip),
+            Event::Mail(MailEvent::Outbound { ip, .. }) => ip.as_mut(),
+            Event::Mail(MailEvent::Deferred { local_ip, .. }) => local_ip.as_mut(),
+            Event::Mail(MailEvent::Script { .. }) => None,
+        };
+        if let Some(ip) = ip {
+            *ip = ip.to_canonical();
         }
+        self
     }
 }
 

@@ -155,6 +155,27 @@ fn h_field(s: &str) -> Option<usize> {
         .find(|i| *i == 0 || s.as_bytes()[i - 1] == b' ')
 }
 
+/// The address of every `H=` clause in `s`, which must be one: where client text
+/// (a quoted command or input) sits beside exim's own clause, a forged clause that
+/// names another address makes the line blame no one.
+fn unique_h_ip(s: &str) -> Result<IpAddr, ParseError> {
+    let mut found = None;
+    for (i, _) in s.match_indices("H=") {
+        if i > 0 && s.as_bytes()[i - 1] != b' ' {
+            continue;
+        }
+        let Some(ip) = client_ip(&s[i + 2..]) else {
+            continue;
+        };
+        match found {
+            None => found = Some(ip),
+            Some(f) if f == ip => {}
+            Some(_) => return Err(ParseError::Framing("client text repeats the H= clause")),
+        }
+    }
+    found.ok_or(ParseError::Framing("no H="))
+}
+
 fn rcpt_rejected(text: &str) -> Result<Event, ParseError> {
     let h = h_field(text).ok_or(ParseError::Framing("no H="))?;
     let r = text.find(" rejected RCPT ").ok_or(ParseError::Irrelevant)?;
@@ -263,6 +284,70 @@ pub fn parse_line(line: &str) -> Result<Event, ParseError> {
     }
     if text.contains(" rejected RCPT ") {
         return rcpt_rejected(text);
+    }
+    rejected(text)
+}
+
+/// The refusals of [`MailEvent::Rejected`], by the text exim writes before or right
+/// after the client's `[ip]` (HELO, sender and input come later and are the
+/// client's, so each phrase is anchored where exim puts it).
+fn rejected(text: &str) -> Result<Event, ParseError> {
+    let event = |ip: IpAddr, why: &'static str| Ok(Event::Mail(MailEvent::Rejected { ip, why }));
+    // Phrases that start the line, with the address in the next few tokens.
+    const LEADING: &[(&str, &str)] = &[
+        (
+            "SMTP protocol synchronization error ",
+            "protocol synchronization error",
+        ),
+        ("SMTP call from ", "dropped for too many bad commands"),
+        ("SMTP protocol error in ", "AUTH used when not advertised"),
+        ("no MAIL in SMTP connection from ", "no MAIL in connection"),
+        ("SMTP connection from ", "dropped by ACL"),
+        ("smtp SMTP connection from ", "dropped by ACL"),
+    ];
+    for (prefix, why) in LEADING {
+        let Some(rest) = text.strip_prefix(prefix) else {
+            continue;
+        };
+        let ok = match *why {
+            "protocol synchronization error" => true,
+            "dropped for too many bad commands" => rest.contains(" dropped: too many "),
+            "AUTH used when not advertised" => text
+                .trim_end()
+                .ends_with(" AUTH command used when not advertised"),
+            "no MAIL in connection" => true,
+            _ => text.trim_end().ends_with(" closed by DROP in ACL"),
+        };
+        if !ok {
+            continue;
+        }
+        let ip = match *why {
+            // The client's command or input is quoted around `H=... [ip]`, and exim
+            // does not escape quotes in it: every `H=` clause must agree.
+            "protocol synchronization error" | "AUTH used when not advertised" => {
+                unique_h_ip(rest)?
+            }
+            _ => client_ip(rest).ok_or(ParseError::Framing("no client address"))?,
+        };
+        return event(ip, why);
+    }
+    // `H=... [ip]:port ... sender verify fail for <addr>: reason`,
+    // `H=... [ip]:port F=<s> rejected after DATA: ...`,
+    // `msgid H=... [ip]:port F=<s> rejected by local_scan(): ...`.
+    const AFTER_HOST: &[(&str, &str)] = &[
+        (" sender verify fail for <", "sender verify failed"),
+        (" rejected after DATA: ", "message rejected"),
+        (" rejected by local_scan(): ", "message rejected"),
+    ];
+    let h = h_field(text).ok_or(ParseError::Irrelevant)?;
+    for (phrase, why) in AFTER_HOST {
+        if let Some(at) = text.find(phrase) {
+            if at < h {
+                return Err(ParseError::Framing("H= after the rejection"));
+            }
+            let ip = client_ip(&text[h + 2..at]).ok_or(ParseError::Framing("no client address"))?;
+            return event(ip, why);
+        }
     }
     Err(ParseError::Irrelevant)
 }

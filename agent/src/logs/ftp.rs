@@ -70,7 +70,9 @@ fn proftpd(m: &str) -> Result<Event, ParseError> {
         .trim_start_matches(':')
         .trim_start_matches(" -")
         .trim_start();
-    if text.starts_with("Maximum login attempts") {
+    if text.starts_with("Maximum login attempts")
+        || (text.starts_with("SECURITY VIOLATION: ") && text.contains(" login attempted"))
+    {
         return Ok(auth(ip, None, false));
     }
     let Some(u) = text.strip_prefix("USER ") else {

@@ -152,6 +152,24 @@ pub enum ParseError {
     Irrelevant,
 }
 
+/// The `key=value` list of pam_unix's `authentication failure; ... rhost=<ip>[
+/// user=<user>]` → (ip, user). `rhost` precedes `user`, and the user name (the
+/// client's) is last: `user=` is the last such key, and `rhost=` is read up to the
+/// next space. A host name (UseDNS yes) cannot be blocked: irrelevant.
+pub fn pam_failure(m: &str) -> Result<(IpAddr, Option<String>), ParseError> {
+    let (_, kv) = m.split_once("; ").ok_or(ParseError::Irrelevant)?;
+    let (before_user, user) = match kv.rfind(" user=") {
+        Some(i) => (&kv[..i], Some(kv[i + 6..].trim_end().to_string())),
+        None => (kv, None),
+    };
+    let rhost = before_user
+        .split(' ')
+        .find_map(|t| t.strip_prefix("rhost="))
+        .ok_or(ParseError::Irrelevant)?;
+    let ip = rhost.parse().map_err(|_| ParseError::Irrelevant)?;
+    Ok((ip, user.filter(|u| !u.is_empty())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

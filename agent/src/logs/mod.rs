@@ -23,6 +23,8 @@ pub mod journal;
 pub mod mail;
 pub mod modsec;
 pub mod modsec_rules;
+#[cfg(test)]
+mod recall;
 pub mod respond;
 pub mod scenario;
 pub mod sshd;
@@ -98,7 +100,7 @@ pub fn replay(
 ) -> std::io::Result<(Vec<Replayed>, LogStats)> {
     use std::io::BufRead;
     let mut sc = Scenarios::new(cfg);
-    let mut parser = Parser::new(source);
+    let mut parser = Parser::for_logs(source, cfg);
     let stats = LogStats::default();
     let base = Instant::now();
     let (mut first, mut last) = (None::<f64>, 0.0f64);
@@ -276,7 +278,7 @@ pub async fn run(
             tracing::info!(source = source.name(), path = %path.display(), ?start, "Following log.");
             followed.push(Followed {
                 source,
-                parser: Parser::new(source),
+                parser: Parser::for_logs(source, &cfg),
                 tailer: Tailer::new(path.clone(), start),
                 dir: wd,
                 name: name.to_os_string(),
@@ -403,7 +405,7 @@ pub async fn run(
                     }
                 }
                 for (source, lines) in by_source {
-                    let parser = jparsers.entry(source).or_insert_with(|| Parser::new(source));
+                    let parser = jparsers.entry(source).or_insert_with(|| Parser::for_logs(source, &cfg));
                     feed(source, parser, &lines, &mut scenario, &stats, &responder).await;
                 }
             }
@@ -463,7 +465,7 @@ async fn feed(
         if step.is_err() {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(source = source.name(), line = %grammar::bounded(line, 200), "Log parser panicked on a line; skipped it.");
-            *parser = Parser::new(source);
+            *parser = parser.fresh();
         }
     }
     // The batch's events go to the store in one transaction, before the triggers

@@ -15,6 +15,9 @@
 //! | `smtp_rcpt_scan` | recipients exim rejected | IP |
 //! | `account_bruteforce` | failed logins to one account, from any address | service+user |
 //! | `mail_relay_abuse` | recipients of mail sent by one local account | account |
+//! | `slow_bruteforce` | failed logins of any service, leaking slowly | IP |
+//! | `user_enumeration` | distinct user names in failed logins | IP |
+//! | `smtp_abuse` | clients exim refused for abuse (protocol, policy, spam) | IP |
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -142,6 +145,11 @@ pub struct Scenarios {
     probing: IpScenario,
     modsec: IpScenario,
     rcpt: IpScenario,
+    slow: IpScenario,
+    users: IpScenario,
+    smtp: IpScenario,
+    /// User names already counted per IP for `user_enumeration` (hashes, bounded).
+    tried_users: HashMap<IpAddr, VecDeque<u64>>,
     accounts: Buckets<(Service, String)>,
     account_ips: HashMap<(Service, String), Vec<IpAddr>>,
     volume: Buckets<String>,
@@ -203,6 +211,25 @@ impl Scenarios {
                 s.smtp_rcpt_scan,
                 k,
             ),
+            slow: IpScenario::new(
+                "slow_bruteforce",
+                "failed logins, slowly",
+                s.slow_bruteforce,
+                k,
+            ),
+            users: IpScenario::new(
+                "user_enumeration",
+                "distinct user names tried",
+                s.user_enumeration,
+                k,
+            ),
+            smtp: IpScenario::new(
+                "smtp_abuse",
+                "SMTP sessions refused for abuse",
+                s.smtp_abuse,
+                k,
+            ),
+            tried_users: HashMap::new(),
             accounts: Buckets::new(spec(s.account_bruteforce), k),
             account_ips: HashMap::new(),
             volume: Buckets::new(spec(s.mail_relay_abuse), k),
@@ -249,6 +276,11 @@ impl Scenarios {
                     Service::Cpanel => &mut self.cpanel,
                 };
                 trigger = sc.add(ip, attempts, user.as_deref(), line, now);
+                // The slower and wider buckets see the same failures; one trigger
+                // per line is enough (the first blocks the address).
+                let slow = self.slow.add(ip, attempts, user.as_deref(), line, now);
+                let enumeration = self.user_enumeration(ip, user.as_deref(), line, now);
+                trigger = trigger.or(slow).or(enumeration);
                 if let Some(u) = user.filter(|u| !u.is_empty()) {
                     self.account(service, u, ip, attempts, line, now, out);
                 }
@@ -358,6 +390,17 @@ impl Scenarios {
                             });
                         }
                     }
+                    MailEvent::Rejected { ip, why } => {
+                        if out.threat.len() < MAX_PENDING {
+                            out.threat.push((
+                                ip.to_string(),
+                                source.name(),
+                                "smtp_rejected",
+                                (*why).to_string(),
+                            ));
+                        }
+                        trigger = self.smtp.add(*ip, 1, None, line, now);
+                    }
                     MailEvent::Deferred { .. } | MailEvent::Script { .. } => {}
                 }
                 if out.mail.len() < MAX_PENDING {
@@ -369,6 +412,34 @@ impl Scenarios {
             stats.triggers.fetch_add(1, Ordering::Relaxed);
             out.triggers.push(t);
         }
+    }
+
+    /// `user_enumeration`: a user name not yet tried from `ip` adds one.
+    fn user_enumeration(
+        &mut self,
+        ip: IpAddr,
+        user: Option<&str>,
+        line: &str,
+        now: Instant,
+    ) -> Option<Trigger> {
+        let user = user.filter(|u| !u.is_empty())?;
+        if self.tried_users.len() >= self.max_keys {
+            self.tried_users.clear();
+        }
+        let seen = self.tried_users.entry(ip).or_default();
+        let h = path_hash(user);
+        if seen.contains(&h) {
+            return None;
+        }
+        if seen.len() >= PATHS_PER_IP {
+            seen.pop_front();
+        }
+        seen.push_back(h);
+        let t = self.users.add(ip, 1, Some(user), line, now);
+        if t.is_some() {
+            self.tried_users.remove(&ip);
+        }
+        t
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -474,6 +545,78 @@ mod tests {
             assert_eq!(out.triggers[0].check, check);
             assert_eq!(out.triggers[0].users.len(), 6, "{check}: the names tried");
         }
+    }
+
+    fn ssh_failure(user: &str, ip: &str) -> String {
+        format!("Nov 23 15:00:01 w sshd[1]: Failed password for invalid user {user} from {ip} port 1 ssh2")
+    }
+
+    #[test]
+    fn slow_brute_force_is_caught_under_the_fast_bucket() {
+        let t0 = Instant::now();
+        let mut sc = Scenarios::new(&cfg());
+        // One try every 20 s: the fast bucket (5, one per 10 s) never fills.
+        let mut fired = Vec::new();
+        for i in 0..30u64 {
+            let out = run(
+                Source::Sshd,
+                &[ssh_failure("root", "203.0.113.5")],
+                &mut sc,
+                t0 + Duration::from_secs(20 * i),
+            );
+            fired.extend(out.triggers.into_iter().map(|t| (i, t.check)));
+        }
+        // 3 a minute against one leaked a minute: the 10 of capacity are over
+        // after 15 tries (five minutes); then the address is blackholed.
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].1, "slow_bruteforce");
+        assert!((14..=17).contains(&fired[0].0), "{fired:?}");
+    }
+
+    #[test]
+    fn many_user_names_from_one_address_are_an_enumeration() {
+        let t0 = Instant::now();
+        let lines = |distinct: bool| -> Vec<(u64, String)> {
+            (0..8u64)
+                .map(|i| {
+                    let user = if distinct {
+                        format!("u{i}")
+                    } else {
+                        "u".into()
+                    };
+                    (i * 11, ssh_failure(&user, "203.0.113.6"))
+                })
+                .collect()
+        };
+        for (distinct, want) in [(true, Some("user_enumeration")), (false, None)] {
+            let mut sc = Scenarios::new(&cfg());
+            let mut fired = None;
+            for (at, l) in lines(distinct) {
+                let out = run(Source::Sshd, &[l], &mut sc, t0 + Duration::from_secs(at));
+                fired = fired.or(out.triggers.first().map(|t| t.check));
+            }
+            assert_eq!(fired, want, "distinct names: {distinct}");
+        }
+    }
+
+    #[test]
+    fn smtp_abuse_and_mapped_addresses_trigger_for_the_ipv4_client() {
+        let mut sc = Scenarios::new(&cfg());
+        let lines: Vec<String> = (0..6)
+            .map(|i| format!("2026-11-23 15:00:0{i} SMTP call from [::ffff:203.0.113.7]:{i} dropped: too many nonmail commands (last was \"RSET\")"))
+            .collect();
+        let out = run(Source::Exim, &lines, &mut sc, Instant::now());
+        assert_eq!(out.triggers.len(), 1);
+        assert_eq!(
+            (out.triggers[0].check, out.triggers[0].ip.to_string()),
+            ("smtp_abuse", "203.0.113.7".to_string())
+        );
+        let mut sc = Scenarios::new(&cfg());
+        let out = run(Source::Dovecot, &["Nov 23 15:00:01 m dovecot: imap-login: Disconnected (auth failed, 6 attempts in 20 secs): user=<a@b.c>, method=PLAIN, rip=::ffff:203.0.113.8, lip=192.0.2.2".into()], &mut sc, Instant::now());
+        assert_eq!(
+            out.triggers[0].ip,
+            "203.0.113.8".parse::<IpAddr>().expect("ip")
+        );
     }
 
     #[test]

@@ -12,10 +12,11 @@
 //! account (no spaces, no colons: `/etc/passwd` allows neither), and otherwise the
 //! line is refused as malformed: it blames no one, never a third party.
 
-use std::net::IpAddr;
+use std::{collections::HashMap, net::IpAddr};
 
 use super::grammar::ParseError;
 pub use super::syslog::syslog;
+pub use crate::config::SshdMode;
 
 /// What an sshd message says about an authentication attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,20 @@ pub enum SshEvent {
     /// `PAM <n> more authentication failures; ... rhost=<ip>[ user=<user>]`. sshd logs
     /// its own `Failed ...` line for each attempt as well, so these do not count again.
     Pam { user: Option<String>, ip: IpAddr },
+    /// sshd refused the client outright, or gave up on its authentication, without
+    /// a `Failed` line: `User <user> from <ip> not allowed because ...`, `ROOT LOGIN
+    /// REFUSED FROM <ip>`, tcp-wrappers' `refused connect from <host> (<ip>)`,
+    /// `error: PAM: Authentication failure for <user> from <ip>`, `Disconnecting
+    /// authenticating user <user> <ip> port <n>: Too many authentication failures`,
+    /// `Received disconnect from <ip> port <n>:3: ... Auth fail`.
+    Refused { user: Option<String>, ip: IpAddr },
+    /// A client that never got to authenticate, which counts only in the modes that
+    /// say so: `Did not receive identification string`, `Bad protocol version
+    /// identification`, `banner exchange: ... invalid format`, a close before
+    /// authentication (`Connection closed by <ip> port <n>`), a login grace timeout
+    /// ([`SshdMode::Ddos`]); `Unable to negotiate`, `14: No supported authentication
+    /// methods available` ([`SshdMode::Aggressive`]).
+    Probe { ip: IpAddr, mode: SshdMode },
     /// `Accepted <method> for <user> from <ip> port <n> ssh2`
     Accepted {
         user: String,
@@ -53,15 +68,21 @@ impl SshEvent {
             | Self::MaxAttempts { ip, .. }
             | Self::PreauthClose { ip, .. }
             | Self::Pam { ip, .. }
+            | Self::Refused { ip, .. }
+            | Self::Probe { ip, .. }
             | Self::Accepted { ip, .. } => *ip,
         }
     }
 
-    /// Counts toward brute force.
+    /// Counts toward brute force on its own (in every mode, whatever the session did
+    /// before).
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Self::Failed { .. } | Self::InvalidUser { .. } | Self::MaxAttempts { .. }
+            Self::Failed { .. }
+                | Self::InvalidUser { .. }
+                | Self::MaxAttempts { .. }
+                | Self::Refused { .. }
         )
     }
 
@@ -71,7 +92,10 @@ impl SshEvent {
             | Self::InvalidUser { user, .. }
             | Self::MaxAttempts { user, .. }
             | Self::Accepted { user, .. } => Some(user),
-            Self::PreauthClose { user, .. } | Self::Pam { user, .. } => user.as_deref(),
+            Self::PreauthClose { user, .. }
+            | Self::Pam { user, .. }
+            | Self::Refused { user, .. } => user.as_deref(),
+            Self::Probe { .. } => None,
         }
     }
 }
@@ -157,25 +181,10 @@ fn user_of(head: &str) -> (String, bool) {
     }
 }
 
-/// The `key=value` list of a PAM failure. `rhost` precedes `user`, and the user name
-/// (the client's) is last: `user=` is the last such key, and `rhost=` is read up to
-/// the next space.
+/// pam_unix's failure line (see [`super::grammar::pam_failure`]).
 fn pam(m: &str) -> Result<SshEvent, ParseError> {
-    let (_, kv) = m.split_once("; ").ok_or(ParseError::Irrelevant)?;
-    let (before_user, user) = match kv.rfind(" user=") {
-        Some(i) => (&kv[..i], Some(kv[i + 6..].trim_end().to_string())),
-        None => (kv, None),
-    };
-    let rhost = before_user
-        .split(' ')
-        .find_map(|t| t.strip_prefix("rhost="))
-        .ok_or(ParseError::Irrelevant)?;
-    // A host name (UseDNS yes) cannot be blocked.
-    let ip = rhost.parse().map_err(|_| ParseError::Irrelevant)?;
-    Ok(SshEvent::Pam {
-        user: user.filter(|u| !u.is_empty()),
-        ip,
-    })
+    let (ip, user) = super::grammar::pam_failure(m)?;
+    Ok(SshEvent::Pam { user, ip })
 }
 
 /// Parse an sshd (or sshd-session, OpenSSH ≥ 9.8) message.
@@ -201,7 +210,10 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
             method: method.to_string(),
         });
     }
-    if let Some(rest) = m.strip_prefix("Invalid user ") {
+    if let Some(rest) = m
+        .strip_prefix("Invalid user ")
+        .or_else(|| m.strip_prefix("Illegal user "))
+    {
         // The port is absent in OpenSSH < 7.x.
         let parsed = from_ip_port(rest).or_else(|| {
             let (u, ip) = rest.trim_end().rsplit_once(" from ")?;
@@ -225,23 +237,226 @@ pub fn sshd(message: &str) -> Result<SshEvent, ParseError> {
     {
         return pam(m);
     }
-    for prefix in ["Connection closed by ", "Disconnected from "] {
+    if let Some(e) = refused(m) {
+        return Ok(e);
+    }
+    if let Some(e) = probe(m) {
+        return Ok(e);
+    }
+    for prefix in [
+        "Connection closed by ",
+        "Connection reset by ",
+        "Disconnected from ",
+    ] {
         if let Some(rest) = m.strip_prefix(prefix) {
-            if !rest.trim_end().ends_with("[preauth]") {
+            let preauth = rest.trim_end().ends_with("[preauth]");
+            let (head, ip) = ip_port(rest).ok_or(ParseError::Irrelevant)?;
+            if head.is_empty() {
+                // Before authentication began: a scanner, or a client that gave up at
+                // the key exchange. (After a login the close names the user.)
+                return Ok(SshEvent::Probe {
+                    ip,
+                    mode: SshdMode::Ddos,
+                });
+            }
+            if !preauth {
                 return Err(ParseError::Irrelevant);
             }
-            let (head, ip) = ip_port(rest).ok_or(ParseError::Irrelevant)?;
-            let user = (!head.is_empty()).then(|| user_of(head).0);
-            return Ok(SshEvent::PreauthClose { user, ip });
+            return Ok(SshEvent::PreauthClose {
+                user: Some(user_of(head).0),
+                ip,
+            });
         }
     }
     Err(ParseError::Irrelevant)
 }
 
+/// The refusals of [`SshEvent::Refused`], or None.
+fn refused(m: &str) -> Option<SshEvent> {
+    let some = |user: Option<&str>, ip: IpAddr| {
+        Some(SshEvent::Refused {
+            user: user.filter(|u| !u.is_empty()).map(str::to_string),
+            ip,
+        })
+    };
+    if let Some(rest) = m.strip_prefix("User ") {
+        // The reasons are sshd's own text (a shell's path comes from /etc/passwd).
+        let (head, _reason) = rest.rsplit_once(" not allowed because ")?;
+        let (user, ip) = head.rsplit_once(" from ")?;
+        return some(Some(user), ip.parse().ok()?);
+    }
+    if let Some(rest) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
+        let ip = rest.split(' ').next()?;
+        return some(Some("root"), ip.parse().ok()?);
+    }
+    if let Some(rest) = m.strip_prefix("refused connect from ") {
+        let (_, ip) = rest.trim_end().strip_suffix(')')?.rsplit_once(" (")?;
+        return some(None, ip.parse().ok()?);
+    }
+    let pam = m.strip_prefix("PAM: ").unwrap_or(m);
+    for prefix in [
+        "Authentication failure for ",
+        "Authentication failed for ",
+        "User not known to the underlying authentication module for ",
+    ] {
+        if let Some(rest) = pam.strip_prefix(prefix) {
+            let rest = rest.rsplit_once(" via ").map_or(rest, |(r, _)| r);
+            let (head, ip) = rest.trim_end().rsplit_once(" from ")?;
+            let user = head
+                .strip_prefix("illegal user ")
+                .or_else(|| head.strip_prefix("invalid user "))
+                .unwrap_or(head);
+            return some(Some(user), ip.parse().ok()?);
+        }
+    }
+    if let Some(rest) = m.strip_prefix("Disconnecting ") {
+        let rest = rest.trim_end();
+        let rest = rest.strip_suffix(" [preauth]").unwrap_or(rest);
+        let head = rest.strip_suffix(": Too many authentication failures")?;
+        let (who, ip) = ip_port(head)?;
+        return some(Some(&user_of(who).0), ip);
+    }
+    if let Some((ip, code, text)) = received_disconnect(m) {
+        if code == 3 && text.contains("Auth fail") {
+            return some(None, ip);
+        }
+    }
+    None
+}
+
+/// `Received disconnect from <ip> port <n>:<code>: <text>` (or the older `<ip>:
+/// <code>: <text>`) → (ip, code, text). The text is the client's.
+fn received_disconnect(m: &str) -> Option<(IpAddr, u32, &str)> {
+    let rest = m.strip_prefix("Received disconnect from ")?;
+    let (ip, after) = match rest.split_once(" port ") {
+        Some((ip, r)) => (ip, r.split_once(':')?.1),
+        None => rest.split_once(": ")?,
+    };
+    let (code, text) = after.trim_start().split_once(':')?;
+    Some((ip.parse().ok()?, code.trim().parse().ok()?, text))
+}
+
+/// The clients of [`SshEvent::Probe`], or None.
+fn probe(m: &str) -> Option<SshEvent> {
+    let ddos = |ip: IpAddr| {
+        Some(SshEvent::Probe {
+            ip,
+            mode: SshdMode::Ddos,
+        })
+    };
+    let aggressive = |ip: IpAddr| {
+        Some(SshEvent::Probe {
+            ip,
+            mode: SshdMode::Aggressive,
+        })
+    };
+    // `<ip>[ port <n>]` to the end of `s` (or to `: ...` after the port).
+    let addr = |s: &str| -> Option<IpAddr> {
+        let s = s.trim_end();
+        let s = s.strip_suffix(" [preauth]").unwrap_or(s);
+        let ip = s.split(" port ").next()?;
+        ip.parse().ok()
+    };
+    if let Some(rest) = m.strip_prefix("Did not receive identification string from ") {
+        return ddos(addr(rest)?);
+    }
+    if let Some(rest) = m.strip_prefix("Bad protocol version identification ") {
+        // The quoted version is the client's: the address is the last clause.
+        let (_, ip) = rest.rsplit_once(" from ")?;
+        return ddos(addr(ip)?);
+    }
+    for prefix in [
+        "banner exchange: Connection from ",
+        "ssh_dispatch_run_fatal: Connection from ",
+    ] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            let (ip, _) = rest.split_once(" port ")?;
+            return ddos(ip.parse().ok()?);
+        }
+    }
+    let t = m.strip_prefix("fatal: ").unwrap_or(m);
+    if let Some(rest) = t.strip_prefix("Timeout before authentication for ") {
+        return ddos(addr(rest)?);
+    }
+    if let Some(rest) = m.strip_prefix("Unable to negotiate with ") {
+        let (ip, _) = rest.split_once(" port ")?;
+        return aggressive(ip.parse().ok()?);
+    }
+    if let Some((ip, 14, _)) = received_disconnect(m) {
+        return aggressive(ip);
+    }
+    None
+}
+
+/// sshd's lines read in order, with what each session (sshd's pid) did: a close before
+/// authentication counts once for a session in which nothing else counted (the slow
+/// brute force: one try per connection, or keys refused without a `Failed` line), and
+/// never after a login.
+pub struct Reader {
+    mode: SshdMode,
+    /// pid → the session authenticated (true) or already counted (false).
+    sessions: HashMap<u32, bool>,
+}
+
+/// Sessions remembered, at most (sshd's MaxStartups keeps far fewer open).
+const MAX_SESSIONS: usize = 16_384;
+
+impl Reader {
+    pub fn new(mode: SshdMode) -> Self {
+        Self {
+            mode,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// One line → the event and the failed attempts it counts.
+    pub fn feed(&mut self, line: &str) -> Result<(SshEvent, u32), ParseError> {
+        let s = syslog(line)?;
+        if !matches!(s.program, "sshd" | "sshd-session" | "sshd-auth") {
+            return Err(ParseError::Irrelevant);
+        }
+        let e = sshd(s.message)?;
+        if self.sessions.len() >= MAX_SESSIONS {
+            self.sessions.clear();
+        }
+        let n = match (&e, s.pid) {
+            (SshEvent::Accepted { .. }, Some(pid)) => {
+                self.sessions.insert(pid, true);
+                0
+            }
+            (e, pid) if e.is_failure() => {
+                if let Some(pid) = pid {
+                    self.sessions.entry(pid).or_insert(false);
+                }
+                1
+            }
+            (SshEvent::PreauthClose { .. } | SshEvent::Probe { .. }, pid) => {
+                let wanted = match &e {
+                    SshEvent::Probe { mode, .. } => self.mode >= *mode,
+                    _ => true,
+                };
+                let seen = pid.is_some_and(|p| self.sessions.contains_key(&p));
+                let count = wanted && !seen;
+                if let Some(pid) = pid {
+                    if matches!(e, SshEvent::PreauthClose { .. }) {
+                        // The session is over.
+                        self.sessions.remove(&pid);
+                    } else if count {
+                        self.sessions.insert(pid, false);
+                    }
+                }
+                u32::from(count)
+            }
+            _ => 0,
+        };
+        Ok((e, n * s.repeat))
+    }
+}
+
 /// A whole log line from sshd, or why not.
 pub fn parse_line(line: &str) -> Result<SshEvent, ParseError> {
     let s = syslog(line)?;
-    if !matches!(s.program, "sshd" | "sshd-session") {
+    if !matches!(s.program, "sshd" | "sshd-session" | "sshd-auth") {
         return Err(ParseError::Irrelevant);
     }
     sshd(s.message)
@@ -288,7 +503,7 @@ mod tests {
             ),
             (
                 "Nov 23 15:00:01 web1 sshd[1234]: Disconnected from 203.0.113.5 port 3 [preauth]",
-                SshEvent::PreauthClose { user: None, ip: ip("203.0.113.5") },
+                SshEvent::Probe { ip: ip("203.0.113.5"), mode: SshdMode::Ddos },
             ),
             (
                 "Nov 23 15:00:01 web1 sshd[1234]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.5  user=root",
@@ -374,7 +589,7 @@ mod tests {
             "Nov 23 15:00:01 web1 sshd[1]: Server listening on 0.0.0.0 port 22.",
             "Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 999.1.1.1 port 1 ssh2",
             "Nov 23 15:00:01 web1 sshd[1]: Failed password for root from 203.0.113.5 port 99999 ssh2",
-            "Nov 23 15:00:01 web1 sshd[1]: Connection closed by 203.0.113.5 port 3",
+            "Nov 23 15:00:01 web1 sshd[1]: Connection closed by user alice 203.0.113.5 port 3",
             "Nov 23 15:00:01 web1 sshd[1]: \u{0}\u{ffff}",
         ] {
             assert!(parse_line(line).is_err(), "{line:?}");

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Syslog framing, shared by every daemon that logs through syslog (sshd, dovecot,
-//! pure-ftpd, proftpd).
+//! pure-ftpd, proftpd): RFC 3164 (`Mmm dd hh:mm:ss host prog[pid]: msg`), the same
+//! with an RFC 3339 time (rsyslog's high-precision format), either of them with the
+//! `<PRI>` a relay keeps, and RFC 5424 (`<PRI>1 time host app procid msgid sd msg`).
+//! rsyslog's `message repeated N times: [ msg]` is the message N more times.
 
 use super::grammar::{token, ParseError};
 
@@ -14,13 +17,24 @@ pub struct Syslog<'a> {
     pub program: &'a str,
     pub pid: Option<u32>,
     pub message: &'a str,
+    /// How many times the message happened: 1, or N for rsyslog's `message repeated
+    /// N times: [ msg]` (capped at [`MAX_REPEAT`]).
+    pub repeat: u32,
 }
+
+/// What one `message repeated` line may stand for, at most: a line is cheap to write,
+/// so what one weighs stays small.
+pub const MAX_REPEAT: u32 = 10;
 
 const MONTHS: &[&str] = &[
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
 pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
+    let line = strip_pri(line);
+    if let Some(rest) = line.strip_prefix("1 ") {
+        return rfc5424(rest);
+    }
     let (first, rest) = token(line).ok_or(ParseError::Framing("empty"))?;
     let (timestamp, rest) = if MONTHS.contains(&first) {
         let (day, r) = token(rest).ok_or(ParseError::Framing("no day"))?;
@@ -57,13 +71,109 @@ pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
     if program.is_empty() || program.contains(' ') {
         return Err(ParseError::Framing("bad program"));
     }
-    Ok(Syslog {
+    Ok(repeated(Syslog {
         timestamp,
         host,
         program,
         pid,
         message,
-    })
+        repeat: 1,
+    }))
+}
+
+/// `<PRI>` (1 to 3 digits) at the start, as relays and `logger --rfc5424` write it.
+fn strip_pri(line: &str) -> &str {
+    let Some(rest) = line.strip_prefix('<') else {
+        return line;
+    };
+    match rest.split_once('>') {
+        Some((pri, after))
+            if (1..=3).contains(&pri.len()) && pri.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            after
+        }
+        _ => line,
+    }
+}
+
+/// RFC 5424 after the version: `time host app procid msgid sd[ msg]`. A nil (`-`)
+/// time or app is refused: the time orders replay, the app picks the grammar.
+fn rfc5424(rest: &str) -> Result<Syslog<'_>, ParseError> {
+    let (timestamp, rest) = token(rest).ok_or(ParseError::Framing("no timestamp"))?;
+    if timestamp.len() < 19 || timestamp.as_bytes()[10] != b'T' {
+        return Err(ParseError::Framing("bad RFC 5424 timestamp"));
+    }
+    let (host, rest) = token(rest).ok_or(ParseError::Framing("no host"))?;
+    let (program, rest) = token(rest).ok_or(ParseError::Framing("no app name"))?;
+    let (procid, rest) = token(rest).ok_or(ParseError::Framing("no procid"))?;
+    let (_msgid, rest) = token(rest).ok_or(ParseError::Framing("no msgid"))?;
+    if program == "-" {
+        return Err(ParseError::Framing("no app name"));
+    }
+    let pid = match procid {
+        "-" => None,
+        p => Some(p.parse().map_err(|_| ParseError::Framing("bad procid"))?),
+    };
+    let message = structured_data_end(rest)?;
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
+    Ok(repeated(Syslog {
+        timestamp,
+        host,
+        program,
+        pid,
+        message,
+        repeat: 1,
+    }))
+}
+
+/// Skip RFC 5424's STRUCTURED-DATA (`-`, or `[id k="v" ...]` elements whose values
+/// escape `"`, `\\` and `]`) and the space after it: the message.
+fn structured_data_end(s: &str) -> Result<&str, ParseError> {
+    if let Some(rest) = s.strip_prefix('-') {
+        return Ok(rest.strip_prefix(' ').unwrap_or(rest));
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        let mut quoted = false;
+        i += 1;
+        loop {
+            match b.get(i) {
+                None => return Err(ParseError::Framing("unterminated structured data")),
+                Some(b'\\') if quoted => i += 2,
+                Some(b'"') => {
+                    quoted = !quoted;
+                    i += 1;
+                }
+                Some(b']') if !quoted => {
+                    i += 1;
+                    break;
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+    if i == 0 {
+        return Err(ParseError::Framing("no structured data"));
+    }
+    let rest = &s[i..];
+    Ok(rest.strip_prefix(' ').unwrap_or(rest))
+}
+
+/// rsyslog's `message repeated N times: [ msg]`: the message, N times.
+fn repeated(mut s: Syslog<'_>) -> Syslog<'_> {
+    let Some(rest) = s.message.strip_prefix("message repeated ") else {
+        return s;
+    };
+    let Some((n, rest)) = rest.split_once(" times: [") else {
+        return s;
+    };
+    let (Ok(n), Some(inner)) = (n.parse::<u32>(), rest.trim_end().strip_suffix(']')) else {
+        return s;
+    };
+    s.message = inner.strip_prefix(' ').unwrap_or(inner);
+    s.repeat = n.clamp(1, MAX_REPEAT);
+    s
 }
 
 impl Syslog<'_> {
@@ -110,6 +220,33 @@ mod tests {
         assert_eq!(b.seconds().zip(a.seconds()).map(|(b, a)| b - a), Some(10.0));
         let c = syslog("2026-11-23T15:00:01.500000+00:00 h sshd[1]: x").expect("line");
         assert_eq!(c.seconds().map(|s| s.fract()), Some(0.5));
+    }
+
+    #[test]
+    fn rfc5424_pri_and_repeats() {
+        let s = syslog(r#"<38>1 2026-11-23T15:01:29Z web1 sshd 1076 ID47 [a x="1\]2" y="\"q\""][b] Invalid user a"#)
+            .expect("5424");
+        assert_eq!(
+            (s.host, s.program, s.pid, s.message),
+            ("web1", "sshd", Some(1076), "Invalid user a")
+        );
+        let s = syslog("<86>Nov 23 15:00:01 web1 sshd[7]: message repeated 3 times: [ Failed x]")
+            .expect("3164 with PRI");
+        assert_eq!((s.program, s.message, s.repeat), ("sshd", "Failed x", 3));
+        let s = syslog("Nov 23 15:00:01 h sshd[7]: message repeated 4000000 times: [ x]")
+            .expect("line");
+        assert_eq!(s.repeat, MAX_REPEAT);
+        for (line, why) in [
+            ("<38>1 2026-11-23T15:01:29Z web1 - 1 - - x", "no app name"),
+            ("<38>1 - web1 sshd 1 - - x", "bad RFC 5424 timestamp"),
+            (
+                "<38>1 2026-11-23T15:01:29Z web1 sshd 1 - [open x",
+                "unterminated structured data",
+            ),
+            ("<38>1 2026-11-23T15:01:29Z web1 sshd x - - m", "bad procid"),
+        ] {
+            assert_eq!(syslog(line), Err(ParseError::Framing(why)), "{line}");
+        }
     }
 
     #[test]

@@ -234,6 +234,7 @@ impl Store {
                         MailEvent::Deferred { provider, local_ip, code, reason, .. } => ("deferred", local_ip.map(|i| i.to_string()), None, Some(provider), Some(code), 1, reason),
                         MailEvent::Outbound { account, sender, recipients, ip } => ("outbound", ip.map(|i| i.to_string()), Some(account), None, None, *recipients, sender),
                         MailEvent::Script { account, cwd } => ("script", None, Some(account), None, None, 1, cwd),
+                        MailEvent::Rejected { ip, why } => ("rejected", Some(ip.to_string()), None, None, None, 1, why),
                     };
                     m.execute(params![ts, unix, kind, ip, account, provider, code, count, detail])?;
                 }
