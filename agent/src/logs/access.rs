@@ -5,7 +5,9 @@
 //! `203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 1234 "-" "UA"`
 //!
 //! The request line is the client's, in quotes with its own quotes escaped (`\"` by
-//! Apache, `\x22` by nginx); everything after it is the server's.
+//! Apache, `\x22` by nginx); everything after it is the server's. The same lines sent
+//! through syslog (nginx's `access_log syslog:server=...`, Apache's piped logger) are
+//! read after their syslog framing.
 
 use std::net::IpAddr;
 
@@ -16,6 +18,25 @@ use super::{
 };
 
 pub fn parse_line(line: &str) -> Result<WebHit, ParseError> {
+    // A client address never starts like a syslog header (a month or `<PRI>`).
+    if line.starts_with('<')
+        || line
+            .get(..4)
+            .is_some_and(|m| m.ends_with(' ') && m.as_bytes()[0].is_ascii_uppercase())
+    {
+        let s = super::syslog::syslog(line)?;
+        if !matches!(
+            s.program,
+            "nginx" | "apache2" | "httpd" | "apache" | "lshttpd" | "litespeed"
+        ) {
+            return Err(ParseError::Irrelevant);
+        }
+        return hit(s.message);
+    }
+    hit(line)
+}
+
+fn hit(line: &str) -> Result<WebHit, ParseError> {
     let (first, mut rest) = token(line).ok_or(ParseError::Framing("empty"))?;
     let (vhost, ip): (Option<&str>, IpAddr) = match first.parse() {
         Ok(ip) => (None, ip),
@@ -90,6 +111,28 @@ mod tests {
             user_agent: Some(ua.into()),
             ..h
         }
+    }
+
+    #[test]
+    fn lines_through_syslog_are_read_after_the_framing() {
+        for line in [
+            r#"Nov 23 15:00:01 web1 nginx: 203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 12 "-" "UA""#,
+            r#"<190>Nov 23 15:00:01 web1 nginx: 203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 12 "-" "UA""#,
+            r#"<190>1 2026-11-23T15:00:01Z web1 apache2 - - - 203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 12"#,
+        ] {
+            let h = parse_line(line).expect(line);
+            assert_eq!(
+                (h.ip.to_string(), h.path.as_str(), h.status),
+                ("203.0.113.5".into(), "/wp-login.php", 200),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            parse_line(
+                r#"Nov 23 15:00:01 web1 cron[1]: 203.0.113.5 - - [23/Nov/2026:15:00:01 +0000] "GET / HTTP/1.1" 200 1"#
+            ),
+            Err(ParseError::Irrelevant)
+        );
     }
 
     #[test]
