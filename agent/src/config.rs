@@ -556,6 +556,11 @@ pub struct Performance {
 }
 
 impl Config {
+    /// Where compiled YARA rules are kept between runs (`<state_dir>/cache/yara`).
+    pub fn rules_cache_dir(&self) -> PathBuf {
+        self.state_dir.join("cache").join("yara")
+    }
+
     /// The trees quarantine and restore may touch.
     pub fn quarantine_roots(&self) -> Vec<PathBuf> {
         if self.quarantine.roots.is_empty() {

@@ -453,9 +453,11 @@ fn main() -> ExitCode {
                     .then(|| cfg.detection.rules_dir.clone())
             });
             let builtin = cfg.detection.builtin_rules && !no_builtin;
+            let cache = cfg.rules_cache_dir();
             match agent::cli::scan(
                 dir.as_deref(),
                 builtin,
+                Some(&cache),
                 &paths,
                 workers,
                 cfg.watch.max_scan_bytes,

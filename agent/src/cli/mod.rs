@@ -222,6 +222,7 @@ pub struct ScanSummary {
 pub fn scan(
     rules_dir: Option<&std::path::Path>,
     builtin: bool,
+    cache: Option<&std::path::Path>,
     paths: &[PathBuf],
     workers: usize,
     max_bytes: u64,
@@ -231,7 +232,7 @@ pub fn scan(
         atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     };
-    let set = match crate::detection::signatures::load(rules_dir, builtin) {
+    let set = match crate::detection::signatures::load_cached(rules_dir, builtin, cache) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };

@@ -63,8 +63,9 @@ pub async fn start(
     let engine = Arc::new(
         tokio::task::spawn_blocking({
             let (dir, builtin) = (rules_dir, cfg.detection.builtin_rules);
+            let cache = Some(cfg.rules_cache_dir());
             let limits = perf::Limits::from(&cfg.performance);
-            move || Engine::new(dir, builtin).map(|e| e.with_perf(limits))
+            move || Engine::new_cached(dir, builtin, cache).map(|e| e.with_perf(limits))
         })
         .await
         .context("compiling rules")?

@@ -34,6 +34,8 @@ pub struct LastError {
 pub struct Engine {
     dir: Option<PathBuf>,
     builtin: bool,
+    /// Compiled YARA rules kept between runs (see [`signatures::load_cached`]).
+    cache: Option<PathBuf>,
     current: RwLock<Arc<RuleSet>>,
     generation: AtomicU64,
     last_error: Mutex<Option<LastError>>,
@@ -54,16 +56,30 @@ impl Engine {
     /// the builtin rules only and keeps the errors for `/rules/status` (protection
     /// must not wait for a typo to be fixed).
     pub fn new(dir: Option<PathBuf>, builtin: bool) -> Result<Self, RuleErrors> {
-        let (set, err) = match signatures::load(dir.as_deref(), builtin) {
+        Self::new_cached(dir, builtin, None)
+    }
+
+    /// [`Engine::new`], keeping compiled YARA rules in `cache` between runs and
+    /// reloads (see [`signatures::load_cached`]).
+    pub fn new_cached(
+        dir: Option<PathBuf>,
+        builtin: bool,
+        cache: Option<PathBuf>,
+    ) -> Result<Self, RuleErrors> {
+        let (set, err) = match signatures::load_cached(dir.as_deref(), builtin, cache.as_deref()) {
             Ok(s) => (s, None),
             Err(e) => {
                 tracing::error!(error = %e, "Rule files have errors; starting with the builtin rules only.");
-                (signatures::load(None, builtin)?, Some(e))
+                (
+                    signatures::load_cached(None, builtin, cache.as_deref())?,
+                    Some(e),
+                )
             }
         };
         let me = Self {
             dir,
             builtin,
+            cache,
             current: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(1),
             last_error: Mutex::new(None),
@@ -125,7 +141,7 @@ impl Engine {
     /// Recompile from disk (blocking: call from a blocking thread). On error the
     /// active set stays and the errors are kept.
     pub fn reload(&self) -> Result<Arc<RuleSet>, RuleErrors> {
-        match signatures::load(self.dir.as_deref(), self.builtin) {
+        match signatures::load_cached(self.dir.as_deref(), self.builtin, self.cache.as_deref()) {
             Ok(set) => {
                 let set = Arc::new(set);
                 match self.current.write() {

@@ -241,6 +241,7 @@ impl std::fmt::Debug for RuleSet {
 }
 
 /// A rule source to compile: its name (path or `<builtin>/...`) and text.
+#[derive(Clone)]
 pub struct Source {
     pub name: String,
     pub kind: RuleKind,
@@ -325,10 +326,104 @@ pub fn sources(
 
 /// Load and compile the rules of `dir` (plus the builtin ones).
 pub fn load(dir: Option<&Path>, builtin: bool) -> Result<RuleSet, RuleErrors> {
+    load_cached(dir, builtin, None)
+}
+
+/// [`load`], reusing the YARA rules compiled from the same sources by an earlier
+/// run where `cache` (a directory of ours) holds them: YARA-X compiles hundreds of
+/// rules in seconds and deserializes them in milliseconds.
+pub fn load_cached(
+    dir: Option<&Path>,
+    builtin: bool,
+    cache: Option<&Path>,
+) -> Result<RuleSet, RuleErrors> {
     let (sources, ignored) = sources(dir, builtin)?;
-    let mut set = compile(sources)?;
+    let mut set = compile_cached(sources, cache)?;
     set.ignored = ignored;
     Ok(set)
+}
+
+/// Compiled YARA rules kept between runs, keyed by everything the compilation
+/// depends on. Only a directory owned by this user and writable by no one else is
+/// used (deserialized rules are trusted code), and any failure falls back to
+/// compiling.
+struct YaraCache<'a> {
+    dir: &'a Path,
+    key: String,
+}
+
+impl<'a> YaraCache<'a> {
+    fn new(dir: &'a Path, sources: &[Source]) -> Option<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::MetadataExt;
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+        {
+            tracing::debug!(dir = %dir.display(), error = %e, "Compiled-rules cache unusable; compiling.");
+            return None;
+        }
+        let meta = std::fs::symlink_metadata(dir).ok()?;
+        // SAFETY: geteuid has no preconditions.
+        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        let mut h = Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        for ext in YARA_EXTERNALS {
+            h.update(ext.as_bytes());
+            h.update([0]);
+        }
+        for s in sources.iter().filter(|s| s.kind == RuleKind::Yara) {
+            h.update(s.name.as_bytes());
+            h.update([0]);
+            h.update(s.text.as_bytes());
+            h.update([0]);
+        }
+        Some(Self {
+            dir,
+            key: hex::encode(h.finalize()),
+        })
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.join(format!("yara-{}.bin", self.key))
+    }
+
+    fn get(&self) -> Option<yara_x::Rules> {
+        let bytes = std::fs::read(self.path()).ok()?;
+        match yara_x::Rules::deserialize(bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(path = %self.path().display(), error = %e, "Cached compiled rules unreadable; compiling.");
+                None
+            }
+        }
+    }
+
+    /// Keep `rules` for the next run (replacing the files of other sources).
+    fn put(&self, rules: &yara_x::Rules) {
+        let bytes = match rules.serialize() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "Compiled rules not serializable; not cached.");
+                return;
+            }
+        };
+        if let Ok(entries) = std::fs::read_dir(self.dir) {
+            for e in entries.flatten() {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                if n.starts_with("yara-") && n.ends_with(".bin") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Err(e) = crate::config::replace_file(&self.path(), &bytes, 0o600) {
+            tracing::warn!(path = %self.path().display(), error = %e, "Compiled rules not cached.");
+        }
+    }
 }
 
 /// Line of the `i`-th rule entry (`- name:` or `- ` at the rules list's indentation)
@@ -389,6 +484,13 @@ fn yara_error_line(report: &str) -> usize {
 
 /// Compile sources into a rule set; all or nothing.
 pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
+    compile_cached(sources, None)
+}
+
+/// [`compile`], with the YARA rules from `cache` when it holds these sources'.
+fn compile_cached(sources: Vec<Source>, cache: Option<&Path>) -> Result<RuleSet, RuleErrors> {
+    let cache = cache.and_then(|d| YaraCache::new(d, &sources));
+    let cached = cache.as_ref().and_then(YaraCache::get);
     let mut errors = Vec::new();
     let mut infos: Vec<RuleInfo> = Vec::new();
     let mut yaml = Vec::new();
@@ -479,7 +581,12 @@ pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
             RuleKind::Yara => {
                 let code =
                     yara_x::SourceCode::from(src.text.as_str()).with_origin(src.name.as_str());
-                if let Err(e) = compiler.add_source(code) {
+                // Cached rules were built from exactly these sources, without errors.
+                let added = match cached {
+                    Some(_) => Ok(()),
+                    None => compiler.add_source(code).map(|_| ()),
+                };
+                if let Err(e) = added {
                     let report = e.to_string();
                     errors.push(RuleError {
                         file: src.name.clone(),
@@ -523,7 +630,16 @@ pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
     let yara = if yara_files.is_empty() {
         None
     } else {
-        let rules = compiler.build();
+        let rules = match cached {
+            Some(r) => r,
+            None => {
+                let r = compiler.build();
+                if let Some(c) = &cache {
+                    c.put(&r);
+                }
+                r
+            }
+        };
         for r in rules.iter() {
             let meta = |key: &str| r.metadata().find(|(k, _)| *k == key).map(|(_, v)| v);
             let text = |key: &str| match meta(key) {
@@ -905,6 +1021,67 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
+
+    fn yara_src(name: &str, rule: &str) -> Source {
+        Source {
+            name: name.into(),
+            kind: RuleKind::Yara,
+            text: format!("rule {rule} {{ strings: $a = \"needle-{rule}\" condition: $a }}"),
+        }
+    }
+
+    fn rule_names(set: &RuleSet) -> Vec<String> {
+        set.infos.iter().map(|i| i.name.clone()).collect()
+    }
+
+    #[test]
+    fn compiled_yara_rules_are_reused_from_a_private_cache_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cache = tmp.path().join("cache");
+        let a = vec![yara_src("a.yar", "from_source")];
+        let set = compile_cached(a.clone(), Some(&cache)).expect("compiles");
+        assert_eq!(rule_names(&set), ["from_source"]);
+        let key = YaraCache::new(&cache, &a).expect("private cache").path();
+        assert!(key.exists(), "compiled rules kept");
+        let mode = std::fs::metadata(&cache).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        // What the cache holds is what loads (proof that it is read, not rebuilt):
+        // plant rules from other sources under this key.
+        let other = compile(vec![yara_src("b.yar", "from_cache")]).expect("compiles");
+        let bytes = other.yara().expect("yara").serialize().expect("serializes");
+        std::fs::write(&key, bytes).expect("plant");
+        let set = compile_cached(a.clone(), Some(&cache)).expect("loads");
+        assert!(set
+            .yara()
+            .is_some_and(|r| r.iter().any(|r| r.identifier() == "from_cache")));
+
+        // Changed sources: a new key, the old file replaced.
+        let c = vec![yara_src("a.yar", "edited")];
+        let set = compile_cached(c.clone(), Some(&cache)).expect("compiles");
+        assert_eq!(rule_names(&set), ["edited"]);
+        assert!(!key.exists(), "stale compiled rules removed");
+
+        // Garbage in the cache is compiled over, a cache others may write is ignored.
+        let ckey = YaraCache::new(&cache, &c).expect("cache").path();
+        std::fs::write(&ckey, b"not rules").expect("garbage");
+        assert_eq!(
+            rule_names(&compile_cached(c.clone(), Some(&cache)).expect("compiles")),
+            ["edited"]
+        );
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(
+            YaraCache::new(&cache, &c).is_none(),
+            "a world-writable cache is not trusted"
+        );
+        std::fs::write(&ckey, b"not rules").expect("garbage");
+        assert_eq!(
+            rule_names(&compile_cached(c, Some(&cache)).expect("compiles")),
+            ["edited"]
+        );
+    }
+
     use super::*;
 
     fn yaml(text: &str) -> Source {
