@@ -1133,6 +1133,49 @@ mod tests {
             .contains(&"php_exec_request_input".to_string()));
     }
 
+    /// The webshell samples of tests/fixtures/webshells (see its README): the
+    /// builtin rules alone must find at least 90% of them.
+    #[test]
+    fn builtin_rules_find_the_webshell_families() {
+        let set = load(None, true).expect("builtin rules compile");
+        let mut scanner = set.scanner().expect("yara rules present");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webshells");
+        let mut missed = Vec::new();
+        let mut total = 0;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("samples")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".php.sample"))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let data = std::fs::read(&p).expect("sample");
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().replace(".sample", ""));
+            let path = format!("/var/www/html/{}", name.unwrap_or_default());
+            let t = Target {
+                path: Path::new(&path),
+                size: data.len() as u64,
+                owner: "www-data".into(),
+            };
+            let mut m = set.scan_yaml(&t, &data);
+            m.extend(set.scan_yara(&mut scanner, &t, &data).expect("scan"));
+            total += 1;
+            if m.is_empty() {
+                missed.push(path);
+            }
+        }
+        assert!(total >= 25, "samples missing: {total}");
+        let found = total - missed.len();
+        println!("builtin rules found {found} of {total} webshell samples; missed: {missed:?}");
+        assert!(
+            found * 10 >= total * 9,
+            "{found} of {total}; missed: {missed:#?}"
+        );
+    }
+
     #[test]
     fn min_matches_exclusions_offsets_and_case() {
         let set = compile(vec![yaml(
