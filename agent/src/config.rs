@@ -494,6 +494,88 @@ pub struct DetectionConfig {
     /// `sh -c COMMAND` run by a web-server user is not a `web_shell_spawn` when
     /// COMMAND starts with one of these (PHP's mail() runs sendmail through sh).
     pub web_shell_allow: Vec<String>,
+    /// Public rule sets under their own licences, loaded after `rules_dir`.
+    #[serde(default)]
+    pub rule_packs: Vec<RulePack>,
+}
+
+/// One rule pack: a local directory, or one rule file fetched from `url` and
+/// accepted only if it hashes to `sha256` (pinned) or to what the checksum file at
+/// `sha256_url` says (for packs that change; https only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulePack {
+    /// `[a-z0-9_-]{1,40}`: the fetched file's name under `<state_dir>/rule-packs/`.
+    pub name: String,
+    #[serde(default)]
+    pub dir: PathBuf,
+    /// http(s) URL of one `.yar`/`.yara`/`.yml`/`.yaml` file.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub sha256_url: String,
+    /// Fetched at start and this often (hours).
+    #[serde(default = "RulePack::default_refresh")]
+    pub refresh_hours: u64,
+}
+
+impl RulePack {
+    fn default_refresh() -> u64 {
+        24
+    }
+
+    /// The extension of the rule file at `url` (`yar`, `yara`, `yml`, `yaml`).
+    pub fn url_extension(&self) -> Option<&str> {
+        let path = self.url.split(['?', '#']).next()?;
+        let ext = path.rsplit_once('.')?.1;
+        matches!(ext, "yar" | "yara" | "yml" | "yaml").then_some(ext)
+    }
+
+    fn validate(&self, key: &str) -> Result<(), (String, String)> {
+        let err = |field: &str, msg: &str| Err((format!("{key}.{field}"), msg.to_string()));
+        let n = &self.name;
+        if n.is_empty()
+            || n.len() > 40
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return err("name", "must be 1 to 40 of a-z, 0-9, _ and -");
+        }
+        match (self.dir.as_os_str().is_empty(), self.url.is_empty()) {
+            (false, false) | (true, true) => return err("url", "set exactly one of dir and url"),
+            (false, true) if !self.dir.is_absolute() => {
+                return err("dir", "must be an absolute path")
+            }
+            (false, true) => return Ok(()),
+            (true, false) => {}
+        }
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return err("url", "must be an http(s) URL");
+        }
+        if self.url_extension().is_none() {
+            return err("url", "must name a .yar, .yara, .yml or .yaml file");
+        }
+        let hex = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        match (self.sha256.is_empty(), self.sha256_url.is_empty()) {
+            (false, true) if hex(&self.sha256) => {}
+            (false, true) => return err("sha256", "must be 64 hex digits"),
+            (true, false) if self.sha256_url.starts_with("https://") => {}
+            (true, false) => {
+                return err(
+                    "sha256_url",
+                    "must be https (a checksum fetched in clear proves nothing)",
+                )
+            }
+            _ => return err("sha256", "set exactly one of sha256 and sha256_url"),
+        }
+        if self.refresh_hours == 0 || self.refresh_hours > 24 * 30 {
+            return err("refresh_hours", "must be 1..=720");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -556,6 +638,26 @@ pub struct Performance {
 }
 
 impl Config {
+    /// Where fetched rule packs are kept (`<state_dir>/rule-packs`).
+    pub fn rule_packs_dir(&self) -> PathBuf {
+        self.state_dir.join("rule-packs")
+    }
+
+    /// The directories rules load from after `detection.rules_dir`: each local pack's,
+    /// then the fetched packs' (when any pack has a URL).
+    pub fn rule_pack_dirs(&self) -> Vec<PathBuf> {
+        let packs = &self.detection.rule_packs;
+        let mut dirs: Vec<PathBuf> = packs
+            .iter()
+            .filter(|p| p.url.is_empty())
+            .map(|p| p.dir.clone())
+            .collect();
+        if packs.iter().any(|p| !p.url.is_empty()) {
+            dirs.push(self.rule_packs_dir());
+        }
+        dirs
+    }
+
     /// Where compiled YARA rules are kept between runs (`<state_dir>/cache/yara`).
     pub fn rules_cache_dir(&self) -> PathBuf {
         self.state_dir.join("cache").join("yara")
@@ -1227,6 +1329,17 @@ impl Config {
         if self.detection.scan_queue == 0 {
             return err("detection.scan_queue", "must be > 0".into());
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.detection.rule_packs.iter().enumerate() {
+            let key = format!("detection.rule_packs[{i}]");
+            p.validate(&key)?;
+            if !names.insert(p.name.as_str()) {
+                return err(
+                    &format!("{key}.name"),
+                    format!("{:?} is used twice", p.name),
+                );
+            }
+        }
         if !self.detection.rules_dir.as_os_str().is_empty()
             && !self.detection.rules_dir.is_absolute()
         {
@@ -1730,6 +1843,14 @@ mod tests {
     fn bad_values_name_the_key() {
         for (yaml, key) in [
             ("sensors:\n  ringbuf_bytes: 5000\n", "sensors.ringbuf_bytes"),
+            ("detection:\n  rule_packs: [{name: A, dir: /r}]\n", "detection.rule_packs[0].name"),
+            ("detection:\n  rule_packs: [{name: a}]\n", "detection.rule_packs[0].url"),
+            ("detection:\n  rule_packs: [{name: a, dir: rel}]\n", "detection.rule_packs[0].dir"),
+            ("detection:\n  rule_packs: [{name: a, url: 'https://x/r.yar'}]\n", "detection.rule_packs[0].sha256"),
+            ("detection:\n  rule_packs: [{name: a, url: 'https://x/r.exe', sha256: x}]\n", "detection.rule_packs[0].url"),
+            ("detection:\n  rule_packs: [{name: a, url: 'https://x/r.yar', sha256: abc}]\n", "detection.rule_packs[0].sha256"),
+            ("detection:\n  rule_packs: [{name: a, url: 'http://x/r.yar', sha256_url: 'http://x/s'}]\n", "detection.rule_packs[0].sha256_url"),
+            ("detection:\n  rule_packs: [{name: a, dir: /r}, {name: a, dir: /s}]\n", "detection.rule_packs[1].name"),
             ("watch:\n  paths: [relative/dir]\n", "watch.paths[0]"),
             ("webui:\n  listen: not-an-address\n", "webui.listen"),
             (

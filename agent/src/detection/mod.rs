@@ -7,6 +7,7 @@
 
 pub mod behaviour;
 pub mod hardening;
+pub mod packs;
 pub mod perf;
 pub mod quarantine;
 pub mod scan;
@@ -64,8 +65,25 @@ pub async fn start(
         tokio::task::spawn_blocking({
             let (dir, builtin) = (rules_dir, cfg.detection.builtin_rules);
             let cache = Some(cfg.rules_cache_dir());
+            let packs = cfg.rule_pack_dirs();
+            let fetched = cfg
+                .detection
+                .rule_packs
+                .iter()
+                .filter(|p| !p.url.is_empty());
+            let update = (
+                fetched
+                    .clone()
+                    .map(|p| p.url.clone())
+                    .next()
+                    .unwrap_or_default(),
+                fetched.map(|p| p.refresh_hours * 3600).min().unwrap_or(0),
+            );
             let limits = perf::Limits::from(&cfg.performance);
-            move || Engine::new_cached(dir, builtin, cache).map(|e| e.with_perf(limits))
+            move || {
+                Engine::new_cached(dir, packs, builtin, cache)
+                    .map(|e| e.with_perf(limits).with_update(update.0, update.1))
+            }
         })
         .await
         .context("compiling rules")?
@@ -134,6 +152,13 @@ pub async fn start(
             async move { scan_results(&mut *rx.take().await, det).await }
         })
     };
+    {
+        let (dir, packs) = (cfg.rule_packs_dir(), cfg.detection.rule_packs.clone());
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        sup.spawn("detection", "rule packs", false, move || {
+            packs::run(dir.clone(), packs.clone(), engine.clone(), shutdown.clone())
+        });
+    }
     let scheduler = {
         let det = detection.clone();
         let roots = cfg.watch.paths.clone();

@@ -36,6 +36,11 @@ pub struct Engine {
     builtin: bool,
     /// Compiled YARA rules kept between runs (see [`signatures::load_cached`]).
     cache: Option<PathBuf>,
+    /// Rule packs' directories, loaded after `dir`.
+    packs: Vec<PathBuf>,
+    /// The first fetched rule pack's URL and how often packs are fetched (seconds),
+    /// for `/rules/status`.
+    update: (String, u64),
     current: RwLock<Arc<RuleSet>>,
     generation: AtomicU64,
     last_error: Mutex<Option<LastError>>,
@@ -56,17 +61,20 @@ impl Engine {
     /// the builtin rules only and keeps the errors for `/rules/status` (protection
     /// must not wait for a typo to be fixed).
     pub fn new(dir: Option<PathBuf>, builtin: bool) -> Result<Self, RuleErrors> {
-        Self::new_cached(dir, builtin, None)
+        Self::new_cached(dir, Vec::new(), builtin, None)
     }
 
-    /// [`Engine::new`], keeping compiled YARA rules in `cache` between runs and
-    /// reloads (see [`signatures::load_cached`]).
+    /// [`Engine::new`] with the rule packs' directories after `dir`, keeping
+    /// compiled YARA rules in `cache` between runs and reloads (see
+    /// [`signatures::load_cached`]).
     pub fn new_cached(
         dir: Option<PathBuf>,
+        packs: Vec<PathBuf>,
         builtin: bool,
         cache: Option<PathBuf>,
     ) -> Result<Self, RuleErrors> {
-        let (set, err) = match signatures::load_cached(dir.as_deref(), builtin, cache.as_deref()) {
+        let dirs: Vec<&Path> = dir.iter().chain(&packs).map(PathBuf::as_path).collect();
+        let (set, err) = match signatures::load_dirs(&dirs, builtin, cache.as_deref()) {
             Ok(s) => (s, None),
             Err(e) => {
                 tracing::error!(error = %e, "Rule files have errors; starting with the builtin rules only.");
@@ -78,6 +86,8 @@ impl Engine {
         };
         let me = Self {
             dir,
+            packs,
+            update: (String::new(), 0),
             builtin,
             cache,
             current: RwLock::new(Arc::new(set)),
@@ -127,6 +137,18 @@ impl Engine {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Say where rule packs are fetched from and how often (seconds).
+    pub fn with_update(mut self, url: String, every_secs: u64) -> Self {
+        self.update = (url, every_secs);
+        self
+    }
+
+    /// The first fetched rule pack's URL ("" for none) and the fetch interval
+    /// (seconds; 0 = never).
+    pub fn update(&self) -> (&str, u64) {
+        (&self.update.0, self.update.1)
+    }
+
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
@@ -141,7 +163,13 @@ impl Engine {
     /// Recompile from disk (blocking: call from a blocking thread). On error the
     /// active set stays and the errors are kept.
     pub fn reload(&self) -> Result<Arc<RuleSet>, RuleErrors> {
-        match signatures::load_cached(self.dir.as_deref(), self.builtin, self.cache.as_deref()) {
+        let dirs: Vec<&Path> = self
+            .dir
+            .iter()
+            .chain(&self.packs)
+            .map(PathBuf::as_path)
+            .collect();
+        match signatures::load_dirs(&dirs, self.builtin, self.cache.as_deref()) {
             Ok(set) => {
                 let set = Arc::new(set);
                 match self.current.write() {

@@ -255,6 +255,12 @@ pub fn sources(
     dir: Option<&Path>,
     builtin: bool,
 ) -> Result<(Vec<Source>, Vec<String>), RuleErrors> {
+    sources_of(dir.into_iter().collect::<Vec<_>>().as_slice(), builtin)
+}
+
+/// [`sources`] of several directories, in order (the rules directory, then the rule
+/// packs).
+pub fn sources_of(dirs: &[&Path], builtin: bool) -> Result<(Vec<Source>, Vec<String>), RuleErrors> {
     let mut out = Vec::new();
     let mut ignored = Vec::new();
     if builtin {
@@ -269,23 +275,39 @@ pub fn sources(
             text: BUILTIN_YARA.into(),
         });
     }
-    let Some(dir) = dir else {
-        return Ok((out, ignored));
-    };
+    let mut errors = Vec::new();
+    for dir in dirs {
+        read_dir_sources(dir, &mut out, &mut ignored, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok((out, ignored))
+    } else {
+        Err(RuleErrors(errors))
+    }
+}
+
+/// The rule files of one directory, in name order, into `out` (and what else is there
+/// into `ignored`, what cannot be read into `errors`).
+fn read_dir_sources(
+    dir: &Path,
+    out: &mut Vec<Source>,
+    ignored: &mut Vec<String>,
+    errors: &mut Vec<RuleError>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, ignored)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
-            return Err(RuleErrors(vec![RuleError {
+            errors.push(RuleError {
                 file: dir.display().to_string(),
                 line: 0,
                 message: format!("cannot read the rules directory: {e}"),
-            }]))
+            });
+            return;
         }
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    let mut errors = Vec::new();
     for p in paths {
         let kind = match p.extension().and_then(|e| e.to_str()) {
             Some("yml" | "yaml") => RuleKind::Yaml,
@@ -317,11 +339,6 @@ pub fn sources(
             }),
         }
     }
-    if errors.is_empty() {
-        Ok((out, ignored))
-    } else {
-        Err(RuleErrors(errors))
-    }
 }
 
 /// Load and compile the rules of `dir` (plus the builtin ones).
@@ -337,7 +354,20 @@ pub fn load_cached(
     builtin: bool,
     cache: Option<&Path>,
 ) -> Result<RuleSet, RuleErrors> {
-    let (sources, ignored) = sources(dir, builtin)?;
+    load_dirs(
+        dir.into_iter().collect::<Vec<_>>().as_slice(),
+        builtin,
+        cache,
+    )
+}
+
+/// [`load_cached`] from several directories (the rules directory, then the packs').
+pub fn load_dirs(
+    dirs: &[&Path],
+    builtin: bool,
+    cache: Option<&Path>,
+) -> Result<RuleSet, RuleErrors> {
+    let (sources, ignored) = sources_of(dirs, builtin)?;
     let mut set = compile_cached(sources, cache)?;
     set.ignored = ignored;
     Ok(set)

@@ -17,9 +17,9 @@ use crate::detection::{
     signatures::{RuleError, RuleFile, RuleKind},
 };
 
-/// `GET /rules/status`: CSM's fields, then Rampart's. Rules are files in
-/// `detection.rules_dir` that the operator (or their tooling) updates: Rampart does
-/// not fetch rules itself, so `auto_update` is false and `update_url` "".
+/// `GET /rules/status`: CSM's fields, then Rampart's. Rules are the files in
+/// `detection.rules_dir` and the rule packs; `auto_update` says whether any pack is
+/// fetched from a URL (`update_url`: the first one's, `update_interval`: how often).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RulesStatus<'a> {
     pub yaml_rules: usize,
@@ -29,7 +29,7 @@ pub struct RulesStatus<'a> {
     /// The loaded set's version (a hash of its sources).
     pub yaml_version: &'a str,
     pub auto_update: bool,
-    pub update_url: &'static str,
+    pub update_url: &'a str,
     /// Seconds; 0 = never.
     pub update_interval: u64,
     pub version: &'a str,
@@ -222,9 +222,9 @@ impl AgentBackend {
             yara_rules: set.count(RuleKind::Yara),
             yara_available: true,
             yaml_version: &set.version,
-            auto_update: false,
-            update_url: "",
-            update_interval: 0,
+            auto_update: !engine.update().0.is_empty(),
+            update_url: engine.update().0,
+            update_interval: engine.update().1,
             version: &set.version,
             loaded_at: &set.loaded_at,
             rules_dir: engine.dir(),
