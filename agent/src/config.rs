@@ -393,6 +393,11 @@ pub struct Scenarios {
     /// drops, unverifiable senders, spam).
     #[serde(default = "Scenario::smtp_abuse")]
     pub smtp_abuse: Scenario,
+    /// Failed logins from one address at regular intervals, however slow (a paced
+    /// bot). Not a bucket: `capacity` is the tries looked at, `leak_secs` the least
+    /// mean interval between them that counts, `blackhole_secs` the quiet time after.
+    #[serde(default = "Scenario::time_based_bruteforce")]
+    pub time_based_bruteforce: Scenario,
 }
 
 impl Scenario {
@@ -412,6 +417,14 @@ impl Scenario {
         }
     }
 
+    fn time_based_bruteforce() -> Self {
+        Self {
+            capacity: 10,
+            leak_secs: 10,
+            blackhole_secs: 3600,
+        }
+    }
+
     fn smtp_abuse() -> Self {
         Self {
             capacity: 5,
@@ -422,7 +435,7 @@ impl Scenario {
 }
 
 impl Scenarios {
-    pub fn all(&self) -> [(&'static str, Scenario); 14] {
+    pub fn all(&self) -> [(&'static str, Scenario); 15] {
         [
             ("ssh_bruteforce", self.ssh_bruteforce),
             ("mail_bruteforce", self.mail_bruteforce),
@@ -438,6 +451,7 @@ impl Scenarios {
             ("slow_bruteforce", self.slow_bruteforce),
             ("user_enumeration", self.user_enumeration),
             ("smtp_abuse", self.smtp_abuse),
+            ("time_based_bruteforce", self.time_based_bruteforce),
         ]
     }
 }

@@ -18,6 +18,7 @@
 //! | `slow_bruteforce` | failed logins of any service, leaking slowly | IP |
 //! | `user_enumeration` | distinct user names in failed logins | IP |
 //! | `smtp_abuse` | clients exim refused for abuse (protocol, policy, spam) | IP |
+//! | `time_based_bruteforce` | failed logins at regular intervals, however slow | IP |
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -120,6 +121,75 @@ impl IpScenario {
     }
 }
 
+/// `time_based_bruteforce`: the times of each address's last failures; tries at
+/// regular intervals (coefficient of variation at most 0.25) whose mean is at least
+/// the configured interval trigger, however slow they are.
+struct Paced {
+    tries: usize,
+    min_mean: Duration,
+    quiet: Duration,
+    max_keys: usize,
+    times: HashMap<IpAddr, VecDeque<Instant>>,
+    quiet_until: HashMap<IpAddr, Instant>,
+}
+
+impl Paced {
+    fn new(s: Scenario, max_keys: usize) -> Self {
+        Self {
+            tries: (s.capacity as usize).clamp(3, 1000),
+            min_mean: Duration::from_secs(s.leak_secs),
+            quiet: Duration::from_secs(s.blackhole_secs),
+            max_keys,
+            times: HashMap::new(),
+            quiet_until: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, ip: IpAddr, line: &str, now: Instant) -> Option<Trigger> {
+        if self.quiet_until.get(&ip).is_some_and(|t| now < *t) {
+            return None;
+        }
+        if self.times.len() >= self.max_keys {
+            self.times.clear();
+            self.quiet_until.retain(|_, t| now < *t);
+        }
+        let q = self.times.entry(ip).or_default();
+        q.push_back(now);
+        if q.len() > self.tries {
+            q.pop_front();
+        }
+        if q.len() < self.tries {
+            return None;
+        }
+        let gaps: Vec<f64> = q
+            .iter()
+            .zip(q.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a).as_secs_f64())
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        if mean < self.min_mean.as_secs_f64().max(0.001) {
+            return None;
+        }
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        if var.sqrt() / mean > 0.25 {
+            return None;
+        }
+        self.times.remove(&ip);
+        self.quiet_until.insert(ip, now + self.quiet);
+        Some(Trigger {
+            check: "time_based_bruteforce",
+            ip,
+            events: self.tries as u32,
+            summary: format!(
+                "{} failed logins {:.0} s apart on average, at regular intervals",
+                self.tries, mean
+            ),
+            sample: super::grammar::bounded(line, 300),
+            users: Vec::new(),
+        })
+    }
+}
+
 fn spec(s: Scenario) -> Spec {
     Spec {
         capacity: s.capacity,
@@ -150,6 +220,7 @@ pub struct Scenarios {
     smtp: IpScenario,
     /// User names already counted per IP for `user_enumeration` (hashes, bounded).
     tried_users: HashMap<IpAddr, VecDeque<u64>>,
+    paced: Paced,
     accounts: Buckets<(Service, String)>,
     account_ips: HashMap<(Service, String), Vec<IpAddr>>,
     volume: Buckets<String>,
@@ -230,6 +301,7 @@ impl Scenarios {
                 k,
             ),
             tried_users: HashMap::new(),
+            paced: Paced::new(s.time_based_bruteforce, k),
             accounts: Buckets::new(spec(s.account_bruteforce), k),
             account_ips: HashMap::new(),
             volume: Buckets::new(spec(s.mail_relay_abuse), k),
@@ -280,7 +352,8 @@ impl Scenarios {
                 // per line is enough (the first blocks the address).
                 let slow = self.slow.add(ip, attempts, user.as_deref(), line, now);
                 let enumeration = self.user_enumeration(ip, user.as_deref(), line, now);
-                trigger = trigger.or(slow).or(enumeration);
+                let paced = self.paced.add(ip, line, now);
+                trigger = trigger.or(slow).or(enumeration).or(paced);
                 if let Some(u) = user.filter(|u| !u.is_empty()) {
                     self.account(service, u, ip, attempts, line, now, out);
                 }
@@ -555,14 +628,16 @@ mod tests {
     fn slow_brute_force_is_caught_under_the_fast_bucket() {
         let t0 = Instant::now();
         let mut sc = Scenarios::new(&cfg());
-        // One try every 20 s: the fast bucket (5, one per 10 s) never fills.
+        // A try every 20 s on average (5 s, then 35 s: irregular, so not a paced
+        // bot): the fast bucket (5, one per 10 s) never fills.
         let mut fired = Vec::new();
         for i in 0..30u64 {
+            let at = 20 * (i / 2) * 2 + if i % 2 == 1 { 5 } else { 0 };
             let out = run(
                 Source::Sshd,
                 &[ssh_failure("root", "203.0.113.5")],
                 &mut sc,
-                t0 + Duration::from_secs(20 * i),
+                t0 + Duration::from_secs(at),
             );
             fired.extend(out.triggers.into_iter().map(|t| (i, t.check)));
         }
@@ -571,6 +646,43 @@ mod tests {
         assert_eq!(fired.len(), 1, "{fired:?}");
         assert_eq!(fired[0].1, "slow_bruteforce");
         assert!((14..=17).contains(&fired[0].0), "{fired:?}");
+    }
+
+    #[test]
+    fn a_bot_pacing_itself_is_caught_however_slow() {
+        let t0 = Instant::now();
+        // One try every five minutes (give or take 10 s): under every bucket.
+        let mut sc = Scenarios::new(&cfg());
+        let mut fired = Vec::new();
+        for i in 0..12u64 {
+            let jitter = [0, 7, 3, 10, 1][i as usize % 5];
+            let at = t0 + Duration::from_secs(300 * i + jitter);
+            let out = run(
+                Source::Sshd,
+                &[ssh_failure("root", "203.0.113.9")],
+                &mut sc,
+                at,
+            );
+            fired.extend(out.triggers.into_iter().map(|t| (i, t.check)));
+        }
+        assert_eq!(fired, [(9, "time_based_bruteforce")]);
+        // The same count at irregular times (a person mistyping now and then) is not.
+        let mut sc = Scenarios::new(&cfg());
+        let mut at = 0u64;
+        for i in 0..12u64 {
+            at += [30, 900, 60, 2400, 120][i as usize % 5];
+            let out = run(
+                Source::Sshd,
+                &[ssh_failure("root", "203.0.113.10")],
+                &mut sc,
+                t0 + Duration::from_secs(at),
+            );
+            assert!(
+                out.triggers.is_empty(),
+                "try {i}: {:?}",
+                out.triggers.first().map(|t| t.check)
+            );
+        }
     }
 
     #[test]
