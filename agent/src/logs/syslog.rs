@@ -71,14 +71,7 @@ pub fn syslog(line: &str) -> Result<Syslog<'_>, ParseError> {
     if program.is_empty() || program.contains(' ') {
         return Err(ParseError::Framing("bad program"));
     }
-    Ok(repeated(Syslog {
-        timestamp,
-        host,
-        program,
-        pid,
-        message,
-        repeat: 1,
-    }))
+    Ok(framed(timestamp, host, program, pid, message))
 }
 
 /// `<PRI>` (1 to 3 digits) at the start, as relays and `logger --rfc5424` write it.
@@ -116,14 +109,7 @@ fn rfc5424(rest: &str) -> Result<Syslog<'_>, ParseError> {
     };
     let message = structured_data_end(rest)?;
     let message = message.strip_prefix('\u{feff}').unwrap_or(message);
-    Ok(repeated(Syslog {
-        timestamp,
-        host,
-        program,
-        pid,
-        message,
-        repeat: 1,
-    }))
+    Ok(framed(timestamp, host, program, pid, message))
 }
 
 /// Skip RFC 5424's STRUCTURED-DATA (`-`, or `[id k="v" ...]` elements whose values
@@ -160,9 +146,24 @@ fn structured_data_end(s: &str) -> Result<&str, ParseError> {
     Ok(rest.strip_prefix(' ').unwrap_or(rest))
 }
 
-/// rsyslog's `message repeated N times: [ msg]`: the message, N times.
-fn repeated(mut s: Syslog<'_>) -> Syslog<'_> {
-    let Some(rest) = s.message.strip_prefix("message repeated ") else {
+/// A parsed line, with rsyslog's `message repeated N times: [ msg]` read as the
+/// message, N times.
+fn framed<'a>(
+    timestamp: &'a str,
+    host: &'a str,
+    program: &'a str,
+    pid: Option<u32>,
+    message: &'a str,
+) -> Syslog<'a> {
+    let mut s = Syslog {
+        timestamp,
+        host,
+        program,
+        pid,
+        message,
+        repeat: 1,
+    };
+    let Some(rest) = message.strip_prefix("message repeated ") else {
         return s;
     };
     let Some((n, rest)) = rest.split_once(" times: [") else {
