@@ -48,11 +48,12 @@ rule php_webshell_b64_loader
     meta:
         severity = "critical"
         category = "webshell"
-        description = "Small PHP loader: decodes a request parameter and runs it"
+        description = "Small PHP loader: decodes a request parameter and runs it (a code function or a variable one)"
     strings:
         $php = "<?php" nocase
         $dec = /(base64_decode|str_rot13|gzinflate)\s*\(\s*\$_(GET|POST|REQUEST|COOKIE)\s*\[/ nocase
         $run = /\b(eval|assert|system|passthru|shell_exec|call_user_func)\s*\(/ nocase
+        $var_call = /@\$\w{1,30}\s*\(/
     condition:
-        $php and $dec and $run and filesize < 20KB
+        $php and $dec and ($run or $var_call) and filesize < 20KB
 }

@@ -988,12 +988,16 @@ impl RuleSet {
                 .enumerate()
                 .filter_map(|(i, o)| o.map(|o| (o, self.literal_text[ri][i].clone())))
                 .collect();
-            // Regexes run only when they can still lift the count to min_matches.
-            if hits.len() + rule.regexes.len() >= rule.min_matches {
-                for (i, re) in rule.regexes.iter().enumerate() {
-                    if let Some(m) = re.find(data) {
-                        hits.push((m.start() as u64, self.regex_text[ri][i].clone()));
-                    }
+            // Regexes run only while they can still lift the count to min_matches
+            // (so a rule's cheap regexes, listed first, spare its costly ones).
+            let mut left = rule.regexes.len();
+            for (i, re) in rule.regexes.iter().enumerate() {
+                if hits.len() + left < rule.min_matches {
+                    break;
+                }
+                left -= 1;
+                if let Some(m) = re.find(data) {
+                    hits.push((m.start() as u64, self.regex_text[ri][i].clone()));
                 }
             }
             if hits.len() >= rule.min_matches {
