@@ -128,7 +128,8 @@ impl Harness {
         });
         assert!(ok, "agent did not start; log:\n{}", agent.log_text());
         self.agent = Some(agent);
-        let up = wait_for(Duration::from_secs(30), || {
+        // Generous: an emulated guest on a busy host starts slowly.
+        let up = wait_for(Duration::from_secs(90), || {
             self.agent.as_mut().expect("agent").assert_running();
             self.get("/api/v1/health", &self.read.clone()).0 == 200
         });
