@@ -184,7 +184,7 @@ const GUEST_TESTS: &[&str] = &[
 /// CPU cannot race with itself.
 const GUEST_CPUS: u32 = 1;
 /// A guest that has not powered off by then is killed (and fails).
-const GUEST_TIMEOUT_S: u32 = 1500;
+const GUEST_TIMEOUT_S: u32 = 1800;
 
 /// A kernel series and the Debian package pattern of its newest image.
 #[derive(Clone, Copy, Debug)]
