@@ -1019,7 +1019,7 @@ pub(crate) async fn handle<B: Backend>(
 fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
     let c = &state.conns;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 11] = [
+    let rows: [(&str, &str, &str, u64); 13] = [
         (
             "rampart_sse_clients_dropped_total",
             "counter",
@@ -1079,6 +1079,18 @@ fn api_metrics<B: Backend>(state: &ApiState<B>) -> String {
             "counter",
             "TLS handshakes failed or timed out.",
             load(&c.handshake_failed),
+        ),
+        (
+            "rampart_api_connections_ended_total{why=\"timeout\"}",
+            "counter",
+            "Connections the API closed: no request (or no complete headers) within the header timeout, or a request it could not parse.",
+            load(&c.ended_timeout),
+        ),
+        (
+            "rampart_api_connections_ended_total{why=\"error\"}",
+            "counter",
+            "",
+            load(&c.ended_error),
         ),
         (
             "rampart_api_accept_errors_total",

@@ -80,6 +80,11 @@ pub struct ConnStats {
     /// Connections that had sent no request, closed to make room at a cap.
     pub evicted: AtomicU64,
     pub handshake_failed: AtomicU64,
+    /// Kept-alive or new connections that sent no complete request headers within
+    /// the header timeout.
+    pub ended_timeout: AtomicU64,
+    /// Connections that ended in an HTTP error (unparsable request, I/O error).
+    pub ended_error: AtomicU64,
     pub accept_errors: AtomicU64,
 }
 
@@ -373,6 +378,8 @@ pub async fn run<S, B>(
                 tokio::select! {
                     r = conn.as_mut() => {
                         if let Err(e) = r {
+                            let counter = if e.is_timeout() { &stats.ended_timeout } else { &stats.ended_error };
+                            counter.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "API connection ended with an error.");
                         }
                     }

@@ -242,7 +242,11 @@ impl AgentProcess {
             .arg("run")
             .arg("--config")
             .arg(config)
-            .env("RAMPART_LOG", "info")
+            // RAMPART_TEST_AGENT_LOG (a RAMPART_LOG filter) turns on more when debugging.
+            .env(
+                "RAMPART_LOG",
+                std::env::var("RAMPART_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
