@@ -59,6 +59,7 @@ pub async fn run(
     config_path: Option<std::path::PathBuf>,
     notifier: Arc<Notifier>,
 ) -> Result<Exit> {
+    let t0 = Instant::now();
     prepare_state_dir(&cfg)?;
     let nofile = kernel::raise_nofile();
     let (token_set, fresh_token) = tokens::build(&cfg)?;
@@ -67,9 +68,11 @@ pub async fn run(
         .context("opening the SQLite store")?;
     kernel::ensure_mounts().context("mounting tracefs/bpffs")?;
     notifier.status("Starting: loading the kernel programs");
+    let t_load = Instant::now();
     let mut ebpf = kernel::load(&cfg).context(
         "loading the kernel programs (needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN, and a kernel with BTF; see docs/kernel.md)",
     )?;
+    let load_ms = t_load.elapsed().as_millis();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let restart = Arc::new(tokio::sync::Notify::new());
@@ -97,6 +100,7 @@ pub async fn run(
         let (a, f, rx) = (alerts.clone(), findings.clone(), shutdown_rx.clone());
         move || a.clone().run(f.subscribe(), rx.clone())
     });
+    let t_detection = Instant::now();
     let detection = detection::start(
         &cfg,
         store.clone(),
@@ -105,9 +109,11 @@ pub async fn run(
         shutdown_rx.clone(),
     )
     .await?;
+    let detection_ms = t_detection.elapsed().as_millis();
     // The firewall's events travel on the sensors' ring: the sensors hand them over.
     let (xdp_tx, xdp_rx) = mpsc::channel(cfg.sensors.event_channel_size);
     notifier.status("Starting: sensors");
+    let t_sensors = Instant::now();
     // Sensors before the firewall: a sensor that refuses to start stops the agent
     // before XDP is attached and its link pinned.
     let sensors = sensors::start(
@@ -122,6 +128,8 @@ pub async fn run(
         },
     )
     .await?;
+    let sensors_ms = t_sensors.elapsed().as_millis();
+    kernel::release_kernel_btf();
     notifier.status("Starting: reconciling the firewall with the store");
     let firewall = firewall::start(
         &cfg,
@@ -209,7 +217,16 @@ pub async fn run(
             })
         }
     });
-    tracing::info!(%addr, cert = %tls.cert_path.display(), "API listening (HTTPS).");
+    // Where the start went (the object and BTF, the rules, the programs' verifier).
+    tracing::info!(
+        %addr,
+        cert = %tls.cert_path.display(),
+        start_ms = t0.elapsed().as_millis(),
+        load_ms,
+        detection_ms,
+        sensors_ms,
+        "API listening (HTTPS)."
+    );
     let watchdog = tokio::spawn(crate::supervisor::notify::feed_watchdog(
         notifier.clone(),
         supervisor.clone(),
@@ -257,14 +274,25 @@ pub async fn run(
 }
 
 /// SHA-256 of our own binary, filled in by a detached thread: hashing takes seconds
-/// (a debug build is ~400 MB), off the start-up path. Not spawn_blocking: the runtime
-/// waits for those when it shuts down, which held a stop for the whole hash.
+/// (a debug build is ~150 MB), off the start-up path. Not spawn_blocking: the runtime
+/// waits for those when it shuts down, which held a stop for the whole hash. The
+/// thread runs under SCHED_IDLE: on a busy host (or a one-CPU emulated guest, where
+/// it took a whole CPU for a minute at every start) it gets only time nothing else
+/// wants, so it never slows the agent's start or the host's work.
 fn self_hash() -> Arc<std::sync::OnceLock<String>> {
     let binary_hash = Arc::new(std::sync::OnceLock::new());
     let bh = binary_hash.clone();
     let hasher = std::thread::Builder::new()
         .name("rampart-selfhash".into())
         .spawn(move || {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is this thread; `idle` is a valid sched_param.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) } != 0 {
+                tracing::debug!(
+                    error = %std::io::Error::last_os_error(),
+                    "The binary hash thread keeps its normal priority."
+                );
+            }
             let hash = std::env::current_exe()
                 .and_then(|p| {
                     let mut f = std::fs::File::open(p)?;

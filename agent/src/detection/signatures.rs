@@ -519,8 +519,10 @@ pub fn compile(sources: Vec<Source>) -> Result<RuleSet, RuleErrors> {
 
 /// [`compile`], with the YARA rules from `cache` when it holds these sources'.
 fn compile_cached(sources: Vec<Source>, cache: Option<&Path>) -> Result<RuleSet, RuleErrors> {
+    let started = std::time::Instant::now();
     let cache = cache.and_then(|d| YaraCache::new(d, &sources));
     let cached = cache.as_ref().and_then(YaraCache::get);
+    let cache_hit = cached.is_some();
     let mut errors = Vec::new();
     let mut infos: Vec<RuleInfo> = Vec::new();
     let mut yaml = Vec::new();
@@ -656,6 +658,7 @@ fn compile_cached(sources: Vec<Source>, cache: Option<&Path>) -> Result<RuleSet,
     }
     let (cs, ci) = (cs?, ci?);
 
+    let yaml_ms = started.elapsed().as_millis();
     let mut yara_index = HashMap::new();
     let yara = if yara_files.is_empty() {
         None
@@ -722,7 +725,14 @@ fn compile_cached(sources: Vec<Source>, cache: Option<&Path>) -> Result<RuleSet,
     if !errors.is_empty() {
         return Err(RuleErrors(errors));
     }
-    tracing::debug!(yaml = yaml.len(), yara = yara_rules, "Rule set compiled.");
+    tracing::debug!(
+        yaml = yaml.len(),
+        yara = yara_rules,
+        cache_hit,
+        yaml_ms,
+        total_ms = started.elapsed().as_millis(),
+        "Rule set compiled."
+    );
     Ok(RuleSet {
         infos,
         yaml,

@@ -6,7 +6,7 @@
 pub mod btf;
 pub mod sys;
 
-use std::{ffi::CString, path::Path};
+use std::{ffi::CString, path::Path, sync::Arc};
 
 use agent_common::{maps, PREFIX_MAX_LEN};
 use aya::{
@@ -458,9 +458,25 @@ pub fn mode_label(m: u32) -> &'static str {
     }
 }
 
-/// The kernel's BTF as aya needs it to load LSM programs (parsed once per caller).
-pub fn kernel_btf() -> Result<aya::Btf, String> {
-    aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))
+/// The kernel's BTF parsed as aya needs it to load LSM programs, kept while the
+/// agent starts ([`release_kernel_btf`]): parsing the few MB of vmlinux BTF is the
+/// biggest user-space cost of a start, and the probe and each LSM attachment need it.
+static KERNEL_BTF: std::sync::Mutex<Option<Arc<aya::Btf>>> = std::sync::Mutex::new(None);
+
+/// The kernel's BTF (parsed at the first call after start or a release).
+pub fn kernel_btf() -> Result<Arc<aya::Btf>, String> {
+    let mut cached = KERNEL_BTF.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(btf) = cached.as_ref() {
+        return Ok(btf.clone());
+    }
+    let btf = Arc::new(aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?);
+    *cached = Some(btf.clone());
+    Ok(btf)
+}
+
+/// Drop the parsed BTF once the programs are attached (it is tens of MB).
+pub fn release_kernel_btf() {
+    KERNEL_BTF.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
 /// The mount point of the cgroup v2 (unified) hierarchy.

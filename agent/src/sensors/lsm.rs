@@ -12,7 +12,7 @@ use crate::kernel::{kernel_btf, Component, ComponentState};
 pub fn probe_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
     load_lsm(
         ebpf,
-        &kernel_btf()?,
+        &*kernel_btf()?,
         progs::LSM_PROBE,
         "bprm_check_security",
     )
