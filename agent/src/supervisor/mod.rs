@@ -182,7 +182,11 @@ impl Supervisor {
                 // Its own task, so a panic ends the run and not the supervisor.
                 let run = make();
                 let ended = tokio::spawn(async move { run.await.into_result() }).await;
-                let stopping = *shutdown.borrow();
+                // The sender gone is a stop too: the agent's start failed and is
+                // unwinding; its tasks ending then are no failures to report.
+                // The sender gone is a stop too: the agent's start failed and is
+                // unwinding; its tasks ending then are no failures to report.
+                let stopping = *shutdown.borrow() || shutdown.has_changed().is_err();
                 let why = match ended {
                     Ok(Ok(())) if stopping => {
                         lock(&view).state = TaskState::Stopped;
@@ -394,6 +398,32 @@ mod tests {
         let degraded = degraded.expect("a Degraded status");
         assert!(degraded.contains("sensors/ring"), "{degraded}");
         let _ = stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn tasks_ending_because_the_agent_is_gone_are_stopped_not_failed() {
+        let (sup, stop, findings, _dir) = supervisor().await;
+        let rx = stop.subscribe();
+        let _h = sup.spawn("sensors", "ring", true, move || {
+            let mut rx = rx.clone();
+            async move {
+                // Ends when the sender goes, as the agent's tasks do.
+                let _ = rx.wait_for(|s| *s).await;
+                Ok::<(), anyhow::Error>(())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stop);
+        until("stopped", || sup.tasks()[0].state == TaskState::Stopped).await;
+        let t = &sup.tasks()[0];
+        assert_eq!(t.restarts, 0, "{:?}", t.last_error);
+        assert!(t.last_error.is_none(), "{:?}", t.last_error);
+        let (rows, _) = findings
+            .store()
+            .query_findings(Default::default())
+            .await
+            .expect("findings");
+        assert!(rows.is_empty(), "no task_failed finding: {rows:?}");
     }
 
     #[tokio::test]
