@@ -1664,6 +1664,35 @@ fn prog_stats() -> BTreeMap<String, (u64, u64)> {
 }
 
 /// Wall-clock seconds of a command (best of 3), which must exit with one of `ok`.
+/// `rampart scan` of `corpus` on one worker with only the rules of `rules_dir`
+/// (compiled YARA rules cached under `state_dir` when given).
+fn rampart_yara_scan(
+    bin: &Path,
+    rules_dir: &Path,
+    state_dir: Option<&Path>,
+    corpus: &Path,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.args(["scan", "--default-config", "--no-builtin", "--workers", "1"]);
+    if let Some(state) = state_dir {
+        c.arg("--state-dir").arg(state);
+    }
+    c.arg("--rules-dir").arg(rules_dir).arg(corpus);
+    c
+}
+
+/// The yara CLI over `corpus` with the rules of `yar`, one thread, the agent's
+/// externals defined as it defines them (empty).
+fn yara_cli_scan(yar: &Path, corpus: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("yara");
+    c.args(["-r", "-p", "1"]);
+    for ext in agent::detection::signatures::YARA_EXTERNALS {
+        c.arg("-d").arg(format!("{ext}="));
+    }
+    c.arg(yar).arg(corpus);
+    c
+}
+
 fn best_of_3(mut cmd: impl FnMut() -> std::process::Command, ok: &[i32]) -> Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..3 {
@@ -1728,34 +1757,10 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
         &[0, 3],
     )?;
     let ours_yara_only = best_of_3(
-        || {
-            let mut c = std::process::Command::new(&bin);
-            c.args([
-                "scan",
-                "--default-config",
-                "--no-builtin",
-                "--workers",
-                "1",
-                "--rules-dir",
-            ])
-            .arg(yara_dir.path())
-            .arg(&corpus);
-            c
-        },
+        || rampart_yara_scan(&bin, yara_dir.path(), None, &corpus),
         &[0, 3],
     )?;
-    let yara_cli = best_of_3(
-        || {
-            let mut c = std::process::Command::new("yara");
-            c.args(["-r", "-p", "1"]);
-            for ext in agent::detection::signatures::YARA_EXTERNALS {
-                c.arg("-d").arg(format!("{ext}="));
-            }
-            c.arg(&yar).arg(&corpus);
-            c
-        },
-        &[0],
-    )?;
+    let yara_cli = best_of_3(|| yara_cli_scan(&yar, &corpus), &[0])?;
     eprintln!(
         "scan: {mb:.1} MB; full rule set {full:.2} s ({:.1} MB/s); YARA rules only: rampart {ours_yara_only:.2} s vs yara {yara_cli:.2} s",
         mb / full
@@ -1783,46 +1788,19 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
     let large_yar = large.path().join("large.yar");
     std::fs::write(&large_yar, large_ruleset(LARGE_RULES))?;
     let state = tempfile::tempdir()?;
-    let ours_large = |c: &mut std::process::Command| {
-        c.args([
-            "scan",
-            "--default-config",
-            "--no-builtin",
-            "--workers",
-            "1",
-            "--state-dir",
-        ])
-        .arg(state.path())
-        .arg("--rules-dir")
-        .arg(large.path())
-        .arg(&corpus);
-    };
+    let ours_large = || rampart_yara_scan(&bin, large.path(), Some(state.path()), &corpus);
     let t = Instant::now();
-    let mut first = std::process::Command::new(&bin);
-    ours_large(&mut first);
-    let out = first.output().context("rampart scan, large rule set")?;
+    let out = ours_large()
+        .output()
+        .context("rampart scan, large rule set")?;
     anyhow::ensure!(
         matches!(out.status.code(), Some(0 | 3)),
         "large rule set: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let cold = t.elapsed().as_secs_f64();
-    let ours_large_s = best_of_3(
-        || {
-            let mut c = std::process::Command::new(&bin);
-            ours_large(&mut c);
-            c
-        },
-        &[0, 3],
-    )?;
-    let yara_large = best_of_3(
-        || {
-            let mut c = std::process::Command::new("yara");
-            c.args(["-r", "-p", "1"]).arg(&large_yar).arg(&corpus);
-            c
-        },
-        &[0],
-    )?;
+    let ours_large_s = best_of_3(ours_large, &[0, 3])?;
+    let yara_large = best_of_3(|| yara_cli_scan(&large_yar, &corpus), &[0])?;
     eprintln!(
         "scan, {LARGE_RULES} rules: rampart {ours_large_s:.2} s (first run, compiling: {cold:.2} s) vs yara {yara_large:.2} s"
     );
