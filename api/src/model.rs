@@ -127,6 +127,17 @@ pub struct Finding {
     pub content_sha256: Option<String>,
     /// Can `POST /api/v1/fix` act on it (quarantine the file)?
     pub has_fix: bool,
+    /// The process's ancestors, nearest first (parent, grandparent, ...), as the
+    /// kernel or /proc knew them when the finding was made; empty when unknown.
+    pub lineage: Vec<Ancestor>,
+}
+
+/// A process among a finding's ancestors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Ancestor {
+    pub pid: u32,
+    /// Its comm (chosen by the process itself: shown as text, never trusted).
+    pub name: String,
 }
 
 /// A finding as CSM clients read it (csm-contract.md): severity as CSM's integer,
@@ -179,6 +190,9 @@ struct FindingWire<'a> {
     rule: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_sha256: Option<&'a str>,
+    /// Rampart's: the process's ancestors, nearest first.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    lineage: &'a [Ancestor],
 }
 
 /// CSM's `process` object: what is known of the process behind a finding.
@@ -246,6 +260,7 @@ impl Serialize for Finding {
             mailbox: o(&self.mailbox),
             rule: o(&self.rule),
             content_sha256: o(&self.content_sha256),
+            lineage: &self.lineage,
         }
         .serialize(s)
     }
@@ -296,6 +311,8 @@ struct FindingIn {
     content_sha256: Option<String>,
     #[serde(default)]
     has_fix: bool,
+    #[serde(default)]
+    lineage: Vec<Ancestor>,
 }
 
 impl<'de> Deserialize<'de> for Finding {
@@ -337,6 +354,7 @@ impl<'de> Deserialize<'de> for Finding {
             last_seen: f.last_seen,
             content_sha256: f.content_sha256,
             has_fix: f.has_fix,
+            lineage: f.lineage,
         })
     }
 }

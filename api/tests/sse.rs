@@ -36,6 +36,7 @@ fn finding(id: i64) -> Finding {
         last_seen: "2026-11-23T00:00:00Z".into(),
         content_sha256: None,
         has_fix: false,
+        lineage: Vec::new(),
     }
 }
 

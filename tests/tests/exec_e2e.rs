@@ -96,6 +96,23 @@ fn assert_same_dry_run_finding(h: &Harness, script: &Path) {
         "parent pid and exe in: {d}"
     );
     assert!(d.contains("world_writable: true"), "{d}");
+    // The same lineage, structured: this process first, then its own parent.
+    assert_eq!(
+        f["lineage"][0]["pid"],
+        std::process::id(),
+        "lineage starts at the parent: {f}"
+    );
+    let grandparent = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(") ")?.1.to_string();
+            rest.split(' ').nth(1)?.parse::<u32>().ok()
+        })
+        .expect("our ppid");
+    assert_eq!(
+        f["lineage"][1]["pid"], grandparent,
+        "then the grandparent: {f}"
+    );
 }
 
 /// After an enforced exec of `script` (by the caller): it ran not a line, a denied

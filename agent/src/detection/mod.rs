@@ -362,6 +362,10 @@ pub fn signature_finding(req: &ScanRequest, m: &RuleMatch, truncated: bool) -> N
             f.pid = Some(*pid);
             f.uid = Some(*uid);
             f.process = Some(comm.clone());
+            // Read now, while a long-lived writer (php-fpm, a shell) is still there;
+            // a writer already gone leaves it empty.
+            f.lineage =
+                crate::sensors::procfs::ancestors(*pid, crate::sensors::procfs::LINEAGE_DEPTH);
         }
         Origin::Job(id) => details.push_str(&format!("; scan job {id}")),
     }

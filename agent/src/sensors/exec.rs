@@ -379,6 +379,7 @@ impl ExecFindings {
                         "Ran a program with no file on disk (memfd or deleted) or by file descriptor: {path}"
                     ),
                     details: exec_details(&ev),
+                    lineage: exec_lineage(&ev),
                     key: Some(format!("{}|{path}", ev.uid)),
                     path: Some(path.clone()),
                     pid: Some(ev.tgid),
@@ -413,6 +414,7 @@ impl ExecFindings {
                 }
             ),
             details: exec_details(&ev),
+            lineage: exec_lineage(&ev),
             // A dry run and a kill of the same file are two findings.
             key: Some(format!("{path}|{}", decision.as_str())),
             path: Some(path),
@@ -423,6 +425,26 @@ impl ExecFindings {
         };
         findings.report(f).await;
     }
+}
+
+/// The exec's ancestors, nearest first: parent and grandparent as the kernel saw
+/// them at the exec, then /proc for the rest (all of it from /proc when the kernel
+/// had no offsets).
+fn exec_lineage(ev: &Exec) -> Vec<api::model::Ancestor> {
+    use super::procfs::{ancestors, LINEAGE_DEPTH};
+    let known: Vec<api::model::Ancestor> = [&ev.parent, &ev.grandparent]
+        .into_iter()
+        .map_while(|a| a.as_ref())
+        .map(|a| api::model::Ancestor {
+            pid: a.tgid,
+            name: a.comm.clone(),
+        })
+        .collect();
+    let Some(last) = known.last() else {
+        return ancestors(ev.tgid, LINEAGE_DEPTH);
+    };
+    let more = ancestors(last.pid, LINEAGE_DEPTH - known.len());
+    known.into_iter().chain(more).collect()
 }
 
 /// Details of an exec finding: decision, argv, lineage (from the kernel; /proc when

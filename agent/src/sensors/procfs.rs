@@ -91,19 +91,36 @@ pub fn comm_of(pid: u32) -> Option<String> {
     Some(c.strip_suffix('\n').unwrap_or(&c).to_string())
 }
 
-/// Parent and grandparent of `pid`, best effort from /proc (a killed or short-lived
-/// process may be gone already).
+/// Up to `n` ancestors of `pid`, nearest first, best effort from /proc (a killed or
+/// short-lived process may be gone already; the walk stops below pid 1's parent).
+pub fn ancestors(pid: u32, n: usize) -> Vec<api::model::Ancestor> {
+    let mut out = Vec::new();
+    let mut at = pid;
+    while out.len() < n {
+        let Some(ppid) = proc_stat(at).map(|s| s.ppid).filter(|p| *p != 0) else {
+            break;
+        };
+        let Some(name) = comm_of(ppid) else {
+            break;
+        };
+        out.push(api::model::Ancestor { pid: ppid, name });
+        at = ppid;
+    }
+    out
+}
+
+/// How many ancestors a finding keeps.
+pub const LINEAGE_DEPTH: usize = 4;
+
+/// Parent and grandparent of `pid` in words, best effort from /proc.
 pub fn lineage(pid: u32) -> String {
-    let parent = |p: u32| -> Option<(u32, String)> {
-        let ppid = proc_stat(p)?.ppid;
-        Some((ppid, comm_of(ppid)?))
-    };
-    match parent(pid) {
-        Some((pp, pc)) => match parent(pp) {
-            Some((gp, gc)) => format!("parent {pc} ({pp}), grandparent {gc} ({gp})"),
-            None => format!("parent {pc} ({pp})"),
-        },
-        None => "lineage unavailable (process gone)".into(),
+    match ancestors(pid, 2).as_slice() {
+        [p, g, ..] => format!(
+            "parent {} ({}), grandparent {} ({})",
+            p.name, p.pid, g.name, g.pid
+        ),
+        [p] => format!("parent {} ({})", p.name, p.pid),
+        [] => "lineage unavailable (process gone)".into(),
     }
 }
 

@@ -252,6 +252,8 @@ const MIGRATIONS: &[&str] = &[
         checked_unix INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX bot_claims_seen ON bot_claims(last_unix);",
+    // The process lineage of a finding (a JSON array, nearest ancestor first).
+    "ALTER TABLE findings ADD COLUMN lineage TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Which firewall list a row lives in.

@@ -2,7 +2,7 @@
 //! Findings (dedup, lifecycle, history queries), suppressions, the operator audit log
 //! and quarantine records.
 
-use api::model::{Finding, Severity};
+use api::model::{Ancestor, Finding, Severity};
 use rusqlite::{params, params_from_iter, types::Value, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -30,6 +30,8 @@ pub struct NewFinding {
     /// What makes two findings of one check "the same" (dedup). Default: the rule and
     /// path, else the IP, account, mailbox, domain, process and uid, else the message.
     pub key: Option<String>,
+    /// The process's ancestors, nearest first (see [`Finding::lineage`]).
+    pub lineage: Vec<Ancestor>,
 }
 
 impl NewFinding {
@@ -156,7 +158,7 @@ pub struct QuarantineRow {
 
 pub(super) const FINDING_COLS: &str =
     "id, check_name, severity, message, details, ts, path, pid, uid, process, ip, account, \
-     tenant_id, domain, mailbox, rule, status, count, last_seen, content_sha256";
+     tenant_id, domain, mailbox, rule, status, count, last_seen, content_sha256, lineage";
 
 /// See [`Store::stats_since`].
 #[derive(Debug, Default)]
@@ -220,6 +222,12 @@ pub(super) fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {
         last_seen: r.get(18)?,
         content_sha256: r.get(19)?,
         has_fix: false,
+        // Written by us as JSON; a row that does not parse loses only its lineage.
+        lineage: r
+            .get::<_, String>(20)
+            .ok()
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
     })
     .map(|mut f| {
         f.has_fix = f.status == "active" && fix_action(&f.check, f.path.as_deref()).is_some();
@@ -317,6 +325,7 @@ impl Store {
             let now = time::OffsetDateTime::now_utc();
             let (ts, ts_unix) = (rfc3339(now), now.unix_timestamp());
             let key = f.dedup_key();
+            let lineage = serde_json::to_string(&f.lineage).unwrap_or_else(|_| "[]".into());
             let tx = c.transaction()?;
             let since = ts_unix - i64::try_from(window_secs).unwrap_or(i64::MAX / 2);
             let prior: Option<(i64, u32)> = tx
@@ -331,8 +340,9 @@ impl Store {
                 tx.execute(
                     "UPDATE findings SET count = count + 1, last_seen = ?2, last_seen_unix = ?3,
                      pid = COALESCE(?4, pid), details = ?5,
-                     content_sha256 = COALESCE(?6, content_sha256) WHERE id = ?1",
-                    params![id, ts, ts_unix, f.pid, f.details, f.content_sha256],
+                     content_sha256 = COALESCE(?6, content_sha256),
+                     lineage = CASE WHEN ?7 = '[]' THEN lineage ELSE ?7 END WHERE id = ?1",
+                    params![id, ts, ts_unix, f.pid, f.details, f.content_sha256, lineage],
                 )?;
                 Recorded::Repeat {
                     id,
@@ -342,8 +352,8 @@ impl Store {
                 tx.execute(
                     "INSERT INTO findings (check_name, severity, message, details, ts, ts_unix, last_seen,
                        last_seen_unix, path, pid, uid, process, ip, account, tenant_id, domain, mailbox,
-                       rule, dedup_key, content_sha256)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                       rule, dedup_key, content_sha256, lineage)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
                     params![
                         f.check,
                         f.severity.as_str(),
@@ -362,7 +372,8 @@ impl Store {
                         f.mailbox,
                         f.rule,
                         key,
-                        f.content_sha256
+                        f.content_sha256,
+                        lineage
                     ],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -779,6 +790,41 @@ mod tests {
             Recorded::New(f) => *f,
             r => panic!("expected a new finding, got {r:?}"),
         }
+    }
+
+    /// A finding's lineage is kept, read back in order, and kept by a repeat that
+    /// knows none (its writer already gone); a repeat that knows one replaces it.
+    #[tokio::test]
+    async fn a_findings_lineage_is_stored_and_kept_by_repeats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&dir.path().join("s.db"), 8).expect("open");
+        let anc = |pid, name: &str| Ancestor {
+            pid,
+            name: name.into(),
+        };
+        let first = NewFinding {
+            lineage: vec![anc(10, "sh"), anc(9, "php-fpm8.2")],
+            ..finding("a", "/w/1")
+        };
+        let f = new(s.record_finding(first, 60).await.expect("rec"));
+        assert_eq!(f.lineage, [anc(10, "sh"), anc(9, "php-fpm8.2")]);
+        s.record_finding(finding("a", "/w/1"), 60)
+            .await
+            .expect("repeat");
+        let kept = s.finding(f.id).await.expect("get").expect("there");
+        assert_eq!(kept.lineage, [anc(10, "sh"), anc(9, "php-fpm8.2")]);
+        let later = NewFinding {
+            lineage: vec![anc(20, "bash")],
+            ..finding("a", "/w/1")
+        };
+        s.record_finding(later, 60).await.expect("repeat");
+        let now = s.finding(f.id).await.expect("get").expect("there");
+        assert_eq!(now.lineage, [anc(20, "bash")]);
+        let wire = serde_json::to_value(&now).expect("json");
+        assert_eq!(
+            wire["lineage"],
+            serde_json::json!([{"pid": 20, "name": "bash"}])
+        );
     }
 
     #[tokio::test]
