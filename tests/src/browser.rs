@@ -213,6 +213,16 @@ impl Browser {
         let id = self
             .find(css)
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        // Centred first: scrolled only as far as needed, the element can sit under
+        // the page's sticky header, which would take the click.
+        let _ = self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({
+                "script": "arguments[0].scrollIntoView({block: 'center'});",
+                "args": [{ ELEMENT: id }],
+            })),
+        );
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
@@ -245,6 +255,38 @@ impl Browser {
             Some(json!({"script": script, "args": []})),
         )
         .unwrap_or_else(|e| panic!("script: {e}"))
+    }
+
+    /// Choose `value` in the `<select>` at `css` as a user would (its change event
+    /// fires).
+    pub fn select(&self, css: &str, value: &str) {
+        let r = self.run_async(&format!(
+            "const done = arguments[arguments.length - 1];
+             const s = document.querySelector({css});
+             if (!s) {{ done('no ' + {css}); return; }}
+             s.value = {value};
+             s.dispatchEvent(new Event('change', {{bubbles: true}}));
+             done(s.value);",
+            css = serde_json::to_string(css).expect("json"),
+            value = serde_json::to_string(value).expect("json"),
+        ));
+        assert_eq!(r, serde_json::json!(value), "select {value} in {css}");
+    }
+
+    /// Set the value of the field at `css` at once (long texts, newlines) and fire
+    /// its input event.
+    pub fn fill(&self, css: &str, text: &str) {
+        let r = self.run_async(&format!(
+            "const done = arguments[arguments.length - 1];
+             const e = document.querySelector({css});
+             if (!e) {{ done(false); return; }}
+             e.value = {text};
+             e.dispatchEvent(new Event('input', {{bubbles: true}}));
+             done(true);",
+            css = serde_json::to_string(css).expect("json"),
+            text = serde_json::to_string(text).expect("json"),
+        ));
+        assert_eq!(r, serde_json::json!(true), "fill {css}");
     }
 
     /// Log in through the form at `base`/login with `token`; true once the

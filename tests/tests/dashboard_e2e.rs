@@ -83,6 +83,26 @@ fn the_dashboard_works_in_a_real_browser() {
         "the finding arrives live; page:\n{}",
         b.text("#main")
     );
+    // Its detail: every field, and the filters narrow the list.
+    b.click("tr[data-id] a.open");
+    assert!(
+        b.wait("#finding-detail:not([hidden]) dl.kv", 10),
+        "the detail opens"
+    );
+    let detail = b.text("#finding-detail");
+    assert!(
+        detail.contains(&shell.display().to_string())
+            && detail.contains("Actions")
+            && detail.contains("lineage"),
+        "the detail names the file, the writer's lineage (this test, alive) and has the action history: {detail}"
+    );
+    b.type_into("#f-path", "/no/such/tree");
+    assert!(
+        !b.exists("tr[data-id]"),
+        "a path filter that matches nothing"
+    );
+    b.fill("#f-path", "");
+    assert!(b.exists("tr[data-id]"), "the filter cleared");
     b.screenshot(&shots().join("findings.png"));
 
     // Block from the page: the row appears and the address is in the XDP map.
@@ -121,6 +141,22 @@ fn the_dashboard_works_in_a_real_browser() {
         "restored from the page"
     );
     b.screenshot(&shots().join("quarantine.png"));
+
+    // The fixed finding under its status, with who fixed it in its history.
+    page(&b, "findings");
+    b.select("#f-status", "fixed");
+    assert!(
+        b.wait("tr[data-status=fixed] a.open", 10),
+        "the fixed finding is listed: {}",
+        b.text("#main")
+    );
+    b.click("tr[data-status=fixed] a.open");
+    assert!(b.wait("#finding-detail:not([hidden]) table", 10));
+    let detail = b.text("#finding-detail");
+    assert!(
+        detail.contains("fix") && detail.contains("op"),
+        "the fix and its actor in the history: {detail}"
+    );
     for p in ["threats", "rules", "settings"] {
         page(&b, p);
         b.screenshot(&shots().join(format!("{p}.png")));
@@ -155,4 +191,212 @@ fn the_dashboard_works_in_a_real_browser() {
     assert!(!b.exists("tr[data-id] button"), "no dismiss or fix buttons");
     page(&b, "quarantine");
     assert!(!b.exists("button.restore"), "no restore for a read session");
+}
+
+/// Bulk actions with their undo, bulk import with its progress, the policy on trial
+/// with its countdown, and an address's timeline: each through the page, each
+/// checked where it takes effect (the XDP map, the API).
+#[test]
+fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
+    if !integration_test::feature_available(
+        "Chromium and chromedriver",
+        integration_test::browser::available(),
+    ) {
+        return;
+    }
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").expect("log");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\nauto_response:\n  enabled: false\n",
+        log.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let b = Browser::start(&h.net.ns_a);
+    login(&b, &h.admin);
+
+    // Bulk unblock from the list, then undo it from the banner.
+    for ip in ["203.0.113.80", "203.0.113.81"] {
+        let (s, v) = h.post(
+            "/api/v1/block-ip",
+            json!({ "ip": ip, "reason": "bulk test" }),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+    page(&b, "firewall");
+    b.click("tr[data-ip='203.0.113.80'] input.pick");
+    b.click("tr[data-ip='203.0.113.81'] input.pick");
+    assert!(b.text("#fw-unblock-selected").contains("(2)"));
+    b.click("#fw-unblock-selected");
+    assert!(
+        b.wait("#undo:not([hidden]) #undo-run", 10),
+        "the undo banner: {}",
+        b.text("body")
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !h
+            .in_block_map(32, [203, 0, 113, 80])
+            && !h.in_block_map(32, [203, 0, 113, 81])),
+        "unblocked in the XDP map"
+    );
+    assert!(
+        b.text("#undo").contains("Unblocked 2 addresses"),
+        "{}",
+        b.text("#undo")
+    );
+    b.screenshot(&shots().join("undo.png"));
+    b.click("#undo-run");
+    assert!(
+        wait_for(Duration::from_secs(10), || h
+            .in_block_map(32, [203, 0, 113, 80])
+            && h.in_block_map(32, [203, 0, 113, 81])),
+        "the undo blocked both again"
+    );
+    assert!(b.wait("tr[data-ip='203.0.113.81']", 10), "listed again");
+    let (_, list) = h.get("/api/v1/blocked-ips", &h.admin.clone());
+    let back = list
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["ip"] == "203.0.113.80"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&back["reason"], &back["source"]),
+        (&json!("bulk test"), &json!("api")),
+        "restored as it was: {back}"
+    );
+    assert!(
+        b.exists("#undo[hidden]"),
+        "the banner is gone after the undo"
+    );
+
+    // Bulk import: 255 + 50 addresses, a CIDR, a comment, a bad line; two batches.
+    let mut lines: Vec<String> = (1..=255).map(|i| format!("192.0.2.{i}")).collect();
+    lines.extend((100..150).map(|i| format!("203.0.113.{i}, from a CSV")));
+    lines.push("203.0.113.192/26   # a network".into());
+    lines.push("# only a comment".into());
+    lines.push("not-an-ip".into());
+    b.click("#import-open");
+    b.fill("#import-list", &lines.join("\n"));
+    b.fill("#import-reason", "imported in the test");
+    b.click("#import-go");
+    assert!(
+        wait_for(Duration::from_secs(120), || b
+            .text("#import-result")
+            .contains("Done.")),
+        "the import finished: {}",
+        b.text("#fw-import")
+    );
+    assert_eq!(
+        b.text("#import-result"),
+        "307 of 307 sent: 306 blocked, 1 failed. Done."
+    );
+    assert!(b.text("#import-failures").contains("not-an-ip"));
+    let progress = b.run_async(
+        "const done = arguments[arguments.length - 1];
+         const p = document.querySelector('#import-progress');
+         done([p.value, p.max]);",
+    );
+    assert_eq!(progress, json!([307, 307]), "the bar is full");
+    assert!(h.in_block_map(32, [192, 0, 2, 200]), "an imported address");
+    assert!(h.in_block_map(26, [203, 0, 113, 192]), "the imported CIDR");
+    assert!(
+        b.exists("tr[data-ip='203.0.113.149']"),
+        "the list was reloaded"
+    );
+    assert_eq!(
+        b.text(".cards .card b"),
+        "308",
+        "the count follows the list"
+    );
+    b.run_async(
+        "const done = arguments[arguments.length - 1];
+         document.querySelector('#fw-import').scrollIntoView(); done(true);",
+    );
+    b.screenshot(&shots().join("import.png"));
+
+    // A policy change on trial: the countdown runs; reverting restores the old.
+    let (_, before) = h.get("/api/v1/firewall/status", &h.admin.clone());
+    page(&b, "firewall");
+    b.click("#policy-open");
+    b.fill("#policy-changes", r#"{"drop_samples_per_sec": 7}"#);
+    b.fill("#policy-minutes", "2");
+    b.click("#policy-try");
+    assert!(
+        b.wait("#rollback-pending", 15),
+        "the trial is shown: {}",
+        b.text("#fw-policy")
+    );
+    let (_, rb) = h.get("/api/v1/settings/firewall/rollback", &h.admin.clone());
+    assert_eq!(rb["pending"], true, "{rb}");
+    assert_eq!(rb["proposed"]["drop_samples_per_sec"], 7, "{rb}");
+    let first = b.text("#rollback-left");
+    assert!(
+        first.starts_with("1:") || first.starts_with("2:"),
+        "two minutes or a little less: {first}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || b.text("#rollback-left") != first),
+        "the countdown runs"
+    );
+    b.screenshot(&shots().join("policy-trial.png"));
+    b.click("#rollback-revert");
+    assert!(
+        b.wait("#policy-try", 15),
+        "the form is back after the revert"
+    );
+    let (_, rb) = h.get("/api/v1/settings/firewall/rollback", &h.admin.clone());
+    assert_eq!(rb["pending"], false, "{rb}");
+    let (_, after) = h.get("/api/v1/firewall/status", &h.admin.clone());
+    assert_eq!(after["policy"], before["policy"], "the old policy again");
+
+    // Threats: an address's timeline, then a bulk block undone.
+    let mut l = integration_test::sshd_failures("203.0.113.50", 3, "x");
+    l.extend(integration_test::sshd_failures("203.0.113.51", 2, "y"));
+    std::fs::write(&log, l.join("\n") + "\n").expect("log lines");
+    let admin = h.admin.clone();
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let (_, top) = h.get("/api/v1/threat/top-attackers", &admin);
+            top.as_array().is_some_and(|a| a.len() >= 2)
+        }),
+        "both addresses are threats"
+    );
+    page(&b, "threats");
+    b.click("tr[data-ip='203.0.113.50'] a.open");
+    assert!(
+        b.wait("#ip-timeline:not([hidden]) svg.chart", 10),
+        "the timeline opens with its chart: {}",
+        b.text("#main")
+    );
+    let t = b.text("#ip-timeline");
+    assert!(t.contains("Timeline of 203.0.113.50"), "{t}");
+    assert_eq!(t.matches("sshd").count(), 3, "one row per event: {t}");
+    b.run_async(
+        "const done = arguments[arguments.length - 1];
+         document.querySelector('#ip-timeline').scrollIntoView(); done(true);",
+    );
+    b.screenshot(&shots().join("timeline.png"));
+    b.click("tr[data-ip='203.0.113.50'] input.pick");
+    b.click("tr[data-ip='203.0.113.51'] input.pick");
+    b.click("#threat-block-selected");
+    assert!(
+        b.wait("#undo:not([hidden]) #undo-run", 10),
+        "the undo banner"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || h
+            .in_block_map(32, [203, 0, 113, 50])
+            && h.in_block_map(32, [203, 0, 113, 51])),
+        "both blocked in the XDP map"
+    );
+    b.click("#undo-run");
+    assert!(
+        wait_for(Duration::from_secs(10), || !h
+            .in_block_map(32, [203, 0, 113, 50])
+            && !h.in_block_map(32, [203, 0, 113, 51])),
+        "the undo unblocked both"
+    );
 }

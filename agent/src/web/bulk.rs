@@ -93,13 +93,19 @@ impl AgentBackend {
             .collect())
     }
 
-    /// Put entries (back) on a list; returns how many landed.
+    /// Put entries (back) on a list as they were (reason, source, time left);
+    /// returns how many landed. The audit log says it was an undo.
     async fn restore(&self, list: FwList, items: &[Item], actor: &str) -> usize {
         let mut n = 0;
         for it in items {
+            let source = if it.source.is_empty() {
+                "undo"
+            } else {
+                &it.source
+            };
             match self
                 .firewall
-                .add(list, &it.ip, &it.reason, "undo", it.remaining, false, actor)
+                .add(list, &it.ip, &it.reason, source, it.remaining, false, actor)
                 .await
             {
                 Ok(_) => n += 1,
