@@ -433,6 +433,11 @@ pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> O
         info.flags |= file_flags::UNRESOLVED;
         bump(FileStat::WalkTooDeep);
     }
+    if w.via_bind {
+        // In a watched tree, reached through a bind mount: the name is the writer's
+        // view, so the agent finds the file by inode (as a path too deep to build).
+        info.flags |= file_flags::UNRESOLVED;
+    }
     if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
         info.flags |= file_flags::CREATED;
     }

@@ -51,8 +51,12 @@ pub struct WalkState {
     /// The root bits this walk looks for.
     mask: u32,
     verdict: u32,
-    /// bit 0: complete, bit 1: truncated.
+    /// bit 0: complete, bit 1: truncated, bit 2: the root was found above a bind
+    /// mount's root.
     done: u32,
+    /// 1 while the search climbs above the root of a mount of a directory (a bind
+    /// mount), inside its filesystem.
+    detour: u32,
     /// The current dentry's fields, from one read of `DENTRY_CHUNK` bytes.
     chunk: [u64; DENTRY_CHUNK / 8],
     buf: [u8; 2 * PATH_MAX_LEN],
@@ -63,6 +67,7 @@ static WALK_SCRATCH: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0
 
 const COMPLETE: u32 = 1;
 const TRUNCATED: u32 = 2;
+const VIA_BIND: u32 = 4;
 
 /// Where a built path ends in the scratch (its NUL is there).
 const PATH_END: usize = PATH_MAX_LEN - 1;
@@ -208,6 +213,9 @@ pub struct Walked {
     pub truncated: bool,
     /// Length of the path now in `out` (without its NUL).
     pub len: u32,
+    /// The root was found above the root of a bind mount: the path in `out` is the
+    /// one the writer's mounts show, which need not exist where the agent looks.
+    pub via_bind: bool,
 }
 
 /// One step up: check the dentry against the watched roots, then either cross to
@@ -275,6 +283,13 @@ fn at_mount_root(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
 
 /// One step of the search for the nearest root: a lookup by dentry address, then up
 /// one level (one read) or across a mount. False when the search is over.
+///
+/// Membership is a matter of the filesystem, not of the mounts a process sees: a
+/// mount of a directory inside a watched tree (a bind mount, which an unprivileged
+/// user can make in a user and mount namespace of their own) has that directory as
+/// its root, and crossing from there straight to the mountpoint would never pass
+/// the watched root above it. So at such a mount's root the search first climbs on
+/// inside the filesystem to its top (the detour), then crosses the mount.
 #[inline(always)]
 fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let dentry: u64 = get!(st, dentry);
@@ -286,10 +301,29 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         let v = r.bits & get!(st, mask);
         if v != 0 {
             set!(st, verdict, v);
+            if get!(st, detour) != 0 {
+                mark(st, VIA_BIND);
+            }
             return Some(false);
         }
     }
+    if get!(st, detour) != 0 {
+        let up: u64 = read(dentry, o.dentry_d_parent)?;
+        if up != dentry {
+            set!(st, dentry, up);
+            return Some(true);
+        }
+        // The top of the filesystem: back to the mount the detour left.
+        set!(st, detour, 0);
+        return cross_mount(o, st);
+    }
     if at_mount_root(o, st)? {
+        let up: u64 = read(dentry, o.dentry_d_parent)?;
+        if up != dentry {
+            set!(st, detour, 1);
+            set!(st, dentry, up);
+            return Some(true);
+        }
         return cross_mount(o, st);
     }
     climb(st, dentry, read(dentry, o.dentry_d_parent)?)
@@ -378,6 +412,7 @@ pub fn walk(
     set!(st, mnt_root, 0);
     set!(st, verdict, 0);
     set!(st, done, 0);
+    set!(st, detour, 0);
     for _ in 0..MAX_WALK_DEPTH {
         if !search_step(o, st)? {
             break;
@@ -424,5 +459,6 @@ pub fn walk(
         complete: searched & COMPLETE != 0 || verdict != 0,
         truncated: done & TRUNCATED != 0,
         len: n as u32,
+        via_bind: searched & VIA_BIND != 0,
     })
 }

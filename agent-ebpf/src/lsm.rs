@@ -157,6 +157,7 @@ fn try_file_open(f: u64) -> Option<Decision> {
                     complete: true,
                     truncated: false,
                     len: info.path_len,
+                    via_bind: false,
                 })
             }
             None => kstruct::walk(o, f, 0, kstruct::Names::Always, &mut (*ev).path),

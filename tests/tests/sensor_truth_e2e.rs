@@ -3,8 +3,9 @@
 //! typed (#17). A customer (`nobody` here) copies a webshell into the watched tree
 //! spelled every way that used to hide it: a leading `//`, `..` from outside, a
 //! relative name from a writer gone before /proc could say where it was, a directory
-//! symlinked into the tree, and /proc/self/cwd. Each is a `signature_match` finding
-//! on the file's real path.
+//! symlinked into the tree, /proc/self/cwd, and a bind mount of a directory in the
+//! tree made in the customer's own namespaces. Each is a `signature_match` finding on
+//! the file's real path.
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
@@ -119,6 +120,16 @@ fn webshell_spellings(backend: Backend) {
         (
             "proc-cwd.php",
             format!("cd {w} && cp {s} /proc/self/cwd/proc-cwd.php"),
+        ),
+        // Through a bind mount of a directory inside the tree, made in the customer's
+        // own user and mount namespaces (unprivileged): the mount's root is `sub`,
+        // so a walk that only crossed mounts would go from `sub` to the mountpoint
+        // in the customer's home and never pass the watched root.
+        (
+            "sub/bound.php",
+            format!(
+                "mkdir {w}/sub {hm}/bx && unshare -Urm sh -c 'mount --bind {w}/sub {hm}/bx && cp {s} {hm}/bx/bound.php'"
+            ),
         ),
         // A hard link of the customer's own file, and an unnamed O_TMPFILE file given
         // a name in the tree through /proc/self/fd (linkat).
@@ -256,12 +267,13 @@ fn webshell_spellings(backend: Backend) {
         assert!(!unseen("io_uring"), "fanotify sees io_uring opens: {file}");
         return;
     }
-    // The two the kernel could not name (and only they) were found by inode.
+    // The three the kernel could not name where the agent looks (too deep, too
+    // long, through the customer's bind mount), and only they, were found by inode.
     assert_eq!(
-        health["pipeline"]["unresolved"], 2,
+        health["pipeline"]["unresolved"], 3,
         "every other path was built by the kernel: {health}"
     );
-    assert_eq!(health["pipeline"]["unnamed"]["found"], 2, "{health}");
+    assert_eq!(health["pipeline"]["unnamed"]["found"], 3, "{health}");
     if backend == Backend::Lsm {
         // A session ends in the kernel with the file's last reference: the agent had
         // nothing to end after an exit.
@@ -370,6 +382,12 @@ fn exec_spellings(backend: Backend) {
     for (_, script) in &cases {
         as_nobody(script);
     }
+    // Run through a bind mount of a directory in the tree, made in the customer's own
+    // user and mount namespaces: the mount's root is `sub`, below the tree's root.
+    as_nobody(&format!(
+        "mkdir {w}/sub {hm}/bx && cp {t} {w}/sub/bound && \
+         unshare -Urm sh -c 'mount --bind {w}/sub {hm}/bx && {hm}/bx/bound'"
+    ));
     // Code with no file: a memfd run by descriptor (fexecve) and by /proc/self/fd.
     let fexecve = format!(
         "import os\nfd = os.memfd_create('payload')\nos.write(fd, open('{t}', 'rb').read())\nos.execve(fd, ['payload'], {{}})\n"
@@ -414,9 +432,20 @@ fn exec_spellings(backend: Backend) {
     } else {
         &["memfd:payload", "memfd:payload2"]
     };
+    // The bound program is judged by where it is, in the tree; its path is the one
+    // the customer's mounts show (the mount exists only in their namespace).
+    let bound = |f: &[serde_json::Value]| {
+        f.iter().any(|x| {
+            x["check"] == "exec_world_writable"
+                && x["path"].as_str().is_some_and(|p| p.ends_with("/bound"))
+                && x["details"].as_str().is_some_and(|d| d.contains("dry_run"))
+        })
+    };
     let all = wait_for(Duration::from_secs(15), || {
         let f = findings();
-        cases.iter().all(|(n, _)| seen(&f, n)) && memfds.iter().all(|n| fileless(&f, n))
+        cases.iter().all(|(n, _)| seen(&f, n))
+            && memfds.iter().all(|n| fileless(&f, n))
+            && bound(&f)
     });
     let f = findings();
     let missing: Vec<&str> = cases
@@ -424,6 +453,7 @@ fn exec_spellings(backend: Backend) {
         .map(|(n, _)| *n)
         .filter(|n| !seen(&f, n))
         .chain(memfds.iter().copied().filter(|n| !fileless(&f, n)))
+        .chain((!bound(&f)).then_some("bound (through a bind mount)"))
         .collect();
     assert!(
         all,

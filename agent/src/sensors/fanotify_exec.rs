@@ -76,6 +76,9 @@ pub struct FanotifyExec {
     policy: ExecPolicy,
     /// The roots whose filesystems are marked (for /components).
     pub marked: Vec<PathBuf>,
+    /// A directory fd on each marked filesystem, by device: where a file is found
+    /// again by handle (see [`State::real_path`]).
+    mounts: Vec<(u64, OwnedFd)>,
 }
 
 fn errno() -> std::io::Error {
@@ -100,6 +103,7 @@ impl FanotifyExec {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut devs = HashSet::new();
         let mut marked = Vec::new();
+        let mut mounts = Vec::new();
         for root in policy.world_writable.iter().chain(roots) {
             let Ok(meta) = std::fs::metadata(root) else {
                 continue;
@@ -109,8 +113,17 @@ impl FanotifyExec {
             }
             mark_filesystem(fd.as_raw_fd(), root, libc::FAN_OPEN_EXEC_PERM)?;
             marked.push(root.clone());
+            // open_by_handle_at refuses O_PATH fds: a plain directory open.
+            if let Ok(dir) = File::open(root) {
+                mounts.push((meta.dev(), OwnedFd::from(dir)));
+            }
         }
-        Ok(Self { fd, policy, marked })
+        Ok(Self {
+            fd,
+            policy,
+            marked,
+            mounts,
+        })
     }
 
     /// The exec policy it applies (to open the sensor again after a failure).
@@ -129,6 +142,7 @@ impl FanotifyExec {
         let mut st = State {
             policy: self.policy,
             inflight: HashMap::new(),
+            mounts: self.mounts,
         };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -218,9 +232,80 @@ impl Inflight {
 struct State {
     policy: ExecPolicy,
     inflight: HashMap<u32, Inflight>,
+    mounts: Vec<(u64, OwnedFd)>,
+}
+
+/// The kernel's handle of an open file (`name_to_handle_at` with `AT_EMPTY_PATH`),
+/// as `struct file_handle` in 4-byte words.
+fn handle_of(file: &File) -> Option<Vec<u32>> {
+    const MAX_HANDLE_SZ: u32 = 128;
+    // handle_bytes, handle_type, then the handle.
+    let mut words = vec![0u32; 2 + MAX_HANDLE_SZ as usize / 4];
+    words[0] = MAX_HANDLE_SZ;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `words` is a struct file_handle with room for MAX_HANDLE_SZ bytes, as
+    // its handle_bytes says; the empty path with AT_EMPTY_PATH names `file` itself.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            words.as_mut_ptr().cast(),
+            &mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    (r == 0).then_some(words)
+}
+
+/// Does `path` name `m`'s file here (device and inode)?
+fn names(path: &Path, m: &std::fs::Metadata) -> bool {
+    std::fs::metadata(path).is_ok_and(|p| p.dev() == m.dev() && p.ino() == m.ino())
 }
 
 impl State {
+    /// The path of an exec'd file as the agent's mounts show it. /proc/self/fd names
+    /// a file through the mounts it was opened by, which can be mounts of another
+    /// namespace: a customer's bind mount of a directory inside a watched tree,
+    /// made in user and mount namespaces of their own, names it outside the tree.
+    /// When that name is not this file here, the file is found again by its handle
+    /// through a directory on its filesystem, which names it by where it is.
+    fn real_path(&self, file: &File, path: PathBuf) -> PathBuf {
+        let Ok(m) = file.metadata() else {
+            return path;
+        };
+        if names(&path, &m) {
+            return path;
+        }
+        let Some(mut handle) = handle_of(file) else {
+            return path;
+        };
+        for (dev, dir) in &self.mounts {
+            if *dev != m.dev() {
+                continue;
+            }
+            // SAFETY: `handle` is a complete struct file_handle from the kernel; the
+            // returned fd is checked and owned.
+            let fd = unsafe {
+                libc::open_by_handle_at(
+                    dir.as_raw_fd(),
+                    handle.as_mut_ptr().cast(),
+                    libc::O_PATH | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                continue;
+            }
+            // SAFETY: just opened.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+                if names(&p, &m) {
+                    return p;
+                }
+            }
+        }
+        path
+    }
+
     /// The followed execs whose image was replaced, whose process is gone, or whose
     /// wait is over.
     /// Each with its start, so an exec begun since by the same process stays.
@@ -278,6 +363,7 @@ impl State {
             stats.unresolved.fetch_add(1, Ordering::Relaxed);
             return Decision::Allowed;
         };
+        let path = self.real_path(file, path);
         let next = interpreter(file);
         // The interpreter of an exec already followed: part of it.
         if let Some(f) = self.inflight.get_mut(&pid) {
@@ -601,6 +687,7 @@ mod tests {
                 web_uids: HashSet::new(),
             },
             inflight: HashMap::new(),
+            mounts: Vec::new(),
         };
         // event_len shorter than the metadata, then longer than the buffer.
         let mut ev = vec![0u8; METADATA_LEN];
