@@ -818,8 +818,34 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
         json!({"reload_command": ["/bin/sh", "-c", "id"]}),
     );
     assert_eq!(s, 422, "{v}");
-    // retention waits for a restart.
+    // retention, alerts and quarantine's limits apply live too.
     let (s, v) = h.post("/api/v1/settings/retention", json!({"days": 45}));
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    let channel = json!({"channels": [{"name": "ops-hook", "type": "webhook",
+        "url": "https://192.0.2.10/hook", "min_severity": "high"}]});
+    let (s, v) = h.post("/api/v1/settings/alerts", channel);
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    let (_, health) = h.get("/api/v1/health", &admin);
+    assert!(
+        health["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["name"] == "ops-hook")),
+        "the new channel is in force at once: {}",
+        health["alerts"]
+    );
+    let (s, v) = h.post(
+        "/api/v1/settings/quarantine",
+        json!({"max_bytes": 1048576, "auto": false}),
+    );
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    let (_, idx) = h.get("/api/v1/settings", &admin);
+    assert_eq!(idx["restart_pending"], false, "{idx}");
+    // Where the quarantine lives cannot change under it: that waits for a restart.
+    let qdir = h.dir.path().join("q2");
+    let (s, v) = h.post(
+        "/api/v1/settings/quarantine",
+        json!({"dir": qdir.display().to_string()}),
+    );
     assert_eq!((s, &v["restart_required"]), (200, &json!(true)), "{v}");
     let (_, idx) = h.get("/api/v1/settings", &admin);
     assert_eq!(idx["restart_pending"], true, "{idx}");
@@ -843,6 +869,13 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
     assert_eq!(idx["restart_pending"], false, "the restart took it: {idx}");
     let (_, r) = h.get("/api/v1/settings/retention", &admin);
     assert_eq!(r["days"], 45, "{r}");
+    let (_, q) = h.get("/api/v1/settings/quarantine", &admin);
+    assert_eq!(q["dir"], qdir.display().to_string(), "{q}");
+    let (_, st) = h.get("/api/v1/status", &admin);
+    assert!(
+        qdir.is_dir(),
+        "the restarted agent keeps its quarantine there: {st}"
+    );
     assert_eq!(
         h.agent.as_ref().and_then(|a| a.pid()),
         Some(pid),

@@ -15,7 +15,10 @@ pub mod signatures;
 
 use std::{
     path::PathBuf,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -114,6 +117,7 @@ pub async fn start(
         quarantine,
         findings.clone(),
         cfg.quarantine.auto,
+        cfg.retention.clone(),
         Behaviour::new(web_uids, cfg.detection.web_shell_allow.clone()),
     ));
     if let Some(e) = engine.last_error() {
@@ -169,15 +173,8 @@ pub async fn start(
             sweep: (d.sweep_interval_minutes > 0)
                 .then(|| Duration::from_secs(d.sweep_interval_minutes * 60)),
         };
-        let retention = cfg.retention.clone();
         sup.spawn("detection", "scheduler", false, move || {
-            schedule(
-                det.clone(),
-                roots.clone(),
-                every,
-                retention.clone(),
-                shutdown.clone(),
-            )
+            schedule(det.clone(), roots.clone(), every, shutdown.clone())
         })
     };
     Ok(DetectionHandle {
@@ -223,7 +220,11 @@ pub struct Detection {
     pub jobs: Arc<Jobs>,
     pub quarantine: Arc<Quarantine>,
     pub findings: Arc<Findings>,
-    pub auto_quarantine: bool,
+    /// `quarantine.auto`: quarantine matches of `auto_quarantine` rules at once
+    /// (applied live by the settings API).
+    pub auto_quarantine: AtomicBool,
+    /// `retention`, read by the scheduler at each pass (applied live).
+    pub retention: std::sync::RwLock<Retention>,
     /// Joins of exec and file events (web shells, dropped/deleted executables).
     pub behaviour: Behaviour,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
@@ -237,6 +238,7 @@ impl Detection {
         quarantine: Arc<Quarantine>,
         findings: Arc<Findings>,
         auto_quarantine: bool,
+        retention: Retention,
         behaviour: Behaviour,
     ) -> Self {
         Self {
@@ -246,7 +248,8 @@ impl Detection {
             jobs: Arc::new(Jobs::default()),
             quarantine,
             findings,
-            auto_quarantine,
+            auto_quarantine: AtomicBool::new(auto_quarantine),
+            retention: std::sync::RwLock::new(retention),
             latencies: Mutex::new(Default::default()),
         }
     }
@@ -501,7 +504,10 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
         for m in &report.matches {
             let mut f = signature_finding(&o.req, m, report.truncated);
             f.content_sha256 = report.sha256.clone();
-            if m.auto_quarantine && det.auto_quarantine && quarantined.is_none() {
+            if m.auto_quarantine
+                && det.auto_quarantine.load(Ordering::Relaxed)
+                && quarantined.is_none()
+            {
                 // Only the very file scanned (inode and content): never what was
                 // swapped in under its name since.
                 let expect = quarantine::Expect {
@@ -571,7 +577,6 @@ pub async fn schedule(
     det: Arc<Detection>,
     roots: Vec<PathBuf>,
     every: ScanEvery,
-    retention: Retention,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut retain = tokio::time::interval(RETENTION_EVERY);
@@ -582,6 +587,11 @@ pub async fn schedule(
     loop {
         tokio::select! {
             _ = retain.tick() => {
+                let retention = det
+                    .retention
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 enforce_retention(&det.findings, &retention).await;
                 if let Some(every) = every.full {
                     if last_full.elapsed() >= every {

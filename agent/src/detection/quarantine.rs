@@ -105,8 +105,9 @@ pub struct Quarantine {
     store: Store,
     /// Trees a quarantine or restore may touch.
     roots: Vec<PathBuf>,
-    /// Largest file (apparent size) quarantined.
-    max_bytes: u64,
+    /// Largest file (apparent size) quarantined (`quarantine.max_bytes`, applied
+    /// live by the settings API).
+    max_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Is `path` strictly inside one of `roots`, by plain components (no `.`/`..`)?
@@ -226,8 +227,14 @@ impl Quarantine {
             dir,
             store,
             roots,
-            max_bytes,
+            max_bytes: max_bytes.into(),
         })
+    }
+
+    /// Change the largest file quarantined (the settings API).
+    pub fn set_max_bytes(&self, n: u64) {
+        self.max_bytes
+            .store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The trees a quarantine, a restore or a fix may touch.
@@ -284,7 +291,10 @@ impl Quarantine {
         let archive = self.dir.join(format!("{id}.bin"));
         let (p, a) = (path.to_path_buf(), archive.clone());
         let (dirfd, n) = (parent_fd.as_raw_fd(), name.clone());
-        let (max_bytes, qdir) = (self.max_bytes, self.dir.clone());
+        let (max_bytes, qdir) = (
+            self.max_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            self.dir.clone(),
+        );
         let copied = tokio::task::spawn_blocking(move || -> Result<_, QuarantineError> {
             let fd = nix::fcntl::openat(
                 Some(dirfd),

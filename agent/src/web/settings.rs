@@ -363,6 +363,35 @@ impl AgentBackend {
                 .detection
                 .engine
                 .set_perf(crate::detection::perf::Limits::from(&new.performance)),
+            "alerts" => {
+                if let Err(e) = self.alerts.set_config(new.alerts.channels.clone()) {
+                    // Validated with the config, so not expected: the old channels
+                    // stay, and the restart takes the new ones.
+                    tracing::error!(error = %e, "The new alert channels could not be put in force; they apply at the next start.");
+                    return false;
+                }
+            }
+            "retention" => {
+                *self
+                    .detection
+                    .retention
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = new.retention.clone();
+            }
+            "quarantine" => {
+                // Where the quarantine lives and which trees it may touch are fixed
+                // while it runs (files are in it); the rest applies now.
+                let q = &self.detection.quarantine;
+                if new.quarantine_dir() != q.dir() || new.quarantine_roots() != q.roots() {
+                    return false;
+                }
+                self.detection
+                    .auto_quarantine
+                    .store(new.quarantine.auto, std::sync::atomic::Ordering::Relaxed);
+                self.detection
+                    .quarantine
+                    .set_max_bytes(new.quarantine.max_bytes);
+            }
             _ => return false,
         }
         tracing::info!(section, "Settings applied live.");

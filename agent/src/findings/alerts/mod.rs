@@ -116,7 +116,8 @@ pub struct TestResult {
 pub struct Alerts {
     /// The config file's channels, then those the notification settings add.
     channels: std::sync::RwLock<Vec<Arc<Channel>>>,
-    config: Vec<AlertChannel>,
+    /// `alerts.channels` of the config (changed live by the settings API).
+    config: std::sync::RwLock<Vec<AlertChannel>>,
     /// Charon's notification settings, once written through the API.
     settings: std::sync::RwLock<Option<settings::Notifications>>,
     store: Store,
@@ -149,7 +150,7 @@ impl Alerts {
         };
         let a = Self {
             channels: std::sync::RwLock::new(Vec::new()),
-            config: cfg.alerts.channels.clone(),
+            config: std::sync::RwLock::new(cfg.alerts.channels.clone()),
             settings: std::sync::RwLock::new(None),
             store,
             host,
@@ -163,9 +164,10 @@ impl Alerts {
     /// put both in force; a channel that stays keeps its budget.
     fn apply(&self, settings: Option<settings::Notifications>) -> Result<()> {
         let old = self.snapshot();
-        let mut wanted = self.config.clone();
+        let config = self.config();
+        let mut wanted = config.clone();
         if let Some(s) = &settings {
-            wanted.extend(s.managed(&self.config, &self.host));
+            wanted.extend(s.managed(&config, &self.host));
         }
         let mut channels = Vec::with_capacity(wanted.len());
         for c in wanted {
@@ -193,6 +195,27 @@ impl Alerts {
         Ok(())
     }
 
+    /// The config file's channels now.
+    fn config(&self) -> Vec<AlertChannel> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Put the config file's `alerts.channels` in force (the settings API): the
+    /// channels are built again with the notification settings in force; a
+    /// channel that stays keeps its budget and its queue.
+    pub fn set_config(&self, channels: Vec<AlertChannel>) -> Result<()> {
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = channels;
+        self.apply(settings)
+    }
+
     fn snapshot(&self) -> Vec<Arc<Channel>> {
         self.channels
             .read()
@@ -207,7 +230,7 @@ impl Alerts {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .or_else(|| settings::Notifications::derived(&self.config))
+            .or_else(|| settings::Notifications::derived(&self.config()))
     }
 
     /// Apply Charon's update, keep it in the store, and put it in force. Err(Ok):
