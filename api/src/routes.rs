@@ -258,7 +258,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/stats", Scope::Read, Handler::Stats, "24h severity counts, by_check, last critical, accounts at risk, top accounts, auto-response and brute-force summaries"),
     r("GET", "/api/v1/stats/trend", Scope::Read, Handler::StatsTrend, "Daily severity counts for the last 30 days, a bare array (?days= up to 90)"),
     r("GET", "/api/v1/stats/timeline", Scope::Read, Handler::StatsTimeline, "Hourly severity counts, a bare array with hour HH:00 (?hours=, default 24, max 720)"),
-    r("POST", "/api/v1/dismiss", Scope::Admin, Handler::Dismiss, "Dismiss findings: {id} | {ids} | {check, message} | {key}; 404 when none is active"),
+    r("POST", "/api/v1/dismiss", Scope::Admin, Handler::Dismiss, "Dismiss findings: {id} | {ids} | {check, message} | {key} -> {status, dismissed, undo_token} (the undo puts back those still dismissed); 404 when none is active"),
     r("GET", "/api/v1/accounts", Scope::Admin, Handler::Accounts, "Hosting accounts: cPanel users where cPanel is installed, else login users from UID_MIN [{name, uid, home, shell, source, domain, plan, owner, suspended, findings_active}]"),
     r("GET", "/api/v1/account", Scope::Admin, Handler::Account, "One account's active findings, last 100 findings and quarantined files (?name=); 404 if not an account here"),
     r("GET", "/api/v1/verified-bots", Scope::Admin, Handler::VerifiedBots, "Access-log clients that claim a search-engine crawler, with the forward-confirmed reverse DNS verdict [{ip, bot, verdict, hostname, hits, ...}] (?verdict=pending|verified|fake|unknown, ?limit=); 503 without access logs"),

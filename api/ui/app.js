@@ -174,7 +174,7 @@ function showUndo(token, what, expiresAt) {
       stop();
       try {
         const r = await api("/undo/run", { method: "POST", body: { id: token } });
-        toast("Undone: " + r.inverse.replace(/_/g, " ") + ", " + r.count + " addresses");
+        toast("Undone: " + r.inverse.replace(/_/g, " ") + " (" + r.count + ")");
       } catch (e) {
         toast("Undo failed: " + e.message);
       }
@@ -197,6 +197,19 @@ async function bulkIps(path, body, what) {
     showUndo(r.undo_token, what + " " + n + (n === 1 ? " address" : " addresses"));
   } catch (e) {
     toast(what + " failed: " + e.message);
+  }
+  route();
+}
+
+// Dismiss findings, with the 30 s undo.
+async function dismiss(ids) {
+  try {
+    const r = await api("/dismiss", { method: "POST", body: { ids } });
+    const n = (r.dismissed || []).length;
+    toast("Dismissed " + n);
+    showUndo(r.undo_token, "Dismissed " + n + (n === 1 ? " finding" : " findings"));
+  } catch (e) {
+    toast("Dismiss failed: " + e.message);
   }
   route();
 }
@@ -371,13 +384,8 @@ const pages = {
     const live = el("span", { class: "live" + (S.live ? " on" : ""), id: "live", title: "live updates" });
     const checks = el("select", { id: "f-check", on: { change: (e) => { f.check = e.target.value; draw(); } } });
     const pick = picker(sel, () => syncBulk());
-    const dismissSel = el("button", { id: "f-dismiss-selected", class: "ghost", on: { click: async () => {
-      try {
-        const r = await api("/dismiss", { method: "POST", body: { ids: [...sel].map(Number) } });
-        toast("Dismissed " + (r.dismissed || []).length);
-      } catch (e) { toast("Dismiss failed: " + e.message); }
-      route();
-    } } }, "Dismiss selected");
+    const dismissSel = el("button", { id: "f-dismiss-selected", class: "ghost",
+      on: { click: () => dismiss([...sel].map(Number)) } }, "Dismiss selected");
     const fixSel = el("button", { id: "f-fix-selected", class: "ghost", on: { click: async () => {
       try {
         const r = await api("/fix-bulk", { method: "POST", body: { ids: [...sel].map(Number) } });
@@ -417,7 +425,7 @@ const pages = {
         el("td", { class: "wrap", text: x.file_path || x.source_ip || x.cp_user || "" }),
         el("td", {}, admin() && x.status === "active" ? [
           x.has_fix ? el("button", { class: "ghost", on: { click: () => act("Fixed", "/fix", { id: x.id }) } }, "Fix") : null,
-          el("button", { class: "ghost", on: { click: () => act("Dismissed", "/dismiss", { id: x.id }) } }, "Dismiss"),
+          el("button", { class: "ghost", on: { click: () => dismiss([x.id]) } }, "Dismiss"),
         ] : x.status !== "active" ? el("span", { class: "mute", text: x.status }) : null))));
       syncBulk();
     };
@@ -453,7 +461,7 @@ const pages = {
             el("td", { text: q.live_state || "" })))] : null,
         admin() && g.status === "active" ? el("p", { class: "row" },
           g.has_fix ? el("button", { on: { click: () => act("Fixed", "/fix", { id: g.id }) } }, "Fix") : null,
-          el("button", { class: "ghost", on: { click: () => act("Dismissed", "/dismiss", { id: g.id }) } }, "Dismiss"),
+          el("button", { class: "ghost", on: { click: () => dismiss([g.id]) } }, "Dismiss"),
           el("button", { class: "ghost", id: "f-suppress", on: { click: () => {
             const what = g.file_path ? { check: g.check, path_glob: g.file_path } : g.source_ip ? { check: g.check, ip: g.source_ip }
               : g.cp_user ? { check: g.check, account: g.cp_user } : { check: g.check };
@@ -481,7 +489,7 @@ const pages = {
         text("f-ip", "Address", "ip", "203.0.113.7"),
         text("f-text", "Search", "text", "anything")),
       admin() ? el("div", { class: "filters bulk" }, dismissSel, fixSel,
-        el("span", { class: "mute", text: "Dismiss and fix have no undo (fix quarantines: restore it from Quarantine)." })) : null,
+        el("span", { class: "mute", text: "A dismiss can be undone for 30 s; a fix is a quarantine (restore it from Quarantine)." })) : null,
       detail, list);
     await load();
     draw();

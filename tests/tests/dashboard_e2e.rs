@@ -17,6 +17,17 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard")
 }
 
+/// Chromium and a test network pair, or None: a skip here, a failure in CI.
+fn browser_and_net() -> Option<integration_test::NetPair> {
+    if !integration_test::feature_available(
+        "Chromium and chromedriver",
+        integration_test::browser::available(),
+    ) {
+        return None;
+    }
+    integration_test::net_or_skip()
+}
+
 fn login(b: &Browser, token: &str) {
     assert!(
         b.login(BASE, token),
@@ -36,13 +47,7 @@ fn page(b: &Browser, name: &str) {
 
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
-    if !integration_test::feature_available(
-        "Chromium and chromedriver",
-        integration_test::browser::available(),
-    ) {
-        return;
-    }
-    let Some(net) = integration_test::net_or_skip() else {
+    let Some(net) = browser_and_net() else {
         return;
     };
     let h = Harness::start(net, "");
@@ -104,6 +109,36 @@ fn the_dashboard_works_in_a_real_browser() {
     b.fill("#f-path", "");
     assert!(b.exists("tr[data-id]"), "the filter cleared");
     b.screenshot(&shots().join("findings.png"));
+    // Dismissed in bulk, then put back from the undo banner.
+    let listed = |h: &Harness| {
+        let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+        f.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["file_path"] == shell.display().to_string())
+        })
+    };
+    b.click("tr[data-id] input.pick");
+    b.click("#f-dismiss-selected");
+    assert!(
+        b.wait("#undo:not([hidden]) #undo-run", 10),
+        "the undo banner after a dismiss: {}",
+        b.text("body")
+    );
+    assert!(
+        b.text("#undo").contains("Dismissed 1 finding"),
+        "{}",
+        b.text("#undo")
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !listed(&h)),
+        "dismissed: no longer active"
+    );
+    b.click("#undo-run");
+    assert!(
+        wait_for(Duration::from_secs(10), || listed(&h)),
+        "the undo made it active again"
+    );
+    assert!(b.wait("tr[data-id] a.open", 10), "listed again on the page");
 
     // Block from the page: the row appears and the address is in the XDP map.
     page(&b, "firewall");
@@ -198,23 +233,10 @@ fn the_dashboard_works_in_a_real_browser() {
 /// checked where it takes effect (the XDP map, the API).
 #[test]
 fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
-    if !integration_test::feature_available(
-        "Chromium and chromedriver",
-        integration_test::browser::available(),
-    ) {
-        return;
-    }
-    let Some(net) = integration_test::net_or_skip() else {
+    let Some(net) = browser_and_net() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, "").expect("log");
-    let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\nauto_response:\n  enabled: false\n",
-        log.display()
-    );
-    let h = Harness::start_with(net, "", &top);
+    let (h, _logs, log) = Harness::with_sshd_log(net, "auto_response:\n  enabled: false\n");
     let b = Browser::start(&h.net.ns_a);
     login(&b, &h.admin);
 

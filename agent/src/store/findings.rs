@@ -455,6 +455,30 @@ impl Store {
         .await
     }
 
+    /// Put dismissed findings back to active (a dismiss undone); those fixed or
+    /// active since are left alone. Returns the ids changed.
+    pub async fn undismiss(&self, ids: Vec<i64>, actor: String) -> Result<Vec<i64>, StoreError> {
+        self.call(move |c| {
+            let ts = now_rfc3339();
+            let tx = c.transaction()?;
+            let mut changed = Vec::new();
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE findings SET status = 'active', status_at = ?2, status_by = ?3
+                     WHERE id = ?1 AND status = 'dismissed'",
+                )?;
+                for id in ids {
+                    if st.execute(params![id, ts, actor])? > 0 {
+                        changed.push(id);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
     /// What `/status` says of the store: every finding kept (history), open
     /// incidents per severity, and the database's size in bytes.
     pub async fn status_summary(&self) -> Result<StoreSummary, StoreError> {

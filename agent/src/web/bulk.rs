@@ -8,7 +8,7 @@ use serde::Serialize;
 use warp::http::StatusCode;
 
 use super::{
-    ok,
+    ok, store_err,
     undo::{Item, Pending, PendingView},
     AgentBackend, Reply,
 };
@@ -273,6 +273,23 @@ impl AgentBackend {
     }
 
     async fn run_undo(&self, p: Pending, actor: &str) -> Result<Reply, ApiError> {
+        if p.inverse == "findings_undismiss" {
+            let back = self
+                .store
+                .undismiss(p.findings.clone(), actor.to_string())
+                .await
+                .map_err(store_err)?;
+            for id in &back {
+                self.audit(actor, "undo_dismiss", &id.to_string(), "", Some(*id))
+                    .await;
+            }
+            return ok(&UndoDone {
+                status: "ok",
+                action: p.action,
+                inverse: p.inverse,
+                count: back.len(),
+            });
+        }
         let ips: Vec<String> = p.items.iter().map(|i| i.ip.clone()).collect();
         let count = match p.inverse {
             "threat_bulk_unblock" | "threat_bulk_unwhitelist" => {

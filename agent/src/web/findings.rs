@@ -184,6 +184,8 @@ pub struct Hour {
 pub struct Dismissed {
     pub status: &'static str,
     pub dismissed: Vec<i64>,
+    /// For `POST /undo/run` within 30 s: puts the findings back (Rampart's).
+    pub undo_token: String,
 }
 
 /// A finding fixed.
@@ -690,9 +692,21 @@ impl AgentBackend {
             self.audit(actor, "dismiss", &id.to_string(), &r.details, Some(*id))
                 .await;
         }
+        let undo_token = self.undo.record_findings(
+            actor,
+            "findings_dismiss",
+            "findings_undismiss",
+            format!(
+                "Dismissed {} finding{}",
+                changed.len(),
+                if changed.len() == 1 { "" } else { "s" }
+            ),
+            changed.clone(),
+        );
         ok(&Dismissed {
             status: "dismissed",
             dismissed: changed,
+            undo_token,
         })
     }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Bulk-action undo (csm-api.md "Bulk-action undo"): a bulk block, unblock, whitelist
-//! or unwhitelist records its inverse for 30 seconds, per operator. `GET
+//! or unwhitelist records its inverse for 30 seconds, per operator, and so does a
+//! dismiss of findings (Rampart's: its inverse, `findings_undismiss`, puts back the
+//! ones still dismissed). `GET
 //! /undo/pending` shows the latest; `POST /undo/run` consumes one and the backend
 //! dispatches the inverse. Entries live in memory: an undo is a second thought, and
 //! a restart is longer than 30 s.
@@ -47,6 +49,8 @@ pub struct Pending {
     pub inverse: &'static str,
     pub summary: String,
     pub items: Vec<Item>,
+    /// Findings to put back (a dismiss's inverse); empty for address actions.
+    pub findings: Vec<i64>,
     at: Instant,
     recorded_unix: i64,
 }
@@ -83,7 +87,7 @@ impl Undo {
         }
     }
 
-    /// Record an inverse; returns its token.
+    /// Record an inverse over addresses; returns its token.
     pub fn record(
         &self,
         actor: &str,
@@ -91,6 +95,30 @@ impl Undo {
         inverse: &'static str,
         summary: String,
         items: Vec<Item>,
+    ) -> String {
+        self.record_entry(actor, action, inverse, summary, items, Vec::new())
+    }
+
+    /// Record an inverse over findings (a dismiss: put them back); returns its token.
+    pub fn record_findings(
+        &self,
+        actor: &str,
+        action: &'static str,
+        inverse: &'static str,
+        summary: String,
+        ids: Vec<i64>,
+    ) -> String {
+        self.record_entry(actor, action, inverse, summary, Vec::new(), ids)
+    }
+
+    fn record_entry(
+        &self,
+        actor: &str,
+        action: &'static str,
+        inverse: &'static str,
+        summary: String,
+        items: Vec<Item>,
+        findings: Vec<i64>,
     ) -> String {
         let id = format!("{:016x}", rand::random::<u64>());
         let now = Instant::now();
@@ -106,6 +134,7 @@ impl Undo {
             inverse,
             summary,
             items,
+            findings,
             at: now,
             recorded_unix: now_unix(),
         });
@@ -145,6 +174,25 @@ mod tests {
             source: "threat".into(),
             remaining: None,
         }
+    }
+
+    /// A dismiss's undo carries the findings, not addresses, and is taken once.
+    #[test]
+    fn a_dismiss_is_recorded_with_its_findings() {
+        let u = Undo::default();
+        let t = u.record_findings(
+            "op",
+            "findings_dismiss",
+            "findings_undismiss",
+            "Dismissed 2 findings".into(),
+            vec![7, 9],
+        );
+        let p = u.take("op", Some(&t)).expect("taken");
+        assert_eq!(
+            (p.inverse, p.findings.as_slice(), p.items.len()),
+            ("findings_undismiss", &[7, 9][..], 0)
+        );
+        assert!(u.take("op", Some(&t)).is_none(), "consumed");
     }
 
     #[test]
