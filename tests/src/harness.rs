@@ -45,6 +45,20 @@ impl Harness {
         )
     }
 
+    /// An agent (egress and exec off) reading a fresh, empty sshd log: the harness,
+    /// the log's directory (keep it alive) and the log. `more` is appended YAML (an
+    /// `auto_response:` section, say).
+    pub fn with_sshd_log(net: NetPair, more: &str) -> (Self, tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("auth.log");
+        std::fs::write(&log, "").expect("log");
+        let top = format!(
+            "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\n{more}",
+            log.display()
+        );
+        (Self::start_with(net, "", &top), dir, log)
+    }
+
     /// Like `start`, with `top` (top-level YAML sections, e.g. `egress:`) appended.
     pub fn start_with(net: NetPair, extra: &str, top: &str) -> Self {
         // The host's own logs are never read by a test: every log source the test

@@ -20,14 +20,10 @@ fn a_csm_client_gets_csms_shapes_and_its_bodies_are_understood() {
     let Some(net) = integration_test::net_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, "").expect("log");
-    let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\nauto_response:\n  enabled: true\n  dry_run: false\n  ban_secs: 600\n",
-        log.display()
+    let (h, _logs, log) = Harness::with_sshd_log(
+        net,
+        "auto_response:\n  enabled: true\n  dry_run: false\n  ban_secs: 600\n",
     );
-    let h = Harness::start_with(net, "", &top);
     let admin = h.admin.clone();
 
     // CSM's request bodies.

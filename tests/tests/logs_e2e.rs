@@ -44,14 +44,10 @@ fn ssh_bruteforce_dry_run_then_blocked_in_xdp() {
     let Some(net) = integration_test::net_or_skip() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("auth.log");
-    std::fs::write(&log, "").expect("log");
-    let top = format!(
-        "egress:\n  enabled: false\nexec:\n  enabled: false\nlogs:\n  sshd: [{}]\nauto_response:\n  enabled: true\n  dry_run: true\n  ban_secs: 600\n",
-        log.display()
+    let (mut h, dir, log) = Harness::with_sshd_log(
+        net,
+        "auto_response:\n  enabled: true\n  dry_run: true\n  ban_secs: 600\n",
     );
-    let mut h = Harness::start_with(net, "", &top);
     let peer = h.net.ip_b;
     let svc: std::net::SocketAddr = format!("{}:8022", h.net.ip_a).parse().expect("addr");
     let _listener = Listener::start(&h.net.ns_a.clone(), svc);

@@ -276,23 +276,10 @@ impl State {
             w[..chunk.len()].copy_from_slice(chunk);
             words[i] = u32::from_ne_bytes(w);
         }
-        let path = self.roots.iter().find_map(|root| {
-            // SAFETY: `words` holds a complete struct file_handle as the kernel sent it;
-            // the returned fd is checked and owned.
-            let fd = unsafe {
-                libc::open_by_handle_at(
-                    root.as_raw_fd(),
-                    words.as_mut_ptr().cast(),
-                    libc::O_PATH | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return None;
-            }
-            // SAFETY: just opened.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            fd_path(fd.as_raw_fd())
-        })?;
+        let path = self
+            .roots
+            .iter()
+            .find_map(|root| path_by_handle(root, &mut words))?;
         if self.dirs.len() >= DIR_CACHE_MAX {
             self.dirs.clear();
         }
@@ -472,6 +459,28 @@ impl State {
         act.exe = self.procs.exe(pid);
         act
     }
+}
+
+/// The path, as this process's mounts show it, of the file whose `struct
+/// file_handle` (in 4-byte words, as the kernel gave it) is `handle`, opened
+/// through `mount` (a directory fd on its filesystem; not O_PATH, which
+/// open_by_handle_at refuses).
+pub(super) fn path_by_handle(mount: &OwnedFd, handle: &mut [u32]) -> Option<PathBuf> {
+    // SAFETY: `handle` holds a complete struct file_handle as the kernel gave it; the
+    // returned fd is checked and owned.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount.as_raw_fd(),
+            handle.as_mut_ptr().cast(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: just opened.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    fd_path(fd.as_raw_fd())
 }
 
 fn fd_path(fd: RawFd) -> Option<PathBuf> {

@@ -44,7 +44,7 @@ use agent_common::{
 use super::{
     event::{Ancestor, Exec, PipelineStats, SensorEvent, Sinks},
     exec::ExecPolicy,
-    fanotify::{mark_filesystem, FanotifyError},
+    fanotify::{mark_filesystem, path_by_handle, FanotifyError},
     procfs::{comm_of, proc_identity, proc_stat, ProcStat},
 };
 
@@ -279,31 +279,12 @@ impl State {
         let Some(mut handle) = handle_of(file) else {
             return path;
         };
-        for (dev, dir) in &self.mounts {
-            if *dev != m.dev() {
-                continue;
-            }
-            // SAFETY: `handle` is a complete struct file_handle from the kernel; the
-            // returned fd is checked and owned.
-            let fd = unsafe {
-                libc::open_by_handle_at(
-                    dir.as_raw_fd(),
-                    handle.as_mut_ptr().cast(),
-                    libc::O_PATH | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                continue;
-            }
-            // SAFETY: just opened.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            if let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-                if names(&p, &m) {
-                    return p;
-                }
-            }
-        }
-        path
+        self.mounts
+            .iter()
+            .filter(|(dev, _)| *dev == m.dev())
+            .filter_map(|(_, dir)| path_by_handle(dir, &mut handle))
+            .find(|p| names(p, &m))
+            .unwrap_or(path)
     }
 
     /// The followed execs whose image was replaced, whose process is gone, or whose
