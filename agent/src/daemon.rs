@@ -189,7 +189,9 @@ pub async fn run(
         alerts,
         under_systemd: notifier.under_systemd(),
         deny_ip_limit: cfg.firewall.max_entries_v4,
-        geoip: Arc::new(firewall::geoip::GeoIp::load(&cfg.geoip)),
+        geoip: Arc::new(firewall::geoip::Live::new(firewall::geoip::GeoIp::load(
+            &cfg.geoip,
+        ))),
     });
     let loss = supervisor.spawn("sensors", "loss watch", false, {
         let (b, rx) = (backend.clone(), shutdown_rx.clone());

@@ -879,7 +879,8 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
     );
 }
 
-/// GeoIP from MaxMind databases (written here with mmdb-writer), and 503 without.
+/// GeoIP from MaxMind databases (written here with mmdb-writer), 503 without, and
+/// databases set through the settings API in force at once.
 #[test]
 fn geoip_answers_from_the_maxmind_databases_and_says_when_there_are_none() {
     let Some(net) = integration_test::net_or_skip() else {
@@ -953,6 +954,18 @@ fn geoip_answers_from_the_maxmind_databases_and_says_when_there_are_none() {
         v["error"]
             .as_str()
             .is_some_and(|e| e.contains("geoip.city_db")),
+        "{v}"
+    );
+    // Databases named through the settings API answer at once, no restart.
+    let (s, v) = h.post(
+        "/api/v1/settings/geoip",
+        json!({"city_db": city.display().to_string(), "asn_db": asn.display().to_string()}),
+    );
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    let (s, v) = h.get("/api/v1/geoip?ip=198.51.100.7", &h.admin.clone());
+    assert_eq!(
+        (s, &v["country"], &v["asn"]),
+        (200, &json!("NL"), &json!(64500)),
         "{v}"
     );
 }

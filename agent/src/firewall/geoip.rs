@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! GeoIP: country, city and network owner of an address, from MaxMind DB files
-//! (`geoip.city_db`, `geoip.asn_db`), read into memory at start.
+//! (`geoip.city_db`, `geoip.asn_db`), read into memory at start and again when the
+//! settings API changes them.
 
 use std::{
     net::IpAddr,
@@ -82,6 +83,26 @@ fn open(configured: &Path, default_name: &str, what: &str) -> Option<(PathBuf, R
         }
     }
     None
+}
+
+/// The databases in force, swapped whole when `geoip` changes through the settings
+/// API; a lookup keeps the set it started with.
+pub struct Live(std::sync::RwLock<std::sync::Arc<GeoIp>>);
+
+impl Live {
+    pub fn new(g: GeoIp) -> Self {
+        Self(std::sync::RwLock::new(std::sync::Arc::new(g)))
+    }
+
+    /// The databases now.
+    pub fn get(&self) -> std::sync::Arc<GeoIp> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Put `g` in force.
+    pub fn set(&self, g: GeoIp) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(g);
+    }
 }
 
 fn en(names: Option<std::collections::BTreeMap<&str, &str>>) -> Option<String> {

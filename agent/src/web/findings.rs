@@ -403,7 +403,7 @@ impl AgentBackend {
                 let geo =
                     f.ip.as_deref()
                         .and_then(|ip| ip.parse().ok())
-                        .map(|ip| self.geoip.lookup(ip, false))
+                        .map(|ip| self.geoip.get().lookup(ip, false))
                         .filter(|g| g.found);
                 Enriched {
                     finding: f,

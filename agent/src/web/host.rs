@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Routes about the host itself: the hardening audit, the hosting accounts.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use api::ApiError;
 use serde::Serialize;
@@ -307,9 +307,10 @@ pub enum BatchItem {
 }
 
 impl AgentBackend {
-    fn geoip_ready(&self) -> Result<&crate::firewall::geoip::GeoIp, ApiError> {
-        if self.geoip.available() {
-            Ok(&self.geoip)
+    fn geoip_ready(&self) -> Result<Arc<crate::firewall::geoip::GeoIp>, ApiError> {
+        let g = self.geoip.get();
+        if g.available() {
+            Ok(g)
         } else {
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -189,7 +189,7 @@ pub struct AgentBackend {
     /// `firewall.max_entries_v4` (`/firewall/status` `deny_ip_limit`).
     pub deny_ip_limit: u32,
     /// The MaxMind databases (`geoip`), for `/geoip` and attackers' countries.
-    pub geoip: Arc<crate::firewall::geoip::GeoIp>,
+    pub geoip: Arc<crate::firewall::geoip::Live>,
 }
 
 /// A response: its status and its typed body, serialized. Every route answers one of

@@ -334,7 +334,7 @@ impl AgentBackend {
                 )
             }
         };
-        let live = self.apply_live(section, &new);
+        let live = self.apply_live(section, &new).await;
         if !live {
             self.settings_written
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -356,7 +356,7 @@ impl AgentBackend {
 
     /// Apply a written section to the running agent where it can take it; false:
     /// it takes effect at the next start.
-    fn apply_live(&self, section: &str, new: &config::Config) -> bool {
+    async fn apply_live(&self, section: &str, new: &config::Config) -> bool {
         match section {
             "auto_response" => self.responder.set_cfg(new.auto_response.clone()),
             "performance" => self
@@ -391,6 +391,19 @@ impl AgentBackend {
                 self.detection
                     .quarantine
                     .set_max_bytes(new.quarantine.max_bytes);
+            }
+            "geoip" => {
+                // The databases are read whole (tens of MB): off the runtime.
+                let cfg = new.geoip.clone();
+                match tokio::task::spawn_blocking(move || crate::firewall::geoip::GeoIp::load(&cfg))
+                    .await
+                {
+                    Ok(g) => self.geoip.set(g),
+                    Err(e) => {
+                        tracing::error!(error = %e, "Loading the new GeoIP databases failed; they apply at the next start.");
+                        return false;
+                    }
+                }
             }
             _ => return false,
         }

@@ -259,12 +259,13 @@ impl AgentBackend {
             let check = self.firewall.check(&summary.ip).await.ok();
             let blocked = check.as_ref().is_some_and(|c| c.blocked);
             let allowed = check.as_ref().is_some_and(|c| c.allowed);
+            let geoip = self.geoip.get();
             let geo = summary
                 .ip
                 .parse()
                 .ok()
-                .filter(|_| self.geoip.available())
-                .map(|ip| self.geoip.lookup(ip, false));
+                .filter(|_| geoip.available())
+                .map(|ip| geoip.lookup(ip, false));
             let auto_blocked = check
                 .as_ref()
                 .and_then(|c| c.blocked_by.as_ref())
