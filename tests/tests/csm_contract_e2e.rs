@@ -834,6 +834,15 @@ fn settings_are_checked_written_and_applied_by_a_restart_in_place() {
         json!({"max_bytes": 1048576, "auto": false}),
     );
     assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    // infra_ips (a list: it replaces) are allowed in XDP at once.
+    let (s, v) = h.post("/api/v1/settings/infra_ips", json!(["203.0.113.200"]));
+    assert_eq!((s, &v["restart_required"]), (200, &json!(false)), "{v}");
+    let (_, c) = h.get("/api/v1/firewall/check?ip=203.0.113.200", &admin);
+    assert_eq!(
+        (&c["allowed"], &c["verdict"]),
+        (&json!(true), &json!("pass")),
+        "{c}"
+    );
     let (_, idx) = h.get("/api/v1/settings", &admin);
     assert_eq!(idx["restart_pending"], false, "{idx}");
     // Where the quarantine lives cannot change under it: that waits for a restart.

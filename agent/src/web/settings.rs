@@ -392,6 +392,14 @@ impl AgentBackend {
                     .quarantine
                     .set_max_bytes(new.quarantine.max_bytes);
             }
+            "infra_ips" => {
+                // Never dropped, never blockable: the config's allow entries again
+                // (`firewall.allow` with `infra_ips`), in the store and the XDP map.
+                if let Err(e) = self.firewall.sync_config_allows(&new.allow_entries()).await {
+                    tracing::error!(error = %e, "The new infra_ips could not be put in force; they apply at the next start.");
+                    return false;
+                }
+            }
             "geoip" => {
                 // The databases are read whole (tens of MB): off the runtime.
                 let cfg = new.geoip.clone();
