@@ -529,7 +529,12 @@ const pages = {
       el("label", {}, "Address or CIDR", el("input", { name: "ip", required: true, placeholder: "203.0.113.7" })),
       el("label", {}, "Reason", el("input", { name: "reason" })),
       el("label", {}, "For", el("input", { name: "duration", placeholder: "24h (empty: always)" })),
-      el("button", { type: "submit" }, "Block")) : null;
+      el("button", { type: "submit" }, "Block"),
+      el("button", { type: "button", class: "ghost", id: "allow-submit", on: { click: (e) => {
+        const d = new FormData(e.target.form);
+        if (!d.get("ip")) { toast("An address or CIDR first"); return; }
+        act("Allowed " + d.get("ip"), "/firewall/allow-ip", { ip: d.get("ip"), reason: d.get("reason"), duration: d.get("duration") || undefined });
+      } } }, "Allow")) : null;
     const reasons = Object.entries(fw.counters || {}).filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
     const dropped = fw.top_dropped || [];
     const count = card(blocks.length, "blocked");
@@ -554,8 +559,11 @@ const pages = {
       el("h2", { text: "Top dropped sources" }),
       dropped.length ? hbars(dropped.map((d) => [d.ip, d.samples || 0]), "top dropped sources") : el("p", { class: "mute", text: "No drops sampled." }),
       el("h2", { text: "Allowed" }),
-      table(["address", "reason", "source"], allows, (a) => el("tr", {},
-        el("td", { text: a.ip }), el("td", { text: a.reason }), el("td", { text: a.source }))));
+      table(["address", "reason", "source", "expires", ""], allows, (a) => el("tr", { "data-allow": a.ip },
+        el("td", { text: a.ip }), el("td", { class: "wrap", text: a.reason }), el("td", { text: a.source }),
+        el("td", { text: a.expires_in || (a.expires_at ? when(a.expires_at) : "permanent") }),
+        el("td", {}, admin() && a.source !== "config" ? el("button", { class: "ghost",
+          on: { click: () => act("Allow removed for " + a.ip, "/firewall/remove-allow", { ip: a.ip }) } }, "Remove") : null))));
     draw();
   },
 
@@ -607,11 +615,12 @@ const pages = {
         el("td", { text: a.as_org || "" }), el("td", { text: a.currently_blocked || a.blocked ? "yes" : "" }))),
       timeline,
       el("h2", { text: "Incidents" }),
-      table(["id", "kind", "key", "status", "updated", ""], incidents, (i) => el("tr", {},
+      table(["id", "kind", "key", "status", "updated", ""], incidents, (i) => el("tr", { "data-incident": i.id },
         el("td", { text: i.id }), el("td", { text: i.kind }), el("td", { class: "wrap", text: i.key || i.correlation_key || "" }),
         el("td", { text: i.status }), el("td", { text: when(i.updated_at) }),
-        el("td", {}, admin() && i.status !== "resolved" ? el("button", { class: "ghost",
-          on: { click: () => act("Resolved", "/incidents/" + i.id + "/status", { status: "resolved" }) } }, "Resolve") : null))));
+        el("td", {}, admin() ? el("select", { class: "incident-status", "aria-label": "status of incident " + i.id,
+          on: { change: (e) => act("Incident " + i.id + ": " + e.target.value, "/incidents/" + i.id + "/status", { status: e.target.value }) } },
+        ["open", "contained", "resolved", "dismissed"].map((st) => el("option", { value: st, selected: st === i.status }, st))) : null))));
     for (const b of [blockSel, allowSel]) b.disabled = true;
   },
 

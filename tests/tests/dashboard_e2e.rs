@@ -37,6 +37,17 @@ fn login(b: &Browser, token: &str) {
 }
 
 fn page(b: &Browser, name: &str) {
+    // Already there: the same hash would not render the page again, so go by
+    // another page first (what the test checks next must be fresh).
+    if b.url().ends_with(&format!("#{name}")) {
+        let other = if name == "overview" {
+            "rules"
+        } else {
+            "overview"
+        };
+        b.goto(&format!("{BASE}/#{other}"));
+        assert!(b.wait(&format!("body[data-ready={other}]"), 20));
+    }
     b.goto(&format!("{BASE}/#{name}"));
     assert!(
         b.wait(&format!("body[data-ready={name}]"), 20),
@@ -373,6 +384,51 @@ fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
     assert_eq!(rb["pending"], false, "{rb}");
     let (_, after) = h.get("/api/v1/firewall/status", &h.admin.clone());
     assert_eq!(after["policy"], before["policy"], "the old policy again");
+
+    // Allow from the form, then remove the allow from its list.
+    page(&b, "firewall");
+    b.type_into("#block-form input[name=ip]", "203.0.113.90");
+    b.type_into("#block-form input[name=reason]", "monitoring");
+    b.click("#allow-submit");
+    assert!(
+        b.wait("tr[data-allow='203.0.113.90'] button", 15),
+        "listed as allowed: {}",
+        b.text("#main")
+    );
+    let allowed = |h: &Harness| {
+        let (_, c) = h.get("/api/v1/firewall/check?ip=203.0.113.90", &h.admin.clone());
+        c["allowed"] == true
+    };
+    assert!(allowed(&h), "the API says allowed");
+    b.click("tr[data-allow='203.0.113.90'] button");
+    assert!(
+        wait_for(Duration::from_secs(10), || !allowed(&h)),
+        "the allow was removed"
+    );
+
+    // Two webshells from this process: an incident, whose status the page changes.
+    for n in ["inc1.php", "inc2.php"] {
+        std::fs::write(h.www.join(n), SHELL).expect("webshell");
+    }
+    let admin = h.admin.clone();
+    let incident = || {
+        let (_, v) = h.get("/api/v1/incidents", &admin);
+        v.as_array()
+            .and_then(|a| a.iter().find(|i| i["kind"] == "process").cloned())
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || incident().is_some()),
+        "a process incident"
+    );
+    let id = incident().and_then(|i| i["id"].as_i64()).expect("id");
+    page(&b, "threats");
+    b.select(&format!("tr[data-incident='{id}'] select"), "contained");
+    assert!(
+        wait_for(Duration::from_secs(10), || incident()
+            .is_some_and(|i| i["status"] == "contained")),
+        "the status changed: {:?}",
+        incident()
+    );
 
     // Threats: an address's timeline, then a bulk block undone.
     let mut l = integration_test::sshd_failures("203.0.113.50", 3, "x");
