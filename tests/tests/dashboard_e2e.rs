@@ -99,8 +99,18 @@ fn the_dashboard_works_in_a_real_browser() {
         "the finding arrives live; page:\n{}",
         b.text("#main")
     );
+    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+    let id = f
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["file_path"] == shell.display().to_string())
+        })
+        .and_then(|x| x["id"].as_i64())
+        .expect("finding id");
+    let this = format!("tr[data-id='{id}']");
     // Its detail: every field, and the filters narrow the list.
-    b.click("tr[data-id] a.open");
+    b.click(&format!("{this} a.open"));
     assert!(
         b.wait("#finding-detail:not([hidden]) dl.kv", 10),
         "the detail opens"
@@ -128,7 +138,7 @@ fn the_dashboard_works_in_a_real_browser() {
                 .any(|x| x["file_path"] == shell.display().to_string())
         })
     };
-    b.click("tr[data-id] input.pick");
+    b.click(&format!("{this} input.pick"));
     b.click("#f-dismiss-selected");
     assert!(
         b.wait("#undo:not([hidden]) #undo-run", 10),
@@ -149,7 +159,10 @@ fn the_dashboard_works_in_a_real_browser() {
         wait_for(Duration::from_secs(10), || listed(&h)),
         "the undo made it active again"
     );
-    assert!(b.wait("tr[data-id] a.open", 10), "listed again on the page");
+    assert!(
+        b.wait(&format!("{this} a.open"), 10),
+        "listed again on the page"
+    );
 
     // Block from the page: the row appears and the address is in the XDP map.
     page(&b, "firewall");
@@ -167,15 +180,6 @@ fn the_dashboard_works_in_a_real_browser() {
     b.screenshot(&shots().join("firewall.png"));
 
     // Quarantine the webshell (through its finding), then restore it from the page.
-    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
-    let id = f
-        .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x["file_path"] == shell.display().to_string())
-        })
-        .and_then(|x| x["id"].as_i64())
-        .expect("finding id");
     let (s, v) = h.post("/api/v1/fix", json!({ "id": id }));
     assert_eq!(s, 200, "{v}");
     assert!(!shell.exists(), "quarantined");
