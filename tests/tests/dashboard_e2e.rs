@@ -28,6 +28,16 @@ fn browser_and_net() -> Option<integration_test::NetPair> {
     integration_test::net_or_skip()
 }
 
+/// Wait for the undo banner with its button; its text.
+fn undo_banner(b: &Browser) -> String {
+    assert!(
+        b.wait("#undo:not([hidden]) #undo-run", 10),
+        "the undo banner: {}",
+        b.text("body")
+    );
+    b.text("#undo")
+}
+
 fn login(b: &Browser, token: &str) {
     assert!(
         b.login(BASE, token),
@@ -140,16 +150,8 @@ fn the_dashboard_works_in_a_real_browser() {
     };
     b.click(&format!("{this} input.pick"));
     b.click("#f-dismiss-selected");
-    assert!(
-        b.wait("#undo:not([hidden]) #undo-run", 10),
-        "the undo banner after a dismiss: {}",
-        b.text("body")
-    );
-    assert!(
-        b.text("#undo").contains("Dismissed 1 finding"),
-        "{}",
-        b.text("#undo")
-    );
+    let banner = undo_banner(&b);
+    assert!(banner.contains("Dismissed 1 finding"), "{banner}");
     assert!(
         wait_for(Duration::from_secs(10), || !listed(&h)),
         "dismissed: no longer active"
@@ -268,22 +270,14 @@ fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
     b.click("tr[data-ip='203.0.113.81'] input.pick");
     assert!(b.text("#fw-unblock-selected").contains("(2)"));
     b.click("#fw-unblock-selected");
-    assert!(
-        b.wait("#undo:not([hidden]) #undo-run", 10),
-        "the undo banner: {}",
-        b.text("body")
-    );
+    let banner = undo_banner(&b);
     assert!(
         wait_for(Duration::from_secs(10), || !h
             .in_block_map(32, [203, 0, 113, 80])
             && !h.in_block_map(32, [203, 0, 113, 81])),
         "unblocked in the XDP map"
     );
-    assert!(
-        b.text("#undo").contains("Unblocked 2 addresses"),
-        "{}",
-        b.text("#undo")
-    );
+    assert!(banner.contains("Unblocked 2 addresses"), "{banner}");
     b.screenshot(&shots().join("undo.png"));
     b.click("#undo-run");
     assert!(
@@ -464,10 +458,7 @@ fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
     b.click("tr[data-ip='203.0.113.50'] input.pick");
     b.click("tr[data-ip='203.0.113.51'] input.pick");
     b.click("#threat-block-selected");
-    assert!(
-        b.wait("#undo:not([hidden]) #undo-run", 10),
-        "the undo banner"
-    );
+    undo_banner(&b);
     assert!(
         wait_for(Duration::from_secs(10), || h
             .in_block_map(32, [203, 0, 113, 50])

@@ -434,6 +434,25 @@ impl Store {
         status: &'static str,
         actor: String,
     ) -> Result<Vec<i64>, StoreError> {
+        self.move_findings(ids, None, status, actor).await
+    }
+
+    /// Put dismissed findings back to active (a dismiss undone); those fixed or
+    /// active since are left alone. Returns the ids changed.
+    pub async fn undismiss(&self, ids: Vec<i64>, actor: String) -> Result<Vec<i64>, StoreError> {
+        self.move_findings(ids, Some("dismissed"), "active", actor)
+            .await
+    }
+
+    /// Move findings to `to`, only those now in `from` when given; returns the ids
+    /// that changed.
+    async fn move_findings(
+        &self,
+        ids: Vec<i64>,
+        from: Option<&'static str>,
+        to: &'static str,
+        actor: String,
+    ) -> Result<Vec<i64>, StoreError> {
         self.call(move |c| {
             let ts = now_rfc3339();
             let tx = c.transaction()?;
@@ -441,34 +460,10 @@ impl Store {
             {
                 let mut st = tx.prepare_cached(
                     "UPDATE findings SET status = ?2, status_at = ?3, status_by = ?4
-                     WHERE id = ?1 AND status != ?2",
+                     WHERE id = ?1 AND status != ?2 AND (?5 IS NULL OR status = ?5)",
                 )?;
                 for id in ids {
-                    if st.execute(params![id, status, ts, actor])? > 0 {
-                        changed.push(id);
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(changed)
-        })
-        .await
-    }
-
-    /// Put dismissed findings back to active (a dismiss undone); those fixed or
-    /// active since are left alone. Returns the ids changed.
-    pub async fn undismiss(&self, ids: Vec<i64>, actor: String) -> Result<Vec<i64>, StoreError> {
-        self.call(move |c| {
-            let ts = now_rfc3339();
-            let tx = c.transaction()?;
-            let mut changed = Vec::new();
-            {
-                let mut st = tx.prepare_cached(
-                    "UPDATE findings SET status = 'active', status_at = ?2, status_by = ?3
-                     WHERE id = ?1 AND status = 'dismissed'",
-                )?;
-                for id in ids {
-                    if st.execute(params![id, ts, actor])? > 0 {
+                    if st.execute(params![id, to, ts, actor, from])? > 0 {
                         changed.push(id);
                     }
                 }

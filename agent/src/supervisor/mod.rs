@@ -184,8 +184,6 @@ impl Supervisor {
                 let ended = tokio::spawn(async move { run.await.into_result() }).await;
                 // The sender gone is a stop too: the agent's start failed and is
                 // unwinding; its tasks ending then are no failures to report.
-                // The sender gone is a stop too: the agent's start failed and is
-                // unwinding; its tasks ending then are no failures to report.
                 let stopping = *shutdown.borrow() || shutdown.has_changed().is_err();
                 let why = match ended {
                     Ok(Ok(())) if stopping => {
