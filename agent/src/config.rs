@@ -637,6 +637,24 @@ pub struct Mail {
     pub valiases_dir: PathBuf,
     /// The domains this server hosts, one a line (cPanel).
     pub local_domains: PathBuf,
+    /// The mail AV: queued messages scanned, infected ones quarantined.
+    pub av: MailAv,
+}
+
+/// `mail.av`: every message exim queues is decoded and scanned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailAv {
+    /// Scan the queue (when this host has an exim spool).
+    pub enabled: bool,
+    /// Move an infected message out of the queue; false: findings only.
+    pub quarantine: bool,
+    /// clamd's socket; empty: the distributions' usual sockets, when one answers.
+    pub clamd_socket: PathBuf,
+    /// Bytes of a message's data file scanned, in MiB (the rest is not).
+    pub max_message_mb: u64,
+    /// The spool is listed again this often for what inotify did not report.
+    pub rescan_secs: u64,
 }
 
 /// Performance checks of the files scanned.
@@ -684,6 +702,11 @@ impl Config {
         } else {
             self.quarantine.roots.clone()
         }
+    }
+
+    /// Where the mail AV keeps quarantined messages (`<state_dir>/mail-quarantine`).
+    pub fn mail_quarantine_dir(&self) -> PathBuf {
+        self.state_dir.join("mail-quarantine")
     }
 
     pub fn quarantine_dir(&self) -> PathBuf {
@@ -1418,6 +1441,12 @@ impl Config {
         }
         if self.sensors.max_open_files == 0 {
             return err("sensors.max_open_files", "must be > 0".into());
+        }
+        if !(1..=1024).contains(&self.mail.av.max_message_mb) {
+            return err("mail.av.max_message_mb", "must be 1 to 1024".into());
+        }
+        if self.mail.av.rescan_secs == 0 {
+            return err("mail.av.rescan_secs", "must be > 0".into());
         }
         for (k, v) in [
             ("firewall.max_entries_v4", self.firewall.max_entries_v4),

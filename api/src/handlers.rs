@@ -424,6 +424,19 @@ fn section_param(route: &Route, path: &str) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
+/// The `{id}` of a mail quarantine route: a message id's characters (letters,
+/// digits and dashes), else 404.
+fn mail_id(route: &Route, path: &str) -> Result<String, ApiError> {
+    let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no quarantined message {v:?}"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// The `{id}` of a scan job route.
 fn job_id(route: &Route, path: &str) -> Result<u64, ApiError> {
     let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
@@ -677,6 +690,27 @@ fn detect_op(
         Handler::EmailQueueComposition => DetectOp::EmailQueueComposition,
         Handler::EmailFlushBackscatter => DetectOp::EmailFlushBackscatter,
         Handler::EmailForwarders => DetectOp::EmailForwarders,
+        Handler::EmailAvStatus => DetectOp::EmailAvStatus,
+        Handler::EmailQuarantine => DetectOp::EmailQuarantine,
+        Handler::EmailQuarantineGet => DetectOp::EmailQuarantineGet {
+            id: mail_id(route, path)?,
+        },
+        Handler::EmailQuarantineDelete => DetectOp::EmailQuarantineDelete {
+            id: mail_id(route, path)?,
+        },
+        Handler::EmailQuarantineAction => {
+            let id = mail_id(route, path)?;
+            match crate::routes::param(route.path, path, "action") {
+                Some("release") => DetectOp::EmailQuarantineRelease { id },
+                Some("delete") => DetectOp::EmailQuarantineDelete { id },
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "action must be release or delete, got {:?}",
+                        other.unwrap_or("")
+                    )))
+                }
+            }
+        }
         Handler::Absent => DetectOp::Absent {
             path: route.path.to_string(),
         },

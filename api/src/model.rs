@@ -946,6 +946,18 @@ pub enum DetectOp {
     EmailQueueComposition,
     EmailFlushBackscatter,
     EmailForwarders,
+    EmailAvStatus,
+    EmailQuarantine,
+    /// A message id of exim's form (checked by the backend too).
+    EmailQuarantineGet {
+        id: String,
+    },
+    EmailQuarantineRelease {
+        id: String,
+    },
+    EmailQuarantineDelete {
+        id: String,
+    },
     /// A route whose feature is missing here; the backend says what (503).
     Absent {
         path: String,

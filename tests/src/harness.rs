@@ -78,6 +78,10 @@ impl Harness {
             Some(i) => top.insert_str(i + 6, &empty),
             None => top.push_str(&format!("logs:\n{empty}")),
         }
+        // Nor the host's mail queue: the mail AV scans only a spool the test makes.
+        if !(top.starts_with("mail:\n") || top.contains("\nmail:\n")) {
+            top.push_str("mail:\n  exim_spool: /nonexistent/rampart-test-spool\n");
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let www = dir.path().join("www");
         std::fs::create_dir(&www).expect("mkdir www");

@@ -1288,11 +1288,8 @@ fn the_mail_queue_and_forwarders_are_read_from_the_host_files() {
         "{f}"
     );
     for (method, path) in [
-        ("GET", "/api/v1/email/av/status"),
         ("GET", "/api/v1/email/held"),
         ("POST", "/api/v1/email/held/1aaaaa-000001-Ab/release"),
-        ("GET", "/api/v1/email/quarantine"),
-        ("DELETE", "/api/v1/email/quarantine/x1"),
         ("GET", "/api/v1/db-object-backups"),
     ] {
         let (s, v) = h.request(method, path, &h.admin.clone(), Some(json!({})));

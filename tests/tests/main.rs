@@ -16,6 +16,7 @@ mod firewall_e2e;
 mod hardening_e2e;
 mod kernels;
 mod logs_e2e;
+mod mail_av_e2e;
 mod openapi_e2e;
 mod package_e2e;
 mod sensor_backends_e2e;

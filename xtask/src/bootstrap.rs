@@ -34,6 +34,9 @@ const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "python3",
     "perl",
+    // clamd, which the mail AV test starts on a private socket with a signature of
+    // its own (no downloaded databases).
+    "clamav-daemon",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

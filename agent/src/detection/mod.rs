@@ -7,6 +7,7 @@
 
 pub mod behaviour;
 pub mod hardening;
+pub mod mailav;
 pub mod packs;
 pub mod perf;
 pub mod quarantine;
@@ -112,12 +113,11 @@ pub async fn start(
     );
     let (web_uids, _) = resolve_uids(&cfg.sensors.sensitive.web_users);
     let detection = Arc::new(Detection::new(
+        cfg,
         engine.clone(),
         pool,
         quarantine,
         findings.clone(),
-        cfg.quarantine.auto,
-        cfg.retention.clone(),
         Behaviour::new(web_uids, cfg.detection.web_shell_allow.clone()),
     ));
     if let Some(e) = engine.last_error() {
@@ -161,6 +161,12 @@ pub async fn start(
         let (engine, shutdown) = (engine.clone(), shutdown.clone());
         sup.spawn("detection", "rule packs", false, move || {
             packs::run(dir.clone(), packs.clone(), engine.clone(), shutdown.clone())
+        });
+    }
+    {
+        let (av, shutdown) = (detection.mail_av.clone(), shutdown.clone());
+        sup.spawn("detection", "mail av", false, move || {
+            mailav::run(av.clone(), shutdown.clone())
         });
     }
     let scheduler = {
@@ -227,29 +233,33 @@ pub struct Detection {
     pub retention: std::sync::RwLock<Retention>,
     /// Joins of exec and file events (web shells, dropped/deleted executables).
     pub behaviour: Behaviour,
+    /// The mail AV (exim's queue scanned, infected mail quarantined).
+    pub mail_av: Arc<mailav::MailAv>,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
     latencies: Mutex<std::collections::VecDeque<f64>>,
 }
 
 impl Detection {
+    /// `cfg` gives what the settings API may change later (`quarantine.auto`,
+    /// `retention`) and the mail AV's section.
     pub fn new(
+        cfg: &Config,
         engine: Arc<Engine>,
         pool: ScanPool,
         quarantine: Arc<Quarantine>,
         findings: Arc<Findings>,
-        auto_quarantine: bool,
-        retention: Retention,
         behaviour: Behaviour,
     ) -> Self {
         Self {
             behaviour,
+            mail_av: Arc::new(mailav::MailAv::new(cfg, engine.clone(), findings.clone())),
             engine,
             pool,
             jobs: Arc::new(Jobs::default()),
             quarantine,
             findings,
-            auto_quarantine: AtomicBool::new(auto_quarantine),
-            retention: std::sync::RwLock::new(retention),
+            auto_quarantine: AtomicBool::new(cfg.quarantine.auto),
+            retention: std::sync::RwLock::new(cfg.retention.clone()),
             latencies: Mutex::new(Default::default()),
         }
     }

@@ -106,6 +106,42 @@ fn read_tree(
 
 /// Parse a `-H` file (exim spec, "Format of the -H file"). None when it is not one.
 pub fn parse_header_file(id: &str, text: &[u8]) -> Option<Queued> {
+    parse_envelope(id, text).map(|(q, _)| q)
+}
+
+/// Longest header exim stores (its own limit is far lower).
+const MAX_HEADER: usize = 1 << 20;
+
+/// A `-H` file's envelope and its message headers as RFC 5322 text (without the
+/// blank line that ends them). exim stores each header as `NNNf text`: its length
+/// in bytes (newlines included), a flag (`*` marks one exim removed, left out here)
+/// and a space.
+pub fn parse_spool_headers(id: &str, text: &[u8]) -> Option<(Queued, Vec<u8>)> {
+    let (q, mut rest) = parse_envelope(id, text)?;
+    // The blank line after the recipients.
+    rest = rest.strip_prefix(b"\n")?;
+    let mut out = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits < 3 || rest.len() < digits + 2 || rest[digits + 1] != b' ' {
+            return None;
+        }
+        let len: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        let flag = rest[digits];
+        let start = digits + 2;
+        if len > MAX_HEADER || rest.len() < start + len {
+            return None;
+        }
+        if flag != b'*' {
+            out.extend_from_slice(&rest[start..start + len]);
+        }
+        rest = &rest[start + len..];
+    }
+    Some((q, out))
+}
+
+/// The envelope of a `-H` file and what follows the recipients.
+fn parse_envelope<'a>(id: &str, text: &'a [u8]) -> Option<(Queued, &'a [u8])> {
     let mut lines = Lines { rest: text };
     if lines.next()? != format!("{id}-H").as_bytes() {
         return None;
@@ -159,13 +195,16 @@ pub fn parse_header_file(id: &str, text: &[u8]) -> Option<Queued> {
             pending.push(addr);
         }
     }
-    Some(Queued {
-        id: id.to_string(),
-        sender,
-        received_unix,
-        frozen,
-        pending,
-    })
+    Some((
+        Queued {
+            id: id.to_string(),
+            sender,
+            received_unix,
+            frozen,
+            pending,
+        },
+        lines.rest,
+    ))
 }
 
 /// `mail.exim_spool`, else the first of [`SPOOLS`] with an `input` directory.
@@ -203,22 +242,26 @@ fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The queue: every `-H` file of `spool/input` (and its split subdirectories).
-/// Returns the messages, the files that did not parse, and whether it stopped at
-/// [`MAX_MESSAGES`].
-pub fn read_queue(spool: &Path) -> (Vec<Queued>, u64, bool) {
-    let input = spool.join("input");
-    let mut dirs = vec![input.clone()];
-    if let Ok(rd) = std::fs::read_dir(&input) {
+/// The directories of the queue: `input` and, with `split_spool_directory`, its
+/// one level of single-character subdirectories.
+pub fn queue_dirs(input: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![input.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(input) {
         for e in rd.flatten() {
-            // split_spool_directory: one level of single-character subdirectories.
             if e.file_name().len() == 1 && e.file_type().is_ok_and(|t| t.is_dir()) {
                 dirs.push(e.path());
             }
         }
     }
+    dirs
+}
+
+/// The queue: every `-H` file of `spool/input` (and its split subdirectories).
+/// Returns the messages, the files that did not parse, and whether it stopped at
+/// [`MAX_MESSAGES`].
+pub fn read_queue(spool: &Path) -> (Vec<Queued>, u64, bool) {
     let (mut out, mut bad) = (Vec::new(), 0u64);
-    for d in dirs {
+    for d in queue_dirs(&spool.join("input")) {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
@@ -600,6 +643,32 @@ mod tests {
         ] {
             assert!(!is_message_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn spool_headers_come_back_as_message_headers() {
+        let hdr = |flag: char, text: &str| format!("{:03}{flag} {text}", text.len());
+        let id = "1aBcDe-000Abc-Xy";
+        let text = format!(
+            "{id}-H\nDebian-exim 101 101\n<shop@shop.test>\n1700000000 0\n-received_time_usec .123456\n-ident Debian-exim\n-aclc _x 5\nab\ncd\n-host_address 192.0.2.1.4321\nXX\n1\nbuyer@example.org\n\n{}{}{}{}",
+            hdr('P', "Received: from [192.0.2.1]\n\tby host with esmtp\n"),
+            hdr('F', "From: shop@shop.test\n"),
+            hdr('*', "X-Removed: by exim\n"),
+            hdr(' ', "Subject: order\n"),
+        );
+        let (q, h) = parse_spool_headers(id, text.as_bytes()).expect("parses");
+        assert_eq!(
+            (q.sender.as_str(), q.pending.as_slice()),
+            ("shop@shop.test", &["buyer@example.org".to_string()][..])
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&h),
+            "Received: from [192.0.2.1]\n\tby host with esmtp\nFrom: shop@shop.test\nSubject: order\n"
+        );
+        // A length that runs past the end, or a line that is not a header: none.
+        let cut = text.replace("015  Subject", "099  Subject");
+        assert!(parse_spool_headers(id, cut.as_bytes()).is_none());
+        assert!(parse_spool_headers(id, format!("{text}junk\n").as_bytes()).is_none());
     }
 
     #[test]

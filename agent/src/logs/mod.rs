@@ -61,7 +61,8 @@ use tail::{Start, Tailer};
 
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
-struct InotifyFd(Inotify);
+/// An inotify instance tokio can wait on (shared with the mail AV's spool watch).
+pub(crate) struct InotifyFd(pub Inotify);
 
 impl AsRawFd for InotifyFd {
     fn as_raw_fd(&self) -> RawFd {

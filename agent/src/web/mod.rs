@@ -381,6 +381,15 @@ impl api::Backend for AgentBackend {
             DetectOp::EmailQueueComposition => self.email_queue_composition().await,
             DetectOp::EmailFlushBackscatter => self.email_flush_backscatter(actor).await,
             DetectOp::EmailForwarders => self.email_forwarders().await,
+            DetectOp::EmailAvStatus => self.email_av_status().await,
+            DetectOp::EmailQuarantine => self.email_quarantine().await,
+            DetectOp::EmailQuarantineGet { id } => self.email_quarantine_get(id).await,
+            DetectOp::EmailQuarantineRelease { id } => {
+                self.email_quarantine_act(id, true, actor).await
+            }
+            DetectOp::EmailQuarantineDelete { id } => {
+                self.email_quarantine_act(id, false, actor).await
+            }
             DetectOp::Absent { path } => self.absent(&path),
             DetectOp::Rulesets => self.rulesets().await,
             DetectOp::UpsertRuleset(r) => self.upsert_ruleset(r, actor).await,

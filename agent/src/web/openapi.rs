@@ -143,6 +143,12 @@ pub fn response(h: H, g: &mut SchemaGenerator) -> Option<Schema> {
         H::ModsecEscalation => of::<reports::EscalationSaved>(g),
         H::EmailFlushBackscatter => of::<reports::Flushed>(g),
         H::EmailForwarders => of::<crate::logs::mail::Forwarders>(g),
+        H::EmailAvStatus => of::<crate::detection::mailav::AvStatus>(g),
+        H::EmailQuarantine => of::<Vec<crate::detection::mailav::QuarantinedMail>>(g),
+        H::EmailQuarantineGet => of::<crate::detection::mailav::QuarantinedMail>(g),
+        H::EmailQuarantineAction | H::EmailQuarantineDelete => {
+            of::<crate::detection::mailav::MailAction>(g)
+        }
         _ => None,
     }
 }

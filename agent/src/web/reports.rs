@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 
 use super::{json_text, ok, store_err, AgentBackend, Reply};
 use crate::{
+    detection::mailav::MailAvError,
     logs::{mail, modsec_rules, Source},
     store::{FindingGroup, MailScript},
 };
@@ -183,6 +184,15 @@ const MRM_BATCH: usize = 100;
 /// Longest an `exim -Mrm` batch may take.
 const MRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+fn mail_av_err(e: MailAvError) -> ApiError {
+    match e {
+        MailAvError::Off(_) => unavailable(e.to_string()),
+        MailAvError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        MailAvError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        MailAvError::Io { .. } => ApiError::internal("the mail quarantine", &e),
+    }
+}
+
 fn unavailable(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
@@ -281,6 +291,67 @@ impl AgentBackend {
         ok(&f)
     }
 
+    pub(super) async fn email_av_status(&self) -> Result<Reply, ApiError> {
+        let av = self.detection.mail_av.clone();
+        let st = tokio::task::spawn_blocking(move || av.status())
+            .await
+            .map_err(|e| ApiError::internal("reading the mail AV status", &e))?;
+        ok(&st)
+    }
+
+    /// The quarantined mail; `[]` when the mail AV is off (as CSM).
+    pub(super) async fn email_quarantine(&self) -> Result<Reply, ApiError> {
+        let av = self.detection.mail_av.clone();
+        let l = tokio::task::spawn_blocking(move || av.list())
+            .await
+            .map_err(|e| ApiError::internal("listing the mail quarantine", &e))?
+            .map_err(mail_av_err)?;
+        ok(&l)
+    }
+
+    pub(super) async fn email_quarantine_get(&self, id: String) -> Result<Reply, ApiError> {
+        let av = self.detection.mail_av.clone();
+        let m = tokio::task::spawn_blocking(move || av.get(&id))
+            .await
+            .map_err(|e| ApiError::internal("reading the mail quarantine", &e))?
+            .map_err(mail_av_err)?;
+        ok(&m)
+    }
+
+    /// Release (back to exim's queue) or delete a quarantined message; audited.
+    pub(super) async fn email_quarantine_act(
+        &self,
+        id: String,
+        release: bool,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        let av = self.detection.mail_av.clone();
+        let i = id.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            if release {
+                av.release(&i)
+            } else {
+                av.delete(&i)
+            }
+        })
+        .await
+        .map_err(|e| ApiError::internal("changing the mail quarantine", &e))?
+        .map_err(mail_av_err)?;
+        self.audit(
+            actor,
+            if release {
+                "email_quarantine_release"
+            } else {
+                "email_quarantine_delete"
+            },
+            &id,
+            r.status,
+            None,
+        )
+        .await;
+        ok(&r)
+    }
+
     /// A route whose feature is missing: what is missing, as CSM answers then.
     pub(super) fn absent(&self, path: &str) -> Result<Reply, ApiError> {
         const MYSQL_SOCKETS: &[&str] = &[
@@ -297,10 +368,8 @@ impl AgentBackend {
             } else {
                 "no MySQL or MariaDB server on this host (no socket at /run/mysqld/mysqld.sock or /var/lib/mysql/mysql.sock)"
             }
-        } else if path.starts_with("/api/v1/email/held") {
-            "Rampart has no forward guard: it holds no forwarded mail"
         } else {
-            "Rampart has no mail AV watcher: mail is not scanned and none is quarantined"
+            "Rampart has no forward guard: it holds no forwarded mail"
         };
         Err(unavailable(why))
     }
