@@ -511,6 +511,21 @@ pub struct DetectionConfig {
     /// Public rule sets under their own licences, loaded after `rules_dir`.
     #[serde(default)]
     pub rule_packs: Vec<RulePack>,
+    /// Malicious MySQL/MariaDB objects (triggers, events, routines).
+    pub databases: Databases,
+}
+
+/// `detection.databases`: the database server's objects, checked periodically.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Databases {
+    pub enabled: bool,
+    /// The command-line client; empty: `/usr/bin/mariadb`, then `/usr/bin/mysql`.
+    pub client: PathBuf,
+    /// The server's socket; empty: the client's own default (its my.cnf).
+    pub socket: PathBuf,
+    /// Seconds between passes (and the first pass this long after start).
+    pub interval_secs: u64,
 }
 
 /// One rule pack: a local directory, or one rule file fetched from `url` and
@@ -1444,6 +1459,9 @@ impl Config {
         }
         if !(1..=1024).contains(&self.mail.av.max_message_mb) {
             return err("mail.av.max_message_mb", "must be 1 to 1024".into());
+        }
+        if self.detection.databases.interval_secs == 0 {
+            return err("detection.databases.interval_secs", "must be > 0".into());
         }
         if self.mail.av.rescan_secs == 0 {
             return err("mail.av.rescan_secs", "must be > 0".into());

@@ -698,6 +698,19 @@ fn detect_op(
         Handler::EmailQuarantineDelete => DetectOp::EmailQuarantineDelete {
             id: mail_id(route, path)?,
         },
+        Handler::DbObjectBackups => DetectOp::DbObjectBackups,
+        Handler::DbObjectBackupPreview => DetectOp::DbObjectBackupPreview {
+            key: query_param(query, "key")
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| ApiError::bad_request("key is required"))?,
+        },
+        Handler::DbObjectBackupRestore => {
+            let r: crate::model::KeyRequest = parse_json(body)?;
+            if r.key.is_empty() {
+                return Err(ApiError::bad_request("key is required"));
+            }
+            DetectOp::DbObjectBackupRestore { key: r.key }
+        }
         Handler::EmailQuarantineAction => {
             let id = mail_id(route, path)?;
             match crate::routes::param(route.path, path, "action") {

@@ -898,6 +898,13 @@ pub struct IdRequest {
     pub id: String,
 }
 
+/// `{"key": "..."}` (db-object-backup-restore).
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    pub key: String,
+}
+
 /// `{"ids": [...]}` (quarantine/bulk-delete).
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -957,6 +964,13 @@ pub enum DetectOp {
     },
     EmailQuarantineDelete {
         id: String,
+    },
+    DbObjectBackups,
+    DbObjectBackupPreview {
+        key: String,
+    },
+    DbObjectBackupRestore {
+        key: String,
     },
     /// A route whose feature is missing here; the backend says what (503).
     Absent {

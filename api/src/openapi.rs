@@ -80,6 +80,7 @@ fn request_schema(h: Handler, g: &mut SchemaGenerator) -> Option<(Schema, bool)>
         H::Suppress => req(g.subschema_for::<SuppressionRequest>()),
         H::QuarantineRestore => req(g.subschema_for::<IdRequest>()),
         H::QuarantineBulkDelete => req(g.subschema_for::<IdsRequest>()),
+        H::DbObjectBackupRestore => req(g.subschema_for::<crate::model::KeyRequest>()),
         // Bodies of the policy or settings keys themselves, or a list of addresses.
         H::FirewallTentativeApply | H::UpdateSettingsSection => {
             req(Schema::from(json!({"type": "object"}).as_object().cloned().unwrap_or_default()))

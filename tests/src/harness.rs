@@ -78,6 +78,11 @@ impl Harness {
             Some(i) => top.insert_str(i + 6, &empty),
             None => top.push_str(&format!("logs:\n{empty}")),
         }
+        // Nor the host's database server: `top` follows `detection:`'s first key, so a
+        // test that wants the database checks starts `top` with `  databases:`.
+        if !top.starts_with("  databases:") {
+            top.insert_str(0, "  databases:\n    enabled: false\n");
+        }
         // Nor the host's mail queue: the mail AV scans only a spool the test makes.
         if !(top.starts_with("mail:\n") || top.contains("\nmail:\n")) {
             top.push_str("mail:\n  exim_spool: /nonexistent/rampart-test-spool\n");

@@ -1290,7 +1290,6 @@ fn the_mail_queue_and_forwarders_are_read_from_the_host_files() {
     for (method, path) in [
         ("GET", "/api/v1/email/held"),
         ("POST", "/api/v1/email/held/1aaaaa-000001-Ab/release"),
-        ("GET", "/api/v1/db-object-backups"),
     ] {
         let (s, v) = h.request(method, path, &h.admin.clone(), Some(json!({})));
         assert_eq!(s, 503, "{method} {path}: {v}");

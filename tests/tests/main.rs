@@ -7,6 +7,7 @@ mod behaviour_e2e;
 mod cerberus_e2e;
 mod csm_contract_e2e;
 mod dashboard_e2e;
+mod dbobjects_e2e;
 mod detection_e2e;
 mod e2e;
 mod egress_e2e;

@@ -37,6 +37,9 @@ const APT_PACKAGES: &[&str] = &[
     // clamd, which the mail AV test starts on a private socket with a signature of
     // its own (no downloaded databases).
     "clamav-daemon",
+    // MariaDB, which the database-object test starts on a private socket.
+    "mariadb-server",
+    "mariadb-client",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

@@ -6,6 +6,7 @@
 //!     --(bounded)--> [scan_results] --> findings (store, JSONL, SSE)
 
 pub mod behaviour;
+pub mod dbobjects;
 pub mod hardening;
 pub mod mailav;
 pub mod packs;
@@ -102,6 +103,7 @@ pub async fn start(
         outcome_tx,
     )
     .context("starting scan workers")?;
+    let store_for_db = store.clone();
     let quarantine = Arc::new(
         Quarantine::new(
             cfg.quarantine_dir(),
@@ -119,6 +121,7 @@ pub async fn start(
         quarantine,
         findings.clone(),
         Behaviour::new(web_uids, cfg.detection.web_shell_allow.clone()),
+        store_for_db,
     ));
     if let Some(e) = engine.last_error() {
         let f = NewFinding {
@@ -161,6 +164,12 @@ pub async fn start(
         let (engine, shutdown) = (engine.clone(), shutdown.clone());
         sup.spawn("detection", "rule packs", false, move || {
             packs::run(dir.clone(), packs.clone(), engine.clone(), shutdown.clone())
+        });
+    }
+    {
+        let (db, shutdown) = (detection.databases.clone(), shutdown.clone());
+        sup.spawn("detection", "database objects", false, move || {
+            dbobjects::run(db.clone(), shutdown.clone())
         });
     }
     {
@@ -235,6 +244,8 @@ pub struct Detection {
     pub behaviour: Behaviour,
     /// The mail AV (exim's queue scanned, infected mail quarantined).
     pub mail_av: Arc<mailav::MailAv>,
+    /// Malicious database objects: the pass, the drop, the restore.
+    pub databases: Arc<dbobjects::Databases>,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
     latencies: Mutex<std::collections::VecDeque<f64>>,
 }
@@ -249,9 +260,11 @@ impl Detection {
         quarantine: Arc<Quarantine>,
         findings: Arc<Findings>,
         behaviour: Behaviour,
+        store: Store,
     ) -> Self {
         Self {
             behaviour,
+            databases: Arc::new(dbobjects::Databases::new(cfg, findings.clone(), store)),
             mail_av: Arc::new(mailav::MailAv::new(cfg, engine.clone(), findings.clone())),
             engine,
             pool,

@@ -254,6 +254,23 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX bot_claims_seen ON bot_claims(last_unix);",
     // The process lineage of a finding (a JSON array, nearest ancestor first).
     "ALTER TABLE findings ADD COLUMN lineage TEXT NOT NULL DEFAULT '[]';",
+    // Database objects dropped by a fix, with the statement that makes them again
+    // (store/dbobjects.rs).
+    "CREATE TABLE db_object_backups (
+        key TEXT PRIMARY KEY,
+        account TEXT NOT NULL DEFAULT '',
+        schema_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        create_sql TEXT NOT NULL,
+        sql_mode TEXT NOT NULL DEFAULT '',
+        finding_id INTEGER,
+        dropped_by TEXT NOT NULL,
+        dropped_at TEXT NOT NULL,
+        dropped_unix INTEGER NOT NULL,
+        restored_at TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX db_object_backups_dropped ON db_object_backups(dropped_unix);",
 ];
 
 /// Which firewall list a row lives in.

@@ -188,7 +188,12 @@ pub const CHECK_SIGNATURE: &str = "signature_match";
 /// What `POST /api/v1/fix` does for a finding, if anything: a signature match on a
 /// file is quarantined.
 pub fn fix_action(check: &str, path: Option<&str>) -> Option<&'static str> {
-    (check == CHECK_SIGNATURE && path.is_some()).then_some("quarantine")
+    match check {
+        CHECK_SIGNATURE if path.is_some() => Some("quarantine"),
+        // A malicious database object: dropped, its CREATE statement kept.
+        "db_malicious_object" => Some("drop"),
+        _ => None,
+    }
 }
 
 pub(super) fn finding_row(r: &Row<'_>) -> rusqlite::Result<Finding> {

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod bots;
+mod dbobjects;
 mod findings;
 mod incidents;
 mod logdata;
@@ -13,6 +14,7 @@ mod threat;
 mod tokens;
 pub use alerts::{Delivery, OutboxStats, Routed, Router};
 pub use bots::{BotClaim, MAX_BOT_CLAIMS};
+pub use dbobjects::{DbObjectBackup, NewDbObjectBackup, MAX_DB_OBJECT_BACKUPS};
 pub use findings::{
     fix_action, FindingQuery, NewFinding, QuarantineRow, Recorded, StatsRows, StoreSummary,
     Suppression, UiAuditEntry, CHECK_SIGNATURE,

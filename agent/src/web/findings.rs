@@ -196,6 +196,9 @@ pub struct Fixed {
     pub action: &'static str,
     pub quarantine_id: Option<String>,
     pub path: String,
+    /// A dropped database object's backup (`/db-object-backups`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_key: Option<String>,
 }
 
 /// `POST /fix-bulk`.
@@ -316,6 +319,9 @@ impl AgentBackend {
                 f.check
             )));
         };
+        if f.check == crate::detection::dbobjects::CHECK_DB_OBJECT {
+            return self.fix_db_object(&f, action, actor).await;
+        }
         let path = f.path.clone().unwrap_or_default();
         let q = &self.detection.quarantine;
         let qid = match q
@@ -362,6 +368,49 @@ impl AgentBackend {
             action,
             quarantine_id: qid,
             path,
+            backup_key: None,
+        })
+    }
+
+    /// Drop a malicious database object, its CREATE statement kept first.
+    async fn fix_db_object(
+        &self,
+        f: &Finding,
+        action: &'static str,
+        actor: &str,
+    ) -> Result<Fixed, ApiError> {
+        use crate::detection::dbobjects::DbError;
+        let key = self
+            .detection
+            .databases
+            .drop_for(f, actor)
+            .await
+            .map_err(|e| match e {
+                DbError::Gone(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+                DbError::NoClient(_) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                }
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+            })?;
+        self.store
+            .set_finding_status(vec![f.id], "fixed", actor.to_string())
+            .await
+            .map_err(store_err)?;
+        self.audit(
+            actor,
+            "fix",
+            &f.message,
+            &format!("{action} (backup {key})"),
+            Some(f.id),
+        )
+        .await;
+        Ok(Fixed {
+            status: "fixed",
+            id: f.id,
+            action,
+            quarantine_id: None,
+            path: String::new(),
+            backup_key: Some(key),
         })
     }
 

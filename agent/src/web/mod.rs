@@ -390,6 +390,11 @@ impl api::Backend for AgentBackend {
             DetectOp::EmailQuarantineDelete { id } => {
                 self.email_quarantine_act(id, false, actor).await
             }
+            DetectOp::DbObjectBackups => self.db_object_backups().await,
+            DetectOp::DbObjectBackupPreview { key } => self.db_object_backup_preview(key).await,
+            DetectOp::DbObjectBackupRestore { key } => {
+                self.db_object_backup_restore(key, actor).await
+            }
             DetectOp::Absent { path } => self.absent(&path),
             DetectOp::Rulesets => self.rulesets().await,
             DetectOp::UpsertRuleset(r) => self.upsert_ruleset(r, actor).await,

@@ -146,6 +146,9 @@ pub fn response(h: H, g: &mut SchemaGenerator) -> Option<Schema> {
         H::EmailAvStatus => of::<crate::detection::mailav::AvStatus>(g),
         H::EmailQuarantine => of::<Vec<crate::detection::mailav::QuarantinedMail>>(g),
         H::EmailQuarantineGet => of::<crate::detection::mailav::QuarantinedMail>(g),
+        H::DbObjectBackups => of::<Vec<crate::store::DbObjectBackup>>(g),
+        H::DbObjectBackupPreview => of::<reports::DbObjectPreview>(g),
+        H::DbObjectBackupRestore => of::<reports::DbObjectRestored>(g),
         H::EmailQuarantineAction | H::EmailQuarantineDelete => {
             of::<crate::detection::mailav::MailAction>(g)
         }

@@ -353,26 +353,90 @@ impl AgentBackend {
     }
 
     /// A route whose feature is missing: what is missing, as CSM answers then.
-    pub(super) fn absent(&self, path: &str) -> Result<Reply, ApiError> {
-        const MYSQL_SOCKETS: &[&str] = &[
-            "/run/mysqld/mysqld.sock",
-            "/var/run/mysqld/mysqld.sock",
-            "/var/lib/mysql/mysql.sock",
-        ];
-        let why = if path.starts_with("/api/v1/db-object") {
-            if MYSQL_SOCKETS
-                .iter()
-                .any(|s| std::path::Path::new(s).exists())
-            {
-                "Rampart does not capture dropped MySQL triggers, events, procedures or functions: there are no backups of them"
-            } else {
-                "no MySQL or MariaDB server on this host (no socket at /run/mysqld/mysqld.sock or /var/lib/mysql/mysql.sock)"
-            }
-        } else {
-            "Rampart has no forward guard: it holds no forwarded mail"
-        };
-        Err(unavailable(why))
+    pub(super) fn absent(&self, _path: &str) -> Result<Reply, ApiError> {
+        Err(unavailable(
+            "Rampart has no forward guard: it holds no forwarded mail",
+        ))
     }
+
+    pub(super) async fn db_object_backups(&self) -> Result<Reply, ApiError> {
+        ok(&self.store.db_object_backups().await.map_err(store_err)?)
+    }
+
+    pub(super) async fn db_object_backup_preview(&self, key: String) -> Result<Reply, ApiError> {
+        let b = self
+            .store
+            .db_object_backup(key.clone())
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "backup not found"))?;
+        let mut end = b.create_sql.len().min(PREVIEW_BYTES);
+        while !b.create_sql.is_char_boundary(end) {
+            end -= 1;
+        }
+        ok(&DbObjectPreview {
+            key,
+            account: b.account,
+            schema: b.schema,
+            kind: b.kind,
+            name: b.name,
+            preview: b.create_sql[..end].to_string(),
+            truncated: end < b.create_sql.len(),
+            total_size: b.create_sql.len(),
+        })
+    }
+
+    pub(super) async fn db_object_backup_restore(
+        &self,
+        key: String,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        use crate::detection::dbobjects::{DbError, RestoreError};
+        let b = self
+            .detection
+            .databases
+            .restore(&key)
+            .await
+            .map_err(|e| match &e {
+                RestoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+                RestoreError::Restored(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+                RestoreError::Db(DbError::NoClient(_)) => unavailable(e.to_string()),
+                RestoreError::Db(_) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+                RestoreError::Store(_) => ApiError::internal("restoring a backup", &e),
+            })?;
+        let what = format!("{} {}.{}", b.kind, b.schema, b.name);
+        self.audit(actor, "db_object_restore", &what, &key, None)
+            .await;
+        ok(&DbObjectRestored {
+            success: true,
+            message: format!("{what} restored"),
+            details: format!("replayed the CREATE statement kept at {}", b.dropped_at),
+        })
+    }
+}
+
+/// Bytes of a kept CREATE statement `/db-object-backup-preview` returns.
+const PREVIEW_BYTES: usize = 8 * 1024;
+
+/// `GET /db-object-backup-preview` (CSM's fields).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DbObjectPreview {
+    pub key: String,
+    pub account: String,
+    pub schema: String,
+    pub kind: String,
+    pub name: String,
+    pub preview: String,
+    pub truncated: bool,
+    pub total_size: usize,
+}
+
+/// `POST /db-object-backup-restore` (CSM's fields).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DbObjectRestored {
+    pub success: bool,
+    pub message: String,
+    pub details: String,
 }
 
 /// `POST /modsec/rules/apply` and `/modsec/rules/escalation`.
