@@ -654,6 +654,20 @@ pub struct Mail {
     pub local_domains: PathBuf,
     /// The mail AV: queued messages scanned, infected ones quarantined.
     pub av: MailAv,
+    /// Forwarded copies exim held (bounces and spam to forwarders).
+    pub forward_guard: ForwardGuard,
+}
+
+/// `mail.forward_guard`: the Maildir exim's `rampart_forward_hold` transport fills.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardGuard {
+    /// The directory the shipped exim transport writes (a Maildir).
+    pub held_dir: PathBuf,
+    /// Held copies older than this many days are discarded (0 = kept).
+    pub retention_days: u64,
+    /// Seconds between passes over the directory.
+    pub scan_secs: u64,
 }
 
 /// `mail.av`: every message exim queues is decoded and scanned.
@@ -1462,6 +1476,9 @@ impl Config {
         }
         if self.detection.databases.interval_secs == 0 {
             return err("detection.databases.interval_secs", "must be > 0".into());
+        }
+        if self.mail.forward_guard.scan_secs == 0 {
+            return err("mail.forward_guard.scan_secs", "must be > 0".into());
         }
         if self.mail.av.rescan_secs == 0 {
             return err("mail.av.rescan_secs", "must be > 0".into());

@@ -437,6 +437,24 @@ fn mail_id(route: &Route, path: &str) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
+/// The `{id}` of a held-forward route: a Maildir file name, else 404.
+fn held_id(route: &Route, path: &str) -> Result<String, ApiError> {
+    let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
+    if v.is_empty()
+        || v.len() > 255
+        || v.starts_with('.')
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._,:=-".contains(&b))
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no held copy {v:?}"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// The `{id}` of a scan job route.
 fn job_id(route: &Route, path: &str) -> Result<u64, ApiError> {
     let v = crate::routes::param(route.path, path, "id").unwrap_or_default();
@@ -724,8 +742,12 @@ fn detect_op(
                 }
             }
         }
-        Handler::Absent => DetectOp::Absent {
-            path: route.path.to_string(),
+        Handler::EmailHeld => DetectOp::EmailHeld,
+        Handler::EmailHeldRelease => DetectOp::EmailHeldRelease {
+            id: held_id(route, path)?,
+        },
+        Handler::EmailHeldDelete => DetectOp::EmailHeldDelete {
+            id: held_id(route, path)?,
         },
         Handler::Rulesets => DetectOp::Rulesets,
         Handler::UpsertRuleset => DetectOp::UpsertRuleset(parse_json(body)?),

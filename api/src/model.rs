@@ -972,9 +972,13 @@ pub enum DetectOp {
     DbObjectBackupRestore {
         key: String,
     },
-    /// A route whose feature is missing here; the backend says what (503).
-    Absent {
-        path: String,
+    EmailHeld,
+    /// A Maildir file name (checked by the backend too).
+    EmailHeldRelease {
+        id: String,
+    },
+    EmailHeldDelete {
+        id: String,
     },
     /// Fix a performance finding (`/perf/fix-*`): `check` is the route's.
     PerfFix {

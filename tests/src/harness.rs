@@ -85,7 +85,7 @@ impl Harness {
         }
         // Nor the host's mail queue: the mail AV scans only a spool the test makes.
         if !(top.starts_with("mail:\n") || top.contains("\nmail:\n")) {
-            top.push_str("mail:\n  exim_spool: /nonexistent/rampart-test-spool\n");
+            top.push_str("mail:\n  exim_spool: /nonexistent/rampart-test-spool\n  forward_guard:\n    held_dir: /nonexistent/rampart-test-held\n");
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let www = dir.path().join("www");

@@ -5,7 +5,7 @@
 //! clamd with a signature of this test's own; infected ones moved out of the queue
 //! with their owner and mode, one that exim "is delivering" (its lock held) reported
 //! and left alone, and the quarantine released back into the queue and deleted
-//! through the API.
+//! through the API. Then the forward guard with a real exim.
 
 use std::{
     io::Write,
@@ -436,4 +436,227 @@ fn infected_mail_is_held_out_of_the_queue_and_released_back() {
     assert!(qdir.exists(), "nothing removed by a hostile id");
     let (s, _) = h.get("/api/v1/email/quarantine", &h.read.clone());
     assert_ne!(s, 200, "a read token does not see quarantined mail");
+}
+
+/// exim's user on this host (Debian, then cPanel/RHEL names).
+fn exim_user() -> Option<nix::unistd::User> {
+    ["Debian-exim", "mailnull", "exim"]
+        .iter()
+        .find_map(|n| nix::unistd::User::from_name(n).ok().flatten())
+}
+
+/// The forward guard with a real exim running the router and transport Rampart
+/// ships: bounces and spam to a forwarder are held, other mail is delivered; the
+/// agent lists and reports what is held, releases a copy through exim without its
+/// control headers, deletes one, and discards one past retention.
+#[test]
+fn forwards_exim_held_are_listed_reported_released_and_deleted() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    let exim = ["/usr/sbin/exim4", "/usr/sbin/exim"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let (Some(exim), Some(user)) = (exim, exim_user()) else {
+        assert!(!integration_test::feature_available(
+            "exim (Debian's exim4-daemon-light)",
+            Err("no exim binary or exim user".into())
+        ));
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (spool, held, out) = (
+        tmp.path().join("spool"),
+        tmp.path().join("held"),
+        tmp.path().join("out"),
+    );
+    for d in [&spool, &held, &out] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .expect("chown");
+    }
+    // exim delivers as its own user, into a directory of that user's.
+    let outbox = out.join("outbox");
+    let aliases = tmp.path().join("aliases");
+    std::fs::write(&aliases, "info: owner@gmail.example\n").expect("aliases");
+    let (router, transport) = agent::detection::forwardguard::exim_snippet(&held);
+    let conf = tmp.path().join("exim.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "primary_hostname = mail.shop.test\ndomainlist local_domains = shop.test\n\
+             spool_directory = {spool}\nlog_file_path = {spool}/%slog\nkeep_environment =\n\
+             begin routers\n{router}\n\
+             aliases:\n  driver = redirect\n  domains = +local_domains\n  data = ${{lookup{{$local_part}}lsearch{{{aliases}}}}}\n\
+             remote:\n  driver = accept\n  domains = ! +local_domains\n  transport = outbox\n\
+             begin transports\n{transport}\n\
+             outbox:\n  driver = appendfile\n  file = {outbox}\n  user = ${{exim_uid}}\n  group = ${{exim_gid}}\n",
+            spool = spool.display(),
+            aliases = aliases.display(),
+            outbox = outbox.display(),
+        ),
+    )
+    .expect("exim.conf");
+    // What the agent runs as exim: this exim with this test's configuration.
+    let wrapper = tmp.path().join("exim");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec {exim} -C {} \"$@\"\n", conf.display()),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let send = |sender: &str, headers: &str, body: &str| {
+        let mut c = Command::new(&wrapper)
+            .args(["-odi", "-f", sender, "info@shop.test"])
+            .stdin(Stdio::piped())
+            // "exim user lost privilege for using -C option": expected, and noise.
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("exim");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{headers}\n{body}\n").as_bytes())
+            .expect("write");
+        assert!(c.wait().expect("exim").success());
+    };
+    send(
+        "",
+        "From: MAILER-DAEMON@remote.example\nSubject: Undelivered Mail",
+        "bounce body",
+    );
+    send(
+        "seller@spam.example",
+        "From: seller@spam.example\nSubject: cheap\nX-Spam-Flag: YES",
+        "spam body",
+    );
+    send(
+        "friend@mail.example",
+        "From: friend@mail.example\nSubject: hello",
+        "friendly body",
+    );
+    let held_files = || {
+        std::fs::read_dir(held.join("new"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(held_files(), 2, "the bounce and the spam are held");
+    let delivered = std::fs::read_to_string(&outbox).expect("outbox");
+    assert!(
+        delivered.contains("friendly body") && !delivered.contains("bounce body"),
+        "{delivered}\n{}",
+        std::fs::read_to_string(spool.join("mainlog")).unwrap_or_default()
+    );
+    // A copy past retention, held 30 days ago.
+    let old = held.join("new/1700000000.M1P1.mail.shop.test");
+    std::fs::write(
+        &old,
+        "X-Rampart-Forwarder: info@shop.test\nX-Rampart-Recipient: owner@gmail.example\nX-Rampart-Sender: \nX-Rampart-Reasons: bounce_backscatter\n\nold\n",
+    )
+    .expect("old copy");
+    let t = nix::sys::time::TimeSpec::new(1_700_000_000, 0);
+    nix::sys::stat::utimensat(
+        None,
+        &old,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .expect("utimensat");
+
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nmail:\n  exim_spool: /nonexistent/rampart-test-spool\n  exim_bin: {}\n  forward_guard:\n    held_dir: {}\n    scan_secs: 1\n",
+        wrapper.display(),
+        held.display()
+    );
+    let h = Harness::start_with(net, "", &top);
+    let admin = h.admin.clone();
+    assert!(
+        wait_for(Duration::from_secs(20), || !old.exists()),
+        "the copy past retention is discarded"
+    );
+    let (s, l) = h.get("/api/v1/email/held", &admin);
+    assert_eq!(s, 200, "{l}");
+    let list = l.as_array().expect("array").clone();
+    assert_eq!(list.len(), 2, "{l}");
+    let bounce = list
+        .iter()
+        .find(|m| m["reasons"] == json!(["bounce_backscatter"]))
+        .expect("the bounce");
+    assert_eq!(
+        (
+            &bounce["forwarder"],
+            &bounce["recipient"],
+            &bounce["sender"]
+        ),
+        (
+            &json!("info@shop.test"),
+            &json!("owner@gmail.example"),
+            &json!("")
+        ),
+        "{bounce}"
+    );
+    let spam = list
+        .iter()
+        .find(|m| m["reasons"] == json!(["spam_flagged"]))
+        .expect("the spam");
+    assert_eq!(spam["sender"], "seller@spam.example", "{spam}");
+
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let (_, f) = h.get("/api/v1/findings", &h.read.clone());
+            f.as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["check"] == "forward_held" && x["mailbox"] == "info@shop.test")
+        }),
+        "the forwarder is reported"
+    );
+
+    // Release: exim takes the copy, without the control headers, from <>.
+    let id = bounce["id"].as_str().expect("id").to_string();
+    let (s, r) = h.request(
+        "POST",
+        &format!("/api/v1/email/held/{id}/release"),
+        &admin,
+        Some(json!({})),
+    );
+    assert_eq!((s, &r["status"]), (200, &json!("released")), "{r}");
+    assert!(
+        wait_for(Duration::from_secs(20), || std::fs::read_to_string(&outbox)
+            .is_ok_and(|o| o.contains("bounce body"))),
+        "delivered after release"
+    );
+    let out = std::fs::read_to_string(&outbox).expect("outbox");
+    assert!(
+        !out.contains("X-Rampart-"),
+        "control headers stripped: {out}"
+    );
+    let log = std::fs::read_to_string(spool.join("mainlog")).expect("mainlog");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("<= <>") && l.contains("U=root")),
+        "re-injected with the null sender: {log}"
+    );
+    assert_eq!(held_files(), 1);
+
+    // Delete, then the same id again.
+    let sid = spam["id"].as_str().expect("id").to_string();
+    let (s, r) = h.request("DELETE", &format!("/api/v1/email/held/{sid}"), &admin, None);
+    assert_eq!((s, &r["status"]), (200, &json!("deleted")), "{r}");
+    assert_eq!(held_files(), 0);
+    let (s, _) = h.request("DELETE", &format!("/api/v1/email/held/{sid}"), &admin, None);
+    assert_eq!(s, 404);
+    for path in [
+        "/api/v1/email/held/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/email/held/.hidden",
+    ] {
+        let (s, _) = h.request("DELETE", path, &admin, None);
+        assert_eq!(s, 404, "{path}");
+    }
+    assert!(
+        !out.contains("spam body"),
+        "a deleted copy is never sent: {out}"
+    );
 }

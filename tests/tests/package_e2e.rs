@@ -74,6 +74,7 @@ const FILES: &[(&str, u32)] = &[
     ("etc/rampart/conf.d/README", 0o644),
     ("usr/share/rampart/rules/rampart.yml", 0o644),
     ("usr/share/rampart/rules/rampart.yar", 0o644),
+    ("usr/share/rampart/exim/forward-guard.conf", 0o644),
     ("usr/share/doc/rampart/rampart.yaml.default", 0o644),
     ("usr/share/doc/rampart/README.md", 0o644),
     ("usr/share/doc/rampart/docs/operations.md", 0o644),

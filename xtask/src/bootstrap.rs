@@ -40,6 +40,9 @@ const APT_PACKAGES: &[&str] = &[
     // MariaDB, which the database-object test starts on a private socket.
     "mariadb-server",
     "mariadb-client",
+    // exim, which the forward-guard test runs with the shipped router and transport
+    // under a configuration of its own (-C); its service is never started.
+    "exim4-daemon-light",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";

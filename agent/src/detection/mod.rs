@@ -7,6 +7,7 @@
 
 pub mod behaviour;
 pub mod dbobjects;
+pub mod forwardguard;
 pub mod hardening;
 pub mod mailav;
 pub mod packs;
@@ -167,6 +168,12 @@ pub async fn start(
         });
     }
     {
+        let (g, shutdown) = (detection.forward_guard.clone(), shutdown.clone());
+        sup.spawn("detection", "forward guard", false, move || {
+            forwardguard::run(g.clone(), shutdown.clone())
+        });
+    }
+    {
         let (db, shutdown) = (detection.databases.clone(), shutdown.clone());
         sup.spawn("detection", "database objects", false, move || {
             dbobjects::run(db.clone(), shutdown.clone())
@@ -246,6 +253,8 @@ pub struct Detection {
     pub mail_av: Arc<mailav::MailAv>,
     /// Malicious database objects: the pass, the drop, the restore.
     pub databases: Arc<dbobjects::Databases>,
+    /// Forwarded copies exim held.
+    pub forward_guard: Arc<forwardguard::ForwardGuard>,
     /// Recent realtime scan latencies (queued → outcome handled), milliseconds.
     latencies: Mutex<std::collections::VecDeque<f64>>,
 }
@@ -265,6 +274,7 @@ impl Detection {
         Self {
             behaviour,
             databases: Arc::new(dbobjects::Databases::new(cfg, findings.clone(), store)),
+            forward_guard: Arc::new(forwardguard::ForwardGuard::new(cfg, findings.clone())),
             mail_av: Arc::new(mailav::MailAv::new(cfg, engine.clone(), findings.clone())),
             engine,
             pool,

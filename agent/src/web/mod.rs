@@ -395,7 +395,9 @@ impl api::Backend for AgentBackend {
             DetectOp::DbObjectBackupRestore { key } => {
                 self.db_object_backup_restore(key, actor).await
             }
-            DetectOp::Absent { path } => self.absent(&path),
+            DetectOp::EmailHeld => self.email_held().await,
+            DetectOp::EmailHeldRelease { id } => self.email_held_act(id, true, actor).await,
+            DetectOp::EmailHeldDelete { id } => self.email_held_act(id, false, actor).await,
             DetectOp::Rulesets => self.rulesets().await,
             DetectOp::UpsertRuleset(r) => self.upsert_ruleset(r, actor).await,
             DetectOp::DeleteRuleset { id } => self.delete_ruleset(id, actor).await,

@@ -147,6 +147,10 @@ pub fn response(h: H, g: &mut SchemaGenerator) -> Option<Schema> {
         H::EmailQuarantine => of::<Vec<crate::detection::mailav::QuarantinedMail>>(g),
         H::EmailQuarantineGet => of::<crate::detection::mailav::QuarantinedMail>(g),
         H::DbObjectBackups => of::<Vec<crate::store::DbObjectBackup>>(g),
+        H::EmailHeld => of::<Vec<crate::detection::forwardguard::HeldMessage>>(g),
+        H::EmailHeldRelease | H::EmailHeldDelete => {
+            of::<crate::detection::forwardguard::HeldAction>(g)
+        }
         H::DbObjectBackupPreview => of::<reports::DbObjectPreview>(g),
         H::DbObjectBackupRestore => of::<reports::DbObjectRestored>(g),
         H::EmailQuarantineAction | H::EmailQuarantineDelete => {
@@ -171,8 +175,6 @@ mod tests {
         H::Logout,
         H::OpenApi,
         H::Ui,
-        // Answers 503 only.
-        H::Absent,
         // A config section as the files make it: free-form by nature.
         H::SettingsSection,
         // Served by the API crate with its own types.

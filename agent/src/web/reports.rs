@@ -8,7 +8,7 @@ use warp::http::StatusCode;
 
 use super::{json_text, ok, store_err, AgentBackend, Reply};
 use crate::{
-    detection::mailav::MailAvError,
+    detection::{forwardguard::GuardError, mailav::MailAvError},
     logs::{mail, modsec_rules, Source},
     store::{FindingGroup, MailScript},
 };
@@ -193,6 +193,15 @@ fn mail_av_err(e: MailAvError) -> ApiError {
     }
 }
 
+fn guard_err(e: GuardError) -> ApiError {
+    match e {
+        GuardError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        GuardError::Refused(_) => ApiError::unprocessable(e.to_string()),
+        GuardError::Unavailable(_) => unavailable(e.to_string()),
+        GuardError::Io { .. } => ApiError::internal("the held forwards", &e),
+    }
+}
+
 fn unavailable(msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
@@ -352,11 +361,42 @@ impl AgentBackend {
         ok(&r)
     }
 
-    /// A route whose feature is missing: what is missing, as CSM answers then.
-    pub(super) fn absent(&self, _path: &str) -> Result<Reply, ApiError> {
-        Err(unavailable(
-            "Rampart has no forward guard: it holds no forwarded mail",
-        ))
+    pub(super) async fn email_held(&self) -> Result<Reply, ApiError> {
+        let g = self.detection.forward_guard.clone();
+        let l = tokio::task::spawn_blocking(move || g.list())
+            .await
+            .map_err(|e| ApiError::internal("listing held forwards", &e))?
+            .map_err(guard_err)?;
+        ok(&l)
+    }
+
+    /// Release (through exim) or delete a held forward; audited.
+    pub(super) async fn email_held_act(
+        &self,
+        id: String,
+        release: bool,
+        actor: &str,
+    ) -> Result<Reply, ApiError> {
+        let g = &self.detection.forward_guard;
+        let r = if release {
+            g.release(&id).await
+        } else {
+            g.delete(&id)
+        }
+        .map_err(guard_err)?;
+        self.audit(
+            actor,
+            if release {
+                "email_held_release"
+            } else {
+                "email_held_delete"
+            },
+            &id,
+            r.status,
+            None,
+        )
+        .await;
+        ok(&r)
     }
 
     pub(super) async fn db_object_backups(&self) -> Result<Reply, ApiError> {
