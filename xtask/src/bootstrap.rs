@@ -80,12 +80,30 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         missing.join(", ")
     );
     util::run(Command::new("apt-get").arg("update").arg("-q"))?;
-    util::run(
+    // Packages the tests run on their own terms (mariadb, exim, clamd) must not
+    // start as host services: a policy-rc.d that refuses every start, for the length
+    // of the install, unless the machine has one of its own.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# cargo xtask bootstrap: no service starts during its install\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .context("chmod /usr/sbin/policy-rc.d")?;
+    }
+    let r = util::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    );
+    if ours {
+        let _ = std::fs::remove_file(policy);
+    }
+    r
 }
 
 /// Clean PHP the signature false-positive test scans: Debian's WordPress and PHP
