@@ -1224,6 +1224,42 @@ mod tests {
         );
     }
 
+    /// Each technique rule finds the sample written for it (so a rule broken by an
+    /// edit fails here by name, not as a drop in the overall share).
+    #[test]
+    fn each_technique_rule_finds_its_sample() {
+        let set = load(None, true).expect("builtin rules compile");
+        let mut scanner = set.scanner().expect("yara rules present");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/webshells");
+        for (sample, rule) in [
+            ("assert_callback_filter", "php_assert_as_callback"),
+            ("letters_joined_call", "php_function_name_spelled_in_pieces"),
+            ("xor_built_name", "php_code_function_name_assembled"),
+            ("noise_stripped_loader", "php_code_function_name_assembled"),
+            ("noise_stripped_loader", "php_variable_function_on_input"),
+            ("session_xor_channel", "php_encrypted_payload_session_shell"),
+            ("regex_e_callback", "php_callback_from_request"),
+            ("hashed_param_eval", "php_eval_of_hashed_parameter"),
+            ("reflection_exec", "php_exec_request_input"),
+            ("eval_of_helper", "php_exec_request_input"),
+        ] {
+            let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
+            let path = format!("/var/www/html/{sample}.php");
+            let t = Target {
+                path: Path::new(&path),
+                size: data.len() as u64,
+                owner: "www-data".into(),
+            };
+            let mut m = set.scan_yaml(&t, &data);
+            m.extend(set.scan_yara(&mut scanner, &t, &data).expect("scan"));
+            assert!(
+                m.iter().any(|x| x.rule == rule),
+                "{sample}: {rule} did not match; got {:?}",
+                m.iter().map(|x| &x.rule).collect::<Vec<_>>()
+            );
+        }
+    }
+
     #[test]
     fn min_matches_exclusions_offsets_and_case() {
         let set = compile(vec![yaml(
