@@ -133,6 +133,17 @@ impl Harness {
         h
     }
 
+    /// The active findings of one check (read token).
+    pub fn findings_of(&self, check: &str) -> Vec<serde_json::Value> {
+        let (_, f) = self.get("/api/v1/findings", &self.read.clone());
+        f.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["check"] == check)
+            .cloned()
+            .collect()
+    }
+
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }

@@ -108,13 +108,7 @@ impl Drop for Mariadb {
 }
 
 fn db_findings(h: &Harness) -> Vec<Value> {
-    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
-    f.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|x| x["check"] == "db_malicious_object")
-        .cloned()
-        .collect()
+    h.findings_of("db_malicious_object")
 }
 
 fn finding_named(h: &Harness, name: &str) -> Option<Value> {

@@ -163,13 +163,7 @@ fn zip_with(name: &str, data: &[u8]) -> Vec<u8> {
 }
 
 fn mail_findings(h: &Harness) -> Vec<Value> {
-    let (_, f) = h.get("/api/v1/findings", &h.read.clone());
-    f.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|x| x["check"] == "email_malware")
-        .cloned()
-        .collect()
+    h.findings_of("email_malware")
 }
 
 fn finding_for<'a>(fs: &'a [Value], id: &str) -> Option<&'a Value> {
@@ -604,13 +598,10 @@ fn forwards_exim_held_are_listed_reported_released_and_deleted() {
     assert_eq!(spam["sender"], "seller@spam.example", "{spam}");
 
     assert!(
-        wait_for(Duration::from_secs(20), || {
-            let (_, f) = h.get("/api/v1/findings", &h.read.clone());
-            f.as_array()
-                .into_iter()
-                .flatten()
-                .any(|x| x["check"] == "forward_held" && x["mailbox"] == "info@shop.test")
-        }),
+        wait_for(Duration::from_secs(20), || h
+            .findings_of("forward_held")
+            .iter()
+            .any(|x| x["mailbox"] == "info@shop.test")),
         "the forwarder is reported"
     );
 

@@ -15,8 +15,7 @@
 
 use std::{
     collections::HashSet,
-    io::Read,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -97,20 +96,6 @@ fn is_address(a: &str) -> bool {
         && !a
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-}
-
-fn read_nofollow(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let md = f.metadata()?;
-    if !md.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(max).read_to_end(&mut buf)?;
-    Ok((buf, md))
 }
 
 /// The header block: up to the first empty line.
@@ -205,7 +190,7 @@ impl ForwardGuard {
     }
 
     fn read(&self, path: &Path, id: &str) -> std::io::Result<HeldMessage> {
-        let (data, md) = read_nofollow(path, MAX_HEADER)?;
+        let (data, md) = crate::logs::mail::read_bounded_with_meta(path, MAX_HEADER)?;
         let [forwarder, recipient, sender, reasons] = control_headers(&data);
         Ok(HeldMessage {
             id: id.to_string(),
@@ -267,10 +252,13 @@ impl ForwardGuard {
         let path = self
             .locate(id)
             .ok_or_else(|| GuardError::NotFound(id.into()))?;
-        let (data, _) = read_nofollow(&path, MAX_MESSAGE).map_err(|e| GuardError::Io {
-            context: "reading the held copy".into(),
-            source: e,
-        })?;
+        let (data, _) =
+            crate::logs::mail::read_bounded_with_meta(&path, MAX_MESSAGE).map_err(|e| {
+                GuardError::Io {
+                    context: "reading the held copy".into(),
+                    source: e,
+                }
+            })?;
         let [_, recipient, sender, _] = control_headers(&data);
         if !is_address(&recipient) {
             return Err(GuardError::Refused(format!(

@@ -302,7 +302,7 @@ impl MailAv {
             return Err(MailAvError::NotFound(id.into()));
         }
         let p = self.qdir.join(id).join("metadata.json");
-        let b = read_nofollow(&p, 1 << 20).map_err(|e| match e.kind() {
+        let b = mail::read_bounded(&p, 1 << 20).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => MailAvError::NotFound(id.into()),
             _ => io_err(format!("reading {}", p.display()))(e),
         })?;
@@ -421,7 +421,7 @@ impl MailAv {
             self.counters.unreadable.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let header_text = match read_nofollow(&dir.join(format!("{id}-H")), MAX_HEADER_FILE) {
+        let header_text = match mail::read_bounded(&dir.join(format!("{id}-H")), MAX_HEADER_FILE) {
             Ok(t) => t,
             Err(_) => return, // gone meanwhile: delivered
         };
@@ -906,19 +906,6 @@ fn try_lock(f: &std::fs::File, id: &str) -> bool {
     };
     // SAFETY: a valid fd and a fully initialised flock.
     unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) == 0 }
-}
-
-fn read_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(max).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {

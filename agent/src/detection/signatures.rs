@@ -1181,6 +1181,23 @@ mod tests {
             .contains(&"php_exec_request_input".to_string()));
     }
 
+    /// Every match of `set` on `data` as a web user's file at `path`.
+    fn scan_as(
+        set: &RuleSet,
+        scanner: &mut yara_x::Scanner<'_>,
+        path: &str,
+        data: &[u8],
+    ) -> Vec<RuleMatch> {
+        let t = Target {
+            path: Path::new(path),
+            size: data.len() as u64,
+            owner: "www-data".into(),
+        };
+        let mut m = set.scan_yaml(&t, data);
+        m.extend(set.scan_yara(scanner, &t, data).expect("scan"));
+        m
+    }
+
     /// The webshell samples of tests/fixtures/webshells (see its README): the
     /// builtin rules alone must find at least 90% of them.
     #[test]
@@ -1203,13 +1220,7 @@ mod tests {
                 .file_name()
                 .map(|n| n.to_string_lossy().replace(".sample", ""));
             let path = format!("/var/www/html/{}", name.unwrap_or_default());
-            let t = Target {
-                path: Path::new(&path),
-                size: data.len() as u64,
-                owner: "www-data".into(),
-            };
-            let mut m = set.scan_yaml(&t, &data);
-            m.extend(set.scan_yara(&mut scanner, &t, &data).expect("scan"));
+            let m = scan_as(&set, &mut scanner, &path, &data);
             total += 1;
             if m.is_empty() {
                 missed.push(path);
@@ -1244,14 +1255,12 @@ mod tests {
             ("eval_of_helper", "php_exec_request_input"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
-            let path = format!("/var/www/html/{sample}.php");
-            let t = Target {
-                path: Path::new(&path),
-                size: data.len() as u64,
-                owner: "www-data".into(),
-            };
-            let mut m = set.scan_yaml(&t, &data);
-            m.extend(set.scan_yara(&mut scanner, &t, &data).expect("scan"));
+            let m = scan_as(
+                &set,
+                &mut scanner,
+                &format!("/var/www/html/{sample}.php"),
+                &data,
+            );
             assert!(
                 m.iter().any(|x| x.rule == rule),
                 "{sample}: {rule} did not match; got {:?}",

@@ -229,17 +229,29 @@ pub fn exim_bin(configured: &Path) -> Option<PathBuf> {
     EXIM_BINS.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
-fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+/// At most `max` bytes of a regular file, never through a symlink at its last
+/// component and never blocking on a FIFO (the mail features read files strangers
+/// wrote).
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    read_bounded_with_meta(path, max).map(|(b, _)| b)
+}
+
+/// [`read_bounded`], with the file's metadata.
+pub fn read_bounded_with_meta(
+    path: &Path,
+    max: u64,
+) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    let md = f.metadata()?;
+    if !md.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let mut buf = Vec::new();
     f.take(max).read_to_end(&mut buf)?;
-    Ok(buf)
+    Ok((buf, md))
 }
 
 /// The directories of the queue: `input` and, with `split_spool_directory`, its

@@ -184,6 +184,24 @@ const MRM_BATCH: usize = 100;
 /// Longest an `exim -Mrm` batch may take.
 const MRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Run `f` off the runtime and answer with what it returns (`ctx` names a panic).
+async fn answer_blocking<T, E, F>(
+    ctx: &'static str,
+    f: F,
+    err: fn(E) -> ApiError,
+) -> Result<Reply, ApiError>
+where
+    T: Serialize + Send + 'static,
+    E: Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+{
+    let v = tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(ctx, &e))?
+        .map_err(err)?;
+    ok(&v)
+}
+
 fn mail_av_err(e: MailAvError) -> ApiError {
     match e {
         MailAvError::Off(_) => unavailable(e.to_string()),
@@ -311,20 +329,22 @@ impl AgentBackend {
     /// The quarantined mail; `[]` when the mail AV is off (as CSM).
     pub(super) async fn email_quarantine(&self) -> Result<Reply, ApiError> {
         let av = self.detection.mail_av.clone();
-        let l = tokio::task::spawn_blocking(move || av.list())
-            .await
-            .map_err(|e| ApiError::internal("listing the mail quarantine", &e))?
-            .map_err(mail_av_err)?;
-        ok(&l)
+        answer_blocking(
+            "listing the mail quarantine",
+            move || av.list(),
+            mail_av_err,
+        )
+        .await
     }
 
     pub(super) async fn email_quarantine_get(&self, id: String) -> Result<Reply, ApiError> {
         let av = self.detection.mail_av.clone();
-        let m = tokio::task::spawn_blocking(move || av.get(&id))
-            .await
-            .map_err(|e| ApiError::internal("reading the mail quarantine", &e))?
-            .map_err(mail_av_err)?;
-        ok(&m)
+        answer_blocking(
+            "reading the mail quarantine",
+            move || av.get(&id),
+            mail_av_err,
+        )
+        .await
     }
 
     /// Release (back to exim's queue) or delete a quarantined message; audited.
@@ -348,11 +368,7 @@ impl AgentBackend {
         .map_err(mail_av_err)?;
         self.audit(
             actor,
-            if release {
-                "email_quarantine_release"
-            } else {
-                "email_quarantine_delete"
-            },
+            &format!("email_quarantine_{}", r.status),
             &id,
             r.status,
             None,
@@ -363,11 +379,7 @@ impl AgentBackend {
 
     pub(super) async fn email_held(&self) -> Result<Reply, ApiError> {
         let g = self.detection.forward_guard.clone();
-        let l = tokio::task::spawn_blocking(move || g.list())
-            .await
-            .map_err(|e| ApiError::internal("listing held forwards", &e))?
-            .map_err(guard_err)?;
-        ok(&l)
+        answer_blocking("listing held forwards", move || g.list(), guard_err).await
     }
 
     /// Release (through exim) or delete a held forward; audited.
@@ -386,11 +398,7 @@ impl AgentBackend {
         .map_err(guard_err)?;
         self.audit(
             actor,
-            if release {
-                "email_held_release"
-            } else {
-                "email_held_delete"
-            },
+            &format!("email_held_{}", r.status),
             &id,
             r.status,
             None,
