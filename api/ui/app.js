@@ -68,9 +68,9 @@ async function api(path, opts) {
 const admin = () => S.scope === "admin";
 
 // A write: run it, say what happened, redraw the page.
-async function act(what, path, body) {
+async function act(what, path, body, method) {
   try {
-    await api(path, { method: "POST", body: body || {} });
+    await api(path, { method: method || "POST", body: method === "DELETE" ? undefined : body || {} });
     toast(what);
   } catch (e) {
     toast(what + " failed: " + e.message);
@@ -629,20 +629,56 @@ const pages = {
       main.append(el("h1", { text: "Quarantine" }), el("p", { class: "mute", text: "Quarantined files are shown to admin sessions only." }));
       return;
     }
-    const items = await api("/quarantine");
+    // Each list on its own: a feature this host lacks says so in its section.
+    const get = (path) => api(path).catch((e) => ({ error: e.message }));
+    const [items, mail, av, held, dbo] = await Promise.all([get("/quarantine"), get("/email/quarantine"),
+      get("/email/av/status"), get("/email/held"), get("/db-object-backups")]);
     const preview = el("pre", { class: "scroll", id: "preview" });
+    const show = async (path, pick) => {
+      try { const p = await api(path); preview.textContent = pick(p); preview.scrollIntoView({ block: "nearest" }); }
+      catch (e) { toast(e.message); }
+    };
+    const list = (v, none, draw) => v && v.error ? el("p", { class: "err", text: v.error })
+      : v && v.length ? draw(v) : el("p", { class: "mute", text: none });
     main.append(el("h1", { text: "Quarantine" }),
-      table(["file", "reason", "when", "state", ""], items, (q) => el("tr", { "data-id": q.id },
+      el("h2", { text: "Files" }),
+      list(items, "No quarantined files.", (v) => table(["file", "reason", "when", "state", ""], v, (q) => el("tr", { "data-id": q.id },
         el("td", { class: "wrap", text: q.original_path }), el("td", { class: "wrap", text: q.reason }),
         el("td", { text: (q.quarantined_at || "").slice(0, 19) }), el("td", { text: q.live_state || "" }),
         el("td", {},
-          el("button", { class: "ghost", on: { click: async () => {
-            try { const p = await api("/quarantine-preview?id=" + encodeURIComponent(q.id)); preview.textContent = p.content || p.preview || JSON.stringify(p, null, 2); }
-            catch (e) { toast(e.message); } } } }, "Preview"),
-          admin() ? [
-            el("button", { class: "ghost restore", on: { click: () => act("Restored", "/quarantine-restore", { id: q.id }) } }, "Restore"),
-            el("button", { class: "danger", on: { click: () => confirm("Delete for good?") && act("Deleted", "/quarantine/bulk-delete", { ids: [q.id] }) } }, "Delete"),
-          ] : null))),
+          el("button", { class: "ghost", on: { click: () => show("/quarantine-preview?id=" + encodeURIComponent(q.id),
+            (p) => p.content || p.preview || JSON.stringify(p, null, 2)) } }, "Preview"),
+          el("button", { class: "ghost restore", on: { click: () => act("Restored", "/quarantine-restore", { id: q.id }) } }, "Restore"),
+          el("button", { class: "danger", on: { click: () => confirm("Delete for good?") && act("Deleted", "/quarantine/bulk-delete", { ids: [q.id] }) } }, "Delete"))))),
+      el("h2", { text: "Mail" }),
+      av && !av.error ? el("p", { class: "mute", id: "mail-av-state", text: "Mail AV " + av.watcher_mode
+        + (av.reason ? " (" + av.reason + ")" : "") + "; clamd " + (av.clamd_available ? "answering" : "not answering")
+        + "; " + av.scanned + " scanned, " + av.held + " held, " + av.not_held + " not held" }) : null,
+      list(mail, "No quarantined mail.", (v) => table(["message", "from", "to", "subject", "detections", "when", ""], v, (m) => el("tr", { "data-mail": m.message_id },
+        el("td", { text: m.message_id }), el("td", { class: "wrap", text: m.from }), el("td", { class: "wrap", text: (m.to || []).join(", ") }),
+        el("td", { class: "wrap", text: m.subject }),
+        el("td", { class: "wrap", text: (m.findings || []).map((f) => f.signature + " (" + f.engine + ", " + f.filename + ")").join("; ") }),
+        el("td", { text: when(m.quarantined_at) }),
+        el("td", {},
+          el("button", { class: "ghost release", on: { click: () => act("Released " + m.message_id + " to the queue",
+            "/email/quarantine/" + encodeURIComponent(m.message_id) + "/release") } }, "Release"),
+          el("button", { class: "danger", on: { click: () => confirm("Delete this message for good?") && act("Deleted " + m.message_id,
+            "/email/quarantine/" + encodeURIComponent(m.message_id) + "/delete") } }, "Delete"))))),
+      el("h2", { text: "Held forwards" }),
+      list(held, "No forwarded copies held.", (v) => table(["forwarder", "recipient", "sender", "why", "held", ""], v, (h) => el("tr", { "data-held": h.id },
+        el("td", { class: "wrap", text: h.forwarder }), el("td", { class: "wrap", text: h.recipient }),
+        el("td", { class: "wrap", text: h.sender || "<> (bounce)" }), el("td", { text: (h.reasons || []).join(", ") }),
+        el("td", { text: when(h.held_at) }),
+        el("td", {},
+          el("button", { class: "ghost release", on: { click: () => act("Sent to " + h.recipient, "/email/held/" + encodeURIComponent(h.id) + "/release") } }, "Release"),
+          el("button", { class: "danger", on: { click: () => confirm("Discard this copy?") && act("Discarded", "/email/held/" + encodeURIComponent(h.id), null, "DELETE") } }, "Delete"))))),
+      el("h2", { text: "Database objects dropped" }),
+      list(dbo, "No database objects dropped.", (v) => table(["object", "account", "dropped", "by", "restored", ""], v, (d) => el("tr", { "data-backup": d.key },
+        el("td", { class: "wrap", text: d.kind + " " + d.schema + "." + d.name }), el("td", { text: d.account }),
+        el("td", { text: when(d.dropped_at) }), el("td", { text: d.dropped_by }), el("td", { text: d.restored ? when(d.restored_at) : "" }),
+        el("td", {},
+          el("button", { class: "ghost", on: { click: () => show("/db-object-backup-preview?key=" + encodeURIComponent(d.key), (p) => p.preview) } }, "Preview"),
+          d.restored ? null : el("button", { class: "ghost restore", on: { click: () => act("Restored " + d.name, "/db-object-backup-restore", { key: d.key }) } }, "Restore"))))),
       preview);
   },
 

@@ -473,3 +473,100 @@ fn the_dashboards_bulk_actions_import_policy_trial_and_timeline() {
         "the undo unblocked both"
     );
 }
+
+/// The quarantine page's mail sections: a message the mail AV quarantined is
+/// released back into exim's queue, and a forwarded copy the forward guard held is
+/// discarded, both from the page (the state the agent itself writes, set up here).
+#[test]
+fn the_quarantine_page_releases_mail_and_discards_held_forwards() {
+    let Some(net) = browser_and_net() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("spool/input");
+    let held = tmp.path().join("held/new");
+    std::fs::create_dir_all(&input).expect("spool");
+    std::fs::create_dir_all(&held).expect("held");
+    let top = format!(
+        "egress:\n  enabled: false\nexec:\n  enabled: false\nmail:\n  exim_spool: {}\n  exim_bin: /nonexistent/exim\n  forward_guard:\n    held_dir: {}\n    scan_secs: 1\n",
+        tmp.path().join("spool").display(),
+        tmp.path().join("held").display()
+    );
+    let h = Harness::start_with(net, "", &top);
+
+    // A quarantined message, as the mail AV leaves one.
+    let id = "1bbbbb-000001-Ab";
+    let q = h.state().join("mail-quarantine").join(id);
+    std::fs::create_dir_all(&q).expect("quarantine entry");
+    std::fs::write(q.join(format!("{id}-D")), format!("{id}-D\nhello\n")).expect("-D");
+    std::fs::write(
+        q.join(format!("{id}-H")),
+        format!("{id}-H\nDebian-exim 101 101\n<a@example.net>\n1700000000 0\nXX\n1\nb@shop.test\n\n015  Subject: hi\n"),
+    )
+    .expect("-H");
+    std::fs::write(
+        q.join("metadata.json"),
+        json!({
+            "message_id": id, "direction": "inbound", "from": "a@example.net",
+            "to": ["b@shop.test"], "subject": "Quarterly <b>report</b>",
+            "quarantined_at": "2026-12-01T10:00:00Z",
+            "original_spool_dir": input.display().to_string(),
+            "findings": [{"filename": "report.zip/run.exe", "engine": "attachment-checks",
+                          "signature": "Rampart.Mail.Executable.PE", "severity": "high"}],
+            "partial_scan": false, "engines_used": ["rampart-rules", "attachment-checks"],
+            "size": 29, "sha256": "0"
+        })
+        .to_string(),
+    )
+    .expect("metadata");
+    // A held forward, as the shipped exim transport writes one.
+    let copy = held.join("1764590000.M1P1.mail.shop.test");
+    std::fs::write(
+        &copy,
+        "X-Rampart-Forwarder: info@shop.test\nX-Rampart-Recipient: owner@gmail.example\nX-Rampart-Sender: \nX-Rampart-Reasons: bounce_backscatter\nSubject: Undelivered\n\nbounce\n",
+    )
+    .expect("held copy");
+
+    let b = Browser::start(&h.net.ns_a);
+    login(&b, &h.admin);
+    page(&b, "quarantine");
+    assert!(
+        b.wait(&format!("tr[data-mail='{id}']"), 10) && b.wait("tr[data-held]", 10),
+        "{}",
+        b.text("body")
+    );
+    let row = b.text(&format!("tr[data-mail='{id}']"));
+    assert!(
+        row.contains("Quarterly <b>report</b>") && row.contains("Rampart.Mail.Executable.PE"),
+        "the subject as text, the detection: {row}"
+    );
+    assert!(
+        b.text("#mail-av-state").contains("inotify"),
+        "{}",
+        b.text("#mail-av-state")
+    );
+    assert!(b.text("tr[data-held]").contains("info@shop.test"));
+    b.screenshot(&shots().join("quarantine-mail.png"));
+
+    b.click(&format!("tr[data-mail='{id}'] .release"));
+    assert!(
+        wait_for(Duration::from_secs(10), || input
+            .join(format!("{id}-H"))
+            .exists()
+            && input.join(format!("{id}-D")).exists()),
+        "released into the queue"
+    );
+    assert!(!q.exists(), "the quarantine entry is gone");
+    assert!(b.wait(
+        &format!("body[data-ready=quarantine]:not(:has(tr[data-mail='{id}']))"),
+        10
+    ));
+
+    b.run_async("window.confirm = () => true; arguments[arguments.length - 1](true);");
+    b.click("tr[data-held] .danger");
+    assert!(
+        wait_for(Duration::from_secs(10), || !copy.exists()),
+        "the held copy is discarded"
+    );
+    assert!(b.wait("body[data-ready=quarantine]:not(:has(tr[data-held]))", 10));
+}
