@@ -398,6 +398,11 @@ pub struct Scenarios {
     /// mean interval between them that counts, `blackhole_secs` the quiet time after.
     #[serde(default = "Scenario::time_based_bruteforce")]
     pub time_based_bruteforce: Scenario,
+    /// CrowdSec's conditional ssh-time-based-bf: the last `capacity` failed SSH
+    /// logins of one address within `window_secs`, their median interval at least
+    /// `leak_secs`, no successful login from it in between. Not a bucket.
+    #[serde(default = "Scenario::ssh_time_based_bruteforce")]
+    pub ssh_time_based_bruteforce: Scenario,
 }
 
 impl Scenario {
@@ -406,6 +411,7 @@ impl Scenario {
             capacity: 10,
             leak_secs: 60,
             blackhole_secs: 60,
+            window_secs: 0,
         }
     }
 
@@ -414,6 +420,7 @@ impl Scenario {
             capacity: 5,
             leak_secs: 60,
             blackhole_secs: 300,
+            window_secs: 0,
         }
     }
 
@@ -422,6 +429,7 @@ impl Scenario {
             capacity: 10,
             leak_secs: 10,
             blackhole_secs: 3600,
+            window_secs: 0,
         }
     }
 
@@ -430,12 +438,24 @@ impl Scenario {
             capacity: 5,
             leak_secs: 60,
             blackhole_secs: 300,
+            window_secs: 0,
+        }
+    }
+
+    /// The hub's values: 3 failures, median interval over 5 min, within 2 h;
+    /// blackhole 5 min.
+    fn ssh_time_based_bruteforce() -> Self {
+        Self {
+            capacity: 3,
+            leak_secs: 300,
+            blackhole_secs: 300,
+            window_secs: 7200,
         }
     }
 }
 
 impl Scenarios {
-    pub fn all(&self) -> [(&'static str, Scenario); 15] {
+    pub fn all(&self) -> [(&'static str, Scenario); 16] {
         [
             ("ssh_bruteforce", self.ssh_bruteforce),
             ("mail_bruteforce", self.mail_bruteforce),
@@ -452,6 +472,7 @@ impl Scenarios {
             ("user_enumeration", self.user_enumeration),
             ("smtp_abuse", self.smtp_abuse),
             ("time_based_bruteforce", self.time_based_bruteforce),
+            ("ssh_time_based_bruteforce", self.ssh_time_based_bruteforce),
         ]
     }
 }
@@ -464,6 +485,9 @@ pub struct Scenario {
     pub capacity: u32,
     pub leak_secs: u64,
     pub blackhole_secs: u64,
+    /// Only the conditional scenarios use it: how far back their tries count.
+    #[serde(default)]
+    pub window_secs: u64,
 }
 
 /// What a triggered scenario does besides the finding.

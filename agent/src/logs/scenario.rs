@@ -19,6 +19,7 @@
 //! | `user_enumeration` | distinct user names in failed logins | IP |
 //! | `smtp_abuse` | clients exim refused for abuse (protocol, policy, spam) | IP |
 //! | `time_based_bruteforce` | failed logins at regular intervals, however slow | IP |
+//! | `ssh_time_based_bruteforce` | failed SSH logins minutes apart, none succeeding | IP |
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -190,6 +191,89 @@ impl Paced {
     }
 }
 
+/// `ssh_time_based_bruteforce` (CrowdSec's ssh-time-based-bf): an address's last
+/// failed SSH logins within the window; `tries` of them whose median interval is at
+/// least the configured one trigger. A successful login from the address forgets
+/// its failures (a person who mistyped, then got in).
+struct Spaced {
+    tries: usize,
+    min_median: Duration,
+    window: Duration,
+    quiet: Duration,
+    max_keys: usize,
+    times: HashMap<IpAddr, VecDeque<Instant>>,
+    quiet_until: HashMap<IpAddr, Instant>,
+}
+
+impl Spaced {
+    fn new(s: Scenario, max_keys: usize) -> Self {
+        Self {
+            tries: (s.capacity as usize).clamp(2, 100),
+            min_median: Duration::from_secs(s.leak_secs),
+            window: Duration::from_secs(s.window_secs.max(s.leak_secs)),
+            quiet: Duration::from_secs(s.blackhole_secs),
+            max_keys,
+            times: HashMap::new(),
+            quiet_until: HashMap::new(),
+        }
+    }
+
+    fn success(&mut self, ip: IpAddr) {
+        self.times.remove(&ip);
+    }
+
+    fn fail(&mut self, ip: IpAddr, line: &str, now: Instant) -> Option<Trigger> {
+        if self.quiet_until.get(&ip).is_some_and(|t| now < *t) {
+            return None;
+        }
+        if self.times.len() >= self.max_keys {
+            self.times.clear();
+            self.quiet_until.retain(|_, t| now < *t);
+        }
+        let q = self.times.entry(ip).or_default();
+        q.push_back(now);
+        while q.len() > self.tries
+            || q.front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > self.window)
+        {
+            q.pop_front();
+        }
+        if q.len() < self.tries {
+            return None;
+        }
+        let mut gaps: Vec<Duration> = q
+            .iter()
+            .zip(q.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a))
+            .collect();
+        gaps.sort();
+        // The median; of an even count, the mean of the two middle ones.
+        let n = gaps.len();
+        let median = if n % 2 == 1 {
+            gaps[n / 2]
+        } else {
+            (gaps[n / 2 - 1] + gaps[n / 2]) / 2
+        };
+        if median < self.min_median {
+            return None;
+        }
+        self.times.remove(&ip);
+        self.quiet_until.insert(ip, now + self.quiet);
+        Some(Trigger {
+            check: "ssh_time_based_bruteforce",
+            ip,
+            events: self.tries as u32,
+            summary: format!(
+                "{} failed SSH logins {} s apart (median), none succeeding",
+                self.tries,
+                median.as_secs()
+            ),
+            sample: super::grammar::bounded(line, 300),
+            users: Vec::new(),
+        })
+    }
+}
+
 fn spec(s: Scenario) -> Spec {
     Spec {
         capacity: s.capacity,
@@ -221,6 +305,7 @@ pub struct Scenarios {
     /// User names already counted per IP for `user_enumeration` (hashes, bounded).
     tried_users: HashMap<IpAddr, VecDeque<u64>>,
     paced: Paced,
+    spaced: Spaced,
     accounts: Buckets<(Service, String)>,
     account_ips: HashMap<(Service, String), Vec<IpAddr>>,
     volume: Buckets<String>,
@@ -302,6 +387,7 @@ impl Scenarios {
             ),
             tried_users: HashMap::new(),
             paced: Paced::new(s.time_based_bruteforce, k),
+            spaced: Spaced::new(s.ssh_time_based_bruteforce, k),
             accounts: Buckets::new(spec(s.account_bruteforce), k),
             account_ips: HashMap::new(),
             volume: Buckets::new(spec(s.mail_relay_abuse), k),
@@ -353,11 +439,20 @@ impl Scenarios {
                 let slow = self.slow.add(ip, attempts, user.as_deref(), line, now);
                 let enumeration = self.user_enumeration(ip, user.as_deref(), line, now);
                 let paced = self.paced.add(ip, line, now);
-                trigger = trigger.or(slow).or(enumeration).or(paced);
+                let spaced = (service == Service::Ssh)
+                    .then(|| self.spaced.fail(ip, line, now))
+                    .flatten();
+                trigger = trigger.or(slow).or(enumeration).or(paced).or(spaced);
                 if let Some(u) = user.filter(|u| !u.is_empty()) {
                     self.account(service, u, ip, attempts, line, now, out);
                 }
             }
+            Event::Auth {
+                service: Service::Ssh,
+                ip,
+                ok: true,
+                ..
+            } => self.spaced.success(ip),
             Event::Auth { .. } => {}
             Event::Web(w) => {
                 if let Some(c) = w.user_agent.as_deref().and_then(super::crawlers::claimed) {
@@ -624,6 +719,53 @@ mod tests {
         format!("Nov 23 15:00:01 w sshd[1]: Failed password for invalid user {user} from {ip} port 1 ssh2")
     }
 
+    fn ssh_success(user: &str, ip: &str) -> String {
+        format!("Nov 23 15:00:02 w sshd[2]: Accepted password for {user} from {ip} port 2 ssh2")
+    }
+
+    /// Failed logins at these minutes from one address, a success at the minutes in
+    /// `ok`; which try (by index) triggered what.
+    fn spaced(fails: &[u64], ok: &[u64]) -> Vec<(usize, &'static str)> {
+        let t0 = Instant::now();
+        let mut sc = Scenarios::new(&cfg());
+        let mut fired = Vec::new();
+        let mut events: Vec<(u64, bool)> = fails.iter().map(|m| (*m, false)).collect();
+        events.extend(ok.iter().map(|m| (*m, true)));
+        events.sort();
+        let mut i = 0;
+        for (m, good) in events {
+            let line = if good {
+                ssh_success("deploy", "198.51.100.7")
+            } else {
+                ssh_failure("deploy", "198.51.100.7")
+            };
+            let out = run(
+                Source::Sshd,
+                &[line],
+                &mut sc,
+                t0 + Duration::from_secs(m * 60),
+            );
+            if !good {
+                fired.extend(out.triggers.into_iter().map(|t| (i, t.check)));
+                i += 1;
+            }
+        }
+        fired
+    }
+
+    /// CrowdSec's ssh-time-based-bf with the hub's values (3 tries, median interval
+    /// over 5 min, a 2 h window, cancelled by a success).
+    #[test]
+    fn three_failures_minutes_apart_with_no_success_are_the_hubs_time_based_attack() {
+        assert_eq!(spaced(&[0, 6, 12], &[]), [(2, "ssh_time_based_bruteforce")]);
+        // Close together: a mistyped password, not this scenario (nor a bucket's).
+        assert!(spaced(&[0, 1, 2], &[]).is_empty());
+        // A success between them forgets the failures.
+        assert!(spaced(&[0, 10, 25], &[11]).is_empty());
+        // Further apart than the window: the oldest no longer counts.
+        assert!(spaced(&[0, 90, 180], &[]).is_empty());
+    }
+
     #[test]
     fn slow_brute_force_is_caught_under_the_fast_bucket() {
         let t0 = Instant::now();
@@ -651,12 +793,13 @@ mod tests {
     #[test]
     fn a_bot_pacing_itself_is_caught_however_slow() {
         let t0 = Instant::now();
-        // One try every five minutes (give or take 10 s): under every bucket.
+        // One try every three minutes (give or take 10 s): under every bucket, and
+        // under the hub's spaced scenario (its median is five minutes).
         let mut sc = Scenarios::new(&cfg());
         let mut fired = Vec::new();
         for i in 0..12u64 {
             let jitter = [0, 7, 3, 10, 1][i as usize % 5];
-            let at = t0 + Duration::from_secs(300 * i + jitter);
+            let at = t0 + Duration::from_secs(180 * i + jitter);
             let out = run(
                 Source::Sshd,
                 &[ssh_failure("root", "203.0.113.9")],
@@ -666,14 +809,18 @@ mod tests {
             fired.extend(out.triggers.into_iter().map(|t| (i, t.check)));
         }
         assert_eq!(fired, [(9, "time_based_bruteforce")]);
-        // The same count at irregular times (a person mistyping now and then) is not.
+        // The same count at irregular times, by a person who mistypes now and then
+        // and then gets in, is not (neither this scenario nor the hub's spaced one).
         let mut sc = Scenarios::new(&cfg());
         let mut at = 0u64;
         for i in 0..12u64 {
             at += [30, 900, 60, 2400, 120][i as usize % 5];
             let out = run(
                 Source::Sshd,
-                &[ssh_failure("root", "203.0.113.10")],
+                &[
+                    ssh_failure("root", "203.0.113.10"),
+                    ssh_success("root", "203.0.113.10"),
+                ],
                 &mut sc,
                 t0 + Duration::from_secs(at),
             );
