@@ -122,31 +122,33 @@ impl IpScenario {
     }
 }
 
-/// `time_based_bruteforce`: the times of each address's last failures; tries at
-/// regular intervals (coefficient of variation at most 0.25) whose mean is at least
-/// the configured interval trigger, however slow they are.
-struct Paced {
-    tries: usize,
-    min_mean: Duration,
+/// Each address's last tries and its quiet time after a trigger, bounded: the state
+/// of the scenarios that look at intervals rather than fill a bucket.
+struct Tries {
+    keep: usize,
+    /// Tries older than this no longer count (None: any age).
+    window: Option<Duration>,
     quiet: Duration,
     max_keys: usize,
     times: HashMap<IpAddr, VecDeque<Instant>>,
     quiet_until: HashMap<IpAddr, Instant>,
 }
 
-impl Paced {
-    fn new(s: Scenario, max_keys: usize) -> Self {
+impl Tries {
+    fn new(keep: usize, window: Option<Duration>, quiet: Duration, max_keys: usize) -> Self {
         Self {
-            tries: (s.capacity as usize).clamp(3, 1000),
-            min_mean: Duration::from_secs(s.leak_secs),
-            quiet: Duration::from_secs(s.blackhole_secs),
+            keep,
+            window,
+            quiet,
             max_keys,
             times: HashMap::new(),
             quiet_until: HashMap::new(),
         }
     }
 
-    fn add(&mut self, ip: IpAddr, line: &str, now: Instant) -> Option<Trigger> {
+    /// Record a try. Once the address has `keep` tries (in the window), the
+    /// intervals between them; nothing while it is quiet.
+    fn push(&mut self, ip: IpAddr, now: Instant) -> Option<Vec<Duration>> {
         if self.quiet_until.get(&ip).is_some_and(|t| now < *t) {
             return None;
         }
@@ -156,16 +158,60 @@ impl Paced {
         }
         let q = self.times.entry(ip).or_default();
         q.push_back(now);
-        if q.len() > self.tries {
+        while q.len() > self.keep
+            || self.window.is_some_and(|w| {
+                q.front()
+                    .is_some_and(|t| now.saturating_duration_since(*t) > w)
+            })
+        {
             q.pop_front();
         }
-        if q.len() < self.tries {
-            return None;
+        (q.len() >= self.keep).then(|| {
+            q.iter()
+                .zip(q.iter().skip(1))
+                .map(|(a, b)| b.saturating_duration_since(*a))
+                .collect()
+        })
+    }
+
+    /// A trigger: forget the address's tries and leave it alone for a while.
+    fn fired(&mut self, ip: IpAddr, now: Instant) {
+        self.times.remove(&ip);
+        self.quiet_until.insert(ip, now + self.quiet);
+    }
+
+    fn forget(&mut self, ip: IpAddr) {
+        self.times.remove(&ip);
+    }
+}
+
+/// `time_based_bruteforce`: tries at regular intervals (coefficient of variation at
+/// most 0.25) whose mean is at least the configured interval trigger, however slow
+/// they are.
+struct Paced {
+    tries: Tries,
+    min_mean: Duration,
+}
+
+impl Paced {
+    fn new(s: Scenario, max_keys: usize) -> Self {
+        Self {
+            tries: Tries::new(
+                (s.capacity as usize).clamp(3, 1000),
+                None,
+                Duration::from_secs(s.blackhole_secs),
+                max_keys,
+            ),
+            min_mean: Duration::from_secs(s.leak_secs),
         }
-        let gaps: Vec<f64> = q
+    }
+
+    fn add(&mut self, ip: IpAddr, line: &str, now: Instant) -> Option<Trigger> {
+        let gaps: Vec<f64> = self
+            .tries
+            .push(ip, now)?
             .iter()
-            .zip(q.iter().skip(1))
-            .map(|(a, b)| b.saturating_duration_since(*a).as_secs_f64())
+            .map(Duration::as_secs_f64)
             .collect();
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         if mean < self.min_mean.as_secs_f64().max(0.001) {
@@ -175,15 +221,14 @@ impl Paced {
         if var.sqrt() / mean > 0.25 {
             return None;
         }
-        self.times.remove(&ip);
-        self.quiet_until.insert(ip, now + self.quiet);
+        self.tries.fired(ip, now);
         Some(Trigger {
             check: "time_based_bruteforce",
             ip,
-            events: self.tries as u32,
+            events: self.tries.keep as u32,
             summary: format!(
                 "{} failed logins {:.0} s apart on average, at regular intervals",
-                self.tries, mean
+                self.tries.keep, mean
             ),
             sample: super::grammar::bounded(line, 300),
             users: Vec::new(),
@@ -196,56 +241,29 @@ impl Paced {
 /// least the configured one trigger. A successful login from the address forgets
 /// its failures (a person who mistyped, then got in).
 struct Spaced {
-    tries: usize,
+    tries: Tries,
     min_median: Duration,
-    window: Duration,
-    quiet: Duration,
-    max_keys: usize,
-    times: HashMap<IpAddr, VecDeque<Instant>>,
-    quiet_until: HashMap<IpAddr, Instant>,
 }
 
 impl Spaced {
     fn new(s: Scenario, max_keys: usize) -> Self {
         Self {
-            tries: (s.capacity as usize).clamp(2, 100),
+            tries: Tries::new(
+                (s.capacity as usize).clamp(2, 100),
+                Some(Duration::from_secs(s.window_secs.max(s.leak_secs))),
+                Duration::from_secs(s.blackhole_secs),
+                max_keys,
+            ),
             min_median: Duration::from_secs(s.leak_secs),
-            window: Duration::from_secs(s.window_secs.max(s.leak_secs)),
-            quiet: Duration::from_secs(s.blackhole_secs),
-            max_keys,
-            times: HashMap::new(),
-            quiet_until: HashMap::new(),
         }
     }
 
     fn success(&mut self, ip: IpAddr) {
-        self.times.remove(&ip);
+        self.tries.forget(ip);
     }
 
     fn fail(&mut self, ip: IpAddr, line: &str, now: Instant) -> Option<Trigger> {
-        if self.quiet_until.get(&ip).is_some_and(|t| now < *t) {
-            return None;
-        }
-        if self.times.len() >= self.max_keys {
-            self.times.clear();
-            self.quiet_until.retain(|_, t| now < *t);
-        }
-        let q = self.times.entry(ip).or_default();
-        q.push_back(now);
-        while q.len() > self.tries
-            || q.front()
-                .is_some_and(|t| now.saturating_duration_since(*t) > self.window)
-        {
-            q.pop_front();
-        }
-        if q.len() < self.tries {
-            return None;
-        }
-        let mut gaps: Vec<Duration> = q
-            .iter()
-            .zip(q.iter().skip(1))
-            .map(|(a, b)| b.saturating_duration_since(*a))
-            .collect();
+        let mut gaps = self.tries.push(ip, now)?;
         gaps.sort();
         // The median; of an even count, the mean of the two middle ones.
         let n = gaps.len();
@@ -257,15 +275,14 @@ impl Spaced {
         if median < self.min_median {
             return None;
         }
-        self.times.remove(&ip);
-        self.quiet_until.insert(ip, now + self.quiet);
+        self.tries.fired(ip, now);
         Some(Trigger {
             check: "ssh_time_based_bruteforce",
             ip,
-            events: self.tries as u32,
+            events: self.tries.keep as u32,
             summary: format!(
                 "{} failed SSH logins {} s apart (median), none succeeding",
-                self.tries,
+                self.tries.keep,
                 median.as_secs()
             ),
             sample: super::grammar::bounded(line, 300),
