@@ -53,6 +53,9 @@ pub struct HeldMessage {
     /// RFC 3339.
     pub held_at: String,
     pub size: u64,
+    /// `held_at` as Unix seconds (retention and order).
+    #[serde(skip)]
+    pub held_unix: i64,
 }
 
 /// `POST /email/held/{id}/release` and `DELETE /email/held/{id}`.
@@ -205,6 +208,7 @@ impl ForwardGuard {
                 .collect(),
             held_at: crate::store::rfc3339_unix(md.mtime()),
             size: md.len(),
+            held_unix: md.mtime(),
         })
     }
 
@@ -233,7 +237,7 @@ impl ForwardGuard {
                 }
             }
         }
-        out.sort_by(|a, b| a.held_at.cmp(&b.held_at).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| a.held_unix.cmp(&b.held_unix).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 
@@ -325,17 +329,13 @@ impl ForwardGuard {
         })
     }
 
-    /// One pass: discard copies past retention, report the new ones (one finding per
-    /// forwarder, repeats counted on it).
-    pub async fn pass(&self) -> Result<(), GuardError> {
+    /// The directory's part of a pass: discard copies past retention; the held
+    /// copies not reported yet.
+    fn sweep(&self) -> Result<Vec<HeldMessage>, GuardError> {
         let cutoff = crate::store::now_unix() - (self.retention_days as i64) * 86_400;
         let mut held = Vec::new();
         for m in self.list()? {
-            let old = self
-                .locate(&m.id)
-                .and_then(|p| std::fs::symlink_metadata(p).ok())
-                .is_some_and(|md| md.mtime() < cutoff);
-            if old && self.retention_days > 0 {
+            if self.retention_days > 0 && m.held_unix < cutoff {
                 if self.delete(&m.id).is_ok() {
                     tracing::info!(id = %m.id, "Held forward past retention discarded.");
                 }
@@ -343,14 +343,25 @@ impl ForwardGuard {
                 held.push(m);
             }
         }
-        let fresh: Vec<HeldMessage> = {
-            let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-            let ids: HashSet<&String> = held.iter().map(|m| &m.id).collect();
-            r.retain(|id| ids.contains(id));
-            held.into_iter()
-                .filter(|m| r.insert(m.id.clone()))
-                .collect()
-        };
+        let mut r = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let ids: HashSet<&String> = held.iter().map(|m| &m.id).collect();
+        r.retain(|id| ids.contains(id));
+        Ok(held
+            .into_iter()
+            .filter(|m| r.insert(m.id.clone()))
+            .collect())
+    }
+
+    /// One pass: the sweep off the runtime, then a finding per forwarder with new
+    /// copies held (repeats counted on it).
+    pub async fn pass(self: &Arc<Self>) -> Result<(), GuardError> {
+        let g = self.clone();
+        let fresh = tokio::task::spawn_blocking(move || g.sweep())
+            .await
+            .map_err(|e| GuardError::Io {
+                context: "the held-forward sweep".into(),
+                source: std::io::Error::other(e),
+            })??;
         for m in fresh {
             let domain = m
                 .forwarder

@@ -372,9 +372,10 @@ impl MailAv {
         // Bounded: the newest matter; order is lost in a set, so keep at most 10k.
         let v: Vec<&(String, String)> = r.iter().take(10_000).collect();
         let res = std::fs::create_dir_all(&self.qdir).and_then(|()| {
-            write_private(
+            crate::config::replace_file(
                 &self.qdir.join("released.json"),
                 &serde_json::to_vec(&v).unwrap_or_default(),
+                0o600,
             )
         });
         if let Err(e) = res {
@@ -534,9 +535,10 @@ impl MailAv {
             .create(&self.qdir)?;
         let to = self.qdir.join(id);
         std::fs::DirBuilder::new().mode(0o700).create(&to)?;
-        write_private(
+        crate::config::replace_file(
             &to.join("metadata.json"),
             &serde_json::to_vec_pretty(q).map_err(std::io::Error::other)?,
+            0o600,
         )?;
         // The header file first: without it exim no longer lists the message.
         for suffix in ["-H", "-D"] {
@@ -906,20 +908,6 @@ fn try_lock(f: &std::fs::File, id: &str) -> bool {
     };
     // SAFETY: a valid fd and a fully initialised flock.
     unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) == 0 }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Move a file, never over an existing one; across filesystems by copy (owner,
