@@ -42,6 +42,11 @@ const METADATA_LEN: usize = 24;
 const DIR_CACHE_MAX: usize = 4096;
 /// Created-but-not-yet-closed entries remembered for the `created` flag.
 const CREATED_MAX: usize = 65536;
+/// How long a name created with content already in it waits for its own
+/// close-write before it is reported as a new name for existing content.
+const NAMED_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Such names waiting at once; the oldest is reported early past this.
+const NAMED_MAX: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FanotifyError {
@@ -173,11 +178,25 @@ impl FanotifySensor {
             watched,
             dirs: HashMap::new(),
             created: HashSet::new(),
+            named: std::collections::VecDeque::new(),
             procs: ProcCache::default(),
         };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
+            // Far in the future when nothing waits: the branch is then disabled anyway.
+            let due = st
+                .named
+                .front()
+                .map(|(at, _)| *at + NAMED_GRACE)
+                .unwrap_or_else(|| {
+                    std::time::Instant::now() + std::time::Duration::from_secs(3600)
+                });
             tokio::select! {
+                _ = tokio::time::sleep_until(due.into()), if !st.named.is_empty() => {
+                    for act in st.named_due(std::time::Instant::now()) {
+                        events::send_activity(&sinks, &stats, act);
+                    }
+                }
                 g = afd.readable() => {
                     let mut g = g?;
                     loop {
@@ -195,7 +214,9 @@ impl FanotifySensor {
                             return Err(e);
                         }
                         st.procs.clear();
-                        for act in st.parse(&buf[..n as usize], &stats) {
+                        let mut acts = st.parse(&buf[..n as usize], &stats);
+                        acts.extend(st.named_due(std::time::Instant::now()));
+                        for act in acts {
                             events::send_activity(&sinks, &stats, act);
                         }
                     }
@@ -211,6 +232,9 @@ struct State {
     watched: Vec<PathBuf>,
     dirs: HashMap<Vec<u8>, PathBuf>,
     created: HashSet<PathBuf>,
+    /// Names created with content already in them, oldest first, waiting
+    /// [`NAMED_GRACE`] for a close-write of their own (see `named_with_content`).
+    named: std::collections::VecDeque<(std::time::Instant, FileActivity)>,
     /// /proc identity and exe, within one read batch.
     procs: ProcCache,
 }
@@ -373,6 +397,8 @@ impl State {
             }
         }
         if mask & libc::FAN_CLOSE_WRITE != 0 {
+            // Its own close-write came: the content is reported by that.
+            self.named.retain(|(_, a)| a.path != path);
             let created = self.created.remove(&path);
             let mut act = self.base(FileOp::WriteClose, path.clone(), pid);
             act.created = created;
@@ -401,8 +427,10 @@ impl State {
     /// O_TMPFILE file given its name by `linkat`. Neither is followed by a
     /// close-write under that name (the tmpfile's close reports the kernel's
     /// placeholder name), so the new name is scanned like a file renamed in. A
-    /// regular file created empty by open(O_CREAT) is left to its close-write;
-    /// one that got content before we read the event is scanned twice (harmless).
+    /// regular file created empty by open(O_CREAT) is left to its close-write.
+    /// One that got content before we read the event looks like the tmpfile case
+    /// (one link, not empty), so it waits [`NAMED_GRACE`] for its own close-write,
+    /// which cancels it; a hard link is reported at once.
     fn named_with_content(&mut self, path: &Path, pid: u32) -> Option<FileActivity> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(path).ok()?;
@@ -411,7 +439,31 @@ impl State {
         }
         let mut act = self.base(FileOp::Rename, path.to_path_buf(), pid);
         act.meta = Some(FileMeta::from(&m));
-        Some(act)
+        if m.nlink() >= 2 {
+            return Some(act);
+        }
+        if self.named.len() >= NAMED_MAX {
+            // Bounded: the oldest goes out now rather than be lost.
+            let (_, oldest) = self.named.pop_front()?;
+            self.named.push_back((std::time::Instant::now(), act));
+            return Some(oldest);
+        }
+        self.named.push_back((std::time::Instant::now(), act));
+        None
+    }
+
+    /// The waiting names whose grace is over at `now`, oldest first.
+    fn named_due(&mut self, now: std::time::Instant) -> Vec<FileActivity> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.named.front() {
+            if now.duration_since(*at) < NAMED_GRACE {
+                break;
+            }
+            if let Some((_, act)) = self.named.pop_front() {
+                out.push(act);
+            }
+        }
+        out
     }
 
     fn rename(
@@ -491,16 +543,95 @@ fn fd_path(fd: RawFd) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    fn state(watched: &Path) -> State {
+        State {
+            roots: Vec::new(),
+            watched: vec![watched.to_path_buf()],
+            dirs: HashMap::new(),
+            created: HashSet::new(),
+            named: std::collections::VecDeque::new(),
+            procs: ProcCache::default(),
+        }
+    }
+
+    /// A create read after the writer already put content in the file looks like
+    /// an O_TMPFILE given a name; its own close-write, read next, must make it one
+    /// write-close, not a rename plus a write-close. A name nothing closes is
+    /// reported once its grace is over; a hard link at once.
+    #[test]
+    fn a_create_read_late_waits_for_its_own_close_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = PipelineStats::default();
+        let mut st = state(dir.path());
+        st.dirs.insert(b"dir".to_vec(), dir.path().to_path_buf());
+        let entry = |name: &'static [u8]| DirEntry {
+            kind: FAN_EVENT_INFO_TYPE_DFID_NAME,
+            handle: b"dir",
+            name,
+        };
+        let pid = std::process::id();
+        std::fs::write(dir.path().join("late.php"), b"<?php x(); ?>").expect("write");
+        let mut out = Vec::new();
+        st.activity(
+            libc::FAN_CREATE,
+            pid,
+            &[entry(b"late.php")],
+            &stats,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        st.activity(
+            libc::FAN_CLOSE_WRITE,
+            pid,
+            &[entry(b"late.php")],
+            &stats,
+            &mut out,
+        );
+        let ops: Vec<_> = out.iter().map(|a| (a.op, a.created)).collect();
+        assert_eq!(ops, vec![(FileOp::WriteClose, true)]);
+        let later = std::time::Instant::now() + NAMED_GRACE * 2;
+        assert!(
+            st.named_due(later).is_empty(),
+            "cancelled by its close-write"
+        );
+
+        std::fs::write(dir.path().join("tmpfile.php"), b"<?php y(); ?>").expect("write");
+        let mut out = Vec::new();
+        st.activity(
+            libc::FAN_CREATE,
+            pid,
+            &[entry(b"tmpfile.php")],
+            &stats,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert!(
+            st.named_due(std::time::Instant::now()).is_empty(),
+            "still in grace"
+        );
+        let due = st.named_due(std::time::Instant::now() + NAMED_GRACE * 2);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].op, FileOp::Rename);
+        assert_eq!(due[0].path, dir.path().join("tmpfile.php"));
+
+        std::fs::hard_link(dir.path().join("tmpfile.php"), dir.path().join("link.php"))
+            .expect("link");
+        let mut out = Vec::new();
+        st.activity(
+            libc::FAN_CREATE,
+            pid,
+            &[entry(b"link.php")],
+            &stats,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "a hard link is reported at once");
+        assert_eq!(out[0].path, dir.path().join("link.php"));
+    }
+
     #[test]
     fn hostile_event_buffers_are_counted_never_a_panic() {
         let stats = PipelineStats::default();
-        let mut st = State {
-            roots: Vec::new(),
-            watched: vec![PathBuf::from("/var/www")],
-            dirs: HashMap::new(),
-            created: HashSet::new(),
-            procs: ProcCache::default(),
-        };
+        let mut st = state(Path::new("/var/www"));
         // event_len shorter than the metadata, and longer than the buffer.
         let mut ev = vec![0u8; METADATA_LEN];
         ev[0] = 8;
