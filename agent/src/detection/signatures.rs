@@ -1255,6 +1255,18 @@ mod tests {
             ("eval_of_helper", "php_exec_request_input"),
             ("command_wrapper", "php_command_wrapper_on_input"),
             ("assert_in_variable", "php_assert_as_callback"),
+            ("list_mailer_while", "php_list_mailer"),
+            ("host_beacon", "php_host_beacon_mailer"),
+            ("uname_report_mailer", "php_host_beacon_mailer"),
+            ("marked_script_injection", "php_marked_script_injection"),
+            ("referrer_cloak", "search_referrer_redirect"),
+            ("safe_mode_probe", "php_safe_mode_probe"),
+            ("escaped_name_eval", "php_escaped_name_called_in_eval"),
+            ("header_getenv_exec", "php_exec_request_input"),
+            ("exploit_lookup", "php_exploit_lookup_for_host"),
+            ("remote_php_dropper", "php_remote_php_dropper"),
+            ("indexed_alphabet", "php_name_from_indexed_alphabet"),
+            ("paren_request_var", "php_request_input_to_exec"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
