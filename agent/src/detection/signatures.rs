@@ -1267,6 +1267,10 @@ mod tests {
             ("remote_php_dropper", "php_remote_php_dropper"),
             ("indexed_alphabet", "php_name_from_indexed_alphabet"),
             ("paren_request_var", "php_request_input_to_exec"),
+            ("callback_name_computed", "php_callback_name_computed"),
+            ("fork_bomb", "php_fork_bomb"),
+            ("request_path_writer", "php_request_path_writer"),
+            ("assert_command_string", "php_assert_of_command_string"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
