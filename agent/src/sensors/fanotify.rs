@@ -564,66 +564,45 @@ mod tests {
         let stats = PipelineStats::default();
         let mut st = state(dir.path());
         st.dirs.insert(b"dir".to_vec(), dir.path().to_path_buf());
-        let entry = |name: &'static [u8]| DirEntry {
-            kind: FAN_EVENT_INFO_TYPE_DFID_NAME,
-            handle: b"dir",
-            name,
-        };
         let pid = std::process::id();
+        // One event of `mask` on `name` in the directory; the activity it gives.
+        let event = |st: &mut State, mask: u64, name: &[u8]| {
+            let rec = DirEntry {
+                kind: FAN_EVENT_INFO_TYPE_DFID_NAME,
+                handle: b"dir",
+                name,
+            };
+            let mut out = Vec::new();
+            st.activity(mask, pid, &[rec], &stats, &mut out);
+            out
+        };
+        let grace_over = || std::time::Instant::now() + NAMED_GRACE * 2;
+
         std::fs::write(dir.path().join("late.php"), b"<?php x(); ?>").expect("write");
-        let mut out = Vec::new();
-        st.activity(
-            libc::FAN_CREATE,
-            pid,
-            &[entry(b"late.php")],
-            &stats,
-            &mut out,
-        );
+        let out = event(&mut st, libc::FAN_CREATE, b"late.php");
         assert!(out.is_empty(), "{out:?}");
-        st.activity(
-            libc::FAN_CLOSE_WRITE,
-            pid,
-            &[entry(b"late.php")],
-            &stats,
-            &mut out,
-        );
+        let out = event(&mut st, libc::FAN_CLOSE_WRITE, b"late.php");
         let ops: Vec<_> = out.iter().map(|a| (a.op, a.created)).collect();
         assert_eq!(ops, vec![(FileOp::WriteClose, true)]);
-        let later = std::time::Instant::now() + NAMED_GRACE * 2;
         assert!(
-            st.named_due(later).is_empty(),
+            st.named_due(grace_over()).is_empty(),
             "cancelled by its close-write"
         );
 
         std::fs::write(dir.path().join("tmpfile.php"), b"<?php y(); ?>").expect("write");
-        let mut out = Vec::new();
-        st.activity(
-            libc::FAN_CREATE,
-            pid,
-            &[entry(b"tmpfile.php")],
-            &stats,
-            &mut out,
-        );
-        assert!(out.is_empty());
+        assert!(event(&mut st, libc::FAN_CREATE, b"tmpfile.php").is_empty());
         assert!(
             st.named_due(std::time::Instant::now()).is_empty(),
             "still in grace"
         );
-        let due = st.named_due(std::time::Instant::now() + NAMED_GRACE * 2);
+        let due = st.named_due(grace_over());
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].op, FileOp::Rename);
         assert_eq!(due[0].path, dir.path().join("tmpfile.php"));
 
         std::fs::hard_link(dir.path().join("tmpfile.php"), dir.path().join("link.php"))
             .expect("link");
-        let mut out = Vec::new();
-        st.activity(
-            libc::FAN_CREATE,
-            pid,
-            &[entry(b"link.php")],
-            &stats,
-            &mut out,
-        );
+        let out = event(&mut st, libc::FAN_CREATE, b"link.php");
         assert_eq!(out.len(), 1, "a hard link is reported at once");
         assert_eq!(out[0].path, dir.path().join("link.php"));
     }
