@@ -1271,6 +1271,7 @@ mod tests {
             ("fork_bomb", "php_fork_bomb"),
             ("request_path_writer", "php_request_path_writer"),
             ("assert_command_string", "php_assert_of_command_string"),
+            ("exec_name_in_array", "php_exec_name_in_array_called"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
