@@ -556,7 +556,11 @@ fn the_quarantine_page_releases_mail_and_discards_held_forwards() {
             && input.join(format!("{id}-D")).exists()),
         "released into the queue"
     );
-    assert!(!q.exists(), "the quarantine entry is gone");
+    // The files go back first, then the entry is removed: wait for both.
+    assert!(
+        wait_for(Duration::from_secs(10), || !q.exists()),
+        "the quarantine entry is gone"
+    );
     assert!(b.wait(
         &format!("body[data-ready=quarantine]:not(:has(tr[data-mail='{id}']))"),
         10
