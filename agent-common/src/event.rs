@@ -6,7 +6,7 @@
 pub const BATCH_DELAY_MS: u64 = 2;
 
 /// Wire format version carried in every header; bump on any layout change.
-pub const EVENT_VERSION: u8 = 3;
+pub const EVENT_VERSION: u8 = 4;
 /// Bytes of a path the kernel copies (including the NUL).
 pub const PATH_MAX_LEN: usize = 256;
 /// Bytes of a path the watch LPM trie keys on: watched prefixes are at most this long.
@@ -71,6 +71,11 @@ pub struct Learn {
     /// For a root: its bits (`WATCH_INCLUDE`, `ROOT_EXEC`, ...).
     pub bits: u32,
     pub learned: u32,
+    /// For a root: the agent's number for it (1-based; 0 for none), which file
+    /// events under it carry ([`OpenInfo::root`]) so the agent can put the root's
+    /// own path in front of the names the walk built below it.
+    pub root_id: u32,
+    pub _pad: u32,
 }
 
 /// What a file being learned is.
@@ -91,6 +96,9 @@ pub struct RootDentry {
     pub bits: u32,
     pub dev: u32,
     pub ino: u64,
+    /// [`Learn::root_id`] of the first learning of this directory.
+    pub id: u32,
+    pub _pad: u32,
 }
 
 /// Stable wire codes. Never renumber. 1..=31 process/file, 32.. network.
@@ -223,7 +231,8 @@ pub struct FileEvent {
     pub comm: [u8; COMM_LEN],
     /// Bytes of `path` in use, without the NUL.
     pub path_len: u32,
-    pub _pad: u32,
+    /// [`OpenInfo::root`]: when not 0, `path` is below that watched root.
+    pub root: u32,
     pub path: [u8; PATH_MAX_LEN],
 }
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 16 + 32 + 24 + 16 + 8 + PATH_MAX_LEN);
@@ -269,6 +278,10 @@ pub struct PathEvent {
     pub lpm_bits2: u32,
     /// The new name for rename; empty otherwise.
     pub path2: [u8; PATH_MAX_LEN],
+    /// [`OpenInfo::root`] of the write session an fchmod's path comes from: when
+    /// not 0, `path` is below that watched root. 0 for every typed name.
+    pub root: u32,
+    pub _pad: u32,
 }
 const _: () = assert!(
     core::mem::offset_of!(PathEvent, path) == core::mem::offset_of!(PathEvent, lpm_bits) + 4
@@ -277,7 +290,7 @@ const _: () = assert!(
     core::mem::offset_of!(PathEvent, path2) == core::mem::offset_of!(PathEvent, lpm_bits2) + 4
 );
 const _: () =
-    assert!(core::mem::size_of::<PathEvent>() == 16 + 32 + 16 + 12 + 2 * PATH_MAX_LEN + 4);
+    assert!(core::mem::size_of::<PathEvent>() == 16 + 32 + 16 + 12 + 2 * PATH_MAX_LEN + 12);
 
 /// Operations in [`PendingPath::op`].
 pub mod path_op {
@@ -380,10 +393,14 @@ pub struct OpenInfo {
     pub dirfd: i32,
     pub flags: u32,
     pub path_len: u32,
+    /// With [`file_flags::RESOLVED`]: the watched root the walk found (its
+    /// [`Learn::root_id`]), and `path` holds the names below it, without a leading
+    /// `/`. 0 otherwise (`path` is then absolute, or relative as the process typed it).
+    pub root: u32,
     pub lpm_bits: u32,
     pub path: [u8; PATH_MAX_LEN],
 }
-const _: () = assert!(core::mem::size_of::<OpenInfo>() == (28 + PATH_MAX_LEN).div_ceil(8) * 8);
+const _: () = assert!(core::mem::size_of::<OpenInfo>() == (32 + PATH_MAX_LEN).div_ceil(8) * 8);
 const _: () =
     assert!(core::mem::offset_of!(OpenInfo, path) == core::mem::offset_of!(OpenInfo, lpm_bits) + 4);
 

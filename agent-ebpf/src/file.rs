@@ -359,6 +359,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     info.dirfd = pending.dirfd;
     info.flags = 0;
     info.inode = 0;
+    info.root = 0;
     let write = pending.open_flags & WRITE_FLAGS != 0;
     if write {
         // The file the kernel opened decides, not the name the process typed (which
@@ -424,6 +425,10 @@ pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> O
         return Some(false);
     }
     info.path_len = w.len;
+    // The names below the root the walk found (the agent puts the root's path in
+    // front: the one it watches, also when the writer reached the file through a
+    // bind mount, a chroot or a mount namespace of its own).
+    info.root = w.root_id;
     info.flags = file_flags::RESOLVED;
     if w.truncated {
         info.flags |= file_flags::TRUNCATED;
@@ -432,11 +437,6 @@ pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> O
         // Deeper than the walk goes: membership unknown, reported as such.
         info.flags |= file_flags::UNRESOLVED;
         bump(FileStat::WalkTooDeep);
-    }
-    if w.via_bind {
-        // In a watched tree, reached through a bind mount: the name is the writer's
-        // view, so the agent finds the file by inode (as a path too deep to build).
-        info.flags |= file_flags::UNRESOLVED;
     }
     if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
         info.flags |= file_flags::CREATED;
@@ -549,7 +549,7 @@ pub fn rampart_learn_root(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let ok = match cfg.kind {
-        learn_kind::ROOT => kstruct::learn_root(o, f, cfg.bits),
+        learn_kind::ROOT => kstruct::learn_root(o, f, cfg.bits, cfg.root_id),
         learn_kind::INTERPRETER => crate::exec::learn_interpreter(o, f),
         _ => None,
     };
@@ -690,7 +690,7 @@ pub(crate) fn emit_file_as(
         }
         (*ev).comm = who.comm;
         (*ev).path_len = info.path_len;
-        (*ev)._pad = 0;
+        (*ev).root = info.root;
         (*ev).path = info.path;
     }
     // Wakeups: the ring's default wakes the reader only for a record submitted
@@ -908,6 +908,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
     ev.dirfd2 = p.dirfd2;
     ev.path2_len = 0;
     ev.path2[0] = 0;
+    ev.root = 0;
     let kind = match p.op {
         path_op::UNLINK => EventKind::FileUnlink,
         path_op::RENAME => EventKind::FileRename,
@@ -928,6 +929,7 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
         let info = unsafe { &*info };
         ev.path = info.path;
         ev.path_len = info.path_len;
+        ev.root = info.root;
         ev.flags = info.flags & (file_flags::RELATIVE | file_flags::TRUNCATED);
         ev.dirfd = info.dirfd;
         true

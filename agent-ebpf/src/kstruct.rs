@@ -23,15 +23,18 @@ static ROOT_DENTRIES: HashMap<u64, RootDentry> = HashMap::with_max_entries(MAX_W
 
 /// Remember `file`'s dentry address as a root with `bits` (added to any it has).
 #[inline(always)]
-pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32) -> Option<()> {
+pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32, id: u32) -> Option<()> {
     let dentry: u64 = ptr(file, o.file_f_path_dentry)?;
     let key = dentry_key(o, dentry)?;
     // SAFETY: plain lookup.
-    let had = unsafe { ROOT_DENTRIES.get(&dentry) }.map_or(0, |r| r.bits);
+    let (had, had_id) = unsafe { ROOT_DENTRIES.get(&dentry) }.map_or((0, 0), |r| (r.bits, r.id));
     let v = RootDentry {
         bits: had | bits,
         dev: key.dev,
         ino: key.ino,
+        // The same directory under two names: the first (a watched tree's) keeps it.
+        id: if had_id != 0 { had_id } else { id },
+        _pad: 0,
     };
     ROOT_DENTRIES.insert(&dentry, &v, 0).ok()
 }
@@ -48,11 +51,18 @@ pub struct WalkState {
     pos: u64,
     /// `mnt->mnt_root` of the current mount, 0 until read (once per mount).
     mnt_root: u64,
+    /// The root the search found (its dentry), where the names stop; 0 for names up
+    /// to the top of the mount tree.
+    root: u64,
+    /// The mount whose root the search climbed above to find the root (a bind
+    /// mount's), which the names climb above too; 0 when none.
+    detour_mnt: u64,
     /// The root bits this walk looks for.
     mask: u32,
     verdict: u32,
-    /// bit 0: complete, bit 1: truncated, bit 2: the root was found above a bind
-    /// mount's root.
+    /// The found root's id.
+    root_id: u32,
+    /// bit 0: complete, bit 1: truncated.
     done: u32,
     /// 1 while the search climbs above the root of a mount of a directory (a bind
     /// mount), inside its filesystem.
@@ -67,7 +77,6 @@ static WALK_SCRATCH: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0
 
 const COMPLETE: u32 = 1;
 const TRUNCATED: u32 = 2;
-const VIA_BIND: u32 = 4;
 
 /// Where a built path ends in the scratch (its NUL is there).
 const PATH_END: usize = PATH_MAX_LEN - 1;
@@ -205,6 +214,8 @@ pub struct Walked {
     /// The bits of `mask` set on the nearest root above the file that has any
     /// (`WATCH_INCLUDE`/`WATCH_EXCLUDE` for the file sensor, `ROOT_EXEC`), or 0.
     pub verdict: u32,
+    /// That root's [`RootDentry::id`] (0 when none was found).
+    pub root_id: u32,
     /// Membership is decided: the search found a root or reached the top of the
     /// mount tree (else it ran out of depth).
     pub complete: bool,
@@ -213,9 +224,6 @@ pub struct Walked {
     pub truncated: bool,
     /// Length of the path now in `out` (without its NUL).
     pub len: u32,
-    /// The root was found above the root of a bind mount: the path in `out` is the
-    /// one the writer's mounts show, which need not exist where the agent looks.
-    pub via_bind: bool,
 }
 
 /// One step up: check the dentry against the watched roots, then either cross to
@@ -301,8 +309,10 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         let v = r.bits & get!(st, mask);
         if v != 0 {
             set!(st, verdict, v);
-            if get!(st, detour) != 0 {
-                mark(st, VIA_BIND);
+            set!(st, root, dentry);
+            set!(st, root_id, r.id);
+            if get!(st, detour) == 0 {
+                set!(st, detour_mnt, 0);
             }
             return Some(false);
         }
@@ -321,6 +331,7 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         let up: u64 = read(dentry, o.dentry_d_parent)?;
         if up != dentry {
             set!(st, detour, 1);
+            set!(st, detour_mnt, get!(st, mnt));
             set!(st, dentry, up);
             return Some(true);
         }
@@ -337,7 +348,15 @@ fn name_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     if dentry == 0 {
         return None;
     }
-    if at_mount_root(o, st)? {
+    if dentry == get!(st, root) {
+        // The root: the agent puts its path in front (the root's name and what is
+        // above it are the same for every file below, so they are not built again).
+        mark(st, COMPLETE);
+        return Some(false);
+    }
+    // Above a bind mount's root the names go on inside its filesystem, as the
+    // search did, to the root the search found there.
+    if at_mount_root(o, st)? && get!(st, mnt) != get!(st, detour_mnt) {
         return cross_mount(o, st);
     }
     // d_parent and d_name in one read (the agent checked they fit).
@@ -411,6 +430,9 @@ pub fn walk(
     set!(st, mnt, mnt);
     set!(st, mnt_root, 0);
     set!(st, verdict, 0);
+    set!(st, root_id, 0);
+    set!(st, root, 0);
+    set!(st, detour_mnt, 0);
     set!(st, done, 0);
     set!(st, detour, 0);
     for _ in 0..MAX_WALK_DEPTH {
@@ -425,7 +447,12 @@ pub fn walk(
     let mut done = 0;
     let mut n = 0;
     if verdict != WATCH_EXCLUDE && !(outside && names == Names::UnlessOutside) {
-        // Then the names, from the file up, as the kernel resolved them.
+        // Then the names, from the file up, as the kernel resolved them: to the root
+        // the search found, or (exec, which reports every image) to the top.
+        if names == Names::Always || verdict == 0 || get!(st, root_id) == 0 {
+            set!(st, root, 0);
+            set!(st, detour_mnt, 0);
+        }
         set!(st, dentry, dentry);
         set!(st, mnt, mnt);
         set!(st, mnt_root, 0);
@@ -459,6 +486,6 @@ pub fn walk(
         complete: searched & COMPLETE != 0 || verdict != 0,
         truncated: done & TRUNCATED != 0,
         len: n as u32,
-        via_bind: searched & VIA_BIND != 0,
+        root_id: if get!(st, root) != 0 { get!(st, root_id) } else { 0 },
     })
 }

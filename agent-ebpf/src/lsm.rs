@@ -148,7 +148,7 @@ fn try_file_open(f: u64) -> Option<Decision> {
         (*ev).dev = k.dev;
         (*ev).mode = m.as_ref().map_or(0, |m| m.mode);
         (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
-        (*ev)._pad = 0;
+        (*ev).root = 0;
         let walked = match named {
             Some(info) => {
                 (*ev).path = info.path;
@@ -157,7 +157,7 @@ fn try_file_open(f: u64) -> Option<Decision> {
                     complete: true,
                     truncated: false,
                     len: info.path_len,
-                    via_bind: false,
+                    root_id: 0,
                 })
             }
             None => kstruct::walk(o, f, 0, kstruct::Names::Always, &mut (*ev).path),
@@ -225,6 +225,7 @@ fn try_file_write(f: u64) -> Result<(), FileStat> {
     s.info.dirfd = 0;
     s.info.flags = 0;
     s.info.inode = 0;
+    s.info.root = 0;
     match file::write_session(o, f, &mut s.info) {
         Some(true) => {}
         Some(false) => return Ok(()),

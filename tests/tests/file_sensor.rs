@@ -60,9 +60,8 @@ fn start(root: &Path) -> Sensors {
         .iter()
         .map(|p| (p.clone(), agent_common::WATCH_INCLUDE))
         .collect();
-    let roots = agent::sensors::roots::learn(&mut ebpf, &roots, &[])
-        .expect("roots")
-        .pins;
+    let learned = agent::sensors::roots::learn(&mut ebpf, &roots, &[]).expect("roots");
+    let roots = learned.pins;
     agent::sensors::file::attach_file_sensor(
         &mut ebpf,
         &[
@@ -80,7 +79,10 @@ fn start(root: &Path) -> Sensors {
     let (net_tx, _net_rx) = mpsc::channel(1024);
     rt.spawn(events::run_reader(
         ring,
-        cfg.watch.paths.clone(),
+        events::Watched {
+            trees: cfg.watch.paths.clone(),
+            roots: learned.paths,
+        },
         Sinks {
             files: tp_tx,
             net: net_tx.clone(),

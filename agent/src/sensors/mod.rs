@@ -37,7 +37,7 @@ pub use event::{
     connect_dest, xdp_source, Ancestor, DecodeError, Exec, FileActivity, FileMeta, FileOp,
     PipelineStats, SensorEvent, Sinks,
 };
-pub use reader::{decode, run_reader, Decoded, Sessions};
+pub use reader::{decode, run_reader, Decoded, Sessions, Watched};
 
 use crate::{
     config::{BackendChoice, Config},
@@ -138,6 +138,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     // roots stay open while the sensors run. Without them the walk cannot be
     // trusted, and the sensors fall back to the typed names, as without BTF.
     let mut root_pins = None;
+    let mut root_paths = roots::RootPaths::new();
     if offsets.is_ok() {
         let mut roots: Vec<(std::path::PathBuf, u32)> = cfg
             .watch
@@ -161,6 +162,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
                     tracing::warn!(paths = ?learned.interpreters_missed, "Interpreters the kernel could not learn: scripts they run are not followed.");
                 }
                 root_pins = Some(learned.pins);
+                root_paths = learned.paths;
             }
             Err(e) => {
                 kernel::clear_kernel_offsets(ebpf);
@@ -449,7 +451,10 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             .context("duplicating the events ring's descriptor")?;
         let mut open = crate::supervisor::first_then(ring, move || reopen_ring(&ring_fd));
         let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
-        let watched = cfg.watch.paths.clone();
+        let watched = reader::Watched {
+            trees: cfg.watch.paths.clone(),
+            roots: root_paths,
+        };
         tasks.push(sup.spawn("sensors", "ring buffer reader", true, move || {
             let (ring, w, s, p, rx) = (open(), watched.clone(), s.clone(), p.clone(), rx.clone());
             let sessions = sessions.clone();

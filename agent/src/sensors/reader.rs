@@ -166,21 +166,56 @@ fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf>
     base.ok().map(|b| normalize(&b.join(raw)))
 }
 
-fn is_watched(p: &Path, watched: &[PathBuf]) -> bool {
-    watched.iter().any(|w| p.starts_with(w))
+fn is_watched(p: &Path, watched: &Watched) -> bool {
+    watched.trees.iter().any(|w| p.starts_with(w))
+}
+
+/// What the reader knows of the watched trees.
+#[derive(Clone, Debug, Default)]
+pub struct Watched {
+    /// As configured: the filter for names the processes typed (relative ones, and
+    /// every name where the kernel cannot walk).
+    pub trees: Vec<PathBuf>,
+    /// The roots the kernel learned, by the id its walks put in events.
+    pub roots: super::roots::RootPaths,
+}
+
+impl Watched {
+    /// Trees by name only (no walk: no roots learned).
+    pub fn trees(trees: Vec<PathBuf>) -> Self {
+        Self {
+            trees,
+            roots: Default::default(),
+        }
+    }
+
+    /// A kernel-built path below root `root`: the root's path, then the names (each
+    /// after a `/`). None for a root the agent did not teach (never from its own
+    /// kernel programs).
+    fn below(&self, root: u32, names: &[u8]) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let end = names.iter().position(|b| *b == 0).unwrap_or(names.len());
+        let mut p = self.roots.get(&root)?.clone().into_os_string();
+        p.push(std::ffi::OsStr::from_bytes(&names[..end]));
+        Some(PathBuf::from(p))
+    }
 }
 
 /// Turn a write-close or sensitive-read event into a [`FileActivity`], resolving
 /// relative paths through /proc and applying the watch filter the kernel could not.
 pub fn to_activity(
     ev: &FileEvent,
-    watched: &[PathBuf],
+    watched: &Watched,
     stats: &PipelineStats,
     procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let relative = ev.flags & file_flags::RELATIVE != 0;
     let has = |f: u32| ev.flags & f != 0;
-    if has(file_flags::UNRESOLVED) || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED)) {
+    let below = (ev.root != 0).then(|| watched.below(ev.root, &ev.path[..ev.path_len as usize]));
+    if has(file_flags::UNRESOLVED)
+        || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED))
+        || below == Some(None)
+    {
         // The kernel could not build the whole path (deeper than its walk, or longer
         // than an event holds): counted, with what is known, never scanned by a
         // wrong name.
@@ -188,12 +223,14 @@ pub fn to_activity(
         tracing::debug!(tail = %cstr(&ev.path[..ev.path_len as usize]), ino = ev.ino, pid = ev.tgid, "Write to a file whose path the kernel could not build.");
         return None;
     }
-    let Some(path) = resolve(
-        &ev.path[..ev.path_len as usize],
-        relative,
-        ev.tgid,
-        ev.dirfd,
-    ) else {
+    let Some(path) = below.flatten().or_else(|| {
+        resolve(
+            &ev.path[..ev.path_len as usize],
+            relative,
+            ev.tgid,
+            ev.dirfd,
+        )
+    }) else {
         stats.relative_gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
@@ -210,8 +247,9 @@ pub fn to_activity(
 /// lookup by inode ([`super::unnamed`]). None without inode metadata.
 pub fn unnamed_of(ev: &FileEvent, procs: &mut ProcCache) -> Option<Unnamed> {
     let has = |f: u32| ev.flags & f != 0;
-    let unnamed =
-        has(file_flags::UNRESOLVED) || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED));
+    let unnamed = has(file_flags::UNRESOLVED)
+        || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED))
+        || ev.root != 0;
     if !unnamed || !has(file_flags::META) || ev.header.kind != EventKind::FileWriteClose as u16 {
         return None;
     }
@@ -260,12 +298,15 @@ fn file_activity(ev: &FileEvent, path: PathBuf, procs: &mut ProcCache) -> FileAc
 /// either name is watched (moving a file into a web root matters as much as out).
 pub fn path_activity(
     ev: &PathEvent,
-    watched: &[PathBuf],
+    watched: &Watched,
     stats: &PipelineStats,
     procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let rel1 = ev.flags & file_flags::RELATIVE != 0;
-    let p1 = resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd);
+    let p1 = match ev.root {
+        0 => resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd),
+        root => watched.below(root, &ev.path[..ev.path_len as usize]),
+    };
     let (op, path, old_path) = if ev.header.kind == EventKind::FileLink as u16 {
         // A new name for an existing inode: scanned like a file renamed in. Only the
         // new name matters (the old may be empty: an O_TMPFILE fd given a name).
@@ -409,7 +450,7 @@ pub fn exit_close(exit: &ExitEvent, key: &OpenKey, info: &OpenInfo) -> FileEvent
         mode: 0,
         comm: exit.comm,
         path_len: info.path_len.min(agent_common::PATH_MAX_LEN as u32 - 1),
-        _pad: 0,
+        root: info.root,
         path: info.path,
     }
 }
@@ -417,7 +458,7 @@ pub fn exit_close(exit: &ExitEvent, key: &OpenKey, info: &OpenInfo) -> FileEvent
 /// Read the ring buffer until `shutdown` fires, routing events to `sinks`.
 pub async fn run_reader(
     ring: RingBuf<MapData>,
-    watched: Vec<PathBuf>,
+    watched: Watched,
     sinks: Sinks,
     stats: Arc<PipelineStats>,
     sessions: Option<Sessions>,
@@ -453,7 +494,7 @@ pub async fn run_reader(
 /// Decode and route everything pending in the ring.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
-    watched: &[PathBuf],
+    watched: &Watched,
     sinks: &Sinks,
     stats: &PipelineStats,
     sessions: Option<&Sessions>,
@@ -541,7 +582,7 @@ mod tests {
             mode: 0,
             comm: [0; COMM_LEN],
             path_len: path.len() as u32,
-            _pad: 0,
+            root: 0,
             path: [0; PATH_MAX_LEN],
         };
         ev.path[..path.len()].copy_from_slice(path.as_bytes());
@@ -567,7 +608,7 @@ mod tests {
         };
         to_activity(
             &d,
-            &[],
+            &Watched::default(),
             &PipelineStats::default(),
             &mut ProcCache::default(),
         )
@@ -664,7 +705,7 @@ mod tests {
             };
             path_activity(
                 &d,
-                &[],
+                &Watched::default(),
                 &PipelineStats::default(),
                 &mut ProcCache::default(),
             )
@@ -712,9 +753,16 @@ mod tests {
         let stats = PipelineStats::default();
         let ev = event("sub/../x.php", file_flags::RELATIVE);
         let procs = &mut ProcCache::default();
-        let act = to_activity(&ev, std::slice::from_ref(&cwd), &stats, procs).expect("resolved");
+        let act =
+            to_activity(&ev, &Watched::trees(vec![cwd.clone()]), &stats, procs).expect("resolved");
         assert_eq!(act.path, cwd.join("x.php"));
-        assert!(to_activity(&ev, &[PathBuf::from("/nonexistent-root")], &stats, procs).is_none());
+        assert!(to_activity(
+            &ev,
+            &Watched::trees(vec!["/nonexistent-root".into()]),
+            &stats,
+            procs
+        )
+        .is_none());
         assert_eq!(stats.unwatched.load(Ordering::Relaxed), 1);
     }
 
@@ -729,13 +777,56 @@ mod tests {
         child.wait().expect("wait");
         let mut ev = event("x.php", file_flags::RELATIVE);
         ev.tgid = gone;
-        assert!(to_activity(&ev, &[PathBuf::from("/")], &stats, procs).is_none());
+        assert!(to_activity(&ev, &Watched::trees(vec!["/".into()]), &stats, procs).is_none());
         assert_eq!(stats.relative_gone.load(Ordering::Relaxed), 1);
         assert_eq!(stats.unresolved.load(Ordering::Relaxed), 0);
         // The kernel's walk gave up on this one.
         let ev = event("tail.php", file_flags::UNRESOLVED);
-        assert!(to_activity(&ev, &[PathBuf::from("/")], &stats, procs).is_none());
+        assert!(to_activity(&ev, &Watched::trees(vec!["/".into()]), &stats, procs).is_none());
         assert_eq!(stats.unresolved.load(Ordering::Relaxed), 1);
         assert_eq!(stats.relative_gone.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn names_below_a_root_get_the_roots_path_in_front() {
+        let stats = PipelineStats::default();
+        let procs = &mut ProcCache::default();
+        let watched = Watched {
+            trees: vec!["/srv/www".into()],
+            roots: [(1, PathBuf::from("/srv/www")), (2, PathBuf::from("/"))].into(),
+        };
+        // What the walk builds below the root, whatever the writer's mounts showed.
+        let mut ev = event("/wp-content/up/x.php", file_flags::RESOLVED);
+        ev.root = 1;
+        let act = to_activity(&ev, &watched, &stats, procs).expect("named");
+        assert_eq!(act.path, PathBuf::from("/srv/www/wp-content/up/x.php"));
+        // Nothing is lost to a `/` root, and the names are taken up to their NUL.
+        ev.root = 2;
+        ev.path[3] = 0;
+        let act = to_activity(&ev, &watched, &stats, procs).expect("named");
+        assert_eq!(act.path, PathBuf::from("/wp"));
+        // A root the agent never taught is never guessed at: counted as unnamed and
+        // left to the lookup by inode.
+        ev.root = 9;
+        ev.flags |= file_flags::META;
+        ev.ino = 42;
+        assert!(to_activity(&ev, &watched, &stats, procs).is_none());
+        assert_eq!(stats.unresolved.load(Ordering::Relaxed), 1);
+        assert!(unnamed_of(&ev, procs).is_some());
+        // An fchmod of a session's fd carries the session's root too.
+        // SAFETY: PathEvent is plain data; all-zero is a valid value.
+        let mut pe: PathEvent = unsafe { std::mem::zeroed() };
+        pe.header = EventHeader {
+            kind: EventKind::FileChmod as u16,
+            version: EVENT_VERSION,
+            _pad: 0,
+            len: std::mem::size_of::<PathEvent>() as u32,
+            ktime_ns: 1,
+        };
+        pe.path[..6].copy_from_slice(b"/a.php");
+        pe.path_len = 6;
+        pe.root = 1;
+        let act = path_activity(&pe, &watched, &stats, procs).expect("chmod");
+        assert_eq!(act.path, PathBuf::from("/srv/www/a.php"));
     }
 }

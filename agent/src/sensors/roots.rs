@@ -11,7 +11,7 @@
 //! ([`RootPins`]) while the programs run, which keeps those dentries, and so their
 //! addresses, alive.
 
-use std::{os::fd::AsRawFd, path::PathBuf};
+use std::{collections::HashMap, os::fd::AsRawFd, path::PathBuf};
 
 use agent_common::{learn_kind, maps, maps::progs, Learn};
 use aya::{
@@ -29,8 +29,15 @@ pub struct RootPins(#[allow(dead_code)] Vec<std::fs::File>);
 /// (named, so the agent can say so; their scripts are then not followed).
 pub struct Learned {
     pub pins: RootPins,
+    /// Each root's path by the id the kernel's file events carry
+    /// (`OpenInfo::root`): the path of the directory the agent opened and taught, so
+    /// the names the kernel built below it make the file's path as the agent sees it.
+    pub paths: RootPaths,
     pub interpreters_missed: Vec<PathBuf>,
 }
+
+/// The watched roots' paths by their ids (1-based positions in the list learned).
+pub type RootPaths = HashMap<u32, PathBuf>;
 
 /// Learn every existing directory of `roots` (with its bits; a directory named
 /// twice gets both) and every file of `interpreters`. Fails, naming it, when a root
@@ -73,7 +80,11 @@ fn teach(
     })?;
     let tgid = std::process::id();
     // One file: open it, say what it is, fstatfs it, and check that it was learned.
-    let mut one = |path: &PathBuf, kind: u32, bits: u32| -> Result<Option<std::fs::File>, String> {
+    let mut one = |path: &PathBuf,
+                   kind: u32,
+                   bits: u32,
+                   root_id: u32|
+     -> Result<Option<std::fs::File>, String> {
         let f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(_) => return Ok(None), // absent: nothing to learn
@@ -88,6 +99,8 @@ fn teach(
             kind,
             bits,
             learned: before,
+            root_id,
+            _pad: 0,
         };
         cfg.set(0, l, 0).map_err(|e| e.to_string())?;
         // SAFETY: a valid fd and a statfs buffer we own.
@@ -102,9 +115,18 @@ fn teach(
         Ok(Some(f))
     };
     let mut pins = Vec::new();
-    for (path, bits) in roots {
-        match one(path, learn_kind::ROOT, *bits) {
-            Ok(Some(f)) => pins.push(f),
+    let mut paths = RootPaths::new();
+    for (i, (path, bits)) in roots.iter().enumerate() {
+        let id = i as u32 + 1;
+        match one(path, learn_kind::ROOT, *bits, id) {
+            Ok(Some(f)) => {
+                // Where the directory the kernel learned is (symlinks in the
+                // configured name resolved), as the kernel names it.
+                let at = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+                    .unwrap_or_else(|_| path.clone());
+                paths.insert(id, at);
+                pins.push(f);
+            }
             Ok(None) => {}
             Err(reason) => {
                 return Err(LoaderError::Root {
@@ -116,7 +138,7 @@ fn teach(
     }
     let mut interpreters_missed = Vec::new();
     for path in interpreters {
-        if let Err(why) = one(path, learn_kind::INTERPRETER, 0) {
+        if let Err(why) = one(path, learn_kind::INTERPRETER, 0, 0) {
             tracing::debug!(path = %path.display(), reason = %why, "Interpreter not learned.");
             interpreters_missed.push(path.clone());
         }
@@ -124,6 +146,7 @@ fn teach(
     let _ = cfg.set(0, Learn::default(), 0);
     Ok(Learned {
         pins: RootPins(pins),
+        paths,
         interpreters_missed,
     })
 }
