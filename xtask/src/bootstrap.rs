@@ -114,6 +114,15 @@ const FP_PACKAGES: &[&str] = &[
     "php-phpseclib",
     "php-getid3",
     "php-twig",
+    // Applications and libraries whose code handles request input in many ways
+    // (2026-12-01: 6,318 more PHP files).
+    "phpmyadmin",
+    "roundcube-core",
+    "mediawiki",
+    "php-symfony-console",
+    "php-guzzlehttp-guzzle",
+    "php-doctrine-annotations",
+    "php-monolog",
 ];
 
 /// Download and unpack [`FP_PACKAGES`] into `target/fp-corpus/root` (once; the list

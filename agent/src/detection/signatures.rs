@@ -1272,6 +1272,7 @@ mod tests {
             ("request_path_writer", "php_request_path_writer"),
             ("assert_command_string", "php_assert_of_command_string"),
             ("exec_name_in_array", "php_exec_name_in_array_called"),
+            ("callback_second_arg", "php_request_input_as_function"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
