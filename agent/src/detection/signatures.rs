@@ -1272,6 +1272,17 @@ mod tests {
             ("request_path_writer", "php_request_path_writer"),
             ("assert_command_string", "php_assert_of_command_string"),
             ("exec_name_in_array", "php_exec_name_in_array_called"),
+            ("unserialize_gadget", "php_unserialize_code_gadget"),
+            ("encoded_php_writer", "php_writes_encoded_php"),
+            (
+                "server_values_by_position",
+                "php_request_values_by_position_run",
+            ),
+            ("underscore_loader", "php_underscore_variable_called"),
+            ("create_function_body", "php_create_function_exec_body"),
+            ("doc_comment_code", "php_doc_comment_code"),
+            ("bitwise_string_names", "php_bitwise_string_names"),
+            ("docroot_uploader", "php_upload_to_client_name_in_docroot"),
             ("callback_second_arg", "php_request_input_as_function"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
