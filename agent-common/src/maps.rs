@@ -36,6 +36,10 @@ pub const WATCH_PREFIXES: &str = "RAMPART_WATCH_PREFIXES";
 /// the dentry, and so the address, alive): the walk's membership test is one lookup
 /// per level, no reads. Kernel writes.
 pub const ROOT_DENTRIES: &str = "RAMPART_ROOT_DENTRIES";
+/// The filesystems that hold a root (`HashMap<u64, u32>`: superblock addresses, also
+/// learned by `rampart_learn_root`): the walk crosses any other filesystem in one
+/// step. Kernel writes.
+pub const ROOT_SBS: &str = "RAMPART_ROOT_SBS";
 /// Interpreters by identity (`HashMap<RootKey, u32>`: sh, bash, php, python, perl,
 /// ld.so, ...) as the exec program reads it from the file (which on overlayfs is not
 /// what `stat` shows): an exec of one is followed to the script it opens. Learned
@@ -149,6 +153,7 @@ pub const ALL: &[&str] = &[
     EXEC_STATS_TOTAL,
     EXEC_SCRATCH,
     ROOT_DENTRIES,
+    ROOT_SBS,
     LEARN,
     WALK_SCRATCH,
     INTERPRETERS,

@@ -21,6 +21,11 @@ static KERNEL_OFFSETS: Array<KernelOffsets> = Array::with_max_entries(1, 0);
 #[map(name = "RAMPART_ROOT_DENTRIES")]
 static ROOT_DENTRIES: HashMap<u64, RootDentry> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
 
+/// The filesystems (superblock addresses) that hold a root, so a walk passes through
+/// a filesystem without one at a single step instead of climbing it level by level.
+#[map(name = "RAMPART_ROOT_SBS")]
+static ROOT_SBS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_WATCH_ROOTS, 0);
+
 /// Remember `file`'s dentry address as a root with `bits` (added to any it has).
 #[inline(always)]
 pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32, id: u32) -> Option<()> {
@@ -36,6 +41,7 @@ pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32, id: u32) -> Option<()
         id: if had_id != 0 { had_id } else { id },
         _pad: 0,
     };
+    ROOT_SBS.insert(&read::<u64>(dentry, o.dentry_d_sb)?, &1, 0).ok()?;
     ROOT_DENTRIES.insert(&dentry, &v, 0).ok()
 }
 
@@ -67,6 +73,8 @@ pub struct WalkState {
     /// 1 while the search climbs above the root of a mount of a directory (a bind
     /// mount), inside its filesystem.
     detour: u32,
+    /// 1 once the search checked the current mount's filesystem for roots.
+    sb_checked: u32,
     /// The current dentry's fields, from one read of `DENTRY_CHUNK` bytes.
     chunk: [u64; DENTRY_CHUNK / 8],
     buf: [u8; 2 * PATH_MAX_LEN],
@@ -276,6 +284,7 @@ fn cross_mount(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     set!(st, dentry, read::<u64>(mount, o.mount_mnt_mountpoint)?);
     set!(st, mnt, parent + o.mount_mnt as u64);
     set!(st, mnt_root, 0);
+    set!(st, sb_checked, 0);
     Some(true)
 }
 
@@ -303,6 +312,16 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
     let dentry: u64 = get!(st, dentry);
     if dentry == 0 {
         return None;
+    }
+    if get!(st, sb_checked) == 0 {
+        // Once a mount: a filesystem that holds no root has none to meet, not even
+        // above a bind mount's root, so the search goes on from where it is mounted.
+        set!(st, sb_checked, 1);
+        let sb: u64 = read(dentry, o.dentry_d_sb)?;
+        // SAFETY: plain lookup.
+        if unsafe { ROOT_SBS.get(&sb) }.is_none() {
+            return cross_mount(o, st);
+        }
     }
     // SAFETY: plain lookup.
     if let Some(r) = unsafe { ROOT_DENTRIES.get(&dentry) } {
@@ -435,6 +454,7 @@ pub fn walk(
     set!(st, detour_mnt, 0);
     set!(st, done, 0);
     set!(st, detour, 0);
+    set!(st, sb_checked, 0);
     for _ in 0..MAX_WALK_DEPTH {
         if !search_step(o, st)? {
             break;

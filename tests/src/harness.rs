@@ -162,8 +162,9 @@ impl Harness {
         });
         assert!(ok, "agent did not start; log:\n{}", agent.log_text());
         self.agent = Some(agent);
-        // Generous: an emulated guest on a busy host starts slowly.
-        let up = wait_for(Duration::from_secs(90), || {
+        // Generous: an emulated guest on a busy host starts slowly (a restart under
+        // TCG took over 90 s on 6.1 while the host compiled, 2026-12-01).
+        let up = wait_for(Duration::from_secs(180), || {
             self.agent.as_mut().expect("agent").assert_running();
             self.get("/api/v1/health", &self.read.clone()).0 == 200
         });
