@@ -41,7 +41,9 @@ pub fn learn_root(o: &KernelOffsets, file: u64, bits: u32, id: u32) -> Option<()
         id: if had_id != 0 { had_id } else { id },
         _pad: 0,
     };
-    ROOT_SBS.insert(&read::<u64>(dentry, o.dentry_d_sb)?, &1, 0).ok()?;
+    ROOT_SBS
+        .insert(&read::<u64>(dentry, o.dentry_d_sb)?, &1, 0)
+        .ok()?;
     ROOT_DENTRIES.insert(&dentry, &v, 0).ok()
 }
 
@@ -350,7 +352,8 @@ fn search_step(o: &KernelOffsets, st: *mut WalkState) -> Option<bool> {
         let up: u64 = read(dentry, o.dentry_d_parent)?;
         if up != dentry {
             set!(st, detour, 1);
-            set!(st, detour_mnt, get!(st, mnt));
+            let mnt: u64 = get!(st, mnt);
+            set!(st, detour_mnt, mnt);
             set!(st, dentry, up);
             return Some(true);
         }
@@ -506,6 +509,10 @@ pub fn walk(
         complete: searched & COMPLETE != 0 || verdict != 0,
         truncated: done & TRUNCATED != 0,
         len: n as u32,
-        root_id: if get!(st, root) != 0 { get!(st, root_id) } else { 0 },
+        root_id: if get!(st, root) != 0 {
+            get!(st, root_id)
+        } else {
+            0
+        },
     })
 }
