@@ -673,17 +673,23 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn path_events_decode_and_reject_bad_lengths() {
+    /// An all-zero path event of `kind` with a valid header.
+    fn path_event(kind: EventKind) -> PathEvent {
         // SAFETY: PathEvent is plain data; all-zero is a valid value.
         let mut ev: PathEvent = unsafe { std::mem::zeroed() };
         ev.header = EventHeader {
-            kind: EventKind::FileRename as u16,
+            kind: kind as u16,
             version: EVENT_VERSION,
             _pad: 0,
             len: std::mem::size_of::<PathEvent>() as u32,
             ktime_ns: 1,
         };
+        ev
+    }
+
+    #[test]
+    fn path_events_decode_and_reject_bad_lengths() {
+        let mut ev = path_event(EventKind::FileRename);
         ev.tgid = std::process::id();
         ev.path[..6].copy_from_slice(b"/w/a.x");
         ev.path_len = 6;
@@ -814,15 +820,7 @@ mod tests {
         assert_eq!(stats.unresolved.load(Ordering::Relaxed), 1);
         assert!(unnamed_of(&ev, procs).is_some());
         // An fchmod of a session's fd carries the session's root too.
-        // SAFETY: PathEvent is plain data; all-zero is a valid value.
-        let mut pe: PathEvent = unsafe { std::mem::zeroed() };
-        pe.header = EventHeader {
-            kind: EventKind::FileChmod as u16,
-            version: EVENT_VERSION,
-            _pad: 0,
-            len: std::mem::size_of::<PathEvent>() as u32,
-            ktime_ns: 1,
-        };
+        let mut pe = path_event(EventKind::FileChmod);
         pe.path[..6].copy_from_slice(b"/a.php");
         pe.path_len = 6;
         pe.root = 1;
