@@ -65,8 +65,9 @@ pub enum FanotifyError {
 }
 
 /// What this backend cannot see, named in `/health`.
-pub const UNSEEN: [&str; 1] = [
+pub const UNSEEN: [&str; 2] = [
     "files truncated by name (truncate(2) is a FAN_MODIFY, which would report every write on the filesystem); the sweep scans such files within detection.sweep_interval_minutes",
+    "files on another filesystem mounted inside a watched tree (the marks are on each tree's own filesystem); the sweep scans them within detection.sweep_interval_minutes",
 ];
 
 /// An initialized fanotify group with its marks, ready to run.
