@@ -1284,6 +1284,12 @@ mod tests {
             ("bitwise_string_names", "php_bitwise_string_names"),
             ("docroot_uploader", "php_upload_to_client_name_in_docroot"),
             ("callback_second_arg", "php_request_input_as_function"),
+            ("mof_dumpfile", "sql_dumpfile_mof_exec"),
+            ("sql_outfile_php", "php_sql_writes_php"),
+            (
+                "reflection_request_call",
+                "php_reflection_call_from_request",
+            ),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
