@@ -394,8 +394,8 @@ pub struct OpenInfo {
     pub flags: u32,
     pub path_len: u32,
     /// With [`file_flags::RESOLVED`]: the watched root the walk found (its
-    /// [`Learn::root_id`]), and `path` holds the names below it, without a leading
-    /// `/`. 0 otherwise (`path` is then absolute, or relative as the process typed it).
+    /// [`Learn::root_id`]), and `path` holds the names below it, each after a `/`
+    /// (the agent puts the root's path in front). 0 otherwise (`path` is then absolute, or relative as the process typed it).
     pub root: u32,
     pub lpm_bits: u32,
     pub path: [u8; PATH_MAX_LEN],

@@ -192,8 +192,13 @@ pub fn comm_str(comm: &[u8]) -> String {
 }
 
 pub(crate) fn cstr(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(until_nul(bytes)).into_owned()
+}
+
+/// The bytes of a kernel C string, up to its NUL (all of them without one).
+pub(crate) fn until_nul(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    &bytes[..end]
 }
 
 /// Events for the sensor task (network, egress, exec).

@@ -18,8 +18,8 @@ use tokio::io::unix::AsyncFd;
 
 use super::{
     event::{
-        cstr, kernel_dev_to_user, send_activity, Ancestor, DecodeError, Exec, FileActivity,
-        FileMeta, FileOp, PipelineStats, SensorEvent, Sinks,
+        cstr, kernel_dev_to_user, send_activity, until_nul, Ancestor, DecodeError, Exec,
+        FileActivity, FileMeta, FileOp, PipelineStats, SensorEvent, Sinks,
     },
     procfs::ProcCache,
     unnamed::{self, Unnamed},
@@ -194,11 +194,20 @@ impl Watched {
     /// kernel programs).
     fn below(&self, root: u32, names: &[u8]) -> Option<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
-        let end = names.iter().position(|b| *b == 0).unwrap_or(names.len());
         let mut p = self.roots.get(&root)?.clone().into_os_string();
-        p.push(std::ffi::OsStr::from_bytes(&names[..end]));
+        p.push(std::ffi::OsStr::from_bytes(until_nul(names)));
         Some(PathBuf::from(p))
     }
+}
+
+/// A write-close or sensitive read the kernel could not name where the agent looks:
+/// deeper than its walk, longer than an event holds, or below a root the agent
+/// never taught. Such a file is found by inode ([`unnamed_of`]), never by a wrong name.
+fn kernel_unnamed(ev: &FileEvent, watched: &Watched) -> bool {
+    let has = |f: u32| ev.flags & f != 0;
+    has(file_flags::UNRESOLVED)
+        || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED))
+        || (ev.root != 0 && !watched.roots.contains_key(&ev.root))
 }
 
 /// Turn a write-close or sensitive-read event into a [`FileActivity`], resolving
@@ -210,27 +219,18 @@ pub fn to_activity(
     procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let relative = ev.flags & file_flags::RELATIVE != 0;
-    let has = |f: u32| ev.flags & f != 0;
-    let below = (ev.root != 0).then(|| watched.below(ev.root, &ev.path[..ev.path_len as usize]));
-    if has(file_flags::UNRESOLVED)
-        || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED))
-        || below == Some(None)
-    {
-        // The kernel could not build the whole path (deeper than its walk, or longer
-        // than an event holds): counted, with what is known, never scanned by a
-        // wrong name.
+    if kernel_unnamed(ev, watched) {
+        // Counted, with what is known, never scanned by a wrong name.
         stats.unresolved.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(tail = %cstr(&ev.path[..ev.path_len as usize]), ino = ev.ino, pid = ev.tgid, "Write to a file whose path the kernel could not build.");
         return None;
     }
-    let Some(path) = below.flatten().or_else(|| {
-        resolve(
-            &ev.path[..ev.path_len as usize],
-            relative,
-            ev.tgid,
-            ev.dirfd,
-        )
-    }) else {
+    let names = &ev.path[..ev.path_len as usize];
+    let path = match ev.root {
+        0 => resolve(names, relative, ev.tgid, ev.dirfd),
+        root => watched.below(root, names),
+    };
+    let Some(path) = path else {
         stats.relative_gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
@@ -243,14 +243,13 @@ pub fn to_activity(
     Some(act)
 }
 
-/// A write-close the kernel could not name (too deep, or too long a path), for the
-/// lookup by inode ([`super::unnamed`]). None without inode metadata.
-pub fn unnamed_of(ev: &FileEvent, procs: &mut ProcCache) -> Option<Unnamed> {
-    let has = |f: u32| ev.flags & f != 0;
-    let unnamed = has(file_flags::UNRESOLVED)
-        || (has(file_flags::RESOLVED) && has(file_flags::TRUNCATED))
-        || ev.root != 0;
-    if !unnamed || !has(file_flags::META) || ev.header.kind != EventKind::FileWriteClose as u16 {
+/// A write-close the kernel could not name ([`kernel_unnamed`]), for the lookup by
+/// inode ([`super::unnamed`]). None without inode metadata.
+pub fn unnamed_of(ev: &FileEvent, watched: &Watched, procs: &mut ProcCache) -> Option<Unnamed> {
+    if !kernel_unnamed(ev, watched)
+        || ev.flags & file_flags::META == 0
+        || ev.header.kind != EventKind::FileWriteClose as u16
+    {
         return None;
     }
     let tail = cstr(&ev.path[..(ev.path_len as usize).min(ev.path.len())]);
@@ -507,7 +506,9 @@ fn drain_ring(
             Ok(Decoded::File(ev)) => {
                 if let Some(act) = to_activity(&ev, watched, stats, procs) {
                     send_activity(sinks, stats, act);
-                } else if let (Some(tx), Some(u)) = (&sinks.unnamed, unnamed_of(&ev, procs)) {
+                } else if let (Some(tx), Some(u)) =
+                    (&sinks.unnamed, unnamed_of(&ev, watched, procs))
+                {
                     unnamed::submit(tx, stats, u);
                 }
             }
@@ -818,7 +819,7 @@ mod tests {
         ev.ino = 42;
         assert!(to_activity(&ev, &watched, &stats, procs).is_none());
         assert_eq!(stats.unresolved.load(Ordering::Relaxed), 1);
-        assert!(unnamed_of(&ev, procs).is_some());
+        assert!(unnamed_of(&ev, &watched, procs).is_some());
         // An fchmod of a session's fd carries the session's root too.
         let mut pe = path_event(EventKind::FileChmod);
         pe.path[..6].copy_from_slice(b"/a.php");
