@@ -99,6 +99,14 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the folded view of a PHP file: what the signature rules read besides
+    /// the file itself (literals joined and decoded, variables assigned once
+    /// replaced, request input spelled $_GET['k']; docs/src/detection.md). Exit 0:
+    /// printed; 1: nothing to fold (the rules read the file alone).
+    Fold {
+        /// The PHP file (at most 4 MiB).
+        file: PathBuf,
+    },
     /// Scan files or trees with the signatures (the builtin rules and
     /// detection.rules_dir). Exit 0: clean; 3: matches found; 65: rule errors.
     Scan {
@@ -487,6 +495,27 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Fold { file } => {
+            let data = match std::fs::read(&file) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: reading {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match agent::detection::phpfold::fold(&data) {
+                Some(view) => {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&view).and_then(|()| out.write_all(b"\n"));
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("{}: nothing to fold", file.display());
                     ExitCode::FAILURE
                 }
             }

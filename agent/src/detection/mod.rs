@@ -12,6 +12,7 @@ pub mod hardening;
 pub mod mailav;
 pub mod packs;
 pub mod perf;
+pub mod phpfold;
 pub mod quarantine;
 pub mod scan;
 pub mod signatures;

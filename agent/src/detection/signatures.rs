@@ -17,6 +17,13 @@ use api::model::Severity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::phpfold;
+
+/// Extensions PHP runs (the builtin rules' `file_types`): files folded for matching.
+pub const PHP_EXTENSIONS: &[&str] = &[
+    "php", "phtml", "php3", "php4", "php5", "php7", "phar", "inc",
+];
+
 /// The rules that ship with Rampart, always loaded unless `detection.builtin_rules` is off.
 pub const BUILTIN_YAML: &str = include_str!("../../rules/rampart.yml");
 pub const BUILTIN_YARA: &str = include_str!("../../rules/rampart.yar");
@@ -101,6 +108,10 @@ struct YamlRuleSpec {
     /// Quarantine a match without asking (only rules marked so).
     #[serde(default)]
     auto_quarantine: bool,
+    /// Match only in the folded view of PHP files (see `phpfold`), where a
+    /// double-quoted string is one the folder computed.
+    #[serde(default)]
+    folded: bool,
 }
 
 /// Metadata of one compiled rule, YAML or YARA (for `/rules/list` and findings).
@@ -125,6 +136,8 @@ struct YamlRule {
     exclude_paths: Option<globset::GlobSet>,
     exclude_literals: usize,
     max_file_size: Option<u64>,
+    /// Only in the folded view of PHP files.
+    folded: bool,
 }
 
 /// Which rule a literal in an automaton belongs to, and whether it is an exclusion.
@@ -848,11 +861,24 @@ fn yaml_rule(
             exclude: true,
         });
     }
-    let file_types = spec
+    let file_types: Vec<String> = spec
         .file_types
         .iter()
         .map(|t| t.trim_start_matches("*.").to_ascii_lowercase())
         .collect();
+    if spec.folded
+        && (file_types.is_empty()
+            || file_types
+                .iter()
+                .any(|t| !PHP_EXTENSIONS.contains(&t.as_str())))
+    {
+        return Err((
+            format!(
+                "rule {name}: folded rules see PHP only: file_types must be some of {PHP_EXTENSIONS:?}"
+            ),
+            Some("folded".to_string()),
+        ));
+    }
     Ok((
         RuleInfo {
             name,
@@ -872,6 +898,7 @@ fn yaml_rule(
             exclude_paths,
             exclude_literals: spec.exclude_patterns.len(),
             max_file_size: spec.max_file_size,
+            folded: spec.folded,
         },
         spec.patterns,
         spec.regexes,
@@ -951,8 +978,36 @@ impl RuleSet {
         }
     }
 
-    /// Match the YAML rules against `data`.
+    /// Match the YAML rules against `data`. A PHP file is also matched in its folded
+    /// view (literals joined and decoded, request input respelled: [`phpfold`]), so
+    /// that a rule written against `system($_GET[...])` also finds
+    /// `('sy'.'stem')(filter_input(INPUT_GET, ...))`; a rule that matches only there
+    /// says so in its pattern.
     pub fn scan_yaml(&self, target: &Target<'_>, data: &[u8]) -> Vec<RuleMatch> {
+        let mut found = self.match_yaml(target, data, &[], false);
+        if PHP_EXTENSIONS.contains(&target.extension().as_str()) {
+            if let Some(view) = phpfold::fold(data) {
+                let seen: Vec<usize> = found.iter().map(|(ri, _, _)| *ri).collect();
+                for (ri, _, pattern) in self.match_yaml(target, &view, &seen, true) {
+                    found.push((ri, 0, format!("{pattern} (in the folded view)")));
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|(ri, offset, pattern)| self.info_match(self.yaml[ri].info, offset, pattern))
+            .collect()
+    }
+
+    /// The YAML rules (but those in `skip`) that match `data`, the file itself or
+    /// its folded `view`: the rule, the offset of its first pattern and that pattern.
+    fn match_yaml(
+        &self,
+        target: &Target<'_>,
+        data: &[u8],
+        skip: &[usize],
+        view: bool,
+    ) -> Vec<(usize, u64, String)> {
         let n = self.yaml.len();
         if n == 0 {
             return Vec::new();
@@ -979,7 +1034,10 @@ impl RuleSet {
         let ext = target.extension();
         let mut out = Vec::new();
         for (ri, rule) in self.yaml.iter().enumerate() {
-            if excluded[ri] && rule.exclude_literals > 0 {
+            if skip.contains(&ri)
+                || (rule.folded && !view)
+                || (excluded[ri] && rule.exclude_literals > 0)
+            {
                 continue;
             }
             if !rule.file_types.is_empty()
@@ -1017,7 +1075,7 @@ impl RuleSet {
             if hits.len() >= rule.min_matches {
                 let (offset, pattern) =
                     hits.into_iter().min_by_key(|(o, _)| *o).unwrap_or_default();
-                out.push(self.info_match(rule.info, offset, pattern));
+                out.push((ri, offset, pattern));
             }
         }
         out
@@ -1290,6 +1348,24 @@ mod tests {
                 "reflection_request_call",
                 "php_reflection_call_from_request",
             ),
+            ("computed_exec_name", "php_exec_name_computed"),
+            (
+                "symbol_only_superglobal",
+                "php_superglobal_by_computed_name",
+            ),
+            ("variable_variable_call", "php_variable_variable_call"),
+            ("callback_exec_by_name", "php_callback_exec_name"),
+            ("pcntl_exec_input", "php_pcntl_exec_with_input"),
+            ("backtick_symbols", "php_backtick_of_variable_variable"),
+            ("paste_site_dropper", "php_paste_site_dropper"),
+            (
+                "php_writer_with_uploader",
+                "php_writes_php_uploader_or_exec",
+            ),
+            (
+                "upload_beside_script",
+                "php_upload_saved_here_under_client_name",
+            ),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
@@ -1304,6 +1380,57 @@ mod tests {
                 m.iter().map(|x| &x.rule).collect::<Vec<_>>()
             );
         }
+    }
+
+    /// A PHP file is matched again in its folded view; a rule marked `folded`
+    /// matches only there, and a match found only there says so.
+    #[test]
+    fn php_files_are_also_matched_folded() {
+        let set = compile(vec![yaml(
+            r#"
+rules:
+  - name: plain
+    severity: high
+    file_types: [php]
+    regexes: ['system\(\$_GET\[']
+  - name: computed
+    severity: high
+    file_types: [php]
+    folded: true
+    regexes: ['"system"']
+"#,
+        )])
+        .expect("compile");
+        let names = |p: &str, d: &[u8]| -> Vec<(String, String)> {
+            set.scan_yaml(&target(p), d)
+                .into_iter()
+                .map(|m| (m.rule, m.pattern))
+                .collect()
+        };
+        // As written: the plain rule, from the file itself.
+        let m = names("/w/a.php", b"<?php system($_GET['c']);");
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(!m[0].1.contains("folded"), "{m:?}");
+        // Disguised: both, from the view, and they say so.
+        let m = names(
+            "/w/a.php",
+            b"<?php $f = 'sys'.'tem'; $g = filter_input(INPUT_GET, 'c'); $f($g); system($g);",
+        );
+        let rules: Vec<&str> = m.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(rules, ["plain", "computed"], "{m:?}");
+        assert!(
+            m.iter().all(|(_, p)| p.ends_with("(in the folded view)")),
+            "{m:?}"
+        );
+        // A folded rule never reads the file as written, and nothing but PHP is folded.
+        assert!(names("/w/a.php", br#"<?php $f = "system";"#).is_empty());
+        assert!(names("/w/a.txt", b"<?php $f = 'sys'.'tem'; $f($x);").is_empty());
+        // A folded rule must be about PHP files.
+        let e = compile(vec![yaml(
+            "rules:\n  - name: x\n    severity: high\n    folded: true\n    regexes: ['a']\n",
+        )])
+        .expect_err("folded without file_types");
+        assert!(e.to_string().contains("folded rules see PHP only"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,1881 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! A folded view of PHP source, for the signature rules.
+//!
+//! Webshells written to pass scanners rarely spell what they run: `'sy'.'stem'`,
+//! `"\x73\x79\x73\x74\x65\x6d"`, `chr(115).chr(121)...`, `"{{{"^"?<>/"`,
+//! `str_rot13('riny')`, a name kept in a variable or an array, `filter_input(INPUT_GET,
+//! 'c')` for `$_GET['c']`, code in a base64 string handed to `eval`. This module
+//! computes what PHP itself would compute from literals alone and writes the source
+//! again with each such expression replaced by its value, so that rules written against
+//! the plain spelling also see the disguised one.
+//!
+//! It never runs the code: it evaluates only operators and pure string and integer
+//! functions whose arguments are all literals, respects PHP's operator precedence, and
+//! bounds its passes, its sizes and its depth, so a hostile file costs at most a few
+//! linear passes over its bytes.
+//!
+//! What a rule can rely on in the view (docs/src/detection.md):
+//! - A string the folder computed (joined, decoded, XORed, taken from a variable
+//!   assigned once) is written between double quotes, as raw bytes: `"system"`. A
+//!   string as written in the file is single-quoted (double-quoted ones are rewritten
+//!   with single quotes), so `"name"` is always the folder's work.
+//! - Request input in any spelling (`filter_input`, `getenv('HTTP_...')`, a variable
+//!   assigned once from it, a superglobal reached by a computed name) is written
+//!   `$_GET['k']`; a superglobal named by a computed string is also noted as
+//!   `${"_GET"}`.
+//! - Comments are gone.
+//! - Code found in computed strings (what `eval` would run) is folded in turn and
+//!   appended, one payload a line, after the view.
+
+use std::{collections::HashMap, io::Read};
+
+/// Files larger than this are not folded (the raw scan still runs).
+pub const MAX_INPUT: usize = 4 << 20;
+/// Passes over the tokens: each can resolve one more level of indirection.
+const MAX_PASSES: usize = 8;
+/// A computed string is never longer than this (str_repeat, decompression).
+const MAX_STRING: usize = 1 << 20;
+/// All computed strings of one file together.
+const MAX_COMPUTED: usize = 8 << 20;
+/// Payloads folded and appended, and how deep payloads of payloads go.
+const MAX_PAYLOADS: usize = 64;
+const MAX_DEPTH: usize = 3;
+/// A computed string is taken for code (a payload) from this length on.
+const PAYLOAD_MIN: usize = 8;
+
+/// The folded view of `src`, or None when folding changed nothing a rule could see
+/// (no literal was computed, no request input respelled).
+pub fn fold(src: &[u8]) -> Option<Vec<u8>> {
+    if src.len() > MAX_INPUT {
+        return None;
+    }
+    let mut budget = MAX_COMPUTED;
+    fold_at(src, 0, &mut budget)
+}
+
+fn fold_at(src: &[u8], depth: usize, budget: &mut usize) -> Option<Vec<u8>> {
+    let mut toks = lex(src);
+    // A double-quoted string spelled with escapes ("\x73\x79...") is already decoded.
+    let mut changed = toks
+        .iter()
+        .any(|t| matches!(t, Tok::Str(v, None) if interesting(v)));
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let mut notes: Vec<Vec<u8>> = Vec::new();
+    for pass in 0..MAX_PASSES {
+        // The first pass folds what needs no variable; each later one puts the values
+        // of variables assigned once where they are read, and is worth it only when
+        // there are such variables.
+        let env = if pass == 0 {
+            Env::default()
+        } else {
+            Env::build(src, &toks)
+        };
+        if pass > 0 && env.consts.is_empty() {
+            break;
+        }
+        let mut p = Pass {
+            src,
+            env: &env,
+            budget,
+            payloads: &mut payloads,
+            notes: &mut notes,
+            changed: false,
+            progress: false,
+        };
+        toks = p.run(toks);
+        changed |= p.changed;
+        if !p.progress && pass > 0 {
+            break;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut out = emit(src, &toks);
+    payloads.sort();
+    payloads.dedup();
+    for p in payloads.iter().take(MAX_PAYLOADS) {
+        out.push(b'\n');
+        let code: Vec<u8> = if contains(p, b"<?") {
+            p.clone()
+        } else {
+            [b"<?php ".as_slice(), p].concat()
+        };
+        match (depth < MAX_DEPTH)
+            .then(|| fold_at(&code, depth + 1, budget))
+            .flatten()
+        {
+            Some(v) => out.extend_from_slice(&v),
+            None => out.extend_from_slice(&code),
+        }
+    }
+    notes.sort();
+    notes.dedup();
+    for n in notes {
+        out.push(b'\n');
+        out.extend_from_slice(&n);
+    }
+    Some(out)
+}
+
+type Span = (usize, usize);
+
+#[derive(Clone, Debug)]
+enum Tok {
+    /// Whitespace or a comment: written as one newline or one space.
+    Ws(bool),
+    /// A string value; `src` is its spelling when it stands in the file unchanged,
+    /// with whether that spelling is double-quoted.
+    Str(Vec<u8>, Option<(Span, bool)>),
+    /// An integer; `src` as for strings.
+    Num(i64, Option<Span>),
+    /// An array of strings (`['sy','st','em']`).
+    Arr(Vec<Vec<u8>>),
+    /// Request input, as text (`$_GET['k']`).
+    Req(Vec<u8>),
+    Ident(Span),
+    /// A variable: the span of its name, without the `$`.
+    Var(Span),
+    /// An operator or a punctuation mark.
+    Op(Span),
+    /// Bytes kept as they are (inline HTML, tags, what was not understood).
+    Raw(Span),
+    /// Text the folder wrote.
+    Text(Vec<u8>),
+}
+
+impl Tok {
+    fn is_ws(&self) -> bool {
+        matches!(self, Tok::Ws(_))
+    }
+    fn is_value(&self) -> bool {
+        matches!(
+            self,
+            Tok::Str(..) | Tok::Num(..) | Tok::Arr(_) | Tok::Req(_)
+        )
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+fn is_ident(b: u8) -> bool {
+    is_ident_start(b) || b.is_ascii_digit()
+}
+
+/// PHP's operators, longest first.
+const OPS: &[&[u8]] = &[
+    b"<<=", b">>=", b"**=", b"??=", b"===", b"!==", b"<=>", b"?->", b"...", b"->", b"::", b"=>",
+    b"==", b"!=", b"<>", b"<=", b">=", b"&&", b"||", b"++", b"--", b".=", b"+=", b"-=", b"*=",
+    b"/=", b"%=", b"^=", b"|=", b"&=", b"**", b"<<", b">>", b"??",
+];
+
+fn lex(src: &[u8]) -> Vec<Tok> {
+    let mut t = Vec::new();
+    let n = src.len();
+    let mut i = 0;
+    while i < n {
+        // Inline HTML up to the next open tag, which goes with it.
+        let Some(p) = find(src, i, b"<?") else {
+            t.push(Tok::Raw((i, n)));
+            break;
+        };
+        let rest = &src[p + 2..];
+        let tag = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"php") {
+            p + 5
+        } else if rest.first() == Some(&b'=') {
+            p + 3
+        } else {
+            p + 2
+        };
+        t.push(Tok::Raw((i, tag)));
+        i = lex_php(src, tag, &mut t);
+    }
+    t
+}
+
+/// PHP code from `i` to its close tag (pushed as Raw) or the end; returns where
+/// inline HTML starts again.
+fn lex_php(src: &[u8], mut i: usize, t: &mut Vec<Tok>) -> usize {
+    let n = src.len();
+    while i < n {
+        let c = src[i];
+        let rest = &src[i..];
+        if c.is_ascii_whitespace() {
+            let s = i;
+            while i < n && src[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            t.push(Tok::Ws(src[s..i].contains(&b'\n')));
+        } else if rest.starts_with(b"?>") {
+            t.push(Tok::Raw((i, i + 2)));
+            return i + 2;
+        } else if rest.starts_with(b"//") || (c == b'#' && !rest.starts_with(b"#[")) {
+            // A line comment ends at the line's end or at a close tag.
+            while i < n && src[i] != b'\n' && !src[i..].starts_with(b"?>") {
+                i += 1;
+            }
+            t.push(Tok::Ws(false));
+        } else if rest.starts_with(b"/*") {
+            let end = find(src, i + 2, b"*/").map_or(n, |e| e + 2);
+            t.push(Tok::Ws(src[i..end].contains(&b'\n')));
+            i = end;
+        } else if c == b'\'' {
+            i = lex_single(src, i, t);
+        } else if c == b'"' {
+            i = lex_double(src, i, t);
+        } else if rest.starts_with(b"<<<") {
+            i = lex_heredoc(src, i, t);
+        } else if c.is_ascii_digit() {
+            i = lex_number(src, i, t);
+        } else if is_ident_start(c) {
+            let s = i;
+            while i < n && is_ident(src[i]) {
+                i += 1;
+            }
+            t.push(Tok::Ident((s, i)));
+        } else if c == b'$' && i + 1 < n && is_ident_start(src[i + 1]) {
+            let s = i + 1;
+            i += 1;
+            while i < n && is_ident(src[i]) {
+                i += 1;
+            }
+            t.push(Tok::Var((s, i)));
+        } else {
+            // Only these bytes start an operator of more than one byte.
+            let len = if b"<>*?=!.&|+-/%^:".contains(&c) {
+                OPS.iter()
+                    .find(|o| o[0] == c && rest.starts_with(o))
+                    .map_or(1, |o| o.len())
+            } else {
+                1
+            };
+            t.push(Tok::Op((i, i + len)));
+            i += len;
+        }
+    }
+    n
+}
+
+fn lex_single(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
+    let n = src.len();
+    let mut v = Vec::new();
+    let mut i = start + 1;
+    while i < n {
+        match src[i] {
+            b'\'' => {
+                t.push(Tok::Str(v, Some(((start, i + 1), false))));
+                return i + 1;
+            }
+            b'\\' if i + 1 < n && matches!(src[i + 1], b'\\' | b'\'') => {
+                v.push(src[i + 1]);
+                i += 2;
+            }
+            b => {
+                v.push(b);
+                i += 1;
+            }
+        }
+    }
+    t.push(Tok::Raw((start, n)));
+    n
+}
+
+/// The end of a double-quoted string (after its quote), or None.
+fn double_end(src: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < src.len() {
+        match src[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether a double-quoted body interpolates variables (then it is not a literal).
+fn interpolates(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => i += 2,
+            b'$' if body
+                .get(i + 1)
+                .is_some_and(|&b| is_ident_start(b) || b == b'{') =>
+            {
+                return true
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The value of a double-quoted (or heredoc) body without interpolation.
+fn unescape_double(body: &[u8], quote: Option<u8>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        if c != b'\\' || i + 1 >= body.len() {
+            v.push(c);
+            i += 1;
+            continue;
+        }
+        let e = body[i + 1];
+        i += 2;
+        match e {
+            b'n' => v.push(b'\n'),
+            b't' => v.push(b'\t'),
+            b'r' => v.push(b'\r'),
+            b'v' => v.push(0x0b),
+            b'e' => v.push(0x1b),
+            b'f' => v.push(0x0c),
+            b'\\' | b'$' => v.push(e),
+            b'"' if quote == Some(b'"') => v.push(e),
+            b'0'..=b'7' => {
+                let mut n = u32::from(e - b'0');
+                let mut k = 0;
+                while k < 2 && i < body.len() && (b'0'..=b'7').contains(&body[i]) {
+                    n = n * 8 + u32::from(body[i] - b'0');
+                    i += 1;
+                    k += 1;
+                }
+                v.push((n & 0xff) as u8);
+            }
+            b'x' if body.get(i).is_some_and(u8::is_ascii_hexdigit) => {
+                let mut n = 0u32;
+                let mut k = 0;
+                while k < 2 && i < body.len() && body[i].is_ascii_hexdigit() {
+                    n = n * 16 + hexval(body[i]);
+                    i += 1;
+                    k += 1;
+                }
+                v.push(n as u8);
+            }
+            b'u' if body.get(i) == Some(&b'{') => {
+                let end = body[i..].iter().position(|&b| b == b'}').map(|p| p + i);
+                let cp = end
+                    .and_then(|e| std::str::from_utf8(&body[i + 1..e]).ok())
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .and_then(char::from_u32);
+                match (cp, end) {
+                    (Some(ch), Some(e)) => {
+                        let mut b = [0; 4];
+                        v.extend_from_slice(ch.encode_utf8(&mut b).as_bytes());
+                        i = e + 1;
+                    }
+                    _ => v.extend_from_slice(b"\\u"),
+                }
+            }
+            _ => {
+                v.push(b'\\');
+                v.push(e);
+            }
+        }
+    }
+    v
+}
+
+fn hexval(b: u8) -> u32 {
+    match b {
+        b'0'..=b'9' => u32::from(b - b'0'),
+        b'a'..=b'f' => u32::from(b - b'a' + 10),
+        b'A'..=b'F' => u32::from(b - b'A' + 10),
+        _ => 0,
+    }
+}
+
+fn lex_double(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
+    let Some(end) = double_end(src, start) else {
+        t.push(Tok::Raw((start, src.len())));
+        return src.len();
+    };
+    let body = &src[start + 1..end - 1];
+    if interpolates(body) {
+        t.push(Tok::Raw((start, end)));
+    } else if body.contains(&b'\\') {
+        // Escapes decoded: the folder's value (as "\x73\x79..." is).
+        t.push(Tok::Str(unescape_double(body, Some(b'"')), None));
+    } else {
+        t.push(Tok::Str(body.to_vec(), Some(((start, end), true))));
+    }
+    end
+}
+
+/// `<<<ID` (heredoc) or `<<<'ID'` (nowdoc) up to the line that closes it.
+fn lex_heredoc(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
+    let n = src.len();
+    let mut i = start + 3;
+    while i < n && (src[i] == b' ' || src[i] == b'\t') {
+        i += 1;
+    }
+    let quote = src.get(i).copied().filter(|&q| q == b'\'' || q == b'"');
+    if quote.is_some() {
+        i += 1;
+    }
+    let s = i;
+    while i < n && is_ident(src[i]) {
+        i += 1;
+    }
+    let id = &src[s..i];
+    if id.is_empty() || !id.first().is_some_and(|&b| is_ident_start(b)) {
+        t.push(Tok::Op((start, start + 2)));
+        return start + 2;
+    }
+    if quote.is_some() {
+        i += 1;
+    }
+    let Some(nl) = find(src, i, b"\n") else {
+        t.push(Tok::Raw((start, n)));
+        return n;
+    };
+    // The closing line: optional indentation, the id, then no identifier byte.
+    let mut line = nl + 1;
+    loop {
+        let mut k = line;
+        while k < n && (src[k] == b' ' || src[k] == b'\t') {
+            k += 1;
+        }
+        if src[k..].starts_with(id) && !src.get(k + id.len()).is_some_and(|&b| is_ident(b)) {
+            let body_end = line.saturating_sub(1).max(nl + 1);
+            let body = &src[nl + 1..body_end.max(nl + 1)];
+            let end = k + id.len();
+            // Its value, written back as a plain literal.
+            if quote == Some(b'\'') {
+                t.push(Tok::Str(body.to_vec(), Some(((start, end), true))));
+            } else if interpolates(body) {
+                t.push(Tok::Raw((start, end)));
+            } else {
+                t.push(Tok::Str(
+                    unescape_double(body, None),
+                    Some(((start, end), true)),
+                ));
+            }
+            return end;
+        }
+        match find(src, line, b"\n") {
+            Some(next) => line = next + 1,
+            None => {
+                t.push(Tok::Raw((start, n)));
+                return n;
+            }
+        }
+    }
+}
+
+fn lex_number(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
+    let n = src.len();
+    let mut i = start;
+    let (radix, digits_from) = match (src[i], src.get(i + 1).map(u8::to_ascii_lowercase)) {
+        (b'0', Some(b'x')) => (16, i + 2),
+        (b'0', Some(b'b')) => (2, i + 2),
+        (b'0', Some(b'o')) => (8, i + 2),
+        (b'0', Some(b'0'..=b'9')) => (8, i + 1),
+        _ => (10, i),
+    };
+    i = digits_from;
+    while i < n && (src[i].is_ascii_hexdigit() || src[i] == b'_') {
+        if radix != 16 && !src[i].is_ascii_digit() && src[i] != b'_' {
+            break;
+        }
+        i += 1;
+    }
+    // A float (or an exponent): not folded.
+    let float = radix == 10
+        && i < n
+        && ((src[i] == b'.' && src.get(i + 1).is_some_and(u8::is_ascii_digit))
+            || src[i] == b'e'
+            || src[i] == b'E');
+    if float {
+        while i < n && (src[i].is_ascii_alphanumeric() || src[i] == b'.' || src[i] == b'_') {
+            i += 1;
+        }
+        t.push(Tok::Raw((start, i)));
+        return i;
+    }
+    let digits: String = src[digits_from..i]
+        .iter()
+        .filter(|&&b| b != b'_')
+        .map(|&b| b as char)
+        .collect();
+    match i64::from_str_radix(&digits, radix) {
+        Ok(v) if !digits.is_empty() => t.push(Tok::Num(v, Some((start, i)))),
+        _ => t.push(Tok::Raw((start, i.max(start + 1)))),
+    }
+    i.max(start + 1)
+}
+
+/// Variables assigned exactly once, with a literal (after folding) or request input.
+#[derive(Default)]
+struct Env {
+    consts: HashMap<Vec<u8>, Tok>,
+}
+
+const SUPERGLOBALS: &[&[u8]] = &[
+    b"_GET",
+    b"_POST",
+    b"_REQUEST",
+    b"_COOKIE",
+    b"_FILES",
+    b"_SERVER",
+    b"_ENV",
+    b"_SESSION",
+    b"GLOBALS",
+    b"this",
+];
+
+fn is_assign(op: &[u8]) -> bool {
+    matches!(
+        op,
+        b"=" | b".="
+            | b"+="
+            | b"-="
+            | b"*="
+            | b"/="
+            | b"%="
+            | b"^="
+            | b"|="
+            | b"&="
+            | b"**="
+            | b"??="
+            | b"<<="
+            | b">>="
+            | b"++"
+            | b"--"
+    )
+}
+
+impl Env {
+    fn build(src: &[u8], toks: &[Tok]) -> Env {
+        let mut idx: Vec<usize> = Vec::with_capacity(toks.len());
+        for (i, t) in toks.iter().enumerate() {
+            if !matches!(t, Tok::Ws(_)) {
+                idx.push(i);
+            }
+        }
+        let op = |k: usize| -> Option<&[u8]> {
+            match toks.get(*idx.get(k)?)? {
+                Tok::Op((s, e)) => Some(&src[*s..*e]),
+                _ => None,
+            }
+        };
+        let ident = |k: usize| -> Option<&[u8]> {
+            match toks.get(*idx.get(k)?)? {
+                Tok::Ident((s, e)) => Some(&src[*s..*e]),
+                _ => None,
+            }
+        };
+        let is_word = |w: Option<&[u8]>, words: &[&[u8]]| {
+            w.is_some_and(|w| words.iter().any(|x| w.eq_ignore_ascii_case(x)))
+        };
+        let mut writes: HashMap<&[u8], usize> = HashMap::new();
+        let mut value: HashMap<&[u8], Tok> = HashMap::new();
+        // Inside a function's parameter list (its variables are written by callers).
+        let mut header_depth: Option<usize> = None;
+        let mut depth = 0usize;
+        for k in 0..idx.len() {
+            match toks[idx[k]] {
+                Tok::Op((s, e)) if &src[s..e] == b"(" => depth += 1,
+                Tok::Op((s, e)) if &src[s..e] == b")" => {
+                    depth = depth.saturating_sub(1);
+                    if header_depth == Some(depth) {
+                        header_depth = None;
+                    }
+                }
+                Tok::Ident(_)
+                    if header_depth.is_none() && is_word(ident(k), &[b"function", b"fn"]) =>
+                {
+                    header_depth = Some(depth);
+                }
+                _ => {}
+            }
+            let Tok::Var((s, e)) = toks[idx[k]] else {
+                continue;
+            };
+            let name = &src[s..e];
+            let prev_op = k.checked_sub(1).and_then(op);
+            let prev_id = k.checked_sub(1).and_then(ident);
+            let mut write = header_depth.is_some()
+                || matches!(prev_op, Some(b"++" | b"--" | b"&" | b"$"))
+                || is_word(
+                    prev_id,
+                    &[b"as", b"global", b"static", b"list", b"catch", b"unset"],
+                )
+                || (prev_op == Some(b"=>") && op(k + 1) == Some(b")"));
+            let next = op(k + 1);
+            if next.is_some_and(is_assign) {
+                write = true;
+            } else if next == Some(b"[") || next == Some(b"{") {
+                // An element write ($a[..] = ...) changes the variable.
+                let mut d = 0usize;
+                let mut j = k + 1;
+                while j < idx.len() {
+                    match op(j) {
+                        Some(b"[" | b"{" | b"(") => d += 1,
+                        Some(b"]" | b"}" | b")") => {
+                            d = d.saturating_sub(1);
+                            if d == 0 && !matches!(op(j + 1), Some(b"[" | b"{")) {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if op(j + 1).is_some_and(is_assign) {
+                    write = true;
+                }
+            }
+            if !write {
+                continue;
+            }
+            *writes.entry(name).or_default() += 1;
+            let rhs = idx.get(k + 2).map(|&i| &toks[i]);
+            if next == Some(b"=")
+                && header_depth.is_none()
+                && op(k + 3) == Some(b";")
+                && rhs.is_some_and(Tok::is_value)
+                && prev_op.is_none_or(|p| p != b"$")
+            {
+                if let Some(v) = rhs.filter(|v| worth_replacing(v)) {
+                    value.insert(name, v.clone());
+                }
+            }
+        }
+        let consts = value
+            .into_iter()
+            .filter(|(n, _)| writes.get(n) == Some(&1) && !SUPERGLOBALS.contains(n))
+            .map(|(n, v)| (n.to_vec(), v))
+            .collect();
+        Env { consts }
+    }
+}
+
+/// Whether a computed string is one a rule may care about: a name (a function, a
+/// superglobal), a URL or a script's file name, or code. Joined prose or markup is folded too but alone does not make
+/// a view worth matching.
+fn interesting(v: &[u8]) -> bool {
+    let name = (2..=40).contains(&v.len())
+        && v.first().is_some_and(|&c| is_ident_start(c))
+        && v.iter().all(|&c| is_ident(c));
+    let lower = v.to_ascii_lowercase();
+    let url_or_script = v.len() <= 256
+        && (lower.starts_with(b"http://")
+            || lower.starts_with(b"https://")
+            || [b".php".as_slice(), b".phtml", b".phar", b".inc"]
+                .iter()
+                .any(|e| lower.ends_with(e)));
+    name || url_or_script
+        || (v.len() >= PAYLOAD_MIN
+            && (v.contains(&b'(') || v.contains(&b'$') || contains(v, b"<?")))
+}
+
+/// Whether a variable's value is worth writing where it is read: what a rule can use
+/// (a name, a path or URL, code, request input, pieces), not any text.
+fn worth_replacing(v: &Tok) -> bool {
+    match v {
+        Tok::Str(s, Some(_)) => {
+            (s.len() <= 64
+                && !s.is_empty()
+                && s.iter().all(|&c| is_ident(c) || b"\\:./-".contains(&c)))
+                || s.contains(&b'(')
+                || s.contains(&b'$')
+                || contains(s, b"<?")
+        }
+        _ => true,
+    }
+}
+
+/// Binding strength of a binary operator (PHP 8), 0 when `op` is not one.
+fn prec(op: &[u8]) -> u8 {
+    match op {
+        b"**" => 16,
+        b"*" | b"/" | b"%" => 14,
+        b"+" | b"-" => 13,
+        b"<<" | b">>" => 12,
+        b"." => 11,
+        b"<" | b"<=" | b">" | b">=" => 10,
+        b"==" | b"!=" | b"===" | b"!==" | b"<>" | b"<=>" => 9,
+        b"&" => 8,
+        b"^" => 7,
+        b"|" => 6,
+        b"&&" => 5,
+        b"||" => 4,
+        b"??" => 3,
+        _ => 0,
+    }
+}
+
+/// Request input by superglobal key: which keys the client chooses.
+fn client_key(sg: &[u8], key: &[u8]) -> bool {
+    match sg {
+        b"_GET" | b"_POST" | b"_REQUEST" | b"_COOKIE" | b"_FILES" => true,
+        b"_SERVER" => {
+            key.starts_with(b"HTTP_")
+                || matches!(
+                    key,
+                    b"QUERY_STRING" | b"REQUEST_URI" | b"PHP_AUTH_USER" | b"PHP_AUTH_PW"
+                )
+        }
+        _ => false,
+    }
+}
+
+fn key_text(v: &Tok) -> Option<Vec<u8>> {
+    match v {
+        Tok::Str(s, _) => Some([b"'".as_slice(), s, b"'"].concat()),
+        Tok::Num(n, _) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+struct Pass<'a> {
+    src: &'a [u8],
+    env: &'a Env,
+    budget: &'a mut usize,
+    payloads: &'a mut Vec<Vec<u8>>,
+    notes: &'a mut Vec<Vec<u8>>,
+    /// Something a rule could see changed (a value computed, input respelled).
+    changed: bool,
+    /// Any reduction at all (another pass may find more).
+    progress: bool,
+}
+
+/// Words that are never a bare string.
+const KEYWORDS: &[&[u8]] = &[
+    b"and",
+    b"or",
+    b"xor",
+    b"as",
+    b"new",
+    b"echo",
+    b"print",
+    b"return",
+    b"function",
+    b"fn",
+    b"true",
+    b"false",
+    b"null",
+    b"array",
+    b"list",
+    b"isset",
+    b"empty",
+    b"if",
+    b"else",
+    b"elseif",
+    b"while",
+    b"for",
+    b"foreach",
+    b"do",
+    b"switch",
+    b"case",
+    b"default",
+    b"break",
+    b"continue",
+    b"class",
+    b"static",
+    b"global",
+    b"const",
+    b"use",
+    b"namespace",
+    b"instanceof",
+    b"clone",
+    b"throw",
+    b"try",
+    b"catch",
+    b"finally",
+    b"include",
+    b"require",
+    b"include_once",
+    b"require_once",
+    b"eval",
+    b"exit",
+    b"die",
+    b"self",
+    b"parent",
+    b"public",
+    b"private",
+    b"protected",
+    b"abstract",
+    b"final",
+    b"match",
+    b"yield",
+    b"goto",
+    b"declare",
+    b"unset",
+];
+
+impl<'a> Pass<'a> {
+    fn text(&self, span: &Span) -> &'a [u8] {
+        &self.src[span.0..span.1]
+    }
+
+    fn op_of(&self, t: Option<&Tok>) -> Option<&'a [u8]> {
+        match t {
+            Some(Tok::Op(s)) => Some(&self.src[s.0..s.1]),
+            _ => None,
+        }
+    }
+
+    fn ident_of(&self, t: Option<&Tok>) -> Option<Vec<u8>> {
+        match t {
+            Some(Tok::Ident(s)) => Some(self.src[s.0..s.1].to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
+    fn run(&mut self, input: Vec<Tok>) -> Vec<Tok> {
+        let mut out: Vec<Tok> = Vec::with_capacity(input.len());
+        // Each token's lookahead: the next non-whitespace token's text when it is an
+        // operator (all a reduction needs to know of it).
+        let src = self.src;
+        let lookahead: Vec<Option<&'a [u8]>> = {
+            let mut v = vec![None; input.len()];
+            let mut next = None;
+            for i in (0..input.len()).rev() {
+                v[i] = next;
+                match &input[i] {
+                    Tok::Ws(_) => {}
+                    Tok::Op((s, e)) => next = Some(&src[*s..*e]),
+                    _ => next = Some(b"".as_slice()),
+                }
+            }
+            v
+        };
+        for (tok, la) in input.into_iter().zip(lookahead) {
+            let la = la.filter(|l| !l.is_empty());
+            let tok = self.substitute(&mut out, tok, la);
+            let tok = self.bare_word(&out, tok, la);
+            let ws = tok.is_ws();
+            out.push(tok);
+            if !ws {
+                while self.reduce(&mut out, la) {
+                    self.progress = true;
+                }
+            }
+        }
+        out
+    }
+
+    /// A lowercase bare word joined with `.` is a string to PHP 7 (an undefined
+    /// constant): `sy.(st).(em)`.
+    fn bare_word(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
+        let Tok::Ident(span) = &tok else {
+            return tok;
+        };
+        let word = self.text(span);
+        if word.len() > 12 || !word.iter().all(|&c| c.is_ascii_lowercase() || c == b'_') {
+            return tok;
+        }
+        let prev = Self::nth(out, 0);
+        let prev_op = self.op_of(prev.map(|p| &out[p]));
+        let grouped = prev_op == Some(b"(")
+            && la == Some(b")")
+            && prev
+                .and_then(|p| Self::nth(&out[..p], 0))
+                .is_some_and(|b| self.op_of(Some(&out[b])) == Some(b"."));
+        if !(prev_op == Some(b".") || la == Some(b".") || grouped)
+            || matches!(la, Some(b"(" | b"::" | b"\\"))
+            || matches!(prev_op, Some(b"->" | b"?->" | b"::" | b"\\" | b"$"))
+            || KEYWORDS.contains(&word)
+        {
+            return tok;
+        }
+        // What it joins into says whether anything changed.
+        self.progress = true;
+        Tok::Str(word.to_vec(), None)
+    }
+
+    /// Index of the k-th non-whitespace token from the top of `out` (0 = top).
+    fn nth(out: &[Tok], k: usize) -> Option<usize> {
+        let mut left = k;
+        let mut i = out.len();
+        while i > 0 {
+            i -= 1;
+            if !matches!(out[i], Tok::Ws(_)) {
+                if left == 0 {
+                    return Some(i);
+                }
+                left -= 1;
+            }
+        }
+        None
+    }
+
+    /// A variable assigned once is replaced by its value where it is read.
+    fn substitute(&mut self, out: &mut Vec<Tok>, tok: Tok, la: Option<&[u8]>) -> Tok {
+        let Tok::Var(span) = &tok else {
+            return tok;
+        };
+        let name = self.text(span);
+        let env = self.env;
+        let Some(v) = env.consts.get(name) else {
+            return tok;
+        };
+        if la.is_some_and(is_assign) {
+            return tok;
+        }
+        let prev = Self::nth(out, 0);
+        let prev_tok = prev.map(|p| &out[p]);
+        let prev_op = self.op_of(prev_tok);
+        if matches!(prev_op, Some(b"->" | b"?->" | b"::" | b"&" | b"++" | b"--"))
+            || matches!(
+                self.ident_of(prev_tok).as_deref(),
+                Some(b"global" | b"static" | b"as" | b"function" | b"fn" | b"unset")
+            )
+        {
+            return tok;
+        }
+        self.progress = true;
+        if prev_op == Some(b"$") {
+            // $$name: the variable the value names.
+            if let (Some(p), Tok::Str(s, _)) = (prev, v) {
+                out.truncate(p);
+                return self.named_variable(s);
+            }
+            return tok;
+        }
+        // A rule sees something new where the value is request input, is called, or
+        // is handed to a call as a name or code.
+        let arg = matches!(prev_op, Some(b"(" | b","));
+        if match v {
+            Tok::Req(_) => true,
+            Tok::Str(s, _) => la == Some(b"(") || (arg && interesting(s)),
+            _ => false,
+        } {
+            self.changed = true;
+        }
+        match v {
+            Tok::Str(s, _) => Tok::Str(s.clone(), None),
+            Tok::Num(n, _) => Tok::Num(*n, None),
+            other => other.clone(),
+        }
+    }
+
+    /// `${"name"}`: a superglobal reached by a computed name is noted as such.
+    fn named_variable(&mut self, name: &[u8]) -> Tok {
+        self.changed = true;
+        let text = [b"${\"".as_slice(), name, b"\"}"].concat();
+        if SUPERGLOBALS[..7].contains(&name) {
+            self.notes.push(text);
+            return Tok::Req([b"$".as_slice(), name].concat());
+        }
+        Tok::Text(text)
+    }
+
+    fn computed(&mut self, v: Vec<u8>) -> Option<Tok> {
+        if v.len() > MAX_STRING || v.len() > *self.budget {
+            return None;
+        }
+        *self.budget -= v.len();
+        self.changed |= interesting(&v);
+        if v.len() >= PAYLOAD_MIN && (v.contains(&b'(') || v.contains(&b'$') || contains(&v, b"<?"))
+        {
+            self.payloads.push(v.clone());
+        }
+        Some(Tok::Str(v, None))
+    }
+
+    /// Try one reduction at the top of `out`; `la` is the next token of the input.
+    fn reduce(&mut self, out: &mut Vec<Tok>, la_op: Option<&[u8]>) -> bool {
+        let Some(top) = Self::nth(out, 0) else {
+            return false;
+        };
+        match self.op_of(Some(&out[top])) {
+            Some(b")") => return self.close_paren(out, top),
+            Some(b"]") => return self.close_bracket(out, top),
+            Some(b"}") => return self.close_brace(out, top),
+            _ => {}
+        }
+        if !out[top].is_value() {
+            return false;
+        }
+        // The value is the left side of something tighter, or is called or indexed.
+        let postfix = matches!(
+            la_op,
+            Some(b"[" | b"(" | b"{" | b"->" | b"?->" | b"::" | b"**")
+        );
+        let (Some(o), Some(l)) = (Self::nth(out, 1), Self::nth(out, 2)) else {
+            return false;
+        };
+        let op = self.op_of(Some(&out[o])).map(<[u8]>::to_vec);
+        // Unary ~ and - on a value.
+        if matches!(op.as_deref(), Some(b"~" | b"-")) && !postfix && !self.is_operand(&out[l]) {
+            let v = match (&op.as_deref(), &out[top]) {
+                (Some(b"~"), Tok::Str(s, _)) => {
+                    self.computed(s.iter().map(|b| !b).collect::<Vec<u8>>())
+                }
+                (Some(b"~"), Tok::Num(n, _)) => Some(Tok::Num(!n, None)),
+                (Some(b"-"), Tok::Num(n, _)) => Some(Tok::Num(n.wrapping_neg(), None)),
+                _ => None,
+            };
+            if let Some(v) = v {
+                out.truncate(o);
+                out.push(v);
+                return true;
+            }
+            return false;
+        }
+        let Some(op) = op else {
+            return false;
+        };
+        let p = prec(&op);
+        if p == 0 || postfix || !out[l].is_value() {
+            return false;
+        }
+        if let Some(n) = la_op.map(prec) {
+            if n > p || (n == p && op == b"**") {
+                return false;
+            }
+        }
+        let before = Self::nth(out, 3).map(|i| &out[i]);
+        let before_prec = match before {
+            Some(t @ Tok::Op(_)) => {
+                let b = self.op_of(Some(t)).unwrap_or_default();
+                // + and - are unary unless an operand stands before them.
+                let binary = Self::nth(out, 4).is_some_and(|i| self.is_operand(&out[i]));
+                match b {
+                    b"~" | b"!" | b"@" => 15,
+                    b"-" | b"+" if !binary => 15,
+                    _ => prec(b),
+                }
+            }
+            _ => 0,
+        };
+        // Joining is associative: 'a' . 'b' . 'c' folds from either end.
+        let joined = op == b"." && self.op_of(before) == Some(b".");
+        if before_prec >= p && !joined {
+            return false;
+        }
+        let v = self.binary(&op, &out[l], &out[top]);
+        match v {
+            Some(v) => {
+                out.truncate(l);
+                out.push(v);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn is_operand(&self, t: &Tok) -> bool {
+        match t {
+            Tok::Op(s) => matches!(self.text(s), b")" | b"]" | b"}"),
+            Tok::Ws(_) => false,
+            Tok::Raw(_) => false,
+            _ => true,
+        }
+    }
+
+    fn binary(&mut self, op: &[u8], l: &Tok, r: &Tok) -> Option<Tok> {
+        let num = |t: &Tok| match t {
+            Tok::Num(n, _) => Some(*n),
+            _ => None,
+        };
+        let string = |t: &Tok| match t {
+            Tok::Str(s, _) => Some(s.clone()),
+            Tok::Num(n, _) => Some(n.to_string().into_bytes()),
+            _ => None,
+        };
+        if op == b"." {
+            let (a, b) = (string(l)?, string(r)?);
+            return self.computed([a, b].concat());
+        }
+        if let (Tok::Str(a, _), Tok::Str(b, _)) = (l, r) {
+            let v: Vec<u8> = match op {
+                b"^" => a.iter().zip(b).map(|(x, y)| x ^ y).collect(),
+                b"&" => a.iter().zip(b).map(|(x, y)| x & y).collect(),
+                b"|" => {
+                    let (long, short) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                    long.iter()
+                        .enumerate()
+                        .map(|(i, x)| x | short.get(i).copied().unwrap_or(0))
+                        .collect()
+                }
+                _ => return None,
+            };
+            return self.computed(v);
+        }
+        let (a, b) = (num(l)?, num(r)?);
+        let v = match op {
+            b"+" => a.checked_add(b)?,
+            b"-" => a.checked_sub(b)?,
+            b"*" => a.checked_mul(b)?,
+            b"/" if b != 0 && a % b == 0 => a / b,
+            b"%" if b != 0 => a % b,
+            b"**" => a.checked_pow(u32::try_from(b).ok()?)?,
+            b"<<" => a.checked_shl(u32::try_from(b).ok()?)?,
+            b">>" => a.checked_shr(u32::try_from(b).ok()?)?,
+            b"^" => a ^ b,
+            b"&" => a & b,
+            b"|" => a | b,
+            _ => return None,
+        };
+        Some(Tok::Num(v, None))
+    }
+
+    /// The single-token arguments between `open` and the top (a `)` or `]`), or None
+    /// when an argument is not one token.
+    fn args(&self, out: &[Tok], open: usize, close: usize) -> Option<Vec<Tok>> {
+        let mut args = Vec::new();
+        let mut cur: Option<Tok> = None;
+        for t in &out[open + 1..close] {
+            if t.is_ws() {
+                continue;
+            }
+            if self.op_of(Some(t)) == Some(b",") {
+                args.push(cur.take()?);
+            } else if cur.is_some() {
+                return None;
+            } else {
+                cur = Some(t.clone());
+            }
+        }
+        if let Some(c) = cur {
+            args.push(c);
+        }
+        Some(args)
+    }
+
+    /// The matching opener of the closer at `close`, if the tokens between are flat
+    /// (no nested bracket left unreduced).
+    fn opener(&self, out: &[Tok], close: usize, open: &[u8]) -> Option<usize> {
+        for i in (0..close).rev() {
+            match self.op_of(Some(&out[i])) {
+                Some(o) if o == open => return Some(i),
+                Some(b"(" | b")" | b"[" | b"]" | b"{" | b"}" | b";") => return None,
+                _ => {}
+            }
+            if matches!(out[i], Tok::Raw(_)) {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn close_paren(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
+        let Some(open) = self.opener(out, top, b"(") else {
+            return false;
+        };
+        let Some(args) = self.args(out, open, top) else {
+            return false;
+        };
+        let before = out[..open].iter().rposition(|t| !t.is_ws());
+        let callee = before.map(|b| &out[b]);
+        let name = self.ident_of(callee);
+        let callish = match callee {
+            None => false,
+            Some(Tok::Ident(_)) => !matches!(
+                name.as_deref(),
+                Some(b"echo" | b"print" | b"return" | b"case" | b"and" | b"or" | b"xor")
+            ),
+            Some(t) => self.is_operand(t),
+        };
+        if !callish {
+            // Grouping: (value) is the value.
+            if args.len() == 1 && args[0].is_value() {
+                out.truncate(open);
+                out.push(args[0].clone());
+                return true;
+            }
+            return false;
+        }
+        let (Some(name), Some(b)) = (name, before) else {
+            return false;
+        };
+        // A method, a declaration or `new X(...)` is not the builtin of that name.
+        let pre = out[..b].iter().rposition(|t| !t.is_ws()).map(|i| &out[i]);
+        if matches!(self.op_of(pre), Some(b"->" | b"?->" | b"::" | b"$"))
+            || matches!(
+                self.ident_of(pre).as_deref(),
+                Some(b"function" | b"new" | b"fn")
+            )
+        {
+            return false;
+        }
+        let Some(v) = self.call(&name, &args) else {
+            return false;
+        };
+        out.truncate(b);
+        out.push(v);
+        true
+    }
+
+    fn close_bracket(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
+        let Some(open) = self.opener(out, top, b"[") else {
+            return false;
+        };
+        let Some(args) = self.args(out, open, top) else {
+            return false;
+        };
+        let before = out[..open].iter().rposition(|t| !t.is_ws());
+        let base = before.map(|b| out[b].clone());
+        let indexing = base.as_ref().is_some_and(|t| self.is_operand(t));
+        if !indexing {
+            // An array literal of strings.
+            let items: Option<Vec<Vec<u8>>> = args
+                .iter()
+                .map(|a| match a {
+                    Tok::Str(s, _) => Some(s.clone()),
+                    Tok::Num(n, _) => Some(n.to_string().into_bytes()),
+                    _ => None,
+                })
+                .collect();
+            if let Some(items) = items {
+                out.truncate(open);
+                out.push(Tok::Arr(items));
+                return true;
+            }
+            return false;
+        }
+        let (Some(b), Some(base), [key]) = (before, base, args.as_slice()) else {
+            return false;
+        };
+        let v = match (&base, key) {
+            (Tok::Str(s, _), Tok::Num(n, _)) => {
+                let i = if *n < 0 { s.len() as i64 + n } else { *n };
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| s.get(i))
+                    .and_then(|c| self.computed(vec![*c]))
+            }
+            (Tok::Arr(a), Tok::Num(n, _)) => usize::try_from(*n)
+                .ok()
+                .and_then(|i| a.get(i).cloned())
+                .and_then(|s| self.computed(s)),
+            (Tok::Var(span), k) => {
+                let sg = self.text(span);
+                let key = match k {
+                    Tok::Str(s, _) => Some(s.as_slice()),
+                    _ => None,
+                };
+                if SUPERGLOBALS[..7].contains(&sg)
+                    && key.is_none_or(|key| client_key(sg, key))
+                    && !(sg == b"_SERVER" && key.is_none())
+                {
+                    key_text(k).map(|kt| Tok::Req([b"$".as_slice(), sg, b"[", &kt, b"]"].concat()))
+                } else {
+                    None
+                }
+            }
+            (Tok::Req(r), k) => {
+                key_text(k).map(|kt| Tok::Req([r.as_slice(), b"[", &kt, b"]"].concat()))
+            }
+            _ => None,
+        };
+        // (Request input as written is not a change a rule could see.)
+        let Some(v) = v else {
+            return false;
+        };
+        out.truncate(b);
+        out.push(v);
+        true
+    }
+
+    /// `${ "name" }`: a variable named by a string.
+    fn close_brace(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
+        let Some(open) = self.opener(out, top, b"{") else {
+            return false;
+        };
+        let Some(args) = self.args(out, open, top) else {
+            return false;
+        };
+        let Some(dollar) = out[..open].iter().rposition(|t| !t.is_ws()) else {
+            return false;
+        };
+        if self.op_of(Some(&out[dollar])) != Some(b"$") {
+            return false;
+        }
+        let [Tok::Str(name, _)] = args.as_slice() else {
+            return false;
+        };
+        let v = self.named_variable(name);
+        out.truncate(dollar);
+        out.push(v);
+        true
+    }
+
+    /// A builtin applied to literal arguments.
+    fn call(&mut self, name: &[u8], args: &[Tok]) -> Option<Tok> {
+        let s = |i: usize| match args.get(i) {
+            Some(Tok::Str(s, _)) => Some(s.as_slice()),
+            _ => None,
+        };
+        let n = |i: usize| match args.get(i) {
+            Some(Tok::Num(n, _)) => Some(*n),
+            _ => None,
+        };
+        let one = args.len() == 1;
+        let v: Vec<u8> = match name {
+            b"filter_input" => {
+                let Some(Tok::Ident(src)) = args.first() else {
+                    return None;
+                };
+                let sg = match self.text(src) {
+                    b"INPUT_GET" => b"_GET".as_slice(),
+                    b"INPUT_POST" => b"_POST",
+                    b"INPUT_COOKIE" => b"_COOKIE",
+                    b"INPUT_REQUEST" => b"_REQUEST",
+                    b"INPUT_SERVER" => b"_SERVER",
+                    _ => return None,
+                };
+                let key = args.get(1)?;
+                if let Tok::Str(k, _) = key {
+                    if !client_key(sg, k) {
+                        return None;
+                    }
+                }
+                let kt = key_text(key)?;
+                self.changed = true;
+                return Some(Tok::Req([b"$".as_slice(), sg, b"[", &kt, b"]"].concat()));
+            }
+            b"filter_input_array" => {
+                let Some(Tok::Ident(src)) = args.first() else {
+                    return None;
+                };
+                let r = match self.text(src) {
+                    b"INPUT_GET" => b"$_GET".as_slice(),
+                    b"INPUT_POST" => b"$_POST",
+                    b"INPUT_COOKIE" => b"$_COOKIE",
+                    _ => return None,
+                };
+                self.changed = true;
+                return Some(Tok::Req(r.to_vec()));
+            }
+            b"getenv" if one => {
+                let k = s(0)?;
+                if !k.starts_with(b"HTTP_") {
+                    return None;
+                }
+                self.changed = true;
+                return Some(Tok::Req([b"$_SERVER['".as_slice(), k, b"']"].concat()));
+            }
+            b"array" => {
+                let items: Option<Vec<Vec<u8>>> = args
+                    .iter()
+                    .map(|a| match a {
+                        Tok::Str(s, _) => Some(s.clone()),
+                        Tok::Num(n, _) => Some(n.to_string().into_bytes()),
+                        _ => None,
+                    })
+                    .collect();
+                return items.map(Tok::Arr);
+            }
+            b"chr" if one => {
+                let c = n(0)?;
+                vec![c.rem_euclid(256) as u8]
+            }
+            b"ord" if one => {
+                return Some(Tok::Num(
+                    i64::from(s(0)?.first().copied().unwrap_or(0)),
+                    None,
+                ))
+            }
+            b"bindec" | b"hexdec" | b"octdec" if one => {
+                let radix = match name {
+                    b"bindec" => 2,
+                    b"hexdec" => 16,
+                    _ => 8,
+                };
+                let mut v: i64 = 0;
+                for &c in s(0)? {
+                    let d = (c as char).to_digit(radix);
+                    if let Some(d) = d {
+                        v = v.checked_mul(i64::from(radix))?.checked_add(i64::from(d))?;
+                    }
+                }
+                return Some(Tok::Num(v, None));
+            }
+            b"strrev" if one => s(0)?.iter().rev().copied().collect(),
+            b"str_rot13" if one => s(0)?.iter().map(|&c| rot13(c)).collect(),
+            b"strtolower" if one => s(0)?.to_ascii_lowercase(),
+            b"strtoupper" if one => s(0)?.to_ascii_uppercase(),
+            b"ucfirst" | b"lcfirst" if one => {
+                let mut v = s(0)?.to_vec();
+                if let Some(c) = v.first_mut() {
+                    if name == b"ucfirst" {
+                        c.make_ascii_uppercase();
+                    } else {
+                        c.make_ascii_lowercase();
+                    }
+                }
+                v
+            }
+            b"trim" | b"ltrim" | b"rtrim" if one => {
+                let v = s(0)?;
+                let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0 | 0x0b);
+                let start = if name == b"rtrim" {
+                    0
+                } else {
+                    v.iter().position(|c| !ws(c)).unwrap_or(v.len())
+                };
+                let end = if name == b"ltrim" {
+                    v.len()
+                } else {
+                    v.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1)
+                };
+                v[start..end.max(start)].to_vec()
+            }
+            b"strval" | b"stripslashes" if one => match name {
+                b"strval" => s(0)?.to_vec(),
+                _ => strip_slashes(s(0)?),
+            },
+            b"base64_decode" if !args.is_empty() && args.len() <= 2 => base64_lenient(s(0)?),
+            b"hex2bin" if one => hex_decode(s(0)?)?,
+            b"urldecode" | b"rawurldecode" if one => url_decode(s(0)?, name == b"urldecode"),
+            b"gzinflate" | b"gzuncompress" | b"gzdecode" if one => inflate(name, s(0)?)?,
+            b"str_replace" | b"str_ireplace" if args.len() == 3 => {
+                let subject = s(2)?;
+                let repl = s(1)?;
+                let search: Vec<Vec<u8>> = match &args[0] {
+                    Tok::Str(x, _) => vec![x.clone()],
+                    Tok::Arr(a) => a.clone(),
+                    _ => return None,
+                };
+                let mut v = subject.to_vec();
+                for x in search.iter().filter(|x| !x.is_empty()) {
+                    v = replace_all(&v, x, repl, name == b"str_ireplace");
+                    if v.len() > MAX_STRING {
+                        return None;
+                    }
+                }
+                v
+            }
+            b"strtr" if args.len() == 3 => {
+                let (from, to) = (s(1)?, s(2)?);
+                s(0)?
+                    .iter()
+                    .map(|c| {
+                        from.iter()
+                            .take(to.len())
+                            .position(|f| f == c)
+                            .map_or(*c, |i| to[i])
+                    })
+                    .collect()
+            }
+            b"substr" if args.len() == 2 || args.len() == 3 => {
+                let v = s(0)?;
+                let len = v.len() as i64;
+                let mut start = n(1)?;
+                if start < 0 {
+                    start = (len + start).max(0);
+                }
+                let start = start.min(len);
+                let end = match args.get(2) {
+                    None => len,
+                    Some(_) => {
+                        let l = n(2)?;
+                        if l < 0 {
+                            (len + l).max(start)
+                        } else {
+                            start.saturating_add(l).min(len)
+                        }
+                    }
+                };
+                v[start as usize..end as usize].to_vec()
+            }
+            b"str_repeat" if args.len() == 2 => {
+                let (v, k) = (s(0)?, usize::try_from(n(1)?).ok()?);
+                if v.len().saturating_mul(k) > MAX_STRING {
+                    return None;
+                }
+                v.repeat(k)
+            }
+            b"implode" | b"join" => match args {
+                [Tok::Str(g, _), Tok::Arr(a)] | [Tok::Arr(a), Tok::Str(g, _)] => {
+                    a.join(g.as_slice())
+                }
+                [Tok::Arr(a)] => a.concat(),
+                _ => return None,
+            },
+            b"pack" if args.len() == 2 => {
+                let fmt = s(0)?;
+                if !fmt.starts_with(b"H") {
+                    return None;
+                }
+                hex_decode(s(1)?)?
+            }
+            _ => return None,
+        };
+        self.computed(v)
+    }
+}
+
+fn rot13(c: u8) -> u8 {
+    match c {
+        b'a'..=b'z' => (c - b'a' + 13) % 26 + b'a',
+        b'A'..=b'Z' => (c - b'A' + 13) % 26 + b'A',
+        _ => c,
+    }
+}
+
+fn strip_slashes(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'\\' && i + 1 < v.len() {
+            out.push(if v[i + 1] == b'0' { 0 } else { v[i + 1] });
+            i += 2;
+        } else if v[i] != b'\\' {
+            out.push(v[i]);
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// base64 the way PHP's non-strict `base64_decode` reads it: bytes outside the
+/// alphabet are skipped.
+fn base64_lenient(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in v {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(d);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn hex_decode(v: &[u8]) -> Option<Vec<u8>> {
+    if !v.len().is_multiple_of(2) || !v.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Some(
+        v.chunks(2)
+            .map(|p| (hexval(p[0]) * 16 + hexval(p[1])) as u8)
+            .collect(),
+    )
+}
+
+fn url_decode(v: &[u8], plus: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' if v.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && v.get(i + 2).is_some_and(u8::is_ascii_hexdigit) =>
+            {
+                out.push((hexval(v[i + 1]) * 16 + hexval(v[i + 2])) as u8);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn inflate(name: &[u8], v: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let cap = MAX_STRING as u64 + 1;
+    let read = match name {
+        b"gzinflate" => flate2::read::DeflateDecoder::new(v)
+            .take(cap)
+            .read_to_end(&mut out),
+        b"gzuncompress" => flate2::read::ZlibDecoder::new(v)
+            .take(cap)
+            .read_to_end(&mut out),
+        _ => flate2::read::GzDecoder::new(v)
+            .take(cap)
+            .read_to_end(&mut out),
+    };
+    (read.is_ok() && out.len() <= MAX_STRING).then_some(out)
+}
+
+fn replace_all(v: &[u8], from: &[u8], to: &[u8], nocase: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let hit = v.len() - i >= from.len()
+            && if nocase {
+                v[i..i + from.len()].eq_ignore_ascii_case(from)
+            } else {
+                &v[i..i + from.len()] == from
+            };
+        if hit {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(v[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn emit(src: &[u8], toks: &[Tok]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len());
+    for t in toks {
+        match t {
+            Tok::Ws(nl) => out.push(if *nl { b'\n' } else { b' ' }),
+            Tok::Str(_, Some(((s, e), false))) => out.extend_from_slice(&src[*s..*e]),
+            Tok::Str(v, Some((_, true))) => {
+                // An unescaped double-quoted literal, written single-quoted so that
+                // double quotes stay the folder's own.
+                out.push(b'\'');
+                for &b in v {
+                    if b == b'\'' || b == b'\\' {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+                out.push(b'\'');
+            }
+            Tok::Str(v, None) => {
+                out.push(b'"');
+                out.extend_from_slice(v);
+                out.push(b'"');
+            }
+            Tok::Num(_, Some((s, e))) => out.extend_from_slice(&src[*s..*e]),
+            Tok::Num(n, None) => out.extend_from_slice(n.to_string().as_bytes()),
+            Tok::Arr(items) => {
+                out.push(b'[');
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'"');
+                    out.extend_from_slice(it);
+                    out.push(b'"');
+                }
+                out.push(b']');
+            }
+            Tok::Req(r) | Tok::Text(r) => out.extend_from_slice(r),
+            Tok::Ident((s, e)) | Tok::Op((s, e)) | Tok::Raw((s, e)) => {
+                out.extend_from_slice(&src[*s..*e])
+            }
+            Tok::Var((s, e)) => {
+                out.push(b'$');
+                out.extend_from_slice(&src[*s..*e]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(src: &str) -> String {
+        let v = fold(src.as_bytes()).unwrap_or_else(|| panic!("nothing folded in {src}"));
+        String::from_utf8_lossy(&v).into_owned()
+    }
+
+    #[test]
+    fn joined_escaped_and_computed_names_are_spelled_out() {
+        assert!(view("<?php $f = 'sy'.'st'.'em'; ").contains(r#"$f = "system";"#));
+        // Bare lowercase words, grouping, a string literal called.
+        assert!(view("<?=(sy.(st).(em))($_GET['cmd'])?>").contains(r#""system"($_GET['cmd'])"#));
+        assert!(view(r#"<?php $x = "\x73\x79\x73\164em";"#).contains(r#""system""#));
+        assert!(
+            view("<?php $x = chr(0x73).chr(121).chr(115).chr(116).chr(101).chr(109);")
+                .contains(r#""system""#)
+        );
+        assert!(
+            view("<?php $x = str_rot13('flfgrz') . strrev('lave');").contains(r#""systemeval""#)
+        );
+        assert!(view("<?php $x = str_replace('x', '', 'axsxxsxexrxxt');").contains(r#""assert""#));
+        assert!(view("<?php $x = chr(4*4*(5+5)-45).chr(121);").contains(r#""sy""#));
+        // XOR of strings, and a superglobal reached by the name it computes.
+        let v = view("<?= $_=\"`{{{\"^\"?<>/\";${$_}[$_](${$_}[_._._._]);");
+        assert!(v.contains(r#"$_="_GET""#), "{v}");
+        assert!(v.contains(r#"${"_GET"}"#), "{v}");
+        assert!(v.contains("$_GET['_GET']($_GET['____'])"), "{v}");
+        let v = view("<?php $_=${'_'.('{{{'^'<>/')};$_[0]($_[1]);");
+        assert!(v.contains("$_GET[0]($_GET[1])"), "{v}");
+    }
+
+    #[test]
+    fn variables_assigned_once_are_replaced_where_read() {
+        let v = view("<?php $fn = 'sy'.'stem'; $c = $_POST['c']; $fn($c);");
+        assert!(v.contains(r#""system"($_POST['c'])"#), "{v}");
+        // Request input in other spellings.
+        let v = view("<?php $c = filter_input(INPUT_GET, 'cmd', FILTER_DEFAULT); call_user_func('system', $c);");
+        assert!(v.contains("call_user_func('system', $_GET['cmd'])"), "{v}");
+        let v = view("<?php $h = getenv('HTTP_X_CMD'); system($h);");
+        assert!(v.contains("system($_SERVER['HTTP_X_CMD'])"), "{v}");
+        // Arrays of pieces, by index and joined.
+        let v = view("<?php $s = ['sy', 'st', 'em']; call_user_func($s[0].$s[1].$s[2], 1);");
+        assert!(v.contains(r#"call_user_func("system", 1)"#), "{v}");
+        let v = view("<?php $s = array('s','y','s','t','e','m'); $a = join('', $s); $a(1);");
+        assert!(v.contains(r#""system"(1)"#), "{v}");
+        // A view is made when a rule could see something new in it: not for a
+        // value echoed, prose joined, request input as written or arithmetic.
+        assert!(fold(b"<?php $a = 'x_y'; foo($a);").is_some());
+        assert!(fold(b"<?php $a = 'x'; echo $a; $b = 'Hello, ' . 'world.';").is_none());
+        assert!(fold(b"<?php echo strlen($_GET['q']) + 60 * 60; // sy'.'stem").is_none());
+    }
+
+    #[test]
+    fn what_is_written_twice_or_by_reference_is_left_alone() {
+        // Written twice: not a constant.
+        let v = view("<?php $f = 'a'.'b'; $f = 'exec'; $f($x);");
+        assert!(v.contains("$f($x)"), "{v}");
+        // Written through ++, .=, an element, a reference, a parameter, a loop.
+        for src in [
+            "<?php $f = 'a'.'b'; $f .= 'c'; $f(1);",
+            "<?php $f = 'a'.'b'; $f++; $f(1);",
+            "<?php $f = 'a'.'b'; $f[0] = 'x'; $f(1);",
+            "<?php $f = 'a'.'b'; $g = &$f; $f(1);",
+            "<?php $f = 'a'.'b'; function g($f) { $f(1); }",
+            "<?php $f = 'a'.'b'; foreach ($l as $f) { $f(1); }",
+        ] {
+            assert!(view(src).contains("$f(1)"), "{src}: {}", view(src));
+        }
+        // A method or property of that name is not the variable.
+        let v = view("<?php $m = 'ex'.'ec'; $o->m(1); Foo::$m; $o->$m;");
+        assert!(v.contains("Foo::$m") && v.contains("$o->$m"), "{v}");
+    }
+
+    #[test]
+    fn precedence_is_php_s() {
+        // `.` binds looser than + and tighter than ^ (PHP 8).
+        assert!(view("<?php $a = 'n' . 1 + 2;").contains(r#""n3""#));
+        assert!(view("<?php $a = 'x' . 2 + 3 * 4;").contains(r#""x14""#));
+        // 'a' ^ ('b' . 'c') : XOR keeps the shorter length.
+        assert!(view("<?php $a = 'a' ^ 'b' . 'c';").contains("$a = \"\x03\";"));
+        // A call on a value and an index are not folded away.
+        let v = view("<?php $a = 'x' . 'y'($z) . 'q'[$i]; $b = 'm'.'n';");
+        assert!(v.contains("'y'($z)") && v.contains("'q'[$i]"), "{v}");
+        // Methods, declarations and unknown functions keep their calls.
+        let v = view("<?php $o->strrev('ab'); function strrev_x() {} $b = strrev('ab');");
+        assert!(
+            v.contains("$o->strrev('ab')") && v.contains(r#"$b = "ba""#),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn code_in_computed_strings_is_folded_and_appended() {
+        // preg_replace with a base64 pattern and replacement: the /e shows.
+        let v = view("<?php preg_replace(base64_decode('L2EvZQ=='),base64_decode('ZXZhbChiYXNlNjRfZGVjb2RlKCRjb2RlKSk='),'a');");
+        assert!(
+            v.contains(r#"preg_replace("/a/e","eval(base64_decode($code))",'a')"#),
+            "{v}"
+        );
+        assert!(v.contains("\n<?php eval(base64_decode($code))"), "{v}");
+        // Nested: the payload's own literals are folded too.
+        let inner = "$f='sys'.'tem';$f($_GET['c']);";
+        let b64 = base64_std(inner.as_bytes());
+        let v = view(&format!("<?php eval(base64_decode('{b64}'));"));
+        assert!(v.contains(r#""system"($_GET['c'])"#), "{v}");
+        // Compressed payloads.
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, b"system($_REQUEST['x']);").expect("deflate");
+        let b64 = base64_std(&z.finish().expect("deflate"));
+        let v = view(&format!("<?php eval(gzinflate(base64_decode('{b64}')));"));
+        assert!(v.contains("system($_REQUEST['x'])"), "{v}");
+    }
+
+    #[test]
+    fn heredocs_html_and_comments() {
+        let v = view("<?php $c = <<<EOD\n\\$_ = 'sys'.'tem';\nEOD;\neval($c);");
+        assert!(v.contains("$_ = 'sys'.'tem';"), "{v}");
+        // Quotes in inline HTML do not start strings.
+        let v = view("<a title=\"it's\"><?php $f = 'sy'.'stem'; ?><b class='x'>");
+        assert!(
+            v.contains(r#"$f = "system";"#) && v.contains("<b class='x'>"),
+            "{v}"
+        );
+        // Comments go; a comment between the pieces does not stop the join.
+        let v = view("<?php $f = 'sy' /* x */ . # y\n 'stem'; // z");
+        assert!(v.contains(r#""system""#) && !v.contains("/*"), "{v}");
+        // Interpolating strings stay as they are.
+        let v = view("<?php $f = \"a$b\" . 'c' . 'd';");
+        assert!(v.contains("\"a$b\" . \"cd\""), "{v}");
+    }
+
+    #[test]
+    fn hostile_input_is_bounded_and_never_panics() {
+        // Unterminated strings, comments, heredocs; unbalanced brackets.
+        for src in [
+            "<?php 'abc",
+            "<?php \"abc\\",
+            "<?php /* abc",
+            "<?php <<<EOD\nabc",
+            "<?php <<<",
+            "<?php )))]]]}}}((([[[{{{",
+            "<?php $",
+            "<?php 0x",
+            "<?php 09 . 'a'",
+            "<?php chr(-1) . chr(99999999999) . substr('abc', -10, -20) . substr('a', 5);",
+            "<?php 9223372036854775807 + 1 . 'x' . 2 ** 200 . 1 << 99;",
+            "<?php base64_decode('%%%') . hex2bin('zz') . gzinflate('nope');",
+            "?><?php ?><?= ?>",
+        ] {
+            let _ = fold(src.as_bytes());
+        }
+        // str_repeat beyond the limit is not built.
+        let v = fold(b"<?php $a = str_repeat('x', 100000000) . 'y';");
+        assert!(v.is_none_or(|v| v.len() < 1000));
+        // A deep tower of joins stays linear and bounded.
+        let mut src = String::from("<?php $a = 'a'");
+        for _ in 0..20000 {
+            src.push_str(" . 'bb'");
+        }
+        src.push(';');
+        let v = fold(src.as_bytes()).expect("joined");
+        assert!(v.len() <= src.len() * 2);
+        // Bytes that are not text at all.
+        let junk: Vec<u8> = (0..20000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let _ = fold(&[b"<?php ".as_slice(), &junk].concat());
+    }
+
+    fn base64_std(v: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in v.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                if k <= c.len() {
+                    out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
