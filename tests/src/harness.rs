@@ -154,6 +154,7 @@ impl Harness {
             .map(|d| d.count())
             .unwrap_or(0);
         let log = self.dir.path().join(format!("agent-{n}.log"));
+        let started = std::time::Instant::now();
         let mut agent = AgentProcess::start(Some(&self.net.ns_a), &self.config, log);
         let cert = self.state().join("tls/cert.pem");
         let ok = wait_for(Duration::from_secs(60), || {
@@ -169,6 +170,11 @@ impl Harness {
             self.get("/api/v1/health", &self.read.clone()).0 == 200
         });
         assert!(up, "API did not come up; log:\n{}", self.log());
+        // Shown with --nocapture (the guests' logs): where a slow test's time goes.
+        eprintln!(
+            "harness: agent answering after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 
     pub fn log(&self) -> String {
