@@ -188,22 +188,48 @@ fn lex(src: &[u8]) -> Vec<Tok> {
     let mut i = 0;
     while i < n {
         // Inline HTML up to the next open tag, which goes with it.
-        let Some(p) = find(src, i, b"<?") else {
+        let Some(tag) = open_tag(src, i) else {
             t.push(Tok::Raw((i, n)));
             break;
-        };
-        let rest = &src[p + 2..];
-        let tag = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"php") {
-            p + 5
-        } else if rest.first() == Some(&b'=') {
-            p + 3
-        } else {
-            p + 2
         };
         t.push(Tok::Raw((i, tag)));
         i = lex_php(src, tag, &mut t);
     }
     t
+}
+
+/// Where the code after the next PHP open tag from `from` starts: `<?php`, `<?=`,
+/// `<?` and PHP 5's `<script language="php">`.
+fn open_tag(src: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let p = at + src.get(at..)?.iter().position(|&b| b == b'<')?;
+        let rest = &src[p + 1..];
+        if rest.first() == Some(&b'?') {
+            let rest = &rest[1..];
+            let end = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"php") {
+                p + 5
+            } else if rest.first() == Some(&b'=') {
+                p + 3
+            } else {
+                p + 2
+            };
+            return Some(end);
+        }
+        if rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"script") {
+            if let Some(close) = rest.iter().take(64).position(|&b| b == b'>') {
+                let attrs = rest[6..close].to_ascii_lowercase();
+                let attrs: Vec<u8> = attrs
+                    .into_iter()
+                    .filter(|b| !matches!(b, b'"' | b'\'' | b' ' | b'\t'))
+                    .collect();
+                if attrs == b"language=php" {
+                    return Some(p + 1 + close + 1);
+                }
+            }
+        }
+        at = p + 1;
+    }
 }
 
 /// PHP code from `i` to its close tag (pushed as Raw) or the end; returns where
@@ -222,6 +248,9 @@ fn lex_php(src: &[u8], mut i: usize, t: &mut Vec<Tok>) -> usize {
         } else if rest.starts_with(b"?>") {
             t.push(Tok::Raw((i, i + 2)));
             return i + 2;
+        } else if c == b'<' && rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"</script>") {
+            t.push(Tok::Raw((i, i + 9)));
+            return i + 9;
         } else if rest.starts_with(b"//") || (c == b'#' && !rest.starts_with(b"#[")) {
             // A line comment ends at the line's end or at a close tag.
             while i < n && src[i] != b'\n' && !src[i..].starts_with(b"?>") {
@@ -1400,6 +1429,23 @@ impl<'a> Pass<'a> {
                 }
                 return Some(Tok::Num(v, None));
             }
+            b"explode" if args.len() == 2 || args.len() == 3 => {
+                let (sep, v) = (s(0)?, s(1)?);
+                if sep.is_empty() {
+                    return None;
+                }
+                let mut items = Vec::new();
+                let mut rest = v;
+                while let Some(p) = rest.windows(sep.len()).position(|w| w == sep) {
+                    items.push(rest[..p].to_vec());
+                    rest = &rest[p + sep.len()..];
+                    if items.len() > 4096 {
+                        return None;
+                    }
+                }
+                items.push(rest.to_vec());
+                return Some(Tok::Arr(items));
+            }
             b"strrev" if one => s(0)?.iter().rev().copied().collect(),
             b"str_rot13" if one => s(0)?.iter().map(|&c| rot13(c)).collect(),
             b"strtolower" if one => s(0)?.to_ascii_lowercase(),
@@ -1737,6 +1783,8 @@ mod tests {
         assert!(v.contains(r#"call_user_func("system", 1)"#), "{v}");
         let v = view("<?php $s = array('s','y','s','t','e','m'); $a = join('', $s); $a(1);");
         assert!(v.contains(r#""system"(1)"#), "{v}");
+        let v = view("<?php $c = explode('.', 'x.as.y.sert'); f($c[1].$c[3], 1);");
+        assert!(v.contains(r#"f("assert", 1)"#), "{v}");
         // A view is made when a rule could see something new in it: not for a
         // value echoed, prose joined, request input as written or arithmetic.
         assert!(fold(b"<?php $a = 'x_y'; foo($a);").is_some());
@@ -1809,6 +1857,11 @@ mod tests {
     fn heredocs_html_and_comments() {
         let v = view("<?php $c = <<<EOD\n\\$_ = 'sys'.'tem';\nEOD;\neval($c);");
         assert!(v.contains("$_ = 'sys'.'tem';"), "{v}");
+        // PHP 5's script tag opens code too.
+        let v = view(
+            "<script language=\"php\">fputs(fopen(pack('H*','612e706870'),'w'),'x');</script>",
+        );
+        assert!(v.contains(r#"fopen("a.php",'w')"#), "{v}");
         // Quotes in inline HTML do not start strings.
         let v = view("<a title=\"it's\"><?php $f = 'sy'.'stem'; ?><b class='x'>");
         assert!(

@@ -1366,6 +1366,8 @@ mod tests {
                 "upload_beside_script",
                 "php_upload_saved_here_under_client_name",
             ),
+            ("intersect_key_callback", "php_callback_from_request"),
+            ("remote_copy_dropper", "php_uploader_eval_chain"),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
