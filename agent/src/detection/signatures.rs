@@ -820,10 +820,21 @@ fn yaml_rule(
     }
     let mut regexes = Vec::new();
     for r in &spec.regexes {
-        let re = regex::bytes::RegexBuilder::new(r)
-            .case_insensitive(spec.nocase)
-            .size_limit(8 << 20)
-            .build()
+        // Byte semantics first (\w, \s, \b, `.` and classes over ASCII and any byte):
+        // files are bytes, a class like [^"'] then also spans invalid UTF-8 that a
+        // shell may put in its way, and the compiled automata are a fraction of the
+        // Unicode ones (the builtin set: 0.8 s and 119 MB to load in a debug build,
+        // 0.23 s and 67 MB this way). A pattern that needs Unicode (\p{L}, a
+        // non-ASCII character in a class) is compiled with it.
+        let build = |unicode: bool| {
+            regex::bytes::RegexBuilder::new(r)
+                .case_insensitive(spec.nocase)
+                .unicode(unicode)
+                .size_limit(8 << 20)
+                .build()
+        };
+        let re = build(false)
+            .or_else(|_| build(true))
             .map_err(|e| (format!("rule {name}: regex {r:?}: {e}"), Some(r.clone())))?;
         regexes.push(re);
     }
@@ -1433,6 +1444,33 @@ rules:
         )])
         .expect_err("folded without file_types");
         assert!(e.to_string().contains("folded rules see PHP only"), "{e}");
+    }
+
+    /// Regexes see bytes: junk that is not UTF-8 between a shell's pieces does not
+    /// break a class, and a pattern that asks for Unicode still gets it.
+    #[test]
+    fn regexes_match_bytes_and_unicode_when_asked() {
+        let set = compile(vec![yaml(
+            r#"
+rules:
+  - name: bytes
+    severity: high
+    regexes: ['eval\s*\([^;"]{0,8}\$_POST']
+  - name: letters
+    severity: high
+    regexes: ['\p{Cyrillic}{3}']
+"#,
+        )])
+        .expect("compile");
+        let rules = |d: &[u8]| -> Vec<String> {
+            set.scan_yaml(&target("/w/a.php"), d)
+                .into_iter()
+                .map(|m| m.rule)
+                .collect()
+        };
+        assert_eq!(rules(b"<?php eval(\xff\xfe$_POST['x']);"), ["bytes"]);
+        assert_eq!(rules("<?php // абв".as_bytes()), ["letters"]);
+        assert!(rules(b"<?php eval('x'); $_POST;").is_empty());
     }
 
     #[test]
