@@ -1053,9 +1053,7 @@ impl<'a> Pass<'a> {
                 _ => None,
             };
             if let Some(v) = v {
-                out.truncate(o);
-                out.push(v);
-                return true;
+                return put(out, o, v);
             }
             return false;
         }
@@ -1092,11 +1090,7 @@ impl<'a> Pass<'a> {
         }
         let v = self.binary(&op, &out[l], &out[top]);
         match v {
-            Some(v) => {
-                out.truncate(l);
-                out.push(v);
-                true
-            }
+            Some(v) => put(out, l, v),
             None => false,
         }
     }
@@ -1196,14 +1190,23 @@ impl<'a> Pass<'a> {
         None
     }
 
+    /// The flat group that the closer at `top` ends: where its opener stands, its
+    /// single-token items, and the token before the opener.
+    fn group(&self, out: &[Tok], top: usize, open: &[u8]) -> Option<Group> {
+        let at = self.opener(out, top, open)?;
+        let items = self.args(out, at, top)?;
+        let before = out[..at].iter().rposition(|t| !t.is_ws());
+        Some(Group {
+            open: at,
+            args: items,
+            before,
+        })
+    }
+
     fn close_paren(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
-        let Some(open) = self.opener(out, top, b"(") else {
+        let Some(Group { open, args, before }) = self.group(out, top, b"(") else {
             return false;
         };
-        let Some(args) = self.args(out, open, top) else {
-            return false;
-        };
-        let before = out[..open].iter().rposition(|t| !t.is_ws());
         let callee = before.map(|b| &out[b]);
         let name = self.ident_of(callee);
         let callish = match callee {
@@ -1217,9 +1220,7 @@ impl<'a> Pass<'a> {
         if !callish {
             // Grouping: (value) is the value.
             if args.len() == 1 && args[0].is_value() {
-                out.truncate(open);
-                out.push(args[0].clone());
-                return true;
+                return put(out, open, args[0].clone());
             }
             return false;
         }
@@ -1239,37 +1240,21 @@ impl<'a> Pass<'a> {
         let Some(v) = self.call(&name, &args) else {
             return false;
         };
-        out.truncate(b);
-        out.push(v);
-        true
+        put(out, b, v)
     }
 
     fn close_bracket(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
-        let Some(open) = self.opener(out, top, b"[") else {
+        let Some(Group { open, args, before }) = self.group(out, top, b"[") else {
             return false;
         };
-        let Some(args) = self.args(out, open, top) else {
-            return false;
-        };
-        let before = out[..open].iter().rposition(|t| !t.is_ws());
         let base = before.map(|b| out[b].clone());
         let indexing = base.as_ref().is_some_and(|t| self.is_operand(t));
         if !indexing {
             // An array literal of strings.
-            let items: Option<Vec<Vec<u8>>> = args
-                .iter()
-                .map(|a| match a {
-                    Tok::Str(s, _) => Some(s.clone()),
-                    Tok::Num(n, _) => Some(n.to_string().into_bytes()),
-                    _ => None,
-                })
-                .collect();
-            if let Some(items) = items {
-                out.truncate(open);
-                out.push(Tok::Arr(items));
-                return true;
-            }
-            return false;
+            let Some(items) = string_items(&args) else {
+                return false;
+            };
+            return put(out, open, Tok::Arr(items));
         }
         let (Some(b), Some(base), [key]) = (before, base, args.as_slice()) else {
             return false;
@@ -1310,20 +1295,17 @@ impl<'a> Pass<'a> {
         let Some(v) = v else {
             return false;
         };
-        out.truncate(b);
-        out.push(v);
-        true
+        put(out, b, v)
     }
 
     /// `${ "name" }`: a variable named by a string.
     fn close_brace(&mut self, out: &mut Vec<Tok>, top: usize) -> bool {
-        let Some(open) = self.opener(out, top, b"{") else {
-            return false;
-        };
-        let Some(args) = self.args(out, open, top) else {
-            return false;
-        };
-        let Some(dollar) = out[..open].iter().rposition(|t| !t.is_ws()) else {
+        let Some(Group {
+            args,
+            before: Some(dollar),
+            ..
+        }) = self.group(out, top, b"{")
+        else {
             return false;
         };
         if self.op_of(Some(&out[dollar])) != Some(b"$") {
@@ -1333,9 +1315,22 @@ impl<'a> Pass<'a> {
             return false;
         };
         let v = self.named_variable(name);
-        out.truncate(dollar);
-        out.push(v);
-        true
+        put(out, dollar, v)
+    }
+
+    /// The superglobal an `INPUT_*` constant names (filter_input's first argument).
+    fn input_source(&self, t: Option<&Tok>) -> Option<&'static [u8]> {
+        let Some(Tok::Ident(span)) = t else {
+            return None;
+        };
+        Some(match self.text(span) {
+            b"INPUT_GET" => b"_GET",
+            b"INPUT_POST" => b"_POST",
+            b"INPUT_COOKIE" => b"_COOKIE",
+            b"INPUT_REQUEST" => b"_REQUEST",
+            b"INPUT_SERVER" => b"_SERVER",
+            _ => return None,
+        })
     }
 
     /// A builtin applied to literal arguments.
@@ -1351,17 +1346,7 @@ impl<'a> Pass<'a> {
         let one = args.len() == 1;
         let v: Vec<u8> = match name {
             b"filter_input" => {
-                let Some(Tok::Ident(src)) = args.first() else {
-                    return None;
-                };
-                let sg = match self.text(src) {
-                    b"INPUT_GET" => b"_GET".as_slice(),
-                    b"INPUT_POST" => b"_POST",
-                    b"INPUT_COOKIE" => b"_COOKIE",
-                    b"INPUT_REQUEST" => b"_REQUEST",
-                    b"INPUT_SERVER" => b"_SERVER",
-                    _ => return None,
-                };
+                let sg = self.input_source(args.first())?;
                 let key = args.get(1)?;
                 if let Tok::Str(k, _) = key {
                     if !client_key(sg, k) {
@@ -1373,17 +1358,12 @@ impl<'a> Pass<'a> {
                 return Some(Tok::Req([b"$".as_slice(), sg, b"[", &kt, b"]"].concat()));
             }
             b"filter_input_array" => {
-                let Some(Tok::Ident(src)) = args.first() else {
+                let sg = self.input_source(args.first())?;
+                if sg == b"_SERVER" {
                     return None;
-                };
-                let r = match self.text(src) {
-                    b"INPUT_GET" => b"$_GET".as_slice(),
-                    b"INPUT_POST" => b"$_POST",
-                    b"INPUT_COOKIE" => b"$_COOKIE",
-                    _ => return None,
-                };
+                }
                 self.changed = true;
-                return Some(Tok::Req(r.to_vec()));
+                return Some(Tok::Req([b"$".as_slice(), sg].concat()));
             }
             b"getenv" if one => {
                 let k = s(0)?;
@@ -1393,17 +1373,7 @@ impl<'a> Pass<'a> {
                 self.changed = true;
                 return Some(Tok::Req([b"$_SERVER['".as_slice(), k, b"']"].concat()));
             }
-            b"array" => {
-                let items: Option<Vec<Vec<u8>>> = args
-                    .iter()
-                    .map(|a| match a {
-                        Tok::Str(s, _) => Some(s.clone()),
-                        Tok::Num(n, _) => Some(n.to_string().into_bytes()),
-                        _ => None,
-                    })
-                    .collect();
-                return items.map(Tok::Arr);
-            }
+            b"array" => return string_items(args).map(Tok::Arr),
             b"chr" if one => {
                 let c = n(0)?;
                 vec![c.rem_euclid(256) as u8]
@@ -1559,6 +1529,32 @@ impl<'a> Pass<'a> {
         };
         self.computed(v)
     }
+}
+
+/// Replace the stack from `at` on with `v` (a reduction done).
+fn put(out: &mut Vec<Tok>, at: usize, v: Tok) -> bool {
+    out.truncate(at);
+    out.push(v);
+    true
+}
+
+/// A bracketed group at the top of the stack (see `Pass::group`).
+struct Group {
+    open: usize,
+    args: Vec<Tok>,
+    before: Option<usize>,
+}
+
+/// The values of an array literal whose items are all strings or integers.
+fn string_items(items: &[Tok]) -> Option<Vec<Vec<u8>>> {
+    items
+        .iter()
+        .map(|a| match a {
+            Tok::Str(s, _) => Some(s.clone()),
+            Tok::Num(n, _) => Some(n.to_string().into_bytes()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn rot13(c: u8) -> u8 {
