@@ -996,7 +996,9 @@ impl RuleSet {
     /// says so in its pattern.
     pub fn scan_yaml(&self, target: &Target<'_>, data: &[u8]) -> Vec<RuleMatch> {
         let mut found = self.match_yaml(target, data, &[], false);
-        if PHP_EXTENSIONS.contains(&target.extension().as_str()) {
+        // Folding costs about as much as matching: only for PHP, and only when there
+        // are YAML rules to read the view (a YARA-only set never does).
+        if !self.yaml.is_empty() && PHP_EXTENSIONS.contains(&target.extension().as_str()) {
             if let Some(view) = phpfold::fold(data) {
                 let seen: Vec<usize> = found.iter().map(|(ri, _, _)| *ri).collect();
                 for (ri, _, pattern) in self.match_yaml(target, &view, &seen, true) {
