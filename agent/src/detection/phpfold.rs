@@ -37,9 +37,12 @@ const MAX_PASSES: usize = 8;
 const MAX_STRING: usize = 1 << 20;
 /// All computed strings of one file together.
 const MAX_COMPUTED: usize = 8 << 20;
-/// Payloads folded and appended, and how deep payloads of payloads go.
+/// Payloads folded and appended (in all, payloads of payloads included), and how deep
+/// payloads of payloads go.
 const MAX_PAYLOADS: usize = 64;
 const MAX_DEPTH: usize = 3;
+/// Tokens of an index expression looked at to tell `$a[...] = x` from a read.
+const ELEMENT_SCAN: usize = 256;
 /// A computed string is taken for code (a payload) from this length on.
 const PAYLOAD_MIN: usize = 8;
 
@@ -49,11 +52,33 @@ pub fn fold(src: &[u8]) -> Option<Vec<u8>> {
     if src.len() > MAX_INPUT {
         return None;
     }
-    let mut budget = MAX_COMPUTED;
+    let mut budget = Budget {
+        bytes: MAX_COMPUTED,
+        payloads: MAX_PAYLOADS,
+    };
     fold_at(src, 0, &mut budget)
 }
 
-fn fold_at(src: &[u8], depth: usize, budget: &mut usize) -> Option<Vec<u8>> {
+/// What one file's folding may still spend: bytes of computed or substituted text,
+/// and payloads folded. Every piece of work whose size a file chooses is charged
+/// here, so a hostile file costs a bounded amount however it is built.
+struct Budget {
+    bytes: usize,
+    payloads: usize,
+}
+
+impl Budget {
+    /// Take `n` bytes, or say no (and take nothing).
+    fn take(&mut self, n: usize) -> bool {
+        let ok = n <= self.bytes;
+        if ok {
+            self.bytes -= n;
+        }
+        ok
+    }
+}
+
+fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
     let mut toks = lex(src);
     // A double-quoted string spelled with escapes ("\x73\x79...") is already decoded.
     let mut changed = toks
@@ -94,7 +119,11 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut usize) -> Option<Vec<u8>> {
     let mut out = emit(src, &toks);
     payloads.sort();
     payloads.dedup();
-    for p in payloads.iter().take(MAX_PAYLOADS) {
+    for p in &payloads {
+        if budget.payloads == 0 {
+            break;
+        }
+        budget.payloads -= 1;
         out.push(b'\n');
         let code: Vec<u8> = if contains(p, b"<?") {
             p.clone()
@@ -156,15 +185,13 @@ impl Tok {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+/// Substring search in linear time (a file chooses both sides' lengths).
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay.get(from..)?, needle).map(|p| p + from)
 }
 
-fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, 0, needle).is_some()
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -649,11 +676,16 @@ impl Env {
             if next.is_some_and(is_assign) {
                 write = true;
             } else if next == Some(b"[") || next == Some(b"{") {
-                // An element write ($a[..] = ...) changes the variable.
+                // An element write ($a[..] = ...) changes the variable. The index is
+                // looked at up to the statement's end and at most ELEMENT_SCAN tokens
+                // on (an unclosed bracket must not make this quadratic); an index
+                // longer than that counts as a write.
                 let mut d = 0usize;
                 let mut j = k + 1;
-                while j < idx.len() {
+                let end = idx.len().min(k + 1 + ELEMENT_SCAN);
+                while j < end {
                     match op(j) {
+                        Some(b";") => break,
                         Some(b"[" | b"{" | b"(") => d += 1,
                         Some(b"]" | b"}" | b")") => {
                             d = d.saturating_sub(1);
@@ -665,7 +697,7 @@ impl Env {
                     }
                     j += 1;
                 }
-                if op(j + 1).is_some_and(is_assign) {
+                if j >= end || op(j + 1).is_some_and(is_assign) {
                     write = true;
                 }
             }
@@ -775,7 +807,7 @@ fn key_text(v: &Tok) -> Option<Vec<u8>> {
 struct Pass<'a> {
     src: &'a [u8],
     env: &'a Env,
-    budget: &'a mut usize,
+    budget: &'a mut Budget,
     payloads: &'a mut Vec<Vec<u8>>,
     notes: &'a mut Vec<Vec<u8>>,
     /// Something a rule could see changed (a value computed, input respelled).
@@ -958,6 +990,15 @@ impl<'a> Pass<'a> {
         if la.is_some_and(is_assign) {
             return tok;
         }
+        // Each copy is paid for: a large value read many times stays bounded.
+        let size = match v {
+            Tok::Str(s, _) | Tok::Req(s) => s.len(),
+            Tok::Arr(a) => a.iter().map(|i| i.len() + 3).sum(),
+            _ => 0,
+        };
+        if !self.budget.take(size) {
+            return tok;
+        }
         let prev = Self::nth(out, 0);
         let prev_tok = prev.map(|p| &out[p]);
         let prev_op = self.op_of(prev_tok);
@@ -1007,10 +1048,9 @@ impl<'a> Pass<'a> {
     }
 
     fn computed(&mut self, v: Vec<u8>) -> Option<Tok> {
-        if v.len() > MAX_STRING || v.len() > *self.budget {
+        if v.len() > MAX_STRING || !self.budget.take(v.len()) {
             return None;
         }
-        *self.budget -= v.len();
         self.changed |= interesting(&v);
         if v.len() >= PAYLOAD_MIN && (v.contains(&b'(') || v.contains(&b'$') || contains(&v, b"<?"))
         {
@@ -1405,15 +1445,18 @@ impl<'a> Pass<'a> {
                     return None;
                 }
                 let mut items = Vec::new();
-                let mut rest = v;
-                while let Some(p) = rest.windows(sep.len()).position(|w| w == sep) {
-                    items.push(rest[..p].to_vec());
-                    rest = &rest[p + sep.len()..];
+                let mut at = 0;
+                for p in memchr::memmem::find_iter(v, sep) {
+                    if p < at {
+                        continue;
+                    }
+                    items.push(v[at..p].to_vec());
+                    at = p + sep.len();
                     if items.len() > 4096 {
                         return None;
                     }
                 }
-                items.push(rest.to_vec());
+                items.push(v[at..].to_vec());
                 return Some(Tok::Arr(items));
             }
             b"strrev" if one => s(0)?.iter().rev().copied().collect(),
@@ -1464,6 +1507,10 @@ impl<'a> Pass<'a> {
                 };
                 let mut v = subject.to_vec();
                 for x in search.iter().filter(|x| !x.is_empty()) {
+                    // Each pass over the subject is paid for.
+                    if !self.budget.take(v.len()) {
+                        return None;
+                    }
                     v = replace_all(&v, x, repl, name == b"str_ireplace");
                     if v.len() > MAX_STRING {
                         return None;
@@ -1472,15 +1519,16 @@ impl<'a> Pass<'a> {
                 v
             }
             b"strtr" if args.len() == 3 => {
+                // A byte named twice in `from` maps as its first occurrence says
+                // (PHP takes the last; kept as the folder had it).
                 let (from, to) = (s(1)?, s(2)?);
+                let mut table: [Option<u8>; 256] = [None; 256];
+                for (f, t) in from.iter().zip(to).rev() {
+                    table[usize::from(*f)] = Some(*t);
+                }
                 s(0)?
                     .iter()
-                    .map(|c| {
-                        from.iter()
-                            .take(to.len())
-                            .position(|f| f == c)
-                            .map_or(*c, |i| to[i])
-                    })
+                    .map(|c| table[usize::from(*c)].unwrap_or(*c))
                     .collect()
             }
             b"substr" if args.len() == 2 || args.len() == 3 => {
@@ -1661,24 +1709,25 @@ fn inflate(name: &[u8], v: &[u8]) -> Option<Vec<u8>> {
     (read.is_ok() && out.len() <= MAX_STRING).then_some(out)
 }
 
+/// Every occurrence of `from` in `v` (left to right, not overlapping) replaced by
+/// `to`; `nocase`: ASCII case ignored. Linear in `v`.
 fn replace_all(v: &[u8], from: &[u8], to: &[u8], nocase: bool) -> Vec<u8> {
+    let (hay, needle) = if nocase {
+        (v.to_ascii_lowercase(), from.to_ascii_lowercase())
+    } else {
+        (v.to_vec(), from.to_vec())
+    };
     let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        let hit = v.len() - i >= from.len()
-            && if nocase {
-                v[i..i + from.len()].eq_ignore_ascii_case(from)
-            } else {
-                &v[i..i + from.len()] == from
-            };
-        if hit {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(v[i]);
-            i += 1;
+    let mut at = 0;
+    for p in memchr::memmem::find_iter(&hay, &needle) {
+        if p < at {
+            continue;
         }
+        out.extend_from_slice(&v[at..p]);
+        out.extend_from_slice(to);
+        at = p + from.len();
     }
+    out.extend_from_slice(&v[at..]);
     out
 }
 
@@ -1903,6 +1952,36 @@ mod tests {
         src.push(';');
         let v = fold(src.as_bytes()).expect("joined");
         assert!(v.len() <= src.len() * 2);
+        // Work whose size the file chooses: long separators and search strings, a
+        // long translation table, a large value read many times, unclosed indexes.
+        let big = "ab".repeat(200_000);
+        let half = "ab".repeat(100_000);
+        for src in [
+            format!("<?php $a = explode('{half}', '{big}') . 'x';"),
+            format!("<?php $a = str_replace('{half}b', '', '{big}') . 'x';"),
+            format!("<?php $a = strtr('{big}', '{half}', '{half}') . 'x';"),
+            format!("<?php $v = '({big})'; {}", "f($v);".repeat(20_000)),
+            format!("<?php $v = 'x'.'y'; {}", "$a[".repeat(50_000)),
+        ] {
+            let _ = fold(src.as_bytes());
+        }
+        // Payloads of payloads are bounded in all, not per level: 20 payloads that
+        // each hold 20 more are 400 without that.
+        let evals = |codes: Vec<String>| -> String {
+            codes
+                .iter()
+                .map(|c| format!("eval(base64_decode('{}'));", base64_std(c.as_bytes())))
+                .collect()
+        };
+        let level1 = evals(
+            (0..20)
+                .map(|i| evals((0..20).map(|j| format!("$z{i}_{j}=1;")).collect()))
+                .collect(),
+        );
+        let src = format!("<?php {}", evals(vec![level1]));
+        let v = String::from_utf8_lossy(&fold(src.as_bytes()).expect("folded")).into_owned();
+        let innermost = v.matches("<?php $z").count();
+        assert!(innermost <= MAX_PAYLOADS, "{innermost} innermost payloads");
         // Bytes that are not text at all.
         let junk: Vec<u8> = (0..20000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
