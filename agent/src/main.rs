@@ -507,6 +507,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if data.len() > agent::detection::phpfold::MAX_INPUT {
+                eprintln!(
+                    "{}: larger than the {} bytes the folder reads (the rules read the file alone)",
+                    file.display(),
+                    agent::detection::phpfold::MAX_INPUT
+                );
+                return ExitCode::FAILURE;
+            }
             match agent::detection::phpfold::fold(&data) {
                 Some(view) => {
                     use std::io::Write;

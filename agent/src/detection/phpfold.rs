@@ -507,8 +507,8 @@ fn lex_heredoc(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
             k += 1;
         }
         if src[k..].starts_with(id) && !src.get(k + id.len()).is_some_and(|&b| is_ident(b)) {
-            let body_end = line.saturating_sub(1).max(nl + 1);
-            let body = &src[nl + 1..body_end.max(nl + 1)];
+            // Up to the newline before the closing line (none when it is the first).
+            let body = &src[nl + 1..line.saturating_sub(1).max(nl + 1)];
             let end = k + id.len();
             // Its value, written back as a plain literal.
             if quote == Some(b'\'') {
@@ -733,16 +733,20 @@ fn interesting(v: &[u8]) -> bool {
     let name = (2..=40).contains(&v.len())
         && v.first().is_some_and(|&c| is_ident_start(c))
         && v.iter().all(|&c| is_ident(c));
-    let lower = v.to_ascii_lowercase();
+    let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+    let ends = |p: &[u8]| v.len() >= p.len() && v[v.len() - p.len()..].eq_ignore_ascii_case(p);
     let url_or_script = v.len() <= 256
-        && (lower.starts_with(b"http://")
-            || lower.starts_with(b"https://")
+        && (starts(b"http://")
+            || starts(b"https://")
             || [b".php".as_slice(), b".phtml", b".phar", b".inc"]
                 .iter()
-                .any(|e| lower.ends_with(e)));
-    name || url_or_script
-        || (v.len() >= PAYLOAD_MIN
-            && (v.contains(&b'(') || v.contains(&b'$') || contains(v, b"<?")))
+                .any(|e| ends(e)));
+    name || url_or_script || (v.len() >= PAYLOAD_MIN && code_like(v))
+}
+
+/// Whether a string looks like code: a call, a variable or an open tag.
+fn code_like(v: &[u8]) -> bool {
+    v.contains(&b'(') || v.contains(&b'$') || contains(v, b"<?")
 }
 
 /// Whether a variable's value is worth writing where it is read: what a rule can use
@@ -753,9 +757,7 @@ fn worth_replacing(v: &Tok) -> bool {
             (s.len() <= 64
                 && !s.is_empty()
                 && s.iter().all(|&c| is_ident(c) || b"\\:./-".contains(&c)))
-                || s.contains(&b'(')
-                || s.contains(&b'$')
-                || contains(s, b"<?")
+                || code_like(s)
         }
         _ => true,
     }
@@ -1052,8 +1054,7 @@ impl<'a> Pass<'a> {
             return None;
         }
         self.changed |= interesting(&v);
-        if v.len() >= PAYLOAD_MIN && (v.contains(&b'(') || v.contains(&b'$') || contains(&v, b"<?"))
-        {
+        if v.len() >= PAYLOAD_MIN && code_like(&v) {
             self.payloads.push(v.clone());
         }
         Some(Tok::Str(v, None))
@@ -1081,10 +1082,10 @@ impl<'a> Pass<'a> {
         let (Some(o), Some(l)) = (Self::nth(out, 1), Self::nth(out, 2)) else {
             return false;
         };
-        let op = self.op_of(Some(&out[o])).map(<[u8]>::to_vec);
+        let op = self.op_of(Some(&out[o]));
         // Unary ~ and - on a value.
-        if matches!(op.as_deref(), Some(b"~" | b"-")) && !postfix && !self.is_operand(&out[l]) {
-            let v = match (&op.as_deref(), &out[top]) {
+        if matches!(op, Some(b"~" | b"-")) && !postfix && !self.is_operand(&out[l]) {
+            let v = match (op, &out[top]) {
                 (Some(b"~"), Tok::Str(s, _)) => {
                     self.computed(s.iter().map(|b| !b).collect::<Vec<u8>>())
                 }
@@ -1100,7 +1101,7 @@ impl<'a> Pass<'a> {
         let Some(op) = op else {
             return false;
         };
-        let p = prec(&op);
+        let p = prec(op);
         if p == 0 || postfix || !out[l].is_value() {
             return false;
         }
@@ -1128,7 +1129,7 @@ impl<'a> Pass<'a> {
         if before_prec >= p && !joined {
             return false;
         }
-        let v = self.binary(&op, &out[l], &out[top]);
+        let v = self.binary(op, &out[l], &out[top]);
         match v {
             Some(v) => put(out, l, v),
             None => false,
@@ -1287,8 +1288,8 @@ impl<'a> Pass<'a> {
         let Some(Group { open, args, before }) = self.group(out, top, b"[") else {
             return false;
         };
-        let base = before.map(|b| out[b].clone());
-        let indexing = base.as_ref().is_some_and(|t| self.is_operand(t));
+        let base = before.map(|b| &out[b]);
+        let indexing = base.is_some_and(|t| self.is_operand(t));
         if !indexing {
             // An array literal of strings.
             let Some(items) = string_items(&args) else {
@@ -1299,7 +1300,7 @@ impl<'a> Pass<'a> {
         let (Some(b), Some(base), [key]) = (before, base, args.as_slice()) else {
             return false;
         };
-        let v = match (&base, key) {
+        let v = match (base, key) {
             (Tok::Str(s, _), Tok::Num(n, _)) => {
                 let i = if *n < 0 { s.len() as i64 + n } else { *n };
                 usize::try_from(i)
@@ -1500,9 +1501,9 @@ impl<'a> Pass<'a> {
             b"str_replace" | b"str_ireplace" if args.len() == 3 => {
                 let subject = s(2)?;
                 let repl = s(1)?;
-                let search: Vec<Vec<u8>> = match &args[0] {
-                    Tok::Str(x, _) => vec![x.clone()],
-                    Tok::Arr(a) => a.clone(),
+                let search: &[Vec<u8>] = match &args[0] {
+                    Tok::Str(x, _) => std::slice::from_ref(x),
+                    Tok::Arr(a) => a,
                     _ => return None,
                 };
                 let mut v = subject.to_vec();
