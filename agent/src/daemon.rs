@@ -234,6 +234,8 @@ pub async fn run(
         supervisor.clone(),
         shutdown_rx.clone(),
     ));
+    // The start's peak (the rules' compile above all) is over.
+    tokio::task::spawn_blocking(|| crate::supervisor::memory::release_freed("start"));
     notifier.ready(&format!(
         "Protecting: API on {addr}; firewall reconciled; {} supervised tasks",
         supervisor.tasks().len()

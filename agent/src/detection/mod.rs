@@ -692,6 +692,9 @@ pub async fn sweep_changed(det: &Arc<Detection>, roots: &[PathBuf]) -> Vec<u64> 
         while det.jobs.any_running(&jobs) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        // The scan workers' read buffers of the sweep are free now.
+        let _ =
+            tokio::task::spawn_blocking(|| crate::supervisor::memory::release_freed("sweep")).await;
         let ns = started
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

@@ -182,6 +182,9 @@ impl Engine {
                     Err(p) => *p.into_inner() = None,
                 }
                 tracing::info!(version = %set.version, rules = set.rules().len(), "Rules reloaded.");
+                // The compile's working memory (and the previous set, once its last
+                // scan ends) is free now.
+                crate::supervisor::memory::release_freed("rules reload");
                 Ok(set)
             }
             Err(e) => {

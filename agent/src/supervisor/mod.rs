@@ -23,6 +23,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub mod memory;
 pub mod notify;
 pub mod panic;
 use crate::{findings::Findings, store::NewFinding};
