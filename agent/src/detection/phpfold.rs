@@ -461,7 +461,14 @@ fn lex_double(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
         return src.len();
     };
     let body = &src[start + 1..end - 1];
-    if interpolates(body) {
+    let lone_var = body.len() > 1
+        && body[0] == b'$'
+        && is_ident_start(body[1])
+        && body[1..].iter().all(|&c| is_ident(c));
+    if lone_var {
+        // "$x" is the variable's value as a string.
+        t.push(Tok::Var((start + 2, end - 1)));
+    } else if interpolates(body) {
         t.push(Tok::Raw((start, end)));
     } else if body.contains(&b'\\') {
         // Escapes decoded: the folder's value (as "\x73\x79..." is).
@@ -1249,7 +1256,18 @@ impl<'a> Pass<'a> {
             return false;
         };
         let callee = before.map(|b| &out[b]);
-        let name = self.ident_of(callee);
+        // A string called as a function ("chr"(101), PHP 7's callable strings) is the
+        // function it names.
+        let name = match callee {
+            Some(Tok::Str(s, _))
+                if (1..=64).contains(&s.len())
+                    && is_ident_start(s[0])
+                    && s.iter().all(|&c| is_ident(c)) =>
+            {
+                Some(s.to_ascii_lowercase())
+            }
+            _ => self.ident_of(callee),
+        };
         let callish = match callee {
             None => false,
             Some(Tok::Ident(_)) => !matches!(
@@ -1349,6 +1367,17 @@ impl<'a> Pass<'a> {
         else {
             return false;
         };
+        // PHP 5 and 7's string offset in braces: "abc"{1} is "b".
+        if let (Tok::Str(s, _), [Tok::Num(n, _)]) = (&out[dollar], args.as_slice()) {
+            let i = if *n < 0 { s.len() as i64 + n } else { *n };
+            let Some(c) = usize::try_from(i).ok().and_then(|i| s.get(i).copied()) else {
+                return false;
+            };
+            let Some(v) = self.computed(vec![c]) else {
+                return false;
+            };
+            return put(out, dollar, v);
+        }
         if self.op_of(Some(&out[dollar])) != Some(b"$") {
             return false;
         }
@@ -1813,6 +1842,20 @@ mod tests {
         assert!(v.contains("$_GET['_GET']($_GET['____'])"), "{v}");
         let v = view("<?php $_=${'_'.('{{{'^'<>/')};$_[0]($_[1]);");
         assert!(v.contains("$_GET[0]($_GET[1])"), "{v}");
+        // A string called as a function is that function: chr reached through a
+        // variable that holds its name.
+        let v = view("<?php $c = chr(99).chr(104).chr(114); $f = $c(115).$c(121).$c(115);");
+        assert!(v.contains(r#"$f = "sys";"#), "{v}");
+        // ... but not a method of that name, nor a function the folder does not know.
+        let v = view("<?php $o->{'chr'}(115); $x = 'system'(1); $y = 'a'.'b';");
+        assert!(v.contains(r#"$o->{'chr'}(115)"#), "{v}");
+        assert!(v.contains("'system'(1)"), "{v}");
+        // PHP 5 and 7's string offsets in braces.
+        let v = view("<?php $f = 'hello'{1} . 'world'{0} . 'xyz'{-1};");
+        assert!(v.contains(r#"$f = "ewz";"#), "{v}");
+        // A string that is one variable is that variable's value.
+        let v = view(r#"<?php $c = $_GET['c']; $d = "$c"; passthru("$d");"#);
+        assert!(v.contains("passthru($_GET['c'])"), "{v}");
     }
 
     #[test]
