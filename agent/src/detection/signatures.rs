@@ -1381,6 +1381,18 @@ mod tests {
             ),
             ("intersect_key_callback", "php_callback_from_request"),
             ("remote_copy_dropper", "php_uploader_eval_chain"),
+            ("self_deleting_dropper", "php_self_deleting_dropper"),
+            ("windows_com_shell", "php_windows_com_shell"),
+            ("reads_account_file", "php_reads_system_account_file"),
+            ("decrypted_payload_eval", "php_eval_of_decrypted_payload"),
+            ("request_file_download", "php_request_named_file_sent"),
+            ("remote_cgi_dropper", "php_remote_script_dropper"),
+            ("unchecked_uploader", "php_upload_kept_unchecked"),
+            ("request_url_downloader", "php_fetches_request_url_to_file"),
+            (
+                "name_finished_by_reference",
+                "php_function_name_finished_by_reference",
+            ),
         ] {
             let data = std::fs::read(dir.join(format!("{sample}.php.sample"))).expect("sample");
             let m = scan_as(
