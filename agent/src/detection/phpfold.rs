@@ -22,12 +22,18 @@
 //! - Request input in any spelling (`filter_input`, `getenv('HTTP_...')`, a variable
 //!   assigned once from it, a superglobal reached by a computed name) is written
 //!   `$_GET['k']`; a superglobal named by a computed string is also noted as
-//!   `${"_GET"}`.
+//!   `${"_GET"}`; the raw body (`file_get_contents('php://input')`) is written
+//!   `$_POST['php://input']`. A variable fed from request input at one of its
+//!   assignments and handed whole to a command or code function is written
+//!   `$_REQUEST['via $name']` at that call (see `Env::tainted`).
 //! - Comments are gone.
 //! - Code found in computed strings (what `eval` would run) is folded in turn and
 //!   appended, one payload a line, after the view.
 
-use std::{collections::HashMap, io::Read};
+use std::{
+    collections::{HashMap, HashSet},
+    io::Read,
+};
 
 /// Files larger than this are not folded (the raw scan still runs).
 pub const MAX_INPUT: usize = 4 << 20;
@@ -86,6 +92,9 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
         .any(|t| matches!(t, Tok::Str(v, None) if interesting(v)));
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut notes: Vec<Vec<u8>> = Vec::new();
+    // Tainted arguments are marked once the constants have settled (a variable that
+    // turns out to hold one value is better written as that value).
+    let mut taint = false;
     for pass in 0..MAX_PASSES {
         // The first pass folds what needs no variable; each later one puts the values
         // of variables assigned once where they are read, and is worth it only when
@@ -95,7 +104,7 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
         } else {
             Env::build(src, &toks)
         };
-        if pass > 0 && env.consts.is_empty() {
+        if pass > 0 && env.consts.is_empty() && env.tainted.is_empty() {
             break;
         }
         let mut p = Pass {
@@ -106,11 +115,15 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
             notes: &mut notes,
             changed: false,
             progress: false,
+            taint,
         };
         toks = p.run(toks);
         changed |= p.changed;
         if !p.progress && pass > 0 {
-            break;
+            if taint || env.tainted.is_empty() {
+                break;
+            }
+            taint = true;
         }
     }
     if !changed {
@@ -586,7 +599,41 @@ fn lex_number(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
 #[derive(Default)]
 struct Env {
     consts: HashMap<Vec<u8>, Tok>,
+    /// Variables fed from request input at one of their assignments (directly or
+    /// through another such variable), unless through a function that makes the
+    /// value harmless to a command (`escapeshellarg`, `intval`, a hash).
+    tainted: HashSet<Vec<u8>>,
 }
+
+/// Functions whose result carries nothing of a command or code the client chose.
+const SANITIZERS: &[&[u8]] = &[
+    b"escapeshellarg",
+    b"escapeshellcmd",
+    b"intval",
+    b"floatval",
+    b"int",
+    b"float",
+    b"bool",
+    b"md5",
+    b"sha1",
+    b"crc32",
+    b"hash",
+    b"strlen",
+    b"count",
+];
+
+/// Functions that run their first argument as a command or as code.
+const SINKS: &[&[u8]] = &[
+    b"system",
+    b"exec",
+    b"shell_exec",
+    b"passthru",
+    b"popen",
+    b"proc_open",
+    b"pcntl_exec",
+    b"eval",
+    b"assert",
+];
 
 const SUPERGLOBALS: &[&[u8]] = &[
     b"_GET",
@@ -647,6 +694,9 @@ impl Env {
         };
         let mut writes: HashMap<&[u8], usize> = HashMap::new();
         let mut value: HashMap<&[u8], Tok> = HashMap::new();
+        // Taint: variables assigned request input, and which variables feed which.
+        let mut tainted: HashSet<&[u8]> = HashSet::new();
+        let mut feeds: Vec<(&[u8], Vec<&[u8]>)> = Vec::new();
         // Inside a function's parameter list (its variables are written by callers).
         let mut header_depth: Option<usize> = None;
         let mut depth = 0usize;
@@ -712,6 +762,42 @@ impl Env {
                 continue;
             }
             *writes.entry(name).or_default() += 1;
+            if matches!(next, Some(b"=" | b".=")) && header_depth.is_none() {
+                // What the right side reads, up to the statement's end (bounded).
+                let (mut direct, mut clean) = (false, false);
+                let mut deps: Vec<&[u8]> = Vec::new();
+                let end = idx.len().min(k + 2 + ELEMENT_SCAN);
+                for j in k + 2..end {
+                    if op(j) == Some(b";") {
+                        break;
+                    }
+                    match toks[idx[j]] {
+                        Tok::Req(_) => direct = true,
+                        Tok::Var((s, e)) => {
+                            let v = &src[s..e];
+                            if SUPERGLOBALS[..5].contains(&v) {
+                                direct = true;
+                            } else if v != name && !SUPERGLOBALS.contains(&v) {
+                                deps.push(v);
+                            }
+                        }
+                        Tok::Ident(_) => {
+                            clean |= ident(j).is_some_and(|w| {
+                                SANITIZERS.iter().any(|x| w.eq_ignore_ascii_case(x))
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                if !clean {
+                    if direct {
+                        tainted.insert(name);
+                    }
+                    if !deps.is_empty() {
+                        feeds.push((name, deps));
+                    }
+                }
+            }
             let rhs = idx.get(k + 2).map(|&i| &toks[i]);
             if next == Some(b"=")
                 && header_depth.is_none()
@@ -724,12 +810,29 @@ impl Env {
                 }
             }
         }
-        let consts = value
+        // Through other variables, a bounded number of rounds.
+        for _ in 0..MAX_PASSES {
+            let before = tainted.len();
+            for (n, deps) in &feeds {
+                if deps.iter().any(|d| tainted.contains(d)) {
+                    tainted.insert(n);
+                }
+            }
+            if tainted.len() == before {
+                break;
+            }
+        }
+        let consts: HashMap<Vec<u8>, Tok> = value
             .into_iter()
             .filter(|(n, _)| writes.get(n) == Some(&1) && !SUPERGLOBALS.contains(n))
             .map(|(n, v)| (n.to_vec(), v))
             .collect();
-        Env { consts }
+        let tainted = tainted
+            .into_iter()
+            .filter(|n| !consts.contains_key(*n) && !SUPERGLOBALS.contains(n))
+            .map(<[u8]>::to_vec)
+            .collect();
+        Env { consts, tainted }
     }
 }
 
@@ -761,9 +864,13 @@ fn code_like(v: &[u8]) -> bool {
 fn worth_replacing(v: &Tok) -> bool {
     match v {
         Tok::Str(s, Some(_)) => {
+            let url = s.len() <= 256
+                && (s.starts_with(b"http://") || s.starts_with(b"https://"))
+                && !s.iter().any(|c| c.is_ascii_whitespace());
             (s.len() <= 64
                 && !s.is_empty()
                 && s.iter().all(|&c| is_ident(c) || b"\\:./-".contains(&c)))
+                || url
                 || code_like(s)
         }
         _ => true,
@@ -823,6 +930,8 @@ struct Pass<'a> {
     changed: bool,
     /// Any reduction at all (another pass may find more).
     progress: bool,
+    /// Mark tainted variables handed to commands (`Env::tainted`).
+    taint: bool,
 }
 
 /// Words that are never a bare string.
@@ -993,6 +1102,9 @@ impl<'a> Pass<'a> {
         };
         let name = self.text(span);
         let env = self.env;
+        if self.taint && env.tainted.contains(name) {
+            return self.tainted_argument(out, tok, la);
+        }
         let Some(v) = env.consts.get(name) else {
             return tok;
         };
@@ -1043,6 +1155,53 @@ impl<'a> Pass<'a> {
             Tok::Num(n, _) => Tok::Num(*n, None),
             other => other.clone(),
         }
+    }
+
+    /// A variable fed from request input, handed whole as the first argument of a
+    /// function that runs a command or code (`system($cmd)`), is written
+    /// `$_REQUEST['via $cmd']` there: what reaches the call is the client's.
+    fn tainted_argument(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
+        let Tok::Var(span) = &tok else {
+            return tok;
+        };
+        if !matches!(la, Some(b")" | b",")) {
+            return tok;
+        }
+        let Some(open) = Self::nth(out, 0) else {
+            return tok;
+        };
+        // `system(@$cmd)` too.
+        let open = if self.op_of(Some(&out[open])) == Some(b"@") {
+            match Self::nth(&out[..open], 0) {
+                Some(o) => o,
+                None => return tok,
+            }
+        } else {
+            open
+        };
+        if self.op_of(Some(&out[open])) != Some(b"(") {
+            return tok;
+        }
+        let Some(callee) = Self::nth(&out[..open], 0) else {
+            return tok;
+        };
+        let sink = self
+            .ident_of(Some(&out[callee]))
+            .is_some_and(|w| SINKS.contains(&w.as_slice()));
+        let method = Self::nth(&out[..callee], 0).is_some_and(|b| {
+            matches!(self.op_of(Some(&out[b])), Some(b"->" | b"?->" | b"::"))
+                || matches!(
+                    self.ident_of(Some(&out[b])).as_deref(),
+                    Some(b"function" | b"new")
+                )
+        });
+        if !sink || method {
+            return tok;
+        }
+        self.changed = true;
+        self.progress = true;
+        let name = self.text(span);
+        Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat())
     }
 
     /// `${"name"}`: a superglobal reached by a computed name is noted as such.
@@ -1442,6 +1601,13 @@ impl<'a> Pass<'a> {
                 }
                 self.changed = true;
                 return Some(Tok::Req([b"$_SERVER['".as_slice(), k, b"']"].concat()));
+            }
+            // The raw request body.
+            b"file_get_contents" | b"stream_get_contents"
+                if one && s(0).is_some_and(|p| p.eq_ignore_ascii_case(b"php://input")) =>
+            {
+                self.changed = true;
+                return Some(Tok::Req(b"$_POST['php://input']".to_vec()));
             }
             b"array" => return string_items(args).map(Tok::Arr),
             b"chr" if one => {
@@ -1865,6 +2031,14 @@ mod tests {
         // Request input in other spellings.
         let v = view("<?php $c = filter_input(INPUT_GET, 'cmd', FILTER_DEFAULT); call_user_func('system', $c);");
         assert!(v.contains("call_user_func('system', $_GET['cmd'])"), "{v}");
+        // A long URL is replaced too.
+        let v = view("<?php $u = 'https://code.example.org/some/rather/long/path/to/the/kit/main/panel-v2.php'; $c = file_get_contents($u);");
+        assert!(
+            v.contains("file_get_contents(\"https://code.example.org/"),
+            "{v}"
+        );
+        let v = view("<?php $b = file_get_contents('php://input'); eval($b);");
+        assert!(v.contains("eval($_POST['php://input'])"), "{v}");
         let v = view("<?php $h = getenv('HTTP_X_CMD'); system($h);");
         assert!(v.contains("system($_SERVER['HTTP_X_CMD'])"), "{v}");
         // Arrays of pieces, by index and joined.
@@ -1879,6 +2053,28 @@ mod tests {
         assert!(fold(b"<?php $a = 'x_y'; foo($a);").is_some());
         assert!(fold(b"<?php $a = 'x'; echo $a; $b = 'Hello, ' . 'world.';").is_none());
         assert!(fold(b"<?php echo strlen($_GET['q']) + 60 * 60; // sy'.'stem").is_none());
+    }
+
+    #[test]
+    fn request_input_reaching_a_command_through_variables_is_marked() {
+        // Written several times, once from the request: what system() runs is the
+        // client's.
+        let v = view(
+            "<?php $c = str_replace('a', 'b', $_POST['c']); if ($x) { $c = 'ls'; } $d = 'cd /tmp;' . $c; system($d); passthru(@$c);",
+        );
+        assert!(v.contains("system($_REQUEST['via $d'])"), "{v}");
+        assert!(v.contains("passthru(@$_REQUEST['via $c'])"), "{v}");
+        // Escaped for the shell, part of a larger argument, a method of that name,
+        // or never from the request: left alone.
+        for src in [
+            "<?php $f = escapeshellarg($_GET['f']); $f .= ''; system($f); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; system('ls ' . $c); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; $o->system($c); $z = 'a'.'b';",
+            "<?php $c = 'ls'; $c .= ' -l'; system($c); $z = 'a'.'b';",
+        ] {
+            let v = view(src);
+            assert!(!v.contains("via $"), "{src}: {v}");
+        }
     }
 
     #[test]
