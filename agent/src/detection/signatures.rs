@@ -1389,6 +1389,7 @@ mod tests {
             ("remote_cgi_dropper", "php_remote_script_dropper"),
             ("unchecked_uploader", "php_upload_kept_unchecked"),
             ("request_url_downloader", "php_fetches_request_url_to_file"),
+            ("remote_code_eval", "php_evals_remote_code"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
