@@ -25,7 +25,9 @@
 //!   `${"_GET"}`; the raw body (`file_get_contents('php://input')`) is written
 //!   `$_POST['php://input']`. A variable fed from request input at one of its
 //!   assignments and handed whole to a command or code function is written
-//!   `$_REQUEST['via $name']` at that call (see `Env::tainted`).
+//!   `$_REQUEST['via $name']` at that call (see `Env::tainted`); one assigned once
+//!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
+//!   written where it is read.
 //! - Comments are gone.
 //! - Code found in computed strings (what `eval` would run) is folded in turn and
 //!   appended, one payload a line, after the view.
@@ -622,6 +624,26 @@ const SANITIZERS: &[&[u8]] = &[
     b"count",
 ];
 
+/// Decoders whose call on a variable is written out where a variable assigned once
+/// from it is read (`$c = gzinflate(base64_decode($raw)); eval('?>'.$c)`).
+const DECODERS: &[&[u8]] = &[
+    b"base64_decode",
+    b"gzinflate",
+    b"gzuncompress",
+    b"gzdecode",
+    b"str_rot13",
+    b"strrev",
+    b"hex2bin",
+    b"urldecode",
+    b"rawurldecode",
+    b"convert_uudecode",
+];
+
+/// Tokens a decoder expression may span (`DECODERS`).
+const DECODER_TOKENS: usize = 48;
+/// Tokens looked back over for the call an argument is in.
+const SINK_LOOKBACK: usize = 64;
+
 /// Functions that run their first argument as a command or as code.
 const SINKS: &[&[u8]] = &[
     b"system",
@@ -696,6 +718,8 @@ impl Env {
         let mut value: HashMap<&[u8], Tok> = HashMap::new();
         // Taint: variables assigned request input, and which variables feed which.
         let mut tainted: HashSet<&[u8]> = HashSet::new();
+        // Further writes that assign exactly the value already recorded.
+        let mut same: HashMap<&[u8], usize> = HashMap::new();
         let mut feeds: Vec<(&[u8], Vec<&[u8]>)> = Vec::new();
         // Inside a function's parameter list (its variables are written by callers).
         let mut header_depth: Option<usize> = None;
@@ -808,6 +832,53 @@ impl Env {
                 if let Some(v) = rhs.filter(|v| worth_replacing(v)) {
                     value.insert(name, v.clone());
                 }
+            } else if next == Some(b"=")
+                && header_depth.is_none()
+                && prev_op.is_none_or(|p| p != b"$")
+            {
+                // A decoder applied to variables or input: its text, kept whole.
+                let mut depth = 0usize;
+                let mut end = None;
+                for j in k + 2..idx.len().min(k + 2 + DECODER_TOKENS) {
+                    let ok = match &toks[idx[j]] {
+                        Tok::Op(_) => match op(j) {
+                            Some(b"(") => {
+                                depth += 1;
+                                true
+                            }
+                            Some(b")") => {
+                                depth = depth.saturating_sub(1);
+                                true
+                            }
+                            Some(b"," | b"[" | b"]") => depth > 0,
+                            Some(b";") if depth == 0 && j > k + 2 => {
+                                end = Some(j);
+                                false
+                            }
+                            _ => false,
+                        },
+                        Tok::Ident(_) => is_word(ident(j), DECODERS) && op(j + 1) == Some(b"("),
+                        Tok::Var(_) | Tok::Req(_) | Tok::Str(..) => depth > 0,
+                        _ => false,
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                if let Some(end) = end {
+                    if is_word(ident(k + 2), DECODERS) {
+                        let text = emit(src, &toks[idx[k + 2]..idx[end]]);
+                        // The same expression assigned in several functions (each
+                        // its own scope) is still one value.
+                        if let Some(Tok::Text(had)) = value.get(name) {
+                            if *had == text {
+                                *same.entry(name).or_default() += 1;
+                            }
+                        } else {
+                            value.insert(name, Tok::Text(text));
+                        }
+                    }
+                }
             }
         }
         // Through other variables, a bounded number of rounds.
@@ -824,7 +895,10 @@ impl Env {
         }
         let consts: HashMap<Vec<u8>, Tok> = value
             .into_iter()
-            .filter(|(n, _)| writes.get(n) == Some(&1) && !SUPERGLOBALS.contains(n))
+            .filter(|(n, _)| {
+                writes.get(n).copied() == Some(1 + same.get(n).copied().unwrap_or(0))
+                    && !SUPERGLOBALS.contains(n)
+            })
             .map(|(n, v)| (n.to_vec(), v))
             .collect();
         let tainted = tainted
@@ -1113,7 +1187,7 @@ impl<'a> Pass<'a> {
         }
         // Each copy is paid for: a large value read many times stays bounded.
         let size = match v {
-            Tok::Str(s, _) | Tok::Req(s) => s.len(),
+            Tok::Str(s, _) | Tok::Req(s) | Tok::Text(s) => s.len(),
             Tok::Arr(a) => a.iter().map(|i| i.len() + 3).sum(),
             _ => 0,
         };
@@ -1141,11 +1215,13 @@ impl<'a> Pass<'a> {
             return tok;
         }
         // A rule sees something new where the value is request input, is called, or
-        // is handed to a call as a name or code.
+        // is handed to a call as a name or code, or where decoded data reaches a
+        // command or code function.
         let arg = matches!(prev_op, Some(b"(" | b","));
         if match v {
             Tok::Req(_) => true,
             Tok::Str(s, _) => la == Some(b"(") || (arg && interesting(s)),
+            Tok::Text(_) => self.in_sink_call(out),
             _ => false,
         } {
             self.changed = true;
@@ -1202,6 +1278,30 @@ impl<'a> Pass<'a> {
         self.progress = true;
         let name = self.text(span);
         Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat())
+    }
+
+    /// Whether the top of `out` is inside the arguments of a command or code
+    /// function (`eval('?>' . ` ...), looking back a bounded way.
+    fn in_sink_call(&self, out: &[Tok]) -> bool {
+        let mut depth = 0usize;
+        for (seen, i) in (0..out.len()).rev().enumerate() {
+            if seen > SINK_LOOKBACK {
+                return false;
+            }
+            match self.op_of(Some(&out[i])) {
+                Some(b")") => depth += 1,
+                Some(b"(") if depth > 0 => depth -= 1,
+                Some(b"(") => {
+                    return Self::nth(&out[..i], 0).is_some_and(|c| {
+                        self.ident_of(Some(&out[c]))
+                            .is_some_and(|w| SINKS.contains(&w.as_slice()))
+                    });
+                }
+                Some(b";" | b"{" | b"}") => return false,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// `${"name"}`: a superglobal reached by a computed name is noted as such.
@@ -2075,6 +2175,22 @@ mod tests {
             let v = view(src);
             assert!(!v.contains("via $"), "{src}: {v}");
         }
+    }
+
+    #[test]
+    fn decoded_data_reaching_eval_is_written_out() {
+        // Assigned from a decoder in two functions alike: one value.
+        let v = view(
+            "<?php function a($r) { $c = gzinflate(base64_decode($r)); return 1; } function b($r) { $c = gzinflate(base64_decode($r)); eval('?>' . $c); }",
+        );
+        assert!(
+            v.contains("eval('?>' . gzinflate(base64_decode($r)))"),
+            "{v}"
+        );
+        let v = view("<?php $s = base64_decode($_GP['eval']); eval($s);");
+        assert!(v.contains("eval(base64_decode($_GP['eval']))"), "{v}");
+        // Not reaching a command or code: no view.
+        assert!(fold(b"<?php $s = base64_decode($x); echo $s;").is_none());
     }
 
     #[test]
