@@ -1390,6 +1390,7 @@ mod tests {
             ("unchecked_uploader", "php_upload_kept_unchecked"),
             ("request_url_downloader", "php_fetches_request_url_to_file"),
             ("remote_code_eval", "php_evals_remote_code"),
+            ("log_wiper", "php_log_wiper"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
