@@ -1391,6 +1391,8 @@ mod tests {
             ("request_url_downloader", "php_fetches_request_url_to_file"),
             ("remote_code_eval", "php_evals_remote_code"),
             ("log_wiper", "php_log_wiper"),
+            ("cgi_query_shell", "cgi_query_string_shell"),
+            ("request_sql_console", "php_request_sql_console"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
