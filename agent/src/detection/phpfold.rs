@@ -27,7 +27,8 @@
 //!   assignments and handed whole to a command or code function is written
 //!   `$_REQUEST['via $name']` at that call (see `Env::tainted`); one assigned once
 //!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
-//!   written where it is read.
+//!   written where it is read. "Once" is per scope (`Scopes`): each function has its
+//!   own variables, `global` imports the file's.
 //! - Comments are gone.
 //! - Code found in computed strings (what `eval` would run) is folded in turn and
 //!   appended, one payload a line, after the view.
@@ -101,17 +102,20 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
         // The first pass folds what needs no variable; each later one puts the values
         // of variables assigned once where they are read, and is worth it only when
         // there are such variables.
+        let scopes = Scopes::of(src, &toks);
         let env = if pass == 0 {
             Env::default()
         } else {
-            Env::build(src, &toks)
+            Env::build(src, &toks, &scopes)
         };
-        if pass > 0 && env.consts.is_empty() && env.tainted.is_empty() {
+        if pass > 0 && env.is_empty() {
             break;
         }
         let mut p = Pass {
             src,
             env: &env,
+            scopes: &scopes.of,
+            scope: 0,
             budget,
             payloads: &mut payloads,
             notes: &mut notes,
@@ -597,14 +601,112 @@ fn lex_number(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
     i.max(start + 1)
 }
 
-/// Variables assigned exactly once, with a literal (after folding) or request input.
+/// Variables assigned exactly once in their scope, with a literal (after folding) or
+/// request input; by name, then by scope (see `Scopes`).
 #[derive(Default)]
 struct Env {
-    consts: HashMap<Vec<u8>, Tok>,
+    consts: HashMap<Vec<u8>, HashMap<u32, Tok>>,
     /// Variables fed from request input at one of their assignments (directly or
     /// through another such variable), unless through a function that makes the
     /// value harmless to a command (`escapeshellarg`, `intval`, a hash).
-    tainted: HashSet<Vec<u8>>,
+    tainted: HashMap<Vec<u8>, HashSet<u32>>,
+    /// The scopes that write each variable (its parameters included), and those that
+    /// declare it `global`.
+    written: HashMap<Vec<u8>, HashSet<u32>>,
+    globals: HashMap<Vec<u8>, HashSet<u32>>,
+    /// Each scope's enclosing scope.
+    parent: Vec<u32>,
+}
+
+/// Each token's variable scope: 0 outside functions, and a number of its own for each
+/// function's parameters and body (PHP's functions see none of the caller's
+/// variables), with the scope each one is written in.
+struct Scopes {
+    of: Vec<u32>,
+    parent: Vec<u32>,
+}
+
+impl Scopes {
+    fn of(src: &[u8], toks: &[Tok]) -> Scopes {
+        let mut of = Vec::with_capacity(toks.len());
+        let mut parent = vec![0u32];
+        // Open function bodies: (scope, the brace depth its body opened at).
+        let mut open: Vec<(u32, usize)> = Vec::new();
+        let mut braces = 0usize;
+        // A function whose body has not opened yet (its parameters are its own).
+        let mut pending: Option<u32> = None;
+        for t in toks {
+            let current = open.last().map_or(0, |o| o.0);
+            match t {
+                Tok::Ident((s, e)) if src[*s..*e].eq_ignore_ascii_case(b"function") => {
+                    let id = u32::try_from(parent.len()).unwrap_or(u32::MAX);
+                    parent.push(current);
+                    pending = Some(id);
+                }
+                Tok::Op((s, e)) => match &src[*s..*e] {
+                    b"{" => {
+                        braces += 1;
+                        if let Some(id) = pending.take() {
+                            open.push((id, braces));
+                        }
+                    }
+                    b"}" => {
+                        if open.last().is_some_and(|o| o.1 == braces) {
+                            open.pop();
+                        }
+                        braces = braces.saturating_sub(1);
+                    }
+                    // A declaration without a body (abstract, interface).
+                    b";" => pending = None,
+                    _ => {}
+                },
+                _ => {}
+            }
+            of.push(pending.unwrap_or(open.last().map_or(0, |o| o.0)));
+        }
+        Scopes { of, parent }
+    }
+}
+
+/// A variable in its scope: (scope, name).
+type VarKey<'a> = (u32, &'a [u8]);
+
+impl Env {
+    fn is_empty(&self) -> bool {
+        self.consts.is_empty() && self.tainted.is_empty()
+    }
+
+    /// The scope whose `name` a read in `scope` sees: the first of it and its
+    /// enclosing scopes that writes the variable, the file's own when it is declared
+    /// `global` there. (PHP would see an unset variable where a function neither
+    /// writes nor imports it; the enclosing value is the likelier intent of a
+    /// fragment.)
+    fn resolve(&self, scope: u32, name: &[u8]) -> u32 {
+        let has = |m: &HashMap<Vec<u8>, HashSet<u32>>, s: u32| {
+            m.get(name).is_some_and(|set| set.contains(&s))
+        };
+        let mut s = scope;
+        for _ in 0..MAX_SCOPE_HOPS {
+            if s == 0 || has(&self.globals, s) {
+                return 0;
+            }
+            if has(&self.written, s) {
+                return s;
+            }
+            s = self.parent.get(s as usize).copied().unwrap_or(0);
+        }
+        0
+    }
+
+    fn constant(&self, scope: u32, name: &[u8]) -> Option<&Tok> {
+        self.consts.get(name)?.get(&self.resolve(scope, name))
+    }
+
+    fn is_tainted(&self, scope: u32, name: &[u8]) -> bool {
+        self.tainted
+            .get(name)
+            .is_some_and(|s| s.contains(&self.resolve(scope, name)))
+    }
 }
 
 /// Functions whose result carries nothing of a command or code the client chose.
@@ -639,6 +741,8 @@ const DECODERS: &[&[u8]] = &[
     b"convert_uudecode",
 ];
 
+/// Enclosing scopes a variable read looks through (`Env::resolve`).
+const MAX_SCOPE_HOPS: usize = 64;
 /// Tokens a decoder expression may span (`DECODERS`).
 const DECODER_TOKENS: usize = 48;
 /// Tokens looked back over for the call an argument is in.
@@ -692,7 +796,7 @@ fn is_assign(op: &[u8]) -> bool {
 }
 
 impl Env {
-    fn build(src: &[u8], toks: &[Tok]) -> Env {
+    fn build(src: &[u8], toks: &[Tok], scopes: &Scopes) -> Env {
         let mut idx: Vec<usize> = Vec::with_capacity(toks.len());
         for (i, t) in toks.iter().enumerate() {
             if !matches!(t, Tok::Ws(_)) {
@@ -714,18 +818,23 @@ impl Env {
         let is_word = |w: Option<&[u8]>, words: &[&[u8]]| {
             w.is_some_and(|w| words.iter().any(|x| w.eq_ignore_ascii_case(x)))
         };
-        let mut writes: HashMap<&[u8], usize> = HashMap::new();
-        let mut value: HashMap<&[u8], Tok> = HashMap::new();
+        let scope = |k: usize| scopes.of.get(idx[k]).copied().unwrap_or(0);
+        // By (scope, name); a function's `global $x` writes the file's own.
+        let mut globals: HashSet<(u32, &[u8])> = HashSet::new();
+        let mut writes: HashMap<(u32, &[u8]), usize> = HashMap::new();
+        let mut value: HashMap<(u32, &[u8]), Tok> = HashMap::new();
         // Taint: variables assigned request input, and which variables feed which.
-        let mut tainted: HashSet<&[u8]> = HashSet::new();
-        // Further writes that assign exactly the value already recorded.
-        let mut same: HashMap<&[u8], usize> = HashMap::new();
-        let mut feeds: Vec<(&[u8], Vec<&[u8]>)> = Vec::new();
+        let mut tainted: HashSet<(u32, &[u8])> = HashSet::new();
+        let mut feeds: Vec<(VarKey, Vec<&[u8]>)> = Vec::new();
         // Inside a function's parameter list (its variables are written by callers).
         let mut header_depth: Option<usize> = None;
         let mut depth = 0usize;
+        // Inside `global $a, $b;`.
+        let mut in_global = false;
         for k in 0..idx.len() {
             match toks[idx[k]] {
+                Tok::Op((s, e)) if &src[s..e] == b";" => in_global = false,
+                Tok::Ident(_) if is_word(ident(k), &[b"global"]) => in_global = true,
                 Tok::Op((s, e)) if &src[s..e] == b"(" => depth += 1,
                 Tok::Op((s, e)) if &src[s..e] == b")" => {
                     depth = depth.saturating_sub(1);
@@ -746,6 +855,18 @@ impl Env {
             let name = &src[s..e];
             let prev_op = k.checked_sub(1).and_then(op);
             let prev_id = k.checked_sub(1).and_then(ident);
+            let here = scope(k);
+            if in_global {
+                if here != 0 {
+                    globals.insert((here, name));
+                }
+                continue;
+            }
+            let key = if globals.contains(&(here, name)) {
+                (0, name)
+            } else {
+                (here, name)
+            };
             let mut write = header_depth.is_some()
                 || matches!(prev_op, Some(b"++" | b"--" | b"&" | b"$"))
                 || is_word(
@@ -785,7 +906,7 @@ impl Env {
             if !write {
                 continue;
             }
-            *writes.entry(name).or_default() += 1;
+            *writes.entry(key).or_default() += 1;
             if matches!(next, Some(b"=" | b".=")) && header_depth.is_none() {
                 // What the right side reads, up to the statement's end (bounded).
                 let (mut direct, mut clean) = (false, false);
@@ -815,10 +936,10 @@ impl Env {
                 }
                 if !clean {
                     if direct {
-                        tainted.insert(name);
+                        tainted.insert(key);
                     }
                     if !deps.is_empty() {
-                        feeds.push((name, deps));
+                        feeds.push((key, deps));
                     }
                 }
             }
@@ -830,7 +951,7 @@ impl Env {
                 && prev_op.is_none_or(|p| p != b"$")
             {
                 if let Some(v) = rhs.filter(|v| worth_replacing(v)) {
-                    value.insert(name, v.clone());
+                    value.insert(key, v.clone());
                 }
             } else if next == Some(b"=")
                 && header_depth.is_none()
@@ -868,45 +989,56 @@ impl Env {
                 if let Some(end) = end {
                     if is_word(ident(k + 2), DECODERS) {
                         let text = emit(src, &toks[idx[k + 2]..idx[end]]);
-                        // The same expression assigned in several functions (each
-                        // its own scope) is still one value.
-                        if let Some(Tok::Text(had)) = value.get(name) {
-                            if *had == text {
-                                *same.entry(name).or_default() += 1;
-                            }
-                        } else {
-                            value.insert(name, Tok::Text(text));
-                        }
+                        value.insert(key, Tok::Text(text));
                     }
                 }
             }
         }
-        // Through other variables, a bounded number of rounds.
+        let mut env = Env {
+            parent: scopes.parent.clone(),
+            ..Env::default()
+        };
+        for &(sc, n) in writes.keys() {
+            env.written.entry(n.to_vec()).or_default().insert(sc);
+        }
+        for &(sc, n) in &globals {
+            env.globals.entry(n.to_vec()).or_default().insert(sc);
+        }
+        // Through other variables (each read where its writer's scope says), a
+        // bounded number of rounds.
+        let feeds: Vec<(VarKey, Vec<VarKey>)> = feeds
+            .into_iter()
+            .map(|(key, deps)| {
+                let deps = deps
+                    .into_iter()
+                    .map(|d| (env.resolve(key.0, d), d))
+                    .collect();
+                (key, deps)
+            })
+            .collect();
         for _ in 0..MAX_PASSES {
             let before = tainted.len();
             for (n, deps) in &feeds {
                 if deps.iter().any(|d| tainted.contains(d)) {
-                    tainted.insert(n);
+                    tainted.insert(*n);
                 }
             }
             if tainted.len() == before {
                 break;
             }
         }
-        let consts: HashMap<Vec<u8>, Tok> = value
-            .into_iter()
-            .filter(|(n, _)| {
-                writes.get(n).copied() == Some(1 + same.get(n).copied().unwrap_or(0))
-                    && !SUPERGLOBALS.contains(n)
-            })
-            .map(|(n, v)| (n.to_vec(), v))
-            .collect();
-        let tainted = tainted
-            .into_iter()
-            .filter(|n| !consts.contains_key(*n) && !SUPERGLOBALS.contains(n))
-            .map(<[u8]>::to_vec)
-            .collect();
-        Env { consts, tainted }
+        for ((sc, n), v) in value {
+            if writes.get(&(sc, n)).copied() == Some(1) && !SUPERGLOBALS.contains(&n) {
+                env.consts.entry(n.to_vec()).or_default().insert(sc, v);
+            }
+        }
+        for (sc, n) in tainted {
+            let constant = env.consts.get(n).is_some_and(|m| m.contains_key(&sc));
+            if !constant && !SUPERGLOBALS.contains(&n) {
+                env.tainted.entry(n.to_vec()).or_default().insert(sc);
+            }
+        }
+        env
     }
 }
 
@@ -1006,6 +1138,9 @@ struct Pass<'a> {
     progress: bool,
     /// Mark tainted variables handed to commands (`Env::tainted`).
     taint: bool,
+    /// Each input token's scope (`Scopes::of`), and the current token's.
+    scopes: &'a [u32],
+    scope: u32,
 }
 
 /// Words that are never a bare string.
@@ -1109,7 +1244,8 @@ impl<'a> Pass<'a> {
             }
             v
         };
-        for (tok, la) in input.into_iter().zip(lookahead) {
+        for (i, (tok, la)) in input.into_iter().zip(lookahead).enumerate() {
+            self.scope = self.scopes.get(i).copied().unwrap_or(0);
             let la = la.filter(|l| !l.is_empty());
             let tok = self.substitute(&mut out, tok, la);
             let tok = self.bare_word(&out, tok, la);
@@ -1176,10 +1312,10 @@ impl<'a> Pass<'a> {
         };
         let name = self.text(span);
         let env = self.env;
-        if self.taint && env.tainted.contains(name) {
+        if self.taint && env.is_tainted(self.scope, name) {
             return self.tainted_argument(out, tok, la);
         }
-        let Some(v) = env.consts.get(name) else {
+        let Some(v) = env.constant(self.scope, name) else {
             return tok;
         };
         if la.is_some_and(is_assign) {
@@ -2179,7 +2315,7 @@ mod tests {
 
     #[test]
     fn decoded_data_reaching_eval_is_written_out() {
-        // Assigned from a decoder in two functions alike: one value.
+        // Assigned from a decoder in two functions alike: each function's own.
         let v = view(
             "<?php function a($r) { $c = gzinflate(base64_decode($r)); return 1; } function b($r) { $c = gzinflate(base64_decode($r)); eval('?>' . $c); }",
         );
@@ -2191,6 +2327,41 @@ mod tests {
         assert!(v.contains("eval(base64_decode($_GP['eval']))"), "{v}");
         // Not reaching a command or code: no view.
         assert!(fold(b"<?php $s = base64_decode($x); echo $s;").is_none());
+    }
+
+    #[test]
+    fn each_function_has_its_own_variables() {
+        // One name assigned differently in two functions: each read sees its own.
+        let v = view(
+            "<?php function a($t, $c) { $c = gzinflate(base64_decode($c)); return $t; } function b($raw) { $c = gzinflate(base64_decode($raw)); eval('?>' . $c); }",
+        );
+        assert!(
+            v.contains("eval('?>' . gzinflate(base64_decode($raw)))"),
+            "{v}"
+        );
+        // A function's own write leaves the file's value alone, and the reverse.
+        let v =
+            view("<?php $f = 'sy'.'stem'; function g() { $f = 'x'; return $f; } $f($_GET['c']);");
+        assert!(v.contains(r#""system"($_GET['c'])"#), "{v}");
+        let v =
+            view("<?php $f = 'a'; $f .= 'b'; function g() { $f = 'sy'.'stem'; $f($_GET['c']); }");
+        assert!(v.contains(r#""system"($_GET['c'])"#), "{v}");
+        // `global` reads (and writes) the file's own.
+        let v = view("<?php $f = 'sy'.'stem'; function g() { global $x, $f; $f($_GET['c']); }");
+        assert!(v.contains(r#""system"($_GET['c'])"#), "{v}");
+        let v =
+            view("<?php $f = 'sy'.'stem'; function g() { global $f; $f = 'x'; } $f($_GET['c']);");
+        assert!(v.contains("$f($_GET['c'])"), "{v}");
+        // A closure's parameter is its own; what it does not write is its parent's.
+        let v = view("<?php function h() { $f = 'sy'.'stem'; $g = function ($f) { $f(1); }; $k = function () use ($f) { $f(2); }; }");
+        assert!(v.contains("$f(1)") && v.contains(r#""system"(2)"#), "{v}");
+        // Taint follows a variable within its function only.
+        assert!(
+            fold(b"<?php function a() { $c = $_GET['c']; } function b($c) { system($c); }")
+                .is_none()
+        );
+        let v = view("<?php function a() { $c = $_GET['c']; $c = trim($c); system($c); }");
+        assert!(v.contains("system($_REQUEST['via $c'])"), "{v}");
     }
 
     #[test]
