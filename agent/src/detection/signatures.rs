@@ -1393,6 +1393,8 @@ mod tests {
             ("log_wiper", "php_log_wiper"),
             ("cgi_query_shell", "cgi_query_string_shell"),
             ("request_sql_console", "php_request_sql_console"),
+            ("fetched_url_eval", "php_evals_fetched_url"),
+            ("wrapped_decoder_eval", "php_eval_decoded"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
