@@ -1395,6 +1395,8 @@ mod tests {
             ("request_sql_console", "php_request_sql_console"),
             ("fetched_url_eval", "php_evals_fetched_url"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
+            ("hex_spelled_names", "php_hex_spelled_function_name"),
+            ("own_decoder_eval", "php_eval_decoded"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
