@@ -636,6 +636,9 @@ struct Env {
     /// through another such variable), unless through a function that makes the
     /// value harmless to a command (`escapeshellarg`, `intval`, a hash).
     tainted: HashMap<Vec<u8>, HashSet<u32>>,
+    /// Of those, the ones that hold the input whole at every assignment (never joined
+    /// with other text): a file name the client chooses entirely.
+    whole: HashMap<Vec<u8>, HashSet<u32>>,
     /// The scopes that write each variable (its parameters included), and those that
     /// declare it `global`.
     written: HashMap<Vec<u8>, HashSet<u32>>,
@@ -728,6 +731,12 @@ impl Env {
         self.consts.get(name)?.get(&self.resolve(scope, name))
     }
 
+    fn is_whole(&self, scope: u32, name: &[u8]) -> bool {
+        self.whole
+            .get(name)
+            .is_some_and(|s| s.contains(&self.resolve(scope, name)))
+    }
+
     fn is_tainted(&self, scope: u32, name: &[u8]) -> bool {
         self.tainted
             .get(name)
@@ -786,6 +795,9 @@ const SINKS: &[&[u8]] = &[
     b"eval",
     b"assert",
 ];
+
+/// Functions that write (or open for writing) the file their first argument names.
+const FILE_SINKS: &[&[u8]] = &[b"file_put_contents", b"fopen"];
 
 const SUPERGLOBALS: &[&[u8]] = &[
     b"_GET",
@@ -851,7 +863,11 @@ impl Env {
         let mut value: HashMap<(u32, &[u8]), Tok> = HashMap::new();
         // Taint: variables assigned request input, and which variables feed which.
         let mut tainted: HashSet<(u32, &[u8])> = HashSet::new();
-        let mut feeds: Vec<(VarKey, Vec<&[u8]>)> = Vec::new();
+        let mut feeds: Vec<(VarKey, Vec<&[u8]>, bool)> = Vec::new();
+        // Request input whole (not joined with other text), and the variables that
+        // join input or tainted variables with other text somewhere.
+        let mut whole: HashSet<VarKey> = HashSet::new();
+        let mut parts: HashSet<VarKey> = HashSet::new();
         // Inside a function's parameter list (its variables are written by callers).
         let mut header_depth: Option<usize> = None;
         let mut depth = 0usize;
@@ -936,6 +952,8 @@ impl Env {
             if matches!(next, Some(b"=" | b".=")) && header_depth.is_none() {
                 // What the right side reads, up to the statement's end (bounded).
                 let (mut direct, mut clean) = (false, false);
+                // Joined with other text (`$dir . $_GET['f']`, or `.=`).
+                let mut joined = next == Some(b".=");
                 let mut deps: Vec<&[u8]> = Vec::new();
                 let end = idx.len().min(k + 2 + ELEMENT_SCAN);
                 for j in k + 2..end {
@@ -957,15 +975,22 @@ impl Env {
                                 SANITIZERS.iter().any(|x| w.eq_ignore_ascii_case(x))
                             });
                         }
+                        Tok::Op(_) => joined |= op(j) == Some(b"."),
                         _ => {}
                     }
                 }
                 if !clean {
                     if direct {
                         tainted.insert(key);
+                        if !joined {
+                            whole.insert(key);
+                        }
+                    }
+                    if joined && (direct || !deps.is_empty()) {
+                        parts.insert(key);
                     }
                     if !deps.is_empty() {
-                        feeds.push((key, deps));
+                        feeds.push((key, deps, joined));
                     }
                 }
             }
@@ -1032,24 +1057,27 @@ impl Env {
         }
         // Through other variables (each read where its writer's scope says), a
         // bounded number of rounds.
-        let feeds: Vec<(VarKey, Vec<VarKey>)> = feeds
+        let feeds: Vec<(VarKey, Vec<VarKey>, bool)> = feeds
             .into_iter()
-            .map(|(key, deps)| {
+            .map(|(key, deps, joined)| {
                 let deps = deps
                     .into_iter()
                     .map(|d| (env.resolve(key.0, d), d))
                     .collect();
-                (key, deps)
+                (key, deps, joined)
             })
             .collect();
         for _ in 0..MAX_PASSES {
-            let before = tainted.len();
-            for (n, deps) in &feeds {
+            let before = (tainted.len(), whole.len());
+            for (n, deps, joined) in &feeds {
                 if deps.iter().any(|d| tainted.contains(d)) {
                     tainted.insert(*n);
                 }
+                if !joined && deps.iter().any(|d| whole.contains(d)) {
+                    whole.insert(*n);
+                }
             }
-            if tainted.len() == before {
+            if (tainted.len(), whole.len()) == before {
                 break;
             }
         }
@@ -1062,6 +1090,9 @@ impl Env {
             let constant = env.consts.get(n).is_some_and(|m| m.contains_key(&sc));
             if !constant && !SUPERGLOBALS.contains(&n) {
                 env.tainted.entry(n.to_vec()).or_default().insert(sc);
+                if whole.contains(&(sc, n)) && !parts.contains(&(sc, n)) {
+                    env.whole.entry(n.to_vec()).or_default().insert(sc);
+                }
             }
         }
         env
@@ -1396,7 +1427,8 @@ impl<'a> Pass<'a> {
     }
 
     /// A variable fed from request input, handed whole as the first argument of a
-    /// function that runs a command or code (`system($cmd)`), is written
+    /// function that runs a command or code (`system($cmd)`) or opens or writes a file
+    /// by that name (`file_put_contents($path, ...)`), is written
     /// `$_REQUEST['via $cmd']` there: what reaches the call is the client's.
     fn tainted_argument(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
         let Tok::Var(span) = &tok else {
@@ -1423,9 +1455,11 @@ impl<'a> Pass<'a> {
         let Some(callee) = Self::nth(&out[..open], 0) else {
             return tok;
         };
-        let sink = self
-            .ident_of(Some(&out[callee]))
-            .is_some_and(|w| SINKS.contains(&w.as_slice()));
+        let name = self.text(span);
+        let sink = self.ident_of(Some(&out[callee])).is_some_and(|w| {
+            SINKS.contains(&w.as_slice())
+                || (FILE_SINKS.contains(&w.as_slice()) && self.env.is_whole(self.scope, name))
+        });
         let method = Self::nth(&out[..callee], 0).is_some_and(|b| {
             matches!(self.op_of(Some(&out[b])), Some(b"->" | b"?->" | b"::"))
                 || matches!(
@@ -1438,7 +1472,6 @@ impl<'a> Pass<'a> {
         }
         self.changed = true;
         self.progress = true;
-        let name = self.text(span);
         Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat())
     }
 
@@ -2398,6 +2431,18 @@ mod tests {
         assert!(
             fold(b"<?php function a() { $c = $_GET['c']; } function b($c) { system($c); }")
                 .is_none()
+        );
+        // A file written by the name the request gives.
+        let v = view("<?php $p = isset($_REQUEST['p']) ? $_REQUEST['p'] : ''; file_put_contents($p, $_POST['c']);");
+        assert!(
+            v.contains("file_put_contents($_REQUEST['via $p'], $_POST['c'])"),
+            "{v}"
+        );
+        // Not when the input is only part of the name (`$_GET['f'] . '.cache'`).
+        let v = view("<?php $p = $_GET['f'] . '.' . $n . '.cache'; $q = $p; $h = fopen($q, 'wb'); system($p);");
+        assert!(
+            v.contains("fopen($q, 'wb')") && v.contains("system($_REQUEST['via $p'])"),
+            "{v}"
         );
         let v = view("<?php function a() { $c = $_GET['c']; $c = trim($c); system($c); }");
         assert!(v.contains("system($_REQUEST['via $c'])"), "{v}");

@@ -1397,6 +1397,7 @@ mod tests {
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
+            ("request_named_file_editor", "php_write_request_to_file"),
             (
                 "name_finished_by_reference",
                 "php_function_name_finished_by_reference",
