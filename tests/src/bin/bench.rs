@@ -926,6 +926,26 @@ fn file_workload(dir: &std::path::Path, n: usize, base: Instant) -> (f64, Vec<u6
     (started.elapsed().as_secs_f64(), closed)
 }
 
+/// This thread's CPU time so far, user and system, in seconds (getrusage).
+fn thread_cpu() -> (f64, f64) {
+    // SAFETY: getrusage writes one rusage; RUSAGE_THREAD is the calling thread.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
+/// `file_workload` with the writer's own user and system time (seconds) beside its
+/// wall-clock time: where the writer's time goes with and without the sensor.
+fn file_workload_cpu(dir: &std::path::Path, n: usize, base: Instant) -> (f64, f64, f64) {
+    let (u0, s0) = thread_cpu();
+    let (wall, _) = file_workload(dir, n, base);
+    let (u1, s1) = thread_cpu();
+    (wall, u1 - u0, s1 - s0)
+}
+
 /// Untar `tarball` into a fresh directory under `dir`; returns seconds.
 fn untar(tarball: &std::path::Path, dir: &std::path::Path, tag: &str) -> Result<f64> {
     let dest = dir.join(tag);
@@ -1212,8 +1232,15 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // drift, which over a minute is larger than the effect.
     let (mut r_on, mut r_unw, mut r_slow, mut r_untar) = (vec![], vec![], vec![], vec![]);
     let (mut offs, mut ons, mut untar_offs, mut untar_ons) = (vec![], vec![], vec![], vec![]);
+    // Where the time goes, per file: the writer's user and system time without and
+    // with the sensor, and the reader's CPU and wakeups while the watched run goes.
+    let (mut w_user, mut w_sys, mut w_user_on, mut w_sys_on) = (vec![], vec![], vec![], vec![]);
+    let (mut r_cpu, mut r_wake) = (vec![], vec![]);
+    let per_file = |s: f64| s / N as f64 * 1e9;
     for _ in 0..PAIRS {
-        let off = file_workload(&watched, N, base).0;
+        let (off, user_off, sys_off) = file_workload_cpu(&watched, N, base);
+        w_user.push(per_file(user_off));
+        w_sys.push(per_file(sys_off));
         let untar_off = untar(&tarball, &watched, "untar-off")?;
         // The floor for any syscall-tracepoint sensor: one program on a syscall the
         // workload never makes. It never runs, yet every syscall of every task now
@@ -1230,9 +1257,16 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             prog.attach("syscalls", "sys_enter_getpgid")?;
             file_workload(&watched, N, base).0
         };
-        let (on, unw, untar_on) = drained(&watched, || -> Result<_> {
+        let ((on, user_on, sys_on), drain) =
+            drained_stats(&watched, Sessions::Tracepoints, || {
+                file_workload_cpu(&watched, N, base)
+            })?;
+        w_user_on.push(per_file(user_on));
+        w_sys_on.push(per_file(sys_on));
+        r_cpu.push(per_file(drain.cpu));
+        r_wake.push(drain.wakeups as f64 * 1000.0 / N as f64);
+        let (unw, untar_on) = drained(&watched, || -> Result<_> {
             Ok((
-                file_workload(&watched, N, base).0,
                 file_workload(&unwatched, N, base).0,
                 untar(&tarball, &watched, "untar-on")?,
             ))
@@ -1253,6 +1287,13 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let untar_on = pct_median(&mut r_untar);
     let (t_off, t_on) = (median(&mut offs), median(&mut ons));
     let (t_untar_off, t_untar_on) = (median(&mut untar_offs), median(&mut untar_ons));
+    let (w_user, w_sys) = (median(&mut w_user), median(&mut w_sys));
+    let (w_user_on, w_sys_on) = (median(&mut w_user_on), median(&mut w_sys_on));
+    let (r_cpu, r_wake) = (median(&mut r_cpu), median(&mut r_wake));
+    eprintln!(
+        "file sensor, per watched file (medians of {PAIRS}): writer user {w_user:.0} → {w_user_on:.0} ns, \
+         system {w_sys:.0} → {w_sys_on:.0} ns; reader CPU {r_cpu:.0} ns, {r_wake:.1} wakeups per 1000 files"
+    );
 
     let SensorRing {
         _ebpf: ebpf,
@@ -1357,6 +1398,24 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             &format!("one program on syscalls:sys_enter_getpgid, which the workload never calls: the cost every syscall-tracepoint sensor pays (TIF_SYSCALL_TRACEPOINT on every task); {base_s}"),
         ),
     );
+    let decomposition = "per watched file, create+write+close+unlink 50k files in one thread on tmpfs; median of 5 pairs (cargo xtask bench)";
+    for (key, value, what) in [
+        ("file_writer_user_ns_per_file_off", w_user, "the writer's user time (getrusage, RUSAGE_THREAD) without the sensor"),
+        ("file_writer_user_ns_per_file_on", w_user_on, "the writer's user time with the sensor"),
+        ("file_writer_sys_ns_per_file_off", w_sys, "the writer's system time without the sensor"),
+        ("file_writer_sys_ns_per_file_on", w_sys_on, "the writer's system time with the sensor (the programs run in it)"),
+        ("file_reader_cpu_ns_per_file", r_cpu, "the reader's CPU (user + system) while the watched run goes: woken by the ring, a batching delay, a drain, like the agent"),
+    ] {
+        results.insert(key, metric(value, "ns/file", &format!("{what}; {decomposition}")));
+    }
+    results.insert(
+        "file_reader_wakeups_per_1k_files",
+        metric(
+            r_wake,
+            "wakeups",
+            &format!("times the ring woke the reader, per 1000 files; {decomposition}"),
+        ),
+    );
     results.insert(
         "file_bpf_ns_per_file_unwatched",
         metric(
@@ -1426,7 +1485,8 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
 
 /// Wait for the ring as the agent does: until a record wakes it (or 100 ms pass, so
 /// the caller can look at its stop flag), then the batching delay before a drain.
-fn wait_like_the_agent(ring: &aya::maps::RingBuf<MapData>) {
+/// Waits like the agent; whether the ring woke it (false: the poll timed out).
+fn wait_like_the_agent(ring: &aya::maps::RingBuf<MapData>) -> bool {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd {
         fd: ring.as_raw_fd(),
@@ -1438,7 +1498,9 @@ fn wait_like_the_agent(ring: &aya::maps::RingBuf<MapData>) {
         std::thread::sleep(std::time::Duration::from_millis(
             agent_common::BATCH_DELAY_MS,
         ));
+        return true;
     }
+    false
 }
 
 /// Pairs of runs without and with the sensor (see file_sensor).
@@ -1460,6 +1522,23 @@ fn drained_on<T>(
     sessions: Sessions,
     f: impl FnOnce() -> T,
 ) -> Result<T> {
+    Ok(drained_stats(watched, sessions, f)?.0)
+}
+
+/// What the reader did while `f` ran: its own CPU time (user + system, seconds),
+/// how often the ring woke it, and how many records it decoded.
+#[derive(Clone, Copy, Default)]
+struct Drain {
+    cpu: f64,
+    wakeups: u64,
+    records: u64,
+}
+
+fn drained_stats<T>(
+    watched: &std::path::Path,
+    sessions: Sessions,
+    f: impl FnOnce() -> T,
+) -> Result<(T, Drain)> {
     let SensorRing {
         _ebpf,
         _pins,
@@ -1471,19 +1550,27 @@ fn drained_on<T>(
     let s2 = stop.clone();
     // Like the agent: woken by the ring, a batching delay, then a drain.
     let drainer = std::thread::spawn(move || {
+        let (u0, s0) = thread_cpu();
+        let mut d = Drain::default();
         while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            wait_like_the_agent(&ring);
+            if wait_like_the_agent(&ring) {
+                d.wakeups += 1;
+            }
             while let Some(item) = ring.next() {
                 let _ = agent::sensors::decode(&item);
+                d.records += 1;
             }
         }
+        let (u1, s1) = thread_cpu();
+        d.cpu = (u1 - u0) + (s1 - s0);
+        d
     });
     let out = f();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    drainer
+    let drain = drainer
         .join()
         .map_err(|_| anyhow::anyhow!("drainer panicked"))?;
-    Ok(out)
+    Ok((out, drain))
 }
 
 /// Only the file sensor's program time per file (`--only programs`, for iterating
