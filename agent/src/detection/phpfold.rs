@@ -697,6 +697,11 @@ impl Scopes {
     }
 }
 
+/// Whether `name` is in `set` for `scope` (the sets of `Env`, by name then scope).
+fn in_scope(set: &HashMap<Vec<u8>, HashSet<u32>>, name: &[u8], scope: u32) -> bool {
+    set.get(name).is_some_and(|s| s.contains(&scope))
+}
+
 /// A variable in its scope: (scope, name).
 type VarKey<'a> = (u32, &'a [u8]);
 
@@ -711,15 +716,12 @@ impl Env {
     /// writes nor imports it; the enclosing value is the likelier intent of a
     /// fragment.)
     fn resolve(&self, scope: u32, name: &[u8]) -> u32 {
-        let has = |m: &HashMap<Vec<u8>, HashSet<u32>>, s: u32| {
-            m.get(name).is_some_and(|set| set.contains(&s))
-        };
         let mut s = scope;
         for _ in 0..MAX_SCOPE_HOPS {
-            if s == 0 || has(&self.globals, s) {
+            if s == 0 || in_scope(&self.globals, name, s) {
                 return 0;
             }
-            if has(&self.written, s) {
+            if in_scope(&self.written, name, s) {
                 return s;
             }
             s = self.parent.get(s as usize).copied().unwrap_or(0);
@@ -732,15 +734,11 @@ impl Env {
     }
 
     fn is_whole(&self, scope: u32, name: &[u8]) -> bool {
-        self.whole
-            .get(name)
-            .is_some_and(|s| s.contains(&self.resolve(scope, name)))
+        in_scope(&self.whole, name, self.resolve(scope, name))
     }
 
     fn is_tainted(&self, scope: u32, name: &[u8]) -> bool {
-        self.tainted
-            .get(name)
-            .is_some_and(|s| s.contains(&self.resolve(scope, name)))
+        in_scope(&self.tainted, name, self.resolve(scope, name))
     }
 }
 

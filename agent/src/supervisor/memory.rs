@@ -28,13 +28,17 @@ pub fn release_freed(after: &str) {
 
 /// This process's resident set (`VmRSS`, KiB), 0 when /proc cannot say.
 pub fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_field(&status, "VmRSS:")
+}
+
+/// The number a `/proc/<pid>/status` line starting with `key` holds (`VmRSS:` in
+/// KiB, `Threads:`), 0 when the line is missing or unreadable.
+pub fn status_field(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 

@@ -425,13 +425,7 @@ fn loadavg(root: &Path) -> [f64; 3] {
 /// The agent's RSS, CPU time and threads from /proc/self.
 fn own_usage() -> AgentUsage {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let field = |k: &str| crate::supervisor::memory::status_field(&status, k);
     // utime and stime are fields 14 and 15 of /proc/self/stat, after the comm field
     // (which may hold spaces: split after its closing parenthesis).
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();

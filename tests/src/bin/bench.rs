@@ -1485,7 +1485,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
 
 /// Wait for the ring as the agent does: until a record wakes it (or 100 ms pass, so
 /// the caller can look at its stop flag), then the batching delay before a drain.
-/// Waits like the agent; whether the ring woke it (false: the poll timed out).
+/// Whether the ring woke it (false: the poll timed out).
 fn wait_like_the_agent(ring: &aya::maps::RingBuf<MapData>) -> bool {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd {
@@ -1525,13 +1525,12 @@ fn drained_on<T>(
     Ok(drained_stats(watched, sessions, f)?.0)
 }
 
-/// What the reader did while `f` ran: its own CPU time (user + system, seconds),
-/// how often the ring woke it, and how many records it decoded.
+/// What the reader did while `f` ran: its own CPU time (user + system, seconds) and
+/// how often the ring woke it.
 #[derive(Clone, Copy, Default)]
 struct Drain {
     cpu: f64,
     wakeups: u64,
-    records: u64,
 }
 
 fn drained_stats<T>(
@@ -1558,7 +1557,6 @@ fn drained_stats<T>(
             }
             while let Some(item) = ring.next() {
                 let _ = agent::sensors::decode(&item);
-                d.records += 1;
             }
         }
         let (u1, s1) = thread_cpu();
