@@ -160,9 +160,14 @@ impl Browser {
             .map(|v| v["value"].clone())
     }
 
+    /// Navigate to `url`; a page Chromium could not load at all fails here, with
+    /// its network error (`ERR_…`), not later as an element that never appears.
     pub fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })))
             .unwrap_or_else(|e| panic!("navigate to {url}: {e}"));
+        if let Some(err) = network_error(&self.source()) {
+            panic!("navigate to {url}: Chromium shows its error page: {err}");
+        }
     }
 
     /// The page's HTML (for failure messages).
@@ -315,6 +320,18 @@ impl Browser {
     }
 }
 
+/// The network error code on a Chromium error page (`"errorCode":"ERR_…"` in the
+/// page's data), or None for any page the server answered.
+fn network_error(source: &str) -> Option<String> {
+    const KEY: &str = "\"errorCode\":\"";
+    let rest = &source[source.find(KEY)? + KEY.len()..];
+    let code: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+        .collect();
+    code.starts_with("ERR_").then_some(code)
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
@@ -322,5 +339,19 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_error;
+
+    #[test]
+    fn chromium_error_pages_are_told_from_answered_pages() {
+        let page = r#"<script>loadTimeDataRaw = {"details":"","errorCode":"ERR_NETWORK_CHANGED","fontfamily":"system-ui"};</script>"#;
+        assert_eq!(network_error(page).as_deref(), Some("ERR_NETWORK_CHANGED"));
+        // A dashboard page that mentions the word is not an error page.
+        assert_eq!(network_error("<p>errorCode: none</p><div id=token>"), None);
+        assert_eq!(network_error(r#"{"errorCode":"none"}"#), None);
     }
 }

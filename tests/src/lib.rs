@@ -137,6 +137,24 @@ impl NetPair {
         // From here on Drop cleans up whatever was created.
         sh("ip", &["netns", "add", &p.ns_a])?;
         sh("ip", &["netns", "add", &p.ns_b])?;
+        // An address that appears after the pair is handed out is a network change
+        // to whatever runs in it: Chromium (the dashboard tests run it in `a`) fails
+        // the navigation in flight with ERR_NETWORK_CHANGED. Each veth's IPv6
+        // link-local address comes late twice over: when the carrier event reaches
+        // addrconf (linkwatch, up to a second after `up`), and after duplicate
+        // address detection (about 2 s more). No detection here (set before the veth
+        // exists, which copies `default`), and `settle` waits for the rest.
+        let mut ipv6 = true;
+        for ns in [&p.ns_a, &p.ns_b] {
+            let dad = Self::in_ns(ns, || {
+                std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0")
+            });
+            match dad {
+                // No IPv6 in this kernel: no address to wait for either.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ipv6 = false,
+                r => r.map_err(|e| format!("accept_dad=0 in {ns}: {e}"))?,
+            }
+        }
         sh(
             "ip",
             &[
@@ -152,7 +170,31 @@ impl NetPair {
             sh("ip", &["-n", ns, "link", "set", ifc, "up"])?;
             sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
+        if ipv6 {
+            p.settle()?;
+        }
         Ok(p)
+    }
+
+    /// Wait until both veths carry their IPv6 link-local address, no longer
+    /// tentative (see `create`).
+    fn settle(&self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for (ns, ifc) in [(&self.ns_a, &self.if_a), (&self.ns_b, &self.if_b)] {
+            loop {
+                let out = sh("ip", &["-n", ns, "-6", "addr", "show", "dev", ifc])?;
+                if out.contains("fe80::") && !out.contains("tentative") {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "{ifc} in {ns} has no settled link-local address: {out}"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        Ok(())
     }
 
     /// One ping from `b` to `a`; true when answered.

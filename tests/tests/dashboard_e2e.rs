@@ -66,6 +66,26 @@ fn page(b: &Browser, name: &str) {
     );
 }
 
+/// A test network is settled when it is handed out: each veth has its IPv6
+/// link-local address, not tentative. One arriving later (after the carrier event,
+/// after duplicate address detection) is an address change that makes Chromium fail
+/// the navigation in flight with ERR_NETWORK_CHANGED; CI saw it on the first
+/// browser test of a fresh machine.
+#[test]
+fn a_test_network_has_no_address_still_to_come() {
+    let Some(net) = integration_test::net_or_skip() else {
+        return;
+    };
+    for (ns, ifc) in [(&net.ns_a, &net.if_a), (&net.ns_b, &net.if_b)] {
+        let out = integration_test::sh("ip", &["-n", ns, "-6", "addr", "show", "dev", ifc])
+            .expect("ip addr");
+        assert!(
+            out.contains("fe80::") && !out.contains("tentative"),
+            "{ifc} in {ns}: {out}"
+        );
+    }
+}
+
 #[test]
 fn the_dashboard_works_in_a_real_browser() {
     let Some(net) = browser_and_net() else {
