@@ -1324,6 +1324,7 @@ mod tests {
             ("hashed_param_eval", "php_eval_of_hashed_parameter"),
             ("reflection_exec", "php_exec_request_input"),
             ("eval_of_helper", "php_exec_request_input"),
+            ("interpolated_eval", "php_exec_request_input"),
             ("command_wrapper", "php_command_wrapper_on_input"),
             ("assert_in_variable", "php_assert_as_callback"),
             ("list_mailer_while", "php_list_mailer"),
