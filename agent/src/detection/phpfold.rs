@@ -390,7 +390,9 @@ fn lex_single(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
             }
         }
     }
-    t.push(Tok::Raw((start, n)));
+    // Open to the end of the file: a file cut short (a partial write, or a copy
+    // cut at a `?>` inside the string), read as the string it was going to be.
+    t.push(Tok::Str(v, None));
     n
 }
 
@@ -502,7 +504,13 @@ fn hexval(b: u8) -> u32 {
 
 fn lex_double(src: &[u8], start: usize, t: &mut Vec<Tok>) -> usize {
     let Some(end) = double_end(src, start) else {
-        t.push(Tok::Raw((start, src.len())));
+        // Open to the end of the file, as in `lex_single`.
+        let body = &src[start + 1..];
+        if interpolates(body) {
+            t.push(Tok::Raw((start, src.len())));
+        } else {
+            t.push(Tok::Str(unescape_double(body, Some(b'"')), None));
+        }
         return src.len();
     };
     let body = &src[start + 1..end - 1];
@@ -2528,6 +2536,18 @@ mod tests {
         // Interpolating strings stay as they are.
         let v = view("<?php $f = \"a$b\" . 'c' . 'd';");
         assert!(v.contains("\"a$b\" . \"cd\""), "{v}");
+    }
+
+    #[test]
+    fn a_string_left_open_at_the_end_is_read_to_the_end() {
+        // A file cut short inside a string (a copy cut at the `?>` the string holds)
+        // still joins into the code it was building.
+        let v = view("<?php $a = \"<?php @eval(\" . \"$\" . \"_POST\" . \"[k]);?>");
+        assert!(v.contains("<?php @eval($_POST[k]);?>"), "{v}");
+        let v = view("<?php $a = 'sys' . 'tem");
+        assert!(v.contains(r#""system""#), "{v}");
+        // One that interpolates is left as it is.
+        assert!(fold(b"<?php $a = 'x' . \"a$b").is_none());
     }
 
     #[test]

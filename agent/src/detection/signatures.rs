@@ -1392,6 +1392,8 @@ mod tests {
             ("request_url_downloader", "php_fetches_request_url_to_file"),
             ("remote_code_eval", "php_evals_remote_code"),
             ("log_wiper", "php_log_wiper"),
+            ("error_log_poisoning", "php_log_poisoning"),
+            ("header_command_prefix", "php_exec_request_input"),
             ("cgi_query_shell", "cgi_query_string_shell"),
             ("request_sql_console", "php_request_sql_console"),
             ("fetched_url_eval", "php_evals_fetched_url"),
