@@ -1796,7 +1796,13 @@ impl<'a> Pass<'a> {
                     Tok::Str(s, _) => Some(s.as_slice()),
                     _ => None,
                 };
-                if SUPERGLOBALS[..7].contains(&sg)
+                if sg == b"GLOBALS"
+                    && key.is_some_and(|key| SUPERGLOBALS[..5].contains(&key))
+                {
+                    // `$GLOBALS['_POST']` is `$_POST`.
+                    self.changed = true;
+                    key.map(|key| Tok::Req([b"$".as_slice(), key].concat()))
+                } else if SUPERGLOBALS[..7].contains(&sg)
                     && key.is_none_or(|key| client_key(sg, key))
                     && !(sg == b"_SERVER" && key.is_none())
                 {
@@ -2536,6 +2542,16 @@ mod tests {
         // Interpolating strings stay as they are.
         let v = view("<?php $f = \"a$b\" . 'c' . 'd';");
         assert!(v.contains("\"a$b\" . \"cd\""), "{v}");
+    }
+
+    #[test]
+    fn superglobals_reached_through_globals_are_request_input() {
+        let v = view("<?php @eval($GLOBALS['_POST']['op']);");
+        assert!(v.contains("@eval($_POST['op'])"), "{v}");
+        let v = view("<?php system($GLOBALS[\"_GET\"]['c']);");
+        assert!(v.contains("system($_GET['c'])"), "{v}");
+        // The server's own values are not the client's.
+        assert!(fold(b"<?php echo $GLOBALS['_SERVER']['DOCUMENT_ROOT'];").is_none());
     }
 
     #[test]
