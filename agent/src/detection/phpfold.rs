@@ -1000,10 +1000,12 @@ impl Env {
                     }
                 }
             }
-            let rhs = idx.get(k + 2).map(|&i| &toks[i]);
+            // `$x = @value;` (silenced) is `$x = value;`.
+            let at = usize::from(op(k + 2) == Some(b"@"));
+            let rhs = idx.get(k + 2 + at).map(|&i| &toks[i]);
             if next == Some(b"=")
                 && header_depth.is_none()
-                && op(k + 3) == Some(b";")
+                && op(k + 3 + at) == Some(b";")
                 && rhs.is_some_and(Tok::is_value)
                 && prev_op.is_none_or(|p| p != b"$")
             {
@@ -2542,6 +2544,17 @@ mod tests {
         // Interpolating strings stay as they are.
         let v = view("<?php $f = \"a$b\" . 'c' . 'd';");
         assert!(v.contains("\"a$b\" . \"cd\""), "{v}");
+    }
+
+    #[test]
+    fn a_silenced_value_is_the_value() {
+        let v = view(
+            "<?php $f = @$_FILES['up']; move_uploaded_file($f['tmp_name'], $f['name']);",
+        );
+        assert!(
+            v.contains("move_uploaded_file($_FILES['up']['tmp_name'], $_FILES['up']['name'])"),
+            "{v}"
+        );
     }
 
     #[test]

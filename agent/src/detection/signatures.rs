@@ -1395,6 +1395,7 @@ mod tests {
             ("error_log_poisoning", "php_log_poisoning"),
             ("interpolated_code_runner", "php_request_input_to_exec"),
             ("globals_superglobal_eval", "php_exec_request_input"),
+            ("aliased_upload_to_request_dir", "php_upload_kept_unchecked"),
             ("header_command_prefix", "php_exec_request_input"),
             ("cgi_query_shell", "cgi_query_string_shell"),
             ("request_sql_console", "php_request_sql_console"),
