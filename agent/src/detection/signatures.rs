@@ -1396,6 +1396,8 @@ mod tests {
             ("interpolated_code_runner", "php_request_input_to_exec"),
             ("globals_superglobal_eval", "php_exec_request_input"),
             ("aliased_upload_to_request_dir", "php_upload_kept_unchecked"),
+            ("undying_loop", "php_undying_loop"),
+            ("call_result_called", "php_request_input_as_function"),
             ("header_command_prefix", "php_exec_request_input"),
             ("cgi_query_shell", "cgi_query_string_shell"),
             ("request_sql_console", "php_request_sql_console"),
