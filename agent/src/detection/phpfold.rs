@@ -1798,9 +1798,7 @@ impl<'a> Pass<'a> {
                     Tok::Str(s, _) => Some(s.as_slice()),
                     _ => None,
                 };
-                if sg == b"GLOBALS"
-                    && key.is_some_and(|key| SUPERGLOBALS[..5].contains(&key))
-                {
+                if sg == b"GLOBALS" && key.is_some_and(|key| SUPERGLOBALS[..5].contains(&key)) {
                     // `$GLOBALS['_POST']` is `$_POST`.
                     self.changed = true;
                     key.map(|key| Tok::Req([b"$".as_slice(), key].concat()))
@@ -2548,9 +2546,7 @@ mod tests {
 
     #[test]
     fn a_silenced_value_is_the_value() {
-        let v = view(
-            "<?php $f = @$_FILES['up']; move_uploaded_file($f['tmp_name'], $f['name']);",
-        );
+        let v = view("<?php $f = @$_FILES['up']; move_uploaded_file($f['tmp_name'], $f['name']);");
         assert!(
             v.contains("move_uploaded_file($_FILES['up']['tmp_name'], $_FILES['up']['name'])"),
             "{v}"
