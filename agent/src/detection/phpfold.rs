@@ -53,6 +53,11 @@ const MAX_PAYLOADS: usize = 64;
 const MAX_DEPTH: usize = 3;
 /// Tokens of an index expression looked at to tell `$a[...] = x` from a read.
 const ELEMENT_SCAN: usize = 256;
+/// Tokens looked back from a literal write for the `if` that tests the variable.
+const DEFAULT_SCAN: usize = 12;
+/// Form fields taken from one file, and bytes of a tag read for its name.
+const MAX_FORM_FIELDS: usize = 256;
+const FIELD_SCAN: usize = 600;
 /// A computed string is taken for code (a payload) from this length on.
 const PAYLOAD_MIN: usize = 8;
 
@@ -874,6 +879,9 @@ impl Env {
         // join input or tainted variables with other text somewhere.
         let mut whole: HashSet<VarKey> = HashSet::new();
         let mut parts: HashSet<VarKey> = HashSet::new();
+        // Variables written other than by a literal default under a test of
+        // themselves (`if ($cmd == "") $cmd = 'dir';`): see `form_fields`.
+        let mut set_otherwise: HashSet<VarKey> = HashSet::new();
         // Inside a function's parameter list (its variables are written by callers).
         let mut header_depth: Option<usize> = None;
         let mut depth = 0usize;
@@ -955,6 +963,27 @@ impl Env {
                 continue;
             }
             *writes.entry(key).or_default() += 1;
+            let literal = next == Some(b"=")
+                && op(k + 3) == Some(b";")
+                && idx
+                    .get(k + 2)
+                    .is_some_and(|&i| matches!(toks[i], Tok::Str(..) | Tok::Num(..)));
+            let under_own_test = || {
+                // Back to the statement's start: an `if` whose test reads the variable.
+                let (mut saw_if, mut saw_self) = (false, false);
+                for j in (k.saturating_sub(DEFAULT_SCAN)..k).rev() {
+                    match toks[idx[j]] {
+                        Tok::Op((s, e)) if matches!(&src[s..e], b";" | b"}") => break,
+                        Tok::Var((s, e)) if &src[s..e] == name => saw_self = true,
+                        Tok::Ident(_) if is_word(ident(j), &[b"if"]) => saw_if = true,
+                        _ => {}
+                    }
+                }
+                saw_if && saw_self
+            };
+            if !(literal && under_own_test()) {
+                set_otherwise.insert(key);
+            }
             if matches!(next, Some(b"=" | b".=")) && header_depth.is_none() {
                 // What the right side reads, up to the statement's end (bounded).
                 let (mut direct, mut clean) = (false, false);
@@ -1053,6 +1082,18 @@ impl Env {
                 }
             }
         }
+        // A script written for register_globals: a field of its own form is request
+        // input under the same name, where the script never sets it otherwise.
+        // (Its literal default is then no constant either.)
+        let mut posted: HashSet<VarKey> = HashSet::new();
+        for f in form_fields(src) {
+            let key = (0, f);
+            if !SUPERGLOBALS.contains(&f) && !set_otherwise.contains(&key) {
+                tainted.insert(key);
+                whole.insert(key);
+                posted.insert(key);
+            }
+        }
         let mut env = Env {
             parent: scopes.parent.clone(),
             ..Env::default()
@@ -1090,7 +1131,10 @@ impl Env {
             }
         }
         for ((sc, n), v) in value {
-            if writes.get(&(sc, n)).copied() == Some(1) && !SUPERGLOBALS.contains(&n) {
+            if writes.get(&(sc, n)).copied() == Some(1)
+                && !SUPERGLOBALS.contains(&n)
+                && !posted.contains(&(sc, n))
+            {
                 env.consts.entry(n.to_vec()).or_default().insert(sc, v);
             }
         }
@@ -1105,6 +1149,69 @@ impl Env {
         }
         env
     }
+}
+
+/// The names of the fields of HTML forms in a file (`<input ... name="cmd">`,
+/// `<textarea name=cmd>`, `<select name=\"cmd\">` printed from PHP): under
+/// register_globals each arrives as a variable of that name. Bounded by
+/// `MAX_FORM_FIELDS` and `FIELD_SCAN` bytes per tag.
+fn form_fields(src: &[u8]) -> HashSet<&[u8]> {
+    let mut out = HashSet::new();
+    let lower = |b: u8| b.to_ascii_lowercase();
+    let mut i = 0;
+    while i < src.len() && out.len() < MAX_FORM_FIELDS {
+        let Some(lt) = memchr::memchr(b'<', &src[i..]).map(|p| p + i) else {
+            break;
+        };
+        i = lt + 1;
+        let tag = [b"input".as_slice(), b"textarea", b"select"]
+            .into_iter()
+            .find(|t| {
+                src.len() > lt + t.len()
+                    && src[lt + 1..lt + 1 + t.len()]
+                        .iter()
+                        .zip(t.iter())
+                        .all(|(a, b)| lower(*a) == *b)
+            });
+        let Some(tag) = tag else {
+            continue;
+        };
+        let end = src.len().min(lt + 1 + tag.len() + FIELD_SCAN);
+        let body = &src[lt + 1 + tag.len()..end];
+        let body = &body[..memchr::memchr(b'>', body).unwrap_or(body.len())];
+        // On past what was read: each byte is looked at once (linear in the file).
+        i = lt + 1 + tag.len() + body.len();
+        let mut j = 0;
+        while j + 4 < body.len() {
+            let at_name = body[j..j + 4].iter().map(|b| lower(*b)).eq(*b"name")
+                && (j == 0 || !is_ident(body[j - 1]));
+            if !at_name {
+                j += 1;
+                continue;
+            }
+            let mut p = j + 4;
+            while p < body.len() && matches!(body[p], b' ' | b'\t') {
+                p += 1;
+            }
+            if body.get(p) != Some(&b'=') {
+                j += 4;
+                continue;
+            }
+            p += 1;
+            while p < body.len() && matches!(body[p], b' ' | b'\t' | b'\\' | b'"' | b'\'') {
+                p += 1;
+            }
+            let start = p;
+            while p < body.len() && is_ident(body[p]) && body[p] < 0x80 {
+                p += 1;
+            }
+            if p > start && is_ident_start(body[start]) {
+                out.insert(&body[start..p]);
+            }
+            break;
+        }
+    }
+    out
 }
 
 /// Whether a computed string is one a rule may care about: a name (a function, a
@@ -2545,6 +2652,26 @@ mod tests {
     }
 
     #[test]
+    fn fields_of_the_scripts_own_form_are_request_input_under_register_globals() {
+        // A shell written for register_globals: `$cmd` is the posted field.
+        let v = view(
+            "<form method=post><input type=text name=\"cmd\"></form>\n\
+             <?php if ($cmd == \"\") { $cmd = 'dir'; } system($cmd); ?>",
+        );
+        assert!(v.contains("system($_REQUEST['via $cmd'])"), "{v}");
+        // The form printed from PHP, escaped quotes and all.
+        let v = view("<?php print \"<input name=\\\"c\\\" type=text>\"; passthru($c);");
+        assert!(v.contains("passthru($_REQUEST['via $c'])"), "{v}");
+        // Set by the script itself: the field's value never reaches the call.
+        let v =
+            fold(b"<input name=\"cmd\"><?php $cmd = 'uptime -p'; $x = $_GET['x']; system($cmd);");
+        assert!(v.is_none_or(|v| !contains(&v, b"via $cmd")));
+        // No field of that name.
+        let v = fold(b"<input name=\"other\"><?php $x = $_GET['x']; system($cmd);");
+        assert!(v.is_none_or(|v| !contains(&v, b"via $cmd")));
+    }
+
+    #[test]
     fn a_silenced_value_is_the_value() {
         let v = view("<?php $f = @$_FILES['up']; move_uploaded_file($f['tmp_name'], $f['name']);");
         assert!(
@@ -2595,6 +2722,10 @@ mod tests {
         ] {
             let _ = fold(src.as_bytes());
         }
+        // A file of nothing but form tags is read once.
+        let tags = "<input type=text value=x ".repeat(200_000);
+        let _ = fold(format!("<?php system($x); ?>{tags}").as_bytes());
+        assert!(form_fields(tags.as_bytes()).is_empty());
         // str_repeat beyond the limit is not built.
         let v = fold(b"<?php $a = str_repeat('x', 100000000) . 'y';");
         assert!(v.is_none_or(|v| v.len() < 1000));
