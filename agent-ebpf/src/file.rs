@@ -105,6 +105,9 @@ const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+/// The kernel's FMODE_READ and FMODE_WRITE (include/linux/fs.h).
+const FMODE_READ: u32 = 1 << 0;
+pub(crate) const FMODE_WRITE: u32 = 1 << 1;
 
 // Offsets from /sys/kernel/tracing/events/syscalls/*/format (stable ABI).
 pub(crate) const ARG0: usize = 16;
@@ -325,9 +328,17 @@ fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> 
         if !is_web_uid(bpf_get_current_uid_gid() as u32) {
             return Ok(());
         }
-    } else if kstruct::offsets().is_none() && !may_be_watched(filename) {
-        // Without struct offsets the typed name is all there is to go on. With them
-        // every write-open goes to the exit, where the opened file decides.
+    } else if kstruct::offsets().is_none() {
+        if !may_be_watched(filename) {
+            // Without struct offsets the typed name is all there is to go on.
+            return Ok(());
+        }
+    } else if flags & (O_WRONLY | O_RDWR | O_CREAT) != 0 {
+        // With them the exit reads what the open made of the file (its mode says
+        // written or created): nothing to carry over, so no pending entry to insert
+        // here and find and delete there (the in-flight map's operations were the
+        // largest part of a write-open's cost; docs/src/benchmarks.md). Only a
+        // read-only open with O_TRUNC, whose mode says neither, still needs one.
         return Ok(());
     }
     let pending = PendingOpen {
@@ -342,12 +353,12 @@ fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> 
 
 fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     let id = bpf_get_current_pid_tgid();
-    let Some(pending) = OPEN_PENDING.get_ptr(&id) else {
-        return Ok(());
-    };
-    // SAFETY: value pointer from a successful lookup; copied before the remove.
-    let pending = unsafe { *pending };
-    let _ = OPEN_PENDING.remove(&id);
+    let pending = OPEN_PENDING.get_ptr(&id).map(|p| {
+        // SAFETY: value pointer from a successful lookup; copied before the remove.
+        let p = unsafe { *p };
+        let _ = OPEN_PENDING.remove(&id);
+        p
+    });
     let ret = arg(ctx, ARG0)? as i64;
     if ret < 0 {
         return Ok(());
@@ -355,6 +366,11 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
     let scratch = PATH_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
     // SAFETY: per-CPU scratch entry, exclusively ours for the duration of this program.
     let info = unsafe { &mut *scratch };
+    let Some(pending) = pending else {
+        // No entry: with struct offsets a write-open is told by the file it made
+        // (see remember_open); anything else is none of the sensor's business.
+        return opened_for_writing(id, ret as u32, info);
+    };
     info.open_flags = pending.open_flags;
     info.dirfd = pending.dirfd;
     info.flags = 0;
@@ -406,6 +422,37 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         return Ok(());
     }
     track_write(id, ret as u32, info)
+}
+
+/// An open the entry kept nothing for: a write session if the kernel opened the file
+/// for writing or created it (its `f_mode`), with the open flags told from that mode
+/// (O_TRUNC is not in it: a read-only O_TRUNC open keeps its pending entry).
+#[inline(always)]
+fn opened_for_writing(id: u64, fd: u32, info: &mut OpenInfo) -> Result<(), FileStat> {
+    let Some(o) = kstruct::offsets() else {
+        return Ok(());
+    };
+    let Some(f) = kstruct::current_file(o, fd) else {
+        return Ok(());
+    };
+    let mode = kstruct::file_mode(o, f).ok_or(FileStat::PathReadError)?;
+    if mode & (FMODE_WRITE | FMODE_CREATED) == 0 {
+        return Ok(());
+    }
+    info.open_flags = match (mode & FMODE_READ != 0, mode & FMODE_WRITE != 0) {
+        (true, true) => O_RDWR,
+        (_, true) => O_WRONLY,
+        _ => 0,
+    } | if mode & FMODE_CREATED != 0 { O_CREAT } else { 0 };
+    info.dirfd = AT_FDCWD;
+    info.flags = 0;
+    info.inode = 0;
+    info.root = 0;
+    match write_session(o, f, info) {
+        Some(true) => track_write(id, fd, info),
+        Some(false) => Ok(()),
+        None => Err(FileStat::PathReadError),
+    }
 }
 
 /// A write-open of `f`: walk the opened file up to the watched roots and fill `info`

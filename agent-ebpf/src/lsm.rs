@@ -22,6 +22,7 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 
+use crate::file::FMODE_WRITE;
 use crate::{exec, file, kstruct};
 
 const EPERM: i32 = 1;
@@ -192,8 +193,6 @@ static LSM_WRITES: LruHashMap<u64, LsmWrite> = LruHashMap::with_max_entries(1, 0
 #[map(name = "RAMPART_LSM_WRITE_SCRATCH")]
 static LSM_WRITE_SCRATCH: PerCpuArray<LsmWrite> = PerCpuArray::with_max_entries(1, 0);
 
-/// The kernel's FMODE_WRITE (include/linux/fs.h).
-const FMODE_WRITE: u32 = 1 << 1;
 
 /// Every open for writing, however it was made (openat, openat2, creat,
 /// open_by_handle_at, io_uring, `O_TMPFILE`): a file under a watched tree starts a

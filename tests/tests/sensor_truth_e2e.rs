@@ -178,6 +178,16 @@ fn webshell_spellings(backend: Backend) {
                  os.close(fd); time.sleep(0.5); m[:] = d; os._exit(0)'"
             ),
         ),
+        // Clean when made; then rewritten in place through a read-write open of the
+        // existing file (no O_CREAT, no O_TRUNC): only the open's mode says written.
+        (
+            "edited.php",
+            format!(
+                "echo hello > {w}/edited.php && sleep 0.5 && \
+                 /usr/bin/python3 -c 'f = open(\"{w}/edited.php\", \"r+b\"); \
+                 f.write(open(\"{s}\", \"rb\").read()); f.close()'"
+            ),
+        ),
         // Clean while 4 KiB long; a truncate(2) by name leaves only the marker.
         (
             "truncated.php",
