@@ -439,11 +439,17 @@ fn opened_for_writing(id: u64, fd: u32, info: &mut OpenInfo) -> Result<(), FileS
     if mode & (FMODE_WRITE | FMODE_CREATED) == 0 {
         return Ok(());
     }
-    info.open_flags = match (mode & FMODE_READ != 0, mode & FMODE_WRITE != 0) {
+    let access = match (mode & FMODE_READ != 0, mode & FMODE_WRITE != 0) {
         (true, true) => O_RDWR,
         (_, true) => O_WRONLY,
         _ => 0,
-    } | if mode & FMODE_CREATED != 0 { O_CREAT } else { 0 };
+    };
+    let created = if mode & FMODE_CREATED != 0 {
+        O_CREAT
+    } else {
+        0
+    };
+    info.open_flags = access | created;
     info.dirfd = AT_FDCWD;
     info.flags = 0;
     info.inode = 0;

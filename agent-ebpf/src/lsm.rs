@@ -193,7 +193,6 @@ static LSM_WRITES: LruHashMap<u64, LsmWrite> = LruHashMap::with_max_entries(1, 0
 #[map(name = "RAMPART_LSM_WRITE_SCRATCH")]
 static LSM_WRITE_SCRATCH: PerCpuArray<LsmWrite> = PerCpuArray::with_max_entries(1, 0);
 
-
 /// Every open for writing, however it was made (openat, openat2, creat,
 /// open_by_handle_at, io_uring, `O_TMPFILE`): a file under a watched tree starts a
 /// write session, keyed by the file, that `rampart_lsm_file_free` ends. Observes
