@@ -383,12 +383,7 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let opened =
             kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
         if let Some((o, f)) = opened {
-            return match write_session(o, f, info) {
-                Some(true) => track_write(id, ret as u32, info),
-                // Outside every watched tree, or excluded.
-                Some(false) => Ok(()),
-                None => Err(FileStat::PathReadError),
-            };
+            return start_session(o, f, id, ret as u32, info);
         }
     }
     // The typed name: sensitive reads, and writes where the opened file cannot be
@@ -451,11 +446,22 @@ fn opened_for_writing(id: u64, fd: u32, info: &mut OpenInfo) -> Result<(), FileS
     };
     info.open_flags = access | created;
     info.dirfd = AT_FDCWD;
-    info.flags = 0;
-    info.inode = 0;
-    info.root = 0;
+    start_session(o, f, id, fd, info)
+}
+
+/// A write session on `f`, bound to `fd`, when the file is in a watched tree
+/// (`write_session` fills the rest of `info`).
+#[inline(always)]
+fn start_session(
+    o: &KernelOffsets,
+    f: u64,
+    id: u64,
+    fd: u32,
+    info: &mut OpenInfo,
+) -> Result<(), FileStat> {
     match write_session(o, f, info) {
         Some(true) => track_write(id, fd, info),
+        // Outside every watched tree, or excluded.
         Some(false) => Ok(()),
         None => Err(FileStat::PathReadError),
     }

@@ -1157,7 +1157,6 @@ impl Env {
 /// `MAX_FORM_FIELDS` and `FIELD_SCAN` bytes per tag.
 fn form_fields(src: &[u8]) -> HashSet<&[u8]> {
     let mut out = HashSet::new();
-    let lower = |b: u8| b.to_ascii_lowercase();
     let mut i = 0;
     while i < src.len() && out.len() < MAX_FORM_FIELDS {
         let Some(lt) = memchr::memchr(b'<', &src[i..]).map(|p| p + i) else {
@@ -1167,11 +1166,8 @@ fn form_fields(src: &[u8]) -> HashSet<&[u8]> {
         let tag = [b"input".as_slice(), b"textarea", b"select"]
             .into_iter()
             .find(|t| {
-                src.len() > lt + t.len()
-                    && src[lt + 1..lt + 1 + t.len()]
-                        .iter()
-                        .zip(t.iter())
-                        .all(|(a, b)| lower(*a) == *b)
+                src.get(lt + 1..lt + 1 + t.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(t))
             });
         let Some(tag) = tag else {
             continue;
@@ -1183,8 +1179,8 @@ fn form_fields(src: &[u8]) -> HashSet<&[u8]> {
         i = lt + 1 + tag.len() + body.len();
         let mut j = 0;
         while j + 4 < body.len() {
-            let at_name = body[j..j + 4].iter().map(|b| lower(*b)).eq(*b"name")
-                && (j == 0 || !is_ident(body[j - 1]));
+            let at_name =
+                body[j..j + 4].eq_ignore_ascii_case(b"name") && (j == 0 || !is_ident(body[j - 1]));
             if !at_name {
                 j += 1;
                 continue;
