@@ -55,8 +55,9 @@ static OPEN_PENDING: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries
 #[map(name = "RAMPART_OPEN_WRITES")]
 static OPEN_WRITES: LruHashMap<OpenKey, OpenInfo> = LruHashMap::with_max_entries(1, 0);
 
-/// Processes with write sessions open: tgid -> sessions (a count kept loosely: fds
-/// closed by dup2 or close_range leave it high, which only costs an exit event).
+/// Processes that opened write sessions: tgid -> sessions still open (a count kept
+/// loosely: fds closed by dup2 or close_range leave it high, which only costs an exit
+/// event). An entry stays at zero after its last close; the process's exit removes it.
 #[map(name = "RAMPART_WRITERS")]
 static WRITERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1, 0);
 
@@ -576,14 +577,10 @@ fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
     }
     let _ = OPEN_WRITES.remove(&key);
     if let Some(n) = WRITERS.get_ptr_mut(&key.tgid) {
-        // SAFETY: live map value (see track_write).
-        let left = unsafe {
-            *n = (*n).saturating_sub(1);
-            *n
-        };
-        if left == 0 {
-            let _ = WRITERS.remove(&key.tgid);
-        }
+        // SAFETY: live map value (see track_write). Left at zero, not removed: a
+        // process writing many files (tar, cp, an upload handler) would otherwise
+        // insert and delete its entry once a file; the exit removes it.
+        unsafe { *n = (*n).saturating_sub(1) };
     }
     res
 }
@@ -647,11 +644,17 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 pub fn rampart_file_exit(_ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
-    // SAFETY: plain lookup.
-    if id as u32 != tgid || unsafe { WRITERS.get(&tgid) }.is_none() {
+    if id as u32 != tgid {
         return 0;
     }
+    // SAFETY: plain lookup. An entry at zero is a writer whose sessions all closed.
+    let Some(open) = (unsafe { WRITERS.get(&tgid) }).copied() else {
+        return 0;
+    };
     let _ = WRITERS.remove(&tgid);
+    if open == 0 {
+        return 0;
+    }
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         bump(FileStat::RingbufFull);
         return 0;
