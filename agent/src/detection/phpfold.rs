@@ -2172,13 +2172,19 @@ impl<'a> Pass<'a> {
                 [Tok::Arr(a)] => a.concat(),
                 _ => return None,
             },
-            b"pack" if args.len() == 2 => {
-                let fmt = s(0)?;
-                if !fmt.starts_with(b"H") {
-                    return None;
-                }
-                hex_decode(s(1)?)?
-            }
+            b"pack" if args.len() >= 2 => match s(0)? {
+                fmt if fmt.starts_with(b"H") && args.len() == 2 => hex_decode(s(1)?)?,
+                // Bytes given as numbers (pack('c*', 0x70, 0x61, 99, 107) is "pack"),
+                // the low eight bits of each as PHP keeps them.
+                b"c*" | b"C*" => args[1..]
+                    .iter()
+                    .map(|a| match a {
+                        Tok::Num(n, _) => Some((*n & 0xff) as u8),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<u8>>>()?,
+                _ => return None,
+            },
             _ => return None,
         };
         self.computed(v)
@@ -2411,6 +2417,13 @@ mod tests {
         );
         assert!(view("<?php $x = str_replace('x', '', 'axsxxsxexrxxt');").contains(r#""assert""#));
         assert!(view("<?php $x = chr(4*4*(5+5)-45).chr(121);").contains(r#""sy""#));
+        // Bytes packed from numbers (decimal, hex; the low eight bits kept); a
+        // format the folder does not know is left as written.
+        assert!(
+            view("<?php $i = pack('c*', 0x70, 0x61, 99, 107); $x = pack('C*', 0x173, 121);")
+                .contains(r#"$i = "pack"; $x = "sy";"#)
+        );
+        assert!(fold(b"<?php $x = pack('n*', 115, 121);").is_none());
         // XOR of strings, and a superglobal reached by the name it computes.
         let v = view("<?= $_=\"`{{{\"^\"?<>/\";${$_}[$_](${$_}[_._._._]);");
         assert!(v.contains(r#"$_="_GET""#), "{v}");
