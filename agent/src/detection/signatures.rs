@@ -1407,6 +1407,7 @@ mod tests {
             ("hex_url_function_loader", "php_evals_fetched_url"),
             ("request_body_include", "php_include_request_input"),
             ("function_table_char_codes", "php_function_table_call"),
+            ("zlib_wrapper_file_reader", "php_safe_mode_bypass_reader"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
