@@ -1408,6 +1408,7 @@ mod tests {
             ("request_body_include", "php_include_request_input"),
             ("function_table_char_codes", "php_function_table_call"),
             ("zlib_wrapper_file_reader", "php_safe_mode_bypass_reader"),
+            ("xslt_php_function", "php_xslt_calls_code_function"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
