@@ -1412,6 +1412,7 @@ mod tests {
             ("socket_line_runner", "php_reverse_shell"),
             ("upload_to_fixed_php", "php_upload_saved_as_php"),
             ("curl_file_url_reader", "php_safe_mode_bypass_reader"),
+            ("two_field_file_helper", "php_file_writer_on_input"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
