@@ -1413,6 +1413,7 @@ mod tests {
             ("upload_to_fixed_php", "php_upload_saved_as_php"),
             ("curl_file_url_reader", "php_safe_mode_bypass_reader"),
             ("two_field_file_helper", "php_file_writer_on_input"),
+            ("session_file_thief", "php_session_file_reader"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
