@@ -1414,6 +1414,8 @@ mod tests {
             ("curl_file_url_reader", "php_safe_mode_bypass_reader"),
             ("two_field_file_helper", "php_file_writer_on_input"),
             ("session_file_thief", "php_session_file_reader"),
+            ("client_socket_shell", "php_findsock_shell"),
+            ("server_paths_beacon", "php_host_beacon_mailer"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
