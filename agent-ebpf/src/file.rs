@@ -384,7 +384,9 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let opened =
             kstruct::offsets().and_then(|o| Some((o, kstruct::current_file(o, ret as u32)?)));
         if let Some((o, f)) = opened {
-            return start_session(o, f, id, ret as u32, info);
+            // An unreadable mode reads as not created, as it always did.
+            let mode = kstruct::file_mode(o, f).unwrap_or(0);
+            return start_session(o, f, mode, id, ret as u32, info);
         }
     }
     // The typed name: sensitive reads, and writes where the opened file cannot be
@@ -447,20 +449,21 @@ fn opened_for_writing(id: u64, fd: u32, info: &mut OpenInfo) -> Result<(), FileS
     };
     info.open_flags = access | created;
     info.dirfd = AT_FDCWD;
-    start_session(o, f, id, fd, info)
+    start_session(o, f, mode, id, fd, info)
 }
 
-/// A write session on `f`, bound to `fd`, when the file is in a watched tree
-/// (`write_session` fills the rest of `info`).
+/// A write session on `f` (opened with `mode`), bound to `fd`, when the file is in a
+/// watched tree (`write_session` fills the rest of `info`).
 #[inline(always)]
 fn start_session(
     o: &KernelOffsets,
     f: u64,
+    mode: u32,
     id: u64,
     fd: u32,
     info: &mut OpenInfo,
 ) -> Result<(), FileStat> {
-    match write_session(o, f, info) {
+    match write_session(o, f, mode, info) {
         Some(true) => track_write(id, fd, info),
         // Outside every watched tree, or excluded.
         Some(false) => Ok(()),
@@ -471,9 +474,15 @@ fn start_session(
 /// A write-open of `f`: walk the opened file up to the watched roots and fill `info`
 /// (its canonical path, RESOLVED/TRUNCATED/UNRESOLVED/CREATED, the inode) for a write
 /// session. Some(false) when the file is outside every watched tree (or excluded),
-/// None when the walk failed. Shared by the openat exit and the LSM file backend.
+/// None when the walk failed. `mode` is the file's `f_mode`, which every caller has
+/// already read. Shared by the openat exit and the LSM file backend.
 #[inline(always)]
-pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> Option<bool> {
+pub(crate) fn write_session(
+    o: &KernelOffsets,
+    f: u64,
+    mode: u32,
+    info: &mut OpenInfo,
+) -> Option<bool> {
     let w = kstruct::walk(
         o,
         f,
@@ -498,7 +507,7 @@ pub(crate) fn write_session(o: &KernelOffsets, f: u64, info: &mut OpenInfo) -> O
         info.flags |= file_flags::UNRESOLVED;
         bump(FileStat::WalkTooDeep);
     }
-    if kstruct::file_mode(o, f).is_some_and(|m| m & FMODE_CREATED != 0) {
+    if mode & FMODE_CREATED != 0 {
         info.flags |= file_flags::CREATED;
     }
     info.inode = kstruct::file_inode(o, f).unwrap_or(0);

@@ -213,7 +213,8 @@ fn try_file_write(f: u64) -> Result<(), FileStat> {
     let Some(o) = kstruct::offsets() else {
         return Ok(());
     };
-    if kstruct::file_mode(o, f).is_none_or(|m| m & FMODE_WRITE == 0) {
+    let mode = kstruct::file_mode(o, f).unwrap_or(0);
+    if mode & FMODE_WRITE == 0 {
         return Ok(());
     }
     let s = LSM_WRITE_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
@@ -224,7 +225,7 @@ fn try_file_write(f: u64) -> Result<(), FileStat> {
     s.info.flags = 0;
     s.info.inode = 0;
     s.info.root = 0;
-    match file::write_session(o, f, &mut s.info) {
+    match file::write_session(o, f, mode, &mut s.info) {
         Some(true) => {}
         Some(false) => return Ok(()),
         None => return Err(FileStat::PathReadError),
