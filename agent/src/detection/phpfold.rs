@@ -24,7 +24,8 @@
 //!   `$_GET['k']`; a superglobal named by a computed string is also noted as
 //!   `${"_GET"}`; the raw body (`file_get_contents('php://input')`) is written
 //!   `$_POST['php://input']`. A variable fed from request input at one of its
-//!   assignments and handed whole to a command or code function is written
+//!   assignments and handed whole to a command or code function, or joined into its
+//!   first argument (`popen('exec 2>&1; ' . $cmd, 'r')`), is written
 //!   `$_REQUEST['via $name']` at that call (see `Env::tainted`); one assigned once
 //!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
 //!   written where it is read. "Once" is per scope (`Scopes`): each function has its
@@ -1539,12 +1540,23 @@ impl<'a> Pass<'a> {
 
     /// A variable fed from request input, handed whole as the first argument of a
     /// function that runs a command or code (`system($cmd)`) or opens or writes a file
-    /// by that name (`file_put_contents($path, ...)`), is written
-    /// `$_REQUEST['via $cmd']` there: what reaches the call is the client's.
+    /// by that name (`file_put_contents($path, ...)`), or joined into the first
+    /// argument of a command or code function, is written `$_REQUEST['via $cmd']`
+    /// there: what reaches the call is the client's.
     fn tainted_argument(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
         let Tok::Var(span) = &tok else {
             return tok;
         };
+        // Joined into the first argument of a command or code function
+        // (`popen('exec 2>&1; ' . $cmd, 'r')`): the client's text is run all the same.
+        let joined = la == Some(b".")
+            || Self::nth(out, 0).is_some_and(|p| self.op_of(Some(&out[p])) == Some(b"."));
+        if joined && self.sink_call_argument(out) == Some(0) {
+            let name = self.text(span);
+            self.changed = true;
+            self.progress = true;
+            return Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat());
+        }
         if !matches!(la, Some(b")" | b",")) {
             return tok;
         }
@@ -1589,25 +1601,43 @@ impl<'a> Pass<'a> {
     /// Whether the top of `out` is inside the arguments of a command or code
     /// function (`eval('?>' . ` ...), looking back a bounded way.
     fn in_sink_call(&self, out: &[Tok]) -> bool {
+        self.sink_call_argument(out).is_some()
+    }
+
+    /// Which argument (0 = the first) of a command or code function the top of `out`
+    /// is inside, looking back a bounded way; None outside such a call, or in a
+    /// method's or a declaration's of that name.
+    fn sink_call_argument(&self, out: &[Tok]) -> Option<usize> {
         let mut depth = 0usize;
+        let mut commas = 0usize;
         for (seen, i) in (0..out.len()).rev().enumerate() {
             if seen > SINK_LOOKBACK {
-                return false;
+                return None;
             }
             match self.op_of(Some(&out[i])) {
-                Some(b")") => depth += 1,
-                Some(b"(") if depth > 0 => depth -= 1,
+                Some(b")" | b"]") => depth += 1,
+                Some(b"(" | b"[") if depth > 0 => depth -= 1,
+                Some(b",") if depth == 0 => commas += 1,
                 Some(b"(") => {
-                    return Self::nth(&out[..i], 0).is_some_and(|c| {
-                        self.ident_of(Some(&out[c]))
-                            .is_some_and(|w| SINKS.contains(&w.as_slice()))
+                    let callee = Self::nth(&out[..i], 0)?;
+                    let sink = self
+                        .ident_of(Some(&out[callee]))
+                        .is_some_and(|w| SINKS.contains(&w.as_slice()));
+                    let method = Self::nth(&out[..callee], 0).is_some_and(|b| {
+                        matches!(self.op_of(Some(&out[b])), Some(b"->" | b"?->" | b"::"))
+                            || matches!(
+                                self.ident_of(Some(&out[b])).as_deref(),
+                                Some(b"function" | b"new")
+                            )
                     });
+                    return (sink && !method).then_some(commas);
                 }
-                Some(b";" | b"{" | b"}") => return false,
+                Some(b"[") => return None,
+                Some(b";" | b"{" | b"}") => return None,
                 _ => {}
             }
         }
-        false
+        None
     }
 
     /// `${"name"}`: a superglobal reached by a computed name is noted as such.
@@ -2487,13 +2517,25 @@ mod tests {
         );
         assert!(v.contains("system($_REQUEST['via $d'])"), "{v}");
         assert!(v.contains("passthru(@$_REQUEST['via $c'])"), "{v}");
-        // Escaped for the shell, part of a larger argument, a method of that name,
-        // or never from the request: left alone.
+        // Joined into the command (wwwolf's `popen('exec 2>&1; ' . $cmd, 'r')`).
+        let v = view(
+            "<?php $cmd = empty($_POST['cmd']) ? '' : $_POST['cmd']; $p = popen('exec 2>&1; ' . $cmd, 'r'); system($cmd . ' 2>&1');",
+        );
+        assert!(
+            v.contains("popen('exec 2>&1; ' . $_REQUEST['via $cmd'], 'r')"),
+            "{v}"
+        );
+        assert!(v.contains("system($_REQUEST['via $cmd'] . ' 2>&1')"), "{v}");
+        // Escaped for the shell (also inside a larger argument), joined into another
+        // argument than the command, a method of that name, or never from the
+        // request: left alone.
         for src in [
             "<?php $f = escapeshellarg($_GET['f']); $f .= ''; system($f); $z = 'a'.'b';",
-            "<?php $c = $_GET['c']; $c .= ''; system('ls ' . $c); $z = 'a'.'b';",
-            "<?php $c = $_GET['c']; $c .= ''; $o->system($c); $z = 'a'.'b';",
-            "<?php $c = 'ls'; $c .= ' -l'; system($c); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; system('ls ' . escapeshellarg($c)); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; exec('ls', $out, $r . $c); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; $o->system($c); $o->system('ls ' . $c); $z = 'a'.'b';",
+            "<?php $c = $_GET['c']; $c .= ''; $m = $list['x' . $c]; system($m[0]); $z = 'a'.'b';",
+            "<?php $c = 'ls'; $c .= ' -l'; system($c); system('cd /; ' . $c); $z = 'a'.'b';",
         ] {
             let v = view(src);
             assert!(!v.contains("via $"), "{src}: {v}");

@@ -1423,6 +1423,8 @@ mod tests {
             ("sqli_error_probe", "php_sqli_scanner"),
             ("port_probe_range", "php_request_port_scanner"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
+            ("joined_command_from_ternary", "php_exec_request_input"),
+            ("underscore_array_call", "php_variable_variable_call"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
