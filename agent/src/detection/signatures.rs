@@ -1425,6 +1425,7 @@ mod tests {
             ("socket_relay_listener", "php_socket_listener_on_request"),
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
+            ("interpolated_command_dropper", "php_exec_request_input"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
