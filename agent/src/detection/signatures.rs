@@ -1426,6 +1426,8 @@ mod tests {
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
             ("interpolated_command_dropper", "php_exec_request_input"),
+            ("file_list_phish_sender", "php_file_list_mailer"),
+            ("split_list_mailer", "php_list_mailer"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
