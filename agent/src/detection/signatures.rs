@@ -1428,6 +1428,8 @@ mod tests {
             ("interpolated_command_dropper", "php_exec_request_input"),
             ("file_list_phish_sender", "php_file_list_mailer"),
             ("split_list_mailer", "php_list_mailer"),
+            ("request_chmod_browser", "php_request_chmod"),
+            ("docroot_defacer", "php_defacer"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
