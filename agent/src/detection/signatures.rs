@@ -1430,6 +1430,8 @@ mod tests {
             ("split_list_mailer", "php_list_mailer"),
             ("request_chmod_browser", "php_request_chmod"),
             ("docroot_defacer", "php_defacer"),
+            ("query_url_self_updater", "php_evals_fetched_url"),
+            ("writable_dir_walker", "php_writable_dir_hunter"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
             ("own_decoder_eval", "php_eval_decoded"),
