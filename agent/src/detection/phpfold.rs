@@ -25,7 +25,8 @@
 //!   `${"_GET"}`; the raw body (`file_get_contents('php://input')`) is written
 //!   `$_POST['php://input']`. A variable fed from request input at one of its
 //!   assignments and handed whole to a command or code function, or joined into its
-//!   first argument (`popen('exec 2>&1; ' . $cmd, 'r')`), is written
+//!   first argument (`popen('exec 2>&1; ' . $cmd, 'r')`), or run whole by the shell's
+//!   backticks, is written
 //!   `$_REQUEST['via $name']` at that call (see `Env::tainted`); one assigned once
 //!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
 //!   written where it is read. "Once" is per scope (`Scopes`): each function has its
@@ -1540,18 +1541,20 @@ impl<'a> Pass<'a> {
 
     /// A variable fed from request input, handed whole as the first argument of a
     /// function that runs a command or code (`system($cmd)`) or opens or writes a file
-    /// by that name (`file_put_contents($path, ...)`), or joined into the first
-    /// argument of a command or code function, is written `$_REQUEST['via $cmd']`
-    /// there: what reaches the call is the client's.
+    /// by that name (`file_put_contents($path, ...)`), joined into the first
+    /// argument of a command or code function, or run whole by backticks, is written
+    /// `$_REQUEST['via $cmd']` there: what reaches the call is the client's.
     fn tainted_argument(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
         let Tok::Var(span) = &tok else {
             return tok;
         };
         // Joined into the first argument of a command or code function
         // (`popen('exec 2>&1; ' . $cmd, 'r')`): the client's text is run all the same.
-        let joined = la == Some(b".")
-            || Self::nth(out, 0).is_some_and(|p| self.op_of(Some(&out[p])) == Some(b"."));
-        if joined && self.sink_call_argument(out) == Some(0) {
+        // Or run whole by the shell's backticks (`` `$cmd` ``).
+        let prev = Self::nth(out, 0).and_then(|p| self.op_of(Some(&out[p])));
+        let joined = la == Some(b".") || prev == Some(b".");
+        let backticked = la == Some(b"`") && prev == Some(b"`");
+        if backticked || (joined && self.sink_call_argument(out) == Some(0)) {
             let name = self.text(span);
             self.changed = true;
             self.progress = true;
@@ -2526,6 +2529,9 @@ mod tests {
             "{v}"
         );
         assert!(v.contains("system($_REQUEST['via $cmd'] . ' 2>&1')"), "{v}");
+        // Run by the shell's backticks, whole (Hima Shell's `$exec`).
+        let v = view("<?php $e = $_POST['command']; $e .= ' 2>&1'; $out = `$e`; echo `ls`;");
+        assert!(v.contains("$out = `$_REQUEST['via $e']`"), "{v}");
         // Escaped for the shell (also inside a larger argument), joined into another
         // argument than the command, a method of that name, or never from the
         // request: left alone.
@@ -2535,7 +2541,7 @@ mod tests {
             "<?php $c = $_GET['c']; $c .= ''; exec('ls', $out, $r . $c); $z = 'a'.'b';",
             "<?php $c = $_GET['c']; $c .= ''; $o->system($c); $o->system('ls ' . $c); $z = 'a'.'b';",
             "<?php $c = $_GET['c']; $c .= ''; $m = $list['x' . $c]; system($m[0]); $z = 'a'.'b';",
-            "<?php $c = 'ls'; $c .= ' -l'; system($c); system('cd /; ' . $c); $z = 'a'.'b';",
+            "<?php $c = 'ls'; $c .= ' -l'; system($c); system('cd /; ' . $c); $o = `$c`; $z = 'a'.'b';",
         ] {
             let v = view(src);
             assert!(!v.contains("via $"), "{src}: {v}");
