@@ -1555,10 +1555,7 @@ impl<'a> Pass<'a> {
         let joined = la == Some(b".") || prev == Some(b".");
         let backticked = la == Some(b"`") && prev == Some(b"`");
         if backticked || (joined && self.sink_call_argument(out) == Some(0)) {
-            let name = self.text(span);
-            self.changed = true;
-            self.progress = true;
-            return Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat());
+            return self.via_request(self.text(span));
         }
         if !matches!(la, Some(b")" | b",")) {
             return tok;
@@ -1586,19 +1583,29 @@ impl<'a> Pass<'a> {
             SINKS.contains(&w.as_slice())
                 || (FILE_SINKS.contains(&w.as_slice()) && self.env.is_whole(self.scope, name))
         });
-        let method = Self::nth(&out[..callee], 0).is_some_and(|b| {
+        if !sink || self.method_or_declaration(out, callee) {
+            return tok;
+        }
+        self.via_request(name)
+    }
+
+    /// The marked spelling of request input that reached a command through `$name`.
+    fn via_request(&mut self, name: &[u8]) -> Tok {
+        self.changed = true;
+        self.progress = true;
+        Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat())
+    }
+
+    /// Whether the name at `out[callee]` is a method's (`$o->system(`, `X::exec(`)
+    /// or one being declared (`function system(`, `new Exec(`), not PHP's function.
+    fn method_or_declaration(&self, out: &[Tok], callee: usize) -> bool {
+        Self::nth(&out[..callee], 0).is_some_and(|b| {
             matches!(self.op_of(Some(&out[b])), Some(b"->" | b"?->" | b"::"))
                 || matches!(
                     self.ident_of(Some(&out[b])).as_deref(),
                     Some(b"function" | b"new")
                 )
-        });
-        if !sink || method {
-            return tok;
-        }
-        self.changed = true;
-        self.progress = true;
-        Tok::Req([b"$_REQUEST['via $".as_slice(), name, b"']"].concat())
+        })
     }
 
     /// Whether the top of `out` is inside the arguments of a command or code
@@ -1626,14 +1633,7 @@ impl<'a> Pass<'a> {
                     let sink = self
                         .ident_of(Some(&out[callee]))
                         .is_some_and(|w| SINKS.contains(&w.as_slice()));
-                    let method = Self::nth(&out[..callee], 0).is_some_and(|b| {
-                        matches!(self.op_of(Some(&out[b])), Some(b"->" | b"?->" | b"::"))
-                            || matches!(
-                                self.ident_of(Some(&out[b])).as_deref(),
-                                Some(b"function" | b"new")
-                            )
-                    });
-                    return (sink && !method).then_some(commas);
+                    return (sink && !self.method_or_declaration(out, callee)).then_some(commas);
                 }
                 Some(b"[") => return None,
                 Some(b";" | b"{" | b"}") => return None,
