@@ -289,9 +289,18 @@ fn webshell_spellings(backend: Backend) {
     }
     // The two the kernel could not name (too deep, too long), and only they, were
     // found by inode. The write through the customer's bind mount is named by the
-    // walk below the watched root, where the agent looks (asserted above).
+    // walk below the watched root, where the agent looks (asserted above). A file
+    // too deep for the walk is unnamed to every agent on the machine, so one that
+    // another test writes meanwhile (the other backends run these same spellings)
+    // reaches this agent too, and is not found in its trees: only those are
+    // taken off.
+    let unresolved = health["pipeline"]["unresolved"].as_u64().unwrap_or(0);
+    let elsewhere = health["pipeline"]["unnamed"]["not_found"]
+        .as_u64()
+        .unwrap_or(0);
     assert_eq!(
-        health["pipeline"]["unresolved"], 2,
+        unresolved.saturating_sub(elsewhere),
+        2,
         "every other path was built by the kernel: {health}"
     );
     assert_eq!(health["pipeline"]["unnamed"]["found"], 2, "{health}");
