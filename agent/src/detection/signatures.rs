@@ -1398,6 +1398,7 @@ mod tests {
             ("aliased_upload_to_request_dir", "php_upload_kept_unchecked"),
             ("undying_loop", "php_undying_loop"),
             ("call_result_called", "php_request_input_as_function"),
+            ("parenthesized_name_called", "php_request_input_as_function"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
