@@ -1399,6 +1399,7 @@ mod tests {
             ("undying_loop", "php_undying_loop"),
             ("call_result_called", "php_request_input_as_function"),
             ("parenthesized_name_called", "php_request_input_as_function"),
+            ("callback_name_completed", "php_callback_from_request"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
