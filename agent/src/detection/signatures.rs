@@ -1400,6 +1400,7 @@ mod tests {
             ("call_result_called", "php_request_input_as_function"),
             ("parenthesized_name_called", "php_request_input_as_function"),
             ("callback_name_completed", "php_callback_from_request"),
+            ("site_mirror_exfiltrator", "php_site_mirror_exfiltrator"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
