@@ -1401,6 +1401,7 @@ mod tests {
             ("parenthesized_name_called", "php_request_input_as_function"),
             ("callback_name_completed", "php_callback_from_request"),
             ("site_mirror_exfiltrator", "php_site_mirror_exfiltrator"),
+            ("eval_percent_decoded", "php_eval_decoded"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
