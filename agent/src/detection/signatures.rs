@@ -1402,6 +1402,7 @@ mod tests {
             ("callback_name_completed", "php_callback_from_request"),
             ("site_mirror_exfiltrator", "php_site_mirror_exfiltrator"),
             ("eval_percent_decoded", "php_eval_decoded"),
+            ("eval_helper_with_flag", "php_command_wrapper_on_input"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
