@@ -601,6 +601,14 @@ mod tests {
         }
     }
 
+    /// A state watching a new temporary directory, known to it as handle `dir`.
+    fn state_in_tempdir() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut st = state(dir.path());
+        st.dirs.insert(b"dir".to_vec(), dir.path().to_path_buf());
+        (dir, st)
+    }
+
     /// The activity of one event of `mask` on `name` in the directory the test
     /// state knows as handle `dir`.
     fn event(st: &mut State, stats: &PipelineStats, mask: u64, name: &[u8]) -> Vec<FileActivity> {
@@ -620,10 +628,8 @@ mod tests {
     /// reported once its grace is over; a hard link at once.
     #[test]
     fn a_create_read_late_waits_for_its_own_close_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, mut st) = state_in_tempdir();
         let stats = PipelineStats::default();
-        let mut st = state(dir.path());
-        st.dirs.insert(b"dir".to_vec(), dir.path().to_path_buf());
         let event = |st: &mut State, mask: u64, name: &[u8]| event(st, &stats, mask, name);
         let grace_over = || std::time::Instant::now() + NAMED_GRACE * 2;
 
@@ -662,10 +668,8 @@ mod tests {
     /// for the written file's metadata; a write-close alone still carries it.
     #[test]
     fn a_merged_event_reports_every_bit_and_looks_up_no_deleted_name() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, mut st) = state_in_tempdir();
         let stats = PipelineStats::default();
-        let mut st = state(dir.path());
-        st.dirs.insert(b"dir".to_vec(), dir.path().to_path_buf());
         // The name holds a file again (deleted and created anew): still no metadata
         // from it for the event that deleted it.
         std::fs::write(dir.path().join("again.php"), b"<?php z(); ?>").expect("write");
