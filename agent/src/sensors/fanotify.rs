@@ -401,9 +401,14 @@ impl State {
         out
     }
 
-    /// The activity in one event. The kernel merges queued events on the same object
-    /// into one mask (CREATE|CLOSE_WRITE when we read late), so every bit counts, in
-    /// the order they happened.
+    /// The activity in one event. The kernel merges queued events on the same
+    /// directory entry into one mask (CREATE|CLOSE_WRITE when we read late), so every
+    /// bit counts. The mask does not say in which order they happened: a DELETE with
+    /// a CREATE is a file made and removed, or a name removed and made anew (a file
+    /// replaced). The unlink is then reported first, so what stays recorded is the
+    /// newer content (a write the behaviour checks keep, a scan), never the
+    /// forgetting of it; a DELETE without a CREATE came after the write it is merged
+    /// with (a write after it would have needed a CREATE).
     fn activity(
         &mut self,
         mask: u64,
@@ -431,6 +436,11 @@ impl State {
         if !self.watched(&path) {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return;
+        }
+        let deleted_first = mask & libc::FAN_DELETE != 0 && mask & libc::FAN_CREATE != 0;
+        if deleted_first {
+            self.created.remove(&path);
+            out.push(self.base(FileOp::Unlink, path.clone(), pid));
         }
         if mask & libc::FAN_CREATE != 0 {
             if self.created.len() >= CREATED_MAX {
@@ -464,7 +474,7 @@ impl State {
                 }
             }
         }
-        if mask & libc::FAN_DELETE != 0 {
+        if mask & libc::FAN_DELETE != 0 && !deleted_first {
             self.created.remove(&path);
             out.push(self.base(FileOp::Unlink, path, pid));
         }
@@ -663,9 +673,11 @@ mod tests {
     }
 
     /// Events merged by the kernel while the reader waits out its batching delay: a
-    /// file created, written and deleted arrives as one event. Both activities are
-    /// reported, and the name, gone or holding another file by now, is not looked up
-    /// for the written file's metadata; a write-close alone still carries it.
+    /// file created, written and deleted, or a name deleted and written anew, arrives
+    /// as one event. Both activities are reported, the unlink first (the newer content
+    /// is what stays recorded), and the name, gone or holding another file by now, is
+    /// not looked up for the written file's metadata; a write-close alone still
+    /// carries it, and a write merged with a delete but no create came first.
     #[test]
     fn a_merged_event_reports_every_bit_and_looks_up_no_deleted_name() {
         let (dir, mut st) = state_in_tempdir();
@@ -682,10 +694,16 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                (FileOp::WriteClose, true, false),
-                (FileOp::Unlink, false, false)
+                (FileOp::Unlink, false, false),
+                (FileOp::WriteClose, true, false)
             ]
         );
+        let merged = libc::FAN_CLOSE_WRITE | libc::FAN_DELETE;
+        let ops: Vec<_> = event(&mut st, &stats, merged, b"again.php")
+            .iter()
+            .map(|a| a.op)
+            .collect();
+        assert_eq!(ops, vec![FileOp::WriteClose, FileOp::Unlink]);
         let out = event(&mut st, &stats, libc::FAN_CLOSE_WRITE, b"again.php");
         assert_eq!(out.len(), 1);
         let meta = out[0].meta.expect("a write-close alone carries metadata");
