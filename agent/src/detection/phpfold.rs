@@ -809,6 +809,31 @@ const SINKS: &[&[u8]] = &[
     b"assert",
 ];
 
+/// Functions whose result is their argument's text, trimmed, unescaped or decoded, so
+/// a command or code handed through one is still the client's
+/// (`eval(stripslashes($code))`). The sanitizers (`escapeshellarg`, `intval`, ...)
+/// are not among them.
+const PASS_THROUGH: &[&[u8]] = &[
+    b"stripslashes",
+    b"stripcslashes",
+    b"trim",
+    b"ltrim",
+    b"rtrim",
+    b"strval",
+    b"basename",
+    b"html_entity_decode",
+    b"htmlspecialchars_decode",
+    b"urldecode",
+    b"rawurldecode",
+    b"base64_decode",
+    b"str_rot13",
+    b"strrev",
+    b"hex2bin",
+    b"gzinflate",
+    b"gzuncompress",
+    b"gzdecode",
+];
+
 /// Functions that write (or open for writing) the file their first argument names.
 const FILE_SINKS: &[&[u8]] = &[b"file_put_contents", b"fopen"];
 
@@ -1579,11 +1604,19 @@ impl<'a> Pass<'a> {
             return tok;
         };
         let name = self.text(span);
-        let sink = self.ident_of(Some(&out[callee])).is_some_and(|w| {
+        let callee_name = self.ident_of(Some(&out[callee]));
+        let sink = callee_name.as_ref().is_some_and(|w| {
             SINKS.contains(&w.as_slice())
                 || (FILE_SINKS.contains(&w.as_slice()) && self.env.is_whole(self.scope, name))
         });
-        if !sink || self.method_or_declaration(out, callee) {
+        // Or handed whole to a function that passes its text on, itself the first
+        // argument of a command or code function (`eval(stripslashes($code))`).
+        let through = !sink
+            && callee_name
+                .as_ref()
+                .is_some_and(|w| PASS_THROUGH.contains(&w.as_slice()))
+            && self.sink_call_argument(&out[..callee]) == Some(0);
+        if !(sink || through) || self.method_or_declaration(out, callee) {
             return tok;
         }
         self.via_request(name)
@@ -2532,6 +2565,13 @@ mod tests {
         // Run by the shell's backticks, whole (Hima Shell's `$exec`).
         let v = view("<?php $e = $_POST['command']; $e .= ' 2>&1'; $out = `$e`; echo `ls`;");
         assert!(v.contains("$out = `$_REQUEST['via $e']`"), "{v}");
+        // Handed through a function that passes its text on, itself the command or
+        // code (`eval(stripslashes($phpcode))`, for-just-we `mark405`).
+        let v = view(
+            "<?php $p = isset($_POST['p']) ? $_POST['p'] : 'phpinfo();'; eval(stripslashes($p)); system(@trim($p));",
+        );
+        assert!(v.contains("eval(stripslashes($_REQUEST['via $p']))"), "{v}");
+        assert!(v.contains("system(@trim($_REQUEST['via $p']))"), "{v}");
         // Escaped for the shell (also inside a larger argument), joined into another
         // argument than the command, a method of that name, or never from the
         // request: left alone.
@@ -2542,6 +2582,9 @@ mod tests {
             "<?php $c = $_GET['c']; $c .= ''; $o->system($c); $o->system('ls ' . $c); $z = 'a'.'b';",
             "<?php $c = $_GET['c']; $c .= ''; $m = $list['x' . $c]; system($m[0]); $z = 'a'.'b';",
             "<?php $c = 'ls'; $c .= ' -l'; system($c); system('cd /; ' . $c); $o = `$c`; $z = 'a'.'b';",
+            // A pass-through function that is not itself the command, or a
+            // sanitizer in its place.
+            "<?php $c = $_GET['c']; $c .= ''; echo trim($c); system(intval($c)); system('ls', trim($c)); $z = 'a'.'b';",
         ] {
             let v = view(src);
             assert!(!v.contains("via $"), "{src}: {v}");

@@ -1403,6 +1403,8 @@ mod tests {
             ("site_mirror_exfiltrator", "php_site_mirror_exfiltrator"),
             ("eval_percent_decoded", "php_eval_decoded"),
             ("eval_helper_with_flag", "php_command_wrapper_on_input"),
+            ("eval_through_stripslashes", "php_exec_request_input"),
+            ("basename_joined_command", "php_exec_request_input"),
             ("register_globals_shell", "php_exec_request_input"),
             ("wp_vcd_backdoor", "php_wp_vcd_backdoor"),
             ("header_command_prefix", "php_exec_request_input"),
