@@ -25,8 +25,9 @@
 //!   `${"_GET"}`; the raw body (`file_get_contents('php://input')`) is written
 //!   `$_POST['php://input']`. A variable fed from request input at one of its
 //!   assignments and handed whole to a command or code function, or joined into its
-//!   first argument (`popen('exec 2>&1; ' . $cmd, 'r')`), or run whole by the shell's
-//!   backticks, is written
+//!   first argument (`popen('exec 2>&1; ' . $cmd, 'r')`), or handed whole to a
+//!   function that passes its text on as that first argument (`eval(stripslashes($c))`),
+//!   or run whole by the shell's backticks, is written
 //!   `$_REQUEST['via $name']` at that call (see `Env::tainted`); one assigned once
 //!   from a decoder call on variables (`gzinflate(base64_decode($x))`) has that call
 //!   written where it is read. "Once" is per scope (`Scopes`): each function has its
@@ -1567,7 +1568,8 @@ impl<'a> Pass<'a> {
     /// A variable fed from request input, handed whole as the first argument of a
     /// function that runs a command or code (`system($cmd)`) or opens or writes a file
     /// by that name (`file_put_contents($path, ...)`), joined into the first
-    /// argument of a command or code function, or run whole by backticks, is written
+    /// argument of a command or code function, handed whole to a `PASS_THROUGH`
+    /// function whose call is that first argument, or run whole by backticks, is written
     /// `$_REQUEST['via $cmd']` there: what reaches the call is the client's.
     fn tainted_argument(&mut self, out: &[Tok], tok: Tok, la: Option<&[u8]>) -> Tok {
         let Tok::Var(span) = &tok else {
