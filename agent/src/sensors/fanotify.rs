@@ -439,8 +439,7 @@ impl State {
         }
         let deleted_first = mask & libc::FAN_DELETE != 0 && mask & libc::FAN_CREATE != 0;
         if deleted_first {
-            self.created.remove(&path);
-            out.push(self.base(FileOp::Unlink, path.clone(), pid));
+            out.push(self.unlinked(path.clone(), pid));
         }
         if mask & libc::FAN_CREATE != 0 {
             if self.created.len() >= CREATED_MAX {
@@ -475,9 +474,15 @@ impl State {
             }
         }
         if mask & libc::FAN_DELETE != 0 && !deleted_first {
-            self.created.remove(&path);
-            out.push(self.base(FileOp::Unlink, path, pid));
+            out.push(self.unlinked(path, pid));
         }
+    }
+
+    /// The unlink of `path`, which is no longer a name created and waiting for its
+    /// close-write.
+    fn unlinked(&mut self, path: PathBuf, pid: u32) -> FileActivity {
+        self.created.remove(&path);
+        self.base(FileOp::Unlink, path, pid)
     }
 
     /// A name created for content that already exists: a hard link (`ln`), or an
