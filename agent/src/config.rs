@@ -1151,6 +1151,15 @@ pub fn merge(base: &mut Value, over: Value) {
 /// merged last whatever its name sorts as, and its lists replace.
 pub const API_DROP_IN: &str = "zz-api-settings.yaml";
 
+/// The directory a file named by `path` is in: "." for a bare name such as
+/// `rampart.yaml` (whose `parent()` is the empty path, which names nothing).
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// The embedded default as the first layer: (name, text).
 pub fn default_layer() -> (String, String) {
     ("<embedded default>".to_string(), DEFAULT_YAML.to_string())
@@ -1160,7 +1169,7 @@ pub fn default_layer() -> (String, String) {
 /// first, then the file, then its `conf.d/*.yaml` in name order, the API's drop-in
 /// last. Checked as `load` says.
 pub fn layers(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     let mut layers = vec![default_layer()];
     layers.push((path.display().to_string(), read_private(path)?));
     check_owner(dir, true)?;
@@ -1865,7 +1874,7 @@ pub fn parse_net(input: &str, force: bool) -> Result<IpNet, String> {
 /// the API writes: the settings drop-in, rulesets, the ModSecurity rules file.
 pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("a file name is needed"))?;
@@ -1885,6 +1894,19 @@ pub fn replace_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_directory() {
+        // `rampart validate -c rampart.yaml` read conf.d of "" (nothing) and failed
+        // with "reading : No such file or directory".
+        assert_eq!(dir_of(Path::new("rampart.yaml")), Path::new("."));
+        assert_eq!(dir_of(Path::new("etc/rampart.yaml")), Path::new("etc"));
+        assert_eq!(
+            dir_of(Path::new("/etc/rampart/rampart.yaml")),
+            Path::new("/etc/rampart")
+        );
+        assert_eq!(dir_of(Path::new("/")), Path::new("."));
+    }
 
     fn layers(extra: &[&str]) -> Vec<(String, String)> {
         let mut v = vec![default_layer()];

@@ -142,10 +142,7 @@ pub struct Refused {
 }
 
 fn drop_in(path: &Path) -> PathBuf {
-    path.parent()
-        .unwrap_or(Path::new("."))
-        .join("conf.d")
-        .join(API_DROP_IN)
+    config::dir_of(path).join("conf.d").join(API_DROP_IN)
 }
 
 fn config_err(e: ConfigError) -> ApiError {
@@ -157,7 +154,7 @@ fn config_err(e: ConfigError) -> ApiError {
 
 /// Write `text` to `path` as root-only, atomically (a temp file renamed over).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = config::dir_of(path);
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     config::replace_file(path, text.as_bytes(), 0o600)
