@@ -40,6 +40,14 @@ pub mod sensitive {
     pub const LSM_NAMES: u32 = 2;
     pub const SLOTS: u32 = 3;
 }
+/// Bits of `RAMPART_COMPAT_PARTS`: which of the file sensor's parts the 32-bit
+/// syscall program serves (the write sessions are the LSM backend's where it runs).
+pub mod compat_parts {
+    /// open/creat/openat/openat2, close, mmap: write sessions.
+    pub const SESSIONS: u32 = 1 << 0;
+    /// unlink, rename, link, truncate, chmod: the path operations.
+    pub const PATHS: u32 = 1 << 1;
+}
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
 /// Capacity of the watched-roots map (by device and inode).
@@ -367,6 +375,9 @@ pub struct KernelOffsets {
     pub bprm_interp: u32,
     /// `inode.i_nlink` (0: a memfd or a deleted file).
     pub inode_i_nlink: u32,
+    /// `task_struct.thread_info.status` (x86: TS_COMPAT while a 32-bit syscall
+    /// runs); 0 where the architecture has none, and the 32-bit program stays off.
+    pub task_thread_status: u32,
     /// Start (8-aligned) of the [`DENTRY_CHUNK`] bytes of `struct dentry` that hold
     /// `d_parent`, `d_name`, `d_inode` and `d_sb`: the walk reads them in one go.
     pub dentry_chunk: u32,
@@ -461,6 +472,9 @@ crate::counters! {
         SensitiveEmitted = 5 => "sensitive_emitted",
         /// A written file deeper than the kernel's walk: reported unresolved.
         WalkTooDeep = 6 => "walk_too_deep",
+        /// 32-bit (ia32) file syscalls handled by `rampart_compat_exit`: calls the
+        /// syscall tracepoints never see.
+        CompatSyscall = 7 => "compat_syscalls",
     }
 }
 

@@ -101,10 +101,10 @@ pub(crate) static SENSITIVE_MODE: Array<u32> = Array::with_max_entries(sensitive
 #[map(name = "RAMPART_NAME_SCRATCH")]
 static NAME_SCRATCH: PerCpuArray<[u8; NAME_MAX_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
-const O_WRONLY: u32 = 0o1;
+pub(crate) const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
-const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
+pub(crate) const O_CREAT: u32 = 0o100;
+pub(crate) const O_TRUNC: u32 = 0o1000;
 const WRITE_FLAGS: u32 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
 /// The kernel's FMODE_READ and FMODE_WRITE (include/linux/fs.h).
 const FMODE_READ: u32 = 1 << 0;
@@ -116,9 +116,9 @@ pub(crate) const ARG1: usize = 24;
 const ARG2: usize = 32;
 const ARG3: usize = 40;
 const ARG4: usize = 48;
-const AT_FDCWD: i32 = -100;
+pub(crate) const AT_FDCWD: i32 = -100;
 /// Any execute bit: chmod to executable.
-const EXEC_BITS: u32 = 0o111;
+pub(crate) const EXEC_BITS: u32 = 0o111;
 
 #[inline(always)]
 pub(crate) fn bump(stat: FileStat) {
@@ -325,14 +325,32 @@ fn may_be_watched(ptr: u64) -> bool {
 /// or a read by a web-server user (a candidate sensitive read).
 #[inline(always)]
 fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> {
+    let Some(pending) = open_to_remember(dirfd, filename, flags, true) else {
+        return Ok(());
+    };
+    OPEN_PENDING
+        .insert(&bpf_get_current_pid_tgid(), &pending, 0)
+        .map_err(|_| FileStat::MapFull)
+}
+
+/// What the exit of an open needs from its arguments, if anything. `filter`: test
+/// the typed name against the watched trees now (at the enter; the exit tests it
+/// anyway, so a caller already at the exit passes false).
+#[inline(always)]
+pub(crate) fn open_to_remember(
+    dirfd: i32,
+    filename: u64,
+    flags: u32,
+    filter: bool,
+) -> Option<PendingOpen> {
     if flags & WRITE_FLAGS == 0 {
         if !is_web_uid(bpf_get_current_uid_gid() as u32) {
-            return Ok(());
+            return None;
         }
     } else if kstruct::offsets().is_none() {
-        if !may_be_watched(filename) {
+        if filter && !may_be_watched(filename) {
             // Without struct offsets the typed name is all there is to go on.
-            return Ok(());
+            return None;
         }
     } else if flags & (O_WRONLY | O_RDWR | O_CREAT) != 0 {
         // With them the exit reads what the open made of the file (its mode says
@@ -340,16 +358,13 @@ fn remember_open(dirfd: i32, filename: u64, flags: u32) -> Result<(), FileStat> 
         // here and find and delete there (the in-flight map's operations were the
         // largest part of a write-open's cost; docs/src/benchmarks.md). Only a
         // read-only open with O_TRUNC, whose mode says neither, still needs one.
-        return Ok(());
+        return None;
     }
-    let pending = PendingOpen {
+    Some(PendingOpen {
         filename,
         open_flags: flags,
         dirfd,
-    };
-    OPEN_PENDING
-        .insert(&bpf_get_current_pid_tgid(), &pending, 0)
-        .map_err(|_| FileStat::MapFull)
+    })
 }
 
 fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
@@ -360,7 +375,12 @@ fn try_sys_exit_openat(ctx: &TracePointContext) -> Result<(), FileStat> {
         let _ = OPEN_PENDING.remove(&id);
         p
     });
-    let ret = arg(ctx, ARG0)? as i64;
+    exit_open(id, pending, arg(ctx, ARG0)? as i64)
+}
+
+/// The exit of an open (returned `ret`) by task `id`, with what its enter kept.
+#[inline(always)]
+pub(crate) fn exit_open(id: u64, pending: Option<PendingOpen>, ret: i64) -> Result<(), FileStat> {
     if ret < 0 {
         return Ok(());
     }
@@ -554,8 +574,12 @@ fn track_write(id: u64, fd: u32, info: &OpenInfo) -> Result<(), FileStat> {
 }
 
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
-    let id = bpf_get_current_pid_tgid();
-    let fd = arg(ctx, ARG0)?;
+    end_session(bpf_get_current_pid_tgid(), arg(ctx, ARG0)?)
+}
+
+/// close(fd) by task `id`: the end of a write session on that fd, if one is tracked.
+#[inline(always)]
+pub(crate) fn end_session(id: u64, fd: u64) -> Result<(), FileStat> {
     let key = OpenKey {
         tgid: (id >> 32) as u32,
         fd: fd as u32,
@@ -629,12 +653,19 @@ pub fn rampart_learn_root(ctx: TracePointContext) -> u32 {
 /// sys_enter_close). Shared whatever `prot` says: mprotect can add write later.
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    if let (Ok(flags), Ok(fd)) = (arg(&ctx, ARG3), arg(&ctx, ARG4)) {
+        mapped(flags, fd as i64);
+    }
+    0
+}
+
+/// An mmap of `fd` with `flags` by the current task: a shared mapping of a write
+/// session's fd marks the session.
+#[inline(always)]
+pub(crate) fn mapped(flags: u64, fd: i64) {
     const MAP_SHARED: u64 = 0x1; // also set in MAP_SHARED_VALIDATE (0x3)
-    let (Ok(flags), Ok(fd)) = (arg(&ctx, ARG3), arg(&ctx, ARG4)) else {
-        return 0;
-    };
-    if flags & MAP_SHARED == 0 || (fd as i64) < 0 {
-        return 0;
+    if flags & MAP_SHARED == 0 || fd < 0 {
+        return;
     }
     let key = OpenKey {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
@@ -644,7 +675,6 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
         // SAFETY: live map value.
         unsafe { (*info).flags |= file_flags::MAPPED };
     }
-    0
 }
 
 /// `sched:sched_process_exit` of a group leader that still has write sessions: its
@@ -798,7 +828,14 @@ fn remember_path(p: PendingPath) -> u32 {
 }
 
 #[inline(always)]
-fn pending(op: u32, dirfd: i32, ptr: u64, dirfd2: i32, ptr2: u64, mode: u32) -> PendingPath {
+pub(crate) fn pending(
+    op: u32,
+    dirfd: i32,
+    ptr: u64,
+    dirfd2: i32,
+    ptr2: u64,
+    mode: u32,
+) -> PendingPath {
     PendingPath {
         op,
         mode,
@@ -966,7 +1003,13 @@ fn try_sys_exit_path(ctx: &TracePointContext) -> Result<(), FileStat> {
     // SAFETY: value pointer from a successful lookup; copied before the remove.
     let p = unsafe { *p };
     let _ = PATH_PENDING.remove(&id);
-    let ret = arg(ctx, ARG0)? as i64;
+    exit_path(id, &p, arg(ctx, ARG0)? as i64)
+}
+
+/// The exit of a path operation `p` (returned `ret`) by task `id`: on success, read
+/// the name(s) and report if either is watched.
+#[inline(always)]
+pub(crate) fn exit_path(id: u64, p: &PendingPath, ret: i64) -> Result<(), FileStat> {
     if ret != 0 {
         return Ok(());
     }

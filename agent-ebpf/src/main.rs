@@ -25,6 +25,7 @@ macro_rules! set {
     };
 }
 
+mod compat;
 mod egress;
 mod exec;
 mod file;

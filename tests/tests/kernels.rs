@@ -48,6 +48,15 @@ fn every_program_loads_on_this_kernel() {
         let res = match prog {
             Program::TracePoint(p) => p.load(),
             Program::RawTracePoint(p) => p.load(),
+            // tp_btf: the attach point by name, through the kernel's BTF.
+            Program::BtfTracePoint(p) => {
+                assert_eq!(
+                    name,
+                    agent_common::maps::progs::COMPAT_EXIT,
+                    "tp_btf {name}: which hook?"
+                );
+                p.load("sys_exit", &btf)
+            }
             Program::Xdp(p) => p.load(),
             Program::CgroupSockAddr(p) => p.load(),
             Program::Lsm(p) => {

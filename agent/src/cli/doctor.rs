@@ -236,6 +236,30 @@ pub fn examine(cfg: &Config, config_error: Option<String>) -> Report {
             "closed to users (kernel.io_uring_disabled)".into(),
         );
     }
+    // The syscall tracepoints skip 32-bit syscalls; the raw sys_exit program needs
+    // thread_info.status to tell them (x86_64, from BTF).
+    let compat = match &offsets {
+        _ if !cfg!(target_arch = "x86_64") => None,
+        Ok(o) if o.task_thread_status != 0 => Some(Ok(())),
+        Ok(_) => Some(Err(
+            "this kernel's BTF has no thread_info.status".to_string()
+        )),
+        Err(e) => Some(Err(format!("no struct offsets: {e}"))),
+    };
+    if let Some(compat) = compat {
+        match compat {
+            Ok(()) => push(
+                "ia32_syscalls",
+                State::Ok,
+                "32-bit (ia32) file syscalls, which no syscall tracepoint sees, are taken from raw sys_exit".into(),
+            ),
+            Err(e) => push(
+                "ia32_syscalls",
+                State::Degraded,
+                format!("32-bit (ia32) file syscalls are unseen by the tracepoints ({e}); the ia32_emulation=0 boot parameter closes this"),
+            ),
+        }
+    }
     let degraded = checks.iter().any(|c| c.state == State::Degraded)
         || sensors.iter().any(|s| s.backend == "none");
     Report {
@@ -291,6 +315,7 @@ fn probe_programs(cfg: &Config) -> Probes {
             progs::SYS_EXIT_OPENAT,
             progs::SYS_ENTER_CLOSE,
             progs::EXEC_RESOLVED,
+            progs::COMPAT_RAW,
         ]
         .iter()
         .try_for_each(|name| {

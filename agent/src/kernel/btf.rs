@@ -371,6 +371,11 @@ impl Btf {
             bprm_file: self.sized("linux_binprm", "file", 8)?,
             bprm_interp: self.sized("linux_binprm", "interp", 8)?,
             inode_i_nlink: self.sized("inode", "i_nlink", 4)?,
+            // x86 only (TS_COMPAT): elsewhere the 32-bit program is not attached.
+            // Never at 0 (`thread_info.flags` comes first), so 0 says "none".
+            task_thread_status: self
+                .sized("task_struct", "thread_info.status", 4)
+                .unwrap_or(0),
             dentry_chunk: 0,
         };
         o.dentry_chunk = dentry_chunk(&o)?;

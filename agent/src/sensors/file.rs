@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
-use agent_common::{maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
-use aya::{programs::TracePoint, Ebpf};
+use agent_common::{compat_parts, maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use aya::{
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
+    Ebpf,
+};
 
 use super::event::kernel_dev;
 use crate::kernel::{
@@ -187,6 +190,7 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Compone
             }),
         }
     }
+    out.extend(attach_compat(ebpf, parts));
     if !parts.contains(&Part::Sessions) {
         return Ok(out);
     }
@@ -205,6 +209,113 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Compone
         reason: None,
     });
     Ok(out)
+}
+
+/// The 32-bit (ia32) syscalls of `parts`, which no per-syscall tracepoint sees: one
+/// raw `sys_exit` program (x86_64; it needs `thread_info.status` from BTF to tell a
+/// 32-bit syscall). Called once per part: the second call adds its part to what the
+/// program serves (and no second component is returned). Never fatal: a component
+/// that did not attach is named unseen (`compat_unseen`).
+fn attach_compat(ebpf: &mut Ebpf, parts: &[Part]) -> Option<Component> {
+    let name = progs::COMPAT_EXIT;
+    let failed = |why: String| Component {
+        name: name.to_string(),
+        kind: "raw_tracepoint",
+        target: "sys_exit".into(),
+        state: ComponentState::Unavailable,
+        mode: None,
+        reason: Some(why),
+    };
+    if !cfg!(target_arch = "x86_64") {
+        return Some(failed(
+            "32-bit syscalls are told apart on x86_64 only".into(),
+        ));
+    }
+    let status = crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
+        .and_then(|b| b.kernel_offsets())
+        .map(|o| o.task_thread_status);
+    match status {
+        Ok(0) => return Some(failed("this kernel's BTF has no thread_info.status".into())),
+        Err(e) => return Some(failed(format!("no struct offsets from BTF: {e}"))),
+        Ok(_) => {}
+    }
+    let mut bits = compat_bits(ebpf);
+    for part in parts {
+        bits |= match part {
+            Part::Sessions => compat_parts::SESSIONS,
+            Part::Paths => compat_parts::PATHS,
+        };
+    }
+    if let Err(e) = set_single(ebpf, maps::COMPAT_PARTS, bits) {
+        return Some(failed(e.to_string()));
+    }
+    let loaded = |ebpf: &mut Ebpf, n| match ebpf.program(n) {
+        Some(aya::programs::Program::BtfTracePoint(p)) => p.fd().is_ok(),
+        Some(aya::programs::Program::RawTracePoint(p)) => p.fd().is_ok(),
+        _ => false,
+    };
+    if loaded(ebpf, name) || loaded(ebpf, progs::COMPAT_RAW) {
+        return None;
+    }
+    // Through BTF (the syscall number in one load), else a raw tracepoint.
+    let btf = (|| -> Result<(), String> {
+        let btf = crate::kernel::kernel_btf()?;
+        let prog: &mut BtfTracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
+        prog.load("sys_exit", &btf).map_err(|e| e.to_string())?;
+        prog.attach().map_err(|e| e.to_string())?;
+        Ok(())
+    })();
+    let attached = match btf {
+        Ok(()) => Ok(("tp_btf", name)),
+        Err(why) => {
+            tracing::info!(reason = %why, "tp_btf sys_exit did not load; the 32-bit syscall program goes on a raw tracepoint.");
+            let raw = progs::COMPAT_RAW;
+            (|| -> Result<(), LoaderError> {
+                let prog: &mut RawTracePoint = program(ebpf, raw)?;
+                prog.load().map_err(prog_err(raw))?;
+                prog.attach("sys_exit").map_err(prog_err(raw))?;
+                Ok(())
+            })()
+            .map(|()| ("raw_tracepoint", raw))
+        }
+    };
+    match attached {
+        Ok((kind, name)) => Some(Component {
+            name: name.to_string(),
+            kind,
+            target: "sys_exit".into(),
+            state: ComponentState::Attached,
+            mode: None,
+            reason: None,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "The 32-bit syscall program did not attach.");
+            let _ = set_single(ebpf, maps::COMPAT_PARTS, 0u32);
+            Some(failed(e.to_string()))
+        }
+    }
+}
+
+/// What the 32-bit syscall program serves so far.
+fn compat_bits(ebpf: &Ebpf) -> u32 {
+    ebpf.map(maps::COMPAT_PARTS)
+        .and_then(|m| aya::maps::Array::<_, u32>::try_from(m).ok())
+        .and_then(|a| a.get(&0, 0).ok())
+        .unwrap_or(0)
+}
+
+/// What no file program sees when `rampart_compat_exit` is not attached: the
+/// 32-bit syscalls, named with what closes them. None when it is attached.
+pub fn compat_unseen(comps: &[Component]) -> Option<String> {
+    let c = comps
+        .iter()
+        .find(|c| c.name == progs::COMPAT_EXIT || c.name == progs::COMPAT_RAW)?;
+    (c.state != ComponentState::Attached).then(|| {
+        format!(
+            "files written through 32-bit (ia32) syscalls ({}; the ia32_emulation=0 boot parameter closes this; the sweep scans such files within detection.sweep_interval_minutes)",
+            c.reason.as_deref().unwrap_or("not attached")
+        )
+    })
 }
 
 /// The LSM file backend's write sessions: from `file_open` to `file_free_security`

@@ -302,6 +302,10 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             tracing::warn!(unseen = %why, "The file sensor's syscall tracepoints cannot see io_uring.");
             file_backend.unseen.push(why);
         }
+        if let Some(why) = file::compat_unseen(&components) {
+            tracing::warn!(unseen = %why, "The file sensor cannot see 32-bit syscalls.");
+            file_backend.unseen.push(why);
+        }
     }
     backends.push(file_backend);
     backends.push(sensitive_backend);

@@ -1729,7 +1729,7 @@ fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<
 }
 
 /// run count and run time (ns) of every loaded file-sensor program (the syscall
-/// tracepoints, the exit program, the LSM file hooks), by name (the kernel keeps 15
+/// tracepoints, the exit program, the 32-bit syscall program, the LSM file hooks), by name (the kernel keeps 15
 /// characters of it).
 fn prog_stats() -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
@@ -1738,6 +1738,7 @@ fn prog_stats() -> BTreeMap<String, (u64, u64)> {
             n.starts_with("sys_")
                 || n.starts_with("rampart_lsm_fil")
                 || n.starts_with("rampart_file_ex")
+                || n.starts_with("rampart_compat")
         };
         if let Some(name) = p.name_as_str().filter(file_prog) {
             let e = out.entry(name.to_string()).or_insert((0, 0));
