@@ -16,7 +16,7 @@
 //! names as the 64-bit exits do. Cost for every other syscall of the host: one run
 //! and one load of `orig_ax` (docs/src/benchmarks.md).
 
-use agent_common::{compat_parts, path_op, FileStat};
+use agent_common::{compat_parts, path_op, FileStat, PendingPath};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map, raw_tracepoint},
@@ -202,59 +202,58 @@ fn compat_exit(regs: u64, call: u64, ret: i64) -> Result<(), FileStat> {
             file::mapped(a[3] as u64, a[4] as i32 as i64);
             Ok(())
         }
-        nr::UNLINK => path(id, path_op::UNLINK, AT_FDCWD, bx, 0, 0, 0, ret),
-        nr::UNLINKAT => path(id, path_op::UNLINK, bx as u32 as i32, cx, 0, 0, 0, ret),
-        nr::RENAME => path(id, path_op::RENAME, AT_FDCWD, bx, AT_FDCWD, cx, 0, ret),
-        nr::RENAMEAT => path(
-            id,
+        _ => match path_operation(call, regs, bx, cx, dx)? {
+            Some(p) => file::exit_path(id, &p, ret),
+            None => Ok(()),
+        },
+    }
+}
+
+/// A 32-bit path operation as the 64-bit enters keep it (the arguments in ebx, ecx,
+/// edx, then esi and edi read here); None for a chmod that adds no execute bit.
+#[inline(always)]
+fn path_operation(
+    call: u64,
+    regs: u64,
+    bx: u64,
+    cx: u64,
+    dx: u64,
+) -> Result<Option<PendingPath>, FileStat> {
+    let fd = |v: u64| v as u32 as i32;
+    let p = |op, dirfd, ptr, dirfd2, ptr2, mode| {
+        Some(file::pending(op, dirfd, ptr, dirfd2, ptr2, mode))
+    };
+    Ok(match call {
+        nr::UNLINK => p(path_op::UNLINK, AT_FDCWD, bx, 0, 0, 0),
+        nr::UNLINKAT => p(path_op::UNLINK, fd(bx), cx, 0, 0, 0),
+        nr::RENAME => p(path_op::RENAME, AT_FDCWD, bx, AT_FDCWD, cx, 0),
+        nr::RENAMEAT => p(
             path_op::RENAME,
-            bx as u32 as i32,
+            fd(bx),
             cx,
-            dx as u32 as i32,
+            fd(dx),
             reg32(regs, regs::SI)?,
             0,
-            ret,
         ),
-        nr::RENAMEAT2 => path(
-            id,
+        // The flags travel in `mode` (RENAME_EXCHANGE: both names scanned).
+        nr::RENAMEAT2 => p(
             path_op::RENAME,
-            bx as u32 as i32,
+            fd(bx),
             cx,
-            dx as u32 as i32,
+            fd(dx),
             reg32(regs, regs::SI)?,
             reg32(regs, regs::DI)? as u32,
-            ret,
         ),
-        nr::LINK => path(id, path_op::LINK, AT_FDCWD, bx, AT_FDCWD, cx, 0, ret),
-        nr::LINKAT => path(
-            id,
-            path_op::LINK,
-            bx as u32 as i32,
-            cx,
-            dx as u32 as i32,
-            reg32(regs, regs::SI)?,
-            0,
-            ret,
-        ),
-        nr::TRUNCATE | nr::TRUNCATE64 => path(id, path_op::TRUNCATE, AT_FDCWD, bx, 0, 0, 0, ret),
-        nr::CHMOD if cx as u32 & EXEC_BITS != 0 => {
-            path(id, path_op::CHMOD, AT_FDCWD, bx, 0, 0, cx as u32, ret)
+        nr::LINK => p(path_op::LINK, AT_FDCWD, bx, AT_FDCWD, cx, 0),
+        nr::LINKAT => p(path_op::LINK, fd(bx), cx, fd(dx), reg32(regs, regs::SI)?, 0),
+        nr::TRUNCATE | nr::TRUNCATE64 => p(path_op::TRUNCATE, AT_FDCWD, bx, 0, 0, 0),
+        nr::CHMOD if cx as u32 & EXEC_BITS != 0 => p(path_op::CHMOD, AT_FDCWD, bx, 0, 0, cx as u32),
+        nr::FCHMODAT | nr::FCHMODAT2 if dx as u32 & EXEC_BITS != 0 => {
+            p(path_op::CHMOD, fd(bx), cx, 0, 0, dx as u32)
         }
-        nr::FCHMODAT | nr::FCHMODAT2 if dx as u32 & EXEC_BITS != 0 => path(
-            id,
-            path_op::CHMOD,
-            bx as u32 as i32,
-            cx,
-            0,
-            0,
-            dx as u32,
-            ret,
-        ),
-        nr::FCHMOD if cx as u32 & EXEC_BITS != 0 => {
-            path(id, path_op::FCHMOD, 0, bx, 0, 0, cx as u32, ret)
-        }
-        _ => Ok(()),
-    }
+        nr::FCHMOD if cx as u32 & EXEC_BITS != 0 => p(path_op::FCHMOD, 0, bx, 0, 0, cx as u32),
+        _ => None,
+    })
 }
 
 /// A 32-bit open: what the 64-bit enter would have kept, then its exit.
@@ -268,20 +267,4 @@ fn opened(id: u64, dirfd: i32, filename: u64, flags: u32, ret: i64) -> Result<()
         file::open_to_remember(dirfd, filename, flags, false),
         ret,
     )
-}
-
-/// A 32-bit path operation, as the 64-bit exits report it.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn path(
-    id: u64,
-    op: u32,
-    dirfd: i32,
-    ptr: u64,
-    dirfd2: i32,
-    ptr2: u64,
-    mode: u32,
-    ret: i64,
-) -> Result<(), FileStat> {
-    file::exit_path(id, &file::pending(op, dirfd, ptr, dirfd2, ptr2, mode), ret)
 }

@@ -246,6 +246,13 @@ pub fn examine(cfg: &Config, config_error: Option<String>) -> Report {
         )),
         Err(e) => Some(Err(format!("no struct offsets: {e}"))),
     };
+    if crate::sensors::file::x32_syscalls_run() {
+        push(
+            "x32_syscalls",
+            State::Degraded,
+            "this kernel runs x32 syscalls, which no file program sees; boot without syscall.x32=y to close this".into(),
+        );
+    }
     if let Some(compat) = compat {
         match compat {
             Ok(()) => push(

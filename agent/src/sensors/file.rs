@@ -318,6 +318,29 @@ pub fn compat_unseen(comps: &[Component]) -> Option<String> {
     })
 }
 
+/// Does this kernel run x32 syscalls (x86_64 with the x32 bit in the number)? They
+/// reach no syscall tracepoint, and the 32-bit program takes only the ia32 ones.
+/// Asked of the kernel itself: an x32 `getpid` answers the pid where x32 runs and
+/// ENOSYS where it is compiled out or off (Debian builds it, off unless booted with
+/// `syscall.x32=y`).
+pub fn x32_syscalls_run() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        // SAFETY: getpid takes no arguments and changes nothing.
+        unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) > 0 }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// What no file program sees where x32 syscalls run, named with what closes it.
+pub fn x32_unseen(runs: bool) -> Option<String> {
+    runs.then(|| {
+        "files written through x32 syscalls (this kernel runs them: boot without syscall.x32=y to close this; the sweep scans such files within detection.sweep_interval_minutes)".to_string()
+    })
+}
+
 /// The LSM file backend's write sessions: from `file_open` to `file_free_security`
 /// (every open for writing, io_uring's included; ended when the file's last
 /// reference goes, so exits, shared mappings and passed fds are covered). The path
@@ -420,4 +443,34 @@ pub fn sensitive_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
     let mut data = [0u8; PREFIX_MAX_LEN];
     data[..n].copy_from_slice(&b[..n]);
     ((n * 8) as u32, data)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn x32_syscalls_are_named_unseen_where_they_run() {
+        let why = super::x32_unseen(true).expect("named");
+        assert!(why.contains("x32") && why.contains("syscall.x32"), "{why}");
+        assert_eq!(super::x32_unseen(false), None);
+    }
+
+    /// The probe asks the kernel: where x32 is compiled out (this kernel kind's
+    /// config has no CONFIG_X86_X32_ABI) it cannot answer yes.
+    #[test]
+    fn the_x32_probe_follows_the_kernel_config() {
+        let config = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "zcat /proc/config.gz 2>/dev/null || cat /boot/config-$(uname -r) 2>/dev/null",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if config
+            .lines()
+            .any(|l| l == "# CONFIG_X86_X32_ABI is not set")
+        {
+            assert!(!super::x32_syscalls_run());
+        }
+    }
 }

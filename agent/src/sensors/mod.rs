@@ -302,8 +302,12 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             tracing::warn!(unseen = %why, "The file sensor's syscall tracepoints cannot see io_uring.");
             file_backend.unseen.push(why);
         }
-        if let Some(why) = file::compat_unseen(&components) {
-            tracing::warn!(unseen = %why, "The file sensor cannot see 32-bit syscalls.");
+        let compat = file::compat_unseen(&components);
+        for why in compat
+            .into_iter()
+            .chain(file::x32_unseen(file::x32_syscalls_run()))
+        {
+            tracing::warn!(unseen = %why, "The file sensor cannot see some 32-bit syscalls.");
             file_backend.unseen.push(why);
         }
     }
