@@ -203,6 +203,11 @@ pub mod file_flags {
     /// A sensitive read from the LSM file_open hook: `open_flags` carries its
     /// decision (`egress::Decision`: observed, dry run, denied).
     pub const DECIDED: u32 = 1 << 9;
+    /// [`super::PathEvent`] of a rename or link: the new name is absolute and not
+    /// under a watched tree as typed, yet may reach one through a symlink or `..`
+    /// (which a name alone cannot tell). Userspace resolves its directory and keeps
+    /// the event only if that is in a watched tree.
+    pub const SPELLED2: u32 = 1 << 10;
 }
 
 /// `OpenKey.fd` bit of a session kept past its close because its file is mapped

@@ -808,11 +808,11 @@ pub(crate) fn emit_file_as(
 
 #[inline(always)]
 fn remember_path(p: PendingPath) -> u32 {
-    // fchmod names an fd, not a path; a rename matters if either name may be watched.
+    // fchmod names an fd, not a path. A rename or link is kept whatever its names:
+    // a new name outside the trees as typed can still reach one through a symlink or
+    // `..` (the exit marks it SPELLED2 for userspace to resolve).
     let skip = match p.op {
-        path_op::FCHMOD => false,
-        path_op::RENAME => !may_be_watched(p.ptr) && !may_be_watched(p.ptr2),
-        path_op::LINK => !may_be_watched(p.ptr2),
+        path_op::FCHMOD | path_op::RENAME | path_op::LINK => false,
         _ => !may_be_watched(p.ptr),
     };
     if skip {
@@ -1076,6 +1076,12 @@ pub(crate) fn exit_path(id: u64, p: &PendingPath, ret: i64) -> Result<(), FileSt
                 &mut ev.flags,
             )?;
             hit = hit || ev.flags & file_flags::RELATIVE2 != 0 || watched_at(&mut ev.lpm_bits2);
+            if !hit {
+                // Absolute, outside every tree as typed: the name alone cannot say
+                // whether a symlink or `..` in it leads into one. Userspace resolves it.
+                ev.flags |= file_flags::SPELLED2;
+                hit = true;
+            }
         }
         hit
     };

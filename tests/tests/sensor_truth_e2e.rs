@@ -154,6 +154,20 @@ fn webshell_spellings(backend: Backend) {
                  sys.exit(r != 0)'"
             ),
         ),
+        // Renamed and hard-linked in from the customer's own corner under names that
+        // are outside the tree as typed: through the symlink, and through `..`.
+        (
+            "renamed-via-symlink.php",
+            format!("cp {s} {hm}/r1.txt && mv {hm}/r1.txt {hm}/site/renamed-via-symlink.php"),
+        ),
+        (
+            "renamed-via-dotdot.php",
+            format!("cp {s} {hm}/r2.txt && mv {hm}/r2.txt {hm}/../www/renamed-via-dotdot.php"),
+        ),
+        (
+            "linked-via-symlink.php",
+            format!("cp {s} {hm}/r3.txt && ln {hm}/r3.txt {hm}/site/linked-via-symlink.php"),
+        ),
         // A harmless file in the tree swapped with the shell outside it
         // (renameat2 RENAME_EXCHANGE): the tree's old name now holds the shell.
         (

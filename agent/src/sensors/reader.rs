@@ -166,6 +166,23 @@ fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf>
     base.ok().map(|b| normalize(&b.join(raw)))
 }
 
+/// A new name the kernel marked [`file_flags::SPELLED2`]: absolute, outside every
+/// tree as typed. Its directory is resolved as the process saw it (through its root
+/// while it lives, else the agent's), so a symlink or `..` on the way is followed;
+/// the last component is not (rename and link replace a symlink there, they do not
+/// follow it). None when the directory is gone.
+fn resolve_spelled(raw: &[u8], tgid: u32) -> Option<PathBuf> {
+    let typed = PathBuf::from(cstr(raw));
+    let name = typed.file_name()?.to_owned();
+    let dir = typed.parent()?;
+    let root = PathBuf::from(format!("/proc/{tgid}/root"));
+    let dir = match dir.strip_prefix("/") {
+        Ok(rel) if root.exists() => root.join(rel),
+        _ => dir.to_path_buf(),
+    };
+    std::fs::canonicalize(dir).ok().map(|d| d.join(name))
+}
+
 fn is_watched(p: &Path, watched: &Watched) -> bool {
     watched.trees.iter().any(|w| p.starts_with(w))
 }
@@ -310,12 +327,11 @@ pub fn path_activity(
         // A new name for an existing inode: scanned like a file renamed in. Only the
         // new name matters (the old may be empty: an O_TMPFILE fd given a name).
         let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
-        let Some(new) = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2)
-        else {
+        let Some(new) = new_name(ev, rel2) else {
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if rel2 && !is_watched(&new, watched) {
+        if (rel2 || spelled(ev)) && !is_watched(&new, watched) {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -326,12 +342,13 @@ pub fn path_activity(
         )
     } else if ev.header.kind == EventKind::FileRename as u16 {
         let rel2 = ev.flags & file_flags::RELATIVE2 != 0;
-        let p2 = resolve(&ev.path2[..ev.path2_len as usize], rel2, ev.tgid, ev.dirfd2);
+        let p2 = new_name(ev, rel2);
         let (Some(old), Some(new)) = (p1, p2) else {
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if (rel1 || rel2) && !is_watched(&old, watched) && !is_watched(&new, watched) {
+        if (rel1 || rel2 || spelled(ev)) && !is_watched(&old, watched) && !is_watched(&new, watched)
+        {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -379,6 +396,21 @@ pub fn path_activity(
         decision: None,
         received_at: std::time::Instant::now(),
     })
+}
+
+/// The new name of a rename or link: resolved as the process typed it, or through
+/// the filesystem where the kernel could not tell ([`resolve_spelled`]).
+fn new_name(ev: &PathEvent, rel2: bool) -> Option<PathBuf> {
+    let raw = &ev.path2[..ev.path2_len as usize];
+    if spelled(ev) {
+        resolve_spelled(raw, ev.tgid)
+    } else {
+        resolve(raw, rel2, ev.tgid, ev.dirfd2)
+    }
+}
+
+fn spelled(ev: &PathEvent) -> bool {
+    ev.flags & file_flags::SPELLED2 != 0
 }
 
 /// Lexical normalization ("a/./b/../c" -> "a/c") without touching the filesystem.
@@ -740,6 +772,52 @@ mod tests {
         for n in 0..good.len() {
             assert!(decode(&good[..n]).is_err(), "accepted a {n}-byte prefix");
         }
+    }
+
+    /// A rename or link whose new name is outside the trees as typed (SPELLED2)
+    /// is kept when its directory resolves into one (a symlink, `..`), under the
+    /// real name, and dropped as unwatched otherwise.
+    #[test]
+    fn spelled_new_names_resolve_through_symlinks_and_dotdot() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (www, home) = (dir.path().join("www"), dir.path().join("home"));
+        std::fs::create_dir(&www).expect("mkdir");
+        std::fs::create_dir(&home).expect("mkdir");
+        std::os::unix::fs::symlink(&www, home.join("site")).expect("symlink");
+        let watched = Watched::trees(vec![www.canonicalize().expect("real")]);
+        let stats = PipelineStats::default();
+        let activity = |kind: EventKind, new: &Path| {
+            let mut ev = path_event(kind);
+            // No such process: resolved in the agent's own root.
+            ev.tgid = u32::MAX - 1;
+            ev.flags = file_flags::SPELLED2;
+            let old = home.join("a.txt");
+            let (o, n) = (old.as_os_str().as_bytes(), new.as_os_str().as_bytes());
+            ev.path[..o.len()].copy_from_slice(o);
+            ev.path_len = o.len() as u32;
+            ev.path2[..n.len()].copy_from_slice(n);
+            ev.path2_len = n.len() as u32;
+            path_activity(&ev, &watched, &stats, &mut ProcCache::default())
+        };
+        let real = www.canonicalize().expect("real");
+        for kind in [EventKind::FileRename, EventKind::FileLink] {
+            let act = activity(kind, &home.join("site/x.php")).expect("via the symlink");
+            assert_eq!(act.path, real.join("x.php"));
+            let act = activity(kind, &home.join("../www/y.php")).expect("via ..");
+            assert_eq!(act.path, real.join("y.php"));
+            assert!(activity(kind, &home.join("z.php")).is_none());
+        }
+        assert_eq!(stats.unwatched.load(Ordering::Relaxed), 2);
+        // Without the flag the name is taken as typed (the kernel found it watched).
+        let mut ev = path_event(EventKind::FileRename);
+        let n = home.join("site/x.php");
+        ev.path2[..n.as_os_str().len()].copy_from_slice(n.as_os_str().as_bytes());
+        ev.path2_len = n.as_os_str().len() as u32;
+        ev.path[..2].copy_from_slice(b"/a");
+        ev.path_len = 2;
+        let act = path_activity(&ev, &watched, &stats, &mut ProcCache::default()).expect("kept");
+        assert_eq!(act.path, n);
     }
 
     #[test]
