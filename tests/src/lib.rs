@@ -10,6 +10,8 @@ pub mod contract;
 pub mod dns;
 pub mod flood;
 pub mod harness;
+#[cfg(target_arch = "x86_64")]
+pub mod ia32;
 
 use std::{
     io::Read,

@@ -1910,6 +1910,16 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
         results,
         None,
         ["write_to_finding_p50_ms", "write_to_finding_p99_ms"],
+        false,
+    )?;
+    write_to_finding(
+        results,
+        None,
+        [
+            "write_to_finding_p50_ms_spellings",
+            "write_to_finding_p99_ms_spellings",
+        ],
+        true,
     )?;
     write_to_finding(
         results,
@@ -1918,7 +1928,87 @@ fn detection(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<
             "write_to_finding_p50_ms_large_ruleset",
             "write_to_finding_p99_ms_large_ruleset",
         ],
+        false,
     )
+}
+
+/// How the `i`th webshell of the spellings run reaches `www/<name>`: the ways a
+/// customer can name a file in the tree (#17's table), in turn. `home` is the
+/// customer's own directory beside `www`, with `site` a symlink to `www`.
+/// Returns the spelling's name.
+fn write_spelled(
+    i: usize,
+    www: &Path,
+    home: &Path,
+    name: &str,
+    body: &str,
+) -> Result<&'static str> {
+    let parent = home.join("..");
+    Ok(match i % 9 {
+        0 => {
+            std::fs::write(www.join(name), body)?;
+            "plain"
+        }
+        1 => {
+            std::fs::write(format!("/{}", www.join(name).display()), body)?;
+            "//"
+        }
+        2 => {
+            std::fs::write(parent.join("www").join(name), body)?;
+            ".."
+        }
+        3 => {
+            std::fs::write(home.join("site").join(name), body)?;
+            "symlinked directory"
+        }
+        4 => {
+            // Relative to a directory fd of the tree (the cwd is the process's own).
+            let d = std::fs::File::open(www)?;
+            let c = std::ffi::CString::new(name)?;
+            // SAFETY: a valid dirfd and a NUL-terminated name.
+            let fd = unsafe {
+                libc::openat(
+                    std::os::fd::AsRawFd::as_raw_fd(&d),
+                    c.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                    0o644,
+                )
+            };
+            anyhow::ensure!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            std::io::Write::write_all(&mut f, body.as_bytes())?;
+            "relative"
+        }
+        5 => {
+            let tmp = home.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, body)?;
+            std::fs::rename(&tmp, home.join("site").join(name))?;
+            "renamed in through the symlink"
+        }
+        6 => {
+            let tmp = home.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, body)?;
+            std::fs::hard_link(&tmp, parent.join("www").join(name))?;
+            "hard-linked in through .."
+        }
+        7 => {
+            let d = std::fs::File::open(www)?;
+            let p = format!(
+                "/proc/self/fd/{}/{name}",
+                std::os::fd::AsRawFd::as_raw_fd(&d)
+            );
+            std::fs::write(p, body)?;
+            "/proc/self/fd"
+        }
+        _ => {
+            #[cfg(target_arch = "x86_64")]
+            integration_test::ia32::write_file(&www.join(name), body.as_bytes())?;
+            #[cfg(not(target_arch = "x86_64"))]
+            std::fs::write(www.join(name), body)?;
+            "32-bit syscalls"
+        }
+    })
 }
 
 /// Rules in the large generated set.
@@ -1993,6 +2083,7 @@ fn write_to_finding(
     results: &mut BTreeMap<&'static str, serde_json::Value>,
     rules_dir: Option<&Path>,
     keys: [&'static str; 2],
+    spellings: bool,
 ) -> Result<()> {
     use std::io::BufRead;
     const N: usize = 200;
@@ -2061,29 +2152,66 @@ fn write_to_finding(
         );
     }
     let mut written = std::collections::HashMap::new();
+    // The spellings run: the customer's corner beside the tree, a symlink into it.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home)?;
+    std::os::unix::fs::symlink(&www, home.join("site"))?;
+    let real = www.canonicalize()?;
+    let mut by_spelling: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for i in 0..N {
-        let p = www.join(format!("s{i}.php"));
-        std::fs::write(&p, format!("<?php system($_GET['c{i}']); ?>"))?;
-        written.insert(p.display().to_string(), Instant::now());
+        let name = format!("s{i}.php");
+        let body = format!("<?php system($_GET['c{i}']); ?>");
+        let at = Instant::now();
+        let how = if spellings {
+            write_spelled(i, &www, &home, &name, &body)?
+        } else {
+            std::fs::write(www.join(&name), &body)?;
+            "plain"
+        };
+        let key = real.join(&name).display().to_string();
+        by_spelling.entry(how).or_default().push(key.clone());
+        written.insert(key, at);
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let spelled: std::collections::HashMap<String, &str> = by_spelling
+        .iter()
+        .flat_map(|(how, keys)| keys.iter().map(move |k| (k.clone(), *how)))
+        .collect();
+    let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
     let mut lat = Vec::new();
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
     while lat.len() < N && Instant::now() < deadline {
         if let Ok((p, at)) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
             if let Some(w) = written.remove(&p) {
-                lat.push(at.saturating_duration_since(w).as_secs_f64() * 1000.0);
+                let ms = at.saturating_duration_since(w).as_secs_f64() * 1000.0;
+                lat.push(ms);
+                if let Some(how) = spelled.get(&p) {
+                    let e = worst.entry(how).or_insert(0.0);
+                    *e = e.max(ms);
+                }
             }
         }
     }
     let _ = agent.stop(std::time::Duration::from_secs(15));
     drop(reader);
-    anyhow::ensure!(lat.len() == N, "only {} of {N} findings arrived", lat.len());
+    let missing: Vec<&str> = written
+        .keys()
+        .filter_map(|k| spelled.get(k).copied())
+        .collect();
+    anyhow::ensure!(
+        lat.len() == N,
+        "only {} of {N} findings arrived; missing by spelling: {missing:?}",
+        lat.len()
+    );
+    if spellings {
+        eprintln!("write → finding, slowest by spelling (ms): {worst:?}");
+    }
     lat.sort_by(f64::total_cmp);
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
-    let with = match rules_dir {
-        Some(_) => format!(", builtin rules plus {LARGE_RULES} generated YARA rules"),
-        None => String::new(),
+    let with = match (rules_dir, spellings) {
+        (Some(_), _) => format!(", builtin rules plus {LARGE_RULES} generated YARA rules"),
+        (None, true) => ", each file named one of nine ways in turn (plain, `//`, `..`, a symlinked directory, relative to a directory fd, renamed in through the symlink, hard-linked in through `..`, /proc/self/fd, 32-bit syscalls)".to_string(),
+        (None, false) => String::new(),
     };
     eprintln!(
         "write → finding on SSE{with}: p50 {:.2} ms, p99 {:.2} ms ({N} files)",

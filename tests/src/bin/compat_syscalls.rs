@@ -8,123 +8,22 @@
 use anyhow::{bail, Context, Result};
 
 #[cfg(target_arch = "x86_64")]
-mod ia32 {
-    use anyhow::{bail, Result};
-
-    /// The i386 numbers (arch/x86/entry/syscalls/syscall_32.tbl).
-    pub const WRITE: u32 = 4;
-    pub const OPEN: u32 = 5;
-    pub const CLOSE: u32 = 6;
-    pub const LINK: u32 = 9;
-    pub const RENAME: u32 = 38;
-
-    /// One 32-bit syscall. ebx cannot be an inline-asm operand (LLVM keeps rbx), so
-    /// the first argument is swapped in and out around the call; `int $0x80` from
-    /// 64-bit code leaves r8-r11 undefined.
-    pub fn call(nr: u32, a: u32, b: u32, c: u32) -> Result<u32> {
-        let ret: i32;
-        // SAFETY: a syscall with 32-bit arguments; the pointers among them address
-        // buffers of `Low`, which outlive the call.
-        unsafe {
-            core::arch::asm!(
-                "xchg {a:r}, rbx",
-                "int 0x80",
-                "xchg {a:r}, rbx",
-                a = inout(reg) a as u64 => _,
-                inlateout("eax") nr as i32 => ret,
-                in("ecx") b,
-                in("edx") c,
-                out("r8") _,
-                out("r9") _,
-                out("r10") _,
-                out("r11") _,
-            );
-        }
-        if ret < 0 {
-            bail!("{}", std::io::Error::from_raw_os_error(-ret));
-        }
-        Ok(ret as u32)
-    }
-
-    /// Memory below 4 GiB, where a 32-bit pointer can reach.
-    pub struct Low {
-        ptr: *mut u8,
-        len: usize,
-        used: usize,
-    }
-
-    impl Low {
-        pub fn new(len: usize) -> Result<Low> {
-            // SAFETY: an anonymous private mapping, owned by the returned value.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
-                    -1,
-                    0,
-                )
-            };
-            if ptr == libc::MAP_FAILED {
-                bail!("mmap(MAP_32BIT): {}", std::io::Error::last_os_error());
-            }
-            Ok(Low {
-                ptr: ptr.cast(),
-                len,
-                used: 0,
-            })
-        }
-
-        /// Copy `bytes` in (NUL-terminated) and return their 32-bit address.
-        pub fn put(&mut self, bytes: &[u8]) -> Result<u32> {
-            if self.used + bytes.len() + 1 > self.len {
-                bail!("{} bytes do not fit", bytes.len());
-            }
-            // SAFETY: within the mapping (checked above), which is ours.
-            unsafe {
-                let at = self.ptr.add(self.used);
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len());
-                *at.add(bytes.len()) = 0;
-                self.used += bytes.len() + 1;
-                Ok(at as usize as u32)
-            }
-        }
-    }
-
-    impl Drop for Low {
-        fn drop(&mut self) {
-            // SAFETY: the mapping made in `new`.
-            unsafe { libc::munmap(self.ptr.cast(), self.len) };
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
 fn main() -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
 
-    use ia32::{call, Low};
+    use integration_test::ia32::{self, call, Low};
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let [op, a, b] = args.as_slice() else {
         bail!("usage: compat-syscalls write SRC DST | rename OLD NEW | link OLD NEW");
     };
-    let mut low = Low::new(1 << 20)?;
     match op.to_str() {
         Some("write") => {
             let data = std::fs::read(a).with_context(|| format!("reading {}", a.display()))?;
-            let buf = low.put(&data)?;
-            let name = low.put(b.as_bytes())?;
-            const O_WRONLY_CREAT_TRUNC: u32 = 0o1 | 0o100 | 0o1000;
-            let fd = call(ia32::OPEN, name, O_WRONLY_CREAT_TRUNC, 0o644)
-                .with_context(|| format!("open {}", b.display()))?;
-            let n = call(ia32::WRITE, fd, buf, data.len() as u32).context("write")?;
-            if n as usize != data.len() {
-                bail!("short write: {n} of {}", data.len());
-            }
-            call(ia32::CLOSE, fd, 0, 0).context("close")?;
+            ia32::write_file(std::path::Path::new(b), &data)
+                .with_context(|| format!("writing {}", b.display()))?;
         }
         Some(what @ ("rename" | "link")) => {
+            let mut low = Low::new(1 << 16)?;
             let (from, to) = (low.put(a.as_bytes())?, low.put(b.as_bytes())?);
             let nr = if what == "rename" {
                 ia32::RENAME
