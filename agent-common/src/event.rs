@@ -208,6 +208,10 @@ pub mod file_flags {
     /// (which a name alone cannot tell). Userspace resolves its directory and keeps
     /// the event only if that is in a watched tree.
     pub const SPELLED2: u32 = 1 << 10;
+    /// [`super::PathEvent`] of a truncate or a chmod to executable: the name is
+    /// absolute and not under a watched tree as typed (see [`SPELLED2`]); userspace
+    /// resolves it whole (both follow a symlink at the end).
+    pub const SPELLED: u32 = 1 << 11;
 }
 
 /// `OpenKey.fd` bit of a session kept past its close because its file is mapped

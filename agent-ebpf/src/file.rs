@@ -811,9 +811,11 @@ fn remember_path(p: PendingPath) -> u32 {
     // fchmod names an fd, not a path. A rename or link is kept whatever its names:
     // a new name outside the trees as typed can still reach one through a symlink or
     // `..` (the exit marks it SPELLED2 for userspace to resolve).
+    // The same for a truncate (new content by name) and a chmod to executable;
+    // unlinks stay filtered by name (a removal adds nothing to scan).
     let skip = match p.op {
-        path_op::FCHMOD | path_op::RENAME | path_op::LINK => false,
-        _ => !may_be_watched(p.ptr),
+        path_op::UNLINK => !may_be_watched(p.ptr),
+        _ => false,
     };
     if skip {
         return 0;
@@ -1082,6 +1084,11 @@ pub(crate) fn exit_path(id: u64, p: &PendingPath, ret: i64) -> Result<(), FileSt
                 ev.flags |= file_flags::SPELLED2;
                 hit = true;
             }
+        } else if !hit && p.op != path_op::UNLINK {
+            // A truncate or chmod +x by an absolute name outside every tree as
+            // typed: resolved in userspace like a rename's new name.
+            ev.flags |= file_flags::SPELLED;
+            hit = true;
         }
         hit
     };

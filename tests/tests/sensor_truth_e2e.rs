@@ -210,6 +210,14 @@ fn webshell_spellings(backend: Backend) {
                  sleep 0.5 && /usr/bin/python3 -c 'import os; os.truncate(\"{w}/truncated.php\", 25)'"
             ),
         ),
+        // The same truncate through the customer's symlink into the tree.
+        (
+            "truncated-via-symlink.php",
+            format!(
+                "{{ printf RAMPART-TRUNCATION-MARKER; head -c 4096 /dev/zero; }} > {w}/truncated-via-symlink.php && \
+                 sleep 0.5 && /usr/bin/python3 -c 'import os; os.truncate(\"{hm}/site/truncated-via-symlink.php\", 25)'"
+            ),
+        ),
     ];
     // Deeper than the kernel's walk goes, and a path longer than an event holds:
     // the kernel sends the inode, and the agent finds the name in the tree.
@@ -278,7 +286,7 @@ fn webshell_spellings(backend: Backend) {
     let unseen_here = |name: &str| match backend {
         // fanotify marks the tree's own filesystem, not one mounted inside it (named
         // in /health, asserted below).
-        Backend::Fanotify => name == "truncated.php" || name == "cache/mounted.php",
+        Backend::Fanotify => name.starts_with("truncated") || name == "cache/mounted.php",
         Backend::Tracepoint => name == "uring.php",
         Backend::Lsm => false,
     };

@@ -175,12 +175,19 @@ fn resolve_spelled(raw: &[u8], tgid: u32) -> Option<PathBuf> {
     let typed = PathBuf::from(cstr(raw));
     let name = typed.file_name()?.to_owned();
     let dir = typed.parent()?;
+    std::fs::canonicalize(in_root(dir, tgid))
+        .ok()
+        .map(|d| d.join(name))
+}
+
+/// An absolute name as process `tgid` sees it: under its root while it lives
+/// (a chroot), else as the agent sees it.
+fn in_root(p: &Path, tgid: u32) -> PathBuf {
     let root = PathBuf::from(format!("/proc/{tgid}/root"));
-    let dir = match dir.strip_prefix("/") {
+    match p.strip_prefix("/") {
         Ok(rel) if root.exists() => root.join(rel),
-        _ => dir.to_path_buf(),
-    };
-    std::fs::canonicalize(dir).ok().map(|d| d.join(name))
+        _ => p.to_path_buf(),
+    }
 }
 
 fn is_watched(p: &Path, watched: &Watched) -> bool {
@@ -354,11 +361,22 @@ pub fn path_activity(
         }
         (FileOp::Rename, new, Some(old))
     } else {
+        // A truncate or chmod +x by a name outside the trees as typed: the file it
+        // reached, whole (both follow a symlink at the end).
+        let spelled1 = ev.flags & file_flags::SPELLED != 0;
+        let p1 = match spelled1 {
+            true => std::fs::canonicalize(in_root(
+                &PathBuf::from(cstr(&ev.path[..ev.path_len as usize])),
+                ev.tgid,
+            ))
+            .ok(),
+            false => p1,
+        };
         let Some(p) = p1 else {
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if rel1 && !is_watched(&p, watched) {
+        if (rel1 || spelled1) && !is_watched(&p, watched) {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -809,6 +827,26 @@ mod tests {
             assert!(activity(kind, &home.join("z.php")).is_none());
         }
         assert_eq!(stats.unwatched.load(Ordering::Relaxed), 2);
+        // A truncate by a spelled name: the file it reached, through a final symlink
+        // too, scanned as new content; one outside the trees is dropped.
+        std::fs::write(www.join("t.php"), "x").expect("write");
+        std::os::unix::fs::symlink(www.join("t.php"), home.join("t-link")).expect("symlink");
+        std::fs::write(home.join("own.txt"), "x").expect("write");
+        let truncate = |typed: &Path| {
+            let mut ev = path_event(EventKind::FileTruncate);
+            ev.tgid = u32::MAX - 1;
+            ev.flags = file_flags::SPELLED;
+            let t = typed.as_os_str().as_bytes();
+            ev.path[..t.len()].copy_from_slice(t);
+            ev.path_len = t.len() as u32;
+            path_activity(&ev, &watched, &stats, &mut ProcCache::default())
+        };
+        for typed in [home.join("site/t.php"), home.join("t-link")] {
+            let act = truncate(&typed).expect("reached the tree");
+            assert_eq!((act.op, act.path), (FileOp::WriteClose, real.join("t.php")));
+        }
+        assert!(truncate(&home.join("own.txt")).is_none());
+        assert_eq!(stats.unwatched.load(Ordering::Relaxed), 3);
         // Without the flag the name is taken as typed (the kernel found it watched).
         let mut ev = path_event(EventKind::FileRename);
         let n = home.join("site/x.php");
