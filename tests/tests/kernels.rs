@@ -283,3 +283,75 @@ fn doctor_reports_config_problems_and_running_agents() {
         "{r}"
     );
 }
+
+/// The packaged unit sets `SystemCallArchitectures=native`, whose seccomp filter may
+/// kill a process that makes a non-native syscall. The agent asks the kernel whether
+/// x32 syscalls run (`rampart doctor` and the sensors at start): under a filter that
+/// kills on any x32 syscall it must still finish, and say what it knows.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn doctor_survives_a_filter_that_kills_non_native_syscalls() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(integration_test::rampart_bin());
+    cmd.args(["doctor", "--default-config", "--json"]);
+    // SAFETY: between fork and exec only prctl, which is async-signal-safe; the
+    // filter lives on the stack of this closure until the call returns.
+    unsafe {
+        cmd.pre_exec(|| {
+            const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+            let nr = std::mem::offset_of!(libc::seccomp_data, nr) as u32;
+            let mut filter = [
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: nr,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: X32_SYSCALL_BIT,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_KILL_PROCESS,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_mut_ptr(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("rampart doctor under the filter");
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal ({:?}): the x32 probe ran in the agent itself",
+        out.status
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        report["checks"].as_array().is_some_and(|c| !c.is_empty()),
+        "{report}"
+    );
+}

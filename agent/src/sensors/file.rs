@@ -320,18 +320,56 @@ pub fn compat_unseen(comps: &[Component]) -> Option<String> {
 
 /// Does this kernel run x32 syscalls (x86_64 with the x32 bit in the number)? They
 /// reach no syscall tracepoint, and the 32-bit program takes only the ia32 ones.
-/// Asked of the kernel itself: an x32 `getpid` answers the pid where x32 runs and
-/// ENOSYS where it is compiled out or off (Debian builds it, off unless booted with
-/// `syscall.x32=y`).
+/// Asked of the kernel itself, in a forked child: an x32 `getpid` answers the pid
+/// where x32 runs and ENOSYS where it is compiled out or off (Debian builds it, off
+/// unless booted with `syscall.x32=y`). In a child because the agent's own seccomp
+/// filter may kill the caller of a non-native syscall (the unit's
+/// `SystemCallArchitectures=native`); a child killed that way says nothing about the
+/// customers' processes, so the kernel's build configuration answers instead.
 pub fn x32_syscalls_run() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
-        // SAFETY: getpid takes no arguments and changes nothing.
-        unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) > 0 }
+        // SAFETY: the child makes one raw syscall and _exits, both async-signal-safe
+        // (nothing allocates or takes a lock after the fork).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: getpid takes no arguments and changes nothing.
+            let runs = unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) } > 0;
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(runs)) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        if pid < 0 || unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+            return x32_configured();
+        }
+        if libc::WIFEXITED(status) {
+            return libc::WEXITSTATUS(status) == 1;
+        }
+        x32_configured()
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The kernel's build configuration and command line on x32: built in
+/// (`CONFIG_X86_X32_ABI=y`) and not left off (Debian's `CONFIG_X86_X32_DISABLED=y`
+/// unless booted with `syscall.x32=y`). False when the configuration cannot be read.
+fn x32_configured() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let config =
+        std::fs::read_to_string(format!("/boot/config-{}", release.trim())).unwrap_or_default();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    x32_from_config(&config, &cmdline)
+}
+
+fn x32_from_config(config: &str, cmdline: &str) -> bool {
+    let set = |key: &str| config.lines().any(|l| l.trim() == format!("{key}=y"));
+    let switched_on = cmdline
+        .split_whitespace()
+        .any(|w| matches!(w, "syscall.x32=y" | "syscall.x32=1"));
+    set("CONFIG_X86_X32_ABI") && (!set("CONFIG_X86_X32_DISABLED") || switched_on)
 }
 
 /// What no file program sees where x32 syscalls run, named with what closes it.
@@ -452,6 +490,22 @@ mod tests {
         let why = super::x32_unseen(true).expect("named");
         assert!(why.contains("x32") && why.contains("syscall.x32"), "{why}");
         assert_eq!(super::x32_unseen(false), None);
+    }
+
+    /// Where the probe's child is killed (a seccomp filter), the build
+    /// configuration answers: Debian's builds x32 and leaves it off unless booted
+    /// with `syscall.x32=y`; RHEL's does not build it; upstream's runs it when built.
+    #[test]
+    fn x32_from_the_kernel_config() {
+        let debian = "CONFIG_X86_X32_ABI=y\nCONFIG_X86_X32_DISABLED=y\n";
+        assert!(!super::x32_from_config(debian, "quiet"));
+        assert!(super::x32_from_config(debian, "quiet syscall.x32=y"));
+        assert!(super::x32_from_config("CONFIG_X86_X32_ABI=y\n", ""));
+        assert!(!super::x32_from_config(
+            "# CONFIG_X86_X32_ABI is not set\n",
+            "syscall.x32=y"
+        ));
+        assert!(!super::x32_from_config("", ""));
     }
 
     /// The probe asks the kernel: where x32 is compiled out (this kernel kind's
