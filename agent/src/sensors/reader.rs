@@ -175,9 +175,16 @@ fn resolve_spelled(raw: &[u8], tgid: u32) -> Option<PathBuf> {
     let typed = PathBuf::from(cstr(raw));
     let name = typed.file_name()?.to_owned();
     let dir = typed.parent()?;
-    std::fs::canonicalize(in_root(dir, tgid))
+    canonical_in_root(dir, tgid).map(|d| d.join(name))
+}
+
+/// `p` with every symlink and `..` resolved, as process `tgid` sees it. The
+/// process may end between finding its root and resolving through it (its root
+/// goes early in its exit): then resolved as the agent sees it.
+fn canonical_in_root(p: &Path, tgid: u32) -> Option<PathBuf> {
+    std::fs::canonicalize(in_root(p, tgid))
+        .or_else(|_| std::fs::canonicalize(p))
         .ok()
-        .map(|d| d.join(name))
 }
 
 /// An absolute name as process `tgid` sees it: under its root while it lives
@@ -365,11 +372,10 @@ pub fn path_activity(
         // reached, whole (both follow a symlink at the end).
         let spelled1 = ev.flags & file_flags::SPELLED != 0;
         let p1 = match spelled1 {
-            true => std::fs::canonicalize(in_root(
+            true => canonical_in_root(
                 &PathBuf::from(cstr(&ev.path[..ev.path_len as usize])),
                 ev.tgid,
-            ))
-            .ok(),
+            ),
             false => p1,
         };
         let Some(p) = p1 else {
