@@ -971,6 +971,16 @@ mod tests {
             }
         }
         assert_eq!(matched, vec![dir.path().join("sub/bad.php")]);
+        // The walker marks the job done once it has finished listing the tree,
+        // which can come after the last file's outcome: wait for it (bounded).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while jobs
+            .get(info.id)
+            .is_some_and(|j| j.status.as_str() != "done")
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let done = jobs.get(info.id).expect("job");
         assert_eq!(
             (
