@@ -40,13 +40,18 @@ pub mod sensitive {
     pub const LSM_NAMES: u32 = 2;
     pub const SLOTS: u32 = 3;
 }
-/// Bits of `RAMPART_COMPAT_PARTS`: which of the file sensor's parts the 32-bit
-/// syscall program serves (the write sessions are the LSM backend's where it runs).
-pub mod compat_parts {
+/// Bits of `RAMPART_SYSCALL_PARTS`: which of the file sensor's parts the `sys_exit`
+/// program serves (the write sessions are the LSM backend's where it runs), and
+/// whether for 64-bit syscalls too or only the 32-bit ones.
+pub mod syscall_parts {
     /// open/creat/openat/openat2, close, mmap: write sessions.
     pub const SESSIONS: u32 = 1 << 0;
     /// unlink, rename, link, truncate, chmod: the path operations.
     pub const PATHS: u32 = 1 << 1;
+    /// The 64-bit syscalls of those parts as well (their per-syscall tracepoints,
+    /// all but `sys_enter_close`, are then not attached). Without it, only the
+    /// 32-bit ones, which no per-syscall tracepoint sees.
+    pub const NATIVE: u32 = 1 << 2;
 }
 /// `comm` length, as in the kernel's TASK_COMM_LEN.
 pub const COMM_LEN: usize = 16;
@@ -481,7 +486,7 @@ crate::counters! {
         SensitiveEmitted = 5 => "sensitive_emitted",
         /// A written file deeper than the kernel's walk: reported unresolved.
         WalkTooDeep = 6 => "walk_too_deep",
-        /// 32-bit (ia32) file syscalls handled by `rampart_compat_exit`: calls the
+        /// 32-bit (ia32) file syscalls handled by `rampart_syscall_exit`: calls the
         /// syscall tracepoints never see.
         CompatSyscall = 7 => "compat_syscalls",
     }

@@ -93,9 +93,9 @@ pub const SENSITIVE_INODES: &str = "RAMPART_SENSITIVE_INODES";
 pub const SENSITIVE_MODE: &str = "RAMPART_SENSITIVE_MODE";
 /// Scratch for a base-name key (per-CPU, one entry). Kernel only.
 pub const NAME_SCRATCH: &str = "RAMPART_NAME_SCRATCH";
-/// What the 32-bit syscall program serves (`Array<u32>`, one entry: bits of
-/// [`crate::compat_parts`]). Agent writes, `rampart_compat_exit` reads.
-pub const COMPAT_PARTS: &str = "RAMPART_COMPAT_PARTS";
+/// What the `sys_exit` program serves (`Array<u32>`, one entry: bits of
+/// [`crate::syscall_parts`]). Agent writes, `rampart_syscall_exit` reads.
+pub const SYSCALL_PARTS: &str = "RAMPART_SYSCALL_PARTS";
 
 /// Egress policy (`Array<EgressConfig>`, one entry). Agent writes, connect programs read.
 pub const EGRESS_CONFIG: &str = "RAMPART_EGRESS_CONFIG";
@@ -145,7 +145,7 @@ pub const ALL: &[&str] = &[
     SENSITIVE_PREFIXES,
     SENSITIVE_NAMES,
     NAME_SCRATCH,
-    COMPAT_PARTS,
+    SYSCALL_PARTS,
     SENSITIVE_INODES,
     SENSITIVE_MODE,
     EGRESS_CONFIG,
@@ -205,11 +205,12 @@ pub mod progs {
     pub const FILE_EXIT: &str = "rampart_file_exit";
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
-    /// `sys_exit` through BTF (tp_btf): the 32-bit (ia32) syscalls of the file
-    /// sensor, which the per-syscall tracepoints never see (x86_64).
-    pub const COMPAT_EXIT: &str = "rampart_compat_exit";
+    /// `sys_exit` through BTF (tp_btf), x86_64: the file sensor's syscalls, 64-bit
+    /// (in place of the per-syscall tracepoints but close's enter) and 32-bit
+    /// (ia32, which the per-syscall tracepoints never see).
+    pub const SYSCALL_EXIT: &str = "rampart_syscall_exit";
     /// The same on a raw tracepoint, where tp_btf does not load.
-    pub const COMPAT_RAW: &str = "rampart_compat_raw";
+    pub const SYSCALL_EXIT_RAW: &str = "rampart_syscall_exit_raw";
     pub const CONNECT4: &str = "rampart_connect4";
     pub const CONNECT6: &str = "rampart_connect6";
     /// The exec sensor on kernels without BTF: the typed name from the tracepoint.

@@ -25,12 +25,12 @@ macro_rules! set {
     };
 }
 
-mod compat;
 mod egress;
 mod exec;
 mod file;
 mod kstruct;
 mod lsm;
+mod syscall;
 mod xdp;
 
 #[cfg(not(test))]

@@ -1096,8 +1096,26 @@ pub struct Sensors {
     /// Which backend watches execs: `auto` (BPF-LSM, else the sched_process_exec
     /// tracepoint, else fanotify), or one forced.
     pub exec_backend: BackendChoice,
+    /// How the file sensor hooks 64-bit syscalls where it uses tracepoints:
+    /// `sys_exit` (one program at the end of every syscall) or `per_syscall`.
+    #[serde(default)]
+    pub file_syscall_hook: SyscallHook,
     /// Reads of sensitive files by web-server users.
     pub sensitive: Sensitive,
+}
+
+/// How the file sensor's 64-bit syscalls are hooked (`sensors.file_syscall_hook`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyscallHook {
+    /// One program at the end of every syscall (x86_64 with BTF), the arguments read
+    /// from the saved registers; close(2) on its enter tracepoint. Elsewhere, or
+    /// where it does not attach, the per-syscall tracepoints.
+    #[default]
+    SysExit,
+    /// A tracepoint per syscall (`sys_enter_*`/`sys_exit_*`). The `sys_exit`
+    /// program still takes the 32-bit syscalls, which these never see.
+    PerSyscall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

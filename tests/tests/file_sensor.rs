@@ -12,7 +12,11 @@ use std::{
     time::Duration,
 };
 
-use agent::sensors::{self as events, FileActivity, FileOp, PipelineStats, Sinks};
+use agent::{
+    config::SyscallHook,
+    kernel::ComponentState,
+    sensors::{self as events, FileActivity, FileOp, PipelineStats, Sinks},
+};
 use agent_common::maps;
 use aya::maps::RingBuf;
 use integration_test::{feature_available, is_root, test_config, PinDir};
@@ -38,9 +42,10 @@ struct Sensors {
     fan_stats: Arc<PipelineStats>,
     tracepoint: mpsc::Receiver<FileActivity>,
     fanotify: mpsc::Receiver<FileActivity>,
+    components: Vec<agent::kernel::Component>,
 }
 
-fn start(root: &Path) -> Sensors {
+fn start(root: &Path, hook: SyscallHook) -> Sensors {
     let pins = PinDir::new();
     let mut cfg = test_config(&pins);
     cfg.watch.paths = vec![root.to_path_buf()];
@@ -62,12 +67,13 @@ fn start(root: &Path) -> Sensors {
         .collect();
     let learned = agent::sensors::roots::learn(&mut ebpf, &roots, &[]).expect("roots");
     let roots = learned.pins;
-    agent::sensors::file::attach_file_sensor(
+    let components = agent::sensors::file::attach_file_sensor(
         &mut ebpf,
         &[
             agent::sensors::file::Part::Sessions,
             agent::sensors::file::Part::Paths,
         ],
+        hook,
     )
     .expect("attach");
     let ring = RingBuf::try_from(agent::kernel::take_map(&mut ebpf, maps::EVENTS).expect("ring"))
@@ -122,6 +128,7 @@ fn start(root: &Path) -> Sensors {
         fan_stats,
         tracepoint,
         fanotify,
+        components,
     }
 }
 
@@ -175,6 +182,18 @@ fn tracepoint_and_fanotify_backends_report_the_same_activity() {
     if !feature_available("root (BPF, fanotify)", is_root()) {
         return;
     }
+    same_activity(SyscallHook::SysExit);
+}
+
+#[test]
+fn per_syscall_tracepoints_and_fanotify_report_the_same_activity() {
+    if !feature_available("root (BPF, fanotify)", is_root()) {
+        return;
+    }
+    same_activity(SyscallHook::PerSyscall);
+}
+
+fn same_activity(hook: SyscallHook) {
     let comm = align_comm();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("www");
@@ -183,7 +202,33 @@ fn tracepoint_and_fanotify_backends_report_the_same_activity() {
     std::fs::create_dir_all(&outside).expect("outside");
     let existing = root.join("existing.txt");
     std::fs::write(&existing, b"old").expect("seed");
-    let mut s = start(&root);
+    let mut s = start(&root, hook);
+    // Which programs took the 64-bit syscalls: the sys_exit program (and close's
+    // enter) or a tracepoint per syscall.
+    let attached = |name: &str| {
+        s.components
+            .iter()
+            .any(|c| c.name == name && c.state == ComponentState::Attached)
+    };
+    let dispatcher = s
+        .components
+        .iter()
+        .find(|c| c.name == maps::progs::SYSCALL_EXIT)
+        .expect("the sys_exit component");
+    assert_eq!(dispatcher.state, ComponentState::Attached, "{dispatcher:?}");
+    assert!(attached(maps::progs::SYS_ENTER_CLOSE));
+    match hook {
+        SyscallHook::SysExit => {
+            assert!(dispatcher.target.contains("64-bit"), "{dispatcher:?}");
+            assert!(
+                !attached(maps::progs::SYS_EXIT_OPENAT) && !attached(maps::progs::SYS_EXIT_PATH)
+            );
+        }
+        SyscallHook::PerSyscall => {
+            assert!(!dispatcher.target.contains("64-bit"), "{dispatcher:?}");
+            assert!(attached(maps::progs::SYS_EXIT_OPENAT) && attached(maps::progs::SYS_EXIT_PATH));
+        }
+    }
     std::thread::sleep(Duration::from_millis(200));
 
     let shell = root.join("shell.php");

@@ -52,7 +52,7 @@ fn every_program_loads_on_this_kernel() {
             Program::BtfTracePoint(p) => {
                 assert_eq!(
                     name,
-                    agent_common::maps::progs::COMPAT_EXIT,
+                    agent_common::maps::progs::SYSCALL_EXIT,
                     "tp_btf {name}: which hook?"
                 );
                 p.load("sys_exit", &btf)

@@ -322,7 +322,7 @@ fn probe_programs(cfg: &Config) -> Probes {
             progs::SYS_EXIT_OPENAT,
             progs::SYS_ENTER_CLOSE,
             progs::EXEC_RESOLVED,
-            progs::COMPAT_RAW,
+            progs::SYSCALL_EXIT_RAW,
         ]
         .iter()
         .try_for_each(|name| {

@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-use agent_common::{compat_parts, maps, maps::progs, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use agent_common::{maps, maps::progs, syscall_parts, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
 use aya::{
     programs::{BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf,
 };
 
 use super::event::kernel_dev;
+use crate::config::SyscallHook;
 use crate::kernel::{
     insert_path_prefixes, insert_set, prog_err, program, set_single, Component, ComponentState,
     LoaderError,
@@ -142,13 +143,22 @@ fn part_of(prog: &str) -> Part {
     }
 }
 
-/// Load and attach the file sensor's tracepoints for `parts`; one component per
-/// program.
-pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Component>, LoaderError> {
+/// Load and attach the file sensor's programs for `parts`; one component per
+/// program. Called once per part: the `sys_exit` program is attached by the first
+/// call and serves the parts of both.
+pub fn attach_file_sensor(
+    ebpf: &mut Ebpf,
+    parts: &[Part],
+    hook: SyscallHook,
+) -> Result<Vec<Component>, LoaderError> {
     let mut out: Vec<Component> = Vec::new();
+    let dispatcher = attach_dispatcher(ebpf, parts, hook);
+    // The 64-bit syscalls go through it when it took them (close's enter stays).
+    let native = syscall_bits(ebpf) & syscall_parts::NATIVE != 0;
+    out.extend(dispatcher);
     for (name, events, required) in FILE_TRACEPOINTS {
         let name: &'static str = name;
-        if !parts.contains(&part_of(name)) {
+        if !parts.contains(&part_of(name)) || (native && name != progs::SYS_ENTER_CLOSE) {
             continue;
         }
         let prog: &mut TracePoint = program(ebpf, name)?;
@@ -190,7 +200,6 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Compone
             }),
         }
     }
-    out.extend(attach_compat(ebpf, parts));
     if !parts.contains(&Part::Sessions) {
         return Ok(out);
     }
@@ -211,13 +220,15 @@ pub fn attach_file_sensor(ebpf: &mut Ebpf, parts: &[Part]) -> Result<Vec<Compone
     Ok(out)
 }
 
-/// The 32-bit (ia32) syscalls of `parts`, which no per-syscall tracepoint sees: one
-/// raw `sys_exit` program (x86_64; it needs `thread_info.status` from BTF to tell a
-/// 32-bit syscall). Called once per part: the second call adds its part to what the
-/// program serves (and no second component is returned). Never fatal: a component
-/// that did not attach is named unseen (`compat_unseen`).
-fn attach_compat(ebpf: &mut Ebpf, parts: &[Part]) -> Option<Component> {
-    let name = progs::COMPAT_EXIT;
+/// The `sys_exit` program for `parts` (x86_64; it needs `thread_info.status` from
+/// BTF to tell a 32-bit syscall from a 64-bit one): the 32-bit (ia32) syscalls,
+/// which no per-syscall tracepoint sees, and with [`SyscallHook::SysExit`] the
+/// 64-bit ones too. A second call adds its part to what the program serves (and
+/// no second component is returned). Never fatal: where it does not attach, the
+/// per-syscall tracepoints take the 64-bit syscalls and the 32-bit ones are named
+/// unseen (`compat_unseen`).
+fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Option<Component> {
+    let name = progs::SYSCALL_EXIT;
     let failed = |why: String| Component {
         name: name.to_string(),
         kind: "raw_tracepoint",
@@ -239,25 +250,36 @@ fn attach_compat(ebpf: &mut Ebpf, parts: &[Part]) -> Option<Component> {
         Err(e) => return Some(failed(format!("no struct offsets from BTF: {e}"))),
         Ok(_) => {}
     }
-    let mut bits = compat_bits(ebpf);
-    for part in parts {
-        bits |= match part {
-            Part::Sessions => compat_parts::SESSIONS,
-            Part::Paths => compat_parts::PATHS,
-        };
-    }
-    if let Err(e) = set_single(ebpf, maps::COMPAT_PARTS, bits) {
-        return Some(failed(e.to_string()));
-    }
     let loaded = |ebpf: &mut Ebpf, n| match ebpf.program(n) {
         Some(aya::programs::Program::BtfTracePoint(p)) => p.fd().is_ok(),
         Some(aya::programs::Program::RawTracePoint(p)) => p.fd().is_ok(),
         _ => false,
     };
-    if loaded(ebpf, name) || loaded(ebpf, progs::COMPAT_RAW) {
+    let first = !loaded(ebpf, name) && !loaded(ebpf, progs::SYSCALL_EXIT_RAW);
+    let mut bits = syscall_bits(ebpf);
+    if first && hook == SyscallHook::SysExit {
+        bits |= syscall_parts::NATIVE;
+    }
+    for part in parts {
+        bits |= match part {
+            Part::Sessions => syscall_parts::SESSIONS,
+            Part::Paths => syscall_parts::PATHS,
+        };
+    }
+    if !first {
+        // Attached by the first call (bits set), or failed then (bits left at zero).
+        if syscall_bits(ebpf) != 0 {
+            if let Err(e) = set_single(ebpf, maps::SYSCALL_PARTS, bits) {
+                tracing::warn!(error = %e, "The sys_exit program could not take a second part.");
+            }
+        }
         return None;
     }
-    // Through BTF (the syscall number in one load), else a raw tracepoint.
+    // The parts are written before the program runs: it serves nothing until then.
+    if let Err(e) = set_single(ebpf, maps::SYSCALL_PARTS, bits) {
+        return Some(failed(e.to_string()));
+    }
+    // Through BTF (registers by direct loads), else a raw tracepoint.
     let btf = (|| -> Result<(), String> {
         let btf = crate::kernel::kernel_btf()?;
         let prog: &mut BtfTracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
@@ -268,8 +290,8 @@ fn attach_compat(ebpf: &mut Ebpf, parts: &[Part]) -> Option<Component> {
     let attached = match btf {
         Ok(()) => Ok(("tp_btf", name)),
         Err(why) => {
-            tracing::info!(reason = %why, "tp_btf sys_exit did not load; the 32-bit syscall program goes on a raw tracepoint.");
-            let raw = progs::COMPAT_RAW;
+            tracing::info!(reason = %why, "tp_btf sys_exit did not load; the sys_exit program goes on a raw tracepoint.");
+            let raw = progs::SYSCALL_EXIT_RAW;
             (|| -> Result<(), LoaderError> {
                 let prog: &mut RawTracePoint = program(ebpf, raw)?;
                 prog.load().map_err(prog_err(raw))?;
@@ -283,33 +305,37 @@ fn attach_compat(ebpf: &mut Ebpf, parts: &[Part]) -> Option<Component> {
         Ok((kind, name)) => Some(Component {
             name: name.to_string(),
             kind,
-            target: "sys_exit".into(),
+            target: if bits & syscall_parts::NATIVE != 0 {
+                "sys_exit (64-bit and 32-bit file syscalls)".into()
+            } else {
+                "sys_exit (32-bit file syscalls)".into()
+            },
             state: ComponentState::Attached,
             mode: None,
             reason: None,
         }),
         Err(e) => {
-            tracing::warn!(error = %e, "The 32-bit syscall program did not attach.");
-            let _ = set_single(ebpf, maps::COMPAT_PARTS, 0u32);
+            tracing::warn!(error = %e, "The sys_exit program did not attach; per-syscall tracepoints instead, 32-bit syscalls unseen.");
+            let _ = set_single(ebpf, maps::SYSCALL_PARTS, 0u32);
             Some(failed(e.to_string()))
         }
     }
 }
 
-/// What the 32-bit syscall program serves so far.
-fn compat_bits(ebpf: &Ebpf) -> u32 {
-    ebpf.map(maps::COMPAT_PARTS)
+/// What the `sys_exit` program serves so far (0: nothing, or not attached).
+fn syscall_bits(ebpf: &Ebpf) -> u32 {
+    ebpf.map(maps::SYSCALL_PARTS)
         .and_then(|m| aya::maps::Array::<_, u32>::try_from(m).ok())
         .and_then(|a| a.get(&0, 0).ok())
         .unwrap_or(0)
 }
 
-/// What no file program sees when `rampart_compat_exit` is not attached: the
+/// What no file program sees when `rampart_syscall_exit` is not attached: the
 /// 32-bit syscalls, named with what closes them. None when it is attached.
 pub fn compat_unseen(comps: &[Component]) -> Option<String> {
     let c = comps
         .iter()
-        .find(|c| c.name == progs::COMPAT_EXIT || c.name == progs::COMPAT_RAW)?;
+        .find(|c| c.name == progs::SYSCALL_EXIT || c.name == progs::SYSCALL_EXIT_RAW)?;
     (c.state != ComponentState::Attached).then(|| {
         format!(
             "files written through 32-bit (ia32) syscalls ({}; the ia32_emulation=0 boot parameter closes this; the sweep scans such files within detection.sweep_interval_minutes)",

@@ -631,14 +631,15 @@ fn choose_file_backend(
     }
     // The path operations (unlink, rename, link, chmod, truncate) are on tracepoints
     // for either eBPF backend.
-    let mut comps = match file::attach_file_sensor(ebpf, &[Part::Paths]) {
-        Ok(c) => c,
-        Err(e) if mode == BackendChoice::Auto => {
-            tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
-            return fanotify(format!("tracepoints failed: {e}"));
-        }
-        Err(e) => return Err(e).context("attaching the file sensor tracepoints"),
-    };
+    let mut comps =
+        match file::attach_file_sensor(ebpf, &[Part::Paths], cfg.sensors.file_syscall_hook) {
+            Ok(c) => c,
+            Err(e) if mode == BackendChoice::Auto => {
+                tracing::warn!(error = %e, "File tracepoints failed; falling back to fanotify.");
+                return fanotify(format!("tracepoints failed: {e}"));
+            }
+            Err(e) => return Err(e).context("attaching the file sensor tracepoints"),
+        };
     // Write sessions: BPF-LSM where it runs (sees io_uring opens; a session ends
     // with the file's last reference), else the open/close tracepoints.
     let mut reason = match mode {
@@ -659,7 +660,7 @@ fn choose_file_backend(
             Err(e) => anyhow::bail!("forced by sensors.file_backend: lsm: {e}"),
         }
     }
-    match file::attach_file_sensor(ebpf, &[Part::Sessions]) {
+    match file::attach_file_sensor(ebpf, &[Part::Sessions], cfg.sensors.file_syscall_hook) {
         Ok(sessions) => comps.extend(sessions),
         Err(e) if mode == BackendChoice::Auto => {
             // The path programs stay attached; fanotify reports those operations

@@ -1068,10 +1068,13 @@ struct SensorRing {
 }
 
 /// Which programs keep the write sessions (the path operations are on tracepoints
-/// either way).
+/// either way), and how the 64-bit syscalls are hooked.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Sessions {
+    /// As the agent runs by default: the `sys_exit` program.
     Tracepoints,
+    /// `sensors.file_syscall_hook: per_syscall`: a tracepoint for each syscall.
+    PerSyscall,
     Lsm,
 }
 
@@ -1093,13 +1096,18 @@ fn sensor_ring_on(watched: &std::path::Path, sessions: Sessions) -> Result<Senso
         &[],
     )?
     .pins;
+    use agent::config::SyscallHook;
     use agent::sensors::file::{attach_file_sensor, attach_lsm_sessions, Part};
+    let both = [Part::Sessions, Part::Paths];
     match sessions {
         Sessions::Tracepoints => {
-            attach_file_sensor(&mut ebpf, &[Part::Sessions, Part::Paths])?;
+            attach_file_sensor(&mut ebpf, &both, SyscallHook::SysExit)?;
+        }
+        Sessions::PerSyscall => {
+            attach_file_sensor(&mut ebpf, &both, SyscallHook::PerSyscall)?;
         }
         Sessions::Lsm => {
-            attach_file_sensor(&mut ebpf, &[Part::Paths])?;
+            attach_file_sensor(&mut ebpf, &[Part::Paths], SyscallHook::SysExit)?;
             attach_lsm_sessions(&mut ebpf).map_err(anyhow::Error::msg)?;
         }
     }
@@ -1231,6 +1239,8 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // each pair and dropped after it; the median of the pair ratios cancels this VM's
     // drift, which over a minute is larger than the effect.
     let (mut r_on, mut r_unw, mut r_slow, mut r_untar) = (vec![], vec![], vec![], vec![]);
+    // The same with `sensors.file_syscall_hook: per_syscall`, in the same pairs.
+    let (mut r_per, mut r_per_unw) = (vec![], vec![]);
     let (mut offs, mut ons, mut untar_offs, mut untar_ons) = (vec![], vec![], vec![], vec![]);
     // Where the time goes, per file: the writer's user and system time without and
     // with the sensor, and the reader's CPU and wakeups while the watched run goes.
@@ -1271,6 +1281,14 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
                 untar(&tarball, &watched, "untar-on")?,
             ))
         })??;
+        let (per, per_unw) = drained_on(&watched, Sessions::PerSyscall, || {
+            (
+                file_workload(&watched, N, base).0,
+                file_workload(&unwatched, N, base).0,
+            )
+        })?;
+        r_per.push(per / off);
+        r_per_unw.push(per_unw / off);
         r_on.push(on / off);
         r_unw.push(unw / off);
         r_slow.push(slow / off);
@@ -1283,6 +1301,8 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let pct_median = |v: &mut Vec<f64>| (median(v) - 1.0) * 100.0;
     let overhead = pct_median(&mut r_on);
     let overhead_unwatched = pct_median(&mut r_unw);
+    let overhead_per_syscall = pct_median(&mut r_per);
+    let overhead_per_syscall_unwatched = pct_median(&mut r_per_unw);
     let overhead_slow_path = pct_median(&mut r_slow);
     let untar_on = pct_median(&mut r_untar);
     let (t_off, t_on) = (median(&mut offs), median(&mut ons));
@@ -1368,6 +1388,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     );
     eprintln!(
         "file sensor: {N} files {t_off:.2}s without, {t_on:.2}s with (+{overhead:.1}%), unwatched +{overhead_unwatched:.1}%; \
+         per-syscall tracepoints +{overhead_per_syscall:.1}% (unwatched +{overhead_per_syscall_unwatched:.1}%); \
          syscall slow path alone +{overhead_slow_path:.1}%; latency p50 {:.3} ms p99 {:.3} ms; {} events, {lost} lost",
         pct(0.5),
         pct(0.99),
@@ -1388,6 +1409,22 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             overhead_unwatched,
             "%",
             &format!("sensor on vs off, write outside the watched trees; {base_s}"),
+        ),
+    );
+    results.insert(
+        "file_overhead_pct_per_syscall",
+        metric(
+            overhead_per_syscall,
+            "%",
+            &format!("as file_overhead_pct with sensors.file_syscall_hook: per_syscall (a tracepoint per syscall instead of the sys_exit program), in the same pairs; {base_s}"),
+        ),
+    );
+    results.insert(
+        "file_overhead_pct_per_syscall_unwatched",
+        metric(
+            overhead_per_syscall_unwatched,
+            "%",
+            &format!("as file_overhead_pct_unwatched with sensors.file_syscall_hook: per_syscall, in the same pairs; {base_s}"),
         ),
     );
     results.insert(
@@ -1581,17 +1618,36 @@ fn file_programs(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Res
     std::fs::create_dir(&watched)?;
     std::fs::create_dir(&unwatched)?;
     let base = Instant::now();
-    let (mut w, mut u) = (vec![], vec![]);
-    drained(&watched, || -> Result<()> {
-        file_workload(&watched, 5_000, base);
-        for _ in 0..3 {
+    let (mut w, mut u, mut pw, mut pu) = (vec![], vec![], vec![], vec![]);
+    // Alternated: the sys_exit program (the default), then a tracepoint per syscall.
+    for _ in 0..3 {
+        drained(&watched, || -> Result<()> {
+            file_workload(&watched, 5_000, base);
             u.push(bpf_ns_per_file(&unwatched, "unwatched", base)?);
             w.push(bpf_ns_per_file(&watched, "watched", base)?);
-        }
-        Ok(())
-    })??;
+            Ok(())
+        })??;
+        drained_on(&watched, Sessions::PerSyscall, || -> Result<()> {
+            file_workload(&watched, 5_000, base);
+            pu.push(bpf_ns_per_file(&unwatched, "per-syscall unwatched", base)?);
+            pw.push(bpf_ns_per_file(&watched, "per-syscall watched", base)?);
+            Ok(())
+        })??;
+    }
     let (w, u) = (median(&mut w), median(&mut u));
-    eprintln!("file programs: {w:.0} ns per watched file, {u:.0} ns per unwatched file");
+    let (pw, pu) = (median(&mut pw), median(&mut pu));
+    eprintln!(
+        "file programs: {w:.0} ns per watched file, {u:.0} ns per unwatched file; \
+         per-syscall tracepoints {pw:.0} / {pu:.0} ns"
+    );
+    results.insert(
+        "file_bpf_ns_per_file_watched_per_syscall",
+        metric(pw, "ns", "as file_bpf_ns_per_file_watched with sensors.file_syscall_hook: per_syscall, alternated with it (median of 3)"),
+    );
+    results.insert(
+        "file_bpf_ns_per_file_unwatched_per_syscall",
+        metric(pu, "ns", "as file_bpf_ns_per_file_unwatched with sensors.file_syscall_hook: per_syscall, alternated with it (median of 3)"),
+    );
     results.insert(
         "file_bpf_ns_per_file_watched",
         metric(w, "ns", "file sensor programs' run time per file in the watched tree (BPF_ENABLE_STATS, median of 3 runs of 50k files)"),
@@ -1729,7 +1785,7 @@ fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<
 }
 
 /// run count and run time (ns) of every loaded file-sensor program (the syscall
-/// tracepoints, the exit program, the 32-bit syscall program, the LSM file hooks), by name (the kernel keeps 15
+/// tracepoints, the exit program, the sys_exit program, the LSM file hooks), by name (the kernel keeps 15
 /// characters of it).
 fn prog_stats() -> BTreeMap<String, (u64, u64)> {
     let mut out = BTreeMap::new();
@@ -1738,7 +1794,7 @@ fn prog_stats() -> BTreeMap<String, (u64, u64)> {
             n.starts_with("sys_")
                 || n.starts_with("rampart_lsm_fil")
                 || n.starts_with("rampart_file_ex")
-                || n.starts_with("rampart_compat")
+                || n.starts_with("rampart_syscal")
         };
         if let Some(name) = p.name_as_str().filter(file_prog) {
             let e = out.entry(name.to_string()).or_insert((0, 0));
