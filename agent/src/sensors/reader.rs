@@ -333,9 +333,14 @@ pub fn path_activity(
     procs: &mut ProcCache,
 ) -> Option<FileActivity> {
     let rel1 = ev.flags & file_flags::RELATIVE != 0;
+    // A truncate or chmod +x by a name outside the trees as typed (SPELLED): the
+    // file it reached, whole (both follow a symlink at the end).
+    let spelled1 = spelled(ev, file_flags::SPELLED);
+    let raw1 = &ev.path[..ev.path_len as usize];
     let p1 = match ev.root {
-        0 => resolve(&ev.path[..ev.path_len as usize], rel1, ev.tgid, ev.dirfd),
-        root => watched.below(root, &ev.path[..ev.path_len as usize]),
+        _ if spelled1 => canonical_in_root(&PathBuf::from(cstr(raw1)), ev.tgid),
+        0 => resolve(raw1, rel1, ev.tgid, ev.dirfd),
+        root => watched.below(root, raw1),
     };
     let (op, path, old_path) = if ev.header.kind == EventKind::FileLink as u16 {
         // A new name for an existing inode: scanned like a file renamed in. Only the
@@ -345,7 +350,7 @@ pub fn path_activity(
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if (rel2 || spelled(ev)) && !is_watched(&new, watched) {
+        if (rel2 || spelled(ev, file_flags::SPELLED2)) && !is_watched(&new, watched) {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -361,23 +366,15 @@ pub fn path_activity(
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if (rel1 || rel2 || spelled(ev)) && !is_watched(&old, watched) && !is_watched(&new, watched)
+        if (rel1 || rel2 || spelled(ev, file_flags::SPELLED2))
+            && !is_watched(&old, watched)
+            && !is_watched(&new, watched)
         {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         (FileOp::Rename, new, Some(old))
     } else {
-        // A truncate or chmod +x by a name outside the trees as typed: the file it
-        // reached, whole (both follow a symlink at the end).
-        let spelled1 = ev.flags & file_flags::SPELLED != 0;
-        let p1 = match spelled1 {
-            true => canonical_in_root(
-                &PathBuf::from(cstr(&ev.path[..ev.path_len as usize])),
-                ev.tgid,
-            ),
-            false => p1,
-        };
         let Some(p) = p1 else {
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -426,15 +423,17 @@ pub fn path_activity(
 /// the filesystem where the kernel could not tell ([`resolve_spelled`]).
 fn new_name(ev: &PathEvent, rel2: bool) -> Option<PathBuf> {
     let raw = &ev.path2[..ev.path2_len as usize];
-    if spelled(ev) {
+    if spelled(ev, file_flags::SPELLED2) {
         resolve_spelled(raw, ev.tgid)
     } else {
         resolve(raw, rel2, ev.tgid, ev.dirfd2)
     }
 }
 
-fn spelled(ev: &PathEvent) -> bool {
-    ev.flags & file_flags::SPELLED2 != 0
+/// Did the kernel leave a name to be resolved here (`SPELLED`: the first name of a
+/// truncate or chmod; `SPELLED2`: the new name of a rename or link)?
+fn spelled(ev: &PathEvent, flag: u32) -> bool {
+    ev.flags & flag != 0
 }
 
 /// Lexical normalization ("a/./b/../c" -> "a/c") without touching the filesystem.
