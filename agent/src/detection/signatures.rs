@@ -1440,6 +1440,7 @@ mod tests {
             ("query_url_self_updater", "php_evals_fetched_url"),
             ("writable_dir_walker", "php_writable_dir_hunter"),
             ("writable_readable_walker", "php_writable_dir_hunter"),
+            ("host_restrictions_undone", "php_undoes_host_restrictions"),
             ("backtick_variable_runner", "php_exec_request_input"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
