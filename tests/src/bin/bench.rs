@@ -1640,22 +1640,15 @@ fn file_programs(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Res
         "file programs: {w:.0} ns per watched file, {u:.0} ns per unwatched file; \
          per-syscall tracepoints {pw:.0} / {pu:.0} ns"
     );
-    results.insert(
-        "file_bpf_ns_per_file_watched_per_syscall",
-        metric(pw, "ns", "as file_bpf_ns_per_file_watched with sensors.file_syscall_hook: per_syscall, alternated with it (median of 3)"),
-    );
-    results.insert(
-        "file_bpf_ns_per_file_unwatched_per_syscall",
-        metric(pu, "ns", "as file_bpf_ns_per_file_unwatched with sensors.file_syscall_hook: per_syscall, alternated with it (median of 3)"),
-    );
-    results.insert(
-        "file_bpf_ns_per_file_watched",
-        metric(w, "ns", "file sensor programs' run time per file in the watched tree (BPF_ENABLE_STATS, median of 3 runs of 50k files)"),
-    );
-    results.insert(
-        "file_bpf_ns_per_file_unwatched",
-        metric(u, "ns", "file sensor programs' run time per file outside the watched trees (BPF_ENABLE_STATS, median of 3 runs of 50k files)"),
-    );
+    let hook = "alternated with the default sys_exit program (median of 3)";
+    for (key, value, what) in [
+        ("file_bpf_ns_per_file_watched", w, "file sensor programs' run time per file in the watched tree (BPF_ENABLE_STATS, median of 3 runs of 50k files)".to_string()),
+        ("file_bpf_ns_per_file_unwatched", u, "file sensor programs' run time per file outside the watched trees (BPF_ENABLE_STATS, median of 3 runs of 50k files)".to_string()),
+        ("file_bpf_ns_per_file_watched_per_syscall", pw, format!("as file_bpf_ns_per_file_watched with sensors.file_syscall_hook: per_syscall, {hook}")),
+        ("file_bpf_ns_per_file_unwatched_per_syscall", pu, format!("as file_bpf_ns_per_file_unwatched with sensors.file_syscall_hook: per_syscall, {hook}")),
+    ] {
+        results.insert(key, metric(value, "ns", &what));
+    }
     Ok(())
 }
 
