@@ -1443,6 +1443,7 @@ mod tests {
             ("host_restrictions_undone", "php_undoes_host_restrictions"),
             ("file_run_through_sh", "php_pipes_into_shell"),
             ("head_injector_keeps_mtime", "php_tree_injector_keeps_mtime"),
+            ("root_symlinked_into_site", "php_links_filesystem_root"),
             ("backtick_variable_runner", "php_exec_request_input"),
             ("wrapped_decoder_eval", "php_eval_decoded"),
             ("hex_spelled_names", "php_hex_spelled_function_name"),
