@@ -618,6 +618,32 @@ pub(crate) fn end_session(id: u64, fd: u64) -> Result<(), FileStat> {
     res
 }
 
+/// close(fd) by task `id` seen at its exit (a 32-bit close; the 64-bit one is taken at
+/// its enter). The fd is free again by then, and another thread of the process may
+/// already have opened a file on it, whose exit has replaced the session. If the fd
+/// now holds the session's inode, the session is that newer open's (or the same
+/// file's again, ended by its own close) and stays; otherwise it ends as at an enter.
+#[inline(always)]
+pub(crate) fn end_session_after_close(id: u64, fd: u64) -> Result<(), FileStat> {
+    let key = OpenKey {
+        tgid: (id >> 32) as u32,
+        fd: fd as u32,
+    };
+    let Some(info) = OPEN_WRITES.get_ptr(&key) else {
+        return Ok(());
+    };
+    // SAFETY: live map value.
+    let inode = unsafe { (*info).inode };
+    let reopened = inode != 0
+        && kstruct::offsets()
+            .and_then(|o| kstruct::file_inode(o, kstruct::current_file(o, fd as u32)?))
+            == Some(inode);
+    if reopened {
+        return Ok(());
+    }
+    end_session(id, fd)
+}
+
 /// fstatfs(fd, buf), attached only while the agent learns: the agent fstatfs'es
 /// each root and interpreter it opened, having said in `RAMPART_LEARN` what the file
 /// is; calls by any other process are ignored. The file's identity is taken as the

@@ -19,7 +19,8 @@
 //!
 //! Everything is done at the exit: a write-open is told by the file the kernel
 //! opened (the returned fd), a 32-bit close ends its session with the fd's session
-//! entry (kept from the open, file metadata included), and a path operation reads
+//! entry (kept from the open, file metadata included) unless the fd already holds
+//! that session's file again, and a path operation reads
 //! its names as the per-syscall exits do. Cost for every other syscall of the host:
 //! one run, one load of `orig_ax` and two compare chains (docs/src/benchmarks.md).
 
@@ -279,8 +280,9 @@ fn dispatch(op: u8, a: [u64; 5], ret: i64) -> Result<(), FileStat> {
                 .map_err(|_| FileStat::PathReadError)?;
             opened(id, int(a[0]), a[1], flags as u32, ret)
         }
-        // Closed even when close(2) says otherwise: the fd is gone either way.
-        op::CLOSE => file::end_session(id, a[0] as u32 as u64),
+        // Closed even when close(2) says otherwise: the fd is gone either way (unless
+        // another thread has already opened a file on it: end_session_after_close).
+        op::CLOSE => file::end_session_after_close(id, a[0] as u32 as u64),
         op::MMAP if mapped => {
             file::mapped(a[3] as u32 as u64, int(a[4]) as i64);
             Ok(())
