@@ -1076,6 +1076,8 @@ enum Sessions {
     /// `sensors.file_syscall_hook: per_syscall`: a tracepoint for each syscall.
     PerSyscall,
     Lsm,
+    /// BPF-LSM sessions, the path operations on a tracepoint each.
+    LsmPerSyscall,
 }
 
 fn sensor_ring(watched: &std::path::Path) -> Result<SensorRing> {
@@ -1106,8 +1108,13 @@ fn sensor_ring_on(watched: &std::path::Path, sessions: Sessions) -> Result<Senso
         Sessions::PerSyscall => {
             attach_file_sensor(&mut ebpf, &both, SyscallHook::PerSyscall)?;
         }
-        Sessions::Lsm => {
-            attach_file_sensor(&mut ebpf, &[Part::Paths], SyscallHook::SysExit)?;
+        Sessions::Lsm | Sessions::LsmPerSyscall => {
+            let hook = if sessions == Sessions::Lsm {
+                SyscallHook::SysExit
+            } else {
+                SyscallHook::PerSyscall
+            };
+            attach_file_sensor(&mut ebpf, &[Part::Paths], hook)?;
             attach_lsm_sessions(&mut ebpf).map_err(anyhow::Error::msg)?;
         }
     }
@@ -1674,6 +1681,8 @@ fn lsm_vs_tracepoints(results: &mut BTreeMap<&'static str, serde_json::Value>) -
     let base = Instant::now();
     file_workload(&watched, N / 4, base);
     let (mut tp, mut lsm, mut tp_ns, mut lsm_ns) = (vec![], vec![], vec![], vec![]);
+    // The same two with the 64-bit syscalls on a tracepoint each (per_syscall).
+    let (mut ptp, mut plsm) = (vec![], vec![]);
     for _ in 0..ROUNDS {
         let off = file_workload(&watched, N, base).0;
         let (on_tp, ns_tp) = drained_on(&watched, Sessions::Tracepoints, || {
@@ -1681,17 +1690,28 @@ fn lsm_vs_tracepoints(results: &mut BTreeMap<&'static str, serde_json::Value>) -
         })??;
         let (on_lsm, ns_lsm) =
             drained_on(&watched, Sessions::Lsm, || timed_bpf(&watched, N, base))??;
+        let on_ptp = drained_on(&watched, Sessions::PerSyscall, || {
+            file_workload(&watched, N, base).0
+        })?;
+        let on_plsm = drained_on(&watched, Sessions::LsmPerSyscall, || {
+            file_workload(&watched, N, base).0
+        })?;
         eprintln!(
-            "lsm vs tracepoints: {:.2} µs/file without, {:.2} tracepoints ({ns_tp:.0} ns in programs), {:.2} lsm ({ns_lsm:.0} ns)",
+            "lsm vs tracepoints: {:.2} µs/file without, {:.2} tracepoints ({ns_tp:.0} ns in programs), {:.2} lsm ({ns_lsm:.0} ns); per syscall: {:.2} tracepoints, {:.2} lsm",
             off * 1e6 / N as f64,
             on_tp * 1e6 / N as f64,
-            on_lsm * 1e6 / N as f64
+            on_lsm * 1e6 / N as f64,
+            on_ptp * 1e6 / N as f64,
+            on_plsm * 1e6 / N as f64
         );
         tp.push((on_tp / off - 1.0) * 100.0);
         lsm.push((on_lsm / off - 1.0) * 100.0);
+        ptp.push((on_ptp / off - 1.0) * 100.0);
+        plsm.push((on_plsm / off - 1.0) * 100.0);
         tp_ns.push(ns_tp);
         lsm_ns.push(ns_lsm);
     }
+    let (ptp, plsm) = (median(&mut ptp), median(&mut plsm));
     let (tp, lsm) = (median(&mut tp), median(&mut lsm));
     let (tp_ns, lsm_ns) = (median(&mut tp_ns), median(&mut lsm_ns));
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -1714,6 +1734,22 @@ fn lsm_vs_tracepoints(results: &mut BTreeMap<&'static str, serde_json::Value>) -
             tp,
             "%",
             &what("write sessions on the syscall tracepoints, same run"),
+        ),
+    );
+    results.insert(
+        "lsm_per_syscall_file_overhead_pct",
+        metric(
+            plsm,
+            "%",
+            &what("as lsm_file_overhead_pct with sensors.file_syscall_hook: per_syscall (the path operations on a tracepoint each), same rounds"),
+        ),
+    );
+    results.insert(
+        "lsm_run_tracepoint_per_syscall_file_overhead_pct",
+        metric(
+            ptp,
+            "%",
+            &what("as lsm_run_tracepoint_file_overhead_pct with sensors.file_syscall_hook: per_syscall, same rounds"),
         ),
     );
     results.insert(
