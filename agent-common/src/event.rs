@@ -489,6 +489,10 @@ crate::counters! {
         /// 32-bit (ia32) file syscalls handled by `rampart_syscall_exit`: calls the
         /// syscall tracepoints never see.
         CompatSyscall = 7 => "compat_syscalls",
+        /// Write sessions whose fd was closed without a close(2) that ended them
+        /// (dup2/dup3 over it, close_range, exec): ended when found, by the
+        /// dup's exit or by the next open that got the same fd.
+        ClosedUnseen = 8 => "closed_unseen",
     }
 }
 

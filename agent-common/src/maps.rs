@@ -56,6 +56,8 @@ pub const SCRIPT_PENDING: &str = "RAMPART_SCRIPT_PENDING";
 pub const ARGV_SCRATCH: &str = "RAMPART_ARGV_SCRATCH";
 /// Scratch for the path built by that walk (per-CPU, `[u8; 2 * PATH_MAX_LEN]`). Kernel only.
 pub const WALK_SCRATCH: &str = "RAMPART_WALK_SCRATCH";
+/// What close_range's lookup loop found (per-CPU, `[u32; 5]`). Kernel only.
+pub const CLOSE_RANGE_SCRATCH: &str = "RAMPART_CLOSE_RANGE_SCRATCH";
 /// openat() calls in flight (`PendingOpen`), keyed by pid_tgid, between sys_enter and sys_exit. Kernel only.
 pub const OPEN_PENDING: &str = "RAMPART_OPEN_PENDING";
 /// Open-for-write sessions under watched roots, keyed by [`crate::OpenKey`]. Kernel only.
@@ -160,6 +162,7 @@ pub const ALL: &[&str] = &[
     ROOT_SBS,
     LEARN,
     WALK_SCRATCH,
+    CLOSE_RANGE_SCRATCH,
     INTERPRETERS,
     SCRIPT_WATCH,
     SCRIPT_PENDING,
@@ -176,6 +179,10 @@ pub mod progs {
     pub const SYS_ENTER_OPENAT: &str = "sys_enter_openat";
     pub const SYS_EXIT_OPENAT: &str = "sys_exit_openat";
     pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
+    /// dup2/dup3's exit: the file newfd held was closed (per-syscall hook).
+    pub const SYS_EXIT_DUP: &str = "sys_exit_dup";
+    /// close_range's enter: the sessions on the fds it closes end (both hooks).
+    pub const SYS_ENTER_CLOSE_RANGE: &str = "sys_enter_close_range";
     /// creat(path, mode): an open for writing with O_CREAT|O_TRUNC.
     pub const SYS_ENTER_CREAT: &str = "sys_enter_creat";
     /// open(path, flags, mode) (legacy, not on every architecture).
@@ -206,7 +213,7 @@ pub mod progs {
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     /// `sys_exit` through BTF (tp_btf), x86_64: the file sensor's syscalls, 64-bit
-    /// (in place of the per-syscall tracepoints but close's enter) and 32-bit
+    /// (in place of the per-syscall tracepoints) and 32-bit
     /// (ia32, which the per-syscall tracepoints never see).
     pub const SYSCALL_EXIT: &str = "rampart_syscall_exit";
     /// The same on a raw tracepoint, where tp_btf does not load.

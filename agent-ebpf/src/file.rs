@@ -4,7 +4,8 @@
 //! sys_enter_openat remembers write-opens (flags, filename pointer); sys_exit_openat
 //! reads the path, keeps it if it is under a watched tree (or relative, which
 //! userspace resolves) and binds it to the returned fd; and
-//! sys_enter_close emits the event. creat/open/openat2 feed the same sessions.
+//! sys_enter_close emits the event (or a dup2/dup3 over the fd, or the next open
+//! that gets the fd number, when close(2) did not end it). creat/open/openat2 feed the same sessions.
 //! unlink/rename/chmod(+x) of watched paths are reported at their syscall exits (only
 //! when they succeeded), and read-only opens of sensitive files by web-server users at
 //! sys_exit_openat. Inode metadata comes from the open file through struct offsets
@@ -56,8 +57,8 @@ static OPEN_PENDING: LruHashMap<u64, PendingOpen> = LruHashMap::with_max_entries
 static OPEN_WRITES: LruHashMap<OpenKey, OpenInfo> = LruHashMap::with_max_entries(1, 0);
 
 /// Processes that opened write sessions: tgid -> sessions still open (a count kept
-/// loosely: fds closed by dup2 or close_range leave it high, which only costs an exit
-/// event). An entry stays at zero after its last close; the process's exit removes it.
+/// loosely: fds closed by exec leave it high until a later open gets the fd, which
+/// only costs an exit event). An entry stays at zero after its last close; the process's exit removes it.
 #[map(name = "RAMPART_WRITERS")]
 static WRITERS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(1, 0);
 
@@ -119,6 +120,9 @@ const ARG4: usize = 48;
 pub(crate) const AT_FDCWD: i32 = -100;
 /// Any execute bit: chmod to executable.
 pub(crate) const EXEC_BITS: u32 = 0o111;
+/// Map update flag: insert only, fail with -EEXIST when the key is there.
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i64 = -17;
 
 #[inline(always)]
 pub(crate) fn bump(stat: FileStat) {
@@ -150,6 +154,104 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         bump(stat);
     }
     0
+}
+
+/// close_range(first, last, flags): every fd in [first, last] is closed at once, with
+/// no close(2) each. Taken at the enter, like close: the fds still hold their files.
+/// Only for a process with write sessions (`RAMPART_WRITERS`), and only when the call
+/// will close (valid flags, no `CLOSE_RANGE_CLOEXEC`, `first <= last`): ending a
+/// session for a call that fails would let the writer go on unseen.
+#[tracepoint]
+pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_sys_enter_close_range(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+const CLOSE_RANGE_UNSHARE: u32 = 1 << 1;
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+/// How many fds from `first` are looked up (a lookup each).
+const CLOSE_RANGE_SCAN: u32 = 1024;
+/// How many sessions one call ends; more in the range are left to the next open of
+/// their fd numbers, the exit, or the sweep.
+const CLOSE_RANGE_ENDS: u32 = 4;
+
+/// close_range's findings while it looks: `[found, fd0, fd1, fd2, fd3]`. In a map
+/// value, which the verifier does not track, so the lookup loop's iterations do not
+/// multiply its states (one per count found) and it walks the loop once.
+#[map(name = "RAMPART_CLOSE_RANGE_SCRATCH")]
+static CLOSE_RANGE_SCRATCH: PerCpuArray<[u32; 1 + CLOSE_RANGE_ENDS as usize]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+fn try_sys_enter_close_range(ctx: &TracePointContext) -> Result<(), FileStat> {
+    let (first, last, flags) = (
+        arg(ctx, ARG0)? as u32,
+        arg(ctx, ARG1)? as u32,
+        arg(ctx, ARG2)? as u32,
+    );
+    if first > last || flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
+        return Ok(());
+    }
+    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+        return Ok(());
+    }
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    // SAFETY: read of a plain u64 map value.
+    if unsafe { WRITERS.get(&tgid) }.is_none() {
+        return Ok(());
+    }
+    let Some(st) = CLOSE_RANGE_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let st = st.cast::<u32>();
+    // SAFETY: `st` is this CPU's scratch value, 1 + CLOSE_RANGE_ENDS u32s; every
+    // index below is masked or constant inside it.
+    unsafe {
+        core::ptr::write_volatile(st, 0);
+        for i in 0..CLOSE_RANGE_SCAN {
+            let fd = first.wrapping_add(i);
+            if fd < first || fd > last {
+                break;
+            }
+            if OPEN_WRITES.get(&OpenKey { tgid, fd }).is_none() {
+                continue;
+            }
+            let n = core::ptr::read_volatile(st);
+            if n >= CLOSE_RANGE_ENDS {
+                break;
+            }
+            core::ptr::write_volatile(st.add(1 + (n & (CLOSE_RANGE_ENDS - 1)) as usize), fd);
+            core::ptr::write_volatile(st, n + 1);
+        }
+        let n = core::ptr::read_volatile(st);
+        for k in 0..CLOSE_RANGE_ENDS {
+            if k < n {
+                let fd = core::ptr::read_volatile(st.add(1 + k as usize));
+                end_session(id, fd as u64, Seen::Enter)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// dup2/dup3 (per-syscall hook): on success newfd (the return value) holds oldfd's
+/// file, and the file it held before was closed: a session on it ends.
+#[tracepoint]
+pub fn sys_exit_dup(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_sys_exit_dup(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+fn try_sys_exit_dup(ctx: &TracePointContext) -> Result<(), FileStat> {
+    let ret = arg(ctx, ARG0)? as i64;
+    if ret < 0 {
+        return Ok(());
+    }
+    end_session(bpf_get_current_pid_tgid(), ret as u64, Seen::Exit)
 }
 
 /// The LPM key formed in place by a `lpm_bits: u32` directly followed by a path.
@@ -557,9 +659,24 @@ fn track_write(id: u64, fd: u32, info: &OpenInfo) -> Result<(), FileStat> {
         tgid: (id >> 32) as u32,
         fd,
     };
-    OPEN_WRITES
-        .insert(&key, info, 0)
-        .map_err(|_| FileStat::MapFull)?;
+    // A session already on this fd belongs to a file the fd no longer holds (the
+    // kernel gave this open a free fd): closed without a close(2) that ended it
+    // (close_range, exec's close-on-exec, a close whose exit another thread's open
+    // overtook). Its write is reported now, before the new session replaces it.
+    match OPEN_WRITES.insert(&key, info, BPF_NOEXIST) {
+        Ok(()) => {}
+        Err(e) if i64::from(e) == EEXIST => {
+            if let Some(old) = OPEN_WRITES.get_ptr(&key) {
+                bump(FileStat::ClosedUnseen);
+                // SAFETY: live map value.
+                let _ = end_entry(id, key, unsafe { &*old });
+            }
+            OPEN_WRITES
+                .insert(&key, info, 0)
+                .map_err(|_| FileStat::MapFull)?;
+        }
+        Err(_) => return Err(FileStat::MapFull),
+    }
     // Not atomic (this target has no atomic add in core): threads of one process
     // racing here can lose a count, so an exit may go unreported and be left to the
     // sweep, or be reported with nothing left to end.
@@ -574,12 +691,26 @@ fn track_write(id: u64, fd: u32, info: &OpenInfo) -> Result<(), FileStat> {
 }
 
 fn try_sys_enter_close(ctx: &TracePointContext) -> Result<(), FileStat> {
-    end_session(bpf_get_current_pid_tgid(), arg(ctx, ARG0)?)
+    end_session(bpf_get_current_pid_tgid(), arg(ctx, ARG0)?, Seen::Enter)
 }
 
-/// close(fd) by task `id`: the end of a write session on that fd, if one is tracked.
+/// Where a session's end is seen, which decides whether the fd still tells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// close(2)'s enter tracepoint: the fd still holds the session's file.
+    Enter,
+    /// The exit of a close or a dup2/dup3 onto the fd (the `sys_exit` program): the
+    /// fd is free or holds another file, and another thread of the process may
+    /// already have opened a file on it, whose exit replaced the session.
+    Exit,
+}
+
+/// The session on `fd` of task `id`'s process ends (its fd was closed), if one is
+/// tracked. Seen at an exit, it stays when the fd holds the session's inode again:
+/// it is then that newer open's (or the same file's again, ended by its own close,
+/// or the fd dup'ed onto itself).
 #[inline(always)]
-pub(crate) fn end_session(id: u64, fd: u64) -> Result<(), FileStat> {
+pub(crate) fn end_session(id: u64, fd: u64, seen: Seen) -> Result<(), FileStat> {
     let key = OpenKey {
         tgid: (id >> 32) as u32,
         fd: fd as u32,
@@ -588,23 +719,38 @@ pub(crate) fn end_session(id: u64, fd: u64) -> Result<(), FileStat> {
         return Ok(());
     };
     // SAFETY: live map value.
+    let info = unsafe { &*info };
+    if seen == Seen::Exit
+        && info.inode != 0
+        && kstruct::offsets()
+            .and_then(|o| kstruct::file_inode(o, kstruct::current_file(o, fd as u32)?))
+            == Some(info.inode)
+    {
+        return Ok(());
+    }
+    end_entry(id, key, info)
+}
+
+/// Session `info` (the live entry at `key`) ends: its write-close event, and the
+/// entry is removed (or moved aside while a shared mapping can still write).
+#[inline(always)]
+fn end_entry(id: u64, key: OpenKey, info: &OpenInfo) -> Result<(), FileStat> {
     let res = emit_file(
         EventKind::FileWriteClose,
         id,
-        fd as i32,
-        unsafe { &*info },
+        key.fd as i32,
+        info,
         FileStat::Emitted,
     );
-    // SAFETY: live map value.
-    if unsafe { (*info).flags } & file_flags::MAPPED != 0 {
+    if info.flags & file_flags::MAPPED != 0 {
         // A shared mapping outlives the fd and can still change the file: the
         // session moves aside (still counted in WRITERS) for the exit to end again.
         let kept = OpenKey {
             tgid: key.tgid,
             fd: key.fd | MAPPED_FD,
         };
-        // SAFETY: live map value, copied by the insert.
-        let _ = OPEN_WRITES.insert(&kept, unsafe { &*info }, 0);
+        // The insert copies the live value before the remove frees it.
+        let _ = OPEN_WRITES.insert(&kept, info, 0);
         let _ = OPEN_WRITES.remove(&key);
         return res;
     }
@@ -616,32 +762,6 @@ pub(crate) fn end_session(id: u64, fd: u64) -> Result<(), FileStat> {
         unsafe { *n = (*n).saturating_sub(1) };
     }
     res
-}
-
-/// close(fd) by task `id` seen at its exit (a 32-bit close; the 64-bit one is taken at
-/// its enter). The fd is free again by then, and another thread of the process may
-/// already have opened a file on it, whose exit has replaced the session. If the fd
-/// now holds the session's inode, the session is that newer open's (or the same
-/// file's again, ended by its own close) and stays; otherwise it ends as at an enter.
-#[inline(always)]
-pub(crate) fn end_session_after_close(id: u64, fd: u64) -> Result<(), FileStat> {
-    let key = OpenKey {
-        tgid: (id >> 32) as u32,
-        fd: fd as u32,
-    };
-    let Some(info) = OPEN_WRITES.get_ptr(&key) else {
-        return Ok(());
-    };
-    // SAFETY: live map value.
-    let inode = unsafe { (*info).inode };
-    let reopened = inode != 0
-        && kstruct::offsets()
-            .and_then(|o| kstruct::file_inode(o, kstruct::current_file(o, fd as u32)?))
-            == Some(inode);
-    if reopened {
-        return Ok(());
-    }
-    end_session(id, fd)
 }
 
 /// fstatfs(fd, buf), attached only while the agent learns: the agent fstatfs'es
@@ -676,7 +796,7 @@ pub fn rampart_learn_root(ctx: TracePointContext) -> u32 {
 
 /// mmap(addr, len, prot, flags, fd, off): a shared mapping of a write session's
 /// fd marks the session, so its close keeps it for the exit (see
-/// sys_enter_close). Shared whatever `prot` says: mprotect can add write later.
+/// `end_entry`). Shared whatever `prot` says: mprotect can add write later.
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     if let (Ok(flags), Ok(fd)) = (arg(&ctx, ARG3), arg(&ctx, ARG4)) {

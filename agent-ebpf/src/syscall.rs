@@ -13,15 +13,15 @@
 //!   work the per-syscall `sys_exit_*` and `sys_enter_*` programs do, with the
 //!   arguments read from the saved registers (rdi, rsi, rdx, r10, r8) at the exit,
 //!   so no enter program and no in-flight map entry is needed, and no per-syscall
-//!   perf record is built. close(2) stays on its enter tracepoint: at the exit its fd
-//!   is free again, and another thread of the process may already have opened a new
-//!   file on it, whose session the exit would end.
+//!   perf record is built.
 //!
 //! Everything is done at the exit: a write-open is told by the file the kernel
-//! opened (the returned fd), a 32-bit close ends its session with the fd's session
-//! entry (kept from the open, file metadata included) unless the fd already holds
-//! that session's file again, and a path operation reads
-//! its names as the per-syscall exits do. Cost for every other syscall of the host:
+//! opened (the returned fd); a close, or a dup2/dup3 onto a session's fd, ends the
+//! session with its entry (kept from the open, file metadata included) unless the
+//! fd already holds that session's file again (another thread's newer open of it,
+//! whose exit replaced the session; a session an open replaces is reported by that
+//! open, see `file::track_write`); and a path operation reads its names as the
+//! per-syscall exits do. Cost for every other syscall of the host:
 //! one run, one load of `orig_ax` and two compare chains (docs/src/benchmarks.md).
 
 use agent_common::{path_op, syscall_parts, FileStat, PendingPath};
@@ -35,7 +35,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    file::{self, AT_FDCWD, EXEC_BITS, O_CREAT, O_TRUNC, O_WRONLY},
+    file::{self, Seen, AT_FDCWD, EXEC_BITS, O_CREAT, O_TRUNC, O_WRONLY},
     kstruct,
 };
 
@@ -66,30 +66,33 @@ mod op {
     pub const OPENAT: u8 = 3;
     pub const OPENAT2: u8 = 4;
     pub const CLOSE: u8 = 5;
+    /// dup2 and dup3 (oldfd, newfd[, flags]): newfd's file is closed first.
+    pub const DUP: u8 = 6;
     /// mmap (64-bit) and mmap2 (32-bit): (addr, len, prot, flags, fd, off).
-    pub const MMAP: u8 = 6;
+    pub const MMAP: u8 = 7;
     /// The 32-bit old_mmap: one pointer to six 32-bit arguments.
-    pub const OLD_MMAP: u8 = 7;
+    pub const OLD_MMAP: u8 = 8;
     /// The ops above belong to write sessions, the ones below to path operations.
     pub const LAST_SESSION: u8 = OLD_MMAP;
-    pub const UNLINK: u8 = 8;
-    pub const UNLINKAT: u8 = 9;
-    pub const RENAME: u8 = 10;
-    pub const RENAMEAT: u8 = 11;
-    pub const RENAMEAT2: u8 = 12;
-    pub const LINK: u8 = 13;
-    pub const LINKAT: u8 = 14;
-    pub const TRUNCATE: u8 = 15;
-    pub const CHMOD: u8 = 16;
-    pub const FCHMODAT: u8 = 17;
-    pub const FCHMOD: u8 = 18;
+    pub const UNLINK: u8 = 9;
+    pub const UNLINKAT: u8 = 10;
+    pub const RENAME: u8 = 11;
+    pub const RENAMEAT: u8 = 12;
+    pub const RENAMEAT2: u8 = 13;
+    pub const LINK: u8 = 14;
+    pub const LINKAT: u8 = 15;
+    pub const TRUNCATE: u8 = 16;
+    pub const CHMOD: u8 = 17;
+    pub const FCHMODAT: u8 = 18;
+    pub const FCHMOD: u8 = 19;
 }
 
-/// The x86_64 table (arch/x86/entry/syscalls/syscall_64.tbl). close(2) is not
-/// here: it stays on its enter tracepoint (see the module's documentation).
+/// The x86_64 table (arch/x86/entry/syscalls/syscall_64.tbl).
 #[inline(always)]
 fn native_op(call: u64) -> u8 {
     match call {
+        3 => op::CLOSE,
+        33 | 292 => op::DUP,
         2 => op::OPEN,
         85 => op::CREAT,
         257 => op::OPENAT,
@@ -119,6 +122,7 @@ fn compat_op(call: u64) -> u8 {
         295 => op::OPENAT,
         437 => op::OPENAT2,
         6 => op::CLOSE,
+        63 | 330 => op::DUP,
         192 => op::MMAP,
         90 => op::OLD_MMAP,
         10 => op::UNLINK,
@@ -281,8 +285,10 @@ fn dispatch(op: u8, a: [u64; 5], ret: i64) -> Result<(), FileStat> {
             opened(id, int(a[0]), a[1], flags as u32, ret)
         }
         // Closed even when close(2) says otherwise: the fd is gone either way (unless
-        // another thread has already opened a file on it: end_session_after_close).
-        op::CLOSE => file::end_session_after_close(id, a[0] as u32 as u64),
+        // another thread has already opened a file on it: see `Seen::Exit`).
+        op::CLOSE => file::end_session(id, a[0] as u32 as u64, Seen::Exit),
+        // newfd's earlier file was closed, unless it was the same (dup2(fd, fd)).
+        op::DUP if ret >= 0 => file::end_session(id, a[1] as u32 as u64, Seen::Exit),
         op::MMAP if mapped => {
             file::mapped(a[3] as u32 as u64, int(a[4]) as i64);
             Ok(())

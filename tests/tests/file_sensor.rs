@@ -6,7 +6,10 @@
 //! that matches stat(2). Activity outside the watched tree reaches neither.
 
 use std::{
-    os::unix::fs::{MetadataExt, PermissionsExt},
+    os::{
+        fd::{AsRawFd, IntoRawFd},
+        unix::fs::{MetadataExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -203,8 +206,8 @@ fn same_activity(hook: SyscallHook) {
     let existing = root.join("existing.txt");
     std::fs::write(&existing, b"old").expect("seed");
     let mut s = start(&root, hook);
-    // Which programs took the 64-bit syscalls: the sys_exit program (and close's
-    // enter) or a tracepoint per syscall.
+    // Which programs took the 64-bit syscalls: the sys_exit program or a tracepoint
+    // per syscall.
     let attached = |name: &str| {
         s.components
             .iter()
@@ -216,17 +219,30 @@ fn same_activity(hook: SyscallHook) {
         .find(|c| c.name == maps::progs::SYSCALL_EXIT)
         .expect("the sys_exit component");
     assert_eq!(dispatcher.state, ComponentState::Attached, "{dispatcher:?}");
-    assert!(attached(maps::progs::SYS_ENTER_CLOSE));
+    let per_syscall = [
+        maps::progs::SYS_EXIT_OPENAT,
+        maps::progs::SYS_ENTER_CLOSE,
+        maps::progs::SYS_EXIT_DUP,
+        maps::progs::SYS_EXIT_PATH,
+    ];
+    // close_range loops over fds: on its own tracepoint with either hook.
+    assert!(
+        attached(maps::progs::SYS_ENTER_CLOSE_RANGE),
+        "{:#?}",
+        s.components
+    );
     match hook {
         SyscallHook::SysExit => {
             assert!(dispatcher.target.contains("64-bit"), "{dispatcher:?}");
-            assert!(
-                !attached(maps::progs::SYS_EXIT_OPENAT) && !attached(maps::progs::SYS_EXIT_PATH)
-            );
+            for p in per_syscall {
+                assert!(!attached(p), "{p} attached beside the sys_exit program");
+            }
         }
         SyscallHook::PerSyscall => {
             assert!(!dispatcher.target.contains("64-bit"), "{dispatcher:?}");
-            assert!(attached(maps::progs::SYS_EXIT_OPENAT) && attached(maps::progs::SYS_EXIT_PATH));
+            for p in per_syscall {
+                assert!(attached(p), "{p} not attached");
+            }
         }
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -245,6 +261,26 @@ fn same_activity(hook: SyscallHook) {
     std::fs::rename(&shell, &moved).expect("rename");
     pause();
     std::fs::remove_file(&moved).expect("unlink");
+    pause();
+    // Closed by a dup2 over its fd, not by close(2): the write ends there, while
+    // the fd (now /dev/null's) stays open until the end of the test.
+    let duped = root.join("duped.php");
+    let mut dup_file = std::fs::File::create(&duped).expect("create");
+    std::io::Write::write_all(&mut dup_file, body).expect("write");
+    let null = std::fs::File::open("/dev/null").expect("/dev/null");
+    // SAFETY: both fds are open and owned by the Files above, which stay alive.
+    let r = unsafe { libc::dup2(null.as_raw_fd(), dup_file.as_raw_fd()) };
+    assert_eq!(r, dup_file.as_raw_fd(), "dup2");
+    pause();
+    // Closed by close_range(2), reported once (the fd's next open must not report it
+    // again).
+    let ranged = root.join("ranged.php");
+    let mut ranged_file = std::fs::File::create(&ranged).expect("create");
+    std::io::Write::write_all(&mut ranged_file, body).expect("write");
+    let fd = ranged_file.into_raw_fd();
+    // SAFETY: closes only the fd taken from the File above.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, fd, fd, 0) };
+    assert_eq!(r, 0, "close_range: {}", std::io::Error::last_os_error());
     pause();
     // Not watched: neither backend may report these.
     std::fs::write(outside.join("x.php"), body).expect("outside write");
@@ -303,10 +339,31 @@ fn same_activity(hook: SyscallHook) {
             false,
             None,
         ),
+        (
+            FileOp::WriteClose,
+            duped.clone(),
+            None,
+            me,
+            0,
+            comm.clone(),
+            true,
+            None,
+        ),
+        (
+            FileOp::WriteClose,
+            ranged.clone(),
+            None,
+            me,
+            0,
+            comm.clone(),
+            true,
+            None,
+        ),
     ];
     let tp = collect(&mut s.tracepoint, expected.len());
     let fa = collect(&mut s.fanotify, expected.len());
     let _ = s.shutdown.send(true);
+    drop((dup_file, null));
 
     let tp_keys: Vec<Key> = tp.iter().map(key).collect();
     let fa_keys: Vec<Key> = fa.iter().map(key).collect();

@@ -117,6 +117,7 @@ fn webshell_spellings(backend: Backend) {
     std::fs::create_dir(&nested).expect("mkdir");
     let _nested = integration_test::TmpfsMount::new(&nested, "4m").expect("tmpfs in the tree");
     std::fs::set_permissions(&nested, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::write(home.join("fds.py"), FDS_PY).expect("write fds.py");
     let (w, hm, s) = (www.display(), home.display(), src.display());
     let cases = [
         ("cache/mounted.php", format!("cp {s} {w}/cache/mounted.php")),
@@ -201,6 +202,36 @@ fn webshell_spellings(backend: Backend) {
                  /usr/bin/python3 -c 'f = open(\"{w}/edited.php\", \"r+b\"); \
                  f.write(open(\"{s}\", \"rb\").read()); f.close()'"
             ),
+        ),
+        // Closed by a dup2 over its fd, not by close(2), by a writer that stays
+        // alive (its exit would end the session too late for this test's wait).
+        (
+            "duped.php",
+            format!(
+                "/usr/bin/python3 -c 'import os, time; \
+                 fd = os.open(\"{w}/duped.php\", os.O_WRONLY | os.O_CREAT, 0o644); \
+                 os.write(fd, open(\"{s}\", \"rb\").read()); \
+                 os.dup2(os.open(\"/dev/null\", os.O_RDONLY), fd); time.sleep(30)' \
+                 </dev/null >/dev/null 2>&1 &"
+            ),
+        ),
+        // Closed by close_range(2) by a writer that stays alive and opens nothing.
+        (
+            "ranged.php",
+            format!("/usr/bin/python3 {hm}/fds.py ranged {w}/ranged.php {s} </dev/null >/dev/null 2>&1 &"),
+        ),
+        // A close_range(2) that fails (unknown flags) must not end the session: the
+        // clean start written before it would be all that is scanned.
+        (
+            "range-flags.php",
+            format!("/usr/bin/python3 {hm}/fds.py flags {w}/range-flags.php {s}"),
+        ),
+        // Closed by a close_range(2) past the sessions it ends (four, in fd order),
+        // then its fd number taken by a write-open: the session on it is reported,
+        // not replaced unreported.
+        (
+            "fd-reused.php",
+            format!("/usr/bin/python3 {hm}/fds.py many {w}/fd-reused.php {s}"),
         ),
         // Clean while 4 KiB long; a truncate(2) by name leaves only the marker.
         (
@@ -382,6 +413,40 @@ fn webshell_spellings(backend: Backend) {
     assert_eq!(named, open_to_users, "{caps}");
     assert_eq!(unseen("io_uring"), open_to_users, "{file}");
 }
+
+/// `fds.py HOW PATH SRC`: PATH written with SRC's content by a writer that ends it
+/// without close(2): `ranged` (close_range, then stays alive), `flags` (a failing
+/// close_range between a clean start and the content, then close_range), `many`
+/// (four clean sessions below it, one close_range over all five, then five
+/// write-opens, the last of which takes PATH's fd number).
+const FDS_PY: &str = r#"import ctypes, os, sys, time
+how, path, src = sys.argv[1:4]
+libc = ctypes.CDLL(None, use_errno=True)
+def close_range(first, last, flags):
+    return libc.syscall(436, first, last, flags)
+data = open(src, "rb").read()
+def create(p):
+    return os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+if how == "many":
+    below = [create("%s-%d.txt" % (path, i)) for i in range(4)]
+fd = create(path)
+if how == "ranged":
+    os.write(fd, data)
+    assert close_range(fd, fd, 0) == 0
+    time.sleep(30)
+elif how == "flags":
+    os.write(fd, b"hello\n")
+    assert close_range(fd, fd, 1 << 30) == -1
+    time.sleep(1)
+    os.write(fd, data)
+    assert close_range(fd, fd, 0) == 0
+elif how == "many":
+    os.write(fd, data)
+    assert below == list(range(below[0], fd)), (below, fd)
+    assert close_range(below[0], fd, 0) == 0
+    again = [create("%s-again-%d.txt" % (path, i)) for i in range(5)]
+    assert again[4] == fd, (again, fd)
+"#;
 
 fn sensor(health: &serde_json::Value, name: &str) -> serde_json::Value {
     health["sensors"]

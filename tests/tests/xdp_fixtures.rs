@@ -121,6 +121,7 @@ fn object_defines_every_named_map() {
         maps::progs::SYS_ENTER_OPENAT,
         maps::progs::SYS_EXIT_OPENAT,
         maps::progs::SYS_ENTER_CLOSE,
+        maps::progs::SYS_EXIT_DUP,
         maps::progs::SYSCALL_EXIT,
         maps::progs::SYSCALL_EXIT_RAW,
         maps::progs::CONNECT4,

@@ -68,6 +68,8 @@ const SESSION_PROGRAMS: &[&str] = &[
     progs::SYS_EXIT_OPENAT,
     progs::SYS_ENTER_OPENAT,
     progs::SYS_ENTER_CLOSE,
+    progs::SYS_EXIT_DUP,
+    progs::SYS_ENTER_CLOSE_RANGE,
     progs::SYS_ENTER_OPEN,
     progs::SYS_ENTER_CREAT,
     progs::SYS_ENTER_OPENAT2,
@@ -84,6 +86,16 @@ const FILE_TRACEPOINTS: &[(&str, &[&str], bool)] = &[
     (progs::SYS_EXIT_OPENAT, &["sys_exit_openat"], true),
     (progs::SYS_ENTER_OPENAT, &["sys_enter_openat"], true),
     (progs::SYS_ENTER_CLOSE, &["sys_enter_close"], true),
+    (
+        progs::SYS_EXIT_DUP,
+        &["sys_exit_dup2", "sys_exit_dup3"],
+        false,
+    ),
+    (
+        progs::SYS_ENTER_CLOSE_RANGE,
+        &["sys_enter_close_range"],
+        false,
+    ),
     (
         progs::SYS_EXIT_OPENAT,
         &["sys_exit_open", "sys_exit_creat", "sys_exit_openat2"],
@@ -152,18 +164,36 @@ pub fn attach_file_sensor(
     hook: SyscallHook,
 ) -> Result<Vec<Component>, LoaderError> {
     let mut out: Vec<Component> = Vec::new();
-    let dispatcher = attach_dispatcher(ebpf, parts, hook);
-    // The 64-bit syscalls go through it when it took them (close's enter stays).
-    let native = syscall_bits(ebpf) & syscall_parts::NATIVE != 0;
+    let (dispatcher, serves) = attach_dispatcher(ebpf, parts, hook);
+    // The 64-bit syscalls go through it when it took them; all but close_range, a
+    // rare call that loops over fds: on its own tracepoint, it costs only itself.
+    let native = serves & syscall_parts::NATIVE != 0;
     out.extend(dispatcher);
     for (name, events, required) in FILE_TRACEPOINTS {
         let name: &'static str = name;
-        if !parts.contains(&part_of(name)) || (native && name != progs::SYS_ENTER_CLOSE) {
+        if !parts.contains(&part_of(name)) || (native && name != progs::SYS_ENTER_CLOSE_RANGE) {
             continue;
         }
         let prog: &mut TracePoint = program(ebpf, name)?;
         if prog.fd().is_err() {
-            prog.load().map_err(prog_err(name))?;
+            if let Err(e) = prog.load() {
+                if *required {
+                    return Err(prog_err(name)(e));
+                }
+                // An optional program this kernel's verifier refuses costs only what
+                // it serves (named here), not the sensor.
+                let why: String = e.to_string().chars().take(200).collect();
+                tracing::warn!(program = name, error = %why, "An optional file sensor program did not load.");
+                out.push(Component {
+                    name: name.to_string(),
+                    kind: "tracepoint",
+                    target: String::new(),
+                    state: ComponentState::Unavailable,
+                    mode: None,
+                    reason: Some(format!("did not load: {why}")),
+                });
+                continue;
+            }
         }
         let mut attached = Vec::new();
         let mut missing = Vec::new();
@@ -226,8 +256,13 @@ pub fn attach_file_sensor(
 /// 64-bit ones too. A second call adds its part to what the program serves (and
 /// no second component is returned). Never fatal: where it does not attach, the
 /// per-syscall tracepoints take the 64-bit syscalls and the 32-bit ones are named
-/// unseen (`compat_unseen`).
-fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Option<Component> {
+/// unseen (`compat_unseen`). Returns its component and what it serves after this
+/// call ([`syscall_parts`] bits; 0 when it is not attached).
+fn attach_dispatcher(
+    ebpf: &mut Ebpf,
+    parts: &[Part],
+    hook: SyscallHook,
+) -> (Option<Component>, u32) {
     let name = progs::SYSCALL_EXIT;
     let failed = |why: String| Component {
         name: name.to_string(),
@@ -238,16 +273,24 @@ fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Opti
         reason: Some(why),
     };
     if !cfg!(target_arch = "x86_64") {
-        return Some(failed(
-            "32-bit syscalls are told apart on x86_64 only".into(),
-        ));
+        return (
+            Some(failed(
+                "32-bit syscalls are told apart on x86_64 only".into(),
+            )),
+            0,
+        );
     }
     let status = crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
         .and_then(|b| b.kernel_offsets())
         .map(|o| o.task_thread_status);
     match status {
-        Ok(0) => return Some(failed("this kernel's BTF has no thread_info.status".into())),
-        Err(e) => return Some(failed(format!("no struct offsets from BTF: {e}"))),
+        Ok(0) => {
+            return (
+                Some(failed("this kernel's BTF has no thread_info.status".into())),
+                0,
+            )
+        }
+        Err(e) => return (Some(failed(format!("no struct offsets from BTF: {e}"))), 0),
         Ok(_) => {}
     }
     let loaded = |ebpf: &mut Ebpf, n| match ebpf.program(n) {
@@ -256,7 +299,9 @@ fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Opti
         _ => false,
     };
     let first = !loaded(ebpf, name) && !loaded(ebpf, progs::SYSCALL_EXIT_RAW);
-    let mut bits = syscall_bits(ebpf);
+    // What a first call attached it for (0 when it failed then, or on a first call).
+    let before = syscall_bits(ebpf);
+    let mut bits = before;
     if first && hook == SyscallHook::SysExit {
         bits |= syscall_parts::NATIVE;
     }
@@ -267,17 +312,20 @@ fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Opti
         };
     }
     if !first {
-        // Attached by the first call (bits set), or failed then (bits left at zero).
-        if syscall_bits(ebpf) != 0 {
-            if let Err(e) = set_single(ebpf, maps::SYSCALL_PARTS, bits) {
-                tracing::warn!(error = %e, "The sys_exit program could not take a second part.");
-            }
+        if before == 0 {
+            return (None, 0);
         }
-        return None;
+        return match set_single(ebpf, maps::SYSCALL_PARTS, bits) {
+            Ok(()) => (None, bits),
+            Err(e) => {
+                tracing::warn!(error = %e, "The sys_exit program could not take a second part.");
+                (None, before)
+            }
+        };
     }
     // The parts are written before the program runs: it serves nothing until then.
     if let Err(e) = set_single(ebpf, maps::SYSCALL_PARTS, bits) {
-        return Some(failed(e.to_string()));
+        return (Some(failed(e.to_string())), 0);
     }
     // Through BTF (registers by direct loads), else a raw tracepoint.
     let btf = (|| -> Result<(), String> {
@@ -302,22 +350,25 @@ fn attach_dispatcher(ebpf: &mut Ebpf, parts: &[Part], hook: SyscallHook) -> Opti
         }
     };
     match attached {
-        Ok((kind, name)) => Some(Component {
-            name: name.to_string(),
-            kind,
-            target: if bits & syscall_parts::NATIVE != 0 {
-                "sys_exit (64-bit and 32-bit file syscalls)".into()
-            } else {
-                "sys_exit (32-bit file syscalls)".into()
-            },
-            state: ComponentState::Attached,
-            mode: None,
-            reason: None,
-        }),
+        Ok((kind, name)) => (
+            Some(Component {
+                name: name.to_string(),
+                kind,
+                target: if bits & syscall_parts::NATIVE != 0 {
+                    "sys_exit (64-bit and 32-bit file syscalls)".into()
+                } else {
+                    "sys_exit (32-bit file syscalls)".into()
+                },
+                state: ComponentState::Attached,
+                mode: None,
+                reason: None,
+            }),
+            bits,
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "The sys_exit program did not attach; per-syscall tracepoints instead, 32-bit syscalls unseen.");
             let _ = set_single(ebpf, maps::SYSCALL_PARTS, 0u32);
-            Some(failed(e.to_string()))
+            (Some(failed(e.to_string())), 0)
         }
     }
 }
