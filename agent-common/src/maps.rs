@@ -213,7 +213,8 @@ pub mod progs {
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     /// `sys_exit` through BTF (tp_btf), x86_64: the file sensor's syscalls, 64-bit
-    /// (in place of the per-syscall tracepoints) and 32-bit
+    /// (in place of the per-syscall tracepoints but close's and close_range's
+    /// enters) and 32-bit
     /// (ia32, which the per-syscall tracepoints never see).
     pub const SYSCALL_EXIT: &str = "rampart_syscall_exit";
     /// The same on a raw tracepoint, where tp_btf does not load.

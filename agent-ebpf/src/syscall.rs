@@ -13,15 +13,18 @@
 //!   work the per-syscall `sys_exit_*` and `sys_enter_*` programs do, with the
 //!   arguments read from the saved registers (rdi, rsi, rdx, r10, r8) at the exit,
 //!   so no enter program and no in-flight map entry is needed, and no per-syscall
-//!   perf record is built.
+//!   perf record is built. close(2) stays on its enter tracepoint: at the exit its fd
+//!   is free again, and another thread may already have a new file on it (the exit
+//!   can tell that by the inode, as the 32-bit close does, but the check costs
+//!   every close of a watched file about as much as the enter tracepoint did).
 //!
 //! Everything is done at the exit: a write-open is told by the file the kernel
-//! opened (the returned fd); a close, or a dup2/dup3 onto a session's fd, ends the
-//! session with its entry (kept from the open, file metadata included) unless the
-//! fd already holds that session's file again (another thread's newer open of it,
-//! whose exit replaced the session; a session an open replaces is reported by that
-//! open, see `file::track_write`); and a path operation reads its names as the
-//! per-syscall exits do. Cost for every other syscall of the host:
+//! opened (the returned fd); a 32-bit close, or a dup2/dup3 onto a session's fd,
+//! ends the session with its entry (kept from the open, file metadata included)
+//! unless the fd already holds that session's file again (another thread's newer
+//! open of it, whose exit replaced the session; a session an open replaces is
+//! reported by that open, see `file::track_write`); and a path operation reads its
+//! names as the per-syscall exits do. Cost for every other syscall of the host:
 //! one run, one load of `orig_ax` and two compare chains (docs/src/benchmarks.md).
 
 use agent_common::{path_op, syscall_parts, FileStat, PendingPath};
@@ -87,11 +90,11 @@ mod op {
     pub const FCHMOD: u8 = 19;
 }
 
-/// The x86_64 table (arch/x86/entry/syscalls/syscall_64.tbl).
+/// The x86_64 table (arch/x86/entry/syscalls/syscall_64.tbl). close(2) is not
+/// here: it stays on its enter tracepoint (see the module's documentation).
 #[inline(always)]
 fn native_op(call: u64) -> u8 {
     match call {
-        3 => op::CLOSE,
         33 | 292 => op::DUP,
         2 => op::OPEN,
         85 => op::CREAT,

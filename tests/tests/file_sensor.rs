@@ -221,11 +221,12 @@ fn same_activity(hook: SyscallHook) {
     assert_eq!(dispatcher.state, ComponentState::Attached, "{dispatcher:?}");
     let per_syscall = [
         maps::progs::SYS_EXIT_OPENAT,
-        maps::progs::SYS_ENTER_CLOSE,
         maps::progs::SYS_EXIT_DUP,
         maps::progs::SYS_EXIT_PATH,
     ];
-    // close_range loops over fds: on its own tracepoint with either hook.
+    // close (race-free at its enter) and close_range (a loop over fds): on their own
+    // tracepoints with either hook.
+    assert!(attached(maps::progs::SYS_ENTER_CLOSE));
     assert!(
         attached(maps::progs::SYS_ENTER_CLOSE_RANGE),
         "{:#?}",

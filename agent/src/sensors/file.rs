@@ -165,13 +165,16 @@ pub fn attach_file_sensor(
 ) -> Result<Vec<Component>, LoaderError> {
     let mut out: Vec<Component> = Vec::new();
     let (dispatcher, serves) = attach_dispatcher(ebpf, parts, hook);
-    // The 64-bit syscalls go through it when it took them; all but close_range, a
-    // rare call that loops over fds: on its own tracepoint, it costs only itself.
+    // The 64-bit syscalls go through it when it took them; all but close, whose
+    // enter is race-free (see agent-ebpf syscall.rs), and close_range, a rare call
+    // that loops over fds: on its own tracepoint, it costs only itself.
     let native = serves & syscall_parts::NATIVE != 0;
     out.extend(dispatcher);
     for (name, events, required) in FILE_TRACEPOINTS {
         let name: &'static str = name;
-        if !parts.contains(&part_of(name)) || (native && name != progs::SYS_ENTER_CLOSE_RANGE) {
+        if !parts.contains(&part_of(name))
+            || (native && name != progs::SYS_ENTER_CLOSE && name != progs::SYS_ENTER_CLOSE_RANGE)
+        {
             continue;
         }
         let prog: &mut TracePoint = program(ebpf, name)?;
