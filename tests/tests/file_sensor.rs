@@ -289,77 +289,27 @@ fn same_activity(hook: SyscallHook) {
 
     let me = std::process::id();
     let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+    // Every event is this process's, as root, under its own comm.
+    let mine = |op, path: &PathBuf, old: Option<&PathBuf>, created, mode| -> Key {
+        (
+            op,
+            path.clone(),
+            old.cloned(),
+            me,
+            0,
+            comm.clone(),
+            created,
+            mode,
+        )
+    };
     let expected: Vec<Key> = vec![
-        (
-            FileOp::WriteClose,
-            shell.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            true,
-            None,
-        ),
-        (
-            FileOp::WriteClose,
-            existing.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            false,
-            None,
-        ),
-        (
-            FileOp::Chmod,
-            shell.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            false,
-            Some(0o755),
-        ),
-        (
-            FileOp::Rename,
-            moved.clone(),
-            Some(shell.clone()),
-            me,
-            0,
-            comm.clone(),
-            false,
-            None,
-        ),
-        (
-            FileOp::Unlink,
-            moved.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            false,
-            None,
-        ),
-        (
-            FileOp::WriteClose,
-            duped.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            true,
-            None,
-        ),
-        (
-            FileOp::WriteClose,
-            ranged.clone(),
-            None,
-            me,
-            0,
-            comm.clone(),
-            true,
-            None,
-        ),
+        mine(FileOp::WriteClose, &shell, None, true, None),
+        mine(FileOp::WriteClose, &existing, None, false, None),
+        mine(FileOp::Chmod, &shell, None, false, Some(0o755)),
+        mine(FileOp::Rename, &moved, Some(&shell), false, None),
+        mine(FileOp::Unlink, &moved, None, false, None),
+        mine(FileOp::WriteClose, &duped, None, true, None),
+        mine(FileOp::WriteClose, &ranged, None, true, None),
     ];
     let tp = collect(&mut s.tracepoint, expected.len());
     let fa = collect(&mut s.fanotify, expected.len());
