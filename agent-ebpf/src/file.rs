@@ -170,7 +170,6 @@ pub fn sys_enter_close_range(ctx: TracePointContext) -> u32 {
 }
 
 const CLOSE_RANGE_UNSHARE: u32 = 1 << 1;
-const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 /// How many fds from `first` are looked up (a lookup each).
 const CLOSE_RANGE_SCAN: u32 = 1024;
 /// How many sessions one call ends; more in the range are left to the next open of
@@ -190,10 +189,8 @@ fn try_sys_enter_close_range(ctx: &TracePointContext) -> Result<(), FileStat> {
         arg(ctx, ARG1)? as u32,
         arg(ctx, ARG2)? as u32,
     );
-    if first > last || flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 {
-        return Ok(());
-    }
-    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+    // An unknown flag fails the call; CLOSE_RANGE_CLOEXEC only marks the fds.
+    if first > last || flags & !CLOSE_RANGE_UNSHARE != 0 {
         return Ok(());
     }
     let id = bpf_get_current_pid_tgid();
@@ -226,10 +223,14 @@ fn try_sys_enter_close_range(ctx: &TracePointContext) -> Result<(), FileStat> {
             core::ptr::write_volatile(st, n + 1);
         }
         let n = core::ptr::read_volatile(st);
+        // Each ends whatever the one before it met (a full ring buffer is counted
+        // per session, not left to stop the rest).
         for k in 0..CLOSE_RANGE_ENDS {
             if k < n {
                 let fd = core::ptr::read_volatile(st.add(1 + k as usize));
-                end_session(id, fd as u64, Seen::Enter)?;
+                if let Err(stat) = end_session(id, fd as u64, Seen::Enter) {
+                    bump(stat);
+                }
             }
         }
     }
