@@ -207,13 +207,7 @@ fn webshell_spellings(backend: Backend) {
         // alive (its exit would end the session too late for this test's wait).
         (
             "duped.php",
-            format!(
-                "/usr/bin/python3 -c 'import os, time; \
-                 fd = os.open(\"{w}/duped.php\", os.O_WRONLY | os.O_CREAT, 0o644); \
-                 os.write(fd, open(\"{s}\", \"rb\").read()); \
-                 os.dup2(os.open(\"/dev/null\", os.O_RDONLY), fd); time.sleep(30)' \
-                 </dev/null >/dev/null 2>&1 &"
-            ),
+            format!("/usr/bin/python3 {hm}/fds.py duped {w}/duped.php {s} </dev/null >/dev/null 2>&1 &"),
         ),
         // Closed by close_range(2) by a writer that stays alive and opens nothing.
         (
@@ -415,7 +409,8 @@ fn webshell_spellings(backend: Backend) {
 }
 
 /// `fds.py HOW PATH SRC`: PATH written with SRC's content by a writer that ends it
-/// without close(2): `ranged` (close_range, then stays alive), `flags` (a failing
+/// without close(2): `duped` (a dup2 of /dev/null over its fd, then stays alive),
+/// `ranged` (close_range, then stays alive), `flags` (a failing
 /// close_range between a clean start and the content, then close_range), `many`
 /// (four clean sessions below it, one close_range over all five, then five
 /// write-opens, the last of which takes PATH's fd number).
@@ -430,7 +425,11 @@ def create(p):
 if how == "many":
     below = [create("%s-%d.txt" % (path, i)) for i in range(4)]
 fd = create(path)
-if how == "ranged":
+if how == "duped":
+    os.write(fd, data)
+    os.dup2(os.open("/dev/null", os.O_RDONLY), fd)
+    time.sleep(30)
+elif how == "ranged":
     os.write(fd, data)
     assert close_range(fd, fd, 0) == 0
     time.sleep(30)
