@@ -395,6 +395,30 @@ pub struct KernelOffsets {
     /// Start (8-aligned) of the [`DENTRY_CHUNK`] bytes of `struct dentry` that hold
     /// `d_parent`, `d_name`, `d_inode` and `d_sb`: the walk reads them in one go.
     pub dentry_chunk: u32,
+    /// `io_kiocb.opcode`, and in the request's command area (`io_kiocb.cmd`, offsets
+    /// from the request) `io_open.file_slot`, `io_close.fd`, `io_close.file_slot`:
+    /// what the io_uring completion program reads (see [`uring`]). 0 where this
+    /// kernel's BTF has no io_uring (the program is then not attached).
+    pub uring_opcode: u32,
+    pub uring_open_slot: u32,
+    pub uring_close_fd: u32,
+    pub uring_close_slot: u32,
+}
+
+/// io_uring, as the completion program reads it: the opcodes it follows (uapi, stable
+/// numbers) and where `io_uring:io_uring_complete` keeps the request and its result
+/// (the same in every kernel since 6.0; the agent checks the tracepoint's format
+/// before it attaches).
+pub mod uring {
+    pub const OP_OPENAT: u8 = 18;
+    pub const OP_CLOSE: u8 = 19;
+    pub const OP_OPENAT2: u8 = 28;
+    /// A fixed file (a ring's own slot) installed into the fd table (6.8+).
+    pub const OP_FIXED_FD_INSTALL: u8 = 54;
+    /// `void *req` in the tracepoint's record.
+    pub const COMPLETE_REQ: usize = 16;
+    /// `int res` in the tracepoint's record.
+    pub const COMPLETE_RES: usize = 32;
 }
 
 /// Bytes of `struct dentry` the walk reads per step (from `dentry_chunk`).
@@ -493,6 +517,9 @@ crate::counters! {
         /// (dup2/dup3 over it, close_range, exec): ended when found, by the
         /// dup's exit or by the next open that got the same fd.
         ClosedUnseen = 8 => "closed_unseen",
+        /// Opens and closes done by io_uring (`rampart_uring_complete`): calls the
+        /// syscall tracepoints never see.
+        UringCalls = 9 => "uring_calls",
     }
 }
 

@@ -210,6 +210,9 @@ pub mod progs {
     pub const LEARN_ROOT: &str = "rampart_learn_root";
     /// sched_process_exit: a writer that exits with sessions open.
     pub const FILE_EXIT: &str = "rampart_file_exit";
+    /// `io_uring:io_uring_complete`: the opens and closes a ring did (the
+    /// tracepoint session backend).
+    pub const URING_COMPLETE: &str = "rampart_uring_complete";
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     /// `sys_exit` through BTF (tp_btf), x86_64: the file sensor's syscalls, 64-bit

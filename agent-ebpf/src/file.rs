@@ -15,10 +15,11 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, learn_kind, path_op, sensitive, EventHeader, EventKind, ExitEvent, FileEvent,
-    FileStat, KernelOffsets, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen, PendingPath, Writer,
-    EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE, MAX_WATCH_PREFIXES, NAME_MAX_LEN,
-    PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE, WATCH_INCLUDE,
+    file_flags, learn_kind, path_op, sensitive, uring, EventHeader, EventKind, ExitEvent,
+    FileEvent, FileStat, KernelOffsets, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen,
+    PendingPath, Writer, EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE,
+    MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE,
+    WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
@@ -253,6 +254,63 @@ fn try_sys_exit_dup(ctx: &TracePointContext) -> Result<(), FileStat> {
         return Ok(());
     }
     end_session(bpf_get_current_pid_tgid(), ret as u64, Seen::Exit)
+}
+
+/// io_uring's completions (`io_uring:io_uring_complete`, the tracepoint session
+/// backend): the opens and closes a ring did, which no syscall tracepoint sees. An
+/// open that put a file on an fd starts a write session as openat's exit does (from
+/// the file the kernel opened); a close ends one as a close seen at its exit does.
+/// Every completion on the host passes here: a read of the opcode and a compare for
+/// all but these three. A ring's work runs in its owner's threads (io-wq workers,
+/// the SQPOLL thread: one process, one fd table), so the fd is the owner's.
+#[tracepoint]
+pub fn rampart_uring_complete(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_uring_complete(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+fn try_uring_complete(ctx: &TracePointContext) -> Result<(), FileStat> {
+    // SAFETY: offsets from the tracepoint's format, checked by the agent before it
+    // attached this program; aligned, inside the record.
+    let res = unsafe {
+        core::ptr::read(
+            (ctx.as_ptr() as *const u8)
+                .add(uring::COMPLETE_RES)
+                .cast::<i32>(),
+        )
+    };
+    if res < 0 {
+        return Ok(());
+    }
+    let Some(o) = kstruct::offsets().filter(|o| o.uring_opcode != 0) else {
+        return Ok(());
+    };
+    let req = arg(ctx, uring::COMPLETE_REQ)?;
+    let op: u8 = kstruct::read(req, o.uring_opcode).ok_or(FileStat::PathReadError)?;
+    let id = bpf_get_current_pid_tgid();
+    match op {
+        uring::OP_OPENAT | uring::OP_OPENAT2 | uring::OP_FIXED_FD_INSTALL => {
+            // An open into one of the ring's own slots returns no fd (named unseen).
+            if op != uring::OP_FIXED_FD_INSTALL
+                && kstruct::read::<u32>(req, o.uring_open_slot) != Some(0)
+            {
+                return Ok(());
+            }
+            bump(FileStat::UringCalls);
+            exit_open(id, None, res as i64)
+        }
+        uring::OP_CLOSE => {
+            if kstruct::read::<u32>(req, o.uring_close_slot) != Some(0) {
+                return Ok(());
+            }
+            let fd: i32 = kstruct::read(req, o.uring_close_fd).ok_or(FileStat::PathReadError)?;
+            bump(FileStat::UringCalls);
+            end_session(id, fd as u32 as u64, Seen::Exit)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The LPM key formed in place by a `lpm_bits: u32` directly followed by a path.

@@ -100,7 +100,7 @@ pub fn offsets() -> Option<&'static KernelOffsets> {
 }
 
 #[inline(always)]
-fn read<T>(base: u64, off: u32) -> Option<T> {
+pub(crate) fn read<T>(base: u64, off: u32) -> Option<T> {
     if base == 0 {
         return None;
     }

@@ -44,6 +44,15 @@ enum Backend {
 }
 
 /// Can users here create io_uring rings (`kernel.io_uring_disabled` absent or 0)?
+/// Is the running kernel at least `major.minor`?
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    (nums.next().unwrap_or(0), nums.next().unwrap_or(0)) >= (major, minor)
+}
+
 fn io_uring_open_to_users() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|v| v.trim() == "0")
@@ -283,13 +292,24 @@ fn webshell_spellings(backend: Backend) {
             ),
         ),
     ]);
-    // Opened, written and closed by io_uring: no syscall tracepoint sees it.
+    // Opened, written and closed by io_uring: no syscall tracepoint sees it (the
+    // tracepoint backend follows it at its completions).
     let uring = io_uring_open_to_users();
     if uring {
+        let uw = env!("CARGO_BIN_EXE_uring-write");
+        cases.push(("uring.php".to_string(), format!("{uw} {s} {w}/uring.php")));
+        // Written by write(2), closed by io_uring, the writer alive after.
         cases.push((
-            "uring.php".to_string(),
-            format!("{} {s} {w}/uring.php", env!("CARGO_BIN_EXE_uring-write")),
+            "uring-closed.php".to_string(),
+            format!("{uw} --close-only {s} {w}/uring-closed.php </dev/null >/dev/null 2>&1 &"),
         ));
+        if kernel_at_least(6, 8) {
+            // Opened into the ring's own slot, then given an fd (6.8+).
+            cases.push((
+                "uring-fixed.php".to_string(),
+                format!("{uw} --fixed {s} {w}/uring-fixed.php </dev/null >/dev/null 2>&1 &"),
+            ));
+        }
     }
     for (_, script) in &cases {
         as_nobody(script);
@@ -307,13 +327,12 @@ fn webshell_spellings(backend: Backend) {
         "write and _exit",
     );
     // What a backend cannot see must be named, with its mitigation: truncate(2) by
-    // fanotify, io_uring opens by the tracepoints (asserted below).
+    // fanotify (asserted below).
     let unseen_here = |name: &str| match backend {
         // fanotify marks the tree's own filesystem, not one mounted inside it (named
         // in /health, asserted below).
         Backend::Fanotify => name.starts_with("truncated") || name == "cache/mounted.php",
-        Backend::Tracepoint => name == "uring.php",
-        Backend::Lsm => false,
+        Backend::Tracepoint | Backend::Lsm => false,
     };
     let cases: Vec<(String, String)> = cases
         .into_iter()
@@ -362,6 +381,14 @@ fn webshell_spellings(backend: Backend) {
             "{backend:?}: {compat} 32-bit calls: {health}"
         );
         assert!(!unseen("32-bit"), "{file}");
+    }
+    if backend == Backend::Tracepoint && uring {
+        // uring.php's open and close were io_uring's, followed at their completions.
+        let calls = health["kernel"]["file_sensor"]["uring_calls"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(calls >= 3, "{calls} io_uring opens and closes: {health}");
+        assert!(unseen("fixed-file slots"), "{file}");
     }
     if backend == Backend::Fanotify {
         assert!(unseen("truncate(2)"), "{file}");

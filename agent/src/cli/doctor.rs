@@ -391,7 +391,13 @@ fn plan(cfg: &Config, p: &Probes, uring: Option<&str>, cgroup2: bool) -> Vec<Pla
                     .map(|e| format!("BPF-LSM: {e}"))
                     .unwrap_or_default(),
                 uring
-                    .map(|u| format!("; unseen: files opened through io_uring ({u})"))
+                    .map(|u| format!(
+                        "; unseen: {}",
+                        crate::sensors::file::uring_unseen(
+                            crate::sensors::file::uring_followable().is_ok(),
+                            u
+                        )
+                    ))
                     .unwrap_or_default()
             ),
         ),

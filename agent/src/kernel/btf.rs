@@ -377,9 +377,37 @@ impl Btf {
                 .sized("task_struct", "thread_info.status", 4)
                 .unwrap_or(0),
             dentry_chunk: 0,
+            uring_opcode: 0,
+            uring_open_slot: 0,
+            uring_close_fd: 0,
+            uring_close_slot: 0,
         };
         o.dentry_chunk = dentry_chunk(&o)?;
+        // Optional: without them the io_uring program is not attached (and named).
+        if let Ok(u) = self.uring_offsets() {
+            [
+                o.uring_opcode,
+                o.uring_open_slot,
+                o.uring_close_fd,
+                o.uring_close_slot,
+            ] = u;
+        }
         Ok(o)
+    }
+
+    /// Where the io_uring completion program reads a request's opcode, and in its
+    /// command area the open's fixed-file slot and the close's fd and slot: offsets
+    /// from the `struct io_kiocb`. An error where this kernel has no io_uring (or
+    /// laid it out otherwise).
+    pub fn uring_offsets(&self) -> Result<[u32; 4], BtfError> {
+        let opcode = self.sized("io_kiocb", "opcode", 1)?;
+        let cmd = self.member("io_kiocb", "cmd")?.0;
+        Ok([
+            opcode,
+            cmd + self.sized("io_open", "file_slot", 4)?,
+            cmd + self.sized("io_close", "fd", 4)?,
+            cmd + self.sized("io_close", "file_slot", 4)?,
+        ])
     }
 }
 
@@ -523,5 +551,19 @@ mod tests {
         let o = b.kernel_offsets().expect("offsets");
         assert_eq!(o.valid, 1);
         assert!(o.inode_i_ino > 0 && o.file_f_inode > 0 && o.task_files > 0);
+        // io_uring's request: the opcode after the command area that opens and
+        // closes overlay (their `struct file *` first, so no field of theirs at 0).
+        let [opcode, open_slot, close_fd, close_slot] = b.uring_offsets().expect("io_uring");
+        assert_eq!(
+            [opcode, open_slot, close_fd, close_slot],
+            [
+                o.uring_opcode,
+                o.uring_open_slot,
+                o.uring_close_fd,
+                o.uring_close_slot
+            ]
+        );
+        assert!(opcode >= 16 && open_slot >= 8 && close_fd >= 8, "{o:?}");
+        assert_eq!(close_slot, close_fd + 4, "{o:?}");
     }
 }

@@ -250,7 +250,97 @@ pub fn attach_file_sensor(
         mode: None,
         reason: None,
     });
+    out.push(attach_uring(ebpf));
     Ok(out)
+}
+
+/// io_uring's opens and closes, which no syscall tracepoint sees: followed at their
+/// completion (`rampart_uring_complete`). Never fatal: where it does not attach, the
+/// opens are named unseen ([`uring_unseen`]).
+fn attach_uring(ebpf: &mut Ebpf) -> Component {
+    let name = progs::URING_COMPLETE;
+    let target = "io_uring:io_uring_complete";
+    let attached = uring_followable().and_then(|()| {
+        let prog: &mut TracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
+        prog.load().map_err(|e| e.to_string())?;
+        prog.attach("io_uring", "io_uring_complete")
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    if let Err(why) = &attached {
+        tracing::warn!(program = name, reason = %why, "io_uring's opens are not followed.");
+    }
+    Component {
+        name: name.to_string(),
+        kind: "tracepoint",
+        target: target.into(),
+        state: if attached.is_ok() {
+            ComponentState::Attached
+        } else {
+            ComponentState::Unavailable
+        },
+        mode: None,
+        reason: attached.err(),
+    }
+}
+
+/// Can io_uring's completions be followed on this kernel? Its completion tracepoint
+/// must keep the request and the result where `rampart_uring_complete` reads them,
+/// and BTF must say where a request keeps its opcode, an open's slot and a close's
+/// fd. The reason when not.
+pub fn uring_followable() -> Result<(), String> {
+    let format = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|t| {
+            std::fs::read_to_string(Path::new(t).join("events/io_uring/io_uring_complete/format"))
+                .ok()
+        })
+        .ok_or("this kernel has no io_uring:io_uring_complete tracepoint")?;
+    check_uring_format(&format)?;
+    crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
+        .and_then(|b| b.uring_offsets())
+        .map_err(|e| format!("io_uring's requests are not in this kernel's BTF: {e}"))?;
+    Ok(())
+}
+
+/// Does the completion tracepoint's `format` put `req` and `res` where the program
+/// reads them?
+fn check_uring_format(format: &str) -> Result<(), String> {
+    let wanted = [
+        ("req", agent_common::uring::COMPLETE_REQ, 8),
+        ("res", agent_common::uring::COMPLETE_RES, 4),
+    ];
+    for (field, offset, size) in wanted {
+        // "\tfield:int res;\toffset:32;\tsize:4;\tsigned:1;"
+        let found = format.lines().find_map(|l| {
+            let mut parts = l.trim().split(';').map(str::trim);
+            let decl = parts.next()?.strip_prefix("field:")?;
+            if decl.split_whitespace().last()? != field {
+                return None;
+            }
+            let mut num = |key: &str| parts.next()?.strip_prefix(key)?.parse::<usize>().ok();
+            Some((num("offset:")?, num("size:")?))
+        });
+        if found != Some((offset, size)) {
+            return Err(format!(
+                "io_uring:io_uring_complete keeps {field} at {found:?} (offset, size), not ({offset}, {size})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What io_uring does that no file program of the tracepoint backend sees, given
+/// whether `rampart_uring_complete` follows its opens and closes; `why` names the
+/// sysctl's state and its mitigation.
+pub fn uring_unseen(followed: bool, why: &str) -> String {
+    if followed {
+        format!(
+            "io_uring opens into a ring's fixed-file slots or whose completion is skipped (IOSQE_CQE_SKIP_SUCCESS), and renames, links and unlinks through io_uring (its other opens and closes are followed; {why})"
+        )
+    } else {
+        format!("files opened through io_uring ({why})")
+    }
 }
 
 /// The `sys_exit` program for `parts` (x86_64; it needs `thread_info.status` from
@@ -565,6 +655,45 @@ pub fn sensitive_key(p: &std::path::Path) -> (u32, [u8; PREFIX_MAX_LEN]) {
 
 #[cfg(test)]
 mod tests {
+    /// io_uring_complete's format as 6.1, 6.12 and 6.18 print it.
+    const URING_FORMAT: &str = "name: io_uring_complete
+ID: 2141
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:void * ctx;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:void * req;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:u64 user_data;\toffset:24;\tsize:8;\tsigned:0;
+\tfield:int res;\toffset:32;\tsize:4;\tsigned:1;
+\tfield:unsigned cflags;\toffset:36;\tsize:4;\tsigned:0;
+";
+
+    #[test]
+    fn the_uring_program_attaches_only_where_the_format_is_what_it_reads() {
+        assert_eq!(super::check_uring_format(URING_FORMAT), Ok(()));
+        // A kernel that moved the result, or has no `req`: not followed, and said why.
+        let moved = URING_FORMAT.replace("res;\toffset:32", "res;\toffset:40");
+        let why = super::check_uring_format(&moved).expect_err("moved");
+        assert!(why.contains("res at Some((40, 4))"), "{why}");
+        let none = URING_FORMAT.replace("void * req;", "void * request;");
+        let why = super::check_uring_format(&none).expect_err("no req");
+        assert!(why.contains("req at None"), "{why}");
+        assert!(super::check_uring_format("").is_err());
+    }
+
+    #[test]
+    fn what_io_uring_hides_is_named_by_what_is_followed() {
+        let followed = super::uring_unseen(true, "kernel.io_uring_disabled = 0");
+        assert!(
+            followed.contains("fixed-file slots")
+                && followed.contains("renames, links and unlinks"),
+            "{followed}"
+        );
+        let not = super::uring_unseen(false, "kernel.io_uring_disabled = 0");
+        assert!(not.starts_with("files opened through io_uring"), "{not}");
+    }
+
     #[test]
     fn x32_syscalls_are_named_unseen_where_they_run() {
         let why = super::x32_unseen(true).expect("named");

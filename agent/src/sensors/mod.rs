@@ -295,7 +295,11 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     if matches!(file_backend.backend, "tracepoint" | "lsm") {
         if let Some(why) = io_uring_unseen(std::path::Path::new(IO_URING_SYSCTL)) {
             let why = if file_backend_is_tracepoint {
-                format!("files opened through io_uring ({why})")
+                let followed = components.iter().any(|c| {
+                    c.name == agent_common::maps::progs::URING_COMPLETE
+                        && c.state == crate::kernel::ComponentState::Attached
+                });
+                file::uring_unseen(followed, &why)
             } else {
                 format!("renames, links and unlinks through io_uring (opens are seen; {why})")
             };
