@@ -1366,6 +1366,8 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // adds a little to each program run).
     let bpf_ns_unwatched = bpf_ns_per_file(&unwatched, "unwatched", base)?;
     let bpf_ns_watched = bpf_ns_per_file(&watched, "watched", base)?;
+    // What the io_uring completion program costs every completion on the host.
+    let uring_ns = uring_ns_per_completion()?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let (got, _ring) = reader
@@ -1468,6 +1470,16 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             &format!("run time of the file sensor's programs per file (open, close, unlink) outside the watched trees, from BPF_ENABLE_STATS; per-file time without the sensor: {:.0} ns", t_off / N as f64 * 1e9),
         ),
     );
+    if let Some(ns) = uring_ns {
+        results.insert(
+            "uring_complete_bpf_ns_per_cqe",
+            metric(
+                ns,
+                "ns/completion",
+                "run time of rampart_uring_complete per io_uring completion (it sees every ring's), from BPF_ENABLE_STATS, 200k IORING_OP_NOPs in batches of 64",
+            ),
+        );
+    }
     results.insert(
         "file_bpf_ns_per_file_watched",
         metric(
@@ -1811,6 +1823,43 @@ fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<
         }
     }
     Ok(total as f64 / N as f64)
+}
+
+/// ns per run of `rampart_uring_complete` over 200k io_uring NOPs (BPF_ENABLE_STATS);
+/// None where it is not loaded or rings are closed to this process.
+fn uring_ns_per_completion() -> Result<Option<f64>> {
+    const N: usize = 200_000;
+    const BATCH: usize = 64;
+    let stats = || {
+        aya::programs::loaded_programs()
+            .flatten()
+            .filter(|p| p.name_as_str() == Some("rampart_uring_c"))
+            .map(|p| (p.run_count(), p.run_time().as_nanos() as u64))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let Ok(mut ring) = io_uring::IoUring::new(BATCH as u32) else {
+        return Ok(None);
+    };
+    let before = stats();
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
+    for _ in 0..N / BATCH {
+        for _ in 0..BATCH {
+            let nop = io_uring::opcode::Nop::new().build();
+            // SAFETY: a NOP points at no buffer.
+            unsafe { ring.submission().push(&nop) }
+                .map_err(|_| anyhow::anyhow!("submission queue full"))?;
+        }
+        ring.submit_and_wait(BATCH)?;
+        ring.completion().for_each(drop);
+    }
+    let (cnt, ns) = stats();
+    let runs = cnt.saturating_sub(before.0);
+    if runs == 0 {
+        return Ok(None);
+    }
+    let per = ns.saturating_sub(before.1) as f64 / runs as f64;
+    eprintln!("  io_uring: rampart_uring_complete {runs} runs, {per:.0} ns/run");
+    Ok(Some(per))
 }
 
 /// run count and run time (ns) of every loaded file-sensor program (the syscall
