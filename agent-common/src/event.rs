@@ -403,6 +403,16 @@ pub struct KernelOffsets {
     pub uring_open_slot: u32,
     pub uring_close_fd: u32,
     pub uring_close_slot: u32,
+    /// A rename's or link's (`io_rename`, `io_link`: the same layout) dirfds, names
+    /// (`struct filename *`) and flags, from the request; `filename.name` (at 0 in
+    /// every kernel so far). The request's are 0 where BTF lacks them: the
+    /// submission program is then not attached.
+    pub uring_path_old_dfd: u32,
+    pub uring_path_new_dfd: u32,
+    pub uring_path_old: u32,
+    pub uring_path_new: u32,
+    pub uring_path_flags: u32,
+    pub filename_name: u32,
 }
 
 /// io_uring, as the completion program reads it: the opcodes it follows (uapi, stable
@@ -413,12 +423,17 @@ pub mod uring {
     pub const OP_OPENAT: u8 = 18;
     pub const OP_CLOSE: u8 = 19;
     pub const OP_OPENAT2: u8 = 28;
+    pub const OP_RENAMEAT: u8 = 35;
+    pub const OP_LINKAT: u8 = 39;
     /// A fixed file (a ring's own slot) installed into the fd table (6.8+).
     pub const OP_FIXED_FD_INSTALL: u8 = 54;
     /// `void *req` in the tracepoint's record.
     pub const COMPLETE_REQ: usize = 16;
     /// `int res` in the tracepoint's record.
     pub const COMPLETE_RES: usize = 32;
+    /// `void *req` and `u8 opcode` in `io_uring:io_uring_submit_req`'s record.
+    pub const SUBMIT_REQ: usize = 16;
+    pub const SUBMIT_OPCODE: usize = 32;
 }
 
 /// Bytes of `struct dentry` the walk reads per step (from `dentry_chunk`).
@@ -520,6 +535,9 @@ crate::counters! {
         /// Opens and closes done by io_uring (`rampart_uring_complete`): calls the
         /// syscall tracepoints never see.
         UringCalls = 9 => "uring_calls",
+        /// io_uring renames and links that succeeded with their names lost (more
+        /// in flight at once than `RAMPART_URING_PATHS` holds): left to the sweep.
+        UringPathsLost = 10 => "uring_paths_lost",
     }
 }
 

@@ -76,6 +76,15 @@ pub const FILE_STATS_TOTAL: &str = "RAMPART_FILE_STATS_TOTAL";
 pub const PATH_SCRATCH: &str = "RAMPART_PATH_SCRATCH";
 /// Unlink/rename/chmod calls in flight (`PendingPath`), keyed by pid_tgid. Kernel only.
 pub const PATH_PENDING: &str = "RAMPART_PATH_PENDING";
+/// io_uring renames and links in flight: the `PathEvent` built from the request's
+/// names at submission, keyed by the request's address, sent at its completion.
+/// Kernel only.
+pub const URING_PATHS: &str = "RAMPART_URING_PATHS";
+/// What the io_uring programs serve (`Array<u32>`, one entry of `syscall_parts`
+/// bits). Agent writes.
+pub const URING_PARTS: &str = "RAMPART_URING_PARTS";
+/// How many [`URING_PATHS`] holds: io_uring renames and links in flight at once.
+pub const URING_PATHS_MAX: u32 = 256;
 /// Scratch `PathEvent` (per-CPU, one entry). Kernel only.
 pub const PATH_EVENT_SCRATCH: &str = "RAMPART_PATH_EVENT_SCRATCH";
 /// Struct offsets from the kernel's BTF (`Array<KernelOffsets>`, one entry). Agent writes.
@@ -141,6 +150,8 @@ pub const ALL: &[&str] = &[
     FILE_STATS_TOTAL,
     PATH_SCRATCH,
     PATH_PENDING,
+    URING_PATHS,
+    URING_PARTS,
     PATH_EVENT_SCRATCH,
     KERNEL_OFFSETS,
     WEB_UIDS,
@@ -213,6 +224,9 @@ pub mod progs {
     /// `io_uring:io_uring_complete`: the opens and closes a ring did (the
     /// tracepoint session backend).
     pub const URING_COMPLETE: &str = "rampart_uring_complete";
+    /// `io_uring:io_uring_submit_req`: a rename's or link's names, kept for its
+    /// completion (every backend but fanotify).
+    pub const URING_SUBMIT: &str = "rampart_uring_submit";
     /// The exit of every unlink/rename/chmod syscall.
     pub const SYS_EXIT_PATH: &str = "sys_exit_path";
     /// `sys_exit` through BTF (tp_btf), x86_64: the file sensor's syscalls, 64-bit

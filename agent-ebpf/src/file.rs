@@ -15,16 +15,16 @@
 //! never affected (tracepoints cannot deny).
 
 use agent_common::{
-    file_flags, learn_kind, path_op, sensitive, uring, EventHeader, EventKind, ExitEvent,
-    FileEvent, FileStat, KernelOffsets, Learn, OpenInfo, OpenKey, PathEvent, PendingOpen,
-    PendingPath, Writer, EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE,
+    file_flags, learn_kind, path_op, sensitive, syscall_parts, uring, EventHeader, EventKind,
+    ExitEvent, FileEvent, FileStat, KernelOffsets, Learn, OpenInfo, OpenKey, PathEvent,
+    PendingOpen, PendingPath, Writer, EVENT_VERSION, FMODE_CREATED, MAPPED_FD, MAX_SENSITIVE,
     MAX_WATCH_PREFIXES, NAME_MAX_LEN, PATH_MAX_LEN, PREFIX_MAX_LEN, ROOT_FILE, WATCH_EXCLUDE,
     WATCH_INCLUDE,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
@@ -281,14 +281,17 @@ fn try_uring_complete(ctx: &TracePointContext) -> Result<(), FileStat> {
                 .cast::<i32>(),
         )
     };
-    if res < 0 {
-        return Ok(());
-    }
     let Some(o) = kstruct::offsets().filter(|o| o.uring_opcode != 0) else {
         return Ok(());
     };
     let req = arg(ctx, uring::COMPLETE_REQ)?;
     let op: u8 = kstruct::read(req, o.uring_opcode).ok_or(FileStat::PathReadError)?;
+    if op == uring::OP_RENAMEAT || op == uring::OP_LINKAT {
+        return uring_path_done(req, res);
+    }
+    if res < 0 || URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::SESSIONS == 0 {
+        return Ok(());
+    }
     let id = bpf_get_current_pid_tgid();
     match op {
         uring::OP_OPENAT | uring::OP_OPENAT2 | uring::OP_FIXED_FD_INSTALL => {
@@ -311,6 +314,139 @@ fn try_uring_complete(ctx: &TracePointContext) -> Result<(), FileStat> {
         }
         _ => Ok(()),
     }
+}
+
+/// What the io_uring programs serve ([`syscall_parts`] bits, written by the agent
+/// before it attaches them): `SESSIONS` (opens and closes; the tracepoint session
+/// backend) and `PATHS` (renames and links; every backend but fanotify).
+#[map(name = "RAMPART_URING_PARTS")]
+static URING_PARTS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// io_uring renames and links in flight: the event built from the request's names
+/// at its submission (they are freed when it runs), sent at its completion.
+#[map(name = "RAMPART_URING_PATHS")]
+static URING_PATHS: LruHashMap<u64, PathEvent> = LruHashMap::with_max_entries(1, 0);
+
+/// io_uring's submissions (`io_uring:io_uring_submit_req`, after the request's
+/// preparation copied its names in): a rename or link keeps its event for the
+/// completion ([`rampart_uring_complete`]). Every submission on the host passes
+/// here: a compare of the opcode in the record for all but these two.
+#[tracepoint]
+pub fn rampart_uring_submit(ctx: TracePointContext) -> u32 {
+    if let Err(stat) = try_uring_submit(&ctx) {
+        bump(stat);
+    }
+    0
+}
+
+fn try_uring_submit(ctx: &TracePointContext) -> Result<(), FileStat> {
+    // SAFETY: offset from the tracepoint's format, checked by the agent.
+    let op = unsafe { *(ctx.as_ptr() as *const u8).add(uring::SUBMIT_OPCODE) };
+    let (op, kind) = match op {
+        uring::OP_RENAMEAT => (path_op::RENAME, EventKind::FileRename),
+        uring::OP_LINKAT => (path_op::LINK, EventKind::FileLink),
+        _ => return Ok(()),
+    };
+    // `filename.name` is at 0; the request's fields never are (its file comes first).
+    let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0) else {
+        return Ok(());
+    };
+    let req = arg(ctx, uring::SUBMIT_REQ)?;
+    let scratch = PATH_EVENT_SCRATCH.get_ptr_mut(0).ok_or(FileStat::MapFull)?;
+    // SAFETY: per-CPU scratch, exclusively ours for this run.
+    let ev = unsafe { &mut *scratch };
+    ev.flags = 0;
+    ev.root = 0;
+    ev.dirfd = kstruct::read(req, o.uring_path_old_dfd).ok_or(FileStat::PathReadError)?;
+    ev.dirfd2 = kstruct::read(req, o.uring_path_new_dfd).ok_or(FileStat::PathReadError)?;
+    ev.mode = if op == path_op::RENAME {
+        kstruct::read(req, o.uring_path_flags).unwrap_or(0)
+    } else {
+        0
+    };
+    ev.path_len = kernel_name(
+        o,
+        kstruct::read(req, o.uring_path_old).unwrap_or(0),
+        &mut ev.path,
+        file_flags::RELATIVE,
+        file_flags::TRUNCATED,
+        &mut ev.flags,
+    );
+    ev.path2_len = kernel_name(
+        o,
+        kstruct::read(req, o.uring_path_new).ok_or(FileStat::PathReadError)?,
+        &mut ev.path2,
+        file_flags::RELATIVE2,
+        file_flags::TRUNCATED2,
+        &mut ev.flags,
+    );
+    if ev.path2_len == 0 {
+        return Err(FileStat::PathReadError);
+    }
+    spell_two_names(op, ev);
+    stamp_path_event(ev, kind, bpf_get_current_pid_tgid());
+    URING_PATHS
+        .insert(&req, &*ev, 0)
+        .map_err(|_| FileStat::MapFull)
+}
+
+/// A kernel `struct filename`'s name into `dst` (an empty one when there is none:
+/// a link of an O_TMPFILE fd); returns its length and sets flag bits.
+#[inline(always)]
+fn kernel_name(
+    o: &KernelOffsets,
+    filename: u64,
+    dst: &mut [u8; PATH_MAX_LEN],
+    relative: u32,
+    truncated: u32,
+    flags: &mut u32,
+) -> u32 {
+    dst[0] = 0;
+    let Some(name) = kstruct::read::<u64>(filename, o.filename_name).filter(|p| *p != 0) else {
+        return 0;
+    };
+    // SAFETY: probe read of kernel memory into a buffer we own.
+    let n = match unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, dst) } {
+        Ok(s) => s.len(),
+        Err(_) => {
+            dst[0] = 0;
+            return 0;
+        }
+    };
+    if n >= PATH_MAX_LEN - 1 {
+        *flags |= truncated;
+    }
+    if dst[0] != b'/' {
+        *flags |= relative;
+    }
+    n as u32
+}
+
+/// An io_uring rename or link completed with `res`: its event (kept at submission)
+/// goes out if it succeeded.
+#[inline(always)]
+fn uring_path_done(req: u64, res: i32) -> Result<(), FileStat> {
+    let Some(ev) = URING_PATHS.get_ptr_mut(&req) else {
+        if res == 0 && URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::PATHS != 0 {
+            return Err(FileStat::UringPathsLost);
+        }
+        return Ok(());
+    };
+    let out = if res == 0 {
+        // SAFETY: live map value; the output copies it before the remove.
+        let ev = unsafe { &mut *ev };
+        // SAFETY: plain helper call.
+        ev.header.ktime_ns = unsafe { bpf_ktime_get_ns() };
+        bump(FileStat::UringCalls);
+        EVENTS
+            .output::<PathEvent>(&*ev, 0)
+            .map_err(|_| FileStat::RingbufFull)
+            .map(|()| bump(FileStat::PathEmitted))
+    } else {
+        Ok(())
+    };
+    let _ = URING_PATHS.remove(&req);
+    out
 }
 
 /// The LPM key formed in place by a `lpm_bits: u32` directly followed by a path.
@@ -1180,6 +1316,41 @@ pub fn sys_exit_path(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A rename or link is always reported. After its two names are read into `ev`
+/// (RELATIVE/RELATIVE2 set): SPELLED2 when neither is in a tree as typed (an
+/// absolute name outside every tree can still reach one through a symlink or `..`:
+/// userspace resolves it). Relative names go to userspace, which resolves them. A
+/// link is about its new name only (the old one may be empty: an O_TMPFILE fd).
+#[inline(always)]
+fn spell_two_names(op: u32, ev: &mut PathEvent) {
+    let hit = (op != path_op::LINK
+        && (ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits)))
+        || ev.flags & file_flags::RELATIVE2 != 0
+        || watched_at(&mut ev.lpm_bits2);
+    if !hit {
+        ev.flags |= file_flags::SPELLED2;
+    }
+}
+
+/// `ev`'s header (`kind`, now) and the calling task `id` with its identity.
+#[inline(always)]
+fn stamp_path_event(ev: &mut PathEvent, kind: EventKind, id: u64) {
+    let ug = bpf_get_current_uid_gid();
+    ev.header = EventHeader {
+        kind: kind as u16,
+        version: EVENT_VERSION,
+        _pad: 0,
+        len: core::mem::size_of::<PathEvent>() as u32,
+        // SAFETY: plain helper call.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    ev.pid = id as u32;
+    ev.tgid = (id >> 32) as u32;
+    ev.uid = ug as u32;
+    ev.gid = (ug >> 32) as u32;
+    ev.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+}
+
 /// Read a user path into `dst`; returns its length and sets flag bits.
 #[inline(always)]
 fn read_path(
@@ -1270,10 +1441,6 @@ pub(crate) fn exit_path(id: u64, p: &PendingPath, ret: i64) -> Result<(), FileSt
             }
             Err(e) => return Err(e),
         };
-        // Relative paths go to userspace, which resolves and filters them. A link is
-        // about its new name only (the old one may be empty: an O_TMPFILE fd).
-        let mut hit = p.op != path_op::LINK
-            && (ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits));
         if p.op == path_op::RENAME || p.op == path_op::LINK {
             ev.path2_len = read_path(
                 p.ptr2,
@@ -1282,38 +1449,23 @@ pub(crate) fn exit_path(id: u64, p: &PendingPath, ret: i64) -> Result<(), FileSt
                 file_flags::TRUNCATED2,
                 &mut ev.flags,
             )?;
-            hit = hit || ev.flags & file_flags::RELATIVE2 != 0 || watched_at(&mut ev.lpm_bits2);
-            if !hit {
-                // Absolute, outside every tree as typed: the name alone cannot say
-                // whether a symlink or `..` in it leads into one. Userspace resolves it.
-                ev.flags |= file_flags::SPELLED2;
-                hit = true;
+            spell_two_names(p.op, ev);
+            true
+        } else {
+            // Relative paths go to userspace, which resolves and filters them.
+            let hit = ev.flags & file_flags::RELATIVE != 0 || watched_at(&mut ev.lpm_bits);
+            if !hit && p.op != path_op::UNLINK {
+                // A truncate or chmod +x by an absolute name outside every tree as
+                // typed: resolved in userspace like a rename's new name.
+                ev.flags |= file_flags::SPELLED;
             }
-        } else if !hit && p.op != path_op::UNLINK {
-            // A truncate or chmod +x by an absolute name outside every tree as
-            // typed: resolved in userspace like a rename's new name.
-            ev.flags |= file_flags::SPELLED;
-            hit = true;
+            hit || p.op != path_op::UNLINK
         }
-        hit
     };
     if !interesting {
         return Ok(());
     }
-    let ug = bpf_get_current_uid_gid();
-    ev.header = EventHeader {
-        kind: kind as u16,
-        version: EVENT_VERSION,
-        _pad: 0,
-        len: core::mem::size_of::<PathEvent>() as u32,
-        // SAFETY: plain helper call.
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-    };
-    ev.pid = id as u32;
-    ev.tgid = (id >> 32) as u32;
-    ev.uid = ug as u32;
-    ev.gid = (ug >> 32) as u32;
-    ev.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+    stamp_path_event(ev, kind, id);
     EVENTS
         .output::<PathEvent>(&*ev, 0)
         .map_err(|_| FileStat::RingbufFull)?;

@@ -394,7 +394,11 @@ fn plan(cfg: &Config, p: &Probes, uring: Option<&str>, cgroup2: bool) -> Vec<Pla
                     .map(|u| format!(
                         "; unseen: {}",
                         crate::sensors::file::uring_unseen(
+                            false,
                             crate::sensors::file::uring_followable().is_ok(),
+                            crate::sensors::file::uring_followable()
+                                .and_then(|()| crate::sensors::file::uring_paths_followable())
+                                .is_ok(),
                             u
                         )
                     ))

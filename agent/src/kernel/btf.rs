@@ -381,6 +381,12 @@ impl Btf {
             uring_open_slot: 0,
             uring_close_fd: 0,
             uring_close_slot: 0,
+            uring_path_old_dfd: 0,
+            uring_path_new_dfd: 0,
+            uring_path_old: 0,
+            uring_path_new: 0,
+            uring_path_flags: 0,
+            filename_name: 0,
         };
         o.dentry_chunk = dentry_chunk(&o)?;
         // Optional: without them the io_uring program is not attached (and named).
@@ -392,7 +398,42 @@ impl Btf {
                 o.uring_close_slot,
             ] = u;
         }
+        if let Ok(u) = self.uring_path_offsets() {
+            [
+                o.uring_path_old_dfd,
+                o.uring_path_new_dfd,
+                o.uring_path_old,
+                o.uring_path_new,
+                o.uring_path_flags,
+                o.filename_name,
+            ] = u;
+        }
         Ok(o)
+    }
+
+    /// Where an io_uring rename or link keeps its dirfds, names and flags (offsets
+    /// from the `struct io_kiocb`; `io_rename` and `io_link` must agree), and
+    /// `filename.name`. An error where this kernel has no such requests.
+    pub fn uring_path_offsets(&self) -> Result<[u32; 6], BtfError> {
+        let cmd = self.member("io_kiocb", "cmd")?.0;
+        let layout = |ty: &str| -> Result<[u32; 5], BtfError> {
+            Ok([
+                cmd + self.sized(ty, "old_dfd", 4)?,
+                cmd + self.sized(ty, "new_dfd", 4)?,
+                cmd + self.sized(ty, "oldpath", 8)?,
+                cmd + self.sized(ty, "newpath", 8)?,
+                cmd + self.sized(ty, "flags", 4)?,
+            ])
+        };
+        let rename = layout("io_rename")?;
+        if layout("io_link")? != rename {
+            return Err(BtfError::NoMember {
+                ty: "io_link".into(),
+                member: "old_dfd..flags where io_rename has them".into(),
+            });
+        }
+        let [a, b, c, d, e] = rename;
+        Ok([a, b, c, d, e, self.sized("filename", "name", 8)?])
     }
 
     /// Where the io_uring completion program reads a request's opcode, and in its
@@ -565,5 +606,18 @@ mod tests {
         );
         assert!(opcode >= 16 && open_slot >= 8 && close_fd >= 8, "{o:?}");
         assert_eq!(close_slot, close_fd + 4, "{o:?}");
+        let paths = b.uring_path_offsets().expect("io_uring renames");
+        assert_eq!(
+            paths,
+            [
+                o.uring_path_old_dfd,
+                o.uring_path_new_dfd,
+                o.uring_path_old,
+                o.uring_path_new,
+                o.uring_path_flags,
+                o.filename_name
+            ]
+        );
+        assert!(paths[2] >= 16 && paths[3] == paths[2] + 8, "{o:?}");
     }
 }

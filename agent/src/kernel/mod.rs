@@ -334,6 +334,7 @@ pub fn load(cfg: &Config) -> Result<Ebpf, LoaderError> {
         .map_max_entries(maps::LSM_WRITES, cfg.sensors.max_open_files)
         .map_max_entries(maps::OPEN_PENDING, pending)
         .map_max_entries(maps::PATH_PENDING, pending)
+        .map_max_entries(maps::URING_PATHS, maps::URING_PATHS_MAX)
         .map_max_entries(maps::SCRIPT_WATCH, pending)
         .map_max_entries(maps::WRITERS, pending)
         .map_max_entries(maps::SCRIPT_PENDING, pending)

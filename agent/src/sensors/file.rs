@@ -233,6 +233,7 @@ pub fn attach_file_sensor(
             }),
         }
     }
+    out.extend(attach_uring(ebpf, parts));
     if !parts.contains(&Part::Sessions) {
         return Ok(out);
     }
@@ -250,38 +251,68 @@ pub fn attach_file_sensor(
         mode: None,
         reason: None,
     });
-    out.push(attach_uring(ebpf));
     Ok(out)
 }
 
-/// io_uring's opens and closes, which no syscall tracepoint sees: followed at their
-/// completion (`rampart_uring_complete`). Never fatal: where it does not attach, the
-/// opens are named unseen ([`uring_unseen`]).
-fn attach_uring(ebpf: &mut Ebpf) -> Component {
-    let name = progs::URING_COMPLETE;
-    let target = "io_uring:io_uring_complete";
-    let attached = uring_followable().and_then(|()| {
-        let prog: &mut TracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
-        prog.load().map_err(|e| e.to_string())?;
-        prog.attach("io_uring", "io_uring_complete")
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    });
-    if let Err(why) = &attached {
-        tracing::warn!(program = name, reason = %why, "io_uring's opens are not followed.");
+/// io_uring's work, which no syscall tracepoint sees: its opens and closes
+/// ([`Part::Sessions`]) and renames and links ([`Part::Paths`]), followed at their
+/// completions (`rampart_uring_complete`; a rename's or link's names are kept at its
+/// submission, `rampart_uring_submit`). Called once per part like the syscall
+/// programs: the first call attaches, a second adds its part to what they serve
+/// (and returns no component). Never fatal: what does not attach is named unseen
+/// ([`uring_unseen`]).
+fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
+    let mut bits = parts_bits(ebpf, maps::URING_PARTS);
+    let first = bits == 0;
+    for part in parts {
+        bits |= match part {
+            Part::Sessions => syscall_parts::SESSIONS,
+            Part::Paths => syscall_parts::PATHS,
+        };
     }
-    Component {
-        name: name.to_string(),
-        kind: "tracepoint",
-        target: target.into(),
-        state: if attached.is_ok() {
-            ComponentState::Attached
-        } else {
-            ComponentState::Unavailable
-        },
-        mode: None,
-        reason: attached.err(),
+    // Written before the programs run: they serve nothing until then.
+    if let Err(e) = set_single(ebpf, maps::URING_PARTS, bits) {
+        tracing::warn!(error = %e, "The io_uring programs' parts could not be set.");
+        return Vec::new();
     }
+    if !first {
+        return Vec::new();
+    }
+    let mut attach = |name: &'static str, event: &'static str, ready: Result<(), String>| {
+        let attached = ready.and_then(|()| {
+            let prog: &mut TracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
+            prog.load().map_err(|e| e.to_string())?;
+            prog.attach("io_uring", event).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        if let Err(why) = &attached {
+            tracing::warn!(program = name, reason = %why, "io_uring is not followed there.");
+        }
+        Component {
+            name: name.to_string(),
+            kind: "tracepoint",
+            target: format!("io_uring:{event}"),
+            state: if attached.is_ok() {
+                ComponentState::Attached
+            } else {
+                ComponentState::Unavailable
+            },
+            mode: None,
+            reason: attached.err(),
+        }
+    };
+    let complete = attach(
+        progs::URING_COMPLETE,
+        "io_uring_complete",
+        uring_followable(),
+    );
+    // The names are of no use without the completion that sends them.
+    let submit_ready = match &complete.reason {
+        None => uring_paths_followable(),
+        Some(_) => Err(format!("{} is not attached", progs::URING_COMPLETE)),
+    };
+    let submit = attach(progs::URING_SUBMIT, "io_uring_submit_req", submit_ready);
+    vec![complete, submit]
 }
 
 /// Can io_uring's completions be followed on this kernel? Its completion tracepoint
@@ -289,12 +320,7 @@ fn attach_uring(ebpf: &mut Ebpf) -> Component {
 /// and BTF must say where a request keeps its opcode, an open's slot and a close's
 /// fd. The reason when not.
 pub fn uring_followable() -> Result<(), String> {
-    let format = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-        .iter()
-        .find_map(|t| {
-            std::fs::read_to_string(Path::new(t).join("events/io_uring/io_uring_complete/format"))
-                .ok()
-        })
+    let format = tracefs_format("io_uring/io_uring_complete")
         .ok_or("this kernel has no io_uring:io_uring_complete tracepoint")?;
     check_uring_format(&format)?;
     crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
@@ -303,14 +329,51 @@ pub fn uring_followable() -> Result<(), String> {
     Ok(())
 }
 
+/// Can io_uring's renames and links be followed: does its submission tracepoint keep
+/// the request and its opcode where `rampart_uring_submit` reads them, and does BTF
+/// say where a rename keeps its names? The reason when not.
+pub fn uring_paths_followable() -> Result<(), String> {
+    let format = tracefs_format("io_uring/io_uring_submit_req")
+        .ok_or("this kernel has no io_uring:io_uring_submit_req tracepoint")?;
+    check_format(
+        "io_uring:io_uring_submit_req",
+        &format,
+        &[
+            ("req", agent_common::uring::SUBMIT_REQ, 8),
+            ("opcode", agent_common::uring::SUBMIT_OPCODE, 1),
+        ],
+    )?;
+    crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
+        .and_then(|b| b.uring_path_offsets())
+        .map_err(|e| format!("io_uring's renames are not in this kernel's BTF: {e}"))?;
+    Ok(())
+}
+
+/// The `format` file of the trace event `event` ("system/name"), where tracefs is.
+fn tracefs_format(event: &str) -> Option<String> {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .find_map(|t| {
+            std::fs::read_to_string(Path::new(t).join("events").join(event).join("format")).ok()
+        })
+}
+
 /// Does the completion tracepoint's `format` put `req` and `res` where the program
 /// reads them?
 fn check_uring_format(format: &str) -> Result<(), String> {
-    let wanted = [
-        ("req", agent_common::uring::COMPLETE_REQ, 8),
-        ("res", agent_common::uring::COMPLETE_RES, 4),
-    ];
-    for (field, offset, size) in wanted {
+    check_format(
+        "io_uring:io_uring_complete",
+        format,
+        &[
+            ("req", agent_common::uring::COMPLETE_REQ, 8),
+            ("res", agent_common::uring::COMPLETE_RES, 4),
+        ],
+    )
+}
+
+/// Does the trace event `event`'s `format` hold each (field, offset, size)?
+fn check_format(event: &str, format: &str, wanted: &[(&str, usize, usize)]) -> Result<(), String> {
+    for &(field, offset, size) in wanted {
         // "\tfield:int res;\toffset:32;\tsize:4;\tsigned:1;"
         let found = format.lines().find_map(|l| {
             let mut parts = l.trim().split(';').map(str::trim);
@@ -323,24 +386,40 @@ fn check_uring_format(format: &str) -> Result<(), String> {
         });
         if found != Some((offset, size)) {
             return Err(format!(
-                "io_uring:io_uring_complete keeps {field} at {found:?} (offset, size), not ({offset}, {size})"
+                "{event} keeps {field} at {found:?} (offset, size), not ({offset}, {size})"
             ));
         }
     }
     Ok(())
 }
 
-/// What io_uring does that no file program of the tracepoint backend sees, given
-/// whether `rampart_uring_complete` follows its opens and closes; `why` names the
+/// What io_uring does that the file sensor's programs do not see, for a backend
+/// that sees io_uring's opens itself (`lsm`) or not, given what the io_uring
+/// programs follow there (`opens`: opens and closes, `rampart_uring_complete`;
+/// `paths`: renames and links, with `rampart_uring_submit`); `why` names the
 /// sysctl's state and its mitigation.
-pub fn uring_unseen(followed: bool, why: &str) -> String {
-    if followed {
-        format!(
-            "io_uring opens into a ring's fixed-file slots or whose completion is skipped (IOSQE_CQE_SKIP_SUCCESS), and renames, links and unlinks through io_uring (its other opens and closes are followed; {why})"
-        )
+pub fn uring_unseen(lsm: bool, opens: bool, paths: bool, why: &str) -> String {
+    let skipped = "whose completion the ring skips (IOSQE_CQE_SKIP_SUCCESS)";
+    let paths_part = if paths {
+        format!("io_uring renames and links {skipped}, and unlinks through io_uring")
     } else {
-        format!("files opened through io_uring ({why})")
-    }
+        "renames, links and unlinks through io_uring".to_string()
+    };
+    let (what, seen) = match (lsm, opens) {
+        (true, _) => (paths_part, "opens are seen"),
+        (false, true) => (
+            format!("io_uring opens into a ring's fixed-file slots or {skipped}; {paths_part}"),
+            "its other opens and closes are followed",
+        ),
+        (false, false) => (format!("files opened through io_uring; {paths_part}"), ""),
+    };
+    let seen = match (seen.is_empty(), paths) {
+        (true, true) => "renames and links are followed; ".to_string(),
+        (true, false) => String::new(),
+        (false, true) => format!("{seen}, renames and links followed; "),
+        (false, false) => format!("{seen}; "),
+    };
+    format!("{what} ({seen}{why})")
 }
 
 /// The `sys_exit` program for `parts` (x86_64; it needs `thread_info.status` from
@@ -468,7 +547,12 @@ fn attach_dispatcher(
 
 /// What the `sys_exit` program serves so far (0: nothing, or not attached).
 fn syscall_bits(ebpf: &Ebpf) -> u32 {
-    ebpf.map(maps::SYSCALL_PARTS)
+    parts_bits(ebpf, maps::SYSCALL_PARTS)
+}
+
+/// The `syscall_parts` bits in the one-entry array `map` (0 when unreadable).
+fn parts_bits(ebpf: &Ebpf, map: &str) -> u32 {
+    ebpf.map(map)
         .and_then(|m| aya::maps::Array::<_, u32>::try_from(m).ok())
         .and_then(|a| a.get(&0, 0).ok())
         .unwrap_or(0)
@@ -684,14 +768,37 @@ format:
 
     #[test]
     fn what_io_uring_hides_is_named_by_what_is_followed() {
-        let followed = super::uring_unseen(true, "kernel.io_uring_disabled = 0");
+        let why = "kernel.io_uring_disabled = 0";
+        // Tracepoints, both programs attached: what they cannot follow.
+        let all = super::uring_unseen(false, true, true, why);
         assert!(
-            followed.contains("fixed-file slots")
-                && followed.contains("renames, links and unlinks"),
-            "{followed}"
+            all.contains("fixed-file slots")
+                && all.contains("renames and links whose completion the ring skips")
+                && all.contains("unlinks through io_uring")
+                && all.ends_with("renames and links followed; kernel.io_uring_disabled = 0)"),
+            "{all}"
         );
-        let not = super::uring_unseen(false, "kernel.io_uring_disabled = 0");
-        assert!(not.starts_with("files opened through io_uring"), "{not}");
+        // Tracepoints, nothing attached: every open, rename, link and unlink.
+        let none = super::uring_unseen(false, false, false, why);
+        assert_eq!(
+            none,
+            "files opened through io_uring; renames, links and unlinks through io_uring (kernel.io_uring_disabled = 0)"
+        );
+        // BPF-LSM sees opens; the renames as the submission program allows.
+        let lsm = super::uring_unseen(true, false, true, why);
+        assert!(
+            !lsm.contains("opened") && !lsm.contains("fixed-file"),
+            "{lsm}"
+        );
+        assert!(
+            lsm.contains("(opens are seen, renames and links followed;"),
+            "{lsm}"
+        );
+        let lsm_old = super::uring_unseen(true, false, false, why);
+        assert!(
+            lsm_old.starts_with("renames, links and unlinks through io_uring (opens are seen;"),
+            "{lsm_old}"
+        );
     }
 
     #[test]

@@ -294,15 +294,17 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
     let file_backend_is_tracepoint = file_backend.backend == "tracepoint";
     if matches!(file_backend.backend, "tracepoint" | "lsm") {
         if let Some(why) = io_uring_unseen(std::path::Path::new(IO_URING_SYSCTL)) {
-            let why = if file_backend_is_tracepoint {
-                let followed = components.iter().any(|c| {
-                    c.name == agent_common::maps::progs::URING_COMPLETE
-                        && c.state == crate::kernel::ComponentState::Attached
-                });
-                file::uring_unseen(followed, &why)
-            } else {
-                format!("renames, links and unlinks through io_uring (opens are seen; {why})")
+            let attached = |name: &str| {
+                components
+                    .iter()
+                    .any(|c| c.name == name && c.state == crate::kernel::ComponentState::Attached)
             };
+            let why = file::uring_unseen(
+                !file_backend_is_tracepoint,
+                attached(agent_common::maps::progs::URING_COMPLETE),
+                attached(agent_common::maps::progs::URING_SUBMIT),
+                &why,
+            );
             tracing::warn!(unseen = %why, "The file sensor's syscall tracepoints cannot see io_uring.");
             file_backend.unseen.push(why);
         }

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! `uring-write [--close-only|--fixed] SRC DST`: copy SRC to DST through io_uring,
-//! which no syscall tracepoint sees. The hostile local user of the file-sensor tests.
+//! `uring-write [--close-only|--fixed|--rename|--link] SRC DST`: SRC's content put at
+//! DST through io_uring, which no syscall tracepoint sees. The hostile local user of
+//! the file-sensor tests.
 //! - no flag: the open, the write and the close all by io_uring
 //!   (IORING_OP_OPENAT/WRITE/CLOSE);
 //! - `--close-only`: open(2) and write(2), the close by IORING_OP_CLOSE, then 30 s
 //!   alive (an exit would end the write session anyway);
 //! - `--fixed`: opened into a ring's own file slot, turned into an fd by
 //!   IORING_OP_FIXED_FD_INSTALL (6.8+), written and closed by io_uring (the fd, then
-//!   the slot), 30 s alive.
+//!   the slot), 30 s alive;
+//! - `--rename`, `--link`: SRC itself renamed or hard-linked to DST
+//!   (IORING_OP_RENAMEAT, IORING_OP_LINKAT).
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt};
 
@@ -29,13 +32,33 @@ fn run(ring: &mut IoUring, entry: squeue::Entry, what: &str) -> Result<i32> {
     Ok(cqe.result())
 }
 
+/// SRC renamed (or hard-linked) to DST by io_uring.
+fn move_or_link(rename: bool, src: &std::ffi::OsStr, dst: &std::ffi::OsStr) -> Result<()> {
+    let src = CString::new(src.as_bytes()).context("a NUL in SRC")?;
+    let dst = CString::new(dst.as_bytes()).context("a NUL in DST")?;
+    let mut ring = IoUring::new(4).context("io_uring_setup (kernel.io_uring_disabled?)")?;
+    let cwd = types::Fd(libc::AT_FDCWD);
+    let (entry, what) = if rename {
+        let e = opcode::RenameAt::new(cwd, src.as_ptr(), cwd, dst.as_ptr()).build();
+        (e, "IORING_OP_RENAMEAT")
+    } else {
+        let e = opcode::LinkAt::new(cwd, src.as_ptr(), cwd, dst.as_ptr()).build();
+        (e, "IORING_OP_LINKAT")
+    };
+    run(&mut ring, entry, what)?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let (mode, src, dst) = match args.as_slice() {
         [src, dst] => ("", src, dst),
         [mode, src, dst] => (mode.to_str().unwrap_or("?"), src, dst),
-        _ => bail!("usage: uring-write [--close-only|--fixed] SRC DST"),
+        _ => bail!("usage: uring-write [--close-only|--fixed|--rename|--link] SRC DST"),
     };
+    if matches!(mode, "--rename" | "--link") {
+        return move_or_link(mode == "--rename", src, dst);
+    }
     let data = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
     let mut ring = IoUring::new(4).context("io_uring_setup (kernel.io_uring_disabled?)")?;
     let fd = match mode {
