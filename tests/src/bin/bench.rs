@@ -1470,13 +1470,21 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             &format!("run time of the file sensor's programs per file (open, close, unlink) outside the watched trees, from BPF_ENABLE_STATS; per-file time without the sensor: {:.0} ns", t_off / N as f64 * 1e9),
         ),
     );
-    if let Some(ns) = uring_ns {
+    if let Some((complete, submit)) = uring_ns {
         results.insert(
             "uring_complete_bpf_ns_per_cqe",
             metric(
-                ns,
+                complete,
                 "ns/completion",
                 "run time of rampart_uring_complete per io_uring completion (it sees every ring's), from BPF_ENABLE_STATS, 200k IORING_OP_NOPs in batches of 64",
+            ),
+        );
+        results.insert(
+            "uring_submit_bpf_ns_per_sqe",
+            metric(
+                submit,
+                "ns/submission",
+                "run time of rampart_uring_submit per io_uring submission (every ring's), same run",
             ),
         );
     }
@@ -1825,22 +1833,27 @@ fn bpf_ns_per_file(dir: &std::path::Path, label: &str, base: Instant) -> Result<
     Ok(total as f64 / N as f64)
 }
 
-/// ns per run of `rampart_uring_complete` over 200k io_uring NOPs (BPF_ENABLE_STATS);
-/// None where it is not loaded or rings are closed to this process.
-fn uring_ns_per_completion() -> Result<Option<f64>> {
+/// ns per run of `rampart_uring_complete` and of `rampart_uring_submit` over 200k
+/// io_uring NOPs (BPF_ENABLE_STATS); None where they are not loaded or rings are
+/// closed to this process.
+fn uring_ns_per_completion() -> Result<Option<(f64, f64)>> {
     const N: usize = 200_000;
     const BATCH: usize = 64;
-    let stats = || {
+    let stats = |name: &str| {
         aya::programs::loaded_programs()
             .flatten()
-            .filter(|p| p.name_as_str() == Some("rampart_uring_c"))
+            .filter(|p| p.name_as_str() == Some(name))
             .map(|p| (p.run_count(), p.run_time().as_nanos() as u64))
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let per_run = |before: (u64, u64), after: (u64, u64)| {
+        let runs = after.0.saturating_sub(before.0);
+        (runs > 0).then(|| after.1.saturating_sub(before.1) as f64 / runs as f64)
     };
     let Ok(mut ring) = io_uring::IoUring::new(BATCH as u32) else {
         return Ok(None);
     };
-    let before = stats();
+    let before = (stats("rampart_uring_c"), stats("rampart_uring_s"));
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
     for _ in 0..N / BATCH {
         for _ in 0..BATCH {
@@ -1852,14 +1865,13 @@ fn uring_ns_per_completion() -> Result<Option<f64>> {
         ring.submit_and_wait(BATCH)?;
         ring.completion().for_each(drop);
     }
-    let (cnt, ns) = stats();
-    let runs = cnt.saturating_sub(before.0);
-    if runs == 0 {
+    let complete = per_run(before.0, stats("rampart_uring_c"));
+    let submit = per_run(before.1, stats("rampart_uring_s"));
+    let (Some(complete), Some(submit)) = (complete, submit) else {
         return Ok(None);
-    }
-    let per = ns.saturating_sub(before.1) as f64 / runs as f64;
-    eprintln!("  io_uring: rampart_uring_complete {runs} runs, {per:.0} ns/run");
-    Ok(Some(per))
+    };
+    eprintln!("  io_uring: rampart_uring_complete {complete:.0} ns/run, rampart_uring_submit {submit:.0} ns/run");
+    Ok(Some((complete, submit)))
 }
 
 /// run count and run time (ns) of every loaded file-sensor program (the syscall
