@@ -256,13 +256,15 @@ fn try_sys_exit_dup(ctx: &TracePointContext) -> Result<(), FileStat> {
     end_session(bpf_get_current_pid_tgid(), ret as u64, Seen::Exit)
 }
 
-/// io_uring's completions (`io_uring:io_uring_complete`, the tracepoint session
-/// backend): the opens and closes a ring did, which no syscall tracepoint sees. An
-/// open that put a file on an fd starts a write session as openat's exit does (from
-/// the file the kernel opened); a close ends one as a close seen at its exit does.
-/// Every completion on the host passes here: a read of the opcode and a compare for
-/// all but these three. A ring's work runs in its owner's threads (io-wq workers,
-/// the SQPOLL thread: one process, one fd table), so the fd is the owner's.
+/// io_uring's completions (`io_uring:io_uring_complete`): what a ring did that no
+/// syscall tracepoint sees. With the tracepoint session backend (`SESSIONS` in
+/// `RAMPART_URING_PARTS`), an open that put a file on an fd starts a write session as
+/// openat's exit does (from the file the kernel opened), and a close ends one as a
+/// close seen at its exit does. With `PATHS`, a rename or link sends the event its
+/// submission kept ([`rampart_uring_submit`]). Every completion on the host passes
+/// here: a read of the opcode and a compare for all but these. A ring's work runs in
+/// its owner's threads (io-wq workers, the SQPOLL thread: one process, one fd
+/// table), so the fd is the owner's.
 #[tracepoint]
 pub fn rampart_uring_complete(ctx: TracePointContext) -> u32 {
     if let Err(stat) = try_uring_complete(&ctx) {
@@ -347,6 +349,9 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<(), FileStat> {
         uring::OP_LINKAT => (path_op::LINK, EventKind::FileLink),
         _ => return Ok(()),
     };
+    if URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::PATHS == 0 {
+        return Ok(());
+    }
     // `filename.name` is at 0; the request's fields never are (its file comes first).
     let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0) else {
         return Ok(());

@@ -397,7 +397,9 @@ fn plan(cfg: &Config, p: &Probes, uring: Option<&str>, cgroup2: bool) -> Vec<Pla
                             false,
                             crate::sensors::file::uring_followable().is_ok(),
                             crate::sensors::file::uring_followable()
-                                .and_then(|()| crate::sensors::file::uring_paths_followable())
+                                .and_then(
+                                    |()| crate::sensors::file::uring_paths_followable().map(drop)
+                                )
                                 .is_ok(),
                             u
                         )

@@ -278,8 +278,9 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
     if !first {
         return Vec::new();
     }
-    let mut attach = |name: &'static str, event: &'static str, ready: Result<(), String>| {
-        let attached = ready.and_then(|()| {
+    let mut attach = |name: &'static str, ready: Result<&'static str, String>| {
+        let event = *ready.as_ref().unwrap_or(&"");
+        let attached = ready.and_then(|event| {
             let prog: &mut TracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
             prog.load().map_err(|e| e.to_string())?;
             prog.attach("io_uring", event).map_err(|e| e.to_string())?;
@@ -291,7 +292,11 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
         Component {
             name: name.to_string(),
             kind: "tracepoint",
-            target: format!("io_uring:{event}"),
+            target: if event.is_empty() {
+                String::new()
+            } else {
+                format!("io_uring:{event}")
+            },
             state: if attached.is_ok() {
                 ComponentState::Attached
             } else {
@@ -303,15 +308,14 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
     };
     let complete = attach(
         progs::URING_COMPLETE,
-        "io_uring_complete",
-        uring_followable(),
+        uring_followable().map(|()| "io_uring_complete"),
     );
     // The names are of no use without the completion that sends them.
     let submit_ready = match &complete.reason {
         None => uring_paths_followable(),
         Some(_) => Err(format!("{} is not attached", progs::URING_COMPLETE)),
     };
-    let submit = attach(progs::URING_SUBMIT, "io_uring_submit_req", submit_ready);
+    let submit = attach(progs::URING_SUBMIT, submit_ready);
     vec![complete, submit]
 }
 
@@ -331,12 +335,15 @@ pub fn uring_followable() -> Result<(), String> {
 
 /// Can io_uring's renames and links be followed: does its submission tracepoint keep
 /// the request and its opcode where `rampart_uring_submit` reads them, and does BTF
-/// say where a rename keeps its names? The reason when not.
-pub fn uring_paths_followable() -> Result<(), String> {
-    let format = tracefs_format("io_uring/io_uring_submit_req")
-        .ok_or("this kernel has no io_uring:io_uring_submit_req tracepoint")?;
+/// say where a rename keeps its names? The tracepoint's name (`io_uring_submit_req`;
+/// `io_uring_submit_sqe` before 6.4, the same record), or the reason when not.
+pub fn uring_paths_followable() -> Result<&'static str, String> {
+    let (event, format) = ["io_uring_submit_req", "io_uring_submit_sqe"]
+        .into_iter()
+        .find_map(|e| Some((e, tracefs_format(&format!("io_uring/{e}"))?)))
+        .ok_or("this kernel has no io_uring:io_uring_submit_req (or _sqe) tracepoint")?;
     check_format(
-        "io_uring:io_uring_submit_req",
+        &format!("io_uring:{event}"),
         &format,
         &[
             ("req", agent_common::uring::SUBMIT_REQ, 8),
@@ -346,7 +353,7 @@ pub fn uring_paths_followable() -> Result<(), String> {
     crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
         .and_then(|b| b.uring_path_offsets())
         .map_err(|e| format!("io_uring's renames are not in this kernel's BTF: {e}"))?;
-    Ok(())
+    Ok(event)
 }
 
 /// The `format` file of the trace event `event` ("system/name"), where tracefs is.
