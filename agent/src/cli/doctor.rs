@@ -215,7 +215,14 @@ pub fn examine(cfg: &Config, config_error: Option<String>) -> Report {
         State::Info,
         format!("{} (kernels since 5.11 charge BPF memory to the cgroup instead; the agent raises it anyway)", memlock()),
     );
-    let sensors = plan(cfg, &probes, uring.as_deref(), cgroup2.is_some());
+    // What the io_uring programs would follow, from the offsets resolved above.
+    let o = offsets.as_ref().copied().unwrap_or_default();
+    let opens = sensors::file::uring_followable(&o).is_ok();
+    let paths = opens && sensors::file::uring_paths_followable(&o).is_ok();
+    let uring_unseen = uring
+        .as_deref()
+        .map(|u| sensors::file::uring_unseen(false, opens, paths, u));
+    let sensors = plan(cfg, &probes, uring_unseen.as_deref(), cgroup2.is_some());
     if let Some(why) = &uring {
         let tracepoint_files = sensors
             .iter()
@@ -356,6 +363,8 @@ fn probe_programs(cfg: &Config) -> Probes {
 }
 
 /// The backend each sensor would start on, the way the agent chooses.
+/// `uring`: what the tracepoint file backend would not see of io_uring, when users
+/// can use it.
 fn plan(cfg: &Config, p: &Probes, uring: Option<&str>, cgroup2: bool) -> Vec<Plan> {
     let mut out = Vec::new();
     let forced = |c: BackendChoice| match c {
@@ -390,21 +399,7 @@ fn plan(cfg: &Config, p: &Probes, uring: Option<&str>, cgroup2: bool) -> Vec<Pla
                     .err()
                     .map(|e| format!("BPF-LSM: {e}"))
                     .unwrap_or_default(),
-                uring
-                    .map(|u| format!(
-                        "; unseen: {}",
-                        crate::sensors::file::uring_unseen(
-                            false,
-                            crate::sensors::file::uring_followable().is_ok(),
-                            crate::sensors::file::uring_followable()
-                                .and_then(
-                                    |()| crate::sensors::file::uring_paths_followable().map(drop)
-                                )
-                                .is_ok(),
-                            u
-                        )
-                    ))
-                    .unwrap_or_default()
+                uring.map(|u| format!("; unseen: {u}")).unwrap_or_default()
             ),
         ),
         _ => (

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use agent_common::{maps, maps::progs, syscall_parts, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE};
+use agent_common::{
+    maps, maps::progs, syscall_parts, KernelOffsets, NAME_MAX_LEN, PREFIX_MAX_LEN, WATCH_INCLUDE,
+};
 use aya::{
     programs::{BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf,
@@ -278,6 +280,10 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
     if !first {
         return Vec::new();
     }
+    // The offsets the agent resolved from BTF at start (all 0 without them).
+    let o = single::<KernelOffsets>(ebpf, maps::KERNEL_OFFSETS)
+        .filter(|o| o.valid != 0)
+        .unwrap_or_default();
     let mut attach = |name: &'static str, ready: Result<&'static str, String>| {
         let event = *ready.as_ref().unwrap_or(&"");
         let attached = ready.and_then(|event| {
@@ -308,11 +314,11 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
     };
     let complete = attach(
         progs::URING_COMPLETE,
-        uring_followable().map(|()| "io_uring_complete"),
+        uring_followable(&o).map(|()| "io_uring_complete"),
     );
     // The names are of no use without the completion that sends them.
     let submit_ready = match &complete.reason {
-        None => uring_paths_followable(),
+        None => uring_paths_followable(&o),
         Some(_) => Err(format!("{} is not attached", progs::URING_COMPLETE)),
     };
     let submit = attach(progs::URING_SUBMIT, submit_ready);
@@ -321,23 +327,37 @@ fn attach_uring(ebpf: &mut Ebpf, parts: &[Part]) -> Vec<Component> {
 
 /// Can io_uring's completions be followed on this kernel? Its completion tracepoint
 /// must keep the request and the result where `rampart_uring_complete` reads them,
-/// and BTF must say where a request keeps its opcode, an open's slot and a close's
-/// fd. The reason when not.
-pub fn uring_followable() -> Result<(), String> {
+/// and the offsets resolved from BTF (`o`) must say where a request keeps its
+/// opcode, an open's slot and a close's fd. The reason when not.
+pub fn uring_followable(o: &KernelOffsets) -> Result<(), String> {
     let format = tracefs_format("io_uring/io_uring_complete")
         .ok_or("this kernel has no io_uring:io_uring_complete tracepoint")?;
     check_uring_format(&format)?;
-    crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
-        .and_then(|b| b.uring_offsets())
-        .map_err(|e| format!("io_uring's requests are not in this kernel's BTF: {e}"))?;
+    if o.uring_opcode == 0 {
+        return Err(btf_reason("io_uring's requests", |b| {
+            b.uring_offsets().map(drop)
+        }));
+    }
     Ok(())
+}
+
+/// Why BTF gave no offsets for `what` (none are 0 once resolved): asked of BTF again,
+/// only on this path, for the member it lacks.
+fn btf_reason(
+    what: &str,
+    resolve: impl Fn(&crate::kernel::btf::Btf) -> Result<(), crate::kernel::btf::BtfError>,
+) -> String {
+    let why = crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
+        .and_then(|b| resolve(&b))
+        .map_or_else(|e| e.to_string(), |()| "no struct offsets were set".into());
+    format!("{what} are not in this kernel's BTF: {why}")
 }
 
 /// Can io_uring's renames and links be followed: does its submission tracepoint keep
 /// the request and its opcode where `rampart_uring_submit` reads them, and does BTF
 /// say where a rename keeps its names? The tracepoint's name (`io_uring_submit_req`;
 /// `io_uring_submit_sqe` before 6.4, the same record), or the reason when not.
-pub fn uring_paths_followable() -> Result<&'static str, String> {
+pub fn uring_paths_followable(o: &KernelOffsets) -> Result<&'static str, String> {
     let (event, format) = ["io_uring_submit_req", "io_uring_submit_sqe"]
         .into_iter()
         .find_map(|e| Some((e, tracefs_format(&format!("io_uring/{e}"))?)))
@@ -350,9 +370,12 @@ pub fn uring_paths_followable() -> Result<&'static str, String> {
             ("opcode", agent_common::uring::SUBMIT_OPCODE, 1),
         ],
     )?;
-    crate::kernel::btf::Btf::from_file(Path::new(crate::kernel::btf::VMLINUX))
-        .and_then(|b| b.uring_path_offsets())
-        .map_err(|e| format!("io_uring's renames are not in this kernel's BTF: {e}"))?;
+    // `filename.name` is at 0; the request's fields never are.
+    if o.uring_path_new == 0 {
+        return Err(btf_reason("io_uring's renames", |b| {
+            b.uring_path_offsets().map(drop)
+        }));
+    }
     Ok(event)
 }
 
@@ -559,10 +582,14 @@ fn syscall_bits(ebpf: &Ebpf) -> u32 {
 
 /// The `syscall_parts` bits in the one-entry array `map` (0 when unreadable).
 fn parts_bits(ebpf: &Ebpf, map: &str) -> u32 {
+    single(ebpf, map).unwrap_or(0)
+}
+
+/// The value of the one-entry array `map`, if readable.
+fn single<V: aya::Pod>(ebpf: &Ebpf, map: &str) -> Option<V> {
     ebpf.map(map)
-        .and_then(|m| aya::maps::Array::<_, u32>::try_from(m).ok())
+        .and_then(|m| aya::maps::Array::<_, V>::try_from(m).ok())
         .and_then(|a| a.get(&0, 0).ok())
-        .unwrap_or(0)
 }
 
 /// What no file program sees when `rampart_syscall_exit` is not attached: the
