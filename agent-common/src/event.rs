@@ -413,6 +413,10 @@ pub struct KernelOffsets {
     pub uring_path_new: u32,
     pub uring_path_flags: u32,
     pub filename_name: u32,
+    /// An unlink's (`io_unlink`) dirfd and name (`struct filename *`), from the
+    /// request; 0 with the rename's where BTF lacks them.
+    pub uring_unlink_dfd: u32,
+    pub uring_unlink_name: u32,
 }
 
 /// io_uring, as the completion program reads it: the opcodes it follows (uapi, stable
@@ -424,6 +428,7 @@ pub mod uring {
     pub const OP_CLOSE: u8 = 19;
     pub const OP_OPENAT2: u8 = 28;
     pub const OP_RENAMEAT: u8 = 35;
+    pub const OP_UNLINKAT: u8 = 36;
     pub const OP_LINKAT: u8 = 39;
     /// A fixed file (a ring's own slot) installed into the fd table (6.8+).
     pub const OP_FIXED_FD_INSTALL: u8 = 54;

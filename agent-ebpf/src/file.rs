@@ -260,7 +260,7 @@ fn try_sys_exit_dup(ctx: &TracePointContext) -> Result<(), FileStat> {
 /// syscall tracepoint sees. With the tracepoint session backend (`SESSIONS` in
 /// `RAMPART_URING_PARTS`), an open that put a file on an fd starts a write session as
 /// openat's exit does (from the file the kernel opened), and a close ends one as a
-/// close seen at its exit does. With `PATHS`, a rename or link sends the event its
+/// close seen at its exit does. With `PATHS`, a rename, link or unlink sends the event its
 /// submission kept ([`rampart_uring_submit`]). Every completion on the host passes
 /// here: a read of the opcode and a compare for all but these. A ring's work runs in
 /// its owner's threads (io-wq workers, the SQPOLL thread: one process, one fd
@@ -288,8 +288,9 @@ fn try_uring_complete(ctx: &TracePointContext) -> Result<(), FileStat> {
     };
     let req = arg(ctx, uring::COMPLETE_REQ)?;
     let op: u8 = kstruct::read(req, o.uring_opcode).ok_or(FileStat::PathReadError)?;
-    if op == uring::OP_RENAMEAT || op == uring::OP_LINKAT {
-        return uring_path_done(req, res);
+    if op == uring::OP_RENAMEAT || op == uring::OP_LINKAT || op == uring::OP_UNLINKAT {
+        // An unlink's submission keeps only names that may be watched.
+        return uring_path_done(req, res, op != uring::OP_UNLINKAT);
     }
     if res < 0 || URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::SESSIONS == 0 {
         return Ok(());
@@ -320,19 +321,20 @@ fn try_uring_complete(ctx: &TracePointContext) -> Result<(), FileStat> {
 
 /// What the io_uring programs serve ([`syscall_parts`] bits, written by the agent
 /// before it attaches them): `SESSIONS` (opens and closes; the tracepoint session
-/// backend) and `PATHS` (renames and links; every backend but fanotify).
+/// backend) and `PATHS` (renames, links and unlinks; every backend but fanotify).
 #[map(name = "RAMPART_URING_PARTS")]
 static URING_PARTS: Array<u32> = Array::with_max_entries(1, 0);
 
-/// io_uring renames and links in flight: the event built from the request's names
-/// at its submission (they are freed when it runs), sent at its completion.
+/// io_uring renames, links and unlinks in flight: the event built from the
+/// request's names at its submission (they are freed when it runs), sent at its completion.
 #[map(name = "RAMPART_URING_PATHS")]
 static URING_PATHS: LruHashMap<u64, PathEvent> = LruHashMap::with_max_entries(1, 0);
 
 /// io_uring's submissions (`io_uring:io_uring_submit_req`, after the request's
 /// preparation copied its names in): a rename or link keeps its event for the
-/// completion ([`rampart_uring_complete`]). Every submission on the host passes
-/// here: a compare of the opcode in the record for all but these two.
+/// completion ([`rampart_uring_complete`]), and so does an unlink of a name that
+/// may be watched (filtered by name as unlink(2)'s are). Every submission on the
+/// host passes here: a compare of the opcode in the record for all but these three.
 #[tracepoint]
 pub fn rampart_uring_submit(ctx: TracePointContext) -> u32 {
     if let Err(stat) = try_uring_submit(&ctx) {
@@ -347,13 +349,15 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<(), FileStat> {
     let (op, kind) = match op {
         uring::OP_RENAMEAT => (path_op::RENAME, EventKind::FileRename),
         uring::OP_LINKAT => (path_op::LINK, EventKind::FileLink),
+        uring::OP_UNLINKAT => (path_op::UNLINK, EventKind::FileUnlink),
         _ => return Ok(()),
     };
     if URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::PATHS == 0 {
         return Ok(());
     }
     // `filename.name` is at 0; the request's fields never are (its file comes first).
-    let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0) else {
+    let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0 && o.uring_unlink_name != 0)
+    else {
         return Ok(());
     };
     let req = arg(ctx, uring::SUBMIT_REQ)?;
@@ -362,33 +366,54 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<(), FileStat> {
     let ev = unsafe { &mut *scratch };
     ev.flags = 0;
     ev.root = 0;
-    ev.dirfd = kstruct::read(req, o.uring_path_old_dfd).ok_or(FileStat::PathReadError)?;
-    ev.dirfd2 = kstruct::read(req, o.uring_path_new_dfd).ok_or(FileStat::PathReadError)?;
-    ev.mode = if op == path_op::RENAME {
-        kstruct::read(req, o.uring_path_flags).unwrap_or(0)
+    ev.mode = 0;
+    ev.dirfd2 = 0;
+    ev.path2_len = 0;
+    ev.path2[0] = 0;
+    if op == path_op::UNLINK {
+        ev.dirfd = kstruct::read(req, o.uring_unlink_dfd).ok_or(FileStat::PathReadError)?;
+        ev.path_len = kernel_name(
+            o,
+            kstruct::read(req, o.uring_unlink_name).ok_or(FileStat::PathReadError)?,
+            &mut ev.path,
+            file_flags::RELATIVE,
+            file_flags::TRUNCATED,
+            &mut ev.flags,
+        );
+        if ev.path_len == 0 {
+            return Err(FileStat::PathReadError);
+        }
+        // Filtered by name, as unlink(2)'s are: relative names go to userspace.
+        if ev.flags & file_flags::RELATIVE == 0 && !watched_at(&mut ev.lpm_bits) {
+            return Ok(());
+        }
     } else {
-        0
-    };
-    ev.path_len = kernel_name(
-        o,
-        kstruct::read(req, o.uring_path_old).unwrap_or(0),
-        &mut ev.path,
-        file_flags::RELATIVE,
-        file_flags::TRUNCATED,
-        &mut ev.flags,
-    );
-    ev.path2_len = kernel_name(
-        o,
-        kstruct::read(req, o.uring_path_new).ok_or(FileStat::PathReadError)?,
-        &mut ev.path2,
-        file_flags::RELATIVE2,
-        file_flags::TRUNCATED2,
-        &mut ev.flags,
-    );
-    if ev.path2_len == 0 {
-        return Err(FileStat::PathReadError);
+        ev.dirfd = kstruct::read(req, o.uring_path_old_dfd).ok_or(FileStat::PathReadError)?;
+        ev.dirfd2 = kstruct::read(req, o.uring_path_new_dfd).ok_or(FileStat::PathReadError)?;
+        if op == path_op::RENAME {
+            ev.mode = kstruct::read(req, o.uring_path_flags).unwrap_or(0);
+        }
+        ev.path_len = kernel_name(
+            o,
+            kstruct::read(req, o.uring_path_old).unwrap_or(0),
+            &mut ev.path,
+            file_flags::RELATIVE,
+            file_flags::TRUNCATED,
+            &mut ev.flags,
+        );
+        ev.path2_len = kernel_name(
+            o,
+            kstruct::read(req, o.uring_path_new).ok_or(FileStat::PathReadError)?,
+            &mut ev.path2,
+            file_flags::RELATIVE2,
+            file_flags::TRUNCATED2,
+            &mut ev.flags,
+        );
+        if ev.path2_len == 0 {
+            return Err(FileStat::PathReadError);
+        }
+        spell_two_names(op, ev);
     }
-    spell_two_names(op, ev);
     stamp_path_event(ev, kind, bpf_get_current_pid_tgid());
     URING_PATHS
         .insert(&req, &*ev, 0)
@@ -427,12 +452,14 @@ fn kernel_name(
     n as u32
 }
 
-/// An io_uring rename or link completed with `res`: its event (kept at submission)
-/// goes out if it succeeded.
+/// An io_uring rename, link or unlink completed with `res`: its event (kept at
+/// submission) goes out if it succeeded. `kept`: the submission kept every such
+/// request (a missing one was lost to the LRU).
 #[inline(always)]
-fn uring_path_done(req: u64, res: i32) -> Result<(), FileStat> {
+fn uring_path_done(req: u64, res: i32, kept: bool) -> Result<(), FileStat> {
     let Some(ev) = URING_PATHS.get_ptr_mut(&req) else {
-        if res == 0 && URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::PATHS != 0 {
+        if kept && res == 0 && URING_PARTS.get(0).copied().unwrap_or(0) & syscall_parts::PATHS != 0
+        {
             return Err(FileStat::UringPathsLost);
         }
         return Ok(());

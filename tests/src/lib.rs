@@ -662,3 +662,10 @@ pub mod packet {
         p
     }
 }
+
+/// Can users here create io_uring rings (`kernel.io_uring_disabled` absent or 0)?
+pub fn io_uring_open_to_users() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(true)
+}

@@ -110,6 +110,25 @@ fn web_shells_dropped_executables_and_self_deleting_droppers() {
             .any(|f| f["path"] == ghost.display().to_string())
     });
     assert!(found, "no deleted_after_exec; log:\n{}", h.log());
+    // The same through io_uring (IORING_OP_UNLINKAT), where users may make rings:
+    // no syscall tracepoint sees that unlink; its submission and completion do.
+    if integration_test::io_uring_open_to_users() {
+        let ringed = h.www.join("ringed.sh");
+        let uw = env!("CARGO_BIN_EXE_uring-write");
+        script(&ringed, &format!("{uw} --unlink \"$0\"\nsleep 3"));
+        assert!(in_cgroup(&cg.0, &format!("exec {}", ringed.display())).success());
+        assert!(!ringed.exists());
+        let found = wait_for(Duration::from_secs(10), || {
+            findings(&h, "deleted_after_exec")
+                .iter()
+                .any(|f| f["path"] == ringed.display().to_string())
+        });
+        assert!(
+            found,
+            "no deleted_after_exec by io_uring; log:\n{}",
+            h.log()
+        );
+    }
     // A script that runs and exits, deleted afterwards: clean-up, not a finding.
     let tidy = h.www.join("tidy.sh");
     script(&tidy, "true");

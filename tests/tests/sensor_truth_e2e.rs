@@ -43,7 +43,6 @@ enum Backend {
     Lsm,
 }
 
-/// Can users here create io_uring rings (`kernel.io_uring_disabled` absent or 0)?
 /// Is the running kernel at least `major.minor`?
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -51,12 +50,6 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse::<u32>().ok());
     (nums.next().unwrap_or(0), nums.next().unwrap_or(0)) >= (major, minor)
-}
-
-fn io_uring_open_to_users() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .map(|v| v.trim() == "0")
-        .unwrap_or(true)
 }
 
 /// A rule that matches only a small file holding the marker: the big file it
@@ -294,7 +287,7 @@ fn webshell_spellings(backend: Backend) {
     ]);
     // Opened, written and closed by io_uring: no syscall tracepoint sees it (the
     // tracepoint backend follows it at its completions).
-    let uring = io_uring_open_to_users();
+    let uring = integration_test::io_uring_open_to_users();
     if uring {
         let uw = env!("CARGO_BIN_EXE_uring-write");
         cases.push(("uring.php".to_string(), format!("{uw} {s} {w}/uring.php")));
@@ -402,7 +395,7 @@ fn webshell_spellings(backend: Backend) {
             .unwrap_or(0);
         let least = if backend == Backend::Tracepoint { 5 } else { 2 };
         assert!(calls >= least, "{calls} io_uring calls: {health}");
-        assert!(unseen("renames and links followed"), "{file}");
+        assert!(unseen("renames, links and unlinks followed"), "{file}");
         assert_eq!(
             unseen("fixed-file slots"),
             backend == Backend::Tracepoint,

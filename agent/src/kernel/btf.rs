@@ -387,6 +387,8 @@ impl Btf {
             uring_path_new: 0,
             uring_path_flags: 0,
             filename_name: 0,
+            uring_unlink_dfd: 0,
+            uring_unlink_name: 0,
         };
         o.dentry_chunk = dentry_chunk(&o)?;
         // Optional: without them the io_uring program is not attached (and named).
@@ -406,15 +408,18 @@ impl Btf {
                 o.uring_path_new,
                 o.uring_path_flags,
                 o.filename_name,
+                o.uring_unlink_dfd,
+                o.uring_unlink_name,
             ] = u;
         }
         Ok(o)
     }
 
     /// Where an io_uring rename or link keeps its dirfds, names and flags (offsets
-    /// from the `struct io_kiocb`; `io_rename` and `io_link` must agree), and
-    /// `filename.name`. An error where this kernel has no such requests.
-    pub fn uring_path_offsets(&self) -> Result<[u32; 6], BtfError> {
+    /// from the `struct io_kiocb`; `io_rename` and `io_link` must agree),
+    /// `filename.name`, and an unlink's (`io_unlink`) dirfd and name. An error where
+    /// this kernel has no such requests (all came in the same release, 5.11).
+    pub fn uring_path_offsets(&self) -> Result<[u32; 8], BtfError> {
         let cmd = self.member("io_kiocb", "cmd")?.0;
         let layout = |ty: &str| -> Result<[u32; 5], BtfError> {
             Ok([
@@ -433,7 +438,16 @@ impl Btf {
             });
         }
         let [a, b, c, d, e] = rename;
-        Ok([a, b, c, d, e, self.sized("filename", "name", 8)?])
+        Ok([
+            a,
+            b,
+            c,
+            d,
+            e,
+            self.sized("filename", "name", 8)?,
+            cmd + self.sized("io_unlink", "dfd", 4)?,
+            cmd + self.sized("io_unlink", "filename", 8)?,
+        ])
     }
 
     /// Where the io_uring completion program reads a request's opcode, and in its
@@ -615,9 +629,13 @@ mod tests {
                 o.uring_path_old,
                 o.uring_path_new,
                 o.uring_path_flags,
-                o.filename_name
+                o.filename_name,
+                o.uring_unlink_dfd,
+                o.uring_unlink_name
             ]
         );
         assert!(paths[2] >= 16 && paths[3] == paths[2] + 8, "{o:?}");
+        // io_unlink { file; int dfd; int flags; struct filename *filename; }.
+        assert!(paths[6] >= 8 && paths[7] == paths[6] + 8, "{o:?}");
     }
 }

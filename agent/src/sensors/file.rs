@@ -257,8 +257,8 @@ pub fn attach_file_sensor(
 }
 
 /// io_uring's work, which no syscall tracepoint sees: its opens and closes
-/// ([`Part::Sessions`]) and renames and links ([`Part::Paths`]), followed at their
-/// completions (`rampart_uring_complete`; a rename's or link's names are kept at its
+/// ([`Part::Sessions`]) and renames, links and unlinks ([`Part::Paths`]), followed at
+/// their completions (`rampart_uring_complete`; their names are kept at the
 /// submission, `rampart_uring_submit`). Called once per part like the syscall
 /// programs: the first call attaches, a second adds its part to what they serve
 /// (and returns no component). Never fatal: what does not attach is named unseen
@@ -353,9 +353,9 @@ fn btf_reason(
     format!("{what} are not in this kernel's BTF: {why}")
 }
 
-/// Can io_uring's renames and links be followed: does its submission tracepoint keep
-/// the request and its opcode where `rampart_uring_submit` reads them, and does BTF
-/// say where a rename keeps its names? The tracepoint's name (`io_uring_submit_req`;
+/// Can io_uring's renames, links and unlinks be followed: does its submission
+/// tracepoint keep the request and its opcode where `rampart_uring_submit` reads
+/// them, and does BTF say where those requests keep their names? The tracepoint's name (`io_uring_submit_req`;
 /// `io_uring_submit_sqe` before 6.4, the same record), or the reason when not.
 pub fn uring_paths_followable(o: &KernelOffsets) -> Result<&'static str, String> {
     let (event, format) = ["io_uring_submit_req", "io_uring_submit_sqe"]
@@ -426,12 +426,12 @@ fn check_format(event: &str, format: &str, wanted: &[(&str, usize, usize)]) -> R
 /// What io_uring does that the file sensor's programs do not see, for a backend
 /// that sees io_uring's opens itself (`lsm`) or not, given what the io_uring
 /// programs follow there (`opens`: opens and closes, `rampart_uring_complete`;
-/// `paths`: renames and links, with `rampart_uring_submit`); `why` names the
-/// sysctl's state and its mitigation.
+/// `paths`: renames, links and unlinks, with `rampart_uring_submit`); `why` names
+/// the sysctl's state and its mitigation.
 pub fn uring_unseen(lsm: bool, opens: bool, paths: bool, why: &str) -> String {
     let skipped = "whose completion the ring skips (IOSQE_CQE_SKIP_SUCCESS)";
     let paths_part = if paths {
-        format!("io_uring renames and links {skipped}, and unlinks through io_uring")
+        format!("io_uring renames, links and unlinks {skipped}")
     } else {
         "renames, links and unlinks through io_uring".to_string()
     };
@@ -444,9 +444,9 @@ pub fn uring_unseen(lsm: bool, opens: bool, paths: bool, why: &str) -> String {
         (false, false) => (format!("files opened through io_uring; {paths_part}"), ""),
     };
     let seen = match (seen.is_empty(), paths) {
-        (true, true) => "renames and links are followed; ".to_string(),
+        (true, true) => "renames, links and unlinks are followed; ".to_string(),
         (true, false) => String::new(),
-        (false, true) => format!("{seen}, renames and links followed; "),
+        (false, true) => format!("{seen}, renames, links and unlinks followed; "),
         (false, false) => format!("{seen}; "),
     };
     format!("{what} ({seen}{why})")
@@ -807,9 +807,11 @@ format:
         let all = super::uring_unseen(false, true, true, why);
         assert!(
             all.contains("fixed-file slots")
-                && all.contains("renames and links whose completion the ring skips")
-                && all.contains("unlinks through io_uring")
-                && all.ends_with("renames and links followed; kernel.io_uring_disabled = 0)"),
+                && all.contains("renames, links and unlinks whose completion the ring skips")
+                && !all.contains("unlinks through io_uring")
+                && all.ends_with(
+                    "renames, links and unlinks followed; kernel.io_uring_disabled = 0)"
+                ),
             "{all}"
         );
         // Tracepoints, nothing attached: every open, rename, link and unlink.
@@ -825,7 +827,7 @@ format:
             "{lsm}"
         );
         assert!(
-            lsm.contains("(opens are seen, renames and links followed;"),
+            lsm.contains("(opens are seen, renames, links and unlinks followed;"),
             "{lsm}"
         );
         let lsm_old = super::uring_unseen(true, false, false, why);

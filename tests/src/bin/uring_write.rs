@@ -11,6 +11,8 @@
 //!   the slot), 30 s alive;
 //! - `--rename`, `--link`: SRC itself renamed or hard-linked to DST
 //!   (IORING_OP_RENAMEAT, IORING_OP_LINKAT).
+//!
+//! `uring-write --unlink PATH`: PATH removed by IORING_OP_UNLINKAT.
 
 use std::{ffi::CString, os::unix::ffi::OsStrExt};
 
@@ -51,10 +53,21 @@ fn move_or_link(rename: bool, src: &std::ffi::OsStr, dst: &std::ffi::OsStr) -> R
 
 fn main() -> Result<()> {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if let [mode, path] = args.as_slice() {
+        if mode == "--unlink" {
+            let path = CString::new(path.as_bytes()).context("a NUL in PATH")?;
+            let mut ring = IoUring::new(4).context("io_uring_setup (kernel.io_uring_disabled?)")?;
+            let unlink = opcode::UnlinkAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr()).build();
+            run(&mut ring, unlink, "IORING_OP_UNLINKAT")?;
+            return Ok(());
+        }
+    }
     let (mode, src, dst) = match args.as_slice() {
         [src, dst] => ("", src, dst),
         [mode, src, dst] => (mode.to_str().unwrap_or("?"), src, dst),
-        _ => bail!("usage: uring-write [--close-only|--fixed|--rename|--link] SRC DST"),
+        _ => bail!(
+            "usage: uring-write [--close-only|--fixed|--rename|--link] SRC DST | --unlink PATH"
+        ),
     };
     if matches!(mode, "--rename" | "--link") {
         return move_or_link(mode == "--rename", src, dst);
