@@ -1429,6 +1429,7 @@ mod tests {
             ("eval_helper_second_arg", "php_exec_request_input"),
             ("sqli_error_probe", "php_sqli_scanner"),
             ("port_probe_range", "php_request_port_scanner"),
+            ("mysql_udf_install", "php_mysql_udf_installer"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
