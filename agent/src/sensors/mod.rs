@@ -465,10 +465,7 @@ pub async fn start(cfg: &Config, ebpf: &mut Ebpf, deps: Deps) -> Result<Sensors>
             .context("duplicating the events ring's descriptor")?;
         let mut open = crate::supervisor::first_then(ring, move || reopen_ring(&ring_fd));
         let (s, p, rx) = (sinks(), pipeline.clone(), shutdown.clone());
-        let watched = reader::Watched {
-            trees: cfg.watch.paths.clone(),
-            roots: root_paths,
-        };
+        let watched = reader::Watched::new(cfg.watch.paths.clone(), root_paths);
         tasks.push(sup.spawn("sensors", "ring buffer reader", true, move || {
             let (ring, w, s, p, rx) = (open(), watched.clone(), s.clone(), p.clone(), rx.clone());
             let sessions = sessions.clone();

@@ -158,12 +158,43 @@ fn resolve(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf>
     if !relative {
         return Some(PathBuf::from(raw));
     }
-    let base = if dirfd == libc::AT_FDCWD {
-        std::fs::read_link(format!("/proc/{tgid}/cwd"))
+    base_dir(tgid, dirfd).map(|b| normalize(&b.join(raw)))
+}
+
+/// The directory a relative name of process `tgid` starts from: its cwd, or the
+/// directory `dirfd` holds (as the agent sees it). None when the process is gone.
+fn base_dir(tgid: u32, dirfd: i32) -> Option<PathBuf> {
+    if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()
     } else {
-        std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}"))
+        std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}")).ok()
+    }
+}
+
+/// The name an unlink removed, as the process reached it: its directory resolved
+/// (a symlink or `..` on the way followed, through the process's root while it
+/// lives), the last component kept (unlink removes a symlink there, it does not
+/// follow it). Lexical only when the directory is gone as well; None when a
+/// relative name's process is.
+fn resolve_unlinked(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf> {
+    let typed = if relative {
+        base_dir(tgid, dirfd)?.join(cstr(raw))
+    } else {
+        PathBuf::from(cstr(raw))
     };
-    base.ok().map(|b| normalize(&b.join(raw)))
+    let real = typed
+        .file_name()
+        .zip(typed.parent())
+        .and_then(|(name, dir)| {
+            let dir = if relative {
+                // Already as the agent sees it (/proc's links are).
+                std::fs::canonicalize(dir).ok()
+            } else {
+                canonical_in_root(dir, tgid)
+            };
+            dir.map(|d| d.join(name))
+        });
+    Some(real.unwrap_or_else(|| normalize(&typed)))
 }
 
 /// A new name the kernel marked [`file_flags::SPELLED2`]: absolute, outside every
@@ -197,6 +228,22 @@ fn in_root(p: &Path, tgid: u32) -> PathBuf {
     }
 }
 
+/// `trees`, then the real path of each that a symlink leads to (names resolved
+/// here are real paths: `/var/www` configured as a link to `/srv/www` must still
+/// hold `/srv/www/x`).
+fn with_real_paths(mut trees: Vec<PathBuf>) -> Vec<PathBuf> {
+    let real: Vec<PathBuf> = trees
+        .iter()
+        .filter_map(|t| std::fs::canonicalize(t).ok())
+        .collect();
+    for r in real {
+        if !trees.contains(&r) {
+            trees.push(r);
+        }
+    }
+    trees
+}
+
 fn is_watched(p: &Path, watched: &Watched) -> bool {
     watched.trees.iter().any(|w| p.starts_with(w))
 }
@@ -204,8 +251,9 @@ fn is_watched(p: &Path, watched: &Watched) -> bool {
 /// What the reader knows of the watched trees.
 #[derive(Clone, Debug, Default)]
 pub struct Watched {
-    /// As configured: the filter for names the processes typed (relative ones, and
-    /// every name where the kernel cannot walk).
+    /// As configured, and each one's real path where a symlink leads there: the
+    /// filter for names the processes typed (relative ones, and every name where the
+    /// kernel cannot walk), which are resolved to real paths here.
     pub trees: Vec<PathBuf>,
     /// The roots the kernel learned, by the id its walks put in events.
     pub roots: super::roots::RootPaths,
@@ -215,8 +263,16 @@ impl Watched {
     /// Trees by name only (no walk: no roots learned).
     pub fn trees(trees: Vec<PathBuf>) -> Self {
         Self {
-            trees,
+            trees: with_real_paths(trees),
             roots: Default::default(),
+        }
+    }
+
+    /// The configured trees and the roots the kernel learned for them.
+    pub fn new(trees: Vec<PathBuf>, roots: super::roots::RootPaths) -> Self {
+        Self {
+            trees: with_real_paths(trees),
+            roots,
         }
     }
 
@@ -337,8 +393,10 @@ pub fn path_activity(
     // file it reached, whole (both follow a symlink at the end).
     let spelled1 = spelled(ev, file_flags::SPELLED);
     let raw1 = &ev.path[..ev.path_len as usize];
+    let unlink = ev.header.kind == EventKind::FileUnlink as u16;
     let p1 = match ev.root {
         _ if spelled1 => canonical_in_root(&PathBuf::from(cstr(raw1)), ev.tgid),
+        0 if unlink => resolve_unlinked(raw1, rel1, ev.tgid, ev.dirfd),
         0 => resolve(raw1, rel1, ev.tgid, ev.dirfd),
         root => watched.below(root, raw1),
     };
@@ -379,11 +437,13 @@ pub fn path_activity(
             stats.relative_gone.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        if (rel1 || spelled1) && !is_watched(&p, watched) {
+        // An unlink's name was matched by the kernel as typed; resolved, it may lie
+        // elsewhere (`..`, a symlinked directory).
+        if (rel1 || spelled1 || unlink) && !is_watched(&p, watched) {
             stats.unwatched.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let op = if ev.header.kind == EventKind::FileUnlink as u16 {
+        let op = if unlink {
             FileOp::Unlink
         } else if ev.header.kind == EventKind::FileTruncate as u16 {
             // New content by name: scanned like a write session's end.
@@ -861,6 +921,58 @@ mod tests {
         ev.path_len = 2;
         let act = path_activity(&ev, &watched, &stats, &mut ProcCache::default()).expect("kept");
         assert_eq!(act.path, n);
+    }
+
+    /// An unlink's name is resolved by its directory, never followed at its end:
+    /// through a symlinked directory it is the real file's, `..` out of the tree
+    /// leaves it, a removed symlink is the link's own name, and a name whose
+    /// directory went too stays as typed.
+    #[test]
+    fn unlinked_names_resolve_their_directory() {
+        use std::os::{fd::AsRawFd, unix::ffi::OsStrExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (www, home) = (dir.path().join("www"), dir.path().join("home"));
+        std::fs::create_dir(&www).expect("mkdir");
+        std::fs::create_dir(&home).expect("mkdir");
+        std::os::unix::fs::symlink(&www, home.join("site")).expect("symlink");
+        std::os::unix::fs::symlink(&home, www.join("out")).expect("symlink");
+        let real = www.canonicalize().expect("real");
+        // Configured through a symlink: the real tree is watched too.
+        let watched = Watched::trees(vec![home.join("site")]);
+        let stats = PipelineStats::default();
+        let unlink = |typed: &Path, flags: u32, tgid: u32, dirfd: i32| {
+            let mut ev = path_event(EventKind::FileUnlink);
+            ev.tgid = tgid;
+            ev.flags = flags;
+            ev.dirfd = dirfd;
+            let t = typed.as_os_str().as_bytes();
+            ev.path[..t.len()].copy_from_slice(t);
+            ev.path_len = t.len() as u32;
+            path_activity(&ev, &watched, &stats, &mut ProcCache::default())
+        };
+        let gone = u32::MAX - 1;
+        let act = unlink(&home.join("site/x.php"), 0, gone, libc::AT_FDCWD).expect("kept");
+        assert_eq!((act.op, act.path), (FileOp::Unlink, real.join("x.php")));
+        // The link itself was removed: named as the link, inside the tree.
+        let act = unlink(&www.join("out"), 0, gone, libc::AT_FDCWD).expect("kept");
+        assert_eq!(act.path, real.join("out"));
+        // Typed inside, resolved outside.
+        assert!(unlink(&www.join("out/own.txt"), 0, gone, libc::AT_FDCWD).is_none());
+        assert!(unlink(&www.join("../home/own.txt"), 0, gone, libc::AT_FDCWD).is_none());
+        assert_eq!(stats.unwatched.load(Ordering::Relaxed), 2);
+        // Its directory removed as well: as typed, normalized.
+        let act = unlink(&www.join("gone/./y.php"), 0, gone, libc::AT_FDCWD).expect("kept");
+        assert_eq!(act.path, www.join("gone/y.php"));
+        // Relative to a directory fd of a live process (this one).
+        let fd = std::fs::File::open(&home).expect("open");
+        let act = unlink(
+            Path::new("site/r.php"),
+            file_flags::RELATIVE,
+            std::process::id(),
+            fd.as_raw_fd(),
+        )
+        .expect("kept");
+        assert_eq!(act.path, real.join("r.php"));
     }
 
     #[test]
