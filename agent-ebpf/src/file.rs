@@ -443,13 +443,20 @@ fn kernel_name(
             return 0;
         }
     };
+    name_flags(n, dst, relative, truncated, flags);
+    n as u32
+}
+
+/// The flags of a name of `n` bytes read into `dst` (a user or a kernel one):
+/// `truncated` when it filled the buffer, `relative` when it does not start at `/`.
+#[inline(always)]
+fn name_flags(n: usize, dst: &[u8; PATH_MAX_LEN], relative: u32, truncated: u32, flags: &mut u32) {
     if n >= PATH_MAX_LEN - 1 {
         *flags |= truncated;
     }
     if dst[0] != b'/' {
         *flags |= relative;
     }
-    n as u32
 }
 
 /// An io_uring rename, link or unlink completed with `res`: its event (kept at
@@ -1396,12 +1403,7 @@ fn read_path(
     let n = unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, dst) }
         .map_err(|_| FileStat::PathReadError)?
         .len();
-    if n >= PATH_MAX_LEN - 1 {
-        *flags |= truncated;
-    }
-    if dst[0] != b'/' {
-        *flags |= relative;
-    }
+    name_flags(n, dst, relative, truncated, flags);
     Ok(n as u32)
 }
 
