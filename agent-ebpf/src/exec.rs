@@ -399,31 +399,6 @@ fn try_rampart_script_exit(ctx: &TracePointContext) -> Result<(), ()> {
     let name = unsafe { *SCRIPT_PENDING.get(&id).ok_or(())? };
     let _ = SCRIPT_PENDING.remove(&id);
     let fd = file::arg(ctx, file::ARG0).map_err(|_| ())? as i64;
-    script_open_done(id, name, fd)
-}
-
-/// A 32-bit open of the name at `name` that returned `fd`, seen at its exit by the
-/// file sensor's `sys_exit` program (the per-syscall tracepoints above never see
-/// 32-bit calls): followed like theirs when a watched interpreter made it (a 32-bit
-/// `ld-linux.so.2 /tmp/x`). A function of its own (a BPF-to-BPF call): inlined, its
-/// name hashing made the `sys_exit` program too large for the verifier.
-#[inline(never)]
-pub(crate) fn compat_open(name: u64, fd: i64) -> i32 {
-    let id = bpf_get_current_pid_tgid();
-    // SAFETY: plain lookup.
-    if unsafe { SCRIPT_WATCH.get(&((id >> 32) as u32)) }.is_none() {
-        return 0;
-    }
-    match script_open_done(id, name, fd) {
-        Ok(()) => 0,
-        Err(()) => 1,
-    }
-}
-
-/// A watched interpreter's open of the name at user address `name` returned `fd`:
-/// if the name is one of its arguments, its script is decided.
-#[inline(always)]
-fn script_open_done(id: u64, name: u64, fd: i64) -> Result<(), ()> {
     if fd < 0 {
         return Ok(());
     }

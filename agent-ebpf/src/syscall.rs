@@ -38,7 +38,6 @@ use aya_ebpf::{
 };
 
 use crate::{
-    exec,
     file::{self, Seen, AT_FDCWD, EXEC_BITS, O_CREAT, O_TRUNC, O_WRONLY},
     kstruct,
 };
@@ -219,16 +218,6 @@ fn syscall_exit<R: Regs>(r: &R, ret: i64) -> Result<(), FileStat> {
         unsafe { bpf_probe_read_kernel((task + o.task_thread_status as u64) as *const u32) }
             .map_err(|_| FileStat::PathReadError)?;
     let is_compat = status & TS_COMPAT != 0;
-    if is_compat && matches!(compat, op::OPEN | op::OPENAT | op::OPENAT2) && ret >= 0 {
-        // A 32-bit interpreter's script: the exec sensor's open tracepoints never see
-        // it, whatever this program serves the file sensor.
-        let reg = if compat == op::OPEN {
-            regs::BX
-        } else {
-            regs::CX
-        };
-        let _ = exec::compat_open(r.reg(reg)? & 0xffff_ffff, ret);
-    }
     let op = if is_compat {
         compat
     } else if want & syscall_parts::NATIVE != 0 {
