@@ -177,23 +177,17 @@ fn base_dir(tgid: u32, dirfd: i32) -> Option<PathBuf> {
 /// follow it). Lexical only when the directory is gone as well; None when a
 /// relative name's process is.
 fn resolve_unlinked(raw: &[u8], relative: bool, tgid: u32, dirfd: i32) -> Option<PathBuf> {
-    let typed = if relative {
-        base_dir(tgid, dirfd)?.join(cstr(raw))
-    } else {
-        PathBuf::from(cstr(raw))
-    };
+    if !relative {
+        return Some(
+            resolve_spelled(raw, tgid).unwrap_or_else(|| normalize(Path::new(&cstr(raw)))),
+        );
+    }
+    let typed = base_dir(tgid, dirfd)?.join(cstr(raw));
+    // Already as the agent sees it (/proc's links are): no root to go through.
     let real = typed
         .file_name()
         .zip(typed.parent())
-        .and_then(|(name, dir)| {
-            let dir = if relative {
-                // Already as the agent sees it (/proc's links are).
-                std::fs::canonicalize(dir).ok()
-            } else {
-                canonical_in_root(dir, tgid)
-            };
-            dir.map(|d| d.join(name))
-        });
+        .and_then(|(name, dir)| std::fs::canonicalize(dir).ok().map(|d| d.join(name)));
     Some(real.unwrap_or_else(|| normalize(&typed)))
 }
 
