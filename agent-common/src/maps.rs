@@ -247,6 +247,9 @@ pub mod progs {
     pub const SCRIPT_OPENAT: &str = "rampart_script_openat";
     pub const SCRIPT_OPEN: &str = "rampart_script_open";
     pub const SCRIPT_EXIT: &str = "rampart_script_exit";
+    /// tp_btf `sys_exit`: a 32-bit open by a watched interpreter (its script),
+    /// attached only where a 32-bit interpreter is installed.
+    pub const SCRIPT_EXIT32: &str = "rampart_script_exit32";
     /// sched_process_exit: a process's script watch ends with it.
     pub const EXEC_EXIT: &str = "rampart_exec_exit";
     pub const LSM_PROBE: &str = "rampart_lsm_probe";

@@ -399,6 +399,27 @@ fn try_rampart_script_exit(ctx: &TracePointContext) -> Result<(), ()> {
     let name = unsafe { *SCRIPT_PENDING.get(&id).ok_or(())? };
     let _ = SCRIPT_PENDING.remove(&id);
     let fd = file::arg(ctx, file::ARG0).map_err(|_| ())? as i64;
+    script_open_done(id, name, fd)
+}
+
+/// A 32-bit open of the name at `name` that returned `fd` (see
+/// `syscall::rampart_script_exit32`; the per-syscall tracepoints above never see
+/// 32-bit calls): followed like theirs when a watched interpreter made it (a 32-bit
+/// `ld-linux.so.2 /tmp/x`).
+#[inline(always)]
+pub(crate) fn compat_open(name: u64, fd: i64) -> Result<(), ()> {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: plain lookup.
+    if unsafe { SCRIPT_WATCH.get(&((id >> 32) as u32)) }.is_none() {
+        return Ok(());
+    }
+    script_open_done(id, name, fd)
+}
+
+/// A watched interpreter's open of the name at user address `name` returned `fd`:
+/// if the name is one of its arguments, its script is decided.
+#[inline(always)]
+fn script_open_done(id: u64, name: u64, fd: i64) -> Result<(), ()> {
     if fd < 0 {
         return Ok(());
     }

@@ -38,6 +38,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    exec,
     file::{self, Seen, AT_FDCWD, EXEC_BITS, O_CREAT, O_TRUNC, O_WRONLY},
     kstruct,
 };
@@ -192,6 +193,47 @@ pub fn rampart_syscall_exit_raw(ctx: RawTracePointContext) -> i32 {
         file::bump(stat);
     }
     0
+}
+
+/// The exec sensor's view of the end of every syscall, where a 32-bit interpreter
+/// is installed (the agent attaches it only then): a 32-bit open by an interpreter it
+/// watches may be its script (`/lib/ld-linux.so.2 /tmp/x`), which the per-syscall
+/// script tracepoints never see. A program of its own, not part of
+/// `rampart_syscall_exit`: there its name hashing made the program too large (E2BIG
+/// inlined; as a BPF-to-BPF call, 6.1 refused the combined stack). Every other
+/// syscall of the host ends at the number's compare.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn rampart_script_exit32(ctx: BtfTracePointContext) -> i32 {
+    let regs = Typed(ctx.arg(0));
+    let _ = script_exit32(&regs, ctx.arg(1));
+    0
+}
+
+#[inline(always)]
+fn script_exit32<R: Regs>(r: &R, ret: i64) -> Result<(), FileStat> {
+    // open(name, ...) and openat/openat2(dirfd, name, ...) in the i386 table.
+    let name_reg = match r.reg(regs::ORIG_AX)? {
+        5 => regs::BX,
+        295 | 437 => regs::CX,
+        _ => return Ok(()),
+    };
+    if ret < 0 {
+        return Ok(());
+    }
+    let Some(o) = kstruct::offsets().filter(|o| o.task_thread_status != 0) else {
+        return Ok(());
+    };
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: probe read; the helper validates the address.
+    let status: u32 =
+        unsafe { bpf_probe_read_kernel((task + o.task_thread_status as u64) as *const u32) }
+            .map_err(|_| FileStat::PathReadError)?;
+    if status & TS_COMPAT == 0 {
+        return Ok(());
+    }
+    let name = r.reg(name_reg)? & 0xffff_ffff;
+    exec::compat_open(name, ret).map_err(|()| FileStat::PathReadError)
 }
 
 /// A syscall ended with `ret`; `r` holds its number and arguments.

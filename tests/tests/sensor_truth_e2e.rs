@@ -549,7 +549,14 @@ fn exec_spellings(backend: Backend) {
     let t = true_bin.display();
     // Programs and scripts the customer drops into the tree.
     let mut setup = String::new();
-    for name in ["slashes", "dotdot", "symlinked", "relative", "ldso"] {
+    for name in [
+        "slashes",
+        "dotdot",
+        "symlinked",
+        "relative",
+        "ldso",
+        "ldso32",
+    ] {
         setup.push_str(&format!("cp {t} {w}/{name} && "));
     }
     setup.push_str(&format!(
@@ -559,7 +566,7 @@ fn exec_spellings(backend: Backend) {
     ));
     as_nobody(&setup);
     let ldso = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("ld.so");
-    let cases = [
+    let mut cases = vec![
         ("slashes", format!("/{w}/slashes")),
         ("dotdot", format!("{hm}/../ww/dotdot")),
         ("symlinked", format!("{hm}/link/symlinked")),
@@ -569,6 +576,19 @@ fn exec_spellings(backend: Backend) {
         ("by-python.py", format!("{python} {w}/by-python.py")),
         ("ldso", format!("{} {w}/ldso", ldso.display())),
     ];
+    // The 32-bit loader opens what it is given with 32-bit syscalls, which no
+    // per-syscall tracepoint sees (it then refuses a 64-bit file: the open is what
+    // counts). Installed by the bootstrap (libc6-i386), so required in CI.
+    let ldso32 = std::path::Path::new("/lib/ld-linux.so.2");
+    if ldso32.exists() {
+        let ldso32 = std::fs::canonicalize(ldso32).expect("ld.so (32-bit)");
+        cases.push(("ldso32", format!("{} {w}/ldso32 || true", ldso32.display())));
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI requires /lib/ld-linux.so.2"
+        );
+    }
     for (_, script) in &cases {
         as_nobody(script);
     }
@@ -615,7 +635,8 @@ fn exec_spellings(backend: Backend) {
     };
     // fanotify sees the files the kernel opens to run; the rest must be named.
     let fanotify = backend == Backend::Fanotify;
-    let unseen_here = |n: &str| fanotify && matches!(n, "by-sh.sh" | "by-python.py" | "ldso");
+    let unseen_here =
+        |n: &str| fanotify && matches!(n, "by-sh.sh" | "by-python.py" | "ldso" | "ldso32");
     let cases: Vec<_> = cases.iter().filter(|(n, _)| !unseen_here(n)).collect();
     let memfds: &[&str] = if fanotify {
         &[]

@@ -15,7 +15,7 @@ use crate::util::{self, output, step};
 /// the end-to-end tests use, systemd-journal-remote, which writes the real journal
 /// files the journald test reads (it upgrades systemd to the same point release), and
 /// rsyslog, through which the forged-syslog test logs, and the interpreters the exec
-/// tests follow to their scripts (python3, perl).
+/// tests follow to their scripts (python3, perl, the 32-bit ld.so).
 const APT_PACKAGES: &[&str] = &[
     "rustc-web",
     "rust-web-src",
@@ -34,6 +34,9 @@ const APT_PACKAGES: &[&str] = &[
     "rsyslog",
     "python3",
     "perl",
+    // The 32-bit dynamic loader (/lib/ld-linux.so.2), which the exec test runs a
+    // file through with 32-bit syscalls, as on hosts that keep 32-bit libraries.
+    "libc6-i386",
     // clamd, which the mail AV test starts on a private socket with a signature of
     // its own (no downloaded databases).
     "clamav-daemon",

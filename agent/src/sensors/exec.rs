@@ -17,7 +17,7 @@ use agent_common::{
 };
 use api::model::Severity;
 use aya::{
-    programs::{RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf,
 };
 
@@ -85,7 +85,9 @@ pub fn attach_exec(
             mode,
             reason: None,
         };
-        return Ok(vec![image, attach_script_follow(ebpf, mode)?]);
+        let mut out = vec![image, attach_script_follow(ebpf, mode)?];
+        out.extend(attach_script_follow32(ebpf, mode));
+        return Ok(out);
     }
     let name = progs::SCHED_PROCESS_EXEC;
     let prog: &mut TracePoint = program(ebpf, name)?;
@@ -144,6 +146,59 @@ fn attach_script_follow(
         mode,
         reason: None,
     })
+}
+
+/// The 32-bit opens of the interpreters followed to their scripts, where one of them
+/// is a 32-bit program (libc6-i386's `/lib/ld-linux.so.2`): the script tracepoints
+/// above are per-syscall ones, which never see 32-bit calls. Its program runs at the
+/// end of every syscall on the host, so it is attached only where it has work; None
+/// where no 32-bit interpreter is installed.
+fn attach_script_follow32(ebpf: &mut Ebpf, mode: Option<&'static str>) -> Option<Component> {
+    let ia32: Vec<PathBuf> = interpreter_paths()
+        .into_iter()
+        .filter(|p| is_elf32(p))
+        .collect();
+    if ia32.is_empty() || !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let name = progs::SCRIPT_EXIT32;
+    let attached = (|| -> Result<(), String> {
+        let btf = crate::kernel::kernel_btf()?;
+        let prog: &mut BtfTracePoint = program(ebpf, name).map_err(|e| e.to_string())?;
+        prog.load("sys_exit", &btf).map_err(|e| e.to_string())?;
+        prog.attach().map_err(|e| e.to_string())?;
+        Ok(())
+    })();
+    let (state, reason) = match attached {
+        Ok(()) => (
+            ComponentState::Attached,
+            format!("32-bit interpreters followed to their scripts: {ia32:?}"),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, interpreters = ?ia32, "The 32-bit script program did not attach: scripts run by these interpreters are not followed.");
+            (
+                ComponentState::Failed,
+                format!("scripts run by the 32-bit interpreters {ia32:?} are not followed: {e}"),
+            )
+        }
+    };
+    Some(Component {
+        name: name.to_string(),
+        kind: "tp_btf",
+        target: "sys_exit".into(),
+        state,
+        mode,
+        reason: Some(reason),
+    })
+}
+
+/// An ELF file of class ELFCLASS32 (a 32-bit program), by its first five bytes.
+fn is_elf32(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == *b"\x7fELF\x01")
 }
 
 /// Interpreters whose exec the kernel follows to the script they open: the shells,
@@ -487,6 +542,22 @@ fn exec_details(ev: &Exec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_32_bit_elf_files_are_32_bit_interpreters() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(is_elf32(&file("ld32", b"\x7fELF\x01\x01\x01\0rest")));
+        assert!(!is_elf32(&file("ld64", b"\x7fELF\x02\x01\x01\0rest")));
+        assert!(!is_elf32(&file("script", b"#!/bin/sh\necho\n")));
+        assert!(!is_elf32(&file("short", b"\x7fEL")));
+        assert!(!is_elf32(&dir.path().join("missing")));
+        assert!(!is_elf32(dir.path()), "a directory");
+    }
 
     fn exec(pid: u32, path: &str, relative: bool) -> Exec {
         Exec {
