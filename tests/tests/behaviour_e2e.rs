@@ -4,7 +4,8 @@
 //! - a web-server user (www-data) starting a shell is `web_shell_spawn`; PHP mail()'s
 //!   `sh -c /usr/sbin/sendmail ...` is not;
 //! - a script written there and then run is `dropped_and_executed`, naming the writer;
-//! - a script that deletes itself while it runs is `deleted_after_exec`.
+//! - a script that deletes itself while it runs is `deleted_after_exec`, also through
+//!   a name outside every watched tree (found by the check of running processes).
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command, time::Duration};
 
@@ -129,6 +130,35 @@ fn web_shells_dropped_executables_and_self_deleting_droppers() {
             h.log()
         );
     }
+    // Deleted through a symlinked directory from outside every tree: the kernel
+    // filters unlinks by the name typed, so no unlink event; the check of running
+    // processes finds the script deleted under its shell.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let link = outside.path().join("site");
+    std::os::unix::fs::symlink(&h.www, &link).expect("symlink");
+    let hidden = h.www.join("hidden.sh");
+    script(
+        &hidden,
+        &format!("rm -f {}/hidden.sh\nsleep 15", link.display()),
+    );
+    // In the background: it must still run when the check comes.
+    assert!(in_cgroup(&cg.0, &format!("{{ {} & }}", hidden.display())).success());
+    assert!(wait_for(Duration::from_secs(10), || !hidden.exists()));
+    let by_check = |f: &serde_json::Value| {
+        f["path"] == hidden.display().to_string()
+            && f["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("check of running processes"))
+    };
+    let found = wait_for(Duration::from_secs(20), || {
+        findings(&h, "deleted_after_exec").iter().any(by_check)
+    });
+    assert!(
+        found,
+        "no deleted_after_exec by the check of running processes: {:?}; log:\n{}",
+        findings(&h, "deleted_after_exec"),
+        h.log()
+    );
     // A script that runs and exits, deleted afterwards: clean-up, not a finding.
     let tidy = h.www.join("tidy.sh");
     script(&tidy, "true");

@@ -5,7 +5,8 @@
 //! - `dropped_and_executed`: a file written in a watched tree is executed from a
 //!   world-writable tree within the hour;
 //! - `deleted_after_exec`: an executed file is deleted while its process still runs
-//!   (droppers that clean up after themselves).
+//!   (droppers that clean up after themselves): joined with the file sensor's unlink
+//!   events, and found by [`Behaviour::sweep_running`] however it was deleted.
 //!
 //! The joins are symmetric (an exec and its file event can arrive in either order:
 //! they travel through different queues) and bounded (oldest entries go first).
@@ -35,6 +36,10 @@ const EXEC_WINDOW: Duration = Duration::from_secs(600);
 /// An unlink processed before its exec: the two crossed queues. Real reorderings are
 /// sub-second; a stale unlink must not join a later exec of a new file.
 const REORDER_WINDOW: Duration = Duration::from_secs(30);
+/// How often [`Behaviour::sweep_running`] runs.
+pub const RUNNING_SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Descriptors of one interpreter looked through for its deleted script.
+const MAX_FDS: usize = 4096;
 
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "ash", "busybox", "nc", "ncat",
@@ -253,6 +258,98 @@ impl Behaviour {
     }
 }
 
+impl Behaviour {
+    /// The execs of the last ten minutes (`EXEC_WINDOW`, as for the unlink join) that
+    /// `scope` keeps, whose process still runs a file that no name holds any more:
+    /// `deleted_after_exec` however the file was removed. The file sensor reports an
+    /// unlink by the name typed, so an unlink through a symlinked directory from
+    /// outside the watched trees, an io_uring unlink whose completion the ring skips,
+    /// or a rename over the file reached no join. What is checked is the kernel's own
+    /// view: the image (`/proc/<pid>/exe`), or a script's open descriptor in its
+    /// interpreter, names the exec'd path as deleted and the inode has no link left
+    /// (so a file renamed away is not deleted, and a reused pid running something
+    /// else is not this exec). A script its interpreter has closed (php, python read
+    /// it whole) is out of reach here; its unlink event still joins. Blocking (reads
+    /// of /proc): run it off the async workers.
+    pub fn sweep_running(&self, scope: impl Fn(&Exec) -> bool) -> Vec<NewFinding> {
+        let now = Instant::now();
+        let recent: Vec<(Instant, Exec)> = self.with(|s| {
+            s.execs
+                .map
+                .values()
+                .filter(|(at, e)| now.duration_since(*at) <= EXEC_WINDOW && !e.fileless && scope(e))
+                .cloned()
+                .collect()
+        });
+        let mut out = Vec::new();
+        for (at, e) in recent {
+            let Some(how) = runs_deleted(&e) else {
+                continue;
+            };
+            // Still the same exec (not one taken by an unlink's join meanwhile, nor a
+            // newer exec of the path): taken, so it is reported once.
+            let ours = self.with(|s| match s.execs.get(&e.path) {
+                Some((a, _)) if *a == at => s.execs.take(&e.path).is_some(),
+                _ => false,
+            });
+            if ours {
+                out.push(deleted_unseen(&e, how));
+            }
+        }
+        out
+    }
+}
+
+/// Where the process of `e` still holds the file it ran, now deleted: its image, or
+/// (a script) the interpreter's open descriptor of it. None when it is gone, holds a
+/// name, or the process no longer runs it.
+fn runs_deleted(e: &Exec) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let proc = PathBuf::from(format!("/proc/{}", e.tgid));
+    let mut wanted = e.path.clone().into_os_string();
+    wanted.push(" (deleted)");
+    // The link names the path as deleted, and the inode behind it (opened through
+    // the link, so the one the process holds) has no name left.
+    let deleted = |link: &Path| {
+        std::fs::read_link(link).is_ok_and(|t| t.as_os_str() == wanted)
+            && std::fs::metadata(link).is_ok_and(|m| m.nlink() == 0)
+    };
+    // An image is the process's exe; a script (also one run by its `#!` line, whose
+    // exec may be reported as the image) is open in its interpreter.
+    if deleted(&proc.join("exe")) {
+        return Some("its image".to_string());
+    }
+    let fds = std::fs::read_dir(proc.join("fd")).ok()?;
+    fds.flatten()
+        .take(MAX_FDS)
+        .find(|fd| deleted(&fd.path()))
+        .map(|fd| {
+            format!(
+                "the script, open on descriptor {}",
+                fd.file_name().to_string_lossy()
+            )
+        })
+}
+
+fn deleted_unseen(e: &Exec, how: String) -> NewFinding {
+    let path = e.path.display().to_string();
+    NewFinding {
+        details: format!(
+            "executed by pid {} ({}, uid {}), argv {:?}, parent {}; found deleted while it runs ({how} has no name left) by the check of running processes: no unlink of it was reported (removed through a name outside the watched trees, by io_uring, or replaced by a rename)",
+            e.tgid, e.comm, e.uid, e.args, e.parent_label()
+        ),
+        path: Some(path.clone()),
+        pid: Some(e.tgid),
+        uid: Some(e.uid),
+        process: Some(e.comm.clone()),
+        ..NewFinding::new(
+            CHECK_DELETED,
+            Severity::Critical,
+            format!("Executed file deleted while its process runs: {path}"),
+        )
+    }
+}
+
 fn dropped(e: &Exec, w: &Writer) -> NewFinding {
     let path = e.path.display().to_string();
     NewFinding {
@@ -400,6 +497,117 @@ mod tests {
         // A process that is gone: its file being deleted is normal clean-up.
         b.on_exec(&exec("/tmp/z", u32::MAX - 1, 33, &["/tmp/z"]));
         assert!(b.on_file(&act(FileOp::Unlink, "/tmp/z", 1)).is_empty());
+    }
+
+    /// Kills its child on drop, also when an assertion fails.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn running_images_deleted_by_any_name_are_found_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(dir.path()).unwrap();
+        let scope = |e: &Exec| e.world_writable;
+        let b = Behaviour::new([], vec![]);
+        // An image, deleted through a symlinked directory (a name no watched tree
+        // holds): no unlink event, found by the check.
+        let img = dir.join("dropper");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let run = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run.0.id(), 33, &["dropper", "30"]);
+        e.world_writable = true;
+        assert!(b.on_exec(&e).is_empty());
+        assert!(b.sweep_running(scope).is_empty(), "still has its name");
+        let other = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&dir, other.path().join("l")).unwrap();
+        std::fs::remove_file(other.path().join("l/dropper")).unwrap();
+        let f = b.sweep_running(scope);
+        assert_eq!(checks(&f), [CHECK_DELETED]);
+        assert!(
+            f[0].details.contains("its image has no name left"),
+            "{}",
+            f[0].details
+        );
+        assert!(b.sweep_running(scope).is_empty(), "reported once");
+
+        // Renamed away: it still has a name, so nothing. Replaced by a rename over it:
+        // its inode has none.
+        let img = dir.join("moved");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let run2 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run2.0.id(), 33, &["moved"]);
+        e.world_writable = true;
+        b.on_exec(&e);
+        std::fs::rename(&img, dir.join("elsewhere")).unwrap();
+        assert!(b.sweep_running(scope).is_empty(), "renamed, not deleted");
+        let img = dir.join("replaced");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let run3 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run3.0.id(), 33, &["replaced"]);
+        e.world_writable = true;
+        b.on_exec(&e);
+        std::fs::write(dir.join("decoy"), b"x").unwrap();
+        std::fs::rename(dir.join("decoy"), &img).unwrap();
+        assert_eq!(checks(&b.sweep_running(scope)), [CHECK_DELETED]);
+
+        // A script its shell holds open, deleted: found by the descriptor.
+        let script = dir.join("x.sh");
+        std::fs::write(&script, "sleep 30\necho done\n").unwrap();
+        let run4 = Running(
+            std::process::Command::new("/bin/sh")
+                .arg(&script)
+                .spawn()
+                .unwrap(),
+        );
+        let mut e = exec(script.to_str().unwrap(), run4.0.id(), 33, &["sh", "x.sh"]);
+        (e.world_writable, e.script) = (true, true);
+        b.on_exec(&e);
+        // Wait for the shell to open its script.
+        let fd_open = || {
+            std::fs::read_dir(format!("/proc/{}/fd", run4.0.id()))
+                .unwrap()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == script))
+        };
+        let t0 = Instant::now();
+        while !fd_open() && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(b.sweep_running(scope).is_empty());
+        std::fs::remove_file(&script).unwrap();
+        let f = b.sweep_running(scope);
+        assert_eq!(checks(&f), [CHECK_DELETED]);
+        assert!(
+            f[0].details.contains("the script, open on descriptor"),
+            "{}",
+            f[0].details
+        );
+
+        // Out of scope (not world-writable, not watched): never looked at.
+        let img = dir.join("tool");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let run5 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run5.0.id(), 1000, &["tool"]);
+        e.world_writable = false;
+        b.on_exec(&e);
+        std::fs::remove_file(&img).unwrap();
+        assert!(b.sweep_running(scope).is_empty());
+        // Deleted after its process ended: normal clean-up (and its pid may be anyone's).
+        let img = dir.join("ended");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let mut run6 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run6.0.id(), 33, &["ended"]);
+        e.world_writable = true;
+        b.on_exec(&e);
+        run6.0.kill().unwrap();
+        run6.0.wait().unwrap();
+        std::fs::remove_file(&img).unwrap();
+        assert!(b.sweep_running(scope).is_empty());
     }
 
     #[test]

@@ -186,6 +186,19 @@ pub async fn start(
             mailav::run(av.clone(), shutdown.clone())
         });
     }
+    {
+        // Execs whose file was deleted by a way no unlink event reported.
+        let (det, shutdown) = (detection.clone(), shutdown.clone());
+        let trees: Vec<PathBuf> = cfg
+            .watch
+            .paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        sup.spawn("detection", "running images", false, move || {
+            running_images(det.clone(), trees.clone(), shutdown.clone())
+        });
+    }
     let scheduler = {
         let det = detection.clone();
         let roots = cfg.watch.paths.clone();
@@ -603,6 +616,39 @@ pub async fn scan_results(rx: &mut mpsc::Receiver<ScanOutcome>, det: Arc<Detecti
             det.note_latency(o.req.queued_at.elapsed().as_secs_f64() * 1000.0);
         }
         record(found);
+    }
+}
+
+/// Every few seconds, the recent execs from a world-writable or watched tree whose
+/// process runs a file that has since been deleted ([`Behaviour::sweep_running`]).
+async fn running_images(
+    det: Arc<Detection>,
+    trees: Vec<PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(behaviour::RUNNING_SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let (d, t) = (det.clone(), trees.clone());
+                let found = tokio::task::spawn_blocking(move || {
+                    d.behaviour.sweep_running(|e| {
+                        e.world_writable || t.iter().any(|w| e.path.starts_with(w))
+                    })
+                })
+                .await;
+                match found {
+                    Ok(found) => {
+                        for f in found {
+                            det.findings.report(f).await;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "The check of running images failed."),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
