@@ -153,7 +153,7 @@ fn attach_script_follow(
 /// above are per-syscall ones, which never see 32-bit calls. Its program runs at the
 /// end of every syscall on the host, so it is attached only where it has work; None
 /// where no 32-bit interpreter is installed.
-fn attach_script_follow32(ebpf: &mut Ebpf, mode: Option<&'static str>) -> Option<Component> {
+pub fn attach_script_follow32(ebpf: &mut Ebpf, mode: Option<&'static str>) -> Option<Component> {
     let ia32: Vec<PathBuf> = interpreter_paths()
         .into_iter()
         .filter(|p| is_elf32(p))

@@ -1663,6 +1663,24 @@ fn file_programs(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Res
     }
     let (w, u) = (median(&mut w), median(&mut u));
     let (pw, pu) = (median(&mut pw), median(&mut pu));
+    if let Some((other, fstat)) = script32_ns_per_syscall()? {
+        results.insert(
+            "script32_bpf_ns_per_syscall",
+            metric(
+                other,
+                "ns/syscall",
+                "run time of rampart_script_exit32 (attached only where a 32-bit interpreter is installed) per syscall of the host that ends at the number's compare: 200k getppid, from BPF_ENABLE_STATS",
+            ),
+        );
+        results.insert(
+            "script32_bpf_ns_per_fstat",
+            metric(
+                fstat,
+                "ns/syscall",
+                "the same per 64-bit fstat, which shares the i386 open's number and so also reads TS_COMPAT: 200k fstat",
+            ),
+        );
+    }
     eprintln!(
         "file programs: {w:.0} ns per watched file, {u:.0} ns per unwatched file; \
          per-syscall tracepoints {pw:.0} / {pu:.0} ns"
@@ -1872,6 +1890,64 @@ fn uring_ns_per_completion() -> Result<Option<(f64, f64)>> {
     };
     eprintln!("  io_uring: rampart_uring_complete {complete:.0} ns/run, rampart_uring_submit {submit:.0} ns/run");
     Ok(Some((complete, submit)))
+}
+
+/// Run time per syscall of the exec sensor's 32-bit script program, which runs at the
+/// end of every syscall on a host with a 32-bit interpreter: for getppid (the
+/// number's compare only) and for fstat (x86_64's 5 is i386's open: the
+/// `TS_COMPAT` read too). None where no 32-bit interpreter is installed.
+fn script32_ns_per_syscall() -> Result<Option<(f64, f64)>> {
+    const N: usize = 200_000;
+    let pins = PinDir::new();
+    let cfg = integration_test::test_config(&pins);
+    let mut ebpf = agent::kernel::load(&cfg)?;
+    agent::kernel::set_kernel_offsets(&mut ebpf).map_err(anyhow::Error::msg)?;
+    let Some(c) = agent::sensors::exec::attach_script_follow32(&mut ebpf, None) else {
+        eprintln!("  rampart_script_exit32: no 32-bit interpreter installed, not attached");
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        c.state == agent::kernel::ComponentState::Attached,
+        "rampart_script_exit32: {:?}",
+        c.reason
+    );
+    let stats = || {
+        aya::programs::loaded_programs()
+            .flatten()
+            .filter(|p| {
+                p.name_as_str() == Some("rampart_script_")
+                    // BPF_PROG_TYPE_TRACING (tp_btf): not the script tracepoints.
+                    && p.program_type() as u32 == 26
+            })
+            .map(|p| (p.run_count(), p.run_time().as_nanos() as u64))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let per_run = |before: (u64, u64), after: (u64, u64)| {
+        let runs = after.0.saturating_sub(before.0);
+        anyhow::ensure!(
+            runs >= N as u64,
+            "only {runs} runs of rampart_script_exit32"
+        );
+        Ok(after.1.saturating_sub(before.1) as f64 / runs as f64)
+    };
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)?;
+    let before = stats();
+    for _ in 0..N {
+        // SAFETY: no arguments.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    let other = per_run(before, stats())?;
+    let before = stats();
+    // SAFETY: an out-parameter of ours.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    for _ in 0..N {
+        // SAFETY: fd 0 or not, fstat only writes `st`.
+        std::hint::black_box(unsafe { libc::fstat(0, &mut st) });
+    }
+    let fstat = per_run(before, stats())?;
+    eprintln!("  rampart_script_exit32: {other:.0} ns a getppid, {fstat:.0} ns an fstat");
+    drop(ebpf);
+    Ok(Some((other, fstat)))
 }
 
 /// run count and run time (ns) of every loaded file-sensor program (the syscall
