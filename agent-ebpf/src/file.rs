@@ -356,8 +356,8 @@ fn try_uring_submit(ctx: &TracePointContext) -> Result<(), FileStat> {
         return Ok(());
     }
     // `filename.name` is at 0; the request's fields never are (its file comes first).
-    let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0 && o.uring_unlink_name != 0)
-    else {
+    // The agent writes the rename's, link's and unlink's offsets together or none.
+    let Some(o) = kstruct::offsets().filter(|o| o.uring_path_new != 0) else {
         return Ok(());
     };
     let req = arg(ctx, uring::SUBMIT_REQ)?;
