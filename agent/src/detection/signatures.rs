@@ -1430,6 +1430,7 @@ mod tests {
             ("sqli_error_probe", "php_sqli_scanner"),
             ("port_probe_range", "php_request_port_scanner"),
             ("mysql_udf_install", "php_mysql_udf_installer"),
+            ("card_bin_checker", "php_card_bin_bulk_checker"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
