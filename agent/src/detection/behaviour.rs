@@ -40,6 +40,12 @@ const REORDER_WINDOW: Duration = Duration::from_secs(30);
 pub const RUNNING_SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Descriptors of one interpreter looked through for its deleted script.
 const MAX_FDS: usize = 4096;
+/// The work of one [`Behaviour::sweep_running`]: the processes and the descriptors it
+/// reads at most. Beyond that the next pass goes on where this one stopped, so a
+/// customer who floods execs (each holding many descriptors) delays the check of
+/// the rest by a few passes and cannot make one pass cost the agent more.
+const SWEEP_PROCESSES: usize = 1024;
+const SWEEP_FDS: usize = 32768;
 
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "ash", "busybox", "nc", "ncat",
@@ -112,6 +118,9 @@ pub struct Behaviour {
     /// `sh -c <command>` commands starting with one of these are not web shells.
     shell_allow: Vec<String>,
     state: Mutex<State>,
+    /// Where the next [`Behaviour::sweep_running`] starts in the recent execs, so a
+    /// flood of them is covered over successive passes within the work bound.
+    sweep_from: std::sync::atomic::AtomicUsize,
 }
 
 fn base(p: &str) -> &str {
@@ -128,6 +137,7 @@ impl Behaviour {
             web_uids: web_uids.into_iter().collect(),
             shell_allow,
             state: Mutex::new(State::default()),
+            sweep_from: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -272,8 +282,9 @@ impl Behaviour {
     /// it whole) is out of reach here; its unlink event still joins. Blocking (reads
     /// of /proc): run it off the async workers.
     pub fn sweep_running(&self, scope: impl Fn(&Exec) -> bool) -> Vec<NewFinding> {
+        use std::sync::atomic::Ordering;
         let now = Instant::now();
-        let recent: Vec<(Instant, Exec)> = self.with(|s| {
+        let mut recent: Vec<(Instant, Exec)> = self.with(|s| {
             s.execs
                 .map
                 .values()
@@ -281,21 +292,43 @@ impl Behaviour {
                 .cloned()
                 .collect()
         });
+        // Oldest first, from where the last pass stopped (wrapping).
+        recent.sort_by_key(|(at, _)| *at);
+        let start = match recent.len() {
+            0 => 0,
+            n => self.sweep_from.load(Ordering::Relaxed) % n,
+        };
+        recent.rotate_left(start);
+        let mut fds = SWEEP_FDS;
         let mut out = Vec::new();
-        for (at, e) in recent {
-            let Some(how) = runs_deleted(&e) else {
+        let mut checked = 0;
+        for (at, e) in &recent {
+            if checked == SWEEP_PROCESSES || fds == 0 {
+                break;
+            }
+            checked += 1;
+            let Some(how) = runs_deleted(e, &mut fds) else {
                 continue;
             };
             // Still the same exec (not one taken by an unlink's join meanwhile, nor a
             // newer exec of the path): taken, so it is reported once.
             let ours = self.with(|s| match s.execs.get(&e.path) {
-                Some((a, _)) if *a == at => s.execs.take(&e.path).is_some(),
+                Some((a, _)) if a == at => s.execs.take(&e.path).is_some(),
                 _ => false,
             });
             if ours {
-                out.push(deleted_unseen(&e, how));
+                out.push(deleted_unseen(e, how));
             }
         }
+        if checked < recent.len() {
+            tracing::debug!(
+                checked,
+                recent = recent.len(),
+                "Running images: the rest is checked by the next passes."
+            );
+        }
+        self.sweep_from
+            .store(start.wrapping_add(checked), Ordering::Relaxed);
         out
     }
 }
@@ -303,7 +336,8 @@ impl Behaviour {
 /// Where the process of `e` still holds the file it ran, now deleted: its image, or
 /// (a script) the interpreter's open descriptor of it. None when it is gone, holds a
 /// name, or the process no longer runs it.
-fn runs_deleted(e: &Exec) -> Option<String> {
+/// `fds`: descriptors this pass may still read; spent here.
+fn runs_deleted(e: &Exec, fds: &mut usize) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let proc = PathBuf::from(format!("/proc/{}", e.tgid));
     let mut wanted = e.path.clone().into_os_string();
@@ -319,16 +353,20 @@ fn runs_deleted(e: &Exec) -> Option<String> {
     if deleted(&proc.join("exe")) {
         return Some("its image".to_string());
     }
-    let fds = std::fs::read_dir(proc.join("fd")).ok()?;
-    fds.flatten()
-        .take(MAX_FDS)
-        .find(|fd| deleted(&fd.path()))
-        .map(|fd| {
-            format!(
+    let dir = std::fs::read_dir(proc.join("fd")).ok()?;
+    for fd in dir.flatten().take(MAX_FDS) {
+        if *fds == 0 {
+            return None;
+        }
+        *fds -= 1;
+        if deleted(&fd.path()) {
+            return Some(format!(
                 "the script, open on descriptor {}",
                 fd.file_name().to_string_lossy()
-            )
-        })
+            ));
+        }
+    }
+    None
 }
 
 fn deleted_unseen(e: &Exec, how: String) -> NewFinding {
@@ -608,6 +646,40 @@ mod tests {
         run6.0.wait().unwrap();
         std::fs::remove_file(&img).unwrap();
         assert!(b.sweep_running(scope).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_execs_delays_the_check_by_passes_and_bounds_each() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(dir.path()).unwrap();
+        let b = Behaviour::new([], vec![]);
+        // 2,500 execs of processes that do not exist (each costs a failed read)...
+        for i in 0..2500u32 {
+            let mut f = exec(&format!("/tmp/flood/{i}"), u32::MAX - i, 33, &["x"]);
+            f.world_writable = true;
+            b.on_exec(&f);
+        }
+        // ... then a dropper that deletes itself: the newest, so the last looked at.
+        let img = dir.join("dropper");
+        std::fs::copy("/bin/sleep", &img).unwrap();
+        let run = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
+        let mut e = exec(img.to_str().unwrap(), run.0.id(), 33, &["dropper"]);
+        e.world_writable = true;
+        b.on_exec(&e);
+        std::fs::remove_file(&img).unwrap();
+        let mut found = Vec::new();
+        let mut passes = 0;
+        while found.is_empty() && passes < 5 {
+            found = b.sweep_running(|e| e.world_writable);
+            passes += 1;
+            if passes == 1 {
+                assert!(found.is_empty(), "one pass checks 1,024 of 2,501");
+                assert_eq!(b.sweep_from.load(Ordering::Relaxed), SWEEP_PROCESSES);
+            }
+        }
+        assert_eq!(checks(&found), [CHECK_DELETED]);
+        assert_eq!(passes, 3, "2,501 execs take three passes of 1,024");
     }
 
     #[test]
