@@ -10,14 +10,19 @@
 //! - a TLS handshake timeout and a request-header timeout (which also ends idle
 //!   keep-alive connections), so idle sockets do not pile up;
 //! - `accept` errors (EMFILE when the process is out of descriptors) back off
-//!   instead of spinning, and never end the loop.
+//!   instead of spinning, and never end the loop;
+//! - a request hyper cannot parse gets its 400, then the connection is closed the
+//!   lingering way (see [`SharedIo`]), so a client still sending its body reads the
+//!   answer instead of a reset.
 //!
 //! The client's address reaches the filter as a [`Peer`] request extension.
 
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
+    io,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -28,6 +33,7 @@ use std::{
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpListener,
     sync::{watch, Notify},
     task::JoinSet,
@@ -371,8 +377,9 @@ pub async fn run<S, B>(
                     .header_read_timeout(limits.header_timeout)
                     .max_buf_size(64 * 1024);
                 // Upgrades: the live-logs WebSocket (`/api/v1/logs/live`).
+                let io = SharedIo(Arc::new(Mutex::new(tls)));
                 let conn = builder
-                    .serve_connection(TokioIo::new(tls), svc)
+                    .serve_connection(TokioIo::new(io.clone()), svc)
                     .with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
@@ -381,6 +388,9 @@ pub async fn run<S, B>(
                             let counter = if e.is_timeout() { &stats.ended_timeout } else { &stats.ended_error };
                             counter.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "API connection ended with an error.");
+                            if e.is_parse() {
+                                linger(io).await;
+                            }
                         }
                     }
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => {
@@ -400,4 +410,95 @@ pub async fn run<S, B>(
     drop(listener);
     let _ = stop_tx.send(true);
     while conns.join_next().await.is_some() {}
+}
+
+/// How long, and how much of what a client is still sending, [`linger`] reads.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// The connection's stream, shared between hyper and the listener. After a request
+/// hyper could not parse, hyper writes its 400 and stops reading; the stream it
+/// drops is still the listener's, which closes it the lingering way ([`linger`]).
+/// Closed at once, with the rest of the request unread, the socket answered what
+/// the client sent next with a reset: a client that sends its whole request before
+/// it reads (urllib3) saw its write fail and never read the 400.
+struct SharedIo<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for SharedIo<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> SharedIo<T> {
+    /// The stream, for one poll (hyper and the listener never poll it at once).
+    fn io(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for SharedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut *self.io()).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SharedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut *self.io()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        Pin::new(&mut *self.io()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io().is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut *self.io()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        Pin::new(&mut *self.io()).poll_shutdown(cx)
+    }
+}
+
+/// Close `io` the lingering way: end our side (TLS close_notify, then the TCP
+/// write side), then read and drop what the client still sends, for at most
+/// [`LINGER`] and [`LINGER_BYTES`], so its request goes out whole and it reads the
+/// answer before the connection goes.
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(LINGER, async {
+        let _ = io.shutdown().await;
+        let mut buf = [0u8; 8192];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }

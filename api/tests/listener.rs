@@ -253,3 +253,47 @@ async fn a_tls_connection_that_sends_no_request_is_dropped_at_the_header_timeout
     );
     server.stop().await;
 }
+
+/// A request with a header hyper cannot parse, whose body the client sends after
+/// the head (as HTTP clients do): the client can send all of it and then read the
+/// 400. Closed with the body unread, the socket reset the connection while the
+/// client was still sending, and a client that sends its whole request before it
+/// reads (urllib3, under schemathesis in CI) saw only the connection torn down ("EOF
+/// occurred in violation of protocol"), never the answer.
+#[tokio::test]
+async fn an_unparsable_request_gets_its_400_even_with_a_body_still_coming() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(Limits::default()).await;
+    const BODY: usize = 48 * 1024;
+    for round in 0..3 {
+        let tcp = connect_from("127.0.0.1", server.addr).await;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector(&server)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let head = format!(
+            "POST /api/v1/undo/run HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nX-Bad: a\x01b\r\nContent-Length: {BODY}\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.expect("head");
+        tls.flush().await.expect("flush");
+        // The server has parsed the head and answered by now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for chunk in 0..BODY / 1024 {
+            let sent = tls.write_all(&[b'x'; 1024]).await.and(tls.flush().await);
+            assert!(
+                sent.is_ok(),
+                "round {round}: body chunk {chunk} not taken: {sent:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 400"),
+            "round {round}: {read:?}, got {text:?}"
+        );
+    }
+    server.stop().await;
+}
