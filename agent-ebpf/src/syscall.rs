@@ -223,17 +223,22 @@ fn script_exit32<R: Regs>(r: &R, ret: i64) -> Result<(), FileStat> {
     let Some(o) = kstruct::offsets().filter(|o| o.task_thread_status != 0) else {
         return Ok(());
     };
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY: probe read; the helper validates the address.
-    let status: u32 =
-        unsafe { bpf_probe_read_kernel((task + o.task_thread_status as u64) as *const u32) }
-            .map_err(|_| FileStat::PathReadError)?;
+    let status = thread_status(o)?;
     if status & TS_COMPAT == 0 {
         return Ok(());
     }
     let name = r.reg(name_reg)? & 0xffff_ffff;
     exec::compat_open(name, ret).map_err(|()| FileStat::PathReadError)
+}
+
+/// The current task's `thread_info.status` (its `TS_COMPAT` bit: a 32-bit syscall).
+#[inline(always)]
+fn thread_status(o: &agent_common::KernelOffsets) -> Result<u32, FileStat> {
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: probe read; the helper validates the address.
+    unsafe { bpf_probe_read_kernel((task + o.task_thread_status as u64) as *const u32) }
+        .map_err(|_| FileStat::PathReadError)
 }
 
 /// A syscall ended with `ret`; `r` holds its number and arguments.
@@ -253,12 +258,7 @@ fn syscall_exit<R: Regs>(r: &R, ret: i64) -> Result<(), FileStat> {
     let Some(o) = kstruct::offsets().filter(|o| o.task_thread_status != 0) else {
         return Ok(());
     };
-    // SAFETY: plain helper call.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY: probe read; the helper validates the address.
-    let status: u32 =
-        unsafe { bpf_probe_read_kernel((task + o.task_thread_status as u64) as *const u32) }
-            .map_err(|_| FileStat::PathReadError)?;
+    let status = thread_status(o)?;
     let is_compat = status & TS_COMPAT != 0;
     let op = if is_compat {
         compat

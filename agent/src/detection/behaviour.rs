@@ -546,6 +546,15 @@ mod tests {
         }
     }
 
+    /// A copy of sleep at `path`, running, and its exec (world-writable) as reported.
+    fn running_copy(path: &Path, uid: u32) -> (Running, Exec) {
+        std::fs::copy("/bin/sleep", path).unwrap();
+        let run = Running(std::process::Command::new(path).arg("30").spawn().unwrap());
+        let mut e = exec(path.to_str().unwrap(), run.0.id(), uid, &["copy", "30"]);
+        e.world_writable = true;
+        (run, e)
+    }
+
     #[test]
     fn running_images_deleted_by_any_name_are_found_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -555,10 +564,7 @@ mod tests {
         // An image, deleted through a symlinked directory (a name no watched tree
         // holds): no unlink event, found by the check.
         let img = dir.join("dropper");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let run = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run.0.id(), 33, &["dropper", "30"]);
-        e.world_writable = true;
+        let (_run, e) = running_copy(&img, 33);
         assert!(b.on_exec(&e).is_empty());
         assert!(b.sweep_running(scope).is_empty(), "still has its name");
         let other = tempfile::tempdir().unwrap();
@@ -576,18 +582,12 @@ mod tests {
         // Renamed away: it still has a name, so nothing. Replaced by a rename over it:
         // its inode has none.
         let img = dir.join("moved");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let run2 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run2.0.id(), 33, &["moved"]);
-        e.world_writable = true;
+        let (_run2, e) = running_copy(&img, 33);
         b.on_exec(&e);
         std::fs::rename(&img, dir.join("elsewhere")).unwrap();
         assert!(b.sweep_running(scope).is_empty(), "renamed, not deleted");
         let img = dir.join("replaced");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let run3 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run3.0.id(), 33, &["replaced"]);
-        e.world_writable = true;
+        let (_run3, e) = running_copy(&img, 33);
         b.on_exec(&e);
         std::fs::write(dir.join("decoy"), b"x").unwrap();
         std::fs::rename(dir.join("decoy"), &img).unwrap();
@@ -628,19 +628,14 @@ mod tests {
 
         // Out of scope (not world-writable, not watched): never looked at.
         let img = dir.join("tool");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let run5 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run5.0.id(), 1000, &["tool"]);
+        let (_run5, mut e) = running_copy(&img, 1000);
         e.world_writable = false;
         b.on_exec(&e);
         std::fs::remove_file(&img).unwrap();
         assert!(b.sweep_running(scope).is_empty());
         // Deleted after its process ended: normal clean-up (and its pid may be anyone's).
         let img = dir.join("ended");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let mut run6 = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run6.0.id(), 33, &["ended"]);
-        e.world_writable = true;
+        let (mut run6, e) = running_copy(&img, 33);
         b.on_exec(&e);
         run6.0.kill().unwrap();
         run6.0.wait().unwrap();
@@ -662,10 +657,7 @@ mod tests {
         }
         // ... then a dropper that deletes itself: the newest, so the last looked at.
         let img = dir.join("dropper");
-        std::fs::copy("/bin/sleep", &img).unwrap();
-        let run = Running(std::process::Command::new(&img).arg("30").spawn().unwrap());
-        let mut e = exec(img.to_str().unwrap(), run.0.id(), 33, &["dropper"]);
-        e.world_writable = true;
+        let (_run, e) = running_copy(&img, 33);
         b.on_exec(&e);
         std::fs::remove_file(&img).unwrap();
         let mut found = Vec::new();
