@@ -1431,6 +1431,7 @@ mod tests {
             ("port_probe_range", "php_request_port_scanner"),
             ("mysql_udf_install", "php_mysql_udf_installer"),
             ("card_bin_checker", "php_card_bin_bulk_checker"),
+            ("hex_digit_loader", "php_hex_digit_array_payload"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
