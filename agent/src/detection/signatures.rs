@@ -1432,6 +1432,7 @@ mod tests {
             ("mysql_udf_install", "php_mysql_udf_installer"),
             ("card_bin_checker", "php_card_bin_bulk_checker"),
             ("hex_digit_loader", "php_hex_digit_array_payload"),
+            ("exec_function_switch", "php_exec_function_switch"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
             ("joined_command_from_ternary", "php_exec_request_input"),
             ("underscore_array_call", "php_variable_variable_call"),
