@@ -370,22 +370,12 @@ fn runs_deleted(e: &Exec, fds: &mut usize) -> Option<String> {
 }
 
 fn deleted_unseen(e: &Exec, how: String) -> NewFinding {
-    let path = e.path.display().to_string();
-    NewFinding {
-        details: format!(
-            "executed by pid {} ({}, uid {}), argv {:?}, parent {}; found deleted while it runs ({how} has no name left) by the check of running processes: no unlink of it was reported (removed through a name outside the watched trees, by io_uring, or replaced by a rename)",
-            e.tgid, e.comm, e.uid, e.args, e.parent_label()
+    deleted_finding(
+        e,
+        &format!(
+            "found deleted while it runs ({how} has no name left) by the check of running processes: no unlink of it was reported (removed through a name outside the watched trees, by io_uring, or replaced by a rename)"
         ),
-        path: Some(path.clone()),
-        pid: Some(e.tgid),
-        uid: Some(e.uid),
-        process: Some(e.comm.clone()),
-        ..NewFinding::new(
-            CHECK_DELETED,
-            Severity::Critical,
-            format!("Executed file deleted while its process runs: {path}"),
-        )
-    }
+    )
 }
 
 fn dropped(e: &Exec, w: &Writer) -> NewFinding {
@@ -416,11 +406,23 @@ fn dropped(e: &Exec, w: &Writer) -> NewFinding {
 }
 
 fn deleted(e: &Exec, by: &Writer) -> NewFinding {
+    deleted_finding(
+        e,
+        &format!("deleted by {} (pid {}) while it ran", by.comm, by.pid),
+    )
+}
+
+/// `deleted_after_exec` for the exec `e`; `how` says how the deletion was seen.
+fn deleted_finding(e: &Exec, how: &str) -> NewFinding {
     let path = e.path.display().to_string();
     NewFinding {
         details: format!(
-            "executed by pid {} ({}, uid {}), argv {:?}, parent {}; deleted by {} (pid {}) while it ran",
-            e.tgid, e.comm, e.uid, e.args, e.parent_label(), by.comm, by.pid
+            "executed by pid {} ({}, uid {}), argv {:?}, parent {}; {how}",
+            e.tgid,
+            e.comm,
+            e.uid,
+            e.args,
+            e.parent_label()
         ),
         path: Some(path.clone()),
         pid: Some(e.tgid),
