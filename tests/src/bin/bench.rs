@@ -1246,6 +1246,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // each pair and dropped after it; the median of the pair ratios cancels this VM's
     // drift, which over a minute is larger than the effect.
     let (mut r_on, mut r_unw, mut r_slow, mut r_untar) = (vec![], vec![], vec![], vec![]);
+    let mut r_floor = vec![];
     // The same with `sensors.file_syscall_hook: per_syscall`, in the same pairs.
     let (mut r_per, mut r_per_unw) = (vec![], vec![]);
     let (mut offs, mut ons, mut untar_offs, mut untar_ons) = (vec![], vec![], vec![], vec![]);
@@ -1274,6 +1275,23 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             prog.attach("syscalls", "sys_enter_getpgid")?;
             file_workload(&watched, N, base).0
         };
+        // The floor for a sensor that looks at every open's exit: a program at the end
+        // of every syscall that returns at its first compare (the 32-bit script
+        // program: none of the workload's syscalls is an i386 open), on top of that
+        // slow path.
+        let floor = {
+            let pins = PinDir::new();
+            let cfg = integration_test::test_config(&pins);
+            let mut ebpf = agent::kernel::load(&cfg)?;
+            let btf = agent::kernel::kernel_btf().map_err(anyhow::Error::msg)?;
+            let prog: &mut aya::programs::BtfTracePoint = ebpf
+                .program_mut(maps::progs::SCRIPT_EXIT32)
+                .context("program")?
+                .try_into()?;
+            prog.load("sys_exit", &btf)?;
+            prog.attach()?;
+            file_workload(&watched, N, base).0
+        };
         let ((on, user_on, sys_on), drain) =
             drained_stats(&watched, Sessions::Tracepoints, || {
                 file_workload_cpu(&watched, N, base)
@@ -1299,6 +1317,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         r_on.push(on / off);
         r_unw.push(unw / off);
         r_slow.push(slow / off);
+        r_floor.push(floor / off);
         r_untar.push(untar_on / untar_off);
         offs.push(off);
         ons.push(on);
@@ -1311,6 +1330,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let overhead_per_syscall = pct_median(&mut r_per);
     let overhead_per_syscall_unwatched = pct_median(&mut r_per_unw);
     let overhead_slow_path = pct_median(&mut r_slow);
+    let overhead_floor = pct_median(&mut r_floor);
     let untar_on = pct_median(&mut r_untar);
     let (t_off, t_on) = (median(&mut offs), median(&mut ons));
     let (t_untar_off, t_untar_on) = (median(&mut untar_offs), median(&mut untar_ons));
@@ -1398,7 +1418,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     eprintln!(
         "file sensor: {N} files {t_off:.2}s without, {t_on:.2}s with (+{overhead:.1}%), unwatched +{overhead_unwatched:.1}%; \
          per-syscall tracepoints +{overhead_per_syscall:.1}% (unwatched +{overhead_per_syscall_unwatched:.1}%); \
-         syscall slow path alone +{overhead_slow_path:.1}%; latency p50 {:.3} ms p99 {:.3} ms; {} events, {lost} lost",
+         syscall slow path alone +{overhead_slow_path:.1}%, with a program returning at every syscall's exit +{overhead_floor:.1}%; latency p50 {:.3} ms p99 {:.3} ms; {} events, {lost} lost",
         pct(0.5),
         pct(0.99),
         got.len()
@@ -1442,6 +1462,14 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             overhead_slow_path,
             "%",
             &format!("one program on syscalls:sys_enter_getpgid, which the workload never calls: the cost every syscall-tracepoint sensor pays (TIF_SYSCALL_TRACEPOINT on every task); {base_s}"),
+        ),
+    );
+    results.insert(
+        "file_overhead_pct_exit_floor",
+        metric(
+            overhead_floor,
+            "%",
+            &format!("a tp_btf program on sys_exit that returns at its first compare (rampart_script_exit32; the workload makes no 32-bit open), loaded alone: the least a sensor that looks at every open's exit costs, slow path included; {base_s}"),
         ),
     );
     let decomposition = "per watched file, create+write+close+unlink 50k files in one thread on tmpfs; median of 5 pairs (cargo xtask bench)";
