@@ -1433,6 +1433,8 @@ mod tests {
             ("card_bin_checker", "php_card_bin_bulk_checker"),
             ("hex_digit_loader", "php_hex_digit_array_payload"),
             ("exec_function_switch", "php_exec_function_switch"),
+            ("console_stderr_cookie", "php_webshell_marker"),
+            ("eval_variable_walker", "php_eval_variable_walker"),
             ("whole_request_alias_eval", "php_request_input_to_exec"),
             ("exec_wrapper_by_reference", "php_command_wrapper_on_input"),
             ("socket_relay_listener", "php_socket_listener_on_request"),
