@@ -1246,7 +1246,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     // each pair and dropped after it; the median of the pair ratios cancels this VM's
     // drift, which over a minute is larger than the effect.
     let (mut r_on, mut r_unw, mut r_slow, mut r_untar) = (vec![], vec![], vec![], vec![]);
-    let mut r_floor = vec![];
+    let (mut r_floor, mut r_floor_per) = (vec![], vec![]);
     // The same with `sensors.file_syscall_hook: per_syscall`, in the same pairs.
     let (mut r_per, mut r_per_unw) = (vec![], vec![]);
     let (mut offs, mut ons, mut untar_offs, mut untar_ons) = (vec![], vec![], vec![], vec![]);
@@ -1292,6 +1292,26 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             prog.attach()?;
             file_workload(&watched, N, base).0
         };
+        // The same for the per-syscall design: on the two tracepoints a write session
+        // needs at the least, the open's exit and the close's enter, a program that
+        // makes one map lookup, which misses here (the script sensor's: its exit
+        // program finds no open in flight, its open program, reading the fd as a
+        // name, no watched interpreter).
+        let floor_per_syscall = {
+            let pins = PinDir::new();
+            let cfg = integration_test::test_config(&pins);
+            let mut ebpf = agent::kernel::load(&cfg)?;
+            for (name, tracepoint) in [
+                (maps::progs::SCRIPT_EXIT, "sys_exit_openat"),
+                (maps::progs::SCRIPT_OPEN, "sys_enter_close"),
+            ] {
+                let prog: &mut aya::programs::TracePoint =
+                    ebpf.program_mut(name).context("program")?.try_into()?;
+                prog.load()?;
+                prog.attach("syscalls", tracepoint)?;
+            }
+            file_workload(&watched, N, base).0
+        };
         let ((on, user_on, sys_on), drain) =
             drained_stats(&watched, Sessions::Tracepoints, || {
                 file_workload_cpu(&watched, N, base)
@@ -1318,6 +1338,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         r_unw.push(unw / off);
         r_slow.push(slow / off);
         r_floor.push(floor / off);
+        r_floor_per.push(floor_per_syscall / off);
         r_untar.push(untar_on / untar_off);
         offs.push(off);
         ons.push(on);
@@ -1331,6 +1352,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let overhead_per_syscall_unwatched = pct_median(&mut r_per_unw);
     let overhead_slow_path = pct_median(&mut r_slow);
     let overhead_floor = pct_median(&mut r_floor);
+    let overhead_floor_per = pct_median(&mut r_floor_per);
     let untar_on = pct_median(&mut r_untar);
     let (t_off, t_on) = (median(&mut offs), median(&mut ons));
     let (t_untar_off, t_untar_on) = (median(&mut untar_offs), median(&mut untar_ons));
@@ -1418,7 +1440,7 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     eprintln!(
         "file sensor: {N} files {t_off:.2}s without, {t_on:.2}s with (+{overhead:.1}%), unwatched +{overhead_unwatched:.1}%; \
          per-syscall tracepoints +{overhead_per_syscall:.1}% (unwatched +{overhead_per_syscall_unwatched:.1}%); \
-         syscall slow path alone +{overhead_slow_path:.1}%, with a program returning at every syscall's exit +{overhead_floor:.1}%; latency p50 {:.3} ms p99 {:.3} ms; {} events, {lost} lost",
+         syscall slow path alone +{overhead_slow_path:.1}%, with a program returning at every syscall's exit +{overhead_floor:.1}%, with a lookup at openat's exit and close's enter +{overhead_floor_per:.1}%; latency p50 {:.3} ms p99 {:.3} ms; {} events, {lost} lost",
         pct(0.5),
         pct(0.99),
         got.len()
@@ -1470,6 +1492,14 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
             overhead_floor,
             "%",
             &format!("a tp_btf program on sys_exit that returns at its first compare (rampart_script_exit32; the workload makes no 32-bit open), loaded alone: the least a sensor that looks at every open's exit costs, slow path included; {base_s}"),
+        ),
+    );
+    results.insert(
+        "file_overhead_pct_per_syscall_floor",
+        metric(
+            overhead_floor_per,
+            "%",
+            &format!("a tracepoint program that makes one map lookup, which misses, on syscalls:sys_exit_openat and on sys_enter_close (the script sensor's rampart_script_exit and rampart_script_open, loaded alone): the least a per-syscall sensor costs that follows write sessions; {base_s}"),
         ),
     );
     let decomposition = "per watched file, create+write+close+unlink 50k files in one thread on tmpfs; median of 5 pairs (cargo xtask bench)";
