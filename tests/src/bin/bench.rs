@@ -1223,6 +1223,17 @@ fn fanotify_runs(
     Ok((t, t_untar, events))
 }
 
+/// Load each of `programs` (name, syscall tracepoint) and attach it there.
+fn tracepoints(ebpf: &mut aya::Ebpf, programs: &[(&str, &str)]) -> Result<()> {
+    for (name, tracepoint) in programs {
+        let prog: &mut aya::programs::TracePoint =
+            ebpf.program_mut(name).context("program")?.try_into()?;
+        prog.load()?;
+        prog.attach("syscalls", tracepoint)?;
+    }
+    Ok(())
+}
+
 /// File sensor cost and latency: the same workload without and with the sensor
 /// attached (same run), and close → event-in-userspace latency.
 fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Result<()> {
@@ -1255,6 +1266,15 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
     let (mut w_user, mut w_sys, mut w_user_on, mut w_sys_on) = (vec![], vec![], vec![], vec![]);
     let (mut r_cpu, mut r_wake) = (vec![], vec![]);
     let per_file = |s: f64| s / N as f64 * 1e9;
+    // The workload in the watched tree with only what `attach` loads from a fresh
+    // object (no sensor): what the hooks cost before a sensor does any work.
+    let bare = |attach: &dyn Fn(&mut aya::Ebpf) -> Result<()>| -> Result<f64> {
+        let pins = PinDir::new();
+        let cfg = integration_test::test_config(&pins);
+        let mut ebpf = agent::kernel::load(&cfg)?;
+        attach(&mut ebpf)?;
+        Ok(file_workload(&watched, N, base).0)
+    };
     for _ in 0..PAIRS {
         let (off, user_off, sys_off) = file_workload_cpu(&watched, N, base);
         w_user.push(per_file(user_off));
@@ -1263,26 +1283,14 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         // The floor for any syscall-tracepoint sensor: one program on a syscall the
         // workload never makes. It never runs, yet every syscall of every task now
         // takes the kernel's tracing slow path.
-        let slow = {
-            let pins = PinDir::new();
-            let cfg = integration_test::test_config(&pins);
-            let mut ebpf = agent::kernel::load(&cfg)?;
-            let prog: &mut aya::programs::TracePoint = ebpf
-                .program_mut(maps::progs::SYS_ENTER_CLOSE)
-                .context("program")?
-                .try_into()?;
-            prog.load()?;
-            prog.attach("syscalls", "sys_enter_getpgid")?;
-            file_workload(&watched, N, base).0
-        };
+        let slow = bare(&|ebpf| {
+            tracepoints(ebpf, &[(maps::progs::SYS_ENTER_CLOSE, "sys_enter_getpgid")])
+        })?;
         // The floor for a sensor that looks at every open's exit: a program at the end
         // of every syscall that returns at its first compare (the 32-bit script
         // program: none of the workload's syscalls is an i386 open), on top of that
         // slow path.
-        let floor = {
-            let pins = PinDir::new();
-            let cfg = integration_test::test_config(&pins);
-            let mut ebpf = agent::kernel::load(&cfg)?;
+        let floor = bare(&|ebpf| {
             let btf = agent::kernel::kernel_btf().map_err(anyhow::Error::msg)?;
             let prog: &mut aya::programs::BtfTracePoint = ebpf
                 .program_mut(maps::progs::SCRIPT_EXIT32)
@@ -1290,28 +1298,22 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
                 .try_into()?;
             prog.load("sys_exit", &btf)?;
             prog.attach()?;
-            file_workload(&watched, N, base).0
-        };
+            Ok(())
+        })?;
         // The same for the per-syscall design: on the two tracepoints a write session
         // needs at the least, the open's exit and the close's enter, a program that
         // makes one map lookup, which misses here (the script sensor's: its exit
         // program finds no open in flight, its open program, reading the fd as a
         // name, no watched interpreter).
-        let floor_per_syscall = {
-            let pins = PinDir::new();
-            let cfg = integration_test::test_config(&pins);
-            let mut ebpf = agent::kernel::load(&cfg)?;
-            for (name, tracepoint) in [
-                (maps::progs::SCRIPT_EXIT, "sys_exit_openat"),
-                (maps::progs::SCRIPT_OPEN, "sys_enter_close"),
-            ] {
-                let prog: &mut aya::programs::TracePoint =
-                    ebpf.program_mut(name).context("program")?.try_into()?;
-                prog.load()?;
-                prog.attach("syscalls", tracepoint)?;
-            }
-            file_workload(&watched, N, base).0
-        };
+        let floor_per_syscall = bare(&|ebpf| {
+            tracepoints(
+                ebpf,
+                &[
+                    (maps::progs::SCRIPT_EXIT, "sys_exit_openat"),
+                    (maps::progs::SCRIPT_OPEN, "sys_enter_close"),
+                ],
+            )
+        })?;
         let ((on, user_on, sys_on), drain) =
             drained_stats(&watched, Sessions::Tracepoints, || {
                 file_workload_cpu(&watched, N, base)
