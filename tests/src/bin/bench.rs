@@ -1224,10 +1224,9 @@ fn fanotify_runs(
 }
 
 /// Load each of `programs` (name, syscall tracepoint) and attach it there.
-fn tracepoints(ebpf: &mut aya::Ebpf, programs: &[(&str, &str)]) -> Result<()> {
-    for (name, tracepoint) in programs {
-        let prog: &mut aya::programs::TracePoint =
-            ebpf.program_mut(name).context("program")?.try_into()?;
+fn tracepoints(ebpf: &mut aya::Ebpf, programs: &[(&'static str, &str)]) -> Result<()> {
+    for &(name, tracepoint) in programs {
+        let prog = agent::kernel::program::<aya::programs::TracePoint>(ebpf, name)?;
         prog.load()?;
         prog.attach("syscalls", tracepoint)?;
     }
@@ -1292,10 +1291,10 @@ fn file_sensor(results: &mut BTreeMap<&'static str, serde_json::Value>) -> Resul
         // slow path.
         let floor = bare(&|ebpf| {
             let btf = agent::kernel::kernel_btf().map_err(anyhow::Error::msg)?;
-            let prog: &mut aya::programs::BtfTracePoint = ebpf
-                .program_mut(maps::progs::SCRIPT_EXIT32)
-                .context("program")?
-                .try_into()?;
+            let prog = agent::kernel::program::<aya::programs::BtfTracePoint>(
+                ebpf,
+                maps::progs::SCRIPT_EXIT32,
+            )?;
             prog.load("sys_exit", &btf)?;
             prog.attach()?;
             Ok(())
